@@ -1,0 +1,1 @@
+"""HTTP adapter: thin handlers over the services, one error table."""

@@ -1,0 +1,113 @@
+"""The ASGI app factory: routes, CORS for browser callers, error table, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kindred.api.errors import handle_kindred_error, status_of
+from kindred.api.events import EventsApi
+from kindred.bootstrap import Container
+from kindred.domain.errors import KindredError
+
+__all__ = ["create_app"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(container: Container, *, manage_lifecycle: bool = True) -> Starlette:
+    """`manage_lifecycle`: start the container on startup and drain it on shutdown."""
+    events = EventsApi(container)
+    timed = _timer(container)
+    routes = [
+        Route("/v2/events", timed("events", events.events), methods=["POST"]),
+        Route("/v2/bulkevents", timed("bulkevents", events.bulk), methods=["POST"]),
+        Route(
+            "/v2/bulkevents/historical",
+            timed("bulkevents_historical", events.bulk_historical),
+            methods=["POST"],
+        ),
+        Route("/v3/JS/{api_key}/events", timed("web_events", events.web_events), methods=["POST"]),
+        Route(
+            "/webevents/v3/JS/{api_key}/events",
+            timed("web_events", events.web_events),
+            methods=["POST"],
+        ),
+        Route("/healthz", _health(container), methods=["GET"]),
+        Route("/readyz", _health(container), methods=["GET"]),
+        Route("/metrics", _metrics(container), methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            container.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                container.close()
+
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["x-mp-key", "content-type", "authorization", "accept"],
+                max_age=86400,
+            )
+        ],
+        exception_handlers={KindredError: handle_kindred_error},
+        lifespan=lifespan,
+    )
+
+
+def _timer(container: Container) -> Callable[[str, Handler], Handler]:
+    histogram = container.metrics.request_seconds
+
+    def wrap(route: str, handler: Handler) -> Handler:
+        async def timed(request: Request) -> Response:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except KindredError as exc:
+                status = status_of(exc)
+                raise
+            finally:
+                histogram.labels(route, str(status)).observe(time.perf_counter() - started)
+
+        return timed
+
+    return wrap
+
+
+def _health(container: Container) -> Handler:
+    async def health(_: Request) -> Response:
+        if not container.started:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok", "queued": container.writer.queued()})
+
+    return health
+
+
+def _metrics(container: Container) -> Handler:
+    async def metrics(_: Request) -> Response:
+        container.metrics.queue_depth.set(container.writer.queued())
+        return Response(
+            container.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return metrics

@@ -1,0 +1,159 @@
+"""`kindred`: serve, migrate, demo, import, profile."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from kindred.bootstrap import Container, build
+from kindred.config import Settings, load_settings
+from kindred.domain.errors import KindredError
+from kindred.observability import configure_logging
+
+__all__ = ["main"]
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML config file (default: the demo config, or $KINDRED_CONFIG).",
+)
+_data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Where the embedded store lives."
+)
+
+
+def _settings(config_path: str | None, data_dir: str | None) -> Settings:
+    try:
+        return load_settings(config_path, data_dir=data_dir)
+    except KindredError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _started(settings: Settings) -> Container:
+    container = build(settings)
+    container.store.migrate()
+    return container
+
+
+@click.group()
+def main() -> None:
+    """Kindred: a self-hosted customer profile engine."""
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+@click.option("--host", help="Address to listen on (default from config: 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default from config: 8080).")
+@click.option("--demo-data", is_flag=True, help="Load the demo data before serving.")
+def serve(
+    config_path: str | None,
+    data_dir: str | None,
+    host: str | None,
+    port: int | None,
+    demo_data: bool,
+) -> None:
+    """Run the HTTP server."""
+    from kindred.cli.serve import run_server  # noqa: PLC0415 - keeps other commands light
+
+    settings = _settings(config_path, data_dir)
+    configure_logging(settings.server.log_level, settings.server.log_format)
+    run_server(settings, host=host, port=port, demo_data=demo_data)
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+def migrate(config_path: str | None, data_dir: str | None) -> None:
+    """Create or upgrade the store's schema."""
+    container = build(_settings(config_path, data_dir))
+    version = container.store.migrate()
+    container.store.close()
+    click.echo(f"schema at version {version}")
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+def demo(config_path: str | None, data_dir: str | None) -> None:
+    """Load the demo data (safe to repeat: nothing is loaded twice)."""
+    from kindred.cli.serve import load_demo  # noqa: PLC0415
+
+    container = _started(_settings(config_path, data_dir))
+    try:
+        click.echo(load_demo(container))
+    finally:
+        container.store.close()
+
+
+@main.group("import")
+def import_group() -> None:
+    """Import data from files."""
+
+
+@import_group.command("csv")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "input_name", required=True, help="Name of the CSV import input.")
+@_config_option
+@_data_dir_option
+def import_csv(file: str, input_name: str, config_path: str | None, data_dir: str | None) -> None:
+    """Import identities and user attributes from a CSV file."""
+    from kindred.services.csv_import import CsvImporter  # noqa: PLC0415
+
+    container = _started(_settings(config_path, data_dir))
+    source = container.tenancy.input_named(input_name)
+    if source is None:
+        raise click.ClickException(f"--input: no input named {input_name!r}")
+    try:
+        report = CsvImporter(container.ingest.ingest, container.clock.now_ms).run(
+            Path(file).read_text(encoding="utf-8-sig"), source
+        )
+    finally:
+        container.store.close()
+    click.echo(msgspec.json.format(msgspec.json.encode(report.as_dict())).decode())
+    if report.errors:
+        sys.exit(1)
+
+
+@main.group()
+def profile() -> None:
+    """Inspect stored profiles."""
+
+
+@profile.command("get")
+@click.option("--mpid", type=int, help="The profile's MPID.")
+@click.option("--identity", help="TYPE=VALUE, e.g. email=ann@example.com.")
+@click.option("--workspace", type=int, help="Workspace whose identity scope to search.")
+@_config_option
+@_data_dir_option
+def profile_get(
+    mpid: int | None,
+    identity: str | None,
+    workspace: int | None,
+    config_path: str | None,
+    data_dir: str | None,
+) -> None:
+    """Print a stored profile as JSON."""
+    from kindred.services.profiles import ProfileQueries, profile_document  # noqa: PLC0415
+
+    if (mpid is None) == (identity is None):
+        raise click.UsageError("give exactly one of --mpid or --identity")
+    container = _started(_settings(config_path, data_dir))
+    queries = ProfileQueries(container.store, container.tenancy)
+    try:
+        if mpid is not None:
+            found = queries.by_mpid(mpid)
+        else:
+            id_type, sep, value = (identity or "").partition("=")
+            if not sep:
+                raise click.UsageError("--identity takes TYPE=VALUE")
+            found = queries.by_identity(id_type, value, workspace)
+    except KindredError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        container.store.close()
+    click.echo(msgspec.json.format(msgspec.json.encode(profile_document(found))).decode())

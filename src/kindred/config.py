@@ -1,0 +1,258 @@
+"""Settings: the TOML file plus environment overrides. The only reader of `os.environ`.
+
+Every key is documented in docs/configuration.md (a test keeps the two in step). Errors name
+the key and the problem: `accounts[0].workspaces[0].inputs[1].source_type: Invalid enum
+value 'sever'`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from kindred.domain.errors import ConfigError
+
+__all__ = [
+    "AccountSettings",
+    "CredentialSettings",
+    "GuardrailSettings",
+    "IdentitySettings",
+    "InputSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "WorkspaceSettings",
+    "demo_config_text",
+    "load_settings",
+]
+
+SourceTypeName = Literal[
+    "web",
+    "ios",
+    "android",
+    "server",
+    "custom_feed",
+    "partner_feed",
+    "csv_import",
+    "warehouse_sync",
+]
+PLATFORM_TYPES = frozenset({"web", "ios", "android", "server"})
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Unknown keys are refused so that a typo never silently falls back to a default."""
+
+
+class ServerSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 262_144
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+
+class StoreSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # sqlite:///relative/to/data_dir.db, sqlite:////absolute/path.db or postgresql://...
+    url: str = "sqlite:///kindred.db"
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    group_max: int = 256
+    pool_size: int = 8
+
+
+class IdentitySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    strategy: Literal["default"] = "default"
+    priority: list[str] | None = None
+    unique: list[str] = msgspec.field(default_factory=lambda: ["customer_id"])
+    login: list[str] = msgspec.field(default_factory=lambda: ["customer_id"])
+    immutable: str | None = "customer_id"
+    blocklist_extra: list[str] = msgspec.field(default_factory=list)
+    max_profiles_per_identity: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"device_application_stamp": 20}
+    )
+
+
+class GuardrailSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_attributes_per_profile: int = 1000
+    max_attribute_key_length: int = 256
+    max_attribute_value_length: int = 4096
+    max_list_length: int = 1000
+    max_list_entry_length: int = 512
+    max_identities_per_profile: int = 50
+    max_devices_per_workspace: int = 50
+
+
+class InputSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    source_type: SourceTypeName
+    api_key: str
+    api_secret: str | None = None
+    api_secret_env: str | None = None
+    protection: Literal["create_update", "update_only", "read_only"] = "create_update"
+    rate_limit_per_s: float = 270.0
+    rate_limit_burst: int = 540
+
+
+class WorkspaceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: int
+    name: str
+    inputs: list[InputSettings] = msgspec.field(default_factory=list)
+
+
+class AccountSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: int
+    name: str
+    identity_scope: Literal["account", "workspace"] = "account"
+    retention_days: int = 730
+    profile_lifetime_days: int = 90
+    lifetime_profiles: bool = False
+    identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
+    guardrails: GuardrailSettings = msgspec.field(default_factory=GuardrailSettings)
+    workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
+
+
+class OrgSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: int
+    name: str = ""
+
+
+class CredentialSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    client_id: str
+    client_secret: str | None = None
+    client_secret_env: str | None = None
+    workspaces: list[int] = msgspec.field(default_factory=list)
+    rate_limit_per_s: float = 15.0
+    rate_limit_burst: int = 30
+
+
+class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    org: OrgSettings
+    accounts: list[AccountSettings]
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    credentials: list[CredentialSettings] = msgspec.field(default_factory=list)
+    # Not from the file: where the embedded store and other local files live.
+    data_dir: str = "data"
+    source: str = "<demo>"
+
+
+def demo_config_text() -> str:
+    return resources.files("kindred.demo").joinpath("kindred.toml").read_text()
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    data_dir: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Read the config file (the demo config when none is given) and apply overrides:
+    KINDRED_CONFIG, KINDRED_DATA_DIR, KINDRED_STORE_URL, and `*_env` secret references."""
+    environ = dict(os.environ) if env is None else env
+    path = path or environ.get("KINDRED_CONFIG") or None
+    text = Path(path).read_text() if path else demo_config_text()
+    settings = _decode(text, str(path or "<demo>"))
+    updates: dict[str, object] = {"source": str(path or "<demo>")}
+    updates["data_dir"] = data_dir or environ.get("KINDRED_DATA_DIR") or settings.data_dir
+    if environ.get("KINDRED_STORE_URL"):
+        updates["store"] = msgspec.structs.replace(settings.store, url=environ["KINDRED_STORE_URL"])
+    settings = msgspec.structs.replace(settings, **updates)
+    settings = _resolve_secrets(settings, environ)
+    _validate(settings)
+    return settings
+
+
+def _decode(text: str, source: str) -> Settings:
+    try:
+        return msgspec.toml.decode(text, type=Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_pathed(str(exc))}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+
+
+def _pathed(message: str) -> str:
+    """`Expected int - at `$.org.id`` -> `org.id: Expected int`."""
+    match = re.match(r"(.*) - at `\$\.?(.*)`$", message)
+    if not match:
+        return message
+    return f"{match.group(2) or '(top level)'}: {match.group(1)}"
+
+
+def _resolve_secrets(settings: Settings, environ: dict[str, str]) -> Settings:
+    accounts = []
+    for a, account in enumerate(settings.accounts):
+        workspaces = []
+        for w, workspace in enumerate(account.workspaces):
+            inputs = []
+            for i, inp in enumerate(workspace.inputs):
+                key = f"accounts[{a}].workspaces[{w}].inputs[{i}].api_secret_env"
+                secret = _secret(inp.api_secret, inp.api_secret_env, environ, key)
+                inputs.append(msgspec.structs.replace(inp, api_secret=secret))
+            workspaces.append(msgspec.structs.replace(workspace, inputs=inputs))
+        accounts.append(msgspec.structs.replace(account, workspaces=workspaces))
+    credentials = [
+        msgspec.structs.replace(
+            c,
+            client_secret=_secret(
+                c.client_secret, c.client_secret_env, environ, f"credentials[{n}].client_secret_env"
+            ),
+        )
+        for n, c in enumerate(settings.credentials)
+    ]
+    return msgspec.structs.replace(settings, accounts=accounts, credentials=credentials)
+
+
+def _secret(
+    value: str | None, env_name: str | None, environ: dict[str, str], key: str
+) -> str | None:
+    if env_name is None:
+        return value
+    if env_name not in environ:
+        raise ConfigError(f"{key}: environment variable {env_name} is not set")
+    return environ[env_name]
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.accounts:
+        raise ConfigError("accounts: at least one account is required")
+    _unique([a.id for a in settings.accounts], "accounts[].id")
+    workspaces = [w for a in settings.accounts for w in a.workspaces]
+    _unique([w.id for w in workspaces], "accounts[].workspaces[].id")
+    inputs = [i for w in workspaces for i in w.inputs]
+    _unique([i.name for i in inputs], "inputs[].name")
+    _unique([i.api_key for i in inputs], "inputs[].api_key")
+    for a, account in enumerate(settings.accounts):
+        for w, workspace in enumerate(account.workspaces):
+            for i, inp in enumerate(workspace.inputs):
+                _validate_input(inp, f"accounts[{a}].workspaces[{w}].inputs[{i}]")
+    known = {w.id for w in workspaces}
+    for n, cred in enumerate(settings.credentials):
+        for ws in cred.workspaces:
+            if ws not in known:
+                raise ConfigError(f"credentials[{n}].workspaces: no workspace with id {ws}")
+    if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        raise ConfigError("store.url: must start with sqlite:// or postgresql://")
+
+
+def _validate_input(inp: InputSettings, path: str) -> None:
+    if inp.source_type in PLATFORM_TYPES and inp.protection != "create_update":
+        raise ConfigError(f"{path}.protection: platform inputs are always create_update")
+    if inp.source_type != "web" and not inp.api_secret:
+        raise ConfigError(f"{path}.api_secret: {inp.source_type} inputs need a secret")
+    if inp.rate_limit_per_s <= 0 or inp.rate_limit_burst < 1:
+        raise ConfigError(f"{path}.rate_limit_per_s: must be positive")
+    if not inp.api_key.strip():
+        raise ConfigError(f"{path}.api_key: must not be empty")
+
+
+def _unique(values: list[object], key: str) -> None:
+    seen: set[object] = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{key}: {value!r} is used twice")
+        seen.add(value)

@@ -1,0 +1,348 @@
+"""Apply an observation to a profile: source priority, timestamps, guardrails (PRF-1..6).
+
+`apply_observation` is pure: it returns a new profile (sharing what did not change), the
+changes it made and the notes on what it refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from kindred.domain.changes import Change, Note
+from kindred.domain.identities import IdentityKey
+from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
+from kindred.domain.profile import (
+    AttributeEntry,
+    Attribution,
+    Device,
+    IdentityEntry,
+    Profile,
+    WorkspaceProfile,
+)
+from kindred.domain.tenancy import Guardrails
+
+__all__ = ["ApplyContext", "ApplyResult", "apply_observation", "identity_keys", "may_write"]
+
+replace = msgspec.structs.replace
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """Who writes, into which profile slot, under which limits."""
+
+    mpid: int
+    scope: str
+    workspace_id: int
+    source: str
+    priority: int
+    may_set_consent: bool
+    guardrails: Guardrails
+    immutable_type: str | None
+    # The identities resolution accepted for this profile (junk and conflicts removed).
+    user_identities: dict[str, str] = field(default_factory=dict)
+    device_identities: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    profile: Profile
+    changes: tuple[Change, ...]
+    notes: tuple[Note, ...]
+
+
+@dataclass(slots=True)
+class _Draft:
+    """Collects changes and notes while the new profile is assembled."""
+
+    changes: list[Change] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def note(self, reason: str, path: str, detail: str) -> None:
+        self.notes.append(Note(reason=reason, path=path, detail=detail))
+
+
+def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyContext) -> ApplyResult:
+    draft = _Draft()
+    if profile is None:
+        profile = Profile(
+            mpid=ctx.mpid, scope=ctx.scope, created_ms=obs.received_ms, last_stored_ms=0
+        )
+        draft.changes.append(Change(kind="profile_created", new=ctx.mpid))
+    user_ids = _apply_user_identities(profile, ctx, obs.received_ms, draft)
+    workspace = _apply_workspace(profile, obs, ctx, draft)
+    opted_out, opt_out_ts = _apply_opt_out(profile, obs.events, draft)
+    lat = obs.device_info.get("limit_ad_tracking")
+    new_profile = replace(
+        profile,
+        user_identities=user_ids,
+        workspaces={**profile.workspaces, ctx.workspace_id: workspace},
+        is_opted_out=opted_out,
+        opt_out_ts_ms=opt_out_ts,
+        limit_ad_tracking=lat if isinstance(lat, bool) else profile.limit_ad_tracking,
+        ip=obs.ip or profile.ip,
+        last_stored_ms=max(profile.last_stored_ms, obs.received_ms),
+        version=profile.version + 1,
+    )
+    return ApplyResult(new_profile, tuple(draft.changes), tuple(draft.notes))
+
+
+def identity_keys(profile: Profile | None) -> set[IdentityKey]:
+    """Every identity the profile holds; the identity index must link exactly these."""
+    if profile is None:
+        return set()
+    keys = {IdentityKey(t, e.value) for t, e in profile.user_identities.items()}
+    for id_type, values in profile.device_identities().items():
+        keys.update(IdentityKey(id_type, v) for v in values)
+    return keys
+
+
+# --- identities -------------------------------------------------------------------------
+
+
+def _apply_user_identities(
+    profile: Profile, ctx: ApplyContext, now_ms: int, draft: _Draft
+) -> dict[str, IdentityEntry]:
+    current = profile.user_identities
+    if not ctx.user_identities:
+        return current
+    result = dict(current)
+    cap = ctx.guardrails.max_identities_per_profile
+    count = profile.identity_count()
+    for id_type, value in ctx.user_identities.items():
+        existing = result.get(id_type)
+        path = f"user_identities.{id_type}"
+        if existing is not None and existing.value == value:
+            result[id_type] = replace(existing, last_seen_ms=max(existing.last_seen_ms, now_ms))
+        elif existing is not None and id_type == ctx.immutable_type:
+            draft.note("immutable_conflict", path, f"{id_type} is immutable once set")
+        elif existing is None and count >= cap:
+            draft.note("identity_cap", path, f"profile already holds {cap} identities")
+        else:
+            result[id_type] = IdentityEntry(value=value, first_seen_ms=now_ms, last_seen_ms=now_ms)
+            count += existing is None
+            kind = "identity_added" if existing is None else "identity_changed"
+            old = existing.value if existing else None
+            draft.changes.append(Change(kind=kind, key=id_type, old=old, new=value))
+    return result
+
+
+# --- per-workspace data -----------------------------------------------------------------
+
+
+def _apply_workspace(
+    profile: Profile, obs: Observation, ctx: ApplyContext, draft: _Draft
+) -> WorkspaceProfile:
+    workspace = profile.workspaces.get(ctx.workspace_id) or WorkspaceProfile(
+        first_seen_ms=obs.received_ms, last_seen_ms=obs.received_ms
+    )
+    attributes = _apply_attributes(workspace.attributes, obs, ctx, draft)
+    gdpr, ccpa = _apply_consent(workspace, obs, ctx, draft)
+    devices = _apply_device(workspace.devices, obs, ctx, draft)
+    return replace(
+        workspace,
+        attributes=attributes,
+        gdpr=gdpr,
+        ccpa=ccpa,
+        devices=devices,
+        last_seen_ms=max(workspace.last_seen_ms, obs.received_ms),
+    )
+
+
+def may_write(existing: AttributeEntry | None, priority: int, ts_ms: int) -> str | None:
+    """None when a source of `priority` may write at `ts_ms`; otherwise the refusal reason.
+
+    Higher-priority sources always win; lower ones never override a live value (PRF-4);
+    equal ones win when not older (PRF-3). A tombstone releases the key to every source,
+    but no write older than the deletion may bring the value back.
+    """
+    if existing is None:
+        return None
+    if existing.deleted:
+        return "stale_write" if ts_ms < existing.ts_ms else None
+    if priority > existing.priority:
+        return None
+    if priority < existing.priority:
+        return "lower_priority"
+    return "stale_write" if ts_ms < existing.ts_ms else None
+
+
+def _apply_attributes(
+    current: dict[str, AttributeEntry], obs: Observation, ctx: ApplyContext, draft: _Draft
+) -> dict[str, AttributeEntry]:
+    if not obs.user_attributes and not obs.deleted_user_attributes:
+        return current
+    result = dict(current)
+    live = sum(1 for e in result.values() if not e.deleted)
+    for key, value in obs.user_attributes.items():
+        live += _set_attribute(
+            result, key, value=value, live=live, ts_ms=obs.effective_ms, ctx=ctx, draft=draft
+        )
+    for key in obs.deleted_user_attributes:
+        live -= _delete_attribute(result, key, obs.effective_ms, ctx, draft)
+    return result
+
+
+def _set_attribute(
+    attrs: dict[str, AttributeEntry],
+    key: str,
+    *,
+    value: AttrValue,
+    live: int,
+    ts_ms: int,
+    ctx: ApplyContext,
+    draft: _Draft,
+) -> int:
+    """Write one attribute; returns how the live attribute count changed (0 or 1)."""
+    existing = attrs.get(key)
+    path = f"user_attributes.{key}"
+    refusal = may_write(existing, ctx.priority, ts_ms)
+    if refusal is not None:
+        draft.note(
+            refusal, path, f"kept the value written by {existing.source if existing else ''}"
+        )
+        return 0
+    is_new = existing is None or existing.deleted
+    cap = ctx.guardrails.max_attributes_per_profile
+    if is_new and live >= cap:
+        draft.note("attribute_cap", path, f"profile already holds {cap} attributes")
+        return 0
+    attrs[key] = AttributeEntry(value=value, priority=ctx.priority, source=ctx.source, ts_ms=ts_ms)
+    if is_new or existing is None or existing.value != value:
+        old = None if existing is None or existing.deleted else existing.value
+        draft.changes.append(
+            Change(kind="attribute_set", key=key, workspace_id=ctx.workspace_id, old=old, new=value)
+        )
+    return 1 if is_new else 0
+
+
+def _delete_attribute(
+    attrs: dict[str, AttributeEntry], key: str, ts_ms: int, ctx: ApplyContext, draft: _Draft
+) -> int:
+    """Delete one attribute, leaving a tombstone; returns 1 when a live value went away."""
+    existing = attrs.get(key)
+    refusal = may_write(existing, ctx.priority, ts_ms)
+    if refusal is not None:
+        draft.note(refusal, f"deleted_user_attributes.{key}", "deletion refused")
+        return 0
+    attrs[key] = AttributeEntry(priority=ctx.priority, source=ctx.source, ts_ms=ts_ms, deleted=True)
+    if existing is None or existing.deleted:
+        return 0
+    draft.changes.append(
+        Change(kind="attribute_deleted", key=key, workspace_id=ctx.workspace_id, old=existing.value)
+    )
+    return 1
+
+
+def _apply_consent(
+    workspace: WorkspaceProfile, obs: Observation, ctx: ApplyContext, draft: _Draft
+) -> tuple[dict[str, ConsentFact], ConsentFact | None]:
+    if not obs.gdpr and obs.ccpa is None:
+        return workspace.gdpr, workspace.ccpa
+    if not ctx.may_set_consent:
+        draft.note("consent_not_allowed", "consent_state", f"{ctx.source} may not set consent")
+        return workspace.gdpr, workspace.ccpa
+    gdpr = dict(workspace.gdpr)
+    for purpose, fact in obs.gdpr.items():
+        if _newer_consent(gdpr.get(purpose), fact):
+            gdpr[purpose] = fact
+            _consent_change(draft, ctx, f"gdpr.{purpose}", fact)
+    ccpa = workspace.ccpa
+    if obs.ccpa is not None and _newer_consent(ccpa, obs.ccpa):
+        ccpa = obs.ccpa
+        _consent_change(draft, ctx, "ccpa.data_sale_opt_out", obs.ccpa)
+    return gdpr, ccpa
+
+
+def _newer_consent(existing: ConsentFact | None, fact: ConsentFact) -> bool:
+    return existing is None or (fact.timestamp_ms >= existing.timestamp_ms and fact != existing)
+
+
+def _consent_change(draft: _Draft, ctx: ApplyContext, key: str, fact: ConsentFact) -> None:
+    draft.changes.append(
+        Change(kind="consent_changed", key=key, workspace_id=ctx.workspace_id, new=fact.consented)
+    )
+
+
+# --- devices ----------------------------------------------------------------------------
+
+
+def _apply_device(
+    devices: dict[str, Device], obs: Observation, ctx: ApplyContext, draft: _Draft
+) -> dict[str, Device]:
+    key = obs.device_key
+    if key is None:
+        return devices
+    device = devices.get(key)
+    if device is None:
+        if len(devices) >= ctx.guardrails.max_devices_per_workspace:
+            draft.note("device_cap", "device_info", "workspace already holds its cap of devices")
+            return devices
+        device = Device(key=key, first_seen_ms=obs.received_ms, last_seen_ms=obs.received_ms)
+        draft.changes.append(Change(kind="device_added", key=key, workspace_id=ctx.workspace_id))
+    return {**devices, key: _updated_device(device, obs, ctx, draft)}
+
+
+def _updated_device(device: Device, obs: Observation, ctx: ApplyContext, draft: _Draft) -> Device:
+    info = {**device.info, **obs.device_info} if obs.device_info else device.info
+    platform = obs.device_info.get("platform")
+    att_status, att_ts = _att(device, obs)
+    return replace(
+        device,
+        last_seen_ms=max(device.last_seen_ms, obs.received_ms),
+        platform=platform if isinstance(platform, str) else device.platform,
+        info=info,
+        identities={**device.identities, **ctx.device_identities},
+        att_status=att_status,
+        att_ts_ms=att_ts,
+        attribution=_attribution(device.attribution, obs.events, ctx, draft),
+    )
+
+
+def _att(device: Device, obs: Observation) -> tuple[str | None, int | None]:
+    status = obs.device_info.get("att_authorization_status")
+    if not isinstance(status, str):
+        return device.att_status, device.att_ts_ms
+    ts = obs.device_info.get("att_timestamp_unixtime_ms")
+    ts_ms = ts if isinstance(ts, int) else obs.effective_ms
+    if device.att_ts_ms is not None and ts_ms < device.att_ts_ms:
+        return device.att_status, device.att_ts_ms
+    return status, ts_ms
+
+
+def _attribution(
+    current: Attribution | None, events: tuple[EventFact, ...], ctx: ApplyContext, draft: _Draft
+) -> Attribution | None:
+    """Install attribution: the latest `attribution` custom event, or its deletion."""
+    result = current
+    for event in events:
+        if event.custom_event_type != "attribution" or (event.name or "").lower() != "attribution":
+            continue
+        if result is not None and event.timestamp_ms < result.ts_ms:
+            continue
+        if event.attribution_delete:
+            result = None
+        else:
+            result = Attribution(
+                publisher=event.attribution_publisher,
+                campaign=event.attribution_campaign,
+                ts_ms=event.timestamp_ms,
+            )
+    if result != current:
+        draft.changes.append(
+            Change(kind="attribution_changed", workspace_id=ctx.workspace_id, new=result)
+        )
+    return result
+
+
+def _apply_opt_out(
+    profile: Profile, events: tuple[EventFact, ...], draft: _Draft
+) -> tuple[bool, int]:
+    opted_out, ts = profile.is_opted_out, profile.opt_out_ts_ms
+    for event in events:
+        if event.is_opted_out is not None and event.timestamp_ms >= ts:
+            opted_out, ts = event.is_opted_out, event.timestamp_ms
+    if opted_out != profile.is_opted_out:
+        draft.changes.append(Change(kind="opt_out_changed", new=opted_out))
+    return opted_out, ts

@@ -1,0 +1,62 @@
+"""One exception tree for the whole service; the HTTP adapter maps it to status codes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthMissing",
+    "AuthRejected",
+    "ConfigError",
+    "InvalidBatch",
+    "KindredError",
+    "NotFound",
+    "RateLimited",
+    "StoreUnavailable",
+]
+
+
+class KindredError(Exception):
+    """Base of every error Kindred raises on purpose."""
+
+    code = "INTERNAL_ERROR"
+
+
+class InvalidBatch(KindredError):
+    """A batch the schema or a guardrail refuses; `path` names the offending field."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        self.reason = message
+        super().__init__(f"{message} - at `{path}`" if path else message)
+
+
+class AuthMissing(KindredError):
+    code = "UNAUTHORIZED"
+
+
+class AuthRejected(KindredError):
+    code = "FORBIDDEN"
+
+
+class RateLimited(KindredError):
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, retry_after_s: int, scope: str) -> None:
+        self.retry_after_s = retry_after_s
+        self.scope = scope
+        super().__init__(f"rate limit of {scope} exceeded; retry after {retry_after_s} s")
+
+
+class NotFound(KindredError):
+    code = "NOT_FOUND"
+
+
+class ConfigError(KindredError):
+    """Invalid configuration; the message names the key and the problem."""
+
+    code = "CONFIG_ERROR"
+
+
+class StoreUnavailable(KindredError):
+    code = "SERVICE_UNAVAILABLE"

@@ -1,0 +1,66 @@
+"""What one batch tells us about a user, normalized: the input of resolution and apply."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["AttrValue", "ConsentFact", "EventFact", "Observation"]
+
+Scalar = str | int | float | bool
+# A user attribute value: a scalar, a list, or None for a tag (an attribute with no value).
+AttrValue = Scalar | list[Scalar] | None
+
+
+class ConsentFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    consented: bool
+    timestamp_ms: int
+    document: str | None = None
+    location: str | None = None
+    hardware_id: str | None = None
+
+
+class EventFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The parts of an event the profile itself depends on."""
+
+    event_type: str
+    timestamp_ms: int
+    message_id: str | None = None
+    name: str | None = None
+    custom_event_type: str | None = None
+    is_opted_out: bool | None = None
+    attribution_publisher: str | None = None
+    attribution_campaign: str | None = None
+    attribution_delete: bool = False
+    is_install: bool = False
+
+
+class Observation(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch after decoding and normalization; identity types are canonical."""
+
+    received_ms: int
+    # The write time of the batch's user data (PRF-3): never later than `received_ms`.
+    effective_ms: int
+    environment: str = "production"
+    mpid: int | None = None
+    user_identities: dict[str, str] = msgspec.field(default_factory=dict)
+    device_identities: dict[str, str] = msgspec.field(default_factory=dict)
+    device_info: dict[str, object] = msgspec.field(default_factory=dict)
+    user_attributes: dict[str, AttrValue] = msgspec.field(default_factory=dict)
+    deleted_user_attributes: tuple[str, ...] = ()
+    gdpr: dict[str, ConsentFact] = msgspec.field(default_factory=dict)
+    ccpa: ConsentFact | None = None
+    ip: str | None = None
+    events: tuple[EventFact, ...] = ()
+    source_request_id: str | None = None
+
+    @property
+    def device_key(self) -> str | None:
+        """The device this batch came from: its application stamp, else its best device id."""
+        das = self.device_identities.get("device_application_stamp")
+        if das:
+            return das
+        for id_type in ("ios_idfv", "android_uuid", "ios_advertising_id", "android_advertising_id"):
+            value = self.device_identities.get(id_type)
+            if value:
+                return f"{id_type}:{value}"
+        return None

@@ -1,0 +1,96 @@
+"""The profile aggregate (PRF-1): everything known about one user in one identity scope."""
+
+from __future__ import annotations
+
+import msgspec
+
+from kindred.domain.observation import AttrValue, ConsentFact
+
+__all__ = [
+    "AttributeEntry",
+    "Attribution",
+    "Device",
+    "IdentityEntry",
+    "Profile",
+    "WorkspaceProfile",
+]
+
+
+class AttributeEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A user attribute with where and when it was written; `deleted` marks a tombstone.
+
+    Tombstones keep the deletion time so that an older write arriving later cannot bring
+    the value back (PRF-3).
+    """
+
+    value: AttrValue = None
+    priority: int
+    source: str
+    ts_ms: int
+    deleted: bool = False
+
+
+class IdentityEntry(msgspec.Struct, frozen=True, kw_only=True):
+    value: str
+    first_seen_ms: int
+    last_seen_ms: int
+
+
+class Attribution(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    publisher: str | None = None
+    campaign: str | None = None
+    ts_ms: int
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    key: str
+    first_seen_ms: int
+    last_seen_ms: int
+    platform: str | None = None
+    info: dict[str, object] = msgspec.field(default_factory=dict)
+    identities: dict[str, str] = msgspec.field(default_factory=dict)
+    att_status: str | None = None
+    att_ts_ms: int | None = None
+    attribution: Attribution | None = None
+
+
+class WorkspaceProfile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a profile holds per workspace: attributes, consent, devices."""
+
+    first_seen_ms: int
+    last_seen_ms: int
+    attributes: dict[str, AttributeEntry] = msgspec.field(default_factory=dict)
+    gdpr: dict[str, ConsentFact] = msgspec.field(default_factory=dict)
+    ccpa: ConsentFact | None = None
+    devices: dict[str, Device] = msgspec.field(default_factory=dict)
+
+    def live_attributes(self) -> dict[str, AttrValue]:
+        """Attribute values without tombstones."""
+        return {k: e.value for k, e in self.attributes.items() if not e.deleted}
+
+
+class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    mpid: int
+    scope: str
+    created_ms: int
+    last_stored_ms: int
+    is_opted_out: bool = False
+    opt_out_ts_ms: int = 0
+    limit_ad_tracking: bool | None = None
+    ip: str | None = None
+    user_identities: dict[str, IdentityEntry] = msgspec.field(default_factory=dict)
+    workspaces: dict[int, WorkspaceProfile] = msgspec.field(default_factory=dict)
+    # Incremented on every save: stores use it to detect a lost update across processes.
+    version: int = 0
+
+    def device_identities(self) -> dict[str, set[str]]:
+        """Every device identity of every workspace, by type."""
+        found: dict[str, set[str]] = {}
+        for workspace in self.workspaces.values():
+            for device in workspace.devices.values():
+                for id_type, value in device.identities.items():
+                    found.setdefault(id_type, set()).add(value)
+        return found
+
+    def identity_count(self) -> int:
+        return len(self.user_identities) + sum(len(v) for v in self.device_identities().values())

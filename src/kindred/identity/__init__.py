@@ -1,0 +1,1 @@
+"""Pure identity resolution: which profile a batch belongs to, and which identities it may link."""

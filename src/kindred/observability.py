@@ -1,0 +1,112 @@
+"""Prometheus metrics (one private registry per app) and structured JSON logs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import msgspec
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+__all__ = ["PrometheusMetrics", "configure_logging"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class PrometheusMetrics:
+    def __init__(self) -> None:
+        # `_created` series double the exposition and no dashboard reads them.
+        disable_created_metrics()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.batches = Counter(
+            "kindred_batches", "Batches by input and outcome", ["input", "status"], registry=r
+        )
+        self.events = Counter("kindred_events", "Events accepted", ["input"], registry=r)
+        self.rejects = Counter(
+            "kindred_rejects", "Batches refused, by reason", ["input", "reason"], registry=r
+        )
+        self.refused_data = Counter(
+            "kindred_refused_data",
+            "Parts of applied batches refused (guardrails, priority, conflicts), by reason",
+            ["input", "reason"],
+            registry=r,
+        )
+        self.group_size = Histogram(
+            "kindred_commit_group_size",
+            "Batches per commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.group_seconds = Histogram(
+            "kindred_commit_seconds",
+            "Time to apply and commit a group",
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.request_seconds = Histogram(
+            "kindred_request_seconds",
+            "HTTP request latency by route",
+            ["route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("kindred_writer_queue", "Batches waiting to commit", registry=r)
+
+    def batch_done(self, input_name: str, status: str, events: int) -> None:
+        self.batches.labels(input_name, status).inc()
+        if events:
+            self.events.labels(input_name).inc(events)
+
+    def notes(self, input_name: str, reasons: Sequence[str]) -> None:
+        for reason in reasons:
+            self.refused_data.labels(input_name, reason).inc()
+
+    def batch_refused(self, input_name: str, reason: str) -> None:
+        self.rejects.labels(input_name, reason).inc()
+
+    def group_committed(self, size: int, seconds: float) -> None:
+        self.group_size.observe(size)
+        self.group_seconds.observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _JsonFormatter(logging.Formatter):
+    _encoder = msgspec.json.Encoder()
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return self._encoder.encode(entry).decode()
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,165 @@
+"""Ports: what the services need from the outside world, as narrow typed Protocols.
+
+Every store (memory, SQLite, PostgreSQL) implements these and passes one contract suite.
+Nothing here names a backend; nothing assumes a single process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+import msgspec
+
+from kindred.domain.identities import IdentityKey
+from kindred.domain.profile import Profile
+
+__all__ = [
+    "BatchStatus",
+    "Clock",
+    "ConcurrentUpdate",
+    "EventLogReader",
+    "LogEntry",
+    "Metrics",
+    "MpidSource",
+    "ProfileReader",
+    "RejectEntry",
+    "RejectReader",
+    "Store",
+    "UnitOfWork",
+]
+
+
+class BatchStatus:
+    """What became of an accepted batch, as kept in the event log."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    DROPPED = "dropped"  # update-only input, unknown user (PRF-5)
+    READ_ONLY = "read_only"  # read-only input: kept and forwarded, not applied
+    UNRESOLVED = "unresolved"  # no MPID and no usable identity
+    FAILED = "failed"  # applying raised; kept with the error, replayable
+
+
+class LogEntry(msgspec.Struct, kw_only=True):
+    """One accepted batch, exactly as received, with what became of it."""
+
+    input: str
+    workspace_id: int
+    received_ms: int
+    status: str
+    body: bytes
+    mpid: int | None = None
+    reason: str | None = None
+    source_request_id: str | None = None
+    id: int | None = None
+
+
+class RejectEntry(msgspec.Struct, kw_only=True):
+    """A batch refused (400) or quarantined (web batches, 202): kept for inspection/replay."""
+
+    input: str
+    received_ms: int
+    kind: str  # "rejected" | "quarantined"
+    reason: str
+    body: bytes
+    id: int | None = None
+    replayed_ms: int | None = None
+
+
+class ConcurrentUpdate(Exception):
+    """A profile changed under us (another process saved it first); retry the transaction."""
+
+
+class Metrics(Protocol):
+    """What the services report; the adapter exposes it to Prometheus."""
+
+    def batch_done(self, input_name: str, status: str, events: int) -> None: ...
+
+    def notes(self, input_name: str, reasons: Sequence[str]) -> None: ...
+
+    def batch_refused(self, input_name: str, reason: str) -> None: ...
+
+    def group_committed(self, size: int, seconds: float) -> None: ...
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class MpidSource(Protocol):
+    def new_mpid(self) -> int:
+        """A random non-zero signed 64-bit integer."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One write transaction: commits when its context exits cleanly, else rolls back."""
+
+    def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
+        """Serialize resolution of these identities against other processes until commit."""
+        ...
+
+    def find_identities(
+        self, scope: str, keys: Sequence[IdentityKey]
+    ) -> dict[IdentityKey, list[int]]:
+        """The MPIDs each identity is linked to (keys with no link are absent)."""
+        ...
+
+    def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]: ...
+
+    def save_profile(self, profile: Profile) -> None:
+        """Insert or replace; raises ConcurrentUpdate unless the stored version is
+        `profile.version - 1` (or absent for version 1)."""
+        ...
+
+    def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None: ...
+
+    def unlink_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None: ...
+
+    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
+        """True the first time an input sends this source_request_id (ING-4)."""
+        ...
+
+    def claim_messages(self, mpid: int, message_ids: Sequence[str]) -> set[str]:
+        """The ids among `message_ids` this profile has not seen before; marks them seen."""
+        ...
+
+    def append_log(self, entry: LogEntry) -> int: ...
+
+    def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None: ...
+
+    def record_reject(self, entry: RejectEntry) -> int: ...
+
+
+class ProfileReader(Protocol):
+    def get_profile(self, mpid: int) -> Profile | None: ...
+
+    def find_profiles(self, scope: str, key: IdentityKey) -> list[int]: ...
+
+    def count_profiles(self) -> int: ...
+
+
+class EventLogReader(Protocol):
+    def read_log(self, after_id: int, limit: int) -> list[LogEntry]: ...
+
+    def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
+        """The profile's batches, newest first."""
+        ...
+
+
+class RejectReader(Protocol):
+    def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]: ...
+
+
+class Store(ProfileReader, EventLogReader, RejectReader, Protocol):
+    """A backend: reads from any thread, writes through units of work."""
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; returns the schema version."""
+        ...
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The application layer: orchestration and transactions over the ports; no SQL, no HTTP."""

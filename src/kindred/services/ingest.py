@@ -1,0 +1,275 @@
+"""Ingest: accepted batch -> identity decision -> profile change, in one transaction per group.
+
+Every accepted batch ends in the event log with its status, in the same transaction as the
+profile change it caused; a group that fails is retried batch by batch so that one bad batch
+costs only itself, and even that one is kept (status `failed`) for replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from kindred.domain.apply import ApplyContext, apply_observation, identity_keys
+from kindred.domain.changes import Change, Note
+from kindred.domain.identities import IdentityKey
+from kindred.domain.observation import Observation
+from kindred.domain.profile import Profile
+from kindred.domain.tenancy import InputDef, Protection
+from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, resolve
+from kindred.identity.resolve import usable_identities as _usable
+from kindred.ports import (
+    BatchStatus,
+    ConcurrentUpdate,
+    LogEntry,
+    Metrics,
+    MpidSource,
+    RejectEntry,
+    Store,
+    UnitOfWork,
+)
+from kindred.wire.batch import decode_batch
+from kindred.wire.normalize import normalize_batch
+
+__all__ = ["Accepted", "IngestService", "Outcome", "Refused", "WriterItem", "observe"]
+
+log = logging.getLogger("kindred.ingest")
+
+_MAX_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A batch that passed the edge: authenticated, decoded, normalized."""
+
+    input: InputDef
+    observation: Observation
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A batch refused at the edge (400) or quarantined (web, 202), kept with its reason."""
+
+    input_name: str
+    received_ms: int
+    kind: str  # "rejected" | "quarantined"
+    reason: str
+    body: bytes
+
+
+WriterItem = Accepted | Refused
+
+
+def observe(
+    body: bytes,
+    source: InputDef,
+    received_ms: int,
+    client_ip: str | None = None,
+    *,
+    historical: bool = False,
+) -> Observation:
+    """Decode and normalize one raw batch from `source`; raises msgspec errors or
+    InvalidBatch naming the offending field."""
+    return normalize_batch(
+        decode_batch(body),
+        received_ms=received_ms,
+        guardrails=source.workspace.account.guardrails,
+        client_ip=client_ip if source.is_client else None,
+        historical=historical,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str
+    mpid: int | None = None
+    log_id: int | None = None
+    notes: tuple[Note, ...] = ()
+    changes: tuple[Change, ...] = field(default=())
+
+
+class IngestService:
+    def __init__(self, store: Store, mpids: MpidSource, metrics: Metrics) -> None:
+        self._store = store
+        self._mpids = mpids
+        self._metrics = metrics
+
+    def ingest(self, items: Sequence[WriterItem]) -> list[Outcome]:
+        """Apply a group of batches in one transaction (one commit, one fsync)."""
+        started = time.perf_counter()
+        try:
+            outcomes = self._apply_group(items)
+        except Exception:
+            log.exception("group of %d failed; applying its batches one by one", len(items))
+            outcomes = [self._apply_alone(item) for item in items]
+        self._metrics.group_committed(len(items), time.perf_counter() - started)
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(item, Refused):
+                continue
+            name = item.input.name
+            self._metrics.batch_done(name, outcome.status, len(item.observation.events))
+            if outcome.notes:
+                self._metrics.notes(name, [n.reason for n in outcome.notes])
+        return outcomes
+
+    def _apply_group(self, items: Sequence[WriterItem]) -> list[Outcome]:
+        for attempt in range(_MAX_CONFLICT_RETRIES):
+            try:
+                with self._store.unit_of_work() as uow:
+                    return [self._apply_one(uow, item) for item in items]
+            except ConcurrentUpdate:
+                if attempt == _MAX_CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _apply_alone(self, item: WriterItem) -> Outcome:
+        try:
+            return self._apply_group([item])[0]
+        except Exception as exc:
+            if isinstance(item, Refused):
+                raise
+            log.exception("batch from %s failed; kept for replay", item.input.name)
+            reason = f"{type(exc).__name__}: {exc}"
+            with self._store.unit_of_work() as uow:
+                log_id = uow.append_log(_log_entry(item, BatchStatus.FAILED, None, reason))
+            return Outcome(BatchStatus.FAILED, log_id=log_id)
+
+    def _apply_one(self, uow: UnitOfWork, item: WriterItem) -> Outcome:
+        if isinstance(item, Refused):
+            entry = RejectEntry(
+                input=item.input_name,
+                received_ms=item.received_ms,
+                kind=item.kind,
+                reason=item.reason,
+                body=item.body,
+            )
+            return Outcome(item.kind, log_id=uow.record_reject(entry))
+        obs, source = item.observation, item.input
+        if obs.source_request_id and not uow.claim_request(
+            source.name, obs.source_request_id, obs.received_ms
+        ):
+            return Outcome(BatchStatus.DUPLICATE)
+        if source.protection is Protection.READ_ONLY:
+            return _logged(uow, item, BatchStatus.READ_ONLY, None, "read-only input")
+        scope = source.workspace.identity_scope
+        decision, profiles = self._decide(uow, item, scope)
+        if decision.action == "unresolved":
+            return _logged(uow, item, BatchStatus.UNRESOLVED, None, "no MPID and no identity")
+        if decision.action == "create" and source.protection is Protection.UPDATE_ONLY:
+            return _logged(uow, item, BatchStatus.DROPPED, None, "unknown user, update-only input")
+        mpid = decision.mpid if decision.mpid is not None else self._fresh_mpid(uow)
+        return self._apply_to_profile(uow, item, decision, profiles.get(mpid), mpid)
+
+    def _decide(
+        self, uow: UnitOfWork, item: Accepted, scope: str
+    ) -> tuple[IdentityDecision, dict[int, Profile]]:
+        obs = item.observation
+        policy = item.input.workspace.account.identity
+        user, device, _ = _usable(obs, policy)
+        keys = sorted(IdentityKey(t, v) for t, v in (*user.items(), *device.items()))
+        uow.lock_identities(scope, keys)
+        linked = uow.find_identities(scope, keys)
+        wanted = {m for mpids in linked.values() for m in mpids}
+        if obs.mpid is not None:
+            wanted.add(obs.mpid)
+        loaded = uow.load_profiles(sorted(wanted))
+        if obs.mpid is not None and obs.mpid in loaded and loaded[obs.mpid].scope != scope:
+            # The MPID names a profile of another identity scope: never cross scopes.
+            return _unresolved(), {}
+        profiles = {m: p for m, p in loaded.items() if p.scope == scope}
+        matches: dict[IdentityKey, list[Candidate]] = {
+            key: [candidate_of(profiles[m]) for m in mpids if m in profiles]
+            for key, mpids in linked.items()
+        }
+        explicit = profiles.get(obs.mpid) if obs.mpid is not None else None
+        decision = resolve(obs, policy, matches, candidate_of(explicit) if explicit else None)
+        return decision, profiles
+
+    def _fresh_mpid(self, uow: UnitOfWork) -> int:
+        while True:
+            mpid = self._mpids.new_mpid()
+            if not uow.load_profiles([mpid]):
+                return mpid
+
+    def _apply_to_profile(
+        self,
+        uow: UnitOfWork,
+        item: Accepted,
+        decision: IdentityDecision,
+        before: Profile | None,
+        mpid: int,
+    ) -> Outcome:
+        source, obs = item.input, _without_seen_events(uow, mpid, item.observation)
+        workspace = source.workspace
+        ctx = ApplyContext(
+            mpid=mpid,
+            scope=workspace.identity_scope,
+            workspace_id=workspace.workspace_id,
+            source=source.name,
+            priority=source.priority,
+            may_set_consent=source.may_set_consent,
+            guardrails=workspace.account.guardrails,
+            immutable_type=workspace.account.identity.immutable,
+            user_identities=decision.user_identities,
+            device_identities=decision.device_identities,
+        )
+        result = apply_observation(before, obs, ctx)
+        uow.save_profile(result.profile)
+        _sync_index(uow, ctx.scope, mpid, before, result.profile)
+        log_id = uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
+        notes = decision.notes + result.notes
+        return Outcome(BatchStatus.APPLIED, mpid, log_id, notes, result.changes)
+
+
+def _without_seen_events(uow: UnitOfWork, mpid: int, obs: Observation) -> Observation:
+    """Drop events whose source_message_id this profile has already seen (ING-4)."""
+    ids = [e.message_id for e in obs.events if e.message_id]
+    if not ids:
+        return obs
+    fresh = uow.claim_messages(mpid, ids)
+    if len(fresh) == len(ids):
+        return obs
+    kept, claimed = [], set()
+    for event in obs.events:
+        if event.message_id is None:
+            kept.append(event)
+        elif event.message_id in fresh and event.message_id not in claimed:
+            claimed.add(event.message_id)
+            kept.append(event)
+    return msgspec.structs.replace(obs, events=tuple(kept))
+
+
+def _sync_index(
+    uow: UnitOfWork, scope: str, mpid: int, before: Profile | None, after: Profile
+) -> None:
+    old, new = identity_keys(before), identity_keys(after)
+    if new - old:
+        uow.link_identities(scope, mpid, new - old)
+    if old - new:
+        uow.unlink_identities(scope, mpid, old - new)
+
+
+def _unresolved() -> IdentityDecision:
+    return IdentityDecision("unresolved", None, {}, {}, ())
+
+
+def _log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None) -> LogEntry:
+    return LogEntry(
+        input=item.input.name,
+        workspace_id=item.input.workspace.workspace_id,
+        received_ms=item.observation.received_ms,
+        status=status,
+        body=item.body,
+        mpid=mpid,
+        reason=reason,
+        source_request_id=item.observation.source_request_id,
+    )
+
+
+def _logged(uow: UnitOfWork, item: Accepted, status: str, mpid: int | None, reason: str) -> Outcome:
+    return Outcome(status, mpid, uow.append_log(_log_entry(item, status, mpid, reason)))

@@ -1,0 +1,146 @@
+"""The reference implementation of every port: plain dicts behind one lock.
+
+It defines the semantics the SQL stores must match (the contract suite runs on all three);
+a unit of work copies the state on entry and swaps it in on commit.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import msgspec
+
+from kindred.domain.identities import IdentityKey
+from kindred.domain.profile import Profile
+from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass
+class _State:
+    profiles: dict[int, Profile] = field(default_factory=dict)
+    identities: dict[tuple[str, IdentityKey], set[int]] = field(default_factory=dict)
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    messages: dict[int, set[str]] = field(default_factory=dict)
+    log: list[LogEntry] = field(default_factory=list)
+    rejects: list[RejectEntry] = field(default_factory=list)
+
+
+class _MemoryUnitOfWork:
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
+        """One lock guards the whole store, so nothing more is needed."""
+
+    def find_identities(
+        self, scope: str, keys: Sequence[IdentityKey]
+    ) -> dict[IdentityKey, list[int]]:
+        found: dict[IdentityKey, list[int]] = {}
+        for key in keys:
+            mpids = self.state.identities.get((scope, key))
+            if mpids:
+                found[key] = sorted(mpids)
+        return found
+
+    def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]:
+        profiles = self.state.profiles
+        return {m: profiles[m] for m in mpids if m in profiles}
+
+    def save_profile(self, profile: Profile) -> None:
+        stored = self.state.profiles.get(profile.mpid)
+        expected = 0 if stored is None else stored.version
+        if profile.version != expected + 1:
+            raise ConcurrentUpdate(f"profile {profile.mpid} is at version {expected}")
+        self.state.profiles[profile.mpid] = profile
+
+    def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
+        for key in keys:
+            self.state.identities.setdefault((scope, key), set()).add(mpid)
+
+    def unlink_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
+        for key in keys:
+            mpids = self.state.identities.get((scope, key))
+            if mpids is not None:
+                mpids.discard(mpid)
+                if not mpids:
+                    del self.state.identities[(scope, key)]
+
+    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
+        if (input_name, request_id) in self.state.requests:
+            return False
+        self.state.requests[(input_name, request_id)] = now_ms
+        return True
+
+    def claim_messages(self, mpid: int, message_ids: Sequence[str]) -> set[str]:
+        seen = self.state.messages.setdefault(mpid, set())
+        fresh = set(message_ids) - seen
+        seen.update(fresh)
+        return fresh
+
+    def append_log(self, entry: LogEntry) -> int:
+        entry_id = len(self.state.log) + 1
+        self.state.log.append(msgspec.structs.replace(entry, id=entry_id))
+        return entry_id
+
+    def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
+        index = entry_id - 1
+        self.state.log[index] = msgspec.structs.replace(
+            self.state.log[index], status=status, reason=reason
+        )
+
+    def record_reject(self, entry: RejectEntry) -> int:
+        entry_id = len(self.state.rejects) + 1
+        self.state.rejects.append(msgspec.structs.replace(entry, id=entry_id))
+        return entry_id
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = threading.RLock()
+
+    def migrate(self) -> int:
+        return 1
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[_MemoryUnitOfWork]:
+        with self._lock:
+            # Profiles are immutable values, so a copy of the containers is a full snapshot.
+            draft = copy.copy(self._state)
+            draft.profiles = dict(draft.profiles)
+            draft.identities = {k: set(v) for k, v in draft.identities.items()}
+            draft.requests = dict(draft.requests)
+            draft.messages = {k: set(v) for k, v in draft.messages.items()}
+            draft.log = list(draft.log)
+            draft.rejects = list(draft.rejects)
+            yield _MemoryUnitOfWork(draft)
+            self._state = draft
+
+    def get_profile(self, mpid: int) -> Profile | None:
+        return self._state.profiles.get(mpid)
+
+    def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
+        return sorted(self._state.identities.get((scope, key), ()))
+
+    def count_profiles(self) -> int:
+        return len(self._state.profiles)
+
+    def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
+        return self._state.log[after_id : after_id + limit]
+
+    def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
+        mine = [e for e in self._state.log if e.mpid == mpid]
+        return mine[::-1][:limit]
+
+    def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
+        rejects = [r for r in self._state.rejects if kind is None or r.kind == kind]
+        return rejects[::-1][:limit]
+
+    def close(self) -> None:
+        """Nothing to release."""

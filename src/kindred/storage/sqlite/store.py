@@ -1,0 +1,269 @@
+"""SQLite store: WAL, a single writer connection behind a lock, one reader per thread."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from kindred.domain.identities import IdentityKey
+from kindred.domain.profile import Profile
+from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
+from kindred.storage.codec import decode_profile, encode_profile
+from kindred.storage.migrations import load_migrations
+
+__all__ = ["SqliteStore"]
+
+_LOG_COLUMNS = "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id, body"
+_REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
+
+
+class _SqliteUnitOfWork:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
+        """The write transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+
+    def find_identities(
+        self, scope: str, keys: Sequence[IdentityKey]
+    ) -> dict[IdentityKey, list[int]]:
+        found: dict[IdentityKey, list[int]] = {}
+        query = "SELECT mpid FROM identities WHERE scope = ? AND id_type = ? AND id_value = ?"
+        for key in keys:
+            rows = self.conn.execute(query, (scope, key.type, key.value)).fetchall()
+            if rows:
+                found[key] = [r[0] for r in rows]
+        return found
+
+    def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]:
+        result: dict[int, Profile] = {}
+        for mpid in mpids:
+            row = self.conn.execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,)).fetchone()
+            if row is not None:
+                result[mpid] = decode_profile(row[0])
+        return result
+
+    def save_profile(self, profile: Profile) -> None:
+        cursor = self.conn.execute(
+            "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, doc)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (mpid) DO UPDATE SET version = excluded.version,"
+            " last_stored_ms = excluded.last_stored_ms, doc = excluded.doc"
+            " WHERE profiles.version = excluded.version - 1",
+            (
+                profile.mpid,
+                profile.scope,
+                profile.version,
+                profile.created_ms,
+                profile.last_stored_ms,
+                encode_profile(profile).decode(),
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise ConcurrentUpdate(f"profile {profile.mpid} changed since it was loaded")
+
+    def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO identities (scope, id_type, id_value, mpid) VALUES (?,?,?,?)",
+            [(scope, k.type, k.value, mpid) for k in keys],
+        )
+
+    def unlink_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
+        self.conn.executemany(
+            "DELETE FROM identities WHERE scope = ? AND id_type = ? AND id_value = ? AND mpid = ?",
+            [(scope, k.type, k.value, mpid) for k in keys],
+        )
+
+    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
+        cursor = self.conn.execute(
+            "INSERT OR IGNORE INTO request_ids (input, request_id, received_ms) VALUES (?, ?, ?)",
+            (input_name, request_id, now_ms),
+        )
+        return cursor.rowcount == 1
+
+    def claim_messages(self, mpid: int, message_ids: Sequence[str]) -> set[str]:
+        fresh: set[str] = set()
+        for message_id in message_ids:
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO seen_messages (mpid, message_id) VALUES (?, ?)",
+                (mpid, message_id),
+            )
+            if cursor.rowcount == 1:
+                fresh.add(message_id)
+        return fresh
+
+    def append_log(self, entry: LogEntry) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO event_log (input, workspace_id, received_ms, status, reason, mpid,"
+            " source_request_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.input,
+                entry.workspace_id,
+                entry.received_ms,
+                entry.status,
+                entry.reason,
+                entry.mpid,
+                entry.source_request_id,
+                entry.body,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
+        self.conn.execute(
+            "UPDATE event_log SET status = ?, reason = ? WHERE id = ?", (status, reason, entry_id)
+        )
+
+    def record_reject(self, entry: RejectEntry) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO rejects (input, received_ms, kind, reason, body) VALUES (?, ?, ?, ?, ?)",
+            (entry.input, entry.received_ms, entry.kind, entry.reason, entry.body),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
+class SqliteStore:
+    """`synchronous` is FULL by default: a committed batch survives power loss, not only a
+    process crash; group commit keeps that to one fsync per group of batches."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    def migrate(self) -> int:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+            )
+            current = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+            for migration in load_migrations("kindred.storage.sqlite"):
+                if migration.version > current:
+                    conn.execute("BEGIN IMMEDIATE")
+                    for statement in _statements(migration.sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (migration.version, migration.name, int(time.time() * 1000)),
+                    )
+                    conn.execute("COMMIT")
+                    current = migration.version
+            return int(current)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[_SqliteUnitOfWork]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteUnitOfWork(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def get_profile(self, mpid: int) -> Profile | None:
+        row = self._reader().execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,)).fetchone()
+        return None if row is None else decode_profile(row[0])
+
+    def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
+        rows = self._reader().execute(
+            "SELECT mpid FROM identities WHERE scope = ? AND id_type = ? AND id_value = ?"
+            " ORDER BY mpid",
+            (scope, key.type, key.value),
+        )
+        return [r[0] for r in rows]
+
+    def count_profiles(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM profiles").fetchone()[0])
+
+    def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
+        rows = self._reader().execute(
+            f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_log_entry(r) for r in rows]
+
+    def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
+        rows = self._reader().execute(
+            f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ? ORDER BY id DESC LIMIT ?",
+            (mpid, limit),
+        )
+        return [_log_entry(r) for r in rows]
+
+    def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
+        rows = self._reader().execute(
+            f"SELECT {_REJECT_COLUMNS} FROM rejects WHERE ? IS NULL OR kind = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (kind, kind, limit),
+        )
+        return [
+            RejectEntry(
+                id=r[0],
+                input=r[1],
+                received_ms=r[2],
+                kind=r[3],
+                reason=r[4],
+                body=bytes(r[5]),
+                replayed_ms=r[6],
+            )
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        self._readers.clear()
+        self._writer.close()
+
+
+def _log_entry(row: tuple[object, ...]) -> LogEntry:
+    entry_id, input_name, workspace_id, received_ms, status, reason, mpid, request_id, body = row
+    return LogEntry(
+        id=int(entry_id),  # type: ignore[call-overload]
+        input=str(input_name),
+        workspace_id=int(workspace_id),  # type: ignore[call-overload]
+        received_ms=int(received_ms),  # type: ignore[call-overload]
+        status=str(status),
+        reason=None if reason is None else str(reason),
+        mpid=None if mpid is None else int(mpid),  # type: ignore[call-overload]
+        source_request_id=None if request_id is None else str(request_id),
+        body=bytes(body),  # type: ignore[call-overload]
+    )
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (they hold no semicolons in literals)."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

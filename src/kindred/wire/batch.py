@@ -1,0 +1,101 @@
+"""The Events API batch (reference §1.3) and its decoders."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from kindred.wire.events import AnyEvent, AttributeMap, Location, Scalar
+
+__all__ = [
+    "Batch",
+    "ConsentPurpose",
+    "ConsentState",
+    "DataPlan",
+    "decode_batch",
+    "decode_bulk",
+]
+
+Environment = Literal["production", "development", "unknown"]
+
+
+class ConsentPurpose(msgspec.Struct, kw_only=True, omit_defaults=True):
+    consented: bool | None = None
+    document: str | None = None
+    timestamp_unixtime_ms: int | None = None
+    location: str | None = None
+    hardware_id: str | None = None
+
+
+class ConsentState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    gdpr: dict[str, ConsentPurpose | None] | None = None
+    ccpa: dict[str, ConsentPurpose | None] | None = None
+
+
+class DataPlan(msgspec.Struct, kw_only=True, omit_defaults=True):
+    plan_id: str | None = None
+    plan_version: int | str | None = None
+
+
+class BatchContext(msgspec.Struct, kw_only=True, omit_defaults=True):
+    data_plan: DataPlan | None = None
+    location: Location | None = None
+
+
+class ApplicationInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    application_name: str | None = None
+    application_version: str | None = None
+    application_build_number: str | None = None
+    install_referrer: str | None = None
+    package: str | None = None
+    os: str | None = None
+    apple_search_ads_attributes: dict[str, Any] | None = None
+    sideloaded_kits_count: int | None = None
+
+
+class AttributionInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    service_provider: str | None = None
+    publisher: str | None = None
+    campaign: str | None = None
+
+
+class Batch(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One Events API batch. `null` anywhere means absent."""
+
+    events: list[AnyEvent] | None = None
+    environment: Environment | None = None
+    source_request_id: str | None = None
+    mpid: int | str | None = None
+    mp_deviceid: str | None = None
+    ip: str | None = None
+    device_info: dict[str, Any] | None = None
+    application_info: ApplicationInfo | None = None
+    user_attributes: AttributeMap | None = None
+    deleted_user_attributes: list[str | None] | None = None
+    user_identities: dict[str, Scalar | None] | None = None
+    partner_identities: dict[str, str | None] | None = None
+    integration_attributes: dict[str, dict[str, Any] | None] | None = None
+    consent_state: ConsentState | None = None
+    context: BatchContext | None = None
+    batch_context: BatchContext | None = None
+    schema_version: int | None = None
+    timestamp_unixtime_ms: int | None = None
+    sdk_version: str | None = None
+    api_key: str | None = None
+    attribution_info: AttributionInfo | None = None
+
+
+# Lax mode accepts numeric strings for int fields, which real clients send (reference §0.8).
+_BATCH_DECODER = msgspec.json.Decoder(Batch, strict=False)
+_BULK_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def decode_batch(body: bytes | memoryview) -> Batch:
+    """Decode one batch; raises `msgspec.ValidationError`/`DecodeError` naming the path."""
+    return _BATCH_DECODER.decode(body)
+
+
+def decode_bulk(body: bytes) -> list[msgspec.Raw]:
+    """Split a bulk body into its batches' raw JSON without decoding them yet."""
+    return _BULK_DECODER.decode(body)
