@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install Kindred with its test dependencies, make sure PostgreSQL is up, run every test.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/services.sh
+exec .venv/bin/python -m pytest -n "${KINDRED_TEST_WORKERS:-2}" "$@"

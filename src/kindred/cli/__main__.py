@@ -1,0 +1,5 @@
+"""`python -m kindred.cli` runs the `kindred` command."""
+
+from kindred.cli.main import main
+
+main()
