@@ -47,8 +47,16 @@ class Server:
         log_path = self.data_dir / "server.log"
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*KINDRED, "serve", "--config", str(self.config), "--data-dir",
-                 str(self.data_dir), "--port", str(self.port)],
+                [
+                    *KINDRED,
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                ],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -85,6 +93,7 @@ class Server:
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kindred {' '.join(args)} failed: {result.stderr}")
@@ -92,7 +101,7 @@ class Server:
 
     def profile(self, **selector: str) -> dict[str, Any] | None:
         """The stored profile by `mpid=...` or `identity=type=value`, via `kindred profile get`."""
-        (option, value), = selector.items()
+        ((option, value),) = selector.items()
         result = self.cli("profile", "get", f"--{option}", value, check=False)
         if result.returncode != 0:
             if "no profile" in result.stderr:

@@ -20,8 +20,9 @@ SERVER = ("server-key", "server-secret")
 HOUR_MS = 3_600_000
 
 
-def post(server: Server, path: str, body: Any, auth: tuple[str, str] | None = SERVER,
-         **kwargs: Any) -> httpx.Response:
+def post(
+    server: Server, path: str, body: Any, auth: tuple[str, str] | None = SERVER, **kwargs: Any
+) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(f"{server.url}{path}", content=content, auth=auth, timeout=10, **kwargs)
 
@@ -66,8 +67,9 @@ def test_error_messages_name_the_field_path(server: Server) -> None:
     cases = {
         "mpid": {"mpid": 1.5},
         "user_identities.emial": {"user_identities": {"emial": "a@b.c"}},
-        "events[1].event_type": {"events": [{"event_type": "session_start"},
-                                            {"event_type": "nope", "data": {}}]},
+        "events[1].event_type": {
+            "events": [{"event_type": "session_start"}, {"event_type": "nope", "data": {}}]
+        },
         "user_attributes.bio": batch("s-2", user_attributes={"bio": "x" * 5000}),
         "environment": {"environment": "prod"},
     }
@@ -90,10 +92,17 @@ def test_bulk_events(server: Server) -> None:
 
 def test_historical_endpoint_accepts_only_old_events(server: Server) -> None:
     now = int(time.time() * 1000)
+
     def event(ts: int) -> dict[str, Any]:
-        return {"event_type": "custom_event",
-                "data": {"event_name": "Old", "custom_event_type": "other",
-                         "timestamp_unixtime_ms": ts}}
+        return {
+            "event_type": "custom_event",
+            "data": {
+                "event_name": "Old",
+                "custom_event_type": "other",
+                "timestamp_unixtime_ms": ts,
+            },
+        }
+
     old = batch("h-1", events=[event(now - 80 * HOUR_MS)])
     recent = batch("h-2", events=[event(now - 10 * HOUR_MS)])
     assert post(server, "/v2/bulkevents/historical", [old]).status_code == 202
@@ -107,7 +116,8 @@ def test_mpid_is_exact_as_string_or_number(server: Server) -> None:
     big = 9_007_199_254_740_993  # 2^53 + 1: a float would round it
     assert post(server, "/v2/events", {"mpid": str(big), **batch("m-1")}).status_code == 202
     profile = server.profile(mpid=str(big))
-    assert profile is not None and profile["mpid"] == str(big)
+    assert profile is not None
+    assert profile["mpid"] == str(big)
     negative = -8_461_384_837_716_447_251
     body = b'{"mpid": %d, "user_attributes": {"k": "v"}}' % negative
     assert post(server, "/v2/events", body).status_code == 202
@@ -117,8 +127,9 @@ def test_mpid_is_exact_as_string_or_number(server: Server) -> None:
 def test_repeated_source_request_id_is_applied_once(server: Server) -> None:
     request_id = str(uuid.uuid4())
     event = {"event_type": "opt_out", "data": {"is_opted_out": True}}
-    first = batch("d-1", source_request_id=request_id, user_attributes={"n": "first"},
-                  events=[event])
+    first = batch(
+        "d-1", source_request_id=request_id, user_attributes={"n": "first"}, events=[event]
+    )
     assert post(server, "/v2/events", first).status_code == 202
     later = batch("d-1", user_attributes={"n": "second"})
     assert post(server, "/v2/events", later).status_code == 202
@@ -131,8 +142,14 @@ def test_source_priority_and_timestamps(server: Server) -> None:
     now = int(time.time() * 1000)
     partner = ("partner-key", "partner-secret")
     feed = ("feed-key", "feed-secret")
-    assert post(server, "/v2/events", batch("p-1", user_attributes={"tier": "sdk"},
-                                             timestamp_unixtime_ms=now - 1000)).status_code == 202
+    assert (
+        post(
+            server,
+            "/v2/events",
+            batch("p-1", user_attributes={"tier": "sdk"}, timestamp_unixtime_ms=now - 1000),
+        ).status_code
+        == 202
+    )
     # a partner feed ranks below the SDK: it cannot overwrite
     post(server, "/v2/events", batch("p-1", user_attributes={"tier": "partner"}), auth=partner)
     assert attrs(server, "p-1")["tier"] == "sdk"
@@ -141,10 +158,16 @@ def test_source_priority_and_timestamps(server: Server) -> None:
     post(server, "/v2/events", batch("p-1", user_attributes={"tier": "sdk-again"}))
     assert attrs(server, "p-1")["tier"] == "feed"
     # same priority: an older write arriving later does not win
-    post(server, "/v2/events", batch("p-2", user_attributes={"c": "new"},
-                                     timestamp_unixtime_ms=now - 1000))
-    post(server, "/v2/events", batch("p-2", user_attributes={"c": "old"},
-                                     timestamp_unixtime_ms=now - 60_000))
+    post(
+        server,
+        "/v2/events",
+        batch("p-2", user_attributes={"c": "new"}, timestamp_unixtime_ms=now - 1000),
+    )
+    post(
+        server,
+        "/v2/events",
+        batch("p-2", user_attributes={"c": "old"}, timestamp_unixtime_ms=now - 60_000),
+    )
     assert attrs(server, "p-2")["c"] == "new"
     post(server, "/v2/events", batch("p-2", deleted_user_attributes=["c"]))
     assert "c" not in attrs(server, "p-2")
@@ -154,11 +177,17 @@ def test_input_protection_levels(server: Server) -> None:
     update_only = ("update-only-key", "update-only-secret")
     read_only = ("read-only-key", "read-only-secret")
     dropped_before = metric(server, "kindred_batches_total", input="update-only", status="dropped")
-    assert post(server, "/v2/events", batch("u-1", user_attributes={"a": "1"}),
-                auth=update_only).status_code == 202
+    assert (
+        post(
+            server, "/v2/events", batch("u-1", user_attributes={"a": "1"}), auth=update_only
+        ).status_code
+        == 202
+    )
     assert server.profile(identity="customer_id=u-1") is None
-    assert metric(server, "kindred_batches_total", input="update-only",
-                  status="dropped") == dropped_before + 1
+    assert (
+        metric(server, "kindred_batches_total", input="update-only", status="dropped")
+        == dropped_before + 1
+    )
     post(server, "/v2/events", batch("u-2"))
     post(server, "/v2/events", batch("u-2", user_attributes={"a": "1"}), auth=update_only)
     assert attrs(server, "u-2") == {"a": "1"}
@@ -174,8 +203,7 @@ def test_attribute_cap_refuses_without_truncating(server: Server) -> None:
     kept = attrs(server, "g-1")
     assert len(kept) == 5
     assert all(many[k] == v for k, v in kept.items())
-    assert metric(server, "kindred_refused_data_total", input="server",
-                  reason="attribute_cap") >= 2
+    assert metric(server, "kindred_refused_data_total", input="server", reason="attribute_cap") >= 2
 
 
 def test_rate_limit_answers_429_with_integer_retry_after(server: Server) -> None:
@@ -189,45 +217,74 @@ def test_rate_limit_answers_429_with_integer_retry_after(server: Server) -> None
 
 def test_web_sdk_path_quarantines_instead_of_400(server: Server) -> None:
     das = str(uuid.uuid4())
-    good = {"mpid": "-2843275718912345678", "environment": "development", "mp_deviceid": das,
-            "consent_state": None, "user_identities": None, "device_info": {"platform": "web"},
-            "events": [{"event_type": "screen_view", "data": {"screen_name": "Home",
-                                                              "location": None}}]}
+    good = {
+        "mpid": "-2843275718912345678",
+        "environment": "development",
+        "mp_deviceid": das,
+        "consent_state": None,
+        "user_identities": None,
+        "device_info": {"platform": "web"},
+        "events": [
+            {"event_type": "screen_view", "data": {"screen_name": "Home", "location": None}}
+        ],
+    }
     headers = {"content-type": "text/plain;charset=UTF-8", "x-forwarded-for": "198.51.100.7"}
     ok = post(server, "/v3/JS/web-key/events", good, auth=None, headers=headers)
     assert ok.status_code == 202
     profile = server.profile(mpid="-2843275718912345678")
-    assert profile is not None and profile["ip"] == "198.51.100.7"
+    assert profile is not None
+    assert profile["ip"] == "198.51.100.7"
     bad = post(server, "/v3/JS/web-key/events", {"mpid": 1.5}, auth=None, headers=headers)
     assert bad.status_code == 202
     assert metric(server, "kindred_rejects_total", input="web", reason="quarantined") >= 1
     assert post(server, "/v3/JS/nope/events", good, auth=None).status_code == 403
-    preflight = httpx.options(f"{server.url}/v3/JS/web-key/events", headers={
-        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    preflight = httpx.options(
+        f"{server.url}/v3/JS/web-key/events",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
 
 
 def test_server_ip_comes_from_the_batch(server: Server) -> None:
-    post(server, "/v2/events", batch("ip-1", ip="192.0.2.44"),
-         headers={"x-forwarded-for": "10.9.9.9"})
+    post(
+        server,
+        "/v2/events",
+        batch("ip-1", ip="192.0.2.44"),
+        headers={"x-forwarded-for": "10.9.9.9"},
+    )
     profile = server.profile(identity="customer_id=ip-1")
-    assert profile is not None and profile["ip"] == "192.0.2.44"
+    assert profile is not None
+    assert profile["ip"] == "192.0.2.44"
 
 
 def test_health_and_metrics(server: Server) -> None:
     assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
     text = httpx.get(f"{server.url}/metrics").text
-    for name in ("kindred_batches_total", "kindred_events_total", "kindred_request_seconds",
-                 "kindred_commit_seconds"):
+    for name in (
+        "kindred_batches_total",
+        "kindred_events_total",
+        "kindred_request_seconds",
+        "kindred_commit_seconds",
+    ):
         assert name in text
 
 
 def test_batch_is_kept_through_a_crash_right_after_202(fresh_server: Server) -> None:
-    body = batch("crash-1", user_attributes={"survives": "yes"},
-                 events=[{"event_type": "custom_event",
-                          "data": {"event_name": "Buy", "custom_event_type": "transaction"}}])
+    body = batch(
+        "crash-1",
+        user_attributes={"survives": "yes"},
+        events=[
+            {
+                "event_type": "custom_event",
+                "data": {"event_name": "Buy", "custom_event_type": "transaction"},
+            }
+        ],
+    )
     assert post(fresh_server, "/v2/events", body).status_code == 202
     fresh_server.kill()
     fresh_server.start()

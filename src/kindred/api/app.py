@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from kindred.api.errors import handle_kindred_error, status_of
 from kindred.api.events import EventsApi
+from kindred.api.imports import ImportApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
 
@@ -26,6 +27,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 def create_app(container: Container, *, manage_lifecycle: bool = True) -> Starlette:
     """`manage_lifecycle`: start the container on startup and drain it on shutdown."""
     events = EventsApi(container)
+    imports = ImportApi(container)
     timed = _timer(container)
     routes = [
         Route("/v2/events", timed("events", events.events), methods=["POST"]),
@@ -41,6 +43,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> Starle
             timed("web_events", events.web_events),
             methods=["POST"],
         ),
+        Route("/v2/import/csv", timed("import_csv", imports.csv), methods=["POST"]),
         Route("/healthz", _health(container), methods=["GET"]),
         Route("/readyz", _health(container), methods=["GET"]),
         Route("/metrics", _metrics(container), methods=["GET"]),
