@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from kindred.api.errors import handle_kindred_error, status_of
 from kindred.api.events import EventsApi
+from kindred.api.fastpath import IngestFastPath
 from kindred.api.imports import ImportApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
@@ -24,25 +25,12 @@ __all__ = ["create_app"]
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(container: Container, *, manage_lifecycle: bool = True) -> Starlette:
+def create_app(container: Container, *, manage_lifecycle: bool = True) -> IngestFastPath:
     """`manage_lifecycle`: start the container on startup and drain it on shutdown."""
     events = EventsApi(container)
     imports = ImportApi(container)
     timed = _timer(container)
     routes = [
-        Route("/v2/events", timed("events", events.events), methods=["POST"]),
-        Route("/v2/bulkevents", timed("bulkevents", events.bulk), methods=["POST"]),
-        Route(
-            "/v2/bulkevents/historical",
-            timed("bulkevents_historical", events.bulk_historical),
-            methods=["POST"],
-        ),
-        Route("/v3/JS/{api_key}/events", timed("web_events", events.web_events), methods=["POST"]),
-        Route(
-            "/webevents/v3/JS/{api_key}/events",
-            timed("web_events", events.web_events),
-            methods=["POST"],
-        ),
         Route("/v2/import/csv", timed("import_csv", imports.csv), methods=["POST"]),
         Route("/healthz", _health(container), methods=["GET"]),
         Route("/readyz", _health(container), methods=["GET"]),
@@ -59,7 +47,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> Starle
             if manage_lifecycle:
                 container.close()
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(
@@ -73,6 +61,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> Starle
         exception_handlers={KindredError: handle_kindred_error},
         lifespan=lifespan,
     )
+    return IngestFastPath(app, events, container)
 
 
 def _timer(container: Container) -> Callable[[str, Handler], Handler]:

@@ -22,6 +22,8 @@ from kindred.domain.errors import (
 __all__ = [
     "STATUS_BY_ERROR",
     "PayloadTooLarge",
+    "error_body",
+    "error_headers",
     "error_response",
     "handle_kindred_error",
     "invalid",
@@ -58,15 +60,26 @@ def status_of(exc: KindredError) -> int:
     return next((s for t, s in STATUS_BY_ERROR.items() if isinstance(exc, t)), 500)
 
 
+def error_headers(exc: KindredError) -> dict[str, str]:
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after_s), "X-mp-rate-limit-exceeded": exc.scope}
+    if isinstance(exc, AuthMissing):
+        return {"WWW-Authenticate": 'Basic realm="kindred"'}
+    return {}
+
+
+def error_body(exc: KindredError) -> bytes:
+    return _ENCODER.encode({"errors": [{"code": exc.code, "message": str(exc)}]})
+
+
 async def handle_kindred_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, KindredError)
-    status = status_of(exc)
-    headers = None
-    if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(exc.retry_after_s), "X-mp-rate-limit-exceeded": exc.scope}
-    if isinstance(exc, AuthMissing):
-        headers = {"WWW-Authenticate": 'Basic realm="kindred"'}
-    return error_response(status, exc.code, str(exc), headers)
+    return Response(
+        error_body(exc),
+        status_code=status_of(exc),
+        media_type="application/json",
+        headers=error_headers(exc),
+    )
 
 
 def invalid(exc: Exception, prefix: str = "") -> InvalidBatch:

@@ -3,6 +3,9 @@
 A batch is answered 202 only after its group commit: accepted means durable (ING-5).
 Refused batches are kept with their reason too; web batches are never answered 400 (the
 web SDK would resend them forever), they are quarantined and answered 202 (ING-3).
+
+The handlers take the few request parts they need (the Authorization header, the body, the
+client address) so that the lean ASGI path in `api.fastpath` can call them directly.
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ import time
 from collections.abc import Sequence
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 
 from kindred.api.auth import InputAuthenticator
-from kindred.api.errors import PayloadTooLarge, invalid
+from kindred.api.errors import invalid
 from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch
@@ -24,7 +25,7 @@ from kindred.domain.tenancy import InputDef
 from kindred.services.ingest import Accepted, Outcome, Refused, WriterItem, observe
 from kindred.wire.batch import decode_bulk
 
-__all__ = ["EventsApi"]
+__all__ = ["MAX_BULK_BATCHES", "EventsApi"]
 
 MAX_BULK_BATCHES = 100
 _DECODE_ERRORS = (msgspec.DecodeError, InvalidBatch)
@@ -35,85 +36,48 @@ class EventsApi:
         self._c = container
         self._auth = InputAuthenticator(container.tenancy)
         self._limits = InputRateLimiter()
-        self._max_body = container.settings.server.max_body_bytes
 
-    async def events(self, request: Request) -> Response:
-        source = self._auth.basic(request.headers.get("authorization"))
+    def server_input(self, authorization: str | None) -> InputDef:
+        """Authenticate and rate-limit before the body is read."""
+        source = self._auth.basic(authorization)
         self._limits.check(source, time.monotonic())
-        body = await self._body(request)
+        return source
+
+    def web_input(self, api_key: str) -> InputDef:
+        source = self._auth.web_key(api_key)
+        self._limits.check(source, time.monotonic())
+        return source
+
+    async def events(self, source: InputDef, body: bytes) -> None:
         received = self._c.clock.now_ms()
         try:
-            obs = observe(body, source, received, None)
+            obs = observe(body, source, received)
         except _DECODE_ERRORS as exc:
             raise await self._refuse(source, received, body, invalid(exc)) from None
         await self._submit([Accepted(source, obs, body)])
-        return Response(status_code=202)
 
-    async def bulk(self, request: Request) -> Response:
-        return await self._bulk(request, historical=False)
-
-    async def bulk_historical(self, request: Request) -> Response:
-        return await self._bulk(request, historical=True)
-
-    async def web_events(self, request: Request) -> Response:
-        source = self._auth.web_key(request.path_params["api_key"])
-        self._limits.check(source, time.monotonic())
-        body = await self._body(request)
+    async def bulk(self, source: InputDef, body: bytes, *, historical: bool) -> None:
         received = self._c.clock.now_ms()
         try:
-            obs = observe(body, source, received, _client_ip(request))
-        except _DECODE_ERRORS as exc:
-            await self._quarantine(source, received, body, invalid(exc))
-            return Response(status_code=202)
-        await self._submit([Accepted(source, obs, body)])
-        return Response(status_code=202)
-
-    async def _bulk(self, request: Request, *, historical: bool) -> Response:
-        source = self._auth.basic(request.headers.get("authorization"))
-        self._limits.check(source, time.monotonic())
-        body = await self._body(request)
-        received = self._c.clock.now_ms()
-        try:
-            accepted = self._observe_bulk(body, source, received, historical)
+            accepted = _observe_bulk(body, source, received, historical)
         except InvalidBatch as exc:
             raise await self._refuse(source, received, body, exc) from None
         await self._submit(accepted)
-        return Response(status_code=202)
 
-    def _observe_bulk(
-        self, body: bytes, source: InputDef, received: int, historical: bool
-    ) -> list[Accepted]:
+    async def web_events(self, source: InputDef, body: bytes, client_ip: str | None) -> None:
+        received = self._c.clock.now_ms()
         try:
-            raws = decode_bulk(body)
-        except msgspec.DecodeError as exc:
-            raise invalid(exc) from None
-        if len(raws) > MAX_BULK_BATCHES:
-            raise InvalidBatch(f"at most {MAX_BULK_BATCHES} batches per request, got {len(raws)}")
-        accepted = []
-        for index, raw in enumerate(raws):
-            part = bytes(raw)
-            try:
-                obs = observe(part, source, received, None, historical=historical)
-            except _DECODE_ERRORS as exc:
-                raise invalid(exc, f"[{index}].") from None
-            accepted.append(Accepted(source, obs, part))
-        return accepted
-
-    async def _body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            raise PayloadTooLarge(f"request body over {self._max_body} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self._max_body:
-                raise PayloadTooLarge(f"request body over {self._max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            obs = observe(body, source, received, client_ip)
+        except _DECODE_ERRORS as exc:
+            await self._quarantine(source, received, body, invalid(exc))
+            return
+        await self._submit([Accepted(source, obs, body)])
 
     async def _submit(self, items: Sequence[WriterItem]) -> list[Outcome]:
-        futures = [asyncio.wrap_future(self._c.writer.submit(item)) for item in items]
-        return list(await asyncio.gather(*futures))
+        submit = self._c.writer.submit_async
+        if len(items) == 1:
+            return [await submit(items[0])]
+        return list(await asyncio.gather(*(submit(item) for item in items)))
 
     async def _refuse(
         self, source: InputDef, received: int, body: bytes, error: InvalidBatch
@@ -129,9 +93,19 @@ class EventsApi:
         await self._submit([Refused(source.name, received, "quarantined", str(error), body)])
 
 
-def _client_ip(request: Request) -> str | None:
-    """The user's address for client SDK batches: the first X-Forwarded-For hop, else the peer."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",")[0].strip() or None
-    return request.client.host if request.client else None
+def _observe_bulk(body: bytes, source: InputDef, received: int, historical: bool) -> list[Accepted]:
+    try:
+        raws = decode_bulk(body)
+    except msgspec.DecodeError as exc:
+        raise invalid(exc) from None
+    if len(raws) > MAX_BULK_BATCHES:
+        raise InvalidBatch(f"at most {MAX_BULK_BATCHES} batches per request, got {len(raws)}")
+    accepted = []
+    for index, raw in enumerate(raws):
+        part = bytes(raw)
+        try:
+            obs = observe(part, source, received, historical=historical)
+        except _DECODE_ERRORS as exc:
+            raise invalid(exc, f"[{index}].") from None
+        accepted.append(Accepted(source, obs, part))
+    return accepted

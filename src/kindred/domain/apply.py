@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from kindred.domain.changes import Change, Note
+from kindred.domain.dedup import fresh_events
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
 from kindred.domain.profile import (
@@ -50,6 +51,8 @@ class ApplyResult:
     profile: Profile
     changes: tuple[Change, ...]
     notes: tuple[Note, ...]
+    # The batch's events minus those the profile had already seen (ING-4).
+    events: tuple[EventFact, ...] = ()
 
 
 @dataclass(slots=True)
@@ -70,6 +73,9 @@ def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyConte
             mpid=ctx.mpid, scope=ctx.scope, created_ms=obs.received_ms, last_stored_ms=0
         )
         draft.changes.append(Change(kind="profile_created", new=ctx.mpid))
+    events, recent = fresh_events(obs.events, profile.recent_messages)
+    if len(events) != len(obs.events):
+        obs = replace(obs, events=events)
     user_ids = _apply_user_identities(profile, ctx, obs.received_ms, draft)
     workspace = _apply_workspace(profile, obs, ctx, draft)
     opted_out, opt_out_ts = _apply_opt_out(profile, obs.events, draft)
@@ -83,9 +89,10 @@ def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyConte
         limit_ad_tracking=lat if isinstance(lat, bool) else profile.limit_ad_tracking,
         ip=obs.ip or profile.ip,
         last_stored_ms=max(profile.last_stored_ms, obs.received_ms),
+        recent_messages=recent,
         version=profile.version + 1,
     )
-    return ApplyResult(new_profile, tuple(draft.changes), tuple(draft.notes))
+    return ApplyResult(new_profile, tuple(draft.changes), tuple(draft.notes), events)
 
 
 def identity_keys(profile: Profile | None) -> set[IdentityKey]:

@@ -80,6 +80,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ip: str | None = None
     user_identities: dict[str, IdentityEntry] = msgspec.field(default_factory=dict)
     workspaces: dict[int, WorkspaceProfile] = msgspec.field(default_factory=dict)
+    # Hashes of the most recent event message ids (see domain.dedup), packed int64s.
+    recent_messages: bytes = b""
     # Incremented on every save: stores use it to detect a lost update across processes.
     version: int = 0
 

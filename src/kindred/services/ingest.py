@@ -12,8 +12,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
 from kindred.domain.apply import ApplyContext, apply_observation, identity_keys
 from kindred.domain.changes import Change, Note
 from kindred.domain.identities import IdentityKey
@@ -162,7 +160,7 @@ class IngestService:
             return _logged(uow, item, BatchStatus.UNRESOLVED, None, "no MPID and no identity")
         if decision.action == "create" and source.protection is Protection.UPDATE_ONLY:
             return _logged(uow, item, BatchStatus.DROPPED, None, "unknown user, update-only input")
-        mpid = decision.mpid if decision.mpid is not None else self._fresh_mpid(uow)
+        mpid = decision.mpid if decision.mpid is not None else self._fresh_mpid()
         return self._apply_to_profile(uow, item, decision, profiles.get(mpid), mpid)
 
     def _decide(
@@ -190,11 +188,10 @@ class IngestService:
         decision = resolve(obs, policy, matches, candidate_of(explicit) if explicit else None)
         return decision, profiles
 
-    def _fresh_mpid(self, uow: UnitOfWork) -> int:
-        while True:
-            mpid = self._mpids.new_mpid()
-            if not uow.load_profiles([mpid]):
-                return mpid
+    def _fresh_mpid(self) -> int:
+        # A collision with a stored MPID (odds ~N/2^64) fails save_profile's version check
+        # with ConcurrentUpdate, and the retried group draws again.
+        return self._mpids.new_mpid()
 
     def _apply_to_profile(
         self,
@@ -204,7 +201,7 @@ class IngestService:
         before: Profile | None,
         mpid: int,
     ) -> Outcome:
-        source, obs = item.input, _without_seen_events(uow, mpid, item.observation)
+        source, obs = item.input, item.observation
         workspace = source.workspace
         ctx = ApplyContext(
             mpid=mpid,
@@ -224,24 +221,6 @@ class IngestService:
         log_id = uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
         notes = decision.notes + result.notes
         return Outcome(BatchStatus.APPLIED, mpid, log_id, notes, result.changes)
-
-
-def _without_seen_events(uow: UnitOfWork, mpid: int, obs: Observation) -> Observation:
-    """Drop events whose source_message_id this profile has already seen (ING-4)."""
-    ids = [e.message_id for e in obs.events if e.message_id]
-    if not ids:
-        return obs
-    fresh = uow.claim_messages(mpid, ids)
-    if len(fresh) == len(ids):
-        return obs
-    kept, claimed = [], set()
-    for event in obs.events:
-        if event.message_id is None:
-            kept.append(event)
-        elif event.message_id in fresh and event.message_id not in claimed:
-            claimed.add(event.message_id)
-            kept.append(event)
-    return msgspec.structs.replace(obs, events=tuple(kept))
 
 
 def _sync_index(

@@ -1,18 +1,21 @@
 """Group commit: one writer thread turns many concurrent submissions into few transactions.
 
-Callers (HTTP handlers on the event loop, the CSV importer) submit work and wait on a future;
-the writer takes everything queued, up to `max_group`, and runs it as one group. Batches are
-durable when their future resolves, so a 202 is never sent before the commit.
+Callers submit work and wait: coroutines on an event loop get an asyncio future (settled
+for a whole group with one thread-safe call, not one wakeup per batch); plain threads (the
+CSV importer) get a concurrent future. The writer takes everything queued, up to
+`max_group`, and runs it as one group. A future resolves only after its group committed,
+so a 202 is never sent before the batch is durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupWriter", "WriterStopped"]
 
@@ -42,9 +45,16 @@ class GroupWriter(Generic[In, Out]):
         self._thread.start()
 
     def submit(self, item: In) -> Future[Out]:
-        if self._stopping:
-            raise WriterStopped("the writer is stopping")
+        """From any thread: a future that resolves once `item` is committed."""
+        self._check_open()
         future: Future[Out] = Future()
+        self._queue.put((item, future))
+        return future
+
+    def submit_async(self, item: In) -> asyncio.Future[Out]:
+        """From a coroutine: an asyncio future of the running loop."""
+        self._check_open()
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._queue.put((item, future))
         return future
 
@@ -58,6 +68,10 @@ class GroupWriter(Generic[In, Out]):
     def queued(self) -> int:
         return self._queue.qsize()
 
+    def _check_open(self) -> None:
+        if self._stopping:
+            raise WriterStopped("the writer is stopping")
+
     def _run(self) -> None:
         while True:
             group, stop = self._take_group()
@@ -66,11 +80,11 @@ class GroupWriter(Generic[In, Out]):
             if stop:
                 return
 
-    def _take_group(self) -> tuple[list[tuple[In, Future[Out]]], bool]:
+    def _take_group(self) -> tuple[list[tuple[In, object]], bool]:
         first = self._queue.get()
         if first is _STOP:
             return [], True
-        group: list[tuple[In, Future[Out]]] = [first]  # type: ignore[list-item]
+        group: list[tuple[In, object]] = [first]  # type: ignore[list-item]
         while len(group) < self._max_group:
             try:
                 more = self._queue.get_nowait()
@@ -81,13 +95,39 @@ class GroupWriter(Generic[In, Out]):
             group.append(more)  # type: ignore[arg-type]
         return group, False
 
-    def _run_group(self, group: list[tuple[In, Future[Out]]]) -> None:
+    def _run_group(self, group: list[tuple[In, object]]) -> None:
         try:
-            results = self._process([item for item, _ in group])
-        except BaseException as exc:  # the futures must learn of it, whatever it is
+            results: list[Out] | None = self._process([item for item, _ in group])
+            error: BaseException | None = None
+        except BaseException as exc:  # the waiters must learn of it, whatever it is
             log.exception("writer group failed")
-            for _, future in group:
-                future.set_exception(exc)
-            return
-        for (_, future), result in zip(group, results, strict=True):
-            future.set_result(result)
+            results, error = None, exc
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Out], object]]] = {}
+        for index, (_, future) in enumerate(group):
+            outcome: object = error if results is None else results[index]
+            if isinstance(future, asyncio.Future):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            else:
+                _settle_concurrent(future, outcome)  # type: ignore[arg-type]
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_async, pairs)
+            except RuntimeError:
+                log.warning("event loop closed before %d results were delivered", len(pairs))
+
+
+def _settle_concurrent(future: Future[object], outcome: object) -> None:
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_async(pairs: list[tuple[asyncio.Future[Any], object]]) -> None:
+    for future, outcome in pairs:
+        if future.done():  # the caller went away (client disconnected)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

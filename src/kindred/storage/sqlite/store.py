@@ -31,21 +31,29 @@ class _SqliteUnitOfWork:
     def find_identities(
         self, scope: str, keys: Sequence[IdentityKey]
     ) -> dict[IdentityKey, list[int]]:
-        found: dict[IdentityKey, list[int]] = {}
-        query = "SELECT mpid FROM identities WHERE scope = ? AND id_type = ? AND id_value = ?"
+        if not keys:
+            return {}
+        # One round trip; UNION ALL of point lookups keeps every lookup on the primary key
+        # (row-value IN lists make SQLite scan the whole scope).
+        point = "SELECT id_type, id_value, mpid FROM identities"
+        point += " WHERE scope = ? AND id_type = ? AND id_value = ?"
+        params: list[object] = []
         for key in keys:
-            rows = self.conn.execute(query, (scope, key.type, key.value)).fetchall()
-            if rows:
-                found[key] = [r[0] for r in rows]
+            params += [scope, key.type, key.value]
+        rows = self.conn.execute(" UNION ALL ".join([point] * len(keys)), params)
+        found: dict[IdentityKey, list[int]] = {}
+        for id_type, id_value, mpid in rows:
+            found.setdefault(IdentityKey(id_type, id_value), []).append(mpid)
         return found
 
     def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]:
-        result: dict[int, Profile] = {}
-        for mpid in mpids:
-            row = self.conn.execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,)).fetchone()
-            if row is not None:
-                result[mpid] = decode_profile(row[0])
-        return result
+        wanted = list(mpids)
+        if not wanted:
+            return {}
+        marks = ", ".join(["?"] * len(wanted))
+        rows = self.conn.execute(f"SELECT doc FROM profiles WHERE mpid IN ({marks})", wanted)
+        profiles = (decode_profile(doc) for (doc,) in rows)
+        return {p.mpid: p for p in profiles}
 
     def save_profile(self, profile: Profile) -> None:
         cursor = self.conn.execute(

@@ -1,0 +1,132 @@
+"""Shared pieces of the benchmarks: batches that look like real traffic, a server process,
+memory sampling, percentiles."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BENCH_DIR = Path(__file__).parent
+CONFIG = BENCH_DIR / "kindred-bench.toml"
+AUTH = ("bench-key", "bench-secret")
+
+_EVENT = (
+    '{"event_type":"custom_event","data":{"event_name":"%(name)s","custom_event_type":"navigation",'
+    '"timestamp_unixtime_ms":%(ts)d,"source_message_id":"%(mid)s","session_uuid":"%(sess)s",'
+    '"custom_attributes":{"song":"track-%(n)d","genre":"jazz","length_s":%(len)d,"liked":true}}}'
+)
+_SCREEN = (
+    '{"event_type":"screen_view","data":{"screen_name":"%(name)s","timestamp_unixtime_ms":%(ts)d,'
+    '"source_message_id":"%(mid)s","session_uuid":"%(sess)s","custom_attributes":{"tab":"home"}}}'
+)
+_BATCH = (
+    '{"environment":"production","source_request_id":"%(rid)s","ip":"203.0.113.%(ip)d",'
+    '"user_identities":{"customerid":"user-%(user)d","email":"user%(user)d@example.com"},'
+    '"device_info":{"platform":"iOS","os_version":"17.4","device_model":"iPhone15,2",'
+    '"ios_idfv":"%(idfv)s","att_authorization_status":"authorized"},'
+    '"application_info":{"application_name":"Bench","application_version":"4.2.0"},'
+    '"user_attributes":{"$FirstName":"User%(user)d","tier":"%(tier)s","visits":%(visits)d,'
+    '"favorite_genres":["jazz","soul"],"newsletter":true},'
+    '"consent_state":{"gdpr":{"marketing":{"consented":true,"document":"v2",'
+    '"timestamp_unixtime_ms":%(ts)d}}},'
+    '"events":[%(events)s]}'
+)
+_TIERS = ("bronze", "silver", "gold")
+
+
+def batch_body(user: int, seq: int, now_ms: int, events: int = 10) -> bytes:
+    """A ~2 KB batch of `events` events for `user`; `seq` makes its ids unique."""
+    session = f"{user:08x}-0000-4000-8000-{seq:012x}"
+    parts = []
+    for n in range(events):
+        template = _SCREEN if n % 4 == 3 else _EVENT
+        parts.append(template % {
+            "name": ("Play", "Search", "Share", "Home")[n % 4],
+            "ts": now_ms - (events - n) * 1000,
+            "mid": f"{seq:016x}-{n:04x}",
+            "sess": session,
+            "n": n,
+            "len": 120 + n,
+        })
+    return (_BATCH % {
+        "rid": f"{seq:016x}-{user:016x}",
+        "ip": user % 250 + 1,
+        "user": user,
+        "idfv": str(uuid.UUID(int=user + 1)),
+        "tier": _TIERS[user % 3],
+        "visits": seq % 1000,
+        "ts": now_ms,
+        "events": ",".join(parts),
+    }).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    store_url: str | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        if self.store_url:
+            env["KINDRED_STORE_URL"] = self.store_url
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kindred.cli", "serve", "--config", str(CONFIG),
+             "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current, peak) resident memory of the server process in MB."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(60)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return sorted_values[index]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"

@@ -1,0 +1,173 @@
+"""Ingest benchmark: a separate load process drives a running Kindred server over HTTP.
+
+It sends realistic batches (10 events, ~2 KB; a mix of returning users from the seeded
+population and new users) at a fixed arrival rate, open loop, so latency is measured from
+the moment each request was due (no coordinated omission). It reports events/s, batches/s,
+p50/p99/p99.9 latency and the server's peak memory.
+
+    python bench/ingest.py --store sqlite --profiles 1000000 --rate 2000 --duration 60
+    python bench/ingest.py --store postgres --profiles 1000000 --rate 1000 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import asyncio
+import base64
+import json
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import AUTH, ServerProcess, batch_body, machine, percentile  # noqa: E402
+from bench.seed import seed  # noqa: E402
+
+PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/kindred_bench"
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    events: int = 0
+
+
+async def _send(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes
+) -> int:
+    writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    status_line = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def _connection(
+    port: int, queue: asyncio.Queue[tuple[float, bytes, int] | None], tally: Tally, head: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    while (job := await queue.get()) is not None:
+        due, body, events = job
+        status = await _send(reader, writer, head, body)
+        tally.latencies.append(time.perf_counter() - due)
+        tally.statuses[status] = tally.statuses.get(status, 0) + 1
+        if status == 202:
+            tally.events += events
+    writer.close()
+
+
+async def _drive(args: argparse.Namespace, port: int, seeded: int, tally: Tally) -> float:
+    token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
+    head = (b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            b"Authorization: Basic " + token + b"\r\n")
+    queue: asyncio.Queue[tuple[float, bytes, int] | None] = asyncio.Queue()
+    workers = [asyncio.create_task(_connection(port, queue, tally, head))
+               for _ in range(args.connections)]
+    rng = random.Random(7)
+    new_user = max(seeded, 1) + 10_000_000
+    total = int(args.rate * args.duration)
+    started = time.perf_counter()
+    now_ms = int(time.time() * 1000)
+    for n in range(total):
+        due = started + n / args.rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if seeded and rng.random() < args.returning:
+            user = rng.randrange(seeded)
+        else:
+            user, new_user = new_user, new_user + 1
+        queue.put_nowait((due, batch_body(user, seq=n + 1_000_000_000, now_ms=now_ms), 10))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return time.perf_counter() - started
+
+
+def _memory_sampler(server: ServerProcess, peaks: list[float], stop: asyncio.Event) -> None:
+    async def sample() -> None:
+        while not stop.is_set():
+            peaks.append(server.rss_mb()[0])
+            await asyncio.sleep(0.5)
+    asyncio.get_event_loop().create_task(sample())
+
+
+async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> dict[str, object]:
+    tally = Tally()
+    rss: list[float] = []
+    stop = asyncio.Event()
+    _memory_sampler(server, rss, stop)
+    elapsed = await _drive(args, server.port, seeded, tally)
+    stop.set()
+    lat = sorted(tally.latencies)
+    ok = tally.statuses.get(202, 0)
+    return {
+        "store": args.store,
+        "profiles_seeded": seeded,
+        "target_batches_per_s": args.rate,
+        "duration_s": round(elapsed, 1),
+        "batches_per_s": round(ok / elapsed),
+        "events_per_s": round(tally.events / elapsed),
+        "p50_ms": round(percentile(lat, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
+        "p999_ms": round(percentile(lat, 0.999) * 1000, 2),
+        "statuses": tally.statuses,
+        "server_peak_rss_mb": round(server.rss_mb()[1], 1),
+        "machine": machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--profiles", type=int, default=1_000_000, help="seeded population")
+    parser.add_argument("--rate", type=float, default=2000, help="batches per second")
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--returning", type=float, default=0.7, help="share of known users")
+    parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))
+    parser.add_argument("--fresh", action="store_true", help="start from an empty store")
+    args = parser.parse_args()
+
+    data_dir = Path(args.data_dir) / args.store
+    store_url = PG_BENCH_URL if args.store == "postgres" else None
+    if args.fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if store_url:
+            _recreate_pg_database()
+    if args.profiles:
+        seed(str(data_dir), args.profiles, store_url)
+        os.sync()  # the seed's dirty pages must not be flushed during the measurement
+    server = ServerProcess(data_dir, store_url)
+    server.start()
+    try:
+        import uvloop
+
+        result = uvloop.run(_run(args, server, args.profiles))
+    finally:
+        server.stop()
+    print(json.dumps(result, indent=2))
+
+
+def _recreate_pg_database() -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS kindred_bench")
+        c.execute("CREATE DATABASE kindred_bench")
+
+
+if __name__ == "__main__":
+    main()

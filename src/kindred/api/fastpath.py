@@ -1,0 +1,137 @@
+"""A lean ASGI path for the ingest routes, in front of the Starlette app.
+
+Ingest is the hot path: at thousands of batches a second, Starlette's request objects and
+middleware stack cost more CPU than decoding the batch. These routes are matched on the raw
+ASGI scope and answered directly; everything else goes to the Starlette app.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from kindred.api.errors import PayloadTooLarge, error_body, error_headers, status_of
+from kindred.api.events import EventsApi
+from kindred.bootstrap import Container
+from kindred.domain.errors import KindredError
+
+__all__ = ["IngestFastPath"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_WEB_PREFIXES = ("/v3/JS/", "/webevents/v3/JS/")
+_CORS = [(b"access-control-allow-origin", b"*")]
+_JSON = [(b"content-type", b"application/json")]
+
+
+class IngestFastPath:
+    def __init__(self, fallback: ASGIApp, events: EventsApi, container: Container) -> None:
+        self._fallback = fallback
+        self._events = events
+        self._max_body = container.settings.server.max_body_bytes
+        self._histogram = container.metrics.request_seconds
+        self._timers: dict[tuple[str, int], Any] = {}
+        self._server_routes = {
+            "/v2/events": "events",
+            "/v2/bulkevents": "bulkevents",
+            "/v2/bulkevents/historical": "bulkevents_historical",
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            route = self._server_routes.get(path)
+            if route is not None:
+                await self._timed(route, scope, receive, send, cors=False)
+                return
+            if path.startswith(_WEB_PREFIXES) and path.endswith("/events"):
+                await self._timed("web_events", scope, receive, send, cors=True)
+                return
+        await self._fallback(scope, receive, send)
+
+    async def _timed(
+        self, route: str, scope: Scope, receive: Receive, send: Send, *, cors: bool
+    ) -> None:
+        started = time.perf_counter()
+        extra = _CORS if cors else []
+        try:
+            await self._dispatch(route, scope, receive)
+            status = 202
+            await _respond(send, 202, b"", extra)
+        except KindredError as exc:
+            status = status_of(exc)
+            headers = [(k.encode(), v.encode()) for k, v in error_headers(exc).items()]
+            await _respond(send, status, error_body(exc), _JSON + headers + extra)
+        self._timer(route, status).observe(time.perf_counter() - started)
+
+    async def _dispatch(self, route: str, scope: Scope, receive: Receive) -> None:
+        if route == "web_events":
+            api_key = scope["path"].rsplit("/", 2)[-2]
+            source = self._events.web_input(api_key)
+            body = await self._body(scope, receive)
+            await self._events.web_events(source, body, _client_ip(scope))
+            return
+        source = self._events.server_input(_header(scope, b"authorization"))
+        body = await self._body(scope, receive)
+        if route == "events":
+            await self._events.events(source, body)
+        else:
+            await self._events.bulk(source, body, historical=route == "bulkevents_historical")
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise PayloadTooLarge(f"request body over {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise PayloadTooLarge(f"request body over {self._max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _timer(self, route: str, status: int) -> Any:
+        key = (route, status)
+        timer = self._timers.get(key)
+        if timer is None:
+            timer = self._timers[key] = self._histogram.labels(route, str(status))
+        return timer
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _client_ip(scope: Scope) -> str | None:
+    """The user's address for client SDK batches: the first X-Forwarded-For hop, else the peer."""
+    forwarded = _header(scope, b"x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[0].strip() or None
+    client = scope.get("client")
+    return str(client[0]) if client else None
