@@ -26,7 +26,6 @@ class _State:
     profiles: dict[int, Profile] = field(default_factory=dict)
     identities: dict[tuple[str, IdentityKey], set[int]] = field(default_factory=dict)
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
-    messages: dict[int, set[str]] = field(default_factory=dict)
     log: list[LogEntry] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
 
@@ -77,12 +76,6 @@ class _MemoryUnitOfWork:
         self.state.requests[(input_name, request_id)] = now_ms
         return True
 
-    def claim_messages(self, mpid: int, message_ids: Sequence[str]) -> set[str]:
-        seen = self.state.messages.setdefault(mpid, set())
-        fresh = set(message_ids) - seen
-        seen.update(fresh)
-        return fresh
-
     def append_log(self, entry: LogEntry) -> int:
         entry_id = len(self.state.log) + 1
         self.state.log.append(msgspec.structs.replace(entry, id=entry_id))
@@ -116,7 +109,6 @@ class MemoryStore:
             draft.profiles = dict(draft.profiles)
             draft.identities = {k: set(v) for k, v in draft.identities.items()}
             draft.requests = dict(draft.requests)
-            draft.messages = {k: set(v) for k, v in draft.messages.items()}
             draft.log = list(draft.log)
             draft.rejects = list(draft.rejects)
             yield _MemoryUnitOfWork(draft)

@@ -147,6 +147,8 @@ def _identity_value(value: object, path: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidBatch("identity values must be strings", path)
     text = str(value).strip()
+    if "\x00" in text:
+        raise InvalidBatch("identity values must not contain NUL characters", path)
     if len(text) > 1024:
         raise InvalidBatch("identity value longer than 1024 characters", path)
     return text
@@ -175,6 +177,8 @@ def _user_attributes(raw: Mapping[str, object], limits: Guardrails) -> dict[str,
         path = f"user_attributes.{key}"
         if not key.strip():
             raise InvalidBatch("user attribute names must not be empty", path)
+        if "\x00" in key:
+            raise InvalidBatch("user attribute names must not contain NUL characters", path)
         if len(key) > limits.max_attribute_key_length:
             raise InvalidBatch(
                 f"user attribute name longer than {limits.max_attribute_key_length} characters",
@@ -188,6 +192,8 @@ def _attribute_value(value: object, path: str, limits: Guardrails) -> AttrValue:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidBatch("user attribute values must not contain NUL characters", path)
         if len(value) > limits.max_attribute_value_length:
             raise InvalidBatch(
                 f"user attribute value longer than {limits.max_attribute_value_length} characters",
@@ -208,6 +214,8 @@ def _attribute_list(values: list[object], path: str, limits: Guardrails) -> Attr
             continue
         if not isinstance(item, str | int | float | bool):
             raise InvalidBatch("list entries must be strings or numbers", f"{path}[{i}]")
+        if isinstance(item, str) and "\x00" in item:
+            raise InvalidBatch("list entries must not contain NUL characters", f"{path}[{i}]")
         if isinstance(item, str) and len(item) > limits.max_list_entry_length:
             raise InvalidBatch(
                 f"list entry longer than {limits.max_list_entry_length} characters",

@@ -75,10 +75,6 @@ _UNLINK_IDENTITIES = (
 # ORDER BY makes the server take the locks in key order (volatile output expressions are
 # evaluated after the sort), so two transactions wanting overlapping sets cannot deadlock.
 _LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
-_CLAIM_MESSAGES = (
-    "INSERT INTO seen_messages (mpid, message_id) SELECT %s, m FROM unnest(%s::text[]) AS m"
-    " ON CONFLICT DO NOTHING RETURNING message_id"
-)
 _APPEND_LOG = (
     "INSERT INTO event_log (input, workspace_id, received_ms, status, reason, mpid,"
     " source_request_id, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
@@ -161,12 +157,6 @@ class _PostgresUnitOfWork:
             (input_name, request_id, now_ms),
         )
         return cursor.rowcount == 1
-
-    def claim_messages(self, mpid: int, message_ids: Sequence[str]) -> set[str]:
-        wanted = list(dict.fromkeys(message_ids))
-        if not wanted:
-            return set()
-        return {row[0] for row in self._execute(_CLAIM_MESSAGES, (mpid, wanted))}
 
     def append_log(self, entry: LogEntry) -> int:
         params = (

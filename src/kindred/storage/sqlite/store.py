@@ -31,6 +31,7 @@ class _SqliteUnitOfWork:
     def find_identities(
         self, scope: str, keys: Sequence[IdentityKey]
     ) -> dict[IdentityKey, list[int]]:
+        keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
         # One round trip; UNION ALL of point lookups keeps every lookup on the primary key
@@ -56,21 +57,20 @@ class _SqliteUnitOfWork:
         return {p.mpid: p for p in profiles}
 
     def save_profile(self, profile: Profile) -> None:
-        cursor = self.conn.execute(
-            "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, doc)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (mpid) DO UPDATE SET version = excluded.version,"
-            " last_stored_ms = excluded.last_stored_ms, doc = excluded.doc"
-            " WHERE profiles.version = excluded.version - 1",
-            (
-                profile.mpid,
-                profile.scope,
-                profile.version,
-                profile.created_ms,
-                profile.last_stored_ms,
-                encode_profile(profile).decode(),
-            ),
-        )
+        doc = encode_profile(profile).decode()
+        if profile.version == 1:
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO profiles"
+                " (mpid, scope, version, created_ms, last_stored_ms, doc)"
+                " VALUES (?, ?, 1, ?, ?, ?)",
+                (profile.mpid, profile.scope, profile.created_ms, profile.last_stored_ms, doc),
+            )
+        else:
+            cursor = self.conn.execute(
+                "UPDATE profiles SET version = ?, last_stored_ms = ?, doc = ?"
+                " WHERE mpid = ? AND version = ?",
+                (profile.version, profile.last_stored_ms, doc, profile.mpid, profile.version - 1),
+            )
         if cursor.rowcount != 1:
             raise ConcurrentUpdate(f"profile {profile.mpid} changed since it was loaded")
 
@@ -92,17 +92,6 @@ class _SqliteUnitOfWork:
             (input_name, request_id, now_ms),
         )
         return cursor.rowcount == 1
-
-    def claim_messages(self, mpid: int, message_ids: Sequence[str]) -> set[str]:
-        fresh: set[str] = set()
-        for message_id in message_ids:
-            cursor = self.conn.execute(
-                "INSERT OR IGNORE INTO seen_messages (mpid, message_id) VALUES (?, ?)",
-                (mpid, message_id),
-            )
-            if cursor.rowcount == 1:
-                fresh.add(message_id)
-        return fresh
 
     def append_log(self, entry: LogEntry) -> int:
         cursor = self.conn.execute(
@@ -129,8 +118,16 @@ class _SqliteUnitOfWork:
 
     def record_reject(self, entry: RejectEntry) -> int:
         cursor = self.conn.execute(
-            "INSERT INTO rejects (input, received_ms, kind, reason, body) VALUES (?, ?, ?, ?, ?)",
-            (entry.input, entry.received_ms, entry.kind, entry.reason, entry.body),
+            "INSERT INTO rejects (input, received_ms, kind, reason, body, replayed_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                entry.input,
+                entry.received_ms,
+                entry.kind,
+                entry.reason,
+                entry.body,
+                entry.replayed_ms,
+            ),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid

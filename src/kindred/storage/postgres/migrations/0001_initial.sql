@@ -27,13 +27,6 @@ CREATE TABLE request_ids (
     PRIMARY KEY (input, request_id)
 );
 
--- source_message_id seen per profile (ING-4).
-CREATE TABLE seen_messages (
-    mpid BIGINT NOT NULL,
-    message_id TEXT NOT NULL,
-    PRIMARY KEY (mpid, message_id)
-);
-
 -- Every accepted batch exactly as received: profiles can be rebuilt from it (ING-5).
 -- Ids come from a sequence: unique and increasing, but with gaps where a transaction rolled back.
 CREATE TABLE event_log (

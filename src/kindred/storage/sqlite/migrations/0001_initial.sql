@@ -27,13 +27,6 @@ CREATE TABLE request_ids (
     PRIMARY KEY (input, request_id)
 ) WITHOUT ROWID;
 
--- source_message_id seen per profile (ING-4).
-CREATE TABLE seen_messages (
-    mpid INTEGER NOT NULL,
-    message_id TEXT NOT NULL,
-    PRIMARY KEY (mpid, message_id)
-) WITHOUT ROWID;
-
 -- Every accepted batch exactly as received: profiles can be rebuilt from it (ING-5).
 CREATE TABLE event_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
