@@ -42,6 +42,13 @@ class IngestFastPath:
             "/v2/bulkevents/historical": "bulkevents_historical",
         }
 
+    def paths(self) -> list[str]:
+        """The routes answered here (for the docs check)."""
+        return [*self._server_routes, *(f"{p}{{api_key}}/events" for p in _WEB_PREFIXES)]
+
+    def fallback_routes(self) -> list[Any]:
+        return list(getattr(self._fallback, "routes", []))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]

@@ -135,17 +135,44 @@ class _SqliteUnitOfWork:
 
 class SqliteStore:
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
-    process crash; group commit keeps that to one fsync per group of batches."""
+    process crash; group commit keeps that to one fsync per group of batches.
 
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+    The writer never checkpoints the WAL itself (a checkpoint inside a commit stalls every
+    batch of that group); a background thread with its own connection does, passively.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        checkpoint_interval_s: float = 1.0,
+    ) -> None:
         self.path = str(path)
         self._synchronous = synchronous
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
+        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._closed = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop,
+            args=(checkpoint_interval_s,),
+            name="kindred-sqlite-checkpoint",
+            daemon=True,
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, interval_s: float) -> None:
+        conn = self._connect()
+        try:
+            while not self._closed.wait(interval_s):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -247,10 +274,14 @@ class SqliteStore:
         ]
 
     def close(self) -> None:
+        self._closed.set()
+        self._checkpointer.join(10)
         for conn in self._readers:
             conn.close()
         self._readers.clear()
-        self._writer.close()
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self._writer.close()
 
 
 def _log_entry(row: tuple[object, ...]) -> LogEntry:

@@ -1,0 +1,72 @@
+"""Every setting, CLI command and route is documented (docs that tests check)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import msgspec
+
+from kindred.api.app import create_app
+from kindred.api.fastpath import IngestFastPath
+from kindred.bootstrap import build
+from kindred.cli.main import main
+from kindred.config import Settings, load_settings
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+def _setting_keys(struct: type[msgspec.Struct], prefix: str = "") -> list[str]:
+    keys = []
+    for field in msgspec.structs.fields(struct):
+        key = f"{prefix}{field.name}"
+        inner = field.type
+        args = getattr(inner, "__args__", ())
+        if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
+            keys += _setting_keys(inner, f"{key}.")
+        elif args and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
+            keys += _setting_keys(args[0], f"{key}[].")
+        else:
+            keys.append(key)
+    return keys
+
+
+def test_every_setting_is_documented() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    missing = [k for k in _setting_keys(Settings) if f"`{k}`" not in text]
+    assert not missing, f"undocumented settings: {missing}"
+
+
+def test_the_documentation_names_no_setting_that_does_not_exist() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_\[\].]+)` \|", text, flags=re.MULTILINE))
+    assert documented - set(_setting_keys(Settings)) == set()
+
+
+def _commands(group: click.Group, prefix: str = "kindred") -> list[str]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix} {name}")
+        else:
+            found.append(f"{prefix} {name}")
+    return found
+
+
+def test_every_cli_command_is_documented() -> None:
+    text = (DOCS / "cli.md").read_text()
+    missing = [c for c in _commands(main) if f"`{c}" not in text]
+    assert not missing, f"undocumented commands: {missing}"
+
+
+def test_every_route_is_documented(tmp_path: Path) -> None:
+    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
+    app = create_app(container, manage_lifecycle=False)
+    assert isinstance(app, IngestFastPath)
+    starlette_paths = [route.path for route in app.fallback_routes()]
+    fast_paths = app.paths()
+    text = (DOCS / "http.md").read_text()
+    missing = [p for p in [*starlette_paths, *fast_paths] if p not in text]
+    assert not missing, f"undocumented routes: {missing}"
+    container.store.close()
