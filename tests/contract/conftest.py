@@ -8,27 +8,22 @@ contract silently not checked against the scale-out store is worse than a red ru
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from kindred.ports import Store
 from kindred.storage.memory import MemoryStore
 from kindred.storage.postgres import PostgresStore
 from kindred.storage.sqlite import SqliteStore
+from tests.pg import PG_URL_ENV, connect, temporary_database
 
 __all__ = ["BACKENDS", "PG_URL_ENV"]
 
-PG_URL_ENV = "KINDRED_TEST_PG_URL"
-_DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _TABLES = ("profiles", "identities", "request_ids", "event_log", "rejects")
 # DELETE, not TRUNCATE: on tables this small it is ~100x faster (no new files to fsync).
 _EMPTY_TABLES = "".join(f"DELETE FROM {table};" for table in _TABLES)
@@ -36,31 +31,11 @@ _EMPTY_TABLES = "".join(f"DELETE FROM {table};" for table in _TABLES)
 BACKENDS = ("memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 
 
-def _connect(url: str) -> psycopg.Connection[TupleRow]:
-    try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        failure = exc
-    pytest.fail(
-        f"PostgreSQL is unreachable at {url!r}: {failure}\n"
-        f"Start the server or point {PG_URL_ENV} at one (postgres tests never skip).",
-        pytrace=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """The conninfo of a fresh database that lives as long as this test session."""
-    server = os.environ.get(PG_URL_ENV, _DEFAULT_PG_URL)
-    name = f"kindred_test_{secrets.token_hex(6)}"
-    with _connect(server) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server, dbname=name)
-    finally:
-        with _connect(server) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
+    """A fresh database that lives as long as this test session (so per xdist worker)."""
+    with temporary_database() as conninfo:
+        yield conninfo
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +49,7 @@ def pg_store(pg_database: str) -> Iterator[PostgresStore]:
 @pytest.fixture(scope="session")
 def pg_admin(pg_database: str) -> Iterator[psycopg.Connection[TupleRow]]:
     """A connection of the suite's own, to empty tables and inspect the server."""
-    with _connect(pg_database) as conn:
+    with connect(pg_database) as conn:
         yield conn
 
 
