@@ -53,6 +53,9 @@ class LogEntry(msgspec.Struct, kw_only=True):
     mpid: int | None = None
     reason: str | None = None
     source_request_id: str | None = None
+    # What shaped the batch besides its body, so that a rebuild reads it the same way.
+    client_ip: str | None = None
+    historical: bool = False
     id: int | None = None
 
 

@@ -71,7 +71,7 @@ class EventsApi:
         except _DECODE_ERRORS as exc:
             await self._quarantine(source, received, body, invalid(exc))
             return
-        await self._submit([Accepted(source, obs, body)])
+        await self._submit([Accepted(source, obs, body, client_ip=client_ip)])
 
     async def _submit(self, items: Sequence[WriterItem]) -> list[Outcome]:
         submit = self._c.writer.submit_async
@@ -107,5 +107,5 @@ def _observe_bulk(body: bytes, source: InputDef, received: int, historical: bool
             obs = observe(part, source, received, historical=historical)
         except _DECODE_ERRORS as exc:
             raise invalid(exc, f"[{index}].") from None
-        accepted.append(Accepted(source, obs, part))
+        accepted.append(Accepted(source, obs, part, historical=historical))
     return accepted

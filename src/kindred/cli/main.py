@@ -90,6 +90,35 @@ def demo(config_path: str | None, data_dir: str | None) -> None:
         container.store.close()
 
 
+@main.command()
+@click.option(
+    "--into",
+    "target_url",
+    required=True,
+    help="Store URL to rebuild into (sqlite:////abs/path.db or postgresql://...); must be empty.",
+)
+@_config_option
+@_data_dir_option
+def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> None:
+    """Rebuild every profile from the event log into another store."""
+    from kindred.services.rebuild import rebuild as run_rebuild  # noqa: PLC0415
+
+    settings = _settings(config_path, data_dir)
+    source = _started(settings)
+    target_settings = msgspec.structs.replace(
+        settings, store=msgspec.structs.replace(settings.store, url=target_url)
+    )
+    target = _started(target_settings)
+    try:
+        if target.store.count_profiles():
+            raise click.ClickException(f"--into: {target_url} already holds profiles")
+        tally = run_rebuild(source.store, source.tenancy, target.ingest.ingest)
+    finally:
+        source.store.close()
+        target.store.close()
+    click.echo(msgspec.json.encode(tally).decode())
+
+
 @main.group("import")
 def import_group() -> None:
     """Import data from files."""

@@ -47,6 +47,8 @@ class Accepted:
     input: InputDef
     observation: Observation
     body: bytes
+    client_ip: str | None = None
+    historical: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,8 @@ def _log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None
         mpid=mpid,
         reason=reason,
         source_request_id=item.observation.source_request_id,
+        client_ip=item.client_ip,
+        historical=item.historical,
     )
 
 

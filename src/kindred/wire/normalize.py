@@ -7,9 +7,7 @@ client learns exactly what to fix (ING-1, PRF-6).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import msgspec
+from typing import Any, get_args
 
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import (
@@ -28,6 +26,8 @@ from kindred.wire.events import (
     ScreenView,
     StateTransition,
 )
+
+_EVENT_TYPE: dict[type, str] = {cls: cls.__struct_config__.tag for cls in get_args(AnyEvent)}
 
 __all__ = ["HISTORICAL_MIN_AGE_MS", "MAX_EVENT_NAME_LENGTH", "normalize_batch", "parse_mpid"]
 
@@ -269,53 +269,54 @@ def _consent_fact(raw: ConsentPurpose, path: str, received_ms: int) -> ConsentFa
 
 
 def _event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
+    """Everything the profile needs from one event, built in one go (this runs for every
+    event of every batch)."""
     data = event.data
-    name = _event_name(event)
+    ts = data.timestamp_unixtime_ms if data and data.timestamp_unixtime_ms else received_ms
+    facts: dict[str, Any] = {}
+    name: str | None = None
+    if data is not None:
+        if isinstance(event, CustomEvent):
+            name = event.data.event_name  # type: ignore[union-attr]
+            facts = _custom_event_facts(event)
+        elif isinstance(event, ScreenView):
+            name = event.data.screen_name  # type: ignore[union-attr]
+        elif isinstance(event, CommerceEvent):
+            commerce = event.data
+            assert commerce is not None
+            action = commerce.product_action.action if commerce.product_action else None
+            name = commerce.event_name or action
+        elif isinstance(event, OptOut):
+            facts = {"is_opted_out": event.data.is_opted_out}  # type: ignore[union-attr]
+        elif isinstance(event, StateTransition):
+            facts = {"is_install": bool(event.data.is_first_run)}  # type: ignore[union-attr]
+    if isinstance(event, FirstRun):
+        facts = {"is_install": True}
     if name is not None and len(name) > MAX_EVENT_NAME_LENGTH:
         raise InvalidBatch(
             f"event name longer than {MAX_EVENT_NAME_LENGTH} characters", f"events[{index}].data"
         )
-    ts = data.timestamp_unixtime_ms if data and data.timestamp_unixtime_ms else received_ms
-    fact = EventFact(
-        event_type=event.__struct_config__.tag or "unknown",  # type: ignore[arg-type]
+    return EventFact(
+        event_type=_EVENT_TYPE[type(event)],
         timestamp_ms=ts,
         message_id=data.source_message_id if data else None,
         name=name,
+        **facts,
     )
-    return _with_type_facts(fact, event)
 
 
-def _event_name(event: AnyEvent) -> str | None:
-    match event:
-        case CustomEvent(data=data) if data is not None:
-            return data.event_name
-        case ScreenView(data=data) if data is not None:
-            return data.screen_name
-        case CommerceEvent(data=data) if data is not None:
-            if data.event_name:
-                return data.event_name
-            return data.product_action.action if data.product_action else None
-    return None
-
-
-def _with_type_facts(fact: EventFact, event: AnyEvent) -> EventFact:
-    match event:
-        case OptOut(data=data) if data is not None:
-            return msgspec.structs.replace(fact, is_opted_out=data.is_opted_out)
-        case CustomEvent(data=data) if data is not None:
-            attrs = data.custom_attributes or {}
-            return msgspec.structs.replace(
-                fact,
-                custom_event_type=data.custom_event_type,
-                attribution_publisher=_str_or_none(attrs.get("publisher")),
-                attribution_campaign=_str_or_none(attrs.get("campaign")),
-                attribution_delete=str(attrs.get("action", "")).lower() == "delete",
-            )
-        case StateTransition(data=data) if data is not None:
-            return msgspec.structs.replace(fact, is_install=bool(data.is_first_run))
-        case FirstRun():
-            return msgspec.structs.replace(fact, is_install=True)
-    return fact
+def _custom_event_facts(event: CustomEvent) -> dict[str, Any]:
+    data = event.data
+    assert data is not None
+    if data.custom_event_type != "attribution":
+        return {"custom_event_type": data.custom_event_type}
+    attrs = data.custom_attributes or {}
+    return {
+        "custom_event_type": data.custom_event_type,
+        "attribution_publisher": _str_or_none(attrs.get("publisher")),
+        "attribution_campaign": _str_or_none(attrs.get("campaign")),
+        "attribution_delete": str(attrs.get("action", "")).lower() == "delete",
+    }
 
 
 def _str_or_none(value: object) -> str | None:

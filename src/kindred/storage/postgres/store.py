@@ -43,7 +43,10 @@ _MIGRATION_LOCK = (0x6B696E64, 1)  # "kind"
 # for a lost version check: run the transaction again.
 _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
 
-_LOG_COLUMNS = "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id, body"
+_LOG_COLUMNS = (
+    "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
+    " client_ip, historical, body"
+)
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 _INSERT_PROFILE = (
@@ -77,7 +80,8 @@ _UNLINK_IDENTITIES = (
 _LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
 _APPEND_LOG = (
     "INSERT INTO event_log (input, workspace_id, received_ms, status, reason, mpid,"
-    " source_request_id, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    " source_request_id, client_ip, historical, body)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _RECORD_REJECT = (
     "INSERT INTO rejects (input, received_ms, kind, reason, body, replayed_ms)"
@@ -167,6 +171,8 @@ class _PostgresUnitOfWork:
             entry.reason,
             entry.mpid,
             entry.source_request_id,
+            entry.client_ip,
+            entry.historical,
             entry.body,
         )
         return _returned_id(self._execute(_APPEND_LOG, params))

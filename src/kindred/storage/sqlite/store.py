@@ -17,7 +17,10 @@ from kindred.storage.migrations import load_migrations
 
 __all__ = ["SqliteStore"]
 
-_LOG_COLUMNS = "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id, body"
+_LOG_COLUMNS = (
+    "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
+    " client_ip, historical, body"
+)
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
@@ -96,7 +99,8 @@ class _SqliteUnitOfWork:
     def append_log(self, entry: LogEntry) -> int:
         cursor = self.conn.execute(
             "INSERT INTO event_log (input, workspace_id, received_ms, status, reason, mpid,"
-            " source_request_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " source_request_id, client_ip, historical, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 entry.input,
                 entry.workspace_id,
@@ -105,6 +109,8 @@ class _SqliteUnitOfWork:
                 entry.reason,
                 entry.mpid,
                 entry.source_request_id,
+                entry.client_ip,
+                entry.historical,
                 entry.body,
             ),
         )
@@ -192,6 +198,12 @@ class SqliteStore:
             self._readers.append(conn)
         return conn
 
+    def _rows(self) -> sqlite3.Cursor:
+        """A reader cursor whose rows are addressable by column name."""
+        cursor = self._reader().cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor
+
     def migrate(self) -> int:
         with self._write_lock:
             conn = self._writer
@@ -241,14 +253,14 @@ class SqliteStore:
         return int(self._reader().execute("SELECT count(*) FROM profiles").fetchone()[0])
 
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
-        rows = self._reader().execute(
+        rows = self._rows().execute(
             f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         )
         return [_log_entry(r) for r in rows]
 
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
-        rows = self._reader().execute(
+        rows = self._rows().execute(
             f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ? ORDER BY id DESC LIMIT ?",
             (mpid, limit),
         )
@@ -284,18 +296,19 @@ class SqliteStore:
             self._writer.close()
 
 
-def _log_entry(row: tuple[object, ...]) -> LogEntry:
-    entry_id, input_name, workspace_id, received_ms, status, reason, mpid, request_id, body = row
+def _log_entry(row: sqlite3.Row) -> LogEntry:
     return LogEntry(
-        id=int(entry_id),  # type: ignore[call-overload]
-        input=str(input_name),
-        workspace_id=int(workspace_id),  # type: ignore[call-overload]
-        received_ms=int(received_ms),  # type: ignore[call-overload]
-        status=str(status),
-        reason=None if reason is None else str(reason),
-        mpid=None if mpid is None else int(mpid),  # type: ignore[call-overload]
-        source_request_id=None if request_id is None else str(request_id),
-        body=bytes(body),  # type: ignore[call-overload]
+        id=row["id"],
+        input=row["input"],
+        workspace_id=row["workspace_id"],
+        received_ms=row["received_ms"],
+        status=row["status"],
+        reason=row["reason"],
+        mpid=row["mpid"],
+        source_request_id=row["source_request_id"],
+        client_ip=row["client_ip"],
+        historical=bool(row["historical"]),
+        body=bytes(row["body"]),
     )
 
 

@@ -38,6 +38,8 @@ CREATE TABLE event_log (
     reason TEXT,
     mpid BIGINT,
     source_request_id TEXT,
+    client_ip TEXT,
+    historical BOOLEAN NOT NULL DEFAULT FALSE,
     body BYTEA NOT NULL
 );
 CREATE INDEX event_log_by_mpid ON event_log (mpid, id) WHERE mpid IS NOT NULL;

@@ -37,6 +37,8 @@ CREATE TABLE event_log (
     reason TEXT,
     mpid INTEGER,
     source_request_id TEXT,
+    client_ip TEXT,
+    historical INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL
 );
 CREATE INDEX event_log_by_mpid ON event_log (mpid, id) WHERE mpid IS NOT NULL;
