@@ -48,24 +48,30 @@ def batch_body(user: int, seq: int, now_ms: int, events: int = 10) -> bytes:
     parts = []
     for n in range(events):
         template = _SCREEN if n % 4 == 3 else _EVENT
-        parts.append(template % {
-            "name": ("Play", "Search", "Share", "Home")[n % 4],
-            "ts": now_ms - (events - n) * 1000,
-            "mid": f"{seq:016x}-{n:04x}",
-            "sess": session,
-            "n": n,
-            "len": 120 + n,
-        })
-    return (_BATCH % {
-        "rid": f"{seq:016x}-{user:016x}",
-        "ip": user % 250 + 1,
-        "user": user,
-        "idfv": str(uuid.UUID(int=user + 1)),
-        "tier": _TIERS[user % 3],
-        "visits": seq % 1000,
-        "ts": now_ms,
-        "events": ",".join(parts),
-    }).encode()
+        parts.append(
+            template
+            % {
+                "name": ("Play", "Search", "Share", "Home")[n % 4],
+                "ts": now_ms - (events - n) * 1000,
+                "mid": f"{seq:016x}-{n:04x}",
+                "sess": session,
+                "n": n,
+                "len": 120 + n,
+            }
+        )
+    return (
+        _BATCH
+        % {
+            "rid": f"{seq:016x}-{user:016x}",
+            "ip": user % 250 + 1,
+            "user": user,
+            "idfv": str(uuid.UUID(int=user + 1)),
+            "tier": _TIERS[user % 3],
+            "visits": seq % 1000,
+            "ts": now_ms,
+            "events": ",".join(parts),
+        }
+    ).encode()
 
 
 def free_port() -> int:
@@ -90,9 +96,20 @@ class ServerProcess:
         if self.store_url:
             env["KINDRED_STORE_URL"] = self.store_url
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kindred.cli", "serve", "--config", str(CONFIG),
-             "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "kindred.cli",
+                "serve",
+                "--config",
+                str(CONFIG),
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -12,10 +12,10 @@ p50/p99/p99.9 latency and the server's peak memory.
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
 import base64
 import json
+import os
 import random
 import shutil
 import sys
@@ -23,10 +23,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+import uvloop
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import AUTH, ServerProcess, batch_body, machine, percentile  # noqa: E402
-from bench.seed import seed  # noqa: E402
+from bench.common import AUTH, ServerProcess, batch_body, machine, percentile
+from bench.seed import seed
 
 PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/kindred_bench"
 
@@ -69,11 +72,14 @@ async def _connection(
 
 async def _drive(args: argparse.Namespace, port: int, seeded: int, tally: Tally) -> float:
     token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
-    head = (b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            b"Authorization: Basic " + token + b"\r\n")
+    head = (
+        b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Authorization: Basic " + token + b"\r\n"
+    )
     queue: asyncio.Queue[tuple[float, bytes, int] | None] = asyncio.Queue()
-    workers = [asyncio.create_task(_connection(port, queue, tally, head))
-               for _ in range(args.connections)]
+    workers = [
+        asyncio.create_task(_connection(port, queue, tally, head)) for _ in range(args.connections)
+    ]
     rng = random.Random(7)
     new_user = max(seeded, 1) + 10_000_000
     total = int(args.rate * args.duration)
@@ -100,6 +106,7 @@ def _memory_sampler(server: ServerProcess, peaks: list[float], stop: asyncio.Eve
         while not stop.is_set():
             peaks.append(server.rss_mb()[0])
             await asyncio.sleep(0.5)
+
     asyncio.get_event_loop().create_task(sample())
 
 
@@ -129,8 +136,9 @@ async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--profiles", type=int, default=1_000_000, help="seeded population")
     parser.add_argument("--rate", type=float, default=2000, help="batches per second")
@@ -153,8 +161,6 @@ def main() -> None:
     server = ServerProcess(data_dir, store_url)
     server.start()
     try:
-        import uvloop
-
         result = uvloop.run(_run(args, server, args.profiles))
     finally:
         server.stop()
@@ -162,8 +168,6 @@ def main() -> None:
 
 
 def _recreate_pg_database() -> None:
-    import psycopg
-
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS kindred_bench")
         c.execute("CREATE DATABASE kindred_bench")

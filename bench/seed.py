@@ -1,6 +1,6 @@
 """Seed a store with N profiles through the real ingest pipeline, in-process and fast.
 
-    python bench/seed.py --data-dir bench/out/sqlite --profiles 1000000
+python bench/seed.py --data-dir bench/out/sqlite --profiles 1000000
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CONFIG, batch_body  # noqa: E402
-from kindred.bootstrap import build  # noqa: E402
-from kindred.config import load_settings  # noqa: E402
-from kindred.services.ingest import Accepted, observe  # noqa: E402
+from bench.common import CONFIG, batch_body
+from kindred.bootstrap import build
+from kindred.config import load_settings
+from kindred.services.ingest import Accepted, observe
 
 
 def seed(data_dir: str, profiles: int, store_url: str | None, group: int = 2000) -> None:

@@ -28,9 +28,11 @@ from kindred.domain.tenancy import SourceType, priority_of
 
 __all__ = [
     "ATTRIBUTE_KEYS",
+    "DEVICE_TYPES",
     "KEYED_DEVICE_TYPES",
     "SOURCE_PRIORITIES",
     "TS_BASE",
+    "USER_TYPES",
     "WORKSPACE_ID",
     "attr_values",
     "attribute_entries",
@@ -165,7 +167,9 @@ def observations(
     keys = st.sampled_from(attribute_keys)
     user_attributes = draw(st.dictionaries(keys, vals, max_size=4))
     free_keys = [k for k in attribute_keys if k not in user_attributes]
-    deleted = draw(st.lists(st.sampled_from(free_keys), max_size=2, unique=True)) if free_keys else []
+    deleted = (
+        draw(st.lists(st.sampled_from(free_keys), max_size=2, unique=True)) if free_keys else []
+    )
     device_info: dict[str, object] = {}
     if draw(st.booleans()):
         device_info["platform"] = draw(st.sampled_from(["iOS", "Android", "web"]))
@@ -195,7 +199,9 @@ def observations(
 def attribute_entries(draw: st.DrawFn) -> AttributeEntry:
     priority = draw(st.sampled_from(SOURCE_PRIORITIES))
     if draw(st.integers(0, 4)) == 0:
-        return AttributeEntry(priority=priority, source="seed", ts_ms=draw(timestamps()), deleted=True)
+        return AttributeEntry(
+            priority=priority, source="seed", ts_ms=draw(timestamps()), deleted=True
+        )
     return AttributeEntry(
         value=draw(attr_values()), priority=priority, source="seed", ts_ms=draw(timestamps())
     )

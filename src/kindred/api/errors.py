@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +24,6 @@ __all__ = [
     "error_headers",
     "error_response",
     "handle_kindred_error",
-    "invalid",
 ]
 
 
@@ -46,7 +43,6 @@ STATUS_BY_ERROR: dict[type[KindredError], int] = {
 }
 
 _ENCODER = msgspec.json.Encoder()
-_PATH = re.compile(r"(.*) - at `\$\.?(.*)`$")
 
 
 def error_response(
@@ -80,24 +76,3 @@ async def handle_kindred_error(_: Request, exc: Exception) -> Response:
         media_type="application/json",
         headers=error_headers(exc),
     )
-
-
-def invalid(exc: Exception, prefix: str = "") -> InvalidBatch:
-    """An InvalidBatch from a msgspec error or another InvalidBatch, with the path prefixed
-    (`[3].` for the fourth batch of a bulk request)."""
-    if isinstance(exc, InvalidBatch):
-        return InvalidBatch(exc.reason, _join(prefix, exc.path))
-    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
-        return InvalidBatch(f"body is not valid JSON: {exc}", prefix.rstrip("."))
-    match = _PATH.match(str(exc))
-    if match is None:
-        return InvalidBatch(str(exc), prefix.rstrip("."))
-    return InvalidBatch(match.group(1), _join(prefix, match.group(2)))
-
-
-def _join(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path:
-        return prefix.rstrip(".")
-    return prefix + path if not path.startswith("[") else prefix.rstrip(".") + path

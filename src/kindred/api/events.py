@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import msgspec
 
 from kindred.api.auth import InputAuthenticator
-from kindred.api.errors import invalid
 from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
 from kindred.services.ingest import Accepted, Outcome, Refused, WriterItem, observe
 from kindred.wire.batch import decode_bulk
+from kindred.wire.errors import as_invalid_batch
 
 __all__ = ["MAX_BULK_BATCHES", "EventsApi"]
 
@@ -53,7 +53,7 @@ class EventsApi:
         try:
             obs = observe(body, source, received)
         except _DECODE_ERRORS as exc:
-            raise await self._refuse(source, received, body, invalid(exc)) from None
+            raise await self._refuse(source, received, body, as_invalid_batch(exc)) from None
         await self._submit([Accepted(source, obs, body)])
 
     async def bulk(self, source: InputDef, body: bytes, *, historical: bool) -> None:
@@ -69,7 +69,7 @@ class EventsApi:
         try:
             obs = observe(body, source, received, client_ip)
         except _DECODE_ERRORS as exc:
-            await self._quarantine(source, received, body, invalid(exc))
+            await self._quarantine(source, received, body, as_invalid_batch(exc))
             return
         await self._submit([Accepted(source, obs, body, client_ip=client_ip)])
 
@@ -97,7 +97,7 @@ def _observe_bulk(body: bytes, source: InputDef, received: int, historical: bool
     try:
         raws = decode_bulk(body)
     except msgspec.DecodeError as exc:
-        raise invalid(exc) from None
+        raise as_invalid_batch(exc) from None
     if len(raws) > MAX_BULK_BATCHES:
         raise InvalidBatch(f"at most {MAX_BULK_BATCHES} batches per request, got {len(raws)}")
     accepted = []
@@ -106,6 +106,6 @@ def _observe_bulk(body: bytes, source: InputDef, received: int, historical: bool
         try:
             obs = observe(part, source, received, historical=historical)
         except _DECODE_ERRORS as exc:
-            raise invalid(exc, f"[{index}].") from None
+            raise as_invalid_batch(exc, f"[{index}].") from None
         accepted.append(Accepted(source, obs, part, historical=historical))
     return accepted

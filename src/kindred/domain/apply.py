@@ -24,7 +24,15 @@ from kindred.domain.profile import (
 )
 from kindred.domain.tenancy import Guardrails
 
-__all__ = ["ApplyContext", "ApplyResult", "apply_observation", "identity_keys", "may_write"]
+__all__ = [
+    "ApplyContext",
+    "ApplyResult",
+    "apply_observation",
+    "device_key",
+    "identity_keys",
+    "may_write",
+    "same_value",
+]
 
 replace = msgspec.structs.replace
 
@@ -57,8 +65,11 @@ class ApplyResult:
 
 @dataclass(slots=True)
 class _Draft:
-    """Collects changes and notes while the new profile is assembled."""
+    """Collects changes and notes while the new profile is assembled, and how many more
+    identities the profile may take (PRF-6) given those it already holds."""
 
+    identity_room: int
+    held_device_ids: dict[str, set[str]]
     changes: list[Change] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
@@ -67,11 +78,14 @@ class _Draft:
 
 
 def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyContext) -> ApplyResult:
-    draft = _Draft()
     if profile is None:
         profile = Profile(
             mpid=ctx.mpid, scope=ctx.scope, created_ms=obs.received_ms, last_stored_ms=0
         )
+    held = profile.device_identities()
+    room = ctx.guardrails.max_identities_per_profile - len(profile.user_identities)
+    draft = _Draft(identity_room=room - sum(map(len, held.values())), held_device_ids=held)
+    if profile.version == 0:
         draft.changes.append(Change(kind="profile_created", new=ctx.mpid))
     events, recent = fresh_events(obs.events, profile.recent_messages)
     if len(events) != len(obs.events):
@@ -115,8 +129,6 @@ def _apply_user_identities(
     if not ctx.user_identities:
         return current
     result = dict(current)
-    cap = ctx.guardrails.max_identities_per_profile
-    count = profile.identity_count()
     for id_type, value in ctx.user_identities.items():
         existing = result.get(id_type)
         path = f"user_identities.{id_type}"
@@ -124,11 +136,11 @@ def _apply_user_identities(
             result[id_type] = replace(existing, last_seen_ms=max(existing.last_seen_ms, now_ms))
         elif existing is not None and id_type == ctx.immutable_type:
             draft.note("immutable_conflict", path, f"{id_type} is immutable once set")
-        elif existing is None and count >= cap:
-            draft.note("identity_cap", path, f"profile already holds {cap} identities")
+        elif existing is None and draft.identity_room <= 0:
+            draft.note("identity_cap", path, "profile is at its identity cap")
         else:
             result[id_type] = IdentityEntry(value=value, first_seen_ms=now_ms, last_seen_ms=now_ms)
-            count += existing is None
+            draft.identity_room -= existing is None
             kind = "identity_added" if existing is None else "identity_changed"
             old = existing.value if existing else None
             draft.changes.append(Change(kind=kind, key=id_type, old=old, new=value))
@@ -158,21 +170,26 @@ def _apply_workspace(
 
 
 def may_write(existing: AttributeEntry | None, priority: int, ts_ms: int) -> str | None:
-    """None when a source of `priority` may write at `ts_ms`; otherwise the refusal reason.
+    """None when a source of `priority` may write (or delete) at `ts_ms`; otherwise the
+    refusal reason.
 
-    Higher-priority sources always win; lower ones never override a live value (PRF-4);
-    equal ones win when not older (PRF-3). A tombstone releases the key to every source,
-    but no write older than the deletion may bring the value back.
+    A deletion is a write of "absent" and follows the same rule, so the stored entry is
+    always the write with the highest (priority, timestamp) whatever order they arrived
+    in: higher-priority sources always win; lower ones never override (PRF-4); equal ones
+    win when not older (PRF-3).
     """
-    if existing is None:
-        return None
-    if existing.deleted:
-        return "stale_write" if ts_ms < existing.ts_ms else None
-    if priority > existing.priority:
+    if existing is None or priority > existing.priority:
         return None
     if priority < existing.priority:
         return "lower_priority"
     return "stale_write" if ts_ms < existing.ts_ms else None
+
+
+def same_value(old: AttrValue, new: AttrValue) -> bool:
+    """Equal and of the same type: 1 -> True is a change, though 1 == True."""
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(map(same_value, old, new))
+    return type(old) is type(new) and old == new
 
 
 def _apply_attributes(
@@ -216,7 +233,7 @@ def _set_attribute(
         draft.note("attribute_cap", path, f"profile already holds {cap} attributes")
         return 0
     attrs[key] = AttributeEntry(value=value, priority=ctx.priority, source=ctx.source, ts_ms=ts_ms)
-    if is_new or existing is None or existing.value != value:
+    if is_new or existing is None or not same_value(existing.value, value):
         old = None if existing is None or existing.deleted else existing.value
         draft.changes.append(
             Change(kind="attribute_set", key=key, workspace_id=ctx.workspace_id, old=old, new=value)
@@ -274,11 +291,26 @@ def _consent_change(draft: _Draft, ctx: ApplyContext, key: str, fact: ConsentFac
 
 # --- devices ----------------------------------------------------------------------------
 
+_DEVICE_KEY_ORDER = ("ios_idfv", "android_uuid", "ios_advertising_id", "android_advertising_id")
+
+
+def device_key(identities: dict[str, str]) -> str | None:
+    """The device a batch came from: its application stamp, else its most stable device id,
+    else any device id it carries."""
+    das = identities.get("device_application_stamp")
+    if das:
+        return das
+    for id_type in (*_DEVICE_KEY_ORDER, *sorted(identities)):
+        value = identities.get(id_type)
+        if value:
+            return f"{id_type}:{value}"
+    return None
+
 
 def _apply_device(
     devices: dict[str, Device], obs: Observation, ctx: ApplyContext, draft: _Draft
 ) -> dict[str, Device]:
-    key = obs.device_key
+    key = device_key(ctx.device_identities)
     if key is None:
         return devices
     device = devices.get(key)
@@ -300,11 +332,29 @@ def _updated_device(device: Device, obs: Observation, ctx: ApplyContext, draft: 
         last_seen_ms=max(device.last_seen_ms, obs.received_ms),
         platform=platform if isinstance(platform, str) else device.platform,
         info=info,
-        identities={**device.identities, **ctx.device_identities},
+        identities=_device_identities(device, ctx, draft),
         att_status=att_status,
         att_ts_ms=att_ts,
         attribution=_attribution(device.attribution, obs.events, ctx, draft),
     )
+
+
+def _device_identities(device: Device, ctx: ApplyContext, draft: _Draft) -> dict[str, str]:
+    """The device's identities with the batch's; values the profile does not hold yet count
+    against its identity cap (PRF-6)."""
+    if not ctx.device_identities:
+        return device.identities
+    result = dict(device.identities)
+    for id_type, value in ctx.device_identities.items():
+        if value in draft.held_device_ids.get(id_type, ()):
+            result[id_type] = value
+        elif draft.identity_room > 0:
+            result[id_type] = value
+            draft.identity_room -= 1
+            draft.held_device_ids.setdefault(id_type, set()).add(value)
+        else:
+            draft.note("identity_cap", f"device_info.{id_type}", "profile is at its identity cap")
+    return result
 
 
 def _att(device: Device, obs: Observation) -> tuple[str | None, int | None]:
@@ -312,7 +362,9 @@ def _att(device: Device, obs: Observation) -> tuple[str | None, int | None]:
     if not isinstance(status, str):
         return device.att_status, device.att_ts_ms
     ts = obs.device_info.get("att_timestamp_unixtime_ms")
-    ts_ms = ts if isinstance(ts, int) else obs.effective_ms
+    if isinstance(ts, str) and ts.isdecimal():
+        ts = int(ts)
+    ts_ms = ts if isinstance(ts, int) and not isinstance(ts, bool) else obs.effective_ms
     if device.att_ts_ms is not None and ts_ms < device.att_ts_ms:
         return device.att_status, device.att_ts_ms
     return status, ts_ms
@@ -329,7 +381,7 @@ def _attribution(
         if result is not None and event.timestamp_ms < result.ts_ms:
             continue
         if event.attribution_delete:
-            result = None
+            result = Attribution(ts_ms=event.timestamp_ms, deleted=True)
         else:
             result = Attribution(
                 publisher=event.attribution_publisher,
@@ -337,8 +389,9 @@ def _attribution(
                 ts_ms=event.timestamp_ms,
             )
     if result != current:
+        live = None if result is None or result.deleted else result
         draft.changes.append(
-            Change(kind="attribution_changed", workspace_id=ctx.workspace_id, new=result)
+            Change(kind="attribution_changed", workspace_id=ctx.workspace_id, new=live)
         )
     return result
 

@@ -52,15 +52,3 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     ip: str | None = None
     events: tuple[EventFact, ...] = ()
     source_request_id: str | None = None
-
-    @property
-    def device_key(self) -> str | None:
-        """The device this batch came from: its application stamp, else its best device id."""
-        das = self.device_identities.get("device_application_stamp")
-        if das:
-            return das
-        for id_type in ("ios_idfv", "android_uuid", "ios_advertising_id", "android_advertising_id"):
-            value = self.device_identities.get(id_type)
-            if value:
-                return f"{id_type}:{value}"
-        return None

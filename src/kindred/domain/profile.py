@@ -37,9 +37,13 @@ class IdentityEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Attribution(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Install attribution; `deleted` keeps the deletion's time so an older attribution
+    event arriving later cannot bring it back."""
+
     publisher: str | None = None
     campaign: str | None = None
     ts_ms: int
+    deleted: bool = False
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

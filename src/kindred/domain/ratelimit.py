@@ -20,7 +20,8 @@ class TokenBucket:
         """0 when the request may go ahead; otherwise whole seconds to wait (at least 1)."""
         elapsed = max(0.0, now_s - self._updated)
         self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        self._updated = now_s
+        # A clock stepping back must not make the same stretch of time count twice.
+        self._updated = max(self._updated, now_s)
         if self._tokens >= cost:
             self._tokens -= cost
             return 0

@@ -117,20 +117,26 @@ def _best_match(
 
 
 def _eligible(candidate: Candidate, user: Mapping[str, str], policy: IdentityPolicy) -> bool:
-    """A profile holding a login, unique or immutable identity is only this user's when the
-    batch agrees with it; a login identity the batch lacks also rules the profile out."""
-    guarded = policy.login | policy.unique
-    if policy.immutable:
-        guarded = guarded | {policy.immutable}
-    for id_type in guarded:
+    """Whether the candidate may be this batch's user.
+
+    A profile holding a login (or the immutable) identity is only this user's when the batch
+    carries the same value. When the batch agrees with it on such an identity, that settles
+    it; otherwise a unique identity the batch holds with another value rules it out.
+    """
+    logins = policy.login | ({policy.immutable} if policy.immutable else set())
+    agreed = False
+    for id_type in logins:
         held = candidate.user_identities.get(id_type)
-        if held is None:
-            continue
-        given = user.get(id_type)
-        if given is None:
-            if id_type in policy.login or id_type == policy.immutable:
+        if held is not None:
+            if user.get(id_type) != held:
                 return False
-        elif given != held:
+            agreed = True
+    if agreed:
+        return True
+    for id_type in policy.unique:
+        held = candidate.user_identities.get(id_type)
+        given = user.get(id_type)
+        if held is not None and given is not None and given != held:
             return False
     return True
 

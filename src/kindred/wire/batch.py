@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -13,11 +14,37 @@ __all__ = [
     "ConsentPurpose",
     "ConsentState",
     "DataPlan",
+    "Mpid",
     "decode_batch",
     "decode_bulk",
 ]
 
 Environment = Literal["production", "development", "unknown"]
+
+_INTEGER = re.compile(r"-?[0-9]+")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class Mpid(int):
+    """An MPID exactly as sent: a JSON integer or a string of digits, signed 64-bit and
+    non-zero. Never read through a float: `1.0`, `1e3` and `9007199254740993.0` are refused."""
+
+    @classmethod
+    def parse(cls, value: object) -> Mpid:
+        """Raises ValueError naming the problem (msgspec adds the field path)."""
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"MPID must be an integer or a string of digits, got {value!r}")
+        if value == 0 or not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"MPID must be a non-zero signed 64-bit integer, got {value}")
+        return cls(value)
+
+
+def _decode_hook(type_: type, value: object) -> object:
+    if type_ is Mpid:
+        return Mpid.parse(value)
+    raise NotImplementedError(f"no decoder for {type_}")
 
 
 class ConsentPurpose(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -66,7 +93,7 @@ class Batch(msgspec.Struct, kw_only=True, omit_defaults=True):
     events: list[AnyEvent] | None = None
     environment: Environment | None = None
     source_request_id: str | None = None
-    mpid: int | str | None = None
+    mpid: Mpid | None = None
     mp_deviceid: str | None = None
     ip: str | None = None
     device_info: dict[str, Any] | None = None
@@ -87,7 +114,7 @@ class Batch(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 # Lax mode accepts numeric strings for int fields, which real clients send (reference §0.8).
-_BATCH_DECODER = msgspec.json.Decoder(Batch, strict=False)
+_BATCH_DECODER = msgspec.json.Decoder(Batch, strict=False, dec_hook=_decode_hook)
 _BULK_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 
 

@@ -16,7 +16,7 @@ from kindred.domain.identities import (
 )
 from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
 from kindred.domain.tenancy import Guardrails
-from kindred.wire.batch import Batch, ConsentPurpose
+from kindred.wire.batch import Batch, ConsentPurpose, Mpid
 from kindred.wire.events import (
     AnyEvent,
     CommerceEvent,
@@ -31,7 +31,6 @@ _EVENT_TYPE: dict[type, str] = {cls: cls.__struct_config__.tag for cls in get_ar
 
 __all__ = ["HISTORICAL_MIN_AGE_MS", "MAX_EVENT_NAME_LENGTH", "normalize_batch", "parse_mpid"]
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 HISTORICAL_MIN_AGE_MS = 72 * 3600 * 1000
 MAX_EVENT_NAME_LENGTH = 256
 
@@ -55,15 +54,11 @@ _RESERVED_KEYS = {
 
 
 def parse_mpid(value: int | str, path: str = "mpid") -> int:
-    """An MPID from a JSON string or integer: signed 64-bit, non-zero, never via a float."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("-").isdigit():
-            raise InvalidBatch(f"MPID must be a signed 64-bit integer, got {value!r}", path)
-        value = int(text)
-    if not INT64_MIN <= value <= INT64_MAX or value == 0:
-        raise InvalidBatch(f"MPID must be a non-zero signed 64-bit integer, got {value}", path)
-    return value
+    """An MPID from user input (a string or an integer); InvalidBatch names the problem."""
+    try:
+        return int(Mpid.parse(value))
+    except ValueError as exc:
+        raise InvalidBatch(str(exc), path) from None
 
 
 def normalize_batch(
@@ -84,7 +79,7 @@ def normalize_batch(
         received_ms=received_ms,
         effective_ms=_effective_ms(batch, events, received_ms),
         environment=batch.environment or "production",
-        mpid=None if batch.mpid is None else parse_mpid(batch.mpid),
+        mpid=None if batch.mpid is None else int(batch.mpid),
         user_identities=_user_identities(batch.user_identities or {}),
         device_identities=_device_identities(batch),
         device_info=_device_info(batch.device_info or {}),
@@ -272,7 +267,8 @@ def _event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
     """Everything the profile needs from one event, built in one go (this runs for every
     event of every batch)."""
     data = event.data
-    ts = data.timestamp_unixtime_ms if data and data.timestamp_unixtime_ms else received_ms
+    given = data.timestamp_unixtime_ms if data else None
+    ts = received_ms if given is None else given
     facts: dict[str, Any] = {}
     name: str | None = None
     if data is not None:
