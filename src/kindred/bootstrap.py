@@ -10,7 +10,6 @@ from kindred.domain.errors import ConfigError
 from kindred.domain.identities import DEFAULT_BLOCKLIST, DEFAULT_PRIORITY, canonical_identity_type
 from kindred.domain.tenancy import (
     AccountPolicy,
-    Guardrails,
     IdentityPolicy,
     InputDef,
     Protection,
@@ -116,7 +115,6 @@ def _account_policy(account: AccountSettings) -> AccountPolicy:
     where = f"accounts[id={account.id}].identity"
     priority = tuple(_types(ident.priority, f"{where}.priority")) if ident.priority else None
     immutable = _types([ident.immutable], f"{where}.immutable")[0] if ident.immutable else None
-    g = account.guardrails
     return AccountPolicy(
         account_id=account.id,
         identity_scope=account.identity_scope,
@@ -132,15 +130,7 @@ def _account_policy(account: AccountSettings) -> AccountPolicy:
                 for k, v in ident.max_profiles_per_identity.items()
             },
         ),
-        guardrails=Guardrails(
-            max_attributes_per_profile=g.max_attributes_per_profile,
-            max_attribute_key_length=g.max_attribute_key_length,
-            max_attribute_value_length=g.max_attribute_value_length,
-            max_list_length=g.max_list_length,
-            max_list_entry_length=g.max_list_entry_length,
-            max_identities_per_profile=g.max_identities_per_profile,
-            max_devices_per_workspace=g.max_devices_per_workspace,
-        ),
+        guardrails=account.guardrails,
         retention_days=account.retention_days,
         profile_lifetime_days=(
             account.retention_days if account.lifetime_profiles else account.profile_lifetime_days

@@ -16,11 +16,11 @@ from typing import Literal
 import msgspec
 
 from kindred.domain.errors import ConfigError
+from kindred.domain.tenancy import Guardrails
 
 __all__ = [
     "AccountSettings",
     "CredentialSettings",
-    "GuardrailSettings",
     "IdentitySettings",
     "InputSettings",
     "ServerSettings",
@@ -76,16 +76,6 @@ class IdentitySettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     )
 
 
-class GuardrailSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_attributes_per_profile: int = 1000
-    max_attribute_key_length: int = 256
-    max_attribute_value_length: int = 4096
-    max_list_length: int = 1000
-    max_list_entry_length: int = 512
-    max_identities_per_profile: int = 50
-    max_devices_per_workspace: int = 50
-
-
 class InputSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     source_type: SourceTypeName
@@ -111,7 +101,7 @@ class AccountSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields
     profile_lifetime_days: int = 90
     lifetime_profiles: bool = False
     identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
-    guardrails: GuardrailSettings = msgspec.field(default_factory=GuardrailSettings)
+    guardrails: Guardrails = msgspec.field(default_factory=Guardrails)
     workspaces: list[WorkspaceSettings] = msgspec.field(default_factory=list)
 
 

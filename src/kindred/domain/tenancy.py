@@ -70,7 +70,7 @@ class Protection(enum.StrEnum):
     READ_ONLY = "read_only"
 
 
-class Guardrails(msgspec.Struct, frozen=True, kw_only=True):
+class Guardrails(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Caps on profile data (PRF-6, IDS-4); over-limit data is refused with a reason."""
 
     max_attributes_per_profile: int = 1000

@@ -29,7 +29,14 @@ from psycopg_pool import ConnectionPool
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
-from kindred.storage.codec import decode_profile, encode_profile
+from kindred.storage.codec import (
+    LOG_INSERT_COLUMNS,
+    REJECT_INSERT_COLUMNS,
+    decode_profile,
+    encode_profile,
+    log_row,
+    reject_row,
+)
 from kindred.storage.migrations import Migration, load_migrations
 
 __all__ = ["PostgresStore"]
@@ -79,13 +86,11 @@ _UNLINK_IDENTITIES = (
 # evaluated after the sort), so two transactions wanting overlapping sets cannot deadlock.
 _LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
 _APPEND_LOG = (
-    "INSERT INTO event_log (input, workspace_id, received_ms, status, reason, mpid,"
-    " source_request_id, client_ip, historical, body)"
+    f"INSERT INTO event_log ({LOG_INSERT_COLUMNS})"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _RECORD_REJECT = (
-    "INSERT INTO rejects (input, received_ms, kind, reason, body, replayed_ms)"
-    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
+    f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations"
@@ -163,34 +168,14 @@ class _PostgresUnitOfWork:
         return cursor.rowcount == 1
 
     def append_log(self, entry: LogEntry) -> int:
-        params = (
-            entry.input,
-            entry.workspace_id,
-            entry.received_ms,
-            entry.status,
-            entry.reason,
-            entry.mpid,
-            entry.source_request_id,
-            entry.client_ip,
-            entry.historical,
-            entry.body,
-        )
-        return _returned_id(self._execute(_APPEND_LOG, params))
+        return _returned_id(self._execute(_APPEND_LOG, log_row(entry)))
 
     def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
         query = "UPDATE event_log SET status = %s, reason = %s WHERE id = %s"
         self._execute(query, (status, reason, entry_id))
 
     def record_reject(self, entry: RejectEntry) -> int:
-        params = (
-            entry.input,
-            entry.received_ms,
-            entry.kind,
-            entry.reason,
-            entry.body,
-            entry.replayed_ms,
-        )
-        return _returned_id(self._execute(_RECORD_REJECT, params))
+        return _returned_id(self._execute(_RECORD_REJECT, reject_row(entry)))
 
 
 class PostgresStore:

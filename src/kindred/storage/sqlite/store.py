@@ -12,7 +12,14 @@ from pathlib import Path
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
-from kindred.storage.codec import decode_profile, encode_profile
+from kindred.storage.codec import (
+    LOG_INSERT_COLUMNS,
+    REJECT_INSERT_COLUMNS,
+    decode_profile,
+    encode_profile,
+    log_row,
+    reject_row,
+)
 from kindred.storage.migrations import load_migrations
 
 __all__ = ["SqliteStore"]
@@ -98,21 +105,8 @@ class _SqliteUnitOfWork:
 
     def append_log(self, entry: LogEntry) -> int:
         cursor = self.conn.execute(
-            "INSERT INTO event_log (input, workspace_id, received_ms, status, reason, mpid,"
-            " source_request_id, client_ip, historical, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.input,
-                entry.workspace_id,
-                entry.received_ms,
-                entry.status,
-                entry.reason,
-                entry.mpid,
-                entry.source_request_id,
-                entry.client_ip,
-                entry.historical,
-                entry.body,
-            ),
+            f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            log_row(entry),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -124,16 +118,8 @@ class _SqliteUnitOfWork:
 
     def record_reject(self, entry: RejectEntry) -> int:
         cursor = self.conn.execute(
-            "INSERT INTO rejects (input, received_ms, kind, reason, body, replayed_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                entry.input,
-                entry.received_ms,
-                entry.kind,
-                entry.reason,
-                entry.body,
-                entry.replayed_ms,
-            ),
+            f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            reject_row(entry),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
