@@ -70,7 +70,9 @@ async def _connection(
     writer.close()
 
 
-async def _drive(args: argparse.Namespace, port: int, seeded: int, tally: Tally) -> float:
+async def _drive(
+    args: argparse.Namespace, port: int, seeded: int, tally: Tally, seq_base: int = 1_000_000_000
+) -> float:
     token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
     head = (
         b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
@@ -80,8 +82,8 @@ async def _drive(args: argparse.Namespace, port: int, seeded: int, tally: Tally)
     workers = [
         asyncio.create_task(_connection(port, queue, tally, head)) for _ in range(args.connections)
     ]
-    rng = random.Random(7)
-    new_user = max(seeded, 1) + 10_000_000
+    rng = random.Random(seq_base)
+    new_user = max(seeded, 1) + seq_base  # warm-up and measured runs meet different new users
     total = int(args.rate * args.duration)
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
@@ -94,7 +96,7 @@ async def _drive(args: argparse.Namespace, port: int, seeded: int, tally: Tally)
             user = rng.randrange(seeded)
         else:
             user, new_user = new_user, new_user + 1
-        queue.put_nowait((due, batch_body(user, seq=n + 1_000_000_000, now_ms=now_ms), 10))
+        queue.put_nowait((due, batch_body(user, seq=n + seq_base, now_ms=now_ms), 10))
     for _ in workers:
         queue.put_nowait(None)
     await asyncio.gather(*workers)
@@ -111,6 +113,9 @@ def _memory_sampler(server: ServerProcess, peaks: list[float], stop: asyncio.Eve
 
 
 async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> dict[str, object]:
+    if args.warmup > 0:
+        warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+        await _drive(warm, server.port, seeded, Tally(), seq_base=2_000_000_000)
     tally = Tally()
     rss: list[float] = []
     stop = asyncio.Event()
@@ -143,6 +148,7 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=1_000_000, help="seeded population")
     parser.add_argument("--rate", type=float, default=2000, help="batches per second")
     parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=10, help="seconds at the rate, unmeasured")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--returning", type=float, default=0.7, help="share of known users")
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))

@@ -98,7 +98,22 @@ class MpidSource(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One write transaction: commits when its context exits cleanly, else rolls back."""
+    """One write transaction: commits when its context exits cleanly, else rolls back.
+
+    Writes may be buffered until commit; reads always see this transaction's own writes.
+    """
+
+    def prefetch(
+        self,
+        identities: Sequence[tuple[str, IdentityKey]],
+        mpids: Sequence[int],
+        requests: Sequence[tuple[str, str]],
+    ) -> None:
+        """A hint, not a requirement: the (scope, identity) pairs, MPIDs and (input,
+        request id) pairs this transaction is about to ask about. Stores that pay per
+        round trip lock and read them in bulk; the identities are locked as by
+        `lock_identities`, and the profiles they link to are loaded too."""
+        ...
 
     def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
         """Serialize resolution of these identities against other processes until commit."""
@@ -125,11 +140,11 @@ class UnitOfWork(Protocol):
         """True the first time an input sends this source_request_id (ING-4)."""
         ...
 
-    def append_log(self, entry: LogEntry) -> int: ...
+    def append_log(self, entry: LogEntry) -> None: ...
 
     def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None: ...
 
-    def record_reject(self, entry: RejectEntry) -> int: ...
+    def record_reject(self, entry: RejectEntry) -> None: ...
 
 
 class ProfileReader(Protocol):

@@ -88,7 +88,6 @@ def observe(
 class Outcome:
     status: str
     mpid: int | None = None
-    log_id: int | None = None
     notes: tuple[Note, ...] = ()
     changes: tuple[Change, ...] = field(default=())
 
@@ -121,6 +120,7 @@ class IngestService:
         for attempt in range(_MAX_CONFLICT_RETRIES):
             try:
                 with self._store.unit_of_work() as uow:
+                    _prefetch(uow, items)
                     return [self._apply_one(uow, item) for item in items]
             except ConcurrentUpdate:
                 if attempt == _MAX_CONFLICT_RETRIES - 1:
@@ -136,8 +136,8 @@ class IngestService:
             log.exception("batch from %s failed; kept for replay", item.input.name)
             reason = f"{type(exc).__name__}: {exc}"
             with self._store.unit_of_work() as uow:
-                log_id = uow.append_log(_log_entry(item, BatchStatus.FAILED, None, reason))
-            return Outcome(BatchStatus.FAILED, log_id=log_id)
+                uow.append_log(_log_entry(item, BatchStatus.FAILED, None, reason))
+            return Outcome(BatchStatus.FAILED)
 
     def _apply_one(self, uow: UnitOfWork, item: WriterItem) -> Outcome:
         if isinstance(item, Refused):
@@ -148,7 +148,8 @@ class IngestService:
                 reason=item.reason,
                 body=item.body,
             )
-            return Outcome(item.kind, log_id=uow.record_reject(entry))
+            uow.record_reject(entry)
+            return Outcome(item.kind)
         obs, source = item.observation, item.input
         if obs.source_request_id and not uow.claim_request(
             source.name, obs.source_request_id, obs.received_ms
@@ -220,9 +221,28 @@ class IngestService:
         result = apply_observation(before, obs, ctx)
         uow.save_profile(result.profile)
         _sync_index(uow, ctx.scope, mpid, before, result.profile)
-        log_id = uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
+        uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
         notes = decision.notes + result.notes
-        return Outcome(BatchStatus.APPLIED, mpid, log_id, notes, result.changes)
+        return Outcome(BatchStatus.APPLIED, mpid, notes, result.changes)
+
+
+def _prefetch(uow: UnitOfWork, items: Sequence[WriterItem]) -> None:
+    """Tell the store everything this group will ask about, so it can read it in bulk."""
+    identities: list[tuple[str, IdentityKey]] = []
+    mpids: list[int] = []
+    requests: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, Refused) or item.input.protection is Protection.READ_ONLY:
+            continue
+        obs, workspace = item.observation, item.input.workspace
+        user, device, _ = _usable(obs, workspace.account.identity)
+        scope = workspace.identity_scope
+        identities += [(scope, IdentityKey(t, v)) for t, v in (*user.items(), *device.items())]
+        if obs.mpid is not None:
+            mpids.append(obs.mpid)
+        if obs.source_request_id:
+            requests.append((item.input.name, obs.source_request_id))
+    uow.prefetch(identities, mpids, requests)
 
 
 def _sync_index(
@@ -255,4 +275,5 @@ def _log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None
 
 
 def _logged(uow: UnitOfWork, item: Accepted, status: str, mpid: int | None, reason: str) -> Outcome:
-    return Outcome(status, mpid, uow.append_log(_log_entry(item, status, mpid, reason)))
+    uow.append_log(_log_entry(item, status, mpid, reason))
+    return Outcome(status, mpid)

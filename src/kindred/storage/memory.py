@@ -34,6 +34,14 @@ class _MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
 
+    def prefetch(
+        self,
+        identities: Sequence[tuple[str, IdentityKey]],
+        mpids: Sequence[int],
+        requests: Sequence[tuple[str, str]],
+    ) -> None:
+        """Everything is in memory already."""
+
     def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
         """One lock guards the whole store, so nothing more is needed."""
 
@@ -76,21 +84,18 @@ class _MemoryUnitOfWork:
         self.state.requests[(input_name, request_id)] = now_ms
         return True
 
-    def append_log(self, entry: LogEntry) -> int:
+    def append_log(self, entry: LogEntry) -> None:
         entry_id = len(self.state.log) + 1
         self.state.log.append(msgspec.structs.replace(entry, id=entry_id))
-        return entry_id
 
     def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
-        index = entry_id - 1
-        self.state.log[index] = msgspec.structs.replace(
-            self.state.log[index], status=status, reason=reason
-        )
+        for index, entry in enumerate(self.state.log):
+            if entry.id == entry_id:
+                self.state.log[index] = msgspec.structs.replace(entry, status=status, reason=reason)
 
-    def record_reject(self, entry: RejectEntry) -> int:
+    def record_reject(self, entry: RejectEntry) -> None:
         entry_id = len(self.state.rejects) + 1
         self.state.rejects.append(msgspec.structs.replace(entry, id=entry_id))
-        return entry_id
 
 
 class MemoryStore:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -38,6 +38,7 @@ from kindred.storage.codec import (
     reject_row,
 )
 from kindred.storage.migrations import Migration, load_migrations
+from kindred.storage.writebehind import PendingWrites, ScopedKey, WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
 
@@ -58,124 +59,123 @@ _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 _INSERT_PROFILE = (
     "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, doc)"
-    " VALUES (%(mpid)s, %(scope)s, %(version)s, %(created_ms)s, %(last_stored_ms)s,"
-    " %(doc)s::jsonb) ON CONFLICT (mpid) DO NOTHING"
+    " VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (mpid) DO NOTHING"
 )
 # Row locks make a concurrent UPDATE wait, then re-check `version` against the committed row.
 _UPDATE_PROFILE = (
-    "UPDATE profiles SET version = %(version)s, last_stored_ms = %(last_stored_ms)s,"
-    " doc = %(doc)s::jsonb WHERE mpid = %(mpid)s AND version = %(version)s - 1"
+    "UPDATE profiles SET version = %s, last_stored_ms = %s, doc = %s::jsonb"
+    " WHERE mpid = %s AND version = %s"
 )
 _FIND_IDENTITIES = (
-    "SELECT i.id_type, i.id_value, i.mpid FROM identities AS i"
-    " JOIN unnest(%s::text[], %s::text[]) AS k (id_type, id_value)"
-    " ON i.id_type = k.id_type AND i.id_value = k.id_value"
-    " WHERE i.scope = %s ORDER BY i.mpid"
+    "SELECT i.scope, i.id_type, i.id_value, i.mpid FROM identities AS i"
+    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (scope, id_type, id_value)"
+    " ON i.scope = k.scope AND i.id_type = k.id_type AND i.id_value = k.id_value"
+    " ORDER BY i.mpid"
 )
-_LINK_IDENTITIES = (
-    "INSERT INTO identities (scope, id_type, id_value, mpid)"
-    " SELECT %s, k.id_type, k.id_value, %s"
-    " FROM unnest(%s::text[], %s::text[]) AS k (id_type, id_value)"
-    " ON CONFLICT DO NOTHING"
-)
-_UNLINK_IDENTITIES = (
-    "DELETE FROM identities AS i USING unnest(%s::text[], %s::text[]) AS k (id_type, id_value)"
-    " WHERE i.scope = %s AND i.mpid = %s AND i.id_type = k.id_type AND i.id_value = k.id_value"
+_KNOWN_REQUESTS = (
+    "SELECT r.input, r.request_id FROM request_ids AS r"
+    " JOIN unnest(%s::text[], %s::text[]) AS k (input, request_id)"
+    " ON r.input = k.input AND r.request_id = k.request_id"
 )
 # ORDER BY makes the server take the locks in key order (volatile output expressions are
 # evaluated after the sort), so two transactions wanting overlapping sets cannot deadlock.
 _LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
+_LINK = "INSERT INTO identities (scope, id_type, id_value, mpid) VALUES (%s, %s, %s, %s)"
+_UNLINK = "DELETE FROM identities WHERE scope = %s AND id_type = %s AND id_value = %s AND mpid = %s"
 _APPEND_LOG = (
-    f"INSERT INTO event_log ({LOG_INSERT_COLUMNS})"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_RECORD_REJECT = (
-    f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
-)
+_RECORD_REJECT = f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
 _CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations"
     " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
 )
 
 
-class _PostgresUnitOfWork:
+class _PostgresSetOps:
+    """The bulk operations of the write-behind unit of work: one round trip per read, one
+    pipelined `executemany` per table at flush."""
+
     def __init__(self, conn: _Connection) -> None:
         self.conn = conn
 
-    def _execute(self, query: str, params: Params) -> psycopg.Cursor[TupleRow]:
-        try:
-            return self.conn.execute(query, params)
-        except _RETRYABLE as exc:
-            raise ConcurrentUpdate(str(exc)) from exc
+    def lock_identities(self, keys: Sequence[ScopedKey]) -> None:
+        lock_ids = sorted({_identity_lock_id(scope, key) for scope, key in keys})
+        with _retryable():
+            self.conn.execute(_LOCK_IDENTITIES, (lock_ids,))
 
-    def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
-        lock_ids = list({_identity_lock_id(scope, key) for key in keys})
-        if lock_ids:
-            self._execute(_LOCK_IDENTITIES, (lock_ids,))
+    def find_identities(self, keys: Sequence[ScopedKey]) -> dict[ScopedKey, list[int]]:
+        columns = ([s for s, _ in keys], [k.type for _, k in keys], [k.value for _, k in keys])
+        found: dict[ScopedKey, list[int]] = {}
+        with _retryable():
+            for scope, id_type, id_value, mpid in self.conn.execute(_FIND_IDENTITIES, columns):
+                found.setdefault((scope, IdentityKey(id_type, id_value)), []).append(mpid)
+        return found
 
-    def find_identities(
-        self, scope: str, keys: Sequence[IdentityKey]
-    ) -> dict[IdentityKey, list[int]]:
-        wanted = list(dict.fromkeys(keys))
-        if not wanted:
-            return {}
-        found: dict[IdentityKey, list[int]] = {}
-        for id_type, id_value, mpid in self._execute(_FIND_IDENTITIES, (*_columns(wanted), scope)):
-            found.setdefault(IdentityKey(id_type, id_value), []).append(mpid)
-        return {key: found[key] for key in wanted if key in found}
+    def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        query = "SELECT doc::text FROM profiles WHERE mpid = ANY(%s::bigint[])"
+        with _retryable():
+            profiles = [decode_profile(doc) for (doc,) in self.conn.execute(query, (mpids,))]
+        return {p.mpid: p for p in profiles}
 
-    def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]:
-        wanted = list(mpids)
-        if not wanted:
-            return {}
-        rows = self._execute(
-            "SELECT mpid, doc::text FROM profiles WHERE mpid = ANY(%s::bigint[])", (wanted,)
-        )
-        loaded = {mpid: decode_profile(doc) for mpid, doc in rows}
-        return {mpid: loaded[mpid] for mpid in wanted if mpid in loaded}
+    def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        columns = ([i for i, _ in pairs], [r for _, r in pairs])
+        with _retryable():
+            return {(i, r) for i, r in self.conn.execute(_KNOWN_REQUESTS, columns)}
 
-    def save_profile(self, profile: Profile) -> None:
-        # An upsert would also create a missing profile at version 5; the contract wants
-        # version 1 for a new profile, so creating and replacing are separate statements.
-        query = _INSERT_PROFILE if profile.version == 1 else _UPDATE_PROFILE
-        params = {
-            "mpid": profile.mpid,
-            "scope": profile.scope,
-            "version": profile.version,
-            "created_ms": profile.created_ms,
-            "last_stored_ms": profile.last_stored_ms,
-            "doc": _jsonb_text(encode_profile(profile)),
-        }
-        if self._execute(query, params).rowcount != 1:
-            raise ConcurrentUpdate(f"profile {profile.mpid} changed since it was loaded")
+    def flush(self, writes: PendingWrites) -> None:
+        with _retryable(), self.conn.cursor() as cursor:
+            self._save_profiles(cursor, writes)
+            links = [(scope, k.type, k.value, mpid) for scope, k, mpid in writes.links]
+            unlinks = [(scope, k.type, k.value, mpid) for scope, k, mpid in writes.unlinks]
+            _many(cursor, _LINK, links)
+            _many(cursor, _UNLINK, unlinks)
+            _many(
+                cursor,
+                "INSERT INTO request_ids (input, request_id, received_ms) VALUES (%s, %s, %s)",
+                writes.requests,
+            )
+            _many(cursor, _APPEND_LOG, [log_row(entry) for entry in writes.log])
+            _many(
+                cursor,
+                "UPDATE event_log SET status = %s, reason = %s WHERE id = %s",
+                [(status, reason, entry_id) for entry_id, status, reason in writes.log_status],
+            )
+            _many(cursor, _RECORD_REJECT, [reject_row(entry) for entry in writes.rejects])
 
-    def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
-        wanted = list(dict.fromkeys(keys))
-        if wanted:
-            self._execute(_LINK_IDENTITIES, (scope, mpid, *_columns(wanted)))
+    def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
+        inserts = [
+            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, _doc(p))
+            for p in writes.inserts
+        ]
+        updates = [
+            (p.version, p.last_stored_ms, _doc(p), p.mpid, stored) for p, stored in writes.updates
+        ]
+        if _many(cursor, _INSERT_PROFILE, inserts) != len(inserts):
+            raise ConcurrentUpdate("a profile this transaction creates already exists")
+        if _many(cursor, _UPDATE_PROFILE, updates) != len(updates):
+            raise ConcurrentUpdate("a profile changed since this transaction read it")
 
-    def unlink_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
-        wanted = list(dict.fromkeys(keys))
-        if wanted:
-            self._execute(_UNLINK_IDENTITIES, (*_columns(wanted), scope, mpid))
 
-    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
-        cursor = self._execute(
-            "INSERT INTO request_ids (input, request_id, received_ms) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (input_name, request_id, now_ms),
-        )
-        return cursor.rowcount == 1
+def _many(cursor: psycopg.Cursor[TupleRow], query: str, rows: Sequence[Params]) -> int:
+    """executemany (pipelined by psycopg); returns the rows affected."""
+    if not rows:
+        return 0
+    cursor.executemany(query, rows)
+    return cursor.rowcount
 
-    def append_log(self, entry: LogEntry) -> int:
-        return _returned_id(self._execute(_APPEND_LOG, log_row(entry)))
 
-    def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
-        query = "UPDATE event_log SET status = %s, reason = %s WHERE id = %s"
-        self._execute(query, (status, reason, entry_id))
+def _doc(profile: Profile) -> str:
+    return _jsonb_text(encode_profile(profile))
 
-    def record_reject(self, entry: RejectEntry) -> int:
-        return _returned_id(self._execute(_RECORD_REJECT, reject_row(entry)))
+
+@contextmanager
+def _retryable() -> Iterator[None]:
+    """Deadlocks and serialization failures mean: run the transaction again."""
+    try:
+        yield
+    except _RETRYABLE as exc:
+        raise ConcurrentUpdate(str(exc)) from exc
 
 
 class PostgresStore:
@@ -203,9 +203,11 @@ class PostgresStore:
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", _MIGRATION_LOCK)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[_PostgresUnitOfWork]:
+    def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
         with self._pool.connection() as conn, conn.transaction():
-            yield _PostgresUnitOfWork(conn)
+            uow = WriteBehindUnitOfWork(_PostgresSetOps(conn))
+            yield uow
+            uow.commit()
 
     def _rows(self, query: str, params: Sequence[Any]) -> list[TupleRow]:
         with self._pool.connection() as conn:
@@ -270,17 +272,6 @@ def _apply(conn: _Connection, migration: Migration) -> None:
             "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (%s, %s, %s)",
             (migration.version, migration.name, int(time.time() * 1000)),
         )
-
-
-def _columns(keys: Sequence[IdentityKey]) -> tuple[list[str], list[str]]:
-    """Identity keys as two parallel arrays, for `unnest`: one round trip whatever their number."""
-    return [key.type for key in keys], [key.value for key in keys]
-
-
-def _returned_id(cursor: psycopg.Cursor[TupleRow]) -> int:
-    row = cursor.fetchone()
-    assert row is not None  # INSERT ... RETURNING always returns the row
-    return int(row[0])
 
 
 def _identity_lock_id(scope: str, key: IdentityKey) -> int:

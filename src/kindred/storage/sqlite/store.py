@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
@@ -21,6 +22,7 @@ from kindred.storage.codec import (
     reject_row,
 )
 from kindred.storage.migrations import load_migrations
+from kindred.storage.writebehind import PendingWrites, ScopedKey, WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
 
@@ -34,98 +36,109 @@ _LOG_COLUMNS = (
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
-class _SqliteUnitOfWork:
+_CHUNK = 400  # rows per statement: well inside SQLite's limit on bound variables
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _SqliteSetOps:
+    """The bulk operations the write-behind unit of work needs, on the writer connection."""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
+    def lock_identities(self, keys: Sequence[ScopedKey]) -> None:
         """The write transaction (BEGIN IMMEDIATE) already excludes every other writer."""
 
-    def find_identities(
-        self, scope: str, keys: Sequence[IdentityKey]
-    ) -> dict[IdentityKey, list[int]]:
-        keys = list(dict.fromkeys(keys))
-        if not keys:
-            return {}
-        # One round trip; UNION ALL of point lookups keeps every lookup on the primary key
-        # (row-value IN lists make SQLite scan the whole scope).
-        point = "SELECT id_type, id_value, mpid FROM identities"
-        point += " WHERE scope = ? AND id_type = ? AND id_value = ?"
-        params: list[object] = []
-        for key in keys:
-            params += [scope, key.type, key.value]
-        rows = self.conn.execute(" UNION ALL ".join([point] * len(keys)), params)
-        found: dict[IdentityKey, list[int]] = {}
-        for id_type, id_value, mpid in rows:
-            found.setdefault(IdentityKey(id_type, id_value), []).append(mpid)
+    def find_identities(self, keys: Sequence[ScopedKey]) -> dict[ScopedKey, list[int]]:
+        found: dict[ScopedKey, list[int]] = {}
+        for chunk in _chunks(keys):
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            params = [part for scope, key in chunk for part in (scope, key.type, key.value)]
+            rows = self.conn.execute(
+                f"WITH k (scope, id_type, id_value) AS (VALUES {values})"
+                " SELECT i.scope, i.id_type, i.id_value, i.mpid FROM k JOIN identities AS i"
+                " ON i.scope = k.scope AND i.id_type = k.id_type AND i.id_value = k.id_value",
+                params,
+            )
+            for scope, id_type, id_value, mpid in rows:
+                found.setdefault((scope, IdentityKey(id_type, id_value)), []).append(mpid)
         return found
 
-    def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]:
-        wanted = list(mpids)
-        if not wanted:
-            return {}
-        marks = ", ".join(["?"] * len(wanted))
-        rows = self.conn.execute(f"SELECT doc FROM profiles WHERE mpid IN ({marks})", wanted)
-        profiles = (decode_profile(doc) for (doc,) in rows)
-        return {p.mpid: p for p in profiles}
+    def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        result: dict[int, Profile] = {}
+        for chunk in _chunks(mpids):
+            marks = ", ".join(["?"] * len(chunk))
+            rows = self.conn.execute(f"SELECT doc FROM profiles WHERE mpid IN ({marks})", chunk)
+            for (doc,) in rows:
+                profile = decode_profile(doc)
+                result[profile.mpid] = profile
+        return result
 
-    def save_profile(self, profile: Profile) -> None:
-        doc = encode_profile(profile).decode()
-        if profile.version == 1:
-            cursor = self.conn.execute(
-                "INSERT OR IGNORE INTO profiles"
-                " (mpid, scope, version, created_ms, last_stored_ms, doc)"
-                " VALUES (?, ?, 1, ?, ?, ?)",
-                (profile.mpid, profile.scope, profile.created_ms, profile.last_stored_ms, doc),
+    def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        known: set[tuple[str, str]] = set()
+        for chunk in _chunks(pairs):
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            rows = self.conn.execute(
+                f"WITH k (input, request_id) AS (VALUES {values})"
+                " SELECT r.input, r.request_id FROM k JOIN request_ids AS r"
+                " ON r.input = k.input AND r.request_id = k.request_id",
+                [part for pair in chunk for part in pair],
             )
-        else:
-            cursor = self.conn.execute(
-                "UPDATE profiles SET version = ?, last_stored_ms = ?, doc = ?"
-                " WHERE mpid = ? AND version = ?",
-                (profile.version, profile.last_stored_ms, doc, profile.mpid, profile.version - 1),
-            )
-        if cursor.rowcount != 1:
-            raise ConcurrentUpdate(f"profile {profile.mpid} changed since it was loaded")
+            known.update((input_name, request_id) for input_name, request_id in rows)
+        return known
 
-    def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO identities (scope, id_type, id_value, mpid) VALUES (?,?,?,?)",
-            [(scope, k.type, k.value, mpid) for k in keys],
+    def flush(self, writes: PendingWrites) -> None:
+        self._save_profiles(writes)
+        conn = self.conn
+        conn.executemany(
+            "INSERT INTO identities (scope, id_type, id_value, mpid) VALUES (?, ?, ?, ?)",
+            [(scope, key.type, key.value, mpid) for scope, key, mpid in writes.links],
         )
-
-    def unlink_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
-        self.conn.executemany(
+        conn.executemany(
             "DELETE FROM identities WHERE scope = ? AND id_type = ? AND id_value = ? AND mpid = ?",
-            [(scope, k.type, k.value, mpid) for k in keys],
+            [(scope, key.type, key.value, mpid) for scope, key, mpid in writes.unlinks],
         )
-
-    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
-        cursor = self.conn.execute(
-            "INSERT OR IGNORE INTO request_ids (input, request_id, received_ms) VALUES (?, ?, ?)",
-            (input_name, request_id, now_ms),
+        conn.executemany(
+            "INSERT INTO request_ids (input, request_id, received_ms) VALUES (?, ?, ?)",
+            writes.requests,
         )
-        return cursor.rowcount == 1
-
-    def append_log(self, entry: LogEntry) -> int:
-        cursor = self.conn.execute(
+        conn.executemany(
             f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            log_row(entry),
+            [log_row(entry) for entry in writes.log],
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
-        self.conn.execute(
-            "UPDATE event_log SET status = ?, reason = ? WHERE id = ?", (status, reason, entry_id)
+        conn.executemany(
+            "UPDATE event_log SET status = ?, reason = ? WHERE id = ?",
+            [(status, reason, entry_id) for entry_id, status, reason in writes.log_status],
         )
-
-    def record_reject(self, entry: RejectEntry) -> int:
-        cursor = self.conn.execute(
+        conn.executemany(
             f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            reject_row(entry),
+            [reject_row(entry) for entry in writes.rejects],
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+
+    def _save_profiles(self, writes: PendingWrites) -> None:
+        inserted = self.conn.executemany(
+            "INSERT OR IGNORE INTO profiles (mpid, scope, version, created_ms, last_stored_ms,"
+            " doc) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, _doc(p))
+                for p in writes.inserts
+            ],
+        ).rowcount
+        updated = self.conn.executemany(
+            "UPDATE profiles SET version = ?, last_stored_ms = ?, doc = ?"
+            " WHERE mpid = ? AND version = ?",
+            [(p.version, p.last_stored_ms, _doc(p), p.mpid, v) for p, v in writes.updates],
+        ).rowcount
+        if inserted != len(writes.inserts) or updated != len(writes.updates):
+            raise ConcurrentUpdate("a profile changed since this transaction read it")
+
+
+def _doc(profile: Profile) -> str:
+    return encode_profile(profile).decode()
 
 
 class SqliteStore:
@@ -228,12 +241,14 @@ class SqliteStore:
             return int(current)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[_SqliteUnitOfWork]:
+    def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _SqliteUnitOfWork(conn)
+                uow = WriteBehindUnitOfWork(_SqliteSetOps(conn))
+                yield uow
+                uow.commit()
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

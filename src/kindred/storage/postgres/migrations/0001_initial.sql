@@ -1,3 +1,4 @@
+-- lz4 (not the default pglz) compresses the large values: several times cheaper on CPU.
 -- Profiles are JSON documents so that SQL (audience backfill) can read into them.
 CREATE TABLE profiles (
     mpid BIGINT PRIMARY KEY,
@@ -5,7 +6,7 @@ CREATE TABLE profiles (
     version BIGINT NOT NULL,
     created_ms BIGINT NOT NULL,
     last_stored_ms BIGINT NOT NULL,
-    doc JSONB NOT NULL
+    doc JSONB COMPRESSION lz4 NOT NULL
 );
 CREATE INDEX profiles_by_last_stored ON profiles (last_stored_ms);
 
@@ -40,7 +41,7 @@ CREATE TABLE event_log (
     source_request_id TEXT,
     client_ip TEXT,
     historical BOOLEAN NOT NULL DEFAULT FALSE,
-    body BYTEA NOT NULL
+    body BYTEA COMPRESSION lz4 NOT NULL
 );
 CREATE INDEX event_log_by_mpid ON event_log (mpid, id) WHERE mpid IS NOT NULL;
 
