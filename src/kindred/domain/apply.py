@@ -6,23 +6,20 @@ changes it made and the notes on what it refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import msgspec
 
-from kindred.domain.changes import Change, Note
+from kindred.domain.applying import ApplyContext, ApplyResult, Draft
+from kindred.domain.changes import Change
 from kindred.domain.dedup import fresh_events
+from kindred.domain.devices import apply_device, device_key
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
 from kindred.domain.profile import (
     AttributeEntry,
-    Attribution,
-    Device,
     IdentityEntry,
     Profile,
     WorkspaceProfile,
 )
-from kindred.domain.tenancy import Guardrails
 
 __all__ = [
     "ApplyContext",
@@ -37,46 +34,6 @@ __all__ = [
 replace = msgspec.structs.replace
 
 
-@dataclass(frozen=True, slots=True)
-class ApplyContext:
-    """Who writes, into which profile slot, under which limits."""
-
-    mpid: int
-    scope: str
-    workspace_id: int
-    source: str
-    priority: int
-    may_set_consent: bool
-    guardrails: Guardrails
-    immutable_type: str | None
-    # The identities resolution accepted for this profile (junk and conflicts removed).
-    user_identities: dict[str, str] = field(default_factory=dict)
-    device_identities: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyResult:
-    profile: Profile
-    changes: tuple[Change, ...]
-    notes: tuple[Note, ...]
-    # The batch's events minus those the profile had already seen (ING-4).
-    events: tuple[EventFact, ...] = ()
-
-
-@dataclass(slots=True)
-class _Draft:
-    """Collects changes and notes while the new profile is assembled, and how many more
-    identities the profile may take (PRF-6) given those it already holds."""
-
-    identity_room: int
-    held_device_ids: dict[str, set[str]]
-    changes: list[Change] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
-
-    def note(self, reason: str, path: str, detail: str) -> None:
-        self.notes.append(Note(reason=reason, path=path, detail=detail))
-
-
 def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyContext) -> ApplyResult:
     if profile is None:
         profile = Profile(
@@ -84,7 +41,7 @@ def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyConte
         )
     held = profile.device_identities()
     room = ctx.guardrails.max_identities_per_profile - len(profile.user_identities)
-    draft = _Draft(identity_room=room - sum(map(len, held.values())), held_device_ids=held)
+    draft = Draft(identity_room=room - sum(map(len, held.values())), held_device_ids=held)
     if profile.version == 0:
         draft.changes.append(Change(kind="profile_created", new=ctx.mpid))
     events, recent = fresh_events(obs.events, profile.recent_messages)
@@ -123,7 +80,7 @@ def identity_keys(profile: Profile | None) -> set[IdentityKey]:
 
 
 def _apply_user_identities(
-    profile: Profile, ctx: ApplyContext, now_ms: int, draft: _Draft
+    profile: Profile, ctx: ApplyContext, now_ms: int, draft: Draft
 ) -> dict[str, IdentityEntry]:
     current = profile.user_identities
     if not ctx.user_identities:
@@ -151,14 +108,14 @@ def _apply_user_identities(
 
 
 def _apply_workspace(
-    profile: Profile, obs: Observation, ctx: ApplyContext, draft: _Draft
+    profile: Profile, obs: Observation, ctx: ApplyContext, draft: Draft
 ) -> WorkspaceProfile:
     workspace = profile.workspaces.get(ctx.workspace_id) or WorkspaceProfile(
         first_seen_ms=obs.received_ms, last_seen_ms=obs.received_ms
     )
     attributes = _apply_attributes(workspace.attributes, obs, ctx, draft)
     gdpr, ccpa = _apply_consent(workspace, obs, ctx, draft)
-    devices = _apply_device(workspace.devices, obs, ctx, draft)
+    devices = apply_device(workspace.devices, obs, ctx, draft)
     return replace(
         workspace,
         attributes=attributes,
@@ -193,7 +150,7 @@ def same_value(old: AttrValue, new: AttrValue) -> bool:
 
 
 def _apply_attributes(
-    current: dict[str, AttributeEntry], obs: Observation, ctx: ApplyContext, draft: _Draft
+    current: dict[str, AttributeEntry], obs: Observation, ctx: ApplyContext, draft: Draft
 ) -> dict[str, AttributeEntry]:
     if not obs.user_attributes and not obs.deleted_user_attributes:
         return current
@@ -216,7 +173,7 @@ def _set_attribute(
     live: int,
     ts_ms: int,
     ctx: ApplyContext,
-    draft: _Draft,
+    draft: Draft,
 ) -> int:
     """Write one attribute; returns how the live attribute count changed (0 or 1)."""
     existing = attrs.get(key)
@@ -242,7 +199,7 @@ def _set_attribute(
 
 
 def _delete_attribute(
-    attrs: dict[str, AttributeEntry], key: str, ts_ms: int, ctx: ApplyContext, draft: _Draft
+    attrs: dict[str, AttributeEntry], key: str, ts_ms: int, ctx: ApplyContext, draft: Draft
 ) -> int:
     """Delete one attribute, leaving a tombstone; returns 1 when a live value went away."""
     existing = attrs.get(key)
@@ -260,7 +217,7 @@ def _delete_attribute(
 
 
 def _apply_consent(
-    workspace: WorkspaceProfile, obs: Observation, ctx: ApplyContext, draft: _Draft
+    workspace: WorkspaceProfile, obs: Observation, ctx: ApplyContext, draft: Draft
 ) -> tuple[dict[str, ConsentFact], ConsentFact | None]:
     if not obs.gdpr and obs.ccpa is None:
         return workspace.gdpr, workspace.ccpa
@@ -283,121 +240,14 @@ def _newer_consent(existing: ConsentFact | None, fact: ConsentFact) -> bool:
     return existing is None or (fact.timestamp_ms >= existing.timestamp_ms and fact != existing)
 
 
-def _consent_change(draft: _Draft, ctx: ApplyContext, key: str, fact: ConsentFact) -> None:
+def _consent_change(draft: Draft, ctx: ApplyContext, key: str, fact: ConsentFact) -> None:
     draft.changes.append(
         Change(kind="consent_changed", key=key, workspace_id=ctx.workspace_id, new=fact.consented)
     )
 
 
-# --- devices ----------------------------------------------------------------------------
-
-_DEVICE_KEY_ORDER = ("ios_idfv", "android_uuid", "ios_advertising_id", "android_advertising_id")
-
-
-def device_key(identities: dict[str, str]) -> str | None:
-    """The device a batch came from: its application stamp, else its most stable device id,
-    else any device id it carries."""
-    das = identities.get("device_application_stamp")
-    if das:
-        return das
-    for id_type in (*_DEVICE_KEY_ORDER, *sorted(identities)):
-        value = identities.get(id_type)
-        if value:
-            return f"{id_type}:{value}"
-    return None
-
-
-def _apply_device(
-    devices: dict[str, Device], obs: Observation, ctx: ApplyContext, draft: _Draft
-) -> dict[str, Device]:
-    key = device_key(ctx.device_identities)
-    if key is None:
-        return devices
-    device = devices.get(key)
-    if device is None:
-        if len(devices) >= ctx.guardrails.max_devices_per_workspace:
-            draft.note("device_cap", "device_info", "workspace already holds its cap of devices")
-            return devices
-        device = Device(key=key, first_seen_ms=obs.received_ms, last_seen_ms=obs.received_ms)
-        draft.changes.append(Change(kind="device_added", key=key, workspace_id=ctx.workspace_id))
-    return {**devices, key: _updated_device(device, obs, ctx, draft)}
-
-
-def _updated_device(device: Device, obs: Observation, ctx: ApplyContext, draft: _Draft) -> Device:
-    info = {**device.info, **obs.device_info} if obs.device_info else device.info
-    platform = obs.device_info.get("platform")
-    att_status, att_ts = _att(device, obs)
-    return replace(
-        device,
-        last_seen_ms=max(device.last_seen_ms, obs.received_ms),
-        platform=platform if isinstance(platform, str) else device.platform,
-        info=info,
-        identities=_device_identities(device, ctx, draft),
-        att_status=att_status,
-        att_ts_ms=att_ts,
-        attribution=_attribution(device.attribution, obs.events, ctx, draft),
-    )
-
-
-def _device_identities(device: Device, ctx: ApplyContext, draft: _Draft) -> dict[str, str]:
-    """The device's identities with the batch's; values the profile does not hold yet count
-    against its identity cap (PRF-6)."""
-    if not ctx.device_identities:
-        return device.identities
-    result = dict(device.identities)
-    for id_type, value in ctx.device_identities.items():
-        if value in draft.held_device_ids.get(id_type, ()):
-            result[id_type] = value
-        elif draft.identity_room > 0:
-            result[id_type] = value
-            draft.identity_room -= 1
-            draft.held_device_ids.setdefault(id_type, set()).add(value)
-        else:
-            draft.note("identity_cap", f"device_info.{id_type}", "profile is at its identity cap")
-    return result
-
-
-def _att(device: Device, obs: Observation) -> tuple[str | None, int | None]:
-    status = obs.device_info.get("att_authorization_status")
-    if not isinstance(status, str):
-        return device.att_status, device.att_ts_ms
-    ts = obs.device_info.get("att_timestamp_unixtime_ms")
-    if isinstance(ts, str) and ts.isdecimal():
-        ts = int(ts)
-    ts_ms = ts if isinstance(ts, int) and not isinstance(ts, bool) else obs.effective_ms
-    if device.att_ts_ms is not None and ts_ms < device.att_ts_ms:
-        return device.att_status, device.att_ts_ms
-    return status, ts_ms
-
-
-def _attribution(
-    current: Attribution | None, events: tuple[EventFact, ...], ctx: ApplyContext, draft: _Draft
-) -> Attribution | None:
-    """Install attribution: the latest `attribution` custom event, or its deletion."""
-    result = current
-    for event in events:
-        if event.custom_event_type != "attribution" or (event.name or "").lower() != "attribution":
-            continue
-        if result is not None and event.timestamp_ms < result.ts_ms:
-            continue
-        if event.attribution_delete:
-            result = Attribution(ts_ms=event.timestamp_ms, deleted=True)
-        else:
-            result = Attribution(
-                publisher=event.attribution_publisher,
-                campaign=event.attribution_campaign,
-                ts_ms=event.timestamp_ms,
-            )
-    if result != current:
-        live = None if result is None or result.deleted else result
-        draft.changes.append(
-            Change(kind="attribution_changed", workspace_id=ctx.workspace_id, new=live)
-        )
-    return result
-
-
 def _apply_opt_out(
-    profile: Profile, events: tuple[EventFact, ...], draft: _Draft
+    profile: Profile, events: tuple[EventFact, ...], draft: Draft
 ) -> tuple[bool, int]:
     opted_out, ts = profile.is_opted_out, profile.opt_out_ts_ms
     for event in events:
