@@ -84,6 +84,7 @@ def free_port() -> int:
 class ServerProcess:
     data_dir: Path
     store_url: str | None = None
+    workers: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -121,16 +122,37 @@ class ServerProcess:
         raise RuntimeError("server did not start")
 
     def rss_mb(self) -> tuple[float, float]:
-        """(current, peak) resident memory of the server process in MB."""
+        """(current, peak) resident memory in MB of the server and all its worker processes,
+        summed (the peak is the sum of each process's own peak: an upper bound)."""
         assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+        current = peak = 0.0
+        for pid in _process_tree(self.process.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            current += int(fields["VmRSS"].split()[0]) / 1024
+            peak += int(fields["VmHWM"].split()[0]) / 1024
+        return current, peak
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(60)
+
+
+def _process_tree(root: int) -> list[int]:
+    found, frontier = [root], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        found += [int(c) for c in children]
+        frontier += [int(c) for c in children]
+    return found
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

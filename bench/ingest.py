@@ -37,6 +37,8 @@ PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/kindred_bench"
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
+    # (second of the run, latency) of the slowest requests: shows whether stalls are periodic
+    slow: list[tuple[float, float]] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     events: int = 0
 
@@ -63,7 +65,10 @@ async def _connection(
     while (job := await queue.get()) is not None:
         due, body, events = job
         status = await _send(reader, writer, head, body)
-        tally.latencies.append(time.perf_counter() - due)
+        latency = time.perf_counter() - due
+        tally.latencies.append(latency)
+        if latency > 0.05:
+            tally.slow.append((due, latency))
         tally.statuses[status] = tally.statuses.get(status, 0) + 1
         if status == 202:
             tally.events += events
@@ -103,6 +108,18 @@ async def _drive(
     return time.perf_counter() - started
 
 
+def _stall_seconds(tally: Tally) -> dict[int, float]:
+    """Second of the run -> worst latency (ms), for seconds that had requests over 50 ms."""
+    if not tally.slow:
+        return {}
+    start = min(due for due, _ in tally.slow)
+    worst: dict[int, float] = {}
+    for due, latency in tally.slow:
+        second = int(due - start)
+        worst[second] = max(worst.get(second, 0.0), round(latency * 1000, 1))
+    return worst
+
+
 def _memory_sampler(server: ServerProcess, peaks: list[float], stop: asyncio.Event) -> None:
     async def sample() -> None:
         while not stop.is_set():
@@ -126,6 +143,7 @@ async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> 
     ok = tally.statuses.get(202, 0)
     return {
         "store": args.store,
+        "server_workers": args.workers,
         "profiles_seeded": seeded,
         "target_batches_per_s": args.rate,
         "duration_s": round(elapsed, 1),
@@ -135,6 +153,7 @@ async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> 
         "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
         "p999_ms": round(percentile(lat, 0.999) * 1000, 2),
         "statuses": tally.statuses,
+        "seconds_with_requests_over_50ms": _stall_seconds(tally),
         "server_peak_rss_mb": round(server.rss_mb()[1], 1),
         "machine": machine(),
     }
@@ -150,6 +169,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=10, help="seconds at the rate, unmeasured")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--returning", type=float, default=0.7, help="share of known users")
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))
     parser.add_argument("--fresh", action="store_true", help="start from an empty store")
@@ -164,7 +184,7 @@ def main() -> None:
     if args.profiles:
         seed(str(data_dir), args.profiles, store_url)
         os.sync()  # the seed's dirty pages must not be flushed during the measurement
-    server = ServerProcess(data_dir, store_url)
+    server = ServerProcess(data_dir, store_url, workers=args.workers)
     server.start()
     try:
         result = uvloop.run(_run(args, server, args.profiles))

@@ -52,6 +52,7 @@ class ServerSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 262_144
+    workers: int = 1
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -141,7 +142,8 @@ def load_settings(
     env: dict[str, str] | None = None,
 ) -> Settings:
     """Read the config file (the demo config when none is given) and apply overrides:
-    KINDRED_CONFIG, KINDRED_DATA_DIR, KINDRED_STORE_URL, and `*_env` secret references."""
+    KINDRED_CONFIG, KINDRED_DATA_DIR, KINDRED_STORE_URL, and `*_env` secret references.
+    (Worker processes of `kindred serve --workers N` find their settings this way.)"""
     environ = dict(os.environ) if env is None else env
     path = path or environ.get("KINDRED_CONFIG") or None
     text = Path(path).read_text() if path else demo_config_text()
@@ -225,6 +227,8 @@ def _validate(settings: Settings) -> None:
         for ws in cred.workspaces:
             if ws not in known:
                 raise ConfigError(f"credentials[{n}].workspaces: no workspace with id {ws}")
+    if settings.server.workers < 1:
+        raise ConfigError("server.workers: must be at least 1")
     if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
 

@@ -11,15 +11,13 @@ from kindred.storage.sqlite import SqliteStore
 
 def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
     limit = 1024 * 1024
-    store = SqliteStore(
-        tmp_path / "k.db", synchronous="NORMAL", checkpoint_interval_s=0.05, wal_limit_bytes=limit
-    )
+    store = SqliteStore(tmp_path / "k.db", synchronous="NORMAL", wal_limit_bytes=limit)
     store.migrate()
     wal = tmp_path / "k.db-wal"
     largest, written, mpid = 0, 0, 1
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        with store.unit_of_work() as uow:  # back to back: the checkpointer never finds a gap
+        with store.unit_of_work() as uow:  # back to back, as under sustained load
             for _ in range(50):
                 uow.save_profile(
                     Profile(
@@ -36,7 +34,7 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
         largest = max(largest, wal.stat().st_size)
     store.close()
     assert written > 64 * limit, "the test did not write enough to matter"
-    # Bounded by the limit plus what this (very fast) loop writes between two checks;
-    # without the restart the WAL grows with everything written (hundreds of MB here).
-    assert largest < 48 * limit, f"WAL grew to {largest} bytes"
+    # Bounded by the limit plus one transaction; without checkpoints that complete, the WAL
+    # grows with everything written (hundreds of MB here).
+    assert largest < 4 * limit, f"WAL grew to {largest} bytes"
     assert not wal.exists() or wal.stat().st_size == 0  # closing checkpoints it away

@@ -50,19 +50,22 @@ def main() -> None:
 @click.option("--host", help="Address to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default from config: 8080).")
 @click.option("--demo-data", is_flag=True, help="Load the demo data before serving.")
+@click.option("--workers", type=click.IntRange(min=1), help="Server processes (default: 1).")
 def serve(
+    *,
     config_path: str | None,
     data_dir: str | None,
     host: str | None,
     port: int | None,
     demo_data: bool,
+    workers: int | None,
 ) -> None:
     """Run the HTTP server."""
     from kindred.cli.serve import run_server  # noqa: PLC0415 - keeps other commands light
 
     settings = _settings(config_path, data_dir)
     configure_logging(settings.server.log_level, settings.server.log_format)
-    run_server(settings, host=host, port=port, demo_data=demo_data)
+    run_server(settings, host=host, port=port, demo_data=demo_data, workers=workers)
 
 
 @main.command()

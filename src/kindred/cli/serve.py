@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 import msgspec
 import uvicorn
 
 from kindred.api.app import create_app
+from kindred.api.fastpath import IngestFastPath
 from kindred.bootstrap import Container, build
-from kindred.config import Settings
+from kindred.config import Settings, load_settings
+from kindred.observability import configure_logging
 from kindred.services.ingest import Accepted, observe
 
 __all__ = ["load_demo", "run_server"]
@@ -17,27 +21,49 @@ __all__ = ["load_demo", "run_server"]
 log = logging.getLogger("kindred.serve")
 
 
-def run_server(settings: Settings, *, host: str | None, port: int | None, demo_data: bool) -> None:
-    container = build(settings)
-    if demo_data:
-        container.store.migrate()
-        log.info("demo data: %s", load_demo(container))
+def run_server(
+    settings: Settings,
+    *,
+    host: str | None,
+    port: int | None,
+    demo_data: bool,
+    workers: int | None = None,
+) -> None:
+    workers = workers or settings.server.workers
     host = host or settings.server.host
     port = port or settings.server.port
-    app = create_app(container)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    if demo_data:
+        container = build(settings)
+        container.store.migrate()
+        log.info("demo data: %s", load_demo(container))
+        container.store.close()
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_config": None,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+    }
     _announce(settings, host, port)
-    uvicorn.Server(config).run()
+    if workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(build(settings)), **options)).run()
+        return
+    # Worker processes build their own container from the same settings, which reach them
+    # through the environment (see kindred.config.load_settings).
+    os.environ["KINDRED_CONFIG"] = "" if settings.source == "<demo>" else settings.source
+    os.environ["KINDRED_DATA_DIR"] = settings.data_dir
+    os.environ["KINDRED_STORE_URL"] = settings.store.url
+    uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
+
+
+def worker_app() -> IngestFastPath:
+    """The app of one worker process of `kindred serve --workers N`."""
+    settings = load_settings()
+    configure_logging(settings.server.log_level, settings.server.log_format)
+    return create_app(build(settings))
 
 
 def _announce(settings: Settings, host: str, port: int) -> None:

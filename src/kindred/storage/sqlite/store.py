@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -26,14 +28,46 @@ from kindred.storage.writebehind import PendingWrites, ScopedKey, WriteBehindUni
 
 __all__ = ["SqliteStore"]
 
-# A WAL past this size is restarted (and truncated back to it) by the checkpointer.
-WAL_RESTART_BYTES = 64 * 1024 * 1024
+# A WAL past this size is checkpointed by the writer after its commit, then starts over.
+WAL_RESTART_BYTES = 16 * 1024 * 1024
 
 _LOG_COLUMNS = (
     "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
     " client_ip, historical, body"
 )
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
+
+
+class _WriterLock:
+    """Who may write: one thread of this process, and one process of the machine.
+
+    SQLite already serializes writers, but its busy handler polls with sleeps of up to
+    100 ms; with several server processes that lands in the tail latency. A blocking
+    `flock` on a side file hands the lock over the moment its holder lets go.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path else None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 _CHUNK = 400  # rows per statement: well inside SQLite's limit on bound variables
@@ -144,9 +178,6 @@ def _doc(profile: Profile) -> str:
 class SqliteStore:
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
-
-    The writer never checkpoints the WAL itself (a checkpoint inside a commit stalls every
-    batch of that group); a background thread with its own connection does, passively.
     """
 
     def __init__(
@@ -154,53 +185,35 @@ class SqliteStore:
         path: Path | str,
         *,
         synchronous: str = "FULL",
-        checkpoint_interval_s: float = 0.5,
         wal_limit_bytes: int = WAL_RESTART_BYTES,
+        writer_cache_mb: int = 256,
     ) -> None:
         self.path = str(path)
         self._synchronous = synchronous
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
-        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
+        # The writer's cache holds the identity index and the hot profiles: every miss is a
+        # read syscall inside the write transaction, which all batches wait behind.
+        self._writer.execute(f"PRAGMA cache_size = -{writer_cache_mb * 1024}")
+        # The writer checkpoints right after a commit once the WAL passes the limit: there
+        # it always completes (no other writer can be active), so the WAL starts over and
+        # stays bounded. (A background checkpointer never finds the WAL fully copied
+        # under a writer that commits back to back, and the WAL grows without end.)
+        self._writer.execute(f"PRAGMA wal_autocheckpoint = {wal_limit_bytes // 4096}")
         self._writer.execute(f"PRAGMA journal_size_limit = {wal_limit_bytes}")
-        self._write_lock = threading.Lock()
+        self._write_lock = _WriterLock(
+            f"{self.path}.writer-lock" if self.path != ":memory:" else None
+        )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
-        self._closed = threading.Event()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop,
-            args=(checkpoint_interval_s, wal_limit_bytes),
-            name="kindred-sqlite-checkpoint",
-            daemon=True,
-        )
-        self._checkpointer.start()
-
-    def _checkpoint_loop(self, interval_s: float, wal_limit_bytes: int) -> None:
-        """Copy the WAL back into the database without stopping the writer; when the WAL
-        has grown past `wal_limit_bytes` anyway (a writer that never pauses keeps a
-        passive checkpoint from ever finishing), hold the writer off briefly and restart it,
-        so the WAL stays bounded."""
-        conn = self._connect()
-        wal = Path(f"{self.path}-wal")
-        try:
-            while not self._closed.wait(interval_s):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if wal.exists() and wal.stat().st_size > wal_limit_bytes:
-                    # Between two groups: SQLite's own busy polling would miss the gaps of
-                    # a writer that commits back to back. The passive pass above already
-                    # copied most frames, so the writer waits only for the rest.
-                    with self._write_lock:
-                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        finally:
-            conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA cache_size = -16384")  # readers: 16 MB each
         conn.execute("PRAGMA foreign_keys = OFF")
         return conn
 
@@ -303,14 +316,13 @@ class SqliteStore:
         ]
 
     def close(self) -> None:
-        self._closed.set()
-        self._checkpointer.join(10)
         for conn in self._readers:
             conn.close()
         self._readers.clear()
         with self._write_lock:
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             self._writer.close()
+        self._write_lock.close()
 
 
 def _log_entry(row: sqlite3.Row) -> LogEntry:
