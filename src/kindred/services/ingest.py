@@ -117,15 +117,19 @@ class IngestService:
         return outcomes
 
     def _apply_group(self, items: Sequence[WriterItem]) -> list[Outcome]:
-        for attempt in range(_MAX_CONFLICT_RETRIES):
+        """Another process (or a colliding new MPID) won a race: run the group again, a
+        bounded number of times; the last attempt's ConcurrentUpdate propagates."""
+        for _ in range(_MAX_CONFLICT_RETRIES - 1):
             try:
-                with self._store.unit_of_work() as uow:
-                    _prefetch(uow, items)
-                    return [self._apply_one(uow, item) for item in items]
+                return self._try_group(items)
             except ConcurrentUpdate:
-                if attempt == _MAX_CONFLICT_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+                continue
+        return self._try_group(items)
+
+    def _try_group(self, items: Sequence[WriterItem]) -> list[Outcome]:
+        with self._store.unit_of_work() as uow:
+            _prefetch(uow, items)
+            return [self._apply_one(uow, item) for item in items]
 
     def _apply_alone(self, item: WriterItem) -> Outcome:
         try:
