@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kindred.config import AccountSettings, InputSettings, Settings
+from kindred.config import AccountSettings, CredentialSettings, InputSettings, Settings
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import ConfigError
 from kindred.domain.identities import DEFAULT_BLOCKLIST, DEFAULT_PRIORITY, canonical_identity_type
 from kindred.domain.tenancy import (
@@ -18,10 +19,13 @@ from kindred.domain.tenancy import (
     WorkspaceDef,
 )
 from kindred.observability import PrometheusMetrics
-from kindred.ports import Clock, MpidSource, Store
+from kindred.ports import Clock, MpidSource, Secrets, Store
+from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.ingest import IngestService, Outcome, WriterItem
+from kindred.services.profile_api import ProfileApiService
+from kindred.services.retention import LifetimeSweep, Periodic
 from kindred.services.writer import GroupWriter
-from kindred.system import SecureMpids, SystemClock
+from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
 __all__ = ["Container", "build", "make_store", "tenancy_from"]
 
@@ -37,37 +41,96 @@ class Container:
     metrics: PrometheusMetrics
     ingest: IngestService
     writer: GroupWriter[WriterItem, Outcome]
+    credentials: CredentialRegistry
+    tokens: TokenService
+    profile_api: ProfileApiService
+    sweep: LifetimeSweep
     started: bool = field(default=False)
+    _background: list[Periodic] = field(default_factory=list)
 
     def start(self) -> None:
         self.store.migrate()
         self.writer.start()
+        interval = self.settings.retention.sweep_interval_s
+        if interval > 0:
+            # The first sweep soon after start, so that short-lived processes sweep too.
+            sweeper = Periodic(
+                "lifetime-sweep", interval, self.sweep.run, first_after_s=min(interval, 60.0)
+            )
+            sweeper.start()
+            self._background.append(sweeper)
         self.started = True
 
     def close(self) -> None:
-        """Drain the writer (everything submitted is committed), then close the store."""
+        """Stop background work, drain the writer (everything submitted is committed), then
+        close the store."""
+        for task in self._background:
+            task.stop()
+        self._background.clear()
         self.writer.stop()
         self.store.close()
         self.started = False
 
 
 def build(
-    settings: Settings, *, clock: Clock | None = None, mpids: MpidSource | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    mpids: MpidSource | None = None,
+    secrets: Secrets | None = None,
 ) -> Container:
     store = make_store(settings)
     metrics = PrometheusMetrics()
+    tenancy = tenancy_from(settings)
+    clock = clock or (
+        FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
+    )
+    secrets = secrets or SecureSecrets()
     ingest = IngestService(store, mpids or SecureMpids(), metrics)
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
         ingest.ingest, max_group=settings.store.group_max
     )
+    registry = CredentialRegistry(
+        [_credential(c) for c in settings.credentials], store, clock, secrets
+    )
     return Container(
         settings=settings,
-        tenancy=tenancy_from(settings),
+        tenancy=tenancy,
         store=store,
-        clock=clock or SystemClock(),
+        clock=clock,
         metrics=metrics,
         ingest=ingest,
         writer=writer,
+        credentials=registry,
+        tokens=TokenService(
+            registry,
+            store,
+            clock,
+            secrets,
+            audiences=settings.oauth.audiences,
+            ttl_s=settings.oauth.token_ttl_s,
+        ),
+        profile_api=ProfileApiService(store, tenancy, clock),
+        sweep=LifetimeSweep(
+            store,
+            tenancy,
+            clock,
+            chunk=settings.retention.sweep_chunk,
+            on_deleted=metrics.profiles_expired.inc,
+        ),
+    )
+
+
+def _credential(c: CredentialSettings) -> ApiCredential:
+    """A config-file credential; a plain secret stays as given (it is in the file anyway)."""
+    return ApiCredential(
+        client_id=c.client_id,
+        secret_hash=c.client_secret_hash or f"plain${c.client_secret}",
+        workspaces=frozenset(c.workspaces),
+        rate_limit_per_s=c.rate_limit_per_s,
+        rate_limit_burst=c.rate_limit_burst,
+        name=c.name,
+        origin="config",
     )
 
 

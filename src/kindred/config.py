@@ -15,6 +15,7 @@ from typing import Literal
 
 import msgspec
 
+from kindred.domain.credentials import is_secret_hash
 from kindred.domain.errors import ConfigError
 from kindred.domain.tenancy import Guardrails
 
@@ -23,6 +24,8 @@ __all__ = [
     "CredentialSettings",
     "IdentitySettings",
     "InputSettings",
+    "OAuthSettings",
+    "RetentionSettings",
     "ServerSettings",
     "Settings",
     "StoreSettings",
@@ -113,11 +116,26 @@ class OrgSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 class CredentialSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     client_id: str
+    name: str = ""
     client_secret: str | None = None
     client_secret_env: str | None = None
+    # The output of `kindred credentials hash-secret`: keeps the secret itself out of the file.
+    client_secret_hash: str | None = None
     workspaces: list[int] = msgspec.field(default_factory=list)
     rate_limit_per_s: float = 15.0
     rate_limit_burst: int = 30
+
+
+class OAuthSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Token requests must name one of these (the first is assumed when none is given).
+    audiences: list[str] = msgspec.field(default_factory=lambda: ["https://api.mparticle.com"])
+    token_ttl_s: int = 28800
+
+
+class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # How often each server process runs the lifetime sweep; 0 leaves it to `kindred sweep`.
+    sweep_interval_s: float = 3600.0
+    sweep_chunk: int = 500
 
 
 class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -126,9 +144,14 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     credentials: list[CredentialSettings] = msgspec.field(default_factory=list)
+    oauth: OAuthSettings = msgspec.field(default_factory=OAuthSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     # Not from the file: where the embedded store and other local files live.
     data_dir: str = "data"
     source: str = "<demo>"
+    # Not from the file: KINDRED_CLOCK_FILE, a file holding milliseconds to add to the
+    # system clock, for testing time-dependent behaviour (token expiry, profile lifetime).
+    clock_file: str | None = None
 
 
 def demo_config_text() -> str:
@@ -150,6 +173,8 @@ def load_settings(
     settings = _decode(text, str(path or "<demo>"))
     updates: dict[str, object] = {"source": str(path or "<demo>")}
     updates["data_dir"] = data_dir or environ.get("KINDRED_DATA_DIR") or settings.data_dir
+    if environ.get("KINDRED_CLOCK_FILE"):
+        updates["clock_file"] = environ["KINDRED_CLOCK_FILE"]
     if environ.get("KINDRED_STORE_URL"):
         updates["store"] = msgspec.structs.replace(settings.store, url=environ["KINDRED_STORE_URL"])
     settings = msgspec.structs.replace(settings, **updates)
@@ -223,10 +248,12 @@ def _validate(settings: Settings) -> None:
             for i, inp in enumerate(workspace.inputs):
                 _validate_input(inp, f"accounts[{a}].workspaces[{w}].inputs[{i}]")
     known = {w.id for w in workspaces}
+    _unique([c.client_id for c in settings.credentials], "credentials[].client_id")
     for n, cred in enumerate(settings.credentials):
-        for ws in cred.workspaces:
-            if ws not in known:
-                raise ConfigError(f"credentials[{n}].workspaces: no workspace with id {ws}")
+        _validate_credential(cred, known, f"credentials[{n}]")
+    _validate_oauth(settings.oauth)
+    if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
+        raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
     if settings.server.workers < 1:
         raise ConfigError("server.workers: must be at least 1")
     if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
@@ -242,6 +269,34 @@ def _validate_input(inp: InputSettings, path: str) -> None:
         raise ConfigError(f"{path}.rate_limit_per_s: must be positive")
     if not inp.api_key.strip():
         raise ConfigError(f"{path}.api_key: must not be empty")
+
+
+def _validate_credential(cred: CredentialSettings, known: set[int], path: str) -> None:
+    if not cred.client_id.strip():
+        raise ConfigError(f"{path}.client_id: must not be empty")
+    if not cred.workspaces:
+        raise ConfigError(f"{path}.workspaces: name at least one workspace")
+    for ws in cred.workspaces:
+        if ws not in known:
+            raise ConfigError(f"{path}.workspaces: no workspace with id {ws}")
+    given = [k for k in ("client_secret", "client_secret_hash") if getattr(cred, k)]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{path}: give exactly one of client_secret, client_secret_env, client_secret_hash"
+        )
+    if cred.client_secret_hash is not None and not is_secret_hash(cred.client_secret_hash):
+        raise ConfigError(
+            f"{path}.client_secret_hash: not a hash from `kindred credentials hash-secret`"
+        )
+    if cred.rate_limit_per_s <= 0 or cred.rate_limit_burst < 1:
+        raise ConfigError(f"{path}.rate_limit_per_s: must be positive")
+
+
+def _validate_oauth(oauth: OAuthSettings) -> None:
+    if not oauth.audiences:
+        raise ConfigError("oauth.audiences: name at least one audience")
+    if oauth.token_ttl_s < 60:
+        raise ConfigError("oauth.token_ttl_s: must be at least 60")
 
 
 def _unique(values: list[object], key: str) -> None:

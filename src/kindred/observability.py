@@ -60,6 +60,11 @@ class PrometheusMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.profiles_expired = Counter(
+            "kindred_profiles_expired",
+            "Profiles deleted by the lifetime sweep",
+            registry=r,
+        )
         self.queue_depth = Gauge("kindred_writer_queue", "Batches waiting to commit", registry=r)
 
     def batch_done(self, input_name: str, status: str, events: int) -> None:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 
@@ -19,6 +20,7 @@ __all__ = [
     "BatchStatus",
     "Clock",
     "ConcurrentUpdate",
+    "CredentialStore",
     "EventLogReader",
     "LogEntry",
     "Metrics",
@@ -26,6 +28,7 @@ __all__ = [
     "ProfileReader",
     "RejectEntry",
     "RejectReader",
+    "Secrets",
     "Store",
     "UnitOfWork",
 ]
@@ -97,6 +100,12 @@ class MpidSource(Protocol):
         ...
 
 
+class Secrets(Protocol):
+    """Unpredictable bytes (salts, keys, credential secrets, token ids)."""
+
+    def token_bytes(self, n: int) -> bytes: ...
+
+
 class UnitOfWork(Protocol):
     """One write transaction: commits when its context exits cleanly, else rolls back.
 
@@ -146,6 +155,16 @@ class UnitOfWork(Protocol):
 
     def record_reject(self, entry: RejectEntry) -> None: ...
 
+    def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        """Up to `limit` profiles of the scope last stored before the instant, oldest first,
+        claimed for this transaction: a concurrent caller in another process skips them."""
+        ...
+
+    def delete_profile(self, profile: Profile) -> None:
+        """Remove the profile and every identity link to it. Raises ConcurrentUpdate (now or
+        at commit) when the stored profile is no longer at `profile.version`."""
+        ...
+
 
 class ProfileReader(Protocol):
     def get_profile(self, mpid: int) -> Profile | None: ...
@@ -167,7 +186,23 @@ class RejectReader(Protocol):
     def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]: ...
 
 
-class Store(ProfileReader, EventLogReader, RejectReader, Protocol):
+class CredentialStore(Protocol):
+    """Profile API credentials created at run time, and the server's own secrets. Rare,
+    small writes: each call is its own transaction."""
+
+    def save_credential(self, credential: ApiCredential) -> None:
+        """Insert or replace by client id."""
+        ...
+
+    def list_credentials(self) -> list[ApiCredential]: ...
+
+    def server_secret(self, name: str, candidate: bytes) -> bytes:
+        """The secret stored under `name`; the first caller's `candidate` becomes it, so
+        every process sharing the store agrees on one value."""
+        ...
+
+
+class Store(ProfileReader, EventLogReader, RejectReader, CredentialStore, Protocol):
     """A backend: reads from any thread, writes through units of work."""
 
     def migrate(self) -> int:

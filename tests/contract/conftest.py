@@ -24,7 +24,15 @@ from tests.pg import PG_URL_ENV, connect, temporary_database
 
 __all__ = ["BACKENDS", "PG_URL_ENV"]
 
-_TABLES = ("profiles", "identities", "request_ids", "event_log", "rejects")
+_TABLES = (
+    "profiles",
+    "identities",
+    "request_ids",
+    "event_log",
+    "rejects",
+    "api_credentials",
+    "server_secrets",
+)
 # DELETE, not TRUNCATE: on tables this small it is ~100x faster (no new files to fsync).
 _EMPTY_TABLES = "".join(f"DELETE FROM {table};" for table in _TABLES)
 

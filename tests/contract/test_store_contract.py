@@ -27,6 +27,7 @@ from kindred.domain.profile import (
     Attribution,
     Device,
     IdentityEntry,
+    Membership,
     Profile,
     WorkspaceProfile,
 )
@@ -96,6 +97,10 @@ def rich_profile(mpid: int, *, version: int = 1) -> Profile:
             "email": IdentityEntry(value=EMAIL.value, first_seen_ms=1, last_seen_ms=2)
         },
         workspaces={7: workspace, -3: WorkspaceProfile(first_seen_ms=5, last_seen_ms=6)},
+        memberships={
+            17802: Membership(audience_id=17802, name="Décor fans", since_ms=1_800),
+            9: Membership(audience_id=9, name="Trial", since_ms=1_900, expires_ms=9_000),
+        },
         recent_messages=bytes(range(256)),
         version=version,
     )

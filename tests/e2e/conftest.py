@@ -111,9 +111,13 @@ class Server:
         return loaded
 
 
-def make_server(tmp: Path, store_url: str | None = None) -> Server:
+def make_server(tmp: Path, store_url: str | None = None, clock_file: Path | None = None) -> Server:
+    """`clock_file`: milliseconds to add to the server's (and its CLI's) clock."""
     env = dict(os.environ)
     env.pop("KINDRED_CONFIG", None)
+    env.pop("KINDRED_CLOCK_FILE", None)
+    if clock_file is not None:
+        env["KINDRED_CLOCK_FILE"] = str(clock_file)
     if store_url:
         env["KINDRED_STORE_URL"] = store_url
     else:

@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -15,8 +16,9 @@ from starlette.routing import Route
 
 from kindred.api.errors import handle_kindred_error, status_of
 from kindred.api.events import EventsApi
-from kindred.api.fastpath import IngestFastPath
+from kindred.api.fastpath import FastPath
 from kindred.api.imports import ImportApi
+from kindred.api.openapi import openapi_document
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
 
@@ -25,7 +27,7 @@ __all__ = ["create_app"]
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(container: Container, *, manage_lifecycle: bool = True) -> IngestFastPath:
+def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastPath:
     """`manage_lifecycle`: start the container on startup and drain it on shutdown."""
     events = EventsApi(container)
     imports = ImportApi(container)
@@ -35,6 +37,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> Ingest
         Route("/healthz", _health(container), methods=["GET"]),
         Route("/readyz", _health(container), methods=["GET"]),
         Route("/metrics", _metrics(container), methods=["GET"]),
+        Route("/openapi.json", _openapi(), methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
@@ -61,7 +64,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> Ingest
         exception_handlers={KindredError: handle_kindred_error},
         lifespan=lifespan,
     )
-    return IngestFastPath(app, events, container)
+    return FastPath(app, events, container)
 
 
 def _timer(container: Container) -> Callable[[str, Handler], Handler]:
@@ -93,6 +96,15 @@ def _health(container: Container) -> Handler:
         return JSONResponse({"status": "ok", "queued": container.writer.queued()})
 
     return health
+
+
+def _openapi() -> Handler:
+    document = Response(msgspec.json.encode(openapi_document()), media_type="application/json").body
+
+    async def openapi(_: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    return openapi
 
 
 def _metrics(container: Container) -> Handler:

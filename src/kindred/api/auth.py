@@ -9,7 +9,7 @@ import hmac
 from kindred.domain.errors import AuthMissing, AuthRejected
 from kindred.domain.tenancy import InputDef, SourceType, Tenancy
 
-__all__ = ["InputAuthenticator"]
+__all__ = ["InputAuthenticator", "decode_basic"]
 
 _CACHE_LIMIT = 4096
 
@@ -27,7 +27,7 @@ class InputAuthenticator:
         cached = self._verified.get(header)
         if cached is not None:
             return cached
-        key, secret = _decode_basic(header)
+        key, secret = decode_basic(header)
         source = self._tenancy.input_for_key(key)
         if source is None or source.api_secret is None:
             raise AuthRejected("unknown API key")
@@ -45,7 +45,8 @@ class InputAuthenticator:
         return source
 
 
-def _decode_basic(header: str) -> tuple[str, str]:
+def decode_basic(header: str) -> tuple[str, str]:
+    """Key and secret from a `Basic base64(key:secret)` header; AuthRejected when malformed."""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
         raise AuthRejected("Authorization must be HTTP Basic")

@@ -11,6 +11,7 @@ from kindred.domain.errors import (
     AuthRejected,
     ConfigError,
     InvalidBatch,
+    InvalidToken,
     KindredError,
     NotFound,
     RateLimited,
@@ -59,6 +60,8 @@ def status_of(exc: KindredError) -> int:
 def error_headers(exc: KindredError) -> dict[str, str]:
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after_s), "X-mp-rate-limit-exceeded": exc.scope}
+    if isinstance(exc, InvalidToken):
+        return {"WWW-Authenticate": 'Bearer realm="kindred", error="invalid_token"'}
     if isinstance(exc, AuthMissing):
         return {"WWW-Authenticate": 'Basic realm="kindred"'}
     return {}

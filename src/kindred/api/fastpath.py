@@ -1,8 +1,9 @@
-"""A lean ASGI path for the ingest routes, in front of the Starlette app.
+"""A lean ASGI path for the hot routes, in front of the Starlette app.
 
-Ingest is the hot path: at thousands of batches a second, Starlette's request objects and
-middleware stack cost more CPU than decoding the batch. These routes are matched on the raw
-ASGI scope and answered directly; everything else goes to the Starlette app.
+Ingest and the Profile API are the hot paths: at thousands of requests a second,
+Starlette's request objects and middleware stack cost more CPU than the work itself. These
+routes are matched on the raw ASGI scope and answered directly; everything else goes to the
+Starlette app.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 from kindred.api.errors import PayloadTooLarge, error_body, error_headers, status_of
 from kindred.api.events import EventsApi
+from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
 
-__all__ = ["IngestFastPath"]
+__all__ = ["FastPath"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,10 +31,12 @@ _CORS = [(b"access-control-allow-origin", b"*")]
 _JSON = [(b"content-type", b"application/json")]
 
 
-class IngestFastPath:
+class FastPath:
     def __init__(self, fallback: ASGIApp, events: EventsApi, container: Container) -> None:
         self._fallback = fallback
         self._events = events
+        self._profiles = ProfileReadApi(container)
+        self._oauth = OAuthApi(container)
         self._max_body = container.settings.server.max_body_bytes
         self._histogram = container.metrics.request_seconds
         self._timers: dict[tuple[str, int], Any] = {}
@@ -44,22 +48,56 @@ class IngestFastPath:
 
     def paths(self) -> list[str]:
         """The routes answered here (for the docs check)."""
-        return [*self._server_routes, *(f"{p}{{api_key}}/events" for p in _WEB_PREFIXES)]
+        return [
+            *self._server_routes,
+            *(f"{p}{{api_key}}/events" for p in _WEB_PREFIXES),
+            "/oauth/token",
+            f"{PROFILE_PREFIX}{{orgId}}/{{accountId}}/{{workspaceId}}/{{mpid}}",
+            f"{PROFILE_PREFIX}resolve/{{orgId}}/{{accountId}}/{{workspaceId}}",
+        ]
 
     def fallback_routes(self) -> list[Any]:
         return list(getattr(self._fallback, "routes", []))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path: str = scope["path"]
-            route = self._server_routes.get(path)
-            if route is not None:
-                await self._timed(route, scope, receive, send, cors=False)
-                return
-            if path.startswith(_WEB_PREFIXES) and path.endswith("/events"):
-                await self._timed("web_events", scope, receive, send, cors=True)
-                return
+            method: str = scope["method"]
+            if path.startswith(PROFILE_PREFIX):
+                route = self._profiles.route_of(method, path)
+                if route is not None:
+                    await self._answer(route, scope, receive, send)
+                    return
+            elif method == "POST":
+                route = self._server_routes.get(path)
+                if route is not None:
+                    await self._timed(route, scope, receive, send, cors=False)
+                    return
+                if path.startswith(_WEB_PREFIXES) and path.endswith("/events"):
+                    await self._timed("web_events", scope, receive, send, cors=True)
+                    return
+                if path == "/oauth/token":
+                    await self._answer("oauth_token", scope, receive, send)
+                    return
         await self._fallback(scope, receive, send)
+
+    async def _answer(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A route whose handler computes the whole answer from the request's parts."""
+        started = time.perf_counter()
+        try:
+            status, body, headers = self._compute(route, scope, await self._body(scope, receive))
+        except KindredError as exc:
+            status, body, headers = _refusal(exc)
+        await _respond(send, status, body, headers)
+        self._timer(route, status).observe(time.perf_counter() - started)
+
+    def _compute(self, route: str, scope: Scope, body: bytes) -> Answer:
+        authorization = _header(scope, b"authorization")
+        if route == "oauth_token":
+            return self._oauth.token(_header(scope, b"content-type"), authorization, body)
+        return self._profiles.handle(
+            route, scope["path"], scope.get("query_string", b""), authorization, body
+        )
 
     async def _timed(
         self, route: str, scope: Scope, receive: Receive, send: Send, *, cors: bool
@@ -71,9 +109,8 @@ class IngestFastPath:
             status = 202
             await _respond(send, 202, b"", extra)
         except KindredError as exc:
-            status = status_of(exc)
-            headers = [(k.encode(), v.encode()) for k, v in error_headers(exc).items()]
-            await _respond(send, status, error_body(exc), _JSON + headers + extra)
+            status, body, headers = _refusal(exc)
+            await _respond(send, status, body, headers + extra)
         self._timer(route, status).observe(time.perf_counter() - started)
 
     async def _dispatch(self, route: str, scope: Scope, receive: Receive) -> None:
@@ -113,6 +150,11 @@ class IngestFastPath:
         if timer is None:
             timer = self._timers[key] = self._histogram.labels(route, str(status))
         return timer
+
+
+def _refusal(exc: KindredError) -> Answer:
+    headers = [(k.encode(), v.encode()) for k, v in error_headers(exc).items()]
+    return status_of(exc), error_body(exc), _JSON + headers
 
 
 async def _respond(

@@ -1,4 +1,4 @@
-"""`kindred`: serve, migrate, demo, import, profile."""
+"""`kindred`: serve, migrate, demo, import, profile, credentials, sweep."""
 
 from __future__ import annotations
 
@@ -189,3 +189,103 @@ def profile_get(
     finally:
         container.store.close()
     click.echo(msgspec.json.format(msgspec.json.encode(profile_document(found))).decode())
+
+
+@main.group()
+def credentials() -> None:
+    """Profile API credentials: create, list, revoke (secrets are stored hashed)."""
+
+
+@credentials.command("create")
+@click.option(
+    "--workspace", "workspaces", type=int, multiple=True, required=True, help="Repeatable."
+)
+@click.option("--name", default="", help="A description, e.g. the service that uses it.")
+@click.option("--rate", type=click.FloatRange(min=0.001), default=15.0, help="Requests/s.")
+@click.option("--burst", type=click.IntRange(min=1), default=30, help="Requests saved up.")
+@_config_option
+@_data_dir_option
+def credentials_create(
+    *,
+    workspaces: tuple[int, ...],
+    name: str,
+    rate: float,
+    burst: int,
+    config_path: str | None,
+    data_dir: str | None,
+) -> None:
+    """Create a credential; its secret is printed once and never again."""
+    container = _started(_settings(config_path, data_dir))
+    try:
+        unknown = sorted(set(workspaces) - set(container.tenancy.workspaces))
+        if unknown:
+            raise click.ClickException(f"--workspace: no workspace with id {unknown[0]}")
+        issued = container.credentials.create(
+            workspaces, name=name, rate_limit_per_s=rate, rate_limit_burst=burst
+        )
+    finally:
+        container.store.close()
+    click.echo(msgspec.json.format(msgspec.json.encode(issued)).decode())
+
+
+@credentials.command("list")
+@_config_option
+@_data_dir_option
+def credentials_list(config_path: str | None, data_dir: str | None) -> None:
+    """List credentials (from the config file and the store), without secrets."""
+    container = _started(_settings(config_path, data_dir))
+    try:
+        rows = [
+            {
+                "client_id": c.client_id,
+                "name": c.name,
+                "workspaces": sorted(c.workspaces),
+                "rate_limit_per_s": c.rate_limit_per_s,
+                "rate_limit_burst": c.rate_limit_burst,
+                "origin": c.origin,
+                "revoked_ms": c.revoked_ms,
+            }
+            for c in container.credentials.all()
+        ]
+    finally:
+        container.store.close()
+    click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
+
+
+@credentials.command("revoke")
+@click.argument("client_id")
+@_config_option
+@_data_dir_option
+def credentials_revoke(client_id: str, config_path: str | None, data_dir: str | None) -> None:
+    """Revoke a credential: its tokens stop working within seconds, in every process."""
+    container = _started(_settings(config_path, data_dir))
+    try:
+        container.credentials.revoke(client_id)
+    except KindredError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        container.store.close()
+    click.echo(f"revoked {client_id}")
+
+
+@credentials.command("hash-secret")
+@click.option("--secret", prompt=True, hide_input=True, help="Read from a prompt when omitted.")
+def credentials_hash_secret(secret: str) -> None:
+    """Print a hash of a secret for `client_secret_hash` in the config file."""
+    from kindred.domain.credentials import hash_secret  # noqa: PLC0415
+    from kindred.system import SecureSecrets  # noqa: PLC0415
+
+    click.echo(hash_secret(secret, SecureSecrets().token_bytes(16)))
+
+
+@main.command()
+@_config_option
+@_data_dir_option
+def sweep(config_path: str | None, data_dir: str | None) -> None:
+    """Delete the profiles past their account's lifetime now (safe beside running servers)."""
+    container = _started(_settings(config_path, data_dir))
+    try:
+        report = container.sweep.run()
+    finally:
+        container.store.close()
+    click.echo(msgspec.json.encode(report).decode())

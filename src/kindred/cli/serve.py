@@ -10,7 +10,7 @@ import msgspec
 import uvicorn
 
 from kindred.api.app import create_app
-from kindred.api.fastpath import IngestFastPath
+from kindred.api.fastpath import FastPath
 from kindred.bootstrap import Container, build
 from kindred.config import Settings, load_settings
 from kindred.observability import configure_logging
@@ -59,7 +59,7 @@ def run_server(
     uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
 
 
-def worker_app() -> IngestFastPath:
+def worker_app() -> FastPath:
     """The app of one worker process of `kindred serve --workers N`."""
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)

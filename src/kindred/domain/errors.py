@@ -7,6 +7,7 @@ __all__ = [
     "AuthRejected",
     "ConfigError",
     "InvalidBatch",
+    "InvalidToken",
     "KindredError",
     "NotFound",
     "RateLimited",
@@ -33,6 +34,10 @@ class InvalidBatch(KindredError):
 
 class AuthMissing(KindredError):
     code = "UNAUTHORIZED"
+
+
+class InvalidToken(AuthMissing):
+    """A bearer token that is absent, malformed, not signed by this server, or expired."""
 
 
 class AuthRejected(KindredError):

@@ -11,6 +11,7 @@ __all__ = [
     "Attribution",
     "Device",
     "IdentityEntry",
+    "Membership",
     "Profile",
     "WorkspaceProfile",
 ]
@@ -58,6 +59,15 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attribution: Attribution | None = None
 
 
+class Membership(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The profile is in this audience (AUD-*); kept on the profile so reads need no join."""
+
+    audience_id: int
+    name: str
+    since_ms: int
+    expires_ms: int | None = None
+
+
 class WorkspaceProfile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What a profile holds per workspace: attributes, consent, devices."""
 
@@ -84,6 +94,7 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ip: str | None = None
     user_identities: dict[str, IdentityEntry] = msgspec.field(default_factory=dict)
     workspaces: dict[int, WorkspaceProfile] = msgspec.field(default_factory=dict)
+    memberships: dict[int, Membership] = msgspec.field(default_factory=dict)
     # Hashes of the most recent event message ids (see domain.dedup), packed int64s.
     recent_messages: bytes = b""
     # Incremented on every save: stores use it to detect a lost update across processes.

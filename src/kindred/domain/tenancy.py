@@ -166,3 +166,7 @@ class Tenancy(msgspec.Struct, frozen=True, kw_only=True):
 
     def input_named(self, name: str) -> InputDef | None:
         return self.inputs_by_name.get(name)
+
+    def accounts_by_scope(self) -> dict[str, AccountPolicy]:
+        """Each identity scope (MPID space) with the account that owns it."""
+        return {w.identity_scope: w.account for w in self.workspaces.values()}

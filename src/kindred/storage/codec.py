@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import msgspec
 
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.profile import Profile
 from kindred.ports import LogEntry, RejectEntry
 
 __all__ = [
+    "CREDENTIAL_COLUMNS",
     "LOG_INSERT_COLUMNS",
     "REJECT_INSERT_COLUMNS",
+    "credential_of",
+    "credential_row",
     "decode_profile",
     "encode_profile",
     "log_row",
@@ -22,6 +29,11 @@ LOG_INSERT_COLUMNS = (
     " client_ip, historical, body"
 )
 REJECT_INSERT_COLUMNS = "input, received_ms, kind, reason, body, replayed_ms"
+
+CREDENTIAL_COLUMNS = (
+    "client_id, name, secret_hash, workspaces, rate_limit_per_s, rate_limit_burst,"
+    " created_ms, revoked_ms, origin"
+)
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Profile)
@@ -52,3 +64,34 @@ def log_row(entry: LogEntry) -> tuple[object, ...]:
 
 def reject_row(entry: RejectEntry) -> tuple[object, ...]:
     return (entry.input, entry.received_ms, entry.kind, entry.reason, entry.body, entry.replayed_ms)
+
+
+def credential_row(c: ApiCredential) -> tuple[object, ...]:
+    workspaces = _ENCODER.encode(sorted(c.workspaces)).decode()
+    return (
+        c.client_id,
+        c.name,
+        c.secret_hash,
+        workspaces,
+        c.rate_limit_per_s,
+        c.rate_limit_burst,
+        c.created_ms,
+        c.revoked_ms,
+        c.origin,
+    )
+
+
+def credential_of(row: Sequence[Any]) -> ApiCredential:
+    """The inverse of `credential_row`, from a row in CREDENTIAL_COLUMNS order."""
+    client_id, name, secret_hash, workspaces, rate, burst, created, revoked, origin = row
+    return ApiCredential(
+        client_id=str(client_id),
+        name=str(name),
+        secret_hash=str(secret_hash),
+        workspaces=frozenset(msgspec.json.decode(str(workspaces), type=list[int])),
+        rate_limit_per_s=float(rate),
+        rate_limit_burst=int(burst),
+        created_ms=int(created),
+        revoked_ms=None if revoked is None else int(revoked),
+        origin=str(origin),
+    )

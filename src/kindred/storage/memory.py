@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
@@ -28,6 +29,8 @@ class _State:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     log: list[LogEntry] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
+    credentials: dict[str, ApiCredential] = field(default_factory=dict)
+    secrets: dict[str, bytes] = field(default_factory=dict)
 
 
 class _MemoryUnitOfWork:
@@ -97,6 +100,25 @@ class _MemoryUnitOfWork:
         entry_id = len(self.state.rejects) + 1
         self.state.rejects.append(msgspec.structs.replace(entry, id=entry_id))
 
+    def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        expired = [
+            p
+            for p in self.state.profiles.values()
+            if p.scope == scope and p.last_stored_ms < stored_before_ms
+        ]
+        expired.sort(key=lambda p: (p.last_stored_ms, p.mpid))
+        return expired[:limit]
+
+    def delete_profile(self, profile: Profile) -> None:
+        stored = self.state.profiles.get(profile.mpid)
+        if stored is None or stored.version != profile.version:
+            raise ConcurrentUpdate(f"profile {profile.mpid} is not at version {profile.version}")
+        del self.state.profiles[profile.mpid]
+        for key, mpids in list(self.state.identities.items()):
+            mpids.discard(profile.mpid)
+            if not mpids:
+                del self.state.identities[key]
+
 
 class MemoryStore:
     def __init__(self) -> None:
@@ -138,6 +160,17 @@ class MemoryStore:
     def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
         rejects = [r for r in self._state.rejects if kind is None or r.kind == kind]
         return rejects[::-1][:limit]
+
+    def save_credential(self, credential: ApiCredential) -> None:
+        with self._lock:
+            self._state.credentials[credential.client_id] = credential
+
+    def list_credentials(self) -> list[ApiCredential]:
+        return sorted(self._state.credentials.values(), key=lambda c: (c.created_ms, c.client_id))
+
+    def server_secret(self, name: str, candidate: bytes) -> bytes:
+        with self._lock:
+            return self._state.secrets.setdefault(name, candidate)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -41,6 +41,9 @@ class PendingWrites:
     log: list[LogEntry] = field(default_factory=list)
     log_status: list[tuple[int, str, str | None]] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
+    # (mpid, the version the database must still hold for the delete to apply); applied
+    # before everything else, with every identity link of the MPID.
+    deletes: list[tuple[int, int]] = field(default_factory=list)
 
 
 class SetOps(Protocol):
@@ -53,6 +56,10 @@ class SetOps(Protocol):
     def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]: ...
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]: ...
+
+    def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        """Oldest first; rows another transaction holds are skipped, the rest locked."""
+        ...
 
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
@@ -68,6 +75,7 @@ class WriteBehindUnitOfWork:
         self._profiles: dict[int, Profile | None] = {}
         self._stored_version: dict[int, int] = {}
         self._dirty: dict[int, Profile] = {}
+        self._deleted: dict[int, int] = {}
         self._link_changes: dict[Link, bool] = {}
         self._requests: dict[tuple[str, str], bool] = {}  # known to exist (or now claimed)
         self._writes = PendingWrites()
@@ -110,6 +118,14 @@ class WriteBehindUnitOfWork:
         self._writes.requests.append((input_name, request_id, now_ms))
         return True
 
+    def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        claimed = self._ops.claim_expired(scope, stored_before_ms, limit)
+        for profile in claimed:
+            if profile.mpid not in self._profiles:
+                self._profiles[profile.mpid] = profile
+                self._stored_version[profile.mpid] = profile.version
+        return claimed
+
     # --- writes ------------------------------------------------------------------------
 
     def save_profile(self, profile: Profile) -> None:
@@ -125,6 +141,22 @@ class WriteBehindUnitOfWork:
             raise ConcurrentUpdate(f"profile {profile.mpid} is at version {expected}")
         self._profiles[profile.mpid] = profile
         self._dirty[profile.mpid] = profile
+
+    def delete_profile(self, profile: Profile) -> None:
+        mpid = profile.mpid
+        self._fetch_profiles([mpid])
+        current = self._profiles[mpid]
+        if current is None or current.version != profile.version:
+            raise ConcurrentUpdate(f"profile {mpid} is not at version {profile.version}")
+        if self._stored_version[mpid]:
+            self._deleted[mpid] = self._stored_version[mpid]
+        self._profiles[mpid] = None
+        self._stored_version[mpid] = 0  # a later save in this transaction is an insert
+        self._dirty.pop(mpid, None)
+        for holders in self._links.values():
+            holders.discard(mpid)
+        for change in [c for c in self._link_changes if c[2] == mpid]:
+            del self._link_changes[change]
 
     def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
         self._change_links(scope, mpid, keys, linked=True)
@@ -143,6 +175,7 @@ class WriteBehindUnitOfWork:
 
     def commit(self) -> None:
         writes = self._writes
+        writes.deletes.extend(self._deleted.items())
         for mpid, profile in self._dirty.items():
             stored = self._stored_version[mpid]
             if stored == 0:
@@ -166,7 +199,8 @@ class WriteBehindUnitOfWork:
         if missing:
             found = self._ops.find_identities(missing)
             for key in missing:
-                self._links[key] = set(found.get(key, ()))
+                # Links of a profile deleted here are gone once this transaction commits.
+                self._links[key] = set(found.get(key, ())) - self._deleted.keys()
 
     def _fetch_profiles(self, mpids: Sequence[int]) -> None:
         missing = list(dict.fromkeys(m for m in mpids if m not in self._profiles))

@@ -9,7 +9,7 @@ import click
 import msgspec
 
 from kindred.api.app import create_app
-from kindred.api.fastpath import IngestFastPath
+from kindred.api.fastpath import FastPath
 from kindred.bootstrap import build
 from kindred.cli.main import main
 from kindred.config import Settings, load_settings
@@ -63,7 +63,7 @@ def test_every_cli_command_is_documented() -> None:
 def test_every_route_is_documented(tmp_path: Path) -> None:
     container = build(load_settings(None, data_dir=str(tmp_path), env={}))
     app = create_app(container, manage_lifecycle=False)
-    assert isinstance(app, IngestFastPath)
+    assert isinstance(app, FastPath)
     starlette_paths = [route.path for route in app.fallback_routes()]
     fast_paths = app.paths()
     text = (DOCS / "http.md").read_text()

@@ -26,12 +26,16 @@ from psycopg.abc import Params
 from psycopg.rows import TupleRow, kwargs_row
 from psycopg_pool import ConnectionPool
 
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
 from kindred.storage.codec import (
+    CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
     REJECT_INSERT_COLUMNS,
+    credential_of,
+    credential_row,
     decode_profile,
     encode_profile,
     log_row,
@@ -123,8 +127,25 @@ class _PostgresSetOps:
         with _retryable():
             return {(i, r) for i, r in self.conn.execute(_KNOWN_REQUESTS, columns)}
 
+    def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        query = (
+            "SELECT doc::text FROM profiles WHERE scope = %s AND last_stored_ms < %s"
+            " ORDER BY last_stored_ms LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        with _retryable():
+            rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
+        return [decode_profile(doc) for (doc,) in rows]
+
     def flush(self, writes: PendingWrites) -> None:
         with _retryable(), self.conn.cursor() as cursor:
+            if writes.deletes:
+                mpids = [(mpid,) for mpid, _ in writes.deletes]
+                _many(cursor, "DELETE FROM identities WHERE mpid = %s", mpids)
+                deleted = _many(
+                    cursor, "DELETE FROM profiles WHERE mpid = %s AND version = %s", writes.deletes
+                )
+                if deleted != len(writes.deletes):
+                    raise ConcurrentUpdate("a profile changed since this transaction read it")
             self._save_profiles(cursor, writes)
             links = [(scope, k.type, k.value, mpid) for scope, k, mpid in writes.links]
             unlinks = [(scope, k.type, k.value, mpid) for scope, k, mpid in writes.unlinks]
@@ -212,6 +233,34 @@ class PostgresStore:
     def _rows(self, query: str, params: Sequence[Any]) -> list[TupleRow]:
         with self._pool.connection() as conn:
             return conn.execute(query, params).fetchall()
+
+    def save_credential(self, credential: ApiCredential) -> None:
+        updates = ", ".join(
+            f"{c.strip()} = EXCLUDED.{c.strip()}" for c in CREDENTIAL_COLUMNS.split(",")[1:]
+        )
+        marks = ", ".join(["%s"] * 9)
+        with self._pool.connection() as conn:
+            conn.execute(
+                f"INSERT INTO api_credentials ({CREDENTIAL_COLUMNS}) VALUES ({marks})"
+                f" ON CONFLICT (client_id) DO UPDATE SET {updates}",
+                credential_row(credential),
+            )
+
+    def list_credentials(self) -> list[ApiCredential]:
+        rows = self._rows(
+            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials ORDER BY created_ms, client_id", ()
+        )
+        return [credential_of(row) for row in rows]
+
+    def server_secret(self, name: str, candidate: bytes) -> bytes:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO NOTHING",
+                (name, candidate),
+            )
+            row = conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,))
+            return bytes(row.fetchone()[0])  # type: ignore[index]  # inserted just above
 
     def get_profile(self, mpid: int) -> Profile | None:
         rows = self._rows("SELECT doc::text FROM profiles WHERE mpid = %s", (mpid,))

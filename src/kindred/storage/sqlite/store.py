@@ -12,12 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
 from kindred.storage.codec import (
+    CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
     REJECT_INSERT_COLUMNS,
+    credential_of,
+    credential_row,
     decode_profile,
     encode_profile,
     log_row,
@@ -125,9 +129,27 @@ class _SqliteSetOps:
             known.update((input_name, request_id) for input_name, request_id in rows)
         return known
 
+    def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        """The write transaction already excludes every other writer."""
+        rows = self.conn.execute(
+            "SELECT doc FROM profiles WHERE scope = ? AND last_stored_ms < ?"
+            " ORDER BY last_stored_ms LIMIT ?",
+            (scope, stored_before_ms, limit),
+        )
+        return [decode_profile(doc) for (doc,) in rows]
+
     def flush(self, writes: PendingWrites) -> None:
-        self._save_profiles(writes)
         conn = self.conn
+        if writes.deletes:
+            conn.executemany(
+                "DELETE FROM identities WHERE mpid = ?", [(m,) for m, _ in writes.deletes]
+            )
+            deleted = conn.executemany(
+                "DELETE FROM profiles WHERE mpid = ? AND version = ?", writes.deletes
+            ).rowcount
+            if deleted != len(writes.deletes):
+                raise ConcurrentUpdate("a profile changed since this transaction read it")
+        self._save_profiles(writes)
         conn.executemany(
             "INSERT INTO identities (scope, id_type, id_value, mpid) VALUES (?, ?, ?, ?)",
             [(scope, key.type, key.value, mpid) for scope, key, mpid in writes.links],
@@ -266,6 +288,31 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def save_credential(self, credential: ApiCredential) -> None:
+        marks = ", ".join(["?"] * 9)
+        with self._write_lock:
+            self._writer.execute(
+                f"INSERT OR REPLACE INTO api_credentials ({CREDENTIAL_COLUMNS}) VALUES ({marks})",
+                credential_row(credential),
+            )
+
+    def list_credentials(self) -> list[ApiCredential]:
+        rows = self._reader().execute(
+            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials ORDER BY created_ms, client_id"
+        )
+        return [credential_of(row) for row in rows]
+
+    def server_secret(self, name: str, candidate: bytes) -> bytes:
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)",
+                (name, candidate),
+            )
+            row = self._writer.execute(
+                "SELECT value FROM server_secrets WHERE name = ?", (name,)
+            ).fetchone()
+        return bytes(row[0])
 
     def get_profile(self, mpid: int) -> Profile | None:
         row = self._reader().execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,)).fetchone()

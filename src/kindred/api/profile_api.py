@@ -1,0 +1,187 @@
+"""Profile API over HTTP (API-1 … API-3): `POST /oauth/token` and the two profile reads.
+
+Like ingest, these are hot paths answered on the raw ASGI scope (see `api.fastpath`): a
+profile read is a token check, a bucket, one point read and one encode. Each handler takes
+the request parts it needs and returns (status, body, headers).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable
+
+import msgspec
+
+from kindred.api.auth import decode_basic
+from kindred.bootstrap import Container
+from kindred.domain.credentials import ApiCredential
+from kindred.domain.errors import AuthRejected, InvalidBatch, RateLimited
+from kindred.domain.ratelimit import TokenBucket
+from kindred.services.credentials import OAuthRefusal
+from kindred.wire.errors import as_invalid_batch
+from kindred.wire.profile_api import (
+    PROFILE_FIELDS,
+    OAuthError,
+    ResolveRequest,
+    TokenRequest,
+    TokenResponse,
+)
+
+__all__ = ["PROFILE_PREFIX", "Answer", "OAuthApi", "ProfileReadApi"]
+
+PROFILE_PREFIX = "/userprofile/v1/"
+Header = tuple[bytes, bytes]
+Answer = tuple[int, bytes, list[Header]]
+
+_JSON: list[Header] = [(b"content-type", b"application/json")]
+_NO_STORE: list[Header] = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+_ENCODER = msgspec.json.Encoder()
+_RESOLVE = msgspec.json.Decoder(ResolveRequest)
+_TOKEN_JSON = msgspec.json.Decoder(TokenRequest)
+_ALLOWED = frozenset(PROFILE_FIELDS)
+_QUERY_CACHE_LIMIT = 1024
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class ProfileReadApi:
+    """`GET /userprofile/v1/{org}/{account}/{workspace}/{mpid}` and
+    `GET|POST /userprofile/v1/resolve/{org}/{account}/{workspace}` (both methods: the public
+    docs show both)."""
+
+    def __init__(self, container: Container, monotonic: Callable[[], float] = time.monotonic):
+        self._tokens = container.tokens
+        self._service = container.profile_api
+        self._monotonic = monotonic
+        self._buckets: dict[str, TokenBucket] = {}
+        self._fields_by_query: dict[bytes, frozenset[str]] = {}
+
+    def route_of(self, method: str, path: str) -> str | None:
+        """The route name for the metrics, or None when no route matches."""
+        parts = path[len(PROFILE_PREFIX) :].split("/")
+        if parts[0] == "resolve":
+            return "profile_resolve" if len(parts) == 4 and method in ("GET", "POST") else None
+        return "profile" if len(parts) == 4 and method == "GET" else None
+
+    def handle(
+        self, route: str, path: str, query: bytes, authorization: str | None, body: bytes
+    ) -> Answer:
+        credential = self._tokens.authenticate(authorization)
+        self._limit(credential)
+        parts = path[len(PROFILE_PREFIX) :].split("/")
+        fields = self._fields(query)
+        if route == "profile":
+            ids = _ids(parts, ("orgId", "accountId", "workspaceId", "mpid"))
+            response = self._service.by_mpid(credential, (ids[0], ids[1], ids[2]), ids[3], fields)
+        else:
+            ids = _ids(parts[1:], ("orgId", "accountId", "workspaceId"))
+            request = _resolve_request(body)
+            response = self._service.resolve(credential, (ids[0], ids[1], ids[2]), request, fields)
+        return 200, _ENCODER.encode(response), _JSON
+
+    def _limit(self, credential: ApiCredential) -> None:
+        now = self._monotonic()
+        bucket = self._buckets.get(credential.client_id)
+        if bucket is None:
+            bucket = TokenBucket(credential.rate_limit_per_s, credential.rate_limit_burst, now)
+            self._buckets[credential.client_id] = bucket
+        wait = bucket.take(now)
+        if wait:
+            raise RateLimited(wait, "credential")
+
+    def _fields(self, query: bytes) -> frozenset[str]:
+        fields = self._fields_by_query.get(query)
+        if fields is None:
+            fields = _parse_fields(query)
+            if len(self._fields_by_query) < _QUERY_CACHE_LIMIT:
+                self._fields_by_query[query] = fields
+        return fields
+
+
+def _parse_fields(query: bytes) -> frozenset[str]:
+    try:
+        params = urllib.parse.parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    except ValueError:
+        raise InvalidBatch("query string is malformed", "fields") from None
+    unknown_params = sorted(set(params) - {"fields"})
+    if unknown_params:
+        raise InvalidBatch(f"unknown query parameter {unknown_params[0]!r}", unknown_params[0])
+    names = [n.strip() for value in params.get("fields", []) for n in value.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise InvalidBatch(
+            f"fields is required: a comma-separated list of {', '.join(PROFILE_FIELDS)}",
+            "fields",
+        )
+    for name in names:
+        if name not in _ALLOWED:
+            raise InvalidBatch(
+                f"unknown field {name!r}; known: {', '.join(PROFILE_FIELDS)}", "fields"
+            )
+    return frozenset(names)
+
+
+def _ids(parts: list[str], names: tuple[str, ...]) -> list[int]:
+    values = []
+    for name, text in zip(names, parts, strict=True):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise InvalidBatch(f"{name} {text!r} is not an integer", name) from None
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidBatch(f"{name} {text} is out of the 64-bit range", name)
+        values.append(value)
+    return values
+
+
+def _resolve_request(body: bytes) -> ResolveRequest:
+    if not body.strip():
+        raise InvalidBatch(
+            "a JSON body is required: {environment_type, identity: {type, value}}", "body"
+        )
+    try:
+        return _RESOLVE.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise as_invalid_batch(exc) from None
+
+
+class OAuthApi:
+    """`POST /oauth/token` with the client credentials grant (JSON or form body; the client
+    id and secret may come in an HTTP Basic header instead)."""
+
+    def __init__(self, container: Container) -> None:
+        self._tokens = container.tokens
+
+    def token(self, content_type: str | None, authorization: str | None, body: bytes) -> Answer:
+        try:
+            request = _token_request(content_type, body)
+            client_id, secret = request.client_id, request.client_secret
+            basic = _basic(authorization)
+            if basic is not None:
+                client_id, secret = basic
+            token = self._tokens.issue(request.grant_type, client_id, secret, request.audience)
+        except OAuthRefusal as refusal:
+            error = OAuthError(refusal.error, str(refusal))
+            return refusal.status, _ENCODER.encode(error), _JSON + _NO_STORE
+        answer = TokenResponse(access_token=token, expires_in=self._tokens.ttl_s)
+        return 200, _ENCODER.encode(answer), _JSON + _NO_STORE
+
+
+def _token_request(content_type: str | None, body: bytes) -> TokenRequest:
+    media = (content_type or "").split(";")[0].strip().lower()
+    try:
+        if media == "application/x-www-form-urlencoded":
+            form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)
+            return msgspec.convert({k: v[-1] for k, v in form.items()}, TokenRequest)
+        return _TOKEN_JSON.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise OAuthRefusal(400, "invalid_request", f"token request: {exc}") from None
+
+
+def _basic(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization or not authorization.lower().startswith("basic "):
+        return None
+    try:
+        return decode_basic(authorization)
+    except AuthRejected as exc:
+        raise OAuthRefusal(401, "invalid_client", str(exc)) from None

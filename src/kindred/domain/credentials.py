@@ -1,0 +1,73 @@
+"""API credentials of the Profile API (API-1): who may read which workspaces, how often.
+
+Secrets are kept as scrypt hashes. A secret declared in plain text in the config file is
+compared as it is (it is already on disk in that form); a hash never holds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import msgspec
+
+__all__ = ["ApiCredential", "hash_secret", "is_secret_hash", "verify_secret"]
+
+# scrypt cost: ~0.1 s per check here. Token requests are rare (a token lasts hours), so a
+# guessed secret stays expensive without slowing anyone down.
+_N, _R, _P = 2**14, 8, 1
+_MAXMEM = 64 * 1024 * 1024
+
+
+class ApiCredential(msgspec.Struct, frozen=True, kw_only=True):
+    client_id: str
+    # "scrypt$N$r$p$salt$hash" (see hash_secret) or "plain$SECRET" for a config-file secret.
+    secret_hash: str
+    workspaces: frozenset[int]
+    rate_limit_per_s: float = 15.0
+    rate_limit_burst: int = 30
+    name: str = ""
+    created_ms: int = 0
+    revoked_ms: int | None = None
+    # "config" (declared in the config file) or "store" (created with the CLI).
+    origin: str = "store"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_ms is None
+
+    def covers(self, workspace_id: int) -> bool:
+        return workspace_id in self.workspaces
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_secret(secret: str, salt: bytes) -> str:
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=_MAXMEM)
+    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+
+
+def is_secret_hash(text: str) -> bool:
+    parts = text.split("$")
+    return len(parts) == 6 and parts[0] == "scrypt" and all(p.isdigit() for p in parts[1:4])
+
+
+def verify_secret(secret: str, encoded: str) -> bool:
+    """Constant-time comparison against a hash (or a config file's plain secret)."""
+    scheme, _, rest = encoded.partition("$")
+    if scheme == "plain":
+        return hmac.compare_digest(secret.encode(), rest.encode())
+    if scheme != "scrypt" or not is_secret_hash(encoded):
+        return False
+    n, r, p, salt, digest = rest.split("$")
+    computed = hashlib.scrypt(
+        secret.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM
+    )
+    return hmac.compare_digest(computed, _unb64(digest))

@@ -1,0 +1,188 @@
+"""Profile API credentials and bearer tokens (API-1).
+
+Credentials come from two places: the config file, and the store (created and revoked with
+`kindred credentials ...`, possibly by another process). The registry merges both and
+re-reads the store every few seconds, so a revocation takes effect everywhere within that
+time; a credential in the store overrides one of the same client id in the config.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Sequence
+
+import msgspec
+
+from kindred.domain.credentials import ApiCredential, hash_secret, verify_secret
+from kindred.domain.errors import InvalidToken, NotFound
+from kindred.domain.tokens import TokenClaims, sign_token, verify_token
+from kindred.ports import Clock, CredentialStore, Secrets
+
+__all__ = ["CredentialRegistry", "IssuedCredential", "OAuthRefusal", "TokenService"]
+
+_SIGNING_KEY = "profile-api-token-signing-key"
+_ISSUER = "kindred"
+
+
+class IssuedCredential(msgspec.Struct, frozen=True):
+    """A newly created credential with its secret: the only time the secret is shown."""
+
+    client_id: str
+    client_secret: str
+    workspaces: list[int]
+    name: str
+
+
+class OAuthRefusal(Exception):
+    """A token request refused; `error` is the OAuth 2.0 error code."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        self.status = status
+        self.error = error
+        super().__init__(description)
+
+
+class CredentialRegistry:
+    def __init__(
+        self,
+        configured: Sequence[ApiCredential],
+        store: CredentialStore,
+        clock: Clock,
+        secrets: Secrets,
+        *,
+        refresh_ms: int = 2000,
+    ) -> None:
+        self._configured = {c.client_id: c for c in configured}
+        self._store = store
+        self._clock = clock
+        self._secrets = secrets
+        self._refresh_ms = refresh_ms
+        self._merged: dict[str, ApiCredential] = {}
+        self._loaded_ms: int | None = None
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> ApiCredential | None:
+        """The active credential with this client id, if any."""
+        credential = self._current().get(client_id)
+        return credential if credential is not None and credential.active else None
+
+    def all(self) -> list[ApiCredential]:
+        return sorted(self._current().values(), key=lambda c: (c.created_ms, c.client_id))
+
+    def create(
+        self,
+        workspaces: Sequence[int],
+        *,
+        name: str = "",
+        rate_limit_per_s: float = 15.0,
+        rate_limit_burst: int = 30,
+    ) -> IssuedCredential:
+        client_id = _token(self._secrets.token_bytes(12))
+        secret = _token(self._secrets.token_bytes(32))
+        credential = ApiCredential(
+            client_id=client_id,
+            secret_hash=hash_secret(secret, self._secrets.token_bytes(16)),
+            workspaces=frozenset(workspaces),
+            rate_limit_per_s=rate_limit_per_s,
+            rate_limit_burst=rate_limit_burst,
+            name=name,
+            created_ms=self._clock.now_ms(),
+        )
+        self._store.save_credential(credential)
+        self._loaded_ms = None
+        return IssuedCredential(client_id, secret, sorted(workspaces), name)
+
+    def revoke(self, client_id: str) -> ApiCredential:
+        credential = self._current().get(client_id)
+        if credential is None:
+            raise NotFound(f"no credential with client id {client_id!r}")
+        revoked = msgspec.structs.replace(credential, revoked_ms=self._clock.now_ms())
+        self._store.save_credential(revoked)
+        self._loaded_ms = None
+        return revoked
+
+    def _current(self) -> dict[str, ApiCredential]:
+        now = self._clock.now_ms()
+        loaded = self._loaded_ms
+        if loaded is None or not 0 <= now - loaded < self._refresh_ms:
+            with self._lock:
+                merged = dict(self._configured)
+                merged.update({c.client_id: c for c in self._store.list_credentials()})
+                self._merged = merged
+                self._loaded_ms = now
+        return self._merged
+
+
+class TokenService:
+    """Issues bearer tokens for client credentials and checks them on every request."""
+
+    def __init__(
+        self,
+        registry: CredentialRegistry,
+        store: CredentialStore,
+        clock: Clock,
+        secrets: Secrets,
+        *,
+        audiences: Sequence[str],
+        ttl_s: int,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._clock = clock
+        self._secrets = secrets
+        self._audiences = tuple(audiences)
+        self._ttl_s = ttl_s
+        self._key: bytes | None = None
+
+    @property
+    def ttl_s(self) -> int:
+        return self._ttl_s
+
+    def issue(
+        self, grant_type: str, client_id: str | None, secret: str | None, audience: str | None
+    ) -> str:
+        if grant_type != "client_credentials":
+            raise OAuthRefusal(
+                400, "unsupported_grant_type", f"grant_type {grant_type!r}: only client_credentials"
+            )
+        if not client_id or not secret:
+            raise OAuthRefusal(400, "invalid_request", "client_id and client_secret are required")
+        audience = audience or self._audiences[0]
+        if audience not in self._audiences:
+            raise OAuthRefusal(403, "access_denied", f"audience {audience!r} is not served here")
+        credential = self._registry.get(client_id)
+        if credential is None or not verify_secret(secret, credential.secret_hash):
+            raise OAuthRefusal(401, "invalid_client", "unknown client or wrong client secret")
+        now_s = self._clock.now_ms() // 1000
+        claims = TokenClaims(
+            iss=_ISSUER,
+            sub=client_id,
+            aud=audience,
+            iat=now_s,
+            exp=now_s + self._ttl_s,
+            jti=self._secrets.token_bytes(9).hex(),
+        )
+        return sign_token(claims, self._signing_key())
+
+    def authenticate(self, authorization: str | None) -> ApiCredential:
+        """The credential behind an `Authorization: Bearer ...` header; InvalidToken else."""
+        if not authorization:
+            raise InvalidToken("missing Authorization header (Bearer token from /oauth/token)")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("Authorization header must be 'Bearer <token>'")
+        claims = verify_token(token.strip(), self._signing_key(), self._clock.now_ms() // 1000)
+        credential = self._registry.get(claims.sub)
+        if credential is None:
+            raise InvalidToken("the credential of this token was revoked")
+        return credential
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            self._key = self._store.server_secret(_SIGNING_KEY, self._secrets.token_bytes(32))
+        return self._key
+
+
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -1,0 +1,201 @@
+"""Profile API reads (API-2, API-3): one workspace's view of a profile, in the public shape.
+
+Checks run in the order a caller can act on: the workspace must be covered by the
+credential (403) and exist under the org and account named (404); the profile must exist
+in the workspace's identity scope and be within its account's lifetime (404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from kindred.domain.credentials import ApiCredential
+from kindred.domain.errors import AuthRejected, InvalidBatch, NotFound
+from kindred.domain.identities import IdentityKey, canonical_identity_type
+from kindred.domain.lifetime import is_expired
+from kindred.domain.observation import AttrValue
+from kindred.domain.profile import Profile, WorkspaceProfile
+from kindred.domain.tenancy import Tenancy, WorkspaceDef
+from kindred.ports import Clock, ProfileReader
+from kindred.wire.profile_api import (
+    AttributionItem,
+    AudienceMembership,
+    IdentityItem,
+    ProfileResponse,
+    ResolveRequest,
+)
+
+__all__ = ["ProfileApiService", "project_profile"]
+
+# Events API device identity names -> the names the Profile API uses.
+_DEVICE_TYPE_NAMES = {
+    "ios_advertising_id": "ios_advertising_id",
+    "ios_idfv": "ios_vendor_id",
+    "android_advertising_id": "google_advertising_id",
+    "android_uuid": "android_id",
+    "roku_advertising_id": "roku_advertising_id",
+    "roku_publisher_id": "roku_publisher_id",
+    "fire_advertising_id": "fire_advertising_id",
+    "microsoft_advertising_id": "microsoft_advertising_id",
+    "microsoft_publisher_id": "microsoft_publisher_id",
+}
+_APPLE = ("ios", "tvos", "watchos", "macos")
+
+
+class ProfileApiService:
+    def __init__(self, store: ProfileReader, tenancy: Tenancy, clock: Clock) -> None:
+        self._store = store
+        self._tenancy = tenancy
+        self._clock = clock
+
+    def by_mpid(
+        self,
+        credential: ApiCredential,
+        path: tuple[int, int, int],
+        mpid: int,
+        fields: Collection[str],
+    ) -> ProfileResponse:
+        workspace = self._workspace(credential, *path)
+        profile = self._store.get_profile(mpid)
+        now = self._clock.now_ms()
+        if profile is None or profile.scope != workspace.identity_scope:
+            raise NotFound(f"no profile with MPID {mpid}")
+        if is_expired(profile, workspace.account, now):
+            raise NotFound(f"profile {mpid} has expired")
+        return project_profile(profile, workspace.workspace_id, fields)
+
+    def resolve(
+        self,
+        credential: ApiCredential,
+        path: tuple[int, int, int],
+        request: ResolveRequest,
+        fields: Collection[str],
+    ) -> ProfileResponse:
+        workspace = self._workspace(credential, *path)
+        immutable = workspace.account.identity.immutable
+        asked = canonical_identity_type(request.identity.type)
+        if immutable is None:
+            raise InvalidBatch("the account has no immutable identity to resolve by", "identity")
+        if asked != immutable:
+            raise InvalidBatch(
+                f"{request.identity.type!r} is not the account's immutable identity ({immutable})",
+                "identity.type",
+            )
+        now = self._clock.now_ms()
+        key = IdentityKey(immutable, request.identity.value.strip())
+        live = [
+            p
+            for p in self._profiles(self._store.find_profiles(workspace.identity_scope, key))
+            if not is_expired(p, workspace.account, now)
+        ]
+        if not live:
+            raise NotFound(f"no profile with {immutable} {request.identity.value!r}")
+        best = max(live, key=lambda p: (p.last_stored_ms, p.mpid))
+        return project_profile(best, workspace.workspace_id, fields)
+
+    def _profiles(self, mpids: Iterable[int]) -> list[Profile]:
+        return [p for p in (self._store.get_profile(m) for m in mpids) if p is not None]
+
+    def _workspace(
+        self, credential: ApiCredential, org_id: int, account_id: int, workspace_id: int
+    ) -> WorkspaceDef:
+        if not credential.covers(workspace_id):
+            raise AuthRejected(
+                f"credential {credential.client_id} has no access to workspace {workspace_id}"
+            )
+        workspace = self._tenancy.workspaces.get(workspace_id)
+        if (
+            workspace is None
+            or workspace.account.account_id != account_id
+            or self._tenancy.org_id != org_id
+        ):
+            raise NotFound(f"no workspace {workspace_id} in account {account_id} of org {org_id}")
+        return workspace
+
+
+def project_profile(
+    profile: Profile, workspace_id: int, fields: Collection[str]
+) -> ProfileResponse:
+    """The workspace's view of the profile with only the fields asked for."""
+    ws = profile.workspaces.get(workspace_id)
+    response = ProfileResponse(
+        mpid=profile.mpid,
+        created_timestamp_ms=profile.created_ms,
+        last_stored_timestamp_ms=profile.last_stored_ms,
+        is_opted_out=profile.is_opted_out,
+        limit_ad_tracking=profile.limit_ad_tracking,
+    )
+    if "device_identities" in fields:
+        response.device_identities = _device_identities(ws)
+    if "user_identities" in fields:
+        response.user_identities = [
+            IdentityItem(type=id_type, value=entry.value)
+            for id_type, entry in sorted(profile.user_identities.items())
+        ]
+    if "user_attributes" in fields:
+        # Account-level attributes are not kept apart from workspace ones (yet): null, as
+        # the public API answers for accounts without them.
+        response.account_user_attributes = None
+        response.user_attributes = _attributes(ws)
+    if "audience_memberships" in fields:
+        response.audience_memberships = _memberships(profile)
+    if "attribution" in fields:
+        response.attribution = _attribution(ws)
+    return response
+
+
+def _device_identities(ws: WorkspaceProfile | None) -> list[IdentityItem]:
+    if ws is None:
+        return []
+    seen: dict[tuple[str, str], None] = {}
+    for device in sorted(ws.devices.values(), key=lambda d: (-d.last_seen_ms, d.key)):
+        for id_type, value in sorted(device.identities.items()):
+            seen.setdefault((_device_type_name(id_type, device.platform), value), None)
+    return [IdentityItem(type=t, value=v) for t, v in seen]
+
+
+def _device_type_name(id_type: str, platform: str | None) -> str:
+    if id_type == "push_token":
+        apple = (platform or "").lower() in _APPLE
+        return "apple_push_notification_token" if apple else "google_cloud_messaging_token"
+    return _DEVICE_TYPE_NAMES.get(id_type, "unknown")
+
+
+def _attributes(ws: WorkspaceProfile | None) -> dict[str, str | list[str] | None]:
+    if ws is None:
+        return {}
+    # Reserved attributes are stored as the Events API names them ($FirstName) and read back
+    # as the Profile API does ($firstname).
+    return {
+        (key.lower() if key.startswith("$") else key): _attribute_text(value)
+        for key, value in ws.live_attributes().items()
+    }
+
+
+def _attribute_text(value: AttrValue) -> str | list[str] | None:
+    """The Profile API gives every value as a string or a list of strings."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def _memberships(profile: Profile) -> list[AudienceMembership]:
+    return [
+        AudienceMembership(m.audience_id, m.name, m.expires_ms)
+        for _, m in sorted(profile.memberships.items())
+    ]
+
+
+def _attribution(ws: WorkspaceProfile | None) -> list[AttributionItem]:
+    if ws is None:
+        return []
+    found = [
+        AttributionItem(d.attribution.publisher, d.attribution.campaign, d.attribution.ts_ms)
+        for d in ws.devices.values()
+        if d.attribution is not None and not d.attribution.deleted
+    ]
+    return sorted(found, key=lambda a: -a.timestamp_ms)

@@ -1,0 +1,123 @@
+"""The lifetime sweep (RET-1, RET-2): deletes profiles that aged out, with their identity
+links, a chunk per transaction.
+
+Safe to run in many processes at once: each chunk claims its rows (PostgreSQL skips rows
+another sweep holds; SQLite has one writer), deletes only a profile still at the version it
+read (an update in between wins, and the profile lives on), and commits on its own, so a
+sweep cut short loses nothing and the next run carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import msgspec
+
+from kindred.domain.lifetime import expired_before_ms
+from kindred.domain.tenancy import Tenancy
+from kindred.ports import Clock, ConcurrentUpdate, Store
+
+__all__ = ["LifetimeSweep", "Periodic", "SweepReport"]
+
+log = logging.getLogger("kindred.retention")
+
+_ATTEMPTS = 5
+
+
+class SweepReport(msgspec.Struct, kw_only=True):
+    deleted: int = 0
+    # identity scope -> profiles deleted there
+    by_scope: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class LifetimeSweep:
+    def __init__(
+        self,
+        store: Store,
+        tenancy: Tenancy,
+        clock: Clock,
+        *,
+        chunk: int = 500,
+        on_deleted: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._tenancy = tenancy
+        self._clock = clock
+        self._chunk = chunk
+        self._on_deleted = on_deleted
+
+    def run(self) -> SweepReport:
+        """Delete every profile past its lifetime as of now."""
+        report = SweepReport()
+        now = self._clock.now_ms()
+        for scope, account in sorted(self._tenancy.accounts_by_scope().items()):
+            cutoff = expired_before_ms(account, now)
+            while True:
+                deleted = self._chunk_with_retries(scope, cutoff)
+                if deleted:
+                    report.by_scope[scope] = report.by_scope.get(scope, 0) + deleted
+                    report.deleted += deleted
+                    if self._on_deleted is not None:
+                        self._on_deleted(deleted)
+                if deleted < self._chunk:
+                    break
+        return report
+
+    def _chunk_with_retries(self, scope: str, cutoff: int) -> int:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return self._chunk_once(scope, cutoff)
+            except ConcurrentUpdate:
+                # A profile was updated (so it lives on) or taken by another sweep: the next
+                # attempt reads afresh and no longer sees it as expired.
+                log.debug("sweep chunk in %s collided (attempt %d)", scope, attempt)
+        return 0
+
+    def _chunk_once(self, scope: str, cutoff: int) -> int:
+        with self._store.unit_of_work() as uow:
+            expired = uow.expired_profiles(scope, cutoff, self._chunk)
+            for profile in expired:
+                uow.delete_profile(profile)
+        return len(expired)
+
+
+class Periodic:
+    """Runs a task every `interval_s` on a daemon thread until stopped; a failing run is
+    logged and the next one goes ahead."""
+
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        task: Callable[[], object],
+        *,
+        first_after_s: float | None = None,
+    ) -> None:
+        self._name = name
+        self._interval_s = interval_s
+        self._first_after_s = interval_s if first_after_s is None else first_after_s
+        self._task = task
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        wait = self._first_after_s
+        while not self._stop.wait(wait):
+            wait = self._interval_s
+            try:
+                result = self._task()
+                log.info("%s: %s", self._name, result)
+            except Exception:
+                log.exception("%s failed; next run in %s s", self._name, self._interval_s)

@@ -1,0 +1,148 @@
+"""The store contract for the lifetime sweep (expired profiles, deletes) and for Profile API
+credentials and server secrets, on every store."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
+import pytest
+
+from kindred.domain.credentials import ApiCredential
+from kindred.domain.profile import Profile
+from kindred.ports import ConcurrentUpdate, Store
+from kindred.storage.postgres import PostgresStore
+from tests.contract.test_store_contract import (
+    CUSTOMER,
+    EMAIL,
+    IDFV,
+    SCOPE,
+    next_version,
+    rich_profile,
+    save,
+)
+
+__all__: list[str] = []
+
+
+def stored_at(mpid: int, last_stored_ms: int, scope: str = SCOPE) -> Profile:
+    return msgspec.structs.replace(rich_profile(mpid), last_stored_ms=last_stored_ms, scope=scope)
+
+
+def test_expired_profiles_are_those_stored_before_the_cutoff_oldest_first(store: Store) -> None:
+    save(
+        store,
+        stored_at(1, 5_000),
+        stored_at(2, 1_000),
+        stored_at(3, 3_000),
+        stored_at(4, 2_000, scope="other"),
+    )
+    with store.unit_of_work() as uow:
+        assert [p.mpid for p in uow.expired_profiles(SCOPE, 5_000, 10)] == [2, 3]
+        assert [p.mpid for p in uow.expired_profiles(SCOPE, 5_001, 2)] == [2, 3]
+        assert [p.mpid for p in uow.expired_profiles("other", 9_000, 10)] == [4]
+        assert uow.expired_profiles(SCOPE, 1_000, 10) == []
+
+
+def test_deleting_a_profile_removes_it_and_its_identity_links(store: Store) -> None:
+    save(store, stored_at(1, 1_000), stored_at(2, 1_000))
+    with store.unit_of_work() as uow:
+        uow.link_identities(SCOPE, 1, [EMAIL, IDFV])
+        uow.link_identities(SCOPE, 2, [EMAIL, CUSTOMER])
+    with store.unit_of_work() as uow:
+        (first, second) = uow.expired_profiles(SCOPE, 2_000, 10)
+        uow.delete_profile(first)
+        # Within the transaction the deleted profile and its links are gone already.
+        assert uow.load_profiles([1]) == {}
+        assert uow.find_identities(SCOPE, [EMAIL, IDFV]) == {EMAIL: [2]}
+    assert store.get_profile(1) is None
+    assert store.get_profile(2) == second
+    assert store.find_profiles(SCOPE, EMAIL) == [2]
+    assert store.find_profiles(SCOPE, IDFV) == []
+    assert store.find_profiles(SCOPE, CUSTOMER) == [2]
+    assert store.count_profiles() == 1
+
+
+def test_a_delete_loses_to_an_update_it_did_not_see(store: Store) -> None:
+    profile = stored_at(1, 1_000)
+    save(store, profile)
+    save(store, next_version(profile, last_stored_ms=9_000))
+    with pytest.raises(ConcurrentUpdate), store.unit_of_work() as uow:
+        uow.delete_profile(profile)  # version 1, the store holds version 2
+    assert store.get_profile(1) is not None
+
+
+def test_a_deleted_profile_can_be_created_again(store: Store) -> None:
+    profile = stored_at(1, 1_000)
+    save(store, profile)
+    with store.unit_of_work() as uow:
+        uow.delete_profile(profile)
+    save(store, stored_at(1, 7_000))
+    loaded = store.get_profile(1)
+    assert loaded is not None
+    assert loaded.last_stored_ms == 7_000
+
+
+def test_a_rolled_back_delete_keeps_the_profile(store: Store) -> None:
+    save(store, stored_at(1, 1_000))
+    with store.unit_of_work() as uow:
+        uow.link_identities(SCOPE, 1, [EMAIL])
+
+    def delete_then_fail() -> None:
+        with store.unit_of_work() as uow:
+            uow.delete_profile(uow.expired_profiles(SCOPE, 2_000, 1)[0])
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        delete_then_fail()
+    assert store.get_profile(1) is not None
+    assert store.find_profiles(SCOPE, EMAIL) == [1]
+
+
+@pytest.mark.postgres
+def test_concurrent_sweeps_skip_each_others_rows(fresh_pg_store: PostgresStore) -> None:
+    store = fresh_pg_store
+    save(store, *(stored_at(m, 1_000 + m) for m in range(1, 7)))
+    with store.unit_of_work() as first:
+        claimed = first.expired_profiles(SCOPE, 9_000, 3)
+        with ThreadPoolExecutor(1) as pool:
+            # The other transaction does not wait for the rows held here: it takes the rest.
+            other = pool.submit(_claim, store, 9_000, 10).result(timeout=5)
+    assert [p.mpid for p in claimed] == [1, 2, 3]
+    assert other == [4, 5, 6]
+
+
+def _claim(store: Store, cutoff: int, limit: int) -> list[int]:
+    with store.unit_of_work() as uow:
+        return [p.mpid for p in uow.expired_profiles(SCOPE, cutoff, limit)]
+
+
+def credential(client_id: str, **changes: object) -> ApiCredential:
+    base = ApiCredential(
+        client_id=client_id,
+        secret_hash="scrypt$16384$8$1$c2FsdA$aGFzaA",
+        workspaces=frozenset({1, 7}),
+        rate_limit_per_s=2.5,
+        rate_limit_burst=4,
+        name="recs service",
+        created_ms=1_000,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def test_credentials_round_trip_and_replace_by_client_id(store: Store) -> None:
+    assert store.list_credentials() == []
+    first = credential("b-client")
+    second = credential("a-client", created_ms=2_000, workspaces=frozenset({3}))
+    store.save_credential(first)
+    store.save_credential(second)
+    assert store.list_credentials() == [first, second]
+    revoked = msgspec.structs.replace(first, revoked_ms=5_000)
+    store.save_credential(revoked)
+    assert store.list_credentials() == [revoked, second]
+
+
+def test_the_first_server_secret_stays(store: Store) -> None:
+    assert store.server_secret("signing", b"\x00first") == b"\x00first"
+    assert store.server_secret("signing", b"second") == b"\x00first"
+    assert store.server_secret("other", b"third") == b"third"

@@ -1,0 +1,116 @@
+"""The lifetime sweep (RET-1, RET-2): exactly the aged-out profiles go, with their links."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kindred.domain.identities import IdentityKey
+from kindred.domain.lifetime import DAY_MS
+from kindred.domain.profile import Profile
+from kindred.domain.tenancy import AccountPolicy, Tenancy, WorkspaceDef
+from kindred.services.retention import LifetimeSweep, Periodic
+from kindred.storage.memory import MemoryStore
+from tests.fakes import FakeClock
+
+NOW = 1_700_000_000_000
+SHORT = AccountPolicy(account_id=1, profile_lifetime_days=90)
+LONG = AccountPolicy(account_id=2, profile_lifetime_days=730, lifetime_profiles=True)
+TENANCY = Tenancy(
+    org_id=1,
+    workspaces={
+        1: WorkspaceDef(workspace_id=1, name="a", account=SHORT),
+        2: WorkspaceDef(workspace_id=2, name="b", account=LONG),
+    },
+    inputs_by_key={},
+    inputs_by_name={},
+)
+
+
+def profile(mpid: int, scope: str, age_ms: int) -> Profile:
+    return Profile(mpid=mpid, scope=scope, created_ms=0, last_stored_ms=NOW - age_ms, version=1)
+
+
+def stored(*profiles: Profile) -> MemoryStore:
+    store = MemoryStore()
+    with store.unit_of_work() as uow:
+        for p in profiles:
+            uow.save_profile(p)
+            uow.link_identities(p.scope, p.mpid, [IdentityKey("email", f"{p.mpid}@x")])
+    return store
+
+
+def test_each_account_sweeps_by_its_own_lifetime() -> None:
+    store = stored(
+        profile(1, "a1", 91 * DAY_MS),
+        profile(2, "a1", 89 * DAY_MS),
+        profile(3, "a2", 91 * DAY_MS),
+        profile(4, "a2", 731 * DAY_MS),
+    )
+    report = LifetimeSweep(store, TENANCY, FakeClock(NOW), chunk=1).run()
+    assert (report.deleted, report.by_scope) == (2, {"a1": 1, "a2": 1})
+    assert store.get_profile(1) is None
+    assert store.get_profile(4) is None
+    assert store.get_profile(2) is not None
+    assert store.get_profile(3) is not None
+    assert store.find_profiles("a1", IdentityKey("email", "1@x")) == []
+    assert store.find_profiles("a1", IdentityKey("email", "2@x")) == [2]
+
+
+def test_a_second_sweep_finds_nothing_more() -> None:
+    store = stored(*(profile(m, "a1", 100 * DAY_MS) for m in range(1, 8)))
+    sweep = LifetimeSweep(store, TENANCY, FakeClock(NOW), chunk=3)
+    assert sweep.run().deleted == 7
+    assert sweep.run().deleted == 0
+    assert store.count_profiles() == 0
+
+
+def test_deletions_are_counted_per_chunk() -> None:
+    counted: list[int] = []
+    store = stored(*(profile(m, "a1", 100 * DAY_MS) for m in range(1, 6)))
+    LifetimeSweep(store, TENANCY, FakeClock(NOW), chunk=2, on_deleted=counted.append).run()
+    assert counted == [2, 2, 1]
+
+
+def test_profiles_of_unknown_scopes_are_left_alone() -> None:
+    store = stored(profile(1, "w9", 5_000 * DAY_MS))
+    assert LifetimeSweep(store, TENANCY, FakeClock(NOW)).run().deleted == 0
+    assert store.count_profiles() == 1
+
+
+@settings(max_examples=50)
+@given(
+    ages=st.lists(
+        st.tuples(st.sampled_from(["a1", "a2"]), st.integers(0, 800 * DAY_MS)), max_size=20
+    ),
+    chunk=st.integers(1, 5),
+)
+def test_the_sweep_deletes_exactly_the_expired(ages: list[tuple[str, int]], chunk: int) -> None:
+    profiles = [profile(n + 1, scope, age) for n, (scope, age) in enumerate(ages)]
+    store = stored(*profiles)
+    LifetimeSweep(store, TENANCY, FakeClock(NOW), chunk=chunk).run()
+    lifetime = {"a1": 90 * DAY_MS, "a2": 730 * DAY_MS}
+    survivors = {p.mpid for p in profiles if NOW - p.last_stored_ms <= lifetime[p.scope]}
+    assert {p.mpid for p in profiles if store.get_profile(p.mpid)} == survivors
+
+
+def test_a_periodic_task_runs_again_after_a_failure_until_stopped() -> None:
+    runs: list[int] = []
+    ran_twice = threading.Event()
+
+    def task() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+        ran_twice.set()
+
+    periodic = Periodic("test-task", 0.01, task, first_after_s=0)
+    periodic.start()
+    assert ran_twice.wait(5)
+    periodic.stop()
+    count = len(runs)
+    time.sleep(0.05)
+    assert len(runs) == count  # stopped: no more runs
