@@ -96,37 +96,73 @@ class ServerProcess:
         env = dict(os.environ)
         if self.store_url:
             env["KINDRED_STORE_URL"] = self.store_url
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kindred.cli",
-                "serve",
-                "--config",
-                str(CONFIG),
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+        command = [
+            sys.executable,
+            "-m",
+            "kindred.cli",
+            "serve",
+            "--config",
+            str(CONFIG),
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
+                    break
             except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        self._wait_until_idle(deadline)
+
+    def _wait_until_idle(self, deadline: float) -> None:
+        """/healthz answers as soon as one worker is up; the others may still be starting,
+        and connections opened meanwhile would all land on the first. Wait until every
+        process has started and the whole tree has been idle for a second."""
+        assert self.process is not None
+        last, quiet = -1.0, 0
+        while time.monotonic() < deadline:
+            # one process, or a supervisor with its workers (and a resource tracker)
+            started = len(process_tree(self.process.pid)) >= (
+                1 if self.workers == 1 else 1 + self.workers
+            )
+            now = self.cpu_seconds()
+            quiet = quiet + 1 if started and now - last < 0.02 else 0
+            if quiet >= 4:
+                return
+            last = now
+            time.sleep(0.25)
+        raise RuntimeError("server workers did not settle")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far of the server and all its worker processes."""
+        assert self.process is not None
+        ticks = 0
+        for pid in process_tree(self.process.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except FileNotFoundError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> tuple[float, float]:
         """(current, peak) resident memory in MB of the server and all its worker processes,
         summed (the peak is the sum of each process's own peak: an upper bound)."""
         assert self.process is not None
         current = peak = 0.0
-        for pid in _process_tree(self.process.pid):
+        for pid in process_tree(self.process.pid):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except FileNotFoundError:
@@ -142,7 +178,7 @@ class ServerProcess:
             self.process.wait(60)
 
 
-def _process_tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     found, frontier = [root], [root]
     while frontier:
         pid = frontier.pop()

@@ -23,6 +23,7 @@ __all__ = ["CredentialRegistry", "IssuedCredential", "OAuthRefusal", "TokenServi
 
 _SIGNING_KEY = "profile-api-token-signing-key"
 _ISSUER = "kindred"
+_VERIFIED_LIMIT = 10_000
 
 
 class IssuedCredential(msgspec.Struct, frozen=True):
@@ -134,6 +135,9 @@ class TokenService:
         self._audiences = tuple(audiences)
         self._ttl_s = ttl_s
         self._key: bytes | None = None
+        # Tokens already verified: a service sends the same token for hours, so the hot
+        # path skips base64 and HMAC (expiry is still checked on every request).
+        self._verified: dict[str, TokenClaims] = {}
 
     @property
     def ttl_s(self) -> int:
@@ -172,7 +176,16 @@ class TokenService:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("Authorization header must be 'Bearer <token>'")
-        claims = verify_token(token.strip(), self._signing_key(), self._clock.now_ms() // 1000)
+        token = token.strip()
+        now_s = self._clock.now_ms() // 1000
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = verify_token(token, self._signing_key(), now_s)
+            if len(self._verified) >= _VERIFIED_LIMIT:
+                self._verified.clear()
+            self._verified[token] = claims
+        elif claims.exp <= now_s:
+            raise InvalidToken("bearer token has expired")
         credential = self._registry.get(claims.sub)
         if credential is None:
             raise InvalidToken("the credential of this token was revoked")
