@@ -9,9 +9,11 @@ import msgspec
 import pytest
 
 from kindred.domain.credentials import ApiCredential
+from kindred.domain.errors import StoreUnavailable
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, Store
 from kindred.storage.postgres import PostgresStore
+from kindred.storage.postgres import store as postgres_store
 from tests.contract.test_store_contract import (
     CUSTOMER,
     EMAIL,
@@ -146,3 +148,18 @@ def test_the_first_server_secret_stays(store: Store) -> None:
     assert store.server_secret("signing", b"\x00first") == b"\x00first"
     assert store.server_secret("signing", b"second") == b"\x00first"
     assert store.server_secret("other", b"third") == b"third"
+
+
+@pytest.mark.postgres
+def test_reads_with_every_connection_busy_are_answered_unavailable(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_store, "_READ_WAIT_S", 0.2)
+    store = PostgresStore(pg_database, pool_size=1)
+    try:
+        # The unit of work holds the only connection.
+        with store.unit_of_work(), pytest.raises(StoreUnavailable, match="store unavailable"):
+            store.get_profile(1)
+        assert store.get_profile(1) is None  # free again
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ Starlette app.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -29,6 +30,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _WEB_PREFIXES = ("/v3/JS/", "/webevents/v3/JS/")
 _CORS = [(b"access-control-allow-origin", b"*")]
 _JSON = [(b"content-type", b"application/json")]
+_INTERNAL_ERROR = (
+    b'{"errors":[{"code":"INTERNAL_ERROR","message":"internal error; see the server log"}]}'
+)
+
+log = logging.getLogger("kindred.api")
 
 
 class FastPath:
@@ -88,6 +94,10 @@ class FastPath:
             status, body, headers = self._compute(route, scope, await self._body(scope, receive))
         except KindredError as exc:
             status, body, headers = _refusal(exc)
+        except Exception:
+            # Still a JSON answer, as every other one on these routes; the cause is logged.
+            log.exception("%s failed", route)
+            status, body, headers = 500, _INTERNAL_ERROR, _JSON
         await _respond(send, status, body, headers)
         self._timer(route, status).observe(time.perf_counter() - started)
 

@@ -24,9 +24,10 @@ import psycopg
 from psycopg import errors
 from psycopg.abc import Params
 from psycopg.rows import TupleRow, kwargs_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from kindred.domain.credentials import ApiCredential
+from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
@@ -54,6 +55,9 @@ _MIGRATION_LOCK = (0x6B696E64, 1)  # "kind"
 # The server reports these when two transactions collide; the caller's remedy is the same as
 # for a lost version check: run the transaction again.
 _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
+
+# How long a point read waits for a free pooled connection before answering "overloaded".
+_READ_WAIT_S = 2.0
 
 _LOG_COLUMNS = (
     "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
@@ -231,8 +235,13 @@ class PostgresStore:
             uow.commit()
 
     def _rows(self, query: str, params: Sequence[Any]) -> list[TupleRow]:
-        with self._pool.connection() as conn:
-            return conn.execute(query, params).fetchall()
+        try:
+            with self._pool.connection(timeout=_READ_WAIT_S) as conn:
+                return conn.execute(query, params).fetchall()
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            # Every connection busy for that long, or the server gone: the caller is told
+            # to come back later (503), not that something is broken.
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
     def save_credential(self, credential: ApiCredential) -> None:
         updates = ", ".join(

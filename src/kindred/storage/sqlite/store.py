@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kindred.domain.credentials import ApiCredential
+from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
@@ -315,7 +316,15 @@ class SqliteStore:
         return bytes(row[0])
 
     def get_profile(self, mpid: int) -> Profile | None:
-        row = self._reader().execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,)).fetchone()
+        try:
+            row = (
+                self._reader()
+                .execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,))
+                .fetchone()
+            )
+        except sqlite3.OperationalError as exc:
+            # Busy past the timeout, or the disk failing: tell the caller to retry (503).
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
         return None if row is None else decode_profile(row[0])
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
