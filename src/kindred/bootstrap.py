@@ -86,7 +86,7 @@ def build(
         FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
     )
     secrets = secrets or SecureSecrets()
-    ingest = IngestService(store, mpids or SecureMpids(), metrics)
+    ingest = IngestService(store, mpids or SecureMpids(), metrics, tenancy.input_named)
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
         ingest.ingest, max_group=settings.store.group_max
     )
@@ -184,8 +184,9 @@ def _account_policy(account: AccountSettings) -> AccountPolicy:
         identity=IdentityPolicy(
             strategy=ident.strategy,
             priority=priority or DEFAULT_PRIORITY,
-            unique=frozenset(_types(ident.unique, f"{where}.unique")),
-            login=frozenset(_types(ident.login, f"{where}.login")),
+            unique=frozenset(_types(_or(ident.unique, ident.strategy), f"{where}.unique")),
+            login=frozenset(_types(_or(ident.login, ident.strategy), f"{where}.login")),
+            merge_anonymous_on_login=ident.merge_anonymous_on_login,
             immutable=immutable,
             blocklist=DEFAULT_BLOCKLIST | {v.strip().lower() for v in ident.blocklist_extra},
             max_profiles_per_identity={
@@ -200,6 +201,20 @@ def _account_policy(account: AccountSettings) -> AccountPolicy:
         ),
         lifetime_profiles=account.lifetime_profiles,
     )
+
+
+def _or(configured: list[str] | None, strategy: str) -> list[str]:
+    """Unique and login identities: as configured, else the strategy's (reference §2.6)."""
+    if configured is not None:
+        return configured
+    return list(_STRATEGY_IDENTITIES.get(strategy, ("customer_id",)))
+
+
+_STRATEGY_IDENTITIES: dict[str, tuple[str, ...]] = {
+    "profile_link": ("customer_id", "email"),
+    "profile_isolation": ("customer_id", "email"),
+    "best_match": (),
+}
 
 
 def _types(names: list[str], key: str) -> list[str]:

@@ -68,11 +68,21 @@ class StoreSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     pool_size: int = 8
 
 
+StrategyName = Literal[
+    "default", "profile_conversion", "profile_link", "profile_isolation", "best_match"
+]
+
+
 class IdentitySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    strategy: Literal["default"] = "default"
+    strategy: StrategyName = "default"
     priority: list[str] | None = None
-    unique: list[str] = msgspec.field(default_factory=lambda: ["customer_id"])
-    login: list[str] = msgspec.field(default_factory=lambda: ["customer_id"])
+    # None: the strategy's own (customer_id; customer_id and email for profile link and
+    # isolation; none for best match).
+    unique: list[str] | None = None
+    login: list[str] | None = None
+    # Login (default and profile conversion strategies) folds the anonymous profile the
+    # user browsed with into the known profile it resolves to: a merge, in the ledger.
+    merge_anonymous_on_login: bool = True
     immutable: str | None = "customer_id"
     blocklist_extra: list[str] = msgspec.field(default_factory=list)
     max_profiles_per_identity: dict[str, int] = msgspec.field(

@@ -23,6 +23,8 @@ __all__ = [
     "CredentialStore",
     "EventLogReader",
     "LogEntry",
+    "MergeEntry",
+    "MergeReader",
     "Metrics",
     "MpidSource",
     "ProfileReader",
@@ -72,6 +74,27 @@ class RejectEntry(msgspec.Struct, kw_only=True):
     body: bytes
     id: int | None = None
     replayed_ms: int | None = None
+
+
+class MergeEntry(msgspec.Struct, kw_only=True):
+    """One merge in the ledger (IDS-6): `merged` was folded into `survivor` by `rule`
+    ("login", "alias", "admin"), because of the identity named, with both profiles as they
+    were just before (encoded documents) so that an un-merge can restore them."""
+
+    scope: str
+    survivor: int
+    merged: int
+    rule: str
+    merged_ms: int
+    survivor_before: bytes
+    merged_before: bytes
+    identity_type: str | None = None
+    identity_value: str | None = None
+    # Event-log entries moved from `merged` to `survivor` (an alias's time range).
+    moved_log_ids: list[int] = msgspec.field(default_factory=list)
+    detail: str | None = None
+    unmerged_ms: int | None = None
+    id: int | None = None
 
 
 class ConcurrentUpdate(Exception):
@@ -165,6 +188,18 @@ class UnitOfWork(Protocol):
         at commit) when the stored profile is no longer at `profile.version`."""
         ...
 
+    def record_merge(self, entry: MergeEntry) -> None: ...
+
+    def mark_unmerged(self, merge_id: int, now_ms: int) -> None: ...
+
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        """Ids of the event-log entries of the MPID received within [from_ms, to_ms]."""
+        ...
+
+    def repoint_log(self, entry_ids: Sequence[int], mpid: int) -> None:
+        """Attribute these event-log entries to another profile."""
+        ...
+
 
 class ProfileReader(Protocol):
     def get_profile(self, mpid: int) -> Profile | None: ...
@@ -180,6 +215,14 @@ class EventLogReader(Protocol):
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         """The profile's batches, newest first."""
         ...
+
+
+class MergeReader(Protocol):
+    def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
+        """Newest first; with an MPID, the merges it took part in (either side)."""
+        ...
+
+    def get_merge(self, merge_id: int) -> MergeEntry | None: ...
 
 
 class RejectReader(Protocol):
@@ -202,7 +245,7 @@ class CredentialStore(Protocol):
         ...
 
 
-class Store(ProfileReader, EventLogReader, RejectReader, CredentialStore, Protocol):
+class Store(ProfileReader, EventLogReader, RejectReader, MergeReader, CredentialStore, Protocol):
     """A backend: reads from any thread, writes through units of work."""
 
     def migrate(self) -> int:

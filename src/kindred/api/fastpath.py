@@ -15,6 +15,7 @@ from typing import Any
 
 from kindred.api.errors import PayloadTooLarge, error_body, error_headers, status_of
 from kindred.api.events import EventsApi
+from kindred.api.identity import IdentityApi, identity_error_body, identity_route
 from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
@@ -43,6 +44,7 @@ class FastPath:
         self._events = events
         self._profiles = ProfileReadApi(container)
         self._oauth = OAuthApi(container)
+        self._identity = IdentityApi(container)
         self._max_body = container.settings.server.max_body_bytes
         self._histogram = container.metrics.request_seconds
         self._timers: dict[tuple[str, int], Any] = {}
@@ -58,6 +60,13 @@ class FastPath:
             *self._server_routes,
             *(f"{p}{{api_key}}/events" for p in _WEB_PREFIXES),
             "/oauth/token",
+            *(f"/v1/{call}" for call in ("identify", "search", "login", "logout")),
+            "/v1/{mpid}/modify",
+            *(f"/identity/v1/{call}" for call in ("identify", "search", "login", "logout")),
+            "/identity/v1/{mpid}/modify",
+            "/webevents/v1/identity/{api_key}/Alias",
+            "/v1/identity/{api_key}/Alias",
+            "/tags/JS/v2/{api_key}/config",
             f"{PROFILE_PREFIX}{{orgId}}/{{accountId}}/{{workspaceId}}/{{mpid}}",
             f"{PROFILE_PREFIX}resolve/{{orgId}}/{{accountId}}/{{workspaceId}}",
         ]
@@ -85,7 +94,41 @@ class FastPath:
                 if path == "/oauth/token":
                     await self._answer("oauth_token", scope, receive, send)
                     return
+            found = identity_route(method, path)
+            if found is not None:
+                await self._identity_call(found, scope, receive, send)
+                return
         await self._fallback(scope, receive, send)
+
+    async def _identity_call(
+        self, found: tuple[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        route, argument = found
+        started = time.perf_counter()
+        status, body = 200, b""
+        try:
+            if route == "config":
+                body = self._identity.remote_config(argument)
+            elif route == "alias":
+                await self._identity.alias(argument, await self._body(scope, receive))
+                status = 202
+            else:
+                payload = await self._body(scope, receive)
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                source = self._identity.caller(headers, "POST", scope["path"], payload)
+                body = await self._identity.call(route, argument, source, payload)
+        except KindredError as exc:
+            status = status_of(exc)
+            body = identity_error_body(exc.code, str(exc))
+            extra = [(k.encode(), v.encode()) for k, v in error_headers(exc).items()]
+            await _respond(send, status, body, _JSON + extra + _CORS)
+        except Exception:
+            log.exception("identity %s failed", route)
+            status = 500
+            await _respond(send, 500, _INTERNAL_ERROR, _JSON + _CORS)
+        else:
+            await _respond(send, status, body, (_JSON if body else []) + _CORS)
+        self._timer(f"identity_{route}", status).observe(time.perf_counter() - started)
 
     async def _answer(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         """A route whose handler computes the whole answer from the request's parts."""

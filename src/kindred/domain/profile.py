@@ -97,6 +97,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     memberships: dict[int, Membership] = msgspec.field(default_factory=dict)
     # Hashes of the most recent event message ids (see domain.dedup), packed int64s.
     recent_messages: bytes = b""
+    # Set when this profile was merged into another (IDS-6): its MPID then stands for that
+    # survivor, and it holds nothing else until an un-merge brings its data back.
+    merged_into: int | None = None
     # Incremented on every save: stores use it to detect a lost update across processes.
     version: int = 0
 

@@ -91,6 +91,7 @@ class IdentityPolicy(msgspec.Struct, frozen=True, kw_only=True):
     login: frozenset[str] = frozenset({"customer_id"})
     immutable: str | None = "customer_id"
     blocklist: frozenset[str] = DEFAULT_BLOCKLIST
+    merge_anonymous_on_login: bool = True
     # An identity value shared by this many profiles links no more (per type; absent = no cap).
     max_profiles_per_identity: dict[str, int] = msgspec.field(
         default_factory=lambda: {"device_application_stamp": 20}

@@ -17,7 +17,16 @@ from kindred.domain.observation import Observation
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import IdentityPolicy
 
-__all__ = ["Candidate", "IdentityDecision", "candidate_of", "resolve", "usable_identities"]
+__all__ = [
+    "Candidate",
+    "IdentityDecision",
+    "best_match",
+    "candidate_of",
+    "eligible",
+    "linkable",
+    "resolve",
+    "usable_identities",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +97,19 @@ def resolve(
         target: int | None = obs.mpid
         action = "attach" if explicit is not None else "create"
     else:
-        chosen = _best_match(user, device, policy, matches)
+        chosen = best_match(user, device, policy, matches)
         target = chosen.mpid if chosen else None
         action = "attach" if chosen else ("create" if user or device else "unresolved")
-    linked_user = _linkable(
+    linked_user = linkable(
         user, "user_identities", target=target, policy=policy, matches=matches, notes=notes
     )
-    linked_device = _linkable(
+    linked_device = linkable(
         device, "device_identities", target=target, policy=policy, matches=matches, notes=notes
     )
     return IdentityDecision(action, target, linked_user, linked_device, tuple(notes))
 
 
-def _best_match(
+def best_match(
     user: Mapping[str, str],
     device: Mapping[str, str],
     policy: IdentityPolicy,
@@ -110,13 +119,13 @@ def _best_match(
     keys = [IdentityKey(t, v) for t, v in (*user.items(), *device.items())]
     keys.sort(key=lambda k: (policy.rank(k.type), k.type))
     for key in keys:
-        eligible = [c for c in matches.get(key, ()) if _eligible(c, user, policy)]
-        if eligible:
-            return max(eligible, key=lambda c: (c.last_stored_ms, c.mpid))
+        found = [c for c in matches.get(key, ()) if eligible(c, user, policy)]
+        if found:
+            return max(found, key=lambda c: (c.last_stored_ms, c.mpid))
     return None
 
 
-def _eligible(candidate: Candidate, user: Mapping[str, str], policy: IdentityPolicy) -> bool:
+def eligible(candidate: Candidate, user: Mapping[str, str], policy: IdentityPolicy) -> bool:
     """Whether the candidate may be this batch's user.
 
     A profile holding a login (or the immutable) identity is only this user's when the batch
@@ -141,7 +150,7 @@ def _eligible(candidate: Candidate, user: Mapping[str, str], policy: IdentityPol
     return True
 
 
-def _linkable(
+def linkable(
     identities: Mapping[str, str],
     path: str,
     *,

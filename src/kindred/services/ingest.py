@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-from kindred.domain.apply import ApplyContext, apply_observation, identity_keys
-from kindred.domain.changes import Change, Note
+import msgspec
+
+from kindred.domain.apply import ApplyContext, apply_observation
+from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
 from kindred.domain.profile import Profile
@@ -30,39 +31,33 @@ from kindred.ports import (
     Store,
     UnitOfWork,
 )
+from kindred.services.identity import IdentityCalls
+from kindred.services.items import (
+    Accepted,
+    IdentityCall,
+    MergeCall,
+    Outcome,
+    Refused,
+    WriterItem,
+)
+from kindred.services.merges import check_alias, follow, merge_into, restore, sync_index
 from kindred.wire.batch import decode_batch
 from kindred.wire.normalize import normalize_batch
 
-__all__ = ["Accepted", "IngestService", "Outcome", "Refused", "WriterItem", "observe"]
+__all__ = [
+    "Accepted",
+    "IdentityCall",
+    "IngestService",
+    "MergeCall",
+    "Outcome",
+    "Refused",
+    "WriterItem",
+    "observe",
+]
 
 log = logging.getLogger("kindred.ingest")
 
 _MAX_CONFLICT_RETRIES = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A batch that passed the edge: authenticated, decoded, normalized."""
-
-    input: InputDef
-    observation: Observation
-    body: bytes
-    client_ip: str | None = None
-    historical: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A batch refused at the edge (400) or quarantined (web, 202), kept with its reason."""
-
-    input_name: str
-    received_ms: int
-    kind: str  # "rejected" | "quarantined"
-    reason: str
-    body: bytes
-
-
-WriterItem = Accepted | Refused
 
 
 def observe(
@@ -84,19 +79,20 @@ def observe(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: str
-    mpid: int | None = None
-    notes: tuple[Note, ...] = ()
-    changes: tuple[Change, ...] = field(default=())
-
-
 class IngestService:
-    def __init__(self, store: Store, mpids: MpidSource, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        mpids: MpidSource,
+        metrics: Metrics,
+        inputs: Callable[[str], InputDef | None] = lambda _: None,
+    ) -> None:
+        """`inputs`: the input of a name, for batches applied again from the event log."""
+        self._inputs = inputs
         self._store = store
         self._mpids = mpids
         self._metrics = metrics
+        self.identity = IdentityCalls(store, mpids)
 
     def ingest(self, items: Sequence[WriterItem]) -> list[Outcome]:
         """Apply a group of batches in one transaction (one commit, one fsync)."""
@@ -108,7 +104,7 @@ class IngestService:
             outcomes = [self._apply_alone(item) for item in items]
         self._metrics.group_committed(len(items), time.perf_counter() - started)
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(item, Refused):
+            if not isinstance(item, Accepted):
                 continue
             name = item.input.name
             self._metrics.batch_done(name, outcome.status, len(item.observation.events))
@@ -135,7 +131,7 @@ class IngestService:
         try:
             return self._apply_group([item])[0]
         except Exception as exc:
-            if isinstance(item, Refused):
+            if not isinstance(item, Accepted):
                 raise
             log.exception("batch from %s failed; kept for replay", item.input.name)
             reason = f"{type(exc).__name__}: {exc}"
@@ -154,6 +150,14 @@ class IngestService:
             )
             uow.record_reject(entry)
             return Outcome(item.kind)
+        if isinstance(item, IdentityCall):
+            now = item.observation.received_ms
+            return self.identity.apply(uow, item, self._apply_to_profile, now)
+        if isinstance(item, MergeCall):
+            return self._merge_call(uow, item)
+        return self._apply_batch(uow, item)
+
+    def _apply_batch(self, uow: UnitOfWork, item: Accepted) -> Outcome:
         obs, source = item.observation, item.input
         if obs.source_request_id and not uow.claim_request(
             source.name, obs.source_request_id, obs.received_ms
@@ -186,6 +190,12 @@ class IngestService:
         if obs.mpid is not None and obs.mpid in loaded and loaded[obs.mpid].scope != scope:
             # The MPID names a profile of another identity scope: never cross scopes.
             return _unresolved(), {}
+        if obs.mpid is not None and obs.mpid in loaded:
+            # An MPID merged into another stands for its survivor (SDKs keep sending it).
+            live = follow(uow, loaded[obs.mpid])
+            if live is not None and live.mpid != obs.mpid:
+                loaded[live.mpid] = live
+                obs = msgspec.structs.replace(obs, mpid=live.mpid)
         profiles = {m: p for m, p in loaded.items() if p.scope == scope}
         matches: dict[IdentityKey, list[Candidate]] = {
             key: [candidate_of(profiles[m]) for m in mpids if m in profiles]
@@ -207,7 +217,10 @@ class IngestService:
         decision: IdentityDecision,
         before: Profile | None,
         mpid: int,
+        *,
+        logged: bool = True,
     ) -> Outcome:
+        """`logged`: append the batch to the event log (a replay re-points its entry)."""
         source, obs = item.input, item.observation
         workspace = source.workspace
         ctx = ApplyContext(
@@ -224,10 +237,77 @@ class IngestService:
         )
         result = apply_observation(before, obs, ctx)
         uow.save_profile(result.profile)
-        _sync_index(uow, ctx.scope, mpid, before, result.profile)
-        uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
+        sync_index(uow, ctx.scope, mpid, before, result.profile)
+        if logged:
+            uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
         notes = decision.notes + result.notes
         return Outcome(BatchStatus.APPLIED, mpid, notes, result.changes)
+
+    # --- aliases and un-merges ----------------------------------------------------------
+
+    def _merge_call(self, uow: UnitOfWork, call: MergeCall) -> Outcome:
+        try:
+            if call.kind == "alias":
+                return self._alias(uow, call)
+            return self._unmerge(uow, call)
+        except (InvalidBatch, NotFound) as refusal:
+            return Outcome("refused", detail=refusal)
+
+    def _alias(self, uow: UnitOfWork, call: MergeCall) -> Outcome:
+        assert call.source is not None
+        assert call.destination is not None
+        loaded = uow.load_profiles([call.source, call.destination])
+        source, destination = check_alias(
+            follow(uow, loaded.get(call.source)),
+            follow(uow, loaded.get(call.destination)),
+            call.start_ms,
+            call.end_ms,
+        )
+        if source.scope != call.scope:
+            raise NotFound("alias: no such profiles in this workspace's identity scope")
+        moved = uow.log_ids(source.mpid, call.start_ms, call.end_ms)
+        survivor = merge_into(
+            uow,
+            destination,
+            source,
+            rule=call.rule,
+            now_ms=call.received_ms,
+            moved_log_ids=moved,
+            detail=f"events {call.start_ms}..{call.end_ms}",
+        )
+        return Outcome(BatchStatus.APPLIED, survivor.mpid, detail=len(moved))
+
+    def _unmerge(self, uow: UnitOfWork, call: MergeCall) -> Outcome:
+        assert call.merge_id is not None
+        entry = self._store.get_merge(call.merge_id)
+        if entry is None or entry.scope != call.scope:
+            raise NotFound(f"no merge {call.merge_id}")
+        restore(uow, entry, call.received_ms)
+        replayed = 0
+        since = [
+            e
+            for e in reversed(self._store.log_for_profile(entry.survivor, 100_000))
+            if e.received_ms >= entry.merged_ms and e.status == BatchStatus.APPLIED
+        ]
+        for log_entry in since:
+            replayed += self._reapply(uow, log_entry)
+        return Outcome(BatchStatus.APPLIED, entry.survivor, detail=replayed)
+
+    def _reapply(self, uow: UnitOfWork, entry: LogEntry) -> int:
+        """Apply a logged batch again, to the profile it resolves to now; re-point its log
+        entry there. 1 when it applied."""
+        source = self._inputs(entry.input)
+        if source is None or entry.id is None:
+            return 0
+        obs = observe(entry.body, source, entry.received_ms, entry.client_ip)
+        item = Accepted(source, obs, entry.body, entry.client_ip, entry.historical)
+        decision, profiles = self._decide(uow, item, source.workspace.identity_scope)
+        if decision.mpid is None or decision.action != "attach":
+            return 0
+        mpid = decision.mpid
+        self._apply_to_profile(uow, item, decision, profiles.get(mpid), mpid, logged=False)
+        uow.repoint_log([entry.id], mpid)
+        return 1
 
 
 def _prefetch(uow: UnitOfWork, items: Sequence[WriterItem]) -> None:
@@ -236,7 +316,7 @@ def _prefetch(uow: UnitOfWork, items: Sequence[WriterItem]) -> None:
     mpids: list[int] = []
     requests: list[tuple[str, str]] = []
     for item in items:
-        if isinstance(item, Refused) or item.input.protection is Protection.READ_ONLY:
+        if not isinstance(item, Accepted) or item.input.protection is Protection.READ_ONLY:
             continue
         obs, workspace = item.observation, item.input.workspace
         user, device, _ = _usable(obs, workspace.account.identity)
@@ -247,16 +327,6 @@ def _prefetch(uow: UnitOfWork, items: Sequence[WriterItem]) -> None:
         if obs.source_request_id:
             requests.append((item.input.name, obs.source_request_id))
     uow.prefetch(identities, mpids, requests)
-
-
-def _sync_index(
-    uow: UnitOfWork, scope: str, mpid: int, before: Profile | None, after: Profile
-) -> None:
-    old, new = identity_keys(before), identity_keys(after)
-    if new - old:
-        uow.link_identities(scope, mpid, new - old)
-    if old - new:
-        uow.unlink_identities(scope, mpid, old - new)
 
 
 def _unresolved() -> IdentityDecision:

@@ -9,17 +9,20 @@ import msgspec
 
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.profile import Profile
-from kindred.ports import LogEntry, RejectEntry
+from kindred.ports import LogEntry, MergeEntry, RejectEntry
 
 __all__ = [
     "CREDENTIAL_COLUMNS",
     "LOG_INSERT_COLUMNS",
+    "MERGE_COLUMNS",
     "REJECT_INSERT_COLUMNS",
     "credential_of",
     "credential_row",
     "decode_profile",
     "encode_profile",
     "log_row",
+    "merge_of",
+    "merge_row",
     "reject_row",
 ]
 
@@ -33,6 +36,12 @@ REJECT_INSERT_COLUMNS = "input, received_ms, kind, reason, body, replayed_ms"
 CREDENTIAL_COLUMNS = (
     "client_id, name, secret_hash, workspaces, rate_limit_per_s, rate_limit_burst,"
     " created_ms, revoked_ms, origin"
+)
+
+# Insert order of `merge_row`; reads select `id` first, then these.
+MERGE_COLUMNS = (
+    "scope, survivor, merged, rule, merged_ms, identity_type, identity_value,"
+    " moved_log_ids, detail, unmerged_ms, survivor_before, merged_before"
 )
 
 _ENCODER = msgspec.json.Encoder()
@@ -94,4 +103,42 @@ def credential_of(row: Sequence[Any]) -> ApiCredential:
         created_ms=int(created),
         revoked_ms=None if revoked is None else int(revoked),
         origin=str(origin),
+    )
+
+
+def merge_row(m: MergeEntry) -> tuple[object, ...]:
+    return (
+        m.scope,
+        m.survivor,
+        m.merged,
+        m.rule,
+        m.merged_ms,
+        m.identity_type,
+        m.identity_value,
+        _ENCODER.encode(m.moved_log_ids).decode(),
+        m.detail,
+        m.unmerged_ms,
+        m.survivor_before,
+        m.merged_before,
+    )
+
+
+def merge_of(row: Sequence[Any]) -> MergeEntry:
+    """From a row of `id, ` + MERGE_COLUMNS."""
+    (entry_id, scope, survivor, merged, rule, merged_ms, id_type, id_value) = row[:8]
+    moved, detail, unmerged_ms, survivor_before, merged_before = row[8:]
+    return MergeEntry(
+        id=int(entry_id),
+        scope=str(scope),
+        survivor=int(survivor),
+        merged=int(merged),
+        rule=str(rule),
+        merged_ms=int(merged_ms),
+        identity_type=id_type,
+        identity_value=id_value,
+        moved_log_ids=msgspec.json.decode(str(moved), type=list[int]),
+        detail=detail,
+        unmerged_ms=None if unmerged_ms is None else int(unmerged_ms),
+        survivor_before=bytes(survivor_before),
+        merged_before=bytes(merged_before),
     )

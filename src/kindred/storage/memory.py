@@ -17,7 +17,7 @@ import msgspec
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
 
 __all__ = ["MemoryStore"]
 
@@ -29,6 +29,7 @@ class _State:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     log: list[LogEntry] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
+    merges: list[MergeEntry] = field(default_factory=list)
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
 
@@ -109,6 +110,26 @@ class _MemoryUnitOfWork:
         expired.sort(key=lambda p: (p.last_stored_ms, p.mpid))
         return expired[:limit]
 
+    def record_merge(self, entry: MergeEntry) -> None:
+        self.state.merges.append(msgspec.structs.replace(entry, id=len(self.state.merges) + 1))
+
+    def mark_unmerged(self, merge_id: int, now_ms: int) -> None:
+        merges = self.state.merges
+        merges[merge_id - 1] = msgspec.structs.replace(merges[merge_id - 1], unmerged_ms=now_ms)
+
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        return [
+            e.id
+            for e in self.state.log
+            if e.id is not None and e.mpid == mpid and from_ms <= e.received_ms <= to_ms
+        ]
+
+    def repoint_log(self, entry_ids: Sequence[int], mpid: int) -> None:
+        wanted = set(entry_ids)
+        self.state.log = [
+            msgspec.structs.replace(e, mpid=mpid) if e.id in wanted else e for e in self.state.log
+        ]
+
     def delete_profile(self, profile: Profile) -> None:
         stored = self.state.profiles.get(profile.mpid)
         if stored is None or stored.version != profile.version:
@@ -138,6 +159,7 @@ class MemoryStore:
             draft.requests = dict(draft.requests)
             draft.log = list(draft.log)
             draft.rejects = list(draft.rejects)
+            draft.merges = list(draft.merges)
             yield _MemoryUnitOfWork(draft)
             self._state = draft
 
@@ -156,6 +178,14 @@ class MemoryStore:
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         mine = [e for e in self._state.log if e.mpid == mpid]
         return mine[::-1][:limit]
+
+    def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
+        found = [m for m in self._state.merges if mpid is None or mpid in (m.survivor, m.merged)]
+        return found[::-1][:limit]
+
+    def get_merge(self, merge_id: int) -> MergeEntry | None:
+        merges = self._state.merges
+        return merges[merge_id - 1] if 0 < merge_id <= len(merges) else None
 
     def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
         rejects = [r for r in self._state.rejects if kind is None or r.kind == kind]

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
 
 __all__ = ["Link", "PendingWrites", "ScopedKey", "SetOps", "WriteBehindUnitOfWork"]
 
@@ -44,6 +44,9 @@ class PendingWrites:
     # (mpid, the version the database must still hold for the delete to apply); applied
     # before everything else, with every identity link of the MPID.
     deletes: list[tuple[int, int]] = field(default_factory=list)
+    merges: list[MergeEntry] = field(default_factory=list)
+    unmerges: list[tuple[int, int]] = field(default_factory=list)  # (merge id, time)
+    repoints: list[tuple[int, int]] = field(default_factory=list)  # (log entry id, mpid)
 
 
 class SetOps(Protocol):
@@ -60,6 +63,8 @@ class SetOps(Protocol):
     def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         """Oldest first; rows another transaction holds are skipped, the rest locked."""
         ...
+
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
 
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
@@ -126,7 +131,19 @@ class WriteBehindUnitOfWork:
                 self._stored_version[profile.mpid] = profile.version
         return claimed
 
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        return self._ops.log_ids(mpid, from_ms, to_ms)
+
     # --- writes ------------------------------------------------------------------------
+
+    def record_merge(self, entry: MergeEntry) -> None:
+        self._writes.merges.append(entry)
+
+    def mark_unmerged(self, merge_id: int, now_ms: int) -> None:
+        self._writes.unmerges.append((merge_id, now_ms))
+
+    def repoint_log(self, entry_ids: Sequence[int], mpid: int) -> None:
+        self._writes.repoints.extend((entry_id, mpid) for entry_id in entry_ids)
 
     def save_profile(self, profile: Profile) -> None:
         if profile.version == 1 and profile.mpid not in self._profiles:

@@ -17,6 +17,7 @@ __all__ = [
     "Mpid",
     "decode_batch",
     "decode_bulk",
+    "decode_hook",
 ]
 
 Environment = Literal["production", "development", "unknown"]
@@ -41,7 +42,7 @@ class Mpid(int):
         return cls(value)
 
 
-def _decode_hook(type_: type, value: object) -> object:
+def decode_hook(type_: type, value: object) -> object:
     if type_ is Mpid:
         return Mpid.parse(value)
     raise NotImplementedError(f"no decoder for {type_}")
@@ -114,7 +115,7 @@ class Batch(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 # Lax mode accepts numeric strings for int fields, which real clients send (reference §0.8).
-_BATCH_DECODER = msgspec.json.Decoder(Batch, strict=False, dec_hook=_decode_hook)
+_BATCH_DECODER = msgspec.json.Decoder(Batch, strict=False, dec_hook=decode_hook)
 _BULK_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 
 

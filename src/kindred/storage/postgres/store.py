@@ -30,16 +30,19 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
+    MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
     credential_of,
     credential_row,
     decode_profile,
     encode_profile,
     log_row,
+    merge_of,
+    merge_row,
     reject_row,
 )
 from kindred.storage.migrations import Migration, load_migrations
@@ -93,6 +96,7 @@ _UNLINK = "DELETE FROM identities WHERE scope = %s AND id_type = %s AND id_value
 _APPEND_LOG = (
     f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+_RECORD_MERGE = f"INSERT INTO merges ({MERGE_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})"
 _RECORD_REJECT = f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
 _CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations"
@@ -140,6 +144,13 @@ class _PostgresSetOps:
             rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
         return [decode_profile(doc) for (doc,) in rows]
 
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        query = (
+            "SELECT id FROM event_log WHERE mpid = %s AND received_ms BETWEEN %s AND %s ORDER BY id"
+        )
+        with _retryable():
+            return [r[0] for r in self.conn.execute(query, (mpid, from_ms, to_ms))]
+
     def flush(self, writes: PendingWrites) -> None:
         with _retryable(), self.conn.cursor() as cursor:
             if writes.deletes:
@@ -167,6 +178,17 @@ class _PostgresSetOps:
                 [(status, reason, entry_id) for entry_id, status, reason in writes.log_status],
             )
             _many(cursor, _RECORD_REJECT, [reject_row(entry) for entry in writes.rejects])
+            _many(cursor, _RECORD_MERGE, [merge_row(m) for m in writes.merges])
+            _many(
+                cursor,
+                "UPDATE merges SET unmerged_ms = %s WHERE id = %s",
+                [(ms, merge_id) for merge_id, ms in writes.unmerges],
+            )
+            _many(
+                cursor,
+                "UPDATE event_log SET mpid = %s WHERE id = %s",
+                [(mpid, entry_id) for entry_id, mpid in writes.repoints],
+            )
 
     def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
         inserts = [
@@ -297,6 +319,22 @@ class PostgresStore:
         with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (mpid, limit)).fetchall()
+
+    def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
+        where, params = (
+            ("", (limit,))
+            if mpid is None
+            else (
+                "WHERE survivor = %s OR merged = %s",
+                (mpid, mpid, limit),
+            )
+        )
+        query = f"SELECT id, {MERGE_COLUMNS} FROM merges {where} ORDER BY id DESC LIMIT %s"
+        return [merge_of(row) for row in self._rows(query, params)]
+
+    def get_merge(self, merge_id: int) -> MergeEntry | None:
+        rows = self._rows(f"SELECT id, {MERGE_COLUMNS} FROM merges WHERE id = %s", (merge_id,))
+        return merge_of(rows[0]) if rows else None
 
     def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
         # Two texts rather than `%s IS NULL OR kind = %s`, which would keep the index unused.

@@ -16,16 +16,19 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
+    MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
     credential_of,
     credential_row,
     decode_profile,
     encode_profile,
     log_row,
+    merge_of,
+    merge_row,
     reject_row,
 )
 from kindred.storage.migrations import load_migrations
@@ -139,6 +142,13 @@ class _SqliteSetOps:
         )
         return [decode_profile(doc) for (doc,) in rows]
 
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id FROM event_log WHERE mpid = ? AND received_ms BETWEEN ? AND ? ORDER BY id",
+            (mpid, from_ms, to_ms),
+        )
+        return [r[0] for r in rows]
+
     def flush(self, writes: PendingWrites) -> None:
         conn = self.conn
         if writes.deletes:
@@ -174,6 +184,22 @@ class _SqliteSetOps:
         conn.executemany(
             f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
             [reject_row(entry) for entry in writes.rejects],
+        )
+        self._flush_merges(writes)
+
+    def _flush_merges(self, writes: PendingWrites) -> None:
+        marks = ", ".join(["?"] * 12)
+        self.conn.executemany(
+            f"INSERT INTO merges ({MERGE_COLUMNS}) VALUES ({marks})",
+            [merge_row(m) for m in writes.merges],
+        )
+        self.conn.executemany(
+            "UPDATE merges SET unmerged_ms = ? WHERE id = ?",
+            [(ms, merge_id) for merge_id, ms in writes.unmerges],
+        )
+        self.conn.executemany(
+            "UPDATE event_log SET mpid = ? WHERE id = ?",
+            [(mpid, entry_id) for entry_id, mpid in writes.repoints],
         )
 
     def _save_profiles(self, writes: PendingWrites) -> None:
@@ -351,6 +377,22 @@ class SqliteStore:
             (mpid, limit),
         )
         return [_log_entry(r) for r in rows]
+
+    def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
+        rows = self._reader().execute(
+            f"SELECT id, {MERGE_COLUMNS} FROM merges"
+            " WHERE ? IS NULL OR survivor = ? OR merged = ? ORDER BY id DESC LIMIT ?",
+            (mpid, mpid, mpid, limit),
+        )
+        return [merge_of(row) for row in rows]
+
+    def get_merge(self, merge_id: int) -> MergeEntry | None:
+        row = (
+            self._reader()
+            .execute(f"SELECT id, {MERGE_COLUMNS} FROM merges WHERE id = ?", (merge_id,))
+            .fetchone()
+        )
+        return None if row is None else merge_of(row)
 
     def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
         rows = self._reader().execute(

@@ -1,0 +1,264 @@
+"""IDSync calls (IDS-1 … IDS-4): identify, search, login, logout and modify.
+
+A call that changes nothing (a search; an identify of a user whose identities are all
+linked already) is answered from the readers, without the writer. Every other call goes
+through the single writer like a batch, where the decision is taken again under the
+identity locks, so two concurrent first identifies of one user make one profile.
+
+A call that attaches identities or creates a profile is kept in the event log as a batch
+with no events (its identities, the MPID it resolved to), so a rebuild makes the same
+profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from kindred.domain.apply import identity_keys
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.identities import IdentityKey
+from kindred.domain.observation import Observation
+from kindred.domain.profile import IdentityEntry, Profile
+from kindred.identity.idsync import CallDecision, decide_call, decide_modify, is_logged_in
+from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, usable_identities
+from kindred.ports import BatchStatus, MpidSource, ProfileReader, UnitOfWork
+from kindred.services.items import Accepted, IdentityCall, Outcome
+from kindred.services.merges import merge_into, sync_index
+
+__all__ = ["ApplyFn", "IdentityAnswer", "IdentityCalls"]
+
+ApplyFn = Callable[[UnitOfWork, Accepted, IdentityDecision, Profile | None, int], Outcome]
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityAnswer:
+    mpid: int
+    matched: dict[str, str]  # request key (its own spelling) -> value
+    is_logged_in: bool
+
+
+class _View(Protocol):
+    def find(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]: ...
+
+    def load(self, mpids: Iterable[int]) -> dict[int, Profile]: ...
+
+
+class _ReaderView:
+    """Committed data, through the store's readers (no locks)."""
+
+    def __init__(self, store: ProfileReader) -> None:
+        self._store = store
+
+    def find(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        found = {key: self._store.find_profiles(scope, key) for key in keys}
+        return {key: mpids for key, mpids in found.items() if mpids}
+
+    def load(self, mpids: Iterable[int]) -> dict[int, Profile]:
+        loaded = {m: self._store.get_profile(m) for m in mpids}
+        return {m: p for m, p in loaded.items() if p is not None}
+
+
+class _UowView:
+    """This transaction's data, identities locked."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    def find(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        self._uow.lock_identities(scope, keys)
+        return self._uow.find_identities(scope, keys)
+
+    def load(self, mpids: Iterable[int]) -> dict[int, Profile]:
+        return self._uow.load_profiles(mpids)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    decision: CallDecision
+    profiles: dict[int, Profile]
+    previous: Profile | None
+
+
+class IdentityCalls:
+    def __init__(self, store: ProfileReader, mpids: MpidSource) -> None:
+        self._readers = _ReaderView(store)
+        self._mpids = mpids
+
+    def read_only(self, call: IdentityCall) -> IdentityAnswer | None:
+        """The answer when the call would change nothing; None when it needs the writer.
+        Raises NotFound (search, modify of an unknown MPID) and InvalidBatch."""
+        if call.kind == "modify":
+            self._check_modify(call)
+            return None
+        decided = _decide(self._readers, call)
+        decision = decided.decision
+        if decision.action == "not_found":
+            raise NotFound("no profile matches the known identities")
+        if call.kind == "search":
+            return _answer(call, decided.profiles[decision.mpid or 0], decided.profiles)
+        target = decided.profiles.get(decision.mpid) if decision.mpid is not None else None
+        if target is None or decision.merge_from is not None:
+            return None
+        wanted = {IdentityKey(t, v) for t, v in decision.user_identities.items()}
+        wanted |= {IdentityKey(t, v) for t, v in decision.device_identities.items()}
+        if not wanted <= identity_keys(target):
+            return None
+        return _answer(call, target, decided.profiles)
+
+    def apply(self, uow: UnitOfWork, call: IdentityCall, apply_fn: ApplyFn, now_ms: int) -> Outcome:
+        try:
+            if call.kind == "modify":
+                return self._modify(uow, call, now_ms)
+            return self._call(uow, call, apply_fn, now_ms)
+        except (InvalidBatch, NotFound) as refusal:
+            return Outcome("refused", detail=refusal)
+
+    def _call(self, uow: UnitOfWork, call: IdentityCall, apply_fn: ApplyFn, now_ms: int) -> Outcome:
+        decided = _decide(_UowView(uow), call)
+        decision = decided.decision
+        if decision.action == "not_found":
+            raise NotFound("no profile matches the known identities")
+        mpid = decision.mpid if decision.mpid is not None else self._mpids.new_mpid()
+        obs = msgspec.structs.replace(call.observation, mpid=mpid)
+        accepted = Accepted(call.input, obs, _batch_body(obs))
+        as_batch = IdentityDecision(
+            decision.action,
+            mpid,
+            decision.user_identities,
+            decision.device_identities,
+            decision.notes,
+        )
+        before = decided.profiles.get(mpid)
+        outcome = apply_fn(uow, accepted, as_batch, before, mpid)
+        target = uow.load_profiles([mpid])[mpid]
+        if decision.merge_from is not None and decided.previous is not None:
+            login = next((IdentityKey(t, v) for t, v in decision.user_identities.items()), None)
+            target = merge_into(
+                uow, target, decided.previous, rule="login", now_ms=now_ms, identity=login
+            )
+        answer = _answer(call, target, {mpid: before} if before else {})
+        return Outcome(BatchStatus.APPLIED, mpid, outcome.notes, outcome.changes, answer)
+
+    def _check_modify(self, call: IdentityCall) -> None:
+        assert call.target_mpid is not None
+        profile = _live(self._readers, call.target_mpid)
+        held = {t: e.value for t, e in profile.user_identities.items()}
+        policy = call.input.workspace.account.identity
+        decide_modify(held, call.changes, policy, {}, profile.mpid)
+
+    def _modify(self, uow: UnitOfWork, call: IdentityCall, now_ms: int) -> Outcome:
+        assert call.target_mpid is not None
+        view = _UowView(uow)
+        profile = _live(view, call.target_mpid)
+        scope, policy = profile.scope, call.input.workspace.account.identity
+        new_keys = [IdentityKey(t, n) for t, _, n in call.changes if n is not None]
+        owners = view.find(scope, new_keys)
+        held = {t: e.value for t, e in profile.user_identities.items()}
+        decision = decide_modify(held, call.changes, policy, owners, profile.mpid)
+        after = _with_identities(profile, decision.user_identities, now_ms)
+        uow.save_profile(after)
+        sync_index(uow, scope, profile.mpid, profile, after)
+        for other_mpid, types in sorted(decision.moved_from.items()):
+            other = uow.load_profiles([other_mpid]).get(other_mpid)
+            if other is None:
+                continue
+            kept = {t: e.value for t, e in other.user_identities.items() if t not in types}
+            changed = _with_identities(other, kept, now_ms)
+            uow.save_profile(changed)
+            sync_index(uow, scope, other_mpid, other, changed)
+        moved = [(t, profile.mpid) for types in decision.moved_from.values() for t in types]
+        return Outcome(BatchStatus.APPLIED, profile.mpid, detail=moved)
+
+
+def _decide(view: _View, call: IdentityCall) -> _Decided:
+    obs, source = call.observation, call.input
+    policy = source.workspace.account.identity
+    scope = source.workspace.identity_scope
+    user, device, _ = usable_identities(obs, policy)
+    keys = sorted(IdentityKey(t, v) for t, v in (*user.items(), *device.items()))
+    linked = view.find(scope, keys)
+    wanted = {m for mpids in linked.values() for m in mpids}
+    if call.previous_mpid is not None:
+        wanted.add(call.previous_mpid)
+    loaded = view.load(sorted(wanted))
+    profiles = {m: p for m, p in loaded.items() if p.scope == scope and p.merged_into is None}
+    previous = None
+    if call.previous_mpid is not None:
+        previous = _follow_view(view, loaded.get(call.previous_mpid))
+        if previous is not None and previous.scope == scope:
+            profiles[previous.mpid] = previous
+        else:
+            previous = None
+    matches: dict[IdentityKey, list[Candidate]] = {
+        key: [candidate_of(profiles[m]) for m in mpids if m in profiles]
+        for key, mpids in linked.items()
+    }
+    prior = candidate_of(previous) if previous is not None else None
+    kind = "identify" if call.kind == "modify" else call.kind
+    decision = decide_call(kind, user, device, policy, matches, previous=prior)
+    return _Decided(decision, profiles, previous)
+
+
+def _follow_view(view: _View, profile: Profile | None) -> Profile | None:
+    hops = 0
+    while profile is not None and profile.merged_into is not None and hops < 8:
+        profile = view.load([profile.merged_into]).get(profile.merged_into)
+        hops += 1
+    return profile
+
+
+def _live(view: _View, mpid: int) -> Profile:
+    profile = _follow_view(view, view.load([mpid]).get(mpid))
+    if profile is None:
+        raise NotFound(f"no profile with MPID {mpid}")
+    return profile
+
+
+def _answer(call: IdentityCall, target: Profile, before: dict[int, Profile]) -> IdentityAnswer:
+    """`matched_identities`: the request's identities the profile held before the call."""
+    obs, policy = call.observation, call.input.workspace.account.identity
+    held_before = identity_keys(before.get(target.mpid))
+    asked = {**obs.user_identities, **obs.device_identities}
+    matched = {
+        call.spellings.get(t, t): v for t, v in asked.items() if IdentityKey(t, v) in held_before
+    }
+    held = {t: e.value for t, e in target.user_identities.items()}
+    return IdentityAnswer(target.mpid, matched, is_logged_in(held, obs.user_identities, policy))
+
+
+def _with_identities(profile: Profile, wanted: dict[str, str], now_ms: int) -> Profile:
+    current = profile.user_identities
+    entries = {
+        t: current[t]
+        if t in current and current[t].value == v
+        else IdentityEntry(value=v, first_seen_ms=now_ms, last_seen_ms=now_ms)
+        for t, v in wanted.items()
+    }
+    return msgspec.structs.replace(
+        profile,
+        user_identities=entries,
+        version=profile.version + 1,
+        last_stored_ms=max(profile.last_stored_ms, now_ms),
+    )
+
+
+def _batch_body(obs: Observation) -> bytes:
+    """The call as an Events API batch with no events, for the event log."""
+    device = dict(obs.device_identities)
+    das = device.pop("device_application_stamp", None)
+    batch: dict[str, object] = {
+        "environment": obs.environment,
+        "mpid": str(obs.mpid),
+        "user_identities": obs.user_identities,
+        "events": [],
+    }
+    if device:
+        batch["device_info"] = device
+    if das:
+        batch["mp_deviceid"] = das
+    return _ENCODER.encode(batch)

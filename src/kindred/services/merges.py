@@ -1,0 +1,143 @@
+"""Merges with lineage (IDS-5, IDS-6, BEY-1): fold one profile into another inside a unit of
+work, write the ledger entry, and undo it.
+
+A merged profile is kept as a stub pointing at its survivor, so that its MPID (still held
+by SDKs) keeps working. The ledger entry holds both profiles as they were, so an un-merge
+restores them exactly; batches applied to the survivor since the merge are then applied
+again, each to the profile it resolves to now (see IngestService.reapply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from kindred.domain.apply import identity_keys
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.identities import IdentityKey
+from kindred.domain.merge import merge_profiles, merged_stub
+from kindred.domain.profile import Profile
+from kindred.ports import MergeEntry, UnitOfWork
+
+__all__ = [
+    "ALIAS_MAX_WINDOW_MS",
+    "check_alias",
+    "follow",
+    "merge_into",
+    "restore",
+    "sync_index",
+]
+
+ALIAS_MAX_WINDOW_MS = 90 * 86_400_000
+_MAX_HOPS = 8
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Profile)
+
+
+def follow(uow: UnitOfWork, profile: Profile | None) -> Profile | None:
+    """The live profile an MPID stands for: itself, or the survivor it was merged into."""
+    hops = 0
+    while profile is not None and profile.merged_into is not None and hops < _MAX_HOPS:
+        profile = uow.load_profiles([profile.merged_into]).get(profile.merged_into)
+        hops += 1
+    return profile
+
+
+def sync_index(
+    uow: UnitOfWork, scope: str, mpid: int, before: Profile | None, after: Profile | None
+) -> None:
+    """Make the identity index link exactly the identities `after` holds."""
+    old, new = identity_keys(before), identity_keys(after)
+    if new - old:
+        uow.link_identities(scope, mpid, new - old)
+    if old - new:
+        uow.unlink_identities(scope, mpid, old - new)
+
+
+def merge_into(
+    uow: UnitOfWork,
+    survivor: Profile,
+    merged: Profile,
+    *,
+    rule: str,
+    now_ms: int,
+    identity: IdentityKey | None = None,
+    moved_log_ids: Sequence[int] = (),
+    detail: str | None = None,
+) -> Profile:
+    """Fold `merged` into `survivor` (both as stored in this unit of work); returns the
+    saved survivor."""
+    folded, _dropped = merge_profiles(survivor, merged)
+    folded = msgspec.structs.replace(
+        folded, version=survivor.version + 1, last_stored_ms=max(folded.last_stored_ms, now_ms)
+    )
+    stub = merged_stub(merged, survivor.mpid, now_ms)
+    uow.save_profile(folded)
+    uow.save_profile(stub)
+    sync_index(uow, merged.scope, merged.mpid, merged, None)
+    sync_index(uow, survivor.scope, survivor.mpid, survivor, folded)
+    if moved_log_ids:
+        uow.repoint_log(moved_log_ids, survivor.mpid)
+    uow.record_merge(
+        MergeEntry(
+            scope=survivor.scope,
+            survivor=survivor.mpid,
+            merged=merged.mpid,
+            rule=rule,
+            merged_ms=now_ms,
+            survivor_before=_ENCODER.encode(survivor),
+            merged_before=_ENCODER.encode(merged),
+            identity_type=identity.type if identity else None,
+            identity_value=identity.value if identity else None,
+            moved_log_ids=list(moved_log_ids),
+            detail=detail,
+        )
+    )
+    return folded
+
+
+def restore(uow: UnitOfWork, entry: MergeEntry, now_ms: int) -> tuple[Profile, Profile]:
+    """Put both profiles of a ledger entry back as they were before it; returns them."""
+    if entry.unmerged_ms is not None:
+        raise InvalidBatch(f"merge {entry.id} was already undone", "merge_id")
+    loaded = uow.load_profiles([entry.survivor, entry.merged])
+    survivor, stub = loaded.get(entry.survivor), loaded.get(entry.merged)
+    if survivor is None or stub is None or stub.merged_into != entry.survivor:
+        raise InvalidBatch(
+            f"merge {entry.id}: the profiles changed shape since (a later merge or an expiry);"
+            " undo later merges first",
+            "merge_id",
+        )
+    before_survivor = _DECODER.decode(entry.survivor_before)
+    before_merged = _DECODER.decode(entry.merged_before)
+    restored_survivor = msgspec.structs.replace(before_survivor, version=survivor.version + 1)
+    restored_merged = msgspec.structs.replace(before_merged, version=stub.version + 1)
+    uow.save_profile(restored_survivor)
+    uow.save_profile(restored_merged)
+    sync_index(uow, entry.scope, entry.survivor, survivor, restored_survivor)
+    sync_index(uow, entry.scope, entry.merged, None, restored_merged)
+    if entry.moved_log_ids:
+        uow.repoint_log(entry.moved_log_ids, entry.merged)
+    assert entry.id is not None
+    uow.mark_unmerged(entry.id, now_ms)
+    return restored_survivor, restored_merged
+
+
+def check_alias(
+    source: Profile | None, destination: Profile | None, start_ms: int, end_ms: int
+) -> tuple[Profile, Profile]:
+    """The two live profiles of an alias request; InvalidBatch naming what is wrong."""
+    if source is None:
+        raise NotFound("alias: no source profile with that MPID")
+    if destination is None:
+        raise NotFound("alias: no destination profile with that MPID")
+    if source.mpid == destination.mpid:
+        raise InvalidBatch("source and destination are the same profile", "data.source_mpid")
+    if source.scope != destination.scope:
+        raise InvalidBatch("source and destination are in different identity scopes", "data")
+    if end_ms < start_ms:
+        raise InvalidBatch("end_unixtime_ms is before start_unixtime_ms", "data.end_unixtime_ms")
+    if end_ms - start_ms > ALIAS_MAX_WINDOW_MS:
+        raise InvalidBatch("the time range is over 90 days", "data.start_unixtime_ms")
+    return source, destination
