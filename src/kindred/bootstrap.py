@@ -178,6 +178,8 @@ def _account_policy(account: AccountSettings) -> AccountPolicy:
     where = f"accounts[id={account.id}].identity"
     priority = tuple(_types(ident.priority, f"{where}.priority")) if ident.priority else None
     immutable = _types([ident.immutable], f"{where}.immutable")[0] if ident.immutable else None
+    if ident.strategy == "best_match":
+        immutable = None  # best match has no login, unique or immutable identities
     return AccountPolicy(
         account_id=account.id,
         identity_scope=account.identity_scope,

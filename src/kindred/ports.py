@@ -190,6 +190,10 @@ class UnitOfWork(Protocol):
 
     def record_merge(self, entry: MergeEntry) -> None: ...
 
+    def mark_replayed(self, reject_id: int, now_ms: int) -> None:
+        """A quarantined or refused batch was sent through ingest again."""
+        ...
+
     def mark_unmerged(self, merge_id: int, now_ms: int) -> None: ...
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,19 +28,71 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A PEM certificate and its key, for `kindred serve --tls-cert --tls-key`."""
+
+    cert: Path
+    key: Path
+
+    def context(self) -> ssl.SSLContext:
+        """A client context that trusts this (self-signed) certificate, for httpx `verify=`."""
+        return ssl.create_default_context(cafile=self.cert)
+
+
+def self_signed_tls(directory: Path) -> Tls:
+    """A fresh self-signed certificate for 127.0.0.1 (and localhost), made with `openssl`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = Tls(cert=directory / "cert.pem", key=directory / "key.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(tls.key),
+            "-out",
+            str(tls.cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return tls
+
+
 @dataclass
 class Server:
-    """A `kindred serve` child process; `restart` keeps its data directory."""
+    """A `kindred serve` child process; `restart` keeps its data directory.
+
+    With `tls` it serves HTTPS with that certificate, and `url` starts with https.
+    """
 
     data_dir: Path
     config: Path
     env: dict[str, str]
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    tls: Tls | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx's `verify=` needs to trust this server."""
+        return self.tls.context() if self.tls else True
 
     def start(self) -> None:
         self.port = free_port()
@@ -56,6 +109,11 @@ class Server:
                     str(self.data_dir),
                     "--port",
                     str(self.port),
+                    *(
+                        ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+                        if self.tls
+                        else []
+                    ),
                 ],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
@@ -66,7 +124,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"kindred serve exited: {log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                health = httpx.get(f"{self.url}/healthz", timeout=0.5, verify=self.verify)
+                if health.status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -87,8 +146,14 @@ class Server:
             self.process = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cli_with_config(self.config, *args, check=check)
+
+    def cli_with_config(
+        self, config: Path, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`kindred ARGS` on this server's data directory with another config file."""
         result = subprocess.run(
-            [*KINDRED, *args, "--config", str(self.config), "--data-dir", str(self.data_dir)],
+            [*KINDRED, *args, "--config", str(config), "--data-dir", str(self.data_dir)],
             env=self.env,
             capture_output=True,
             text=True,
@@ -111,8 +176,14 @@ class Server:
         return loaded
 
 
-def make_server(tmp: Path, store_url: str | None = None, clock_file: Path | None = None) -> Server:
-    """`clock_file`: milliseconds to add to the server's (and its CLI's) clock."""
+def make_server(
+    tmp: Path,
+    store_url: str | None = None,
+    clock_file: Path | None = None,
+    *,
+    tls: Tls | None = None,
+) -> Server:
+    """`clock_file`: milliseconds to add to the server's (and its CLI's) clock; `tls`: HTTPS."""
     env = dict(os.environ)
     env.pop("KINDRED_CONFIG", None)
     env.pop("KINDRED_CLOCK_FILE", None)
@@ -122,7 +193,7 @@ def make_server(tmp: Path, store_url: str | None = None, clock_file: Path | None
         env["KINDRED_STORE_URL"] = store_url
     else:
         env.pop("KINDRED_STORE_URL", None)
-    return Server(data_dir=tmp / "data", config=CONFIG, env=env)
+    return Server(data_dir=tmp / "data", config=CONFIG, env=env, tls=tls)
 
 
 @pytest.fixture(scope="module")

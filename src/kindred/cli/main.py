@@ -9,28 +9,16 @@ import click
 import msgspec
 
 from kindred.bootstrap import Container, build
-from kindred.config import Settings, load_settings
+from kindred.cli.common import config_option, data_dir_option, settings_of
+from kindred.config import Settings
 from kindred.domain.errors import KindredError
 from kindred.observability import configure_logging
 
 __all__ = ["main"]
 
-_config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML config file (default: the demo config, or $KINDRED_CONFIG).",
-)
-_data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Where the embedded store lives."
-)
-
-
-def _settings(config_path: str | None, data_dir: str | None) -> Settings:
-    try:
-        return load_settings(config_path, data_dir=data_dir)
-    except KindredError as exc:
-        raise click.ClickException(str(exc)) from None
+_config_option = config_option
+_data_dir_option = data_dir_option
+_settings = settings_of
 
 
 def _started(settings: Settings) -> Container:
@@ -51,6 +39,16 @@ def main() -> None:
 @click.option("--port", type=int, help="Port to listen on (default from config: 8080).")
 @click.option("--demo-data", is_flag=True, help="Load the demo data before serving.")
 @click.option("--workers", type=click.IntRange(min=1), help="Server processes (default: 1).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate (chain) file: serve HTTPS. Needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM private key file of --tls-cert.",
+)
 def serve(
     *,
     config_path: str | None,
@@ -59,13 +57,18 @@ def serve(
     port: int | None,
     demo_data: bool,
     workers: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
-    """Run the HTTP server."""
-    from kindred.cli.serve import run_server  # noqa: PLC0415 - keeps other commands light
+    """Run the HTTP server (HTTPS with --tls-cert and --tls-key)."""
+    from kindred.cli.serve import Tls, run_server  # noqa: PLC0415 - keeps other commands light
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both or neither")
+    tls = Tls(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None
     settings = _settings(config_path, data_dir)
     configure_logging(settings.server.log_level, settings.server.log_format)
-    run_server(settings, host=host, port=port, demo_data=demo_data, workers=workers)
+    run_server(settings, host=host, port=port, demo_data=demo_data, workers=workers, tls=tls)
 
 
 @main.command()
@@ -289,3 +292,13 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
     finally:
         container.store.close()
     click.echo(msgspec.json.encode(report).decode())
+
+
+def _register_command_modules() -> None:
+    from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
+
+    main.add_command(identity)
+    main.add_command(quarantine)
+
+
+_register_command_modules()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
+from dataclasses import dataclass
 from typing import Any
 
+import click
 import msgspec
 import uvicorn
 
@@ -16,9 +19,29 @@ from kindred.config import Settings, load_settings
 from kindred.observability import configure_logging
 from kindred.services.ingest import Accepted, observe
 
-__all__ = ["load_demo", "run_server"]
+__all__ = ["Tls", "load_demo", "run_server"]
 
 log = logging.getLogger("kindred.serve")
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A PEM certificate (chain) file and its private key file: the server speaks HTTPS."""
+
+    cert: str
+    key: str
+
+    def check(self) -> None:
+        """Load the pair once, so that a bad file fails at start with a clear message."""
+        try:
+            # An encrypted key is refused here rather than prompted for on the terminal.
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                self.cert, self.key, password=lambda: b""
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise click.ClickException(
+                f"--tls-cert/--tls-key: cannot load {self.cert} with {self.key}: {exc}"
+            ) from None
 
 
 def run_server(
@@ -28,10 +51,13 @@ def run_server(
     port: int | None,
     demo_data: bool,
     workers: int | None = None,
+    tls: Tls | None = None,
 ) -> None:
     workers = workers or settings.server.workers
     host = host or settings.server.host
     port = port or settings.server.port
+    if tls is not None:
+        tls.check()
     if demo_data:
         container = build(settings)
         container.store.migrate()
@@ -47,7 +73,10 @@ def run_server(
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
-    _announce(settings, host, port)
+    if tls is not None:
+        options["ssl_certfile"] = tls.cert
+        options["ssl_keyfile"] = tls.key
+    _announce(settings, host, port, scheme="https" if tls else "http")
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(build(settings)), **options)).run()
         return
@@ -66,8 +95,8 @@ def worker_app() -> FastPath:
     return create_app(build(settings))
 
 
-def _announce(settings: Settings, host: str, port: int) -> None:
-    base = f"http://{host}:{port}"
+def _announce(settings: Settings, host: str, port: int, *, scheme: str = "http") -> None:
+    base = f"{scheme}://{host}:{port}"
     print(
         f"Kindred listening on {base}\n"
         f"  config:   {settings.source}\n"

@@ -2,11 +2,11 @@
 
 Everything but the user identities merges by content, so the result does not depend on
 which profile survives nor on the order of several merges: each attribute keeps the write
-of highest (priority, timestamp), consent the newest fact, devices are united, first seen
-is the earliest and last stored the latest. Ties go to a fixed order of the values
-themselves. A user identity type both profiles hold with different values keeps the
-survivor's value; the other is returned as dropped (the ledger keeps the full pre-merge
-profiles, so an un-merge gets it back).
+of highest (priority, timestamp), consent the newest fact, each device its most recently
+seen state, opt-out the newest; first seen is the earliest and last stored the latest.
+Ties go to a fixed order of the values themselves. A user identity type both profiles
+hold with different values keeps the survivor's value; the other is returned as dropped
+(the ledger keeps the full pre-merge profiles, so an un-merge gets it back).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from kindred.domain.dedup import DIGEST_SIZE, MESSAGE_WINDOW
 from kindred.domain.observation import ConsentFact
 from kindred.domain.profile import (
     AttributeEntry,
-    Attribution,
     Device,
     IdentityEntry,
     Membership,
@@ -40,20 +39,20 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
     """The survivor with the merged profile's data folded in (not yet versioned), and the
     merged profile's user identities that conflicted with the survivor's."""
     identities, dropped = _merge_identities(survivor.user_identities, merged.user_identities)
-    newer_opt_out = _later(survivor, merged, lambda p: (p.opt_out_ts_ms, p.is_opted_out))
-    latest = _later(survivor, merged, lambda p: (p.last_stored_ms, _key(p.ip)))
+    opt_out = max((p.opt_out_ts_ms, p.is_opted_out) for p in (survivor, merged))
+    ip = max((p.last_stored_ms, p.ip is not None, p.ip or "") for p in (survivor, merged))
+    lat = max(
+        (p.last_stored_ms, p.limit_ad_tracking is not None, p.limit_ad_tracking is True)
+        for p in (survivor, merged)
+    )
     result = replace(
         survivor,
         created_ms=min(survivor.created_ms, merged.created_ms),
         last_stored_ms=max(survivor.last_stored_ms, merged.last_stored_ms),
-        is_opted_out=newer_opt_out.is_opted_out,
-        opt_out_ts_ms=newer_opt_out.opt_out_ts_ms,
-        limit_ad_tracking=(
-            survivor.limit_ad_tracking
-            if survivor.limit_ad_tracking is not None
-            else merged.limit_ad_tracking
-        ),
-        ip=latest.ip or survivor.ip or merged.ip,
+        opt_out_ts_ms=opt_out[0],
+        is_opted_out=opt_out[1],
+        limit_ad_tracking=lat[2] if lat[1] else None,
+        ip=ip[2] if ip[1] else None,
         user_identities=identities,
         workspaces=_union(survivor.workspaces, merged.workspaces, _merge_workspace),
         memberships=_union(survivor.memberships, merged.memberships, _earlier_membership),
@@ -143,24 +142,10 @@ def _optional(a: T | None, b: T | None, both: Callable[[T, T], T]) -> T | None:
 
 
 def _merge_device(a: Device, b: Device) -> Device:
-    recent = _later(a, b, lambda d: (d.last_seen_ms,))
-    older = b if recent is a else a
-    att = _later(a, b, lambda d: (d.att_ts_ms or 0,))
-    return replace(
-        recent,
-        first_seen_ms=min(a.first_seen_ms, b.first_seen_ms),
-        last_seen_ms=max(a.last_seen_ms, b.last_seen_ms),
-        platform=recent.platform or older.platform,
-        info={**older.info, **recent.info},
-        identities={**older.identities, **recent.identities},
-        att_status=att.att_status,
-        att_ts_ms=att.att_ts_ms,
-        attribution=_optional(a.attribution, b.attribution, _newer_attribution),
-    )
-
-
-def _newer_attribution(a: Attribution, b: Attribution) -> Attribution:
-    return _later(a, b, lambda x: (x.ts_ms,))
+    """The most recently seen state of the device, seen since the earliest first sighting.
+    (Taken whole rather than field by field, so that merging stays order-free.)"""
+    recent = _later(a, b, lambda d: (d.last_seen_ms, _key(replace(d, first_seen_ms=0))))
+    return replace(recent, first_seen_ms=min(a.first_seen_ms, b.first_seen_ms))
 
 
 def _merge_windows(a: bytes, b: bytes) -> bytes:

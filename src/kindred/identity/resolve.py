@@ -128,20 +128,24 @@ def best_match(
 def eligible(candidate: Candidate, user: Mapping[str, str], policy: IdentityPolicy) -> bool:
     """Whether the candidate may be this batch's user.
 
-    A profile holding a login (or the immutable) identity is only this user's when the batch
-    carries the same value. When the batch agrees with it on such an identity, that settles
-    it; otherwise a unique identity the batch holds with another value rules it out.
+    A profile holding login (or immutable) identities is only this user's when the batch
+    carries at least one of them with the same value, and none with another value. When
+    the batch agrees with it on such an identity, that settles it; otherwise a unique
+    identity the batch holds with another value rules it out.
     """
     logins = policy.login | ({policy.immutable} if policy.immutable else set())
-    agreed = False
+    agreed = held_any = False
     for id_type in logins:
         held = candidate.user_identities.get(id_type)
-        if held is not None:
-            if user.get(id_type) != held:
-                return False
-            agreed = True
-    if agreed:
-        return True
+        if held is None:
+            continue
+        held_any = True
+        given = user.get(id_type)
+        if given is not None and given != held:
+            return False
+        agreed = agreed or given == held
+    if held_any:
+        return agreed
     for id_type in policy.unique:
         held = candidate.user_identities.get(id_type)
         given = user.get(id_type)

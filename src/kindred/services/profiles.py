@@ -52,4 +52,6 @@ def profile_document(profile: Profile) -> dict[str, Any]:
     reader rounds it."""
     doc: dict[str, Any] = msgspec.to_builtins(profile)
     doc["mpid"] = str(profile.mpid)
+    if profile.merged_into is not None:
+        doc["merged_into"] = str(profile.merged_into)
     return doc

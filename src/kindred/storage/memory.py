@@ -113,6 +113,12 @@ class _MemoryUnitOfWork:
     def record_merge(self, entry: MergeEntry) -> None:
         self.state.merges.append(msgspec.structs.replace(entry, id=len(self.state.merges) + 1))
 
+    def mark_replayed(self, reject_id: int, now_ms: int) -> None:
+        self.state.rejects = [
+            msgspec.structs.replace(r, replayed_ms=now_ms) if r.id == reject_id else r
+            for r in self.state.rejects
+        ]
+
     def mark_unmerged(self, merge_id: int, now_ms: int) -> None:
         merges = self.state.merges
         merges[merge_id - 1] = msgspec.structs.replace(merges[merge_id - 1], unmerged_ms=now_ms)

@@ -47,6 +47,7 @@ class PendingWrites:
     merges: list[MergeEntry] = field(default_factory=list)
     unmerges: list[tuple[int, int]] = field(default_factory=list)  # (merge id, time)
     repoints: list[tuple[int, int]] = field(default_factory=list)  # (log entry id, mpid)
+    replays: list[tuple[int, int]] = field(default_factory=list)  # (reject id, time)
 
 
 class SetOps(Protocol):
@@ -138,6 +139,9 @@ class WriteBehindUnitOfWork:
 
     def record_merge(self, entry: MergeEntry) -> None:
         self._writes.merges.append(entry)
+
+    def mark_replayed(self, reject_id: int, now_ms: int) -> None:
+        self._writes.replays.append((reject_id, now_ms))
 
     def mark_unmerged(self, merge_id: int, now_ms: int) -> None:
         self._writes.unmerges.append((merge_id, now_ms))

@@ -189,6 +189,11 @@ class _PostgresSetOps:
                 "UPDATE event_log SET mpid = %s WHERE id = %s",
                 [(mpid, entry_id) for entry_id, mpid in writes.repoints],
             )
+            _many(
+                cursor,
+                "UPDATE rejects SET replayed_ms = %s WHERE id = %s",
+                [(ms, reject_id) for reject_id, ms in writes.replays],
+            )
 
     def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
         inserts = [

@@ -201,6 +201,10 @@ class _SqliteSetOps:
             "UPDATE event_log SET mpid = ? WHERE id = ?",
             [(mpid, entry_id) for entry_id, mpid in writes.repoints],
         )
+        self.conn.executemany(
+            "UPDATE rejects SET replayed_ms = ? WHERE id = ?",
+            [(ms, reject_id) for reject_id, ms in writes.replays],
+        )
 
     def _save_profiles(self, writes: PendingWrites) -> None:
         inserted = self.conn.executemany(

@@ -1,0 +1,42 @@
+"""Options and set-up shared by the CLI's command modules."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import click
+
+from kindred.bootstrap import Container, build
+from kindred.config import Settings, load_settings
+from kindred.domain.errors import KindredError
+
+__all__ = ["config_option", "data_dir_option", "settings_of", "started"]
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML config file (default: the demo config, or $KINDRED_CONFIG).",
+)
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Where the embedded store lives."
+)
+
+
+def settings_of(config_path: str | None, data_dir: str | None) -> Settings:
+    try:
+        return load_settings(config_path, data_dir=data_dir)
+    except KindredError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def started(config_path: str | None, data_dir: str | None) -> Iterator[Container]:
+    """A container on a migrated store, closed afterwards."""
+    container = build(settings_of(config_path, data_dir))
+    container.store.migrate()
+    try:
+        yield container
+    finally:
+        container.store.close()

@@ -1,0 +1,165 @@
+"""`kindred identity ...` (merges, un-merges, aliases) and `kindred quarantine ...`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+from kindred.bootstrap import Container
+from kindred.cli.common import config_option, data_dir_option, started
+from kindred.domain.errors import KindredError
+from kindred.services.items import MergeCall, Outcome
+
+__all__ = ["identity", "quarantine"]
+
+
+@click.group()
+def identity() -> None:
+    """The merge ledger: list merges, undo one, alias one profile onto another."""
+
+
+def _scope(container: Container, workspace: int | None) -> str:
+    workspaces = container.tenancy.workspaces
+    if workspace is None:
+        return next(iter(workspaces.values())).identity_scope
+    if workspace not in workspaces:
+        raise click.ClickException(f"--workspace: no workspace with id {workspace}")
+    return workspaces[workspace].identity_scope
+
+
+def _run(container: Container, call: MergeCall) -> Outcome:
+    (outcome,) = container.ingest.ingest([call])
+    if isinstance(outcome.detail, KindredError):
+        raise click.ClickException(str(outcome.detail))
+    return outcome
+
+
+@identity.command("merges")
+@click.option("--mpid", type=int, help="Only merges this MPID took part in.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@config_option
+@data_dir_option
+def merges(mpid: int | None, limit: int, config_path: str | None, data_dir: str | None) -> None:
+    """List the merge ledger, newest first."""
+    with started(config_path, data_dir) as container:
+        entries = container.store.list_merges(mpid, limit)
+        rows = [
+            {
+                "id": e.id,
+                "survivor": str(e.survivor),
+                "merged": str(e.merged),
+                "rule": e.rule,
+                "identity": f"{e.identity_type}={e.identity_value}" if e.identity_type else None,
+                "merged_ms": e.merged_ms,
+                "moved_log_entries": len(e.moved_log_ids),
+                "detail": e.detail,
+                "unmerged_ms": e.unmerged_ms,
+            }
+            for e in entries
+        ]
+    click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
+
+
+@identity.command("unmerge")
+@click.argument("merge_id", type=int)
+@click.option("--workspace", type=int, help="A workspace of the merge's identity scope.")
+@config_option
+@data_dir_option
+def unmerge(
+    merge_id: int, workspace: int | None, config_path: str | None, data_dir: str | None
+) -> None:
+    """Undo a merge: both profiles as they were, later batches applied again."""
+    with started(config_path, data_dir) as container:
+        call = MergeCall(
+            kind="unmerge",
+            scope=_scope(container, workspace),
+            received_ms=container.clock.now_ms(),
+            merge_id=merge_id,
+        )
+        outcome = _run(container, call)
+    click.echo(msgspec.json.encode({"merge": merge_id, "reapplied": outcome.detail}).decode())
+
+
+@identity.command("alias")
+@click.option("--source", "source", type=int, required=True, help="MPID whose data moves.")
+@click.option("--destination", type=int, required=True, help="MPID that receives it.")
+@click.option("--start-ms", type=int, help="Events from (default: destination's 90 days).")
+@click.option("--end-ms", type=int, help="Events until (default: now).")
+@click.option("--workspace", type=int, help="A workspace of the profiles' identity scope.")
+@config_option
+@data_dir_option
+def alias(
+    *,
+    source: int,
+    destination: int,
+    start_ms: int | None,
+    end_ms: int | None,
+    workspace: int | None,
+    config_path: str | None,
+    data_dir: str | None,
+) -> None:
+    """Fold one profile into another, as the SDKs' alias call does."""
+    with started(config_path, data_dir) as container:
+        now = container.clock.now_ms()
+        end = end_ms if end_ms is not None else now
+        call = MergeCall(
+            kind="alias",
+            scope=_scope(container, workspace),
+            received_ms=now,
+            source=source,
+            destination=destination,
+            start_ms=start_ms if start_ms is not None else end - 90 * 86_400_000,
+            end_ms=end,
+            rule="admin",
+        )
+        outcome = _run(container, call)
+    click.echo(msgspec.json.encode({"survivor": str(destination), "moved": outcome.detail}))
+
+
+@click.group()
+def quarantine() -> None:
+    """Web batches that could not be read, kept with their reason."""
+
+
+@quarantine.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@config_option
+@data_dir_option
+def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -> None:
+    """List quarantined batches, newest first."""
+    with started(config_path, data_dir) as container:
+        rows = [
+            {
+                "id": r.id,
+                "input": r.input,
+                "received_ms": r.received_ms,
+                "reason": r.reason,
+                "replayed_ms": r.replayed_ms,
+                "body": r.body.decode("utf-8", "replace"),
+            }
+            for r in container.store.list_rejects("quarantined", limit)
+        ]
+    click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
+
+
+@quarantine.command("replay")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these (repeatable).")
+@config_option
+@data_dir_option
+def quarantine_replay(ids: tuple[int, ...], config_path: str | None, data_dir: str | None) -> None:
+    """Send quarantined batches through ingest again; print what still cannot be read."""
+    from kindred.services.quarantine import QuarantineReplay  # noqa: PLC0415
+
+    with started(config_path, data_dir) as container:
+        replay = QuarantineReplay(
+            container.store,
+            container.ingest.ingest,
+            container.tenancy.input_named,
+            container.clock,
+        )
+        report = replay.replay(ids)
+    click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+    if report.still_invalid:
+        sys.exit(1)

@@ -1,0 +1,284 @@
+"""IDSync calls and merges through the writer's code path on the reference store:
+no two profiles ever share a unique identity, an un-merge restores the earlier profiles
+exactly, merged MPIDs keep working."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kindred.domain.apply import identity_keys
+from kindred.domain.identities import IdentityKey
+from kindred.domain.observation import Observation
+from kindred.domain.profile import Profile
+from kindred.domain.tenancy import (
+    AccountPolicy,
+    IdentityPolicy,
+    InputDef,
+    SourceType,
+    WorkspaceDef,
+)
+from kindred.services.identity import IdentityAnswer
+from kindred.services.ingest import Accepted, IngestService, observe
+from kindred.services.items import IdentityCall, MergeCall, Outcome
+from kindred.storage.memory import MemoryStore
+from tests.fakes import NullMetrics, SequentialMpids
+from tests.strategies import profiles
+
+NOW = 1_700_000_000_000
+WORKSPACE = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
+WEB = InputDef(
+    name="web", workspace=WORKSPACE, source_type=SourceType.WEB, api_key="k", api_secret=None
+)
+SCOPE = WORKSPACE.identity_scope
+
+
+class World:
+    def __init__(self, source: InputDef = WEB) -> None:
+        self.source = source
+        self.store = MemoryStore()
+        self.ingest = IngestService(self.store, SequentialMpids(), NullMetrics(), lambda _: source)
+        self.now = NOW
+
+    def run(self, item: object) -> Outcome:
+        self.now += 1_000
+        (outcome,) = self.ingest.ingest([item])  # type: ignore[list-item]
+        return outcome
+
+    def call(
+        self,
+        kind: str,
+        user: dict[str, str] | None = None,
+        das: str | None = None,
+        previous: int | None = None,
+    ) -> IdentityAnswer:
+        device = {"device_application_stamp": das} if das else {}
+        obs = Observation(
+            received_ms=self.now,
+            effective_ms=self.now,
+            user_identities=user or {},
+            device_identities=device,
+        )
+        outcome = self.run(
+            IdentityCall(kind=kind, input=self.source, observation=obs, previous_mpid=previous)  # type: ignore[arg-type]
+        )
+        assert isinstance(outcome.detail, IdentityAnswer), outcome
+        return outcome.detail
+
+    def batch(self, mpid: int | None, **fields: object) -> Outcome:
+        body = msgspec.json.encode(
+            {"environment": "production", **({"mpid": str(mpid)} if mpid else {}), **fields}
+        )
+        return self.run(Accepted(self.source, observe(body, self.source, self.now), body))
+
+    def modify(self, mpid: int, changes: list[tuple[str, str | None, str | None]]) -> Outcome:
+        obs = Observation(received_ms=self.now, effective_ms=self.now)
+        call = IdentityCall(
+            kind="modify",
+            input=self.source,
+            observation=obs,
+            target_mpid=mpid,
+            changes=tuple(changes),
+        )
+        return self.run(call)
+
+    def store_links(self, profile: Profile) -> list[IdentityKey]:
+        """The identities the index links to the profile's MPID."""
+        keys = identity_keys(profile)
+        return [k for k in keys if profile.mpid in self.store.find_profiles(SCOPE, k)]
+
+    def profile(self, mpid: int) -> Profile:
+        found = self.store.get_profile(mpid)
+        assert found is not None
+        return found
+
+
+def test_login_converts_then_merges_the_next_anonymous_profile() -> None:
+    world = World()
+    anon = world.call("identify", das="d1").mpid
+    assert world.call("login", {"customer_id": "c1"}, das="d1", previous=anon).mpid == anon
+    other = world.call("identify", das="d2").mpid
+    world.batch(other, user_attributes={"shoe": "blue"})
+    answer = world.call("login", {"customer_id": "c1"}, das="d2", previous=other)
+    assert (answer.mpid, answer.is_logged_in) == (anon, True)
+    survivor = world.profile(anon)
+    assert survivor.workspaces[1].attributes["shoe"].value == "blue"
+    assert world.profile(other).merged_into == anon
+    (entry,) = world.store.list_merges(None, 10)
+    assert (entry.survivor, entry.merged, entry.rule) == (anon, other, "login")
+    # The merged MPID still works: a batch naming it lands on the survivor.
+    world.batch(other, user_attributes={"hat": "red"})
+    assert world.profile(anon).workspaces[1].attributes["hat"].value == "red"
+
+
+def test_an_unmerge_restores_both_profiles_and_re_applies_later_batches() -> None:
+    world = World()
+    known = world.call("identify", {"customer_id": "c1"}).mpid
+    world.batch(known, user_attributes={"tier": "gold"})
+    anon = world.call("identify", das="d9").mpid
+    world.batch(anon, user_attributes={"color": "green"})
+    before = {m: world.profile(m) for m in (known, anon)}
+    world.call("login", {"customer_id": "c1"}, das="d9", previous=anon)
+    world.batch(anon, user_attributes={"late": "yes"})  # after the merge, via the stub
+    (entry,) = world.store.list_merges(None, 10)
+    assert entry.id is not None
+    outcome = world.run(MergeCall(kind="unmerge", scope=SCOPE, received_ms=NOW, merge_id=entry.id))
+    assert outcome.status == "applied"
+    restored = {m: world.profile(m) for m in (known, anon)}
+    assert restored[anon].merged_into is None
+    assert "color" in restored[anon].workspaces[1].attributes
+    assert "color" not in restored[known].workspaces[1].attributes
+    assert restored[known].workspaces[1].attributes["tier"].value == "gold"
+    # The batch sent after the merge named the anonymous MPID: it goes back there.
+    assert restored[anon].workspaces[1].attributes["late"].value == "yes"
+    assert "late" not in restored[known].workspaces[1].attributes
+    # The anonymous profile has its device back (the login itself linked it to the known
+    # profile too: that was the login, not the merge).
+    linked = world.store.find_profiles(SCOPE, IdentityKey("device_application_stamp", "d9"))
+    assert sorted(linked) == sorted([anon, known])
+    assert {t: e.value for t, e in restored[known].user_identities.items()} == {
+        t: e.value for t, e in before[known].user_identities.items()
+    }
+    assert world.store.get_merge(entry.id).unmerged_ms is not None  # type: ignore[union-attr]
+    refused = world.run(MergeCall(kind="unmerge", scope=SCOPE, received_ms=NOW, merge_id=entry.id))
+    assert refused.status == "refused"
+
+
+def test_an_alias_moves_the_source_onto_the_destination() -> None:
+    world = World()
+    source = world.call("identify", das="s").mpid
+    world.batch(source, user_attributes={"a": 1})
+    destination = world.call("identify", {"customer_id": "c7"}).mpid
+    outcome = world.run(
+        MergeCall(
+            kind="alias",
+            scope=SCOPE,
+            received_ms=world.now,
+            source=source,
+            destination=destination,
+            start_ms=NOW,
+            end_ms=world.now,
+        )
+    )
+    assert (outcome.status, outcome.detail) == ("applied", 2)  # identify + batch moved
+    assert world.profile(destination).workspaces[1].attributes["a"].value == 1
+    assert [e.mpid for e in world.store.log_for_profile(destination, 10)].count(destination) >= 2
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "start", "end", "reason"),
+    [(1, 1, 0, 1, "same profile"), (1, 2, 5, 1, "before"), (1, 2, 0, 91 * 86_400_000, "90 days")],
+)
+def test_bad_aliases_are_refused(
+    source: int, destination: int, start: int, end: int, reason: str
+) -> None:
+    world = World()
+    world.call("identify", das="x")
+    world.call("identify", {"customer_id": "c"})
+    outcome = world.run(
+        MergeCall(
+            kind="alias",
+            scope=SCOPE,
+            received_ms=world.now,
+            source=source,
+            destination=destination,
+            start_ms=start,
+            end_ms=end,
+        )
+    )
+    assert outcome.status == "refused"
+    assert reason in str(outcome.detail)
+
+
+Step = tuple[str, str, str, int]
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["identify", "login", "logout", "batch", "modify"]),
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.sampled_from(["d1", "d2"]),
+        st.integers(0, 5),
+    ),
+    max_size=12,
+)
+
+
+LINK = InputDef(
+    name="web",
+    workspace=WorkspaceDef(
+        workspace_id=1,
+        name="w",
+        account=AccountPolicy(
+            account_id=1,
+            identity=IdentityPolicy(
+                strategy="profile_link",
+                unique=frozenset({"customer_id", "email"}),
+                login=frozenset({"customer_id", "email"}),
+            ),
+        ),
+    ),
+    source_type=SourceType.WEB,
+    api_key="k",
+    api_secret=None,
+)
+
+
+@pytest.mark.parametrize("source", [WEB, LINK], ids=["default", "profile_link"])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(script=steps)
+def test_no_two_profiles_ever_share_a_unique_identity(source: InputDef, script: list[Step]) -> None:
+    world = World(source)
+    seen: list[int] = []
+    for kind, customer, das, pick in script:
+        previous = seen[pick % len(seen)] if seen else None
+        if kind == "batch":
+            outcome = world.batch(
+                previous, user_identities={"customer_id": customer}, mp_deviceid=das
+            )
+        elif kind == "modify":
+            if previous is None:
+                continue
+            outcome = world.modify(previous, [("email", None, f"{customer}@x")])
+        else:
+            answer = world.call(kind, {"customer_id": customer}, das=das, previous=previous)
+            seen.append(answer.mpid)
+            continue
+        if outcome.mpid is not None:
+            seen.append(outcome.mpid)
+    live = [p for p in world.store._state.profiles.values() if p.merged_into is None]
+    for id_type in source.workspace.account.identity.unique:
+        values = [p.user_identities[id_type].value for p in live if id_type in p.user_identities]
+        assert len(values) == len(set(values)), (id_type, values)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(a=profiles(mpid=101), b=profiles(mpid=202))
+def test_an_unmerge_after_a_merge_restores_the_profiles_exactly(a: Profile, b: Profile) -> None:
+    world = World()
+    a, b = (msgspec.structs.replace(p, scope=SCOPE, version=1) for p in (a, b))
+    with world.store.unit_of_work() as uow:
+        for profile in (a, b):
+            uow.save_profile(profile)
+            uow.link_identities(SCOPE, profile.mpid, identity_keys(profile))
+    index_before = {p.mpid: sorted(world.store_links(p)) for p in (a, b)}
+    merged = world.run(
+        MergeCall(
+            kind="alias",
+            scope=SCOPE,
+            received_ms=NOW,
+            source=202,
+            destination=101,
+            start_ms=NOW - 86_400_000,
+            end_ms=NOW,
+        )
+    )
+    assert merged.status == "applied", merged.detail
+    (entry,) = world.store.list_merges(None, 1)
+    assert entry.id is not None
+    undone = world.run(MergeCall(kind="unmerge", scope=SCOPE, received_ms=NOW, merge_id=entry.id))
+    assert undone.status == "applied", undone.detail
+    for original in (a, b):
+        restored = world.profile(original.mpid)
+        assert restored == msgspec.structs.replace(original, version=3)
+        assert sorted(world.store_links(original)) == index_before[original.mpid]
