@@ -21,6 +21,7 @@ from kindred.domain.tenancy import Guardrails
 
 __all__ = [
     "AccountSettings",
+    "AdminSettings",
     "CredentialSettings",
     "IdentitySettings",
     "InputSettings",
@@ -142,6 +143,12 @@ class OAuthSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     token_ttl_s: int = 28800
 
 
+class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The bearer token of the admin HTTP API (/admin/v1/...); none: the admin API is off.
+    token: str | None = None
+    token_env: str | None = None
+
+
 class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # How often each server process runs the lifetime sweep; 0 leaves it to `kindred sweep`.
     sweep_interval_s: float = 3600.0
@@ -156,6 +163,7 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     credentials: list[CredentialSettings] = msgspec.field(default_factory=list)
     oauth: OAuthSettings = msgspec.field(default_factory=OAuthSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
     # Not from the file: where the embedded store and other local files live.
     data_dir: str = "data"
     source: str = "<demo>"
@@ -231,7 +239,13 @@ def _resolve_secrets(settings: Settings, environ: dict[str, str]) -> Settings:
         )
         for n, c in enumerate(settings.credentials)
     ]
-    return msgspec.structs.replace(settings, accounts=accounts, credentials=credentials)
+    admin = msgspec.structs.replace(
+        settings.admin,
+        token=_secret(settings.admin.token, settings.admin.token_env, environ, "admin.token_env"),
+    )
+    return msgspec.structs.replace(
+        settings, accounts=accounts, credentials=credentials, admin=admin
+    )
 
 
 def _secret(

@@ -242,3 +242,35 @@ def test_quarantined_batches_can_be_listed_and_replayed(server: Server, tmp_path
     profile = server.profile(identity="device_application_stamp=e2e-das-q")
     assert profile is not None
     assert profile["workspaces"]["1"]["attributes"]["note"]["value"] == long_value
+
+
+def test_the_admin_api_lists_aliases_and_undoes_merges(server: Server) -> None:
+    admin = {"authorization": "Bearer e2e-admin-token"}
+    assert httpx.get(f"{server.url}/admin/v1/merges").status_code == 401
+    wrong = httpx.get(f"{server.url}/admin/v1/merges", headers={"authorization": "Bearer x"})
+    assert wrong.status_code == 403
+    source = identify(server, {"device_application_stamp": "e2e-das-admin"})["mpid"]
+    destination = identify(server, {"customerid": "e2e-admin-1"})["mpid"]
+    body = {
+        "source_mpid": source,
+        "destination_mpid": destination,
+        "start_unixtime_ms": 0,
+        "end_unixtime_ms": 1,
+        "workspace_id": 1,
+    }
+    aliased = httpx.post(f"{server.url}/admin/v1/alias", json=body, headers=admin)
+    assert aliased.status_code == 200, aliased.text
+    assert aliased.json()["survivor"] == destination
+    listed = httpx.get(f"{server.url}/admin/v1/merges", params={"mpid": source}, headers=admin)
+    (entry,) = listed.json()
+    assert (entry["merged"], entry["rule"]) == (source, "admin")
+    undone = httpx.post(f"{server.url}/admin/v1/merges/{entry['id']}/unmerge", headers=admin)
+    assert undone.status_code == 200, undone.text
+    restored = server.profile(mpid=source)
+    assert restored is not None
+    assert "merged_into" not in restored
+    again = httpx.post(f"{server.url}/admin/v1/merges/{entry['id']}/unmerge", headers=admin)
+    assert again.status_code == 400
+    assert "already undone" in again.json()["errors"][0]["message"]
+    bad = httpx.post(f"{server.url}/admin/v1/alias", json={"source_mpid": 1.5}, headers=admin)
+    assert bad.status_code == 400

@@ -108,6 +108,7 @@ class IdentityApi:
         data = decode_alias(body).data
         call = MergeCall(
             kind="alias",
+            max_merged=source.workspace.account.guardrails.max_profiles_merged,
             scope=source.workspace.identity_scope,
             received_ms=self._c.clock.now_ms(),
             source=int(data.source_mpid),

@@ -10,7 +10,9 @@ import msgspec
 from kindred.bootstrap import Container
 from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
+from kindred.domain.tenancy import WorkspaceDef
 from kindred.services.items import MergeCall, Outcome
+from kindred.services.merges import ledger_row
 
 __all__ = ["identity", "quarantine"]
 
@@ -20,13 +22,13 @@ def identity() -> None:
     """The merge ledger: list merges, undo one, alias one profile onto another."""
 
 
-def _scope(container: Container, workspace: int | None) -> str:
+def _workspace(container: Container, workspace: int | None) -> WorkspaceDef:
     workspaces = container.tenancy.workspaces
     if workspace is None:
-        return next(iter(workspaces.values())).identity_scope
+        return next(iter(workspaces.values()))
     if workspace not in workspaces:
         raise click.ClickException(f"--workspace: no workspace with id {workspace}")
-    return workspaces[workspace].identity_scope
+    return workspaces[workspace]
 
 
 def _run(container: Container, call: MergeCall) -> Outcome:
@@ -45,20 +47,7 @@ def merges(mpid: int | None, limit: int, config_path: str | None, data_dir: str 
     """List the merge ledger, newest first."""
     with started(config_path, data_dir) as container:
         entries = container.store.list_merges(mpid, limit)
-        rows = [
-            {
-                "id": e.id,
-                "survivor": str(e.survivor),
-                "merged": str(e.merged),
-                "rule": e.rule,
-                "identity": f"{e.identity_type}={e.identity_value}" if e.identity_type else None,
-                "merged_ms": e.merged_ms,
-                "moved_log_entries": len(e.moved_log_ids),
-                "detail": e.detail,
-                "unmerged_ms": e.unmerged_ms,
-            }
-            for e in entries
-        ]
+        rows = [ledger_row(e) for e in entries]
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
 
@@ -74,7 +63,7 @@ def unmerge(
     with started(config_path, data_dir) as container:
         call = MergeCall(
             kind="unmerge",
-            scope=_scope(container, workspace),
+            scope=_workspace(container, workspace).identity_scope,
             received_ms=container.clock.now_ms(),
             merge_id=merge_id,
         )
@@ -104,9 +93,11 @@ def alias(
     with started(config_path, data_dir) as container:
         now = container.clock.now_ms()
         end = end_ms if end_ms is not None else now
+        ws = _workspace(container, workspace)
         call = MergeCall(
             kind="alias",
-            scope=_scope(container, workspace),
+            max_merged=ws.account.guardrails.max_profiles_merged,
+            scope=ws.identity_scope,
             received_ms=now,
             source=source,
             destination=destination,

@@ -57,6 +57,7 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         workspaces=_union(survivor.workspaces, merged.workspaces, _merge_workspace),
         memberships=_union(survivor.memberships, merged.memberships, _earlier_membership),
         recent_messages=_merge_windows(survivor.recent_messages, merged.recent_messages),
+        absorbed=survivor.absorbed + merged.absorbed + 1,
     )
     return result, dropped
 

@@ -100,6 +100,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # Set when this profile was merged into another (IDS-6): its MPID then stands for that
     # survivor, and it holds nothing else until an un-merge brings its data back.
     merged_into: int | None = None
+    # How many profiles were merged into this one (directly or through them).
+    absorbed: int = 0
     # Incremented on every save: stores use it to detect a lost update across processes.
     version: int = 0
 

@@ -80,6 +80,8 @@ class Guardrails(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_list_entry_length: int = 512
     max_identities_per_profile: int = 50
     max_devices_per_workspace: int = 50
+    # Profiles one profile may absorb through merges (aliases, logins), itself not counted.
+    max_profiles_merged: int = 20
 
 
 class IdentityPolicy(msgspec.Struct, frozen=True, kw_only=True):

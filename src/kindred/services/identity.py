@@ -19,6 +19,7 @@ from typing import Protocol
 import msgspec
 
 from kindred.domain.apply import identity_keys
+from kindred.domain.changes import Note
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
@@ -136,13 +137,25 @@ class IdentityCalls:
         before = decided.profiles.get(mpid)
         outcome = apply_fn(uow, accepted, as_batch, before, mpid)
         target = uow.load_profiles([mpid])[mpid]
+        notes = outcome.notes
         if decision.merge_from is not None and decided.previous is not None:
             login = next((IdentityKey(t, v) for t, v in decision.user_identities.items()), None)
-            target = merge_into(
-                uow, target, decided.previous, rule="login", now_ms=now_ms, identity=login
-            )
+            cap = call.input.workspace.account.guardrails.max_profiles_merged
+            try:
+                target = merge_into(
+                    uow,
+                    target,
+                    decided.previous,
+                    rule="login",
+                    now_ms=now_ms,
+                    max_merged=cap,
+                    identity=login,
+                )
+            except InvalidBatch as refusal:
+                # The login stands; only the merge is refused, and counted.
+                notes += (Note(reason="merge_cap", path="previous_mpid", detail=refusal.reason),)
         answer = _answer(call, target, {mpid: before} if before else {})
-        return Outcome(BatchStatus.APPLIED, mpid, outcome.notes, outcome.changes, answer)
+        return Outcome(BatchStatus.APPLIED, mpid, notes, outcome.changes, answer)
 
     def _check_modify(self, call: IdentityCall) -> None:
         assert call.target_mpid is not None

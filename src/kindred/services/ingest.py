@@ -104,6 +104,8 @@ class IngestService:
             outcomes = [self._apply_alone(item) for item in items]
         self._metrics.group_committed(len(items), time.perf_counter() - started)
         for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(item, IdentityCall) and outcome.notes:
+                self._metrics.notes(item.input.name, [n.reason for n in outcome.notes])
             if not isinstance(item, Accepted):
                 continue
             name = item.input.name
@@ -272,6 +274,7 @@ class IngestService:
             source,
             rule=call.rule,
             now_ms=call.received_ms,
+            max_merged=call.max_merged,
             moved_log_ids=moved,
             detail=f"events {call.start_ms}..{call.end_ms}",
         )

@@ -71,6 +71,8 @@ class MergeCall:
     end_ms: int = 0
     merge_id: int | None = None
     rule: str = "alias"
+    # The account's guardrail (Guardrails.max_profiles_merged).
+    max_merged: int = 20
 
 
 WriterItem = Accepted | Refused | IdentityCall | MergeCall

@@ -24,6 +24,7 @@ __all__ = [
     "ALIAS_MAX_WINDOW_MS",
     "check_alias",
     "follow",
+    "ledger_row",
     "merge_into",
     "restore",
     "sync_index",
@@ -62,12 +63,20 @@ def merge_into(
     *,
     rule: str,
     now_ms: int,
+    max_merged: int,
     identity: IdentityKey | None = None,
     moved_log_ids: Sequence[int] = (),
     detail: str | None = None,
 ) -> Profile:
     """Fold `merged` into `survivor` (both as stored in this unit of work); returns the
-    saved survivor."""
+    saved survivor. InvalidBatch when the survivor would hold more than `max_merged`
+    profiles (the guardrail against one profile swallowing many users)."""
+    if survivor.absorbed + merged.absorbed + 1 > max_merged:
+        raise InvalidBatch(
+            f"merge_cap: profile {survivor.mpid} has absorbed {survivor.absorbed} profiles;"
+            f" merging {merged.mpid} would pass the cap of {max_merged}",
+            "destination_mpid",
+        )
     folded, _dropped = merge_profiles(survivor, merged)
     folded = msgspec.structs.replace(
         folded, version=survivor.version + 1, last_stored_ms=max(folded.last_stored_ms, now_ms)
@@ -141,3 +150,18 @@ def check_alias(
     if end_ms - start_ms > ALIAS_MAX_WINDOW_MS:
         raise InvalidBatch("the time range is over 90 days", "data.start_unixtime_ms")
     return source, destination
+
+
+def ledger_row(e: MergeEntry) -> dict[str, object]:
+    """A ledger entry as operators see it (CLI and admin API): MPIDs as strings."""
+    return {
+        "id": e.id,
+        "survivor": str(e.survivor),
+        "merged": str(e.merged),
+        "rule": e.rule,
+        "identity": f"{e.identity_type}={e.identity_value}" if e.identity_type else None,
+        "merged_ms": e.merged_ms,
+        "moved_log_entries": len(e.moved_log_ids),
+        "detail": e.detail,
+        "unmerged_ms": e.unmerged_ms,
+    }

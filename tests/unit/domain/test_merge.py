@@ -19,7 +19,7 @@ _ORDERED = msgspec.json.Encoder(order="sorted")
 def content(profile: Profile, *, identities: bool = True) -> bytes:
     """Everything merging promises about, in a canonical encoding."""
     data: dict[str, Any] = msgspec.to_builtins(profile, str_keys=True)
-    for key in ("mpid", "version", "scope", "merged_into"):
+    for key in ("mpid", "version", "scope", "merged_into", "absorbed"):
         data.pop(key, None)
     if not identities:
         data.pop("user_identities", None)

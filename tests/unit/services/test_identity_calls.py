@@ -15,6 +15,7 @@ from kindred.domain.observation import Observation
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import (
     AccountPolicy,
+    Guardrails,
     IdentityPolicy,
     InputDef,
     SourceType,
@@ -282,3 +283,52 @@ def test_an_unmerge_after_a_merge_restores_the_profiles_exactly(a: Profile, b: P
         restored = world.profile(original.mpid)
         assert restored == msgspec.structs.replace(original, version=3)
         assert sorted(world.store_links(original)) == index_before[original.mpid]
+
+
+def capped(limit: int) -> InputDef:
+    account = AccountPolicy(account_id=1, guardrails=Guardrails(max_profiles_merged=limit))
+    workspace = WorkspaceDef(workspace_id=1, name="w", account=account)
+    return InputDef(
+        name="web", workspace=workspace, source_type=SourceType.WEB, api_key="k", api_secret=None
+    )
+
+
+def test_a_profile_absorbs_no_more_than_its_cap_of_profiles() -> None:
+    world = World(capped(1))
+    known = world.call("identify", {"customer_id": "c1"}).mpid
+    first = world.call("identify", das="d1").mpid
+    world.call("login", {"customer_id": "c1"}, das="d1", previous=first)
+    assert world.profile(first).merged_into == known
+    second = world.call("identify", das="d2").mpid
+    call = IdentityCall(
+        kind="login",
+        input=world.source,
+        observation=Observation(
+            received_ms=world.now,
+            effective_ms=world.now,
+            user_identities={"customer_id": "c1"},
+            device_identities={"device_application_stamp": "d2"},
+        ),
+        previous_mpid=second,
+    )
+    outcome = world.run(call)
+    # The login stands; the merge is refused and noted (counted as refused data).
+    assert isinstance(outcome.detail, IdentityAnswer)
+    assert outcome.detail.mpid == known
+    assert [n.reason for n in outcome.notes] == ["merge_cap"]
+    assert world.profile(second).merged_into is None
+    assert world.profile(known).absorbed == 1
+    alias = world.run(
+        MergeCall(
+            kind="alias",
+            scope=SCOPE,
+            received_ms=world.now,
+            source=second,
+            destination=known,
+            start_ms=NOW,
+            end_ms=world.now,
+            max_merged=1,
+        )
+    )
+    assert alias.status == "refused"
+    assert "merge_cap" in str(alias.detail)

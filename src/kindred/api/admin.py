@@ -1,0 +1,122 @@
+"""The admin HTTP API (IDS-5, IDS-6): the merge ledger, un-merge and alias, for operators'
+tools. Off unless `admin.token` is set; every call carries it as a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kindred.bootstrap import Container
+from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, KindredError, NotFound
+from kindred.services.items import MergeCall, Outcome
+from kindred.services.merges import ledger_row
+from kindred.wire.batch import Mpid, decode_hook
+from kindred.wire.errors import as_invalid_batch
+
+__all__ = ["admin_routes"]
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class AliasBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    source_mpid: Mpid
+    destination_mpid: Mpid
+    start_unixtime_ms: int
+    end_unixtime_ms: int
+    workspace_id: int | None = None
+
+
+_ALIAS = msgspec.json.Decoder(AliasBody, dec_hook=decode_hook)
+
+
+class AdminApi:
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        self._token = container.settings.admin.token
+
+    async def merges(self, request: Request) -> Response:
+        self._check(request)
+        mpid = _int_param(request, "mpid")
+        limit = _int_param(request, "limit") or 50
+        entries = self._c.store.list_merges(mpid, limit)
+        return _json([ledger_row(e) for e in entries])
+
+    async def unmerge(self, request: Request) -> Response:
+        self._check(request)
+        merge_id = _int_text(request.path_params["merge_id"], "merge_id")
+        entry = self._c.store.get_merge(merge_id)
+        if entry is None:
+            raise NotFound(f"no merge {merge_id}")
+        call = MergeCall(
+            kind="unmerge", scope=entry.scope, received_ms=self._c.clock.now_ms(), merge_id=merge_id
+        )
+        outcome = await self._run(call)
+        return _json({"merge": merge_id, "reapplied": outcome.detail})
+
+    async def alias(self, request: Request) -> Response:
+        self._check(request)
+        try:
+            body = _ALIAS.decode(await request.body())
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise as_invalid_batch(exc) from None
+        workspaces = self._c.tenancy.workspaces
+        ws_id = body.workspace_id if body.workspace_id is not None else next(iter(workspaces))
+        if ws_id not in workspaces:
+            raise NotFound(f"no workspace {ws_id}")
+        call = MergeCall(
+            kind="alias",
+            max_merged=workspaces[ws_id].account.guardrails.max_profiles_merged,
+            scope=workspaces[ws_id].identity_scope,
+            received_ms=self._c.clock.now_ms(),
+            source=int(body.source_mpid),
+            destination=int(body.destination_mpid),
+            start_ms=body.start_unixtime_ms,
+            end_ms=body.end_unixtime_ms,
+            rule="admin",
+        )
+        outcome = await self._run(call)
+        return _json({"survivor": str(int(body.destination_mpid)), "moved": outcome.detail})
+
+    async def _run(self, call: MergeCall) -> Outcome:
+        outcome = await self._c.writer.submit_async(call)
+        if isinstance(outcome.detail, KindredError):
+            raise outcome.detail
+        return outcome
+
+    def _check(self, request: Request) -> None:
+        if self._token is None:
+            raise AuthRejected("the admin API is off: set admin.token in the config")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise AuthMissing("missing Authorization: Bearer <admin.token>")
+        if not hmac.compare_digest(given.strip().encode(), self._token.encode()):
+            raise AuthRejected("wrong admin token")
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    text = request.query_params.get(name)
+    return None if text is None else _int_text(text, name)
+
+
+def _int_text(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidBatch(f"{name} {text!r} is not an integer", name) from None
+
+
+def _json(data: object) -> Response:
+    return Response(_ENCODER.encode(data), media_type="application/json")
+
+
+def admin_routes(container: Container) -> list[Route]:
+    api = AdminApi(container)
+    return [
+        Route("/admin/v1/merges", api.merges, methods=["GET"]),
+        Route("/admin/v1/merges/{merge_id}/unmerge", api.unmerge, methods=["POST"]),
+        Route("/admin/v1/alias", api.alias, methods=["POST"]),
+    ]
