@@ -72,7 +72,7 @@ _READ_ERRORS = {
     "400": _error("A missing or unknown field, a malformed id or body"),
     "401": _error("No bearer token, or one that is invalid or expired"),
     "403": _error("The token's credential does not cover the workspace"),
-    "404": _error("No such profile, or it has aged out"),
+    "404": _error("No such profile, or it has aged out (a merged MPID answers with its survivor)"),
     "429": {
         **_error("The credential's rate limit is exceeded"),
         "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},

@@ -262,3 +262,19 @@ def test_resolve_needs_an_immutable_identity_configured(
     )
     with pytest.raises(InvalidBatch, match="no immutable identity"):
         ProfileApiService(store, tenancy, clock).resolve(CREDENTIAL, PATH, resolve_request(), [])
+
+
+def test_a_merged_mpid_reads_as_its_survivor(
+    store: MemoryStore, service: ProfileApiService
+) -> None:
+    stub = Profile(
+        mpid=77,
+        scope=WS.identity_scope,
+        created_ms=NOW,
+        last_stored_ms=NOW,
+        merged_into=MPID,
+        version=1,
+    )
+    with store.unit_of_work() as uow:
+        uow.save_profile(stub)
+    assert service.by_mpid(CREDENTIAL, PATH, 77, ["user_identities"]).mpid == MPID
