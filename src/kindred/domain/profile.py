@@ -95,6 +95,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     user_identities: dict[str, IdentityEntry] = msgspec.field(default_factory=dict)
     workspaces: dict[int, WorkspaceProfile] = msgspec.field(default_factory=dict)
     memberships: dict[int, Membership] = msgspec.field(default_factory=dict)
+    # Times of recent events, by `type` and `type:name`, for the keys audiences ask about
+    # (see audiences.evaluate.event_key), within the lookback window, oldest first.
+    event_times: dict[str, list[int]] = msgspec.field(default_factory=dict)
     # Hashes of the most recent event message ids (see domain.dedup), packed int64s.
     recent_messages: bytes = b""
     # Set when this profile was merged into another (IDS-6): its MPID then stands for that

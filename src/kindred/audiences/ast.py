@@ -1,0 +1,121 @@
+"""The criteria tree of an audience, after parsing and checking.
+
+Leaves test one fact of a profile; `All`, `AnyOf` and `Exclude` combine them. Operators
+are closed sets (see OPERATORS), so evaluation never meets one it does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "All",
+    "AnyOf",
+    "AttributeCriterion",
+    "AttributionCriterion",
+    "Condition",
+    "ConsentCriterion",
+    "Const",
+    "DeviceCriterion",
+    "EventCriterion",
+    "Exclude",
+    "FirstSeenCriterion",
+    "IdentityCriterion",
+    "MembershipCriterion",
+    "Node",
+]
+
+Scalar = str | int | float | bool
+
+
+class Condition(msgspec.Struct, frozen=True):
+    """An operator and its operand(s): `("equals", "gold")`, `("between", (1, 5))`."""
+
+    op: str
+    value: Scalar | tuple[Scalar, ...] | None = None
+
+
+class Const(msgspec.Struct, frozen=True, tag="const"):
+    value: bool
+
+
+class All(msgspec.Struct, frozen=True, tag="and"):
+    items: tuple[Node, ...]
+
+
+class AnyOf(msgspec.Struct, frozen=True, tag="or"):
+    items: tuple[Node, ...]
+
+
+class Exclude(msgspec.Struct, frozen=True, tag="exclude"):
+    """True when the inner criterion is false: "exclude users who ..."."""
+
+    item: Node
+
+
+class AttributeCriterion(msgspec.Struct, frozen=True, tag="attribute"):
+    key: str
+    test: Condition
+
+
+class IdentityCriterion(msgspec.Struct, frozen=True, tag="identity"):
+    """A user or device identity type; its value tested (exists, pattern ...)."""
+
+    id_type: str
+    test: Condition
+
+
+class DeviceCriterion(msgspec.Struct, frozen=True, tag="device"):
+    """A field of any of the profile's devices in the audience's workspaces."""
+
+    field: str
+    test: Condition
+
+
+class ConsentCriterion(msgspec.Struct, frozen=True, tag="consent"):
+    regime: Literal["gdpr", "ccpa"]
+    purpose: str | None
+    state: Literal["consented", "not_consented", "exists", "not_exists"]
+
+
+class FirstSeenCriterion(msgspec.Struct, frozen=True, tag="first_seen"):
+    test: Condition
+
+
+class MembershipCriterion(msgspec.Struct, frozen=True, tag="audience"):
+    audience_id: int
+    member: bool
+
+
+class AttributionCriterion(msgspec.Struct, frozen=True, tag="attribution"):
+    field: Literal["publisher", "campaign"]
+    test: Condition
+
+
+class EventCriterion(msgspec.Struct, frozen=True, tag="event"):
+    """Events of a type (and name) within the last `within_days` days (all the lookback
+    when None), counted against `count` (at_least 1 by default)."""
+
+    event_type: str
+    name: str | None
+    within_days: int | None
+    count_op: Literal["at_least", "at_most", "exactly"]
+    count: int
+
+
+Node = (
+    Const
+    | All
+    | AnyOf
+    | Exclude
+    | AttributeCriterion
+    | IdentityCriterion
+    | DeviceCriterion
+    | ConsentCriterion
+    | FirstSeenCriterion
+    | MembershipCriterion
+    | AttributionCriterion
+    | EventCriterion
+)

@@ -1,0 +1,290 @@
+"""Evaluating a checked criteria tree for one profile at one instant (AUD-2 … AUD-4).
+
+Strings compare case-insensitively; a pattern's `*` matches any run of characters and `?`
+one character. Fixed dates are UTC days: before excludes the day, after includes it, on
+covers the whole day, between includes both days. Recency counts 24-hour days back from
+now. A number written as a string ("342.1") compares as a number.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from kindred.audiences.ast import (
+    All,
+    AnyOf,
+    AttributeCriterion,
+    AttributionCriterion,
+    Condition,
+    ConsentCriterion,
+    Const,
+    DeviceCriterion,
+    EventCriterion,
+    Exclude,
+    FirstSeenCriterion,
+    IdentityCriterion,
+    MembershipCriterion,
+    Node,
+)
+from kindred.audiences.parse import parse_date
+from kindred.domain.profile import Profile, WorkspaceProfile
+
+__all__ = ["DAY_MS", "Subject", "evaluate", "event_key", "matches"]
+
+DAY_MS = 86_400_000
+# Operators that hold for a profile without the value, and must hold in every workspace.
+_NEGATIVE = frozenset({"not_exists", "not_contains", "not_equals", "not_includes"})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A profile as one audience sees it: its workspaces' data, at an instant."""
+
+    profile: Profile
+    workspace_ids: frozenset[int]
+    now_ms: int
+    # The profile's audiences as evaluated so far (nested audiences come first).
+    memberships: Mapping[int, bool] = field(default_factory=dict)
+
+    def workspaces(self) -> Iterable[WorkspaceProfile]:
+        return (w for i, w in self.profile.workspaces.items() if i in self.workspace_ids)
+
+
+def event_key(event_type: str, name: str | None) -> str:
+    """How the profile's event history is keyed: `custom_event` or `custom_event:Play`."""
+    return event_type if name is None else f"{event_type}:{name.lower()}"
+
+
+def evaluate(node: Node, subject: Subject) -> bool:
+    """Whether the profile meets the criteria."""
+    if isinstance(node, All):
+        return all(evaluate(item, subject) for item in node.items)
+    if isinstance(node, AnyOf):
+        return any(evaluate(item, subject) for item in node.items)
+    if isinstance(node, Exclude):
+        return not evaluate(node.item, subject)
+    if isinstance(node, Const):
+        return node.value
+    return _LEAVES[type(node)](node, subject)
+
+
+def _attribute(node: AttributeCriterion, subject: Subject) -> bool:
+    values = [
+        w.attributes[node.key].value
+        for w in subject.workspaces()
+        if node.key in w.attributes and not w.attributes[node.key].deleted
+    ]
+    if not values:
+        return matches(node.test, None, subject.now_ms)
+    if node.test.op in _NEGATIVE:
+        return all(matches(node.test, v, subject.now_ms) for v in values)
+    return any(matches(node.test, v, subject.now_ms) for v in values)
+
+
+def _identity(node: IdentityCriterion, subject: Subject) -> bool:
+    profile = subject.profile
+    value: object = None
+    entry = profile.user_identities.get(node.id_type)
+    if entry is not None:
+        value = entry.value
+    else:
+        for workspace in subject.workspaces():
+            for device in workspace.devices.values():
+                value = device.identities.get(node.id_type, value)
+    return matches(node.test, value, subject.now_ms)
+
+
+def _device(node: DeviceCriterion, subject: Subject) -> bool:
+    values: list[object] = []
+    for workspace in subject.workspaces():
+        for device in workspace.devices.values():
+            if node.field == "platform":
+                values.append(device.platform or device.info.get("platform"))
+            else:
+                values.append(device.info.get(node.field))
+    present = [v for v in values if v is not None]
+    if node.test.op == "not_exists":
+        return not present
+    return any(matches(node.test, v, subject.now_ms) for v in present)
+
+
+def _consent(node: ConsentCriterion, subject: Subject) -> bool:
+    facts = []
+    for workspace in subject.workspaces():
+        fact = workspace.gdpr.get(node.purpose or "") if node.regime == "gdpr" else workspace.ccpa
+        if fact is not None:
+            facts.append(fact)
+    if node.state in ("exists", "not_exists"):
+        return bool(facts) == (node.state == "exists")
+    newest = max(facts, key=lambda f: f.timestamp_ms) if facts else None
+    return newest is not None and newest.consented == (node.state == "consented")
+
+
+def _first_seen(node: FirstSeenCriterion, subject: Subject) -> bool:
+    return matches(node.test, subject.profile.created_ms, subject.now_ms)
+
+
+def _membership(node: MembershipCriterion, subject: Subject) -> bool:
+    return subject.memberships.get(node.audience_id, False) == node.member
+
+
+def _attribution(node: AttributionCriterion, subject: Subject) -> bool:
+    values = [
+        getattr(d.attribution, node.field)
+        for w in subject.workspaces()
+        for d in w.devices.values()
+        if d.attribution is not None and not d.attribution.deleted
+    ]
+    present = [v for v in values if v is not None]
+    if node.test.op == "not_exists":
+        return not present
+    return any(matches(node.test, v, subject.now_ms) for v in present)
+
+
+def _event(node: EventCriterion, subject: Subject) -> bool:
+    times = subject.profile.event_times.get(event_key(node.event_type, node.name), ())
+    since = subject.now_ms - node.within_days * DAY_MS if node.within_days else None
+    count = sum(1 for t in times if (since is None or t >= since) and t <= subject.now_ms)
+    if node.count_op == "at_least":
+        return count >= node.count
+    if node.count_op == "at_most":
+        return count <= node.count
+    return count == node.count
+
+
+_LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
+    AttributeCriterion: _attribute,
+    IdentityCriterion: _identity,
+    DeviceCriterion: _device,
+    ConsentCriterion: _consent,
+    FirstSeenCriterion: _first_seen,
+    MembershipCriterion: _membership,
+    AttributionCriterion: _attribution,
+    EventCriterion: _event,
+}
+
+
+# --- one value against one test --------------------------------------------------------
+
+
+def matches(test: Condition, value: object, now_ms: int) -> bool:
+    """Whether one stored value passes the test (a list passes when a member does, except
+    for the list operators, which look at the list as a whole)."""
+    op = test.op
+    if op in ("exists", "not_exists"):
+        return (value is not None) == (op == "exists")
+    if value is None:
+        return op in _NEGATIVE
+    if op in ("includes", "not_includes", "partial_match"):
+        return _list_test(op, test.value, value)
+    if isinstance(value, list):
+        return any(matches(test, item, now_ms) for item in value)
+    return _scalar_test(op, test.value, value, now_ms)
+
+
+def _scalar_test(op: str, wanted: object, value: object, now_ms: int) -> bool:
+    if op in ("contains", "not_contains", "equals", "not_equals", "pattern"):
+        return _string_test(op, wanted, value)
+    if op in ("is_true", "is_false"):
+        truth = value is True or (not isinstance(value, bool) and _text(value) == "true")
+        falsity = value is False or (not isinstance(value, bool) and _text(value) == "false")
+        return truth if op == "is_true" else falsity
+    if op in ("eq", "ne", "lt", "le", "gt", "ge", "between"):
+        return _compare(op, wanted, value)
+    return _date(op, wanted, value, now_ms)
+
+
+def _string_test(op: str, wanted: object, value: object) -> bool:
+    text, needle = _text(value), _text(wanted)
+    if op == "pattern":
+        return _pattern(str(wanted)).match(text) is not None
+    if op in ("contains", "not_contains"):
+        return (needle in text) == (op == "contains")
+    return (needle == text) == (op == "equals")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).lower()
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _list_test(op: str, wanted: object, value: object) -> bool:
+    items = [_text(v) for v in (value if isinstance(value, list) else [value])]
+    needle = _text(wanted)
+    if op == "partial_match":
+        return any(needle in item for item in items)
+    return (needle in items) == (op == "includes")
+
+
+@lru_cache(maxsize=1024)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern.lower()), re.DOTALL)
+
+
+def _compare(op: str, wanted: object, value: object) -> bool:
+    number = _number(value)
+    if number is None:
+        return False
+    if op == "between":
+        assert isinstance(wanted, tuple)
+        return float(wanted[0]) <= number <= float(wanted[1])
+    target = float(wanted)  # type: ignore[arg-type]  # checked to be a number when saved
+    return {
+        "eq": number == target,
+        "ne": number != target,
+        "lt": number < target,
+        "le": number <= target,
+        "gt": number > target,
+        "ge": number >= target,
+    }[op]
+
+
+def _instant(value: object) -> int | None:
+    """A stored date: epoch milliseconds, or an ISO date or date-time (UTC unless it says)."""
+    number = _number(value)
+    if number is not None:
+        return int(number)
+    try:
+        moment = datetime.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _date(op: str, wanted: object, value: object, now_ms: int) -> bool:
+    at = _instant(value)
+    if at is None:
+        return False
+    if op in ("within_last_days", "not_within_last_days"):
+        assert isinstance(wanted, int)
+        since = now_ms - wanted * DAY_MS
+        return since <= at <= now_ms if op == "within_last_days" else at < since
+    if op == "between_dates":
+        assert isinstance(wanted, tuple)
+        return parse_date(str(wanted[0])) <= at < parse_date(str(wanted[1])) + DAY_MS
+    day = parse_date(str(wanted))
+    if op == "before":
+        return at < day
+    if op == "after":
+        return at >= day
+    return day <= at < day + DAY_MS  # on

@@ -1,0 +1,385 @@
+"""Criteria documents (JSON) -> checked trees, refusing anything invalid with the path of
+the offending node (`criteria.and[2].value`). Runs when an audience is saved, never per
+event.
+
+    {"and": [C, ...]}   {"or": [C, ...]}   {"exclude": C}
+    {"attribute": "tier", "op": "equals", "value": "gold"}
+    {"identity": "email", "op": "exists"}
+    {"device": "platform", "op": "equals", "value": "iOS"}
+    {"consent": "gdpr", "purpose": "marketing", "state": "consented"}
+    {"first_seen": "within_last_days", "value": 7}
+    {"audience": 12, "member": true}
+    {"attribution": "campaign", "op": "contains", "value": "spring"}
+    {"event": "custom_event", "name": "Play", "within_days": 7, "at_least": 3}
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from kindred.audiences.ast import (
+    All,
+    AnyOf,
+    AttributeCriterion,
+    AttributionCriterion,
+    Condition,
+    ConsentCriterion,
+    DeviceCriterion,
+    EventCriterion,
+    Exclude,
+    FirstSeenCriterion,
+    IdentityCriterion,
+    MembershipCriterion,
+    Node,
+)
+from kindred.domain.errors import InvalidBatch
+from kindred.domain.identities import canonical_identity_type
+
+__all__ = [
+    "DATE_OPS",
+    "DEVICE_FIELDS",
+    "EVENT_TYPES",
+    "OPERATORS",
+    "Catalog",
+    "parse_criteria",
+    "parse_date",
+]
+
+STRING_OPS = frozenset(
+    {
+        "contains",
+        "not_contains",
+        "equals",
+        "not_equals",
+        "pattern",
+        "includes",
+        "not_includes",
+        "partial_match",
+    }
+)
+NUMBER_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "between"})
+PRESENCE_OPS = frozenset({"exists", "not_exists"})
+BOOL_OPS = frozenset({"is_true", "is_false"})
+DATE_OPS = frozenset(
+    {"before", "after", "on", "between_dates", "within_last_days", "not_within_last_days"}
+)
+OPERATORS = STRING_OPS | NUMBER_OPS | PRESENCE_OPS | BOOL_OPS | DATE_OPS
+# Events API `device_info` names.
+DEVICE_FIELDS = frozenset(
+    {
+        "platform",
+        "os_version",
+        "device_model",
+        "device_manufacturer",
+        "brand",
+        "network_carrier",
+        "locale_country",
+        "locale_language",
+        "app_version",
+    }
+)
+EVENT_TYPES = frozenset(
+    {
+        "custom_event",
+        "commerce_event",
+        "session_start",
+        "session_end",
+        "screen_view",
+        "crash_report",
+        "install",
+        "uninstall",
+        "upgrade",
+        "attribution",
+    }
+)
+_COUNT_KEYS = ("at_least", "at_most", "exactly")
+_CONSENT_STATES = frozenset({"consented", "not_consented", "exists", "not_exists"})
+MAX_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What criteria may refer to: other audiences (id -> the audiences each one nests)."""
+
+    audiences: Mapping[int, frozenset[int]] = field(default_factory=dict)
+
+
+def parse_criteria(doc: object, catalog: Catalog, audience_id: int | None = None) -> Node:
+    """The checked tree; InvalidBatch naming the path of the first problem. `audience_id`:
+    the audience being saved, so that nesting it in itself (directly or not) is refused."""
+    node = _node(doc, "criteria", catalog, depth=0)
+    if audience_id is not None:
+        _refuse_cycles(node, audience_id, catalog)
+    return node
+
+
+def _node(doc: object, path: str, catalog: Catalog, depth: int) -> Node:
+    if depth > MAX_DEPTH:
+        raise InvalidBatch(f"criteria nest deeper than {MAX_DEPTH} levels", path)
+    if not isinstance(doc, dict) or not doc:
+        raise InvalidBatch("a criterion must be a JSON object", path)
+    for key, parse in _PARSERS.items():
+        if key in doc:
+            return parse(doc, path, catalog, depth)
+    raise InvalidBatch(f"unknown criterion; one of {', '.join(_PARSERS)}", path)
+
+
+def _combine(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    key = "and" if "and" in doc else "or"
+    _only(doc, {key}, path)
+    items = doc[key]
+    if not isinstance(items, list) or not items:
+        raise InvalidBatch(f"{key} takes a non-empty list of criteria", f"{path}.{key}")
+    nodes = tuple(
+        _node(item, f"{path}.{key}[{n}]", catalog, depth + 1) for n, item in enumerate(items)
+    )
+    return All(nodes) if key == "and" else AnyOf(nodes)
+
+
+def _exclude(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    _only(doc, {"exclude"}, path)
+    return Exclude(_node(doc["exclude"], f"{path}.exclude", catalog, depth + 1))
+
+
+def _attribute(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"attribute", "op", "value"}, path)
+    key = _text(doc["attribute"], f"{path}.attribute")
+    return AttributeCriterion(key, _test(doc, path, OPERATORS))
+
+
+def _identity(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"identity", "op", "value"}, path)
+    name = _text(doc["identity"], f"{path}.identity")
+    canonical = canonical_identity_type(name)
+    if canonical is None:
+        raise InvalidBatch(f"unknown identity type {name!r}", f"{path}.identity")
+    return IdentityCriterion(canonical, _test(doc, path, STRING_OPS | PRESENCE_OPS))
+
+
+def _device(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"device", "op", "value"}, path)
+    name = _text(doc["device"], f"{path}.device")
+    if name not in DEVICE_FIELDS:
+        raise InvalidBatch(
+            f"unknown device field {name!r}; one of {', '.join(sorted(DEVICE_FIELDS))}",
+            f"{path}.device",
+        )
+    return DeviceCriterion(name, _test(doc, path, STRING_OPS | PRESENCE_OPS | NUMBER_OPS))
+
+
+def _consent(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"consent", "purpose", "state"}, path)
+    regime = doc["consent"]
+    if regime not in ("gdpr", "ccpa"):
+        raise InvalidBatch("consent is gdpr or ccpa", f"{path}.consent")
+    purpose = doc.get("purpose")
+    if regime == "gdpr":
+        purpose = _text(purpose, f"{path}.purpose").lower()
+    elif purpose is not None:
+        raise InvalidBatch("ccpa has no purposes", f"{path}.purpose")
+    state = doc.get("state", "consented")
+    if state not in _CONSENT_STATES:
+        raise InvalidBatch(f"state is one of {', '.join(sorted(_CONSENT_STATES))}", f"{path}.state")
+    return ConsentCriterion(regime, purpose, state)  # type: ignore[arg-type]  # checked above
+
+
+def _first_seen(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"first_seen", "value"}, path)
+    op = doc["first_seen"]
+    return FirstSeenCriterion(_test({"op": op, "value": doc.get("value")}, path, DATE_OPS))
+
+
+def _audience(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del depth
+    _only(doc, {"audience", "member"}, path)
+    audience_id = doc["audience"]
+    if not isinstance(audience_id, int) or isinstance(audience_id, bool):
+        raise InvalidBatch("audience takes an audience id", f"{path}.audience")
+    if audience_id not in catalog.audiences:
+        raise InvalidBatch(f"no audience {audience_id}", f"{path}.audience")
+    member = doc.get("member", True)
+    if not isinstance(member, bool):
+        raise InvalidBatch("member is true or false", f"{path}.member")
+    return MembershipCriterion(audience_id, member)
+
+
+def _attribution(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"attribution", "op", "value"}, path)
+    name = doc["attribution"]
+    if name not in ("publisher", "campaign"):
+        raise InvalidBatch("attribution is publisher or campaign", f"{path}.attribution")
+    return AttributionCriterion(name, _test(doc, path, STRING_OPS | PRESENCE_OPS))
+
+
+def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"event", "name", "within_days", *_COUNT_KEYS}, path)
+    event_type = doc["event"]
+    if event_type not in EVENT_TYPES:
+        raise InvalidBatch(
+            f"unknown event type {event_type!r}; one of {', '.join(sorted(EVENT_TYPES))}",
+            f"{path}.event",
+        )
+    name = doc.get("name")
+    if name is not None:
+        name = _text(name, f"{path}.name")
+    within = doc.get("within_days")
+    if within is not None:
+        within = _count(within, f"{path}.within_days", minimum=1)
+    given = [k for k in _COUNT_KEYS if k in doc]
+    if len(given) > 1:
+        raise InvalidBatch("give one of at_least, at_most, exactly", f"{path}.{given[1]}")
+    count_op = given[0] if given else "at_least"
+    count = _count(doc[count_op], f"{path}.{count_op}", minimum=0) if given else 1
+    return EventCriterion(str(event_type), name, within, count_op, count)  # type: ignore[arg-type]  # one of _COUNT_KEYS
+
+
+_PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
+    "and": _combine,
+    "or": _combine,
+    "exclude": _exclude,
+    "attribute": _attribute,
+    "identity": _identity,
+    "device": _device,
+    "consent": _consent,
+    "first_seen": _first_seen,
+    "audience": _audience,
+    "attribution": _attribution,
+    "event": _event,
+}
+
+
+def _only(doc: Mapping[str, object], allowed: set[str], path: str) -> None:
+    extra = sorted(set(doc) - allowed)
+    if extra:
+        raise InvalidBatch(f"unknown key {extra[0]!r} here", f"{path}.{extra[0]}")
+
+
+def _text(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidBatch("expected a non-empty string", path)
+    return value.strip()
+
+
+def _count(value: object, path: str, *, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidBatch(f"expected an integer of at least {minimum}", path)
+    return value
+
+
+def _test(doc: Mapping[str, object], path: str, allowed: frozenset[str]) -> Condition:
+    op = doc.get("op")
+    if not isinstance(op, str) or op not in allowed:
+        raise InvalidBatch(f"op is one of {', '.join(sorted(allowed))}", f"{path}.op")
+    return Condition(op, _operand(op, doc.get("value"), f"{path}.value"))
+
+
+Operand = str | int | float | bool | tuple[str | float, ...] | None
+
+
+def _operand(op: str, value: object, where: str) -> Operand:
+    if op in PRESENCE_OPS or op in BOOL_OPS:
+        if value is not None:
+            raise InvalidBatch(f"{op} takes no value", where)
+        return None
+    if op == "equals":
+        return _scalar(value, where)
+    if op in STRING_OPS:
+        return _text(value, where)
+    return _SPECIAL_OPERANDS.get(op, _date_text)(value, where)
+
+
+def _days(value: object, where: str) -> int:
+    return _count(value, where, minimum=1)
+
+
+def _number_pair(value: object, where: str) -> tuple[float | str, ...]:
+    return _pair(value, where, _number)
+
+
+def _date_pair(value: object, where: str) -> tuple[float | str, ...]:
+    return _pair(value, where, _date_text)
+
+
+def _scalar(value: object, path: str) -> str | int | float | bool:
+    if isinstance(value, str | int | float) and value != "":
+        return value
+    raise InvalidBatch("expected a string, number or boolean", path)
+
+
+def _number(value: object, path: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise InvalidBatch("expected a number", path)
+
+
+def _date_text(value: object, path: str) -> str:
+    text = _text(value, path)
+    parse_date(text, path)
+    return text
+
+
+def _pair(
+    value: object, path: str, item: Callable[[object, str], float | str]
+) -> tuple[float | str, float | str]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise InvalidBatch("expected a list of two: [from, to]", path)
+    low, high = item(value[0], f"{path}[0]"), item(value[1], f"{path}[1]")
+    if low > high:  # type: ignore[operator]  # both numbers or both ISO dates
+        raise InvalidBatch("from is after to", path)
+    return low, high
+
+
+_SPECIAL_OPERANDS: dict[str, Callable[[object, str], Operand]] = {
+    "between": _number_pair,
+    "between_dates": _date_pair,
+    "within_last_days": _days,
+    "not_within_last_days": _days,
+    **dict.fromkeys(("eq", "ne", "lt", "le", "gt", "ge"), _number),
+}
+
+
+def parse_date(text: str, path: str = "value") -> int:
+    """A UTC date `YYYY-MM-DD` as epoch milliseconds of its 00:00."""
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidBatch(f"{text!r} is not a date (YYYY-MM-DD, UTC)", path) from None
+    start = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+    return int(start.timestamp() * 1000)
+
+
+def _refuse_cycles(node: Node, audience_id: int, catalog: Catalog) -> None:
+    """No audience may nest itself, directly or through others (AUD-2)."""
+    frontier = list(_nested(node))
+    seen: set[int] = set()
+    while frontier:
+        current = frontier.pop()
+        if current == audience_id:
+            raise InvalidBatch(f"audience {audience_id} would nest itself", "criteria")
+        if current not in seen:
+            seen.add(current)
+            frontier.extend(catalog.audiences.get(current, ()))
+
+
+def _nested(node: Node) -> set[int]:
+    if isinstance(node, MembershipCriterion):
+        return {node.audience_id}
+    if isinstance(node, All | AnyOf):
+        return set().union(*(_nested(item) for item in node.items))
+    if isinstance(node, Exclude):
+        return _nested(node.item)
+    return set()
+
+
+def nested_audiences(node: Node) -> frozenset[int]:
+    """Every audience this tree refers to."""
+    return frozenset(_nested(node))

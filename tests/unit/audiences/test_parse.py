@@ -1,0 +1,85 @@
+"""Definitions are checked when saved: anything invalid is refused with the path of the
+offending node, never met at evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kindred.audiences.ast import All, AttributeCriterion, Condition, EventCriterion
+from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
+from kindred.domain.errors import InvalidBatch
+
+CATALOG = Catalog(audiences={1: frozenset(), 2: frozenset({1}), 3: frozenset({2})})
+
+
+def test_a_tree_parses_into_checked_nodes() -> None:
+    node = parse_criteria(
+        {
+            "and": [
+                {"attribute": "tier", "op": "equals", "value": "gold"},
+                {"event": "custom_event", "name": "Play", "within_days": 7, "at_least": 3},
+            ]
+        },
+        CATALOG,
+    )
+    assert node == All(
+        (
+            AttributeCriterion("tier", Condition("equals", "gold")),
+            EventCriterion("custom_event", "Play", 7, "at_least", 3),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "message"),
+    [
+        ([], "criteria", "JSON object"),
+        ({"and": []}, "criteria.and", "non-empty"),
+        (
+            {"and": [{"attribute": "a", "op": "equals", "value": "x"}, {"nope": 1}]},
+            "criteria.and[1]",
+            "unknown criterion",
+        ),
+        (
+            {"and": [{"attribute": "a", "op": "eq", "value": "x"}]},
+            "criteria.and[0].value",
+            "number",
+        ),
+        ({"attribute": "a", "op": "shouts", "value": "x"}, "criteria.op", "op is one of"),
+        ({"attribute": "a", "op": "exists", "value": "x"}, "criteria.value", "takes no value"),
+        (
+            {"attribute": "a", "op": "between", "value": [5, 1]},
+            "criteria.value",
+            "from is after to",
+        ),
+        ({"attribute": "a", "op": "on", "value": "2026-13-01"}, "criteria.value", "not a date"),
+        (
+            {"attribute": "a", "op": "equals", "value": "x", "extra": 1},
+            "criteria.extra",
+            "unknown key",
+        ),
+        ({"identity": "shoe", "op": "exists"}, "criteria.identity", "unknown identity type"),
+        ({"device": "color", "op": "exists"}, "criteria.device", "unknown device field"),
+        ({"consent": "gdpr", "state": "consented"}, "criteria.purpose", "non-empty string"),
+        ({"audience": 99}, "criteria.audience", "no audience 99"),
+        ({"event": "custom_event", "at_least": 1, "at_most": 2}, "criteria.at_most", "one of"),
+        ({"event": "party"}, "criteria.event", "unknown event type"),
+        (
+            {"or": [{"exclude": {"exclude": {"attribute": "a", "op": "exists", "value": 1}}}]},
+            "criteria.or[0].exclude.exclude.value",
+            "takes no value",
+        ),
+    ],
+)
+def test_invalid_definitions_name_the_offending_node(doc: Any, path: str, message: str) -> None:
+    with pytest.raises(InvalidBatch, match=message) as refused:
+        parse_criteria(doc, CATALOG)
+    assert refused.value.path == path
+
+
+def test_an_audience_may_not_nest_itself_through_others() -> None:
+    with pytest.raises(InvalidBatch, match="nest itself"):
+        parse_criteria({"audience": 3}, CATALOG, audience_id=1)
+    assert nested_audiences(parse_criteria({"audience": 3}, CATALOG, audience_id=4)) == {3}
