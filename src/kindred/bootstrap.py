@@ -20,6 +20,7 @@ from kindred.domain.tenancy import (
 )
 from kindred.observability import PrometheusMetrics
 from kindred.ports import Clock, MpidSource, Secrets, Store
+from kindred.services.audiences import AudienceRegistry, AudienceService
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
@@ -45,6 +46,7 @@ class Container:
     tokens: TokenService
     profile_api: ProfileApiService
     sweep: LifetimeSweep
+    audiences: AudienceService
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -86,7 +88,10 @@ def build(
         FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
     )
     secrets = secrets or SecureSecrets()
-    ingest = IngestService(store, mpids or SecureMpids(), metrics, tenancy.input_named)
+    audience_registry = AudienceRegistry(store, tenancy, clock)
+    ingest = IngestService(
+        store, mpids or SecureMpids(), metrics, tenancy.input_named, audience_registry
+    )
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
         ingest.ingest, max_group=settings.store.group_max
     )
@@ -111,6 +116,7 @@ def build(
             ttl_s=settings.oauth.token_ttl_s,
         ),
         profile_api=ProfileApiService(store, tenancy, clock),
+        audiences=AudienceService(store, audience_registry, clock),
         sweep=LifetimeSweep(
             store,
             tenancy,

@@ -12,11 +12,13 @@ from typing import Protocol
 
 import msgspec
 
+from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 
 __all__ = [
+    "AudienceStore",
     "BatchStatus",
     "Clock",
     "ConcurrentUpdate",
@@ -190,6 +192,10 @@ class UnitOfWork(Protocol):
 
     def record_merge(self, entry: MergeEntry) -> None: ...
 
+    def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
+        """Append to the membership log (AUD-12)."""
+        ...
+
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         """A quarantined or refused batch was sent through ingest again."""
         ...
@@ -249,7 +255,34 @@ class CredentialStore(Protocol):
         ...
 
 
-class Store(ProfileReader, EventLogReader, RejectReader, MergeReader, CredentialStore, Protocol):
+class AudienceStore(Protocol):
+    """Audience definitions (small, rarely written: each call is its own transaction) and
+    the membership log."""
+
+    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+        """Insert (id 0: the store gives one) or replace; returns it with its id."""
+        ...
+
+    def list_audiences(self) -> list[AudienceDef]:
+        """Every audience, deleted ones included, by id."""
+        ...
+
+    def membership_log(
+        self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
+    ) -> list[MembershipChange]:
+        """Log entries up to `until_ms`, oldest first, for an audience and/or a profile."""
+        ...
+
+
+class Store(
+    ProfileReader,
+    EventLogReader,
+    RejectReader,
+    MergeReader,
+    CredentialStore,
+    AudienceStore,
+    Protocol,
+):
     """A backend: reads from any thread, writes through units of work."""
 
     def migrate(self) -> int:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, KindredError, NotFound
 from kindred.services.items import MergeCall, Outcome
@@ -39,14 +40,14 @@ class AdminApi:
         self._token = container.settings.admin.token
 
     async def merges(self, request: Request) -> Response:
-        self._check(request)
+        self.check(request)
         mpid = _int_param(request, "mpid")
         limit = _int_param(request, "limit") or 50
         entries = self._c.store.list_merges(mpid, limit)
         return _json([ledger_row(e) for e in entries])
 
     async def unmerge(self, request: Request) -> Response:
-        self._check(request)
+        self.check(request)
         merge_id = _int_text(request.path_params["merge_id"], "merge_id")
         entry = self._c.store.get_merge(merge_id)
         if entry is None:
@@ -58,7 +59,7 @@ class AdminApi:
         return _json({"merge": merge_id, "reapplied": outcome.detail})
 
     async def alias(self, request: Request) -> Response:
-        self._check(request)
+        self.check(request)
         try:
             body = _ALIAS.decode(await request.body())
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -87,7 +88,7 @@ class AdminApi:
             raise outcome.detail
         return outcome
 
-    def _check(self, request: Request) -> None:
+    def check(self, request: Request) -> None:
         if self._token is None:
             raise AuthRejected("the admin API is off: set admin.token in the config")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -113,10 +114,87 @@ def _json(data: object) -> Response:
     return Response(_ENCODER.encode(data), media_type="application/json")
 
 
+_AUDIENCE = msgspec.json.Decoder(AudienceDef)
+
+
+class AudienceAdmin:
+    """`/admin/v1/audiences...`: definitions (AUD-1, AUD-10) and history (AUD-12)."""
+
+    def __init__(self, container: Container, check: AdminApi) -> None:
+        self._service = container.audiences
+        self._clock = container.clock
+        self._admin = check
+
+    async def list(self, request: Request) -> Response:
+        self._admin.check(request)
+        return _json(self._service.all(request.query_params.getlist("tag")))
+
+    async def create(self, request: Request) -> Response:
+        self._admin.check(request)
+        created = self._service.create(_audience(await request.body()), created_by="admin api")
+        return Response(_ENCODER.encode(created), status_code=201, media_type="application/json")
+
+    async def get(self, request: Request) -> Response:
+        self._admin.check(request)
+        return _json(self._service.get(_int_text(request.path_params["audience_id"], "id")))
+
+    async def update(self, request: Request) -> Response:
+        self._admin.check(request)
+        audience_id = _int_text(request.path_params["audience_id"], "id")
+        return _json(self._service.update(audience_id, _audience(await request.body())))
+
+    async def action(self, request: Request) -> Response:
+        self._admin.check(request)
+        audience_id = _int_text(request.path_params["audience_id"], "id")
+        action = request.path_params["action"]
+        if action == "clone":
+            return _json(self._service.clone(audience_id))
+        if action not in ("activate", "deactivate"):
+            raise NotFound(f"no action {action!r}: activate, deactivate or clone")
+        status = "active" if action == "activate" else "inactive"
+        return _json(self._service.set_status(audience_id, status))
+
+    async def delete(self, request: Request) -> Response:
+        self._admin.check(request)
+        return _json(self._service.delete(_int_text(request.path_params["audience_id"], "id")))
+
+    async def members(self, request: Request) -> Response:
+        self._admin.check(request)
+        audience_id = _int_text(request.path_params["audience_id"], "id")
+        self._service.get(audience_id)
+        at = _int_param(request, "at") or self._clock.now_ms()
+        members = self._service.members_at(audience_id, at)
+        return _json({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in members]})
+
+    async def audiences_of(self, request: Request) -> Response:
+        self._admin.check(request)
+        mpid = _int_text(request.path_params["mpid"], "mpid")
+        at = _int_param(request, "at") or self._clock.now_ms()
+        found = self._service.audiences_of_at(mpid, at)
+        return _json({"mpid": str(mpid), "at_ms": at, "audience_ids": found})
+
+
+def _audience(body: bytes) -> AudienceDef:
+    try:
+        return _AUDIENCE.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise as_invalid_batch(exc) from None
+
+
 def admin_routes(container: Container) -> list[Route]:
     api = AdminApi(container)
+    audiences = AudienceAdmin(container, api)
+    one = "/admin/v1/audiences/{audience_id}"
     return [
         Route("/admin/v1/merges", api.merges, methods=["GET"]),
         Route("/admin/v1/merges/{merge_id}/unmerge", api.unmerge, methods=["POST"]),
         Route("/admin/v1/alias", api.alias, methods=["POST"]),
+        Route("/admin/v1/audiences", audiences.list, methods=["GET"]),
+        Route("/admin/v1/audiences", audiences.create, methods=["POST"]),
+        Route(one, audiences.get, methods=["GET"]),
+        Route(one, audiences.update, methods=["PUT"]),
+        Route(one, audiences.delete, methods=["DELETE"]),
+        Route(one + "/members", audiences.members, methods=["GET"]),
+        Route(one + "/{action}", audiences.action, methods=["POST"]),
+        Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
     ]

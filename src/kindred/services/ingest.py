@@ -31,6 +31,7 @@ from kindred.ports import (
     Store,
     UnitOfWork,
 )
+from kindred.services.audiences import AudienceRegistry
 from kindred.services.identity import IdentityCalls
 from kindred.services.items import (
     Accepted,
@@ -86,9 +87,12 @@ class IngestService:
         mpids: MpidSource,
         metrics: Metrics,
         inputs: Callable[[str], InputDef | None] = lambda _: None,
+        audiences: AudienceRegistry | None = None,
     ) -> None:
-        """`inputs`: the input of a name, for batches applied again from the event log."""
+        """`inputs`: the input of a name, for batches applied again from the event log;
+        `audiences`: live audience membership, kept on every applied batch."""
         self._inputs = inputs
+        self._audiences = audiences
         self._store = store
         self._mpids = mpids
         self._metrics = metrics
@@ -238,8 +242,19 @@ class IngestService:
             device_identities=decision.device_identities,
         )
         result = apply_observation(before, obs, ctx)
-        uow.save_profile(result.profile)
-        sync_index(uow, ctx.scope, mpid, before, result.profile)
+        profile = result.profile
+        if self._audiences is not None:
+            profile, moves = self._audiences.refresh(
+                profile,
+                result.changes,
+                result.events,
+                device_seen=bool(obs.device_info or obs.device_identities),
+                now_ms=obs.received_ms,
+            )
+            if moves:
+                uow.append_memberships(moves)
+        uow.save_profile(profile)
+        sync_index(uow, ctx.scope, mpid, before, profile)
         if logged:
             uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
         notes = decision.notes + result.notes

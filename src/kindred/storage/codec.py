@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.profile import Profile
 from kindred.ports import LogEntry, MergeEntry, RejectEntry
@@ -16,11 +17,14 @@ __all__ = [
     "LOG_INSERT_COLUMNS",
     "MERGE_COLUMNS",
     "REJECT_INSERT_COLUMNS",
+    "audience_doc",
+    "audience_of",
     "credential_of",
     "credential_row",
     "decode_profile",
     "encode_profile",
     "log_row",
+    "membership_row",
     "merge_of",
     "merge_row",
     "reject_row",
@@ -142,3 +146,15 @@ def merge_of(row: Sequence[Any]) -> MergeEntry:
         survivor_before=bytes(survivor_before),
         merged_before=bytes(merged_before),
     )
+
+
+def audience_doc(audience: AudienceDef) -> str:
+    return _ENCODER.encode(audience).decode()
+
+
+def audience_of(entry_id: int, doc: str | bytes) -> AudienceDef:
+    return msgspec.structs.replace(msgspec.json.decode(doc, type=AudienceDef), id=int(entry_id))
+
+
+def membership_row(c: MembershipChange) -> tuple[object, ...]:
+    return (c.audience_id, c.mpid, c.entered, c.at_ms, c.reason)

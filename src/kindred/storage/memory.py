@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
@@ -30,6 +31,8 @@ class _State:
     log: list[LogEntry] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
     merges: list[MergeEntry] = field(default_factory=list)
+    memberships: list[MembershipChange] = field(default_factory=list)
+    audiences: dict[int, AudienceDef] = field(default_factory=dict)
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
 
@@ -113,6 +116,12 @@ class _MemoryUnitOfWork:
     def record_merge(self, entry: MergeEntry) -> None:
         self.state.merges.append(msgspec.structs.replace(entry, id=len(self.state.merges) + 1))
 
+    def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
+        start = len(self.state.memberships) + 1
+        self.state.memberships.extend(
+            msgspec.structs.replace(c, id=start + n) for n, c in enumerate(changes)
+        )
+
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self.state.rejects = [
             msgspec.structs.replace(r, replayed_ms=now_ms) if r.id == reject_id else r
@@ -166,6 +175,7 @@ class MemoryStore:
             draft.log = list(draft.log)
             draft.rejects = list(draft.rejects)
             draft.merges = list(draft.merges)
+            draft.memberships = list(draft.memberships)
             yield _MemoryUnitOfWork(draft)
             self._state = draft
 
@@ -184,6 +194,32 @@ class MemoryStore:
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         mine = [e for e in self._state.log if e.mpid == mpid]
         return mine[::-1][:limit]
+
+    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+        with self._lock:
+            audiences = self._state.audiences
+            saved = (
+                audience
+                if audience.id
+                else msgspec.structs.replace(audience, id=max(audiences, default=0) + 1)
+            )
+            audiences[saved.id] = saved
+            return saved
+
+    def list_audiences(self) -> list[AudienceDef]:
+        return [self._state.audiences[k] for k in sorted(self._state.audiences)]
+
+    def membership_log(
+        self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
+    ) -> list[MembershipChange]:
+        found = [
+            c
+            for c in self._state.memberships
+            if (audience_id is None or c.audience_id == audience_id)
+            and (mpid is None or c.mpid == mpid)
+            and c.at_ms <= until_ms
+        ]
+        return found[:limit]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         found = [m for m in self._state.merges if mpid is None or mpid in (m.survivor, m.merged)]

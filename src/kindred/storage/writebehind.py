@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
@@ -48,6 +49,7 @@ class PendingWrites:
     unmerges: list[tuple[int, int]] = field(default_factory=list)  # (merge id, time)
     repoints: list[tuple[int, int]] = field(default_factory=list)  # (log entry id, mpid)
     replays: list[tuple[int, int]] = field(default_factory=list)  # (reject id, time)
+    memberships: list[MembershipChange] = field(default_factory=list)
 
 
 class SetOps(Protocol):
@@ -139,6 +141,9 @@ class WriteBehindUnitOfWork:
 
     def record_merge(self, entry: MergeEntry) -> None:
         self._writes.merges.append(entry)
+
+    def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
+        self._writes.memberships.extend(changes)
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self._writes.replays.append((reject_id, now_ms))

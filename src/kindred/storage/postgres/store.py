@@ -20,12 +20,14 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import errors
 from psycopg.abc import Params
 from psycopg.rows import TupleRow, kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -36,11 +38,14 @@ from kindred.storage.codec import (
     LOG_INSERT_COLUMNS,
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
+    audience_doc,
+    audience_of,
     credential_of,
     credential_row,
     decode_profile,
     encode_profile,
     log_row,
+    membership_row,
     merge_of,
     merge_row,
     reject_row,
@@ -194,6 +199,12 @@ class _PostgresSetOps:
                 "UPDATE rejects SET replayed_ms = %s WHERE id = %s",
                 [(ms, reject_id) for reject_id, ms in writes.replays],
             )
+            _many(
+                cursor,
+                "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [membership_row(c) for c in writes.memberships],
+            )
 
     def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
         inserts = [
@@ -324,6 +335,51 @@ class PostgresStore:
         with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (mpid, limit)).fetchall()
+
+    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+        with self._pool.connection() as conn, conn.transaction():
+            if audience.id:
+                conn.execute(
+                    "UPDATE audiences SET status = %s, doc = %s WHERE id = %s",
+                    (audience.status, audience_doc(audience), audience.id),
+                )
+                return audience
+            row = conn.execute(
+                "INSERT INTO audiences (status, doc) VALUES (%s, %s) RETURNING id",
+                (audience.status, audience_doc(audience)),
+            ).fetchone()
+            assert row is not None
+            saved = msgspec.structs.replace(audience, id=int(row[0]))
+            conn.execute(
+                "UPDATE audiences SET doc = %s WHERE id = %s", (audience_doc(saved), saved.id)
+            )
+            return saved
+
+    def list_audiences(self) -> list[AudienceDef]:
+        rows = self._rows("SELECT id, doc FROM audiences ORDER BY id", ())
+        return [audience_of(entry_id, doc) for entry_id, doc in rows]
+
+    def membership_log(
+        self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
+    ) -> list[MembershipChange]:
+        clauses, params = ["at_ms <= %s"], [until_ms]
+        if audience_id is not None:
+            clauses.append("audience_id = %s")
+            params.append(audience_id)
+        if mpid is not None:
+            clauses.append("mpid = %s")
+            params.append(mpid)
+        rows = self._rows(
+            "SELECT id, audience_id, mpid, entered, at_ms, reason FROM membership_log"
+            f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s",
+            (*params, limit),
+        )
+        return [
+            MembershipChange(
+                id=r[0], audience_id=r[1], mpid=r[2], entered=bool(r[3]), at_ms=r[4], reason=r[5]
+            )
+            for r in rows
+        ]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         where, params = (

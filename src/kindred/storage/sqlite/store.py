@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -22,11 +25,14 @@ from kindred.storage.codec import (
     LOG_INSERT_COLUMNS,
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
+    audience_doc,
+    audience_of,
     credential_of,
     credential_row,
     decode_profile,
     encode_profile,
     log_row,
+    membership_row,
     merge_of,
     merge_row,
     reject_row,
@@ -205,6 +211,11 @@ class _SqliteSetOps:
             "UPDATE rejects SET replayed_ms = ? WHERE id = ?",
             [(ms, reject_id) for reject_id, ms in writes.replays],
         )
+        self.conn.executemany(
+            "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [membership_row(c) for c in writes.memberships],
+        )
 
     def _save_profiles(self, writes: PendingWrites) -> None:
         inserted = self.conn.executemany(
@@ -381,6 +392,46 @@ class SqliteStore:
             (mpid, limit),
         )
         return [_log_entry(r) for r in rows]
+
+    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+        with self._write_lock:
+            conn = self._writer
+            if audience.id:
+                conn.execute(
+                    "UPDATE audiences SET status = ?, doc = ? WHERE id = ?",
+                    (audience.status, audience_doc(audience), audience.id),
+                )
+                return audience
+            cursor = conn.execute(
+                "INSERT INTO audiences (status, doc) VALUES (?, ?)",
+                (audience.status, audience_doc(audience)),
+            )
+            assert cursor.lastrowid is not None
+            saved = msgspec.structs.replace(audience, id=cursor.lastrowid)
+            conn.execute(
+                "UPDATE audiences SET doc = ? WHERE id = ?", (audience_doc(saved), saved.id)
+            )
+            return saved
+
+    def list_audiences(self) -> list[AudienceDef]:
+        rows = self._reader().execute("SELECT id, doc FROM audiences ORDER BY id")
+        return [audience_of(entry_id, doc) for entry_id, doc in rows]
+
+    def membership_log(
+        self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
+    ) -> list[MembershipChange]:
+        rows = self._reader().execute(
+            "SELECT id, audience_id, mpid, entered, at_ms, reason FROM membership_log"
+            " WHERE (? IS NULL OR audience_id = ?) AND (? IS NULL OR mpid = ?) AND at_ms <= ?"
+            " ORDER BY id LIMIT ?",
+            (audience_id, audience_id, mpid, mpid, until_ms, limit),
+        )
+        return [
+            MembershipChange(
+                id=r[0], audience_id=r[1], mpid=r[2], entered=bool(r[3]), at_ms=r[4], reason=r[5]
+            )
+            for r in rows
+        ]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         rows = self._reader().execute(

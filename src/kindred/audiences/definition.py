@@ -1,0 +1,41 @@
+"""An audience definition as saved (AUD-1): the document the admin API and CLI exchange."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = ["MAX_TAG_LENGTH", "AudienceDef", "AudienceStatus", "MembershipChange"]
+
+AudienceStatus = Literal["draft", "active", "inactive", "deleted"]
+MAX_TAG_LENGTH = 18
+
+
+class AudienceDef(msgspec.Struct, kw_only=True):
+    id: int = 0  # given by the store when first saved
+    name: str
+    external_name: str | None = None
+    workspaces: list[int]
+    # Inputs whose events count; empty: every input of the workspaces.
+    inputs: list[str] = msgspec.field(default_factory=list)
+    criteria: dict[str, object]
+    status: AudienceStatus = "draft"
+    tags: list[str] = msgspec.field(default_factory=list)
+    created_by: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+    # Events older than this many days never count (the audience lookback window).
+    lookback_days: int = 90
+
+
+class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the append-only membership log (AUD-12): who entered or left which
+    audience, when, and why (the fields that changed, or "time")."""
+
+    audience_id: int
+    mpid: int
+    entered: bool
+    at_ms: int
+    reason: str
+    id: int | None = None

@@ -1,0 +1,87 @@
+"""What a criteria tree depends on, so that a batch re-evaluates only the audiences whose
+fields it changed (AUD-5), and which event histories a profile must keep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kindred.audiences.ast import (
+    All,
+    AnyOf,
+    AttributeCriterion,
+    AttributionCriterion,
+    ConsentCriterion,
+    Const,
+    DeviceCriterion,
+    EventCriterion,
+    Exclude,
+    FirstSeenCriterion,
+    IdentityCriterion,
+    MembershipCriterion,
+    Node,
+)
+from kindred.audiences.evaluate import event_key
+from kindred.domain.changes import Change
+
+__all__ = ["EVERYTHING", "dependencies", "event_keys", "touched_by"]
+
+EVERYTHING = "*"
+
+
+def dependencies(node: Node) -> frozenset[str]:
+    """Field names: `attr:KEY`, `identity`, `device`, `consent`, `first_seen`,
+    `attribution`, `event:KEY`, `audience:ID`."""
+    if isinstance(node, All | AnyOf):
+        return frozenset().union(*(dependencies(item) for item in node.items))
+    if isinstance(node, Exclude):
+        return dependencies(node.item)
+    return _leaf(node)
+
+
+def _leaf(node: Node) -> frozenset[str]:
+    if isinstance(node, AttributeCriterion):
+        return frozenset({f"attr:{node.key}"})
+    if isinstance(node, EventCriterion):
+        return frozenset({f"event:{event_key(node.event_type, node.name)}"})
+    if isinstance(node, MembershipCriterion):
+        return frozenset({f"audience:{node.audience_id}"})
+    if isinstance(node, Const):
+        return frozenset()
+    names = {
+        IdentityCriterion: "identity",
+        DeviceCriterion: "device",
+        ConsentCriterion: "consent",
+        FirstSeenCriterion: "first_seen",
+        AttributionCriterion: "attribution",
+    }
+    return frozenset({names[type(node)]})
+
+
+def event_keys(node: Node) -> frozenset[str]:
+    """The event-history keys the tree reads."""
+    return frozenset(d[6:] for d in dependencies(node) if d.startswith("event:"))
+
+
+_KINDS = {
+    "identity_added": "identity",
+    "identity_changed": "identity",
+    "device_added": "device",
+    "consent_changed": "consent",
+    "attribution_changed": "attribution",
+}
+
+
+def touched_by(changes: Iterable[Change], events: Iterable[str], *, device_seen: bool) -> set[str]:
+    """The fields a batch changed: from its profile changes, the event keys it carried, and
+    whether it described a device (its info may have changed without a new device)."""
+    touched: set[str] = {f"event:{key}" for key in events}
+    if device_seen:
+        touched.add("device")
+    for change in changes:
+        if change.kind == "profile_created":
+            touched.add(EVERYTHING)
+        elif change.kind in ("attribute_set", "attribute_deleted"):
+            touched.add(f"attr:{change.key}")
+        elif change.kind in _KINDS:
+            touched.add(_KINDS[change.kind])
+    return touched

@@ -1,0 +1,112 @@
+"""`kindred audiences ...`: manage audience definitions and read membership history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import msgspec
+
+from kindred.audiences.definition import AudienceDef
+from kindred.cli.common import config_option, data_dir_option, started
+from kindred.domain.errors import KindredError
+from kindred.wire.errors import as_invalid_batch
+
+__all__ = ["audiences"]
+
+
+def _echo(value: object) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+def _definition(path: str) -> AudienceDef:
+    try:
+        return msgspec.json.decode(Path(path).read_bytes(), type=AudienceDef)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise click.ClickException(f"{path}: {as_invalid_batch(exc)}") from None
+
+
+@click.group()
+def audiences() -> None:
+    """Real-time audiences: definitions, activation, membership history."""
+
+
+@audiences.command("list")
+@click.option("--tag", "tags", multiple=True, help="Only audiences with every tag given.")
+@config_option
+@data_dir_option
+def list_(tags: tuple[str, ...], config_path: str | None, data_dir: str | None) -> None:
+    """List audiences (not deleted ones)."""
+    with started(config_path, data_dir) as container:
+        _echo(container.audiences.all(tags))
+
+
+@audiences.command("create")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@config_option
+@data_dir_option
+def create(file: str, config_path: str | None, data_dir: str | None) -> None:
+    """Save a definition (JSON file) as a draft; prints it with its id."""
+    with started(config_path, data_dir) as container:
+        try:
+            _echo(container.audiences.create(_definition(file), created_by="cli"))
+        except KindredError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@audiences.command("update")
+@click.argument("audience_id", type=int)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@config_option
+@data_dir_option
+def update(audience_id: int, file: str, config_path: str | None, data_dir: str | None) -> None:
+    """Replace an audience's definition (its status stays)."""
+    with started(config_path, data_dir) as container:
+        try:
+            _echo(container.audiences.update(audience_id, _definition(file)))
+        except KindredError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _action(name: str, help_text: str) -> None:
+    @audiences.command(name, help=help_text)
+    @click.argument("audience_id", type=int)
+    @config_option
+    @data_dir_option
+    def run(audience_id: int, config_path: str | None, data_dir: str | None) -> None:
+        with started(config_path, data_dir) as container:
+            service = container.audiences
+            try:
+                if name == "show":
+                    _echo(service.get(audience_id))
+                elif name == "clone":
+                    _echo(service.clone(audience_id))
+                elif name == "delete":
+                    _echo(service.delete(audience_id))
+                else:
+                    status = "active" if name == "activate" else "inactive"
+                    _echo(service.set_status(audience_id, status))
+            except KindredError as exc:
+                raise click.ClickException(str(exc)) from None
+
+
+_action("show", "Print one audience.")
+_action("activate", "Activate: the audience starts taking members.")
+_action("deactivate", "Deactivate: its members leave at their next evaluation.")
+_action("clone", "Copy an audience (tags included) as a new draft.")
+_action("delete", "Delete an audience (refused while another nests it).")
+
+
+@audiences.command("members")
+@click.argument("audience_id", type=int)
+@click.option("--at", "at_ms", type=int, help="An instant (epoch ms); default now.")
+@config_option
+@data_dir_option
+def members(
+    audience_id: int, at_ms: int | None, config_path: str | None, data_dir: str | None
+) -> None:
+    """The audience's members at an instant, from the membership log."""
+    with started(config_path, data_dir) as container:
+        at = at_ms if at_ms is not None else container.clock.now_ms()
+        found = container.audiences.members_at(audience_id, at)
+        _echo({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in found]})

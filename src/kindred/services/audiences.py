@@ -1,0 +1,338 @@
+"""Real-time audiences (AUD-1, AUD-5, AUD-10, AUD-12): definitions, live membership on
+ingest, and the membership log.
+
+The registry holds the active audiences, parsed once when saved (never per event), and
+re-reads the store every few seconds, so an audience activated in another process is
+picked up. On each applied batch, `refresh` keeps the profile's event history for the keys
+active audiences use and re-evaluates only the audiences whose fields the batch changed
+(nested audiences first, so an outer one sees their new memberships).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from kindred.audiences.ast import Node
+from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef, MembershipChange
+from kindred.audiences.deps import EVERYTHING, dependencies, event_keys, touched_by
+from kindred.audiences.evaluate import DAY_MS, Subject, evaluate
+from kindred.audiences.history import record_events
+from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
+from kindred.domain.changes import Change
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.observation import EventFact
+from kindred.domain.profile import Membership, Profile
+from kindred.domain.tenancy import Tenancy
+from kindred.ports import AudienceStore, Clock
+
+__all__ = ["AudienceRegistry", "AudienceService", "CompiledAudience"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAudience:
+    definition: AudienceDef
+    node: Node
+    scopes: frozenset[str]
+    workspaces: frozenset[int]
+    deps: frozenset[str]
+    nested: frozenset[int]
+    event_keys: frozenset[str]
+
+    @property
+    def id(self) -> int:
+        return self.definition.id
+
+
+class AudienceRegistry:
+    def __init__(
+        self, store: AudienceStore, tenancy: Tenancy, clock: Clock, *, refresh_ms: int = 2000
+    ) -> None:
+        self._store = store
+        self._tenancy = tenancy
+        self._clock = clock
+        self._refresh_ms = refresh_ms
+        self._active: list[CompiledAudience] = []
+        self._tracked: frozenset[str] = frozenset()
+        self._lookback_ms = 90 * DAY_MS
+        self._loaded_ms: int | None = None
+        self._lock = threading.Lock()
+
+    def active(self) -> list[CompiledAudience]:
+        """Active audiences, each after the audiences it nests."""
+        now = self._clock.now_ms()
+        if self._loaded_ms is None or not 0 <= now - self._loaded_ms < self._refresh_ms:
+            with self._lock:
+                self._load(now)
+        return self._active
+
+    def invalidate(self) -> None:
+        self._loaded_ms = None
+
+    def _load(self, now: int) -> None:
+        definitions = [a for a in self._store.list_audiences() if a.status == "active"]
+        compiled = [self.compile(a) for a in definitions]
+        self._active = _nested_first(compiled)
+        self._tracked = frozenset().union(*(a.event_keys for a in compiled))
+        self._lookback_ms = max((a.definition.lookback_days for a in compiled), default=90) * DAY_MS
+        self._loaded_ms = now
+
+    def compile(self, audience: AudienceDef) -> CompiledAudience:
+        catalog = Catalog(audiences=self._nesting())
+        node = parse_criteria(audience.criteria, catalog, audience.id or None)
+        workspaces = frozenset(audience.workspaces)
+        scopes = frozenset(
+            self._tenancy.workspaces[w].identity_scope
+            for w in workspaces
+            if w in self._tenancy.workspaces
+        )
+        return CompiledAudience(
+            audience,
+            node,
+            scopes,
+            workspaces,
+            dependencies(node),
+            nested_audiences(node),
+            event_keys(node),
+        )
+
+    def _nesting(self) -> dict[int, frozenset[int]]:
+        """Every saved audience with the audiences it nests (for checks at save time)."""
+        nesting: dict[int, frozenset[int]] = {}
+        for audience in self._store.list_audiences():
+            if audience.status == "deleted":
+                continue
+            try:
+                node = parse_criteria(audience.criteria, Catalog(audiences=_Anything()))
+            except InvalidBatch:
+                node = None
+            nesting[audience.id] = nested_audiences(node) if node is not None else frozenset()
+        return nesting
+
+    def refresh(
+        self,
+        profile: Profile,
+        changes: Sequence[Change],
+        events: Sequence[EventFact],
+        *,
+        device_seen: bool,
+        now_ms: int,
+    ) -> tuple[Profile, list[MembershipChange]]:
+        """The profile with its event history kept and its memberships re-evaluated for
+        what the batch touched; the membership changes to log."""
+        active = self.active()
+        if not active and not profile.memberships:
+            return profile, []
+        history = record_events(
+            profile.event_times, events, self._tracked, now_ms - self._lookback_ms
+        )
+        if history != profile.event_times:
+            profile = msgspec.structs.replace(profile, event_times=history)
+        keys = {
+            k for e in events for k in (e.event_type, f"{e.event_type}:{(e.name or '').lower()}")
+        }
+        touched = touched_by(changes, keys, device_seen=device_seen)
+        return evaluate_memberships(profile, active, touched, now_ms)
+
+
+def evaluate_memberships(
+    profile: Profile,
+    active: Sequence[CompiledAudience],
+    touched: set[str] | None,
+    now_ms: int,
+    reason: str | None = None,
+) -> tuple[Profile, list[MembershipChange]]:
+    """Re-evaluate the audiences `touched` concerns (all when None) for the profile."""
+    current = dict(profile.memberships)
+    status = dict.fromkeys(current, True)
+    flipped: set[int] = set()
+    moves: list[MembershipChange] = []
+    active_ids = {a.id for a in active}
+    for aid in [a for a in current if a not in active_ids]:
+        del current[aid]
+        moves.append(_move(aid, profile.mpid, False, now_ms, "audience no longer active"))
+    for audience in active:
+        if profile.scope not in audience.scopes or not _concerned(audience, touched, flipped):
+            continue
+        subject = Subject(profile, audience.workspaces, now_ms, status)
+        member = evaluate(audience.node, subject)
+        if member == (audience.id in current):
+            continue
+        flipped.add(audience.id)
+        status[audience.id] = member
+        why = reason or _why(audience, touched)
+        moves.append(_move(audience.id, profile.mpid, member, now_ms, why))
+        if member:
+            current[audience.id] = Membership(
+                audience_id=audience.id, name=_name(audience.definition), since_ms=now_ms
+            )
+        else:
+            del current[audience.id]
+    if not moves:
+        return profile, []
+    return msgspec.structs.replace(profile, memberships=current), moves
+
+
+def _concerned(audience: CompiledAudience, touched: set[str] | None, flipped: set[int]) -> bool:
+    if touched is None or EVERYTHING in touched:
+        return True
+    return bool(audience.deps & touched) or any(n in flipped for n in audience.nested)
+
+
+def _why(audience: CompiledAudience, touched: set[str] | None) -> str:
+    if touched is None:
+        return "evaluated"
+    fields = sorted(audience.deps & touched) or sorted(touched)
+    return ", ".join(fields)
+
+
+def _move(aid: int, mpid: int, entered: bool, now_ms: int, reason: str) -> MembershipChange:
+    return MembershipChange(
+        audience_id=aid, mpid=mpid, entered=entered, at_ms=now_ms, reason=reason
+    )
+
+
+def _name(audience: AudienceDef) -> str:
+    return audience.external_name or audience.name
+
+
+def _nested_first(audiences: Sequence[CompiledAudience]) -> list[CompiledAudience]:
+    by_id = {a.id: a for a in audiences}
+    ordered: list[CompiledAudience] = []
+    seen: set[int] = set()
+
+    def visit(audience: CompiledAudience) -> None:
+        if audience.id in seen:
+            return
+        seen.add(audience.id)
+        for nested in sorted(audience.nested):
+            if nested in by_id:
+                visit(by_id[nested])
+        ordered.append(audience)
+
+    for audience in audiences:
+        visit(audience)
+    return ordered
+
+
+class _Anything(dict[int, frozenset[int]]):
+    """A catalog that knows every audience id (reading saved definitions back)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+class AudienceService:
+    """Managing definitions (AUD-1, AUD-10) and reading the membership log (AUD-12)."""
+
+    def __init__(self, store: AudienceStore, registry: AudienceRegistry, clock: Clock) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+
+    def all(self, tags: Iterable[str] = ()) -> list[AudienceDef]:
+        wanted = set(tags)
+        return [
+            a
+            for a in self._store.list_audiences()
+            if a.status != "deleted" and wanted <= set(a.tags)
+        ]
+
+    def get(self, audience_id: int) -> AudienceDef:
+        for audience in self._store.list_audiences():
+            if audience.id == audience_id and audience.status != "deleted":
+                return audience
+        raise NotFound(f"no audience {audience_id}")
+
+    def create(self, audience: AudienceDef, created_by: str = "") -> AudienceDef:
+        now = self._clock.now_ms()
+        draft = msgspec.structs.replace(
+            audience, id=0, status="draft", created_ms=now, updated_ms=now, created_by=created_by
+        )
+        self._check(draft)
+        return self._save(draft)
+
+    def update(self, audience_id: int, audience: AudienceDef) -> AudienceDef:
+        current = self.get(audience_id)
+        changed = msgspec.structs.replace(
+            audience,
+            id=audience_id,
+            status=current.status,
+            created_ms=current.created_ms,
+            created_by=current.created_by,
+            updated_ms=self._clock.now_ms(),
+        )
+        self._check(changed)
+        return self._save(changed)
+
+    def set_status(self, audience_id: int, status: str) -> AudienceDef:
+        if status not in ("active", "inactive"):
+            raise InvalidBatch("status is active or inactive", "status")
+        current = self.get(audience_id)
+        changed = msgspec.structs.replace(
+            current,
+            status=status,
+            updated_ms=self._clock.now_ms(),
+        )
+        return self._save(changed)
+
+    def clone(self, audience_id: int) -> AudienceDef:
+        current = self.get(audience_id)
+        copy = msgspec.structs.replace(current, name=f"{current.name} (copy)")
+        return self.create(copy, created_by=current.created_by)
+
+    def delete(self, audience_id: int) -> AudienceDef:
+        current = self.get(audience_id)
+        nesting = [
+            a.id
+            for a in self.all()
+            if a.id != audience_id and audience_id in self._registry.compile(a).nested
+        ]
+        if nesting:
+            raise InvalidBatch(
+                f"audience {audience_id} is nested in audience {nesting[0]}; change that first",
+                "audience_id",
+            )
+        changed = msgspec.structs.replace(
+            current, status="deleted", updated_ms=self._clock.now_ms()
+        )
+        return self._save(changed)
+
+    def members_at(self, audience_id: int, at_ms: int) -> list[int]:
+        """The profiles in the audience at an instant, from the membership log."""
+        log = self._store.membership_log(
+            audience_id=audience_id, mpid=None, until_ms=at_ms, limit=10_000_000
+        )
+        state: dict[int, bool] = {}
+        for change in log:
+            state[change.mpid] = change.entered
+        return sorted(m for m, inside in state.items() if inside)
+
+    def audiences_of_at(self, mpid: int, at_ms: int) -> list[int]:
+        log = self._store.membership_log(
+            audience_id=None, mpid=mpid, until_ms=at_ms, limit=1_000_000
+        )
+        state: dict[int, bool] = {}
+        for change in log:
+            state[change.audience_id] = change.entered
+        return sorted(a for a, inside in state.items() if inside)
+
+    def _check(self, audience: AudienceDef) -> None:
+        if not audience.name.strip():
+            raise InvalidBatch("an audience needs a name", "name")
+        if not audience.workspaces:
+            raise InvalidBatch("name at least one workspace", "workspaces")
+        for tag in audience.tags:
+            if len(tag) > MAX_TAG_LENGTH:
+                raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
+        if audience.lookback_days < 1:
+            raise InvalidBatch("lookback_days must be at least 1", "lookback_days")
+        self._registry.compile(audience)
+
+    def _save(self, audience: AudienceDef) -> AudienceDef:
+        saved = self._store.save_audience(audience)
+        self._registry.invalidate()
+        return saved

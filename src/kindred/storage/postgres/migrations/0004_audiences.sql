@@ -1,0 +1,18 @@
+-- Audience definitions (AUD-1), as JSON documents.
+CREATE TABLE audiences (
+    id BIGSERIAL PRIMARY KEY,
+    status TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+
+-- Every enter and exit, append-only (AUD-12).
+CREATE TABLE membership_log (
+    id BIGSERIAL PRIMARY KEY,
+    audience_id BIGINT NOT NULL,
+    mpid BIGINT NOT NULL,
+    entered BOOLEAN NOT NULL,
+    at_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX membership_log_by_audience ON membership_log (audience_id, at_ms);
+CREATE INDEX membership_log_by_mpid ON membership_log (mpid, at_ms);

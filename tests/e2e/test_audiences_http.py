@@ -1,0 +1,115 @@
+"""Audiences against a real server: definitions through the admin API, batches over HTTP
+moving users in and out, nested audiences, the Profile API showing memberships, history."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = {"authorization": "Bearer e2e-admin-token"}
+SERVER = ("server-key", "server-secret")
+
+
+def admin(server: Server, method: str, path: str, body: Any = None) -> httpx.Response:
+    return httpx.request(method, f"{server.url}/admin/v1{path}", json=body, headers=ADMIN)
+
+
+def send(server: Server, customer: str, **fields: Any) -> None:
+    batch = {"user_identities": {"customer_id": customer}, **fields}
+    assert httpx.post(f"{server.url}/v2/events", json=batch, auth=SERVER).status_code == 202
+
+
+def play(now_ms: int) -> dict[str, Any]:
+    data = {"event_name": "Play", "custom_event_type": "other", "timestamp_unixtime_ms": now_ms}
+    return {"event_type": "custom_event", "data": data}
+
+
+def members(server: Server, audience_id: int, at: int | None = None) -> list[str]:
+    params = {"at": at} if at else {}
+    response = httpx.get(
+        f"{server.url}/admin/v1/audiences/{audience_id}/members", params=params, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["mpids"])
+
+
+def test_audiences_follow_batches_and_keep_history(fresh_server: Server) -> None:
+    server = fresh_server
+    gold = admin(
+        server,
+        "POST",
+        "/audiences",
+        {
+            "name": "Gold players",
+            "external_name": "gold-players",
+            "workspaces": [1],
+            "tags": ["music"],
+            "criteria": {
+                "and": [
+                    {"attribute": "tier", "op": "equals", "value": "GOLD"},
+                    {"event": "custom_event", "name": "play", "within_days": 7},
+                ]
+            },
+        },
+    )
+    assert gold.status_code == 201, gold.text
+    gold_id = gold.json()["id"]
+    assert gold.json()["status"] == "draft"
+    outer = admin(
+        server,
+        "POST",
+        "/audiences",
+        {"name": "Not gold", "workspaces": [1], "criteria": {"exclude": {"audience": gold_id}}},
+    ).json()
+    for audience_id in (gold_id, outer["id"]):
+        assert (
+            admin(server, "POST", f"/audiences/{audience_id}/activate").json()["status"] == "active"
+        )
+
+    now = int(time.time() * 1000)
+    send(server, "aud-e2e-1", user_attributes={"tier": "gold"}, events=[play(now)])
+    profile = server.profile(identity="customer_id=aud-e2e-1")
+    assert profile is not None
+    mpid = profile["mpid"]
+    assert members(server, gold_id) == [mpid]
+    assert [int(k) for k in profile["memberships"]] == [gold_id]
+    entered_at = int(time.time() * 1000)
+
+    send(server, "aud-e2e-1", user_attributes={"tier": "silver"})
+    assert members(server, gold_id) == []
+    assert members(server, outer["id"]) == [mpid]  # the nesting audience follows
+    assert members(server, gold_id, at=entered_at) == [mpid]  # history
+    history = admin(server, "GET", f"/profiles/{mpid}/audiences", None).json()
+    assert history["audience_ids"] == [outer["id"]]
+
+    nested = admin(server, "DELETE", f"/audiences/{gold_id}")
+    assert nested.status_code == 400
+    assert "nested" in nested.json()["errors"][0]["message"]
+
+
+def test_invalid_definitions_are_refused_with_the_path(server: Server) -> None:
+    bad = admin(
+        server,
+        "POST",
+        "/audiences",
+        {
+            "name": "Broken",
+            "workspaces": [1],
+            "criteria": {
+                "and": [
+                    {"attribute": "a", "op": "exists"},
+                    {"attribute": "b", "op": "gt", "value": "x"},
+                ]
+            },
+        },
+    )
+    assert bad.status_code == 400
+    assert "criteria.and[1].value" in bad.json()["errors"][0]["message"]
+    assert httpx.get(f"{server.url}/admin/v1/audiences").status_code == 401
