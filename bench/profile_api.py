@@ -21,16 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
 import shlex
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +36,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ServerProcess, machine
+from bench.wrk import run_wrk, timed_wrk, wrk_parser
 
 LUA_SCRIPT = Path(__file__).parent / "profile-api.lua"
 CLIENT = ("bench-client", "bench-secret")
@@ -47,13 +44,6 @@ AUDIENCE = "https://api.mparticle.com"
 ORG, ACCOUNT, WORKSPACE = 1, 1, 1
 FIELDS = "device_identities,user_identities,user_attributes,audience_memberships,attribution"
 RESULT_MARK = "PROFILE_API_RESULT "
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all processes of the machine have used so far (from /proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def stored_mpids(data_dir: Path, store_url: str | None) -> list[int]:
@@ -121,20 +111,6 @@ def wrk_command(args: argparse.Namespace, url: str, token: str, mpid_file: Path)
     ]
 
 
-def run_wrk(command: list[str]) -> dict[str, Any]:
-    """Run wrk; returns the JSON its done() callback printed."""
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
-            return result
-    raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-
-
-def _ms(microseconds: float) -> float:
-    return round(microseconds / 1000, 2)
-
-
 def measure(args: argparse.Namespace, server: ServerProcess, mpids: list[int]) -> dict[str, Any]:
     token = fetch_token(server.url)
     check_one(server.url, token, mpids[0])
@@ -143,21 +119,9 @@ def measure(args: argparse.Namespace, server: ServerProcess, mpids: list[int]) -
         mpid_file.write_text("".join(f"{m}\n" for m in mpids))
         if args.warmup > 0:
             warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-            run_wrk(wrk_command(warm, server.url, token, mpid_file))
+            run_wrk(wrk_command(warm, server.url, token, mpid_file), RESULT_MARK)
         command = wrk_command(args, server.url, token, mpid_file)
-        server_cpu = server.cpu_seconds()
-        busy = machine_busy_seconds()
-        wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall = time.perf_counter()
-        result = run_wrk(command)
-        wall = time.perf_counter() - wall
-        server_cpu = server.cpu_seconds() - server_cpu
-        busy = machine_busy_seconds() - busy
-        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wrk_cpu_s = (wrk_after.ru_utime - wrk_cpu.ru_utime) + (wrk_after.ru_stime - wrk_cpu.ru_stime)
-    seconds = result["duration_us"] / 1e6
-    errors = result["errors"]
-    latency = result["latency_us"]
+        run = timed_wrk(command, RESULT_MARK, server)
     shown = ["TOKEN" if part == token else part for part in command]
     return {
         "store": "postgresql" if args.store_url else "sqlite",
@@ -166,25 +130,9 @@ def measure(args: argparse.Namespace, server: ServerProcess, mpids: list[int]) -
         "mpids_sampled": len(mpids),
         "connections": args.connections,
         "wrk_threads": args.threads,
-        "duration_s": round(seconds, 1),
-        "requests": result["requests"],
-        "requests_per_s": round(result["requests"] / seconds),
-        "p50_ms": _ms(latency["p50"]),
-        "p90_ms": _ms(latency["p90"]),
-        "p99_ms": _ms(latency["p99"]),
-        "p999_ms": _ms(latency["p999"]),
-        "max_ms": _ms(latency["max"]),
-        "mean_ms": _ms(latency["mean"]),
+        **run.report(),
         # wrk counts responses with a status over 399; socket errors apart
-        "non_2xx": errors["status"],
-        "socket_errors": {k: v for k, v in errors.items() if k != "status"},
-        "response_kb": round(result["bytes"] / max(result["requests"], 1) / 1024, 2),
-        "server_cpu_cores": round(server_cpu / wall, 2),
-        "wrk_cpu_cores": round(wrk_cpu_s / wall, 2),
-        # everything else on the machine meanwhile (kernel work for the sockets included;
-        # with PostgreSQL, its server's work too): with SQLite, well above ~0.1 means
-        # something else competed for the cores during the run
-        "other_cpu_cores": round(max(busy - server_cpu - wrk_cpu_s, 0) / wall, 2),
+        "non_2xx": run.result["errors"]["status"],
         "server_peak_rss_mb": round(server.rss_mb()[1], 1),
         "machine": machine(),
         "command": shlex.join(["python", *sys.argv]),
@@ -193,23 +141,8 @@ def measure(args: argparse.Namespace, server: ServerProcess, mpids: list[int]) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=str(Path(__file__).parent / "out" / "sqlite"),
-        help="the seeded store's data dir (as given to bench/seed.py)",
-    )
-    parser.add_argument("--store-url", help="a postgresql:// URL (default: SQLite in data dir)")
-    parser.add_argument("--workers", type=int, default=2, help="server processes")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--duration", type=int, default=30, help="seconds, measured")
-    parser.add_argument("--warmup", type=int, default=5, help="seconds, unmeasured")
-    parser.add_argument("--timeout", type=int, default=2, help="wrk's request timeout, s")
+    parser = wrk_parser(__doc__)
     parser.add_argument("--sample", type=int, default=200_000, help="MPIDs read at random")
-    parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk", help="the wrk binary")
     args = parser.parse_args()
     if not shutil.which(args.wrk):
         raise SystemExit("wrk not found: apt-get install -y wrk")
