@@ -216,6 +216,10 @@ class ProfileReader(Protocol):
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]: ...
 
+    def find_linked(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        """The MPIDs each identity is linked to, in one read (keys with no link are absent)."""
+        ...
+
     def count_profiles(self) -> int: ...
 
 

@@ -655,3 +655,15 @@ def test_a_transaction_reads_its_own_writes(store: Store) -> None:
     assert store.find_profiles(SCOPE, CUSTOMER) == []
     with store.unit_of_work() as uow:
         assert not uow.claim_request("web", "r-9", 3)
+
+
+def test_linked_identities_are_found_in_one_read(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        uow.link_identities(SCOPE, BIG_A, [EMAIL, CUSTOMER])
+        uow.link_identities(SCOPE, BIG_B, [EMAIL])
+        uow.link_identities("other", BIG_B, [IDFV])
+    assert store.find_linked(SCOPE, [EMAIL, CUSTOMER, IDFV]) == {
+        EMAIL: sorted([BIG_A, BIG_B]),
+        CUSTOMER: [BIG_A],
+    }
+    assert store.find_linked(SCOPE, []) == {}

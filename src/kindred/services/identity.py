@@ -56,8 +56,7 @@ class _ReaderView:
         self._store = store
 
     def find(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
-        found = {key: self._store.find_profiles(scope, key) for key in keys}
-        return {key: mpids for key, mpids in found.items() if mpids}
+        return self._store.find_linked(scope, keys)
 
     def load(self, mpids: Iterable[int]) -> dict[int, Profile]:
         loaded = {m: self._store.get_profile(m) for m in mpids}
@@ -96,6 +95,9 @@ class IdentityCalls:
         if call.kind == "modify":
             self._check_modify(call)
             return None
+        known = self._known_user(call)
+        if known is not None:
+            return known
         decided = _decide(self._readers, call)
         decision = decided.decision
         if decision.action == "not_found":
@@ -110,6 +112,24 @@ class IdentityCalls:
         if not wanted <= identity_keys(target):
             return None
         return _answer(call, target, decided.profiles)
+
+    def _known_user(self, call: IdentityCall) -> IdentityAnswer | None:
+        """The common case without reading a profile: an identify or search whose every
+        identity is linked to one and the same profile, including a login identity (so
+        that profile is eligible whatever else it holds). None otherwise."""
+        if call.kind not in ("identify", "search"):
+            return None
+        policy = call.input.workspace.account.identity
+        user, device, _ = usable_identities(call.observation, policy)
+        if not any(t in policy.login for t in user):
+            return None
+        keys = [IdentityKey(t, v) for t, v in (*user.items(), *device.items())]
+        linked = self._readers.find(call.input.workspace.identity_scope, keys)
+        owners = {m for mpids in linked.values() for m in mpids}
+        if len(linked) != len(keys) or len(owners) != 1:
+            return None
+        matched = {call.spellings.get(k.type, k.type): k.value for k in keys}
+        return IdentityAnswer(owners.pop(), matched, is_logged_in=True)
 
     def apply(self, uow: UnitOfWork, call: IdentityCall, apply_fn: ApplyFn, now_ms: int) -> Outcome:
         try:

@@ -185,6 +185,10 @@ class MemoryStore:
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         return sorted(self._state.identities.get((scope, key), ()))
 
+    def find_linked(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        found = {key: self.find_profiles(scope, key) for key in keys}
+        return {key: mpids for key, mpids in found.items() if mpids}
+
     def count_profiles(self) -> int:
         return len(self._state.profiles)
 

@@ -332,3 +332,45 @@ def test_a_profile_absorbs_no_more_than_its_cap_of_profiles() -> None:
     )
     assert alias.status == "refused"
     assert "merge_cap" in str(alias.detail)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    script=steps,
+    probe=st.tuples(st.sampled_from(["c1", "c2", "c3"]), st.sampled_from(["d1", "d2", None])),
+)
+def test_the_known_user_shortcut_answers_as_the_full_resolution(
+    script: list[Step], probe: tuple[str, str | None]
+) -> None:
+    world = World()
+    seen: list[int] = []
+    for kind, customer, das, pick in script:
+        previous = seen[pick % len(seen)] if seen else None
+        if kind in ("identify", "login", "logout"):
+            seen.append(
+                world.call(kind, {"customer_id": customer}, das=das, previous=previous).mpid
+            )
+    probe_customer, probe_das = probe
+    device = {"device_application_stamp": probe_das} if probe_das else {}
+    call = IdentityCall(
+        kind="identify",
+        input=WEB,
+        observation=Observation(
+            received_ms=world.now,
+            effective_ms=world.now,
+            user_identities={"customer_id": probe_customer},
+            device_identities=device,
+        ),
+    )
+    calls = world.ingest.identity
+    fast = calls.read_only(call)
+    slow_calls = type(calls)(world.store, SequentialMpids())
+    slow_calls._known_user = lambda _call: None  # type: ignore[method-assign, assignment]
+    slow = slow_calls.read_only(call)
+    assert (fast is None) == (slow is None)
+    if fast is not None and slow is not None:
+        assert (fast.mpid, fast.matched, fast.is_logged_in) == (
+            slow.mpid,
+            slow.matched,
+            slow.is_logged_in,
+        )

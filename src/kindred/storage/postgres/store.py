@@ -321,6 +321,13 @@ class PostgresStore:
         )
         return [row[0] for row in rows]
 
+    def find_linked(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        columns = ([scope] * len(keys), [k.type for k in keys], [k.value for k in keys])
+        found: dict[IdentityKey, list[int]] = {}
+        for _, id_type, id_value, mpid in self._rows(_FIND_IDENTITIES, columns):
+            found.setdefault(IdentityKey(id_type, id_value), []).append(mpid)
+        return found
+
     def count_profiles(self) -> int:
         return int(self._rows("SELECT count(*) FROM profiles", ())[0][0])
 

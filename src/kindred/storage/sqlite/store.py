@@ -376,6 +376,10 @@ class SqliteStore:
         )
         return [r[0] for r in rows]
 
+    def find_linked(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        found = _SqliteSetOps(self._reader()).find_identities([(scope, k) for k in keys])
+        return {key: sorted(mpids) for (_, key), mpids in found.items()}
+
     def count_profiles(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM profiles").fetchone()[0])
 
