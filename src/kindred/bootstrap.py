@@ -20,7 +20,7 @@ from kindred.domain.tenancy import (
 )
 from kindred.observability import PrometheusMetrics
 from kindred.ports import Clock, MpidSource, Secrets, Store
-from kindred.services.audiences import AudienceRegistry, AudienceService
+from kindred.services.audiences import AudienceRegistry, AudienceScheduler, AudienceService
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
@@ -47,6 +47,7 @@ class Container:
     profile_api: ProfileApiService
     sweep: LifetimeSweep
     audiences: AudienceService
+    audience_schedule: AudienceScheduler
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -61,6 +62,11 @@ class Container:
             )
             sweeper.start()
             self._background.append(sweeper)
+        every = self.settings.audiences.schedule_interval_s
+        if every > 0:
+            scheduler = Periodic("audience-schedule", every, self.audience_schedule.run)
+            scheduler.start()
+            self._background.append(scheduler)
         self.started = True
 
     def close(self) -> None:
@@ -117,6 +123,9 @@ def build(
         ),
         profile_api=ProfileApiService(store, tenancy, clock),
         audiences=AudienceService(store, audience_registry, clock),
+        audience_schedule=AudienceScheduler(
+            store, audience_registry, clock, chunk=settings.audiences.schedule_chunk
+        ),
         sweep=LifetimeSweep(
             store,
             tenancy,

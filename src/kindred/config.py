@@ -22,6 +22,7 @@ from kindred.domain.tenancy import Guardrails
 __all__ = [
     "AccountSettings",
     "AdminSettings",
+    "AudienceSettings",
     "CredentialSettings",
     "IdentitySettings",
     "InputSettings",
@@ -149,6 +150,13 @@ class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     token_env: str | None = None
 
 
+class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # How often each server process re-evaluates the profiles whose memberships time alone
+    # may have changed (AUD-5); 0 turns it off.
+    schedule_interval_s: float = 5.0
+    schedule_chunk: int = 500
+
+
 class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # How often each server process runs the lifetime sweep; 0 leaves it to `kindred sweep`.
     sweep_interval_s: float = 3600.0
@@ -164,6 +172,7 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     oauth: OAuthSettings = msgspec.field(default_factory=OAuthSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    audiences: AudienceSettings = msgspec.field(default_factory=AudienceSettings)
     # Not from the file: where the embedded store and other local files live.
     data_dir: str = "data"
     source: str = "<demo>"
@@ -276,6 +285,8 @@ def _validate(settings: Settings) -> None:
     for n, cred in enumerate(settings.credentials):
         _validate_credential(cred, known, f"credentials[{n}]")
     _validate_oauth(settings.oauth)
+    if settings.audiences.schedule_interval_s < 0 or settings.audiences.schedule_chunk < 1:
+        raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
         raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
     if settings.server.workers < 1:

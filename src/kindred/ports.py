@@ -190,6 +190,11 @@ class UnitOfWork(Protocol):
         at commit) when the stored profile is no longer at `profile.version`."""
         ...
 
+    def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
+        """Up to `limit` profiles whose `audience_due_ms` has come, earliest first, claimed
+        for this transaction as `expired_profiles` claims them."""
+        ...
+
     def record_merge(self, entry: MergeEntry) -> None: ...
 
     def append_memberships(self, changes: Sequence[MembershipChange]) -> None:

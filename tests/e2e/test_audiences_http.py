@@ -4,12 +4,13 @@ moving users in and out, nested audiences, the Profile API showing memberships, 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, make_server
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +114,37 @@ def test_invalid_definitions_are_refused_with_the_path(server: Server) -> None:
     assert bad.status_code == 400
     assert "criteria.and[1].value" in bad.json()["errors"][0]["message"]
     assert httpx.get(f"{server.url}/admin/v1/audiences").status_code == 401
+
+
+def test_time_alone_moves_a_user_out(tmp_path: Path) -> None:
+    clock = tmp_path / "offset-ms"
+    clock.write_text("0")
+    server = make_server(tmp_path, clock_file=clock)
+    server.start()
+    try:
+        created = admin(
+            server,
+            "POST",
+            "/audiences",
+            {
+                "name": "Played today",
+                "workspaces": [1],
+                "criteria": {"event": "custom_event", "name": "Play", "within_days": 1},
+            },
+        ).json()
+        admin(server, "POST", f"/audiences/{created['id']}/activate")
+        send(server, "aud-time-1", events=[play(int(time.time() * 1000))])
+        profile = server.profile(identity="customer_id=aud-time-1")
+        assert profile is not None
+        assert members(server, created["id"]) == [profile["mpid"]]
+        clock.write_text(str(86_400_000 + 5_000))  # a day and a little later, no new event
+        deadline = time.monotonic() + 10
+        while members(server, created["id"]):
+            assert time.monotonic() < deadline, "the scheduler did not move the user out"
+            time.sleep(0.2)
+        history = httpx.get(
+            f"{server.url}/admin/v1/profiles/{profile['mpid']}/audiences", headers=ADMIN
+        ).json()
+        assert history["audience_ids"] == []
+    finally:
+        server.stop()

@@ -35,7 +35,7 @@ from kindred.audiences.ast import (
 from kindred.audiences.parse import parse_date
 from kindred.domain.profile import Profile, WorkspaceProfile
 
-__all__ = ["DAY_MS", "Subject", "evaluate", "event_key", "matches"]
+__all__ = ["DAY_MS", "Subject", "evaluate", "event_key", "instant", "matches"]
 
 DAY_MS = 86_400_000
 # Operators that hold for a profile without the value, and must hold in every workspace.
@@ -257,7 +257,7 @@ def _compare(op: str, wanted: object, value: object) -> bool:
     }[op]
 
 
-def _instant(value: object) -> int | None:
+def instant(value: object) -> int | None:
     """A stored date: epoch milliseconds, or an ISO date or date-time (UTC unless it says)."""
     number = _number(value)
     if number is not None:
@@ -272,7 +272,7 @@ def _instant(value: object) -> int | None:
 
 
 def _date(op: str, wanted: object, value: object, now_ms: int) -> bool:
-    at = _instant(value)
+    at = instant(value)
     if at is None:
         return False
     if op in ("within_last_days", "not_within_last_days"):

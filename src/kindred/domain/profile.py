@@ -98,6 +98,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # Times of recent events, by `type` and `type:name`, for the keys audiences ask about
     # (see audiences.evaluate.event_key), within the lookback window, oldest first.
     event_times: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    # When time alone may next change an audience membership (the scheduler's due time).
+    audience_due_ms: int | None = None
     # Hashes of the most recent event message ids (see domain.dedup), packed int64s.
     recent_messages: bytes = b""
     # Set when this profile was merged into another (IDS-6): its MPID then stands for that

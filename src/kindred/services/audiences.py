@@ -22,14 +22,21 @@ from kindred.audiences.deps import EVERYTHING, dependencies, event_keys, touched
 from kindred.audiences.evaluate import DAY_MS, Subject, evaluate
 from kindred.audiences.history import record_events
 from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
+from kindred.audiences.timing import is_timed, next_change
 from kindred.domain.changes import Change
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import AudienceStore, Clock
+from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Store
 
-__all__ = ["AudienceRegistry", "AudienceService", "CompiledAudience"]
+__all__ = [
+    "AudienceRegistry",
+    "AudienceScheduler",
+    "AudienceService",
+    "CompiledAudience",
+    "evaluate_memberships",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,8 @@ class CompiledAudience:
     deps: frozenset[str]
     nested: frozenset[int]
     event_keys: frozenset[str]
+    # Time alone can change its answer (recency windows): the scheduler comes back.
+    timed: bool
 
     @property
     def id(self) -> int:
@@ -97,6 +106,7 @@ class AudienceRegistry:
             dependencies(node),
             nested_audiences(node),
             event_keys(node),
+            is_timed(node),
         )
 
     def _nesting(self) -> dict[int, frozenset[int]]:
@@ -146,6 +156,8 @@ def evaluate_memberships(
     reason: str | None = None,
 ) -> tuple[Profile, list[MembershipChange]]:
     """Re-evaluate the audiences `touched` concerns (all when None) for the profile."""
+    if profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms:
+        touched = None  # time alone may have changed any of them since: do it all now
     current = dict(profile.memberships)
     status = dict.fromkeys(current, True)
     flipped: set[int] = set()
@@ -171,9 +183,29 @@ def evaluate_memberships(
             )
         else:
             del current[audience.id]
-    if not moves:
+    due = _next_due(profile, active, current, now_ms)
+    if not moves and due == profile.audience_due_ms:
         return profile, []
-    return msgspec.structs.replace(profile, memberships=current), moves
+    changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
+    return changed, moves
+
+
+def _next_due(
+    profile: Profile,
+    active: Sequence[CompiledAudience],
+    memberships: dict[int, Membership],
+    now_ms: int,
+) -> int | None:
+    """The earliest instant time alone may change one of the profile's memberships."""
+    status = dict.fromkeys(memberships, True)
+    found = [
+        t
+        for a in active
+        if a.timed and profile.scope in a.scopes
+        for t in [next_change(a.node, Subject(profile, a.workspaces, now_ms, status))]
+        if t is not None
+    ]
+    return min(found) if found else None
 
 
 def _concerned(audience: CompiledAudience, touched: set[str] | None, flipped: set[int]) -> bool:
@@ -336,3 +368,43 @@ class AudienceService:
         saved = self._store.save_audience(audience)
         self._registry.invalidate()
         return saved
+
+
+class AudienceScheduler:
+    """Re-evaluates the profiles whose due time has come (AUD-5): "last 7 days" windows
+    closing, frequencies falling as events age out, without any new event. A chunk per
+    transaction; safe in several processes (claimed rows are skipped elsewhere)."""
+
+    def __init__(self, store: Store, registry: AudienceRegistry, clock: Clock, chunk: int = 500):
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._chunk = chunk
+
+    def run(self) -> int:
+        """Re-evaluate every due profile; returns how many membership changes it made."""
+        now = self._clock.now_ms()
+        active = self._registry.active()
+        changed = 0
+        while True:
+            try:
+                done, moved = self._chunk_once(active, now)
+            except ConcurrentUpdate:
+                continue  # a batch updated a claimed profile: read the chunk again
+            changed += moved
+            if done < self._chunk:
+                return changed
+
+    def _chunk_once(self, active: Sequence[CompiledAudience], now: int) -> tuple[int, int]:
+        with self._store.unit_of_work() as uow:
+            due = uow.due_profiles(now, self._chunk)
+            moved = 0
+            for profile in due:
+                after, moves = evaluate_memberships(profile, active, None, now, reason="time")
+                if after is profile:
+                    after = msgspec.structs.replace(profile, audience_due_ms=None)
+                uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
+                if moves:
+                    uow.append_memberships(moves)
+                    moved += len(moves)
+        return len(due), moved

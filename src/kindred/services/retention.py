@@ -118,6 +118,6 @@ class Periodic:
             wait = self._interval_s
             try:
                 result = self._task()
-                log.info("%s: %s", self._name, result)
+                log.debug("%s: %s", self._name, result)
             except Exception:
                 log.exception("%s failed; next run in %s s", self._name, self._interval_s)

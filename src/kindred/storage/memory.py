@@ -113,6 +113,15 @@ class _MemoryUnitOfWork:
         expired.sort(key=lambda p: (p.last_stored_ms, p.mpid))
         return expired[:limit]
 
+    def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
+        due = [
+            p
+            for p in self.state.profiles.values()
+            if p.audience_due_ms is not None and p.audience_due_ms <= before_ms
+        ]
+        due.sort(key=lambda p: (p.audience_due_ms or 0, p.mpid))
+        return due[:limit]
+
     def record_merge(self, entry: MergeEntry) -> None:
         self.state.merges.append(msgspec.structs.replace(entry, id=len(self.state.merges) + 1))
 

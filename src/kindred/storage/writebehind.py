@@ -69,6 +69,11 @@ class SetOps(Protocol):
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
 
+    def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
+        """Profiles whose audience due time has come, earliest first; locked like
+        claim_expired."""
+        ...
+
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
         database not in the state this transaction read."""
@@ -136,6 +141,14 @@ class WriteBehindUnitOfWork:
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         return self._ops.log_ids(mpid, from_ms, to_ms)
+
+    def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
+        claimed = self._ops.claim_due(before_ms, limit)
+        for profile in claimed:
+            if profile.mpid not in self._profiles:
+                self._profiles[profile.mpid] = profile
+                self._stored_version[profile.mpid] = profile.version
+        return claimed
 
     # --- writes ------------------------------------------------------------------------
 

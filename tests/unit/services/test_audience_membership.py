@@ -6,12 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
-from kindred.services.audiences import AudienceRegistry, AudienceService, evaluate_memberships
+from kindred.services.audiences import (
+    AudienceRegistry,
+    AudienceScheduler,
+    AudienceService,
+    evaluate_memberships,
+)
 from kindred.services.ingest import Accepted, IngestService, observe
 from kindred.storage.memory import MemoryStore
 from tests.fakes import FakeClock, NullMetrics, SequentialMpids
@@ -35,6 +40,7 @@ CRITERIA: list[dict[str, Any]] = [
     {"or": [{"attribute": "visits", "op": "gt", "value": 3}, {"event": "screen_view"}]},
     {"exclude": {"audience": 1}},
     {"and": [{"audience": 2}, {"identity": "email", "op": "exists"}]},
+    {"event": "custom_event", "name": "Play", "within_days": 3},
 ]
 
 
@@ -52,8 +58,8 @@ class World:
             self.store, SequentialMpids(), NullMetrics(), lambda _: SERVER, self.registry
         )
 
-    def send(self, batch: dict[str, Any]) -> None:
-        self.clock.advance(60_000)
+    def send(self, batch: dict[str, Any], step_ms: int = 60_000) -> None:
+        self.clock.advance(step_ms)
         body = msgspec.json.encode(batch)
         obs = observe(body, SERVER, self.clock.now_ms())
         (outcome,) = self.ingest.ingest([Accepted(SERVER, obs, body)])
@@ -85,15 +91,32 @@ batches = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(batches, min_size=1, max_size=10), st.booleans())
+_PLAY = {"event_type": "custom_event", "data": {"event_name": "Play", "custom_event_type": "other"}}
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+# One user plays, the other comes back five days later: only time moved the first one out.
+@example(
+    [
+        ({"user_identities": {"customer_id": "u1"}, "events": [_PLAY]}, 0),
+        ({"user_identities": {"customer_id": "u2"}}, 5 * 86_400_000),
+    ],
+    False,
+)
+@given(
+    st.lists(st.tuples(batches, st.integers(0, 6 * 86_400_000)), min_size=2, max_size=12),
+    st.booleans(),
+)
 def test_incremental_membership_equals_a_fresh_evaluation(
-    script: list[dict[str, Any]], with_email: bool
+    script: list[tuple[dict[str, Any], int]], with_email: bool
 ) -> None:
+    """Batches days apart: what they touched is re-evaluated at once, what time alone
+    changed when the scheduler comes by; together equal to evaluating from scratch."""
     world = World()
-    for batch in script:
+    for batch, step_ms in script:
         email = {"email": "a@x"} if with_email else {}
-        world.send({**batch, "user_identities": {**batch["user_identities"], **email}})
+        world.send({**batch, "user_identities": {**batch["user_identities"], **email}}, step_ms)
+    AudienceScheduler(world.store, world.registry, world.clock).run()
     active = world.registry.active()
     for profile in world.store._state.profiles.values():
         blank = msgspec.structs.replace(profile, memberships={})
@@ -106,3 +129,55 @@ def test_incremental_membership_equals_a_fresh_evaluation(
             assert inside.get(change.audience_id, False) != change.entered  # alternates
             inside[change.audience_id] = change.entered
         assert {a for a, member in inside.items() if member} == set(profile.memberships)
+
+
+def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
+    store = MemoryStore()
+    clock = FakeClock(NOW)
+    registry = AudienceRegistry(store, TENANCY, clock)
+    service = AudienceService(store, registry, clock)
+    recent = service.create(
+        AudienceDef(
+            name="Played this week",
+            workspaces=[1],
+            criteria={"event": "custom_event", "name": "Play", "within_days": 7},
+        )
+    )
+    service.set_status(recent.id, "active")
+    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
+    body = msgspec.json.encode(
+        {
+            "user_identities": {"customer_id": "t1"},
+            "events": [
+                {
+                    "event_type": "custom_event",
+                    "data": {
+                        "event_name": "Play",
+                        "custom_event_type": "other",
+                        "timestamp_unixtime_ms": NOW,
+                    },
+                }
+            ],
+        }
+    )
+    (outcome,) = ingest.ingest([Accepted(SERVER, observe(body, SERVER, NOW), body)])
+    assert outcome.mpid is not None
+    profile = store.get_profile(outcome.mpid)
+    assert profile is not None
+    assert set(profile.memberships) == {recent.id}
+    assert profile.audience_due_ms == NOW + 7 * 86_400_000 + 1
+
+    scheduler = AudienceScheduler(store, registry, clock)
+    clock.advance(7 * 86_400_000)  # exactly 7 days: still inside
+    assert scheduler.run() == 0
+    clock.advance(1)
+    assert scheduler.run() == 1
+    after = store.get_profile(outcome.mpid)
+    assert after is not None
+    assert after.memberships == {}
+    assert after.audience_due_ms is None
+    (entered, exited) = store.membership_log(
+        audience_id=recent.id, mpid=None, until_ms=2**62, limit=9
+    )
+    assert (entered.entered, exited.entered, exited.reason) == (True, False, "time")
+    assert exited.at_ms == NOW + 7 * 86_400_000 + 1

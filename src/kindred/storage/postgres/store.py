@@ -74,13 +74,13 @@ _LOG_COLUMNS = (
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 _INSERT_PROFILE = (
-    "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, doc)"
-    " VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (mpid) DO NOTHING"
+    "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, audience_due_ms,"
+    " doc) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (mpid) DO NOTHING"
 )
 # Row locks make a concurrent UPDATE wait, then re-check `version` against the committed row.
 _UPDATE_PROFILE = (
-    "UPDATE profiles SET version = %s, last_stored_ms = %s, doc = %s::jsonb"
-    " WHERE mpid = %s AND version = %s"
+    "UPDATE profiles SET version = %s, last_stored_ms = %s, audience_due_ms = %s,"
+    " doc = %s::jsonb WHERE mpid = %s AND version = %s"
 )
 _FIND_IDENTITIES = (
     "SELECT i.scope, i.id_type, i.id_value, i.mpid FROM identities AS i"
@@ -149,6 +149,15 @@ class _PostgresSetOps:
             rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
         return [decode_profile(doc) for (doc,) in rows]
 
+    def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
+        query = (
+            "SELECT doc::text FROM profiles WHERE audience_due_ms <= %s"
+            " ORDER BY audience_due_ms LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        with _retryable():
+            rows = self.conn.execute(query, (before_ms, limit)).fetchall()
+        return [decode_profile(doc) for (doc,) in rows]
+
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         query = (
             "SELECT id FROM event_log WHERE mpid = %s AND received_ms BETWEEN %s AND %s ORDER BY id"
@@ -208,11 +217,12 @@ class _PostgresSetOps:
 
     def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
         inserts = [
-            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, _doc(p))
+            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p))
             for p in writes.inserts
         ]
         updates = [
-            (p.version, p.last_stored_ms, _doc(p), p.mpid, stored) for p, stored in writes.updates
+            (p.version, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, stored)
+            for p, stored in writes.updates
         ]
         if _many(cursor, _INSERT_PROFILE, inserts) != len(inserts):
             raise ConcurrentUpdate("a profile this transaction creates already exists")

@@ -148,6 +148,13 @@ class _SqliteSetOps:
         )
         return [decode_profile(doc) for (doc,) in rows]
 
+    def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
+        rows = self.conn.execute(
+            "SELECT doc FROM profiles WHERE audience_due_ms <= ? ORDER BY audience_due_ms LIMIT ?",
+            (before_ms, limit),
+        )
+        return [decode_profile(doc) for (doc,) in rows]
+
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         rows = self.conn.execute(
             "SELECT id FROM event_log WHERE mpid = ? AND received_ms BETWEEN ? AND ? ORDER BY id",
@@ -220,16 +227,27 @@ class _SqliteSetOps:
     def _save_profiles(self, writes: PendingWrites) -> None:
         inserted = self.conn.executemany(
             "INSERT OR IGNORE INTO profiles (mpid, scope, version, created_ms, last_stored_ms,"
-            " doc) VALUES (?, ?, ?, ?, ?, ?)",
+            " audience_due_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, _doc(p))
+                (
+                    p.mpid,
+                    p.scope,
+                    p.version,
+                    p.created_ms,
+                    p.last_stored_ms,
+                    p.audience_due_ms,
+                    _doc(p),
+                )
                 for p in writes.inserts
             ],
         ).rowcount
         updated = self.conn.executemany(
-            "UPDATE profiles SET version = ?, last_stored_ms = ?, doc = ?"
+            "UPDATE profiles SET version = ?, last_stored_ms = ?, audience_due_ms = ?, doc = ?"
             " WHERE mpid = ? AND version = ?",
-            [(p.version, p.last_stored_ms, _doc(p), p.mpid, v) for p, v in writes.updates],
+            [
+                (p.version, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, v)
+                for p, v in writes.updates
+            ],
         ).rowcount
         if inserted != len(writes.inserts) or updated != len(writes.updates):
             raise ConcurrentUpdate("a profile changed since this transaction read it")

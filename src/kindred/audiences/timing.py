@@ -1,0 +1,79 @@
+"""When time alone can change an answer (AUD-5): an event leaving a "last N days" window,
+a date leaving "within the last N days" or entering "not within". The scheduler
+re-evaluates a profile at the earliest such instant, without any new event."""
+
+from __future__ import annotations
+
+from kindred.audiences.ast import (
+    All,
+    AnyOf,
+    AttributeCriterion,
+    EventCriterion,
+    Exclude,
+    FirstSeenCriterion,
+    Node,
+)
+from kindred.audiences.evaluate import DAY_MS, Subject, event_key, instant
+
+__all__ = ["is_timed", "next_change"]
+
+_RECENCY = ("within_last_days", "not_within_last_days")
+
+
+def is_timed(node: Node) -> bool:
+    """Whether the passing of time alone can change the tree's answer."""
+    if isinstance(node, All | AnyOf):
+        return any(is_timed(item) for item in node.items)
+    if isinstance(node, Exclude):
+        return is_timed(node.item)
+    if isinstance(node, EventCriterion):
+        return node.within_days is not None
+    if isinstance(node, AttributeCriterion | FirstSeenCriterion):
+        return node.test.op in _RECENCY
+    return False
+
+
+def next_change(node: Node, subject: Subject) -> int | None:
+    """The earliest instant after `subject.now_ms` at which a leaf's answer may change
+    with no new data; None when none can."""
+    if isinstance(node, All | AnyOf):
+        found = [t for t in (next_change(i, subject) for i in node.items) if t is not None]
+        return min(found) if found else None
+    if isinstance(node, Exclude):
+        return next_change(node.item, subject)
+    if isinstance(node, EventCriterion):
+        return _event_change(node, subject)
+    if isinstance(node, AttributeCriterion | FirstSeenCriterion) and node.test.op in _RECENCY:
+        return _recency_change(node, subject)
+    return None
+
+
+def _event_change(node: EventCriterion, subject: Subject) -> int | None:
+    if node.within_days is None:
+        return None
+    window = node.within_days * DAY_MS
+    times = subject.profile.event_times.get(event_key(node.event_type, node.name), ())
+    leaving = [t + window + 1 for t in times if t + window >= subject.now_ms]
+    return min(leaving) if leaving else None
+
+
+def _recency_change(node: AttributeCriterion | FirstSeenCriterion, subject: Subject) -> int | None:
+    value = node.test.value
+    assert isinstance(value, int)
+    window = value * DAY_MS
+    if isinstance(node, FirstSeenCriterion):
+        stamps = [subject.profile.created_ms]
+    else:
+        stamps = [
+            t
+            for w in subject.workspaces()
+            if node.key in w.attributes and not w.attributes[node.key].deleted
+            for t in _instants(w.attributes[node.key].value)
+        ]
+    upcoming = [t + window + 1 for t in stamps if t + window >= subject.now_ms]
+    return min(upcoming) if upcoming else None
+
+
+def _instants(value: object) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    return [t for t in (instant(v) for v in items) if t is not None]
