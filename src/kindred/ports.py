@@ -25,6 +25,7 @@ __all__ = [
     "CredentialStore",
     "EventLogReader",
     "LogEntry",
+    "MembershipCounts",
     "MergeEntry",
     "MergeReader",
     "Metrics",
@@ -264,6 +265,14 @@ class CredentialStore(Protocol):
         ...
 
 
+class MembershipCounts(msgspec.Struct, frozen=True, kw_only=True):
+    entered: int = 0
+    exited: int = 0
+    entered_since: int = 0
+    exited_since: int = 0
+    last_change_ms: int | None = None
+
+
 class AudienceStore(Protocol):
     """Audience definitions (small, rarely written: each call is its own transaction) and
     the membership log."""
@@ -280,6 +289,10 @@ class AudienceStore(Protocol):
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
     ) -> list[MembershipChange]:
         """Log entries up to `until_ms`, oldest first, for an audience and/or a profile."""
+        ...
+
+    def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
+        """Enters and exits of an audience, in all and since an instant."""
         ...
 
 

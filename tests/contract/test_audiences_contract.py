@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from kindred.audiences.definition import AudienceDef, MembershipChange
-from kindred.ports import Store
+from kindred.ports import MembershipCounts, Store
 
 __all__: list[str] = []
 
@@ -63,3 +63,19 @@ def test_a_rolled_back_transaction_logs_nothing(store: Store) -> None:
     with pytest.raises(RuntimeError):
         fail()
     assert store.membership_log(audience_id=1, mpid=None, until_ms=10, limit=10) == []
+
+
+def test_membership_counts_add_up_enters_and_exits(store: Store) -> None:
+    assert store.membership_counts(1, 0) == MembershipCounts()
+    with store.unit_of_work() as uow:
+        uow.append_memberships(
+            [
+                MembershipChange(audience_id=1, mpid=1, entered=True, at_ms=100, reason="x"),
+                MembershipChange(audience_id=1, mpid=2, entered=True, at_ms=200, reason="x"),
+                MembershipChange(audience_id=1, mpid=1, entered=False, at_ms=300, reason="x"),
+                MembershipChange(audience_id=2, mpid=1, entered=True, at_ms=400, reason="x"),
+            ]
+        )
+    assert store.membership_counts(1, 150) == MembershipCounts(
+        entered=2, exited=1, entered_since=1, exited_since=1, last_change_ms=300
+    )

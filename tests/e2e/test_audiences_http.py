@@ -87,6 +87,10 @@ def test_audiences_follow_batches_and_keep_history(fresh_server: Server) -> None
     assert members(server, gold_id) == []
     assert members(server, outer["id"]) == [mpid]  # the nesting audience follows
     assert members(server, gold_id, at=entered_at) == [mpid]  # history
+    metrics = admin(server, "GET", f"/audiences/{gold_id}/metrics").json()
+    assert (metrics["size"], metrics["adds_24h"], metrics["drops_24h"]) == (0, 1, 1)
+    assert metrics["volatility_24h"] is None
+    assert admin(server, "GET", f"/audiences/{outer['id']}/metrics").json()["size"] == 1
     history = admin(server, "GET", f"/profiles/{mpid}/audiences", None).json()
     assert history["audience_ids"] == [outer["id"]]
 

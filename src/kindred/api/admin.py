@@ -166,6 +166,10 @@ class AudienceAdmin:
         members = self._service.members_at(audience_id, at)
         return _json({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in members]})
 
+    async def metrics(self, request: Request) -> Response:
+        self._admin.check(request)
+        return _json(self._service.metrics(_int_text(request.path_params["audience_id"], "id")))
+
     async def audiences_of(self, request: Request) -> Response:
         self._admin.check(request)
         mpid = _int_text(request.path_params["mpid"], "mpid")
@@ -195,6 +199,7 @@ def admin_routes(container: Container) -> list[Route]:
         Route(one, audiences.update, methods=["PUT"]),
         Route(one, audiences.delete, methods=["DELETE"]),
         Route(one + "/members", audiences.members, methods=["GET"]),
+        Route(one + "/metrics", audiences.metrics, methods=["GET"]),
         Route(one + "/{action}", audiences.action, methods=["POST"]),
         Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
     ]

@@ -79,6 +79,8 @@ def _action(name: str, help_text: str) -> None:
             try:
                 if name == "show":
                     _echo(service.get(audience_id))
+                elif name == "metrics":
+                    _echo(service.metrics(audience_id))
                 elif name == "clone":
                     _echo(service.clone(audience_id))
                 elif name == "delete":
@@ -91,6 +93,7 @@ def _action(name: str, help_text: str) -> None:
 
 
 _action("show", "Print one audience.")
+_action("metrics", "Size, adds and drops in the last 24 hours, volatility, last updated.")
 _action("activate", "Activate: the audience starts taking members.")
 _action("deactivate", "Deactivate: its members leave at their next evaluation.")
 _action("clone", "Copy an audience (tags included) as a new draft.")

@@ -31,6 +31,7 @@ from kindred.domain.tenancy import Tenancy
 from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Store
 
 __all__ = [
+    "AudienceMetrics",
     "AudienceRegistry",
     "AudienceScheduler",
     "AudienceService",
@@ -257,6 +258,16 @@ class _Anything(dict[int, frozenset[int]]):
         return True
 
 
+class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    audience_id: int
+    size: int
+    adds_24h: int
+    drops_24h: int
+    # (adds + drops) / size; null for an empty audience
+    volatility_24h: float | None
+    last_updated_ms: int
+
+
 class AudienceService:
     """Managing definitions (AUD-1, AUD-10) and reading the membership log (AUD-12)."""
 
@@ -332,6 +343,23 @@ class AudienceService:
             current, status="deleted", updated_ms=self._clock.now_ms()
         )
         return self._save(changed)
+
+    def metrics(self, audience_id: int) -> AudienceMetrics:
+        """Page metrics (AUD-6): size, adds and drops in the last 24 hours, volatility."""
+        audience = self.get(audience_id)
+        now = self._clock.now_ms()
+        counts = self._store.membership_counts(audience_id, now - DAY_MS)
+        size = counts.entered - counts.exited
+        moves = counts.entered_since + counts.exited_since
+        updated = max(audience.updated_ms, counts.last_change_ms or 0)
+        return AudienceMetrics(
+            audience_id=audience_id,
+            size=size,
+            adds_24h=counts.entered_since,
+            drops_24h=counts.exited_since,
+            volatility_24h=round(moves / size, 4) if size else None,
+            last_updated_ms=updated,
+        )
 
     def members_at(self, audience_id: int, at_ms: int) -> list[int]:
         """The profiles in the audience at an instant, from the membership log."""

@@ -18,7 +18,7 @@ from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEntry, RejectEntry
 
 __all__ = ["MemoryStore"]
 
@@ -233,6 +233,16 @@ class MemoryStore:
             and c.at_ms <= until_ms
         ]
         return found[:limit]
+
+    def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
+        mine = [c for c in self._state.memberships if c.audience_id == audience_id]
+        return MembershipCounts(
+            entered=sum(c.entered for c in mine),
+            exited=sum(not c.entered for c in mine),
+            entered_since=sum(c.entered and c.at_ms >= since_ms for c in mine),
+            exited_since=sum(not c.entered and c.at_ms >= since_ms for c in mine),
+            last_change_ms=max((c.at_ms for c in mine), default=None),
+        )
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         found = [m for m in self._state.merges if mpid is None or mpid in (m.survivor, m.merged)]

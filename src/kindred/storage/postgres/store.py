@@ -32,7 +32,7 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEntry, RejectEntry
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
@@ -397,6 +397,23 @@ class PostgresStore:
             )
             for r in rows
         ]
+
+    def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
+        rows = self._rows(
+            "SELECT count(*) FILTER (WHERE entered), count(*) FILTER (WHERE NOT entered),"
+            " count(*) FILTER (WHERE entered AND at_ms >= %s),"
+            " count(*) FILTER (WHERE NOT entered AND at_ms >= %s), max(at_ms)"
+            " FROM membership_log WHERE audience_id = %s",
+            (since_ms, since_ms, audience_id),
+        )
+        entered, exited, entered_since, exited_since, last = rows[0]
+        return MembershipCounts(
+            entered=int(entered or 0),
+            exited=int(exited or 0),
+            entered_since=int(entered_since or 0),
+            exited_since=int(exited_since or 0),
+            last_change_ms=None if last is None else int(last),
+        )
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         where, params = (

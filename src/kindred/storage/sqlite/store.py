@@ -19,7 +19,7 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEntry, RejectEntry
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
@@ -455,6 +455,12 @@ class SqliteStore:
             for r in rows
         ]
 
+    def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
+        row = (
+            self._reader().execute(_COUNT_MEMBERSHIPS, (since_ms, since_ms, audience_id)).fetchone()
+        )
+        return _counts(row)
+
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         rows = self._reader().execute(
             f"SELECT id, {MERGE_COLUMNS} FROM merges"
@@ -498,6 +504,27 @@ class SqliteStore:
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             self._writer.close()
         self._write_lock.close()
+
+
+_COUNT_MEMBERSHIPS = (
+    "SELECT count(*) FILTER (WHERE entered), count(*) FILTER (WHERE NOT entered),"
+    " count(*) FILTER (WHERE entered AND at_ms >= ?),"
+    " count(*) FILTER (WHERE NOT entered AND at_ms >= ?), max(at_ms)"
+    " FROM membership_log WHERE audience_id = ?"
+)
+
+
+def _counts(row: Sequence[Any] | None) -> MembershipCounts:
+    if row is None:
+        return MembershipCounts()
+    entered, exited, entered_since, exited_since, last = row
+    return MembershipCounts(
+        entered=int(entered or 0),
+        exited=int(exited or 0),
+        entered_since=int(entered_since or 0),
+        exited_since=int(exited_since or 0),
+        last_change_ms=None if last is None else int(last),
+    )
 
 
 def _log_entry(row: sqlite3.Row) -> LogEntry:
