@@ -20,7 +20,12 @@ from kindred.domain.tenancy import (
 )
 from kindred.observability import PrometheusMetrics
 from kindred.ports import Clock, MpidSource, Secrets, Store
-from kindred.services.audiences import AudienceRegistry, AudienceScheduler, AudienceService
+from kindred.services.audiences import (
+    AudienceBackfill,
+    AudienceRegistry,
+    AudienceScheduler,
+    AudienceService,
+)
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
@@ -48,6 +53,7 @@ class Container:
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_schedule: AudienceScheduler
+    audience_backfill: AudienceBackfill
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -62,11 +68,15 @@ class Container:
             )
             sweeper.start()
             self._background.append(sweeper)
-        every = self.settings.audiences.schedule_interval_s
-        if every > 0:
-            scheduler = Periodic("audience-schedule", every, self.audience_schedule.run)
-            scheduler.start()
-            self._background.append(scheduler)
+        audiences = self.settings.audiences
+        for name, every, task in (
+            ("audience-schedule", audiences.schedule_interval_s, self.audience_schedule.run),
+            ("audience-backfill", audiences.backfill_interval_s, self.audience_backfill.run),
+        ):
+            if every > 0:
+                periodic = Periodic(name, every, task)
+                periodic.start()
+                self._background.append(periodic)
         self.started = True
 
     def close(self) -> None:
@@ -126,6 +136,7 @@ def build(
         audience_schedule=AudienceScheduler(
             store, audience_registry, clock, chunk=settings.audiences.schedule_chunk
         ),
+        audience_backfill=AudienceBackfill(store, audience_registry, clock),
         sweep=LifetimeSweep(
             store,
             tenancy,

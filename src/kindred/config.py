@@ -155,6 +155,9 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # may have changed (AUD-5); 0 turns it off.
     schedule_interval_s: float = 5.0
     schedule_chunk: int = 500
+    # How often each server process advances the backfills of activated or edited
+    # audiences (a few thousand profiles a run); 0 turns it off.
+    backfill_interval_s: float = 1.0
 
 
 class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -285,6 +288,8 @@ def _validate(settings: Settings) -> None:
     for n, cred in enumerate(settings.credentials):
         _validate_credential(cred, known, f"credentials[{n}]")
     _validate_oauth(settings.oauth)
+    if settings.audiences.backfill_interval_s < 0:
+        raise ConfigError("audiences.backfill_interval_s: must be >= 0")
     if settings.audiences.schedule_interval_s < 0 or settings.audiences.schedule_chunk < 1:
         raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:

@@ -191,6 +191,10 @@ class UnitOfWork(Protocol):
         at commit) when the stored profile is no longer at `profile.version`."""
         ...
 
+    def profiles_from(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+        """Up to `limit` profiles of the scope with MPID >= `from_mpid`, by MPID."""
+        ...
+
     def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
         """Up to `limit` profiles whose `audience_due_ms` has come, earliest first, claimed
         for this transaction as `expired_profiles` claims them."""

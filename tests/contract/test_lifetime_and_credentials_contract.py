@@ -163,3 +163,21 @@ def test_reads_with_every_connection_busy_are_answered_unavailable(
         assert store.get_profile(1) is None  # free again
     finally:
         store.close()
+
+
+def test_profiles_are_paged_by_mpid_within_a_scope(store: Store) -> None:
+    save(store, *(stored_at(m, 1_000) for m in (5, -7, 3, 2**62)), stored_at(4, 1_000, "other"))
+    with store.unit_of_work() as uow:
+        assert [p.mpid for p in uow.profiles_from(SCOPE, -(2**63), 2)] == [-7, 3]
+        assert [p.mpid for p in uow.profiles_from(SCOPE, 4, 10)] == [5, 2**62]
+        assert uow.profiles_from("other", 5, 10) == []
+
+
+def test_due_profiles_are_claimed_earliest_first(store: Store) -> None:
+    def due(mpid: int, at: int | None) -> Profile:
+        return msgspec.structs.replace(stored_at(mpid, 1_000), audience_due_ms=at)
+
+    save(store, due(1, 300), due(2, 100), due(3, None), due(4, 900))
+    with store.unit_of_work() as uow:
+        assert [p.mpid for p in uow.due_profiles(300, 10)] == [2, 1]
+        assert [p.mpid for p in uow.due_profiles(1_000, 1)] == [2]

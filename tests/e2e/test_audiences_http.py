@@ -152,3 +152,27 @@ def test_time_alone_moves_a_user_out(tmp_path: Path) -> None:
         assert history["audience_ids"] == []
     finally:
         server.stop()
+
+
+def test_an_activated_audience_takes_in_the_profiles_that_already_exist(server: Server) -> None:
+    send(server, "aud-backfill-1", user_attributes={"plan": "enterprise-backfill"})
+    created = admin(
+        server,
+        "POST",
+        "/audiences",
+        {
+            "name": "Enterprise",
+            "workspaces": [1],
+            "criteria": {"attribute": "plan", "op": "equals", "value": "enterprise-backfill"},
+        },
+    ).json()
+    admin(server, "POST", f"/audiences/{created['id']}/activate")
+    profile = server.profile(identity="customer_id=aud-backfill-1")
+    assert profile is not None
+    deadline = time.monotonic() + 15
+    while members(server, created["id"]) != [profile["mpid"]]:
+        assert time.monotonic() < deadline, "the backfill did not take the profile in"
+        time.sleep(0.2)
+    metrics = admin(server, "GET", f"/audiences/{created['id']}/metrics").json()
+    assert metrics["size"] == 1
+    assert metrics["backfill_evaluated"] >= 1

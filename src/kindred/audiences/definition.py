@@ -27,6 +27,13 @@ class AudienceDef(msgspec.Struct, kw_only=True):
     updated_ms: int = 0
     # Events older than this many days never count (the audience lookback window).
     lookback_days: int = 90
+    # Backfill (kept by Kindred): the identity scope and the next MPID to evaluate there,
+    # None when none is running;
+    # how many profiles it has evaluated; when it last finished.
+    backfill_scope: str | None = None
+    backfill_from: int | None = None
+    backfill_done: int = 0
+    backfill_finished_ms: int | None = None
 
 
 class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):

@@ -28,9 +28,10 @@ from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Store
+from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Store, UnitOfWork
 
 __all__ = [
+    "AudienceBackfill",
     "AudienceMetrics",
     "AudienceRegistry",
     "AudienceScheduler",
@@ -155,8 +156,11 @@ def evaluate_memberships(
     touched: set[str] | None,
     now_ms: int,
     reason: str | None = None,
+    *,
+    restrict: frozenset[int] | None = None,
 ) -> tuple[Profile, list[MembershipChange]]:
-    """Re-evaluate the audiences `touched` concerns (all when None) for the profile."""
+    """Re-evaluate the audiences `touched` concerns (all when None) for the profile;
+    with `restrict`, only those audiences (a backfill)."""
     if profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms:
         touched = None  # time alone may have changed any of them since: do it all now
     current = dict(profile.memberships)
@@ -165,9 +169,12 @@ def evaluate_memberships(
     moves: list[MembershipChange] = []
     active_ids = {a.id for a in active}
     for aid in [a for a in current if a not in active_ids]:
-        del current[aid]
-        moves.append(_move(aid, profile.mpid, False, now_ms, "audience no longer active"))
+        if restrict is None or aid in restrict:
+            del current[aid]
+            moves.append(_move(aid, profile.mpid, False, now_ms, "audience no longer active"))
     for audience in active:
+        if restrict is not None and audience.id not in restrict:
+            continue
         if profile.scope not in audience.scopes or not _concerned(audience, touched, flipped):
             continue
         subject = Subject(profile, audience.workspaces, now_ms, status)
@@ -266,6 +273,9 @@ class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
     # (adds + drops) / size; null for an empty audience
     volatility_24h: float | None
     last_updated_ms: int
+    # The backfill of the existing profiles: running, and how many it has evaluated.
+    backfill_running: bool
+    backfill_evaluated: int
 
 
 class AudienceService:
@@ -309,7 +319,7 @@ class AudienceService:
             updated_ms=self._clock.now_ms(),
         )
         self._check(changed)
-        return self._save(changed)
+        return self._save(_with_backfill(changed) if changed.status == "active" else changed)
 
     def set_status(self, audience_id: int, status: str) -> AudienceDef:
         if status not in ("active", "inactive"):
@@ -320,7 +330,7 @@ class AudienceService:
             status=status,
             updated_ms=self._clock.now_ms(),
         )
-        return self._save(changed)
+        return self._save(_with_backfill(changed) if status == "active" else changed)
 
     def clone(self, audience_id: int) -> AudienceDef:
         current = self.get(audience_id)
@@ -359,6 +369,8 @@ class AudienceService:
             drops_24h=counts.exited_since,
             volatility_24h=round(moves / size, 4) if size else None,
             last_updated_ms=updated,
+            backfill_running=audience.backfill_scope is not None,
+            backfill_evaluated=audience.backfill_done,
         )
 
     def members_at(self, audience_id: int, at_ms: int) -> list[int]:
@@ -436,3 +448,144 @@ class AudienceScheduler:
                     uow.append_memberships(moves)
                     moved += len(moves)
         return len(due), moved
+
+
+INT64_MIN = -(2**63)
+
+
+def _with_backfill(audience: AudienceDef) -> AudienceDef:
+    """The audience with a backfill (re)started from its first scope's first profile."""
+    return msgspec.structs.replace(
+        audience,
+        backfill_scope="",  # sorts before every scope name: the run starts with the first
+        backfill_from=INT64_MIN,
+        backfill_done=0,
+        backfill_finished_ms=None,
+    )
+
+
+class AudienceBackfill:
+    """Computes an activated (or edited) audience's membership over the profiles that
+    already exist, in the background, a chunk per transaction, resuming where it stopped
+    (the cursor is kept on the definition). Live batches go on meanwhile: both evaluate
+    the profile's current state in their own transaction, so nothing is lost or counted
+    twice."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AudienceRegistry,
+        clock: Clock,
+        *,
+        chunk: int = 500,
+        chunks_per_run: int = 40,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._chunk = chunk
+        self._chunks_per_run = chunks_per_run
+
+    def run(self) -> int:
+        """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
+        many profiles it evaluated."""
+        evaluated = 0
+        for audience in self._store.list_audiences():
+            if audience.status == "active" and audience.backfill_scope is not None:
+                evaluated += self._advance(audience)
+        return evaluated
+
+    def _advance(self, audience: AudienceDef) -> int:
+        self._registry.invalidate()  # the audience may have been activated a moment ago
+        active = self._registry.active()
+        target = next((a for a in active if a.id == audience.id), None)
+        if target is None:
+            return 0
+        affected = _nesting(target.id, active)
+        scopes = sorted(target.scopes)
+        saved_scope = audience.backfill_scope or ""
+        scope: str | None = saved_scope
+        start = INT64_MIN if audience.backfill_from is None else audience.backfill_from
+        if saved_scope not in scopes:
+            scope, start = _next_scope(scopes, saved_scope), INT64_MIN
+        evaluated = 0
+        for _ in range(self._chunks_per_run):
+            if scope is None:
+                break
+            count, last = self._chunk_once(scope, start, active, affected)
+            evaluated += count
+            if count == self._chunk:
+                start = last + 1
+            else:
+                scope, start = _next_scope(scopes, scope), INT64_MIN
+        self._save(audience, scope, start, evaluated)
+        return evaluated
+
+    def _chunk_once(
+        self,
+        scope: str,
+        start: int,
+        active: Sequence[CompiledAudience],
+        affected: frozenset[int],
+    ) -> tuple[int, int]:
+        now = self._clock.now_ms()
+        for _ in range(5):
+            try:
+                with self._store.unit_of_work() as uow:
+                    page = uow.profiles_from(scope, start, self._chunk)
+                    for profile in page:
+                        self._evaluate(uow, profile, active, affected, now)
+                return len(page), page[-1].mpid if page else start
+            except ConcurrentUpdate:
+                continue  # a batch changed one of them meanwhile: read the chunk again
+        return 0, start
+
+    @staticmethod
+    def _evaluate(
+        uow: UnitOfWork,
+        profile: Profile,
+        active: Sequence[CompiledAudience],
+        affected: frozenset[int],
+        now: int,
+    ) -> None:
+        if profile.merged_into is not None:
+            return
+        after, moves = evaluate_memberships(
+            profile, active, None, now, "backfill", restrict=affected
+        )
+        if after is not profile:
+            uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
+            if moves:
+                uow.append_memberships(moves)
+
+    def _save(self, audience: AudienceDef, scope: str | None, start: int, done: int) -> None:
+        current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
+        if current is None or current.backfill_from != audience.backfill_from:
+            return  # edited or advanced elsewhere meanwhile: that run carries on
+        self._store.save_audience(
+            msgspec.structs.replace(
+                current,
+                backfill_scope=scope,
+                backfill_from=None if scope is None else start,
+                backfill_done=current.backfill_done + done,
+                backfill_finished_ms=self._clock.now_ms() if scope is None else None,
+            )
+        )
+
+
+def _next_scope(scopes: Sequence[str], after: str) -> str | None:
+    later = [s for s in scopes if s > after]
+    return later[0] if later else None
+
+
+def _nesting(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
+    """The audience and every active audience that nests it, directly or not."""
+    found = {audience_id}
+    changed = True
+    while changed:
+        changed = False
+        for audience in active:
+            if audience.id not in found and audience.nested & found:
+                found.add(audience.id)
+                changed = True
+    return frozenset(found)

@@ -113,6 +113,13 @@ class _MemoryUnitOfWork:
         expired.sort(key=lambda p: (p.last_stored_ms, p.mpid))
         return expired[:limit]
 
+    def profiles_from(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+        found = sorted(
+            (p for p in self.state.profiles.values() if p.scope == scope and p.mpid >= from_mpid),
+            key=lambda p: p.mpid,
+        )
+        return found[:limit]
+
     def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
         due = [
             p

@@ -69,6 +69,8 @@ class SetOps(Protocol):
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
 
+    def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]: ...
+
     def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
         """Profiles whose audience due time has come, earliest first; locked like
         claim_expired."""
@@ -132,18 +134,20 @@ class WriteBehindUnitOfWork:
         return True
 
     def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
-        claimed = self._ops.claim_expired(scope, stored_before_ms, limit)
-        for profile in claimed:
-            if profile.mpid not in self._profiles:
-                self._profiles[profile.mpid] = profile
-                self._stored_version[profile.mpid] = profile.version
-        return claimed
+        return self._remember(self._ops.claim_expired(scope, stored_before_ms, limit))
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         return self._ops.log_ids(mpid, from_ms, to_ms)
 
+    def profiles_from(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+        return self._remember(self._ops.page_profiles(scope, from_mpid, limit))
+
     def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
-        claimed = self._ops.claim_due(before_ms, limit)
+        return self._remember(self._ops.claim_due(before_ms, limit))
+
+    def _remember(self, claimed: list[Profile]) -> list[Profile]:
+        """Profiles read in bulk become this transaction's view of them (unless it has
+        one already)."""
         for profile in claimed:
             if profile.mpid not in self._profiles:
                 self._profiles[profile.mpid] = profile

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kindred.audiences.definition import AudienceDef
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.services.audiences import (
+    AudienceBackfill,
     AudienceRegistry,
     AudienceScheduler,
     AudienceService,
@@ -181,3 +182,46 @@ def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
     )
     assert (entered.entered, exited.entered, exited.reason) == (True, False, "time")
     assert exited.at_ms == NOW + 7 * 86_400_000 + 1
+
+
+def test_a_backfill_evaluates_existing_profiles_alongside_live_batches() -> None:
+    store = MemoryStore()
+    clock = FakeClock(NOW)
+    registry = AudienceRegistry(store, TENANCY, clock)
+    service = AudienceService(store, registry, clock)
+    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
+
+    def send(customer: str, tier: str) -> None:
+        batch = {"user_identities": {"customer_id": customer}, "user_attributes": {"tier": tier}}
+        body = msgspec.json.encode(batch)
+        ingest.ingest([Accepted(SERVER, observe(body, SERVER, clock.now_ms()), body)])
+
+    for n in range(12):
+        send(f"c{n}", "gold" if n % 2 else "silver")
+    gold = service.create(
+        AudienceDef(
+            name="Gold",
+            workspaces=[1],
+            criteria={"attribute": "tier", "op": "equals", "value": "gold"},
+        )
+    )
+    service.set_status(gold.id, "active")
+    assert service.metrics(gold.id).backfill_running
+    backfill = AudienceBackfill(store, registry, clock, chunk=5, chunks_per_run=1)
+    assert backfill.run() == 5
+    send("c0", "gold")  # live, while the backfill is under way (c0 is MPID 1: done already)
+    send("c11", "silver")  # and one it has not reached yet
+    while service.metrics(gold.id).backfill_running:
+        backfill.run()
+    members = set(service.members_at(gold.id, clock.now_ms()))
+    expected = {
+        p.mpid
+        for p in store._state.profiles.values()
+        if p.workspaces[1].attributes["tier"].value == "gold"
+    }
+    assert members == expected
+    assert len(members) == 6  # c1, c3, ..., c9 and c0; not c11
+    log = store.membership_log(audience_id=gold.id, mpid=None, until_ms=2**62, limit=100)
+    assert sorted(c.mpid for c in log if c.entered) == sorted(members)  # each entered once
+    assert service.metrics(gold.id).backfill_evaluated == 12
+    assert backfill.run() == 0

@@ -149,6 +149,15 @@ class _PostgresSetOps:
             rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
         return [decode_profile(doc) for (doc,) in rows]
 
+    def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+        query = (
+            "SELECT doc::text FROM profiles WHERE scope = %s AND mpid >= %s"
+            " ORDER BY mpid LIMIT %s FOR UPDATE"
+        )
+        with _retryable():
+            rows = self.conn.execute(query, (scope, from_mpid, limit)).fetchall()
+        return [decode_profile(doc) for (doc,) in rows]
+
     def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
         query = (
             "SELECT doc::text FROM profiles WHERE audience_due_ms <= %s"

@@ -148,6 +148,13 @@ class _SqliteSetOps:
         )
         return [decode_profile(doc) for (doc,) in rows]
 
+    def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+        rows = self.conn.execute(
+            "SELECT doc FROM profiles WHERE scope = ? AND mpid >= ? ORDER BY mpid LIMIT ?",
+            (scope, from_mpid, limit),
+        )
+        return [decode_profile(doc) for (doc,) in rows]
+
     def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
         rows = self.conn.execute(
             "SELECT doc FROM profiles WHERE audience_due_ms <= ? ORDER BY audience_due_ms LIMIT ?",
