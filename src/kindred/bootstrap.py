@@ -52,6 +52,7 @@ class Container:
     profile_api: ProfileApiService
     sweep: LifetimeSweep
     audiences: AudienceService
+    audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
     audience_backfill: AudienceBackfill
     started: bool = field(default=False)
@@ -133,6 +134,7 @@ def build(
         ),
         profile_api=ProfileApiService(store, tenancy, clock),
         audiences=AudienceService(store, audience_registry, clock),
+        audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
             store, audience_registry, clock, chunk=settings.audiences.schedule_chunk
         ),

@@ -35,11 +35,21 @@ from kindred.audiences.ast import (
 from kindred.audiences.parse import parse_date
 from kindred.domain.profile import Profile, WorkspaceProfile
 
-__all__ = ["DAY_MS", "Subject", "evaluate", "event_key", "instant", "matches"]
+__all__ = [
+    "DAY_MS",
+    "LEAVES",
+    "NEGATIVE",
+    "Subject",
+    "evaluate",
+    "event_key",
+    "instant",
+    "matches",
+    "text",
+]
 
 DAY_MS = 86_400_000
 # Operators that hold for a profile without the value, and must hold in every workspace.
-_NEGATIVE = frozenset({"not_exists", "not_contains", "not_equals", "not_includes"})
+NEGATIVE = frozenset({"not_exists", "not_contains", "not_equals", "not_includes"})
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ def evaluate(node: Node, subject: Subject) -> bool:
         return not evaluate(node.item, subject)
     if isinstance(node, Const):
         return node.value
-    return _LEAVES[type(node)](node, subject)
+    return LEAVES[type(node)](node, subject)
 
 
 def _attribute(node: AttributeCriterion, subject: Subject) -> bool:
@@ -82,7 +92,7 @@ def _attribute(node: AttributeCriterion, subject: Subject) -> bool:
     ]
     if not values:
         return matches(node.test, None, subject.now_ms)
-    if node.test.op in _NEGATIVE:
+    if node.test.op in NEGATIVE:
         return all(matches(node.test, v, subject.now_ms) for v in values)
     return any(matches(node.test, v, subject.now_ms) for v in values)
 
@@ -158,7 +168,7 @@ def _event(node: EventCriterion, subject: Subject) -> bool:
     return count == node.count
 
 
-_LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
+LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
     AttributeCriterion: _attribute,
     IdentityCriterion: _identity,
     DeviceCriterion: _device,
@@ -180,7 +190,7 @@ def matches(test: Condition, value: object, now_ms: int) -> bool:
     if op in ("exists", "not_exists"):
         return (value is not None) == (op == "exists")
     if value is None:
-        return op in _NEGATIVE
+        return op in NEGATIVE
     if op in ("includes", "not_includes", "partial_match"):
         return _list_test(op, test.value, value)
     if isinstance(value, list):
@@ -192,8 +202,8 @@ def _scalar_test(op: str, wanted: object, value: object, now_ms: int) -> bool:
     if op in ("contains", "not_contains", "equals", "not_equals", "pattern"):
         return _string_test(op, wanted, value)
     if op in ("is_true", "is_false"):
-        truth = value is True or (not isinstance(value, bool) and _text(value) == "true")
-        falsity = value is False or (not isinstance(value, bool) and _text(value) == "false")
+        truth = value is True or (not isinstance(value, bool) and text(value) == "true")
+        falsity = value is False or (not isinstance(value, bool) and text(value) == "false")
         return truth if op == "is_true" else falsity
     if op in ("eq", "ne", "lt", "le", "gt", "ge", "between"):
         return _compare(op, wanted, value)
@@ -201,7 +211,7 @@ def _scalar_test(op: str, wanted: object, value: object, now_ms: int) -> bool:
 
 
 def _string_test(op: str, wanted: object, value: object) -> bool:
-    text, needle = _text(value), _text(wanted)
+    text, needle = text(value), text(wanted)
     if op == "pattern":
         return _pattern(str(wanted)).match(text) is not None
     if op in ("contains", "not_contains"):
@@ -209,7 +219,7 @@ def _string_test(op: str, wanted: object, value: object) -> bool:
     return (needle == text) == (op == "equals")
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).lower()
@@ -227,8 +237,8 @@ def _number(value: object) -> float | None:
 
 
 def _list_test(op: str, wanted: object, value: object) -> bool:
-    items = [_text(v) for v in (value if isinstance(value, list) else [value])]
-    needle = _text(wanted)
+    items = [text(v) for v in (value if isinstance(value, list) else [value])]
+    needle = text(wanted)
     if op == "partial_match":
         return any(needle in item for item in items)
     return (needle in items) == (op == "includes")

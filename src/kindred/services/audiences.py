@@ -52,10 +52,10 @@ class CompiledAudience:
     event_keys: frozenset[str]
     # Time alone can change its answer (recency windows): the scheduler comes back.
     timed: bool
+    id: int = 0
 
-    @property
-    def id(self) -> int:
-        return self.definition.id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.definition.id)
 
 
 class AudienceRegistry:
@@ -84,15 +84,21 @@ class AudienceRegistry:
         self._loaded_ms = None
 
     def _load(self, now: int) -> None:
-        definitions = [a for a in self._store.list_audiences() if a.status == "active"]
-        compiled = [self.compile(a) for a in definitions]
+        saved = self._store.list_audiences()
+        nesting = _nesting_of(saved)
+        compiled = [self.compile(a, nesting) for a in saved if a.status == "active"]
         self._active = _nested_first(compiled)
         self._tracked = frozenset().union(*(a.event_keys for a in compiled))
         self._lookback_ms = max((a.definition.lookback_days for a in compiled), default=90) * DAY_MS
         self._loaded_ms = now
 
-    def compile(self, audience: AudienceDef) -> CompiledAudience:
-        catalog = Catalog(audiences=self._nesting())
+    def compile(
+        self, audience: AudienceDef, nesting: dict[int, frozenset[int]] | None = None
+    ) -> CompiledAudience:
+        """Parse and check the audience (against the saved audiences it may nest)."""
+        if nesting is None:
+            nesting = _nesting_of(self._store.list_audiences())
+        catalog = Catalog(audiences=nesting)
         node = parse_criteria(audience.criteria, catalog, audience.id or None)
         workspaces = frozenset(audience.workspaces)
         scopes = frozenset(
@@ -110,19 +116,6 @@ class AudienceRegistry:
             event_keys(node),
             is_timed(node),
         )
-
-    def _nesting(self) -> dict[int, frozenset[int]]:
-        """Every saved audience with the audiences it nests (for checks at save time)."""
-        nesting: dict[int, frozenset[int]] = {}
-        for audience in self._store.list_audiences():
-            if audience.status == "deleted":
-                continue
-            try:
-                node = parse_criteria(audience.criteria, Catalog(audiences=_Anything()))
-            except InvalidBatch:
-                node = None
-            nesting[audience.id] = nested_audiences(node) if node is not None else frozenset()
-        return nesting
 
     def refresh(
         self,
@@ -150,6 +143,20 @@ class AudienceRegistry:
         return evaluate_memberships(profile, active, touched, now_ms)
 
 
+def _nesting_of(saved: Sequence[AudienceDef]) -> dict[int, frozenset[int]]:
+    """Every saved audience with the audiences it nests (for checks at save time)."""
+    nesting: dict[int, frozenset[int]] = {}
+    for audience in saved:
+        if audience.status == "deleted":
+            continue
+        try:
+            node = parse_criteria(audience.criteria, Catalog(audiences=_Anything()))
+        except InvalidBatch:
+            node = None
+        nesting[audience.id] = nested_audiences(node) if node is not None else frozenset()
+    return nesting
+
+
 def evaluate_memberships(
     profile: Profile,
     active: Sequence[CompiledAudience],
@@ -163,6 +170,7 @@ def evaluate_memberships(
     with `restrict`, only those audiences (a backfill)."""
     if profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms:
         touched = None  # time alone may have changed any of them since: do it all now
+    everything = touched is None or EVERYTHING in touched
     current = dict(profile.memberships)
     status = dict.fromkeys(current, True)
     flipped: set[int] = set()
@@ -172,30 +180,44 @@ def evaluate_memberships(
         if restrict is None or aid in restrict:
             del current[aid]
             moves.append(_move(aid, profile.mpid, False, now_ms, "audience no longer active"))
+    subjects: dict[frozenset[int], Subject] = {}
+    scope = profile.scope
     for audience in active:
-        if restrict is not None and audience.id not in restrict:
+        aid = audience.id
+        if (restrict is not None and aid not in restrict) or scope not in audience.scopes:
             continue
-        if profile.scope not in audience.scopes or not _concerned(audience, touched, flipped):
+        if not everything and not (
+            audience.deps & touched or (flipped and audience.nested & flipped)  # type: ignore[operator]
+        ):
             continue
-        subject = Subject(profile, audience.workspaces, now_ms, status)
+        subject = subjects.get(audience.workspaces)
+        if subject is None:
+            subject = subjects[audience.workspaces] = Subject(
+                profile, audience.workspaces, now_ms, status
+            )
         member = evaluate(audience.node, subject)
-        if member == (audience.id in current):
+        if member == (aid in current):
             continue
-        flipped.add(audience.id)
-        status[audience.id] = member
-        why = reason or _why(audience, touched)
-        moves.append(_move(audience.id, profile.mpid, member, now_ms, why))
+        flipped.add(aid)
+        status[aid] = member
+        moves.append(_move(aid, profile.mpid, member, now_ms, reason or _why(audience, touched)))
         if member:
-            current[audience.id] = Membership(
-                audience_id=audience.id, name=_name(audience.definition), since_ms=now_ms
+            current[aid] = Membership(
+                audience_id=aid, name=_name(audience.definition), since_ms=now_ms
             )
         else:
-            del current[audience.id]
-    due = _next_due(profile, active, current, now_ms)
+            del current[aid]
+    due = profile.audience_due_ms
+    if everything or due is None or due <= now_ms or _timed_touched(active, touched):
+        due = _next_due(profile, active, current, now_ms)
     if not moves and due == profile.audience_due_ms:
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
     return changed, moves
+
+
+def _timed_touched(active: Sequence[CompiledAudience], touched: set[str] | None) -> bool:
+    return touched is None or any(a.timed and a.deps & touched for a in active)
 
 
 def _next_due(
@@ -214,12 +236,6 @@ def _next_due(
         if t is not None
     ]
     return min(found) if found else None
-
-
-def _concerned(audience: CompiledAudience, touched: set[str] | None, flipped: set[int]) -> bool:
-    if touched is None or EVERYTHING in touched:
-        return True
-    return bool(audience.deps & touched) or any(n in flipped for n in audience.nested)
 
 
 def _why(audience: CompiledAudience, touched: set[str] | None) -> str:
