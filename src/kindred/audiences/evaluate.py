@@ -211,12 +211,12 @@ def _scalar_test(op: str, wanted: object, value: object, now_ms: int) -> bool:
 
 
 def _string_test(op: str, wanted: object, value: object) -> bool:
-    text, needle = text(value), text(wanted)
+    stored, needle = text(value), text(wanted)
     if op == "pattern":
-        return _pattern(str(wanted)).match(text) is not None
+        return _pattern(str(wanted)).match(stored) is not None
     if op in ("contains", "not_contains"):
-        return (needle in text) == (op == "contains")
-    return (needle == text) == (op == "equals")
+        return (needle in stored) == (op == "contains")
+    return (needle == stored) == (op == "equals")
 
 
 def text(value: object) -> str:

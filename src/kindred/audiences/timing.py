@@ -4,6 +4,8 @@ re-evaluates a profile at the earliest such instant, without any new event."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from kindred.audiences.ast import (
     All,
     AnyOf,
@@ -53,8 +55,15 @@ def _event_change(node: EventCriterion, subject: Subject) -> int | None:
         return None
     window = node.within_days * DAY_MS
     times = subject.profile.event_times.get(event_key(node.event_type, node.name), ())
-    leaving = [t + window + 1 for t in times if t + window >= subject.now_ms]
-    return min(leaving) if leaving else None
+    now = subject.now_ms
+    upcoming = []
+    leaving = bisect_left(times, now - window)  # times are kept sorted
+    if leaving < len(times):
+        upcoming.append(times[leaving] + window + 1)
+    entering = bisect_right(times, now)  # an event stamped ahead of now counts from then
+    if entering < len(times):
+        upcoming.append(times[entering])
+    return min(upcoming) if upcoming else None
 
 
 def _recency_change(node: AttributeCriterion | FirstSeenCriterion, subject: Subject) -> int | None:
@@ -70,7 +79,9 @@ def _recency_change(node: AttributeCriterion | FirstSeenCriterion, subject: Subj
             if node.key in w.attributes and not w.attributes[node.key].deleted
             for t in _instants(w.attributes[node.key].value)
         ]
-    upcoming = [t + window + 1 for t in stamps if t + window >= subject.now_ms]
+    now = subject.now_ms
+    upcoming = [t + window + 1 for t in stamps if t + window >= now]
+    upcoming += [t for t in stamps if t > now]  # a date ahead of now enters the window then
     return min(upcoming) if upcoming else None
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import msgspec
 
 from kindred.audiences.ast import Node
+from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef, MembershipChange
 from kindred.audiences.deps import EVERYTHING, dependencies, event_keys, touched_by
-from kindred.audiences.evaluate import DAY_MS, Subject, evaluate
+from kindred.audiences.evaluate import DAY_MS, Subject
 from kindred.audiences.history import record_events
 from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
 from kindred.audiences.timing import is_timed, next_change
@@ -52,6 +53,7 @@ class CompiledAudience:
     event_keys: frozenset[str]
     # Time alone can change its answer (recency windows): the scheduler comes back.
     timed: bool
+    predicate: Predicate
     id: int = 0
 
     def __post_init__(self) -> None:
@@ -115,6 +117,7 @@ class AudienceRegistry:
             nested_audiences(node),
             event_keys(node),
             is_timed(node),
+            compile_node(node),
         )
 
     def refresh(
@@ -195,7 +198,7 @@ def evaluate_memberships(
             subject = subjects[audience.workspaces] = Subject(
                 profile, audience.workspaces, now_ms, status
             )
-        member = evaluate(audience.node, subject)
+        member = audience.predicate(subject)
         if member == (aid in current):
             continue
         flipped.add(aid)
@@ -228,14 +231,20 @@ def _next_due(
 ) -> int | None:
     """The earliest instant time alone may change one of the profile's memberships."""
     status = dict.fromkeys(memberships, True)
-    found = [
-        t
-        for a in active
-        if a.timed and profile.scope in a.scopes
-        for t in [next_change(a.node, Subject(profile, a.workspaces, now_ms, status))]
-        if t is not None
-    ]
-    return min(found) if found else None
+    subjects: dict[frozenset[int], Subject] = {}
+    earliest: int | None = None
+    for audience in active:
+        if not audience.timed or profile.scope not in audience.scopes:
+            continue
+        subject = subjects.get(audience.workspaces)
+        if subject is None:
+            subject = subjects[audience.workspaces] = Subject(
+                profile, audience.workspaces, now_ms, status
+            )
+        at = next_change(audience.node, subject)
+        if at is not None and (earliest is None or at < earliest):
+            earliest = at
+    return earliest
 
 
 def _why(audience: CompiledAudience, touched: set[str] | None) -> str:

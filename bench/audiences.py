@@ -1,0 +1,195 @@
+"""Audience benchmark, in process on a real SQLite store: (a) what 100 active audiences of
+mixed criteria add to the ingest cost per event, (b) how long the backfill of one new
+audience takes over every stored profile, (c) how many profiles a second the time-trigger
+scheduler re-evaluates.
+
+    python bench/audiences.py --profiles 20000                 # a fresh store of its own
+    python bench/audiences.py --data-dir bench/out/sqlite      # a seeded store (1M)
+
+With --data-dir the store is used as it is (the audiences it creates are deleted at the
+end, their memberships stay in the log); without it a temporary store is seeded first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CONFIG, batch_body, machine
+from kindred.audiences.definition import AudienceDef
+from kindred.bootstrap import Container, build
+from kindred.config import load_settings
+from kindred.services.audiences import AudienceBackfill, AudienceScheduler
+from kindred.services.ingest import Accepted, observe
+
+DAY_MS = 86_400_000
+GROUP = 256
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.offset_ms
+
+
+def criteria_mix(n: int, base: int) -> dict[str, Any]:
+    """Criteria of the kinds real audiences use, varied by `n`; `base` is the id of the
+    first audience (the later ones may nest earlier ones)."""
+    kinds: list[dict[str, Any]] = [
+        {"attribute": "tier", "op": "equals", "value": ("gold", "silver", "bronze")[n % 3]},
+        {"attribute": "visits", "op": "gt", "value": n * 7 % 1000},
+        {"event": "custom_event", "name": "Play", "within_days": 7, "at_least": 1 + n % 5},
+        {"event": "screen_view", "name": "Home", "within_days": 1 + n % 30},
+        {
+            "and": [
+                {"attribute": "favorite_genres", "op": "includes", "value": "jazz"},
+                {"consent": "gdpr", "purpose": "marketing", "state": "consented"},
+            ]
+        },
+        {
+            "or": [
+                {"identity": "email", "op": "pattern", "value": f"user{n % 10}*"},
+                {"device": "os_version", "op": "ge", "value": 17},
+            ]
+        },
+        {"exclude": {"attribute": "newsletter", "op": "is_true"}},
+        {"first_seen": "within_last_days", "value": 1 + n % 60},
+        {"event": "custom_event", "name": "Search", "at_least": 2},
+    ]
+    if n % 10 == 9:
+        return {
+            "and": [
+                {"audience": base + n - 8},
+                {"attribute": "tier", "op": "not_equals", "value": "gold"},
+            ]
+        }
+    return kinds[n % 10]
+
+
+def seed(container: Container, profiles: int, now: int) -> None:
+    source = container.tenancy.input_named("bench-server")
+    assert source is not None
+    for first in range(0, profiles, 2000):
+        items = []
+        for user in range(first, min(first + 2000, profiles)):
+            body = batch_body(user, seq=user, now_ms=now, events=1)
+            items.append(Accepted(source, observe(body, source, now), body))
+        container.ingest.ingest(items)
+
+
+def ingest_rate(container: Container, batches: int, users: int, seq0: int) -> float:
+    """Microseconds of ingest (decode + apply + commit) per event, over `batches` batches
+    of 10 events for returning users, in groups as the writer forms them."""
+    source = container.tenancy.input_named("bench-server")
+    assert source is not None
+    now = container.clock.now_ms()
+    bodies = [
+        batch_body((seq0 + n) * 7919 % users, seq=seq0 + n, now_ms=now) for n in range(batches)
+    ]
+    started = time.perf_counter()
+    for first in range(0, batches, GROUP):
+        items = [
+            Accepted(source, observe(b, source, now), b) for b in bodies[first : first + GROUP]
+        ]
+        container.ingest.ingest(items)
+    return (time.perf_counter() - started) / (batches * 10) * 1e6
+
+
+def create_audiences(container: Container, count: int) -> list[int]:
+    base = max((a.id for a in container.store.list_audiences()), default=0) + 1
+    ids = []
+    for n in range(count):
+        made = container.audiences.create(
+            AudienceDef(name=f"bench {n}", workspaces=[1], criteria=criteria_mix(n, base))
+        )
+        container.audiences.set_status(made.id, "active")
+        ids.append(made.id)
+    return ids
+
+
+def _due(container: Container, now: int) -> list[int]:
+    """MPIDs whose audience due time has come (read straight from the store)."""
+    with container.store.unit_of_work() as uow:
+        return [p.mpid for p in uow.due_profiles(now, 10**9)]
+
+
+def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
+    clock = MovableClock()
+    container = build(load_settings(CONFIG, data_dir=data_dir, env={}), clock=clock)
+    container.store.migrate()
+    if args.profiles and not args.data_dir:
+        seed(container, args.profiles, clock.now_ms())
+    stored = container.store.count_profiles()
+    users = min(stored, args.profiles or stored)
+    report: dict[str, Any] = {"profiles_stored": stored, "machine": machine()}
+    without = ingest_rate(container, args.batches, users, seq0=10_000_000)
+    ids = create_audiences(container, args.audiences)
+    # Their backfills are not run here: (a) measures the live path alone.
+    with_audiences = ingest_rate(container, args.batches, users, seq0=20_000_000)
+    report["ingest_us_per_event_without_audiences"] = round(without, 1)
+    report[f"ingest_us_per_event_with_{len(ids)}_audiences"] = round(with_audiences, 1)
+    report["added_us_per_event"] = round(with_audiences - without, 1)
+
+    # (c) eight days later, every "last N days" membership of those audiences is due
+    clock.offset_ms += 8 * DAY_MS
+    scheduler = AudienceScheduler(container.store, container.audience_registry, clock)
+    due = sum(1 for p in _due(container, clock.now_ms()))
+    started = time.perf_counter()
+    moved = scheduler.run()
+    seconds = time.perf_counter() - started
+    report["time_trigger_profiles_due"] = due
+    report["time_trigger_membership_changes"] = moved
+    report["time_trigger_s"] = round(seconds, 2)
+    report["time_trigger_profiles_per_s"] = round(due / seconds) if seconds else None
+    for audience_id in ids:
+        container.audiences.set_status(audience_id, "inactive")
+
+    one = container.audiences.create(
+        AudienceDef(name="bench backfill", workspaces=[1], criteria=criteria_mix(2, 0))
+    )
+    container.audiences.set_status(one.id, "active")
+    backfill = AudienceBackfill(
+        container.store, container.audience_registry, clock, chunks_per_run=10**9
+    )
+    started = time.perf_counter()
+    evaluated = backfill.run()
+    seconds = time.perf_counter() - started
+    report["backfill_profiles"] = evaluated
+    report["backfill_s"] = round(seconds, 2)
+    report["backfill_profiles_per_s"] = round(evaluated / seconds) if seconds else None
+    report["backfill_members"] = container.audiences.metrics(one.id).size
+
+    for audience_id in reversed([*ids, one.id]):
+        container.audiences.delete(audience_id)
+    container.store.close()
+    report["command"] = " ".join(["python", *sys.argv])
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", help="a seeded store's data dir (default: a new one)")
+    parser.add_argument("--profiles", type=int, default=20_000, help="profiles to seed (new store)")
+    parser.add_argument("--audiences", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=5_000, help="batches of 10 events, each run")
+    args = parser.parse_args()
+    if args.data_dir:
+        print(json.dumps(run(args, args.data_dir), indent=2))
+        return
+    with tempfile.TemporaryDirectory(prefix="kindred-audience-bench-") as tmp:
+        print(json.dumps(run(args, tmp), indent=2))
+
+
+if __name__ == "__main__":
+    main()
