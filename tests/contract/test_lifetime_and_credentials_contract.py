@@ -159,8 +159,8 @@ def test_reads_with_every_connection_busy_are_answered_unavailable(
     try:
         # The unit of work holds the only connection.
         with store.unit_of_work(), pytest.raises(StoreUnavailable, match="store unavailable"):
-            store.get_profile(1)
-        assert store.get_profile(1) is None  # free again
+            store.get_profile(987_654_321)
+        assert store.get_profile(987_654_321) is None  # free again (no test stores this MPID)
     finally:
         store.close()
 

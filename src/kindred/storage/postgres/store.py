@@ -151,7 +151,8 @@ class _PostgresSetOps:
 
     def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
         query = (
-            "SELECT doc::text FROM profiles WHERE scope = %s AND mpid >= %s"
+            # `scope || ''`: walk the primary key in order, as SQLite's `+scope` does.
+            "SELECT doc::text FROM profiles WHERE (scope || '') = %s AND mpid >= %s"
             " ORDER BY mpid LIMIT %s FOR UPDATE"
         )
         with _retryable():

@@ -150,7 +150,8 @@ class _SqliteSetOps:
 
     def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
         rows = self.conn.execute(
-            "SELECT doc FROM profiles WHERE scope = ? AND mpid >= ? ORDER BY mpid LIMIT ?",
+            # `+scope`: walk the primary key in order; the scope index would sort every row.
+            "SELECT doc FROM profiles WHERE +scope = ? AND mpid >= ? ORDER BY mpid LIMIT ?",
             (scope, from_mpid, limit),
         )
         return [decode_profile(doc) for (doc,) in rows]
