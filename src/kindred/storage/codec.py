@@ -10,11 +10,12 @@ import msgspec
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.profile import Profile
-from kindred.ports import LogEntry, MergeEntry, RejectEntry
+from kindred.ports import LogEntry, MembershipCounts, MergeEntry, RejectEntry
 
 __all__ = [
     "CREDENTIAL_COLUMNS",
     "LOG_INSERT_COLUMNS",
+    "MEMBERSHIP_COLUMNS",
     "MERGE_COLUMNS",
     "REJECT_INSERT_COLUMNS",
     "audience_doc",
@@ -24,6 +25,8 @@ __all__ = [
     "decode_profile",
     "encode_profile",
     "log_row",
+    "membership_counts_of",
+    "membership_of",
     "membership_row",
     "merge_of",
     "merge_row",
@@ -158,3 +161,33 @@ def audience_of(entry_id: int, doc: str | bytes) -> AudienceDef:
 
 def membership_row(c: MembershipChange) -> tuple[object, ...]:
     return (c.audience_id, c.mpid, c.entered, c.at_ms, c.reason)
+
+
+# Read order of `membership_of` and of the counting query behind `membership_counts_of`.
+MEMBERSHIP_COLUMNS = "id, audience_id, mpid, entered, at_ms, reason"
+
+
+def membership_of(row: Sequence[Any]) -> MembershipChange:
+    entry_id, audience_id, mpid, entered, at_ms, reason = row
+    return MembershipChange(
+        id=int(entry_id),
+        audience_id=int(audience_id),
+        mpid=int(mpid),
+        entered=bool(entered),
+        at_ms=int(at_ms),
+        reason=str(reason),
+    )
+
+
+def membership_counts_of(row: Sequence[Any] | None) -> MembershipCounts:
+    """From (entered, exited, entered since, exited since, last change)."""
+    if row is None:
+        return MembershipCounts()
+    entered, exited, entered_since, exited_since, last = row
+    return MembershipCounts(
+        entered=int(entered or 0),
+        exited=int(exited or 0),
+        entered_since=int(entered_since or 0),
+        exited_since=int(exited_since or 0),
+        last_change_ms=None if last is None else int(last),
+    )

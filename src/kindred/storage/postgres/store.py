@@ -36,6 +36,7 @@ from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEnt
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
+    MEMBERSHIP_COLUMNS,
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
     audience_doc,
@@ -45,6 +46,8 @@ from kindred.storage.codec import (
     decode_profile,
     encode_profile,
     log_row,
+    membership_counts_of,
+    membership_of,
     membership_row,
     merge_of,
     merge_row,
@@ -397,16 +400,11 @@ class PostgresStore:
             clauses.append("mpid = %s")
             params.append(mpid)
         rows = self._rows(
-            "SELECT id, audience_id, mpid, entered, at_ms, reason FROM membership_log"
+            f"SELECT {MEMBERSHIP_COLUMNS} FROM membership_log"
             f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s",
             (*params, limit),
         )
-        return [
-            MembershipChange(
-                id=r[0], audience_id=r[1], mpid=r[2], entered=bool(r[3]), at_ms=r[4], reason=r[5]
-            )
-            for r in rows
-        ]
+        return [membership_of(r) for r in rows]
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
         rows = self._rows(
@@ -416,14 +414,7 @@ class PostgresStore:
             " FROM membership_log WHERE audience_id = %s",
             (since_ms, since_ms, audience_id),
         )
-        entered, exited, entered_since, exited_since, last = rows[0]
-        return MembershipCounts(
-            entered=int(entered or 0),
-            exited=int(exited or 0),
-            entered_since=int(entered_since or 0),
-            exited_since=int(exited_since or 0),
-            last_change_ms=None if last is None else int(last),
-        )
+        return membership_counts_of(rows[0] if rows else None)
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         where, params = (

@@ -23,6 +23,7 @@ from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEnt
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
+    MEMBERSHIP_COLUMNS,
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
     audience_doc,
@@ -32,6 +33,8 @@ from kindred.storage.codec import (
     decode_profile,
     encode_profile,
     log_row,
+    membership_counts_of,
+    membership_of,
     membership_row,
     merge_of,
     merge_row,
@@ -451,23 +454,18 @@ class SqliteStore:
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
     ) -> list[MembershipChange]:
         rows = self._reader().execute(
-            "SELECT id, audience_id, mpid, entered, at_ms, reason FROM membership_log"
+            f"SELECT {MEMBERSHIP_COLUMNS} FROM membership_log"
             " WHERE (? IS NULL OR audience_id = ?) AND (? IS NULL OR mpid = ?) AND at_ms <= ?"
             " ORDER BY id LIMIT ?",
             (audience_id, audience_id, mpid, mpid, until_ms, limit),
         )
-        return [
-            MembershipChange(
-                id=r[0], audience_id=r[1], mpid=r[2], entered=bool(r[3]), at_ms=r[4], reason=r[5]
-            )
-            for r in rows
-        ]
+        return [membership_of(r) for r in rows]
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
         row = (
             self._reader().execute(_COUNT_MEMBERSHIPS, (since_ms, since_ms, audience_id)).fetchone()
         )
-        return _counts(row)
+        return membership_counts_of(row)
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         rows = self._reader().execute(
@@ -520,19 +518,6 @@ _COUNT_MEMBERSHIPS = (
     " count(*) FILTER (WHERE NOT entered AND at_ms >= ?), max(at_ms)"
     " FROM membership_log WHERE audience_id = ?"
 )
-
-
-def _counts(row: Sequence[Any] | None) -> MembershipCounts:
-    if row is None:
-        return MembershipCounts()
-    entered, exited, entered_since, exited_since, last = row
-    return MembershipCounts(
-        entered=int(entered or 0),
-        exited=int(exited or 0),
-        entered_since=int(entered_since or 0),
-        exited_since=int(exited_since or 0),
-        last_change_ms=None if last is None else int(last),
-    )
 
 
 def _log_entry(row: sqlite3.Row) -> LogEntry:
