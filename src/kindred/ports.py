@@ -13,6 +13,7 @@ from typing import Protocol
 import msgspec
 
 from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
@@ -30,6 +31,7 @@ __all__ = [
     "MergeReader",
     "Metrics",
     "MpidSource",
+    "Needles",
     "ProfileReader",
     "RejectEntry",
     "RejectReader",
@@ -191,8 +193,12 @@ class UnitOfWork(Protocol):
         at commit) when the stored profile is no longer at `profile.version`."""
         ...
 
-    def profiles_from(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
-        """Up to `limit` profiles of the scope with MPID >= `from_mpid`, by MPID."""
+    def profiles_from(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None = None
+    ) -> list[Profile]:
+        """Up to `limit` profiles of the scope with MPID >= `from_mpid`, by MPID. With
+        `needles`, a store may leave out profiles whose document cannot contain them (a
+        store that cannot tell returns every profile)."""
         ...
 
     def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:

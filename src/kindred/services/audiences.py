@@ -23,13 +23,14 @@ from kindred.audiences.deps import EVERYTHING, dependencies, event_keys, touched
 from kindred.audiences.evaluate import DAY_MS, Subject
 from kindred.audiences.history import record_events
 from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
+from kindred.audiences.prefilter import Has, needles
 from kindred.audiences.timing import is_timed, next_change
 from kindred.domain.changes import Change
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Store, UnitOfWork
+from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
 
 __all__ = [
     "AudienceBackfill",
@@ -527,6 +528,7 @@ class AudienceBackfill:
         if target is None:
             return 0
         affected = _nesting(target.id, active)
+        wanted = _backfill_needles(target, affected)
         scopes = sorted(target.scopes)
         saved_scope = audience.backfill_scope or ""
         scope: str | None = saved_scope
@@ -537,7 +539,7 @@ class AudienceBackfill:
         for _ in range(self._chunks_per_run):
             if scope is None:
                 break
-            count, last = self._chunk_once(scope, start, active, affected)
+            count, last = self._chunk_once(scope, start, active, (affected, wanted))
             evaluated += count
             if count == self._chunk:
                 start = last + 1
@@ -551,13 +553,14 @@ class AudienceBackfill:
         scope: str,
         start: int,
         active: Sequence[CompiledAudience],
-        affected: frozenset[int],
+        which: tuple[frozenset[int], Needles | None],
     ) -> tuple[int, int]:
+        affected, wanted = which
         now = self._clock.now_ms()
         for _ in range(5):
             try:
                 with self._store.unit_of_work() as uow:
-                    page = uow.profiles_from(scope, start, self._chunk)
+                    page = uow.profiles_from(scope, start, self._chunk, wanted)
                     for profile in page:
                         self._evaluate(uow, profile, active, affected, now)
                 return len(page), page[-1].mpid if page else start
@@ -596,6 +599,18 @@ class AudienceBackfill:
                 backfill_finished_ms=self._clock.now_ms() if scope is None else None,
             )
         )
+
+
+def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Needles | None:
+    """What a profile's document must contain for the backfill to have anything to do:
+    to match the criteria, or to hold the membership already (to leave). Only for an
+    audience no other active audience nests (those would need their own)."""
+    if affected != {target.id}:
+        return None
+    criteria = needles(target.node)
+    if criteria is None:
+        return None
+    return ("or", [criteria, Has(f'"audience_id":{target.id},')])
 
 
 def _next_scope(scopes: Sequence[str], after: str) -> str | None:

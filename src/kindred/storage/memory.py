@@ -18,7 +18,14 @@ from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEntry, RejectEntry
+from kindred.ports import (
+    ConcurrentUpdate,
+    LogEntry,
+    MembershipCounts,
+    MergeEntry,
+    Needles,
+    RejectEntry,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -113,7 +120,10 @@ class _MemoryUnitOfWork:
         expired.sort(key=lambda p: (p.last_stored_ms, p.mpid))
         return expired[:limit]
 
-    def profiles_from(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+    def profiles_from(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None = None
+    ) -> list[Profile]:
+        del needles  # every profile of the page: allowed, and the semantics to compare with
         found = sorted(
             (p for p in self.state.profiles.values() if p.scope == scope and p.mpid >= from_mpid),
             key=lambda p: p.mpid,

@@ -21,7 +21,7 @@ from typing import Protocol
 from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, RejectEntry
+from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, Needles, RejectEntry
 
 __all__ = ["Link", "PendingWrites", "ScopedKey", "SetOps", "WriteBehindUnitOfWork"]
 
@@ -69,7 +69,9 @@ class SetOps(Protocol):
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
 
-    def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]: ...
+    def page_profiles(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None
+    ) -> list[Profile]: ...
 
     def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
         """Profiles whose audience due time has come, earliest first; locked like
@@ -139,8 +141,10 @@ class WriteBehindUnitOfWork:
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         return self._ops.log_ids(mpid, from_ms, to_ms)
 
-    def profiles_from(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
-        return self._remember(self._ops.page_profiles(scope, from_mpid, limit))
+    def profiles_from(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None = None
+    ) -> list[Profile]:
+        return self._remember(self._ops.page_profiles(scope, from_mpid, limit, needles))
 
     def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
         return self._remember(self._ops.claim_due(before_ms, limit))

@@ -32,7 +32,14 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEntry, RejectEntry
+from kindred.ports import (
+    ConcurrentUpdate,
+    LogEntry,
+    MembershipCounts,
+    MergeEntry,
+    Needles,
+    RejectEntry,
+)
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
@@ -152,7 +159,12 @@ class _PostgresSetOps:
             rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
         return [decode_profile(doc) for (doc,) in rows]
 
-    def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+    def page_profiles(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None
+    ) -> list[Profile]:
+        """Every profile of the page: `needles` are not applied (jsonb's text form is not
+        the stored document's), which the port allows."""
+        del needles
         query = (
             # `scope || ''`: walk the primary key in order, as SQLite's `+scope` does.
             "SELECT doc::text FROM profiles WHERE (scope || '') = %s AND mpid >= %s"

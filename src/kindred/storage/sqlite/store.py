@@ -15,11 +15,19 @@ from typing import Any
 import msgspec
 
 from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.prefilter import Has
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MembershipCounts, MergeEntry, RejectEntry
+from kindred.ports import (
+    ConcurrentUpdate,
+    LogEntry,
+    MembershipCounts,
+    MergeEntry,
+    Needles,
+    RejectEntry,
+)
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     LOG_INSERT_COLUMNS,
@@ -151,11 +159,15 @@ class _SqliteSetOps:
         )
         return [decode_profile(doc) for (doc,) in rows]
 
-    def page_profiles(self, scope: str, from_mpid: int, limit: int) -> list[Profile]:
+    def page_profiles(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None
+    ) -> list[Profile]:
+        matching, params = _needle_sql(needles) if needles is not None else ("1", [])
         rows = self.conn.execute(
             # `+scope`: walk the primary key in order; the scope index would sort every row.
-            "SELECT doc FROM profiles WHERE +scope = ? AND mpid >= ? ORDER BY mpid LIMIT ?",
-            (scope, from_mpid, limit),
+            "SELECT doc FROM profiles WHERE +scope = ? AND mpid >= ?"
+            f" AND ({matching}) ORDER BY mpid LIMIT ?",
+            (scope, from_mpid, *params, limit),
         )
         return [decode_profile(doc) for (doc,) in rows]
 
@@ -266,6 +278,24 @@ class _SqliteSetOps:
 
 def _doc(profile: Profile) -> str:
     return encode_profile(profile).decode()
+
+
+def _needle_sql(needles: Needles) -> tuple[str, list[object]]:
+    """The needles as a condition on the stored JSON text."""
+    if isinstance(needles, Has):
+        text, folded = needles
+        return (
+            ("instr(lower(doc), ?) > 0", [text.lower()])
+            if folded
+            else (
+                "instr(doc, ?) > 0",
+                [text],
+            )
+        )
+    joiner, parts = needles
+    rendered = [_needle_sql(part) for part in parts]
+    sql = f" {joiner.upper()} ".join(f"({part})" for part, _ in rendered)
+    return sql, [param for _, params in rendered for param in params]
 
 
 class SqliteStore:
