@@ -29,7 +29,7 @@ from bench.common import CONFIG, batch_body, machine
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
-from kindred.services.audiences import AudienceBackfill, AudienceScheduler
+from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.ingest import Accepted, observe
 
 DAY_MS = 86_400_000

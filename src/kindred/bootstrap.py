@@ -20,12 +20,9 @@ from kindred.domain.tenancy import (
 )
 from kindred.observability import PrometheusMetrics
 from kindred.ports import Clock, MpidSource, Secrets, Store
-from kindred.services.audiences import (
-    AudienceBackfill,
-    AudienceRegistry,
-    AudienceScheduler,
-    AudienceService,
-)
+from kindred.services.audience_admin import AudienceService
+from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.audiences import AudienceRegistry
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService

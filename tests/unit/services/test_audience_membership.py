@@ -11,13 +11,9 @@ from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
-from kindred.services.audiences import (
-    AudienceBackfill,
-    AudienceRegistry,
-    AudienceScheduler,
-    AudienceService,
-    evaluate_memberships,
-)
+from kindred.services.audience_admin import AudienceService
+from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.audiences import AudienceRegistry, evaluate_memberships
 from kindred.services.ingest import Accepted, IngestService, observe
 from kindred.storage.memory import MemoryStore
 from tests.fakes import FakeClock, NullMetrics, SequentialMpids

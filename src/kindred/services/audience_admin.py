@@ -1,0 +1,161 @@
+"""Managing audience definitions (AUD-1, AUD-10), page metrics (AUD-6) and the membership
+history (AUD-12)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef
+from kindred.audiences.evaluate import DAY_MS
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.ports import AudienceStore, Clock
+from kindred.services.audiences import AudienceRegistry, with_backfill
+
+__all__ = ["AudienceMetrics", "AudienceService"]
+
+
+class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    audience_id: int
+    size: int
+    adds_24h: int
+    drops_24h: int
+    # (adds + drops) / size; null for an empty audience
+    volatility_24h: float | None
+    last_updated_ms: int
+    # The backfill of the existing profiles: running, and how many it has evaluated.
+    backfill_running: bool
+    backfill_evaluated: int
+
+
+class AudienceService:
+    """Managing definitions (AUD-1, AUD-10) and reading the membership log (AUD-12)."""
+
+    def __init__(self, store: AudienceStore, registry: AudienceRegistry, clock: Clock) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+
+    def all(self, tags: Iterable[str] = ()) -> list[AudienceDef]:
+        wanted = set(tags)
+        return [
+            a
+            for a in self._store.list_audiences()
+            if a.status != "deleted" and wanted <= set(a.tags)
+        ]
+
+    def get(self, audience_id: int) -> AudienceDef:
+        for audience in self._store.list_audiences():
+            if audience.id == audience_id and audience.status != "deleted":
+                return audience
+        raise NotFound(f"no audience {audience_id}")
+
+    def create(self, audience: AudienceDef, created_by: str = "") -> AudienceDef:
+        now = self._clock.now_ms()
+        draft = msgspec.structs.replace(
+            audience, id=0, status="draft", created_ms=now, updated_ms=now, created_by=created_by
+        )
+        self._check(draft)
+        return self._save(draft)
+
+    def update(self, audience_id: int, audience: AudienceDef) -> AudienceDef:
+        current = self.get(audience_id)
+        changed = msgspec.structs.replace(
+            audience,
+            id=audience_id,
+            status=current.status,
+            created_ms=current.created_ms,
+            created_by=current.created_by,
+            updated_ms=self._clock.now_ms(),
+        )
+        self._check(changed)
+        return self._save(with_backfill(changed) if changed.status == "active" else changed)
+
+    def set_status(self, audience_id: int, status: str) -> AudienceDef:
+        if status not in ("active", "inactive"):
+            raise InvalidBatch("status is active or inactive", "status")
+        current = self.get(audience_id)
+        changed = msgspec.structs.replace(
+            current,
+            status=status,
+            updated_ms=self._clock.now_ms(),
+        )
+        return self._save(with_backfill(changed) if status == "active" else changed)
+
+    def clone(self, audience_id: int) -> AudienceDef:
+        current = self.get(audience_id)
+        copy = msgspec.structs.replace(current, name=f"{current.name} (copy)")
+        return self.create(copy, created_by=current.created_by)
+
+    def delete(self, audience_id: int) -> AudienceDef:
+        current = self.get(audience_id)
+        nesting = [
+            a.id
+            for a in self.all()
+            if a.id != audience_id and audience_id in self._registry.compile(a).nested
+        ]
+        if nesting:
+            raise InvalidBatch(
+                f"audience {audience_id} is nested in audience {nesting[0]}; change that first",
+                "audience_id",
+            )
+        changed = msgspec.structs.replace(
+            current, status="deleted", updated_ms=self._clock.now_ms()
+        )
+        return self._save(changed)
+
+    def metrics(self, audience_id: int) -> AudienceMetrics:
+        """Page metrics (AUD-6): size, adds and drops in the last 24 hours, volatility."""
+        audience = self.get(audience_id)
+        now = self._clock.now_ms()
+        counts = self._store.membership_counts(audience_id, now - DAY_MS)
+        size = counts.entered - counts.exited
+        moves = counts.entered_since + counts.exited_since
+        updated = max(audience.updated_ms, counts.last_change_ms or 0)
+        return AudienceMetrics(
+            audience_id=audience_id,
+            size=size,
+            adds_24h=counts.entered_since,
+            drops_24h=counts.exited_since,
+            volatility_24h=round(moves / size, 4) if size else None,
+            last_updated_ms=updated,
+            backfill_running=audience.backfill_scope is not None,
+            backfill_evaluated=audience.backfill_done,
+        )
+
+    def members_at(self, audience_id: int, at_ms: int) -> list[int]:
+        """The profiles in the audience at an instant, from the membership log."""
+        log = self._store.membership_log(
+            audience_id=audience_id, mpid=None, until_ms=at_ms, limit=10_000_000
+        )
+        state: dict[int, bool] = {}
+        for change in log:
+            state[change.mpid] = change.entered
+        return sorted(m for m, inside in state.items() if inside)
+
+    def audiences_of_at(self, mpid: int, at_ms: int) -> list[int]:
+        log = self._store.membership_log(
+            audience_id=None, mpid=mpid, until_ms=at_ms, limit=1_000_000
+        )
+        state: dict[int, bool] = {}
+        for change in log:
+            state[change.audience_id] = change.entered
+        return sorted(a for a, inside in state.items() if inside)
+
+    def _check(self, audience: AudienceDef) -> None:
+        if not audience.name.strip():
+            raise InvalidBatch("an audience needs a name", "name")
+        if not audience.workspaces:
+            raise InvalidBatch("name at least one workspace", "workspaces")
+        for tag in audience.tags:
+            if len(tag) > MAX_TAG_LENGTH:
+                raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
+        if audience.lookback_days < 1:
+            raise InvalidBatch("lookback_days must be at least 1", "lookback_days")
+        self._registry.compile(audience)
+
+    def _save(self, audience: AudienceDef) -> AudienceDef:
+        saved = self._store.save_audience(audience)
+        self._registry.invalidate()
+        return saved

@@ -1,0 +1,202 @@
+"""The audience work that runs in the background, in chunks of their own transactions: the
+time-trigger scheduler (AUD-5) and the backfill of activated or edited audiences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from kindred.audiences.definition import AudienceDef
+from kindred.audiences.prefilter import Has, needles
+from kindred.domain.profile import Profile
+from kindred.ports import Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
+from kindred.services.audiences import (
+    INT64_MIN,
+    AudienceRegistry,
+    CompiledAudience,
+    evaluate_memberships,
+)
+
+__all__ = ["AudienceBackfill", "AudienceScheduler"]
+
+
+class AudienceScheduler:
+    """Re-evaluates the profiles whose due time has come (AUD-5): "last 7 days" windows
+    closing, frequencies falling as events age out, without any new event. A chunk per
+    transaction; safe in several processes (claimed rows are skipped elsewhere)."""
+
+    def __init__(self, store: Store, registry: AudienceRegistry, clock: Clock, chunk: int = 500):
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._chunk = chunk
+
+    def run(self) -> int:
+        """Re-evaluate every due profile; returns how many membership changes it made."""
+        now = self._clock.now_ms()
+        active = self._registry.active()
+        changed = 0
+        while True:
+            try:
+                done, moved = self._chunk_once(active, now)
+            except ConcurrentUpdate:
+                continue  # a batch updated a claimed profile: read the chunk again
+            changed += moved
+            if done < self._chunk:
+                return changed
+
+    def _chunk_once(self, active: Sequence[CompiledAudience], now: int) -> tuple[int, int]:
+        with self._store.unit_of_work() as uow:
+            due = uow.due_profiles(now, self._chunk)
+            moved = 0
+            for profile in due:
+                after, moves = evaluate_memberships(profile, active, None, now, reason="time")
+                if after is profile:
+                    after = msgspec.structs.replace(profile, audience_due_ms=None)
+                uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
+                if moves:
+                    uow.append_memberships(moves)
+                    moved += len(moves)
+        return len(due), moved
+
+
+class AudienceBackfill:
+    """Computes an activated (or edited) audience's membership over the profiles that
+    already exist, in the background, a chunk per transaction, resuming where it stopped
+    (the cursor is kept on the definition). Live batches go on meanwhile: both evaluate
+    the profile's current state in their own transaction, so nothing is lost or counted
+    twice."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AudienceRegistry,
+        clock: Clock,
+        *,
+        chunk: int = 500,
+        chunks_per_run: int = 40,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._chunk = chunk
+        self._chunks_per_run = chunks_per_run
+
+    def run(self) -> int:
+        """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
+        many profiles it evaluated."""
+        evaluated = 0
+        for audience in self._store.list_audiences():
+            if audience.status == "active" and audience.backfill_scope is not None:
+                evaluated += self._advance(audience)
+        return evaluated
+
+    def _advance(self, audience: AudienceDef) -> int:
+        self._registry.invalidate()  # the audience may have been activated a moment ago
+        active = self._registry.active()
+        target = next((a for a in active if a.id == audience.id), None)
+        if target is None:
+            return 0
+        affected = _nesting(target.id, active)
+        wanted = _backfill_needles(target, affected)
+        scopes = sorted(target.scopes)
+        saved_scope = audience.backfill_scope or ""
+        scope: str | None = saved_scope
+        start = INT64_MIN if audience.backfill_from is None else audience.backfill_from
+        if saved_scope not in scopes:
+            scope, start = _next_scope(scopes, saved_scope), INT64_MIN
+        evaluated = 0
+        for _ in range(self._chunks_per_run):
+            if scope is None:
+                break
+            count, last = self._chunk_once(scope, start, active, (affected, wanted))
+            evaluated += count
+            if count == self._chunk:
+                start = last + 1
+            else:
+                scope, start = _next_scope(scopes, scope), INT64_MIN
+        self._save(audience, scope, start, evaluated)
+        return evaluated
+
+    def _chunk_once(
+        self,
+        scope: str,
+        start: int,
+        active: Sequence[CompiledAudience],
+        which: tuple[frozenset[int], Needles | None],
+    ) -> tuple[int, int]:
+        affected, wanted = which
+        now = self._clock.now_ms()
+        for _ in range(5):
+            try:
+                with self._store.unit_of_work() as uow:
+                    page = uow.profiles_from(scope, start, self._chunk, wanted)
+                    for profile in page:
+                        self._evaluate(uow, profile, active, affected, now)
+                return len(page), page[-1].mpid if page else start
+            except ConcurrentUpdate:
+                continue  # a batch changed one of them meanwhile: read the chunk again
+        return 0, start
+
+    @staticmethod
+    def _evaluate(
+        uow: UnitOfWork,
+        profile: Profile,
+        active: Sequence[CompiledAudience],
+        affected: frozenset[int],
+        now: int,
+    ) -> None:
+        if profile.merged_into is not None:
+            return
+        after, moves = evaluate_memberships(
+            profile, active, None, now, "backfill", restrict=affected
+        )
+        if after is not profile:
+            uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
+            if moves:
+                uow.append_memberships(moves)
+
+    def _save(self, audience: AudienceDef, scope: str | None, start: int, done: int) -> None:
+        current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
+        if current is None or current.backfill_from != audience.backfill_from:
+            return  # edited or advanced elsewhere meanwhile: that run carries on
+        self._store.save_audience(
+            msgspec.structs.replace(
+                current,
+                backfill_scope=scope,
+                backfill_from=None if scope is None else start,
+                backfill_done=current.backfill_done + done,
+                backfill_finished_ms=self._clock.now_ms() if scope is None else None,
+            )
+        )
+
+
+def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Needles | None:
+    """What a profile's document must contain for the backfill to have anything to do:
+    to match the criteria, or to hold the membership already (to leave). Only for an
+    audience no other active audience nests (those would need their own)."""
+    if affected != {target.id}:
+        return None
+    criteria = needles(target.node)
+    if criteria is None:
+        return None
+    return ("or", [criteria, Has(f'"audience_id":{target.id},')])
+
+
+def _next_scope(scopes: Sequence[str], after: str) -> str | None:
+    later = [s for s in scopes if s > after]
+    return later[0] if later else None
+
+
+def _nesting(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
+    """The audience and every active audience that nests it, directly or not."""
+    found = {audience_id}
+    changed = True
+    while changed:
+        changed = False
+        for audience in active:
+            if audience.id not in found and audience.nested & found:
+                found.add(audience.id)
+                changed = True
+    return frozenset(found)
