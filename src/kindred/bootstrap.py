@@ -23,10 +23,11 @@ from kindred.ports import Clock, MpidSource, Secrets, Store
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
+from kindred.services.background import Periodic
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
-from kindred.services.retention import LifetimeSweep, Periodic
+from kindred.services.retention import LifetimeSweep
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 

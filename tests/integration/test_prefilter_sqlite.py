@@ -14,7 +14,7 @@ from kindred.audiences.parse import Catalog, parse_criteria
 from kindred.audiences.prefilter import Has, needles
 from kindred.domain.profile import Membership, Profile
 from kindred.storage.codec import encode_profile
-from kindred.storage.sqlite.store import _needle_sql
+from kindred.storage.sqlite.setops import needle_sql
 from tests.strategies import TS_BASE, WORKSPACE_ID, profiles
 from tests.unit.audiences.test_compile import criteria, plays, with_plays
 
@@ -39,7 +39,7 @@ def test_no_matching_profile_is_filtered_out(
     profile = with_plays(profile, times)
     if wanted is None or not evaluate(node, Subject(profile, frozenset({WORKSPACE_ID}), TS_BASE)):
         return
-    assert passes(encode_profile(profile), _needle_sql(wanted))
+    assert passes(encode_profile(profile), needle_sql(wanted))
 
 
 def test_a_current_member_is_let_through() -> None:
@@ -50,6 +50,6 @@ def test_a_current_member_is_let_through() -> None:
         last_stored_ms=1,
         memberships={12: Membership(audience_id=12, name="x", since_ms=1)},
     )
-    assert passes(encode_profile(profile), _needle_sql(Has('"audience_id":12,')))
-    assert not passes(encode_profile(profile), _needle_sql(Has('"audience_id":1,')))
+    assert passes(encode_profile(profile), needle_sql(Has('"audience_id":12,')))
+    assert not passes(encode_profile(profile), needle_sql(Has('"audience_id":1,')))
     assert msgspec.json.decode(encode_profile(profile))["memberships"]["12"]["audience_id"] == 12

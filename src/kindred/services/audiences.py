@@ -174,19 +174,13 @@ def evaluate_memberships(
         touched = None  # time alone may have changed any of them since: do it all now
     everything = touched is None or EVERYTHING in touched
     current = dict(profile.memberships)
+    moves = _drop_inactive(profile.mpid, current, active, restrict, now_ms)
     status = dict.fromkeys(current, True)
     flipped: set[int] = set()
-    moves: list[MembershipChange] = []
-    active_ids = {a.id for a in active}
-    for aid in [a for a in current if a not in active_ids]:
-        if restrict is None or aid in restrict:
-            del current[aid]
-            moves.append(_move(aid, profile.mpid, False, now_ms, "audience no longer active"))
     subjects: dict[frozenset[int], Subject] = {}
-    scope = profile.scope
     for audience in active:
         aid = audience.id
-        if (restrict is not None and aid not in restrict) or scope not in audience.scopes:
+        if (restrict is not None and aid not in restrict) or profile.scope not in audience.scopes:
             continue
         if not everything and not (
             audience.deps & touched or (flipped and audience.nested & flipped)  # type: ignore[operator]
@@ -203,12 +197,7 @@ def evaluate_memberships(
         flipped.add(aid)
         status[aid] = member
         moves.append(_move(aid, profile.mpid, member, now_ms, reason or _why(audience, touched)))
-        if member:
-            current[aid] = Membership(
-                audience_id=aid, name=_name(audience.definition), since_ms=now_ms
-            )
-        else:
-            del current[aid]
+        _set_membership(current, audience, member, now_ms)
     due = profile.audience_due_ms
     if everything or due is None or due <= now_ms or _timed_touched(active, touched):
         due = _next_due(profile, active, current, now_ms)
@@ -216,6 +205,32 @@ def evaluate_memberships(
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
     return changed, moves
+
+
+def _drop_inactive(
+    mpid: int,
+    current: dict[int, Membership],
+    active: Sequence[CompiledAudience],
+    restrict: frozenset[int] | None,
+    now_ms: int,
+) -> list[MembershipChange]:
+    """Memberships of audiences no longer active leave (those in `restrict` only)."""
+    active_ids = {a.id for a in active}
+    gone = [a for a in current if a not in active_ids and (restrict is None or a in restrict)]
+    for aid in gone:
+        del current[aid]
+    return [_move(aid, mpid, False, now_ms, "audience no longer active") for aid in gone]
+
+
+def _set_membership(
+    current: dict[int, Membership], audience: CompiledAudience, member: bool, now_ms: int
+) -> None:
+    if member:
+        current[audience.id] = Membership(
+            audience_id=audience.id, name=_name(audience.definition), since_ms=now_ms
+        )
+    else:
+        del current[audience.id]
 
 
 def _timed_touched(active: Sequence[CompiledAudience], touched: set[str] | None) -> bool:

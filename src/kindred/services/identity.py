@@ -28,7 +28,7 @@ from kindred.identity.idsync import CallDecision, decide_call, decide_modify, is
 from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, usable_identities
 from kindred.ports import BatchStatus, MpidSource, ProfileReader, UnitOfWork
 from kindred.services.items import Accepted, IdentityCall, Outcome
-from kindred.services.merges import merge_into, sync_index
+from kindred.services.merges import follow_merged, merge_into, sync_index
 
 __all__ = ["ApplyFn", "IdentityAnswer", "IdentityCalls"]
 
@@ -238,11 +238,7 @@ def _decide(view: _View, call: IdentityCall) -> _Decided:
 
 
 def _follow_view(view: _View, profile: Profile | None) -> Profile | None:
-    hops = 0
-    while profile is not None and profile.merged_into is not None and hops < 8:
-        profile = view.load([profile.merged_into]).get(profile.merged_into)
-        hops += 1
-    return profile
+    return follow_merged(lambda mpid: view.load([mpid]).get(mpid), profile)
 
 
 def _live(view: _View, mpid: int) -> Profile:

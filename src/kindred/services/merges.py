@@ -9,7 +9,7 @@ again, each to the profile it resolves to now (see IngestService.reapply).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -24,6 +24,7 @@ __all__ = [
     "ALIAS_MAX_WINDOW_MS",
     "check_alias",
     "follow",
+    "follow_merged",
     "ledger_row",
     "merge_into",
     "restore",
@@ -36,13 +37,19 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Profile)
 
 
+def follow_merged(load: Callable[[int], Profile | None], profile: Profile | None) -> Profile | None:
+    """The live profile an MPID stands for: itself, or the survivor it was merged into
+    (None for a chain longer than any merge history makes: a cycle)."""
+    for _ in range(_MAX_HOPS):
+        if profile is None or profile.merged_into is None:
+            return profile
+        profile = load(profile.merged_into)
+    return None
+
+
 def follow(uow: UnitOfWork, profile: Profile | None) -> Profile | None:
-    """The live profile an MPID stands for: itself, or the survivor it was merged into."""
-    hops = 0
-    while profile is not None and profile.merged_into is not None and hops < _MAX_HOPS:
-        profile = uow.load_profiles([profile.merged_into]).get(profile.merged_into)
-        hops += 1
-    return profile
+    """`follow_merged` within a unit of work."""
+    return follow_merged(lambda mpid: uow.load_profiles([mpid]).get(mpid), profile)
 
 
 def sync_index(
@@ -71,12 +78,7 @@ def merge_into(
     """Fold `merged` into `survivor` (both as stored in this unit of work); returns the
     saved survivor. InvalidBatch when the survivor would hold more than `max_merged`
     profiles (the guardrail against one profile swallowing many users)."""
-    if survivor.absorbed + merged.absorbed + 1 > max_merged:
-        raise InvalidBatch(
-            f"merge_cap: profile {survivor.mpid} has absorbed {survivor.absorbed} profiles;"
-            f" merging {merged.mpid} would pass the cap of {max_merged}",
-            "destination_mpid",
-        )
+    _check_cap(survivor, merged, max_merged)
     folded, _dropped = merge_profiles(survivor, merged)
     folded = msgspec.structs.replace(
         folded, version=survivor.version + 1, last_stored_ms=max(folded.last_stored_ms, now_ms)
@@ -88,22 +90,37 @@ def merge_into(
     sync_index(uow, survivor.scope, survivor.mpid, survivor, folded)
     if moved_log_ids:
         uow.repoint_log(moved_log_ids, survivor.mpid)
+    entry = _ledger_entry(survivor, merged, rule, now_ms, identity)
     uow.record_merge(
-        MergeEntry(
-            scope=survivor.scope,
-            survivor=survivor.mpid,
-            merged=merged.mpid,
-            rule=rule,
-            merged_ms=now_ms,
-            survivor_before=_ENCODER.encode(survivor),
-            merged_before=_ENCODER.encode(merged),
-            identity_type=identity.type if identity else None,
-            identity_value=identity.value if identity else None,
-            moved_log_ids=list(moved_log_ids),
-            detail=detail,
-        )
+        msgspec.structs.replace(entry, moved_log_ids=list(moved_log_ids), detail=detail)
     )
     return folded
+
+
+def _check_cap(survivor: Profile, merged: Profile, max_merged: int) -> None:
+    if survivor.absorbed + merged.absorbed + 1 > max_merged:
+        raise InvalidBatch(
+            f"merge_cap: profile {survivor.mpid} has absorbed {survivor.absorbed} profiles;"
+            f" merging {merged.mpid} would pass the cap of {max_merged}",
+            "destination_mpid",
+        )
+
+
+def _ledger_entry(
+    survivor: Profile, merged: Profile, rule: str, now_ms: int, identity: IdentityKey | None
+) -> MergeEntry:
+    """The ledger entry, with both profiles as they were just before the merge."""
+    return MergeEntry(
+        scope=survivor.scope,
+        survivor=survivor.mpid,
+        merged=merged.mpid,
+        rule=rule,
+        merged_ms=now_ms,
+        survivor_before=_ENCODER.encode(survivor),
+        merged_before=_ENCODER.encode(merged),
+        identity_type=identity.type if identity else None,
+        identity_value=identity.value if identity else None,
+    )
 
 
 def restore(uow: UnitOfWork, entry: MergeEntry, now_ms: int) -> tuple[Profile, Profile]:

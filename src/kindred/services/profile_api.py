@@ -17,6 +17,7 @@ from kindred.domain.observation import AttrValue
 from kindred.domain.profile import Profile, WorkspaceProfile
 from kindred.domain.tenancy import Tenancy, WorkspaceDef
 from kindred.ports import Clock, ProfileReader
+from kindred.services.merges import follow_merged
 from kindred.wire.profile_api import (
     AttributionItem,
     AudienceMembership,
@@ -56,7 +57,7 @@ class ProfileApiService:
         fields: Collection[str],
     ) -> ProfileResponse:
         workspace = self._workspace(credential, *path)
-        profile = self._live(self._store.get_profile(mpid))
+        profile = follow_merged(self._store.get_profile, self._store.get_profile(mpid))
         now = self._clock.now_ms()
         if profile is None or profile.scope != workspace.identity_scope:
             raise NotFound(f"no profile with MPID {mpid}")
@@ -92,14 +93,6 @@ class ProfileApiService:
             raise NotFound(f"no profile with {immutable} {request.identity.value!r}")
         best = max(live, key=lambda p: (p.last_stored_ms, p.mpid))
         return project_profile(best, workspace.workspace_id, fields)
-
-    def _live(self, profile: Profile | None) -> Profile | None:
-        """A merged MPID stands for the profile it was merged into."""
-        for _ in range(8):
-            if profile is None or profile.merged_into is None:
-                return profile
-            profile = self._store.get_profile(profile.merged_into)
-        return None
 
     def _profiles(self, mpids: Iterable[int]) -> list[Profile]:
         return [p for p in (self._store.get_profile(m) for m in mpids) if p is not None]

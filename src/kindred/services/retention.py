@@ -10,7 +10,6 @@ sweep cut short loses nothing and the next run carries on where it stopped.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import msgspec
@@ -19,7 +18,7 @@ from kindred.domain.lifetime import expired_before_ms
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import Clock, ConcurrentUpdate, Store
 
-__all__ = ["LifetimeSweep", "Periodic", "SweepReport"]
+__all__ = ["LifetimeSweep", "SweepReport"]
 
 log = logging.getLogger("kindred.retention")
 
@@ -81,43 +80,3 @@ class LifetimeSweep:
             for profile in expired:
                 uow.delete_profile(profile)
         return len(expired)
-
-
-class Periodic:
-    """Runs a task every `interval_s` on a daemon thread until stopped; a failing run is
-    logged and the next one goes ahead."""
-
-    def __init__(
-        self,
-        name: str,
-        interval_s: float,
-        task: Callable[[], object],
-        *,
-        first_after_s: float | None = None,
-    ) -> None:
-        self._name = name
-        self._interval_s = interval_s
-        self._first_after_s = interval_s if first_after_s is None else first_after_s
-        self._task = task
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _loop(self) -> None:
-        wait = self._first_after_s
-        while not self._stop.wait(wait):
-            wait = self._interval_s
-            try:
-                result = self._task()
-                log.debug("%s: %s", self._name, result)
-            except Exception:
-                log.exception("%s failed; next run in %s s", self._name, self._interval_s)

@@ -22,8 +22,24 @@ from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, Needles, RejectEntry
+from kindred.storage.codec import (
+    LOG_INSERT_COLUMNS,
+    MERGE_COLUMNS,
+    REJECT_INSERT_COLUMNS,
+    log_row,
+    membership_row,
+    merge_row,
+    reject_row,
+)
 
-__all__ = ["Link", "PendingWrites", "ScopedKey", "SetOps", "WriteBehindUnitOfWork"]
+__all__ = [
+    "Link",
+    "PendingWrites",
+    "ScopedKey",
+    "SetOps",
+    "WriteBehindUnitOfWork",
+    "row_writes",
+]
 
 ScopedKey = tuple[str, IdentityKey]
 Link = tuple[str, IdentityKey, int]
@@ -50,6 +66,64 @@ class PendingWrites:
     repoints: list[tuple[int, int]] = field(default_factory=list)  # (log entry id, mpid)
     replays: list[tuple[int, int]] = field(default_factory=list)  # (reject id, time)
     memberships: list[MembershipChange] = field(default_factory=list)
+
+
+def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """The plain inserts and updates of a flush, as (statement, rows), in the order they
+    must run after profiles are saved; `mark` is the driver's placeholder ("?" or "%s").
+    Only the non-empty ones."""
+    plan: list[tuple[str, list[tuple[object, ...]]]] = [
+        (
+            "INSERT INTO identities (scope, id_type, id_value, mpid) VALUES (?, ?, ?, ?)",
+            [(scope, key.type, key.value, mpid) for scope, key, mpid in writes.links],
+        ),
+        (
+            "DELETE FROM identities WHERE scope = ? AND id_type = ? AND id_value = ? AND mpid = ?",
+            [(scope, key.type, key.value, mpid) for scope, key, mpid in writes.unlinks],
+        ),
+        (
+            "INSERT INTO request_ids (input, request_id, received_ms) VALUES (?, ?, ?)",
+            list(writes.requests),
+        ),
+        (
+            f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES ({_marks(10)})",
+            [log_row(entry) for entry in writes.log],
+        ),
+        (
+            "UPDATE event_log SET status = ?, reason = ? WHERE id = ?",
+            [(status, reason, entry_id) for entry_id, status, reason in writes.log_status],
+        ),
+        (
+            f"INSERT INTO rejects ({REJECT_INSERT_COLUMNS}) VALUES ({_marks(6)})",
+            [reject_row(entry) for entry in writes.rejects],
+        ),
+        (
+            f"INSERT INTO merges ({MERGE_COLUMNS}) VALUES ({_marks(12)})",
+            [merge_row(m) for m in writes.merges],
+        ),
+        (
+            "UPDATE merges SET unmerged_ms = ? WHERE id = ?",
+            [(ms, merge_id) for merge_id, ms in writes.unmerges],
+        ),
+        (
+            "UPDATE event_log SET mpid = ? WHERE id = ?",
+            [(mpid, entry_id) for entry_id, mpid in writes.repoints],
+        ),
+        (
+            "UPDATE rejects SET replayed_ms = ? WHERE id = ?",
+            [(ms, reject_id) for reject_id, ms in writes.replays],
+        ),
+        (
+            "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
+            f" VALUES ({_marks(5)})",
+            [membership_row(c) for c in writes.memberships],
+        ),
+    ]
+    return [(sql.replace("?", mark), rows) for sql, rows in plan if rows]
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["?"] * count)
 
 
 class SetOps(Protocol):

@@ -12,7 +12,8 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.lifetime import DAY_MS
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import AccountPolicy, Tenancy, WorkspaceDef
-from kindred.services.retention import LifetimeSweep, Periodic
+from kindred.services.background import Periodic
+from kindred.services.retention import LifetimeSweep
 from kindred.storage.memory import MemoryStore
 from tests.fakes import FakeClock
 

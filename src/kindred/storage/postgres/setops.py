@@ -1,0 +1,212 @@
+"""The PostgreSQL side of the write-behind unit of work: one round trip per bulk read,
+one pipelined `executemany` per table at flush, advisory locks for identity resolution."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+
+import psycopg
+from psycopg import errors
+from psycopg.abc import Params
+from psycopg.rows import TupleRow
+
+from kindred.domain.identities import IdentityKey
+from kindred.domain.profile import Profile
+from kindred.ports import ConcurrentUpdate, Needles
+from kindred.storage.codec import (
+    decode_profile,
+    encode_profile,
+)
+from kindred.storage.writebehind import PendingWrites, ScopedKey, row_writes
+
+__all__ = ["FIND_IDENTITIES", "PostgresSetOps", "retryable"]
+
+_Connection = psycopg.Connection[TupleRow]
+
+
+# The server reports these when two transactions collide; the caller's remedy is the same as
+# for a lost version check: run the transaction again.
+_RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
+
+# How long a point read waits for a free pooled connection before answering "overloaded".
+
+
+_INSERT_PROFILE = (
+    "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, audience_due_ms,"
+    " doc) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (mpid) DO NOTHING"
+)
+# Row locks make a concurrent UPDATE wait, then re-check `version` against the committed row.
+_UPDATE_PROFILE = (
+    "UPDATE profiles SET version = %s, last_stored_ms = %s, audience_due_ms = %s,"
+    " doc = %s::jsonb WHERE mpid = %s AND version = %s"
+)
+FIND_IDENTITIES = (
+    "SELECT i.scope, i.id_type, i.id_value, i.mpid FROM identities AS i"
+    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (scope, id_type, id_value)"
+    " ON i.scope = k.scope AND i.id_type = k.id_type AND i.id_value = k.id_value"
+    " ORDER BY i.mpid"
+)
+_KNOWN_REQUESTS = (
+    "SELECT r.input, r.request_id FROM request_ids AS r"
+    " JOIN unnest(%s::text[], %s::text[]) AS k (input, request_id)"
+    " ON r.input = k.input AND r.request_id = k.request_id"
+)
+# ORDER BY makes the server take the locks in key order (volatile output expressions are
+# evaluated after the sort), so two transactions wanting overlapping sets cannot deadlock.
+_LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
+
+
+class PostgresSetOps:
+    """The bulk operations of the write-behind unit of work: one round trip per read, one
+    pipelined `executemany` per table at flush."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+
+    def lock_identities(self, keys: Sequence[ScopedKey]) -> None:
+        lock_ids = sorted({_identity_lock_id(scope, key) for scope, key in keys})
+        with retryable():
+            self.conn.execute(_LOCK_IDENTITIES, (lock_ids,))
+
+    def find_identities(self, keys: Sequence[ScopedKey]) -> dict[ScopedKey, list[int]]:
+        columns = ([s for s, _ in keys], [k.type for _, k in keys], [k.value for _, k in keys])
+        found: dict[ScopedKey, list[int]] = {}
+        with retryable():
+            for scope, id_type, id_value, mpid in self.conn.execute(FIND_IDENTITIES, columns):
+                found.setdefault((scope, IdentityKey(id_type, id_value)), []).append(mpid)
+        return found
+
+    def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        query = "SELECT doc::text FROM profiles WHERE mpid = ANY(%s::bigint[])"
+        with retryable():
+            profiles = [decode_profile(doc) for (doc,) in self.conn.execute(query, (mpids,))]
+        return {p.mpid: p for p in profiles}
+
+    def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        columns = ([i for i, _ in pairs], [r for _, r in pairs])
+        with retryable():
+            return {(i, r) for i, r in self.conn.execute(_KNOWN_REQUESTS, columns)}
+
+    def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        query = (
+            "SELECT doc::text FROM profiles WHERE scope = %s AND last_stored_ms < %s"
+            " ORDER BY last_stored_ms LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        with retryable():
+            rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
+        return [decode_profile(doc) for (doc,) in rows]
+
+    def page_profiles(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None
+    ) -> list[Profile]:
+        """Every profile of the page: `needles` are not applied (jsonb's text form is not
+        the stored document's), which the port allows."""
+        del needles
+        query = (
+            # `scope || ''`: walk the primary key in order, as SQLite's `+scope` does.
+            "SELECT doc::text FROM profiles WHERE (scope || '') = %s AND mpid >= %s"
+            " ORDER BY mpid LIMIT %s FOR UPDATE"
+        )
+        with retryable():
+            rows = self.conn.execute(query, (scope, from_mpid, limit)).fetchall()
+        return [decode_profile(doc) for (doc,) in rows]
+
+    def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
+        query = (
+            "SELECT doc::text FROM profiles WHERE audience_due_ms <= %s"
+            " ORDER BY audience_due_ms LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        with retryable():
+            rows = self.conn.execute(query, (before_ms, limit)).fetchall()
+        return [decode_profile(doc) for (doc,) in rows]
+
+    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        query = (
+            "SELECT id FROM event_log WHERE mpid = %s AND received_ms BETWEEN %s AND %s ORDER BY id"
+        )
+        with retryable():
+            return [r[0] for r in self.conn.execute(query, (mpid, from_ms, to_ms))]
+
+    def flush(self, writes: PendingWrites) -> None:
+        with retryable(), self.conn.cursor() as cursor:
+            if writes.deletes:
+                mpids = [(mpid,) for mpid, _ in writes.deletes]
+                _many(cursor, "DELETE FROM identities WHERE mpid = %s", mpids)
+                deleted = _many(
+                    cursor, "DELETE FROM profiles WHERE mpid = %s AND version = %s", writes.deletes
+                )
+                if deleted != len(writes.deletes):
+                    raise ConcurrentUpdate("a profile changed since this transaction read it")
+            self._save_profiles(cursor, writes)
+            for statement, rows in row_writes(writes, "%s"):
+                _many(cursor, statement, rows)
+
+    def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
+        inserts = [
+            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p))
+            for p in writes.inserts
+        ]
+        updates = [
+            (p.version, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, stored)
+            for p, stored in writes.updates
+        ]
+        if _many(cursor, _INSERT_PROFILE, inserts) != len(inserts):
+            raise ConcurrentUpdate("a profile this transaction creates already exists")
+        if _many(cursor, _UPDATE_PROFILE, updates) != len(updates):
+            raise ConcurrentUpdate("a profile changed since this transaction read it")
+
+
+def _many(cursor: psycopg.Cursor[TupleRow], query: str, rows: Sequence[Params]) -> int:
+    """executemany (pipelined by psycopg); returns the rows affected."""
+    if not rows:
+        return 0
+    cursor.executemany(query, rows)
+    return cursor.rowcount
+
+
+def _doc(profile: Profile) -> str:
+    return _jsonb_text(encode_profile(profile))
+
+
+@contextmanager
+def retryable() -> Iterator[None]:
+    """Deadlocks and serialization failures mean: run the transaction again."""
+    try:
+        yield
+    except _RETRYABLE as exc:
+        raise ConcurrentUpdate(str(exc)) from exc
+
+
+def _identity_lock_id(scope: str, key: IdentityKey) -> int:
+    """A 64-bit advisory lock key that every process computes alike (unlike `hash`).
+
+    NUL cannot occur in PostgreSQL text, so it separates the parts unambiguously; a rare
+    collision only makes two unrelated resolutions wait for each other.
+    """
+    material = "\0".join((scope, key.type, key.value)).encode()
+    digest = hashlib.blake2b(material, digest_size=8, person=b"kindred-id").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# jsonb keeps numbers as `numeric` and prints 1e16 back as 10000000000000000, which would
+# decode as an int. Written positionally with a fraction, a float keeps its type and value.
+_EXPONENT_HINT = re.compile(rb"\d[eE][-+]?\d")
+_STRING_OR_EXPONENT = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(?:\.\d+)?[eE][-+]?\d+')
+
+
+def _jsonb_text(doc: bytes) -> str:
+    if _EXPONENT_HINT.search(doc) is not None:
+        doc = _STRING_OR_EXPONENT.sub(_positional, doc)
+    return doc.decode()
+
+
+def _positional(match: re.Match[bytes]) -> bytes:
+    token = match.group()
+    if token.startswith(b'"'):
+        return token
+    text = format(Decimal(token.decode()), "f")
+    return (text if "." in text else f"{text}.0").encode()
