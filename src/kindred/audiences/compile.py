@@ -99,8 +99,6 @@ def _value_test(test: Condition) -> ValueTest:
             return (text(value) == needle) == equal
 
         return equals
-    if op == "exists":
-        return lambda _value, _now: True
     return lambda value, now: matches(test, value, now)
 
 

@@ -22,7 +22,8 @@ class TokenBucket:
         self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
         # A clock stepping back must not make the same stretch of time count twice.
         self._updated = max(self._updated, now_s)
-        if self._tokens >= cost:
-            self._tokens -= cost
+        # The tolerance absorbs float rounding: waiting the advised time must be enough.
+        if self._tokens >= cost - 1e-9:
+            self._tokens = max(0.0, self._tokens - cost)
             return 0
         return max(1, math.ceil((cost - self._tokens) / self._rate))
