@@ -12,7 +12,7 @@ from typing import Protocol
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
@@ -303,6 +303,11 @@ class AudienceStore(Protocol):
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
         """Enters and exits of an audience, in all and since an instant."""
+        ...
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        """The MPIDs, ascending and above `after_mpid`, of the selection's profiles its
+        criteria admit (memberships read as stored; merged profiles never match)."""
         ...
 
 

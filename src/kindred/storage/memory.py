@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.evaluate import admits
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
@@ -260,6 +261,16 @@ class MemoryStore:
             exited_since=sum(not c.entered and c.at_ms >= since_ms for c in mine),
             last_change_ms=max((c.at_ms for c in mine), default=None),
         )
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        found = []
+        for mpid in sorted(m for m in self._state.profiles if m > after_mpid):
+            profile = self._state.profiles[mpid]
+            if profile.scope == selection.scope and admits(selection, profile):
+                found.append(mpid)
+                if len(found) == limit:
+                    break
+        return found
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         found = [m for m in self._state.merges if mpid is None or mpid in (m.survivor, m.merged)]

@@ -13,7 +13,7 @@ come back equal, in another order).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,8 @@ import psycopg
 from psycopg.rows import TupleRow, kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.sql import to_sql
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -102,7 +103,7 @@ class PostgresStore:
             yield uow
             uow.commit()
 
-    def _rows(self, query: str, params: Sequence[Any]) -> list[TupleRow]:
+    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         try:
             with self._pool.connection(timeout=_READ_WAIT_S) as conn:
                 return conn.execute(query, params).fetchall()
@@ -222,6 +223,18 @@ class PostgresStore:
             (since_ms, since_ms, audience_id),
         )
         return membership_counts_of(rows[0] if rows else None)
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        criteria = to_sql(
+            selection.criteria, "postgres", sorted(selection.workspace_ids), selection.now_ms
+        )
+        rows = self._rows(
+            "SELECT mpid FROM profiles WHERE scope = %(scope)s AND mpid > %(after)s"
+            f" AND doc -> 'merged_into' IS NULL AND ({criteria.text})"
+            " ORDER BY mpid LIMIT %(limit)s",
+            {**criteria.params, "scope": selection.scope, "after": after_mpid, "limit": limit},
+        )
+        return [int(mpid) for (mpid,) in rows]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         where, params = (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.sql import to_sql
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -38,6 +39,7 @@ from kindred.storage.codec import (
     merge_of,
 )
 from kindred.storage.migrations import load_migrations
+from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import SqliteSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
@@ -125,6 +127,7 @@ class SqliteStore:
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA cache_size = -16384")  # readers: 16 MB each
         conn.execute("PRAGMA foreign_keys = OFF")
+        register_functions(conn)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -283,6 +286,19 @@ class SqliteStore:
             self._reader().execute(_COUNT_MEMBERSHIPS, (since_ms, since_ms, audience_id)).fetchone()
         )
         return membership_counts_of(row)
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        criteria = to_sql(
+            selection.criteria, "sqlite", sorted(selection.workspace_ids), selection.now_ms
+        )
+        rows = self._reader().execute(
+            # `+scope`: walk the primary key in order; the scope index would sort every row.
+            "SELECT mpid FROM profiles WHERE +scope = :scope AND mpid > :after"
+            f" AND doc ->> '$.merged_into' IS NULL AND ({criteria.text})"
+            " ORDER BY mpid LIMIT :limit",
+            {**criteria.params, "scope": selection.scope, "after": after_mpid, "limit": limit},
+        )
+        return [mpid for (mpid,) in rows]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         rows = self._reader().execute(
