@@ -16,7 +16,7 @@ from kindred.audiences.definition import AudienceDef, MembershipChange, Selectio
 from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Profile
+from kindred.domain.profile import Membership, Profile
 
 __all__ = [
     "AudienceStore",
@@ -36,6 +36,7 @@ __all__ = [
     "RejectEntry",
     "RejectReader",
     "Secrets",
+    "SelectionPage",
     "Store",
     "UnitOfWork",
 ]
@@ -206,6 +207,21 @@ class UnitOfWork(Protocol):
         for this transaction as `expired_profiles` claims them."""
         ...
 
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
+    ) -> SelectionPage:
+        """Over the next `limit` profiles of the selection's scope from `from_mpid` on (by
+        MPID), make `held.audience_id`'s members exactly those the criteria admit: admitted
+        ones gain `held`, the others lose it; each change is appended to the membership log
+        at `held.since_ms` with the reason. Set-based, for audiences whose answer neither
+        time nor other audiences' changes move (the caller's to know)."""
+        ...
+
+    def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
+        """Every profile leaves the audience (deleted or deactivated), each exit logged;
+        returns how many left."""
+        ...
+
     def record_merge(self, entry: MergeEntry) -> None: ...
 
     def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
@@ -273,6 +289,15 @@ class CredentialStore(Protocol):
         """The secret stored under `name`; the first caller's `candidate` becomes it, so
         every process sharing the store agrees on one value."""
         ...
+
+
+class SelectionPage(msgspec.Struct, frozen=True, kw_only=True):
+    """What one page of `apply_selection` did: how many profiles it covered, the last MPID
+    covered (None: the scope has no more), and the membership changes."""
+
+    read: int
+    last_mpid: int | None
+    changes: list[MembershipChange]
 
 
 class MembershipCounts(msgspec.Struct, frozen=True, kw_only=True):

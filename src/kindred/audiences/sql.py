@@ -1,7 +1,7 @@
 """Criteria compiled to SQL (AUD engine shape): a condition over a stored profile row
-(`doc`, `created_ms`) that selects exactly the profiles `evaluate` admits at one instant,
-for the audience's workspaces, with the memberships as stored. The backfill runs it over
-all profiles at once.
+(`profiles`: `doc` and `created_ms`; memberships from `audience_members`) that selects
+exactly the profiles `evaluate` admits at one instant, for the audience's workspaces, with
+memberships as stored. The backfill runs it over all profiles at once.
 
 Both dialects walk the stored JSON document the same way (one value per workspace, the
 devices of each workspace, the event times of a key); they differ in how a single stored
@@ -66,8 +66,11 @@ def encode_test(test: Condition, now_ms: int) -> str:
 
 
 # A source of values for one fact: ("one", expr) is a single JSON value or NULL;
-# ("rows", from, value) the values `value` takes over the rows of `from`.
-Source = tuple[Literal["one"], str] | tuple[Literal["rows"], str, str]
+# ("rows", from, value) the values `value` takes over the rows of `from`; ("tested", expr)
+# a condition that already holds exactly when the source passes (absent values included).
+Source = (
+    tuple[Literal["one"], str] | tuple[Literal["rows"], str, str] | tuple[Literal["tested"], str]
+)
 
 
 class _Builder(ABC):
@@ -98,7 +101,7 @@ class _Builder(ABC):
         if isinstance(node, Const):
             return self.true if node.value else self.false
         if isinstance(node, AttributeCriterion):
-            return self.over(node.test, [self.attribute(w, node.key) for w in ws])
+            return self.over(node.test, [self.attribute(w, node.key, node.test) for w in ws])
         if isinstance(node, IdentityCriterion):
             return self.identity(node, ws)
         if isinstance(node, DeviceCriterion):
@@ -110,8 +113,11 @@ class _Builder(ABC):
         if isinstance(node, FirstSeenCriterion):
             return self.test(node.test, self.created())
         if isinstance(node, MembershipCriterion):
-            stored = self.at(("memberships", str(node.audience_id)))
-            return f"({stored} IS {'NOT ' if node.member else ''}NULL)"
+            held = (
+                "EXISTS (SELECT 1 FROM audience_members AS held WHERE held.audience_id ="
+                f" {self.bind(node.audience_id)} AND held.mpid = profiles.mpid)"
+            )
+            return f"({held})" if node.member else f"(NOT {held})"
         return self.event(node)
 
     def over(self, test: Condition, sources: Sequence[Source]) -> str:
@@ -122,7 +128,9 @@ class _Builder(ABC):
         negative = test.op in NEGATIVE
         parts = []
         for source in sources:
-            if source[0] == "one":
+            if source[0] == "tested":
+                parts.append(source[1])
+            elif source[0] == "one":
                 value = source[1]
                 parts.append(
                     f"({value} IS NULL OR {self.test(test, value)})"
@@ -195,7 +203,8 @@ class _Builder(ABC):
 
     # --- where values are -------------------------------------------------------------
 
-    def attribute(self, ws: str, key: str) -> Source:
+    def attribute(self, ws: str, key: str, test: Condition) -> Source:
+        del test  # tested by `over`
         entry = ("workspaces", ws, "attributes", key)
         deleted = self.at((*entry, "deleted"))
         return ("one", f"(CASE WHEN {deleted} IS NULL THEN {self.at((*entry, 'value'))} END)")
@@ -266,6 +275,11 @@ class _Sqlite(_Builder):
             f" WHERE j.key = {self.bind(path[cut])})"
         )
         return self.at(path[cut + 1 :], child) if cut + 1 < len(path) else child
+
+    def attribute(self, ws: str, key: str, test: Condition) -> Source:
+        """The whole entry to one function call: one read of the document, not four."""
+        entry = self.at(("workspaces", ws, "attributes", key))
+        return ("tested", f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {entry})")
 
     def each(self, container: str) -> str:
         return f"json_each({container}) AS d"

@@ -42,13 +42,13 @@ from kindred.storage.codec import (
     audience_of,
     credential_of,
     credential_row,
-    decode_profile,
     membership_counts_of,
     membership_of,
     merge_of,
+    stored_profile,
 )
 from kindred.storage.migrations import Migration, load_migrations
-from kindred.storage.postgres.setops import FIND_IDENTITIES, PostgresSetOps
+from kindred.storage.postgres.setops import FIND_IDENTITIES, PROFILE_COLUMNS, PostgresSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
@@ -141,8 +141,8 @@ class PostgresStore:
             return bytes(row.fetchone()[0])  # type: ignore[index]  # inserted just above
 
     def get_profile(self, mpid: int) -> Profile | None:
-        rows = self._rows("SELECT doc::text FROM profiles WHERE mpid = %s", (mpid,))
-        return decode_profile(rows[0][0]) if rows else None
+        rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))
+        return stored_profile(rows[0][0], rows[0][1]) if rows else None
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._rows(

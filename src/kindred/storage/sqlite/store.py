@@ -33,14 +33,14 @@ from kindred.storage.codec import (
     audience_of,
     credential_of,
     credential_row,
-    decode_profile,
     membership_counts_of,
     membership_of,
     merge_of,
+    stored_profile,
 )
 from kindred.storage.migrations import load_migrations
 from kindred.storage.sqlite.functions import register_functions
-from kindred.storage.sqlite.setops import SqliteSetOps
+from kindred.storage.sqlite.setops import PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
@@ -209,13 +209,13 @@ class SqliteStore:
         try:
             row = (
                 self._reader()
-                .execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,))
+                .execute(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = ?", (mpid,))
                 .fetchone()
             )
         except sqlite3.OperationalError as exc:
             # Busy past the timeout, or the disk failing: tell the caller to retry (503).
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
-        return None if row is None else decode_profile(row[0])
+        return None if row is None else stored_profile(row[0], row[1])
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._reader().execute(

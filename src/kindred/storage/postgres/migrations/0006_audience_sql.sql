@@ -1,3 +1,25 @@
+-- Audience memberships in a table of their own rather than in the profile document, so
+-- that a backfill enters and removes members with set-based SQL (audiences/sql.py)
+-- without rewriting documents. Profiles read from the store carry them as before.
+-- Keyed by profile first (read with their profile, written together); the index serves
+-- the backfill, which walks one audience's members.
+CREATE TABLE audience_members (
+    audience_id BIGINT NOT NULL,
+    mpid BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    since_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    PRIMARY KEY (mpid, audience_id)
+);
+CREATE INDEX audience_members_by_audience ON audience_members (audience_id);
+-- A backfill page's bounds, read from the index alone.
+CREATE INDEX profiles_by_scope_mpid ON profiles (scope, mpid);
+INSERT INTO audience_members (audience_id, mpid, name, since_ms, expires_ms)
+    SELECT m.key::bigint, p.mpid, m.value ->> 'name', (m.value ->> 'since_ms')::bigint,
+           (m.value ->> 'expires_ms')::bigint
+    FROM profiles AS p, jsonb_each(p.doc -> 'memberships') AS m;
+UPDATE profiles SET doc = doc - 'memberships' WHERE doc ? 'memberships';
+
 -- Value tests for audience criteria compiled to SQL (audiences/sql.py): the text,
 -- number and instant of a stored JSON value by the rules of audiences/evaluate.py.
 
