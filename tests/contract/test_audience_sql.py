@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from kindred.audiences.definition import Selection
-from kindred.audiences.evaluate import DAY_MS, admits, event_key
+from kindred.audiences.evaluate import DAY_MS, admits
 from kindred.audiences.parse import Catalog, parse_criteria, parse_date
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import ConsentFact
@@ -32,6 +32,7 @@ from kindred.domain.profile import (
 )
 from kindred.ports import Store
 from tests.strategies import criteria_trees
+from tests.unit.audiences.test_compile import EVENTS, HISTORY_KEYS
 
 __all__: list[str] = []
 
@@ -131,7 +132,7 @@ def profiles(draw: st.DrawFn) -> Profile:
         ),
         event_times=draw(
             st.dictionaries(
-                st.sampled_from([event_key("custom_event", "play"), "screen_view"]),
+                st.sampled_from([*HISTORY_KEYS, "screen_view", "custom_event"]),
                 times.filter(bool),
             )
         ),
@@ -190,13 +191,12 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per
         if draw(st.booleans()):
             return {"audience": NESTED, "member": draw(st.booleans())}
         return {"first_seen": (dated := draw(date_tests))["op"], "value": dated["value"]}
+    if draw(st.integers(0, 4)) == 0:
+        within, wait = draw(st.integers(1, 3)), draw(st.sampled_from([0, 60, 600]))
+        return {"cart_abandonment": {"within_days": within, "wait_minutes": wait}}
     count = draw(st.sampled_from(["at_least", "at_most", "exactly"]))
-    doc: dict[str, Any] = {
-        "event": draw(st.sampled_from(["custom_event", "screen_view"])),
-        count: draw(st.integers(0, 3)),
-    }
-    if doc["event"] == "custom_event" and draw(st.booleans()):
-        doc["name"] = "Play"
+    event = draw(st.sampled_from([*EVENTS, {"event": "screen_view"}, {"event": "custom_event"}]))
+    doc: dict[str, Any] = {**event, count: draw(st.integers(0, 3))}
     if draw(st.booleans()):
         doc["within_days"] = draw(st.integers(1, 3))
     return doc

@@ -176,3 +176,66 @@ def test_an_activated_audience_takes_in_the_profiles_that_already_exist(server: 
     metrics = admin(server, "GET", f"/audiences/{created['id']}/metrics").json()
     assert metrics["size"] == 1
     assert metrics["backfill_evaluated"] >= 1
+
+
+def commerce(action: str, category: str, at_ms: int) -> dict[str, Any]:
+    products = [{"id": "sku-1", "name": "Runner", "category": category, "price": 80.0}]
+    data = {
+        "timestamp_unixtime_ms": at_ms,
+        "product_action": {"action": action, "products": products},
+    }
+    return {"event_type": "commerce_event", "data": data}
+
+
+def wait_for(server: Server, audience_id: int, wanted: list[str], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while members(server, audience_id) != wanted:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_a_cart_abandoned_for_an_hour_and_a_product_bought(tmp_path: Path) -> None:
+    """Commerce criteria over HTTP: the product added and not bought for an hour (time
+    alone moves the user in), then bought (a product condition moves the user in)."""
+    clock = tmp_path / "offset-ms"
+    clock.write_text("0")
+    server = make_server(tmp_path, clock_file=clock)
+    server.start()
+    try:
+        ids = []
+        for name, criteria in (
+            ("Abandoned carts", {"cart_abandonment": {"within_days": 3, "wait_minutes": 60}}),
+            (
+                "Bought shoes",
+                {
+                    "event": "commerce_event",
+                    "action": "purchase",
+                    "where": [{"product": "category", "op": "equals", "value": "Shoes"}],
+                    "within_days": 2,
+                },
+            ),
+        ):
+            created = admin(
+                server,
+                "POST",
+                "/audiences",
+                {"name": name, "workspaces": [1], "criteria": criteria},
+            )
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["id"])
+            admin(server, "POST", f"/audiences/{ids[-1]}/activate")
+        abandoned, bought = ids
+        now = int(time.time() * 1000)
+        send(server, "aud-cart-1", events=[commerce("add_to_cart", "shoes", now)])
+        profile = server.profile(identity="customer_id=aud-cart-1")
+        assert profile is not None
+        assert members(server, abandoned) == []
+        clock.write_text(str(61 * 60_000))  # an hour later, nothing bought
+        wait_for(server, abandoned, [profile["mpid"]], "time did not mark the cart abandoned")
+        send(server, "aud-cart-1", events=[commerce("purchase", "shoes", now + 61 * 60_000)])
+        assert members(server, abandoned) == []
+        assert members(server, bought) == [profile["mpid"]]
+        before = members(server, abandoned, at=now + 30 * 60_000)
+        assert before == []  # history: not abandoned half an hour after the add
+    finally:
+        server.stop()

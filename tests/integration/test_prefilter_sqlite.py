@@ -33,7 +33,7 @@ def passes(doc: bytes, sql_and_params: tuple[str, list[object]]) -> bool:
 @settings(max_examples=400)
 @given(criteria, profiles(), plays)
 def test_no_matching_profile_is_filtered_out(
-    doc: dict[str, Any], profile: Profile, times: list[int]
+    doc: dict[str, Any], profile: Profile, times: dict[str, list[int]]
 ) -> None:
     node = parse_criteria(doc, Catalog())
     wanted = needles(node)

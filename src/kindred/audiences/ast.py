@@ -15,10 +15,12 @@ __all__ = [
     "AnyOf",
     "AttributeCriterion",
     "AttributionCriterion",
+    "CartAbandonment",
     "Condition",
     "ConsentCriterion",
     "Const",
     "DeviceCriterion",
+    "EventCondition",
     "EventCriterion",
     "Exclude",
     "FirstSeenCriterion",
@@ -94,15 +96,35 @@ class AttributionCriterion(msgspec.Struct, frozen=True, tag="attribution"):
     test: Condition
 
 
+class EventCondition(msgspec.Struct, frozen=True, array_like=True):
+    """A test on the events counted: one of the event's attributes, or a field of one of
+    its products (commerce events; a product that passes is enough)."""
+
+    of: Literal["attribute", "product"]
+    key: str
+    test: Condition
+
+
 class EventCriterion(msgspec.Struct, frozen=True, tag="event"):
-    """Events of a type (and name) within the last `within_days` days (all the lookback
-    when None), counted against `count` (at_least 1 by default)."""
+    """Events of a type (and name; for commerce, a product action), that pass every
+    condition of `where`, within the last `within_days` days (all the lookback when None),
+    counted against `count` (at_least 1 by default)."""
 
     event_type: str
     name: str | None
     within_days: int | None
     count_op: Literal["at_least", "at_most", "exactly"]
     count: int
+    action: str | None = None
+    where: tuple[EventCondition, ...] = ()
+
+
+class CartAbandonment(msgspec.Struct, frozen=True, tag="cart_abandonment"):
+    """A product added to the cart within the last `within_days` days, at least
+    `wait_minutes` ago, with no purchase since."""
+
+    within_days: int
+    wait_minutes: int
 
 
 Node = (
@@ -118,4 +140,5 @@ Node = (
     | MembershipCriterion
     | AttributionCriterion
     | EventCriterion
+    | CartAbandonment
 )

@@ -19,7 +19,15 @@ from kindred.audiences.ast import (
     Exclude,
     Node,
 )
-from kindred.audiences.evaluate import DAY_MS, LEAVES, NEGATIVE, Subject, event_key, matches, text
+from kindred.audiences.evaluate import (
+    DAY_MS,
+    LEAVES,
+    NEGATIVE,
+    Subject,
+    history_key,
+    matches,
+    text,
+)
 
 __all__ = ["Predicate", "compile_node"]
 
@@ -103,7 +111,7 @@ def _value_test(test: Condition) -> ValueTest:
 
 
 def _event(node: EventCriterion) -> Predicate:
-    key = event_key(node.event_type, node.name)
+    key = history_key(node)
     window = node.within_days * DAY_MS if node.within_days else None
     count_op, wanted = node.count_op, node.count
 

@@ -10,6 +10,7 @@ from kindred.audiences.ast import (
     AnyOf,
     AttributeCriterion,
     AttributionCriterion,
+    CartAbandonment,
     ConsentCriterion,
     Const,
     DeviceCriterion,
@@ -20,10 +21,10 @@ from kindred.audiences.ast import (
     MembershipCriterion,
     Node,
 )
-from kindred.audiences.evaluate import event_key
+from kindred.audiences.evaluate import CART_HISTORIES, event_key
 from kindred.domain.changes import Change
 
-__all__ = ["EVERYTHING", "dependencies", "event_keys", "touched_by"]
+__all__ = ["EVERYTHING", "dependencies", "event_criteria", "touched_by"]
 
 EVERYTHING = "*"
 
@@ -43,6 +44,8 @@ def _leaf(node: Node) -> frozenset[str]:
         return frozenset({f"attr:{node.key}"})
     if isinstance(node, EventCriterion):
         return frozenset({f"event:{event_key(node.event_type, node.name)}"})
+    if isinstance(node, CartAbandonment):
+        return frozenset({"event:commerce_event"})
     if isinstance(node, MembershipCriterion):
         return frozenset({f"audience:{node.audience_id}"})
     if isinstance(node, Const):
@@ -57,9 +60,17 @@ def _leaf(node: Node) -> frozenset[str]:
     return frozenset({names[type(node)]})
 
 
-def event_keys(node: Node) -> frozenset[str]:
-    """The event-history keys the tree reads."""
-    return frozenset(d[6:] for d in dependencies(node) if d.startswith("event:"))
+def event_criteria(node: Node) -> tuple[EventCriterion, ...]:
+    """The event histories the tree reads, as the criteria that define them."""
+    if isinstance(node, All | AnyOf):
+        return tuple(c for item in node.items for c in event_criteria(item))
+    if isinstance(node, Exclude):
+        return event_criteria(node.item)
+    if isinstance(node, EventCriterion):
+        return (node,)
+    if isinstance(node, CartAbandonment):
+        return CART_HISTORIES
+    return ()
 
 
 _KINDS = {

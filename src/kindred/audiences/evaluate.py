@@ -9,17 +9,21 @@ now. A number written as a string ("342.1") compares as a number.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from kindred.audiences.ast import (
     All,
     AnyOf,
     AttributeCriterion,
     AttributionCriterion,
+    CartAbandonment,
     Condition,
     ConsentCriterion,
     Const,
@@ -33,19 +37,24 @@ from kindred.audiences.ast import (
 )
 from kindred.audiences.definition import Selection
 from kindred.audiences.parse import parse_date
+from kindred.domain.observation import EventFact
 from kindred.domain.profile import Device, Profile, WorkspaceProfile
 
 __all__ = [
+    "CART_HISTORIES",
     "DAY_MS",
     "ISO_INSTANT",
     "LEAVES",
     "NEGATIVE",
     "NUMERAL",
     "Subject",
+    "abandoned_cart",
     "admits",
     "device_field",
     "evaluate",
     "event_key",
+    "event_passes",
+    "history_key",
     "instant",
     "matches",
     "over_values",
@@ -73,8 +82,41 @@ class Subject:
 
 
 def event_key(event_type: str, name: str | None) -> str:
-    """How the profile's event history is keyed: `custom_event` or `custom_event:Play`."""
+    """The key of the events of a type (and name): `custom_event` or `custom_event:play`."""
     return event_type if name is None else f"{event_type}:{name.lower()}"
+
+
+def history_key(node: EventCriterion) -> str:
+    """How the profile's event history of the criterion is keyed: its event key, and for
+    an action or conditions a digest of them (`commerce_event@1f0c...`)."""
+    base = event_key(node.event_type, node.name)
+    if node.action is None and not node.where:
+        return base
+    digest = hashlib.sha1(msgspec.json.encode([node.action, node.where]), usedforsecurity=False)
+    return f"{base}@{digest.hexdigest()[:16]}"
+
+
+def event_passes(node: EventCriterion, event: EventFact) -> bool:
+    """Whether one event of the criterion's type and name counts for it."""
+    if node.action is not None and (event.action or "").lower() != node.action:
+        return False
+    for condition in node.where:
+        if condition.of == "attribute":
+            if not matches(condition.test, event.attributes.get(condition.key), event.timestamp_ms):
+                return False
+        elif not any(
+            matches(condition.test, product.get(condition.key), event.timestamp_ms)
+            for product in event.products
+        ):
+            return False
+    return True
+
+
+# The two histories cart abandonment reads: products added to the cart, purchases.
+CART_HISTORIES = (
+    EventCriterion("commerce_event", None, None, "at_least", 1, action="add_to_cart"),
+    EventCriterion("commerce_event", None, None, "at_least", 1, action="purchase"),
+)
 
 
 def admits(selection: Selection, profile: Profile) -> bool:
@@ -185,7 +227,7 @@ def _attribution(node: AttributionCriterion, subject: Subject) -> bool:
 
 
 def _event(node: EventCriterion, subject: Subject) -> bool:
-    times = subject.profile.event_times.get(event_key(node.event_type, node.name), ())
+    times = subject.profile.event_times.get(history_key(node), ())
     since = subject.now_ms - node.within_days * DAY_MS if node.within_days else None
     count = sum(1 for t in times if (since is None or t >= since) and t <= subject.now_ms)
     if node.count_op == "at_least":
@@ -193,6 +235,25 @@ def _event(node: EventCriterion, subject: Subject) -> bool:
     if node.count_op == "at_most":
         return count <= node.count
     return count == node.count
+
+
+def _cart_abandonment(node: CartAbandonment, subject: Subject) -> bool:
+    return abandoned_cart(node, subject.profile.event_times, subject.now_ms) is not None
+
+
+def abandoned_cart(
+    node: CartAbandonment, event_times: Mapping[str, Sequence[int]], now_ms: int
+) -> int | None:
+    """When the abandoned product was added (the latest such time), or None: an add to
+    the cart within the window, `wait_minutes` or more ago, and no purchase at or after it
+    (up to now)."""
+    added, purchased = (event_times.get(history_key(h), ()) for h in CART_HISTORIES)
+    last_purchase = max((t for t in purchased if t <= now_ms), default=None)
+    since, until = now_ms - node.within_days * DAY_MS, now_ms - node.wait_minutes * 60_000
+    found = [
+        t for t in added if since <= t <= until and (last_purchase is None or t > last_purchase)
+    ]
+    return max(found) if found else None
 
 
 LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
@@ -204,6 +265,7 @@ LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
     MembershipCriterion: _membership,
     AttributionCriterion: _attribution,
     EventCriterion: _event,
+    CartAbandonment: _cart_abandonment,
 }
 
 

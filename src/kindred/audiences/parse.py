@@ -18,15 +18,18 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import get_args
 
 from kindred.audiences.ast import (
     All,
     AnyOf,
     AttributeCriterion,
     AttributionCriterion,
+    CartAbandonment,
     Condition,
     ConsentCriterion,
     DeviceCriterion,
+    EventCondition,
     EventCriterion,
     Exclude,
     FirstSeenCriterion,
@@ -36,6 +39,7 @@ from kindred.audiences.ast import (
 )
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import canonical_identity_type
+from kindred.domain.observation import ProductActionName
 
 __all__ = [
     "DATE_OPS",
@@ -221,7 +225,7 @@ def _attribution(doc: dict[str, object], path: str, catalog: Catalog, depth: int
 
 def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"event", "name", "within_days", *_COUNT_KEYS}, path)
+    _only(doc, {"event", "name", "within_days", "action", "where", *_COUNT_KEYS}, path)
     event_type = doc["event"]
     if event_type not in EVENT_TYPES:
         raise InvalidBatch(
@@ -239,7 +243,74 @@ def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> N
         raise InvalidBatch("give one of at_least, at_most, exactly", f"{path}.{given[1]}")
     count_op = given[0] if given else "at_least"
     count = _count(doc[count_op], f"{path}.{count_op}", minimum=0) if given else 1
-    return EventCriterion(str(event_type), name, within, count_op, count)  # type: ignore[arg-type]  # one of _COUNT_KEYS
+    action = _action(doc.get("action"), str(event_type), f"{path}.action")
+    where = _where(doc.get("where", []), str(event_type), f"{path}.where")
+    return EventCriterion(
+        str(event_type),
+        name,
+        within,
+        count_op,  # type: ignore[arg-type]  # one of _COUNT_KEYS
+        count,
+        action=action,
+        where=where,
+    )
+
+
+PRODUCT_ACTIONS = frozenset(get_args(ProductActionName))
+# Event conditions test what an event carries: no recency relative to now.
+EVENT_CONDITION_OPS = (
+    STRING_OPS | NUMBER_OPS | PRESENCE_OPS | BOOL_OPS | {"before", "after", "on", "between_dates"}
+)
+
+
+def _action(value: object, event_type: str, path: str) -> str | None:
+    if value is None:
+        return None
+    if event_type != "commerce_event":
+        raise InvalidBatch("only commerce events have a product action", path)
+    action = _text(value, path).lower()
+    if action not in PRODUCT_ACTIONS:
+        raise InvalidBatch(
+            f"unknown product action; one of {', '.join(sorted(PRODUCT_ACTIONS))}", path
+        )
+    return action
+
+
+def _where(value: object, event_type: str, path: str) -> tuple[EventCondition, ...]:
+    if not isinstance(value, list):
+        raise InvalidBatch("where takes a list of conditions", path)
+    conditions = []
+    for n, item in enumerate(value):
+        at = f"{path}[{n}]"
+        if not isinstance(item, dict):
+            raise InvalidBatch("a condition is an object", at)
+        of = "product" if "product" in item else "attribute"
+        if of == "product" and event_type != "commerce_event":
+            raise InvalidBatch("only commerce events have products", f"{at}.product")
+        _only(item, {of, "op", "value"}, at)
+        if of not in item:
+            raise InvalidBatch("a condition names an attribute or a product field", at)
+        key = _text(item[of], f"{at}.{of}")
+        conditions.append(EventCondition(of, key, _test(item, at, EVENT_CONDITION_OPS)))  # type: ignore[arg-type]  # checked above
+    return tuple(conditions)
+
+
+def _cart(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"cart_abandonment"}, path)
+    settings = doc["cart_abandonment"]
+    at = f"{path}.cart_abandonment"
+    if not isinstance(settings, dict):
+        raise InvalidBatch("cart_abandonment takes {within_days, wait_minutes}", at)
+    _only(settings, {"within_days", "wait_minutes"}, at)
+    for key in ("within_days", "wait_minutes"):
+        if key not in settings:
+            raise InvalidBatch(f"{key} is required", f"{at}.{key}")
+    within = _count(settings["within_days"], f"{at}.within_days", minimum=1)
+    wait = _count(settings["wait_minutes"], f"{at}.wait_minutes", minimum=0)
+    if wait >= within * 24 * 60:
+        raise InvalidBatch("the wait must be shorter than the window", f"{at}.wait_minutes")
+    return CartAbandonment(within, wait)
 
 
 _PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
@@ -254,6 +325,7 @@ _PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
     "audience": _audience,
     "attribution": _attribution,
     "event": _event,
+    "cart_abandonment": _cart,
 }
 
 

@@ -16,7 +16,7 @@ from kindred.audiences.ast import (
     IdentityCriterion,
     Node,
 )
-from kindred.audiences.evaluate import event_key, text
+from kindred.audiences.evaluate import history_key, text
 
 __all__ = ["Has", "Held", "Needles", "needles"]
 
@@ -69,7 +69,7 @@ def _leaf(node: Node) -> Needles | None:
     if isinstance(node, AttributeCriterion) and node.test.op in _POSITIVE:
         return _attribute(node)
     if isinstance(node, EventCriterion) and node.count >= 1 and node.count_op != "at_most":
-        return _key(event_key(node.event_type, node.name))
+        return _key(history_key(node))
     if isinstance(node, IdentityCriterion) and node.test.op in _POSITIVE:
         return _key(node.id_type)
     if isinstance(node, ConsentCriterion) and node.state in (

@@ -27,6 +27,7 @@ from kindred.audiences.ast import (
     AnyOf,
     AttributeCriterion,
     AttributionCriterion,
+    CartAbandonment,
     Condition,
     ConsentCriterion,
     Const,
@@ -38,7 +39,14 @@ from kindred.audiences.ast import (
     MembershipCriterion,
     Node,
 )
-from kindred.audiences.evaluate import DAY_MS, NEGATIVE, event_key, matches, text
+from kindred.audiences.evaluate import (
+    CART_HISTORIES,
+    DAY_MS,
+    NEGATIVE,
+    history_key,
+    matches,
+    text,
+)
 from kindred.audiences.parse import parse_date
 
 __all__ = ["Dialect", "SqlCondition", "encode_test", "to_sql"]
@@ -118,6 +126,8 @@ class _Builder(ABC):
                 f" {self.bind(node.audience_id)} AND held.mpid = profiles.mpid)"
             )
             return f"({held})" if node.member else f"(NOT {held})"
+        if isinstance(node, CartAbandonment):
+            return self.cart_abandonment(node)
         return self.event(node)
 
     def over(self, test: Condition, sources: Sequence[Source]) -> str:
@@ -197,9 +207,22 @@ class _Builder(ABC):
 
     def event(self, node: EventCriterion) -> str:
         since = self.now_ms - node.within_days * DAY_MS if node.within_days else None
-        count = self.count_times(event_key(node.event_type, node.name), since, self.now_ms)
+        count = self.count_times(history_key(node), since, self.now_ms)
         op = {"at_least": ">=", "at_most": "<=", "exactly": "="}[node.count_op]
         return f"({count} {op} {self.bind(node.count)})"
+
+    def cart_abandonment(self, node: CartAbandonment) -> str:
+        """`evaluate.abandoned_cart` in SQL: an add to the cart in the window, old enough,
+        after the last purchase up to now."""
+        added, purchased = (self.times(history_key(h)) for h in CART_HISTORIES)
+        now = self.bind(self.now_ms)
+        since = self.bind(self.now_ms - node.within_days * DAY_MS)
+        until = self.bind(self.now_ms - node.wait_minutes * 60_000)
+        last_purchase = f"(SELECT max(p.t) FROM {purchased.format('p')} WHERE p.t <= {now})"
+        return (
+            f"(EXISTS (SELECT 1 FROM {added.format('a')} WHERE a.t >= {since}"
+            f" AND a.t <= {until} AND (a.t > {last_purchase} OR {last_purchase} IS NULL)))"
+        )
 
     # --- where values are -------------------------------------------------------------
 
@@ -249,7 +272,15 @@ class _Builder(ABC):
     def fact_consented(self, fact: str, consented: bool) -> str: ...
 
     @abstractmethod
-    def count_times(self, key: str, since: int | None, until: int) -> str: ...
+    def times(self, key: str) -> str:
+        """The rows `{}(t)` of a history's times (a format string for the alias)."""
+
+    def count_times(self, key: str, since: int | None, until: int) -> str:
+        low = "" if since is None else f"e.t >= {self.bind(since)} AND "
+        return (
+            f"(SELECT count(*) FROM {self.times(key).format('e')}"
+            f" WHERE {low}e.t <= {self.bind(until)})"
+        )
 
     @abstractmethod
     def created(self) -> str: ...
@@ -293,13 +324,9 @@ class _Sqlite(_Builder):
     def fact_consented(self, fact: str, consented: bool) -> str:
         return f"(({fact} ->> '$.consented') = {1 if consented else 0})"
 
-    def count_times(self, key: str, since: int | None, until: int) -> str:
-        times = self.at(("event_times", key))
-        low = "" if since is None else f"t.value >= {self.bind(since)} AND "
-        return (
-            f"(SELECT count(*) FROM json_each({times}) AS t"
-            f" WHERE {low}t.value <= {self.bind(until)})"
-        )
+    def times(self, key: str) -> str:
+        stored = self.at(("event_times", key))
+        return f"(SELECT value AS t FROM json_each({stored})) AS {{}}"
 
     def created(self) -> str:
         return "created_ms"
@@ -334,13 +361,9 @@ class _Postgres(_Builder):
     def fact_consented(self, fact: str, consented: bool) -> str:
         return f"(({fact} -> 'consented') = '{'true' if consented else 'false'}'::jsonb)"
 
-    def count_times(self, key: str, since: int | None, until: int) -> str:
-        times = self.at(("event_times", key))
-        low = "" if since is None else f"t.value::bigint >= {self.bind(since)} AND "
-        return (
-            f"(SELECT count(*) FROM jsonb_array_elements({times}) AS t"
-            f" WHERE {low}t.value::bigint <= {self.bind(until)})"
-        )
+    def times(self, key: str) -> str:
+        stored = self.at(("event_times", key))
+        return f"(SELECT value::bigint AS t FROM jsonb_array_elements({stored})) AS {{}}"
 
     def created(self) -> str:
         return "to_jsonb(created_ms)"

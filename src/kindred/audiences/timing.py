@@ -10,12 +10,19 @@ from kindred.audiences.ast import (
     All,
     AnyOf,
     AttributeCriterion,
+    CartAbandonment,
     EventCriterion,
     Exclude,
     FirstSeenCriterion,
     Node,
 )
-from kindred.audiences.evaluate import DAY_MS, Subject, event_key, instant
+from kindred.audiences.evaluate import (
+    CART_HISTORIES,
+    DAY_MS,
+    Subject,
+    history_key,
+    instant,
+)
 
 __all__ = ["is_timed", "next_change"]
 
@@ -30,6 +37,8 @@ def is_timed(node: Node) -> bool:
         return is_timed(node.item)
     if isinstance(node, EventCriterion):
         return node.within_days is not None
+    if isinstance(node, CartAbandonment):
+        return True
     if isinstance(node, AttributeCriterion | FirstSeenCriterion):
         return node.test.op in _RECENCY
     return False
@@ -45,6 +54,8 @@ def next_change(node: Node, subject: Subject) -> int | None:
         return next_change(node.item, subject)
     if isinstance(node, EventCriterion):
         return _event_change(node, subject)
+    if isinstance(node, CartAbandonment):
+        return _cart_change(node, subject)
     if isinstance(node, AttributeCriterion | FirstSeenCriterion) and node.test.op in _RECENCY:
         return _recency_change(node, subject)
     return None
@@ -54,7 +65,7 @@ def _event_change(node: EventCriterion, subject: Subject) -> int | None:
     if node.within_days is None:
         return None
     window = node.within_days * DAY_MS
-    times = subject.profile.event_times.get(event_key(node.event_type, node.name), ())
+    times = subject.profile.event_times.get(history_key(node), ())
     now = subject.now_ms
     upcoming = []
     leaving = bisect_left(times, now - window)  # times are kept sorted
@@ -63,6 +74,17 @@ def _event_change(node: EventCriterion, subject: Subject) -> int | None:
     entering = bisect_right(times, now)  # an event stamped ahead of now counts from then
     if entering < len(times):
         upcoming.append(times[entering])
+    return min(upcoming) if upcoming else None
+
+
+def _cart_change(node: CartAbandonment, subject: Subject) -> int | None:
+    """An add to the cart becomes abandoned `wait_minutes` after it, and stops counting
+    when it leaves the window; a purchase or add stamped ahead of now counts from then."""
+    added, purchased = (subject.profile.event_times.get(history_key(h), ()) for h in CART_HISTORIES)
+    now, window, wait = subject.now_ms, node.within_days * DAY_MS, node.wait_minutes * 60_000
+    upcoming = [t + wait for t in added if t + wait > now]
+    upcoming += [t + window + 1 for t in added if t + window + 1 > now]
+    upcoming += [t for t in purchased if t > now]
     return min(upcoming) if upcoming else None
 
 

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
-__all__ = ["AttrValue", "ConsentFact", "EventFact", "Observation"]
+__all__ = ["AttrValue", "ConsentFact", "EventFact", "Observation", "ProductActionName"]
+
+# The product actions of commerce events (reference §1.10).
+ProductActionName = Literal[
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "checkout_option",
+    "click",
+    "view_detail",
+    "purchase",
+    "refund",
+    "add_to_wishlist",
+    "remove_from_wish_list",
+    "remove_from_wishlist",
+    "unknown",
+]
 
 Scalar = str | int | float | bool
 # A user attribute value: a scalar, a list, or None for a tag (an attribute with no value).
@@ -32,6 +50,11 @@ class EventFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attribution_campaign: str | None = None
     attribution_delete: bool = False
     is_install: bool = False
+    # What audience event conditions test: the event's attributes (for commerce events
+    # also the product action's own fields), its product action and products.
+    attributes: dict[str, object] = msgspec.field(default_factory=dict)
+    action: str | None = None
+    products: tuple[dict[str, object], ...] = ()
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True):

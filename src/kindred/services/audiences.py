@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from kindred.audiences.ast import Node
+from kindred.audiences.ast import EventCriterion, Node
 from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.definition import AudienceDef, MembershipChange
-from kindred.audiences.deps import EVERYTHING, dependencies, event_keys, touched_by
+from kindred.audiences.deps import EVERYTHING, dependencies, event_criteria, touched_by
 from kindred.audiences.evaluate import DAY_MS, Subject
-from kindred.audiences.history import record_events
+from kindred.audiences.history import Histories, histories_of, record_events
 from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
 from kindred.audiences.timing import is_timed, next_change
 from kindred.domain.changes import Change
@@ -49,7 +49,7 @@ class CompiledAudience:
     workspaces: frozenset[int]
     deps: frozenset[str]
     nested: frozenset[int]
-    event_keys: frozenset[str]
+    histories: tuple[EventCriterion, ...]
     # Time alone can change its answer (recency windows): the scheduler comes back.
     timed: bool
     predicate: Predicate
@@ -72,7 +72,7 @@ class AudienceRegistry:
         self._clock = clock
         self._refresh_ms = refresh_ms
         self._active: list[CompiledAudience] = []
-        self._tracked: frozenset[str] = frozenset()
+        self._tracked = Histories()
         self._lookback_ms = 90 * DAY_MS
         self._loaded_ms: int | None = None
         self._lock = threading.Lock()
@@ -93,7 +93,7 @@ class AudienceRegistry:
         nesting = _nesting_of(saved)
         compiled = [self.compile(a, nesting) for a in saved if a.status == "active"]
         self._active = _nested_first(compiled)
-        self._tracked = frozenset().union(*(a.event_keys for a in compiled))
+        self._tracked = histories_of(h for a in compiled for h in a.histories)
         self._lookback_ms = max((a.definition.lookback_days for a in compiled), default=90) * DAY_MS
         self._loaded_ms = now
 
@@ -118,7 +118,7 @@ class AudienceRegistry:
             workspaces,
             dependencies(node),
             nested_audiences(node),
-            event_keys(node),
+            event_criteria(node),
             is_timed(node),
             compile_node(node),
         )

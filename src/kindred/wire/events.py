@@ -11,6 +11,8 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
+from kindred.domain.observation import ProductActionName
+
 __all__ = [
     "CUSTOM_EVENT_TYPES",
     "EVENT_TYPES",
@@ -42,21 +44,6 @@ CustomEventType = Literal[
     "unknown",
 ]
 CUSTOM_EVENT_TYPES: frozenset[str] = frozenset(get_args(CustomEventType))
-
-ProductActionName = Literal[
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout",
-    "checkout_option",
-    "click",
-    "view_detail",
-    "purchase",
-    "refund",
-    "add_to_wishlist",
-    "remove_from_wish_list",
-    "remove_from_wishlist",
-    "unknown",
-]
 
 
 class Location(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -23,6 +23,8 @@ from kindred.wire.events import (
     CustomEvent,
     FirstRun,
     OptOut,
+    Product,
+    ProductAction,
     ScreenView,
     StateTransition,
 )
@@ -282,6 +284,7 @@ def _event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
             assert commerce is not None
             action = commerce.product_action.action if commerce.product_action else None
             name = commerce.event_name or action
+            facts = _commerce_facts(commerce.product_action)
         elif isinstance(event, OptOut):
             facts = {"is_opted_out": event.data.is_opted_out}  # type: ignore[union-attr]
         elif isinstance(event, StateTransition):
@@ -292,6 +295,9 @@ def _event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
         raise InvalidBatch(
             f"event name longer than {MAX_EVENT_NAME_LENGTH} characters", f"events[{index}].data"
         )
+    if data is not None and data.custom_attributes:
+        own = facts.get("attributes")
+        facts["attributes"] = {**own, **data.custom_attributes} if own else data.custom_attributes
     return EventFact(
         event_type=_EVENT_TYPE[type(event)],
         timestamp_ms=ts,
@@ -299,6 +305,37 @@ def _event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
         name=name,
         **facts,
     )
+
+
+_ACTION_FIELDS = (
+    "transaction_id",
+    "affiliation",
+    "total_amount",
+    "tax_amount",
+    "shipping_amount",
+    "coupon_code",
+    "checkout_step",
+)
+
+
+def _commerce_facts(action: ProductAction | None) -> dict[str, Any]:
+    """The product action, its fields (as attributes) and its products, for criteria."""
+    if action is None:
+        return {}
+    fields = {f: v for f in _ACTION_FIELDS if (v := getattr(action, f)) is not None}
+    products = tuple(_product_fields(p) for p in action.products or ())
+    return {"action": action.action, "attributes": fields, "products": products}
+
+
+def _product_fields(product: Product) -> dict[str, object]:
+    """A product's fields and, beside them, its custom attributes."""
+    fields: dict[str, object] = dict(product.custom_attributes or {})
+    fields.update(
+        (f, v)
+        for f in product.__struct_fields__
+        if f != "custom_attributes" and (v := getattr(product, f)) is not None
+    )
+    return fields
 
 
 def _custom_event_facts(event: CustomEvent) -> dict[str, Any]:

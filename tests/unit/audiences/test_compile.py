@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kindred.audiences.compile import compile_node
-from kindred.audiences.evaluate import DAY_MS, Subject, evaluate, event_key
+from kindred.audiences.deps import event_criteria
+from kindred.audiences.evaluate import CART_HISTORIES, DAY_MS, Subject, evaluate, history_key
 from kindred.audiences.parse import Catalog, parse_criteria
 from kindred.audiences.simplify import simplify
 from kindred.audiences.timing import next_change
@@ -59,29 +60,55 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per
             "state": draw(st.sampled_from(["consented", "not_consented", "exists"])),
         }
     count_key = draw(st.sampled_from(["at_least", "at_most", "exactly"]))
-    doc: dict[str, Any] = {
-        "event": "custom_event",
-        "name": "Play",
-        count_key: draw(st.integers(0, 3)),
-    }
+    if draw(st.integers(0, 4)) == 0:
+        within = draw(st.integers(1, 3))
+        wait = draw(st.sampled_from([0, 60, 600]))
+        return {"cart_abandonment": {"within_days": within, "wait_minutes": wait}}
+    doc: dict[str, Any] = {**draw(st.sampled_from(EVENTS)), count_key: draw(st.integers(0, 3))}
     if draw(st.booleans()):
         doc["within_days"] = draw(st.integers(1, 3))
     return doc
 
 
+# The event criteria the trees draw from (besides cart abandonment); profiles hold random
+# times for each history they read.
+EVENTS: list[dict[str, Any]] = [
+    {"event": "custom_event", "name": "Play"},
+    {
+        "event": "custom_event",
+        "name": "Play",
+        "where": [{"attribute": "genre", "op": "equals", "value": "jazz"}],
+    },
+    {
+        "event": "commerce_event",
+        "action": "purchase",
+        "where": [{"product": "category", "op": "equals", "value": "shoes"}],
+    },
+]
+HISTORY_KEYS = sorted(
+    {history_key(c) for c in CART_HISTORIES}
+    | {history_key(c) for e in EVENTS for c in event_criteria(parse_criteria(e, Catalog()))}
+)
 criteria = criteria_trees(leaves(), max_leaves=6)
-plays = st.lists(st.integers(TS_BASE - 4 * DAY_MS, TS_BASE), max_size=5).map(sorted)
+plays = st.fixed_dictionaries(
+    {},
+    optional={
+        key: st.lists(st.integers(TS_BASE - 4 * DAY_MS, TS_BASE), min_size=1, max_size=5).map(
+            sorted
+        )
+        for key in HISTORY_KEYS
+    },
+)
 
 
-def with_plays(profile: Profile, times: list[int]) -> Profile:
-    history = {event_key("custom_event", "Play"): times} if times else {}
-    return msgspec.structs.replace(profile, event_times=history)
+def with_plays(profile: Profile, histories: dict[str, list[int]]) -> Profile:
+    return msgspec.structs.replace(profile, event_times=histories)
 
 
 @settings(max_examples=300)
 @given(criteria, profiles(), plays, st.integers(0, 3 * DAY_MS))
 def test_compiled_and_interpreted_agree(
-    doc: dict[str, Any], profile: Profile, times: list[int], later: int
+    doc: dict[str, Any], profile: Profile, times: dict[str, list[int]], later: int
 ) -> None:
     node = parse_criteria(doc, Catalog())
     subject = Subject(with_plays(profile, times), frozenset({WORKSPACE_ID}), TS_BASE + later)
@@ -91,7 +118,7 @@ def test_compiled_and_interpreted_agree(
 @settings(max_examples=300)
 @given(criteria, profiles(), plays, st.integers(0, 3 * DAY_MS))
 def test_simplifying_never_changes_the_answer(
-    doc: dict[str, Any], profile: Profile, times: list[int], later: int
+    doc: dict[str, Any], profile: Profile, times: dict[str, list[int]], later: int
 ) -> None:
     node = parse_criteria(doc, Catalog())
     subject = Subject(with_plays(profile, times), frozenset({WORKSPACE_ID}), TS_BASE + later)
@@ -101,7 +128,7 @@ def test_simplifying_never_changes_the_answer(
 @settings(max_examples=300)
 @given(criteria, profiles(), plays, st.integers(0, 3 * DAY_MS))
 def test_nothing_changes_before_the_next_change(
-    doc: dict[str, Any], profile: Profile, times: list[int], later: int
+    doc: dict[str, Any], profile: Profile, times: dict[str, list[int]], later: int
 ) -> None:
     """Between now and the instant next_change names, time alone changes no answer."""
     node = parse_criteria(doc, Catalog())

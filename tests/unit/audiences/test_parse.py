@@ -67,6 +67,39 @@ def test_a_tree_parses_into_checked_nodes() -> None:
         ({"event": "custom_event", "at_least": 1, "at_most": 2}, "criteria.at_most", "one of"),
         ({"event": "party"}, "criteria.event", "unknown event type"),
         (
+            {"event": "custom_event", "action": "purchase"},
+            "criteria.action",
+            "only commerce events",
+        ),
+        ({"event": "commerce_event", "action": "buy"}, "criteria.action", "unknown product action"),
+        (
+            {"event": "custom_event", "where": [{"product": "sku", "op": "exists"}]},
+            "criteria.where[0].product",
+            "only commerce events have products",
+        ),
+        (
+            {
+                "event": "commerce_event",
+                "where": [
+                    {"product": "category", "op": "equals", "value": "shoes"},
+                    {"attribute": "genre", "op": "within_last_days", "value": 3},
+                ],
+            },
+            "criteria.where[1].op",
+            "op is one of",
+        ),
+        ({"event": "custom_event", "where": {"a": 1}}, "criteria.where", "list of conditions"),
+        (
+            {"cart_abandonment": {"within_days": 1, "wait_minutes": 1440}},
+            "criteria.cart_abandonment.wait_minutes",
+            "shorter than the window",
+        ),
+        (
+            {"cart_abandonment": {"within_days": 1}},
+            "criteria.cart_abandonment.wait_minutes",
+            "required",
+        ),
+        (
             {"or": [{"exclude": {"exclude": {"attribute": "a", "op": "exists", "value": 1}}}]},
             "criteria.or[0].exclude.exclude.value",
             "takes no value",

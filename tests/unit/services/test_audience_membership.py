@@ -39,7 +39,37 @@ CRITERIA: list[dict[str, Any]] = [
     {"exclude": {"audience": 1}},
     {"and": [{"audience": 2}, {"identity": "email", "op": "exists"}]},
     {"event": "custom_event", "name": "Play", "within_days": 3},
+    {
+        "event": "commerce_event",
+        "action": "purchase",
+        "where": [{"product": "category", "op": "equals", "value": "shoes"}],
+        "within_days": 2,
+    },
+    {"cart_abandonment": {"within_days": 3, "wait_minutes": 60}},
+    {
+        "event": "custom_event",
+        "name": "Play",
+        "where": [{"attribute": "genre", "op": "equals", "value": "jazz"}],
+        "at_least": 2,
+    },
 ]
+
+
+def _commerce(action: str, category: str) -> dict[str, Any]:
+    products = [{"id": "p1", "category": category, "price": 10.0}]
+    return {
+        "event_type": "commerce_event",
+        "data": {"product_action": {"action": action, "products": products}},
+    }
+
+
+def _played(genre: str) -> dict[str, Any]:
+    data = {
+        "event_name": "Play",
+        "custom_event_type": "other",
+        "custom_attributes": {"genre": genre},
+    }
+    return {"event_type": "custom_event", "data": data}
 
 
 class World:
@@ -82,7 +112,13 @@ batches = st.fixed_dictionaries(
                         "data": {"event_name": n, "custom_event_type": "other"},
                     }
                 )
-            ),
+            )
+            | st.builds(
+                _commerce,
+                st.sampled_from(["add_to_cart", "purchase", "checkout"]),
+                st.sampled_from(["shoes", "Shoes", "hats"]),
+            )
+            | st.builds(_played, st.sampled_from(["jazz", "rock"])),
             max_size=3,
         ),
     },
@@ -235,3 +271,33 @@ def test_a_backfill_evaluates_existing_profiles_alongside_live_batches(
     assert sorted(c.mpid for c in log if c.entered) == sorted(members)  # each entered once
     assert service.metrics(gold.id).backfill_evaluated == 12
     assert backfill.run() == 0
+
+
+def test_product_conditions_and_cart_abandonment_move_profiles_as_time_passes() -> None:
+    """Audiences 7 (bought shoes in 2 days), 8 (abandoned a cart: added, no purchase for
+    an hour, within 3 days) and 9 (played jazz twice), driven by batches and the clock."""
+    world = World()
+    user = {"user_identities": {"customer_id": "u1"}}
+
+    def member_of() -> set[int]:
+        profile = world.store.get_profile(1)
+        assert profile is not None
+        return {a for a in profile.memberships if a >= 7}
+
+    world.send({**user, "events": [_commerce("add_to_cart", "hats"), _played("jazz")]})
+    assert member_of() == set()  # the hour has not passed; one jazz play
+    world.clock.advance(59 * 60_000)
+    AudienceScheduler(world.store, world.registry, world.clock).run()
+    assert member_of() == set()
+    world.clock.advance(60_000)  # an hour after the add, no purchase
+    AudienceScheduler(world.store, world.registry, world.clock).run()
+    assert member_of() == {8}
+    world.send({**user, "events": [_commerce("purchase", "Shoes"), _played("rock")]})
+    assert member_of() == {7}  # the purchase ends the abandonment; shoes match any case
+    world.send({**user, "events": [_played("JAZZ")]})
+    assert member_of() == {7, 9}
+    world.clock.advance(2 * 86_400_000)  # the purchase leaves the two-day window
+    AudienceScheduler(world.store, world.registry, world.clock).run()
+    assert member_of() == {9}
+    log = world.store.membership_log(audience_id=8, mpid=1, until_ms=2**62, limit=10)
+    assert [(c.entered, c.reason) for c in log] == [(True, "time"), (False, "event:commerce_event")]

@@ -569,3 +569,45 @@ def test_web_sdk_batch_full_of_nulls_normalizes() -> None:
     ]
     assert observation.events[1].timestamp_ms == NOW + 500
     assert observation.events[3].is_opted_out is None
+
+
+# --- what event criteria test ------------------------------------------------------------------
+
+
+def test_events_carry_their_attributes_product_action_and_products() -> None:
+    purchase = {
+        "event_type": "commerce_event",
+        "data": {
+            "timestamp_unixtime_ms": NOW,
+            "custom_attributes": {"channel": "app", "total_amount": "overridden"},
+            "product_action": {
+                "action": "purchase",
+                "transaction_id": "t-1",
+                "total_amount": 30.5,
+                "products": [
+                    {
+                        "id": "p1",
+                        "category": "shoes",
+                        "price": 20.5,
+                        "custom_attributes": {"size": "42"},
+                    },
+                    {"id": "p2", "name": "Laces", "quantity": 2},
+                ],
+            },
+        },
+    }
+    played = custom("Play", genre="ignored", custom_attributes={"genre": "jazz"})
+    obs = normalize({"events": [purchase, played, custom("Stop")]})
+    bought, play, stop = obs.events
+    assert bought.action == "purchase"
+    assert bought.attributes == {
+        "transaction_id": "t-1",
+        "total_amount": "overridden",
+        "channel": "app",
+    }
+    assert bought.products == (
+        {"size": "42", "id": "p1", "category": "shoes", "price": 20.5},
+        {"id": "p2", "name": "Laces", "quantity": 2},
+    )
+    assert (play.attributes, play.action, play.products) == ({"genre": "jazz"}, None, ())
+    assert stop.attributes == {}
