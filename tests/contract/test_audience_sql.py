@@ -20,7 +20,7 @@ from kindred.audiences.definition import Selection
 from kindred.audiences.evaluate import DAY_MS, admits
 from kindred.audiences.parse import Catalog, parse_criteria, parse_date
 from kindred.domain.errors import InvalidBatch
-from kindred.domain.observation import ConsentFact
+from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
     AttributeEntry,
     Attribution,
@@ -98,8 +98,20 @@ device = st.builds(
         deleted=st.booleans(),
     ),
 )
+# Points near one another, so that distances fall both sides of the radii drawn.
+POINTS = [(48.8566, 2.3522), (48.86, 2.35), (51.5074, -0.1278), (40.7128, -74.006), (0.0, 0.0)]
+location = st.builds(
+    LocationFact,
+    ts_ms=st.just(NOW),
+    latitude=st.none() | st.sampled_from([p[0] for p in POINTS]),
+    longitude=st.none() | st.sampled_from([p[1] for p in POINTS]),
+    city_name=st.none() | st.sampled_from(["Paris", "paris", "London", "Émile"]),
+    postal_code=st.none() | st.sampled_from(["75001", "75002", "SW1"]),
+    dma_code=st.none() | st.sampled_from(["501", "803"]),
+)
 workspace = st.builds(
     WorkspaceProfile,
+    location=st.none() | location,
     first_seen_ms=st.just(NOW),
     last_seen_ms=st.just(NOW),
     attributes=st.dictionaries(st.sampled_from(KEYS), attribute_entry(), max_size=3),
@@ -187,6 +199,12 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per
         if draw(st.booleans()):
             return {"consent": "ccpa", "state": state}
         return {"consent": "gdpr", "purpose": "marketing", "state": state}
+    if kind == 7 and draw(st.booleans()):
+        if draw(st.booleans()):
+            return {"location": draw(st.sampled_from(["city", "zip", "dma", "state"])), **test}
+        latitude, longitude = draw(st.sampled_from(POINTS))
+        km = draw(st.sampled_from([0.5, 1, 340, 350, 6000]))
+        return {"location_within": {"latitude": latitude, "longitude": longitude, "km": km}}
     if kind == 7:
         if draw(st.booleans()):
             return {"audience": NESTED, "member": draw(st.booleans())}

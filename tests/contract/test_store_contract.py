@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from kindred.domain.identities import IdentityKey
-from kindred.domain.observation import ConsentFact
+from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
     AttributeEntry,
     Attribution,
@@ -300,6 +300,15 @@ _workspace = st.builds(
     gdpr=st.dictionaries(_text, _consent, max_size=2),
     ccpa=st.none() | _consent,
     devices=st.dictionaries(_text, _device, max_size=2),
+    location=st.none()
+    | st.builds(
+        LocationFact,
+        ts_ms=_ms,
+        latitude=st.none() | st.floats(-90, 90),
+        longitude=st.none() | st.floats(-180, 180),
+        city_name=st.none() | _text,
+        dma_code=st.none() | _text,
+    ),
 )
 profiles = st.builds(
     Profile,

@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "LOCATION_FIELDS",
     "All",
     "AnyOf",
     "AttributeCriterion",
@@ -25,8 +26,10 @@ __all__ = [
     "Exclude",
     "FirstSeenCriterion",
     "IdentityCriterion",
+    "LocationCriterion",
     "MembershipCriterion",
     "Node",
+    "WithinDistance",
 ]
 
 Scalar = str | int | float | bool
@@ -119,6 +122,31 @@ class EventCriterion(msgspec.Struct, frozen=True, tag="event"):
     where: tuple[EventCondition, ...] = ()
 
 
+# The fields of a location criterion, as the stored location names them.
+LOCATION_FIELDS = {
+    "city": "city_name",
+    "state": "region_code",
+    "zip": "postal_code",
+    "dma": "dma_code",
+    "country": "country_code",
+}
+
+
+class LocationCriterion(msgspec.Struct, frozen=True, tag="location"):
+    """A field of the profile's newest location in the audience's workspaces."""
+
+    field: Literal["city", "state", "zip", "dma", "country"]
+    test: Condition
+
+
+class WithinDistance(msgspec.Struct, frozen=True, tag="location_within"):
+    """The newest location (in one of the workspaces) lies within `km` of the point."""
+
+    latitude: float
+    longitude: float
+    km: float
+
+
 class CartAbandonment(msgspec.Struct, frozen=True, tag="cart_abandonment"):
     """A product added to the cart within the last `within_days` days, at least
     `wait_minutes` ago, with no purchase since."""
@@ -141,4 +169,6 @@ Node = (
     | AttributionCriterion
     | EventCriterion
     | CartAbandonment
+    | LocationCriterion
+    | WithinDistance
 )

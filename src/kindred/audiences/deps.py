@@ -18,8 +18,10 @@ from kindred.audiences.ast import (
     Exclude,
     FirstSeenCriterion,
     IdentityCriterion,
+    LocationCriterion,
     MembershipCriterion,
     Node,
+    WithinDistance,
 )
 from kindred.audiences.evaluate import CART_HISTORIES, event_key
 from kindred.domain.changes import Change
@@ -31,7 +33,7 @@ EVERYTHING = "*"
 
 def dependencies(node: Node) -> frozenset[str]:
     """Field names: `attr:KEY`, `identity`, `device`, `consent`, `first_seen`,
-    `attribution`, `event:KEY`, `audience:ID`."""
+    `attribution`, `location`, `event:KEY`, `audience:ID`."""
     if isinstance(node, All | AnyOf):
         return frozenset().union(*(dependencies(item) for item in node.items))
     if isinstance(node, Exclude):
@@ -56,6 +58,8 @@ def _leaf(node: Node) -> frozenset[str]:
         ConsentCriterion: "consent",
         FirstSeenCriterion: "first_seen",
         AttributionCriterion: "attribution",
+        LocationCriterion: "location",
+        WithinDistance: "location",
     }
     return frozenset({names[type(node)]})
 
@@ -79,6 +83,7 @@ _KINDS = {
     "device_added": "device",
     "consent_changed": "consent",
     "attribution_changed": "attribution",
+    "location_changed": "location",
 }
 
 

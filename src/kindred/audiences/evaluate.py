@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from kindred.audiences.ast import (
+    LOCATION_FIELDS,
     All,
     AnyOf,
     AttributeCriterion,
@@ -32,8 +34,10 @@ from kindred.audiences.ast import (
     Exclude,
     FirstSeenCriterion,
     IdentityCriterion,
+    LocationCriterion,
     MembershipCriterion,
     Node,
+    WithinDistance,
 )
 from kindred.audiences.definition import Selection
 from kindred.audiences.parse import parse_date
@@ -43,6 +47,7 @@ from kindred.domain.profile import Device, Profile, WorkspaceProfile
 __all__ = [
     "CART_HISTORIES",
     "DAY_MS",
+    "EARTH_RADIUS_KM",
     "ISO_INSTANT",
     "LEAVES",
     "NEGATIVE",
@@ -51,6 +56,7 @@ __all__ = [
     "abandoned_cart",
     "admits",
     "device_field",
+    "distance_km",
     "evaluate",
     "event_key",
     "event_passes",
@@ -237,6 +243,36 @@ def _event(node: EventCriterion, subject: Subject) -> bool:
     return count == node.count
 
 
+EARTH_RADIUS_KM = 6371.0088
+
+
+def _location(node: LocationCriterion, subject: Subject) -> bool:
+    name = LOCATION_FIELDS[node.field]
+    values = [getattr(w.location, name) for w in subject.workspaces() if w.location is not None]
+    return over_values(node.test, values, subject.now_ms)
+
+
+def _within(node: WithinDistance, subject: Subject) -> bool:
+    return any(
+        distance_km(node.latitude, node.longitude, w.location.latitude, w.location.longitude)
+        <= node.km
+        for w in subject.workspaces()
+        if w.location is not None
+        and w.location.latitude is not None
+        and w.location.longitude is not None
+    )
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine). The stores compute it with the same operations
+    in the same order, so that SQL and Python agree to the last bit."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    half_lat = (p2 - p1) / 2
+    half_lon = (math.radians(lon2) - math.radians(lon1)) / 2
+    h = math.sin(half_lat) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(half_lon) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, h)))
+
+
 def _cart_abandonment(node: CartAbandonment, subject: Subject) -> bool:
     return abandoned_cart(node, subject.profile.event_times, subject.now_ms) is not None
 
@@ -266,6 +302,8 @@ LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
     AttributionCriterion: _attribution,
     EventCriterion: _event,
     CartAbandonment: _cart_abandonment,
+    LocationCriterion: _location,
+    WithinDistance: _within,
 }
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from kindred.audiences.ast import (
+    LOCATION_FIELDS,
     All,
     AnyOf,
     AttributeCriterion,
@@ -34,8 +35,10 @@ from kindred.audiences.ast import (
     Exclude,
     FirstSeenCriterion,
     IdentityCriterion,
+    LocationCriterion,
     MembershipCriterion,
     Node,
+    WithinDistance,
 )
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import canonical_identity_type
@@ -295,17 +298,48 @@ def _where(value: object, event_type: str, path: str) -> tuple[EventCondition, .
     return tuple(conditions)
 
 
+def _location(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    _only(doc, {"location", "op", "value"}, path)
+    name = doc["location"]
+    if name not in LOCATION_FIELDS:
+        known = ", ".join(LOCATION_FIELDS)
+        raise InvalidBatch(f"unknown location field {name!r}; one of {known}", f"{path}.location")
+    return LocationCriterion(name, _test(doc, path, STRING_OPS | PRESENCE_OPS))  # type: ignore[arg-type]  # checked above
+
+
+def _settings(
+    doc: dict[str, object], name: str, keys: tuple[str, ...], path: str
+) -> tuple[dict[str, object], str]:
+    """A criterion written `{NAME: {KEY: ...}}` with every key required: the inner object
+    and its path."""
+    _only(doc, {name}, path)
+    inner, at = doc[name], f"{path}.{name}"
+    if not isinstance(inner, dict):
+        raise InvalidBatch(f"{name} takes {{{', '.join(keys)}}}", at)
+    _only(inner, set(keys), at)
+    for key in keys:
+        if key not in inner:
+            raise InvalidBatch(f"{key} is required", f"{at}.{key}")
+    return inner, at
+
+
+def _within(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    bounds = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0), "km": (0.0, 20_100.0)}
+    point, at = _settings(doc, "location_within", tuple(bounds), path)
+    found = {}
+    for key, (low, high) in bounds.items():
+        value = _number(point[key], f"{at}.{key}")
+        if not low <= value <= high:
+            raise InvalidBatch(f"{key} is between {low:g} and {high:g}", f"{at}.{key}")
+        found[key] = value
+    return WithinDistance(found["latitude"], found["longitude"], found["km"])
+
+
 def _cart(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"cart_abandonment"}, path)
-    settings = doc["cart_abandonment"]
-    at = f"{path}.cart_abandonment"
-    if not isinstance(settings, dict):
-        raise InvalidBatch("cart_abandonment takes {within_days, wait_minutes}", at)
-    _only(settings, {"within_days", "wait_minutes"}, at)
-    for key in ("within_days", "wait_minutes"):
-        if key not in settings:
-            raise InvalidBatch(f"{key} is required", f"{at}.{key}")
+    settings, at = _settings(doc, "cart_abandonment", ("within_days", "wait_minutes"), path)
     within = _count(settings["within_days"], f"{at}.within_days", minimum=1)
     wait = _count(settings["wait_minutes"], f"{at}.wait_minutes", minimum=0)
     if wait >= within * 24 * 60:
@@ -326,6 +360,8 @@ _PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
     "attribution": _attribution,
     "event": _event,
     "cart_abandonment": _cart,
+    "location": _location,
+    "location_within": _within,
 }
 
 

@@ -17,12 +17,13 @@ digits), string operators on such numbers may answer differently there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from kindred.audiences.ast import (
+    LOCATION_FIELDS,
     All,
     AnyOf,
     AttributeCriterion,
@@ -36,12 +37,15 @@ from kindred.audiences.ast import (
     Exclude,
     FirstSeenCriterion,
     IdentityCriterion,
+    LocationCriterion,
     MembershipCriterion,
     Node,
+    WithinDistance,
 )
 from kindred.audiences.evaluate import (
     CART_HISTORIES,
     DAY_MS,
+    EARTH_RADIUS_KM,
     NEGATIVE,
     history_key,
     matches,
@@ -100,7 +104,7 @@ class _Builder(ABC):
 
     # --- the tree -------------------------------------------------------------------
 
-    def node(self, node: Node, ws: tuple[str, ...]) -> str:  # noqa: PLR0911 - one per kind
+    def node(self, node: Node, ws: tuple[str, ...]) -> str:
         if isinstance(node, All | AnyOf):
             joiner = " AND " if isinstance(node, All) else " OR "
             return "(" + joiner.join(self.node(item, ws) for item in node.items) + ")"
@@ -108,27 +112,44 @@ class _Builder(ABC):
             return f"(NOT {self.node(node.item, ws)})"
         if isinstance(node, Const):
             return self.true if node.value else self.false
-        if isinstance(node, AttributeCriterion):
-            return self.over(node.test, [self.attribute(w, node.key, node.test) for w in ws])
-        if isinstance(node, IdentityCriterion):
-            return self.identity(node, ws)
-        if isinstance(node, DeviceCriterion):
-            return self.over(node.test, [self.device_values(w, node.field) for w in ws])
-        if isinstance(node, AttributionCriterion):
-            return self.over(node.test, [self.attribution_values(w, node.field) for w in ws])
-        if isinstance(node, ConsentCriterion):
-            return self.consent(node, ws)
-        if isinstance(node, FirstSeenCriterion):
-            return self.test(node.test, self.created())
-        if isinstance(node, MembershipCriterion):
-            held = (
-                "EXISTS (SELECT 1 FROM audience_members AS held WHERE held.audience_id ="
-                f" {self.bind(node.audience_id)} AND held.mpid = profiles.mpid)"
+        leaf: Callable[[Any, tuple[str, ...]], str] = getattr(self, _LEAVES[type(node)])
+        return leaf(node, ws)
+
+    def attribute_leaf(self, node: AttributeCriterion, ws: tuple[str, ...]) -> str:
+        return self.over(node.test, [self.attribute(w, node.key, node.test) for w in ws])
+
+    def device_leaf(self, node: DeviceCriterion, ws: tuple[str, ...]) -> str:
+        return self.over(node.test, [self.device_values(w, node.field) for w in ws])
+
+    def attribution_leaf(self, node: AttributionCriterion, ws: tuple[str, ...]) -> str:
+        return self.over(node.test, [self.attribution_values(w, node.field) for w in ws])
+
+    def first_seen_leaf(self, node: FirstSeenCriterion, _ws: tuple[str, ...]) -> str:
+        return self.test(node.test, self.created())
+
+    def membership_leaf(self, node: MembershipCriterion, _ws: tuple[str, ...]) -> str:
+        held = (
+            "EXISTS (SELECT 1 FROM audience_members AS held WHERE held.audience_id ="
+            f" {self.bind(node.audience_id)} AND held.mpid = profiles.mpid)"
+        )
+        return f"({held})" if node.member else f"(NOT {held})"
+
+    def location_leaf(self, node: LocationCriterion, ws: tuple[str, ...]) -> str:
+        name = LOCATION_FIELDS[node.field]
+        places: list[Source] = [("one", self.at(("workspaces", w, "location", name))) for w in ws]
+        return self.over(node.test, places)
+
+    def within_leaf(self, node: WithinDistance, ws: tuple[str, ...]) -> str:
+        near = []
+        for w in ws:
+            lat, lon = (
+                self.number(("workspaces", w, "location", f)) for f in ("latitude", "longitude")
             )
-            return f"({held})" if node.member else f"(NOT {held})"
-        if isinstance(node, CartAbandonment):
-            return self.cart_abandonment(node)
-        return self.event(node)
+            distance = self.distance(self.bind(node.latitude), self.bind(node.longitude), lat, lon)
+            near.append(
+                f"({lat} IS NOT NULL AND {lon} IS NOT NULL AND {distance} <= {self.bind(node.km)})"
+            )
+        return "(" + " OR ".join(near) + ")" if near else self.false
 
     def over(self, test: Condition, sources: Sequence[Source]) -> str:
         """`evaluate.over_values` in SQL: a positive test passes on one present value, a
@@ -161,7 +182,7 @@ class _Builder(ABC):
                     )
         return "(" + (" AND " if negative else " OR ").join(parts) + ")"
 
-    def identity(self, node: IdentityCriterion, ws: tuple[str, ...]) -> str:
+    def identity_leaf(self, node: IdentityCriterion, ws: tuple[str, ...]) -> str:
         user = self.at(("user_identities", node.id_type, "value"))
         devices = [self.device_identities(w, node.id_type) for w in ws]
         return (
@@ -169,7 +190,7 @@ class _Builder(ABC):
             f" ELSE {self.over(node.test, devices)} END)"
         )
 
-    def consent(self, node: ConsentCriterion, ws: tuple[str, ...]) -> str:
+    def consent_leaf(self, node: ConsentCriterion, ws: tuple[str, ...]) -> str:
         facts = [
             self.at(("workspaces", w, "gdpr", node.purpose or ""))
             if node.regime == "gdpr"
@@ -205,13 +226,13 @@ class _Builder(ABC):
             options.append(f"({fact} IS NOT NULL AND {agrees} AND {newest})")
         return "(" + " OR ".join(options) + ")"
 
-    def event(self, node: EventCriterion) -> str:
+    def event_leaf(self, node: EventCriterion, _ws: tuple[str, ...]) -> str:
         since = self.now_ms - node.within_days * DAY_MS if node.within_days else None
         count = self.count_times(history_key(node), since, self.now_ms)
         op = {"at_least": ">=", "at_most": "<=", "exactly": "="}[node.count_op]
         return f"({count} {op} {self.bind(node.count)})"
 
-    def cart_abandonment(self, node: CartAbandonment) -> str:
+    def cart_leaf(self, node: CartAbandonment, _ws: tuple[str, ...]) -> str:
         """`evaluate.abandoned_cart` in SQL: an add to the cart in the window, old enough,
         after the last purchase up to now."""
         added, purchased = (self.times(history_key(h)) for h in CART_HISTORIES)
@@ -286,6 +307,14 @@ class _Builder(ABC):
     def created(self) -> str: ...
 
     @abstractmethod
+    def number(self, path: tuple[str, ...]) -> str:
+        """The JSON number at the path as an SQL float, NULL when absent."""
+
+    @abstractmethod
+    def distance(self, lat1: str, lon1: str, lat2: str, lon2: str) -> str:
+        """`evaluate.distance_km` in SQL."""
+
+    @abstractmethod
     def test(self, test: Condition, value: str) -> str:
         """Whether one present stored value passes the test (never NULL)."""
 
@@ -331,6 +360,14 @@ class _Sqlite(_Builder):
     def created(self) -> str:
         return "created_ms"
 
+    def number(self, path: tuple[str, ...]) -> str:
+        """As JSON text: kindred_distance reads it as Python does (SQLite's own reading
+        of a decimal may differ in the last bit)."""
+        return self.at(path)
+
+    def distance(self, lat1: str, lon1: str, lat2: str, lon2: str) -> str:
+        return f"kindred_distance({lat1}, {lon1}, {lat2}, {lon2})"
+
     def test(self, test: Condition, value: str) -> str:
         return f"kindred_test({self.bind(encode_test(test, self.now_ms))}, {value})"
 
@@ -367,6 +404,17 @@ class _Postgres(_Builder):
 
     def created(self) -> str:
         return "to_jsonb(created_ms)"
+
+    def number(self, path: tuple[str, ...]) -> str:
+        return f"(({self.at(path)}) #>> '{{}}')::float8"
+
+    def distance(self, lat1: str, lon1: str, lat2: str, lon2: str) -> str:
+        """The operations of distance_km in its order (libm underneath both)."""
+        p1, p2 = f"radians({lat1}::float8)", f"radians({lat2})"
+        half_lat = f"(({p2} - {p1}) / 2)"
+        half_lon = f"((radians({lon2}) - radians({lon1}::float8)) / 2)"
+        h = f"(power(sin({half_lat}), 2) + cos({p1}) * cos({p2}) * power(sin({half_lon}), 2))"
+        return f"(2 * {EARTH_RADIUS_KM}::float8 * asin(sqrt(least(1.0::float8, {h}))))"
 
     def test(self, test: Condition, value: str) -> str:
         op = test.op
@@ -437,6 +485,20 @@ class _Postgres(_Builder):
         return f"({at} >= {self.bind(day)} AND {at} < {self.bind(day + DAY_MS)})"
 
 
+# The builder method for each kind of leaf.
+_LEAVES: dict[type, str] = {
+    AttributeCriterion: "attribute_leaf",
+    IdentityCriterion: "identity_leaf",
+    DeviceCriterion: "device_leaf",
+    AttributionCriterion: "attribution_leaf",
+    ConsentCriterion: "consent_leaf",
+    FirstSeenCriterion: "first_seen_leaf",
+    MembershipCriterion: "membership_leaf",
+    EventCriterion: "event_leaf",
+    CartAbandonment: "cart_leaf",
+    LocationCriterion: "location_leaf",
+    WithinDistance: "within_leaf",
+}
 _COMPARISONS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 

@@ -13,7 +13,7 @@ from kindred.domain.changes import Change
 from kindred.domain.dedup import fresh_events
 from kindred.domain.devices import apply_device, device_key
 from kindred.domain.identities import IdentityKey
-from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
+from kindred.domain.observation import AttrValue, ConsentFact, EventFact, LocationFact, Observation
 from kindred.domain.profile import (
     AttributeEntry,
     IdentityEntry,
@@ -122,8 +122,21 @@ def _apply_workspace(
         gdpr=gdpr,
         ccpa=ccpa,
         devices=devices,
+        location=_apply_location(workspace.location, obs, ctx, draft),
         last_seen_ms=max(workspace.last_seen_ms, obs.received_ms),
     )
+
+
+def _apply_location(
+    current: LocationFact | None, obs: Observation, ctx: ApplyContext, draft: Draft
+) -> LocationFact | None:
+    """The newer of the stored location and the batch's (the stored one on a tie)."""
+    given = obs.location
+    if given is None or (current is not None and given.ts_ms <= current.ts_ms):
+        return current
+    if current is None or replace(current, ts_ms=given.ts_ms) != given:
+        draft.changes.append(Change(kind="location_changed", workspace_id=ctx.workspace_id))
+    return given
 
 
 def may_write(existing: AttributeEntry | None, priority: int, ts_ms: int) -> str | None:

@@ -11,7 +11,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One observable change to a profile: audiences, outputs and history read these.
 
     kind is one of: profile_created, identity_added, identity_changed, attribute_set,
-    attribute_deleted, consent_changed, device_added, opt_out_changed, attribution_changed.
+    attribute_deleted, consent_changed, device_added, opt_out_changed, attribution_changed,
+    location_changed.
     """
 
     kind: str

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from kindred.domain.dedup import DIGEST_SIZE, MESSAGE_WINDOW
-from kindred.domain.observation import ConsentFact
+from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
     AttributeEntry,
     Device,
@@ -121,7 +121,12 @@ def _merge_workspace(a: WorkspaceProfile, b: WorkspaceProfile) -> WorkspaceProfi
         gdpr=_union(a.gdpr, b.gdpr, _newer_fact),
         ccpa=_optional(a.ccpa, b.ccpa, _newer_fact),
         devices=_union(a.devices, b.devices, _merge_device),
+        location=_optional(a.location, b.location, _newer_location),
     )
+
+
+def _newer_location(a: LocationFact, b: LocationFact) -> LocationFact:
+    return _later(a, b, lambda loc: (loc.ts_ms,))
 
 
 def _winning_attribute(a: AttributeEntry, b: AttributeEntry) -> AttributeEntry:

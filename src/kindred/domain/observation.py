@@ -6,7 +6,14 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["AttrValue", "ConsentFact", "EventFact", "Observation", "ProductActionName"]
+__all__ = [
+    "AttrValue",
+    "ConsentFact",
+    "EventFact",
+    "LocationFact",
+    "Observation",
+    "ProductActionName",
+]
 
 # The product actions of commerce events (reference §1.10).
 ProductActionName = Literal[
@@ -35,6 +42,19 @@ class ConsentFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     document: str | None = None
     location: str | None = None
     hardware_id: str | None = None
+
+
+class LocationFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where the user was (a batch's or an event's location), and when."""
+
+    ts_ms: int
+    latitude: float | None = None
+    longitude: float | None = None
+    country_code: str | None = None
+    region_code: str | None = None
+    city_name: str | None = None
+    postal_code: str | None = None
+    dma_code: str | None = None
 
 
 class EventFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -75,3 +95,5 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     ip: str | None = None
     events: tuple[EventFact, ...] = ()
     source_request_id: str | None = None
+    # The newest location the batch or its events give.
+    location: LocationFact | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from kindred.domain.observation import AttrValue, ConsentFact
+from kindred.domain.observation import AttrValue, ConsentFact, LocationFact
 
 __all__ = [
     "AttributeEntry",
@@ -77,6 +77,8 @@ class WorkspaceProfile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     gdpr: dict[str, ConsentFact] = msgspec.field(default_factory=dict)
     ccpa: ConsentFact | None = None
     devices: dict[str, Device] = msgspec.field(default_factory=dict)
+    # The newest location a batch gave in this workspace.
+    location: LocationFact | None = None
 
     def live_attributes(self) -> dict[str, AttrValue]:
         """Attribute values without tombstones."""

@@ -14,7 +14,13 @@ from kindred.domain.identities import (
     DEVICE_IDENTITY_TYPES,
     canonical_identity_type,
 )
-from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
+from kindred.domain.observation import (
+    AttrValue,
+    ConsentFact,
+    EventFact,
+    LocationFact,
+    Observation,
+)
 from kindred.domain.tenancy import Guardrails
 from kindred.wire.batch import Batch, ConsentPurpose, Mpid
 from kindred.wire.events import (
@@ -22,6 +28,7 @@ from kindred.wire.events import (
     CommerceEvent,
     CustomEvent,
     FirstRun,
+    Location,
     OptOut,
     Product,
     ProductAction,
@@ -77,9 +84,10 @@ def normalize_batch(
     if historical:
         _check_historical(batch, events, received_ms)
     gdpr, ccpa = _consent(batch, received_ms)
+    effective_ms = _effective_ms(batch, events, received_ms)
     return Observation(
         received_ms=received_ms,
-        effective_ms=_effective_ms(batch, events, received_ms),
+        effective_ms=effective_ms,
         environment=batch.environment or "production",
         mpid=None if batch.mpid is None else int(batch.mpid),
         user_identities=_user_identities(batch.user_identities or {}),
@@ -92,6 +100,33 @@ def normalize_batch(
         ip=client_ip if client_ip is not None else batch.ip,
         events=events,
         source_request_id=batch.source_request_id,
+        location=_location(batch, events, effective_ms),
+    )
+
+
+def _location(
+    batch: Batch, events: tuple[EventFact, ...], effective_ms: int
+) -> LocationFact | None:
+    """The newest location given: an event's at its time, the batch's at the batch's."""
+    found: list[tuple[int, Location]] = []
+    for context in (batch.context, batch.batch_context):
+        if context is not None and context.location is not None:
+            found.append((effective_ms, context.location))
+    for event, fact in zip(batch.events or (), events, strict=True):
+        if event.data is not None and event.data.location is not None:
+            found.append((fact.timestamp_ms, event.data.location))
+    if not found:
+        return None
+    ts_ms, newest = max(found, key=lambda pair: pair[0])
+    return LocationFact(
+        ts_ms=ts_ms,
+        latitude=newest.latitude,
+        longitude=newest.longitude,
+        country_code=newest.country_code,
+        region_code=newest.region_code,
+        city_name=newest.city_name,
+        postal_code=newest.postal_code,
+        dma_code=None if newest.dma_code is None else str(newest.dma_code),
     )
 
 

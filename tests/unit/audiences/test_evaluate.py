@@ -9,7 +9,7 @@ import pytest
 from kindred.audiences.ast import Node
 from kindred.audiences.evaluate import DAY_MS, Subject, evaluate, event_key
 from kindred.audiences.parse import Catalog, parse_criteria, parse_date
-from kindred.domain.observation import ConsentFact
+from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
     AttributeEntry,
     Attribution,
@@ -51,6 +51,16 @@ PROFILE = Profile(
                 "gone": AttributeEntry(value="x", priority=30, source="web", ts_ms=1, deleted=True),
             },
             gdpr={"marketing": ConsentFact(consented=True, timestamp_ms=NOW)},
+            location=LocationFact(
+                ts_ms=NOW,
+                latitude=40.7128,
+                longitude=-74.0060,
+                city_name="New York",
+                region_code="NY",
+                postal_code="10001",
+                dma_code="501",
+                country_code="US",
+            ),
             devices={
                 "d": Device(
                     key="d",
@@ -150,6 +160,15 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     ({"consent": "ccpa", "state": "exists"}, False),
     ({"attribution": "campaign", "op": "contains", "value": "SPRING"}, True),
     ({"attribution": "publisher", "op": "equals", "value": "other"}, False),
+    # location: fields of the newest location; a distance from a point (km)
+    ({"location": "city", "op": "equals", "value": "new york"}, True),
+    ({"location": "dma", "op": "equals", "value": "501"}, True),
+    ({"location": "zip", "op": "pattern", "value": "100??"}, True),
+    ({"location": "state", "op": "not_equals", "value": "ny"}, False),
+    ({"location": "country", "op": "exists"}, True),
+    ({"location_within": {"latitude": 40.758, "longitude": -73.9855, "km": 10}}, True),  # 5 km
+    ({"location_within": {"latitude": 39.9526, "longitude": -75.1652, "km": 100}}, False),
+    ({"location_within": {"latitude": 39.9526, "longitude": -75.1652, "km": 150}}, True),
     # events: recency and frequency
     ({"event": "custom_event", "name": "play", "within_days": 7}, True),
     ({"event": "custom_event", "name": "Play", "within_days": 7, "at_least": 2}, True),

@@ -94,6 +94,17 @@ def test_a_tree_parses_into_checked_nodes() -> None:
             "criteria.cart_abandonment.wait_minutes",
             "shorter than the window",
         ),
+        ({"location": "street", "op": "exists"}, "criteria.location", "unknown location field"),
+        (
+            {"location_within": {"latitude": 91, "longitude": 0, "km": 5}},
+            "criteria.location_within.latitude",
+            "between -90 and 90",
+        ),
+        (
+            {"location_within": {"latitude": 1, "longitude": 2}},
+            "criteria.location_within.km",
+            "required",
+        ),
         (
             {"cart_abandonment": {"within_days": 1}},
             "criteria.cart_abandonment.wait_minutes",

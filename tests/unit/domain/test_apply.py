@@ -20,7 +20,7 @@ from kindred.domain.apply import (
 )
 from kindred.domain.changes import Change
 from kindred.domain.identities import IdentityKey
-from kindred.domain.observation import AttrValue, ConsentFact, EventFact, Observation
+from kindred.domain.observation import AttrValue, ConsentFact, EventFact, LocationFact, Observation
 from kindred.domain.profile import AttributeEntry, Attribution, Profile
 from kindred.domain.tenancy import Guardrails, SourceType, priority_of
 from tests.strategies import (
@@ -1054,3 +1054,21 @@ def test_lower_priority_never_changes_a_key_a_higher_priority_set(
     final = run(after_high, *((w, lctx) for w in data.draw(st.permutations(low_writes))))
     for key, entry in entries(after_high).items():
         assert entries(final)[key] == entry, key
+
+
+def test_the_newest_location_is_kept_and_a_move_is_a_change() -> None:
+    paris = LocationFact(ts_ms=T0, latitude=48.8566, longitude=2.3522, city_name="Paris")
+    london = LocationFact(ts_ms=T0 + 10, latitude=51.5074, longitude=-0.1278, city_name="London")
+    first = apply_observation(None, obs(T0, location=paris), ctx())
+    assert first.profile.workspaces[WS].location == paris
+    assert "location_changed" in kinds(first)
+    moved = apply_observation(first.profile, obs(T0 + 10, location=london), ctx())
+    assert moved.profile.workspaces[WS].location == london
+    assert "location_changed" in kinds(moved)
+    late = apply_observation(moved.profile, obs(T0 + 20, location=paris), ctx())
+    assert late.profile.workspaces[WS].location == london  # stamped earlier: kept out
+    assert "location_changed" not in kinds(late)
+    still = msgspec.structs.replace(london, ts_ms=T0 + 30)
+    again = apply_observation(moved.profile, obs(T0 + 30, location=still), ctx())
+    assert again.profile.workspaces[WS].location == still
+    assert "location_changed" not in kinds(again)  # the same place, seen again

@@ -611,3 +611,23 @@ def test_events_carry_their_attributes_product_action_and_products() -> None:
     )
     assert (play.attributes, play.action, play.products) == ({"genre": "jazz"}, None, ())
     assert stop.attributes == {}
+
+
+def test_the_newest_location_of_the_batch_and_its_events_is_kept() -> None:
+    paris = {"latitude": 48.8566, "longitude": 2.3522, "city_name": "Paris", "dma_code": 123}
+    london = {"latitude": 51.5074, "longitude": -0.1278, "city_name": "London"}
+    events = [custom("Play", ts=NOW - 5_000, location=paris), custom("Stop", ts=NOW - 9_000)]
+
+    def newest(batch_ts: int) -> tuple[str | None, int]:
+        batch = {"timestamp_unixtime_ms": batch_ts, "context": {"location": london}}
+        location = normalize({**batch, "events": events}).location
+        assert location is not None
+        return location.city_name, location.ts_ms
+
+    # The batch's own location counts at the batch's time, an event's at the event's.
+    assert newest(NOW - 1_000) == ("London", NOW - 1_000)
+    assert newest(NOW - 20_000) == ("Paris", NOW - 5_000)
+    only = normalize({"events": events}).location
+    assert only is not None
+    assert (only.city_name, only.dma_code, only.latitude) == ("Paris", "123", 48.8566)
+    assert normalize({"events": [custom("Stop")]}).location is None

@@ -2,7 +2,8 @@
 
 `kindred_test(test, value)` tests one stored value as the audience evaluator does, and
 `kindred_entry(test, entry)` a user attribute entry: the compiled criteria (audiences.sql)
-call them, so a value passes in SQL exactly when it passes in `evaluate.matches`."""
+call them, so a value passes in SQL exactly when it passes in `evaluate.matches`;
+`kindred_distance` is `evaluate.distance_km`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from functools import lru_cache
 import msgspec
 
 from kindred.audiences.ast import Condition
-from kindred.audiences.evaluate import matches
+from kindred.audiences.evaluate import distance_km, matches
 
 __all__ = ["register_functions"]
 
@@ -20,6 +21,7 @@ __all__ = ["register_functions"]
 def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("kindred_test", 2, _kindred_test, deterministic=True)
     conn.create_function("kindred_entry", 2, _kindred_entry, deterministic=True)
+    conn.create_function("kindred_distance", 4, _kindred_distance, deterministic=True)
 
 
 @lru_cache(maxsize=512)
@@ -43,3 +45,8 @@ def _kindred_entry(encoded: str, entry: str | None) -> int:
     fields = msgspec.json.decode(entry) if entry is not None else {}
     value = None if fields.get("deleted") else fields.get("value")
     return int(matches(test, value, now_ms))
+
+
+def _kindred_distance(lat1: float, lon1: float, lat2: str | float, lon2: str | float) -> float:
+    """distance_km from a point to a stored one (JSON text, read as Python reads it)."""
+    return distance_km(lat1, lon1, float(lat2), float(lon2))
