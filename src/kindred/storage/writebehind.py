@@ -21,7 +21,7 @@ from typing import Protocol
 from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, LogEntry, MergeEntry, Needles, RejectEntry
+from kindred.ports import ConcurrentUpdate, Delivery, LogEntry, MergeEntry, Needles, RejectEntry
 from kindred.storage.codec import (
     LOG_INSERT_COLUMNS,
     MERGE_COLUMNS,
@@ -31,6 +31,7 @@ from kindred.storage.codec import (
     merge_row,
     reject_row,
 )
+from kindred.storage.outbox_sql import DELIVERY_COLUMNS, delivery_row
 
 __all__ = [
     "Link",
@@ -66,6 +67,7 @@ class PendingWrites:
     repoints: list[tuple[int, int]] = field(default_factory=list)  # (log entry id, mpid)
     replays: list[tuple[int, int]] = field(default_factory=list)  # (reject id, time)
     memberships: list[MembershipChange] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[object, ...]]]]:
@@ -117,6 +119,10 @@ def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[o
             "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
             f" VALUES ({_marks(5)})",
             [membership_row(c) for c in writes.memberships],
+        ),
+        (
+            f"INSERT INTO outbox ({DELIVERY_COLUMNS}) VALUES ({_marks(9)})",
+            [delivery_row(d) for d in writes.deliveries],
         ),
     ]
     return [(sql.replace("?", mark), rows) for sql, rows in plan if rows]
@@ -239,6 +245,9 @@ class WriteBehindUnitOfWork:
 
     def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
         self._writes.memberships.extend(changes)
+
+    def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        self._writes.deliveries.extend(deliveries)
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self._writes.replays.append((reject_id, now_ms))

@@ -38,6 +38,7 @@ from kindred.storage.codec import (
     merge_of,
 )
 from kindred.storage.migrations import load_migrations
+from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.sqlite.setops import SqliteSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
@@ -85,7 +86,7 @@ class _WriterLock:
             self._fd = None
 
 
-class SqliteStore:
+class SqliteStore(SqlDeliveryStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
     """
@@ -172,6 +173,18 @@ class SqliteStore:
                 uow = WriteBehindUnitOfWork(SqliteSetOps(conn))
                 yield uow
                 uow.commit()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _delivery_tx(self) -> Iterator[Cursor]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn.cursor()
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

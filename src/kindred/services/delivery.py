@@ -1,0 +1,425 @@
+"""Forwarding, the send side (ENR-1..4, AUD-11): each connection drains its outbox rows in
+the order they were written, enriched from the stored profile at the moment of sending.
+
+One `Lane` per connection, each on its own thread in the runner: a slow or failing output
+holds up only its own connections. A lane sends the oldest rows first and does not pass a
+failing row, so per-user order holds; a lease in the store gives one process at a time the
+right to send over a connection. A failure is retried with exponential backoff and jitter
+(never sooner than the receiver's Retry-After); after the policy's attempts or time the
+connection is faulted and stops until resumed. A receiver that refuses a message for good
+(4xx other than 408 and 429) sends it to the dead letters, from where it can be replayed.
+Delivery is at least once: every message carries an idempotency key that stays the same
+when it is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from kindred.domain.enrich import CHANNELS, audience_messages, enrich_batch, membership_batch
+from kindred.domain.errors import NotFound
+from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
+from kindred.domain.profile import Profile
+from kindred.domain.retry import RetryPolicy
+from kindred.domain.tenancy import Tenancy
+from kindred.ports import Clock, ConnectionState, DeadLetter, Delivery, Store
+from kindred.services.forwarding import Catalog, MembershipNote
+
+__all__ = [
+    "ConnectionView",
+    "DeliveryAdmin",
+    "DeliveryFailed",
+    "DeliveryRunner",
+    "Lane",
+    "Renderer",
+    "Sink",
+]
+
+log = logging.getLogger("kindred.delivery")
+
+Message = dict[str, Any]
+
+
+class DeliveryFailed(Exception):
+    """A send that did not go through. `permanent`: the receiver refused the messages and
+    sending them again will not help; `retry_after_s`: what the receiver asked for."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s
+
+
+class Sink(Protocol):
+    """An output's transport: takes messages or raises DeliveryFailed."""
+
+    def send(self, messages: Sequence[Message]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_BATCH = msgspec.json.Decoder(dict[str, Any])
+_NOTE = msgspec.json.Decoder(MembershipNote)
+_MAX_FOLLOW = 8
+
+
+class Renderer:
+    """Outbox rows -> the messages an output receives, from the profile as stored now."""
+
+    def __init__(self, store: Store, tenancy: Tenancy) -> None:
+        self._store = store
+        self._tenancy = tenancy
+
+    def render(
+        self, connection: EventConnection | AudienceConnection, row: Delivery
+    ) -> list[Message]:
+        key = f"{connection.name}:{row.id}"
+        profile = self._profile(row.mpid)
+        if row.kind == "membership":
+            note = _NOTE.decode(row.body)
+            if profile is None:
+                return []
+            if isinstance(connection, AudienceConnection):
+                return audience_messages(
+                    profile,
+                    connection,
+                    audience_id=note.audience_id,
+                    audience_name=note.audience_name,
+                    entered=note.entered,
+                    at_ms=note.at_ms,
+                    key=key,
+                )
+            batch = membership_batch(note.audience_id, note.audience_name, note.entered, note.at_ms)
+            return self._batch(connection, row, batch, profile, key)
+        if not isinstance(connection, EventConnection):
+            return []
+        return self._batch(connection, row, _BATCH.decode(row.body), profile, key)
+
+    def _batch(
+        self,
+        connection: EventConnection,
+        row: Delivery,
+        batch: dict[str, Any],
+        profile: Profile | None,
+        key: str,
+    ) -> list[Message]:
+        if profile is None:
+            # A read-only input's batch (never applied), or a user erased since: the former
+            # goes as received, the latter not at all.
+            if row.mpid is not None:
+                return []
+            profile = Profile(mpid=0, scope="", created_ms=0, last_stored_ms=0)
+        source = self._tenancy.input_named(row.source or "")
+        channel = CHANNELS.get(source.source_type.value, "unknown") if source else "unknown"
+        message = enrich_batch(
+            batch,
+            profile,
+            workspace_id=row.workspace_id,
+            connection=connection,
+            received_ms=row.created_ms,
+            client_ip=row.client_ip,
+            channel=channel,
+            key=key,
+            historical=row.historical,
+        )
+        if message is not None and row.mpid is None:
+            message.pop("mpid", None)
+        return [] if message is None else [message]
+
+    def _profile(self, mpid: int | None) -> Profile | None:
+        """The profile now; an MPID merged into another stands for its survivor."""
+        if mpid is None:
+            return None
+        profile = self._store.get_profile(mpid)
+        for _ in range(_MAX_FOLLOW):
+            if profile is None or profile.merged_into is None:
+                break
+            profile = self._store.get_profile(profile.merged_into)
+        return profile
+
+
+class Lane:
+    """Delivery over one connection. `step` sends at most one group of rows."""
+
+    def __init__(
+        self,
+        store: Store,
+        renderer: Renderer,
+        connection: EventConnection | AudienceConnection,
+        output: OutputDef,
+        sink: Sink,
+        *,
+        policy: RetryPolicy,
+        clock: Clock,
+        jitter: Callable[[], float],
+        owner: str,
+        lease_ms: int = 30_000,
+    ) -> None:
+        self.connection = connection
+        self.output = output
+        self._store = store
+        self._renderer = renderer
+        self._sink = sink
+        self._policy = policy
+        self._clock = clock
+        self._jitter = jitter
+        self._owner = owner
+        self._lease_ms = lease_ms
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    def step(self) -> int:
+        """Send the oldest pending rows; the number of rows finished (sent, filtered out
+        or dead-lettered). 0: nothing to do now (idle, waiting to retry, faulted, or
+        another process holds the connection)."""
+        now = self._clock.now_ms()
+        state = self.state()
+        if state.faulted_ms is not None or state.retry_at_ms > now:
+            return 0
+        if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
+            return 0
+        rows = self._store.pending_deliveries(self.name, self.output.batch_size)
+        if not rows:
+            return 0
+        messages = [m for row in rows for m in self._renderer.render(self.connection, row)]
+        ids = [row.id for row in rows if row.id is not None]
+        try:
+            if messages:
+                self._sink.send(messages)
+        except DeliveryFailed as failure:
+            return self._failed(state, ids, failure, now)
+        done = msgspec.structs.replace(
+            state,
+            failures=0,
+            failing_since_ms=None,
+            retry_at_ms=0,
+            delivered=state.delivered + len(messages),
+        )
+        self._store.complete_deliveries(self.name, ids, done)
+        return len(rows)
+
+    def state(self) -> ConnectionState:
+        return _state_of(self._store, self.name)
+
+    def release(self) -> None:
+        self._store.release_lane(self.name, self._owner)
+        self._sink.close()
+
+    def _failed(
+        self, state: ConnectionState, ids: list[int], failure: DeliveryFailed, now: int
+    ) -> int:
+        error = str(failure)
+        if failure.permanent:
+            log.warning("%s: %d rows refused for good: %s", self.name, len(ids), error)
+            self._store.bury_deliveries(self.name, ids, error, now)
+            return len(ids)
+        failures = state.failures + 1
+        since = state.failing_since_ms if state.failing_since_ms is not None else now
+        if self._policy.gives_up(failures, since, now):
+            log.error("%s: faulted after %d attempts: %s", self.name, failures, error)
+            changed = msgspec.structs.replace(
+                state, failures=failures, failing_since_ms=since, faulted_ms=now, last_error=error
+            )
+        else:
+            wait = self._policy.delay_ms(failures, self._jitter(), failure.retry_after_s)
+            changed = msgspec.structs.replace(
+                state,
+                failures=failures,
+                failing_since_ms=since,
+                retry_at_ms=now + wait,
+                last_error=error,
+            )
+        self._store.save_connection_state(changed)
+        return 0
+
+
+def _state_of(store: Store, name: str) -> ConnectionState:
+    found = [s for s in store.connection_states() if s.connection == name]
+    return found[0] if found else ConnectionState(connection=name)
+
+
+class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
+    """A connection as the admin API and CLI show it."""
+
+    name: str
+    kind: str  # "events" | "audience"
+    output: str
+    status: str  # "sending" | "retrying" | "faulted" | "disabled"
+    pending: int
+    delivered: int
+    failures: int
+    last_error: str | None
+    faulted_ms: int | None
+    retry_at_ms: int
+
+
+class DeliveryAdmin:
+    """What operators do with connections: look, resume, inspect and replay dead letters."""
+
+    def __init__(self, store: Store, catalog: Catalog, clock: Clock) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+
+    def connections(self) -> list[ConnectionView]:
+        pending = self._store.count_pending()
+        states = {s.connection: s for s in self._store.connection_states()}
+        return [
+            self._view(c, states.get(c.name), pending.get(c.name, 0))
+            for c in self._catalog.current().connections()
+        ]
+
+    def resume(self, name: str) -> ConnectionView:
+        """Clear the fault and the backoff: everything pending is sent again (AUD-11)."""
+        view = self._find(name)
+        state = _state_of(self._store, name)
+        self._store.save_connection_state(
+            msgspec.structs.replace(
+                state, failures=0, failing_since_ms=None, retry_at_ms=0, faulted_ms=None
+            )
+        )
+        log.info("%s resumed with %d pending", name, view.pending)
+        return self._find(name)
+
+    def dead_letters(self, connection: str | None, limit: int) -> list[DeadLetter]:
+        return self._store.dead_letters(connection, limit)
+
+    def replay(self, connection: str | None, ids: Sequence[int] | None) -> int:
+        return self._store.replay_dead_letters(connection, ids)
+
+    def _find(self, name: str) -> ConnectionView:
+        for view in self.connections():
+            if view.name == name:
+                return view
+        raise NotFound(f"no connection {name!r}")
+
+    def _view(
+        self, c: EventConnection | AudienceConnection, s: ConnectionState | None, pending: int
+    ) -> ConnectionView:
+        s = s or ConnectionState(connection=c.name)
+        if not c.enabled:
+            status = "disabled"
+        elif s.faulted_ms is not None:
+            status = "faulted"
+        elif s.failures:
+            status = "retrying"
+        else:
+            status = "sending"
+        return ConnectionView(
+            name=c.name,
+            kind="events" if isinstance(c, EventConnection) else "audience",
+            output=c.output,
+            status=status,
+            pending=pending,
+            delivered=s.delivered,
+            failures=s.failures,
+            last_error=s.last_error,
+            faulted_ms=s.faulted_ms,
+            retry_at_ms=s.retry_at_ms,
+        )
+
+
+@dataclass
+class _Running:
+    lane: Lane
+    thread: threading.Thread
+    stop: threading.Event
+
+
+class DeliveryRunner:
+    """A thread per enabled connection, each stepping its lane; the set of lanes follows
+    the catalog (connections added or removed at run time)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        make_lane: Callable[[EventConnection | AudienceConnection, OutputDef], Lane],
+        *,
+        idle_s: float = 0.2,
+    ) -> None:
+        self._catalog = catalog
+        self._make_lane = make_lane
+        self._idle_s = idle_s
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+
+    def reconcile(self) -> None:
+        """Start lanes for new connections, stop those of removed or changed ones."""
+        defs = self._catalog.current()
+        wanted = {}
+        for c in defs.connections():
+            output = defs.output(c.output)
+            if c.enabled and output is not None:
+                wanted[c.name] = (c, output)
+        with self._lock:
+            for name, running in list(self._running.items()):
+                lane = running.lane
+                if wanted.get(name) != (lane.connection, lane.output):
+                    self._stop_one(name)
+            for name, (c, output) in wanted.items():
+                if name not in self._running:
+                    self._start_one(self._make_lane(c, output))
+
+    def drain(self) -> int:
+        """Step every lane in this thread until none has anything to send now; for
+        `kindred deliver`. Returns the rows finished."""
+        defs = self._catalog.current()
+        lanes = [
+            self._make_lane(c, o)
+            for c in defs.connections()
+            if c.enabled and (o := defs.output(c.output)) is not None
+        ]
+        total = 0
+        try:
+            while True:
+                done = sum(lane.step() for lane in lanes)
+                total += done
+                if not done:
+                    return total
+        finally:
+            for lane in lanes:
+                lane.release()
+
+    def stop(self) -> None:
+        with self._lock:
+            for name in list(self._running):
+                self._stop_one(name)
+
+    def _start_one(self, lane: Lane) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._loop, args=(lane, stop), name=f"deliver-{lane.name}", daemon=True
+        )
+        self._running[lane.name] = _Running(lane, thread, stop)
+        thread.start()
+
+    def _stop_one(self, name: str) -> None:
+        running = self._running.pop(name)
+        running.stop.set()
+        running.thread.join(timeout=running.lane.output.timeout_s + 5)
+
+    def _loop(self, lane: Lane, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    done = lane.step()
+                except Exception:
+                    log.exception("%s: delivery step failed", lane.name)
+                    done = 0
+                if not done:
+                    stop.wait(self._idle_s)
+        finally:
+            try:
+                lane.release()
+            except Exception:
+                log.exception("%s: release failed", lane.name)
