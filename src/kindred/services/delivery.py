@@ -370,15 +370,19 @@ class DeliveryRunner:
                 if name not in self._running:
                     self._start_one(self._make_lane(c, output))
 
-    def drain(self) -> int:
-        """Step every lane in this thread until none has anything to send now; for
-        `kindred deliver`. Returns the rows finished."""
+    def lanes(self) -> list[Lane]:
+        """A new lane for every enabled connection (the caller steps and releases them)."""
         defs = self._catalog.current()
-        lanes = [
+        return [
             self._make_lane(c, o)
             for c in defs.connections()
             if c.enabled and (o := defs.output(c.output)) is not None
         ]
+
+    def drain(self) -> int:
+        """Step every lane in this thread until none has anything to send now; for
+        `kindred deliver`. Returns the rows finished."""
+        lanes = self.lanes()
         total = 0
         try:
             while True:

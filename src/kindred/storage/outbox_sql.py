@@ -116,11 +116,15 @@ class SqlDeliveryStore:
         """A cursor inside one write transaction that commits when the block exits."""
         raise NotImplementedError
 
+    def _delivery_read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads; by default inside a transaction of its own."""
+        return self._delivery_tx()
+
     def _sql(self, query: str) -> str:
         return query.replace("?", self._MARK)
 
     def _outbox_rows(self, query: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._delivery_tx() as cursor:
+        with self._delivery_read() as cursor:
             cursor.execute(self._sql(query), params)
             return list(cursor.fetchall())
 

@@ -190,6 +190,11 @@ class SqliteStore(SqlDeliveryStore):
                 raise
             conn.execute("COMMIT")
 
+    @contextmanager
+    def _delivery_read(self) -> Iterator[Cursor]:
+        # A reader: the catalog is read inside writers' transactions, which hold the lock.
+        yield self._reader().cursor()
+
     def save_credential(self, credential: ApiCredential) -> None:
         marks = ", ".join(["?"] * 9)
         with self._write_lock:
