@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import random
@@ -83,7 +84,7 @@ def receive(port: int, events: Synchronized[int], lags: Any, ready: Any) -> None
             self.send_header("content-length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet."""
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -92,7 +93,7 @@ def receive(port: int, events: Synchronized[int], lags: Any, ready: Any) -> None
 
 
 async def drive(args: argparse.Namespace, port: int, tally: Tally) -> float:
-    token = __import__("base64").b64encode(b"bench-key:bench-secret")
+    token = base64.b64encode(b"bench-key:bench-secret")
     head = (
         b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
         b"Authorization: Basic " + token + b"\r\n"
@@ -131,7 +132,7 @@ def main() -> None:
     receiver_port = free_port()
     config = work / "kindred.toml"
     config.write_text(config_text(receiver_port, args.batch_size))
-    events: Synchronized[int] = multiprocessing.Value("q", 0)  # type: ignore[assignment]
+    events: Synchronized[int] = multiprocessing.Value("q", 0)
     lags: Any = multiprocessing.Queue()
     ready = multiprocessing.Event()
     receiver = multiprocessing.Process(
