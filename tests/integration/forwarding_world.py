@@ -42,6 +42,13 @@ name = "web"
 source_type = "web"
 api_key = "web-key"
 
+[[accounts.workspaces.inputs]]
+name = "feed"
+source_type = "partner_feed"
+api_key = "feed-key"
+api_secret = "feed-secret"
+protection = "read_only"
+
 [forwarding.retry]
 base_s = 1
 max_delay_s = 60

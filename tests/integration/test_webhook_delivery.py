@@ -79,6 +79,22 @@ def test_batches_without_events_are_not_forwarded(world: World, receiver: Receiv
     assert receiver.requests == []
 
 
+def test_a_read_only_input_is_forwarded_as_received(tmp_path: Path, receiver: Receiver) -> None:
+    config = hook_config(receiver.url).replace('input = "server"', 'input = "feed"')
+    world = World(tmp_path, config + 'attributes_block = ["secret"]\n')
+    try:
+        world.send(batch("c9", "seen", tier="gold", secret="s"), input_name="feed")
+        assert world.container.store.get_profile(1) is None  # never applied
+        assert world.lane("to-hook").step() == 1
+        (message,) = receiver.unique()
+        assert message["user_attributes"] == {"tier": "gold"}
+        assert message["user_identities"] == {"customer_id": "c9"}
+        assert "mpid" not in message
+        assert message["source_info"]["channel"] == "partner"
+    finally:
+        world.close()
+
+
 def test_filters_ip_switch_and_consent_gate(tmp_path: Path, receiver: Receiver) -> None:
     settings = {
         "event_names_block": '["hidden"]',
@@ -229,6 +245,10 @@ output = "fast"
             for n in range(20):
                 world.send(batch("c1", f"e{n}"))
             assert len(fast.wait_for(20, timeout_s=5)) == 20
-            assert slow.unique() == []
+            # Meanwhile every request to the slow output hung past its timeout.
+            views = {v.name: v for v in world.container.deliveries.connections()}
+            assert views["to-hook"].delivered == 0
+            assert views["to-hook"].pending == 20
+            assert views["to-fast"].delivered == 20
         finally:
             world.close()

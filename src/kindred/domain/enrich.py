@@ -51,7 +51,7 @@ def consented(profile: Profile, workspace_id: int, purpose: str | None) -> bool:
 
 def enrich_batch(
     batch: dict[str, Any],
-    profile: Profile,
+    profile: Profile | None,
     *,
     workspace_id: int,
     connection: EventConnection,
@@ -62,31 +62,52 @@ def enrich_batch(
     historical: bool = False,
 ) -> dict[str, Any] | None:
     """The message for one event connection, or None when nothing of it may go there
-    (no events left after filtering, or the user did not consent)."""
-    if not consented(profile, workspace_id, connection.consent_purpose):
+    (no events left after filtering, or the user did not consent). Without a profile (a
+    read-only input's batch, never applied) the batch's own user data goes, filtered, and
+    a consent gate lets nothing through."""
+    if profile is None and connection.consent_purpose is not None:
+        return None
+    if profile is not None and not consented(profile, workspace_id, connection.consent_purpose):
         return None
     events = [e for e in (batch.get("events") or []) if _event_kept(e, connection)]
     if not events:
         return None
-    workspace = profile.workspaces.get(workspace_id)
-    out = {k: v for k, v in batch.items() if k not in _PROFILE_FIELDS}
+    out = dict(batch)
     out["events"] = [_filtered_event(e, connection) for e in events]
-    out["mpid"] = profile.mpid
     out["idempotency_key"] = key
     out["schema_version"] = 2
     out["timestamp_unixtime_ms"] = received_ms
     out["source_info"] = {"channel": channel, "is_historical": historical}
-    out["user_attributes"] = _attributes(workspace, connection)
+    if profile is None:
+        attributes = batch.get("user_attributes")
+        if isinstance(attributes, dict):
+            out["user_attributes"] = _kept_keys(attributes, connection)
+    else:
+        _from_profile(out, profile, profile.workspaces.get(workspace_id), connection)
+    ip = batch.get("ip") or client_ip or (profile.ip if profile else None)
+    out.pop("ip", None)
+    if connection.enrich_ip and ip:
+        out["ip"] = ip
+    return out
+
+
+def _from_profile(
+    out: dict[str, Any],
+    profile: Profile,
+    workspace: WorkspaceProfile | None,
+    connection: EventConnection,
+) -> None:
+    """The profile's view of the user in place of the batch's (ENR-1)."""
+    for name in _PROFILE_FIELDS:
+        out.pop(name, None)
+    out["mpid"] = profile.mpid
+    live = workspace.live_attributes() if workspace else {}
+    out["user_attributes"] = _kept_keys(live, connection)
     out["user_identities"] = [
         {"identity_type": t, "identity": e.value, "timestamp_unixtime_ms": e.first_seen_ms}
         for t, e in sorted(profile.user_identities.items())
     ]
     out["consent_state"] = _consent(workspace)
-    ip = batch.get("ip") or client_ip or profile.ip
-    out.pop("ip", None)
-    if connection.enrich_ip and ip:
-        out["ip"] = ip
-    return out
 
 
 def membership_batch(
@@ -195,13 +216,9 @@ def _filtered_event(event: dict[str, Any], connection: EventConnection) -> dict[
     return {**event, "data": {**data, "custom_attributes": kept}}
 
 
-def _attributes(
-    workspace: WorkspaceProfile | None, connection: EventConnection
-) -> dict[str, AttrValue]:
-    if workspace is None:
-        return {}
+def _kept_keys(attributes: dict[str, Any], connection: EventConnection) -> dict[str, Any]:
     allow, block = connection.attributes_allow, connection.attributes_block
-    return {k: v for k, v in workspace.live_attributes().items() if keep(k, allow, block)}
+    return {k: v for k, v in attributes.items() if keep(k, allow, block)}
 
 
 def _consent(workspace: WorkspaceProfile | None) -> dict[str, Any]:

@@ -111,12 +111,8 @@ class Renderer:
         profile: Profile | None,
         key: str,
     ) -> list[Message]:
-        if profile is None:
-            # A read-only input's batch (never applied), or a user erased since: the former
-            # goes as received, the latter not at all.
-            if row.mpid is not None:
-                return []
-            profile = Profile(mpid=0, scope="", created_ms=0, last_stored_ms=0)
+        if profile is None and row.mpid is not None:
+            return []  # the user was erased since: nothing of theirs goes out
         source = self._tenancy.input_named(row.source or "")
         channel = CHANNELS.get(source.source_type.value, "unknown") if source else "unknown"
         message = enrich_batch(
@@ -130,8 +126,6 @@ class Renderer:
             key=key,
             historical=row.historical,
         )
-        if message is not None and row.mpid is None:
-            message.pop("mpid", None)
         return [] if message is None else [message]
 
     def _profile(self, mpid: int | None) -> Profile | None:
