@@ -2,13 +2,14 @@
 from the stored profile and filtered, to a local webhook receiver (a process of its own),
 end to end.
 
-The load process sends realistic batches (10 events, ~3.6 KB) at a fixed arrival rate, open
-loop, for a number of users drawn at random; the server's event connection blocks one
-event name (2 of every 10 events), one custom-attribute key and the IP, and gates on a
-consent purpose every user has given. The output is a webhook with `batch_size` rows a
-request. Reported: enriched events/s arriving at the receiver while the load runs and over
-the whole run (first batch sent to last event received), how long the outbox took to
-drain after the load stopped, and the lag from the server's receipt to arrival.
+The load (bench/ingest.py's generator) sends realistic batches (10 events, ~3.6 KB) at a
+fixed arrival rate, open loop, for a number of users drawn at random; the server's event
+connection blocks one event name (2 of every 10 events), one custom-attribute key and the
+IP, and gates on a consent purpose every user has given. The output is a webhook with
+`batch_size` rows a request. Reported: enriched events/s arriving at the receiver while the
+load runs and over the whole run (first batch sent to last event received), how long the
+outbox took to drain after the load stopped, and the lag from the server's receipt to
+arrival.
 
     python bench/forwarding.py --rate 1500 --duration 30
 """
@@ -16,11 +17,8 @@ drain after the load stopped, and the lag from the server's receipt to arrival.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import json
 import multiprocessing
-import random
 import shutil
 import sys
 import tempfile
@@ -34,8 +32,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CONFIG, ServerProcess, batch_body, free_port, machine, percentile
-from bench.ingest import Tally, _connection
+from bench.common import CONFIG, ServerProcess, free_port, machine, percentile
+from bench.ingest import Tally, _drive
 
 FORWARDED_PER_BATCH = 8  # "Share" is blocked: 2 of the 10 events of every batch
 
@@ -92,33 +90,6 @@ def receive(port: int, events: Synchronized[int], lags: Any, ready: Any) -> None
     server.serve_forever()
 
 
-async def drive(args: argparse.Namespace, port: int, tally: Tally) -> float:
-    token = base64.b64encode(b"bench-key:bench-secret")
-    head = (
-        b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Authorization: Basic " + token + b"\r\n"
-    )
-    queue: asyncio.Queue[tuple[float, bytes, int] | None] = asyncio.Queue()
-    workers = [
-        asyncio.create_task(_connection(port, queue, tally, head)) for _ in range(args.connections)
-    ]
-    rng = random.Random(7)
-    total = int(args.rate * args.duration)
-    started = time.perf_counter()
-    now_ms = int(time.time() * 1000)
-    for n in range(total):
-        due = started + n / args.rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        user = rng.randrange(args.users)
-        queue.put_nowait((due, batch_body(user, seq=n, now_ms=now_ms), 10))
-    for _ in workers:
-        queue.put_nowait(None)
-    await asyncio.gather(*workers)
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=1500, help="batches a second offered")
@@ -127,6 +98,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=100, help="rows a webhook request")
     args = parser.parse_args()
+    args.returning = 1.0  # every batch from one of the `users` (bench.ingest's generator)
 
     work = Path(tempfile.mkdtemp(prefix="kindred-forwarding-"))
     receiver_port = free_port()
@@ -157,7 +129,7 @@ def run(
     tally = Tally()
     cpu_before = server.cpu_seconds()
     started = time.perf_counter()
-    sent_s = uvloop.run(drive(args, server.port, tally))
+    sent_s = uvloop.run(_drive(args, server.port, args.users, tally, seq_base=0))
     during = events.value
     accepted = tally.statuses.get(202, 0)
     expected = accepted * FORWARDED_PER_BATCH

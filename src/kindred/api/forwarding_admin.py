@@ -85,20 +85,7 @@ class ForwardingAdmin:
         self._check(request)
         limit = int(request.query_params.get("limit", "100"))
         found = self._c.deliveries.dead_letters(request.query_params.get("connection"), limit)
-        return _json(
-            [
-                {
-                    "id": d.id,
-                    "connection": d.delivery.connection,
-                    "kind": d.delivery.kind,
-                    "mpid": None if d.delivery.mpid is None else str(d.delivery.mpid),
-                    "created_ms": d.delivery.created_ms,
-                    "failed_ms": d.failed_ms,
-                    "error": d.error,
-                }
-                for d in found
-            ]
-        )
+        return _json(found)
 
     async def replay(self, request: Request) -> Response:
         self._check(request)

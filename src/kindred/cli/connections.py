@@ -59,20 +59,7 @@ def dead_letters(
     """Deliveries an output refused for good, oldest first."""
     with started(config_path, data_dir) as container:
         found = container.deliveries.dead_letters(connection, limit)
-        _echo(
-            [
-                {
-                    "id": d.id,
-                    "connection": d.delivery.connection,
-                    "kind": d.delivery.kind,
-                    "mpid": None if d.delivery.mpid is None else str(d.delivery.mpid),
-                    "created_ms": d.delivery.created_ms,
-                    "failed_ms": d.failed_ms,
-                    "error": d.error,
-                }
-                for d in found
-            ]
-        )
+        _echo(found)
 
 
 @connections.command("replay")

@@ -33,6 +33,7 @@ from kindred.services.forwarding import Catalog, MembershipNote
 
 __all__ = [
     "ConnectionView",
+    "DeadLetterView",
     "DeliveryAdmin",
     "DeliveryFailed",
     "DeliveryRunner",
@@ -257,6 +258,30 @@ class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
     retry_at_ms: int
 
 
+class DeadLetterView(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead letter as the admin API and CLI show it (MPIDs as strings)."""
+
+    id: int | None
+    connection: str
+    kind: str
+    mpid: str | None
+    created_ms: int
+    failed_ms: int
+    error: str
+
+
+def _dead_view(d: DeadLetter) -> DeadLetterView:
+    return DeadLetterView(
+        id=d.id,
+        connection=d.delivery.connection,
+        kind=d.delivery.kind,
+        mpid=None if d.delivery.mpid is None else str(d.delivery.mpid),
+        created_ms=d.delivery.created_ms,
+        failed_ms=d.failed_ms,
+        error=d.error,
+    )
+
+
 class DeliveryAdmin:
     """What operators do with connections: look, resume, inspect and replay dead letters."""
 
@@ -285,8 +310,8 @@ class DeliveryAdmin:
         log.info("%s resumed with %d pending", name, view.pending)
         return self._find(name)
 
-    def dead_letters(self, connection: str | None, limit: int) -> list[DeadLetter]:
-        return self._store.dead_letters(connection, limit)
+    def dead_letters(self, connection: str | None, limit: int) -> list[DeadLetterView]:
+        return [_dead_view(d) for d in self._store.dead_letters(connection, limit)]
 
     def replay(self, connection: str | None, ids: Sequence[int] | None) -> int:
         return self._store.replay_dead_letters(connection, ids)
