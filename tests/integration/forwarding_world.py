@@ -79,9 +79,12 @@ def batch(customer: str, *names: str, **attributes: Any) -> dict[str, Any]:
 
 
 class World:
-    def __init__(self, tmp: Path, extra_config: str) -> None:
+    def __init__(self, tmp: Path, extra_config: str, store_url: str | None = None) -> None:
+        """`store_url`: PostgreSQL instead of SQLite in the temporary directory (also for
+        worker processes started on the config file written here)."""
         config = tmp / "kindred.toml"
-        config.write_text(BASE_CONFIG + extra_config)
+        store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
+        config.write_text(BASE_CONFIG.replace("[org]", store + "[org]", 1) + extra_config)
         self.settings = load_settings(config, data_dir=str(tmp / "data"), env={})
         self.clock = FakeClock(NOW)
         self.container: Container = build(self.settings, clock=self.clock, mpids=SequentialMpids())

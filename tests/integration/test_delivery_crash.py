@@ -43,7 +43,9 @@ def worker(tmp: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def test_killed_worker_loses_nothing_and_keeps_per_user_order(tmp_path: Path) -> None:
+def test_killed_worker_loses_nothing_and_keeps_per_user_order(
+    tmp_path: Path, store_url: str | None
+) -> None:
     with receiving() as receiver:
         world = World(
             tmp_path,
@@ -63,6 +65,7 @@ name = "to-hook"
 input = "server"
 output = "hook"
 """,
+            store_url,
         )
         try:
             source = world.container.tenancy.input_named("server")

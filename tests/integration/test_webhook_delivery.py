@@ -39,8 +39,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def world(tmp_path: Path, receiver: Receiver) -> Iterator[World]:
-    w = World(tmp_path, hook_config(receiver.url))
+def world(tmp_path: Path, receiver: Receiver, store_url: str | None) -> Iterator[World]:
+    w = World(tmp_path, hook_config(receiver.url), store_url)
     yield w
     w.close()
 

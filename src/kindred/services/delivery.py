@@ -181,6 +181,9 @@ class Lane:
         state = self.state()
         if state.faulted_ms is not None or state.retry_at_ms > now:
             return 0
+        # Look before claiming: an idle poll is then a read, not a write transaction.
+        if not self._store.pending_deliveries(self.name, 1):
+            return 0
         if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
             return 0
         rows = self._store.pending_deliveries(self.name, self.output.batch_size)
