@@ -79,12 +79,11 @@ class Catalog:
         self._store = store
         self._tenancy = tenancy
         self._clock = clock
-        self._declared = declared
+        self._declared = self.check(declared)
         self._refresh_ms = refresh_ms
-        self._current = declared
+        self._current = self._declared
         self._loaded_ms: int | None = None
         self._lock = threading.Lock()
-        self.check(declared)
 
     def current(self) -> Definitions:
         now = self._clock.now_ms()

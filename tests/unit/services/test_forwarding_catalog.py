@@ -89,6 +89,15 @@ def test_bad_definitions_are_refused_naming_the_key(defs: Definitions, message: 
         catalog(defs)
 
 
+def test_declared_identity_types_are_made_canonical() -> None:
+    connection = AudienceConnection(
+        name="a", audience_id=1, output="hook", identity_types=["customerid", "IOS_IDFA"]
+    )
+    c = catalog(Definitions(outputs=[HOOK], audience_connections=[connection]))
+    (found,) = c.current().audience_connections
+    assert found.identity_types == ["customer_id", "ios_advertising_id"]
+
+
 def test_run_time_definitions_join_the_declared_ones() -> None:
     c = catalog(Definitions(outputs=[HOOK]))
     saved = c.save(
