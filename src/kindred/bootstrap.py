@@ -163,7 +163,7 @@ def build(
         deliveries=DeliveryAdmin(store, catalog, clock),
         delivery=DeliveryRunner(
             catalog,
-            _lane_factory(settings, store, tenancy, clock),
+            _lane_factory(settings, store, tenancy, clock, metrics),
             idle_s=settings.forwarding.idle_s,
         ),
         sweep=LifetimeSweep(
@@ -185,7 +185,7 @@ def _declared(settings: Settings) -> Definitions:
 
 
 def _lane_factory(
-    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock
+    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock, metrics: PrometheusMetrics
 ) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
     renderer = Renderer(store, tenancy)
     forwarding = settings.forwarding
@@ -204,6 +204,7 @@ def _lane_factory(
             jitter=random.random,
             owner=owner,
             lease_ms=int(forwarding.lease_s * 1000),
+            on_outcome=metrics.delivery,
         )
 
     return make_lane

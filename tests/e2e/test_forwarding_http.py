@@ -142,6 +142,16 @@ def test_a_fault_shows_over_the_admin_api_and_resume_sends_everything(
     assert resumed.status_code == 200
     received = receiver.wait_for(5, timeout_s=15)
     assert [m["events"][0]["data"]["event_name"] for m in received] == [f"e{n}" for n in range(5)]
+    deadline = time.monotonic() + 5  # the count follows the receiver's answer
+    outcomes: set[str] = set()
+    while time.monotonic() < deadline and not {"retry", "faulted", "sent"} <= outcomes:
+        metrics = httpx.get(f"{forwarding_server.url}/metrics", timeout=5).text
+        outcomes = {
+            line.split('outcome="')[1].split('"')[0]
+            for line in metrics.splitlines()
+            if line.startswith('kindred_forwarding_total{connection="server-to-hook"')
+        }
+    assert {"retry", "faulted", "sent"} <= outcomes
 
 
 def test_outputs_and_connections_made_through_the_admin_api(

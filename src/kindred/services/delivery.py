@@ -157,8 +157,12 @@ class Lane:
         jitter: Callable[[], float],
         owner: str,
         lease_ms: int = 30_000,
+        on_outcome: Callable[[str, str, int], None] | None = None,
     ) -> None:
+        """`on_outcome(connection, outcome, rows)`: told of every group sent (`sent`),
+        failed (`retry`, `faulted`) or refused (`dead_letter`)."""
         self.connection = connection
+        self._on_outcome = on_outcome or (lambda _c, _o, _n: None)
         self.output = output
         self._store = store
         self._renderer = renderer
@@ -204,6 +208,7 @@ class Lane:
             delivered=state.delivered + len(messages),
         )
         self._store.complete_deliveries(self.name, ids, done)
+        self._on_outcome(self.name, "sent", len(rows))
         return len(rows)
 
     def state(self) -> ConnectionState:
@@ -220,6 +225,7 @@ class Lane:
         if failure.permanent:
             log.warning("%s: %d rows refused for good: %s", self.name, len(ids), error)
             self._store.bury_deliveries(self.name, ids, error, now)
+            self._on_outcome(self.name, "dead_letter", len(ids))
             return len(ids)
         failures = state.failures + 1
         since = state.failing_since_ms if state.failing_since_ms is not None else now
@@ -238,6 +244,7 @@ class Lane:
                 last_error=error,
             )
         self._store.save_connection_state(changed)
+        self._on_outcome(self.name, "faulted" if changed.faulted_ms else "retry", len(ids))
         return 0
 
 
