@@ -83,7 +83,10 @@ class ForwardingAdmin:
 
     async def dead_letters(self, request: Request) -> Response:
         self._check(request)
-        limit = int(request.query_params.get("limit", "100"))
+        text = request.query_params.get("limit", "100")
+        if not text.isdigit():
+            raise InvalidBatch(f"limit {text!r} is not a whole number", "limit")
+        limit = int(text)
         found = self._c.deliveries.dead_letters(request.query_params.get("connection"), limit)
         return _json(found)
 
