@@ -33,7 +33,8 @@ from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
 from kindred.services.background import Periodic
 from kindred.services.credentials import CredentialRegistry, TokenService
-from kindred.services.delivery import DeliveryAdmin, DeliveryRunner, Lane, Renderer
+from kindred.services.delivery import DeliveryRunner, Lane, Renderer
+from kindred.services.delivery_admin import DeliveryAdmin
 from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
