@@ -220,6 +220,24 @@ def test_a_refused_group_goes_to_the_dead_letters_and_can_be_replayed(
     assert [m["events"][0]["data"]["event_name"] for m in receiver.unique()] == ["good", "bad"]
 
 
+def test_in_a_refused_group_only_the_refused_rows_become_dead_letters(
+    world: World, receiver: Receiver
+) -> None:
+    for n in range(4):
+        world.send(batch("c1", f"e{n}"))
+    # The group is refused, then each row alone: e1 is refused again, the others pass.
+    receiver.script.extend([Answer(400), Answer(200), Answer(400), Answer(200), Answer(200)])
+    assert world.lane("to-hook").step() == 4
+    assert [m["events"][0]["data"]["event_name"] for m in receiver.unique()] == [
+        "e0",
+        "e2",
+        "e3",
+    ]
+    (dead,) = world.container.deliveries.dead_letters("to-hook", 10)
+    assert "400" in dead.error
+    assert world.container.store.count_pending() == {}
+
+
 def test_a_hanging_output_does_not_hold_up_another(tmp_path: Path) -> None:
     with receiving() as slow, receiving() as fast:
         config = (

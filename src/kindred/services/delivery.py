@@ -180,23 +180,33 @@ class Lane:
         another process holds the connection)."""
         now = self._clock.now_ms()
         state = self.state()
-        if state.faulted_ms is not None or state.retry_at_ms > now:
-            return 0
-        # Look before claiming: an idle poll is then a read, not a write transaction.
-        if not self._store.pending_deliveries(self.name, 1):
-            return 0
-        if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
-            return 0
-        rows = self._store.pending_deliveries(self.name, self.output.batch_size)
+        rows = self._claim(state, now)
         if not rows:
             return 0
-        messages = [m for row in rows for m in self._renderer.render(self.connection, row)]
-        ids = [row.id for row in rows if row.id is not None]
         try:
-            if messages:
-                self._sink.send(messages)
+            return self._deliver(state, rows)
         except DeliveryFailed as failure:
-            return self._failed(state, ids, failure, now)
+            if failure.permanent and len(rows) > 1:
+                return self._one_by_one(rows, now)
+            return self._failed(state, _ids(rows), failure, now)
+
+    def _claim(self, state: ConnectionState, now: int) -> list[Delivery]:
+        """The rows to send now: none while faulted, backing off, idle, or held by
+        another process."""
+        if state.faulted_ms is not None or state.retry_at_ms > now:
+            return []
+        # Look before claiming: an idle poll is then a read, not a write transaction.
+        if not self._store.pending_deliveries(self.name, 1):
+            return []
+        if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
+            return []
+        return self._store.pending_deliveries(self.name, self.output.batch_size)
+
+    def _deliver(self, state: ConnectionState, rows: list[Delivery]) -> int:
+        """Send the rows' messages; remove the rows once the output took them."""
+        messages = [m for row in rows for m in self._renderer.render(self.connection, row)]
+        if messages:
+            self._sink.send(messages)
         done = msgspec.structs.replace(
             state,
             failures=0,
@@ -204,9 +214,24 @@ class Lane:
             retry_at_ms=0,
             delivered=state.delivered + len(messages),
         )
-        self._store.complete_deliveries(self.name, ids, done)
+        self._store.complete_deliveries(self.name, _ids(rows), done)
         self._on_outcome(self.name, "sent", len(rows))
         return len(rows)
+
+    def _one_by_one(self, rows: list[Delivery], now: int) -> int:
+        """A group refused for good: each row again on its own, so that only the rows the
+        output refuses go to the dead letters. A failure worth retrying stops the round
+        (nothing passes a row not yet through)."""
+        finished = 0
+        for row in rows:
+            state = self.state()
+            try:
+                finished += self._deliver(state, [row])
+            except DeliveryFailed as failure:
+                finished += self._failed(state, _ids([row]), failure, now)
+                if not failure.permanent:
+                    break
+        return finished
 
     def state(self) -> ConnectionState:
         return state_of(self._store, self.name)
@@ -243,6 +268,10 @@ class Lane:
         self._store.save_connection_state(changed)
         self._on_outcome(self.name, "faulted" if changed.faulted_ms else "retry", len(ids))
         return 0
+
+
+def _ids(rows: list[Delivery]) -> list[int]:
+    return [row.id for row in rows if row.id is not None]
 
 
 def state_of(store: Store, name: str) -> ConnectionState:
