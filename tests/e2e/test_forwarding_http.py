@@ -27,11 +27,20 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
 @pytest.fixture
 def forwarding_server(tmp_path: Path, receiver: Receiver) -> Iterator[Server]:
+    yield from _forwarding_server(tmp_path, receiver, workers=1)
+
+
+def _forwarding_server(tmp_path: Path, receiver: Receiver, workers: int) -> Iterator[Server]:
     config = tmp_path / "kindred.toml"
     config.write_text(
-        CONFIG.read_text()
+        CONFIG.read_text().replace("[server]\n", f"[server]\nworkers = {workers}\n", 1)
         + f"""
 [forwarding]
 idle_s = 0.05
@@ -57,8 +66,10 @@ attributes_block = ["password"]
     server = make_server(tmp_path)
     server.config = config
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def post(server: Server, body: dict[str, Any]) -> None:
@@ -103,6 +114,34 @@ def test_batches_over_http_arrive_enriched_at_a_webhook(
         }
         assert message["mpid"] == first["mpid"]
     assert receiver.requests[0]["headers"]["X-Token"] == "abc"
+
+
+def test_with_several_server_processes_one_sends_each_row_in_order(
+    tmp_path: Path, receiver: Receiver, workers: int
+) -> None:
+    for server in _forwarding_server(tmp_path, receiver, workers):
+        for n in range(60):
+            post(
+                server,
+                {
+                    "environment": "production",
+                    "user_identities": {"customer_id": f"multi-{n % 4}"},
+                    "events": [
+                        {
+                            "event_type": "custom_event",
+                            "data": {"event_name": str(n), "custom_event_type": "other"},
+                        }
+                    ],
+                },
+            )
+        received = receiver.wait_for(60, timeout_s=20)
+        assert len(receiver.messages) == 60  # one sender per connection: nothing twice
+        per_user: dict[int, list[int]] = {}
+        for message in received:
+            per_user.setdefault(message["mpid"], []).append(
+                int(message["events"][0]["data"]["event_name"])
+            )
+        assert [sorted(v) == v for v in per_user.values()] == [True] * 4
 
 
 def test_a_fault_shows_over_the_admin_api_and_resume_sends_everything(
