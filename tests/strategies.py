@@ -7,6 +7,8 @@ the same identity seen by two batches) often enough to exercise the interesting 
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import strategies as st
 
 from kindred.domain.identities import (
@@ -259,4 +261,19 @@ def profiles(draw: st.DrawFn, mpid: int = 42) -> Profile:
         },
         workspaces={WORKSPACE_ID: workspace},
         version=draw(st.integers(1, 5)),
+    )
+
+
+def criteria_trees(
+    leaves: st.SearchStrategy[dict[str, Any]], max_leaves: int
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Audience criteria documents: leaves combined with and / or / exclude."""
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(lambda items: {"and": items}),
+            st.lists(inner, min_size=1, max_size=3).map(lambda items: {"or": items}),
+            inner.map(lambda item: {"exclude": item}),
+        ),
+        max_leaves=max_leaves,
     )

@@ -154,7 +154,7 @@ def build(
             ttl_s=settings.oauth.token_ttl_s,
         ),
         profile_api=ProfileApiService(store, tenancy, clock),
-        audiences=AudienceService(store, audience_registry, clock),
+        audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
             writing, audience_registry, clock, chunk=settings.audiences.schedule_chunk

@@ -12,11 +12,11 @@ from typing import Protocol
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Profile
+from kindred.domain.profile import Membership, Profile
 
 __all__ = [
     "AudienceStore",
@@ -40,6 +40,7 @@ __all__ = [
     "RejectEntry",
     "RejectReader",
     "Secrets",
+    "SelectionPage",
     "Store",
     "UnitOfWork",
 ]
@@ -210,6 +211,21 @@ class UnitOfWork(Protocol):
         for this transaction as `expired_profiles` claims them."""
         ...
 
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
+    ) -> SelectionPage:
+        """Over the next `limit` profiles of the selection's scope from `from_mpid` on (by
+        MPID), make `held.audience_id`'s members exactly those the criteria admit: admitted
+        ones gain `held`, the others lose it; each change is appended to the membership log
+        at `held.since_ms` with the reason. Set-based, for audiences whose answer neither
+        time nor other audiences' changes move (the caller's to know)."""
+        ...
+
+    def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
+        """Every profile leaves the audience (deleted or deactivated), each exit logged;
+        returns how many left."""
+        ...
+
     def record_merge(self, entry: MergeEntry) -> None: ...
 
     def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
@@ -232,6 +248,11 @@ class UnitOfWork(Protocol):
 
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Add to the outbox (ENR-3), committed with everything else of the transaction."""
+        ...
+
+    def pending_memberships(self) -> list[MembershipChange]:
+        """Every membership change this transaction has appended to the log so far, by
+        whichever call (so that each one can be forwarded, BEY-5)."""
         ...
 
 
@@ -283,6 +304,15 @@ class CredentialStore(Protocol):
         ...
 
 
+class SelectionPage(msgspec.Struct, frozen=True, kw_only=True):
+    """What one page of `apply_selection` did: how many profiles it covered, the last MPID
+    covered (None: the scope has no more), and the membership changes."""
+
+    read: int
+    last_mpid: int | None
+    changes: list[MembershipChange]
+
+
 class MembershipCounts(msgspec.Struct, frozen=True, kw_only=True):
     entered: int = 0
     exited: int = 0
@@ -311,6 +341,11 @@ class AudienceStore(Protocol):
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
         """Enters and exits of an audience, in all and since an instant."""
+        ...
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        """The MPIDs, ascending and above `after_mpid`, of the selection's profiles its
+        criteria admit (memberships read as stored; merged profiles never match)."""
         ...
 
 

@@ -35,6 +35,7 @@ _TABLES = (
     "merges",
     "audiences",
     "membership_log",
+    "audience_members",
     "outbox",
     "dead_letters",
     "connection_states",

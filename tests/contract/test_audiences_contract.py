@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.parse import Catalog, parse_criteria
+from kindred.domain.profile import AttributeEntry, Membership, Profile, WorkspaceProfile
 from kindred.ports import MembershipCounts, Store
 
 __all__: list[str] = []
@@ -79,3 +83,94 @@ def test_membership_counts_add_up_enters_and_exits(store: Store) -> None:
     assert store.membership_counts(1, 150) == MembershipCounts(
         entered=2, exited=1, entered_since=1, exited_since=1, last_change_ms=300
     )
+
+
+def _profile(mpid: int, tier: str | None, *, scope: str = "a1", **more: Any) -> Profile:
+    attributes = (
+        {"tier": AttributeEntry(value=tier, priority=1, source="s", ts_ms=1)} if tier else {}
+    )
+    workspace = WorkspaceProfile(first_seen_ms=1, last_seen_ms=1, attributes=attributes)
+    return Profile(
+        mpid=mpid,
+        scope=scope,
+        created_ms=1,
+        last_stored_ms=1,
+        workspaces={1: workspace},
+        version=1,
+        **more,
+    )
+
+
+GOLD = Selection(
+    criteria=parse_criteria({"attribute": "tier", "op": "equals", "value": "gold"}, Catalog()),
+    scope="a1",
+    workspace_ids=frozenset({1}),
+    now_ms=500,
+)
+
+
+def test_memberships_are_kept_with_the_profile_and_follow_its_saves(store: Store) -> None:
+    held = Membership(audience_id=4, name="Gold", since_ms=5)
+    with store.unit_of_work() as uow:
+        uow.save_profile(_profile(1, "gold", memberships={4: held}))
+    stored = store.get_profile(1)
+    assert stored is not None
+    assert stored.memberships == {4: held}
+    with store.unit_of_work() as uow:
+        uow.save_profile(msgspec.structs.replace(stored, memberships={}, version=2))
+    assert store.get_profile(1) == msgspec.structs.replace(stored, memberships={}, version=2)
+    member = Selection(
+        criteria=parse_criteria({"audience": 4}, Catalog(audiences={4: frozenset()})),
+        scope="a1",
+        workspace_ids=frozenset({1}),
+        now_ms=500,
+    )
+    assert store.matching_profiles(member, -100, 10) == []
+
+
+def test_applying_a_selection_enters_and_removes_members_a_page_at_a_time(store: Store) -> None:
+    held = Membership(audience_id=9, name="Gold", since_ms=500)
+    stale = Membership(audience_id=9, name="Gold", since_ms=100)
+    with store.unit_of_work() as uow:
+        uow.save_profile(_profile(1, "gold"))
+        uow.save_profile(_profile(2, "silver", memberships={9: stale}))  # no longer admitted
+        uow.save_profile(_profile(3, "gold", memberships={9: stale}))  # stays, since kept
+        uow.save_profile(_profile(4, "gold", merged_into=1))  # a merged stub never matches
+        uow.save_profile(_profile(5, "gold", scope="b2"))  # another scope: untouched
+        uow.save_profile(_profile(6, "GOLD"))
+    with store.unit_of_work() as uow:
+        first = uow.apply_selection(GOLD, held, 1, 3, "backfill")
+    assert (first.read, first.last_mpid) == (3, 3)
+    assert sorted((c.mpid, c.entered) for c in first.changes) == [(1, True), (2, False)]
+    with store.unit_of_work() as uow:
+        second = uow.apply_selection(GOLD, held, 4, 3, "backfill")
+    assert (second.read, second.last_mpid) == (2, 6)
+    assert [(c.mpid, c.entered) for c in second.changes] == [(6, True)]
+    with store.unit_of_work() as uow:
+        assert uow.apply_selection(GOLD, held, 7, 3, "backfill").last_mpid is None
+    memberships = {m: p.memberships for m in range(1, 7) if (p := store.get_profile(m))}
+    assert memberships == {1: {9: held}, 2: {}, 3: {9: stale}, 4: {}, 5: {}, 6: {9: held}}
+    log = store.membership_log(audience_id=9, mpid=None, until_ms=1_000, limit=10)
+    assert sorted((c.mpid, c.entered, c.at_ms, c.reason) for c in log) == [
+        (1, True, 500, "backfill"),
+        (2, False, 500, "backfill"),
+        (6, True, 500, "backfill"),
+    ]
+
+
+def test_removing_an_audience_s_members_logs_each_exit(store: Store) -> None:
+    nine = Membership(audience_id=9, name="Gold", since_ms=5)
+    eight = Membership(audience_id=8, name="Other", since_ms=5)
+    with store.unit_of_work() as uow:
+        uow.save_profile(_profile(1, "gold", memberships={9: nine, 8: eight}))
+        uow.save_profile(_profile(2, "gold", memberships={8: eight}))
+        uow.save_profile(_profile(3, "gold", memberships={9: nine}))
+    with store.unit_of_work() as uow:
+        assert uow.remove_members(9, 700, "audience deleted") == 2
+    memberships = {m: p.memberships for m in (1, 2, 3) if (p := store.get_profile(m))}
+    assert memberships == {1: {8: eight}, 2: {8: eight}, 3: {}}
+    log = store.membership_log(audience_id=9, mpid=None, until_ms=1_000, limit=10)
+    assert sorted((c.mpid, c.entered, c.at_ms, c.reason) for c in log) == [
+        (1, False, 700, "audience deleted"),
+        (3, False, 700, "audience deleted"),
+    ]

@@ -115,3 +115,40 @@ def test_membership_changes_reach_audience_and_event_outputs(tmp_path: Path) -> 
             assert events[0]["user_attributes"]["tier"] == "bronze"
         finally:
             world.close()
+
+
+def test_backfill_and_deactivation_changes_are_forwarded_too(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with receiving() as hook:
+        world = World(tmp_path, config(out, hook.url))
+        try:
+            body = batch("c1", "x", tier="gold")
+            body["user_identities"]["email"] = "c1@example.com"
+            world.send(body)  # before the audience exists
+            audiences = world.container.audiences
+            audiences.create(
+                AudienceDef(
+                    name="Gold",
+                    workspaces=[1],
+                    criteria={"attribute": "tier", "op": "equals", "value": "gold"},
+                ),
+                created_by="test",
+            )
+            audiences.set_status(1, "active")  # the backfill finds c1
+            world.clock.advance(1000)
+            while world.container.audience_backfill.run():
+                world.clock.advance(1000)
+            audiences.set_status(1, "inactive")  # every member leaves
+            for lane in world.container.delivery.lanes():
+                while lane.step():
+                    pass
+                lane.release()
+            plain = [m for m in lines(out) if "user_attributes" not in m]
+            assert [(m["action"], m["identity"], m["audience_name"]) for m in plain] == [
+                ("add", "c1@example.com", "Gold"),
+                ("delete", "c1@example.com", "Gold"),
+            ]
+            names = [m["events"][0]["data"]["event_name"] for m in hook.unique()]
+            assert names == ["audience_entered", "audience_exited"]
+        finally:
+            world.close()

@@ -4,16 +4,17 @@ meets the criteria (it may let through more, never fewer)."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
-import msgspec
 from hypothesis import given, settings
 
 from kindred.audiences.evaluate import Subject, evaluate
 from kindred.audiences.parse import Catalog, parse_criteria
-from kindred.audiences.prefilter import Has, needles
-from kindred.domain.profile import Membership, Profile
+from kindred.audiences.prefilter import Held, needles
+from kindred.domain.profile import AttributeEntry, Membership, Profile, WorkspaceProfile
 from kindred.storage.codec import encode_profile
+from kindred.storage.sqlite import SqliteStore
 from kindred.storage.sqlite.setops import needle_sql
 from tests.strategies import TS_BASE, WORKSPACE_ID, profiles
 from tests.unit.audiences.test_compile import criteria, plays, with_plays
@@ -42,14 +43,32 @@ def test_no_matching_profile_is_filtered_out(
     assert passes(encode_profile(profile), needle_sql(wanted))
 
 
-def test_a_current_member_is_let_through() -> None:
+def test_a_current_member_is_let_through(tmp_path: Path) -> None:
+    """Memberships live beside the document: the pass asks audience_members."""
+    store = SqliteStore(tmp_path / "kindred.db")
+    store.migrate()
+    held = {12: Membership(audience_id=12, name="x", since_ms=1)}
+    with store.unit_of_work() as uow:
+        uow.save_profile(
+            Profile(mpid=1, scope="a1", created_ms=1, last_stored_ms=1, memberships=held, version=1)
+        )
+    for audience_id, expected in ((12, 1), (1, 0)):
+        sql, params = needle_sql(Held(audience_id))
+        with sqlite3.connect(tmp_path / "kindred.db") as conn:
+            found = conn.execute(f"SELECT count(*) FROM profiles WHERE {sql}", params).fetchone()
+        assert found[0] == expected
+    store.close()
+
+
+def test_a_value_equal_only_through_the_kelvin_sign_is_let_through() -> None:
+    """Python lowers the Kelvin sign to k; SQLite's LIKE does not: the pass allows for it."""
+    node = parse_criteria({"attribute": "tier", "op": "equals", "value": "king"}, Catalog())
+    entry = AttributeEntry(value="\u212aING", priority=1, source="s", ts_ms=1)
+    workspace = WorkspaceProfile(first_seen_ms=1, last_seen_ms=1, attributes={"tier": entry})
     profile = Profile(
-        mpid=1,
-        scope="a1",
-        created_ms=1,
-        last_stored_ms=1,
-        memberships={12: Membership(audience_id=12, name="x", since_ms=1)},
+        mpid=1, scope="a1", created_ms=1, last_stored_ms=1, workspaces={WORKSPACE_ID: workspace}
     )
-    assert passes(encode_profile(profile), needle_sql(Has('"audience_id":12,')))
-    assert not passes(encode_profile(profile), needle_sql(Has('"audience_id":1,')))
-    assert msgspec.json.decode(encode_profile(profile))["memberships"]["12"]["audience_id"] == 12
+    assert evaluate(node, Subject(profile, frozenset({WORKSPACE_ID}), TS_BASE))
+    wanted = needles(node)
+    assert wanted is not None
+    assert passes(encode_profile(profile), needle_sql(wanted))

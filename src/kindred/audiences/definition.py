@@ -6,7 +6,9 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["MAX_TAG_LENGTH", "AudienceDef", "AudienceStatus", "MembershipChange"]
+from kindred.audiences.ast import Node
+
+__all__ = ["MAX_TAG_LENGTH", "AudienceDef", "AudienceStatus", "MembershipChange", "Selection"]
 
 AudienceStatus = Literal["draft", "active", "inactive", "deleted"]
 MAX_TAG_LENGTH = 18
@@ -46,3 +48,13 @@ class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
     at_ms: int
     reason: str
     id: int | None = None
+
+
+class Selection(msgspec.Struct, frozen=True, kw_only=True):
+    """Which profiles of an identity scope an audience's criteria admit at an instant,
+    reading its workspaces: what a store answers with compiled SQL (audiences.sql)."""
+
+    criteria: Node
+    scope: str
+    workspace_ids: frozenset[int]
+    now_ms: int

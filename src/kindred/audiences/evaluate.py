@@ -9,7 +9,6 @@ now. A number written as a string ("342.1") compares as a number.
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,18 +31,25 @@ from kindred.audiences.ast import (
     MembershipCriterion,
     Node,
 )
+from kindred.audiences.definition import Selection
 from kindred.audiences.parse import parse_date
-from kindred.domain.profile import Profile, WorkspaceProfile
+from kindred.domain.profile import Device, Profile, WorkspaceProfile
 
 __all__ = [
     "DAY_MS",
+    "ISO_INSTANT",
     "LEAVES",
     "NEGATIVE",
+    "NUMERAL",
     "Subject",
+    "admits",
+    "device_field",
     "evaluate",
     "event_key",
     "instant",
     "matches",
+    "over_values",
+    "pattern_regex",
     "text",
 ]
 
@@ -71,6 +77,16 @@ def event_key(event_type: str, name: str | None) -> str:
     return event_type if name is None else f"{event_type}:{name.lower()}"
 
 
+def admits(selection: Selection, profile: Profile) -> bool:
+    """Whether the selection's criteria admit the profile, with its memberships as stored
+    (what compiled SQL answers for a stored profile)."""
+    if profile.merged_into is not None:
+        return False
+    memberships = dict.fromkeys(profile.memberships, True)
+    subject = Subject(profile, selection.workspace_ids, selection.now_ms, memberships)
+    return evaluate(selection.criteria, subject)
+
+
 def evaluate(node: Node, subject: Subject) -> bool:
     """Whether the profile meets the criteria."""
     if isinstance(node, All):
@@ -90,38 +106,51 @@ def _attribute(node: AttributeCriterion, subject: Subject) -> bool:
         for w in subject.workspaces()
         if node.key in w.attributes and not w.attributes[node.key].deleted
     ]
-    if not values:
-        return matches(node.test, None, subject.now_ms)
-    if node.test.op in NEGATIVE:
-        return all(matches(node.test, v, subject.now_ms) for v in values)
-    return any(matches(node.test, v, subject.now_ms) for v in values)
+    return over_values(node.test, values, subject.now_ms)
 
 
 def _identity(node: IdentityCriterion, subject: Subject) -> bool:
-    profile = subject.profile
-    value: object = None
-    entry = profile.user_identities.get(node.id_type)
+    """The user identity of the type when the profile has one; otherwise the device
+    identities of that type on its devices."""
+    entry = subject.profile.user_identities.get(node.id_type)
     if entry is not None:
-        value = entry.value
-    else:
-        for workspace in subject.workspaces():
-            for device in workspace.devices.values():
-                value = device.identities.get(node.id_type, value)
-    return matches(node.test, value, subject.now_ms)
+        return matches(node.test, entry.value, subject.now_ms)
+    values = [
+        device.identities[node.id_type]
+        for workspace in subject.workspaces()
+        for device in workspace.devices.values()
+        if node.id_type in device.identities
+    ]
+    return over_values(node.test, values, subject.now_ms)
 
 
 def _device(node: DeviceCriterion, subject: Subject) -> bool:
-    values: list[object] = []
-    for workspace in subject.workspaces():
-        for device in workspace.devices.values():
-            if node.field == "platform":
-                values.append(device.platform or device.info.get("platform"))
-            else:
-                values.append(device.info.get(node.field))
+    values = [
+        device_field(device, node.field)
+        for workspace in subject.workspaces()
+        for device in workspace.devices.values()
+    ]
+    return over_values(node.test, values, subject.now_ms)
+
+
+def device_field(device: Device, name: str) -> object:
+    """A device's field as criteria see it: the platform the batch named, else the one in
+    its device info."""
+    if name == "platform":
+        return device.platform or device.info.get("platform")
+    return device.info.get(name)
+
+
+def over_values(test: Condition, values: Iterable[object], now_ms: int) -> bool:
+    """A test over the values a profile holds for one fact (one per workspace, device ...):
+    a positive test holds when one value passes, a negative test when every value does;
+    with no value (None counts as none), the test of a missing value."""
     present = [v for v in values if v is not None]
-    if node.test.op == "not_exists":
-        return not present
-    return any(matches(node.test, v, subject.now_ms) for v in present)
+    if not present:
+        return matches(test, None, now_ms)
+    if test.op in NEGATIVE:
+        return all(matches(test, v, now_ms) for v in present)
+    return any(matches(test, v, now_ms) for v in present)
 
 
 def _consent(node: ConsentCriterion, subject: Subject) -> bool:
@@ -132,7 +161,8 @@ def _consent(node: ConsentCriterion, subject: Subject) -> bool:
             facts.append(fact)
     if node.state in ("exists", "not_exists"):
         return bool(facts) == (node.state == "exists")
-    newest = max(facts, key=lambda f: f.timestamp_ms) if facts else None
+    # The newest fact decides; on a tie between workspaces, "not consented" does.
+    newest = max(facts, key=lambda f: (f.timestamp_ms, not f.consented)) if facts else None
     return newest is not None and newest.consented == (node.state == "consented")
 
 
@@ -151,10 +181,7 @@ def _attribution(node: AttributionCriterion, subject: Subject) -> bool:
         for d in w.devices.values()
         if d.attribution is not None and not d.attribution.deleted
     ]
-    present = [v for v in values if v is not None]
-    if node.test.op == "not_exists":
-        return not present
-    return any(matches(node.test, v, subject.now_ms) for v in present)
+    return over_values(node.test, values, subject.now_ms)
 
 
 def _event(node: EventCriterion, subject: Subject) -> bool:
@@ -213,7 +240,7 @@ def _scalar_test(op: str, wanted: object, value: object, now_ms: int) -> bool:
 def _string_test(op: str, wanted: object, value: object) -> bool:
     stored, needle = text(value), text(wanted)
     if op == "pattern":
-        return _pattern(str(wanted)).match(stored) is not None
+        return _pattern(str(wanted)).fullmatch(stored) is not None
     if op in ("contains", "not_contains"):
         return (needle in stored) == (op == "contains")
     return (needle == stored) == (op == "equals")
@@ -225,15 +252,29 @@ def text(value: object) -> str:
     return str(value).lower()
 
 
+# A number written as text: plain decimal notation, an exponent of at most two digits (so
+# that every store reads the same numbers from the same text).
+NUMERAL = r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,2})?"
+_NUMERAL = re.compile(NUMERAL)
+# An ISO date or date-time; a time without an offset is UTC.
+ISO_INSTANT = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])?)?"
+)
+_ISO_INSTANT = re.compile(ISO_INSTANT)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_ONE_MS = datetime.timedelta(milliseconds=1)
+
+
 def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return float(value)
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
+    if isinstance(value, str) and _NUMERAL.fullmatch(value):
+        return float(value)
+    return None
 
 
 def _list_test(op: str, wanted: object, value: object) -> bool:
@@ -246,7 +287,12 @@ def _list_test(op: str, wanted: object, value: object) -> bool:
 
 @lru_cache(maxsize=1024)
 def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern.lower()), re.DOTALL)
+    return re.compile(pattern_regex(pattern.lower()), re.DOTALL)
+
+
+def pattern_regex(pattern: str) -> str:
+    """`*` any run of characters, `?` one character, everything else itself."""
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
 
 
 def _compare(op: str, wanted: object, value: object) -> bool:
@@ -268,17 +314,20 @@ def _compare(op: str, wanted: object, value: object) -> bool:
 
 
 def instant(value: object) -> int | None:
-    """A stored date: epoch milliseconds, or an ISO date or date-time (UTC unless it says)."""
+    """A stored date: epoch milliseconds, or an ISO date or date-time (UTC unless it says);
+    fractions of a millisecond are dropped (toward the past for ISO text)."""
     number = _number(value)
     if number is not None:
         return int(number)
+    if not isinstance(value, str) or not _ISO_INSTANT.fullmatch(value):
+        return None
     try:
-        moment = datetime.datetime.fromisoformat(str(value).strip())
-    except ValueError:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:  # a day or month that does not exist
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def _date(op: str, wanted: object, value: object, now_ms: int) -> bool:

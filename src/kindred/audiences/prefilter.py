@@ -18,7 +18,7 @@ from kindred.audiences.ast import (
 )
 from kindred.audiences.evaluate import event_key, text
 
-__all__ = ["Has", "Needles", "needles"]
+__all__ = ["Has", "Held", "Needles", "needles"]
 
 # Text that JSON writes as it is (no escapes), so a substring test on the document is exact.
 _PLAIN = re.compile(r"[A-Za-z0-9 _.@:$-]+")
@@ -37,8 +37,14 @@ class Has(tuple[str, bool]):
         return super().__new__(cls, (text, folded))
 
 
-# ("and", [...]) | ("or", [...]) | Has
-Needles = tuple[str, list["Needles"]] | Has
+class Held(int):
+    """The profile holds the membership of this audience (kept apart from the document)."""
+
+    __slots__ = ()
+
+
+# ("and", [...]) | ("or", [...]) | Has | Held
+Needles = tuple[str, list["Needles"]] | Has | Held
 
 
 def needles(node: Node) -> Needles | None:

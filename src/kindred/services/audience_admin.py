@@ -10,7 +10,7 @@ import msgspec
 from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef
 from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
-from kindred.ports import AudienceStore, Clock
+from kindred.ports import Clock, Store
 from kindred.services.audiences import AudienceRegistry, with_backfill
 
 __all__ = ["AudienceMetrics", "AudienceService"]
@@ -32,7 +32,7 @@ class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
 class AudienceService:
     """Managing definitions (AUD-1, AUD-10) and reading the membership log (AUD-12)."""
 
-    def __init__(self, store: AudienceStore, registry: AudienceRegistry, clock: Clock) -> None:
+    def __init__(self, store: Store, registry: AudienceRegistry, clock: Clock) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -81,7 +81,11 @@ class AudienceService:
             status=status,
             updated_ms=self._clock.now_ms(),
         )
-        return self._save(with_backfill(changed) if status == "active" else changed)
+        if status == "active":
+            return self._save(with_backfill(changed))
+        saved = self._save(changed)
+        self._remove_members(audience_id, "audience deactivated")
+        return saved
 
     def clone(self, audience_id: int) -> AudienceDef:
         current = self.get(audience_id)
@@ -103,7 +107,14 @@ class AudienceService:
         changed = msgspec.structs.replace(
             current, status="deleted", updated_ms=self._clock.now_ms()
         )
-        return self._save(changed)
+        saved = self._save(changed)
+        self._remove_members(audience_id, "audience deleted")
+        return saved
+
+    def _remove_members(self, audience_id: int, reason: str) -> None:
+        """Every member leaves at once (AUD-10), each exit in the log."""
+        with self._store.unit_of_work() as uow:
+            uow.remove_members(audience_id, self._clock.now_ms(), reason)
 
     def metrics(self, audience_id: int) -> AudienceMetrics:
         """Page metrics (AUD-6): size, adds and drops in the last 24 hours, volatility."""

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef
-from kindred.audiences.prefilter import Has, needles
+from kindred.audiences.definition import AudienceDef, Selection
+from kindred.audiences.prefilter import Held, needles
 from kindred.domain.profile import Profile
 from kindred.ports import Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
 from kindred.services.audiences import (
@@ -76,12 +76,14 @@ class AudienceBackfill:
         *,
         chunk: int = 500,
         chunks_per_run: int = 40,
+        set_chunk: int = 20_000,
     ) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
         self._chunk = chunk
         self._chunks_per_run = chunks_per_run
+        self._set_chunk = set_chunk
 
     def run(self) -> int:
         """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
@@ -106,13 +108,20 @@ class AudienceBackfill:
         start = INT64_MIN if audience.backfill_from is None else audience.backfill_from
         if saved_scope not in scopes:
             scope, start = _next_scope(scopes, saved_scope), INT64_MIN
+        # An audience that time does not move and no other audience nests is computed by
+        # the store in SQL, a page at a time; the others profile by profile.
+        set_based = not target.timed and affected == {target.id}
+        size = self._set_chunk if set_based else self._chunk
         evaluated = 0
         for _ in range(self._chunks_per_run):
             if scope is None:
                 break
-            count, last = self._chunk_once(scope, start, active, (affected, wanted))
+            if set_based:
+                count, last = self._select_once(target, scope, start)
+            else:
+                count, last = self._chunk_once(scope, start, active, (affected, wanted))
             evaluated += count
-            if count == self._chunk:
+            if count == size:
                 start = last + 1
             else:
                 scope, start = _next_scope(scopes, scope), INT64_MIN
@@ -137,6 +146,22 @@ class AudienceBackfill:
                 return len(page), page[-1].mpid if page else start
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: read the chunk again
+        return 0, start
+
+    def _select_once(self, target: CompiledAudience, scope: str, start: int) -> tuple[int, int]:
+        now = self._clock.now_ms()
+        selection = Selection(
+            criteria=target.node, scope=scope, workspace_ids=target.workspaces, now_ms=now
+        )
+        for _ in range(5):
+            try:
+                with self._store.unit_of_work() as uow:
+                    page = uow.apply_selection(
+                        selection, target.membership(now), start, self._set_chunk, "backfill"
+                    )
+                return page.read, page.last_mpid if page.last_mpid is not None else start
+            except ConcurrentUpdate:
+                continue  # a batch changed one of them meanwhile: select the page again
         return 0, start
 
     @staticmethod
@@ -181,7 +206,7 @@ def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Nee
     criteria = needles(target.node)
     if criteria is None:
         return None
-    return ("or", [criteria, Has(f'"audience_id":{target.id},')])
+    return ("or", [criteria, Held(target.id)])
 
 
 def _next_scope(scopes: Sequence[str], after: str) -> str | None:

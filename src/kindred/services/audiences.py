@@ -58,6 +58,10 @@ class CompiledAudience:
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self.definition.id)
 
+    def membership(self, since_ms: int) -> Membership:
+        """The membership a profile entering it at `since_ms` holds."""
+        return Membership(audience_id=self.id, name=_name(self.definition), since_ms=since_ms)
+
 
 class AudienceRegistry:
     def __init__(
@@ -226,9 +230,7 @@ def _set_membership(
     current: dict[int, Membership], audience: CompiledAudience, member: bool, now_ms: int
 ) -> None:
     if member:
-        current[audience.id] = Membership(
-            audience_id=audience.id, name=_name(audience.definition), since_ms=now_ms
-        )
+        current[audience.id] = audience.membership(now_ms)
     else:
         del current[audience.id]
 

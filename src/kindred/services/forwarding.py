@@ -288,7 +288,8 @@ def _has_events(body: bytes) -> bool:
 
 
 class _OutboxUnitOfWork:
-    """A unit of work that also writes the outbox rows of what it logs."""
+    """A unit of work that also writes the outbox rows of what it logs: a batch as it is
+    logged, membership changes all together just before commit."""
 
     def __init__(self, inner: UnitOfWork, router: Router) -> None:
         self._inner = inner
@@ -303,9 +304,10 @@ class _OutboxUnitOfWork:
         if rows:
             self._inner.enqueue_deliveries(rows)
 
-    def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
-        self._inner.append_memberships(changes)
-        rows = self._router.for_memberships(changes)
+    def before_commit(self) -> None:
+        """The rows of every membership change of the transaction, whichever call made it
+        (ingest, the scheduler, a backfill page, an audience removed)."""
+        rows = self._router.for_memberships(self._inner.pending_memberships())
         if rows:
             self._inner.enqueue_deliveries(rows)
 
@@ -323,4 +325,6 @@ class OutboxStore:
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._store.unit_of_work() as uow:
-            yield _OutboxUnitOfWork(uow, self._router)
+            outbox = _OutboxUnitOfWork(uow, self._router)
+            yield outbox  # a UnitOfWork by delegation (__getattr__)
+            outbox.before_commit()

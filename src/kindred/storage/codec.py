@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
-from kindred.domain.profile import Profile
+from kindred.domain.profile import Membership, Profile
 from kindred.ports import LogEntry, MembershipCounts, MergeEntry, RejectEntry
 
 __all__ = [
@@ -28,9 +28,12 @@ __all__ = [
     "membership_counts_of",
     "membership_of",
     "membership_row",
+    "membership_rows",
     "merge_of",
     "merge_row",
     "reject_row",
+    "stored_document",
+    "stored_profile",
 ]
 
 # Column order of the rows below; every SQL store inserts in this order.
@@ -61,6 +64,32 @@ def encode_profile(profile: Profile) -> bytes:
 
 def decode_profile(doc: bytes | str) -> Profile:
     return _DECODER.decode(doc)
+
+
+_MEMBERSHIPS = msgspec.json.Decoder(dict[int, Membership])
+
+
+def stored_document(profile: Profile) -> bytes:
+    """The profile as the profiles table keeps it: memberships live in audience_members."""
+    if profile.memberships:
+        profile = msgspec.structs.replace(profile, memberships={})
+    return _ENCODER.encode(profile)
+
+
+def stored_profile(doc: bytes | str, memberships: bytes | str | None) -> Profile:
+    """A profile read with its memberships (a JSON object by audience id, or NULL)."""
+    profile = _DECODER.decode(doc)
+    held = _MEMBERSHIPS.decode(memberships) if memberships else {}
+    if held != profile.memberships:
+        profile = msgspec.structs.replace(profile, memberships=held)
+    return profile
+
+
+def membership_rows(
+    writes: Iterable[tuple[int, Membership]],
+) -> list[tuple[object, ...]]:
+    """audience_members rows: (audience_id, mpid, name, since_ms, expires_ms)."""
+    return [(m.audience_id, mpid, m.name, m.since_ms, m.expires_ms) for mpid, m in writes]
 
 
 def log_row(entry: LogEntry) -> tuple[object, ...]:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.evaluate import admits
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Profile
+from kindred.domain.profile import Membership, Profile
 from kindred.ports import (
     ConcurrentUpdate,
     Delivery,
@@ -26,6 +27,7 @@ from kindred.ports import (
     MergeEntry,
     Needles,
     RejectEntry,
+    SelectionPage,
 )
 from kindred.storage.memory_outbox import DeliveryState, MemoryDeliveries
 
@@ -50,6 +52,10 @@ class _State:
 class _MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
+        self._first_membership = len(state.memberships)
+
+    def pending_memberships(self) -> list[MembershipChange]:
+        return self.state.memberships[self._first_membership :]
 
     def prefetch(
         self,
@@ -141,6 +147,47 @@ class _MemoryUnitOfWork:
         ]
         due.sort(key=lambda p: (p.audience_due_ms or 0, p.mpid))
         return due[:limit]
+
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
+    ) -> SelectionPage:
+        profiles = self.state.profiles
+        page = sorted(
+            m for m, p in profiles.items() if p.scope == selection.scope and m >= from_mpid
+        )[:limit]
+        changes = [
+            self._hold(mpid, held.audience_id, held if admitted else None, held.since_ms, reason)
+            for mpid in page
+            if (admitted := admits(selection, profiles[mpid]))
+            != (held.audience_id in profiles[mpid].memberships)
+        ]
+        self.append_memberships(changes)
+        return SelectionPage(read=len(page), last_mpid=page[-1] if page else None, changes=changes)
+
+    def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
+        profiles = self.state.profiles
+        changes = [
+            self._hold(mpid, audience_id, None, at_ms, reason)
+            for mpid in sorted(profiles)
+            if audience_id in profiles[mpid].memberships
+        ]
+        self.append_memberships(changes)
+        return len(changes)
+
+    def _hold(
+        self, mpid: int, audience_id: int, held: Membership | None, at_ms: int, reason: str
+    ) -> MembershipChange:
+        """The profile gains (`held`) or loses the membership, in a new version."""
+        profile = self.state.profiles[mpid]
+        memberships = {a: m for a, m in profile.memberships.items() if a != audience_id}
+        if held is not None:
+            memberships[audience_id] = held
+        self.state.profiles[mpid] = msgspec.structs.replace(
+            profile, memberships=memberships, version=profile.version + 1
+        )
+        return MembershipChange(
+            audience_id=audience_id, mpid=mpid, entered=held is not None, at_ms=at_ms, reason=reason
+        )
 
     def record_merge(self, entry: MergeEntry) -> None:
         self.state.merges.append(msgspec.structs.replace(entry, id=len(self.state.merges) + 1))
@@ -274,6 +321,16 @@ class MemoryStore(MemoryDeliveries):
             exited_since=sum(not c.entered and c.at_ms >= since_ms for c in mine),
             last_change_ms=max((c.at_ms for c in mine), default=None),
         )
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        found = []
+        for mpid in sorted(m for m in self._state.profiles if m > after_mpid):
+            profile = self._state.profiles[mpid]
+            if profile.scope == selection.scope and admits(selection, profile):
+                found.append(mpid)
+                if len(found) == limit:
+                    break
+        return found
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         found = [m for m in self._state.merges if mpid is None or mpid in (m.survivor, m.merged)]

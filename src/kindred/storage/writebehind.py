@@ -18,16 +18,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kindred.audiences.definition import MembershipChange
+from kindred.audiences.definition import MembershipChange, Selection
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Profile
-from kindred.ports import ConcurrentUpdate, Delivery, LogEntry, MergeEntry, Needles, RejectEntry
+from kindred.domain.profile import Membership, Profile
+from kindred.ports import (
+    ConcurrentUpdate,
+    Delivery,
+    LogEntry,
+    MergeEntry,
+    Needles,
+    RejectEntry,
+    SelectionPage,
+)
 from kindred.storage.codec import (
     LOG_INSERT_COLUMNS,
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
     log_row,
     membership_row,
+    membership_rows,
     merge_row,
     reject_row,
 )
@@ -67,6 +76,9 @@ class PendingWrites:
     repoints: list[tuple[int, int]] = field(default_factory=list)  # (log entry id, mpid)
     replays: list[tuple[int, int]] = field(default_factory=list)  # (reject id, time)
     memberships: list[MembershipChange] = field(default_factory=list)
+    # audience_members rows to remove (audience id, mpid) and to write (mpid, membership)
+    members_removed: list[tuple[int, int]] = field(default_factory=list)
+    members_written: list[tuple[int, Membership]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
 
 
@@ -116,6 +128,16 @@ def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[o
             [(ms, reject_id) for reject_id, ms in writes.replays],
         ),
         (
+            "DELETE FROM audience_members WHERE audience_id = ? AND mpid = ?",
+            list(writes.members_removed),
+        ),
+        (
+            "INSERT INTO audience_members (audience_id, mpid, name, since_ms, expires_ms)"
+            f" VALUES ({_marks(5)}) ON CONFLICT (mpid, audience_id) DO UPDATE SET"
+            " name = excluded.name, since_ms = excluded.since_ms, expires_ms = excluded.expires_ms",
+            membership_rows(writes.members_written),
+        ),
+        (
             "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
             f" VALUES ({_marks(5)})",
             [membership_row(c) for c in writes.memberships],
@@ -158,6 +180,17 @@ class SetOps(Protocol):
         claim_expired."""
         ...
 
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int
+    ) -> tuple[int, int | None, list[int], list[int]]:
+        """UnitOfWork.apply_selection on the audience_members rows: (profiles covered, last
+        MPID covered, MPIDs that entered, MPIDs that left)."""
+        ...
+
+    def remove_members(self, audience_id: int) -> list[int]:
+        """Delete the audience's audience_members rows; the MPIDs that held one."""
+        ...
+
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
         database not in the state this transaction read."""
@@ -171,6 +204,8 @@ class WriteBehindUnitOfWork:
         self._links: dict[ScopedKey, set[int]] = {}
         self._profiles: dict[int, Profile | None] = {}
         self._stored_version: dict[int, int] = {}
+        # The memberships each profile had when read (the audience_members rows to update).
+        self._stored_members: dict[int, dict[int, Membership]] = {}
         self._dirty: dict[int, Profile] = {}
         self._deleted: dict[int, int] = {}
         self._link_changes: dict[Link, bool] = {}
@@ -229,6 +264,34 @@ class WriteBehindUnitOfWork:
     def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
         return self._remember(self._ops.claim_due(before_ms, limit))
 
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
+    ) -> SelectionPage:
+        if self._profiles:
+            # Rows changed underneath profiles read here would be undone by their save.
+            raise RuntimeError("apply_selection runs in a unit of work of its own")
+        read, last, entered, left = self._ops.apply_selection(selection, held, from_mpid, limit)
+        at, audience_id = held.since_ms, held.audience_id
+        changes = [
+            MembershipChange(audience_id=audience_id, mpid=m, entered=e, at_ms=at, reason=reason)
+            for e, mpids in ((True, entered), (False, left))
+            for m in mpids
+        ]
+        self._writes.memberships.extend(changes)
+        return SelectionPage(read=read, last_mpid=last, changes=changes)
+
+    def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
+        if self._profiles:
+            raise RuntimeError("remove_members runs in a unit of work of its own")
+        left = self._ops.remove_members(audience_id)
+        self._writes.memberships.extend(
+            MembershipChange(
+                audience_id=audience_id, mpid=m, entered=False, at_ms=at_ms, reason=reason
+            )
+            for m in left
+        )
+        return len(left)
+
     def _remember(self, claimed: list[Profile]) -> list[Profile]:
         """Profiles read in bulk become this transaction's view of them (unless it has
         one already)."""
@@ -236,6 +299,7 @@ class WriteBehindUnitOfWork:
             if profile.mpid not in self._profiles:
                 self._profiles[profile.mpid] = profile
                 self._stored_version[profile.mpid] = profile.version
+                self._stored_members[profile.mpid] = profile.memberships
         return claimed
 
     # --- writes ------------------------------------------------------------------------
@@ -248,6 +312,9 @@ class WriteBehindUnitOfWork:
 
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         self._writes.deliveries.extend(deliveries)
+
+    def pending_memberships(self) -> list[MembershipChange]:
+        return list(self._writes.memberships)
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self._writes.replays.append((reject_id, now_ms))
@@ -314,7 +381,20 @@ class WriteBehindUnitOfWork:
                 writes.updates.append((profile, stored))
         for (scope, key, mpid), linked in self._link_changes.items():
             (writes.links if linked else writes.unlinks).append((scope, key, mpid))
+        self._member_writes(writes)
         self._ops.flush(writes)
+
+    def _member_writes(self, writes: PendingWrites) -> None:
+        """The audience_members rows of the profiles saved or deleted, as differences from
+        what they held when read."""
+        for mpid in self._dirty.keys() | self._deleted.keys():
+            before = self._stored_members.get(mpid, {})
+            saved = self._dirty.get(mpid)
+            after = saved.memberships if saved is not None else {}
+            if before == after:
+                continue
+            writes.members_removed.extend((a, mpid) for a in before if a not in after)
+            writes.members_written.extend((mpid, m) for a, m in after.items() if before.get(a) != m)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -340,6 +420,7 @@ class WriteBehindUnitOfWork:
                 profile = found.get(mpid)
                 self._profiles[mpid] = profile
                 self._stored_version[mpid] = 0 if profile is None else profile.version
+                self._stored_members[mpid] = {} if profile is None else profile.memberships
 
     def _fetch_requests(self, pairs: Sequence[tuple[str, str]]) -> None:
         missing = list(dict.fromkeys(p for p in pairs if p not in self._requests))

@@ -15,7 +15,7 @@ from kindred.audiences.parse import Catalog, parse_criteria
 from kindred.audiences.simplify import simplify
 from kindred.audiences.timing import next_change
 from kindred.domain.profile import Profile
-from tests.strategies import ATTRIBUTE_KEYS, TS_BASE, WORKSPACE_ID, profiles
+from tests.strategies import ATTRIBUTE_KEYS, TS_BASE, WORKSPACE_ID, criteria_trees, profiles
 
 _STRING_OPS = ["equals", "not_equals", "contains", "not_contains", "pattern"]
 _LIST_OPS = ["includes", "not_includes", "partial_match"]
@@ -69,15 +69,7 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per
     return doc
 
 
-criteria = st.recursive(
-    leaves(),
-    lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda items: {"and": items}),
-        st.lists(inner, min_size=1, max_size=3).map(lambda items: {"or": items}),
-        inner.map(lambda item: {"exclude": item}),
-    ),
-    max_leaves=6,
-)
+criteria = criteria_trees(leaves(), max_leaves=6)
 plays = st.lists(st.integers(TS_BASE - 4 * DAY_MS, TS_BASE), max_size=5).map(sorted)
 
 

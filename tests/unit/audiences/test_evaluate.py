@@ -45,6 +45,9 @@ PROFILE = Profile(
                 "vip": attr(True),
                 "genres": attr(["Jazz", "Soul"]),
                 "signup": attr("2026-11-01"),
+                "code": attr("a[1]"),
+                "grouped": attr("1_000"),
+                "stamp": attr("2026-11-01T23:30:00-01:00"),
                 "gone": AttributeEntry(value="x", priority=30, source="web", ts_ms=1, deleted=True),
             },
             gdpr={"marketing": ConsentFact(consented=True, timestamp_ms=NOW)},
@@ -93,6 +96,9 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     (a("pattern", "new*"), True),
     (a("pattern", "n?w york"), True),
     (a("pattern", "york*"), False),
+    (a("pattern", "new"), False),  # a pattern covers the whole value
+    (a("pattern", "a[1]", "code"), True),  # only * and ? are wildcards
+    (a("pattern", "a[0-9]]", "code"), False),
     # lists: includes / does not include a whole member; partial match within a member
     (a("includes", "jazz", "genres"), True),
     (a("includes", "jaz", "genres"), False),
@@ -106,6 +112,7 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     (a("between", [10, 12], "visits"), True),
     (a("between", [13, 20], "visits"), False),
     (a("gt", 1, "city"), False),  # not a number: no match
+    (a("gt", 1, "grouped"), False),  # only plain numerals count as numbers
     # presence, booleans
     (a("exists"), True),
     (a("exists", key="gone"), False),  # deleted
@@ -118,6 +125,7 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     (a("on", "2026-11-01", "signup"), True),
     (a("between_dates", ["2026-10-01", "2026-11-01"], "signup"), True),
     (a("before", "2026-11-02", "signup"), True),
+    (a("on", "2026-11-02", "stamp"), True),  # 23:30 at UTC-1 is 00:30 UTC the next day
     # recency in 24-hour days
     # (signed up 2026-11-01 00:00, now is 2026-11-22 12:00: 21.5 days ago)
     (a("within_last_days", 22, "signup"), True),
@@ -134,6 +142,9 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     ({"device": "platform", "op": "equals", "value": "ios"}, True),
     ({"device": "os_version", "op": "ge", "value": 17}, True),
     ({"device": "network_carrier", "op": "contains", "value": "veri"}, True),
+    ({"device": "network_carrier", "op": "not_contains", "value": "veri"}, False),
+    ({"device": "device_model", "op": "not_equals", "value": "x"}, True),  # none: negative holds
+    ({"identity": "ios_idfa", "op": "not_exists"}, True),
     ({"consent": "gdpr", "purpose": "Marketing", "state": "consented"}, True),
     ({"consent": "gdpr", "purpose": "analytics", "state": "not_exists"}, True),
     ({"consent": "ccpa", "state": "exists"}, False),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -180,7 +181,20 @@ def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
     assert exited.at_ms == NOW + 7 * 86_400_000 + 1
 
 
-def test_a_backfill_evaluates_existing_profiles_alongside_live_batches() -> None:
+GOLD = {"attribute": "tier", "op": "equals", "value": "gold"}
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        GOLD,  # computed by the store, a page at a time
+        # time moves this one: evaluated profile by profile
+        {"and": [GOLD, {"first_seen": "within_last_days", "value": 3650}]},
+    ],
+)
+def test_a_backfill_evaluates_existing_profiles_alongside_live_batches(
+    criteria: dict[str, Any],
+) -> None:
     store = MemoryStore()
     clock = FakeClock(NOW)
     registry = AudienceRegistry(store, TENANCY, clock)
@@ -198,12 +212,12 @@ def test_a_backfill_evaluates_existing_profiles_alongside_live_batches() -> None
         AudienceDef(
             name="Gold",
             workspaces=[1],
-            criteria={"attribute": "tier", "op": "equals", "value": "gold"},
+            criteria=criteria,
         )
     )
     service.set_status(gold.id, "active")
     assert service.metrics(gold.id).backfill_running
-    backfill = AudienceBackfill(store, registry, clock, chunk=5, chunks_per_run=1)
+    backfill = AudienceBackfill(store, registry, clock, chunk=5, chunks_per_run=1, set_chunk=5)
     assert backfill.run() == 5
     send("c0", "gold")  # live, while the backfill is under way (c0 is MPID 1: done already)
     send("c11", "silver")  # and one it has not reached yet

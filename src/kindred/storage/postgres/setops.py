@@ -14,16 +14,23 @@ from psycopg import errors
 from psycopg.abc import Params
 from psycopg.rows import TupleRow
 
+from kindred.audiences.definition import Selection
+from kindred.audiences.sql import to_sql
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Profile
+from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
 from kindred.storage.codec import (
-    decode_profile,
-    encode_profile,
+    stored_document,
+    stored_profile,
 )
 from kindred.storage.writebehind import PendingWrites, ScopedKey, row_writes
 
-__all__ = ["FIND_IDENTITIES", "PostgresSetOps", "retryable"]
+__all__ = [
+    "FIND_IDENTITIES",
+    "PROFILE_COLUMNS",
+    "PostgresSetOps",
+    "retryable",
+]
 
 _Connection = psycopg.Connection[TupleRow]
 
@@ -60,6 +67,15 @@ _KNOWN_REQUESTS = (
 _LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
 
 
+# A profile row as read: its document and its memberships (see codec.stored_profile).
+PROFILE_COLUMNS = (
+    "doc::text, (SELECT jsonb_object_agg(am.audience_id, jsonb_build_object("
+    "'audience_id', am.audience_id, 'name', am.name, 'since_ms', am.since_ms,"
+    " 'expires_ms', am.expires_ms)) FROM audience_members AS am"
+    " WHERE am.mpid = profiles.mpid)::text"
+)
+
+
 class PostgresSetOps:
     """The bulk operations of the write-behind unit of work: one round trip per read, one
     pipelined `executemany` per table at flush."""
@@ -81,9 +97,10 @@ class PostgresSetOps:
         return found
 
     def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
-        query = "SELECT doc::text FROM profiles WHERE mpid = ANY(%s::bigint[])"
+        query = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = ANY(%s::bigint[])"
         with retryable():
-            profiles = [decode_profile(doc) for (doc,) in self.conn.execute(query, (mpids,))]
+            rows = self.conn.execute(query, (mpids,)).fetchall()
+        profiles = [stored_profile(doc, held) for doc, held in rows]
         return {p.mpid: p for p in profiles}
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -93,12 +110,12 @@ class PostgresSetOps:
 
     def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         query = (
-            "SELECT doc::text FROM profiles WHERE scope = %s AND last_stored_ms < %s"
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE scope = %s AND last_stored_ms < %s"
             " ORDER BY last_stored_ms LIMIT %s FOR UPDATE SKIP LOCKED"
         )
         with retryable():
             rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
-        return [decode_profile(doc) for (doc,) in rows]
+        return [stored_profile(doc, held) for doc, held in rows]
 
     def page_profiles(
         self, scope: str, from_mpid: int, limit: int, needles: Needles | None
@@ -108,21 +125,21 @@ class PostgresSetOps:
         del needles
         query = (
             # `scope || ''`: walk the primary key in order, as SQLite's `+scope` does.
-            "SELECT doc::text FROM profiles WHERE (scope || '') = %s AND mpid >= %s"
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE (scope || '') = %s AND mpid >= %s"
             " ORDER BY mpid LIMIT %s FOR UPDATE"
         )
         with retryable():
             rows = self.conn.execute(query, (scope, from_mpid, limit)).fetchall()
-        return [decode_profile(doc) for (doc,) in rows]
+        return [stored_profile(doc, held) for doc, held in rows]
 
     def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
         query = (
-            "SELECT doc::text FROM profiles WHERE audience_due_ms <= %s"
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE audience_due_ms <= %s"
             " ORDER BY audience_due_ms LIMIT %s FOR UPDATE SKIP LOCKED"
         )
         with retryable():
             rows = self.conn.execute(query, (before_ms, limit)).fetchall()
-        return [decode_profile(doc) for (doc,) in rows]
+        return [stored_profile(doc, held) for doc, held in rows]
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         query = (
@@ -130,6 +147,73 @@ class PostgresSetOps:
         )
         with retryable():
             return [r[0] for r in self.conn.execute(query, (mpid, from_ms, to_ms))]
+
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int
+    ) -> tuple[int, int | None, list[int], list[int]]:
+        """As on SQLite, with the page's profiles locked first; the profiles whose
+        membership changed get a new version, so that a batch that read one before this
+        commits sees a concurrent update and evaluates it again."""
+        criteria = to_sql(
+            selection.criteria, "postgres", sorted(selection.workspace_ids), selection.now_ms
+        )
+        params = {
+            **criteria.params,
+            "scope": selection.scope,
+            "from": from_mpid,
+            "limit": limit,
+            "audience": held.audience_id,
+            "name": held.name,
+            "since": held.since_ms,
+        }
+        with retryable():
+            locked = self.conn.execute(
+                "SELECT mpid FROM profiles WHERE (scope || '') = %(scope)s"
+                " AND mpid >= %(from)s ORDER BY mpid LIMIT %(limit)s FOR UPDATE",
+                params,
+            ).fetchall()
+            if not locked:
+                return 0, None, [], []
+            last: int = locked[-1][0]
+            params["last"] = last
+            page = "scope = %(scope)s AND mpid >= %(from)s AND mpid <= %(last)s"
+            member = (
+                "EXISTS (SELECT 1 FROM audience_members AS m"
+                " WHERE m.audience_id = %(audience)s AND m.mpid = profiles.mpid)"
+            )
+            admitted = f"doc -> 'merged_into' IS NULL AND ({criteria.text})"
+            left = self.conn.execute(
+                "DELETE FROM audience_members WHERE audience_id = %(audience)s AND mpid IN"
+                " (SELECT m.mpid FROM audience_members AS m JOIN profiles"
+                " ON profiles.mpid = m.mpid WHERE m.audience_id = %(audience)s"
+                " AND m.mpid >= %(from)s AND m.mpid <= %(last)s AND profiles.scope = %(scope)s"
+                f" AND NOT ({admitted})) RETURNING mpid",
+                params,
+            ).fetchall()
+            entered = self.conn.execute(
+                "INSERT INTO audience_members (audience_id, mpid, name, since_ms)"
+                " SELECT %(audience)s, mpid, %(name)s, %(since)s FROM profiles"
+                f" WHERE {page} AND NOT {member} AND {admitted} RETURNING mpid",
+                params,
+            ).fetchall()
+            _bump_versions(self.conn, [m for (m,) in (*left, *entered)])
+        return (
+            len(locked),
+            last,
+            sorted(m for (m,) in entered),
+            sorted(m for (m,) in left),
+        )
+
+    def remove_members(self, audience_id: int) -> list[int]:
+        """With a new version for each profile that left (see apply_selection)."""
+        with retryable():
+            rows = self.conn.execute(
+                "DELETE FROM audience_members WHERE audience_id = %s RETURNING mpid",
+                (audience_id,),
+            ).fetchall()
+            left = sorted(m for (m,) in rows)
+            _bump_versions(self.conn, left)
+        return left
 
     def flush(self, writes: PendingWrites) -> None:
         with retryable(), self.conn.cursor() as cursor:
@@ -168,8 +252,19 @@ def _many(cursor: psycopg.Cursor[TupleRow], query: str, rows: Sequence[Params]) 
     return cursor.rowcount
 
 
+def _bump_versions(conn: psycopg.Connection[TupleRow], mpids: Sequence[int]) -> None:
+    """A new version for profiles whose memberships changed outside their document, so
+    that a transaction that read one before saves nothing stale (ConcurrentUpdate)."""
+    conn.execute(
+        "UPDATE profiles SET version = version + 1,"
+        " doc = jsonb_set(doc, '{version}', to_jsonb(version + 1))"
+        " WHERE mpid = ANY(%s::bigint[])",
+        (list(mpids),),
+    )
+
+
 def _doc(profile: Profile) -> str:
-    return _jsonb_text(encode_profile(profile))
+    return _jsonb_text(stored_document(profile))
 
 
 @contextmanager

@@ -13,7 +13,7 @@ come back equal, in another order).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,8 @@ import psycopg
 from psycopg.rows import TupleRow, kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.sql import to_sql
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -41,14 +42,14 @@ from kindred.storage.codec import (
     audience_of,
     credential_of,
     credential_row,
-    decode_profile,
     membership_counts_of,
     membership_of,
     merge_of,
+    stored_profile,
 )
 from kindred.storage.migrations import Migration, load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
-from kindred.storage.postgres.setops import FIND_IDENTITIES, PostgresSetOps
+from kindred.storage.postgres.setops import FIND_IDENTITIES, PROFILE_COLUMNS, PostgresSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
@@ -110,7 +111,7 @@ class PostgresStore(SqlDeliveryStore):
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
             yield cursor
 
-    def _rows(self, query: str, params: Sequence[Any]) -> list[TupleRow]:
+    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         try:
             with self._pool.connection(timeout=_READ_WAIT_S) as conn:
                 return conn.execute(query, params).fetchall()
@@ -148,8 +149,8 @@ class PostgresStore(SqlDeliveryStore):
             return bytes(row.fetchone()[0])  # type: ignore[index]  # inserted just above
 
     def get_profile(self, mpid: int) -> Profile | None:
-        rows = self._rows("SELECT doc::text FROM profiles WHERE mpid = %s", (mpid,))
-        return decode_profile(rows[0][0]) if rows else None
+        rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))
+        return stored_profile(rows[0][0], rows[0][1]) if rows else None
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._rows(
@@ -230,6 +231,18 @@ class PostgresStore(SqlDeliveryStore):
             (since_ms, since_ms, audience_id),
         )
         return membership_counts_of(rows[0] if rows else None)
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        criteria = to_sql(
+            selection.criteria, "postgres", sorted(selection.workspace_ids), selection.now_ms
+        )
+        rows = self._rows(
+            "SELECT mpid FROM profiles WHERE scope = %(scope)s AND mpid > %(after)s"
+            f" AND doc -> 'merged_into' IS NULL AND ({criteria.text})"
+            " ORDER BY mpid LIMIT %(limit)s",
+            {**criteria.params, "scope": selection.scope, "after": after_mpid, "limit": limit},
+        )
+        return [int(mpid) for (mpid,) in rows]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         where, params = (

@@ -7,19 +7,27 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from kindred.audiences.prefilter import Has
+from kindred.audiences.definition import Selection
+from kindred.audiences.prefilter import Has, Held, needles
+from kindred.audiences.sql import to_sql
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Profile
+from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
 from kindred.storage.codec import (
-    decode_profile,
-    encode_profile,
+    stored_document,
+    stored_profile,
 )
 from kindred.storage.writebehind import PendingWrites, ScopedKey, row_writes
 
-__all__ = ["SqliteSetOps", "needle_sql"]
+__all__ = ["PROFILE_COLUMNS", "SqliteSetOps", "needle_sql"]
 
 
+# A profile row as read: its document and its memberships (see codec.stored_profile).
+PROFILE_COLUMNS = (
+    "doc, (SELECT json_group_object(am.audience_id, json_object('audience_id', am.audience_id,"
+    " 'name', am.name, 'since_ms', am.since_ms, 'expires_ms', am.expires_ms))"
+    " FROM audience_members AS am WHERE am.mpid = profiles.mpid)"
+)
 _CHUNK = 400  # rows per statement: well inside SQLite's limit on bound variables
 
 
@@ -56,9 +64,11 @@ class SqliteSetOps:
         result: dict[int, Profile] = {}
         for chunk in _chunks(mpids):
             marks = ", ".join(["?"] * len(chunk))
-            rows = self.conn.execute(f"SELECT doc FROM profiles WHERE mpid IN ({marks})", chunk)
-            for (doc,) in rows:
-                profile = decode_profile(doc)
+            rows = self.conn.execute(
+                f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid IN ({marks})", chunk
+            )
+            for doc, held in rows:
+                profile = stored_profile(doc, held)
                 result[profile.mpid] = profile
         return result
 
@@ -78,11 +88,11 @@ class SqliteSetOps:
     def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         """The write transaction already excludes every other writer."""
         rows = self.conn.execute(
-            "SELECT doc FROM profiles WHERE scope = ? AND last_stored_ms < ?"
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE scope = ? AND last_stored_ms < ?"
             " ORDER BY last_stored_ms LIMIT ?",
             (scope, stored_before_ms, limit),
         )
-        return [decode_profile(doc) for (doc,) in rows]
+        return [stored_profile(doc, held) for doc, held in rows]
 
     def page_profiles(
         self, scope: str, from_mpid: int, limit: int, needles: Needles | None
@@ -90,18 +100,19 @@ class SqliteSetOps:
         matching, params = needle_sql(needles) if needles is not None else ("1", [])
         rows = self.conn.execute(
             # `+scope`: walk the primary key in order; the scope index would sort every row.
-            "SELECT doc FROM profiles WHERE +scope = ? AND mpid >= ?"
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE +scope = ? AND mpid >= ?"
             f" AND ({matching}) ORDER BY mpid LIMIT ?",
             (scope, from_mpid, *params, limit),
         )
-        return [decode_profile(doc) for (doc,) in rows]
+        return [stored_profile(doc, held) for doc, held in rows]
 
     def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
         rows = self.conn.execute(
-            "SELECT doc FROM profiles WHERE audience_due_ms <= ? ORDER BY audience_due_ms LIMIT ?",
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE audience_due_ms <= ?"
+            " ORDER BY audience_due_ms LIMIT ?",
             (before_ms, limit),
         )
-        return [decode_profile(doc) for (doc,) in rows]
+        return [stored_profile(doc, held) for doc, held in rows]
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         rows = self.conn.execute(
@@ -109,6 +120,64 @@ class SqliteSetOps:
             (mpid, from_ms, to_ms),
         )
         return [r[0] for r in rows]
+
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int
+    ) -> tuple[int, int | None, list[int], list[int]]:
+        """Two statements over the page: members the criteria no longer admit leave, then
+        profiles they admit that are not members enter. The writer transaction excludes
+        every other writer, so no profile changes between reading and writing."""
+        scope = selection.scope
+        read, last = self.conn.execute(
+            "SELECT count(*), max(mpid) FROM (SELECT mpid FROM profiles INDEXED BY"
+            " profiles_by_scope_mpid WHERE scope = ? AND mpid >= ? ORDER BY mpid LIMIT ?)",
+            (scope, from_mpid, limit),
+        ).fetchone()
+        if not read:
+            return 0, None, [], []
+        criteria = to_sql(
+            selection.criteria, "sqlite", sorted(selection.workspace_ids), selection.now_ms
+        )
+        prefilter, prefilter_params = _named(needles(selection.criteria))
+        params = {
+            **criteria.params,
+            **prefilter_params,
+            "scope": scope,
+            "from": from_mpid,
+            "last": last,
+            "audience": held.audience_id,
+            "name": held.name,
+            "since": held.since_ms,
+        }
+        page = "+scope = :scope AND mpid >= :from AND mpid <= :last"
+        member = (
+            "EXISTS (SELECT 1 FROM audience_members AS m"
+            " WHERE m.audience_id = :audience AND m.mpid = profiles.mpid)"
+        )
+        admitted = f"doc ->> '$.merged_into' IS NULL AND ({criteria.text})"
+        left = self.conn.execute(
+            # From the audience's members (few) to their profiles, not the other way round.
+            "DELETE FROM audience_members WHERE audience_id = :audience AND mpid IN"
+            " (SELECT m.mpid FROM audience_members AS m CROSS JOIN profiles"
+            " ON profiles.mpid = m.mpid WHERE m.audience_id = :audience"
+            " AND m.mpid >= :from AND m.mpid <= :last AND +profiles.scope = :scope"
+            f" AND NOT ({admitted})) RETURNING mpid",
+            params,
+        ).fetchall()
+        entered = self.conn.execute(
+            "INSERT INTO audience_members (audience_id, mpid, name, since_ms)"
+            " SELECT :audience, mpid, :name, :since FROM profiles"
+            f" WHERE {page} AND ({prefilter}) AND NOT {member} AND {admitted}"
+            " ORDER BY mpid RETURNING mpid",
+            params,
+        ).fetchall()
+        return read, last, sorted(m for (m,) in entered), sorted(m for (m,) in left)
+
+    def remove_members(self, audience_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "DELETE FROM audience_members WHERE audience_id = ? RETURNING mpid", (audience_id,)
+        )
+        return sorted(m for (m,) in rows)
 
     def flush(self, writes: PendingWrites) -> None:
         conn = self.conn
@@ -155,21 +224,35 @@ class SqliteSetOps:
 
 
 def _doc(profile: Profile) -> str:
-    return encode_profile(profile).decode()
+    return stored_document(profile).decode()
+
+
+def _named(found: Needles | None) -> tuple[str, dict[str, object]]:
+    """needle_sql with named placeholders (`:n0` ...), to sit beside other named ones."""
+    if found is None:
+        return "1", {}
+    sql, values = needle_sql(found)
+    parts = sql.split("?")
+    names = {f"n{i}": value for i, value in enumerate(values)}
+    return "".join(p + (f":n{i}" if i < len(values) else "") for i, p in enumerate(parts)), names
 
 
 def needle_sql(needles: Needles) -> tuple[str, list[object]]:
-    """The needles as a condition on the stored JSON text."""
+    """The needles as a condition on the stored JSON text (and memberships)."""
+    if isinstance(needles, Held):
+        return (
+            "EXISTS (SELECT 1 FROM audience_members AS held"
+            " WHERE held.audience_id = ? AND held.mpid = profiles.mpid)",
+            [int(needles)],
+        )
     if isinstance(needles, Has):
         text, folded = needles
-        return (
-            ("instr(lower(doc), ?) > 0", [text.lower()])
-            if folded
-            else (
-                "instr(doc, ?) > 0",
-                [text],
-            )
-        )
+        if not folded:
+            return "instr(doc, ?) > 0", [text]
+        # LIKE folds ASCII letters only. Python's lower() makes ASCII of one other letter,
+        # the Kelvin sign (K -> k), so a text with a k also lets that through.
+        kelvin = " OR instr(doc, '\u212a') > 0" if "k" in text.lower() else ""
+        return f"(doc LIKE ?{kelvin})", [f"%{text}%"]
     joiner, parts = needles
     rendered = [needle_sql(part) for part in parts]
     sql = f" {joiner.upper()} ".join(f"({part})" for part, _ in rendered)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.sql import to_sql
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -32,14 +33,15 @@ from kindred.storage.codec import (
     audience_of,
     credential_of,
     credential_row,
-    decode_profile,
     membership_counts_of,
     membership_of,
     merge_of,
+    stored_profile,
 )
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
-from kindred.storage.sqlite.setops import SqliteSetOps
+from kindred.storage.sqlite.functions import register_functions
+from kindred.storage.sqlite.setops import PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
@@ -126,6 +128,7 @@ class SqliteStore(SqlDeliveryStore):
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA cache_size = -16384")  # readers: 16 MB each
         conn.execute("PRAGMA foreign_keys = OFF")
+        register_functions(conn)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -224,13 +227,13 @@ class SqliteStore(SqlDeliveryStore):
         try:
             row = (
                 self._reader()
-                .execute("SELECT doc FROM profiles WHERE mpid = ?", (mpid,))
+                .execute(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = ?", (mpid,))
                 .fetchone()
             )
         except sqlite3.OperationalError as exc:
             # Busy past the timeout, or the disk failing: tell the caller to retry (503).
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
-        return None if row is None else decode_profile(row[0])
+        return None if row is None else stored_profile(row[0], row[1])
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._reader().execute(
@@ -301,6 +304,19 @@ class SqliteStore(SqlDeliveryStore):
             self._reader().execute(_COUNT_MEMBERSHIPS, (since_ms, since_ms, audience_id)).fetchone()
         )
         return membership_counts_of(row)
+
+    def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:
+        criteria = to_sql(
+            selection.criteria, "sqlite", sorted(selection.workspace_ids), selection.now_ms
+        )
+        rows = self._reader().execute(
+            # `+scope`: walk the primary key in order; the scope index would sort every row.
+            "SELECT mpid FROM profiles WHERE +scope = :scope AND mpid > :after"
+            f" AND doc ->> '$.merged_into' IS NULL AND ({criteria.text})"
+            " ORDER BY mpid LIMIT :limit",
+            {**criteria.params, "scope": selection.scope, "after": after_mpid, "limit": limit},
+        )
+        return [mpid for (mpid,) in rows]
 
     def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
         rows = self._reader().execute(

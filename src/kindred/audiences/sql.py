@@ -1,0 +1,423 @@
+"""Criteria compiled to SQL (AUD engine shape): a condition over a stored profile row
+(`profiles`: `doc` and `created_ms`; memberships from `audience_members`) that selects
+exactly the profiles `evaluate` admits at one instant, for the audience's workspaces, with
+memberships as stored. The backfill runs it over all profiles at once.
+
+Both dialects walk the stored JSON document the same way (one value per workspace, the
+devices of each workspace, the event times of a key); they differ in how a single stored
+value is tested. SQLite calls the evaluator's own `matches` as an SQL function
+(`kindred_test`, registered on every connection), so values test the same by construction.
+PostgreSQL tests values with SQL and three helper functions its migrations create
+(`kindred_text`, `kindred_number`, `kindred_instant`), which follow the same rules: the same
+numerals and ISO instants, lower-cased text, `*`/`?` patterns. Where PostgreSQL's text of a
+stored number differs from Python's (exponent forms such as 1e-05, beyond 15 significant
+digits), string operators on such numbers may answer differently there.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import msgspec
+
+from kindred.audiences.ast import (
+    All,
+    AnyOf,
+    AttributeCriterion,
+    AttributionCriterion,
+    Condition,
+    ConsentCriterion,
+    Const,
+    DeviceCriterion,
+    EventCriterion,
+    Exclude,
+    FirstSeenCriterion,
+    IdentityCriterion,
+    MembershipCriterion,
+    Node,
+)
+from kindred.audiences.evaluate import DAY_MS, NEGATIVE, event_key, matches, text
+from kindred.audiences.parse import parse_date
+
+__all__ = ["Dialect", "SqlCondition", "encode_test", "to_sql"]
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+class SqlCondition(NamedTuple):
+    """A boolean SQL expression over `profiles` and the values its placeholders take."""
+
+    text: str
+    params: dict[str, object]
+
+
+def to_sql(node: Node, dialect: Dialect, workspace_ids: Sequence[int], now_ms: int) -> SqlCondition:
+    builder: _Builder = _Sqlite(now_ms) if dialect == "sqlite" else _Postgres(now_ms)
+    workspaces = tuple(str(w) for w in sorted(workspace_ids))
+    condition = builder.node(node, workspaces)
+    return SqlCondition(condition, builder.params)
+
+
+def encode_test(test: Condition, now_ms: int) -> str:
+    """How `kindred_test` receives a test: its JSON with the instant it is evaluated at."""
+    return msgspec.json.encode([test.op, test.value, now_ms]).decode()
+
+
+# A source of values for one fact: ("one", expr) is a single JSON value or NULL;
+# ("rows", from, value) the values `value` takes over the rows of `from`; ("tested", expr)
+# a condition that already holds exactly when the source passes (absent values included).
+Source = (
+    tuple[Literal["one"], str] | tuple[Literal["rows"], str, str] | tuple[Literal["tested"], str]
+)
+
+
+class _Builder(ABC):
+    true = "1"
+    false = "0"
+
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        self.params: dict[str, object] = {}
+
+    def bind(self, value: object) -> str:
+        """A named placeholder for the value (named, so that an expression holding it may
+        appear more than once)."""
+        name = f"k{len(self.params)}"
+        self.params[name] = value
+        return self.placeholder.format(name)
+
+    placeholder = ":{}"
+
+    # --- the tree -------------------------------------------------------------------
+
+    def node(self, node: Node, ws: tuple[str, ...]) -> str:  # noqa: PLR0911 - one per kind
+        if isinstance(node, All | AnyOf):
+            joiner = " AND " if isinstance(node, All) else " OR "
+            return "(" + joiner.join(self.node(item, ws) for item in node.items) + ")"
+        if isinstance(node, Exclude):
+            return f"(NOT {self.node(node.item, ws)})"
+        if isinstance(node, Const):
+            return self.true if node.value else self.false
+        if isinstance(node, AttributeCriterion):
+            return self.over(node.test, [self.attribute(w, node.key, node.test) for w in ws])
+        if isinstance(node, IdentityCriterion):
+            return self.identity(node, ws)
+        if isinstance(node, DeviceCriterion):
+            return self.over(node.test, [self.device_values(w, node.field) for w in ws])
+        if isinstance(node, AttributionCriterion):
+            return self.over(node.test, [self.attribution_values(w, node.field) for w in ws])
+        if isinstance(node, ConsentCriterion):
+            return self.consent(node, ws)
+        if isinstance(node, FirstSeenCriterion):
+            return self.test(node.test, self.created())
+        if isinstance(node, MembershipCriterion):
+            held = (
+                "EXISTS (SELECT 1 FROM audience_members AS held WHERE held.audience_id ="
+                f" {self.bind(node.audience_id)} AND held.mpid = profiles.mpid)"
+            )
+            return f"({held})" if node.member else f"(NOT {held})"
+        return self.event(node)
+
+    def over(self, test: Condition, sources: Sequence[Source]) -> str:
+        """`evaluate.over_values` in SQL: a positive test passes on one present value, a
+        negative test on every one; with none, the answer for a missing value."""
+        if not sources:
+            return self.true if matches(test, None, self.now_ms) else self.false
+        negative = test.op in NEGATIVE
+        parts = []
+        for source in sources:
+            if source[0] == "tested":
+                parts.append(source[1])
+            elif source[0] == "one":
+                value = source[1]
+                parts.append(
+                    f"({value} IS NULL OR {self.test(test, value)})"
+                    if negative
+                    else f"({value} IS NOT NULL AND {self.test(test, value)})"
+                )
+            else:
+                _, rows, value = source
+                if negative:
+                    parts.append(
+                        f"(NOT EXISTS (SELECT 1 FROM {rows} WHERE {value} IS NOT NULL"
+                        f" AND NOT {self.test(test, value)}))"
+                    )
+                else:
+                    parts.append(
+                        f"(EXISTS (SELECT 1 FROM {rows} WHERE {value} IS NOT NULL"
+                        f" AND {self.test(test, value)}))"
+                    )
+        return "(" + (" AND " if negative else " OR ").join(parts) + ")"
+
+    def identity(self, node: IdentityCriterion, ws: tuple[str, ...]) -> str:
+        user = self.at(("user_identities", node.id_type, "value"))
+        devices = [self.device_identities(w, node.id_type) for w in ws]
+        return (
+            f"(CASE WHEN {user} IS NOT NULL THEN {self.test(node.test, user)}"
+            f" ELSE {self.over(node.test, devices)} END)"
+        )
+
+    def consent(self, node: ConsentCriterion, ws: tuple[str, ...]) -> str:
+        facts = [
+            self.at(("workspaces", w, "gdpr", node.purpose or ""))
+            if node.regime == "gdpr"
+            else self.at(("workspaces", w, "ccpa"))
+            for w in ws
+        ]
+        if not facts:
+            return self.true if node.state == "not_exists" else self.false
+        if node.state in ("exists", "not_exists"):
+            present = " OR ".join(f"{f} IS NOT NULL" for f in facts)
+            return f"({present})" if node.state == "exists" else f"(NOT ({present}))"
+        return self.newest_consent(facts, node.state == "consented")
+
+    def newest_consent(self, facts: list[str], consented: bool) -> str:
+        """Whether the newest fact says `consented`; on a tie, "not consented" wins."""
+        options = []
+        for fact in facts:
+            ts, agrees = self.fact_time(fact), self.fact_consented(fact, consented)
+            beaten = []
+            for other in facts:
+                if other is fact:
+                    continue
+                other_ts = self.fact_time(other)
+                if consented:  # a tie with a "not consented" fact loses
+                    beats = (
+                        f"({other_ts} > {ts} OR ({other_ts} = {ts}"
+                        f" AND {self.fact_consented(other, False)}))"
+                    )
+                else:
+                    beats = f"({other_ts} > {ts})"
+                beaten.append(f"({other} IS NOT NULL AND {beats})")
+            newest = " AND ".join(f"NOT {b}" for b in beaten) or self.true
+            options.append(f"({fact} IS NOT NULL AND {agrees} AND {newest})")
+        return "(" + " OR ".join(options) + ")"
+
+    def event(self, node: EventCriterion) -> str:
+        since = self.now_ms - node.within_days * DAY_MS if node.within_days else None
+        count = self.count_times(event_key(node.event_type, node.name), since, self.now_ms)
+        op = {"at_least": ">=", "at_most": "<=", "exactly": "="}[node.count_op]
+        return f"({count} {op} {self.bind(node.count)})"
+
+    # --- where values are -------------------------------------------------------------
+
+    def attribute(self, ws: str, key: str, test: Condition) -> Source:
+        del test  # tested by `over`
+        entry = ("workspaces", ws, "attributes", key)
+        deleted = self.at((*entry, "deleted"))
+        return ("one", f"(CASE WHEN {deleted} IS NULL THEN {self.at((*entry, 'value'))} END)")
+
+    def _devices(self, ws: str) -> str:
+        return self.each(self.at(("workspaces", ws, "devices")))
+
+    def device_values(self, ws: str, field: str) -> Source:
+        info = self.at(("info", field), "d.value")
+        if field != "platform":
+            return ("rows", self._devices(ws), info)
+        empty = self.json_text('""')
+        named = f"nullif({self.at(('platform',), 'd.value')}, {empty})"
+        return ("rows", self._devices(ws), f"coalesce({named}, {info})")
+
+    def device_identities(self, ws: str, id_type: str) -> Source:
+        return ("rows", self._devices(ws), self.at(("identities", id_type), "d.value"))
+
+    def attribution_values(self, ws: str, field: str) -> Source:
+        deleted = self.at(("attribution", "deleted"), "d.value")
+        value = self.at(("attribution", field), "d.value")
+        return ("rows", self._devices(ws), f"(CASE WHEN {deleted} IS NULL THEN {value} END)")
+
+    # --- dialect parts ----------------------------------------------------------------
+
+    @abstractmethod
+    def at(self, path: tuple[str, ...], base: str = "doc") -> str:
+        """The JSON value at the path under `base`, NULL when absent or JSON null."""
+
+    @abstractmethod
+    def each(self, container: str) -> str:
+        """The rows `d(key, value)` of a JSON object's entries."""
+
+    @abstractmethod
+    def json_text(self, literal: str) -> str:
+        """A JSON value written in SQL, to compare stored values with."""
+
+    @abstractmethod
+    def fact_time(self, fact: str) -> str: ...
+
+    @abstractmethod
+    def fact_consented(self, fact: str, consented: bool) -> str: ...
+
+    @abstractmethod
+    def count_times(self, key: str, since: int | None, until: int) -> str: ...
+
+    @abstractmethod
+    def created(self) -> str: ...
+
+    @abstractmethod
+    def test(self, test: Condition, value: str) -> str:
+        """Whether one present stored value passes the test (never NULL)."""
+
+
+class _Sqlite(_Builder):
+    """JSON as text, read with `->`; values tested by the evaluator itself."""
+
+    def at(self, path: tuple[str, ...], base: str = "doc") -> str:
+        if not any('"' in segment for segment in path):
+            return f"nullif({base} -> {self.bind(_path(path))}, 'null')"
+        # SQLite's JSON paths cannot spell a key holding a double quote: step to it.
+        cut = next(i for i, s in enumerate(path) if '"' in s)
+        parent = self.at(path[:cut], base) if cut else base
+        child = (
+            f"(SELECT CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
+            f" WHEN 'null' THEN NULL WHEN 'object' THEN j.value WHEN 'array' THEN j.value"
+            f" ELSE json_quote(j.value) END FROM json_each({parent}) AS j"
+            f" WHERE j.key = {self.bind(path[cut])})"
+        )
+        return self.at(path[cut + 1 :], child) if cut + 1 < len(path) else child
+
+    def attribute(self, ws: str, key: str, test: Condition) -> Source:
+        """The whole entry to one function call: one read of the document, not four."""
+        entry = self.at(("workspaces", ws, "attributes", key))
+        return ("tested", f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {entry})")
+
+    def each(self, container: str) -> str:
+        return f"json_each({container}) AS d"
+
+    def json_text(self, literal: str) -> str:
+        return f"'{literal}'"
+
+    def fact_time(self, fact: str) -> str:
+        return f"({fact} ->> '$.timestamp_ms')"
+
+    def fact_consented(self, fact: str, consented: bool) -> str:
+        return f"(({fact} ->> '$.consented') = {1 if consented else 0})"
+
+    def count_times(self, key: str, since: int | None, until: int) -> str:
+        times = self.at(("event_times", key))
+        low = "" if since is None else f"t.value >= {self.bind(since)} AND "
+        return (
+            f"(SELECT count(*) FROM json_each({times}) AS t"
+            f" WHERE {low}t.value <= {self.bind(until)})"
+        )
+
+    def created(self) -> str:
+        return "created_ms"
+
+    def test(self, test: Condition, value: str) -> str:
+        return f"kindred_test({self.bind(encode_test(test, self.now_ms))}, {value})"
+
+
+def _path(path: tuple[str, ...]) -> str:
+    return "$" + "".join(f'."{segment}"' for segment in path)
+
+
+class _Postgres(_Builder):
+    """JSONB, read with `#>`; values tested in SQL by the rules of `evaluate.matches`."""
+
+    true = "TRUE"
+    false = "FALSE"
+    placeholder = "%({})s"
+
+    def at(self, path: tuple[str, ...], base: str = "doc") -> str:
+        return f"nullif({base} #> {self.bind(list(path))}::text[], 'null'::jsonb)"
+
+    def each(self, container: str) -> str:
+        return f"jsonb_each({container}) AS d"
+
+    def json_text(self, literal: str) -> str:
+        return f"'{literal}'::jsonb"
+
+    def fact_time(self, fact: str) -> str:
+        return f"(({fact} ->> 'timestamp_ms')::bigint)"
+
+    def fact_consented(self, fact: str, consented: bool) -> str:
+        return f"(({fact} -> 'consented') = '{'true' if consented else 'false'}'::jsonb)"
+
+    def count_times(self, key: str, since: int | None, until: int) -> str:
+        times = self.at(("event_times", key))
+        low = "" if since is None else f"t.value::bigint >= {self.bind(since)} AND "
+        return (
+            f"(SELECT count(*) FROM jsonb_array_elements({times}) AS t"
+            f" WHERE {low}t.value::bigint <= {self.bind(until)})"
+        )
+
+    def created(self) -> str:
+        return "to_jsonb(created_ms)"
+
+    def test(self, test: Condition, value: str) -> str:
+        op = test.op
+        if op in ("exists", "not_exists"):
+            return self.true if op == "exists" else self.false
+        if op in ("includes", "not_includes", "partial_match"):
+            return self._list_test(op, test.value, value)
+        scalar = self._scalar(test, "x.v")
+        return (
+            f"coalesce(CASE WHEN jsonb_typeof({value}) = 'array'"
+            f" THEN EXISTS (SELECT 1 FROM jsonb_array_elements({value}) AS x(v) WHERE {scalar})"
+            f" ELSE (SELECT {scalar} FROM (SELECT {value} AS v) AS x) END, FALSE)"
+        )
+
+    def _list_test(self, op: str, wanted: object, value: str) -> str:
+        items = (
+            f"jsonb_array_elements(CASE WHEN jsonb_typeof({value}) = 'array'"
+            f" THEN {value} ELSE jsonb_build_array({value}) END) AS x(v)"
+        )
+        needle = self.bind(text(wanted))
+        found = (
+            f"strpos(kindred_text(x.v), {needle}) > 0"
+            if op == "partial_match"
+            else f"kindred_text(x.v) = {needle}"
+        )
+        exists = f"EXISTS (SELECT 1 FROM {items} WHERE {found})"
+        return f"(NOT {exists})" if op == "not_includes" else exists
+
+    def _scalar(self, test: Condition, v: str) -> str:  # noqa: PLR0911 - one per operator
+        op, wanted = test.op, test.value
+        stored = f"kindred_text({v})"
+        if op in ("equals", "not_equals"):
+            return f"({stored} {'=' if op == 'equals' else '<>'} {self.bind(text(wanted))})"
+        if op in ("contains", "not_contains"):
+            found = "> 0" if op == "contains" else "= 0"
+            return f"(strpos({stored}, {self.bind(text(wanted))}) {found})"
+        if op == "pattern":
+            return f"({stored} LIKE {self.bind(_like(str(wanted).lower()))} ESCAPE '\\')"
+        if op in ("is_true", "is_false"):
+            return f"({stored} = '{'true' if op == 'is_true' else 'false'}')"
+        number = f"kindred_number({v})"
+        if op == "between":
+            assert isinstance(wanted, tuple)
+            low, high = self.bind(float(wanted[0])), self.bind(float(wanted[1]))
+            return f"({number} BETWEEN {low} AND {high})"
+        if op in _COMPARISONS:
+            return f"({number} {_COMPARISONS[op]} {self.bind(float(wanted))})"  # type: ignore[arg-type]
+        return self._date(op, wanted, f"kindred_instant({v})")
+
+    def _date(self, op: str, wanted: object, at: str) -> str:
+        now = self.now_ms
+        if op in ("within_last_days", "not_within_last_days"):
+            assert isinstance(wanted, int)
+            since = self.bind(now - wanted * DAY_MS)
+            if op == "within_last_days":
+                return f"({at} BETWEEN {since} AND {self.bind(now)})"
+            return f"({at} < {since})"
+        if op == "between_dates":
+            assert isinstance(wanted, tuple)
+            low = parse_date(str(wanted[0]))
+            high = parse_date(str(wanted[1])) + DAY_MS
+            return f"({at} >= {self.bind(low)} AND {at} < {self.bind(high)})"
+        day = parse_date(str(wanted))
+        if op == "before":
+            return f"({at} < {self.bind(day)})"
+        if op == "after":
+            return f"({at} >= {self.bind(day)})"
+        return f"({at} >= {self.bind(day)} AND {at} < {self.bind(day + DAY_MS)})"
+
+
+_COMPARISONS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def _like(pattern: str) -> str:
+    """A `*`/`?` pattern as a LIKE pattern with `\\` as its escape."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
