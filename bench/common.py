@@ -86,6 +86,7 @@ class ServerProcess:
     store_url: str | None = None
     workers: int = 1
     port: int = field(default_factory=free_port)
+    config: Path = CONFIG
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,7 +103,7 @@ class ServerProcess:
             "kindred.cli",
             "serve",
             "--config",
-            str(CONFIG),
+            str(self.config),
             "--data-dir",
             str(self.data_dir),
             "--port",

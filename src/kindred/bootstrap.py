@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from kindred.config import AccountSettings, CredentialSettings, InputSettings, Settings
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import ConfigError
+from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.identities import DEFAULT_BLOCKLIST, DEFAULT_PRIORITY, canonical_identity_type
 from kindred.domain.tenancy import (
     AccountPolicy,
@@ -19,12 +26,16 @@ from kindred.domain.tenancy import (
     WorkspaceDef,
 )
 from kindred.observability import PrometheusMetrics
+from kindred.outputs import make_sink
 from kindred.ports import Clock, MpidSource, Secrets, Store
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
 from kindred.services.background import Periodic
 from kindred.services.credentials import CredentialRegistry, TokenService
+from kindred.services.delivery import DeliveryRunner, Lane, Renderer
+from kindred.services.delivery_admin import DeliveryAdmin
+from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
 from kindred.services.retention import LifetimeSweep
@@ -53,6 +64,9 @@ class Container:
     audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
     audience_backfill: AudienceBackfill
+    catalog: Catalog
+    deliveries: DeliveryAdmin
+    delivery: DeliveryRunner
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -76,6 +90,11 @@ class Container:
                 periodic = Periodic(name, every, task)
                 periodic.start()
                 self._background.append(periodic)
+        if self.settings.forwarding.deliver_in_server:
+            self.delivery.reconcile()
+            follow = Periodic("delivery-reconcile", 2.0, self.delivery.reconcile)
+            follow.start()
+            self._background.append(follow)
         self.started = True
 
     def close(self) -> None:
@@ -84,6 +103,7 @@ class Container:
         for task in self._background:
             task.stop()
         self._background.clear()
+        self.delivery.stop()
         self.writer.stop()
         self.store.close()
         self.started = False
@@ -104,8 +124,11 @@ def build(
     )
     secrets = secrets or SecureSecrets()
     audience_registry = AudienceRegistry(store, tenancy, clock)
+    catalog = Catalog(store, tenancy, clock, _declared(settings))
+    # Writers use the store through OutboxStore: their transactions fill the outbox.
+    writing = cast(Store, OutboxStore(store, Router(catalog, tenancy, store.list_audiences, clock)))
     ingest = IngestService(
-        store, mpids or SecureMpids(), metrics, tenancy.input_named, audience_registry
+        writing, mpids or SecureMpids(), metrics, tenancy.input_named, audience_registry
     )
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
         ingest.ingest, max_group=settings.store.group_max
@@ -131,12 +154,19 @@ def build(
             ttl_s=settings.oauth.token_ttl_s,
         ),
         profile_api=ProfileApiService(store, tenancy, clock),
-        audiences=AudienceService(store, audience_registry, clock),
+        audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
-            store, audience_registry, clock, chunk=settings.audiences.schedule_chunk
+            writing, audience_registry, clock, chunk=settings.audiences.schedule_chunk
         ),
-        audience_backfill=AudienceBackfill(store, audience_registry, clock),
+        audience_backfill=AudienceBackfill(writing, audience_registry, clock),
+        catalog=catalog,
+        deliveries=DeliveryAdmin(store, catalog, clock),
+        delivery=DeliveryRunner(
+            catalog,
+            _lane_factory(settings, store, tenancy, clock, metrics),
+            idle_s=settings.forwarding.idle_s,
+        ),
         sweep=LifetimeSweep(
             store,
             tenancy,
@@ -145,6 +175,40 @@ def build(
             on_deleted=metrics.profiles_expired.inc,
         ),
     )
+
+
+def _declared(settings: Settings) -> Definitions:
+    return Definitions(
+        outputs=list(settings.outputs),
+        event_connections=list(settings.event_connections),
+        audience_connections=list(settings.audience_connections),
+    )
+
+
+def _lane_factory(
+    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock, metrics: PrometheusMetrics
+) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
+    renderer = Renderer(store, tenancy)
+    forwarding = settings.forwarding
+    # Which process holds a connection's lease; unique per process start.
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def make_lane(connection: EventConnection | AudienceConnection, output: OutputDef) -> Lane:
+        return Lane(
+            store,
+            renderer,
+            connection,
+            output,
+            make_sink(output),
+            policy=forwarding.retry,
+            clock=clock,
+            jitter=random.random,
+            owner=owner,
+            lease_ms=int(forwarding.lease_s * 1000),
+            on_outcome=metrics.delivery,
+        )
+
+    return make_lane
 
 
 def _credential(c: CredentialSettings) -> ApiCredential:

@@ -17,6 +17,8 @@ import msgspec
 
 from kindred.domain.credentials import is_secret_hash
 from kindred.domain.errors import ConfigError
+from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
+from kindred.domain.retry import RetryPolicy
 from kindred.domain.tenancy import Guardrails
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "AdminSettings",
     "AudienceSettings",
     "CredentialSettings",
+    "ForwardingSettings",
     "IdentitySettings",
     "InputSettings",
     "OAuthSettings",
@@ -166,6 +169,18 @@ class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_chunk: int = 500
 
 
+class ForwardingSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Each server process sends over every connection (one process at a time per
+    # connection, by a lease); off: only `kindred deliver` sends.
+    deliver_in_server: bool = True
+    # How long a connection with nothing to send waits before it looks again.
+    idle_s: float = 0.2
+    # How long a process holds a connection without renewing it (a crashed process's
+    # connections are taken over after this).
+    lease_s: float = 30.0
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+
+
 class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     org: OrgSettings
     accounts: list[AccountSettings]
@@ -176,6 +191,10 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
     audiences: AudienceSettings = msgspec.field(default_factory=AudienceSettings)
+    forwarding: ForwardingSettings = msgspec.field(default_factory=ForwardingSettings)
+    outputs: list[OutputDef] = msgspec.field(default_factory=list)
+    event_connections: list[EventConnection] = msgspec.field(default_factory=list)
+    audience_connections: list[AudienceConnection] = msgspec.field(default_factory=list)
     # Not from the file: where the embedded store and other local files live.
     data_dir: str = "data"
     source: str = "<demo>"
@@ -294,10 +313,21 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
         raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
+    _validate_forwarding(settings.forwarding)
     if settings.server.workers < 1:
         raise ConfigError("server.workers: must be at least 1")
     if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
+
+
+def _validate_forwarding(forwarding: ForwardingSettings) -> None:
+    if forwarding.idle_s <= 0 or forwarding.lease_s <= 0:
+        raise ConfigError("forwarding: idle_s and lease_s must be positive")
+    retry = forwarding.retry
+    if retry.base_s <= 0 or retry.max_delay_s < retry.base_s:
+        raise ConfigError("forwarding.retry: base_s must be positive and at most max_delay_s")
+    if retry.max_attempts < 1 or retry.max_failing_s <= 0:
+        raise ConfigError("forwarding.retry: max_attempts and max_failing_s must be positive")
 
 
 def _validate_input(inp: InputSettings, path: str) -> None:

@@ -66,6 +66,16 @@ class PrometheusMetrics:
             registry=r,
         )
         self.queue_depth = Gauge("kindred_writer_queue", "Batches waiting to commit", registry=r)
+        self.forwarded = Counter(
+            "kindred_forwarding",
+            "Outbox rows finished or failed, by connection and outcome",
+            ["connection", "outcome"],
+            registry=r,
+        )
+
+    def delivery(self, connection: str, outcome: str, rows: int) -> None:
+        """`outcome`: sent, retry, faulted or dead_letter."""
+        self.forwarded.labels(connection, outcome).inc(rows)
 
     def batch_done(self, input_name: str, status: str, events: int) -> None:
         self.batches.labels(input_name, status).inc()

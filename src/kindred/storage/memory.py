@@ -21,6 +21,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import (
     ConcurrentUpdate,
+    Delivery,
     LogEntry,
     MembershipCounts,
     MergeEntry,
@@ -28,6 +29,7 @@ from kindred.ports import (
     RejectEntry,
     SelectionPage,
 )
+from kindred.storage.memory_outbox import DeliveryState, MemoryDeliveries
 
 __all__ = ["MemoryStore"]
 
@@ -44,11 +46,16 @@ class _State:
     audiences: dict[int, AudienceDef] = field(default_factory=dict)
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
+    deliveries: DeliveryState = field(default_factory=DeliveryState)
 
 
 class _MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
+        self._first_membership = len(state.memberships)
+
+    def pending_memberships(self) -> list[MembershipChange]:
+        return self.state.memberships[self._first_membership :]
 
     def prefetch(
         self,
@@ -191,6 +198,9 @@ class _MemoryUnitOfWork:
             msgspec.structs.replace(c, id=start + n) for n, c in enumerate(changes)
         )
 
+    def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        self.state.deliveries.add(deliveries)
+
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self.state.rejects = [
             msgspec.structs.replace(r, replayed_ms=now_ms) if r.id == reject_id else r
@@ -225,8 +235,9 @@ class _MemoryUnitOfWork:
                 del self.state.identities[key]
 
 
-class MemoryStore:
+class MemoryStore(MemoryDeliveries):
     def __init__(self) -> None:
+        super().__init__()
         self._state = _State()
         self._lock = threading.RLock()
 
@@ -245,8 +256,15 @@ class MemoryStore:
             draft.rejects = list(draft.rejects)
             draft.merges = list(draft.merges)
             draft.memberships = list(draft.memberships)
+            draft.deliveries = DeliveryState(
+                list(draft.deliveries.outbox), draft.deliveries.next_id
+            )
             yield _MemoryUnitOfWork(draft)
             self._state = draft
+
+    @property
+    def _deliveries(self) -> DeliveryState:  # type: ignore[override]
+        return self._state.deliveries
 
     def get_profile(self, mpid: int) -> Profile | None:
         return self._state.profiles.get(mpid)

@@ -23,6 +23,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import (
     ConcurrentUpdate,
+    Delivery,
     LogEntry,
     MergeEntry,
     Needles,
@@ -39,6 +40,7 @@ from kindred.storage.codec import (
     merge_row,
     reject_row,
 )
+from kindred.storage.outbox_sql import DELIVERY_COLUMNS, delivery_row
 
 __all__ = [
     "Link",
@@ -77,6 +79,7 @@ class PendingWrites:
     # audience_members rows to remove (audience id, mpid) and to write (mpid, membership)
     members_removed: list[tuple[int, int]] = field(default_factory=list)
     members_written: list[tuple[int, Membership]] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[object, ...]]]]:
@@ -138,6 +141,10 @@ def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[o
             "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
             f" VALUES ({_marks(5)})",
             [membership_row(c) for c in writes.memberships],
+        ),
+        (
+            f"INSERT INTO outbox ({DELIVERY_COLUMNS}) VALUES ({_marks(9)})",
+            [delivery_row(d) for d in writes.deliveries],
         ),
     ]
     return [(sql.replace("?", mark), rows) for sql, rows in plan if rows]
@@ -302,6 +309,12 @@ class WriteBehindUnitOfWork:
 
     def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
         self._writes.memberships.extend(changes)
+
+    def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        self._writes.deliveries.extend(deliveries)
+
+    def pending_memberships(self) -> list[MembershipChange]:
+        return list(self._writes.memberships)
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self._writes.replays.append((reject_id, now_ms))

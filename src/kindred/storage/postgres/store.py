@@ -48,6 +48,7 @@ from kindred.storage.codec import (
     stored_profile,
 )
 from kindred.storage.migrations import Migration, load_migrations
+from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.postgres.setops import FIND_IDENTITIES, PROFILE_COLUMNS, PostgresSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
@@ -72,7 +73,7 @@ _CREATE_MIGRATIONS = (
 )
 
 
-class PostgresStore:
+class PostgresStore(SqlDeliveryStore):
     """Connections are opened on demand up to `pool_size`; each is in autocommit mode, so a
     read is one round trip and a unit of work is an explicit BEGIN ... COMMIT."""
 
@@ -102,6 +103,13 @@ class PostgresStore:
             uow = WriteBehindUnitOfWork(PostgresSetOps(conn))
             yield uow
             uow.commit()
+
+    _MARK = "%s"
+
+    @contextmanager
+    def _delivery_tx(self) -> Iterator[Cursor]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            yield cursor
 
     def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         try:

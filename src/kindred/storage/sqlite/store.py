@@ -39,6 +39,7 @@ from kindred.storage.codec import (
     stored_profile,
 )
 from kindred.storage.migrations import load_migrations
+from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
@@ -87,7 +88,7 @@ class _WriterLock:
             self._fd = None
 
 
-class SqliteStore:
+class SqliteStore(SqlDeliveryStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
     """
@@ -179,6 +180,23 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @contextmanager
+    def _delivery_tx(self) -> Iterator[Cursor]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn.cursor()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _delivery_read(self) -> Iterator[Cursor]:
+        # A reader: the catalog is read inside writers' transactions, which hold the lock.
+        yield self._reader().cursor()
 
     def save_credential(self, credential: ApiCredential) -> None:
         marks = ", ".join(["?"] * 9)

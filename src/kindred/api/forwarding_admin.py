@@ -1,0 +1,130 @@
+"""`/admin/v1/outputs`, `/admin/v1/connections...`, `/admin/v1/dead-letters...`: outputs and
+connections at run time (TEN-4), connection status, resume (AUD-11), dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kindred.bootstrap import Container
+from kindred.domain.errors import ConfigError, InvalidBatch
+from kindred.wire.errors import as_invalid_batch
+
+__all__ = ["forwarding_routes"]
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class ReplayBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    connection: str | None = None
+    ids: list[int] | None = None
+
+
+_REPLAY = msgspec.json.Decoder(ReplayBody)
+
+_CONNECTION_KINDS = {"events": "event_connection", "audiences": "audience_connection"}
+
+
+class ForwardingAdmin:
+    def __init__(self, container: Container, check: Any) -> None:
+        self._c = container
+        self._check = check
+
+    async def outputs(self, request: Request) -> Response:
+        self._check(request)
+        return _json(self._c.catalog.current().outputs)
+
+    async def save_output(self, request: Request) -> Response:
+        self._check(request)
+        return _json(self._save("output", await request.body()), 201)
+
+    async def delete_output(self, request: Request) -> Response:
+        self._check(request)
+        self._delete("output", request.path_params["name"])
+        return Response(status_code=204)
+
+    async def connections(self, request: Request) -> Response:
+        self._check(request)
+        defs = self._c.catalog.current()
+        return _json(
+            {
+                "status": self._c.deliveries.connections(),
+                "event_connections": defs.event_connections,
+                "audience_connections": defs.audience_connections,
+            }
+        )
+
+    async def save_connection(self, request: Request) -> Response:
+        self._check(request)
+        kind = _CONNECTION_KINDS.get(request.path_params["kind"])
+        if kind is None:
+            raise InvalidBatch("connections are of kind events or audiences", "kind")
+        return _json(self._save(kind, await request.body()), 201)
+
+    async def delete_connection(self, request: Request) -> Response:
+        self._check(request)
+        name = request.path_params["name"]
+        defs = self._c.catalog.current()
+        kind = (
+            "event_connection"
+            if any(c.name == name for c in defs.event_connections)
+            else "audience_connection"
+        )
+        self._delete(kind, name)
+        return Response(status_code=204)
+
+    async def resume(self, request: Request) -> Response:
+        self._check(request)
+        return _json(self._c.deliveries.resume(request.path_params["name"]))
+
+    async def dead_letters(self, request: Request) -> Response:
+        self._check(request)
+        text = request.query_params.get("limit", "100")
+        if not text.isdigit():
+            raise InvalidBatch(f"limit {text!r} is not a whole number", "limit")
+        limit = int(text)
+        found = self._c.deliveries.dead_letters(request.query_params.get("connection"), limit)
+        return _json(found)
+
+    async def replay(self, request: Request) -> Response:
+        self._check(request)
+        try:
+            body = _REPLAY.decode(await request.body() or b"{}")
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise as_invalid_batch(exc) from None
+        return _json({"replayed": self._c.deliveries.replay(body.connection, body.ids)})
+
+    def _save(self, kind: str, body: bytes) -> object:
+        try:
+            return self._c.catalog.save(kind, body)
+        except ConfigError as exc:
+            raise InvalidBatch(str(exc)) from None
+
+    def _delete(self, kind: str, name: str) -> None:
+        try:
+            self._c.catalog.delete(kind, name)
+        except ConfigError as exc:
+            raise InvalidBatch(str(exc)) from None
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(_ENCODER.encode(data), status_code=status, media_type="application/json")
+
+
+def forwarding_routes(container: Container, check: Any) -> list[Route]:
+    api = ForwardingAdmin(container, check)
+    return [
+        Route("/admin/v1/outputs", api.outputs, methods=["GET"]),
+        Route("/admin/v1/outputs", api.save_output, methods=["POST"]),
+        Route("/admin/v1/outputs/{name}", api.delete_output, methods=["DELETE"]),
+        Route("/admin/v1/connections", api.connections, methods=["GET"]),
+        Route("/admin/v1/connections/{kind}", api.save_connection, methods=["POST"]),
+        Route("/admin/v1/connections/{name}", api.delete_connection, methods=["DELETE"]),
+        Route("/admin/v1/connections/{name}/resume", api.resume, methods=["POST"]),
+        Route("/admin/v1/dead-letters", api.dead_letters, methods=["GET"]),
+        Route("/admin/v1/dead-letters/replay", api.replay, methods=["POST"]),
+    ]

@@ -1,0 +1,379 @@
+"""Forwarding, the send side (ENR-1..4, AUD-11): each connection drains its outbox rows in
+the order they were written, enriched from the stored profile at the moment of sending.
+
+One `Lane` per connection, each on its own thread in the runner: a slow or failing output
+holds up only its own connections. A lane sends the oldest rows first and does not pass a
+failing row, so per-user order holds; a lease in the store gives one process at a time the
+right to send over a connection. A failure is retried with exponential backoff and jitter
+(never sooner than the receiver's Retry-After); after the policy's attempts or time the
+connection is faulted and stops until resumed. A receiver that refuses a message for good
+(4xx other than 408 and 429) sends it to the dead letters, from where it can be replayed.
+Delivery is at least once: every message carries an idempotency key that stays the same
+when it is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from kindred.domain.enrich import CHANNELS, audience_messages, enrich_batch, membership_batch
+from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
+from kindred.domain.profile import Profile
+from kindred.domain.retry import RetryPolicy
+from kindred.domain.tenancy import Tenancy
+from kindred.ports import Clock, ConnectionState, Delivery, Store
+from kindred.services.forwarding import Catalog, MembershipNote
+
+__all__ = [
+    "DeliveryFailed",
+    "DeliveryRunner",
+    "Lane",
+    "Renderer",
+    "Sink",
+    "state_of",
+]
+
+log = logging.getLogger("kindred.delivery")
+
+Message = dict[str, Any]
+
+
+class DeliveryFailed(Exception):
+    """A send that did not go through. `permanent`: the receiver refused the messages and
+    sending them again will not help; `retry_after_s`: what the receiver asked for."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s
+
+
+class Sink(Protocol):
+    """An output's transport: takes messages or raises DeliveryFailed."""
+
+    def send(self, messages: Sequence[Message]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_BATCH = msgspec.json.Decoder(dict[str, Any])
+_NOTE = msgspec.json.Decoder(MembershipNote)
+_MAX_FOLLOW = 8
+
+
+class Renderer:
+    """Outbox rows -> the messages an output receives, from the profile as stored now."""
+
+    def __init__(self, store: Store, tenancy: Tenancy) -> None:
+        self._store = store
+        self._tenancy = tenancy
+
+    def render(
+        self, connection: EventConnection | AudienceConnection, row: Delivery
+    ) -> list[Message]:
+        key = f"{connection.name}:{row.id}"
+        profile = self._profile(row.mpid)
+        if row.kind == "membership":
+            note = _NOTE.decode(row.body)
+            if profile is None:
+                return []
+            if isinstance(connection, AudienceConnection):
+                return audience_messages(
+                    profile,
+                    connection,
+                    audience_id=note.audience_id,
+                    audience_name=note.audience_name,
+                    entered=note.entered,
+                    at_ms=note.at_ms,
+                    key=key,
+                )
+            batch = membership_batch(note.audience_id, note.audience_name, note.entered, note.at_ms)
+            return self._batch(connection, row, batch, profile, key)
+        if not isinstance(connection, EventConnection):
+            return []
+        return self._batch(connection, row, _BATCH.decode(row.body), profile, key)
+
+    def _batch(
+        self,
+        connection: EventConnection,
+        row: Delivery,
+        batch: dict[str, Any],
+        profile: Profile | None,
+        key: str,
+    ) -> list[Message]:
+        if profile is None and row.mpid is not None:
+            return []  # the user was erased since: nothing of theirs goes out
+        source = self._tenancy.input_named(row.source or "")
+        channel = CHANNELS.get(source.source_type.value, "unknown") if source else "unknown"
+        message = enrich_batch(
+            batch,
+            profile,
+            workspace_id=row.workspace_id,
+            connection=connection,
+            received_ms=row.created_ms,
+            client_ip=row.client_ip,
+            channel=channel,
+            key=key,
+            historical=row.historical,
+        )
+        return [] if message is None else [message]
+
+    def _profile(self, mpid: int | None) -> Profile | None:
+        """The profile now; an MPID merged into another stands for its survivor."""
+        if mpid is None:
+            return None
+        profile = self._store.get_profile(mpid)
+        for _ in range(_MAX_FOLLOW):
+            if profile is None or profile.merged_into is None:
+                break
+            profile = self._store.get_profile(profile.merged_into)
+        return profile
+
+
+class Lane:
+    """Delivery over one connection. `step` sends at most one group of rows."""
+
+    def __init__(
+        self,
+        store: Store,
+        renderer: Renderer,
+        connection: EventConnection | AudienceConnection,
+        output: OutputDef,
+        sink: Sink,
+        *,
+        policy: RetryPolicy,
+        clock: Clock,
+        jitter: Callable[[], float],
+        owner: str,
+        lease_ms: int = 30_000,
+        on_outcome: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        """`on_outcome(connection, outcome, rows)`: told of every group sent (`sent`),
+        failed (`retry`, `faulted`) or refused (`dead_letter`)."""
+        self.connection = connection
+        self._on_outcome = on_outcome or (lambda _c, _o, _n: None)
+        self.output = output
+        self._store = store
+        self._renderer = renderer
+        self._sink = sink
+        self._policy = policy
+        self._clock = clock
+        self._jitter = jitter
+        self._owner = owner
+        self._lease_ms = lease_ms
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    def step(self) -> int:
+        """Send the oldest pending rows; the number of rows finished (sent, filtered out
+        or dead-lettered). 0: nothing to do now (idle, waiting to retry, faulted, or
+        another process holds the connection)."""
+        now = self._clock.now_ms()
+        state = self.state()
+        rows = self._claim(state, now)
+        if not rows:
+            return 0
+        try:
+            return self._deliver(state, rows)
+        except DeliveryFailed as failure:
+            if failure.permanent and len(rows) > 1:
+                return self._one_by_one(rows, now)
+            return self._failed(state, _ids(rows), failure, now)
+
+    def _claim(self, state: ConnectionState, now: int) -> list[Delivery]:
+        """The rows to send now: none while faulted, backing off, idle, or held by
+        another process."""
+        if state.faulted_ms is not None or state.retry_at_ms > now:
+            return []
+        # Look before claiming: an idle poll is then a read, not a write transaction.
+        if not self._store.pending_deliveries(self.name, 1):
+            return []
+        if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
+            return []
+        return self._store.pending_deliveries(self.name, self.output.batch_size)
+
+    def _deliver(self, state: ConnectionState, rows: list[Delivery]) -> int:
+        """Send the rows' messages; remove the rows once the output took them."""
+        messages = [m for row in rows for m in self._renderer.render(self.connection, row)]
+        if messages:
+            self._sink.send(messages)
+        done = msgspec.structs.replace(
+            state,
+            failures=0,
+            failing_since_ms=None,
+            retry_at_ms=0,
+            delivered=state.delivered + len(messages),
+        )
+        self._store.complete_deliveries(self.name, _ids(rows), done)
+        self._on_outcome(self.name, "sent", len(rows))
+        return len(rows)
+
+    def _one_by_one(self, rows: list[Delivery], now: int) -> int:
+        """A group refused for good: each row again on its own, so that only the rows the
+        output refuses go to the dead letters. A failure worth retrying stops the round
+        (nothing passes a row not yet through)."""
+        finished = 0
+        for row in rows:
+            state = self.state()
+            try:
+                finished += self._deliver(state, [row])
+            except DeliveryFailed as failure:
+                finished += self._failed(state, _ids([row]), failure, now)
+                if not failure.permanent:
+                    break
+        return finished
+
+    def state(self) -> ConnectionState:
+        return state_of(self._store, self.name)
+
+    def release(self) -> None:
+        self._store.release_lane(self.name, self._owner)
+        self._sink.close()
+
+    def _failed(
+        self, state: ConnectionState, ids: list[int], failure: DeliveryFailed, now: int
+    ) -> int:
+        error = str(failure)
+        if failure.permanent:
+            log.warning("%s: %d rows refused for good: %s", self.name, len(ids), error)
+            self._store.bury_deliveries(self.name, ids, error, now)
+            self._on_outcome(self.name, "dead_letter", len(ids))
+            return len(ids)
+        failures = state.failures + 1
+        since = state.failing_since_ms if state.failing_since_ms is not None else now
+        if self._policy.gives_up(failures, since, now):
+            log.error("%s: faulted after %d attempts: %s", self.name, failures, error)
+            changed = msgspec.structs.replace(
+                state, failures=failures, failing_since_ms=since, faulted_ms=now, last_error=error
+            )
+        else:
+            wait = self._policy.delay_ms(failures, self._jitter(), failure.retry_after_s)
+            changed = msgspec.structs.replace(
+                state,
+                failures=failures,
+                failing_since_ms=since,
+                retry_at_ms=now + wait,
+                last_error=error,
+            )
+        self._store.save_connection_state(changed)
+        self._on_outcome(self.name, "faulted" if changed.faulted_ms else "retry", len(ids))
+        return 0
+
+
+def _ids(rows: list[Delivery]) -> list[int]:
+    return [row.id for row in rows if row.id is not None]
+
+
+def state_of(store: Store, name: str) -> ConnectionState:
+    found = [s for s in store.connection_states() if s.connection == name]
+    return found[0] if found else ConnectionState(connection=name)
+
+
+@dataclass
+class _Running:
+    lane: Lane
+    thread: threading.Thread
+    stop: threading.Event
+
+
+class DeliveryRunner:
+    """A thread per enabled connection, each stepping its lane; the set of lanes follows
+    the catalog (connections added or removed at run time)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        make_lane: Callable[[EventConnection | AudienceConnection, OutputDef], Lane],
+        *,
+        idle_s: float = 0.2,
+    ) -> None:
+        self._catalog = catalog
+        self._make_lane = make_lane
+        self._idle_s = idle_s
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+
+    def reconcile(self) -> None:
+        """Start lanes for new connections, stop those of removed or changed ones."""
+        defs = self._catalog.current()
+        wanted = {}
+        for c in defs.connections():
+            output = defs.output(c.output)
+            if c.enabled and output is not None:
+                wanted[c.name] = (c, output)
+        with self._lock:
+            for name, running in list(self._running.items()):
+                lane = running.lane
+                if wanted.get(name) != (lane.connection, lane.output):
+                    self._stop_one(name)
+            for name, (c, output) in wanted.items():
+                if name not in self._running:
+                    self._start_one(self._make_lane(c, output))
+
+    def lanes(self) -> list[Lane]:
+        """A new lane for every enabled connection (the caller steps and releases them)."""
+        defs = self._catalog.current()
+        return [
+            self._make_lane(c, o)
+            for c in defs.connections()
+            if c.enabled and (o := defs.output(c.output)) is not None
+        ]
+
+    def drain(self) -> int:
+        """Step every lane in this thread until none has anything to send now; for
+        `kindred deliver`. Returns the rows finished."""
+        lanes = self.lanes()
+        total = 0
+        try:
+            while True:
+                done = sum(lane.step() for lane in lanes)
+                total += done
+                if not done:
+                    return total
+        finally:
+            for lane in lanes:
+                lane.release()
+
+    def stop(self) -> None:
+        with self._lock:
+            for name in list(self._running):
+                self._stop_one(name)
+
+    def _start_one(self, lane: Lane) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._loop, args=(lane, stop), name=f"deliver-{lane.name}", daemon=True
+        )
+        self._running[lane.name] = _Running(lane, thread, stop)
+        thread.start()
+
+    def _stop_one(self, name: str) -> None:
+        running = self._running.pop(name)
+        running.stop.set()
+        running.thread.join(timeout=running.lane.output.timeout_s + 5)
+
+    def _loop(self, lane: Lane, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    done = lane.step()
+                except Exception:
+                    log.exception("%s: delivery step failed", lane.name)
+                    done = 0
+                if not done:
+                    stop.wait(self._idle_s)
+        finally:
+            try:
+                lane.release()
+            except Exception:
+                log.exception("%s: release failed", lane.name)

@@ -1,0 +1,124 @@
+"""What operators do with connections (AUD-11): look at their status, resume faulted ones,
+inspect and replay dead letters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import msgspec
+
+from kindred.domain.errors import NotFound
+from kindred.domain.forwarding import AudienceConnection, EventConnection
+from kindred.ports import Clock, ConnectionState, DeadLetter, Store
+from kindred.services.delivery import state_of
+from kindred.services.forwarding import Catalog
+
+__all__ = ["ConnectionView", "DeadLetterView", "DeliveryAdmin"]
+
+log = logging.getLogger("kindred.delivery")
+
+
+class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
+    """A connection as the admin API and CLI show it."""
+
+    name: str
+    kind: str  # "events" | "audience"
+    output: str
+    status: str  # "sending" | "retrying" | "faulted" | "disabled"
+    pending: int
+    delivered: int
+    failures: int
+    last_error: str | None
+    faulted_ms: int | None
+    retry_at_ms: int
+
+
+class DeadLetterView(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead letter as the admin API and CLI show it (MPIDs as strings)."""
+
+    id: int | None
+    connection: str
+    kind: str
+    mpid: str | None
+    created_ms: int
+    failed_ms: int
+    error: str
+
+
+def _dead_view(d: DeadLetter) -> DeadLetterView:
+    return DeadLetterView(
+        id=d.id,
+        connection=d.delivery.connection,
+        kind=d.delivery.kind,
+        mpid=None if d.delivery.mpid is None else str(d.delivery.mpid),
+        created_ms=d.delivery.created_ms,
+        failed_ms=d.failed_ms,
+        error=d.error,
+    )
+
+
+class DeliveryAdmin:
+    """What operators do with connections: look, resume, inspect and replay dead letters."""
+
+    def __init__(self, store: Store, catalog: Catalog, clock: Clock) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+
+    def connections(self) -> list[ConnectionView]:
+        pending = self._store.count_pending()
+        states = {s.connection: s for s in self._store.connection_states()}
+        return [
+            self._view(c, states.get(c.name), pending.get(c.name, 0))
+            for c in self._catalog.current().connections()
+        ]
+
+    def resume(self, name: str) -> ConnectionView:
+        """Clear the fault and the backoff: everything pending is sent again (AUD-11)."""
+        view = self._find(name)
+        state = state_of(self._store, name)
+        self._store.save_connection_state(
+            msgspec.structs.replace(
+                state, failures=0, failing_since_ms=None, retry_at_ms=0, faulted_ms=None
+            )
+        )
+        log.info("%s resumed with %d pending", name, view.pending)
+        return self._find(name)
+
+    def dead_letters(self, connection: str | None, limit: int) -> list[DeadLetterView]:
+        return [_dead_view(d) for d in self._store.dead_letters(connection, limit)]
+
+    def replay(self, connection: str | None, ids: Sequence[int] | None) -> int:
+        return self._store.replay_dead_letters(connection, ids)
+
+    def _find(self, name: str) -> ConnectionView:
+        for view in self.connections():
+            if view.name == name:
+                return view
+        raise NotFound(f"no connection {name!r}")
+
+    def _view(
+        self, c: EventConnection | AudienceConnection, s: ConnectionState | None, pending: int
+    ) -> ConnectionView:
+        s = s or ConnectionState(connection=c.name)
+        if not c.enabled:
+            status = "disabled"
+        elif s.faulted_ms is not None:
+            status = "faulted"
+        elif s.failures:
+            status = "retrying"
+        else:
+            status = "sending"
+        return ConnectionView(
+            name=c.name,
+            kind="events" if isinstance(c, EventConnection) else "audience",
+            output=c.output,
+            status=status,
+            pending=pending,
+            delivered=s.delivered,
+            failures=s.failures,
+            last_error=s.last_error,
+            faulted_ms=s.faulted_ms,
+            retry_at_ms=s.retry_at_ms,
+        )

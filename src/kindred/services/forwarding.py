@@ -1,0 +1,330 @@
+"""Forwarding, the write side (TEN-3, ENR-3, BEY-5): which outputs and connections exist, and
+the outbox rows a transaction adds for them.
+
+Outputs and connections come from the config file and from the admin API (kept in the
+store). `OutboxStore` wraps the store the writers use: its units of work add one outbox row
+per matching connection whenever a batch is logged as applied (or read-only) and whenever
+a membership changes, so every delivery commits with the change that caused it, whichever
+service made the change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+
+from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.domain.errors import ConfigError, NotFound
+from kindred.domain.forwarding import (
+    AudienceConnection,
+    EventConnection,
+    OutputDef,
+    check_audience_connection,
+    check_event_connection,
+    check_output,
+)
+from kindred.domain.tenancy import Tenancy
+from kindred.ports import BatchStatus, Clock, Delivery, LogEntry, Store, UnitOfWork
+
+__all__ = ["Catalog", "Definitions", "MembershipNote", "OutboxStore", "Router"]
+
+_KINDS: dict[str, type[Any]] = {
+    "output": OutputDef,
+    "event_connection": EventConnection,
+    "audience_connection": AudienceConnection,
+}
+
+
+class Definitions(msgspec.Struct, frozen=True, kw_only=True):
+    outputs: list[OutputDef] = msgspec.field(default_factory=list)
+    event_connections: list[EventConnection] = msgspec.field(default_factory=list)
+    audience_connections: list[AudienceConnection] = msgspec.field(default_factory=list)
+
+    def output(self, name: str) -> OutputDef | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+    def connection(self, name: str) -> EventConnection | AudienceConnection | None:
+        return next((c for c in self.connections() if c.name == name), None)
+
+    def connections(self) -> list[EventConnection | AudienceConnection]:
+        return [*self.event_connections, *self.audience_connections]
+
+
+class MembershipNote(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of a "membership" outbox row."""
+
+    audience_id: int
+    audience_name: str
+    entered: bool
+    at_ms: int
+
+
+class Catalog:
+    """Outputs and connections: the config file's (fixed) and the admin API's (in the
+    store, re-read every `refresh_ms` so that every process sees a change)."""
+
+    def __init__(
+        self,
+        store: Store,
+        tenancy: Tenancy,
+        clock: Clock,
+        declared: Definitions,
+        *,
+        refresh_ms: int = 2000,
+    ) -> None:
+        self._store = store
+        self._tenancy = tenancy
+        self._clock = clock
+        self._declared = self.check(declared)
+        self._refresh_ms = refresh_ms
+        self._current = self._declared
+        self._loaded_ms: int | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> Definitions:
+        now = self._clock.now_ms()
+        if self._loaded_ms is None or not 0 <= now - self._loaded_ms < self._refresh_ms:
+            with self._lock:
+                self._current = self._merged(self._stored())
+                self._loaded_ms = now
+        return self._current
+
+    def is_declared(self, name: str) -> bool:
+        d = self._declared
+        return d.output(name) is not None or d.connection(name) is not None
+
+    def save(self, kind: str, doc: bytes) -> object:
+        """Validate and keep an output or connection made at run time."""
+        if kind not in _KINDS:
+            raise NotFound(f"no kind {kind!r}")
+        try:
+            item: Any = msgspec.json.decode(doc, type=_KINDS[kind])
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ConfigError(f"{kind}: {exc}") from None
+        if self.is_declared(item.name):
+            raise ConfigError(f"{kind} {item.name!r} is declared in the config file")
+        stored = self._stored()
+        _replace(stored, kind, item)
+        checked = self.check(self._merged(stored))
+        saved = next(x for x in _items(checked, kind) if x.name == item.name)
+        self._store.save_definition(kind, item.name, msgspec.json.encode(saved))
+        self._loaded_ms = None
+        return saved
+
+    def delete(self, kind: str, name: str) -> None:
+        if self.is_declared(name):
+            raise ConfigError(f"{kind} {name!r} is declared in the config file")
+        if kind == "output" and any(c.output == name for c in self.current().connections()):
+            raise ConfigError(f"output {name!r} is used by a connection")
+        if not self._store.delete_definition(kind, name):
+            raise NotFound(f"no {kind} {name!r}")
+        self._loaded_ms = None
+
+    def check(self, defs: Definitions) -> Definitions:
+        """Every name unique, every reference resolved; identity types made canonical."""
+        outputs = [check_output(o) for o in defs.outputs]
+        _unique([o.name for o in outputs], "outputs[].name")
+        names = {o.name for o in outputs}
+        inputs = set(self._tenancy.inputs_by_name)
+        events = [check_event_connection(c, inputs, names) for c in defs.event_connections]
+        audiences = [check_audience_connection(c, names) for c in defs.audience_connections]
+        _unique([c.name for c in events] + [c.name for c in audiences], "connections[].name")
+        return Definitions(
+            outputs=outputs, event_connections=events, audience_connections=audiences
+        )
+
+    def _stored(self) -> dict[str, list[Any]]:
+        return {
+            kind: [msgspec.json.decode(doc, type=t) for doc in self._store.list_definitions(kind)]
+            for kind, t in _KINDS.items()
+        }
+
+    def _merged(self, stored: dict[str, list[Any]]) -> Definitions:
+        d = self._declared
+        return Definitions(
+            outputs=[*d.outputs, *stored["output"]],
+            event_connections=[*d.event_connections, *stored["event_connection"]],
+            audience_connections=[*d.audience_connections, *stored["audience_connection"]],
+        )
+
+
+def _items(defs: Definitions, kind: str) -> list[Any]:
+    by_kind: dict[str, list[Any]] = {
+        "output": defs.outputs,
+        "event_connection": defs.event_connections,
+        "audience_connection": defs.audience_connections,
+    }
+    return by_kind[kind]
+
+
+def _replace(stored: dict[str, list[Any]], kind: str, item: Any) -> None:
+    stored[kind] = [x for x in stored[kind] if x.name != item.name] + [item]
+
+
+def _unique(values: list[str], key: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{key}: {value!r} is used twice")
+        seen.add(value)
+
+
+class _EventsOnly(msgspec.Struct):
+    events: list[msgspec.Raw] | None = None
+
+
+_EVENTS_ONLY = msgspec.json.Decoder(_EventsOnly)
+_NOTE = msgspec.json.Encoder()
+
+
+class Router:
+    """Which outbox rows a logged batch or a membership change makes."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        tenancy: Tenancy,
+        audiences: Callable[[], Sequence[AudienceDef]],
+        clock: Clock,
+        *,
+        refresh_ms: int = 2000,
+    ) -> None:
+        self._catalog = catalog
+        self._tenancy = tenancy
+        self._audiences = audiences
+        self._clock = clock
+        self._refresh_ms = refresh_ms
+        self._known: dict[int, AudienceDef] = {}
+        self._known_ms: int | None = None
+
+    def for_batch(self, entry: LogEntry) -> list[Delivery]:
+        applied = entry.status == BatchStatus.APPLIED and entry.mpid is not None
+        if not applied and entry.status != BatchStatus.READ_ONLY:
+            return []
+        wanted = [
+            c
+            for c in self._catalog.current().event_connections
+            if c.enabled and c.input == entry.input
+        ]
+        if not wanted or not _has_events(entry.body):
+            return []  # batches without events go to no event output (ENR-1)
+        return [
+            Delivery(
+                connection=c.name,
+                kind="batch",
+                workspace_id=entry.workspace_id,
+                created_ms=entry.received_ms,
+                body=entry.body,
+                mpid=entry.mpid if applied else None,
+                source=entry.input,
+                client_ip=entry.client_ip,
+                historical=entry.historical,
+            )
+            for c in wanted
+        ]
+
+    def for_memberships(self, changes: Sequence[MembershipChange]) -> list[Delivery]:
+        defs = self._catalog.current()
+        if not defs.audience_connections and not any(
+            c.audience_events for c in defs.event_connections
+        ):
+            return []
+        rows: list[Delivery] = []
+        for change in changes:
+            audience = self._audience(change.audience_id)
+            if audience is None:
+                continue
+            note = MembershipNote(
+                audience_id=audience.id,
+                audience_name=audience.external_name or audience.name,
+                entered=change.entered,
+                at_ms=change.at_ms,
+            )
+            body = _NOTE.encode(note)
+            for name, workspace_id in self._membership_connections(defs, audience):
+                rows.append(
+                    Delivery(
+                        connection=name,
+                        kind="membership",
+                        workspace_id=workspace_id,
+                        created_ms=change.at_ms,
+                        body=body,
+                        mpid=change.mpid,
+                    )
+                )
+        return rows
+
+    def _membership_connections(
+        self, defs: Definitions, audience: AudienceDef
+    ) -> Iterator[tuple[str, int]]:
+        for a in defs.audience_connections:
+            if a.enabled and a.audience_id == audience.id:
+                yield a.name, audience.workspaces[0] if audience.workspaces else 0
+        for e in defs.event_connections:
+            source = self._tenancy.input_named(e.input)
+            if not (e.enabled and e.audience_events and source is not None):
+                continue
+            if source.workspace.workspace_id in audience.workspaces:
+                yield e.name, source.workspace.workspace_id
+
+    def _audience(self, audience_id: int) -> AudienceDef | None:
+        now = self._clock.now_ms()
+        stale = self._known_ms is None or not 0 <= now - self._known_ms < self._refresh_ms
+        if stale or audience_id not in self._known:
+            self._known = {a.id: a for a in self._audiences()}
+            self._known_ms = now
+        return self._known.get(audience_id)
+
+
+def _has_events(body: bytes) -> bool:
+    try:
+        return bool(_EVENTS_ONLY.decode(body).events)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+
+
+class _OutboxUnitOfWork:
+    """A unit of work that also writes the outbox rows of what it logs: a batch as it is
+    logged, membership changes all together just before commit."""
+
+    def __init__(self, inner: UnitOfWork, router: Router) -> None:
+        self._inner = inner
+        self._router = router
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def append_log(self, entry: LogEntry) -> None:
+        self._inner.append_log(entry)
+        rows = self._router.for_batch(entry)
+        if rows:
+            self._inner.enqueue_deliveries(rows)
+
+    def before_commit(self) -> None:
+        """The rows of every membership change of the transaction, whichever call made it
+        (ingest, the scheduler, a backfill page, an audience removed)."""
+        rows = self._router.for_memberships(self._inner.pending_memberships())
+        if rows:
+            self._inner.enqueue_deliveries(rows)
+
+
+class OutboxStore:
+    """The store, with units of work that fill the outbox (every other call passes through)."""
+
+    def __init__(self, store: Store, router: Router) -> None:
+        self._store = store
+        self._router = router
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        with self._store.unit_of_work() as uow:
+            outbox = _OutboxUnitOfWork(uow, self._router)
+            yield outbox  # a UnitOfWork by delegation (__getattr__)
+            outbox.before_commit()

@@ -1,0 +1,107 @@
+"""A Kindred wired from a config file (SQLite in a temporary directory, a fake clock) whose
+outputs point at local receivers, for forwarding tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from kindred.bootstrap import Container, build
+from kindred.config import load_settings
+from kindred.services.delivery import Lane
+from kindred.services.ingest import Accepted, Outcome, observe
+from tests.fakes import FakeClock, SequentialMpids
+
+__all__ = ["BASE_CONFIG", "NOW", "World", "batch"]
+
+NOW = 1_700_000_000_000
+
+BASE_CONFIG = """
+[org]
+id = 1
+name = "T"
+
+[[accounts]]
+id = 1
+name = "A"
+
+[[accounts.workspaces]]
+id = 1
+name = "W"
+
+[[accounts.workspaces.inputs]]
+name = "server"
+source_type = "server"
+api_key = "server-key"
+api_secret = "server-secret"
+
+[[accounts.workspaces.inputs]]
+name = "web"
+source_type = "web"
+api_key = "web-key"
+
+[[accounts.workspaces.inputs]]
+name = "feed"
+source_type = "partner_feed"
+api_key = "feed-key"
+api_secret = "feed-secret"
+protection = "read_only"
+
+[forwarding.retry]
+base_s = 1
+max_delay_s = 60
+max_attempts = 4
+max_failing_s = 3600
+"""
+
+
+def batch(customer: str, *names: str, **attributes: Any) -> dict[str, Any]:
+    return {
+        "environment": "production",
+        "user_identities": {"customer_id": customer},
+        "user_attributes": attributes,
+        "device_info": {"platform": "iOS", "ios_idfv": f"idfv-{customer}"},
+        "ip": "203.0.113.9",
+        "events": [
+            {
+                "event_type": "custom_event",
+                "data": {
+                    "event_name": name,
+                    "custom_event_type": "other",
+                    "custom_attributes": {"n": str(i), "secret": "x"},
+                },
+            }
+            for i, name in enumerate(names)
+        ],
+    }
+
+
+class World:
+    def __init__(self, tmp: Path, extra_config: str, store_url: str | None = None) -> None:
+        """`store_url`: PostgreSQL instead of SQLite in the temporary directory (also for
+        worker processes started on the config file written here)."""
+        config = tmp / "kindred.toml"
+        store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
+        config.write_text(BASE_CONFIG.replace("[org]", store + "[org]", 1) + extra_config)
+        self.settings = load_settings(config, data_dir=str(tmp / "data"), env={})
+        self.clock = FakeClock(NOW)
+        self.container: Container = build(self.settings, clock=self.clock, mpids=SequentialMpids())
+        self.container.store.migrate()
+
+    def send(self, body: dict[str, Any], input_name: str = "server") -> Outcome:
+        source = self.container.tenancy.input_named(input_name)
+        assert source is not None
+        raw = msgspec.json.encode(body)
+        item = Accepted(source, observe(raw, source, self.clock.now_ms()), raw)
+        (outcome,) = self.container.ingest.ingest([item])
+        return outcome
+
+    def lane(self, name: str) -> Lane:
+        lanes = [lane for lane in self.container.delivery.lanes() if lane.name == name]
+        assert lanes, f"no lane {name}"
+        return lanes[0]
+
+    def close(self) -> None:
+        self.container.close()
