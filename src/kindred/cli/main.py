@@ -297,10 +297,12 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
 def _register_command_modules() -> None:
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
+    from kindred.cli.ui import ui  # noqa: PLC0415
 
     main.add_command(audiences)
     main.add_command(identity)
     main.add_command(quarantine)
+    main.add_command(ui)
 
 
 _register_command_modules()
