@@ -214,34 +214,39 @@ def _per_day(events: Sequence[TimelineEvent], now_ms: int, days: int) -> list[tu
 
 
 def _logged_item(entry: LogEntry) -> LiveItem:
-    batch = _decoded(entry.body)
-    return LiveItem(
+    return _item(
+        entry.body,
         kind="batch",
         id=entry.id or 0,
         input=entry.input,
         received_ms=entry.received_ms,
-        environment=batch.environment if batch else None,
         mpid=entry.mpid,
         status=entry.status,
         reason=entry.reason,
-        event_types=[e.event_type for e in batch.events or []] if batch else [],
-        body_text=_pretty(entry.body),
     )
 
 
 def _rejected_item(entry: RejectEntry) -> LiveItem:
-    batch = _decoded(entry.body)
-    return LiveItem(
+    return _item(
+        entry.body,
         kind=entry.kind,
         id=entry.id or 0,
         input=entry.input,
         received_ms=entry.received_ms,
-        environment=batch.environment if batch else None,
         mpid=None,
         status=entry.kind,
         reason=entry.reason,
+    )
+
+
+def _item(body: bytes, **known: Any) -> LiveItem:
+    """A Live Stream entry: what the log keeps, and what the batch itself says."""
+    batch = _decoded(body)
+    return LiveItem(
+        **known,
+        environment=batch.environment if batch else None,
         event_types=[e.event_type for e in batch.events or []] if batch else [],
-        body_text=_pretty(entry.body),
+        body_text=_pretty(body),
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 import msgspec
 
 from kindred.api.ui.charts import size_steps
-from kindred.api.ui.html import Html, h, join, ms_text, path_part
+from kindred.api.ui.html import Html, h, join, ms_text, path_part, when
 from kindred.api.ui.layout import section
 from kindred.api.ui.profiles import table
 from kindred.audiences.definition import AudienceDef, MembershipChange
@@ -60,7 +60,7 @@ def audiences_body(
                 _volatility(m.volatility_24h),
                 "none",
                 join(h('<span class="tag">{}</span>', t) for t in a.tags),
-                ms_text(m.last_updated_ms),
+                when(m.last_updated_ms),
             )
             for a, m in rows
         ),
@@ -100,7 +100,7 @@ def audience_body(
         ["Time", "Profile", "Change", "Reason"],
         (
             (
-                ms_text(c.at_ms),
+                when(c.at_ms),
                 h('<a href="/ui/profiles/{}">{}</a>', path_part(c.mpid), str(c.mpid)),
                 "entered" if c.entered else "left",
                 c.reason,
@@ -149,7 +149,7 @@ def _facts(audience: AudienceDef, metrics: AudienceMetrics, names: Mapping[int, 
         ("Adds (24 h)", metrics.adds_24h),
         ("Drops (24 h)", metrics.drops_24h),
         ("Volatility (24 h)", _volatility(metrics.volatility_24h)),
-        ("Last updated", ms_text(metrics.last_updated_ms)),
+        ("Last updated", when(metrics.last_updated_ms)),
         ("External name", audience.external_name or "—"),
         ("Workspaces", ", ".join(names.get(w, str(w)) for w in audience.workspaces)),
         ("Inputs", ", ".join(audience.inputs) or "all"),

@@ -12,8 +12,8 @@ __all__ = ["day_bars", "size_steps"]
 _W, _H, _PAD = 640, 120, 24
 
 
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%b %d")
+def _day(ms: int, fmt: str = "%b %d") -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt)
 
 
 def day_bars(per_day: Sequence[tuple[int, int]], label: str) -> Html:
@@ -59,7 +59,9 @@ def size_steps(points: Sequence[tuple[int, int]], now_ms: int, label: str) -> Ht
         previous = size
     coords.append(f"{x(now_ms)},{y(previous)}")
     line = h('<polyline class="line" points="{}"/>', " ".join(coords))
-    return _frame(label, line, _day(start), _day(now_ms), top)
+    # Within two days the hours tell more than the dates.
+    fmt = "%b %d %H:%M" if span < 2 * 86_400_000 else "%b %d"
+    return _frame(label, line, _day(start, fmt), _day(now_ms, fmt), top)
 
 
 def _frame(label: str, marks: Html, first: str, last: str, top: int) -> Html:

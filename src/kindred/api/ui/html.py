@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
-__all__ = ["Html", "esc", "h", "join", "ms_text", "path_part", "query"]
+__all__ = ["Html", "esc", "h", "join", "ms_text", "path_part", "query", "when"]
 
 
 class Html(str):
@@ -55,3 +55,11 @@ def ms_text(ms: int | None) -> str:
     if ms is None:
         return "—"
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def when(ms: int | None) -> Html:
+    """An instant as a <time> element (kept on one line by the stylesheet)."""
+    if ms is None:
+        return Html("—")
+    iso = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    return h('<time datetime="{}">{}</time>', iso, ms_text(ms))

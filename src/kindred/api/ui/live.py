@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kindred.api.ui.html import Html, h, join, ms_text, path_part
+from kindred.api.ui.html import Html, h, join, path_part, when
 from kindred.services.activity import LiveFilter, LiveItem
 
 __all__ = ["EVENT_TYPES", "live_body", "live_items"]
@@ -103,12 +103,12 @@ def _item(item: LiveItem) -> Html:
     return h(
         '<li class="item {kind}" data-kind="{kind}">'
         '<div class="line"><span class="badge {status}">{status}</span>'
-        "<time>{time}</time><span>input <b>{input}</b></span><span>{types}</span>{user}</div>"
+        "{time}<span>input <b>{input}</b></span><span>{types}</span>{user}</div>"
         "{reason}"
         "<details><summary>Batch JSON</summary><pre>{body}</pre></details></li>",
         kind=item.kind,
         status=item.status,
-        time=ms_text(item.received_ms),
+        time=when(item.received_ms),
         input=item.input,
         types=types,
         user=user,

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from kindred.api.ui.charts import day_bars
-from kindred.api.ui.html import Html, h, join, ms_text, path_part, query
+from kindred.api.ui.html import Html, h, join, path_part, query, when
 from kindred.api.ui.layout import section
 from kindred.domain.identities import DEVICE_IDENTITY_TYPES, USER_IDENTITY_TYPES
 from kindred.domain.observation import ConsentFact
@@ -97,8 +97,8 @@ def _summary(profile: Profile) -> Html:
     facts: list[tuple[str, object]] = [
         ("MPID", str(profile.mpid)),
         ("Identity scope", profile.scope),
-        ("First seen", ms_text(first)),
-        ("Last seen", ms_text(last)),
+        ("First seen", when(first)),
+        ("Last seen", when(last)),
         ("IP", profile.ip or "—"),
         ("Opted out", "yes" if profile.is_opted_out else "no"),
         ("Limit ad tracking", _yes_no(profile.limit_ad_tracking)),
@@ -124,7 +124,7 @@ def _identities(profile: Profile) -> Html:
     users = table(
         ["Type", "Value", "First seen", "Last seen"],
         (
-            (t, e.value, ms_text(e.first_seen_ms), ms_text(e.last_seen_ms))
+            (t, e.value, when(e.first_seen_ms), when(e.last_seen_ms))
             for t, e in sorted(profile.user_identities.items())
         ),
         caption="User identities",
@@ -156,7 +156,7 @@ def _workspace(name: str, ws_id: int, wp: WorkspaceProfile) -> Html:
                 key,
                 h('<s title="removed">{}</s>', "removed") if e.deleted else _value_text(e.value),
                 e.source,
-                ms_text(e.ts_ms),
+                when(e.ts_ms),
             )
             for key, e in sorted(wp.attributes.items())
         ),
@@ -176,8 +176,8 @@ def _workspace(name: str, ws_id: int, wp: WorkspaceProfile) -> Html:
             (
                 key,
                 d.platform or "—",
-                ms_text(d.first_seen_ms),
-                ms_text(d.last_seen_ms),
+                when(d.first_seen_ms),
+                when(d.last_seen_ms),
                 _device_details(d.info),
             )
             for key, d in sorted(wp.devices.items())
@@ -186,8 +186,8 @@ def _workspace(name: str, ws_id: int, wp: WorkspaceProfile) -> Html:
     )
     times = h(
         '<p class="muted">First seen {} · last seen {}</p>',
-        ms_text(wp.first_seen_ms),
-        ms_text(wp.last_seen_ms),
+        when(wp.first_seen_ms),
+        when(wp.last_seen_ms),
     )
     return section(
         f"Workspace {name}",
@@ -204,7 +204,7 @@ def _workspace(name: str, ws_id: int, wp: WorkspaceProfile) -> Html:
 
 def _consent(fact: ConsentFact) -> tuple[str, str, str]:
     state = "consented" if fact.consented else "not consented"
-    return state, ms_text(fact.timestamp_ms), fact.document or "—"
+    return state, when(fact.timestamp_ms), fact.document or "—"
 
 
 def _device_details(info: Mapping[str, object]) -> str:
@@ -229,8 +229,8 @@ def _memberships(profile: Profile) -> Html:
         (
             (
                 h('<a href="/ui/audiences/{}">{}</a>', m.audience_id, m.name),
-                ms_text(m.since_ms),
-                ms_text(m.expires_ms) if m.expires_ms else "—",
+                when(m.since_ms),
+                when(m.expires_ms) if m.expires_ms else "—",
             )
             for m in sorted(profile.memberships.values(), key=lambda m: m.since_ms)
         ),
@@ -259,7 +259,7 @@ def _timeline(mpid: int, timeline: Timeline, event_type: str | None) -> Html:
     picture = day_bars(timeline.per_day, "Events per day over the last 30 days")
     rows = table(
         ["Time", "Type", "Name", "Input"],
-        ((ms_text(e.at_ms), e.event_type, e.name or "—", e.input) for e in timeline.events),
+        ((when(e.at_ms), e.event_type, e.name or "—", e.input) for e in timeline.events),
         caption="Events",
     )
     note = (
