@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from kindred.api.ui.routes import UI_PATHS
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, Server
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, CONFIG, Server, make_server
 
 pytestmark = pytest.mark.e2e
 
@@ -132,6 +133,28 @@ def test_a_wrong_password_is_refused_and_sign_out_ends_the_session(server: Serve
         assert client.get("/ui/profiles").status_code == 302
 
 
+def test_a_session_holds_across_worker_processes(tmp_path: Path) -> None:
+    config = tmp_path / "workers.toml"
+    config.write_text(CONFIG.read_text().replace("[server]\n", "[server]\nworkers = 2\n", 1))
+    server = make_server(tmp_path)
+    server.config = config
+    server.start()
+    try:
+        signed_in = httpx.post(
+            f"{server.url}/ui/login", data={"name": USER, "password": PASSWORD}, timeout=10
+        )
+        assert signed_in.status_code == 303
+        cookies = dict(signed_in.cookies)
+        # A new connection each time, so that both processes answer some of them.
+        answers = [
+            httpx.get(f"{server.url}/ui/audiences", cookies=cookies, timeout=10).status_code
+            for _ in range(30)
+        ]
+        assert answers == [200] * 30
+    finally:
+        server.stop()
+
+
 # --- in the browser -------------------------------------------------------------------
 
 
@@ -228,3 +251,21 @@ def test_an_audience_page_shows_its_definition_history_and_size(server: Server, 
     expect(page.locator("#connections-none")).to_have_text(
         "No connections are configured for this audience."
     )
+
+
+def test_pages_work_with_the_keyboard(server: Server, page: Page) -> None:
+    customer = f"kb-{uuid.uuid4().hex[:8]}"
+    send(server, batch(customer, ("custom_event", "Play")))
+    sign_in_with_the_keyboard(page)
+    # The first stop is the skip link; it moves the focus past the navigation.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Find by")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Value")).to_be_focused()
+    page.keyboard.type(customer)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("table", name="User identities")).to_contain_text(customer)
