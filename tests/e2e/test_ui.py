@@ -155,6 +155,26 @@ def test_a_session_holds_across_worker_processes(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_profile_past_its_lifetime_says_it_has_expired(tmp_path: Path) -> None:
+    clock = tmp_path / "clock-offset-ms"
+    server = make_server(tmp_path, clock_file=clock)
+    server.start()
+    try:
+        send(server, batch("old-user", ("custom_event", "Play")))
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            client.post("/ui/login", data={"name": USER, "password": PASSWORD})
+            found = client.get("/ui/profiles", params={"type": "customer_id", "q": "old-user"})
+            assert found.status_code == 302
+            profile_page = found.headers["location"]
+            assert "has expired" not in client.get(profile_page).text
+            clock.write_text(str(91 * 86_400_000))  # past the default 90-day lifetime
+            client.cookies.clear()  # the session ended long ago, too
+            client.post("/ui/login", data={"name": USER, "password": PASSWORD})
+            assert "This profile has expired" in client.get(profile_page).text
+    finally:
+        server.stop()
+
+
 # --- in the browser -------------------------------------------------------------------
 
 

@@ -161,12 +161,15 @@ class UiPages:
         timeline = self._activity.timeline(
             profile.mpid, now, event_type=event_type, page=_page_number(request) - 1
         )
-        accounts = [
-            w.account
-            for w in self._c.tenancy.workspaces.values()
-            if w.identity_scope == profile.scope
-        ]
-        expired = any(is_expired(profile, a, now) for a in accounts[:1])
+        account = next(
+            (
+                w.account
+                for w in self._c.tenancy.workspaces.values()
+                if w.identity_scope == profile.scope
+            ),
+            None,
+        )
+        expired = account is not None and is_expired(profile, account, now)
         body = h(
             "{}{}",
             form,
