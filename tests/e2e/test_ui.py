@@ -16,7 +16,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from kindred.api.ui.routes import UI_PATHS
+from kindred.api.app import create_app
+from kindred.api.ui.routes import OPEN_PATHS
+from kindred.bootstrap import build
+from kindred.config import load_settings
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, CONFIG, Server, make_server
 
 pytestmark = pytest.mark.e2e
@@ -97,11 +100,22 @@ def make_audience(server: Server, name: str, tag: str) -> int:
 # --- access ---------------------------------------------------------------------------
 
 
-def test_no_ui_route_answers_without_a_session(server: Server) -> None:
+def ui_paths(tmp_path: Path) -> list[str]:
+    """Every route of the UI that needs a session, read from the app itself."""
+    container = build(load_settings(CONFIG, data_dir=str(tmp_path), env={}))
+    app = create_app(container, manage_lifecycle=False)
+    paths = {r.path for r in app.fallback_routes() if r.path.startswith("/ui")}
+    container.store.close()
+    return sorted(paths - OPEN_PATHS)
+
+
+def test_no_ui_route_answers_without_a_session(server: Server, tmp_path: Path) -> None:
+    paths = ui_paths(tmp_path)
+    assert {"/ui/profiles/{mpid}", "/ui/api/live", "/ui/audiences/{audience_id}"} <= set(paths)
     forged = {"kindred_ui": "dGVzdGVy.99999999999999.c2lnbmF0dXJl"}
     for cookies in ({}, forged):
         with httpx.Client(base_url=server.url, cookies=cookies) as client:
-            for path in UI_PATHS:
+            for path in paths:
                 url = path.replace("{mpid}", "1").replace("{audience_id}", "1")
                 answer = client.get(url)
                 if url.startswith("/ui/api/"):

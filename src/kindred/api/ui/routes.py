@@ -25,7 +25,7 @@ from kindred.domain.lifetime import is_expired
 from kindred.services.activity import ActivityReader, LiveCursor, LiveFilter
 from kindred.services.profiles import ProfileQueries
 
-__all__ = ["UI_PATHS", "ui_routes"]
+__all__ = ["OPEN_PATHS", "ui_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 UserHandler = Callable[[Request, str], Awaitable[Response]]
@@ -37,15 +37,8 @@ _SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
-UI_PATHS = (
-    "/ui",
-    "/ui/profiles",
-    "/ui/profiles/{mpid}",
-    "/ui/live",
-    "/ui/api/live",
-    "/ui/audiences",
-    "/ui/audiences/{audience_id}",
-)
+# Reachable without a session: signing in and out, and the stylesheet and script.
+OPEN_PATHS = frozenset({"/ui/login", "/ui/logout", *(f"/ui/static/{n}" for n in _STATIC)})
 
 
 class UiPages:
