@@ -131,6 +131,8 @@ def audience_body(
                 "Membership history",
                 h('<p class="muted">{}</p>{}', "The newest 100 changes.", history),
             ),
+            # Where the audience's outputs, their faults and the Resume action will show
+            # once audiences are connected to outputs; nothing forwards audiences yet.
             section(
                 "Connections",
                 h(

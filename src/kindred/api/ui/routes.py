@@ -187,7 +187,7 @@ class UiPages:
 
     async def live_feed(self, request: Request, _: str) -> Response:
         after = LiveCursor.parse(request.query_params.get("after"))
-        items, cursor = self._activity.live(_live_filter(request), after or LiveCursor())
+        items, cursor = self._activity.live(_live_filter(request), after)
         body = {"cursor": cursor.text(), "count": len(items), "html": str(live_items(items))}
         return Response(
             msgspec.json.encode(body),
