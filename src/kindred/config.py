@@ -34,6 +34,8 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StoreSettings",
+    "UiSettings",
+    "UiUserSettings",
     "WorkspaceSettings",
     "demo_config_text",
     "load_settings",
@@ -163,6 +165,21 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     backfill_interval_s: float = 1.0
 
 
+class UiUserSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    # The output of `kindred ui hash-password`: the password itself is never in the file.
+    password_hash: str
+
+
+class UiSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Who may sign in to the web UI (/ui/); none: nobody can.
+    users: list[UiUserSettings] = msgspec.field(default_factory=list)
+    # How long a sign-in lasts.
+    session_ttl_s: int = 43_200
+    # How often the Live Stream page asks for new batches.
+    live_poll_interval_s: float = 2.0
+
+
 class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # How often each server process runs the lifetime sweep; 0 leaves it to `kindred sweep`.
     sweep_interval_s: float = 3600.0
@@ -195,6 +212,7 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     outputs: list[OutputDef] = msgspec.field(default_factory=list)
     event_connections: list[EventConnection] = msgspec.field(default_factory=list)
     audience_connections: list[AudienceConnection] = msgspec.field(default_factory=list)
+    ui: UiSettings = msgspec.field(default_factory=UiSettings)
     # Not from the file: where the embedded store and other local files live.
     data_dir: str = "data"
     source: str = "<demo>"
@@ -307,6 +325,7 @@ def _validate(settings: Settings) -> None:
     for n, cred in enumerate(settings.credentials):
         _validate_credential(cred, known, f"credentials[{n}]")
     _validate_oauth(settings.oauth)
+    _validate_ui(settings.ui)
     if settings.audiences.backfill_interval_s < 0:
         raise ConfigError("audiences.backfill_interval_s: must be >= 0")
     if settings.audiences.schedule_interval_s < 0 or settings.audiences.schedule_chunk < 1:
@@ -367,6 +386,21 @@ def _validate_oauth(oauth: OAuthSettings) -> None:
         raise ConfigError("oauth.audiences: name at least one audience")
     if oauth.token_ttl_s < 60:
         raise ConfigError("oauth.token_ttl_s: must be at least 60")
+
+
+def _validate_ui(ui: UiSettings) -> None:
+    _unique([u.name for u in ui.users], "ui.users[].name")
+    for n, user in enumerate(ui.users):
+        if not user.name.strip():
+            raise ConfigError(f"ui.users[{n}].name: must not be empty")
+        if not is_secret_hash(user.password_hash):
+            raise ConfigError(
+                f"ui.users[{n}].password_hash: not a hash from `kindred ui hash-password`"
+            )
+    if ui.session_ttl_s < 60:
+        raise ConfigError("ui.session_ttl_s: must be at least 60")
+    if ui.live_poll_interval_s <= 0:
+        raise ConfigError("ui.live_poll_interval_s: must be positive")
 
 
 def _unique(values: list[object], key: str) -> None:

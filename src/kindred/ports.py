@@ -271,6 +271,10 @@ class ProfileReader(Protocol):
 class EventLogReader(Protocol):
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]: ...
 
+    def latest_log(self, limit: int) -> list[LogEntry]:
+        """The newest batches of every profile, newest first (the UI's Live Stream)."""
+        ...
+
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         """The profile's batches, newest first."""
         ...

@@ -526,6 +526,8 @@ def test_log_reads_in_order_and_pages(store: Store) -> None:
     assert store.read_log(0, 2) == entries[:2]
     assert store.read_log(ids[1], 2) == entries[2:]
     assert store.read_log(ids[-1], 10) == []
+    assert store.latest_log(2) == entries[:-3:-1]
+    assert store.latest_log(10) == entries[::-1]
 
 
 def test_log_status_changes(store: Store) -> None:

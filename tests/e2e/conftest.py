@@ -20,6 +20,21 @@ import pytest
 
 CONFIG = Path(__file__).with_name("kindred-e2e.toml")
 KINDRED = [sys.executable, "-m", "kindred.cli"]
+# Debian's Chromium, driven by Playwright (scripts/setup-browser.sh installs it).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--ignore-certificate-errors",
+    # Only 127.0.0.1 is reached: none of Chromium's own background traffic.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:

@@ -32,13 +32,22 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from tests.e2e.conftest import CONFIG, KINDRED, Server, Tls, free_port, make_server, self_signed_tls
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CONFIG,
+    KINDRED,
+    Server,
+    Tls,
+    free_port,
+    make_server,
+    self_signed_tls,
+)
 
 pytestmark = pytest.mark.e2e
 
 WEB = Path(__file__).with_name("web")
 SDK = WEB / "node_modules" / "@mparticle" / "web-sdk" / "dist" / "mparticle.js"
-CHROMIUM = Path("/usr/bin/chromium")
 WEB_KEY = "web-key"  # the web input of kindred-e2e.toml
 T = TypeVar("T")
 
@@ -201,19 +210,7 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
             headless=True,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--ignore-certificate-errors",
-                # Only 127.0.0.1 is reached: none of Chromium's own background traffic.
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-                "--no-first-run",
-            ],
+            args=CHROMIUM_ARGS,
         )
         yield chromium
         chromium.close()

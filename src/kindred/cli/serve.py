@@ -103,7 +103,8 @@ def _announce(settings: Settings, host: str, port: int, *, scheme: str = "http")
         f"  store:    {settings.store.url} (data dir {settings.data_dir})\n"
         f"  send:     POST {base}/v2/events  (Basic demo-server-key:demo-server-secret)\n"
         f"  health:   {base}/healthz   metrics: {base}/metrics\n"
-        f"  profiles: kindred profile get --identity customer_id=demo-0001"
+        + (f"  web UI:   {base}/ui/\n" if settings.ui.users else "")
+        + "  profiles: kindred profile get --identity customer_id=demo-0001"
         + (f" --data-dir {settings.data_dir}" if settings.data_dir != "data" else ""),
         flush=True,
     )

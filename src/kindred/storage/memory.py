@@ -282,6 +282,9 @@ class MemoryStore(MemoryDeliveries):
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         return self._state.log[after_id : after_id + limit]
 
+    def latest_log(self, limit: int) -> list[LogEntry]:
+        return self._state.log[::-1][:limit]
+
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         mine = [e for e in self._state.log if e.mpid == mpid]
         return mine[::-1][:limit]

@@ -176,6 +176,12 @@ class PostgresStore(SqlDeliveryStore):
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (after_id, limit)).fetchall()
 
+    def latest_log(self, limit: int) -> list[LogEntry]:
+        query = f"SELECT {_LOG_COLUMNS} FROM event_log ORDER BY id DESC LIMIT %s"
+        with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
+            return cursor.execute(query, (limit,)).fetchall()
+
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = %s ORDER BY id DESC LIMIT %s"
         with self._pool.connection() as conn:

@@ -257,6 +257,12 @@ class SqliteStore(SqlDeliveryStore):
         )
         return [_log_entry(r) for r in rows]
 
+    def latest_log(self, limit: int) -> list[LogEntry]:
+        rows = self._rows().execute(
+            f"SELECT {_LOG_COLUMNS} FROM event_log ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [_log_entry(r) for r in rows]
+
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         rows = self._rows().execute(
             f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ? ORDER BY id DESC LIMIT ?",

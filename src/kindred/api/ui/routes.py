@@ -1,0 +1,291 @@
+"""The web UI's routes. Every page and JSON answer needs a session: pages send the browser
+to the sign-in page (302), JSON answers 401. Only the sign-in page and the static files
+are open."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from kindred.api.ui.audiences import audience_body, audiences_body
+from kindred.api.ui.html import Html, h, path_part, query
+from kindred.api.ui.layout import page
+from kindred.api.ui.live import live_body, live_items
+from kindred.api.ui.profiles import missing_profile, profile_body, search_form
+from kindred.api.ui.session import COOKIE, Sessions
+from kindred.bootstrap import Container
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.lifetime import is_expired
+from kindred.services.activity import ActivityReader, LiveCursor, LiveFilter
+from kindred.services.profiles import ProfileQueries
+
+__all__ = ["OPEN_PATHS", "ui_routes"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+UserHandler = Callable[[Request, str], Awaitable[Response]]
+
+_STATIC = {"ui.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+_SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+# Reachable without a session: signing in and out, and the stylesheet and script.
+OPEN_PATHS = frozenset({"/ui/login", "/ui/logout", *(f"/ui/static/{n}" for n in _STATIC)})
+
+
+class UiPages:
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        self._sessions = Sessions(container.settings.ui, container.store, container.clock)
+        self._profiles = ProfileQueries(container.store, container.tenancy)
+        self._activity = ActivityReader(container.store)
+        self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
+
+    # --- access -----------------------------------------------------------------------
+
+    def page(self, handler: UserHandler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            user = self._sessions.user_of(request.cookies.get(COOKIE))
+            if user is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse("/ui/login" + query(next=target), status_code=302)
+            return await handler(request, user)
+
+        return guarded
+
+    def json(self, handler: UserHandler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            user = self._sessions.user_of(request.cookies.get(COOKIE))
+            if user is None:
+                return Response(
+                    b'{"error":"sign in at /ui/login"}', 401, media_type="application/json"
+                )
+            return await handler(request, user)
+
+        return guarded
+
+    async def login_form(self, request: Request) -> Response:
+        return _html(_login_page(request.query_params.get("next", ""), error=""))
+
+    async def login(self, request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        name = form.get("name", [""])[0]
+        target = _local(form.get("next", [""])[0])
+        cookie = await self._sessions.sign_in(name, form.get("password", [""])[0])
+        if cookie is None:
+            return _html(_login_page(target, error="Wrong name or password."), status=401)
+        response = RedirectResponse(target or "/ui/profiles", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=self._sessions.ttl_s,
+            path="/ui",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def logout(self, _: Request) -> Response:
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="lax")
+        return response
+
+    # --- pages -----------------------------------------------------------------------
+
+    async def home(self, _: Request, __: str) -> Response:
+        return RedirectResponse("/ui/profiles", status_code=302)
+
+    async def search(self, request: Request, user: str) -> Response:
+        id_type = request.query_params.get("type", "customer_id")
+        value = request.query_params.get("q", "").strip()
+        body = search_form(id_type, value)
+        if value:
+            try:
+                mpid = self._find(id_type, value)
+            except (NotFound, InvalidBatch) as exc:
+                body = h("{}{}", body, missing_profile(str(exc)))
+            else:
+                return RedirectResponse(f"/ui/profiles/{path_part(mpid)}", status_code=302)
+        return _html(page("User activity", body, user=user, active="profiles"))
+
+    def _find(self, id_type: str, value: str) -> int:
+        if id_type == "mpid":
+            try:
+                return self._profiles.by_mpid(int(value)).mpid
+            except ValueError:
+                raise InvalidBatch(f"MPID {value!r} is not an integer", "q") from None
+        found = None
+        for ws_id in self._names:
+            try:
+                found = self._profiles.by_identity(id_type, value, ws_id)
+                break
+            except NotFound:
+                continue
+        if found is None:
+            raise NotFound(f"no profile with {id_type} {value!r}")
+        return found.mpid
+
+    async def profile(self, request: Request, user: str) -> Response:
+        text = request.path_params["mpid"]
+        form = search_form("mpid", text)
+        try:
+            profile = self._profiles.by_mpid(int(text))
+        except (ValueError, NotFound):
+            body = h(
+                "{}{}",
+                form,
+                missing_profile(
+                    f"No profile with MPID {text}: it does not "
+                    "exist, or it expired and was deleted."
+                ),
+            )
+            return _html(page("User activity", body, user=user, active="profiles"), status=404)
+        now = self._c.clock.now_ms()
+        event_type = request.query_params.get("event_type") or None
+        timeline = self._activity.timeline(
+            profile.mpid, now, event_type=event_type, page=_page_number(request) - 1
+        )
+        account = next(
+            (
+                w.account
+                for w in self._c.tenancy.workspaces.values()
+                if w.identity_scope == profile.scope
+            ),
+            None,
+        )
+        expired = account is not None and is_expired(profile, account, now)
+        body = h(
+            "{}{}",
+            form,
+            profile_body(
+                profile,
+                expired=expired,
+                workspace_names=self._names,
+                timeline=timeline,
+                event_type=event_type,
+            ),
+        )
+        return _html(page(f"Profile {profile.mpid}", body, user=user, active="profiles"))
+
+    async def live(self, request: Request, user: str) -> Response:
+        live_filter = _live_filter(request)
+        items, cursor = self._activity.live(live_filter, None)
+        inputs = sorted(self._c.tenancy.inputs_by_name)
+        interval = int(self._c.settings.ui.live_poll_interval_s * 1000)
+        scripts = h('<script src="/ui/static/live.js" data-interval="{}" defer></script>', interval)
+        body = live_body(items, live_filter, inputs, cursor.text())
+        return _html(page("Live stream", body, user=user, active="live", scripts=scripts))
+
+    async def live_feed(self, request: Request, _: str) -> Response:
+        after = LiveCursor.parse(request.query_params.get("after"))
+        items, cursor = self._activity.live(_live_filter(request), after)
+        body = {"cursor": cursor.text(), "count": len(items), "html": str(live_items(items))}
+        return Response(
+            msgspec.json.encode(body),
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )
+
+    async def audiences(self, request: Request, user: str) -> Response:
+        chosen = request.query_params.getlist("tag")
+        service = self._c.audiences
+        every = service.all()
+        rows = [(a, service.metrics(a.id)) for a in service.all(chosen)]
+        tags = sorted({t for a in every for t in a.tags})
+        body = audiences_body(rows, tags, chosen)
+        return _html(page("Audiences", body, user=user, active="audiences"))
+
+    async def audience(self, request: Request, user: str) -> Response:
+        service = self._c.audiences
+        try:
+            audience = service.get(int(request.path_params["audience_id"]))
+        except (ValueError, NotFound):
+            body = missing_profile(f"No audience {request.path_params['audience_id']}.")
+            return _html(page("Audience", body, user=user, active="audiences"), status=404)
+        now = self._c.clock.now_ms()
+        log = self._c.store.membership_log(
+            audience_id=audience.id, mpid=None, until_ms=now, limit=100_000
+        )
+        body = audience_body(audience, service.metrics(audience.id), log, now, self._names)
+        return _html(page(audience.name, body, user=user, active="audiences"))
+
+
+def _page_number(request: Request) -> int:
+    text = request.query_params.get("page", "1")
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+def _live_filter(request: Request) -> LiveFilter:
+    params = request.query_params
+    environment = params.get("environment", "development")
+    return LiveFilter(
+        input=params.get("input") or None,
+        event_type=params.get("event_type") or None,
+        environment=None if environment == "all" else environment,
+    )
+
+
+def _local(target: str) -> str:
+    """Only a path of this UI is a place to go back to after signing in."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/") or "\\" in target:
+        return ""
+    return target
+
+
+def _login_page(target: str, *, error: str) -> Html:
+    alert = h('<p class="error" role="alert">{}</p>', error) if error else Html("")
+    body = h(
+        '{alert}<form class="login" method="post" action="/ui/login">'
+        '<input type="hidden" name="next" value="{target}">'
+        '<label for="login-name">Name</label>'
+        '<input id="login-name" name="name" autocomplete="username" required autofocus>'
+        '<label for="login-password">Password</label>'
+        '<input id="login-password" name="password" type="password"'
+        ' autocomplete="current-password" required>'
+        '<button type="submit">Sign in</button></form>',
+        alert=alert,
+        target=_local(target),
+    )
+    return page("Sign in", body, user=None)
+
+
+def _html(markup: Html, status: int = 200) -> Response:
+    return HTMLResponse(str(markup), status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _static(name: str) -> Handler:
+    content = resources.files("kindred.api.ui").joinpath("static", name).read_bytes()
+    media_type = _STATIC[name]
+
+    async def serve(_: Request) -> Response:
+        return Response(content, media_type=media_type, headers={"cache-control": "max-age=300"})
+
+    return serve
+
+
+def ui_routes(container: Container) -> list[Route]:
+    ui = UiPages(container)
+    return [
+        Route("/ui/login", ui.login_form, methods=["GET"]),
+        Route("/ui/login", ui.login, methods=["POST"]),
+        Route("/ui/logout", ui.logout, methods=["POST"]),
+        *(Route(f"/ui/static/{name}", _static(name), methods=["GET"]) for name in _STATIC),
+        Route("/ui", ui.page(ui.home), methods=["GET"]),
+        Route("/ui/", ui.page(ui.home), methods=["GET"]),
+        Route("/ui/profiles", ui.page(ui.search), methods=["GET"]),
+        Route("/ui/profiles/{mpid}", ui.page(ui.profile), methods=["GET"]),
+        Route("/ui/live", ui.page(ui.live), methods=["GET"]),
+        Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
+        Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
+        Route("/ui/audiences/{audience_id}", ui.page(ui.audience), methods=["GET"]),
+    ]

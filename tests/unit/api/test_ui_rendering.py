@@ -1,0 +1,151 @@
+"""The web UI's markup: every value from a batch, a profile or a definition is escaped."""
+
+from __future__ import annotations
+
+import re
+
+from kindred.api.ui.audiences import criteria_html, size_points
+from kindred.api.ui.charts import day_bars, size_steps
+from kindred.api.ui.html import Html, esc, h, join, query
+from kindred.api.ui.live import live_items
+from kindred.api.ui.profiles import profile_body
+from kindred.audiences.definition import MembershipChange
+from kindred.domain.profile import (
+    AttributeEntry,
+    IdentityEntry,
+    Membership,
+    Profile,
+    WorkspaceProfile,
+)
+from kindred.services.activity import LiveItem, Timeline
+
+EVIL = '<script>alert("x")</script>'
+NOW = 1_700_000_000_000
+
+
+def test_values_are_escaped_and_markup_is_kept() -> None:
+    assert esc(EVIL) == "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+    assert esc("'") == "&#x27;"
+    assert esc(None) == ""
+    assert h("<b>{}</b>", EVIL) == "<b>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</b>"
+    assert h("<i>{}</i>", Html("<b>ok</b>")) == "<i><b>ok</b></i>"
+    assert join(["<a>", Html("<b>")]) == "&lt;a&gt;<b>"
+
+
+def test_an_attribute_value_cannot_leave_its_quotes() -> None:
+    markup = h('<input value="{}">', '" onfocus="alert(1)')
+    assert markup == '<input value="&quot; onfocus=&quot;alert(1)">'
+
+
+def test_query_strings_are_encoded() -> None:
+    assert query(tag=["a b", "&x"], page=2, none=None) == "?tag=a+b&tag=%26x&page=2"
+    assert query() == ""
+
+
+def _profile() -> Profile:
+    workspace = WorkspaceProfile(
+        first_seen_ms=NOW,
+        last_seen_ms=NOW,
+        attributes={
+            EVIL: AttributeEntry(value=EVIL, priority=1, source="server", ts_ms=NOW),
+            "gone": AttributeEntry(priority=1, source="server", ts_ms=NOW, deleted=True),
+        },
+    )
+    return Profile(
+        mpid=42,
+        scope="a1",
+        created_ms=NOW,
+        last_stored_ms=NOW,
+        user_identities={"email": IdentityEntry(value=EVIL, first_seen_ms=NOW, last_seen_ms=NOW)},
+        workspaces={1: workspace},
+        memberships={7: Membership(audience_id=7, name=EVIL, since_ms=NOW)},
+    )
+
+
+def _timeline() -> Timeline:
+    return Timeline(
+        events=[],
+        total=0,
+        page=0,
+        pages=1,
+        event_types=[EVIL],
+        per_day=[(NOW, 0)],
+        batches_read=0,
+        truncated=False,
+    )
+
+
+def test_a_profile_page_escapes_what_users_sent() -> None:
+    markup = profile_body(
+        _profile(), expired=False, workspace_names={1: EVIL}, timeline=_timeline(), event_type=None
+    )
+    assert "<script>" not in markup
+    assert markup.count("&lt;script&gt;") >= 5
+    assert '<a href="/ui/audiences/7">' in markup
+    assert "removed" in markup
+    assert "expired" not in markup
+
+
+def test_an_expired_profile_says_so() -> None:
+    markup = profile_body(
+        _profile(), expired=True, workspace_names={}, timeline=_timeline(), event_type=None
+    )
+    assert "This profile has expired" in markup
+
+
+def test_live_items_escape_the_batch_and_link_the_user() -> None:
+    item = LiveItem(
+        kind="quarantined",
+        id=3,
+        input=EVIL,
+        received_ms=NOW,
+        environment=None,
+        mpid=-5,
+        status="quarantined",
+        reason=EVIL,
+        event_types=[EVIL],
+        body_text=EVIL,
+    )
+    markup = live_items([item])
+    assert "<script>" not in markup
+    assert '<a class="user" href="/ui/profiles/-5">' in markup
+    assert '<p class="reason">&lt;script&gt;' in markup
+    assert "<details><summary>Batch JSON</summary><pre>&lt;script&gt;" in markup
+
+
+def test_criteria_read_as_sentences_and_are_escaped() -> None:
+    markup = criteria_html(
+        {
+            "and": [
+                {"attribute": "tier", "op": "equals", "value": EVIL},
+                {"event": "custom_event", "name": "Play", "within_days": 7, "at_least": 3},
+                {"exclude": {"consent": "gdpr", "purpose": "marketing", "state": "not_consented"}},
+            ]
+        }
+    )
+    text = re.sub(r"<[^>]+>", " ", markup)
+    assert "All of" in text
+    assert "attribute tier equals" in text
+    assert "at least 3 custom_event &quot;Play&quot; event(s) within the last 7 days" in text
+    assert "None of" in text
+    assert "GDPR consent for marketing: not consented" in text
+    assert "<script>" not in markup
+
+
+def test_size_over_time_follows_the_membership_log() -> None:
+    def change(mpid: int, entered: bool, at: int) -> MembershipChange:
+        return MembershipChange(audience_id=1, mpid=mpid, entered=entered, at_ms=at, reason="x")
+
+    log = [change(1, True, 10), change(2, True, 10), change(1, False, 20), change(3, True, 30)]
+    assert size_points(log) == [(10, 2), (20, 1), (30, 2)]
+    chart = size_steps(size_points(log), 40, "size")
+    assert chart.startswith('<svg class="chart"')
+    assert 'role="img"' in chart
+    assert "<polyline" in chart
+    assert "No membership changes" in size_steps([], 40, "size")
+
+
+def test_day_bars_draw_one_bar_per_day() -> None:
+    chart = day_bars([(NOW, 1), (NOW + 86_400_000, 3)], "events")
+    assert chart.count('<rect class="bar"') == 2
+    assert "<title>events</title>" in chart

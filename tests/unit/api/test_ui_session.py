@@ -1,0 +1,72 @@
+"""Signing in to the web UI: the cookie is signed, ends, and names a configured user."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kindred.api.ui.session import Sessions
+from kindred.config import UiSettings, UiUserSettings
+from kindred.domain.credentials import hash_secret
+from kindred.storage.memory import MemoryStore
+from tests.fakes import FakeClock
+
+USERS = [UiUserSettings(name="ann", password_hash=hash_secret("pw-ann", b"salt-ann"))]
+
+
+def _sessions(
+    clock: FakeClock, store: MemoryStore, users: list[UiUserSettings] = USERS
+) -> Sessions:
+    return Sessions(UiSettings(users=users, session_ttl_s=600), store, clock)
+
+
+def test_a_right_password_gives_a_cookie_that_names_the_user() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    sessions = _sessions(clock, store)
+    cookie = asyncio.run(sessions.sign_in("ann", "pw-ann"))
+    assert cookie is not None
+    assert sessions.user_of(cookie) == "ann"
+    # Another process on the same store accepts it (one key, kept in the store).
+    assert _sessions(clock, store).user_of(cookie) == "ann"
+
+
+@pytest.mark.parametrize(("name", "password"), [("ann", "wrong"), ("bob", "pw-ann"), ("", "")])
+def test_a_wrong_name_or_password_gives_nothing(name: str, password: str) -> None:
+    assert asyncio.run(_sessions(FakeClock(), MemoryStore()).sign_in(name, password)) is None
+
+
+def test_a_cookie_ends_after_the_session_lifetime() -> None:
+    clock = FakeClock()
+    sessions = _sessions(clock, MemoryStore())
+    cookie = asyncio.run(sessions.sign_in("ann", "pw-ann"))
+    clock.advance(599_000)
+    assert sessions.user_of(cookie) == "ann"
+    clock.advance(1_000)
+    assert sessions.user_of(cookie) is None
+
+
+def test_a_changed_or_foreign_cookie_is_refused() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    cookie = asyncio.run(_sessions(clock, store).sign_in("ann", "pw-ann"))
+    assert cookie is not None
+    name, expires, signature = cookie.split(".")
+    later = str(int(expires) + 10_000_000)
+    sessions = _sessions(clock, store)
+    for forged in (
+        f"{name}.{later}.{signature}",
+        f"{name}.{expires}.{signature[:-2]}AA",
+        "x.y.z",
+        "",
+        "a.b",
+        None,
+    ):
+        assert sessions.user_of(forged) is None
+    # A store with another key (another installation) does not accept it.
+    assert _sessions(clock, MemoryStore()).user_of(cookie) is None
+
+
+def test_a_user_taken_out_of_the_config_loses_the_session() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    cookie = asyncio.run(_sessions(clock, store).sign_in("ann", "pw-ann"))
+    assert _sessions(clock, store, users=[]).user_of(cookie) is None
