@@ -153,6 +153,19 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     users = min(stored, args.profiles or stored)
     report: dict[str, Any] = {"profiles_stored": stored, "machine": machine()}
     report["audiences_deleted_first"] = retire_audiences(container)
+    if not args.backfill_only:
+        report.update(live_and_time_trigger(container, clock, args, users))
+    report.update(backfill(container, clock))
+    container.store.close()
+    report["command"] = " ".join(["python", *sys.argv])
+    return report
+
+
+def live_and_time_trigger(
+    container: Container, clock: MovableClock, args: argparse.Namespace, users: int
+) -> dict[str, Any]:
+    """(a) and (c); the audiences they create are deleted at the end."""
+    report: dict[str, Any] = {}
     # Request ids must be new to the store, or the batches are answered as duplicates.
     base = secrets.randbits(40) << 20
     # Every measured pass sends to users who had a batch a moment before (warm caches).
@@ -182,9 +195,14 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     report["time_trigger_membership_changes"] = moved
     report["time_trigger_s"] = round(seconds, 2)
     report["time_trigger_profiles_per_s"] = round(due / seconds) if seconds else None
-    for audience_id in ids:
-        container.audiences.set_status(audience_id, "inactive")
+    for audience_id in reversed(ids):
+        container.audiences.delete(audience_id)
+    return report
 
+
+def backfill(container: Container, clock: MovableClock) -> dict[str, Any]:
+    """(b): one new audience over every stored profile, deleted at the end."""
+    report: dict[str, Any] = {}
     one = container.audiences.create(
         AudienceDef(name="bench backfill", workspaces=[1], criteria=criteria_mix(0, 0))
     )
@@ -199,11 +217,7 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     report["backfill_s"] = round(seconds, 2)
     report["backfill_profiles_per_s"] = round(evaluated / seconds) if seconds else None
     report["backfill_members"] = container.audiences.metrics(one.id).size
-
-    for audience_id in reversed([*ids, one.id]):
-        container.audiences.delete(audience_id)
-    container.store.close()
-    report["command"] = " ".join(["python", *sys.argv])
+    container.audiences.delete(one.id)
     return report
 
 
@@ -215,6 +229,9 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=20_000, help="profiles to seed (new store)")
     parser.add_argument("--audiences", type=int, default=100)
     parser.add_argument("--batches", type=int, default=5_000, help="batches of 10 events, each run")
+    parser.add_argument(
+        "--backfill-only", action="store_true", help="measure (b) alone, in a fresh process"
+    )
     args = parser.parse_args()
     if args.data_dir:
         print(json.dumps(run(args, args.data_dir), indent=2))
