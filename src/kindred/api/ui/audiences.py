@@ -197,8 +197,8 @@ def connections_html(
         ["Connection", "Output", "Status", "Pending", "Delivered", "Last error", "Faulted", ""],
         (
             (
-                c.name,
-                c.output,
+                h('<span class="nowrap">{}</span>', c.name),
+                h('<span class="nowrap">{}</span>', c.output),
                 _status(c.status),
                 c.pending,
                 c.delivered,
