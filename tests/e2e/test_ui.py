@@ -447,3 +447,8 @@ def test_a_faulted_audience_connection_is_seen_and_resumed_in_the_browser(
     expect(cells.nth(2)).to_have_text("sending")
     expect(cells.nth(3)).to_have_text("0")
     expect(cells.nth(4)).to_have_text("1")
+    # The sign-out form carries the token too: the session ends.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+    page.goto(f"/ui/audiences/{audience_id}")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))
