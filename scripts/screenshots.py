@@ -1,8 +1,10 @@
 """Screenshots of each web UI page, from the demo data, into docs/screenshots/.
 
 Starts Kindred on a fresh data directory with the demo config and demo data, adds a few
-audiences and sends a few batches over HTTP (so that the pages have something to show),
-then signs in with Debian's Chromium (driven by Playwright) and saves one PNG per page.
+audiences, connects the first to two outputs (JSON-lines files, and a webhook nobody answers,
+so that the page shows a fault) and sends a few batches over HTTP (so that the pages have
+something to show), then signs in with Debian's Chromium (driven by Playwright) and saves
+one PNG per page.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
@@ -94,9 +96,52 @@ def _prepare(data_dir: Path) -> list[int]:
     return ids
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def _forwarding_config(data_dir: Path, audience_id: int) -> Path:
+    """The demo config with the audience connected to a files output and to a webhook on a
+    port where nothing listens (it faults after a few tries)."""
+    demo = (ROOT / "src" / "kindred" / "demo" / "kindred.toml").read_text()
+    config = data_dir / "kindred.toml"
+    config.write_text(
+        demo
+        + f"""
+[forwarding.retry]
+base_s = 0.2
+max_delay_s = 0.5
+max_attempts = 3
+
+[[outputs]]
+name = "crm-webhook"
+kind = "webhook"
+url = "http://127.0.0.1:{_free_port()}/audiences"
+
+[[outputs]]
+name = "archive"
+kind = "jsonl"
+directory = "{data_dir / "archive"}"
+
+[[audience_connections]]
+name = "gold-to-archive"
+audience_id = {audience_id}
+output = "archive"
+identity_types = ["customer_id"]
+
+[[audience_connections]]
+name = "gold-to-crm"
+audience_id = {audience_id}
+output = "crm-webhook"
+identity_types = ["customer_id", "email"]
+"""
+    )
+    return config
+
+
+def _serve(data_dir: Path, port: int, config: Path) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [*KINDRED, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        [
+            *KINDRED,
+            "serve",
+            *("--config", str(config), "--data-dir", str(data_dir), "--port", str(port)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=(data_dir / "server.log").open("ab"),
         env=_env(),
@@ -195,7 +240,7 @@ def main() -> None:
         data_dir = Path(tmp)
         ids = _prepare(data_dir)
         port = _free_port()
-        server = _serve(data_dir, port)
+        server = _serve(data_dir, port, _forwarding_config(data_dir, ids[0]))
         try:
             time.sleep(3)  # the backfill of the activated audiences
             base = f"http://127.0.0.1:{port}"

@@ -211,6 +211,39 @@ def make_server(
     return Server(data_dir=tmp / "data", config=CONFIG, env=env, tls=tls)
 
 
+def serving(tmp: Path, config_text: str) -> Iterator[Server]:
+    """A server on a config file of its own (written into `tmp`), stopped afterwards."""
+    config = tmp / "kindred.toml"
+    config.write_text(config_text)
+    server = make_server(tmp)
+    server.config = config
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def forwarding_config(output: str, url: str) -> str:
+    """TOML to add to CONFIG: delivery lanes that look for rows often and fault after two
+    failures in a row with a short backoff, and a webhook output `output` to `url` (its
+    table last, so that more of its keys may follow)."""
+    return f"""
+[forwarding]
+idle_s = 0.05
+
+[forwarding.retry]
+base_s = 0.1
+max_delay_s = 0.2
+max_attempts = 2
+
+[[outputs]]
+name = "{output}"
+kind = "webhook"
+url = "{url}"
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = make_server(tmp_path_factory.mktemp("kindred"))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import CONFIG, Server, make_server
+from tests.e2e.conftest import CONFIG, Server, forwarding_config, serving
 from tests.receiver import Answer, Receiver, receiving
 
 pytestmark = pytest.mark.e2e
@@ -38,38 +38,19 @@ def forwarding_server(tmp_path: Path, receiver: Receiver) -> Iterator[Server]:
 
 
 def _forwarding_server(tmp_path: Path, receiver: Receiver, workers: int) -> Iterator[Server]:
-    config = tmp_path / "kindred.toml"
-    config.write_text(
+    yield from serving(
+        tmp_path,
         CONFIG.read_text().replace("[server]\n", f"[server]\nworkers = {workers}\n", 1)
-        + f"""
-[forwarding]
-idle_s = 0.05
-
-[forwarding.retry]
-base_s = 0.1
-max_delay_s = 0.2
-max_attempts = 2
-
-[[outputs]]
-name = "hook"
-kind = "webhook"
-url = "{receiver.url}"
-auth_header = "X-Token: abc"
+        + forwarding_config("hook", receiver.url)
+        + """auth_header = "X-Token: abc"
 
 [[event_connections]]
 name = "server-to-hook"
 input = "server"
 output = "hook"
 attributes_block = ["password"]
-"""
+""",
     )
-    server = make_server(tmp_path)
-    server.config = config
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def post(server: Server, body: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """The web UI in a real browser (headless Debian Chromium, driven by Playwright) against a
 real `kindred serve`: signing in with the keyboard alone, a profile made by batches sent
-over HTTP, the Live Stream as batches arrive, an audience's page; and no UI route answers
-without a session."""
+over HTTP, the Live Stream as batches arrive, an audience's page, a faulted audience
+connection resumed; no UI route answers without a session, no form post without the
+session's CSRF token."""
 
 from __future__ import annotations
 
@@ -20,7 +21,16 @@ from kindred.api.app import create_app
 from kindred.api.ui.routes import OPEN_PATHS
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, CONFIG, Server, make_server
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CONFIG,
+    Server,
+    forwarding_config,
+    make_server,
+    serving,
+)
+from tests.receiver import Answer, Receiver, receiving
 
 pytestmark = pytest.mark.e2e
 
@@ -42,10 +52,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
+    yield from tab_on(browser, server)
+
+
+def tab_on(browser: Browser, server: Server) -> Iterator[Page]:
+    """A tab of a fresh browser context (no cookies) on the server."""
     context = browser.new_context(base_url=server.url)
     context.set_default_timeout(10_000)
-    tab = context.new_page()
-    yield tab
+    yield context.new_page()
     context.close()
 
 
@@ -100,24 +114,36 @@ def make_audience(server: Server, name: str, tag: str) -> int:
 # --- access ---------------------------------------------------------------------------
 
 
-def ui_paths(tmp_path: Path) -> list[str]:
-    """Every route of the UI that needs a session, read from the app itself."""
+def ui_routes(tmp_path: Path) -> list[tuple[str, str]]:
+    """Every (method, path) of the UI that needs a session, read from the app itself."""
     container = build(load_settings(CONFIG, data_dir=str(tmp_path), env={}))
     app = create_app(container, manage_lifecycle=False)
-    paths = {r.path for r in app.fallback_routes() if r.path.startswith("/ui")}
+    routes = {
+        (method, r.path)
+        for r in app.fallback_routes()
+        if r.path.startswith("/ui") and r.path not in OPEN_PATHS
+        for method in r.methods - {"HEAD"}
+    }
     container.store.close()
-    return sorted(paths - OPEN_PATHS)
+    return sorted(routes)
 
 
 def test_no_ui_route_answers_without_a_session(server: Server, tmp_path: Path) -> None:
-    paths = ui_paths(tmp_path)
-    assert {"/ui/profiles/{mpid}", "/ui/api/live", "/ui/audiences/{audience_id}"} <= set(paths)
+    routes = ui_routes(tmp_path)
+    assert {
+        ("GET", "/ui/profiles/{mpid}"),
+        ("GET", "/ui/api/live"),
+        ("GET", "/ui/audiences/{audience_id}"),
+        ("POST", "/ui/audiences/{audience_id}/connections/{name}/resume"),
+        ("POST", "/ui/logout"),
+    } <= set(routes)
     forged = {"kindred_ui": "dGVzdGVy.99999999999999.c2lnbmF0dXJl"}
     for cookies in ({}, forged):
         with httpx.Client(base_url=server.url, cookies=cookies) as client:
-            for path in paths:
+            for method, path in routes:
                 url = path.replace("{mpid}", "1").replace("{audience_id}", "1")
-                answer = client.get(url)
+                url = url.replace("{name}", "hook")
+                answer = client.request(method, url)
                 if url.startswith("/ui/api/"):
                     assert answer.status_code == 401, url
                     assert answer.headers["content-type"] == "application/json"
@@ -143,8 +169,35 @@ def test_a_wrong_password_is_refused_and_sign_out_ends_the_session(server: Serve
         assert "path=/ui" in cookie
         assert client.get("/ui/profiles").status_code == 200
         assert client.get("/ui/api/live").status_code == 200
-        client.post("/ui/logout")
+        signed_out = client.post("/ui/logout", data={"csrf": csrf_token(client)})
+        assert signed_out.status_code == 303
         assert client.get("/ui/profiles").status_code == 302
+
+
+def csrf_token(client: httpx.Client) -> str:
+    """The session's CSRF token, as the sign-out form of any page carries it."""
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/profiles").text)
+    assert found is not None
+    return found[1]
+
+
+def test_a_form_post_without_the_sessions_csrf_token_is_refused(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        client.post("/ui/login", data={"name": USER, "password": PASSWORD})
+        token = csrf_token(client)
+        resume = "/ui/audiences/1/connections/hook/resume"
+        for form in ({}, {"csrf": ""}, {"csrf": token[:-2] + "xx"}):
+            refused = client.post(resume, data=form)
+            assert refused.status_code == 403, form
+            assert "Nothing was changed" in refused.text
+            assert client.post("/ui/logout", data=form).status_code == 403
+        assert client.get("/ui/profiles").status_code == 200  # still signed in
+        # With the token the post goes through to the handler: no such connection here.
+        assert client.post(resume, data={"csrf": token}).status_code == 404
+        # Another session (another sign-in) has another token.
+        with httpx.Client(base_url=server.url, timeout=10) as other:
+            other.post("/ui/login", data={"name": USER, "password": PASSWORD})
+            assert other.post(resume, data={"csrf": token}).status_code == 403
 
 
 def test_a_session_holds_across_worker_processes(tmp_path: Path) -> None:
@@ -303,3 +356,99 @@ def test_pages_work_with_the_keyboard(server: Server, page: Page) -> None:
     page.keyboard.type(customer)
     page.keyboard.press("Enter")
     expect(page.get_by_role("table", name="User identities")).to_contain_text(customer)
+
+
+# --- a faulted audience connection, resumed -----------------------------------------------
+
+
+@pytest.fixture
+def crm() -> Iterator[Receiver]:
+    with receiving() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def forwarding_server(tmp_path: Path, crm: Receiver) -> Iterator[Server]:
+    """A server whose connections fault after two failures in a row, a webhook output
+    `crm` to the local receiver."""
+    yield from serving(tmp_path, CONFIG.read_text() + forwarding_config("crm", crm.url))
+
+
+@pytest.fixture
+def forwarding_page(browser: Browser, forwarding_server: Server) -> Iterator[Page]:
+    yield from tab_on(browser, forwarding_server)
+
+
+def connection_status(server: Server, name: str) -> dict[str, Any]:
+    listed = httpx.get(f"{server.url}/admin/v1/connections", headers=ADMIN, timeout=5).json()
+    found: dict[str, Any] = next(c for c in listed["status"] if c["name"] == name)
+    return found
+
+
+def wait_for_status(server: Server, name: str, wanted: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    status = connection_status(server, name)
+    while status["status"] != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = connection_status(server, name)
+    assert status["status"] == wanted, status
+    return status
+
+
+def test_a_faulted_audience_connection_is_seen_and_resumed_in_the_browser(
+    forwarding_server: Server, crm: Receiver, forwarding_page: Page
+) -> None:
+    server, page = forwarding_server, forwarding_page
+    crm.default = Answer(500)
+    tag = uuid.uuid4().hex[:8]
+    audience_id = make_audience(server, f"Gold {tag}", tag)
+    connection = {
+        "name": "gold-to-crm",
+        "audience_id": audience_id,
+        "output": "crm",
+        "identity_types": ["email"],
+    }
+    made = httpx.post(
+        f"{server.url}/admin/v1/connections/audiences", json=connection, headers=ADMIN, timeout=5
+    )
+    assert made.status_code == 201, made.text
+    time.sleep(2.5)  # every process re-reads audiences and connections within 2 s
+    send(server, batch(f"crm-{tag}", ("custom_event", "Play"), tier="gold"))
+    faulted = wait_for_status(server, "gold-to-crm", "faulted")
+    assert faulted["pending"] == 1
+
+    sign_in_with_the_keyboard(page)
+    page.goto("/ui/audiences")
+    row = page.get_by_role("table", name="Audiences").get_by_role("row", name=f"Gold {tag}")
+    expect(row).to_contain_text("crm faulted")
+    row.get_by_role("link", name=f"Gold {tag}").click()
+    connections = page.get_by_role("table", name="Connections")
+    line = connections.get_by_role("row", name=re.compile("gold-to-crm"))
+    cells = line.get_by_role("cell")
+    expect(cells).to_have_text(
+        ["gold-to-crm", "crm", "faulted", "1", "0", re.compile("500"), re.compile("UTC$"), "Resume"]
+    )
+
+    crm.default = Answer(200)
+    line.get_by_role("button", name="Resume gold-to-crm").click()
+    expect(page).to_have_url(re.compile(f"/ui/audiences/{audience_id}\\?resumed=gold-to-crm"))
+    expect(page.get_by_role("status")).to_have_text(
+        "Connection gold-to-crm resumed: its pending messages are sent again."
+    )
+    expect(cells.nth(2)).not_to_have_text("faulted")
+    expect(line.get_by_role("button")).to_have_count(0)
+
+    (message,) = crm.wait_for(1, timeout_s=15)
+    assert message["action"] == "add"
+    assert message["audience_id"] == audience_id
+    assert message["identity"] == f"crm-{tag}@example.com"
+    wait_for_status(server, "gold-to-crm", "sending")
+    page.reload()
+    expect(cells.nth(2)).to_have_text("sending")
+    expect(cells.nth(3)).to_have_text("0")
+    expect(cells.nth(4)).to_have_text("1")
+    # The sign-out form carries the token too: the session ends.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+    page.goto(f"/ui/audiences/{audience_id}")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import re
 
-from kindred.api.ui.audiences import criteria_html, size_points
+from kindred.api.ui.audiences import (
+    connections_by_audience,
+    connections_html,
+    criteria_html,
+    size_points,
+)
 from kindred.api.ui.charts import day_bars, size_steps
 from kindred.api.ui.html import Html, esc, h, join, query
 from kindred.api.ui.live import live_items
 from kindred.api.ui.profiles import profile_body
+from kindred.api.ui.session import Visitor
 from kindred.audiences.definition import MembershipChange
+from kindred.domain.forwarding import AudienceConnection
 from kindred.domain.profile import (
     AttributeEntry,
     IdentityEntry,
@@ -18,6 +25,7 @@ from kindred.domain.profile import (
     WorkspaceProfile,
 )
 from kindred.services.activity import LiveItem, Timeline
+from kindred.services.delivery_admin import ConnectionView
 
 EVIL = '<script>alert("x")</script>'
 NOW = 1_700_000_000_000
@@ -149,3 +157,49 @@ def test_day_bars_draw_one_bar_per_day() -> None:
     chart = day_bars([(NOW, 1), (NOW + 86_400_000, 3)], "events")
     assert chart.count('<rect class="bar"') == 2
     assert "<title>events</title>" in chart
+
+
+def _view(
+    name: str, status: str, *, kind: str = "audience", error: str | None = None
+) -> ConnectionView:
+    return ConnectionView(
+        name=name,
+        kind=kind,
+        output=f"{name}-out",
+        status=status,
+        pending=3,
+        delivered=5,
+        failures=2 if status == "faulted" else 0,
+        last_error=error,
+        faulted_ms=NOW if status == "faulted" else None,
+        retry_at_ms=0,
+    )
+
+
+def test_connections_are_grouped_by_their_audience() -> None:
+    declared = [
+        AudienceConnection(name=n, audience_id=a, output="o", identity_types=["email"])
+        for n, a in (("a", 1), ("b", 2), ("c", 1))
+    ]
+    views = [_view("a", "sending"), _view("b", "faulted"), _view("c", "retrying")]
+    views.append(_view("ev", "sending", kind="events"))
+    grouped = connections_by_audience(declared, views)
+    assert {k: [v.name for v in vs] for k, vs in grouped.items()} == {1: ["a", "c"], 2: ["b"]}
+
+
+def test_a_faulted_connection_shows_its_error_and_a_resume_form_with_the_token() -> None:
+    visitor = Visitor(name="ann", csrf="tok&en")
+    markup = connections_html(
+        7, [_view("ok", "sending"), _view(EVIL, "faulted", error=EVIL)], visitor
+    )
+    assert "<script>" not in markup
+    assert '<span class="failure">&lt;script&gt;' in markup
+    assert markup.count("<form") == 1  # only the faulted connection can be resumed
+    action = "/ui/audiences/7/connections/%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E/resume"
+    assert f'<form class="resume" method="post" action="{action}">' in markup
+    assert '<input type="hidden" name="csrf" value="tok&amp;en">' in markup
+    assert '<span class="badge faulted">faulted</span>' in markup
+    assert '<time datetime="2023-11-14T22:13:20.000+00:00">' in markup
+    empty = connections_html(7, [], visitor)
+    assert 'id="connections-none"' in empty
+    assert "<table" not in empty

@@ -70,3 +70,22 @@ def test_a_user_taken_out_of_the_config_loses_the_session() -> None:
     clock, store = FakeClock(), MemoryStore()
     cookie = asyncio.run(_sessions(clock, store).sign_in("ann", "pw-ann"))
     assert _sessions(clock, store, users=[]).user_of(cookie) is None
+
+
+def test_each_session_has_its_own_csrf_token_that_every_process_knows() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    sessions = _sessions(clock, store)
+    first = asyncio.run(sessions.sign_in("ann", "pw-ann"))
+    clock.advance(1)
+    second = asyncio.run(sessions.sign_in("ann", "pw-ann"))
+    visitor, other = sessions.visitor_of(first), sessions.visitor_of(second)
+    assert visitor is not None
+    assert other is not None
+    assert visitor.name == "ann"
+    assert len(visitor.csrf) >= 40
+    assert visitor.csrf != other.csrf
+    assert _sessions(clock, store).visitor_of(first) == visitor
+    assert visitor.may_post(visitor.csrf)
+    for wrong in (other.csrf, "", visitor.csrf[:-1], visitor.csrf + "x"):
+        assert not visitor.may_post(wrong)
+    assert sessions.visitor_of("x.y.z") is None

@@ -1,5 +1,6 @@
-"""The Audiences pages (UI-3): the list with page metrics (AUD-6) and tags, and one
-audience's definition, size over time and membership history."""
+"""The Audiences pages (UI-3): the list with page metrics (AUD-6), tags and connected
+outputs, and one audience's definition, size over time, membership history and connections
+(with their faults and a Resume action, AUD-11)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,59 @@ import msgspec
 
 from kindred.api.ui.charts import size_steps
 from kindred.api.ui.html import Html, h, join, ms_text, path_part, when
-from kindred.api.ui.layout import section
+from kindred.api.ui.layout import csrf_field, section
 from kindred.api.ui.profiles import table
+from kindred.api.ui.session import Visitor
 from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.domain.forwarding import AudienceConnection
 from kindred.services.audience_admin import AudienceMetrics
+from kindred.services.delivery_admin import ConnectionView
 
-__all__ = ["audience_body", "audiences_body", "criteria_html", "size_points"]
+__all__ = [
+    "audience_body",
+    "audiences_body",
+    "connections_by_audience",
+    "connections_html",
+    "criteria_html",
+    "size_points",
+]
+
+
+def connections_by_audience(
+    connections: Sequence[AudienceConnection], views: Sequence[ConnectionView]
+) -> dict[int, list[ConnectionView]]:
+    """Each audience's connections with their status, in the order they are declared."""
+    audience_of = {c.name: c.audience_id for c in connections}
+    found: dict[int, list[ConnectionView]] = {}
+    for view in views:
+        if view.kind == "audience" and view.name in audience_of:
+            found.setdefault(audience_of[view.name], []).append(view)
+    return found
+
+
+def _outputs(views: Sequence[ConnectionView]) -> Html:
+    """Each connection's output; a status worth a look (not `sending`) beside it."""
+    if not views:
+        return h('<span class="muted">{}</span>', "none")
+    return join(
+        h(
+            '<span class="output">{o}{s}</span>',
+            o=v.output,
+            s=Html("") if v.status == "sending" else h(" {}", _status(v.status)),
+        )
+        for v in views
+    )
+
+
+def _status(status: str) -> Html:
+    return h('<span class="badge {s}">{s}</span>', s=status)
 
 
 def audiences_body(
     rows: Sequence[tuple[AudienceDef, AudienceMetrics]],
     all_tags: Sequence[str],
     chosen: Sequence[str],
+    connections: Mapping[int, Sequence[ConnectionView]],
 ) -> Html:
     boxes = join(
         h(
@@ -58,7 +100,7 @@ def audiences_body(
                 m.adds_24h,
                 m.drops_24h,
                 _volatility(m.volatility_24h),
-                "none",
+                _outputs(connections.get(a.id, ())),
                 join(h('<span class="tag">{}</span>', t) for t in a.tags),
                 when(m.last_updated_ms),
             )
@@ -95,6 +137,9 @@ def audience_body(
     log: Sequence[MembershipChange],
     now_ms: int,
     workspace_names: Mapping[int, str],
+    *,
+    connections: Sequence[ConnectionView],
+    visitor: Visitor,
 ) -> Html:
     history = table(
         ["Time", "Profile", "Change", "Reason"],
@@ -131,16 +176,50 @@ def audience_body(
                 "Membership history",
                 h('<p class="muted">{}</p>{}', "The newest 100 changes.", history),
             ),
-            # Where the audience's outputs, their faults and the Resume action will show
-            # once audiences are connected to outputs; nothing forwards audiences yet.
-            section(
-                "Connections",
-                h(
-                    '<p class="muted" id="connections-none">{}</p>',
-                    "No connections are configured for this audience.",
-                ),
-            ),
+            section("Connections", connections_html(audience.id, connections, visitor)),
         ]
+    )
+
+
+def connections_html(
+    audience_id: int, connections: Sequence[ConnectionView], visitor: Visitor
+) -> Html:
+    """The audience's connections: output, status, pending rows, the last error, when it
+    faulted, and a Resume button for a faulted one."""
+    if not connections:
+        return h(
+            '<p class="muted" id="connections-none">{}</p><p class="muted">{}</p>',
+            "No connections are configured for this audience.",
+            "Connect it to an output with [[audience_connections]] in the config file or "
+            "through the admin API (docs/forwarding.md).",
+        )
+    return table(
+        ["Connection", "Output", "Status", "Pending", "Delivered", "Last error", "Faulted", ""],
+        (
+            (
+                h('<span class="nowrap">{}</span>', c.name),
+                h('<span class="nowrap">{}</span>', c.output),
+                _status(c.status),
+                c.pending,
+                c.delivered,
+                h('<span class="failure">{}</span>', c.last_error) if c.last_error else "—",
+                when(c.faulted_ms),
+                _resume_form(audience_id, c.name, visitor) if c.status == "faulted" else "",
+            )
+            for c in connections
+        ),
+        caption="Connections",
+    )
+
+
+def _resume_form(audience_id: int, name: str, visitor: Visitor) -> Html:
+    return h(
+        '<form class="resume" method="post" action="/ui/audiences/{a}/connections/{n}/resume">'
+        '{csrf}<button type="submit" aria-label="Resume {name}">Resume</button></form>',
+        a=path_part(audience_id),
+        n=path_part(name),
+        csrf=csrf_field(visitor),
+        name=name,
     )
 
 

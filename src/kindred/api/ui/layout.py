@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from kindred.api.ui.html import Html, h, join
+from kindred.api.ui.session import Visitor
 
-__all__ = ["NAV", "page", "section"]
+__all__ = ["NAV", "csrf_field", "page", "section"]
 
 _NONE = Html("")
 NAV = (
@@ -15,7 +16,7 @@ NAV = (
 
 
 def page(
-    title: str, body: Html, *, user: str | None, active: str = "", scripts: Html = _NONE
+    title: str, body: Html, *, user: Visitor | None, active: str = "", scripts: Html = _NONE
 ) -> Html:
     return h(
         """<!doctype html>
@@ -47,7 +48,12 @@ def page(
     )
 
 
-def _nav(user: str | None, active: str) -> Html:
+def csrf_field(user: Visitor) -> Html:
+    """The hidden field every form that changes something carries."""
+    return h('<input type="hidden" name="csrf" value="{}">', user.csrf)
+
+
+def _nav(user: Visitor | None, active: str) -> Html:
     if user is None:
         return Html("")
     links = join(
@@ -61,10 +67,11 @@ def _nav(user: str | None, active: str) -> Html:
     )
     return h(
         '<nav aria-label="Main"><ul>{links}</ul></nav>'
-        '<form class="signout" method="post" action="/ui/logout">'
+        '<form class="signout" method="post" action="/ui/logout">{csrf}'
         '<span class="who">{user}</span> <button type="submit">Sign out</button></form>',
         links=links,
-        user=user,
+        csrf=csrf_field(user),
+        user=user.name,
     )
 
 

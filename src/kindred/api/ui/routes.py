@@ -1,9 +1,11 @@
-"""The web UI's routes. Every page and JSON answer needs a session: pages send the browser
-to the sign-in page (302), JSON answers 401. Only the sign-in page and the static files
-are open."""
+"""The web UI's routes. Every page, form post and JSON answer needs a session: pages and
+posts send the browser to the sign-in page (302), JSON answers 401. A post also needs the
+session's CSRF token (403 without it). Only the sign-in page and the static files are
+open."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
@@ -13,22 +15,27 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kindred.api.ui.audiences import audience_body, audiences_body
+from kindred.api.ui.audiences import audience_body, audiences_body, connections_by_audience
 from kindred.api.ui.html import Html, h, path_part, query
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_body, live_items
 from kindred.api.ui.profiles import missing_profile, profile_body, search_form
-from kindred.api.ui.session import COOKIE, Sessions
+from kindred.api.ui.session import COOKIE, Sessions, Visitor
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.lifetime import is_expired
 from kindred.services.activity import ActivityReader, LiveCursor, LiveFilter
+from kindred.services.delivery_admin import ConnectionView
 from kindred.services.profiles import ProfileQueries
 
 __all__ = ["OPEN_PATHS", "ui_routes"]
 
+log = logging.getLogger("kindred.ui")
+
 Handler = Callable[[Request], Awaitable[Response]]
-UserHandler = Callable[[Request, str], Awaitable[Response]]
+UserHandler = Callable[[Request, Visitor], Awaitable[Response]]
+Form = dict[str, list[str]]
+ActionHandler = Callable[[Request, Visitor, Form], Awaitable[Response]]
 
 _STATIC = {"ui.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 _SECURITY_HEADERS = {
@@ -37,8 +44,8 @@ _SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
-# Reachable without a session: signing in and out, and the stylesheet and script.
-OPEN_PATHS = frozenset({"/ui/login", "/ui/logout", *(f"/ui/static/{n}" for n in _STATIC)})
+# Reachable without a session: signing in, and the stylesheet and script.
+OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
 
 
 class UiPages:
@@ -53,17 +60,39 @@ class UiPages:
 
     def page(self, handler: UserHandler) -> Handler:
         async def guarded(request: Request) -> Response:
-            user = self._sessions.user_of(request.cookies.get(COOKIE))
+            user = self._visitor(request)
             if user is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse("/ui/login" + query(next=target), status_code=302)
+                return _to_sign_in(target)
             return await handler(request, user)
+
+        return guarded
+
+    def action(self, handler: ActionHandler, back: Callable[[Request], str]) -> Handler:
+        """A form post: a session and its CSRF token needed. Without a session the browser
+        signs in and comes back to `back` (the page the form was on), never to the post."""
+
+        async def guarded(request: Request) -> Response:
+            user = self._visitor(request)
+            if user is None:
+                return _to_sign_in(back(request))
+            form = await _form(request)
+            if not user.may_post(form.get("csrf", [""])[0]):
+                message = "This form is out of date or did not come from this site. "
+                body = h(
+                    '<p class="error" role="alert">{}</p><p><a href="{}">{}</a></p>',
+                    message + "Nothing was changed.",
+                    back(request),
+                    "Back to the page",
+                )
+                return _html(page("Refused", body, user=user), status=403)
+            return await handler(request, user, form)
 
         return guarded
 
     def json(self, handler: UserHandler) -> Handler:
         async def guarded(request: Request) -> Response:
-            user = self._sessions.user_of(request.cookies.get(COOKIE))
+            user = self._visitor(request)
             if user is None:
                 return Response(
                     b'{"error":"sign in at /ui/login"}', 401, media_type="application/json"
@@ -72,11 +101,14 @@ class UiPages:
 
         return guarded
 
+    def _visitor(self, request: Request) -> Visitor | None:
+        return self._sessions.visitor_of(request.cookies.get(COOKIE))
+
     async def login_form(self, request: Request) -> Response:
         return _html(_login_page(request.query_params.get("next", ""), error=""))
 
     async def login(self, request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        form = await _form(request)
         name = form.get("name", [""])[0]
         target = _local(form.get("next", [""])[0])
         cookie = await self._sessions.sign_in(name, form.get("password", [""])[0])
@@ -94,17 +126,17 @@ class UiPages:
         )
         return response
 
-    async def logout(self, _: Request) -> Response:
+    async def logout(self, _: Request, __: Visitor, ___: Form) -> Response:
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="lax")
         return response
 
     # --- pages -----------------------------------------------------------------------
 
-    async def home(self, _: Request, __: str) -> Response:
+    async def home(self, _: Request, __: Visitor) -> Response:
         return RedirectResponse("/ui/profiles", status_code=302)
 
-    async def search(self, request: Request, user: str) -> Response:
+    async def search(self, request: Request, user: Visitor) -> Response:
         id_type = request.query_params.get("type", "customer_id")
         value = request.query_params.get("q", "").strip()
         body = search_form(id_type, value)
@@ -134,7 +166,7 @@ class UiPages:
             raise NotFound(f"no profile with {id_type} {value!r}")
         return found.mpid
 
-    async def profile(self, request: Request, user: str) -> Response:
+    async def profile(self, request: Request, user: Visitor) -> Response:
         text = request.path_params["mpid"]
         form = search_form("mpid", text)
         try:
@@ -176,7 +208,7 @@ class UiPages:
         )
         return _html(page(f"Profile {profile.mpid}", body, user=user, active="profiles"))
 
-    async def live(self, request: Request, user: str) -> Response:
+    async def live(self, request: Request, user: Visitor) -> Response:
         live_filter = _live_filter(request)
         items, cursor = self._activity.live(live_filter, None)
         inputs = sorted(self._c.tenancy.inputs_by_name)
@@ -185,7 +217,7 @@ class UiPages:
         body = live_body(items, live_filter, inputs, cursor.text())
         return _html(page("Live stream", body, user=user, active="live", scripts=scripts))
 
-    async def live_feed(self, request: Request, _: str) -> Response:
+    async def live_feed(self, request: Request, _: Visitor) -> Response:
         after = LiveCursor.parse(request.query_params.get("after"))
         items, cursor = self._activity.live(_live_filter(request), after)
         body = {"cursor": cursor.text(), "count": len(items), "html": str(live_items(items))}
@@ -195,28 +227,67 @@ class UiPages:
             headers={"cache-control": "no-store"},
         )
 
-    async def audiences(self, request: Request, user: str) -> Response:
+    async def audiences(self, request: Request, user: Visitor) -> Response:
         chosen = request.query_params.getlist("tag")
         service = self._c.audiences
         every = service.all()
         rows = [(a, service.metrics(a.id)) for a in service.all(chosen)]
         tags = sorted({t for a in every for t in a.tags})
-        body = audiences_body(rows, tags, chosen)
+        body = audiences_body(rows, tags, chosen, self._connections())
         return _html(page("Audiences", body, user=user, active="audiences"))
 
-    async def audience(self, request: Request, user: str) -> Response:
+    async def audience(self, request: Request, user: Visitor) -> Response:
         service = self._c.audiences
         try:
             audience = service.get(int(request.path_params["audience_id"]))
         except (ValueError, NotFound):
-            body = missing_profile(f"No audience {request.path_params['audience_id']}.")
-            return _html(page("Audience", body, user=user, active="audiences"), status=404)
+            return self._no_audience(request, user)
         now = self._c.clock.now_ms()
-        log = self._c.store.membership_log(
+        changes = self._c.store.membership_log(
             audience_id=audience.id, mpid=None, until_ms=now, limit=100_000
         )
-        body = audience_body(audience, service.metrics(audience.id), log, now, self._names)
+        connections = self._connections().get(audience.id, [])
+        body = audience_body(
+            audience,
+            service.metrics(audience.id),
+            changes,
+            now,
+            self._names,
+            connections=connections,
+            visitor=user,
+        )
+        resumed = request.query_params.get("resumed")
+        if resumed and any(c.name == resumed for c in connections):
+            notice = h(
+                '<p class="notice" role="status">{}</p>',
+                f"Connection {resumed} resumed: its pending messages are sent again.",
+            )
+            body = h("{}{}", notice, body)
         return _html(page(audience.name, body, user=user, active="audiences"))
+
+    async def resume(self, request: Request, user: Visitor, _: Form) -> Response:
+        """Resume one of the audience's faulted connections, as the admin API does."""
+        text, name = request.path_params["audience_id"], request.path_params["name"]
+        audience_id = int(text) if text.isdigit() else -1
+        if not any(c.name == name for c in self._connections().get(audience_id, [])):
+            return self._no_audience(request, user, connection=name)
+        try:
+            view = self._c.deliveries.resume(name)
+        except NotFound:  # taken away since the line above
+            return self._no_audience(request, user, connection=name)
+        log.info("ui user %s resumed %s (%d pending)", user.name, name, view.pending)
+        target = f"/ui/audiences/{path_part(audience_id)}" + query(resumed=name)
+        return RedirectResponse(target + "#connections-h", status_code=303)
+
+    def _connections(self) -> dict[int, list[ConnectionView]]:
+        defs = self._c.catalog.current()
+        return connections_by_audience(defs.audience_connections, self._c.deliveries.connections())
+
+    def _no_audience(self, request: Request, user: Visitor, connection: str = "") -> Response:
+        text = request.path_params["audience_id"]
+        message = f"Audience {text} has no connection {connection}." if connection else ""
+        body = missing_profile(message or f"No audience {text}.")
+        return _html(page("Audience", body, user=user, active="audiences"), status=404)
 
 
 def _page_number(request: Request) -> int:
@@ -232,6 +303,18 @@ def _live_filter(request: Request) -> LiveFilter:
         event_type=params.get("event_type") or None,
         environment=None if environment == "all" else environment,
     )
+
+
+async def _form(request: Request) -> Form:
+    return parse_qs((await request.body()).decode("utf-8", errors="replace"))
+
+
+def _to_sign_in(target: str) -> Response:
+    return RedirectResponse("/ui/login" + query(next=target), status_code=302)
+
+
+def _audience_page(request: Request) -> str:
+    return f"/ui/audiences/{path_part(request.path_params['audience_id'])}"
 
 
 def _local(target: str) -> str:
@@ -278,7 +361,7 @@ def ui_routes(container: Container) -> list[Route]:
     return [
         Route("/ui/login", ui.login_form, methods=["GET"]),
         Route("/ui/login", ui.login, methods=["POST"]),
-        Route("/ui/logout", ui.logout, methods=["POST"]),
+        Route("/ui/logout", ui.action(ui.logout, lambda _: "/ui/profiles"), methods=["POST"]),
         *(Route(f"/ui/static/{name}", _static(name), methods=["GET"]) for name in _STATIC),
         Route("/ui", ui.page(ui.home), methods=["GET"]),
         Route("/ui/", ui.page(ui.home), methods=["GET"]),
@@ -288,4 +371,9 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
         Route("/ui/audiences/{audience_id}", ui.page(ui.audience), methods=["GET"]),
+        Route(
+            "/ui/audiences/{audience_id}/connections/{name}/resume",
+            ui.action(ui.resume, _audience_page),
+            methods=["POST"],
+        ),
     ]

@@ -4,6 +4,9 @@ The cookie holds the user's name and when the session ends, signed with HMAC-SHA
 a key kept in the store (`server_secret`), so every server process sharing the store
 accepts the same cookies and no session table is needed. A user removed from the config
 loses their sessions at once; signing out clears the cookie.
+
+Every form that changes something carries the session's CSRF token, an HMAC of the cookie
+under the same key: a page of this UI can show it, another site cannot learn it.
 """
 
 from __future__ import annotations
@@ -12,16 +15,29 @@ import asyncio
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 from kindred.config import UiSettings
 from kindred.domain.credentials import hash_secret, verify_secret
 from kindred.ports import Clock, CredentialStore
 from kindred.system import SecureSecrets
 
-__all__ = ["COOKIE", "Sessions"]
+__all__ = ["COOKIE", "Sessions", "Visitor"]
 
 COOKIE = "kindred_ui"
 _KEY_NAME = "ui-session-key"
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """A signed-in user, and the token their session's forms carry."""
+
+    name: str
+    csrf: str
+
+    def may_post(self, token: str) -> bool:
+        """Whether a form's token is this session's."""
+        return hmac.compare_digest(token.encode(), self.csrf.encode())
 
 
 class Sessions:
@@ -61,6 +77,14 @@ class Sessions:
         if int(expires) <= self._clock.now_ms() or name not in self._users:
             return None
         return name
+
+    def visitor_of(self, cookie: str | None) -> Visitor | None:
+        """The signed-in user with their session's CSRF token, or None."""
+        name = self.user_of(cookie)
+        if name is None or cookie is None:
+            return None
+        digest = hmac.new(self._secret(), b"csrf." + cookie.encode(), hashlib.sha256).digest()
+        return Visitor(name=name, csrf=_b64(digest))
 
     def _sign(self, name: str, expires_ms: int) -> str:
         payload = f"{_b64(name.encode())}.{expires_ms}"
