@@ -218,7 +218,9 @@ class UnitOfWork(Protocol):
         MPID), make `held.audience_id`'s members exactly those the criteria admit: admitted
         ones gain `held`, the others lose it; each change is appended to the membership log
         at `held.since_ms` with the reason. Set-based, for audiences whose answer neither
-        time nor other audiences' changes move (the caller's to know)."""
+        time nor other audiences' changes move (the caller's to know). Only while the
+        audience is active, as this transaction sees it (a deactivation either comes
+        before and stops the page, or waits for it and then removes what it entered)."""
         ...
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
@@ -310,11 +312,13 @@ class CredentialStore(Protocol):
 
 class SelectionPage(msgspec.Struct, frozen=True, kw_only=True):
     """What one page of `apply_selection` did: how many profiles it covered, the last MPID
-    covered (None: the scope has no more), and the membership changes."""
+    covered (None: the scope has no more), and the membership changes; `stopped` when the
+    audience was no longer active (nothing done)."""
 
     read: int
     last_mpid: int | None
     changes: list[MembershipChange]
+    stopped: bool = False
 
 
 class MembershipCounts(msgspec.Struct, frozen=True, kw_only=True):

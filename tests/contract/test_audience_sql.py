@@ -38,15 +38,32 @@ __all__: list[str] = []
 
 NOW = parse_date("2026-11-20") + 15 * 3_600_000
 NESTED = 7  # an audience the criteria may name; profiles may hold it
-KEYS = ["tier", "score", 'say "hi"', "a.b"]
+KEYS = ["tier", "score", 'say "hi"', "a.b", "back\\slash", "tab\tkey"]
 TEXTS = [
     "gold", "Gold", "GOLD ", "silver", "émile", "Émile", "", "a*b", "a%b", "a_b", "x\\y",
+    "ΟΔΟΣ", "οδος", "İstanbul", "istanbul", "i̇stanbul",
     '"q"', "true", "False", "1", "2.5", "-3", "1e3", ".5", "5.", "12abc", "2026-11-20",
     "2026-11-19T23:59:59.999Z", "2026-11-20 10:00", "2026-11-20T10:00:00+01:00",
     "2026-02-30", "2026-11-20T24:00",
 ]  # fmt: skip
-WANTED = ["gold", "GOLD", "é", "émile", "a", "2.5", "1", "true", "", '"', "a%b", "a_b"]
-PATTERNS = ["g*", "?old", "*é*", "a%b", "a_b", "*", "?", "*.*", "x\\y", "GOLD ?"]
+WANTED = [
+    "gold",
+    "GOLD",
+    "é",
+    "émile",
+    "a",
+    "2.5",
+    "1",
+    "true",
+    "",
+    '"',
+    "a%b",
+    "a_b",
+    "οδος",
+    "istanbul",
+    "i̇stanbul",
+]
+PATTERNS = ["g*", "?old", "*é*", "a%b", "a_b", "*", "?", "*.*", "x\\y", "GOLD ?", "*ος", "İ*"]
 DATES = ["2026-11-19", "2026-11-20", "2026-11-21"]
 _ids = itertools.count(1)
 
@@ -296,6 +313,10 @@ def every_value_test() -> list[dict[str, Any]]:
     return found
 
 
+# Keys a JSON path cannot spell as they are: a quote, a backslash, a control character.
+ODD_KEYS = ["tier", 'say "hi"', "back\\slash", "tab\tkey"]
+
+
 def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
     """Each operator and wanted value, over one profile per stored value: the boundaries
     (equal numbers, the first and last millisecond of a day) meet every operator."""
@@ -315,16 +336,18 @@ def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
                     last_stored_ms=NOW,
                     workspaces={
                         1: WorkspaceProfile(
-                            first_seen_ms=NOW, last_seen_ms=NOW, attributes={"tier": entry}
+                            first_seen_ms=NOW,
+                            last_seen_ms=NOW,
+                            attributes=dict.fromkeys(ODD_KEYS, entry),
                         )
                     },
                     version=1,
                 )
             )
     mismatches, checked = [], 0
-    for test in every_value_test():
+    for key, test in ((k, t) for k in ODD_KEYS for t in every_value_test()):
         try:
-            node = parse_criteria({"attribute": "tier", **test}, CATALOG)
+            node = parse_criteria({"attribute": key, **test}, CATALOG)
         except InvalidBatch:
             continue  # refused when saved (an empty text to look for)
         checked += 1
@@ -335,6 +358,20 @@ def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
         selected = store.matching_profiles(selection, 0, 1000)
         if selected != expected:
             wrong = sorted(set(selected) ^ set(expected))
-            mismatches.append((test, [stored_values[m - 1] for m in wrong]))
+            mismatches.append((key, test, [stored_values[m - 1] for m in wrong]))
     assert mismatches == []
-    assert checked > 150
+    assert checked > 4 * 150
+
+
+def test_first_seen_follows_a_created_time_a_merge_moved(store: Store) -> None:
+    """A merge gives the survivor the earlier creation time of the two; criteria see it."""
+    late = Profile(mpid=77, scope="moved", created_ms=NOW, last_stored_ms=NOW, version=1)
+    with store.unit_of_work() as uow:
+        uow.save_profile(late)
+    with store.unit_of_work() as uow:
+        moved = msgspec.structs.replace(late, created_ms=NOW - 10 * DAY_MS, version=2)
+        uow.save_profile(moved)
+    node = parse_criteria({"first_seen": "before", "value": "2026-11-15"}, CATALOG)
+    selection = Selection(criteria=node, scope="moved", workspace_ids=frozenset({1}), now_ms=NOW)
+    assert admits(selection, moved)
+    assert store.matching_profiles(selection, 0, 10) == [77]

@@ -129,12 +129,13 @@ def test_memberships_are_kept_with_the_profile_and_follow_its_saves(store: Store
 
 
 def test_applying_a_selection_enters_and_removes_members_a_page_at_a_time(store: Store) -> None:
-    held = Membership(audience_id=9, name="Gold", since_ms=500)
-    stale = Membership(audience_id=9, name="Gold", since_ms=100)
+    aid = store.save_audience(msgspec.structs.replace(definition(), status="active")).id
+    held = Membership(audience_id=aid, name="Gold", since_ms=500)
+    stale = Membership(audience_id=aid, name="Gold", since_ms=100)
     with store.unit_of_work() as uow:
         uow.save_profile(_profile(1, "gold"))
-        uow.save_profile(_profile(2, "silver", memberships={9: stale}))  # no longer admitted
-        uow.save_profile(_profile(3, "gold", memberships={9: stale}))  # stays, since kept
+        uow.save_profile(_profile(2, "silver", memberships={aid: stale}))  # no longer admitted
+        uow.save_profile(_profile(3, "gold", memberships={aid: stale}))  # stays, since kept
         uow.save_profile(_profile(4, "gold", merged_into=1))  # a merged stub never matches
         uow.save_profile(_profile(5, "gold", scope="b2"))  # another scope: untouched
         uow.save_profile(_profile(6, "GOLD"))
@@ -149,13 +150,28 @@ def test_applying_a_selection_enters_and_removes_members_a_page_at_a_time(store:
     with store.unit_of_work() as uow:
         assert uow.apply_selection(GOLD, held, 7, 3, "backfill").last_mpid is None
     memberships = {m: p.memberships for m in range(1, 7) if (p := store.get_profile(m))}
-    assert memberships == {1: {9: held}, 2: {}, 3: {9: stale}, 4: {}, 5: {}, 6: {9: held}}
-    log = store.membership_log(audience_id=9, mpid=None, until_ms=1_000, limit=10)
+    assert memberships == {1: {aid: held}, 2: {}, 3: {aid: stale}, 4: {}, 5: {}, 6: {aid: held}}
+    log = store.membership_log(audience_id=aid, mpid=None, until_ms=1_000, limit=10)
     assert sorted((c.mpid, c.entered, c.at_ms, c.reason) for c in log) == [
         (1, True, 500, "backfill"),
         (2, False, 500, "backfill"),
         (6, True, 500, "backfill"),
     ]
+
+
+def test_a_selection_applies_only_while_its_audience_is_active(store: Store) -> None:
+    aid = store.save_audience(definition()).id  # a draft
+    with store.unit_of_work() as uow:
+        uow.save_profile(_profile(1, "gold"))
+    with store.unit_of_work() as uow:
+        page = uow.apply_selection(
+            GOLD, Membership(audience_id=aid, name="G", since_ms=5), 1, 9, "b"
+        )
+    assert page.stopped
+    assert page.changes == []
+    stored = store.get_profile(1)
+    assert stored is not None
+    assert stored.memberships == {}
 
 
 def test_removing_an_audience_s_members_logs_each_exit(store: Store) -> None:

@@ -323,10 +323,10 @@ class _Sqlite(_Builder):
     """JSON as text, read with `->`; values tested by the evaluator itself."""
 
     def at(self, path: tuple[str, ...], base: str = "doc") -> str:
-        if not any('"' in segment for segment in path):
+        if not any(map(_unspellable, path)):
             return f"nullif({base} -> {self.bind(_path(path))}, 'null')"
-        # SQLite's JSON paths cannot spell a key holding a double quote: step to it.
-        cut = next(i for i, s in enumerate(path) if '"' in s)
+        # A JSON path cannot spell every key: step to such a key through json_each.
+        cut = next(i for i, segment in enumerate(path) if _unspellable(segment))
         parent = self.at(path[:cut], base) if cut else base
         child = (
             f"(SELECT CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
@@ -370,6 +370,12 @@ class _Sqlite(_Builder):
 
     def test(self, test: Condition, value: str) -> str:
         return f"kindred_test({self.bind(encode_test(test, self.now_ms))}, {value})"
+
+
+def _unspellable(key: str) -> bool:
+    """Whether SQLite's JSON path cannot name the key: it compares a quoted label with the
+    key as written in the JSON text, where `"`, `\\` and control characters are escaped."""
+    return any(c in '"\\' or c < " " for c in key)
 
 
 def _path(path: tuple[str, ...]) -> str:

@@ -116,10 +116,15 @@ class AudienceBackfill:
         for _ in range(self._chunks_per_run):
             if scope is None:
                 break
+            if not self._unchanged(audience):
+                return evaluated  # deactivated or edited meanwhile: that change decides
             if set_based:
-                count, last = self._select_once(target, scope, start)
+                page = self._select_once(target, scope, start)
             else:
-                count, last = self._chunk_once(scope, start, active, (affected, wanted))
+                page = self._chunk_once(scope, start, active, (affected, wanted))
+            if page is None:
+                break  # no way through (batches kept colliding, or stopped): resume here
+            count, last = page
             evaluated += count
             if count == size:
                 start = last + 1
@@ -128,13 +133,22 @@ class AudienceBackfill:
         self._save(audience, scope, start, evaluated)
         return evaluated
 
+    def _unchanged(self, audience: AudienceDef) -> bool:
+        """Still active and not edited since this run read it."""
+        current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
+        return (
+            current is not None
+            and current.status == "active"
+            and current.updated_ms == audience.updated_ms
+        )
+
     def _chunk_once(
         self,
         scope: str,
         start: int,
         active: Sequence[CompiledAudience],
         which: tuple[frozenset[int], Needles | None],
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int] | None:
         affected, wanted = which
         now = self._clock.now_ms()
         for _ in range(5):
@@ -146,9 +160,11 @@ class AudienceBackfill:
                 return len(page), page[-1].mpid if page else start
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: read the chunk again
-        return 0, start
+        return None
 
-    def _select_once(self, target: CompiledAudience, scope: str, start: int) -> tuple[int, int]:
+    def _select_once(
+        self, target: CompiledAudience, scope: str, start: int
+    ) -> tuple[int, int] | None:
         now = self._clock.now_ms()
         selection = Selection(
             criteria=target.node, scope=scope, workspace_ids=target.workspaces, now_ms=now
@@ -159,10 +175,12 @@ class AudienceBackfill:
                     page = uow.apply_selection(
                         selection, target.membership(now), start, self._set_chunk, "backfill"
                     )
+                if page.stopped:
+                    return None
                 return page.read, page.last_mpid if page.last_mpid is not None else start
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: select the page again
-        return 0, start
+        return None
 
     @staticmethod
     def _evaluate(
@@ -184,7 +202,11 @@ class AudienceBackfill:
 
     def _save(self, audience: AudienceDef, scope: str | None, start: int, done: int) -> None:
         current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
-        if current is None or current.backfill_from != audience.backfill_from:
+        if (
+            current is None
+            or current.backfill_from != audience.backfill_from
+            or current.updated_ms != audience.updated_ms
+        ):
             return  # edited or advanced elsewhere meanwhile: that run carries on
         self._store.save_audience(
             msgspec.structs.replace(

@@ -151,6 +151,9 @@ class _MemoryUnitOfWork:
     def apply_selection(
         self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
     ) -> SelectionPage:
+        audience = self.state.audiences.get(held.audience_id)
+        if audience is None or audience.status != "active":
+            return SelectionPage(read=0, last_mpid=None, changes=[], stopped=True)
         profiles = self.state.profiles
         page = sorted(
             m for m, p in profiles.items() if p.scope == selection.scope and m >= from_mpid

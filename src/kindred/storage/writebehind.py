@@ -182,9 +182,10 @@ class SetOps(Protocol):
 
     def apply_selection(
         self, selection: Selection, held: Membership, from_mpid: int, limit: int
-    ) -> tuple[int, int | None, list[int], list[int]]:
+    ) -> tuple[int, int | None, list[int], list[int]] | None:
         """UnitOfWork.apply_selection on the audience_members rows: (profiles covered, last
-        MPID covered, MPIDs that entered, MPIDs that left)."""
+        MPID covered, MPIDs that entered, MPIDs that left); None when the audience is not
+        active."""
         ...
 
     def remove_members(self, audience_id: int) -> list[int]:
@@ -270,7 +271,10 @@ class WriteBehindUnitOfWork:
         if self._profiles:
             # Rows changed underneath profiles read here would be undone by their save.
             raise RuntimeError("apply_selection runs in a unit of work of its own")
-        read, last, entered, left = self._ops.apply_selection(selection, held, from_mpid, limit)
+        done = self._ops.apply_selection(selection, held, from_mpid, limit)
+        if done is None:
+            return SelectionPage(read=0, last_mpid=None, changes=[], stopped=True)
+        read, last, entered, left = done
         at, audience_id = held.since_ms, held.audience_id
         changes = [
             MembershipChange(audience_id=audience_id, mpid=m, entered=e, at_ms=at, reason=reason)

@@ -3,6 +3,8 @@ the audiences a batch touched re-evaluated) equal a from-scratch evaluation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
+from kindred.ports import ConcurrentUpdate
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry, evaluate_memberships
@@ -217,7 +220,7 @@ def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
     assert exited.at_ms == NOW + 7 * 86_400_000 + 1
 
 
-GOLD = {"attribute": "tier", "op": "equals", "value": "gold"}
+GOLD: dict[str, object] = {"attribute": "tier", "op": "equals", "value": "gold"}
 
 
 @pytest.mark.parametrize(
@@ -301,3 +304,74 @@ def test_product_conditions_and_cart_abandonment_move_profiles_as_time_passes() 
     assert member_of() == {9}
     log = world.store.membership_log(audience_id=8, mpid=1, until_ms=2**62, limit=10)
     assert [(c.entered, c.reason) for c in log] == [(True, "time"), (False, "event:commerce_event")]
+
+
+class _Colliding(MemoryStore):
+    """A store on which every set-based page loses a race with a batch."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Any]:
+        with super().unit_of_work() as uow:
+            uow.apply_selection = self._collide  # type: ignore[method-assign,assignment]
+            yield uow
+
+    @staticmethod
+    def _collide(*_: object) -> object:
+        raise ConcurrentUpdate("a batch changed a profile of the page")
+
+
+def _gold_world(store: MemoryStore) -> tuple[AudienceService, AudienceDef, FakeClock]:
+    clock = FakeClock(NOW)
+    registry = AudienceRegistry(store, TENANCY, clock)
+    service = AudienceService(store, registry, clock)
+    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
+    for n in range(12):
+        batch = {"user_identities": {"customer_id": f"c{n}"}, "user_attributes": {"tier": "gold"}}
+        body = msgspec.json.encode(batch)
+        ingest.ingest([Accepted(SERVER, observe(body, SERVER, clock.now_ms()), body)])
+    gold = service.create(AudienceDef(name="Gold", workspaces=[1], criteria=GOLD))
+    clock.advance(1)
+    return service, service.set_status(gold.id, "active"), clock
+
+
+class _Interrupted(AudienceBackfill):
+    """A backfill during whose first page something else happens."""
+
+    meanwhile: Callable[[], object] | None = None
+
+    def _select_once(self, target: Any, scope: str, start: int) -> tuple[int, int] | None:
+        page = super()._select_once(target, scope, start)
+        if self.meanwhile is not None:
+            self.meanwhile()
+            self.meanwhile = None
+        return page
+
+
+@pytest.mark.parametrize("change", ["deactivate", "edit"])
+def test_a_backfill_stops_when_its_audience_changes_during_the_run(change: str) -> None:
+    store = MemoryStore()
+    service, gold, clock = _gold_world(store)
+    backfill = _Interrupted(store, AudienceRegistry(store, TENANCY, clock), clock, set_chunk=5)
+    silver: dict[str, object] = {"attribute": "tier", "op": "equals", "value": "silver"}
+
+    def meanwhile() -> None:
+        clock.advance(1)
+        if change == "deactivate":
+            service.set_status(gold.id, "inactive")
+        else:  # nobody is silver
+            service.update(gold.id, msgspec.structs.replace(gold, criteria=silver))
+
+    backfill.meanwhile = meanwhile
+    backfill.run()
+    for _ in range(10):  # the edited audience's own backfill (a deactivated one has none)
+        backfill.run()
+    assert service.members_at(gold.id, clock.now_ms()) == []
+    assert not service.metrics(gold.id).backfill_running or change == "deactivate"
+
+
+def test_a_backfill_that_keeps_colliding_with_batches_resumes_instead_of_finishing() -> None:
+    store = _Colliding()
+    service, gold, clock = _gold_world(store)
+    registry = AudienceRegistry(store, TENANCY, clock)
+    assert AudienceBackfill(store, registry, clock, set_chunk=5).run() == 0
+    assert service.metrics(gold.id).backfill_running

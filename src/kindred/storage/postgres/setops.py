@@ -48,8 +48,8 @@ _INSERT_PROFILE = (
 )
 # Row locks make a concurrent UPDATE wait, then re-check `version` against the committed row.
 _UPDATE_PROFILE = (
-    "UPDATE profiles SET version = %s, last_stored_ms = %s, audience_due_ms = %s,"
-    " doc = %s::jsonb WHERE mpid = %s AND version = %s"
+    "UPDATE profiles SET version = %s, created_ms = %s, last_stored_ms = %s,"
+    " audience_due_ms = %s, doc = %s::jsonb WHERE mpid = %s AND version = %s"
 )
 FIND_IDENTITIES = (
     "SELECT i.scope, i.id_type, i.id_value, i.mpid FROM identities AS i"
@@ -150,10 +150,11 @@ class PostgresSetOps:
 
     def apply_selection(
         self, selection: Selection, held: Membership, from_mpid: int, limit: int
-    ) -> tuple[int, int | None, list[int], list[int]]:
-        """As on SQLite, with the page's profiles locked first; the profiles whose
-        membership changed get a new version, so that a batch that read one before this
-        commits sees a concurrent update and evaluates it again."""
+    ) -> tuple[int, int | None, list[int], list[int]] | None:
+        """As on SQLite, with the audience row share-locked (a deactivation waits for the
+        page, then removes what it entered) and the page's profiles locked; the profiles
+        whose membership changed get a new version, so that a batch that read one before
+        this commits sees a concurrent update and evaluates it again."""
         criteria = to_sql(
             selection.criteria, "postgres", sorted(selection.workspace_ids), selection.now_ms
         )
@@ -167,6 +168,11 @@ class PostgresSetOps:
             "since": held.since_ms,
         }
         with retryable():
+            status = self.conn.execute(
+                "SELECT status FROM audiences WHERE id = %s FOR SHARE", (held.audience_id,)
+            ).fetchone()
+            if status is None or status[0] != "active":
+                return None
             locked = self.conn.execute(
                 "SELECT mpid FROM profiles WHERE (scope || '') = %(scope)s"
                 " AND mpid >= %(from)s ORDER BY mpid LIMIT %(limit)s FOR UPDATE",
@@ -235,7 +241,7 @@ class PostgresSetOps:
             for p in writes.inserts
         ]
         updates = [
-            (p.version, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, stored)
+            (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, stored)
             for p, stored in writes.updates
         ]
         if _many(cursor, _INSERT_PROFILE, inserts) != len(inserts):

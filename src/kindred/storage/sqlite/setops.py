@@ -123,10 +123,15 @@ class SqliteSetOps:
 
     def apply_selection(
         self, selection: Selection, held: Membership, from_mpid: int, limit: int
-    ) -> tuple[int, int | None, list[int], list[int]]:
+    ) -> tuple[int, int | None, list[int], list[int]] | None:
         """Two statements over the page: members the criteria no longer admit leave, then
         profiles they admit that are not members enter. The writer transaction excludes
-        every other writer, so no profile changes between reading and writing."""
+        every other writer, so neither a profile nor the audience changes meanwhile."""
+        status = self.conn.execute(
+            "SELECT status FROM audiences WHERE id = ?", (held.audience_id,)
+        ).fetchone()
+        if status is None or status[0] != "active":
+            return None
         scope = selection.scope
         read, last = self.conn.execute(
             "SELECT count(*), max(mpid) FROM (SELECT mpid FROM profiles INDEXED BY"
@@ -212,10 +217,10 @@ class SqliteSetOps:
             ],
         ).rowcount
         updated = self.conn.executemany(
-            "UPDATE profiles SET version = ?, last_stored_ms = ?, audience_due_ms = ?, doc = ?"
-            " WHERE mpid = ? AND version = ?",
+            "UPDATE profiles SET version = ?, created_ms = ?, last_stored_ms = ?,"
+            " audience_due_ms = ?, doc = ? WHERE mpid = ? AND version = ?",
             [
-                (p.version, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, v)
+                (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, v)
                 for p, v in writes.updates
             ],
         ).rowcount

@@ -12,6 +12,10 @@ CREATE TABLE audience_members (
     PRIMARY KEY (mpid, audience_id)
 );
 CREATE INDEX audience_members_by_audience ON audience_members (audience_id);
+-- Criteria read created_ms from its column: a merge may have moved it in the document
+-- only (saves now write both).
+UPDATE profiles SET created_ms = (doc ->> 'created_ms')::bigint
+    WHERE created_ms IS DISTINCT FROM (doc ->> 'created_ms')::bigint;
 -- A backfill page's bounds, read from the index alone.
 CREATE INDEX profiles_by_scope_mpid ON profiles (scope, mpid);
 INSERT INTO audience_members (audience_id, mpid, name, since_ms, expires_ms)
@@ -23,9 +27,21 @@ UPDATE profiles SET doc = doc - 'memberships' WHERE doc ? 'memberships';
 -- Value tests for audience criteria compiled to SQL (audiences/sql.py): the text,
 -- number and instant of a stored JSON value by the rules of audiences/evaluate.py.
 
-CREATE FUNCTION kindred_text(v jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE jsonb_typeof(v) WHEN 'string' THEN lower(v #>> '{}') ELSE v #>> '{}' END
+-- Lower case as Python's str.lower() makes it (full Unicode mappings, the final sigma):
+-- ICU's root locale does that; without ICU, the database's own rules (closest available).
+DO $$
+DECLARE
+    chosen text := CASE WHEN EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')
+        THEN ' COLLATE "und-x-icu"' ELSE '' END;
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION kindred_text(v jsonb) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $body$
+            SELECT CASE jsonb_typeof(v)
+                WHEN 'string' THEN lower((v #>> '{}')%s) ELSE v #>> '{}' END
+        $body$
+    $f$, chosen);
+END
 $$;
 
 -- A JSON number, or a string holding a plain numeral (evaluate.NUMERAL).

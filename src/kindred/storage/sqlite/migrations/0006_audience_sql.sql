@@ -14,6 +14,10 @@ CREATE TABLE audience_members (
     PRIMARY KEY (mpid, audience_id)
 ) WITHOUT ROWID;
 CREATE INDEX audience_members_by_audience ON audience_members (audience_id);
+-- Criteria read created_ms from its column: a merge may have moved it in the document
+-- only (saves now write both).
+UPDATE profiles SET created_ms = doc ->> '$.created_ms'
+    WHERE created_ms IS NOT doc ->> '$.created_ms';
 -- A backfill page's bounds, read from the index alone.
 CREATE INDEX profiles_by_scope_mpid ON profiles (scope, mpid);
 INSERT INTO audience_members (audience_id, mpid, name, since_ms, expires_ms)
