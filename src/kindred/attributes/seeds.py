@@ -15,19 +15,14 @@ _VALUE_KINDS = {"count", "sum", "min", "max"}
 
 
 def seeded(state: CalcState, seed: dict[str, object], cutoff: str, name: str) -> CalcState:
-    """The state started afresh from the seed: live events before the cutoff no longer
-    count (the seed stands for them)."""
-    agg = seed_agg(state.spec.kind, seed, name)
-    cutoff_ms = cutoff_instant(cutoff, name)
-    buckets = {d: a for d, a in state.buckets.items() if _bucket_end(state, d) > cutoff_ms}
+    """An empty state of the same definition, started from the seed: events before the
+    cutoff no longer count (the seed stands for them); fold the later ones in again."""
     return CalcState(
-        spec=state.spec, digest=state.digest, buckets=buckets, seed=agg, cutoff_ms=cutoff_ms
+        spec=state.spec,
+        digest=state.digest,
+        seed=seed_agg(state.spec.kind, seed, name),
+        cutoff_ms=cutoff_instant(cutoff, name),
     )
-
-
-def _bucket_end(state: CalcState, day: int) -> int:
-    # A lifetime bucket mixes every day: it is replaced by the seed entirely.
-    return (day + 1) * 86_400_000 if state.spec.within_days is not None else 0
 
 
 def cutoff_instant(text: str, name: str) -> int:
