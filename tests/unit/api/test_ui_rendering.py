@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+
 from kindred.api.ui.audiences import criteria_html, size_points
 from kindred.api.ui.charts import day_bars, size_steps
 from kindred.api.ui.html import Html, esc, h, join, query
 from kindred.api.ui.live import live_items
 from kindred.api.ui.profiles import profile_body
 from kindred.audiences.definition import MembershipChange
+from kindred.domain.calculated import CalcSpec, CalcState
 from kindred.domain.profile import (
     AttributeEntry,
     IdentityEntry,
@@ -149,3 +152,28 @@ def test_day_bars_draw_one_bar_per_day() -> None:
     chart = day_bars([(NOW, 1), (NOW + 86_400_000, 3)], "events")
     assert chart.count('<rect class="bar"') == 2
     assert "<title>events</title>" in chart
+
+
+def test_a_profile_page_shows_its_calculated_values() -> None:
+    profile = _profile()
+    state = CalcState(spec=CalcSpec(kind="count"), digest="d")
+    entry = AttributeEntry(value=3, priority=60, source="calculated", ts_ms=NOW)
+    workspace = msgspec.structs.replace(
+        profile.workspaces[1],
+        attributes={**profile.workspaces[1].attributes, "plays": entry},
+        calculated={"plays": state},
+    )
+    markup = profile_body(
+        msgspec.structs.replace(profile, workspaces={1: workspace}),
+        expired=False,
+        workspace_names={1: "w"},
+        timeline=_timeline(),
+        event_type=None,
+    )
+    assert "No calculated attributes." not in markup
+    section = markup[markup.index("Calculated attributes") :]
+    assert "<td>plays</td><td>3</td>" in section.replace("\n", "")
+    plain = profile_body(
+        profile, expired=False, workspace_names={1: "w"}, timeline=_timeline(), event_type=None
+    )
+    assert "No calculated attributes." in plain
