@@ -19,7 +19,10 @@ from kindred.domain.calculated import (
     next_change,
     value,
 )
+from kindred.domain.calculated_entries import with_values
+from kindred.domain.merge import merge_profiles
 from kindred.domain.observation import Scalar
+from kindred.domain.profile import Profile, WorkspaceProfile
 
 BASE = 1_700_000_000_000 // DAY_MS * DAY_MS
 Event = tuple[int, list[Scalar]]
@@ -163,3 +166,23 @@ def test_a_windowed_count_decays_without_new_events() -> None:
     assert value(state, BASE + 7 * DAY_MS) == 2
     assert value(state, BASE + 10 * DAY_MS) == 0
     assert next_change(state, BASE + 10 * DAY_MS) is None
+
+
+def test_merging_two_profiles_merges_their_states_and_values() -> None:
+    spec = CalcSpec(kind="sum")
+
+    def profile(mpid: int, amounts: list[int]) -> Profile:
+        state = incremental(spec, [(BASE, [a]) for a in amounts], BASE, BASE)
+        workspace = with_values(
+            WorkspaceProfile(first_seen_ms=BASE, last_seen_ms=BASE, calculated={"spent": state}),
+            BASE,
+        )
+        return Profile(
+            mpid=mpid, scope="s", created_ms=BASE, last_stored_ms=BASE, workspaces={1: workspace}
+        )
+
+    a, b = profile(1, [5, 7]), profile(2, [30])
+    assert a.workspaces[1].attributes["spent"].value == 12
+    merged, _ = merge_profiles(a, b)
+    assert merged.workspaces[1].attributes["spent"].value == 42
+    assert merged.workspaces[1].attributes["spent"].source == "calculated"
