@@ -76,7 +76,13 @@ class Compiled:
             return False
         if criterion.name is not None and (event.name or "").lower() != criterion.name.lower():
             return False
-        return event_passes(criterion, event)
+        return self.passes(event)
+
+    def passes(self, event: EventFact) -> bool:
+        """Whether an event of the definition's type and name passes its action and
+        conditions."""
+        criterion = self.event
+        return (criterion.action is None and not criterion.where) or event_passes(criterion, event)
 
     def values(self, event: EventFact) -> list[Scalar]:
         """The attribute's values in the event: its own attribute, else the field of each

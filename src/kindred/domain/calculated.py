@@ -106,48 +106,73 @@ class CalcState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 def fold(state: CalcState, ts_ms: int, values: Sequence[Scalar], now_ms: int) -> CalcState:
     """The state with one matching event (its timestamp and the values it carries for the
     attribute, first product first) folded in; unchanged when the event falls outside."""
-    spec = state.spec
-    if state.cutoff_ms is not None and ts_ms < state.cutoff_ms:
-        return state  # the seed stands for this period
-    if spec.since_ms is not None and ts_ms < spec.since_ms:
-        return state
-    if spec.kind in NEEDS_VALUE and not values:
-        return state
-    if spec.kind in NUMERIC:
-        values = [v for v in values if _numeric(v) is not None]
-        if not values:
-            return state
-    key = _bucket(spec, ts_ms)
-    buckets = dict(state.buckets)
-    if spec.within_days is not None:
-        oldest = _day(now_ms) - spec.within_days + 1
-        if key < oldest:
-            return state
-        buckets = {d: a for d, a in buckets.items() if d >= oldest}
-    buckets[key] = merge_agg(spec.kind, buckets.get(key, Agg()), _agg(spec.kind, ts_ms, values))
-    return msgspec.structs.replace(state, buckets=buckets)
+    return fold_values(state, [(ts_ms, values)], now_ms)
 
 
 def fold_values(
     state: CalcState, events: Iterable[tuple[int, Sequence[Scalar]]], now_ms: int
 ) -> CalcState:
+    """The state with matching events folded in (one new aggregate per day touched, so a
+    batch costs one merge however many events it has)."""
+    spec = state.spec
+    oldest = None if spec.within_days is None else _day(now_ms) - spec.within_days + 1
+    by_bucket: dict[int, list[tuple[int, Sequence[Scalar]]]] = {}
     for ts_ms, values in events:
-        state = fold(state, ts_ms, values, now_ms)
-    return state
+        kept = _counted(state, ts_ms, values)
+        if kept is None:
+            continue
+        key = _bucket(spec, ts_ms)
+        if oldest is None or key >= oldest:
+            by_bucket.setdefault(key, []).append((ts_ms, kept))
+    if not by_bucket:
+        return state
+    buckets = state.buckets
+    if oldest is not None:
+        buckets = {d: a for d, a in buckets.items() if d >= oldest}
+    else:
+        buckets = dict(buckets)
+    for key, items in by_bucket.items():
+        buckets[key] = merge_agg(spec.kind, buckets.get(key, Agg()), _agg_many(spec.kind, items))
+    return msgspec.structs.replace(state, buckets=buckets)
 
 
-def _agg(kind: str, ts_ms: int, values: Sequence[Scalar]) -> Agg:
+def _counted(state: CalcState, ts_ms: int, values: Sequence[Scalar]) -> Sequence[Scalar] | None:
+    """The values the event counts with, or None when it does not count."""
+    spec = state.spec
+    if state.cutoff_ms is not None and ts_ms < state.cutoff_ms:
+        return None  # the seed stands for this period
+    if spec.since_ms is not None and ts_ms < spec.since_ms:
+        return None
+    if spec.kind in NUMERIC:
+        values = [v for v in values if _numeric(v) is not None]
+    if spec.kind in NEEDS_VALUE and not values:
+        return None
+    return values
+
+
+def _agg_many(kind: str, items: list[tuple[int, Sequence[Scalar]]]) -> Agg:
+    """One aggregate of several matching events (their values already checked)."""
+    if kind == "count":
+        return Agg(n=len(items))
     if kind in NUMERIC:
-        numbers = [n for n in map(_numeric, values) if n is not None]
+        numbers = [n for _, values in items for v in values if (n := _numeric(v)) is not None]
         return Agg(n=len(numbers), total=sum(numbers), low=min(numbers), high=max(numbers))
     if kind in _DISTINCT:
         counts: dict[str, int] = {}
-        for v in values:
-            counts[_text(v)] = counts.get(_text(v), 0) + 1
-        return Agg(n=1, counts=counts)
+        for _, values in items:
+            for v in values:
+                text = _text(v)
+                if text in counts:
+                    counts[text] += 1
+                elif len(counts) < MAX_DISTINCT:
+                    counts[text] = 1
+        return Agg(n=len(items), counts=counts)
     if kind in ("first_occurrence", "last_occurrence"):
-        return Agg(n=1, first=(ts_ms, values[0]), last=(ts_ms, values[-1]))
-    return Agg(n=1, first=(ts_ms, ts_ms), last=(ts_ms, ts_ms))
+        first = min(((ts, vs[0]) for ts, vs in items), key=_occurrence)
+        last = max(((ts, vs[-1]) for ts, vs in items), key=_occurrence)
+        return Agg(n=len(items), first=first, last=last)
+    low, high = min(ts for ts, _ in items), max(ts for ts, _ in items)
+    return Agg(n=len(items), first=(low, low), last=(high, high))
 
 
 def _numeric(value: Scalar) -> float | None:
@@ -184,12 +209,19 @@ def merge_agg(kind: str, a: Agg, b: Agg) -> Agg:
         return b
     if not b.n:
         return a
+    if kind == "count":
+        return Agg(n=a.n + b.n)
+    if kind in NUMERIC:
+        return Agg(
+            n=a.n + b.n,
+            total=a.total + b.total,
+            low=_least(a.low, b.low),
+            high=_most(a.high, b.high),
+        )
+    if kind in _DISTINCT:
+        return Agg(n=a.n + b.n, counts=_merge_counts(a.counts, b.counts))
     return Agg(
         n=a.n + b.n,
-        total=a.total + b.total,
-        low=_least(a.low, b.low),
-        high=_most(a.high, b.high),
-        counts=_merge_counts(a.counts, b.counts) if kind in _DISTINCT else {},
         first=_least(a.first, b.first, _occurrence),
         last=_most(a.last, b.last, _occurrence),
     )

@@ -4,6 +4,8 @@ read wherever a user attribute is (Profile API, audience criteria, forwarded eve
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import msgspec
 
 from kindred.domain.calculated import next_change, value
@@ -16,14 +18,19 @@ CALCULATED_SOURCE = str(SourceType.CALCULATED)
 _PRIORITY = priority_of(SourceType.CALCULATED)
 
 
-def with_values(workspace: WorkspaceProfile, now_ms: int) -> WorkspaceProfile:
-    """The workspace with each state's value at `now_ms` as an attribute; values that are
-    none, and those of states no longer kept, removed."""
+def with_values(
+    workspace: WorkspaceProfile, now_ms: int, names: Collection[str] | None = None
+) -> WorkspaceProfile:
+    """The workspace with each state's value at `now_ms` as an attribute (only those of
+    `names` when given: the others are known not to have changed); values that are none,
+    and those of states no longer kept, removed."""
     attributes = dict(workspace.attributes)
-    for name, entry in workspace.attributes.items():
-        if entry.source == CALCULATED_SOURCE and name not in workspace.calculated:
-            del attributes[name]
-    for name, state in workspace.calculated.items():
+    if names is None:
+        for name, entry in workspace.attributes.items():
+            if entry.source == CALCULATED_SOURCE and name not in workspace.calculated:
+                del attributes[name]
+    for name in workspace.calculated if names is None else names:
+        state = workspace.calculated[name]
         current = attributes.get(name)
         new = value(state, now_ms)
         if new is None:

@@ -13,19 +13,20 @@ shared) is brought forward to the instant a value next changes, and the schedule
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 import msgspec
 
 from kindred.attributes.definition import CalculatedDef, Compiled, compile_definition
-from kindred.domain.calculated import CalcState, fold
+from kindred.audiences.evaluate import event_key
+from kindred.domain.calculated import CalcState, fold_values
 from kindred.domain.calculated_entries import next_due, refreshed, with_values
 from kindred.domain.changes import Change
-from kindred.domain.observation import EventFact
+from kindred.domain.observation import EventFact, Scalar
 from kindred.domain.profile import Profile, WorkspaceProfile
 from kindred.ports import CalculatedStore, Clock
 
-__all__ = ["CalculatedRegistry", "compiled_of", "fold_events", "scheduled"]
+__all__ = ["ActiveSet", "CalculatedRegistry", "compiled_of", "fold_events", "scheduled"]
 
 replace = msgspec.structs.replace
 
@@ -39,22 +40,51 @@ def compiled_of(definition: CalculatedDef) -> Compiled:
 
 def fold_events(
     states: dict[str, CalcState],
-    definitions: Iterable[Compiled],
+    definitions: Sequence[Compiled],
     events: Sequence[EventFact],
     now_ms: int,
 ) -> dict[str, CalcState]:
     """The states with every matching event folded in; a state of another version of a
     definition (edited since) starts afresh."""
-    result = dict(states)
-    for definition in definitions:
-        state = result.get(definition.name)
-        if state is None or state.digest != definition.digest:
-            state = definition.empty_state()
+    return ActiveSet(definitions).fold(states, events, now_ms)
+
+
+class ActiveSet:
+    """A workspace's active definitions, indexed by the events they count (so a batch
+    meets only the definitions of its events' types and names)."""
+
+    def __init__(self, definitions: Sequence[Compiled]) -> None:
+        self.definitions = list(definitions)
+        self._by_key: dict[str, list[Compiled]] = {}
+        for definition in definitions:
+            criterion = definition.event
+            self._by_key.setdefault(event_key(criterion.event_type, criterion.name), []).append(
+                definition
+            )
+
+    def fold(
+        self, states: dict[str, CalcState], events: Sequence[EventFact], now_ms: int
+    ) -> dict[str, CalcState]:
+        result = dict(states)
+        for definition in self.definitions:
+            state = result.get(definition.name)
+            if state is None or state.digest != definition.digest:
+                result[definition.name] = definition.empty_state()
+        found: dict[str, list[tuple[int, list[Scalar]]]] = {}
         for event in events:
-            if definition.matches(event):
-                state = fold(state, event.timestamp_ms, definition.values(event), now_ms)
-        result[definition.name] = state
-    return result
+            for definition in self._candidates(event):
+                if definition.passes(event):
+                    item = (event.timestamp_ms, definition.values(event))
+                    found.setdefault(definition.name, []).append(item)
+        for name, items in found.items():
+            result[name] = fold_values(result[name], items, now_ms)
+        return result
+
+    def _candidates(self, event: EventFact) -> list[Compiled]:
+        by_type = self._by_key.get(event.event_type, [])
+        if event.name is None:
+            return by_type
+        return by_type + self._by_key.get(event_key(event.event_type, event.name), [])
 
 
 def scheduled(profile: Profile, now_ms: int) -> Profile:
@@ -71,11 +101,11 @@ class CalculatedRegistry:
         self._store = store
         self._clock = clock
         self._refresh_ms = refresh_ms
-        self._by_workspace: dict[int, list[Compiled]] = {}
+        self._by_workspace: dict[int, ActiveSet] = {}
         self._loaded_ms: int | None = None
         self._lock = threading.Lock()
 
-    def active(self) -> dict[int, list[Compiled]]:
+    def active(self) -> dict[int, ActiveSet]:
         """Active definitions by workspace."""
         now = self._clock.now_ms()
         if self._loaded_ms is None or not 0 <= now - self._loaded_ms < self._refresh_ms:
@@ -91,7 +121,7 @@ class CalculatedRegistry:
         for definition in self._store.list_calculated():
             if definition.status == "active" and definition.active is not None:
                 found.setdefault(definition.workspace_id, []).append(compiled_of(definition))
-        self._by_workspace = found
+        self._by_workspace = {w: ActiveSet(found[w]) for w in found}
         self._loaded_ms = now
 
     def refresh(
@@ -99,17 +129,25 @@ class CalculatedRegistry:
     ) -> tuple[Profile, list[Change]]:
         """The profile with the batch's events folded into its workspace's calculated
         attributes and their values written; the attribute changes that made."""
-        active = self.active().get(workspace_id, [])
+        active = self.active().get(workspace_id)
         workspace = profile.workspaces.get(workspace_id)
-        if workspace is None or (not active and not workspace.calculated):
+        if workspace is None or (active is None and not workspace.calculated):
             return profile, []
-        names = {d.name for d in active}
+        definitions = [] if active is None else active.definitions
+        names = {d.name for d in definitions}
         kept = {n: s for n, s in workspace.calculated.items() if n in names}
-        states = fold_events(kept, active, events, now_ms)
-        after = with_values(replace(workspace, calculated=states), now_ms)
-        if after == workspace:
-            return profile, []
-        changes = _attribute_changes(workspace, after, workspace_id)
+        states = active.fold(kept, events, now_ms) if active is not None else kept
+        due = profile.audience_due_ms
+        if (due is not None and due <= now_ms) or len(kept) != len(workspace.calculated):
+            recompute = None  # time (or a deletion) may have changed any of them
+        else:
+            recompute = {
+                n for n, state in states.items() if workspace.calculated.get(n) is not state
+            }
+        if recompute is not None and not recompute:
+            return profile, []  # no event counted, no value can have changed
+        after = with_values(replace(workspace, calculated=states), now_ms, recompute)
+        changes = _attribute_changes(workspace, after, workspace_id, recompute)
         workspaces = {**profile.workspaces, workspace_id: after}
         return replace(profile, workspaces=workspaces), changes
 
@@ -120,10 +158,15 @@ class CalculatedRegistry:
 
 
 def _attribute_changes(
-    before: WorkspaceProfile, after: WorkspaceProfile, workspace_id: int
+    before: WorkspaceProfile,
+    after: WorkspaceProfile,
+    workspace_id: int,
+    names: Collection[str] | None,
 ) -> list[Change]:
+    """The attribute changes between the two (among `names` when given)."""
     changes = []
-    for key in sorted(set(before.attributes) | set(after.attributes)):
+    keys = set(before.attributes) | set(after.attributes) if names is None else names
+    for key in sorted(keys):
         old, new = before.attributes.get(key), after.attributes.get(key)
         if old == new:
             continue
