@@ -6,6 +6,7 @@ and activation computing over the stored history."""
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -254,3 +255,35 @@ def test_activation_computes_over_the_stored_history(server: Server) -> None:
     progress = admin(server, "GET", f"/calculated-attributes/{def_id}/calculation").json()
     assert progress["calculation_percent_complete"] == 100
     assert user_attributes(server, mpid_of(server, "ca-4"))["favourite"] == "A"
+
+
+def test_the_cli_manages_definitions_and_computes_the_history(server: Server) -> None:
+    sdk_send(server, "ca-5", [("X", 5), ("Y", 6)])
+    path = server.data_dir.parent / "longest.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "longest",
+                "workspace_id": 1,
+                "definition": {**LISTENED, "calculation_type": "max"},
+            }
+        )
+    )
+    created = json.loads(server.cli("attributes", "create", str(path)).stdout)
+    def_id = str(created["id"])
+    assert created["status"] == "draft"
+    bad = server.data_dir.parent / "bad.json"
+    bad.write_text(json.dumps({"calculation_type": "max", "event": {"event": "custom_event"}}))
+    refused = server.cli("attributes", "edit", def_id, str(bad), check=False)
+    assert refused.returncode == 1
+    assert "definition.attribute" in refused.stderr
+    server.cli("attributes", "activate", def_id)
+    server.cli("attributes", "compute")
+    shown = json.loads(server.cli("attributes", "show", def_id).stdout)
+    assert shown["calculation"]["is_calculated"] is True
+    assert user_attributes(server, mpid_of(server, "ca-5"))["longest"] == "6"
+    listed = json.loads(server.cli("attributes", "list").stdout)
+    assert "longest" in [d["name"] for d in listed]
+    server.cli("attributes", "delete", def_id)
+    listed = json.loads(server.cli("attributes", "list").stdout)
+    assert "longest" not in [d["name"] for d in listed]

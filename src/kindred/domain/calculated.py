@@ -98,6 +98,8 @@ class CalcState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     buckets: dict[int, Agg] = msgspec.field(default_factory=dict)
     seed: Agg | None = None
     cutoff_ms: int | None = None
+    # The event log id up to which the history computed at activation was folded in.
+    history_to: int = 0
 
 
 # --- folding ----------------------------------------------------------------------------

@@ -58,7 +58,9 @@ def next_due(profile: Profile, now_ms: int) -> int | None:
 
 def refreshed(profile: Profile, now_ms: int) -> Profile:
     """Every workspace's calculated values as of `now_ms`."""
-    workspaces = {i: with_values(w, now_ms) for i, w in profile.workspaces.items()}
+    workspaces = {
+        i: with_values(w, now_ms) if w.calculated else w for i, w in profile.workspaces.items()
+    }
     if all(workspaces[i] is w for i, w in profile.workspaces.items()):
         return profile
     return msgspec.structs.replace(profile, workspaces=workspaces)

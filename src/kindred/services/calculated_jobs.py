@@ -15,7 +15,7 @@ from collections.abc import Callable
 import msgspec
 
 from kindred.attributes.definition import CalculatedDef, Compiled
-from kindred.domain.calculated import CalcState
+from kindred.domain.calculated import CalcState, fold_values
 from kindred.domain.calculated_entries import with_values
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
@@ -69,46 +69,67 @@ class CalculatedBackfill:
     def _advance(self, definition: CalculatedDef) -> int:
         compiled = compiled_of(definition)
         after = definition.backfill_from or 0
-        read, done = 0, set[int]()
+        read = computed = 0
         finished = False
         for _ in range(self._pages_per_run):
             entries = self._store.read_log(after, self._page)
-            wanted = [e for e in entries if _counts(e, definition.workspace_id)]
-            for mpid in sorted({e.mpid for e in wanted if e.mpid is not None} - done):
-                self._compute(compiled, mpid)
-                done.add(mpid)
+            wanted = [
+                e
+                for e in entries
+                if _counts(e, definition.workspace_id)
+                and e.id is not None
+                and e.id <= definition.backfill_total
+            ]
+            computed += self._fold_page(compiled, wanted) if wanted else 0
             read += len(entries)
             after = entries[-1].id or after if entries else after
             if len(entries) < self._page or after >= definition.backfill_total:
                 finished = True
                 break
         self._save(definition, after, read, finished)
-        return len(done)
+        return computed
 
-    def _compute(self, compiled: Compiled, mpid: int) -> None:
+    def _fold_page(self, compiled: Compiled, entries: list[LogEntry]) -> int:
+        """Fold a page of logged batches into their profiles, in one transaction; how
+        many profiles it changed."""
+        by_mpid: dict[int, list[LogEntry]] = {}
+        for entry in entries:
+            assert entry.mpid is not None  # applied batches name their profile
+            by_mpid.setdefault(entry.mpid, []).append(entry)
+        events = {e.id: self._events(e) for e in entries}
         for _ in range(5):
             try:
                 with self._store.unit_of_work() as uow:
-                    self._compute_in(uow, compiled, mpid)
-                return
+                    return self._fold_into(uow, compiled, by_mpid, events)
             except ConcurrentUpdate:
-                continue  # a batch changed it meanwhile: compute it again
+                continue  # a batch changed one of them meanwhile: fold the page again
+        return 0
 
-    def _compute_in(self, uow: UnitOfWork, compiled: Compiled, mpid: int) -> None:
-        profile = _live(uow, mpid)
-        workspace = None if profile is None else profile.workspaces.get(compiled.workspace_id)
-        if profile is None or workspace is None:
-            return
+    def _fold_into(
+        self,
+        uow: UnitOfWork,
+        compiled: Compiled,
+        by_mpid: dict[int, list[LogEntry]],
+        events: dict[int | None, tuple[EventFact, ...]],
+    ) -> int:
         now = self._clock.now_ms()
-        state = fold_history(self._store, self._inputs, compiled, profile.mpid, now)
-        states = {**workspace.calculated, compiled.name: state}
-        workspace = with_values(replace(workspace, calculated=states), now)
-        changed = replace(
-            profile,
-            workspaces={**profile.workspaces, compiled.workspace_id: workspace},
-            version=profile.version + 1,
-        )
-        uow.save_profile(scheduled(changed, now))
+        changed: dict[int, Profile] = {}
+        loaded = uow.load_profiles(sorted(by_mpid))
+        for mpid, logged in by_mpid.items():
+            profile = _live(uow, loaded.get(mpid))
+            if profile is None or compiled.workspace_id not in profile.workspaces:
+                continue
+            profile = changed.get(profile.mpid, profile)
+            after = _folded(profile, compiled, logged, events, now)
+            if after is not profile:
+                changed[profile.mpid] = after
+        for profile in changed.values():
+            version = replace(profile, version=profile.version + 1)
+            uow.save_profile(scheduled(version, now))
+        return len(changed)
+
+    def _events(self, entry: LogEntry) -> tuple[EventFact, ...]:
+        return _events(entry, self._inputs)
 
     def _save(self, definition: CalculatedDef, after: int, read: int, finished: bool) -> None:
         current = next((d for d in self._store.list_calculated() if d.id == definition.id), None)
@@ -128,8 +149,37 @@ def _counts(entry: LogEntry, workspace_id: int) -> bool:
     return entry.status == BatchStatus.APPLIED and entry.workspace_id == workspace_id
 
 
-def _live(uow: UnitOfWork, mpid: int) -> Profile | None:
-    profile = uow.load_profiles([mpid]).get(mpid)
+def _folded(
+    profile: Profile,
+    compiled: Compiled,
+    logged: list[LogEntry],
+    events: dict[int | None, tuple[EventFact, ...]],
+    now_ms: int,
+) -> Profile:
+    """The profile with the logged batches it has not folded yet for the definition
+    (`history_to` says up to which log id it has) folded in."""
+    workspace = profile.workspaces[compiled.workspace_id]
+    state = workspace.calculated.get(compiled.name)
+    if state is None or state.digest != compiled.digest:
+        state = compiled.empty_state()
+    fresh = [e for e in logged if e.id is not None and e.id > state.history_to]
+    if not fresh:
+        return profile
+    items = [
+        (event.timestamp_ms, compiled.values(event))
+        for entry in fresh
+        for event in events[entry.id]
+        if compiled.matches(event)
+    ]
+    last = max(e.id or 0 for e in fresh)
+    state = replace(fold_values(state, items, now_ms), history_to=last)
+    states = {**workspace.calculated, compiled.name: state}
+    workspace = with_values(replace(workspace, calculated=states), now_ms, {compiled.name})
+    return replace(profile, workspaces={**profile.workspaces, compiled.workspace_id: workspace})
+
+
+def _live(uow: UnitOfWork, profile: Profile | None) -> Profile | None:
+    """The profile, or the one it was merged into."""
     while profile is not None and profile.merged_into is not None:
         profile = uow.load_profiles([profile.merged_into]).get(profile.merged_into)
     return profile
@@ -146,10 +196,13 @@ def fold_history(
 ) -> CalcState:
     """The state (empty, or seeded) with every batch logged for the profile folded in."""
     states = {compiled.name: state or compiled.empty_state()}
+    last = 0
     for entry in reversed(store.log_for_profile(mpid, _PROFILE_LOG_LIMIT)):
         if _counts(entry, compiled.workspace_id):
             states = fold_events(states, [compiled], _events(entry, inputs), now_ms)
-    return states[compiled.name]
+            last = max(last, entry.id or 0)
+    # A computation at activation still running must not fold these batches again.
+    return replace(states[compiled.name], history_to=last)
 
 
 def _events(entry: LogEntry, inputs: Callable[[str], InputDef | None]) -> tuple[EventFact, ...]:
