@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         computed += container.calculated_backfill.run()
     seconds = time.perf_counter() - started
     progress = container.calculated.progress(one.id)
-    report["activation_profiles_computed"] = computed
+    report["activation_profile_writes"] = computed
     report["activation_batches_read"] = progress.batches_read
     report["activation_s"] = round(seconds, 2)
     report["activation_finished"] = progress.is_calculated

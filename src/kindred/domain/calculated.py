@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 DAY_MS = 86_400_000
+_MIN = -(2**63)
 # `most_frequent` and the unique types stop collecting new values past this many.
 MAX_DISTINCT = 100
 
@@ -117,39 +118,37 @@ def fold_values(
     """The state with matching events folded in (one new aggregate per day touched, so a
     batch costs one merge however many events it has)."""
     spec = state.spec
-    oldest = None if spec.within_days is None else _day(now_ms) - spec.within_days + 1
+    kind, windowed = spec.kind, spec.within_days is not None
+    oldest = _day(now_ms) - spec.within_days + 1 if spec.within_days is not None else None
+    start = max(state.cutoff_ms or _MIN, spec.since_ms or _MIN)
+    numeric, needs_value = kind in NUMERIC, kind in NEEDS_VALUE
     by_bucket: dict[int, list[tuple[int, Sequence[Scalar]]]] = {}
-    for ts_ms, values in events:
-        kept = _counted(state, ts_ms, values)
-        if kept is None:
+    for ts_ms, given in events:
+        if ts_ms < start:
+            continue  # before the seed's cutoff (the seed stands for it) or the window
+        values = [v for v in given if _numeric(v) is not None] if numeric else given
+        if needs_value and not values:
             continue
-        key = _bucket(spec, ts_ms)
-        if oldest is None or key >= oldest:
-            by_bucket.setdefault(key, []).append((ts_ms, kept))
+        key = ts_ms // DAY_MS if windowed else 0
+        if oldest is not None and key < oldest:
+            continue
+        items = by_bucket.get(key)
+        if items is None:
+            by_bucket[key] = [(ts_ms, values)]
+        else:
+            items.append((ts_ms, values))
     if not by_bucket:
         return state
     buckets = state.buckets
-    if oldest is not None:
+    if oldest is not None and buckets and min(buckets) < oldest:
         buckets = {d: a for d, a in buckets.items() if d >= oldest}
     else:
         buckets = dict(buckets)
     for key, items in by_bucket.items():
-        buckets[key] = merge_agg(spec.kind, buckets.get(key, Agg()), _agg_many(spec.kind, items))
+        fresh = _agg_many(kind, items)
+        held = buckets.get(key)
+        buckets[key] = fresh if held is None else merge_agg(kind, held, fresh)
     return msgspec.structs.replace(state, buckets=buckets)
-
-
-def _counted(state: CalcState, ts_ms: int, values: Sequence[Scalar]) -> Sequence[Scalar] | None:
-    """The values the event counts with, or None when it does not count."""
-    spec = state.spec
-    if state.cutoff_ms is not None and ts_ms < state.cutoff_ms:
-        return None  # the seed stands for this period
-    if spec.since_ms is not None and ts_ms < spec.since_ms:
-        return None
-    if spec.kind in NUMERIC:
-        values = [v for v in values if _numeric(v) is not None]
-    if spec.kind in NEEDS_VALUE and not values:
-        return None
-    return values
 
 
 def _agg_many(kind: str, items: list[tuple[int, Sequence[Scalar]]]) -> Agg:
@@ -197,10 +196,6 @@ def _text(value: Scalar) -> str:
 
 def _day(ts_ms: int) -> int:
     return ts_ms // DAY_MS
-
-
-def _bucket(spec: CalcSpec, ts_ms: int) -> int:
-    return _day(ts_ms) if spec.within_days is not None else 0
 
 
 # --- merging ----------------------------------------------------------------------------
