@@ -16,6 +16,7 @@ from kindred.domain.tenancy import Tenancy
 from kindred.ports import Clock, ConcurrentUpdate, Store, UnitOfWork
 from kindred.services.calculated import CalculatedRegistry, compiled_of, scheduled
 from kindred.services.calculated_jobs import fold_history
+from kindred.services.merges import follow
 
 __all__ = ["CalculatedService", "Progress", "SeedEntry"]
 
@@ -219,9 +220,7 @@ class CalculatedService:
             if len(found) != 1:
                 raise NotFound("the identities name no single profile")
             mpid = found[0]
-        profile = uow.load_profiles([mpid]).get(mpid)
-        while profile is not None and profile.merged_into is not None:
-            profile = uow.load_profiles([profile.merged_into]).get(profile.merged_into)
+        profile = follow(uow, uow.load_profiles([mpid]).get(mpid))
         if profile is None or profile.scope != scope:
             raise NotFound(f"no profile {mpid}")
         return profile

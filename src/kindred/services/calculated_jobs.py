@@ -32,6 +32,7 @@ from kindred.ports import (
 )
 from kindred.services.calculated import CalculatedRegistry, compiled_of, fold_events, scheduled
 from kindred.services.ingest import observe
+from kindred.services.merges import follow
 
 __all__ = ["CalculatedBackfill", "fold_history"]
 
@@ -116,7 +117,7 @@ class CalculatedBackfill:
         changed: dict[int, Profile] = {}
         loaded = uow.load_profiles(sorted(by_mpid))
         for mpid, logged in by_mpid.items():
-            profile = _live(uow, loaded.get(mpid))
+            profile = follow(uow, loaded.get(mpid))
             if profile is None or compiled.workspace_id not in profile.workspaces:
                 continue
             profile = changed.get(profile.mpid, profile)
@@ -176,13 +177,6 @@ def _folded(
     states = {**workspace.calculated, compiled.name: state}
     workspace = with_values(replace(workspace, calculated=states), now_ms, {compiled.name})
     return replace(profile, workspaces={**profile.workspaces, compiled.workspace_id: workspace})
-
-
-def _live(uow: UnitOfWork, profile: Profile | None) -> Profile | None:
-    """The profile, or the one it was merged into."""
-    while profile is not None and profile.merged_into is not None:
-        profile = uow.load_profiles([profile.merged_into]).get(profile.merged_into)
-    return profile
 
 
 def fold_history(
