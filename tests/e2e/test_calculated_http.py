@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import mparticle
 import pytest
 
 from tests.e2e.conftest import Server, make_server
+from tests.e2e.test_forwarding_http import _forwarding_server
+from tests.receiver import Receiver, receiving
 
 pytestmark = pytest.mark.e2e
 
@@ -287,3 +289,24 @@ def test_the_cli_manages_definitions_and_computes_the_history(server: Server) ->
     server.cli("attributes", "delete", def_id)
     listed = json.loads(server.cli("attributes", "list").stdout)
     assert "longest" not in [d["name"] for d in listed]
+
+
+@pytest.fixture
+def hooked(tmp_path: Path) -> Iterator[tuple[Server, Receiver]]:
+    with receiving() as receiver:
+        running = _forwarding_server(tmp_path, receiver, workers=1)
+        server = next(running)
+        try:
+            yield server, receiver
+        finally:
+            next(running, None)  # runs on past its yield: stops the server
+
+
+def test_forwarded_events_are_enriched_with_calculated_values(
+    hooked: tuple[Server, Receiver],
+) -> None:
+    server, receiver = hooked
+    define(server, "plays_forwarded", {**PLAYS_7D, "window": {"type": "lifetime"}})
+    sdk_send(server, "ca-6", [("So What", 1), ("Blue in Green", 2)])
+    (message,) = receiver.wait_for(1, timeout_s=15)
+    assert message["user_attributes"]["plays_forwarded"] == 2
