@@ -177,9 +177,7 @@ def build(
         ),
         audience_backfill=AudienceBackfill(writing, audience_registry, clock),
         calculated=CalculatedService(writing, calculated_registry, tenancy, clock),
-        calculated_backfill=CalculatedBackfill(
-            writing, calculated_registry, tenancy.input_named, clock
-        ),
+        calculated_backfill=CalculatedBackfill(writing, tenancy.input_named, clock),
         catalog=catalog,
         deliveries=DeliveryAdmin(store, catalog, clock),
         delivery=DeliveryRunner(

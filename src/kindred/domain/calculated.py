@@ -66,7 +66,7 @@ T = TypeVar("T")
 Value = Scalar | list[Scalar] | None
 
 
-class Agg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Agg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A partial aggregate over some events; merges associatively and commutatively."""
 
     n: int = 0
@@ -80,7 +80,7 @@ class Agg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     last: tuple[int, Scalar] | None = None
 
 
-class CalcSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CalcSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """What a state computes: the calculation and its window (`within_days` or `since_ms`,
     neither for the whole lifetime)."""
 
@@ -89,7 +89,7 @@ class CalcSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     since_ms: int | None = None
 
 
-class CalcState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CalcState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One calculated attribute of one profile. `buckets` is keyed by UTC day for
     windowed specs and by 0 otherwise; `digest` names the definition it was computed
     for (an edited definition starts afresh)."""

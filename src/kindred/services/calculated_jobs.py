@@ -2,10 +2,10 @@
 the background, a page of the event log at a time, resuming where it stopped (the cursor
 is kept on the definition).
 
-Each profile the page names is computed from scratch from its own logged batches, in one
-transaction with the profile: batches applied before that transaction are in the log it
-reads, later ones fold in live on top, so nothing is counted twice or lost. Doing a profile
-again (it appears on several pages) gives the same state.
+Activation notes the newest log id; batches up to it are folded here, later ones live by
+ingest. Each page's batches are folded into their profiles (followed through merges) in
+one transaction, and every state records the log id it has folded up to (`history_to`),
+so a page done again after an interruption is not counted twice.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from kindred.ports import (
     Store,
     UnitOfWork,
 )
-from kindred.services.calculated import CalculatedRegistry, compiled_of, fold_events, scheduled
+from kindred.services.calculated import compiled_of, fold_events, scheduled
 from kindred.services.ingest import observe
 from kindred.services.merges import follow
 
@@ -44,7 +44,6 @@ class CalculatedBackfill:
     def __init__(
         self,
         store: Store,
-        registry: CalculatedRegistry,
         inputs: Callable[[str], InputDef | None],
         clock: Clock,
         *,
@@ -52,7 +51,6 @@ class CalculatedBackfill:
         pages_per_run: int = 20,
     ) -> None:
         self._store = store
-        self._registry = registry
         self._inputs = inputs
         self._clock = clock
         self._page = page
@@ -60,7 +58,7 @@ class CalculatedBackfill:
 
     def run(self) -> int:
         """Advance every pending computation by up to `pages_per_run` pages; returns how
-        many profiles it computed."""
+        many profile writes it made."""
         computed = 0
         for definition in self._store.list_calculated():
             if definition.status == "active" and definition.backfill_from is not None:
