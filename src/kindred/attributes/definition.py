@@ -21,6 +21,7 @@ from typing import Literal
 
 import msgspec
 
+from kindred.attributes.reference import from_reference, is_reference
 from kindred.audiences.ast import EventCriterion
 from kindred.audiences.evaluate import event_passes
 from kindred.audiences.parse import Catalog, parse_criteria, parse_date
@@ -100,7 +101,10 @@ class Compiled:
 
 
 def compile_definition(def_id: int, name: str, workspace_id: int, doc: object) -> Compiled:
-    """Parse and check a definition document; InvalidBatch names the path of a problem."""
+    """Parse and check a definition document (Kindred's shape or the reference's);
+    InvalidBatch names the path of a problem."""
+    if is_reference(doc):
+        doc = from_reference(doc)  # type: ignore[arg-type]  # is_reference: a dict
     if not isinstance(doc, dict):
         raise InvalidBatch("a definition is an object", "definition")
     unknown = sorted(set(doc) - _KEYS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from kindred.attributes.definition import compile_definition
@@ -135,3 +136,36 @@ def test_a_seed_that_does_not_fit_the_type_is_refused_with_the_name() -> None:
             "ltv",
         )
     assert seed_agg("count", {"value": "3"}, "x") == Agg(n=3)
+
+
+def test_the_reference_shape_is_read_too() -> None:
+    reference = {
+        "recipe_type": "event",
+        "data_point": {
+            "type": "event_attribute",
+            "event_name": "Purchase",
+            "event_type": "custom_event",
+            "attribute_name": "Total Amount",
+        },
+        "conditions": [
+            {"type": "number", "operator": "greater_than", "attribute_name": "Step", "value": "2"}
+        ],
+        "calculation_type": "sum",
+        "time_period": {"type": "within", "within": 2, "within_unit": "weeks"},
+    }
+    compiled = compile_definition(1, "ltv", 1, reference)
+    assert compiled.attribute == "Total Amount"
+    assert compiled.spec.within_days == 14
+    event = EventFact(
+        event_type="custom_event",
+        timestamp_ms=0,
+        name="purchase",
+        attributes={"Step": 3, "Total Amount": "9.5"},
+    )
+    assert compiled.matches(event)
+    assert not compiled.matches(msgspec.structs.replace(event, attributes={"Step": 1}))
+    since = {**reference, "time_period": {"type": "since", "date": "2019-10-01T00:00:00"}}
+    assert compile_definition(1, "ltv", 1, since).spec.since_ms == 1_569_888_000_000
+    bad = {**reference, "conditions": [{"operator": "sounds_like", "attribute_name": "x"}]}
+    with pytest.raises(InvalidBatch, match=r"definition\.conditions\[0\]\.operator"):
+        compile_definition(1, "ltv", 1, bad)
