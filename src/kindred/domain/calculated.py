@@ -126,7 +126,9 @@ def fold_values(
     for ts_ms, given in events:
         if ts_ms < start:
             continue  # before the seed's cutoff (the seed stands for it) or the window
-        values = [v for v in given if _numeric(v) is not None] if numeric else given
+        values: Sequence[Scalar] = (
+            [n for v in given if (n := _numeric(v)) is not None] if numeric else given
+        )
         if needs_value and not values:
             continue
         key = ts_ms // DAY_MS if windowed else 0
@@ -156,7 +158,7 @@ def _agg_many(kind: str, items: list[tuple[int, Sequence[Scalar]]]) -> Agg:
     if kind == "count":
         return Agg(n=len(items))
     if kind in NUMERIC:
-        numbers = [n for _, values in items for v in values if (n := _numeric(v)) is not None]
+        numbers = [float(v) for _, values in items for v in values]  # numbers already
         return Agg(n=len(numbers), total=sum(numbers), low=min(numbers), high=max(numbers))
     if kind in _DISTINCT:
         counts: dict[str, int] = {}
@@ -279,7 +281,10 @@ def merge_states(a: CalcState, b: CalcState) -> CalcState:
 
 def total(state: CalcState, now_ms: int) -> Agg:
     """The aggregate of the seed and every bucket inside the window at `now_ms`."""
-    spec, result = state.spec, state.seed or Agg()
+    spec = state.spec
+    if state.seed is None and spec.within_days is None:
+        return state.buckets.get(0) or Agg()  # the one bucket of a lifetime or since window
+    result = state.seed or Agg()
     low, high = _window_days(spec, now_ms)
     for day in sorted(state.buckets):
         if low <= day <= high:
