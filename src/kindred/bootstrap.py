@@ -32,6 +32,9 @@ from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
 from kindred.services.background import Periodic
+from kindred.services.calculated import CalculatedRegistry
+from kindred.services.calculated_admin import CalculatedService
+from kindred.services.calculated_jobs import CalculatedBackfill
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.delivery import DeliveryRunner, Lane, Renderer
 from kindred.services.delivery_admin import DeliveryAdmin
@@ -64,6 +67,8 @@ class Container:
     audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
     audience_backfill: AudienceBackfill
+    calculated: CalculatedService
+    calculated_backfill: CalculatedBackfill
     catalog: Catalog
     deliveries: DeliveryAdmin
     delivery: DeliveryRunner
@@ -85,6 +90,7 @@ class Container:
         for name, every, task in (
             ("audience-schedule", audiences.schedule_interval_s, self.audience_schedule.run),
             ("audience-backfill", audiences.backfill_interval_s, self.audience_backfill.run),
+            ("calculated-backfill", audiences.backfill_interval_s, self.calculated_backfill.run),
         ):
             if every > 0:
                 periodic = Periodic(name, every, task)
@@ -124,11 +130,17 @@ def build(
     )
     secrets = secrets or SecureSecrets()
     audience_registry = AudienceRegistry(store, tenancy, clock)
+    calculated_registry = CalculatedRegistry(store, clock)
     catalog = Catalog(store, tenancy, clock, _declared(settings))
     # Writers use the store through OutboxStore: their transactions fill the outbox.
     writing = cast(Store, OutboxStore(store, Router(catalog, tenancy, store.list_audiences, clock)))
     ingest = IngestService(
-        writing, mpids or SecureMpids(), metrics, tenancy.input_named, audience_registry
+        writing,
+        mpids or SecureMpids(),
+        metrics,
+        tenancy.input_named,
+        audience_registry,
+        calculated=calculated_registry,
     )
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
         ingest.ingest, max_group=settings.store.group_max
@@ -157,9 +169,15 @@ def build(
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
-            writing, audience_registry, clock, chunk=settings.audiences.schedule_chunk
+            writing,
+            audience_registry,
+            clock,
+            chunk=settings.audiences.schedule_chunk,
+            calculated=calculated_registry,
         ),
         audience_backfill=AudienceBackfill(writing, audience_registry, clock),
+        calculated=CalculatedService(writing, calculated_registry, tenancy, clock),
+        calculated_backfill=CalculatedBackfill(writing, tenancy.input_named, clock),
         catalog=catalog,
         deliveries=DeliveryAdmin(store, catalog, clock),
         delivery=DeliveryRunner(

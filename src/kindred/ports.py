@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 
+from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
@@ -357,6 +358,19 @@ class AudienceStore(Protocol):
         ...
 
 
+class CalculatedStore(Protocol):
+    """Calculated attribute definitions (small, rarely written: each call is its own
+    transaction)."""
+
+    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        """Insert (id 0: the store gives one) or replace; returns it with its id."""
+        ...
+
+    def list_calculated(self) -> list[CalculatedDef]:
+        """Every definition, deleted ones included, by id."""
+        ...
+
+
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     """One outbox row: something to send over one connection (ENR-3). `kind` "batch": the
     accepted batch (`body`) from `source`, enriched when sent; "membership": a membership
@@ -452,6 +466,7 @@ class Store(
     MergeReader,
     CredentialStore,
     AudienceStore,
+    CalculatedStore,
     Protocol,
 ):
     """A backend: reads from any thread, writes through units of work."""

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
@@ -204,4 +205,5 @@ def admin_routes(container: Container) -> list[Route]:
         Route(one + "/{action}", audiences.action, methods=["POST"]),
         Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
         *forwarding_routes(container, api.check),
+        *calculated_routes(container, api.check),
     ]

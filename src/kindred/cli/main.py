@@ -295,11 +295,13 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
 
 
 def _register_command_modules() -> None:
+    from kindred.cli.attributes import attributes  # noqa: PLC0415
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.connections import connections, deliver  # noqa: PLC0415
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
 
+    main.add_command(attributes)
     main.add_command(audiences)
     main.add_command(connections)
     main.add_command(deliver)

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from kindred.domain.calculated import merge_states
+from kindred.domain.calculated_entries import refreshed
 from kindred.domain.dedup import DIGEST_SIZE, MESSAGE_WINDOW
 from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
@@ -59,7 +61,8 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         recent_messages=_merge_windows(survivor.recent_messages, merged.recent_messages),
         absorbed=survivor.absorbed + merged.absorbed + 1,
     )
-    return result, dropped
+    # Merged calculated states give new values (they are recomputed on schedule after).
+    return refreshed(result, result.last_stored_ms), dropped
 
 
 def merged_stub(merged: Profile, survivor_mpid: int, now_ms: int) -> Profile:
@@ -122,6 +125,7 @@ def _merge_workspace(a: WorkspaceProfile, b: WorkspaceProfile) -> WorkspaceProfi
         ccpa=_optional(a.ccpa, b.ccpa, _newer_fact),
         devices=_union(a.devices, b.devices, _merge_device),
         location=_optional(a.location, b.location, _newer_location),
+        calculated=_union(a.calculated, b.calculated, merge_states),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from kindred.domain.calculated import CalcState
 from kindred.domain.observation import AttrValue, ConsentFact, LocationFact
 
 __all__ = [
@@ -79,6 +80,9 @@ class WorkspaceProfile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     devices: dict[str, Device] = msgspec.field(default_factory=dict)
     # The newest location a batch gave in this workspace.
     location: LocationFact | None = None
+    # Calculated attribute states (CA-2) by attribute name; their values are attributes
+    # written with the calculated rank of the priority ladder.
+    calculated: dict[str, CalcState] = msgspec.field(default_factory=dict)
 
     def live_attributes(self) -> dict[str, AttrValue]:
         """Attribute values without tombstones."""

@@ -17,6 +17,7 @@ from kindred.services.audiences import (
     CompiledAudience,
     evaluate_memberships,
 )
+from kindred.services.calculated import CalculatedRegistry, scheduled
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 
@@ -26,7 +27,17 @@ class AudienceScheduler:
     closing, frequencies falling as events age out, without any new event. A chunk per
     transaction; safe in several processes (claimed rows are skipped elsewhere)."""
 
-    def __init__(self, store: Store, registry: AudienceRegistry, clock: Clock, chunk: int = 500):
+    def __init__(
+        self,
+        store: Store,
+        registry: AudienceRegistry,
+        clock: Clock,
+        chunk: int = 500,
+        calculated: CalculatedRegistry | None = None,
+    ):
+        """`calculated`: recompute calculated values too (windows decay on the same due
+        time)."""
+        self._calculated = calculated
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -51,9 +62,14 @@ class AudienceScheduler:
             due = uow.due_profiles(now, self._chunk)
             moved = 0
             for profile in due:
-                after, moves = evaluate_memberships(profile, active, None, now, reason="time")
-                if after is profile:
-                    after = msgspec.structs.replace(profile, audience_due_ms=None)
+                current = profile
+                if self._calculated is not None:
+                    current = self._calculated.recompute(profile, now)
+                after, moves = evaluate_memberships(current, active, None, now, reason="time")
+                if after is current:
+                    after = msgspec.structs.replace(current, audience_due_ms=None)
+                if self._calculated is not None:
+                    after = scheduled(after, now)
                 uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
                 if moves:
                     uow.append_memberships(moves)

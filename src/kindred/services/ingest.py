@@ -32,6 +32,7 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.audiences import AudienceRegistry
+from kindred.services.calculated import CalculatedRegistry, scheduled
 from kindred.services.identity import IdentityCalls
 from kindred.services.items import (
     Accepted,
@@ -88,11 +89,15 @@ class IngestService:
         metrics: Metrics,
         inputs: Callable[[str], InputDef | None] = lambda _: None,
         audiences: AudienceRegistry | None = None,
+        *,
+        calculated: CalculatedRegistry | None = None,
     ) -> None:
         """`inputs`: the input of a name, for batches applied again from the event log;
-        `audiences`: live audience membership, kept on every applied batch."""
+        `audiences`: live audience membership, kept on every applied batch;
+        `calculated`: calculated attributes, folded on every applied batch."""
         self._inputs = inputs
         self._audiences = audiences
+        self._calculated = calculated
         self._store = store
         self._mpids = mpids
         self._metrics = metrics
@@ -242,23 +247,30 @@ class IngestService:
             device_identities=decision.device_identities,
         )
         result = apply_observation(before, obs, ctx)
-        profile = result.profile
+        profile, changes = result.profile, result.changes
+        if self._calculated is not None:
+            profile, computed = self._calculated.refresh(
+                profile, ctx.workspace_id, result.events, obs.received_ms
+            )
+            changes = (*changes, *computed)
         if self._audiences is not None:
             profile, moves = self._audiences.refresh(
                 profile,
-                result.changes,
+                changes,
                 result.events,
                 device_seen=bool(obs.device_info or obs.device_identities),
                 now_ms=obs.received_ms,
             )
             if moves:
                 uow.append_memberships(moves)
+        if self._calculated is not None:
+            profile = scheduled(profile, obs.received_ms)
         uow.save_profile(profile)
         sync_index(uow, ctx.scope, mpid, before, profile)
         if logged:
             uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
         notes = decision.notes + result.notes
-        return Outcome(BatchStatus.APPLIED, mpid, notes, result.changes)
+        return Outcome(BatchStatus.APPLIED, mpid, notes, tuple(changes))
 
     # --- aliases and un-merges ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
+from kindred.domain.calculated_entries import refreshed
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import AuthRejected, InvalidBatch, NotFound
 from kindred.domain.identities import IdentityKey, canonical_identity_type
@@ -63,7 +64,7 @@ class ProfileApiService:
             raise NotFound(f"no profile with MPID {mpid}")
         if is_expired(profile, workspace.account, now):
             raise NotFound(f"profile {mpid} has expired")
-        return project_profile(profile, workspace.workspace_id, fields)
+        return project_profile(refreshed(profile, now), workspace.workspace_id, fields)
 
     def resolve(
         self,
@@ -92,7 +93,7 @@ class ProfileApiService:
         if not live:
             raise NotFound(f"no profile with {immutable} {request.identity.value!r}")
         best = max(live, key=lambda p: (p.last_stored_ms, p.mpid))
-        return project_profile(best, workspace.workspace_id, fields)
+        return project_profile(refreshed(best, now), workspace.workspace_id, fields)
 
     def _profiles(self, mpids: Iterable[int]) -> list[Profile]:
         return [p for p in (self._store.get_profile(m) for m in mpids) if p is not None]

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.profile import Membership, Profile
@@ -186,6 +187,15 @@ def audience_doc(audience: AudienceDef) -> str:
 
 def audience_of(entry_id: int, doc: str | bytes) -> AudienceDef:
     return msgspec.structs.replace(msgspec.json.decode(doc, type=AudienceDef), id=int(entry_id))
+
+
+def calculated_doc(definition: CalculatedDef) -> str:
+    return _ENCODER.encode(definition).decode()
+
+
+def calculated_of(entry_id: int, doc: str | bytes) -> CalculatedDef:
+    decoded = msgspec.json.decode(doc, type=CalculatedDef)
+    return msgspec.structs.replace(decoded, id=int(entry_id))
 
 
 def membership_row(c: MembershipChange) -> tuple[object, ...]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.evaluate import admits
 from kindred.domain.credentials import ApiCredential
@@ -44,6 +45,7 @@ class _State:
     merges: list[MergeEntry] = field(default_factory=list)
     memberships: list[MembershipChange] = field(default_factory=list)
     audiences: dict[int, AudienceDef] = field(default_factory=dict)
+    calculated: dict[int, CalculatedDef] = field(default_factory=dict)
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
     deliveries: DeliveryState = field(default_factory=DeliveryState)
@@ -305,6 +307,23 @@ class MemoryStore(MemoryDeliveries):
 
     def list_audiences(self) -> list[AudienceDef]:
         return [self._state.audiences[k] for k in sorted(self._state.audiences)]
+
+    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        with self._lock:
+            saved = self._state.calculated
+            if not definition.id:
+                definition = msgspec.structs.replace(definition, id=max(saved, default=0) + 1)
+            saved[definition.id] = msgspec.json.decode(
+                msgspec.json.encode(definition), type=CalculatedDef
+            )
+            return definition
+
+    def list_calculated(self) -> list[CalculatedDef]:
+        with self._lock:
+            return [
+                msgspec.json.decode(msgspec.json.encode(d), type=CalculatedDef)
+                for _, d in sorted(self._state.calculated.items())
+            ]
 
     def membership_log(
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-import msgspec
 
 from kindred.api.ui.charts import day_bars
 from kindred.api.ui.html import Html, h, join, path_part, query, when
 from kindred.api.ui.layout import section
+from kindred.domain.calculated_entries import CALCULATED_SOURCE
 from kindred.domain.identities import DEVICE_IDENTITY_TYPES, USER_IDENTITY_TYPES
 from kindred.domain.observation import ConsentFact
 from kindred.domain.profile import Profile, WorkspaceProfile
@@ -215,9 +213,13 @@ def _device_details(info: Mapping[str, object]) -> str:
 
 
 def _calculated(profile: Profile) -> Html:
-    """Read from the stored profile, so that calculated attributes show once they are kept."""
-    document: dict[str, Any] = msgspec.to_builtins(profile)
-    values = document.get("calculated_attributes") or {}
+    """The values the profile keeps (written by ingest and the scheduler)."""
+    values = {
+        name: entry.value
+        for workspace in profile.workspaces.values()
+        for name, entry in workspace.attributes.items()
+        if entry.source == CALCULATED_SOURCE and name in workspace.calculated
+    }
     if not values:
         return h('<p class="muted">{}</p>', "No calculated attributes.")
     return table(["Name", "Value"], ((k, _value_text(v)) for k, v in sorted(values.items())))

@@ -22,6 +22,7 @@ import psycopg
 from psycopg.rows import TupleRow, kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
 from kindred.domain.credentials import ApiCredential
@@ -40,6 +41,8 @@ from kindred.storage.codec import (
     MERGE_COLUMNS,
     audience_doc,
     audience_of,
+    calculated_doc,
+    calculated_of,
     credential_of,
     credential_row,
     membership_counts_of,
@@ -210,6 +213,26 @@ class PostgresStore(SqlDeliveryStore):
     def list_audiences(self) -> list[AudienceDef]:
         rows = self._rows("SELECT id, doc FROM audiences ORDER BY id", ())
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
+
+    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        with self._pool.connection() as conn, conn.transaction():
+            if not definition.id:
+                row = conn.execute(
+                    "INSERT INTO calculated_attributes (status, doc) VALUES (%s, '{}')"
+                    " RETURNING id",
+                    (definition.status,),
+                ).fetchone()
+                assert row is not None
+                definition = msgspec.structs.replace(definition, id=int(row[0]))
+            conn.execute(
+                "UPDATE calculated_attributes SET status = %s, doc = %s WHERE id = %s",
+                (definition.status, calculated_doc(definition), definition.id),
+            )
+            return definition
+
+    def list_calculated(self) -> list[CalculatedDef]:
+        rows = self._rows("SELECT id, doc FROM calculated_attributes ORDER BY id", ())
+        return [calculated_of(entry_id, doc) for entry_id, doc in rows]
 
     def membership_log(
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
 from kindred.domain.credentials import ApiCredential
@@ -31,6 +32,8 @@ from kindred.storage.codec import (
     MERGE_COLUMNS,
     audience_doc,
     audience_of,
+    calculated_doc,
+    calculated_of,
     credential_of,
     credential_row,
     membership_counts_of,
@@ -293,6 +296,26 @@ class SqliteStore(SqlDeliveryStore):
     def list_audiences(self) -> list[AudienceDef]:
         rows = self._reader().execute("SELECT id, doc FROM audiences ORDER BY id")
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
+
+    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        with self._write_lock:
+            conn = self._writer
+            if not definition.id:
+                cursor = conn.execute(
+                    "INSERT INTO calculated_attributes (status, doc) VALUES (?, '{}')",
+                    (definition.status,),
+                )
+                assert cursor.lastrowid is not None
+                definition = msgspec.structs.replace(definition, id=cursor.lastrowid)
+            conn.execute(
+                "UPDATE calculated_attributes SET status = ?, doc = ? WHERE id = ?",
+                (definition.status, calculated_doc(definition), definition.id),
+            )
+            return definition
+
+    def list_calculated(self) -> list[CalculatedDef]:
+        rows = self._reader().execute("SELECT id, doc FROM calculated_attributes ORDER BY id")
+        return [calculated_of(entry_id, doc) for entry_id, doc in rows]
 
     def membership_log(
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int

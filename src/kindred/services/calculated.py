@@ -1,0 +1,183 @@
+"""Calculated attributes on ingest (CA-2): the registry of active definitions and the
+per-profile work the ingest pipeline and the scheduler do with it.
+
+The registry holds the active definitions, parsed once when saved (never per event), and
+re-reads the store every few seconds, so a definition activated in another process is
+picked up. On each applied batch, `refresh` folds the batch's events into every matching
+definition's state and writes the values as user attributes, in the batch's transaction.
+Windowed values decay with time alone: the profile's due time (the audience scheduler's,
+shared) is brought forward to the instant a value next changes, and the scheduler calls
+`recompute` then.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+
+import msgspec
+
+from kindred.attributes.definition import CalculatedDef, Compiled, compile_definition
+from kindred.audiences.evaluate import event_key
+from kindred.domain.calculated import CalcState, fold_values
+from kindred.domain.calculated_entries import next_due, refreshed, with_values
+from kindred.domain.changes import Change
+from kindred.domain.observation import EventFact, Scalar
+from kindred.domain.profile import Profile, WorkspaceProfile
+from kindred.ports import CalculatedStore, Clock
+
+__all__ = ["ActiveSet", "CalculatedRegistry", "compiled_of", "fold_events", "scheduled"]
+
+replace = msgspec.structs.replace
+
+
+def compiled_of(definition: CalculatedDef) -> Compiled:
+    """The active definition, parsed (it was checked when saved)."""
+    return compile_definition(
+        definition.id, definition.name, definition.workspace_id, definition.active
+    )
+
+
+def fold_events(
+    states: dict[str, CalcState],
+    definitions: Sequence[Compiled],
+    events: Sequence[EventFact],
+    now_ms: int,
+) -> dict[str, CalcState]:
+    """The states with every matching event folded in; a state of another version of a
+    definition (edited since) starts afresh."""
+    return ActiveSet(definitions).fold(states, events, now_ms)
+
+
+class ActiveSet:
+    """A workspace's active definitions, indexed by the events they count (so a batch
+    meets only the definitions of its events' types and names)."""
+
+    def __init__(self, definitions: Sequence[Compiled]) -> None:
+        self.definitions = list(definitions)
+        self._by_key: dict[str, list[Compiled]] = {}
+        for definition in definitions:
+            criterion = definition.event
+            self._by_key.setdefault(event_key(criterion.event_type, criterion.name), []).append(
+                definition
+            )
+
+    def fold(
+        self, states: dict[str, CalcState], events: Sequence[EventFact], now_ms: int
+    ) -> dict[str, CalcState]:
+        result = dict(states)
+        for definition in self.definitions:
+            state = result.get(definition.name)
+            if state is None or state.digest != definition.digest:
+                result[definition.name] = definition.empty_state()
+        found: dict[str, list[tuple[int, list[Scalar]]]] = {}
+        for event in events:
+            for definition in self._candidates(event):
+                if definition.passes(event):
+                    item = (event.timestamp_ms, definition.values(event))
+                    found.setdefault(definition.name, []).append(item)
+        for name, items in found.items():
+            result[name] = fold_values(result[name], items, now_ms)
+        return result
+
+    def _candidates(self, event: EventFact) -> list[Compiled]:
+        by_type = self._by_key.get(event.event_type, [])
+        if event.name is None:
+            return by_type
+        return by_type + self._by_key.get(event_key(event.event_type, event.name), [])
+
+
+def scheduled(profile: Profile, now_ms: int) -> Profile:
+    """The profile due (for the scheduler) no later than its next calculated change."""
+    due = next_due(profile, now_ms)
+    current = profile.audience_due_ms
+    if due is None or (current is not None and now_ms < current <= due):
+        return profile
+    return replace(profile, audience_due_ms=due)
+
+
+class CalculatedRegistry:
+    def __init__(self, store: CalculatedStore, clock: Clock, *, refresh_ms: int = 2000) -> None:
+        self._store = store
+        self._clock = clock
+        self._refresh_ms = refresh_ms
+        self._by_workspace: dict[int, ActiveSet] = {}
+        self._loaded_ms: int | None = None
+        self._lock = threading.Lock()
+
+    def active(self) -> dict[int, ActiveSet]:
+        """Active definitions by workspace."""
+        now = self._clock.now_ms()
+        if self._loaded_ms is None or not 0 <= now - self._loaded_ms < self._refresh_ms:
+            with self._lock:
+                self._load(now)
+        return self._by_workspace
+
+    def invalidate(self) -> None:
+        self._loaded_ms = None
+
+    def _load(self, now: int) -> None:
+        found: dict[int, list[Compiled]] = {}
+        for definition in self._store.list_calculated():
+            if definition.status == "active" and definition.active is not None:
+                found.setdefault(definition.workspace_id, []).append(compiled_of(definition))
+        self._by_workspace = {w: ActiveSet(found[w]) for w in found}
+        self._loaded_ms = now
+
+    def refresh(
+        self, profile: Profile, workspace_id: int, events: Sequence[EventFact], now_ms: int
+    ) -> tuple[Profile, list[Change]]:
+        """The profile with the batch's events folded into its workspace's calculated
+        attributes and their values written; the attribute changes that made."""
+        active = self.active().get(workspace_id)
+        workspace = profile.workspaces.get(workspace_id)
+        if workspace is None or (active is None and not workspace.calculated):
+            return profile, []
+        definitions = [] if active is None else active.definitions
+        names = {d.name for d in definitions}
+        kept = {n: s for n, s in workspace.calculated.items() if n in names}
+        states = active.fold(kept, events, now_ms) if active is not None else kept
+        due = profile.audience_due_ms
+        if (due is not None and due <= now_ms) or len(kept) != len(workspace.calculated):
+            recompute = None  # time (or a deletion) may have changed any of them
+        else:
+            recompute = {
+                n for n, state in states.items() if workspace.calculated.get(n) is not state
+            }
+        if recompute is not None and not recompute:
+            return profile, []  # no event counted, no value can have changed
+        after = with_values(replace(workspace, calculated=states), now_ms, recompute)
+        changes = _attribute_changes(workspace, after, workspace_id, recompute)
+        workspaces = {**profile.workspaces, workspace_id: after}
+        return replace(profile, workspaces=workspaces), changes
+
+    @staticmethod
+    def recompute(profile: Profile, now_ms: int) -> Profile:
+        """Every calculated value as of `now_ms` (time alone may have changed them)."""
+        return refreshed(profile, now_ms)
+
+
+def _attribute_changes(
+    before: WorkspaceProfile,
+    after: WorkspaceProfile,
+    workspace_id: int,
+    names: Collection[str] | None,
+) -> list[Change]:
+    """The attribute changes between the two (among `names` when given)."""
+    changes = []
+    keys = set(before.attributes) | set(after.attributes) if names is None else names
+    for key in sorted(keys):
+        old, new = before.attributes.get(key), after.attributes.get(key)
+        if old == new:
+            continue
+        kind = "attribute_deleted" if new is None else "attribute_set"
+        changes.append(
+            Change(
+                kind=kind,
+                key=key,
+                workspace_id=workspace_id,
+                old=None if old is None else old.value,
+                new=None if new is None else new.value,
+            )
+        )
+    return changes
