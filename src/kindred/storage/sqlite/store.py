@@ -44,7 +44,7 @@ from kindred.storage.codec import (
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.sqlite.functions import register_functions
-from kindred.storage.sqlite.setops import PROFILE_COLUMNS, SqliteSetOps
+from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
@@ -341,7 +341,7 @@ class SqliteStore(SqlDeliveryStore):
         rows = self._reader().execute(
             # `+scope`: walk the primary key in order; the scope index would sort every row.
             "SELECT mpid FROM profiles WHERE +scope = :scope AND mpid > :after"
-            f" AND doc ->> '$.merged_into' IS NULL AND ({criteria.text})"
+            f" AND {NOT_MERGED} AND ({criteria.text})"
             " ORDER BY mpid LIMIT :limit",
             {**criteria.params, "scope": selection.scope, "after": after_mpid, "limit": limit},
         )
