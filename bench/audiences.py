@@ -5,6 +5,7 @@ scheduler re-evaluates.
 
     python bench/audiences.py --profiles 20000                 # a fresh store of its own
     python bench/audiences.py --data-dir bench/out/sqlite      # a seeded store (1M)
+    python bench/audiences.py --data-dir bench/out/sqlite --backfill-only   # (b) alone
 
 With --data-dir the store is used as it is (the audiences it creates are deleted at the
 end, their memberships stay in the log); without it a temporary store is seeded first.
