@@ -224,6 +224,12 @@ class UnitOfWork(Protocol):
         before and stops the page, or waits for it and then removes what it entered)."""
         ...
 
+    def audience_active(self, audience_id: int) -> bool:
+        """Whether the audience is active, as this transaction sees it; it stays so until
+        this transaction ends (a status change waits for it, on stores where several
+        processes write)."""
+        ...
+
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         """Every profile leaves the audience (deleted or deactivated), each exit logged;
         returns how many left."""

@@ -190,3 +190,12 @@ def test_removing_an_audience_s_members_logs_each_exit(store: Store) -> None:
         (1, False, 700, "audience deleted"),
         (3, False, 700, "audience deleted"),
     ]
+
+
+def test_a_unit_of_work_tells_whether_an_audience_is_active(store: Store) -> None:
+    draft = store.save_audience(definition())
+    active = store.save_audience(msgspec.structs.replace(definition("On"), status="active"))
+    with store.unit_of_work() as uow:
+        assert not uow.audience_active(draft.id)
+        assert uow.audience_active(active.id)
+        assert not uow.audience_active(active.id + 100)  # no such audience

@@ -137,7 +137,7 @@ class AudienceBackfill:
             if set_based:
                 page = self._select_once(target, scope, start)
             else:
-                page = self._chunk_once(scope, start, active, (affected, wanted))
+                page = self._chunk_once(target.id, scope, start, active, (affected, wanted))
             if page is None:
                 break  # no way through (batches kept colliding, or stopped): resume here
             count, last = page
@@ -160,6 +160,7 @@ class AudienceBackfill:
 
     def _chunk_once(
         self,
+        target_id: int,
         scope: str,
         start: int,
         active: Sequence[CompiledAudience],
@@ -170,6 +171,8 @@ class AudienceBackfill:
         for _ in range(5):
             try:
                 with self._store.unit_of_work() as uow:
+                    if not uow.audience_active(target_id):
+                        return None  # deactivated: its members are being removed
                     page = uow.profiles_from(scope, start, self._chunk, wanted)
                     for profile in page:
                         self._evaluate(uow, profile, active, affected, now)

@@ -153,8 +153,7 @@ class _MemoryUnitOfWork:
     def apply_selection(
         self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
     ) -> SelectionPage:
-        audience = self.state.audiences.get(held.audience_id)
-        if audience is None or audience.status != "active":
+        if not self.audience_active(held.audience_id):
             return SelectionPage(read=0, last_mpid=None, changes=[], stopped=True)
         profiles = self.state.profiles
         page = sorted(
@@ -168,6 +167,10 @@ class _MemoryUnitOfWork:
         ]
         self.append_memberships(changes)
         return SelectionPage(read=len(page), last_mpid=page[-1] if page else None, changes=changes)
+
+    def audience_active(self, audience_id: int) -> bool:
+        audience = self.state.audiences.get(audience_id)
+        return audience is not None and audience.status == "active"
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         profiles = self.state.profiles

@@ -192,6 +192,8 @@ class SetOps(Protocol):
         """Delete the audience's audience_members rows; the MPIDs that held one."""
         ...
 
+    def audience_active(self, audience_id: int) -> bool: ...
+
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
         database not in the state this transaction read."""
@@ -283,6 +285,9 @@ class WriteBehindUnitOfWork:
         ]
         self._writes.memberships.extend(changes)
         return SelectionPage(read=read, last_mpid=last, changes=changes)
+
+    def audience_active(self, audience_id: int) -> bool:
+        return self._ops.audience_active(audience_id)
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         if self._profiles:

@@ -168,10 +168,7 @@ class PostgresSetOps:
             "since": held.since_ms,
         }
         with retryable():
-            status = self.conn.execute(
-                "SELECT status FROM audiences WHERE id = %s FOR SHARE", (held.audience_id,)
-            ).fetchone()
-            if status is None or status[0] != "active":
+            if not self.audience_active(held.audience_id):
                 return None
             locked = self.conn.execute(
                 "SELECT mpid FROM profiles WHERE (scope || '') = %(scope)s"
@@ -209,6 +206,14 @@ class PostgresSetOps:
             sorted(m for (m,) in entered),
             sorted(m for (m,) in left),
         )
+
+    def audience_active(self, audience_id: int) -> bool:
+        """Share-locks the audience row: a status change waits for this transaction."""
+        with retryable():
+            found = self.conn.execute(
+                "SELECT status FROM audiences WHERE id = %s FOR SHARE", (audience_id,)
+            ).fetchone()
+        return found is not None and found[0] == "active"
 
     def remove_members(self, audience_id: int) -> list[int]:
         """With a new version for each profile that left (see apply_selection)."""

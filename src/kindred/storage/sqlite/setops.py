@@ -129,10 +129,7 @@ class SqliteSetOps:
         """Two statements over the page: members the criteria no longer admit leave, then
         profiles they admit that are not members enter. The writer transaction excludes
         every other writer, so neither a profile nor the audience changes meanwhile."""
-        status = self.conn.execute(
-            "SELECT status FROM audiences WHERE id = ?", (held.audience_id,)
-        ).fetchone()
-        if status is None or status[0] != "active":
+        if not self.audience_active(held.audience_id):
             return None
         scope = selection.scope
         read, last = self.conn.execute(
@@ -179,6 +176,12 @@ class SqliteSetOps:
             params,
         ).fetchall()
         return read, last, sorted(m for (m,) in entered), sorted(m for (m,) in left)
+
+    def audience_active(self, audience_id: int) -> bool:
+        """The writer transaction excludes every other writer: the status stays."""
+        row = self.conn.execute("SELECT status FROM audiences WHERE id = ?", (audience_id,))
+        found = row.fetchone()
+        return found is not None and found[0] == "active"
 
     def remove_members(self, audience_id: int) -> list[int]:
         rows = self.conn.execute(
