@@ -23,7 +23,13 @@ from kindred.storage.codec import (
     stored_document,
     stored_profile,
 )
-from kindred.storage.writebehind import PendingWrites, ScopedKey, row_writes
+from kindred.storage.writebehind import (
+    PendingWrites,
+    ScopedKey,
+    SelectionDialect,
+    row_writes,
+    selection_sql,
+)
 
 __all__ = [
     "FIND_IDENTITIES",
@@ -73,6 +79,11 @@ PROFILE_COLUMNS = (
     "'audience_id', am.audience_id, 'name', am.name, 'since_ms', am.since_ms,"
     " 'expires_ms', am.expires_ms)) FROM audience_members AS am"
     " WHERE am.mpid = profiles.mpid)::text"
+)
+
+
+_DIALECT = SelectionDialect(
+    named=lambda name: f"%({name})s", scope="profiles.scope = %(scope)s", join="JOIN"
 )
 
 
@@ -179,33 +190,12 @@ class PostgresSetOps:
                 return 0, None, [], []
             last: int = locked[-1][0]
             params["last"] = last
-            page = "scope = %(scope)s AND mpid >= %(from)s AND mpid <= %(last)s"
-            member = (
-                "EXISTS (SELECT 1 FROM audience_members AS m"
-                " WHERE m.audience_id = %(audience)s AND m.mpid = profiles.mpid)"
-            )
             admitted = f"doc -> 'merged_into' IS NULL AND ({criteria.text})"
-            left = self.conn.execute(
-                "DELETE FROM audience_members WHERE audience_id = %(audience)s AND mpid IN"
-                " (SELECT m.mpid FROM audience_members AS m JOIN profiles"
-                " ON profiles.mpid = m.mpid WHERE m.audience_id = %(audience)s"
-                " AND m.mpid >= %(from)s AND m.mpid <= %(last)s AND profiles.scope = %(scope)s"
-                f" AND NOT ({admitted})) RETURNING mpid",
-                params,
-            ).fetchall()
-            entered = self.conn.execute(
-                "INSERT INTO audience_members (audience_id, mpid, name, since_ms)"
-                " SELECT %(audience)s, mpid, %(name)s, %(since)s FROM profiles"
-                f" WHERE {page} AND NOT {member} AND {admitted} RETURNING mpid",
-                params,
-            ).fetchall()
+            leave, enter = selection_sql(_DIALECT, admitted, "TRUE")
+            left = self.conn.execute(leave, params).fetchall()
+            entered = self.conn.execute(enter, params).fetchall()
             _bump_versions(self.conn, [m for (m,) in (*left, *entered)])
-        return (
-            len(locked),
-            last,
-            sorted(m for (m,) in entered),
-            sorted(m for (m,) in left),
-        )
+        return len(locked), last, sorted(m for (m,) in entered), sorted(m for (m,) in left)
 
     def audience_active(self, audience_id: int) -> bool:
         """Share-locks the audience row: a status change waits for this transaction."""

@@ -17,7 +17,13 @@ from kindred.storage.codec import (
     stored_document,
     stored_profile,
 )
-from kindred.storage.writebehind import PendingWrites, ScopedKey, row_writes
+from kindred.storage.writebehind import (
+    PendingWrites,
+    ScopedKey,
+    SelectionDialect,
+    row_writes,
+    selection_sql,
+)
 
 __all__ = ["NOT_MERGED", "PROFILE_COLUMNS", "SqliteSetOps", "needle_sql"]
 
@@ -30,6 +36,10 @@ PROFILE_COLUMNS = (
 )
 # Not a merged profile's stub. The text test first spares a JSON parse of most documents.
 NOT_MERGED = "(instr(doc, '\"merged_into\":') = 0 OR doc ->> '$.merged_into' IS NULL)"
+# `+scope`: walk the primary key in order; CROSS JOIN: members first, as written.
+_DIALECT = SelectionDialect(
+    named=lambda name: f":{name}", scope="+profiles.scope = :scope", join="CROSS JOIN"
+)
 _CHUNK = 400  # rows per statement: well inside SQLite's limit on bound variables
 
 
@@ -153,28 +163,9 @@ class SqliteSetOps:
             "name": held.name,
             "since": held.since_ms,
         }
-        page = "+scope = :scope AND mpid >= :from AND mpid <= :last"
-        member = (
-            "EXISTS (SELECT 1 FROM audience_members AS m"
-            " WHERE m.audience_id = :audience AND m.mpid = profiles.mpid)"
-        )
-        admitted = f"{NOT_MERGED} AND ({criteria.text})"
-        left = self.conn.execute(
-            # From the audience's members (few) to their profiles, not the other way round.
-            "DELETE FROM audience_members WHERE audience_id = :audience AND mpid IN"
-            " (SELECT m.mpid FROM audience_members AS m CROSS JOIN profiles"
-            " ON profiles.mpid = m.mpid WHERE m.audience_id = :audience"
-            " AND m.mpid >= :from AND m.mpid <= :last AND +profiles.scope = :scope"
-            f" AND NOT ({admitted})) RETURNING mpid",
-            params,
-        ).fetchall()
-        entered = self.conn.execute(
-            "INSERT INTO audience_members (audience_id, mpid, name, since_ms)"
-            " SELECT :audience, mpid, :name, :since FROM profiles"
-            f" WHERE {page} AND ({prefilter}) AND NOT {member} AND {admitted}"
-            " ORDER BY mpid RETURNING mpid",
-            params,
-        ).fetchall()
+        leave, enter = selection_sql(_DIALECT, f"{NOT_MERGED} AND ({criteria.text})", prefilter)
+        left = self.conn.execute(leave, params).fetchall()
+        entered = self.conn.execute(enter, params).fetchall()
         return read, last, sorted(m for (m,) in entered), sorted(m for (m,) in left)
 
     def audience_active(self, audience_id: int) -> bool:
