@@ -182,7 +182,8 @@ def selection_sql(dialect: SelectionDialect, admitted: str, prefilter: str) -> t
     enter = (
         "INSERT INTO audience_members (audience_id, mpid, name, since_ms)"
         f" SELECT {n('audience')}, mpid, {n('name')}, {n('since')} FROM profiles"
-        f" WHERE {page} AND ({prefilter}) AND NOT {member} AND {admitted} RETURNING mpid"
+        f" WHERE {page} AND ({prefilter}) AND NOT {member} AND {admitted}"
+        " ORDER BY mpid RETURNING mpid"
     )
     return leave, enter
 
