@@ -125,9 +125,7 @@ def build(
     store = make_store(settings)
     metrics = PrometheusMetrics()
     tenancy = tenancy_from(settings)
-    clock = clock or (
-        FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
-    )
+    clock = clock or _clock(settings)
     secrets = secrets or SecureSecrets()
     audience_registry = AudienceRegistry(store, tenancy, clock)
     calculated_registry = CalculatedRegistry(store, clock)
@@ -145,8 +143,9 @@ def build(
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
         ingest.ingest, max_group=settings.store.group_max
     )
-    registry = CredentialRegistry(
-        [_credential(c) for c in settings.credentials], store, clock, secrets
+    registry, tokens = _tokens(settings, store, clock, secrets)
+    deliveries, delivery = _forwarding(
+        settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
     )
     return Container(
         settings=settings,
@@ -157,14 +156,7 @@ def build(
         ingest=ingest,
         writer=writer,
         credentials=registry,
-        tokens=TokenService(
-            registry,
-            store,
-            clock,
-            secrets,
-            audiences=settings.oauth.audiences,
-            ttl_s=settings.oauth.token_ttl_s,
-        ),
+        tokens=tokens,
         profile_api=ProfileApiService(store, tenancy, clock),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
@@ -179,12 +171,8 @@ def build(
         calculated=CalculatedService(writing, calculated_registry, tenancy, clock),
         calculated_backfill=CalculatedBackfill(writing, tenancy.input_named, clock),
         catalog=catalog,
-        deliveries=DeliveryAdmin(store, catalog, clock),
-        delivery=DeliveryRunner(
-            catalog,
-            _lane_factory(settings, store, tenancy, clock, metrics),
-            idle_s=settings.forwarding.idle_s,
-        ),
+        deliveries=deliveries,
+        delivery=delivery,
         sweep=LifetimeSweep(
             store,
             tenancy,
@@ -193,6 +181,42 @@ def build(
             on_deleted=metrics.profiles_expired.inc,
         ),
     )
+
+
+def _clock(settings: Settings) -> Clock:
+    """The system clock, or one a file moves (tests drive time through it)."""
+    return FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
+
+
+def _tokens(
+    settings: Settings, store: Store, clock: Clock, secrets: Secrets
+) -> tuple[CredentialRegistry, TokenService]:
+    registry = CredentialRegistry(
+        [_credential(c) for c in settings.credentials], store, clock, secrets
+    )
+    tokens = TokenService(
+        registry,
+        store,
+        clock,
+        secrets,
+        audiences=settings.oauth.audiences,
+        ttl_s=settings.oauth.token_ttl_s,
+    )
+    return registry, tokens
+
+
+def _forwarding(
+    settings: Settings,
+    store: Store,
+    *,
+    tenancy: Tenancy,
+    clock: Clock,
+    metrics: PrometheusMetrics,
+    catalog: Catalog,
+) -> tuple[DeliveryAdmin, DeliveryRunner]:
+    lanes = _lane_factory(settings, store, tenancy, clock, metrics)
+    runner = DeliveryRunner(catalog, lanes, idle_s=settings.forwarding.idle_s)
+    return DeliveryAdmin(store, catalog, clock), runner
 
 
 def _declared(settings: Settings) -> Definitions:
