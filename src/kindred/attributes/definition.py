@@ -23,7 +23,7 @@ import msgspec
 
 from kindred.attributes.reference import from_reference, is_reference
 from kindred.audiences.ast import EventCriterion
-from kindred.audiences.evaluate import event_passes
+from kindred.audiences.compile import EventFilter, compile_event_filter
 from kindred.audiences.parse import Catalog, parse_criteria, parse_date
 from kindred.domain.calculated import CALCULATION_TYPES, NEEDS_VALUE, CalcSpec, CalcState
 from kindred.domain.errors import InvalidBatch
@@ -70,6 +70,8 @@ class Compiled:
     event: EventCriterion
     attribute: str | None
     digest: str
+    # The event's action and conditions (`event`'s), compiled; None when it has none.
+    test: EventFilter | None = None
 
     def matches(self, event: EventFact) -> bool:
         criterion = self.event
@@ -82,8 +84,7 @@ class Compiled:
     def passes(self, event: EventFact) -> bool:
         """Whether an event of the definition's type and name passes its action and
         conditions."""
-        criterion = self.event
-        return (criterion.action is None and not criterion.where) or event_passes(criterion, event)
+        return self.test is None or self.test(event)
 
     def values(self, event: EventFact) -> list[Scalar]:
         """The attribute's values in the event: its own attribute, else the field of each
@@ -119,7 +120,10 @@ def compile_definition(def_id: int, name: str, workspace_id: int, doc: object) -
         raise InvalidBatch(f"{kind} needs the attribute it reads", "definition.attribute")
     spec = _window(kind, doc.get("window"))
     digest = hashlib.sha1(msgspec.json.encode(doc, order="sorted"), usedforsecurity=False)
-    return Compiled(def_id, name, workspace_id, spec, event, attribute, digest.hexdigest()[:16])
+    test = None if event.action is None and not event.where else compile_event_filter(event)
+    return Compiled(
+        def_id, name, workspace_id, spec, event, attribute, digest.hexdigest()[:16], test
+    )
 
 
 def _kind(value: object) -> str:

@@ -6,6 +6,7 @@ keeps the two in agreement."""
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
@@ -26,13 +27,16 @@ from kindred.audiences.evaluate import (
     Subject,
     history_key,
     matches,
+    number_of,
     text,
 )
+from kindred.domain.observation import EventFact
 
-__all__ = ["Predicate", "compile_node"]
+__all__ = ["EventFilter", "Predicate", "compile_event_filter", "compile_node"]
 
 Predicate = Callable[[Subject], bool]
 ValueTest = Callable[[object, int], bool]
+EventFilter = Callable[[EventFact], bool]
 
 
 def compile_node(node: Node) -> Predicate:
@@ -107,7 +111,64 @@ def _value_test(test: Condition) -> ValueTest:
             return (text(value) == needle) == equal
 
         return equals
+    compare = _COMPARISONS.get(op)
+    if compare is not None:
+        target = float(wanted)  # type: ignore[arg-type]  # checked to be a number when saved
+
+        def compared(value: object, now: int) -> bool:
+            if isinstance(value, list):
+                return any(compared(item, now) for item in value)
+            number = number_of(value)
+            return number is not None and compare(number, target)
+
+        return compared
     return lambda value, now: matches(test, value, now)
+
+
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+# Operators that look at a value's presence or at a list as a whole.
+_WHOLE = frozenset({"exists", "not_exists", "includes", "not_includes", "partial_match"})
+
+
+def _any_value_test(test: Condition) -> ValueTest:
+    """One value, absent (None) or not, against the test: `matches` as a closure."""
+    if test.op in _WHOLE:
+        return lambda value, now: matches(test, value, now)
+    when_missing = test.op in NEGATIVE
+    present = _value_test(test)
+
+    def any_value(value: object, now: int) -> bool:
+        return when_missing if value is None else present(value, now)
+
+    return any_value
+
+
+def compile_event_filter(node: EventCriterion) -> EventFilter:
+    """Whether one event of the criterion's type and name counts for it
+    (`evaluate.event_passes` as a closure)."""
+    action = node.action
+    checks = [(c.of == "attribute", c.key, _any_value_test(c.test)) for c in node.where]
+
+    def passes(event: EventFact) -> bool:
+        if action is not None and (event.action or "").lower() != action:
+            return False
+        now = event.timestamp_ms
+        for own, key, check in checks:
+            if own:
+                if not check(event.attributes.get(key), now):
+                    return False
+            elif not any(check(product.get(key), now) for product in event.products):
+                return False
+        return True
+
+    return passes
 
 
 def _event(node: EventCriterion) -> Predicate:

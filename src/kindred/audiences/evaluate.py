@@ -63,6 +63,7 @@ __all__ = [
     "history_key",
     "instant",
     "matches",
+    "number_of",
     "over_values",
     "pattern_regex",
     "text",
@@ -367,7 +368,8 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _ONE_MS = datetime.timedelta(milliseconds=1)
 
 
-def _number(value: object) -> float | None:
+def number_of(value: object) -> float | None:
+    """A stored value as a number: numbers and plain decimal numerals, never booleans."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -396,7 +398,7 @@ def pattern_regex(pattern: str) -> str:
 
 
 def _compare(op: str, wanted: object, value: object) -> bool:
-    number = _number(value)
+    number = number_of(value)
     if number is None:
         return False
     if op == "between":
@@ -416,7 +418,7 @@ def _compare(op: str, wanted: object, value: object) -> bool:
 def instant(value: object) -> int | None:
     """A stored date: epoch milliseconds, or an ISO date or date-time (UTC unless it says);
     fractions of a millisecond are dropped (toward the past for ISO text)."""
-    number = _number(value)
+    number = number_of(value)
     if number is not None:
         return int(number)
     if not isinstance(value, str) or not _ISO_INSTANT.fullmatch(value):

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kindred.audiences.ast import EventCriterion
-from kindred.audiences.evaluate import event_key, event_passes, history_key
+from kindred.audiences.compile import EventFilter, compile_event_filter
+from kindred.audiences.evaluate import event_key, history_key
 from kindred.domain.observation import EventFact
 
 __all__ = ["MAX_EVENTS_PER_KEY", "Histories", "event_keys_of", "histories_of", "record_events"]
@@ -20,9 +21,9 @@ MAX_EVENTS_PER_KEY = 200
 @dataclass(frozen=True)
 class Histories:
     """The histories to keep: by the event key of the events they take, (history key, the
-    criterion an event must pass, None when every such event counts)."""
+    test an event must pass, None when every such event counts)."""
 
-    by_event_key: Mapping[str, tuple[tuple[str, EventCriterion | None], ...]] = field(
+    by_event_key: Mapping[str, tuple[tuple[str, EventFilter | None], ...]] = field(
         default_factory=dict
     )
     names: frozenset[str] = frozenset()
@@ -30,11 +31,11 @@ class Histories:
 
 def histories_of(criteria: Iterable[EventCriterion]) -> Histories:
     """The histories the event criteria read, indexed for record_events."""
-    index: dict[str, dict[str, EventCriterion | None]] = {}
+    index: dict[str, dict[str, EventFilter | None]] = {}
     for node in criteria:
         filtered = node.action is not None or bool(node.where)
         index.setdefault(event_key(node.event_type, node.name), {})[history_key(node)] = (
-            node if filtered else None
+            compile_event_filter(node) if filtered else None
         )
     return Histories(
         {base: tuple(kept.items()) for base, kept in index.items()},
@@ -62,8 +63,8 @@ def record_events(
     added: dict[str, list[int]] = {}
     for event in events:
         for key in event_keys_of(event):
-            for name, criterion in tracked.by_event_key.get(key, ()):
-                if criterion is None or event_passes(criterion, event):
+            for name, test in tracked.by_event_key.get(key, ()):
+                if test is None or test(event):
                     added.setdefault(name, []).append(event.timestamp_ms)
     result: dict[str, list[int]] = {}
     for key in tracked.names & (set(history) | set(added)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, get_args
+from typing import Literal, TypeVar, get_args
 
 import msgspec
 
@@ -64,6 +64,7 @@ NUMERIC = frozenset({"sum", "min", "max", "average"})
 _DISTINCT = frozenset({"most_frequent", "unique_values_count", "unique_list"})
 T = TypeVar("T")
 Value = Scalar | list[Scalar] | None
+Item = tuple[int, Sequence[Scalar]]
 
 
 class Agg(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -118,64 +119,117 @@ def fold_values(
     """The state with matching events folded in (one new aggregate per day touched, so a
     batch costs one merge however many events it has)."""
     spec = state.spec
-    kind, windowed = spec.kind, spec.within_days is not None
-    oldest = _day(now_ms) - spec.within_days + 1 if spec.within_days is not None else None
-    start = max(state.cutoff_ms or _MIN, spec.since_ms or _MIN)
-    numeric, needs_value = kind in NUMERIC, kind in NEEDS_VALUE
-    by_bucket: dict[int, list[tuple[int, Sequence[Scalar]]]] = {}
-    for ts_ms, given in events:
-        if ts_ms < start:
-            continue  # before the seed's cutoff (the seed stands for it) or the window
-        values: Sequence[Scalar] = (
-            [n for v in given if (n := _numeric(v)) is not None] if numeric else given
-        )
-        if needs_value and not values:
-            continue
-        key = ts_ms // DAY_MS if windowed else 0
-        if oldest is not None and key < oldest:
-            continue
-        items = by_bucket.get(key)
-        if items is None:
-            by_bucket[key] = [(ts_ms, values)]
-        else:
-            items.append((ts_ms, values))
-    if not by_bucket:
+    kind = spec.kind
+    # Events before the seed's cutoff (the seed stands for them) or the window don't count.
+    counted = _counted(kind, events, max(state.cutoff_ms or _MIN, spec.since_ms or _MIN))
+    if not counted:
+        return state
+    if spec.within_days is None:  # the one bucket of a lifetime or since window
+        bucket = _added(kind, state.buckets.get(0), counted)
+        return msgspec.structs.replace(state, buckets={0: bucket})
+    oldest = _day(now_ms) - spec.within_days + 1
+    by_day = _by_day(counted, oldest)
+    if not by_day:
         return state
     buckets = state.buckets
-    if oldest is not None and buckets and min(buckets) < oldest:
+    if min(buckets, default=oldest) < oldest:
         buckets = {d: a for d, a in buckets.items() if d >= oldest}
     else:
         buckets = dict(buckets)
-    for key, items in by_bucket.items():
-        fresh = _agg_many(kind, items)
-        held = buckets.get(key)
-        buckets[key] = fresh if held is None else merge_agg(kind, held, fresh)
+    for day, items in by_day.items():
+        buckets[day] = _added(kind, buckets.get(day), items)
     return msgspec.structs.replace(state, buckets=buckets)
 
 
-def _agg_many(kind: str, items: list[tuple[int, Sequence[Scalar]]]) -> Agg:
-    """One aggregate of several matching events (their values already checked)."""
-    if kind == "count":
-        return Agg(n=len(items))
+def _counted(kind: str, events: Iterable[Item], start: int) -> list[Item]:
+    """The events from `start` on that count for the calculation: with a value when it
+    reads one (numbers, converted, for the numeric calculations)."""
     if kind in NUMERIC:
-        numbers = [float(v) for _, values in items for v in values]  # numbers already
-        return Agg(n=len(numbers), total=sum(numbers), low=min(numbers), high=max(numbers))
-    if kind in _DISTINCT:
-        counts: dict[str, int] = {}
-        for _, values in items:
-            for v in values:
-                text = _text(v)
-                if text in counts:
-                    counts[text] += 1
-                elif len(counts) < MAX_DISTINCT:
-                    counts[text] = 1
-        return Agg(n=len(items), counts=counts)
-    if kind in ("first_occurrence", "last_occurrence"):
-        first = min(((ts, vs[0]) for ts, vs in items), key=_occurrence)
-        last = max(((ts, vs[-1]) for ts, vs in items), key=_occurrence)
-        return Agg(n=len(items), first=first, last=last)
-    low, high = min(ts for ts, _ in items), max(ts for ts, _ in items)
-    return Agg(n=len(items), first=(low, low), last=(high, high))
+        counted: list[Item] = []
+        for ts_ms, given in events:
+            if ts_ms >= start:
+                numbers = [n for v in given if (n := _numeric(v)) is not None]
+                if numbers:
+                    counted.append((ts_ms, numbers))
+        return counted
+    if kind in NEEDS_VALUE:
+        return [(ts_ms, given) for ts_ms, given in events if ts_ms >= start and given]
+    return [item for item in events if item[0] >= start]
+
+
+def _by_day(items: list[Item], oldest: int) -> dict[int, list[Item]]:
+    """The items by UTC day, those of days before `oldest` left out."""
+    by_day: dict[int, list[Item]] = {}
+    for item in items:
+        day = item[0] // DAY_MS
+        if day >= oldest:
+            held = by_day.get(day)
+            if held is None:
+                by_day[day] = [item]
+            else:
+                held.append(item)
+    return by_day
+
+
+def _added(kind: str, held: Agg | None, items: list[Item]) -> Agg:
+    """The aggregate with counted events added (a new one when none is held)."""
+    return _EXTEND[kind](held if held is not None and held.n else _NONE, items)
+
+
+_NONE = Agg()
+
+
+def _count_of(held: Agg, items: list[Item]) -> Agg:
+    return Agg(n=held.n + len(items))
+
+
+def _numbers_of(held: Agg, items: list[Item]) -> Agg:
+    numbers = [float(v) for _, values in items for v in values]  # numbers already
+    low, high = min(numbers), max(numbers)
+    if held.low is not None and held.high is not None:
+        low, high = min(held.low, low), max(held.high, high)
+    return Agg(n=held.n + len(numbers), total=held.total + sum(numbers), low=low, high=high)
+
+
+def _distinct_of(held: Agg, items: list[Item]) -> Agg:
+    counts = dict(held.counts)
+    for _, values in items:
+        for v in values:
+            text = _text(v)
+            if text in counts:
+                counts[text] += 1
+            elif len(counts) < MAX_DISTINCT:
+                counts[text] = 1
+    return Agg(n=held.n + len(items), counts=counts)
+
+
+def _occurrences_of(held: Agg, items: list[Item]) -> Agg:
+    ts_ms, values = items[0]
+    first, last = (ts_ms, values[0]), (ts_ms, values[-1])
+    if held.first is not None and held.last is not None:
+        first, last = _earlier(held.first, first), _later(held.last, last)
+    for ts_ms, values in items[1:]:
+        first = _earlier(first, (ts_ms, values[0]))
+        last = _later(last, (ts_ms, values[-1]))
+    return Agg(n=held.n + len(items), first=first, last=last)
+
+
+def _timestamps_of(held: Agg, items: list[Item]) -> Agg:
+    low = min(ts for ts, _ in items)
+    high = max(ts for ts, _ in items)
+    if held.first is not None and held.last is not None:
+        low, high = min(int(held.first[0]), low), max(int(held.last[0]), high)
+    return Agg(n=held.n + len(items), first=(low, low), last=(high, high))
+
+
+# An aggregate (`_NONE` for none yet) with counted events added, by calculation type.
+_EXTEND: dict[str, Callable[[Agg, list[Item]], Agg]] = {
+    "count": _count_of,
+    **dict.fromkeys(NUMERIC, _numbers_of),
+    **dict.fromkeys(_DISTINCT, _distinct_of),
+    **dict.fromkeys(("first_occurrence", "last_occurrence"), _occurrences_of),
+    **dict.fromkeys(("first_occurrence_timestamp", "last_occurrence_timestamp"), _timestamps_of),
+}
 
 
 def _numeric(value: Scalar) -> float | None:
@@ -221,35 +275,50 @@ def merge_agg(kind: str, a: Agg, b: Agg) -> Agg:
         return Agg(n=a.n + b.n, counts=_merge_counts(a.counts, b.counts))
     return Agg(
         n=a.n + b.n,
-        first=_least(a.first, b.first, _occurrence),
-        last=_most(a.last, b.last, _occurrence),
+        first=_either(a.first, b.first, _earlier),
+        last=_either(a.last, b.last, _later),
     )
 
 
-def _same(item: Any) -> Any:
-    return item
+Occurrence = tuple[int, Scalar]
 
 
-def _occurrence(item: tuple[int, Scalar]) -> tuple[int, str]:
-    # Ties at one instant go to a fixed order of the values (alphabetical).
-    return item[0], _text(item[1])
+def _earlier(a: Occurrence, b: Occurrence) -> Occurrence:
+    """The earlier occurrence; at one instant the value first in alphabetical order (a
+    fixed order, whatever order the events came in), `a` on a tie."""
+    if a[0] != b[0]:
+        return a if a[0] < b[0] else b
+    return a if _text(a[1]) <= _text(b[1]) else b
 
 
-def _least(a: T | None, b: T | None, key: Callable[[T], Any] = _same) -> T | None:
+def _later(a: Occurrence, b: Occurrence) -> Occurrence:
+    """The later occurrence; at one instant the value last in alphabetical order."""
+    if a[0] != b[0]:
+        return a if a[0] > b[0] else b
+    return a if _text(a[1]) >= _text(b[1]) else b
+
+
+def _either(a: T | None, b: T | None, pick: Callable[[T, T], T]) -> T | None:
     if a is None or b is None:
         return b if a is None else a
-    return a if key(a) <= key(b) else b
+    return pick(a, b)
 
 
-def _most(a: T | None, b: T | None, key: Callable[[T], Any] = _same) -> T | None:
-    if a is None or b is None:
-        return b if a is None else a
-    return a if key(a) >= key(b) else b
+def _least(a: float | None, b: float | None) -> float | None:
+    return _either(a, b, min)
+
+
+def _most(a: float | None, b: float | None) -> float | None:
+    return _either(a, b, max)
 
 
 def _merge_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     """Counts of both; values past MAX_DISTINCT distinct ones are not collected."""
     merged = dict(a)
+    if len(a) + len(b) <= MAX_DISTINCT:  # no value left out: the order does not matter
+        for value, count in b.items():
+            merged[value] = merged.get(value, 0) + count
+        return merged
     for value in sorted(b):
         if value in merged:
             merged[value] += b[value]

@@ -25,22 +25,25 @@ def with_values(
     `names` when given: the others are known not to have changed); values that are none,
     and those of states no longer kept, removed."""
     attributes = dict(workspace.attributes)
+    changed = False
     if names is None:
         for name, entry in workspace.attributes.items():
             if entry.source == CALCULATED_SOURCE and name not in workspace.calculated:
                 del attributes[name]
+                changed = True
     for name in workspace.calculated if names is None else names:
-        state = workspace.calculated[name]
         current = attributes.get(name)
-        new = value(state, now_ms)
+        new = value(workspace.calculated[name], now_ms)
         if new is None:
             if current is not None and current.source == CALCULATED_SOURCE:
                 del attributes[name]
+                changed = True
         elif current is None or current.source != CALCULATED_SOURCE or current.value != new:
             attributes[name] = AttributeEntry(
                 value=new, priority=_PRIORITY, source=CALCULATED_SOURCE, ts_ms=now_ms
             )
-    if attributes == workspace.attributes:
+            changed = True
+    if not changed:
         return workspace
     return msgspec.structs.replace(workspace, attributes=attributes)
 
@@ -51,7 +54,8 @@ def next_due(profile: Profile, now_ms: int) -> int | None:
         at
         for workspace in profile.workspaces.values()
         for state in workspace.calculated.values()
-        if (at := next_change(state, now_ms)) is not None
+        # Only windows of the last N days move with time (checked here: it is most states).
+        if state.spec.within_days is not None and (at := next_change(state, now_ms)) is not None
     ]
     return min(instants, default=None)
 

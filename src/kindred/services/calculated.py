@@ -18,6 +18,7 @@ from collections.abc import Collection, Sequence
 import msgspec
 
 from kindred.attributes.definition import CalculatedDef, Compiled, compile_definition
+from kindred.audiences.ast import EventCriterion
 from kindred.audiences.evaluate import event_key
 from kindred.domain.calculated import CalcState, fold_values
 from kindred.domain.calculated_entries import next_due, refreshed, with_values
@@ -49,18 +50,37 @@ def fold_events(
     return ActiveSet(definitions).fold(states, events, now_ms)
 
 
+class _Filter:
+    """The definitions that count the same events (type, name, action and conditions), by
+    the attribute they read: each event of a batch is tested once for all of them."""
+
+    __slots__ = ("by_attribute", "test")
+
+    def __init__(self, first: Compiled) -> None:
+        # None: without an action or conditions every event of the type and name passes.
+        self.test = first.test
+        self.by_attribute: dict[str | None, list[Compiled]] = {}
+
+
 class ActiveSet:
     """A workspace's active definitions, indexed by the events they count (so a batch
     meets only the definitions of its events' types and names)."""
 
     def __init__(self, definitions: Sequence[Compiled]) -> None:
         self.definitions = list(definitions)
-        self._by_key: dict[str, list[Compiled]] = {}
+        self.names = frozenset(d.name for d in definitions)
+        filters: dict[EventCriterion, _Filter] = {}
         for definition in definitions:
-            criterion = definition.event
-            self._by_key.setdefault(event_key(criterion.event_type, criterion.name), []).append(
-                definition
-            )
+            shared = filters.get(definition.event)
+            if shared is None:
+                shared = filters[definition.event] = _Filter(definition)
+            shared.by_attribute.setdefault(definition.attribute, []).append(definition)
+        self._by_key: dict[str, list[_Filter]] = {}
+        for criterion, shared in filters.items():
+            key = event_key(criterion.event_type, criterion.name)
+            self._by_key.setdefault(key, []).append(shared)
+        # The filters of each (event type, name) met so far.
+        self._seen: dict[tuple[str, str | None], list[_Filter]] = {}
 
     def fold(
         self, states: dict[str, CalcState], events: Sequence[EventFact], now_ms: int
@@ -70,21 +90,49 @@ class ActiveSet:
             state = result.get(definition.name)
             if state is None or state.digest != definition.digest:
                 result[definition.name] = definition.empty_state()
-        found: dict[str, list[tuple[int, list[Scalar]]]] = {}
-        for event in events:
-            for definition in self._candidates(event):
-                if definition.passes(event):
-                    item = (event.timestamp_ms, definition.values(event))
-                    found.setdefault(definition.name, []).append(item)
-        for name, items in found.items():
-            result[name] = fold_values(result[name], items, now_ms)
+        for readers, items in self._matches(events).values():
+            for definition in readers:
+                result[definition.name] = fold_values(result[definition.name], items, now_ms)
         return result
 
-    def _candidates(self, event: EventFact) -> list[Compiled]:
-        by_type = self._by_key.get(event.event_type, [])
-        if event.name is None:
-            return by_type
-        return by_type + self._by_key.get(event_key(event.event_type, event.name), [])
+    def _matches(
+        self, events: Sequence[EventFact]
+    ) -> dict[int, tuple[list[Compiled], list[tuple[int, list[Scalar]]]]]:
+        """The definitions reading each attribute of each filter the events pass (keyed
+        by the identity of their list), with the (timestamp, values) of those events."""
+        found: dict[int, tuple[list[Compiled], list[tuple[int, list[Scalar]]]]] = {}
+        for event in events:
+            # What the event carries for each attribute read, read once for every filter.
+            read: dict[str | None, tuple[int, list[Scalar]]] = {}
+            for shared in self._candidates(event):
+                if shared.test is not None and not shared.test(event):
+                    continue
+                for attribute, readers in shared.by_attribute.items():
+                    item = read.get(attribute)
+                    if item is None:
+                        item = read[attribute] = (event.timestamp_ms, readers[0].values(event))
+                    held = found.get(id(readers))
+                    if held is None:
+                        found[id(readers)] = (readers, [item])
+                    else:
+                        held[1].append(item)
+        return found
+
+    def _candidates(self, event: EventFact) -> list[_Filter]:
+        key = (event.event_type, event.name)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._by_key.get(event.event_type, [])
+            if event.name is not None:
+                found = found + self._by_key.get(event_key(event.event_type, event.name), [])
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()  # a feed of ever new event names: start over
+            self._seen[key] = found
+        return found
+
+
+# How many (event type, name) pairs an active set remembers the filters of.
+_SEEN_MAX = 10_000
 
 
 def scheduled(profile: Profile, now_ms: int) -> Profile:
@@ -133,8 +181,7 @@ class CalculatedRegistry:
         workspace = profile.workspaces.get(workspace_id)
         if workspace is None or (active is None and not workspace.calculated):
             return profile, []
-        definitions = [] if active is None else active.definitions
-        names = {d.name for d in definitions}
+        names = frozenset() if active is None else active.names
         kept = {n: s for n, s in workspace.calculated.items() if n in names}
         states = active.fold(kept, events, now_ms) if active is not None else kept
         due = profile.audience_due_ms

@@ -9,12 +9,21 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kindred.audiences.compile import compile_node
+from kindred.audiences.ast import EventCriterion
+from kindred.audiences.compile import compile_event_filter, compile_node
 from kindred.audiences.deps import event_criteria
-from kindred.audiences.evaluate import CART_HISTORIES, DAY_MS, Subject, evaluate, history_key
+from kindred.audiences.evaluate import (
+    CART_HISTORIES,
+    DAY_MS,
+    Subject,
+    evaluate,
+    event_passes,
+    history_key,
+)
 from kindred.audiences.parse import Catalog, parse_criteria
 from kindred.audiences.simplify import simplify
 from kindred.audiences.timing import next_change
+from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from tests.strategies import ATTRIBUTE_KEYS, TS_BASE, WORKSPACE_ID, criteria_trees, profiles
 
@@ -139,3 +148,55 @@ def test_nothing_changes_before_the_next_change(
     until = (at - 1) if at is not None else now + 10 * DAY_MS
     for instant in {i for i in (now + 1, (now + until) // 2, until) if now < i <= until}:
         assert evaluate(node, Subject(profile, frozenset({WORKSPACE_ID}), instant)) == answer
+
+
+# --- event conditions ------------------------------------------------------------------
+
+_CONDITION_KEYS = ["genre", "length", "category"]
+_EVENT_VALUES = st.one_of(
+    st.none(),
+    _texts(),
+    st.integers(-5, 5),
+    st.floats(-5, 5, allow_nan=False),
+    st.booleans(),
+    st.lists(st.one_of(_texts(), st.integers(-5, 5)), max_size=3),
+)
+
+
+@st.composite
+def event_conditions(draw: st.DrawFn) -> dict[str, Any]:
+    leaf = draw(leaves().filter(lambda doc: "attribute" in doc))
+    of = draw(st.sampled_from(["attribute", "product"]))
+    return {**leaf, "attribute": None, of: draw(st.sampled_from(_CONDITION_KEYS))}
+
+
+@st.composite
+def conditioned_events(draw: st.DrawFn) -> tuple[dict[str, Any], EventFact]:
+    """A commerce event criterion with an action and conditions, and an event to test."""
+    conditions = draw(st.lists(event_conditions(), min_size=1, max_size=3))
+    doc: dict[str, Any] = {
+        "event": "commerce_event",
+        "where": [{k: v for k, v in c.items() if v is not None} for c in conditions],
+    }
+    if draw(st.booleans()):
+        doc["action"] = draw(st.sampled_from(["purchase", "add_to_cart"]))
+    values = st.dictionaries(st.sampled_from(_CONDITION_KEYS), _EVENT_VALUES, max_size=3)
+    event = EventFact(
+        event_type="commerce_event",
+        timestamp_ms=TS_BASE + draw(st.integers(0, DAY_MS)),
+        action=draw(st.none() | st.sampled_from(["purchase", "Purchase", "add_to_cart"])),
+        attributes=draw(values),
+        products=tuple(draw(st.lists(values, max_size=3))),
+    )
+    return doc, event
+
+
+@settings(max_examples=500)
+@given(conditioned_events())
+def test_compiled_event_filter_and_interpreted_agree(
+    case: tuple[dict[str, Any], EventFact],
+) -> None:
+    doc, event = case
+    node = parse_criteria(doc, Catalog())
+    assert isinstance(node, EventCriterion)
+    assert compile_event_filter(node)(event) == event_passes(node, event)
