@@ -1,5 +1,5 @@
-"""Calculated attribute state (CA-2), pure: fold one event in, read the value at an
-instant, merge two states, and the next instant time alone changes the value.
+"""Calculated attribute state (CA-2), pure: fold events in, merge two states (reading a
+state's value is in `calculated_values`).
 
 A state keeps partial aggregates (`Agg`) that merge associatively: one for the whole
 lifetime (or since a date), or one per UTC day for "within the last N days" windows, so a
@@ -11,7 +11,6 @@ never decrement the seed.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, TypeVar, get_args
 
@@ -29,9 +28,8 @@ __all__ = [
     "CalculationType",
     "fold",
     "fold_values",
+    "merge_agg",
     "merge_states",
-    "next_change",
-    "value",
 ]
 
 DAY_MS = 86_400_000
@@ -63,7 +61,6 @@ NEEDS_VALUE = CALCULATION_TYPES - {
 NUMERIC = frozenset({"sum", "min", "max", "average"})
 _DISTINCT = frozenset({"most_frequent", "unique_values_count", "unique_list"})
 T = TypeVar("T")
-Value = Scalar | list[Scalar] | None
 Item = tuple[int, Sequence[Scalar]]
 
 
@@ -343,81 +340,3 @@ def merge_states(a: CalcState, b: CalcState) -> CalcState:
     return msgspec.structs.replace(
         a, buckets=buckets, seed=seed, cutoff_ms=max(cutoffs) if cutoffs else None
     )
-
-
-# --- reading ----------------------------------------------------------------------------
-
-
-def total(state: CalcState, now_ms: int) -> Agg:
-    """The aggregate of the seed and every bucket inside the window at `now_ms`."""
-    spec = state.spec
-    if state.seed is None and spec.within_days is None:
-        return state.buckets.get(0) or Agg()  # the one bucket of a lifetime or since window
-    result = state.seed or Agg()
-    low, high = _window_days(spec, now_ms)
-    for day in sorted(state.buckets):
-        if low <= day <= high:
-            result = merge_agg(spec.kind, result, state.buckets[day])
-    return result
-
-
-def _window_days(spec: CalcSpec, now_ms: int) -> tuple[int, int]:
-    if spec.within_days is None:
-        return 0, 0
-    today = _day(now_ms)
-    return today - spec.within_days + 1, today
-
-
-def value(state: CalcState, now_ms: int) -> Value:
-    """The attribute's value at `now_ms`: None when there is none (no event yet, or all
-    left the window), 0 for counts and sums of nothing."""
-    agg = total(state, now_ms)
-    return _READ[state.spec.kind](agg)
-
-
-def _number(x: float) -> int | float:
-    return int(x) if x.is_integer() and abs(x) < 2**53 else x
-
-
-def _most_frequent(agg: Agg) -> Value:
-    if not agg.counts:
-        return None
-    return min(agg.counts, key=lambda v: (-agg.counts[v], v))
-
-
-def _iso(ts_ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _timestamp(item: tuple[int, Scalar] | None) -> Value:
-    return None if item is None else _iso(item[0])
-
-
-_READ: dict[str, Callable[[Agg], Value]] = {
-    "count": lambda a: a.n,
-    "sum": lambda a: _number(a.total),
-    "min": lambda a: None if a.low is None else _number(a.low),
-    "max": lambda a: None if a.high is None else _number(a.high),
-    "average": lambda a: None if not a.n else a.total / a.n,
-    "most_frequent": _most_frequent,
-    "unique_values_count": lambda a: len(a.counts),
-    "unique_list": lambda a: list[Scalar](sorted(a.counts)) or None,
-    "first_occurrence": lambda a: None if a.first is None else a.first[1],
-    "last_occurrence": lambda a: None if a.last is None else a.last[1],
-    "first_occurrence_timestamp": lambda a: _timestamp(a.first),
-    "last_occurrence_timestamp": lambda a: _timestamp(a.last),
-}
-
-
-def next_change(state: CalcState, now_ms: int) -> int | None:
-    """The next instant after `now_ms` at which time alone changes which buckets count:
-    the oldest counted day leaving the window, or a future-dated day entering it."""
-    if state.spec.within_days is None or not state.buckets:
-        return None
-    low, high = _window_days(state.spec, now_ms)
-    inside = [d for d in state.buckets if low <= d <= high]
-    later = [d for d in state.buckets if d > high]
-    instants = [(min(inside) + state.spec.within_days) * DAY_MS] if inside else []
-    instants += [min(later) * DAY_MS] if later else []
-    return min(instants) if instants else None

@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 import msgspec
 
-from kindred.domain.calculated import next_change, value
+from kindred.domain.calculated_values import next_change, value
 from kindred.domain.profile import AttributeEntry, Profile, WorkspaceProfile
 from kindred.domain.tenancy import SourceType, priority_of
 

@@ -10,7 +10,8 @@ import pytest
 
 from kindred.attributes.definition import compile_definition
 from kindred.attributes.seeds import seed_agg, seeded
-from kindred.domain.calculated import DAY_MS, Agg, fold, value
+from kindred.domain.calculated import DAY_MS, Agg, fold
+from kindred.domain.calculated_values import value
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 

@@ -16,10 +16,9 @@ from kindred.domain.calculated import (
     CalcState,
     fold,
     merge_states,
-    next_change,
-    value,
 )
 from kindred.domain.calculated_entries import with_values
+from kindred.domain.calculated_values import next_change, value
 from kindred.domain.merge import merge_profiles
 from kindred.domain.observation import Scalar
 from kindred.domain.profile import Profile, WorkspaceProfile
