@@ -144,10 +144,16 @@ def _counted(kind: str, events: Iterable[Item], start: int) -> list[Item]:
     if kind in NUMERIC:
         counted: list[Item] = []
         for ts_ms, given in events:
-            if ts_ms >= start:
-                numbers = [n for v in given if (n := _numeric(v)) is not None]
-                if numbers:
-                    counted.append((ts_ms, numbers))
+            if ts_ms < start:
+                continue
+            if len(given) == 1:  # an event's own attribute: the common case
+                number = _numeric(given[0])
+                if number is not None:
+                    counted.append((ts_ms, (number,)))
+                continue
+            numbers = [n for v in given if (n := _numeric(v)) is not None]
+            if numbers:
+                counted.append((ts_ms, numbers))
         return counted
     if kind in NEEDS_VALUE:
         return [(ts_ms, given) for ts_ms, given in events if ts_ms >= start and given]
@@ -156,6 +162,9 @@ def _counted(kind: str, events: Iterable[Item], start: int) -> list[Item]:
 
 def _by_day(items: list[Item], oldest: int) -> dict[int, list[Item]]:
     """The items by UTC day, those of days before `oldest` left out."""
+    first = items[0][0] // DAY_MS
+    if all(ts_ms // DAY_MS == first for ts_ms, _ in items):  # a batch: mostly one day
+        return {first: items} if first >= oldest else {}
     by_day: dict[int, list[Item]] = {}
     for item in items:
         day = item[0] // DAY_MS
@@ -181,7 +190,7 @@ def _count_of(held: Agg, items: list[Item]) -> Agg:
 
 
 def _numbers_of(held: Agg, items: list[Item]) -> Agg:
-    numbers = [float(v) for _, values in items for v in values]  # numbers already
+    numbers: list[float] = [v for _, values in items for v in values]  # type: ignore[misc]  # numbers by now (_counted)
     low, high = min(numbers), max(numbers)
     if held.low is not None and held.high is not None:
         low, high = min(held.low, low), max(held.high, high)
@@ -231,6 +240,11 @@ _EXTEND: dict[str, Callable[[Agg, list[Item]], Agg]] = {
 
 def _numeric(value: Scalar) -> float | None:
     """Numbers and numeric strings (the reference converts them); never booleans."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]  # a float
+    if kind is int:
+        return float(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):

@@ -4,6 +4,7 @@ changes it (CA-2), pure."""
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable
 
 from kindred.domain.calculated import DAY_MS, Agg, CalcSpec, CalcState, merge_agg
@@ -54,6 +55,8 @@ def _most_frequent(agg: Agg) -> Value:
     return min(agg.counts, key=lambda v: (-agg.counts[v], v))
 
 
+# Timestamp values are read again on every batch that counts an event, mostly unchanged.
+@functools.lru_cache(maxsize=4096)
 def _iso(ts_ms: int) -> str:
     moment = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
