@@ -5,6 +5,11 @@ every profile computed and saved).
 
     python bench/attributes.py --profiles 20000 --history-batches 100000   # 1M events
 
+(a) is measured twice: with definitions over the three event names every batch carries
+(each batch folds into all 50: the worst case), and with the definitions spread over
+`--vocabulary` event names of which each batch carries a few (about 16 of the 50 met per
+batch), as definitions over an app's many events are.
+
 A temporary store is seeded first: `--profiles` users with one batch each, then
 `--history-batches` batches of 10 events spread over them (the history the activation
 reads), then the measured ingest passes.
@@ -46,10 +51,12 @@ _TYPES: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def definition_mix(n: int) -> dict[str, Any]:
-    """Definitions of every type over the bench's events, with every kind of window."""
+def definition_mix(n: int, vocabulary: int = 0) -> dict[str, Any]:
+    """Definitions of every type over the bench's events, with every kind of window; with
+    a `vocabulary` of event names, over those names in turn."""
     kind, attribute = _TYPES[n % len(_TYPES)]
-    event: dict[str, Any] = {"event": "custom_event", "name": _NAMES[n % 3]}
+    name = f"Action {n % vocabulary}" if vocabulary else _NAMES[n % 3]
+    event: dict[str, Any] = {"event": "custom_event", "name": name}
     if n % 4 == 1:
         event["where"] = [{"attribute": "length_s", "op": "gt", "value": 100 + n % 20}]
     window = (
@@ -63,11 +70,13 @@ def definition_mix(n: int) -> dict[str, Any]:
     return doc
 
 
-def create_attributes(container: Container, count: int, prefix: str) -> list[int]:
+def create_attributes(
+    container: Container, count: int, prefix: str, vocabulary: int = 0
+) -> list[int]:
     ids = []
     for n in range(count):
         made = container.calculated.create(
-            CalculatedDef(name=f"{prefix}{n}", workspace_id=1, draft=definition_mix(n))
+            CalculatedDef(name=f"{prefix}{n}", workspace_id=1, draft=definition_mix(n, vocabulary))
         )
         container.calculated.activate(made.id)
         ids.append(made.id)
@@ -123,27 +132,41 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     report["activation_finished"] = progress.is_calculated
     container.calculated.delete(one.id)
 
-    # (a) the live path: the same users, a batch a moment before each measured pass
-    users = args.profiles
-    ingest_rate(container, args.batches, users, seq0=base + 50_000_000)  # warm-up
-    without = ingest_rate(
-        container, args.batches, users, seq0=base + 60_000_000, user0=base + 50_000_000
+    # (a) the live path, for definitions that every batch meets and for definitions
+    # spread over a vocabulary of event names
+    report["every_batch_meets_every_definition"] = live_cost(container, args, base, 0)
+    report[f"definitions_over_{args.vocabulary}_event_names"] = live_cost(
+        container, args, base + 100_000_000, args.vocabulary
     )
-    ids = create_attributes(container, args.attributes, "bench_")
-    first = ingest_rate(container, args.batches, users, seq0=base + 70_000_000)
-    steady = ingest_rate(
-        container, args.batches, users, seq0=base + 80_000_000, user0=base + 70_000_000
-    )
-    report["ingest_us_per_event_without"] = round(without, 1)
-    report[f"ingest_us_per_event_with_{len(ids)}"] = round(steady, 1)
-    report["added_us_per_event"] = round(steady - without, 1)
-    report["added_us_per_event_first_contact"] = round(first - without, 1)
-    for def_id in ids:
-        container.calculated.delete(def_id)
 
     container.store.close()
     report["command"] = " ".join(["python", *sys.argv])
     return report
+
+
+def live_cost(
+    container: Container, args: argparse.Namespace, base: int, vocabulary: int
+) -> dict[str, float]:
+    """Ingest cost per event without calculated attributes and with `args.attributes`
+    active ones: the same users, each with a batch a moment before each measured pass."""
+    users, batches = args.profiles, args.batches
+
+    def rate(seq0: int, user0: int | None = None) -> float:
+        return ingest_rate(container, batches, users, seq0, user0, vocabulary=vocabulary)
+
+    rate(base + 50_000_000)  # warm-up
+    without = rate(base + 60_000_000, base + 50_000_000)
+    ids = create_attributes(container, args.attributes, "bench_", vocabulary)
+    first = rate(base + 70_000_000)
+    steady = rate(base + 80_000_000, base + 70_000_000)
+    for def_id in ids:
+        container.calculated.delete(def_id)
+    return {
+        "ingest_us_per_event_without": round(without, 1),
+        f"ingest_us_per_event_with_{len(ids)}": round(steady, 1),
+        "added_us_per_event": round(steady - without, 1),
+        "added_us_per_event_first_contact": round(first - without, 1),
+    }
 
 
 def main() -> None:
@@ -154,6 +177,9 @@ def main() -> None:
     parser.add_argument("--history-batches", type=int, default=100_000)
     parser.add_argument("--attributes", type=int, default=50)
     parser.add_argument("--batches", type=int, default=5_000, help="batches of 10 events, each run")
+    parser.add_argument(
+        "--vocabulary", type=int, default=25, help="event names of the spread definitions"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kindred-attribute-bench-") as tmp:
         print(json.dumps(run(args, tmp), indent=2))

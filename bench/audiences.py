@@ -91,17 +91,25 @@ def seed(container: Container, profiles: int, now: int) -> None:
 
 
 def ingest_rate(
-    container: Container, batches: int, users: int, seq0: int, user0: int | None = None
+    container: Container,
+    batches: int,
+    users: int,
+    seq0: int,
+    user0: int | None = None,
+    *,
+    vocabulary: int = 0,
 ) -> float:
     """Microseconds of ingest (decode + apply + commit) per event, over `batches` batches
     of 10 events for returning users, in groups as the writer forms them. `user0` picks
-    the users (the same `user0`, the same users); by default `seq0` does."""
+    the users (the same `user0`, the same users); by default `seq0` does. `vocabulary`:
+    see `batch_body`."""
     source = container.tenancy.input_named("bench-server")
     assert source is not None
     now = container.clock.now_ms()
     first = seq0 if user0 is None else user0
     bodies = [
-        batch_body((first + n) * 7919 % users, seq=seq0 + n, now_ms=now) for n in range(batches)
+        batch_body((first + n) * 7919 % users, seq=seq0 + n, now_ms=now, vocabulary=vocabulary)
+        for n in range(batches)
     ]
     started = time.perf_counter()
     applied = 0

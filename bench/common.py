@@ -42,16 +42,21 @@ _BATCH = (
 _TIERS = ("bronze", "silver", "gold")
 
 
-def batch_body(user: int, seq: int, now_ms: int, events: int = 10) -> bytes:
-    """A ~2 KB batch of `events` events for `user`; `seq` makes its ids unique."""
+def batch_body(user: int, seq: int, now_ms: int, events: int = 10, vocabulary: int = 0) -> bytes:
+    """A ~2 KB batch of `events` events for `user`; `seq` makes its ids unique. Custom
+    events are named Play, Search and Share, or with `vocabulary` one of that many names
+    (`Action 0` ...), a different few in each batch."""
     session = f"{user:08x}-0000-4000-8000-{seq:012x}"
     parts = []
     for n in range(events):
         template = _SCREEN if n % 4 == 3 else _EVENT
+        name = ("Play", "Search", "Share", "Home")[n % 4]
+        if vocabulary and n % 4 != 3:
+            name = f"Action {(seq + n * 7) % vocabulary}"
         parts.append(
             template
             % {
-                "name": ("Play", "Search", "Share", "Home")[n % 4],
+                "name": name,
                 "ts": now_ms - (events - n) * 1000,
                 "mid": f"{seq:016x}-{n:04x}",
                 "sess": session,
