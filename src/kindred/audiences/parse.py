@@ -15,7 +15,6 @@ event.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import get_args
@@ -27,7 +26,6 @@ from kindred.audiences.ast import (
     AttributeCriterion,
     AttributionCriterion,
     CartAbandonment,
-    Condition,
     ConsentCriterion,
     DeviceCriterion,
     EventCondition,
@@ -40,39 +38,33 @@ from kindred.audiences.ast import (
     Node,
     WithinDistance,
 )
+from kindred.audiences.operands import (
+    BOOL_OPS,
+    DATE_OPS,
+    NUMBER_OPS,
+    OPERATORS,
+    PRESENCE_OPS,
+    STRING_OPS,
+    condition_of,
+    count_value,
+    number_value,
+    only_keys,
+    parse_date,
+    text_value,
+)
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import canonical_identity_type
 from kindred.domain.observation import ProductActionName
 
 __all__ = [
-    "DATE_OPS",
     "DEVICE_FIELDS",
     "EVENT_TYPES",
-    "OPERATORS",
     "Catalog",
+    "nested_audiences",
     "parse_criteria",
     "parse_date",
 ]
 
-STRING_OPS = frozenset(
-    {
-        "contains",
-        "not_contains",
-        "equals",
-        "not_equals",
-        "pattern",
-        "includes",
-        "not_includes",
-        "partial_match",
-    }
-)
-NUMBER_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "between"})
-PRESENCE_OPS = frozenset({"exists", "not_exists"})
-BOOL_OPS = frozenset({"is_true", "is_false"})
-DATE_OPS = frozenset(
-    {"before", "after", "on", "between_dates", "within_last_days", "not_within_last_days"}
-)
-OPERATORS = STRING_OPS | NUMBER_OPS | PRESENCE_OPS | BOOL_OPS | DATE_OPS
 # Events API `device_info` names.
 DEVICE_FIELDS = frozenset(
     {
@@ -135,7 +127,7 @@ def _node(doc: object, path: str, catalog: Catalog, depth: int) -> Node:
 
 def _combine(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     key = "and" if "and" in doc else "or"
-    _only(doc, {key}, path)
+    only_keys(doc, {key}, path)
     items = doc[key]
     if not isinstance(items, list) or not items:
         raise InvalidBatch(f"{key} takes a non-empty list of criteria", f"{path}.{key}")
@@ -146,48 +138,48 @@ def _combine(doc: dict[str, object], path: str, catalog: Catalog, depth: int) ->
 
 
 def _exclude(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    _only(doc, {"exclude"}, path)
+    only_keys(doc, {"exclude"}, path)
     return Exclude(_node(doc["exclude"], f"{path}.exclude", catalog, depth + 1))
 
 
 def _attribute(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"attribute", "op", "value"}, path)
-    key = _text(doc["attribute"], f"{path}.attribute")
-    return AttributeCriterion(key, _test(doc, path, OPERATORS))
+    only_keys(doc, {"attribute", "op", "value"}, path)
+    key = text_value(doc["attribute"], f"{path}.attribute")
+    return AttributeCriterion(key, condition_of(doc, path, OPERATORS))
 
 
 def _identity(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"identity", "op", "value"}, path)
-    name = _text(doc["identity"], f"{path}.identity")
+    only_keys(doc, {"identity", "op", "value"}, path)
+    name = text_value(doc["identity"], f"{path}.identity")
     canonical = canonical_identity_type(name)
     if canonical is None:
         raise InvalidBatch(f"unknown identity type {name!r}", f"{path}.identity")
-    return IdentityCriterion(canonical, _test(doc, path, STRING_OPS | PRESENCE_OPS))
+    return IdentityCriterion(canonical, condition_of(doc, path, STRING_OPS | PRESENCE_OPS))
 
 
 def _device(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"device", "op", "value"}, path)
-    name = _text(doc["device"], f"{path}.device")
+    only_keys(doc, {"device", "op", "value"}, path)
+    name = text_value(doc["device"], f"{path}.device")
     if name not in DEVICE_FIELDS:
         raise InvalidBatch(
             f"unknown device field {name!r}; one of {', '.join(sorted(DEVICE_FIELDS))}",
             f"{path}.device",
         )
-    return DeviceCriterion(name, _test(doc, path, STRING_OPS | PRESENCE_OPS | NUMBER_OPS))
+    return DeviceCriterion(name, condition_of(doc, path, STRING_OPS | PRESENCE_OPS | NUMBER_OPS))
 
 
 def _consent(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"consent", "purpose", "state"}, path)
+    only_keys(doc, {"consent", "purpose", "state"}, path)
     regime = doc["consent"]
     if regime not in ("gdpr", "ccpa"):
         raise InvalidBatch("consent is gdpr or ccpa", f"{path}.consent")
     purpose = doc.get("purpose")
     if regime == "gdpr":
-        purpose = _text(purpose, f"{path}.purpose").lower()
+        purpose = text_value(purpose, f"{path}.purpose").lower()
     elif purpose is not None:
         raise InvalidBatch("ccpa has no purposes", f"{path}.purpose")
     state = doc.get("state", "consented")
@@ -198,14 +190,14 @@ def _consent(doc: dict[str, object], path: str, catalog: Catalog, depth: int) ->
 
 def _first_seen(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"first_seen", "value"}, path)
+    only_keys(doc, {"first_seen", "value"}, path)
     op = doc["first_seen"]
-    return FirstSeenCriterion(_test({"op": op, "value": doc.get("value")}, path, DATE_OPS))
+    return FirstSeenCriterion(condition_of({"op": op, "value": doc.get("value")}, path, DATE_OPS))
 
 
 def _audience(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del depth
-    _only(doc, {"audience", "member"}, path)
+    only_keys(doc, {"audience", "member"}, path)
     audience_id = doc["audience"]
     if not isinstance(audience_id, int) or isinstance(audience_id, bool):
         raise InvalidBatch("audience takes an audience id", f"{path}.audience")
@@ -219,16 +211,16 @@ def _audience(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -
 
 def _attribution(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"attribution", "op", "value"}, path)
+    only_keys(doc, {"attribution", "op", "value"}, path)
     name = doc["attribution"]
     if name not in ("publisher", "campaign"):
         raise InvalidBatch("attribution is publisher or campaign", f"{path}.attribution")
-    return AttributionCriterion(name, _test(doc, path, STRING_OPS | PRESENCE_OPS))
+    return AttributionCriterion(name, condition_of(doc, path, STRING_OPS | PRESENCE_OPS))
 
 
 def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"event", "name", "within_days", "action", "where", *_COUNT_KEYS}, path)
+    only_keys(doc, {"event", "name", "within_days", "action", "where", *_COUNT_KEYS}, path)
     event_type = doc["event"]
     if event_type not in EVENT_TYPES:
         raise InvalidBatch(
@@ -237,15 +229,15 @@ def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> N
         )
     name = doc.get("name")
     if name is not None:
-        name = _text(name, f"{path}.name")
+        name = text_value(name, f"{path}.name")
     within = doc.get("within_days")
     if within is not None:
-        within = _count(within, f"{path}.within_days", minimum=1)
+        within = count_value(within, f"{path}.within_days", minimum=1)
     given = [k for k in _COUNT_KEYS if k in doc]
     if len(given) > 1:
         raise InvalidBatch("give one of at_least, at_most, exactly", f"{path}.{given[1]}")
     count_op = given[0] if given else "at_least"
-    count = _count(doc[count_op], f"{path}.{count_op}", minimum=0) if given else 1
+    count = count_value(doc[count_op], f"{path}.{count_op}", minimum=0) if given else 1
     action = _action(doc.get("action"), str(event_type), f"{path}.action")
     where = _where(doc.get("where", []), str(event_type), f"{path}.where")
     return EventCriterion(
@@ -271,7 +263,7 @@ def _action(value: object, event_type: str, path: str) -> str | None:
         return None
     if event_type != "commerce_event":
         raise InvalidBatch("only commerce events have a product action", path)
-    action = _text(value, path).lower()
+    action = text_value(value, path).lower()
     if action not in PRODUCT_ACTIONS:
         raise InvalidBatch(
             f"unknown product action; one of {', '.join(sorted(PRODUCT_ACTIONS))}", path
@@ -290,22 +282,22 @@ def _where(value: object, event_type: str, path: str) -> tuple[EventCondition, .
         of = "product" if "product" in item else "attribute"
         if of == "product" and event_type != "commerce_event":
             raise InvalidBatch("only commerce events have products", f"{at}.product")
-        _only(item, {of, "op", "value"}, at)
+        only_keys(item, {of, "op", "value"}, at)
         if of not in item:
             raise InvalidBatch("a condition names an attribute or a product field", at)
-        key = _text(item[of], f"{at}.{of}")
-        conditions.append(EventCondition(of, key, _test(item, at, EVENT_CONDITION_OPS)))  # type: ignore[arg-type]  # checked above
+        key = text_value(item[of], f"{at}.{of}")
+        conditions.append(EventCondition(of, key, condition_of(item, at, EVENT_CONDITION_OPS)))  # type: ignore[arg-type]  # checked above
     return tuple(conditions)
 
 
 def _location(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    _only(doc, {"location", "op", "value"}, path)
+    only_keys(doc, {"location", "op", "value"}, path)
     name = doc["location"]
     if name not in LOCATION_FIELDS:
         known = ", ".join(LOCATION_FIELDS)
         raise InvalidBatch(f"unknown location field {name!r}; one of {known}", f"{path}.location")
-    return LocationCriterion(name, _test(doc, path, STRING_OPS | PRESENCE_OPS))  # type: ignore[arg-type]  # checked above
+    return LocationCriterion(name, condition_of(doc, path, STRING_OPS | PRESENCE_OPS))  # type: ignore[arg-type]  # checked above
 
 
 def _settings(
@@ -313,11 +305,11 @@ def _settings(
 ) -> tuple[dict[str, object], str]:
     """A criterion written `{NAME: {KEY: ...}}` with every key required: the inner object
     and its path."""
-    _only(doc, {name}, path)
+    only_keys(doc, {name}, path)
     inner, at = doc[name], f"{path}.{name}"
     if not isinstance(inner, dict):
         raise InvalidBatch(f"{name} takes {{{', '.join(keys)}}}", at)
-    _only(inner, set(keys), at)
+    only_keys(inner, set(keys), at)
     for key in keys:
         if key not in inner:
             raise InvalidBatch(f"{key} is required", f"{at}.{key}")
@@ -330,7 +322,7 @@ def _within(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> 
     point, at = _settings(doc, "location_within", tuple(bounds), path)
     found = {}
     for key, (low, high) in bounds.items():
-        value = _number(point[key], f"{at}.{key}")
+        value = number_value(point[key], f"{at}.{key}")
         if not low <= value <= high:
             raise InvalidBatch(f"{key} is between {low:g} and {high:g}", f"{at}.{key}")
         found[key] = value
@@ -340,8 +332,8 @@ def _within(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> 
 def _cart(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
     settings, at = _settings(doc, "cart_abandonment", ("within_days", "wait_minutes"), path)
-    within = _count(settings["within_days"], f"{at}.within_days", minimum=1)
-    wait = _count(settings["wait_minutes"], f"{at}.wait_minutes", minimum=0)
+    within = count_value(settings["within_days"], f"{at}.within_days", minimum=1)
+    wait = count_value(settings["wait_minutes"], f"{at}.wait_minutes", minimum=0)
     if wait >= within * 24 * 60:
         raise InvalidBatch("the wait must be shorter than the window", f"{at}.wait_minutes")
     return CartAbandonment(within, wait)
@@ -363,106 +355,6 @@ _PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
     "location": _location,
     "location_within": _within,
 }
-
-
-def _only(doc: Mapping[str, object], allowed: set[str], path: str) -> None:
-    extra = sorted(set(doc) - allowed)
-    if extra:
-        raise InvalidBatch(f"unknown key {extra[0]!r} here", f"{path}.{extra[0]}")
-
-
-def _text(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidBatch("expected a non-empty string", path)
-    return value.strip()
-
-
-def _count(value: object, path: str, *, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidBatch(f"expected an integer of at least {minimum}", path)
-    return value
-
-
-def _test(doc: Mapping[str, object], path: str, allowed: frozenset[str]) -> Condition:
-    op = doc.get("op")
-    if not isinstance(op, str) or op not in allowed:
-        raise InvalidBatch(f"op is one of {', '.join(sorted(allowed))}", f"{path}.op")
-    return Condition(op, _operand(op, doc.get("value"), f"{path}.value"))
-
-
-Operand = str | int | float | bool | tuple[str | float, ...] | None
-
-
-def _operand(op: str, value: object, where: str) -> Operand:
-    if op in PRESENCE_OPS or op in BOOL_OPS:
-        if value is not None:
-            raise InvalidBatch(f"{op} takes no value", where)
-        return None
-    if op == "equals":
-        return _scalar(value, where)
-    if op in STRING_OPS:
-        return _text(value, where)
-    return _SPECIAL_OPERANDS.get(op, _date_text)(value, where)
-
-
-def _days(value: object, where: str) -> int:
-    return _count(value, where, minimum=1)
-
-
-def _number_pair(value: object, where: str) -> tuple[float | str, ...]:
-    return _pair(value, where, _number)
-
-
-def _date_pair(value: object, where: str) -> tuple[float | str, ...]:
-    return _pair(value, where, _date_text)
-
-
-def _scalar(value: object, path: str) -> str | int | float | bool:
-    if isinstance(value, str | int | float) and value != "":
-        return value
-    raise InvalidBatch("expected a string, number or boolean", path)
-
-
-def _number(value: object, path: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise InvalidBatch("expected a number", path)
-
-
-def _date_text(value: object, path: str) -> str:
-    text = _text(value, path)
-    parse_date(text, path)
-    return text
-
-
-def _pair(
-    value: object, path: str, item: Callable[[object, str], float | str]
-) -> tuple[float | str, float | str]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise InvalidBatch("expected a list of two: [from, to]", path)
-    low, high = item(value[0], f"{path}[0]"), item(value[1], f"{path}[1]")
-    if low > high:  # type: ignore[operator]  # both numbers or both ISO dates
-        raise InvalidBatch("from is after to", path)
-    return low, high
-
-
-_SPECIAL_OPERANDS: dict[str, Callable[[object, str], Operand]] = {
-    "between": _number_pair,
-    "between_dates": _date_pair,
-    "within_last_days": _days,
-    "not_within_last_days": _days,
-    **dict.fromkeys(("eq", "ne", "lt", "le", "gt", "ge"), _number),
-}
-
-
-def parse_date(text: str, path: str = "value") -> int:
-    """A UTC date `YYYY-MM-DD` as epoch milliseconds of its 00:00."""
-    try:
-        day = datetime.date.fromisoformat(text)
-    except ValueError:
-        raise InvalidBatch(f"{text!r} is not a date (YYYY-MM-DD, UTC)", path) from None
-    start = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
-    return int(start.timestamp() * 1000)
 
 
 def _refuse_cycles(node: Node, audience_id: int, catalog: Catalog) -> None:
