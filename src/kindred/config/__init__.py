@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from kindred.domain.credentials import is_secret_hash
+from kindred.config.checks import validate
 from kindred.domain.errors import ConfigError
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.retry import RetryPolicy
@@ -51,7 +51,6 @@ SourceTypeName = Literal[
     "csv_import",
     "warehouse_sync",
 ]
-PLATFORM_TYPES = frozenset({"web", "ios", "android", "server"})
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -246,7 +245,7 @@ def load_settings(
         updates["store"] = msgspec.structs.replace(settings.store, url=environ["KINDRED_STORE_URL"])
     settings = msgspec.structs.replace(settings, **updates)
     settings = _resolve_secrets(settings, environ)
-    _validate(settings)
+    validate(settings)
     return settings
 
 
@@ -305,107 +304,3 @@ def _secret(
     if env_name not in environ:
         raise ConfigError(f"{key}: environment variable {env_name} is not set")
     return environ[env_name]
-
-
-def _validate(settings: Settings) -> None:
-    if not settings.accounts:
-        raise ConfigError("accounts: at least one account is required")
-    _unique([a.id for a in settings.accounts], "accounts[].id")
-    workspaces = [w for a in settings.accounts for w in a.workspaces]
-    _unique([w.id for w in workspaces], "accounts[].workspaces[].id")
-    inputs = [i for w in workspaces for i in w.inputs]
-    _unique([i.name for i in inputs], "inputs[].name")
-    _unique([i.api_key for i in inputs], "inputs[].api_key")
-    for a, account in enumerate(settings.accounts):
-        for w, workspace in enumerate(account.workspaces):
-            for i, inp in enumerate(workspace.inputs):
-                _validate_input(inp, f"accounts[{a}].workspaces[{w}].inputs[{i}]")
-    known = {w.id for w in workspaces}
-    _unique([c.client_id for c in settings.credentials], "credentials[].client_id")
-    for n, cred in enumerate(settings.credentials):
-        _validate_credential(cred, known, f"credentials[{n}]")
-    _validate_oauth(settings.oauth)
-    _validate_ui(settings.ui)
-    if settings.audiences.backfill_interval_s < 0:
-        raise ConfigError("audiences.backfill_interval_s: must be >= 0")
-    if settings.audiences.schedule_interval_s < 0 or settings.audiences.schedule_chunk < 1:
-        raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
-    if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
-        raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
-    _validate_forwarding(settings.forwarding)
-    if settings.server.workers < 1:
-        raise ConfigError("server.workers: must be at least 1")
-    if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
-        raise ConfigError("store.url: must start with sqlite:// or postgresql://")
-
-
-def _validate_forwarding(forwarding: ForwardingSettings) -> None:
-    if forwarding.idle_s <= 0 or forwarding.lease_s <= 0:
-        raise ConfigError("forwarding: idle_s and lease_s must be positive")
-    retry = forwarding.retry
-    if retry.base_s <= 0 or retry.max_delay_s < retry.base_s:
-        raise ConfigError("forwarding.retry: base_s must be positive and at most max_delay_s")
-    if retry.max_attempts < 1 or retry.max_failing_s <= 0:
-        raise ConfigError("forwarding.retry: max_attempts and max_failing_s must be positive")
-
-
-def _validate_input(inp: InputSettings, path: str) -> None:
-    if inp.source_type in PLATFORM_TYPES and inp.protection != "create_update":
-        raise ConfigError(f"{path}.protection: platform inputs are always create_update")
-    if inp.source_type != "web" and not inp.api_secret:
-        raise ConfigError(f"{path}.api_secret: {inp.source_type} inputs need a secret")
-    if inp.rate_limit_per_s <= 0 or inp.rate_limit_burst < 1:
-        raise ConfigError(f"{path}.rate_limit_per_s: must be positive")
-    if not inp.api_key.strip():
-        raise ConfigError(f"{path}.api_key: must not be empty")
-
-
-def _validate_credential(cred: CredentialSettings, known: set[int], path: str) -> None:
-    if not cred.client_id.strip():
-        raise ConfigError(f"{path}.client_id: must not be empty")
-    if not cred.workspaces:
-        raise ConfigError(f"{path}.workspaces: name at least one workspace")
-    for ws in cred.workspaces:
-        if ws not in known:
-            raise ConfigError(f"{path}.workspaces: no workspace with id {ws}")
-    given = [k for k in ("client_secret", "client_secret_hash") if getattr(cred, k)]
-    if len(given) != 1:
-        raise ConfigError(
-            f"{path}: give exactly one of client_secret, client_secret_env, client_secret_hash"
-        )
-    if cred.client_secret_hash is not None and not is_secret_hash(cred.client_secret_hash):
-        raise ConfigError(
-            f"{path}.client_secret_hash: not a hash from `kindred credentials hash-secret`"
-        )
-    if cred.rate_limit_per_s <= 0 or cred.rate_limit_burst < 1:
-        raise ConfigError(f"{path}.rate_limit_per_s: must be positive")
-
-
-def _validate_oauth(oauth: OAuthSettings) -> None:
-    if not oauth.audiences:
-        raise ConfigError("oauth.audiences: name at least one audience")
-    if oauth.token_ttl_s < 60:
-        raise ConfigError("oauth.token_ttl_s: must be at least 60")
-
-
-def _validate_ui(ui: UiSettings) -> None:
-    _unique([u.name for u in ui.users], "ui.users[].name")
-    for n, user in enumerate(ui.users):
-        if not user.name.strip():
-            raise ConfigError(f"ui.users[{n}].name: must not be empty")
-        if not is_secret_hash(user.password_hash):
-            raise ConfigError(
-                f"ui.users[{n}].password_hash: not a hash from `kindred ui hash-password`"
-            )
-    if ui.session_ttl_s < 60:
-        raise ConfigError("ui.session_ttl_s: must be at least 60")
-    if ui.live_poll_interval_s <= 0:
-        raise ConfigError("ui.live_poll_interval_s: must be positive")
-
-
-def _unique(values: list[object], key: str) -> None:
-    seen: set[object] = set()
-    for value in values:
-        if value in seen:
-            raise ConfigError(f"{key}: {value!r} is used twice")
-        seen.add(value)
