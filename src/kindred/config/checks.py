@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kindred.domain.credentials import is_secret_hash
-from kindred.domain.errors import ConfigError
+from kindred.domain.errors import ConfigError, refuse_duplicates
 
 if TYPE_CHECKING:
     from kindred.config import (
@@ -28,18 +28,18 @@ def validate(settings: Settings) -> None:
     the key."""
     if not settings.accounts:
         raise ConfigError("accounts: at least one account is required")
-    _unique([a.id for a in settings.accounts], "accounts[].id")
+    refuse_duplicates([a.id for a in settings.accounts], "accounts[].id")
     workspaces = [w for a in settings.accounts for w in a.workspaces]
-    _unique([w.id for w in workspaces], "accounts[].workspaces[].id")
+    refuse_duplicates([w.id for w in workspaces], "accounts[].workspaces[].id")
     inputs = [i for w in workspaces for i in w.inputs]
-    _unique([i.name for i in inputs], "inputs[].name")
-    _unique([i.api_key for i in inputs], "inputs[].api_key")
+    refuse_duplicates([i.name for i in inputs], "inputs[].name")
+    refuse_duplicates([i.api_key for i in inputs], "inputs[].api_key")
     for a, account in enumerate(settings.accounts):
         for w, workspace in enumerate(account.workspaces):
             for i, inp in enumerate(workspace.inputs):
                 _validate_input(inp, f"accounts[{a}].workspaces[{w}].inputs[{i}]")
     known = {w.id for w in workspaces}
-    _unique([c.client_id for c in settings.credentials], "credentials[].client_id")
+    refuse_duplicates([c.client_id for c in settings.credentials], "credentials[].client_id")
     for n, cred in enumerate(settings.credentials):
         _validate_credential(cred, known, f"credentials[{n}]")
     _validate_oauth(settings.oauth)
@@ -107,7 +107,7 @@ def _validate_oauth(oauth: OAuthSettings) -> None:
 
 
 def _validate_ui(ui: UiSettings) -> None:
-    _unique([u.name for u in ui.users], "ui.users[].name")
+    refuse_duplicates([u.name for u in ui.users], "ui.users[].name")
     for n, user in enumerate(ui.users):
         if not user.name.strip():
             raise ConfigError(f"ui.users[{n}].name: must not be empty")
@@ -119,11 +119,3 @@ def _validate_ui(ui: UiSettings) -> None:
         raise ConfigError("ui.session_ttl_s: must be at least 60")
     if ui.live_poll_interval_s <= 0:
         raise ConfigError("ui.live_poll_interval_s: must be positive")
-
-
-def _unique(values: list[object], key: str) -> None:
-    seen: set[object] = set()
-    for value in values:
-        if value in seen:
-            raise ConfigError(f"{key}: {value!r} is used twice")
-        seen.add(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+
 __all__ = [
     "AuthMissing",
     "AuthRejected",
@@ -12,6 +14,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "StoreUnavailable",
+    "refuse_duplicates",
 ]
 
 
@@ -61,6 +64,15 @@ class ConfigError(KindredError):
     """Invalid configuration; the message names the key and the problem."""
 
     code = "CONFIG_ERROR"
+
+
+def refuse_duplicates(values: Iterable[Hashable], key: str) -> None:
+    """ConfigError naming the key and the first value given twice, if one is."""
+    seen: set[Hashable] = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{key}: {value!r} is used twice")
+        seen.add(value)
 
 
 class StoreUnavailable(KindredError):

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from kindred.audiences.definition import AudienceDef, MembershipChange
-from kindred.domain.errors import ConfigError, NotFound
+from kindred.domain.errors import ConfigError, NotFound, refuse_duplicates
 from kindred.domain.forwarding import (
     AudienceConnection,
     EventConnection,
@@ -127,12 +127,14 @@ class Catalog:
     def check(self, defs: Definitions) -> Definitions:
         """Every name unique, every reference resolved; identity types made canonical."""
         outputs = [check_output(o) for o in defs.outputs]
-        _unique([o.name for o in outputs], "outputs[].name")
+        refuse_duplicates([o.name for o in outputs], "outputs[].name")
         names = {o.name for o in outputs}
         inputs = set(self._tenancy.inputs_by_name)
         events = [check_event_connection(c, inputs, names) for c in defs.event_connections]
         audiences = [check_audience_connection(c, names) for c in defs.audience_connections]
-        _unique([c.name for c in events] + [c.name for c in audiences], "connections[].name")
+        refuse_duplicates(
+            [c.name for c in events] + [c.name for c in audiences], "connections[].name"
+        )
         return Definitions(
             outputs=outputs, event_connections=events, audience_connections=audiences
         )
@@ -163,14 +165,6 @@ def _items(defs: Definitions, kind: str) -> list[Any]:
 
 def _replace(stored: dict[str, list[Any]], kind: str, item: Any) -> None:
     stored[kind] = [x for x in stored[kind] if x.name != item.name] + [item]
-
-
-def _unique(values: list[str], key: str) -> None:
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise ConfigError(f"{key}: {value!r} is used twice")
-        seen.add(value)
 
 
 class _EventsOnly(msgspec.Struct):
