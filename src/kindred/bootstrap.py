@@ -157,7 +157,7 @@ def build(
         writer=writer,
         credentials=registry,
         tokens=tokens,
-        profile_api=ProfileApiService(store, tenancy, clock),
+        profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(

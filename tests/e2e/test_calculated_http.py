@@ -289,6 +289,12 @@ def test_the_cli_manages_definitions_and_computes_the_history(server: Server) ->
     server.cli("attributes", "delete", def_id)
     listed = json.loads(server.cli("attributes", "list").stdout)
     assert "longest" not in [d["name"] for d in listed]
+    # Gone from reads at once (within the server's reload of definitions), before the
+    # profile's next batch drops the state.
+    eventually(
+        lambda: "longest" not in user_attributes(server, mpid_of(server, "ca-5")),
+        "a deleted definition's value is still read",
+    )
 
 
 @pytest.fixture

@@ -69,6 +69,7 @@ class ActiveSet:
     def __init__(self, definitions: Sequence[Compiled]) -> None:
         self.definitions = list(definitions)
         self.names = frozenset(d.name for d in definitions)
+        self.digests = {d.name: d.digest for d in definitions}
         filters: dict[EventCriterion, _Filter] = {}
         for definition in definitions:
             shared = filters.get(definition.event)
@@ -150,6 +151,8 @@ class CalculatedRegistry:
         self._clock = clock
         self._refresh_ms = refresh_ms
         self._by_workspace: dict[int, ActiveSet] = {}
+        # (workspace, name) of definitions saved but not active: drafts and deleted ones.
+        self._retired: frozenset[tuple[int, str]] = frozenset()
         self._loaded_ms: int | None = None
         self._lock = threading.Lock()
 
@@ -166,10 +169,15 @@ class CalculatedRegistry:
 
     def _load(self, now: int) -> None:
         found: dict[int, list[Compiled]] = {}
+        retired: set[tuple[int, str]] = set()
         for definition in self._store.list_calculated():
             if definition.status == "active" and definition.active is not None:
                 found.setdefault(definition.workspace_id, []).append(compiled_of(definition))
+            else:
+                retired.add((definition.workspace_id, definition.name))
         self._by_workspace = {w: ActiveSet(found[w]) for w in found}
+        active = {(w, d.name) for w, defs in found.items() for d in defs}
+        self._retired = frozenset(retired - active)  # a name deleted, then defined again
         self._loaded_ms = now
 
     def refresh(
@@ -202,6 +210,26 @@ class CalculatedRegistry:
     def recompute(profile: Profile, now_ms: int) -> Profile:
         """Every calculated value as of `now_ms` (time alone may have changed them)."""
         return refreshed(profile, now_ms)
+
+    def current(self, profile: Profile, now_ms: int) -> Profile:
+        """The profile as a read sees it at `now_ms`: the values of active definitions as
+        time has left them; those of deleted ones gone already (the profile's next batch
+        drops their states)."""
+        active = self.active()
+        workspaces = dict(profile.workspaces)
+        for workspace_id, workspace in profile.workspaces.items():
+            held = active.get(workspace_id)
+            digests = {} if held is None else held.digests
+            # A state of a definition not loaded yet (activated elsewhere a moment ago) stays.
+            kept = {
+                name: state
+                for name, state in workspace.calculated.items()
+                if digests.get(name, state.digest) == state.digest
+                and (workspace_id, name) not in self._retired
+            }
+            if len(kept) != len(workspace.calculated):
+                workspaces[workspace_id] = with_values(replace(workspace, calculated=kept), now_ms)
+        return refreshed(replace(profile, workspaces=workspaces), now_ms)
 
 
 def _attribute_changes(

@@ -7,7 +7,7 @@ in the workspace's identity scope and be within its account's lifetime (404).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from kindred.domain.calculated_entries import refreshed
 from kindred.domain.credentials import ApiCredential
@@ -45,10 +45,19 @@ _APPLE = ("ios", "tvos", "watchos", "macos")
 
 
 class ProfileApiService:
-    def __init__(self, store: ProfileReader, tenancy: Tenancy, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: ProfileReader,
+        tenancy: Tenancy,
+        clock: Clock,
+        current: Callable[[Profile, int], Profile] = refreshed,
+    ) -> None:
+        """`current`: the profile as a read sees it at an instant (its calculated values
+        as time has left them, those of deleted definitions gone)."""
         self._store = store
         self._tenancy = tenancy
         self._clock = clock
+        self._current = current
 
     def by_mpid(
         self,
@@ -64,7 +73,7 @@ class ProfileApiService:
             raise NotFound(f"no profile with MPID {mpid}")
         if is_expired(profile, workspace.account, now):
             raise NotFound(f"profile {mpid} has expired")
-        return project_profile(refreshed(profile, now), workspace.workspace_id, fields)
+        return project_profile(self._current(profile, now), workspace.workspace_id, fields)
 
     def resolve(
         self,
@@ -93,7 +102,7 @@ class ProfileApiService:
         if not live:
             raise NotFound(f"no profile with {immutable} {request.identity.value!r}")
         best = max(live, key=lambda p: (p.last_stored_ms, p.mpid))
-        return project_profile(refreshed(best, now), workspace.workspace_id, fields)
+        return project_profile(self._current(best, now), workspace.workspace_id, fields)
 
     def _profiles(self, mpids: Iterable[int]) -> list[Profile]:
         return [p for p in (self._store.get_profile(m) for m in mpids) if p is not None]
