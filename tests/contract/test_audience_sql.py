@@ -41,7 +41,7 @@ NESTED = 7  # an audience the criteria may name; profiles may hold it
 KEYS = ["tier", "score", 'say "hi"', "a.b", "back\\slash", "tab\tkey"]
 TEXTS = [
     "gold", "Gold", "GOLD ", "silver", "émile", "Émile", "", "a*b", "a%b", "a_b", "x\\y",
-    "ΟΔΟΣ", "οδος", "İstanbul", "istanbul", "i̇stanbul",
+    "ΟΔΟΣ", "οδος", "İstanbul", "istanbul", "i̇stanbul", "\u212aing", "KinG", "Gold\u212a",
     '"q"', "true", "False", "1", "2.5", "-3", "1e3", ".5", "5.", "12abc", "2026-11-20",
     "2026-11-19T23:59:59.999Z", "2026-11-20 10:00", "2026-11-20T10:00:00+01:00",
     "2026-02-30", "2026-11-20T24:00",
@@ -62,6 +62,9 @@ WANTED = [
     "οδος",
     "istanbul",
     "i̇stanbul",
+    "king",
+    "ing",
+    "goldk",
 ]
 PATTERNS = ["g*", "?old", "*é*", "a%b", "a_b", "*", "?", "*.*", "x\\y", "GOLD ?", "*ος", "İ*"]
 DATES = ["2026-11-19", "2026-11-20", "2026-11-21"]

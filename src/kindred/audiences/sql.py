@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from kindred.audiences.ast import Condition, Node
-from kindred.audiences.evaluate import DAY_MS, EARTH_RADIUS_KM, text
+from kindred.audiences.evaluate import DAY_MS, EARTH_RADIUS_KM, matches, text
 from kindred.audiences.parse import parse_date
 from kindred.audiences.sqltree import Source, TreeSql, encode_test
 
@@ -61,9 +61,29 @@ class _Sqlite(TreeSql):
         return self.at(path[cut + 1 :], child) if cut + 1 < len(path) else child
 
     def attribute(self, ws: str, key: str, test: Condition) -> Source:
-        """The whole entry to one function call: one read of the document, not four."""
-        entry = self.at(("workspaces", ws, "attributes", key))
-        return ("tested", f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {entry})")
+        """The whole entry to one function call: one read of the document, not four; a
+        plain ASCII text tested in SQL where SQL answers as the evaluator does."""
+        path = ("workspaces", ws, "attributes", key)
+        python = f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {self.at(path)})"
+        op = _NATIVE_TEXT.get(test.op)
+        if op is None or not text(test.value).isascii() or any(map(_unspellable, path)):
+            return ("tested", python)
+        entry, value, deleted = (self.bind(_path(path + tail)) for tail in _ENTRY_PARTS)
+        stored = f"(doc ->> {value})"
+        # SQLite's lower() folds ASCII letters only, as str.lower() does on ASCII text.
+        # Anything else (a number, a list, a tombstone, other letters) is left to the
+        # evaluator.
+        plain = (
+            f"json_type(doc, {value}) = 'text' AND json_type(doc, {deleted}) IS NULL"
+            f" AND length(CAST({stored} AS BLOB)) = length({stored})"
+        )
+        tested = op.format(value=f"lower({stored})", needle=self.bind(text(test.value)))
+        absent = self.true if matches(test, None, self.now_ms) else self.false
+        return (
+            "tested",
+            f"(CASE WHEN json_type(doc, {entry}) IS NULL THEN {absent}"
+            f" WHEN {plain} THEN {tested} ELSE {python} END)",
+        )
 
     def each(self, container: str) -> str:
         return f"json_each({container}) AS d"
@@ -94,6 +114,16 @@ class _Sqlite(TreeSql):
 
     def test(self, test: Condition, value: str) -> str:
         return f"kindred_test({self.bind(encode_test(test, self.now_ms))}, {value})"
+
+
+_ENTRY_PARTS: tuple[tuple[str, ...], ...] = ((), ("value",), ("deleted",))
+# Text tests SQL answers exactly on a lower-cased ASCII text, with an ASCII needle.
+_NATIVE_TEXT = {
+    "equals": "({value} = {needle})",
+    "not_equals": "({value} <> {needle})",
+    "contains": "(instr({value}, {needle}) > 0)",
+    "not_contains": "(instr({value}, {needle}) = 0)",
+}
 
 
 def _unspellable(key: str) -> bool:
