@@ -34,8 +34,9 @@ PROFILE_COLUMNS = (
     " 'name', am.name, 'since_ms', am.since_ms, 'expires_ms', am.expires_ms))"
     " FROM audience_members AS am WHERE am.mpid = profiles.mpid)"
 )
-# Not a merged profile's stub. The text test first spares a JSON parse of most documents.
-NOT_MERGED = "(instr(doc, '\"merged_into\":') = 0 OR doc ->> '$.merged_into' IS NULL)"
+# Not a merged profile's stub; tested after the criteria, which have most often parsed the
+# document already (SQLite keeps the parse of a document for the rest of the statement).
+NOT_MERGED = "doc ->> '$.merged_into' IS NULL"
 # `+scope`: walk the primary key in order; CROSS JOIN: members first, as written.
 _DIALECT = SelectionDialect(
     named=lambda name: f":{name}", scope="+profiles.scope = :scope", join="CROSS JOIN"
@@ -163,7 +164,7 @@ class SqliteSetOps:
             "name": held.name,
             "since": held.since_ms,
         }
-        leave, enter = selection_sql(_DIALECT, f"{NOT_MERGED} AND ({criteria.text})", prefilter)
+        leave, enter = selection_sql(_DIALECT, f"({criteria.text}) AND {NOT_MERGED}", prefilter)
         left = self.conn.execute(leave, params).fetchall()
         entered = self.conn.execute(enter, params).fetchall()
         return read, last, sorted(m for (m,) in entered), sorted(m for (m,) in left)
