@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import msgspec
+
 from kindred.audiences.definition import Selection
 from kindred.audiences.prefilter import Has, Held, needles
 from kindred.audiences.sql import to_sql
@@ -17,6 +19,7 @@ from kindred.storage.codec import (
     stored_document,
     stored_profile,
 )
+from kindred.storage.membership_log import LogRuns
 from kindred.storage.writebehind import (
     PendingWrites,
     ScopedKey,
@@ -40,6 +43,12 @@ NOT_MERGED = "doc ->> '$.merged_into' IS NULL"
 # `+scope`: walk the primary key in order; CROSS JOIN: members first, as written.
 _DIALECT = SelectionDialect(
     named=lambda name: f":{name}", scope="+profiles.scope = :scope", join="CROSS JOIN"
+)
+# A run of membership log rows in one statement, its MPIDs as a JSON array.
+_LOG_RUNS = LogRuns(
+    statement="INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
+    " SELECT ?, value, ?, ?, ? FROM json_each(?) ORDER BY key",
+    mpids=lambda mpids: msgspec.json.encode(mpids).decode(),
 )
 _CHUNK = 400  # rows per statement: well inside SQLite's limit on bound variables
 
@@ -193,7 +202,7 @@ class SqliteSetOps:
             if deleted != len(writes.deletes):
                 raise ConcurrentUpdate("a profile changed since this transaction read it")
         self._save_profiles(writes)
-        for statement, rows in row_writes(writes, "?"):
+        for statement, rows in row_writes(writes, "?", _LOG_RUNS):
             conn.executemany(statement, rows)
 
     def _save_profiles(self, writes: PendingWrites) -> None:
