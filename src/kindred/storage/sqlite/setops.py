@@ -259,7 +259,9 @@ def needle_sql(needles: Needles) -> tuple[str, list[object]]:
     if isinstance(needles, Has):
         text, folded = needles
         if not folded:
-            return "instr(doc, ?) > 0", [text]
+            # GLOB and LIKE find their first letter with strcspn(); instr() compares at
+            # every byte, which took twice as long on whole documents.
+            return "doc GLOB ?", [f"*{_glob_literal(text)}*"]
         # LIKE folds ASCII letters only. Python's lower() makes ASCII of one other letter,
         # the Kelvin sign (K -> k), so a text with a k also lets that through.
         kelvin = " OR instr(doc, '\u212a') > 0" if "k" in text.lower() else ""
@@ -268,3 +270,8 @@ def needle_sql(needles: Needles) -> tuple[str, list[object]]:
     rendered = [needle_sql(part) for part in parts]
     sql = f" {joiner.upper()} ".join(f"({part})" for part, _ in rendered)
     return sql, [param for _, params in rendered for param in params]
+
+
+def _glob_literal(text: str) -> str:
+    """The text as a GLOB pattern that matches it alone (`*`, `?` and `[` in brackets)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
