@@ -16,6 +16,7 @@ digits), string operators on such numbers may answer differently there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -61,29 +62,40 @@ class _Sqlite(TreeSql):
         return self.at(path[cut + 1 :], child) if cut + 1 < len(path) else child
 
     def attribute(self, ws: str, key: str, test: Condition) -> Source:
-        """The whole entry to one function call: one read of the document, not four; a
-        plain ASCII text tested in SQL where SQL answers as the evaluator does."""
+        """The whole entry to one function call: one read of the document, not four;
+        tested in SQL instead where SQL answers as the evaluator does (see _plain)."""
         path = ("workspaces", ws, "attributes", key)
         python = f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {self.at(path)})"
-        op = _NATIVE_TEXT.get(test.op)
-        if op is None or not text(test.value).isascii() or any(map(_unspellable, path)):
+        plain = None if any(map(_unspellable, path)) else self._plain(test)
+        if plain is None:
             return ("tested", python)
+        kind, tested = plain
         entry, value, deleted = (self.bind(_path(path + tail)) for tail in _ENTRY_PARTS)
         stored = f"(doc ->> {value})"
-        # SQLite's lower() folds ASCII letters only, as str.lower() does on ASCII text.
-        # Anything else (a number, a list, a tombstone, other letters) is left to the
-        # evaluator.
-        plain = (
-            f"json_type(doc, {value}) = 'text' AND json_type(doc, {deleted}) IS NULL"
-            f" AND length(CAST({stored} AS BLOB)) = length({stored})"
-        )
-        tested = op.format(value=f"lower({stored})", needle=self.bind(text(test.value)))
+        guard = f"json_type(doc, {value}) = '{kind}' AND json_type(doc, {deleted}) IS NULL AND "
+        guard += _PLAIN[kind].format(stored=stored)
         absent = self.true if matches(test, None, self.now_ms) else self.false
         return (
             "tested",
             f"(CASE WHEN json_type(doc, {entry}) IS NULL THEN {absent}"
-            f" WHEN {plain} THEN {tested} ELSE {python} END)",
+            f" WHEN {guard} THEN {tested.format(stored=stored)} ELSE {python} END)",
         )
+
+    def _plain(self, test: Condition) -> tuple[str, str] | None:
+        """The test in SQL on a stored value of one JSON type, for the values _PLAIN lets
+        through (any other value, a tombstone included, is left to the evaluator): a text
+        of ASCII characters, which SQLite's lower() folds as str.lower() does, or an
+        integer a float holds exactly, which SQLite compares with a float as Python does."""
+        op, wanted = test.op, test.value
+        if op in _TEXT_TESTS and text(wanted).isascii():
+            needle = self.bind(text(wanted))
+            return "text", _TEXT_TESTS[op].format(value="lower({stored})", needle=needle)
+        if op in _COMPARISONS and _finite(wanted):
+            return "integer", f"({{stored}} {_COMPARISONS[op]} {self.bind(float(wanted))})"  # type: ignore[arg-type]
+        if op == "between" and isinstance(wanted, tuple) and all(map(_finite, wanted)):
+            low, high = (self.bind(float(w)) for w in wanted)
+            return "integer", f"({{stored}} BETWEEN {low} AND {high})"
+        return None
 
     def each(self, container: str) -> str:
         return f"json_each({container}) AS d"
@@ -118,12 +130,24 @@ class _Sqlite(TreeSql):
 
 _ENTRY_PARTS: tuple[tuple[str, ...], ...] = ((), ("value",), ("deleted",))
 # Text tests SQL answers exactly on a lower-cased ASCII text, with an ASCII needle.
-_NATIVE_TEXT = {
+_TEXT_TESTS = {
     "equals": "({value} = {needle})",
     "not_equals": "({value} <> {needle})",
     "contains": "(instr({value}, {needle}) > 0)",
     "not_contains": "(instr({value}, {needle}) = 0)",
 }
+# The stored values of each JSON type that SQL tests: ASCII text; integers of at most 53
+# bits (float() keeps them exact; larger ones SQLite may read as REAL).
+_PLAIN = {
+    "text": "length(CAST({stored} AS BLOB)) = length({stored})",
+    "integer": f"{{stored}} BETWEEN -{2**53} AND {2**53}",
+}
+
+
+def _finite(number: object) -> bool:
+    return (
+        isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number)
+    )
 
 
 def _unspellable(key: str) -> bool:
