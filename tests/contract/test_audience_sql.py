@@ -41,7 +41,7 @@ NESTED = 7  # an audience the criteria may name; profiles may hold it
 KEYS = ["tier", "score", 'say "hi"', "a.b", "back\\slash", "tab\tkey"]
 TEXTS = [
     "gold", "Gold", "GOLD ", "silver", "émile", "Émile", "", "a*b", "a%b", "a_b", "x\\y",
-    "ΟΔΟΣ", "οδος", "İstanbul", "istanbul", "i̇stanbul",
+    "ΟΔΟΣ", "οδος", "İstanbul", "istanbul", "i̇stanbul", "\u212aing", "KinG", "Gold\u212a",
     '"q"', "true", "False", "1", "2.5", "-3", "1e3", ".5", "5.", "12abc", "2026-11-20",
     "2026-11-19T23:59:59.999Z", "2026-11-20 10:00", "2026-11-20T10:00:00+01:00",
     "2026-02-30", "2026-11-20T24:00",
@@ -62,6 +62,9 @@ WANTED = [
     "οδος",
     "istanbul",
     "i̇stanbul",
+    "king",
+    "ing",
+    "goldk",
 ]
 PATTERNS = ["g*", "?old", "*é*", "a%b", "a_b", "*", "?", "*.*", "x\\y", "GOLD ?", "*ος", "İ*"]
 DATES = ["2026-11-19", "2026-11-20", "2026-11-21"]
@@ -303,7 +306,7 @@ def every_value_test() -> list[dict[str, Any]]:
     found += [{"op": "partial_match", "value": w} for w in WANTED]
     found += [{"op": "pattern", "value": p} for p in PATTERNS]
     for op in ("eq", "ne", "lt", "le", "gt", "ge"):
-        found += [{"op": op, "value": n} for n in NUMBERS]
+        found += [{"op": op, "value": n} for n in [*NUMBERS, 2**53, 2**63, -(2**63)]]
     found += [{"op": "between", "value": [low / 2, low / 2 + 1.5]} for low in range(-4, 5)]
     for op in ("before", "after", "on"):
         found += [{"op": op, "value": d} for d in DATES]
@@ -323,6 +326,8 @@ def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
     stored_values: list[object] = [*TEXTS, *NUMBERS, True, False]
     stored_values += [["Gold", 2.5], [], ["a_b", "true"], [NOW - DAY_MS]]
     stored_values += [parse_date("2026-11-20"), parse_date("2026-11-21") - 1]
+    # Integers at and past the last a float holds exactly, and the ends of int64.
+    stored_values += [2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63)]
     stored_values += ["2026-11-20T00:00:00Z", "2026-11-20T23:59:59.999", "2026-11-20T01:00+02:00"]
     scope = "every-value"
     with store.unit_of_work() as uow:

@@ -56,6 +56,26 @@ def test_the_membership_log_answers_by_audience_profile_and_time(store: Store) -
     assert store.membership_log(audience_id=1, mpid=10, until_ms=1_000, limit=1)[0].at_ms == 100
 
 
+def test_the_log_keeps_long_runs_of_changes_in_order(store: Store) -> None:
+    """Runs of changes that differ only by profile (a backfill page) among single ones:
+    every row, in the order appended, MPIDs at the ends of their range included."""
+    run = [-(2**63), *range(40, 0, -1), 2**63 - 1]
+    changes = [
+        MembershipChange(audience_id=4, mpid=7, entered=False, at_ms=90, reason="attr:tier"),
+        *(MembershipChange(audience_id=3, mpid=m, entered=True, at_ms=100, reason="backfill")
+          for m in run),
+        MembershipChange(audience_id=3, mpid=5, entered=False, at_ms=100, reason="backfill"),
+        *(MembershipChange(audience_id=3, mpid=m, entered=False, at_ms=100, reason="backfill")
+          for m in range(100, 120)),
+        MembershipChange(audience_id=3, mpid=5, entered=True, at_ms=100, reason="x"),
+    ]  # fmt: skip
+    with store.unit_of_work() as uow:
+        uow.append_memberships(changes)
+    log = store.membership_log(audience_id=None, mpid=None, until_ms=1_000, limit=1_000)
+    assert [msgspec.structs.replace(c, id=None) for c in log] == changes
+    assert len({c.id for c in log}) == len(changes)
+
+
 def test_a_rolled_back_transaction_logs_nothing(store: Store) -> None:
     change = MembershipChange(audience_id=1, mpid=1, entered=True, at_ms=1, reason="x")
 

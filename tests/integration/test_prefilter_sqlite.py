@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from kindred.audiences.evaluate import Subject, evaluate
 from kindred.audiences.parse import Catalog, parse_criteria
-from kindred.audiences.prefilter import Held, needles
+from kindred.audiences.prefilter import Has, Held, needles
 from kindred.domain.profile import AttributeEntry, Membership, Profile, WorkspaceProfile
 from kindred.storage.codec import encode_profile
 from kindred.storage.sqlite import SqliteStore
@@ -72,3 +72,13 @@ def test_a_value_equal_only_through_the_kelvin_sign_is_let_through() -> None:
     wanted = needles(node)
     assert wanted is not None
     assert passes(encode_profile(profile), needle_sql(wanted))
+
+
+def test_a_text_is_looked_for_as_written() -> None:
+    """Case counts unless folded; wildcard characters of the SQL patterns are letters."""
+    for text in ('"tier"', "a*b?[c]", "x%y_z"):
+        assert passes(f'{{"k": "..{text}.."}}'.encode(), needle_sql(Has(text)))
+        assert not passes(f'{{"k": "..{text.upper()}.."}}'.encode(), needle_sql(Has(text)))
+        assert passes(f'{{"k": "..{text.upper()}.."}}'.encode(), needle_sql(Has(text, True)))
+    assert not passes(b'{"k": "a-b?[c]"}', needle_sql(Has("a*b?[c]")))
+    assert not passes(b'{"k": "xay_z"}', needle_sql(Has("x%y_z")))

@@ -85,11 +85,12 @@ def _attribute(node: AttributeCriterion) -> Needles | None:
     key = _key(node.key)
     if key is None or node.test.op not in ("equals", "includes"):
         return key
-    # A value equal to the wanted one (as text, case aside) is written as that text.
+    # A value equal to the wanted one (as text, case aside) is written as that text. It is
+    # looked for first: most documents that hold the key do not hold the value.
     value = text(node.test.value)
     if not _PLAIN.fullmatch(value):
         return key
-    both: list[Needles] = [key, Has(value, True)]
+    both: list[Needles] = [Has(value, True), key]
     return ("and", both)
 
 

@@ -16,11 +16,12 @@ digits), string operators on such numbers may answer differently there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from kindred.audiences.ast import Condition, Node
-from kindred.audiences.evaluate import DAY_MS, EARTH_RADIUS_KM, text
+from kindred.audiences.evaluate import DAY_MS, EARTH_RADIUS_KM, matches, text
 from kindred.audiences.parse import parse_date
 from kindred.audiences.sqltree import Source, TreeSql, encode_test
 
@@ -61,9 +62,40 @@ class _Sqlite(TreeSql):
         return self.at(path[cut + 1 :], child) if cut + 1 < len(path) else child
 
     def attribute(self, ws: str, key: str, test: Condition) -> Source:
-        """The whole entry to one function call: one read of the document, not four."""
-        entry = self.at(("workspaces", ws, "attributes", key))
-        return ("tested", f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {entry})")
+        """The whole entry to one function call: one read of the document, not four;
+        tested in SQL instead where SQL answers as the evaluator does (see _plain)."""
+        path = ("workspaces", ws, "attributes", key)
+        python = f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {self.at(path)})"
+        plain = None if any(map(_unspellable, path)) else self._plain(test)
+        if plain is None:
+            return ("tested", python)
+        kind, tested = plain
+        entry, value, deleted = (self.bind(_path(path + tail)) for tail in _ENTRY_PARTS)
+        stored = f"(doc ->> {value})"
+        guard = f"json_type(doc, {value}) = '{kind}' AND json_type(doc, {deleted}) IS NULL AND "
+        guard += _PLAIN[kind].format(stored=stored)
+        absent = self.true if matches(test, None, self.now_ms) else self.false
+        return (
+            "tested",
+            f"(CASE WHEN json_type(doc, {entry}) IS NULL THEN {absent}"
+            f" WHEN {guard} THEN {tested.format(stored=stored)} ELSE {python} END)",
+        )
+
+    def _plain(self, test: Condition) -> tuple[str, str] | None:
+        """The test in SQL on a stored value of one JSON type, for the values _PLAIN lets
+        through (any other value, a tombstone included, is left to the evaluator): a text
+        of ASCII characters, which SQLite's lower() folds as str.lower() does, or an
+        integer a float holds exactly, which SQLite compares with a float as Python does."""
+        op, wanted = test.op, test.value
+        if op in _TEXT_TESTS and text(wanted).isascii():
+            needle = self.bind(text(wanted))
+            return "text", _TEXT_TESTS[op].format(value="lower({stored})", needle=needle)
+        if op in _COMPARISONS and _finite(wanted):
+            return "integer", f"({{stored}} {_COMPARISONS[op]} {self.bind(float(wanted))})"  # type: ignore[arg-type]
+        if op == "between" and isinstance(wanted, tuple) and all(map(_finite, wanted)):
+            low, high = (self.bind(float(w)) for w in wanted)
+            return "integer", f"({{stored}} BETWEEN {low} AND {high})"
+        return None
 
     def each(self, container: str) -> str:
         return f"json_each({container}) AS d"
@@ -94,6 +126,28 @@ class _Sqlite(TreeSql):
 
     def test(self, test: Condition, value: str) -> str:
         return f"kindred_test({self.bind(encode_test(test, self.now_ms))}, {value})"
+
+
+_ENTRY_PARTS: tuple[tuple[str, ...], ...] = ((), ("value",), ("deleted",))
+# Text tests SQL answers exactly on a lower-cased ASCII text, with an ASCII needle.
+_TEXT_TESTS = {
+    "equals": "({value} = {needle})",
+    "not_equals": "({value} <> {needle})",
+    "contains": "(instr({value}, {needle}) > 0)",
+    "not_contains": "(instr({value}, {needle}) = 0)",
+}
+# The stored values of each JSON type that SQL tests: ASCII text; integers of at most 53
+# bits (float() keeps them exact; larger ones SQLite may read as REAL).
+_PLAIN = {
+    "text": "length(CAST({stored} AS BLOB)) = length({stored})",
+    "integer": f"{{stored}} BETWEEN -{2**53} AND {2**53}",
+}
+
+
+def _finite(number: object) -> bool:
+    return (
+        isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number)
+    )
 
 
 def _unspellable(key: str) -> bool:

@@ -35,11 +35,11 @@ from kindred.storage.codec import (
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
     log_row,
-    membership_row,
     membership_rows,
     merge_row,
     reject_row,
 )
+from kindred.storage.membership_log import LogRuns, membership_log_writes
 from kindred.storage.outbox_sql import DELIVERY_COLUMNS, delivery_row
 
 __all__ = [
@@ -84,9 +84,12 @@ class PendingWrites:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[object, ...]]]]:
+def row_writes(
+    writes: PendingWrites, mark: str, runs: LogRuns | None = None
+) -> list[tuple[str, list[tuple[object, ...]]]]:
     """The plain inserts and updates of a flush, as (statement, rows), in the order they
-    must run after profiles are saved; `mark` is the driver's placeholder ("?" or "%s").
+    must run after profiles are saved; `mark` is the driver's placeholder ("?" or "%s");
+    `runs`: how the store writes a run of membership changes at once, if it does.
     Only the non-empty ones."""
     plan: list[tuple[str, list[tuple[object, ...]]]] = [
         (
@@ -139,11 +142,7 @@ def row_writes(writes: PendingWrites, mark: str) -> list[tuple[str, list[tuple[o
             " name = excluded.name, since_ms = excluded.since_ms, expires_ms = excluded.expires_ms",
             membership_rows(writes.members_written),
         ),
-        (
-            "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason)"
-            f" VALUES ({_marks(5)})",
-            [membership_row(c) for c in writes.memberships],
-        ),
+        *membership_log_writes(writes.memberships, runs),
         (
             f"INSERT INTO outbox ({DELIVERY_COLUMNS}) VALUES ({_marks(9)})",
             [delivery_row(d) for d in writes.deliveries],

@@ -341,7 +341,7 @@ class SqliteStore(SqlDeliveryStore):
         rows = self._reader().execute(
             # `+scope`: walk the primary key in order; the scope index would sort every row.
             "SELECT mpid FROM profiles WHERE +scope = :scope AND mpid > :after"
-            f" AND {NOT_MERGED} AND ({criteria.text})"
+            f" AND ({criteria.text}) AND {NOT_MERGED}"
             " ORDER BY mpid LIMIT :limit",
             {**criteria.params, "scope": selection.scope, "after": after_mpid, "limit": limit},
         )
