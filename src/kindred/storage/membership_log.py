@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kindred.audiences.definition import MembershipChange
-from kindred.storage.codec import membership_row
+from kindred.storage.codec import MEMBERSHIP_COLUMNS, membership_row
 
-__all__ = ["LOG_INSERT", "LogRuns", "membership_log_writes"]
+__all__ = ["LOG_INSERT", "LogRuns", "log_query", "membership_log_writes"]
 
 LOG_INSERT = (
     "INSERT INTO membership_log (audience_id, mpid, entered, at_ms, reason) VALUES (?, ?, ?, ?, ?)"
@@ -53,3 +53,24 @@ def membership_log_writes(
 
 def _shared(change: MembershipChange) -> tuple[int, bool, int, str]:
     return change.audience_id, change.entered, change.at_ms, change.reason
+
+
+def log_query(
+    audience_id: int | None, mpid: int | None, until_ms: int, limit: int, mark: str
+) -> tuple[str, tuple[object, ...]]:
+    """The log's entries of an audience, or of a profile (or both), up to an instant, in
+    their order; (statement, parameters) with the store's placeholder `mark`. Only the
+    filters given are in the statement, so the planner can take the index by audience or
+    by profile."""
+    clauses, params = [f"at_ms <= {mark}"], [until_ms]
+    if audience_id is not None:
+        clauses.append(f"audience_id = {mark}")
+        params.append(audience_id)
+    if mpid is not None:
+        clauses.append(f"mpid = {mark}")
+        params.append(mpid)
+    statement = (
+        f"SELECT {MEMBERSHIP_COLUMNS} FROM membership_log"
+        f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT {mark}"
+    )
+    return statement, (*params, limit)

@@ -37,7 +37,6 @@ from kindred.ports import (
 )
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
-    MEMBERSHIP_COLUMNS,
     MERGE_COLUMNS,
     audience_doc,
     audience_of,
@@ -50,6 +49,7 @@ from kindred.storage.codec import (
     merge_of,
     stored_profile,
 )
+from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import Migration, load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.postgres.setops import FIND_IDENTITIES, PROFILE_COLUMNS, PostgresSetOps
@@ -237,18 +237,7 @@ class PostgresStore(SqlDeliveryStore):
     def membership_log(
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
     ) -> list[MembershipChange]:
-        clauses, params = ["at_ms <= %s"], [until_ms]
-        if audience_id is not None:
-            clauses.append("audience_id = %s")
-            params.append(audience_id)
-        if mpid is not None:
-            clauses.append("mpid = %s")
-            params.append(mpid)
-        rows = self._rows(
-            f"SELECT {MEMBERSHIP_COLUMNS} FROM membership_log"
-            f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s",
-            (*params, limit),
-        )
+        rows = self._rows(*log_query(audience_id, mpid, until_ms, limit, "%s"))
         return [membership_of(r) for r in rows]
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:

@@ -28,7 +28,6 @@ from kindred.ports import (
 )
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
-    MEMBERSHIP_COLUMNS,
     MERGE_COLUMNS,
     audience_doc,
     audience_of,
@@ -41,6 +40,7 @@ from kindred.storage.codec import (
     merge_of,
     stored_profile,
 )
+from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.sqlite.functions import register_functions
@@ -320,12 +320,7 @@ class SqliteStore(SqlDeliveryStore):
     def membership_log(
         self, *, audience_id: int | None, mpid: int | None, until_ms: int, limit: int
     ) -> list[MembershipChange]:
-        rows = self._reader().execute(
-            f"SELECT {MEMBERSHIP_COLUMNS} FROM membership_log"
-            " WHERE (? IS NULL OR audience_id = ?) AND (? IS NULL OR mpid = ?) AND at_ms <= ?"
-            " ORDER BY id LIMIT ?",
-            (audience_id, audience_id, mpid, mpid, until_ms, limit),
-        )
+        rows = self._reader().execute(*log_query(audience_id, mpid, until_ms, limit, "?"))
         return [membership_of(r) for r in rows]
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:

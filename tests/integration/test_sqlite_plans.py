@@ -1,0 +1,40 @@
+"""The SQLite store's reads of the membership log take its indexes: one profile's history
+(audiences of P at T) and one audience's (members of X at T) never walk the whole log."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kindred.storage.membership_log import log_query
+from kindred.storage.sqlite import SqliteStore
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    store = SqliteStore(tmp_path / "kindred.db")
+    store.migrate()
+    store.close()
+    return sqlite3.connect(tmp_path / "kindred.db")
+
+
+def plan(conn: sqlite3.Connection, audience_id: int | None, mpid: int | None) -> str:
+    statement, params = log_query(audience_id, mpid, 10**13, 1000, "?")
+    rows = conn.execute(f"EXPLAIN QUERY PLAN {statement}", params).fetchall()
+    return " | ".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("audience_id", "mpid", "index"),
+    [
+        (None, 42, "membership_log_by_mpid"),
+        (7, None, "membership_log_by_audience"),
+    ],
+)
+def test_a_history_is_read_through_its_index(
+    conn: sqlite3.Connection, audience_id: int | None, mpid: int | None, index: str
+) -> None:
+    found = plan(conn, audience_id, mpid)
+    assert f"USING INDEX {index}" in found, found
