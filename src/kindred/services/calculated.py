@@ -86,15 +86,28 @@ class ActiveSet:
     def fold(
         self, states: dict[str, CalcState], events: Sequence[EventFact], now_ms: int
     ) -> dict[str, CalcState]:
+        return self.fold_changes(states, events, now_ms)[0]
+
+    def fold_changes(
+        self, states: dict[str, CalcState], events: Sequence[EventFact], now_ms: int
+    ) -> tuple[dict[str, CalcState], set[str]]:
+        """The states with the events folded in, and the names of those that changed
+        (started afresh or counted an event)."""
         result = dict(states)
+        changed: set[str] = set()
         for definition in self.definitions:
             state = result.get(definition.name)
             if state is None or state.digest != definition.digest:
                 result[definition.name] = definition.empty_state()
+                changed.add(definition.name)
         for readers, items in self._matches(events).values():
             for definition in readers:
-                result[definition.name] = fold_values(result[definition.name], items, now_ms)
-        return result
+                state = result[definition.name]
+                folded = fold_values(state, items, now_ms)
+                if folded is not state:
+                    result[definition.name] = folded
+                    changed.add(definition.name)
+        return result, changed
 
     def _matches(
         self, events: Sequence[EventFact]
@@ -190,15 +203,16 @@ class CalculatedRegistry:
         if workspace is None or (active is None and not workspace.calculated):
             return profile, []
         names = frozenset() if active is None else active.names
-        kept = {n: s for n, s in workspace.calculated.items() if n in names}
-        states = active.fold(kept, events, now_ms) if active is not None else kept
+        kept = workspace.calculated
+        if not kept.keys() <= names:
+            kept = {n: s for n, s in kept.items() if n in names}
+        states, changed = (
+            (kept, set()) if active is None else active.fold_changes(kept, events, now_ms)
+        )
         due = profile.audience_due_ms
+        recompute: set[str] | None = changed
         if (due is not None and due <= now_ms) or len(kept) != len(workspace.calculated):
             recompute = None  # time (or a deletion) may have changed any of them
-        else:
-            recompute = {
-                n for n, state in states.items() if workspace.calculated.get(n) is not state
-            }
         if recompute is not None and not recompute:
             return profile, []  # no event counted, no value can have changed
         after = with_values(replace(workspace, calculated=states), now_ms, recompute)
