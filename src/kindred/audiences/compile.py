@@ -108,6 +108,8 @@ def _value_test(test: Condition) -> ValueTest:
         def equals(value: object, now: int) -> bool:
             if isinstance(value, list):
                 return any(equals(item, now) for item in value)
+            if value is None:  # a null in a list: a missing value, as `matches` has it
+                return not equal
             return (text(value) == needle) == equal
 
         return equals

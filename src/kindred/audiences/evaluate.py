@@ -41,6 +41,7 @@ from kindred.audiences.ast import (
 )
 from kindred.audiences.definition import Selection
 from kindred.audiences.parse import parse_date
+from kindred.domain.numbers import NUMERAL, number_of
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Device, Profile, WorkspaceProfile
 
@@ -353,10 +354,6 @@ def text(value: object) -> str:
     return str(value).lower()
 
 
-# A number written as text: plain decimal notation, an exponent of at most two digits (so
-# that every store reads the same numbers from the same text).
-NUMERAL = r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,2})?"
-_NUMERAL = re.compile(NUMERAL)
 # An ISO date or date-time; a time without an offset is UTC.
 ISO_INSTANT = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -366,17 +363,6 @@ ISO_INSTANT = (
 _ISO_INSTANT = re.compile(ISO_INSTANT)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _ONE_MS = datetime.timedelta(milliseconds=1)
-
-
-def number_of(value: object) -> float | None:
-    """A stored value as a number: numbers and plain decimal numerals, never booleans."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and _NUMERAL.fullmatch(value):
-        return float(value)
-    return None
 
 
 def _list_test(op: str, wanted: object, value: object) -> bool:

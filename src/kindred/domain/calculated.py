@@ -11,11 +11,13 @@ never decrement the seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, TypeVar, get_args
 
 import msgspec
 
+from kindred.domain.numbers import number_of
 from kindred.domain.observation import Scalar
 
 __all__ = [
@@ -239,20 +241,17 @@ _EXTEND: dict[str, Callable[[Agg, list[Item]], Agg]] = {
 
 
 def _numeric(value: Scalar) -> float | None:
-    """Numbers and numeric strings (the reference converts them); never booleans."""
+    """Numbers and numeric strings (the reference converts them: plain decimal numerals,
+    as audience criteria read them); never booleans, never an infinity."""
     kind = type(value)
+    number: float | None
     if kind is float:
-        return value  # type: ignore[return-value]  # a float
-    if kind is int:
-        return float(value)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value)
-    except ValueError:
-        return None
+        number = value  # type: ignore[assignment]  # a float
+    elif kind is int:
+        number = float(value)
+    else:
+        number = number_of(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _text(value: Scalar) -> str:

@@ -164,7 +164,8 @@ class CalculatedRegistry:
         self._clock = clock
         self._refresh_ms = refresh_ms
         self._by_workspace: dict[int, ActiveSet] = {}
-        # (workspace, name) of definitions saved but not active: drafts and deleted ones.
+        # (workspace, name) of deleted definitions (a draft never active has no state; one
+        # activated elsewhere a moment ago is a draft to a registry not reloaded since).
         self._retired: frozenset[tuple[int, str]] = frozenset()
         self._loaded_ms: int | None = None
         self._lock = threading.Lock()
@@ -186,7 +187,7 @@ class CalculatedRegistry:
         for definition in self._store.list_calculated():
             if definition.status == "active" and definition.active is not None:
                 found.setdefault(definition.workspace_id, []).append(compiled_of(definition))
-            else:
+            elif definition.status == "deleted":
                 retired.add((definition.workspace_id, definition.name))
         self._by_workspace = {w: ActiveSet(found[w]) for w in found}
         active = {(w, d.name) for w, defs in found.items() for d in defs}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,7 @@ _NUMBER_OPS = ["eq", "ne", "lt", "le", "gt", "ge"]
 
 
 def _texts() -> st.SearchStrategy[str]:
-    return st.sampled_from(["a", "x", "gold", "1", "true", "2.5", "*", "?", "Jazz"])
+    return st.sampled_from(["a", "x", "gold", "1", "true", "2.5", "*", "?", "Jazz", "none"])
 
 
 @st.composite
@@ -159,7 +160,8 @@ _EVENT_VALUES = st.one_of(
     st.integers(-5, 5),
     st.floats(-5, 5, allow_nan=False),
     st.booleans(),
-    st.lists(st.one_of(_texts(), st.integers(-5, 5)), max_size=3),
+    st.just("none"),
+    st.lists(st.one_of(st.none(), _texts(), st.just("none"), st.integers(-5, 5)), max_size=3),
 )
 
 
@@ -200,3 +202,19 @@ def test_compiled_event_filter_and_interpreted_agree(
     node = parse_criteria(doc, Catalog())
     assert isinstance(node, EventCriterion)
     assert compile_event_filter(node)(event) == event_passes(node, event)
+
+
+@pytest.mark.parametrize(("op", "passes"), [("equals", False), ("not_equals", True)])
+def test_a_null_in_a_list_is_a_missing_value_to_compiled_conditions(op: str, passes: bool) -> None:
+    doc = {
+        "event": "custom_event",
+        "name": "Play",
+        "where": [{"attribute": "tags", "op": op, "value": "none"}],
+    }
+    node = parse_criteria(doc, Catalog())
+    assert isinstance(node, EventCriterion)
+    event = EventFact(
+        event_type="custom_event", timestamp_ms=TS_BASE, name="Play", attributes={"tags": [None]}
+    )
+    assert event_passes(node, event) is passes
+    assert compile_event_filter(node)(event) is passes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections import Counter
 
 from hypothesis import given, settings
@@ -28,7 +29,7 @@ Event = tuple[int, list[Scalar]]
 
 values = st.one_of(
     st.integers(-50, 50),
-    st.sampled_from(["7", "12", "x", "y", "zz", "-3"]),
+    st.sampled_from(["7", "12", "x", "y", "zz", "-3", "2.5", " 5", "1_000", "nan", "inf"]),
     st.booleans(),
 )
 events = st.lists(
@@ -49,12 +50,13 @@ specs = st.builds(
 
 
 def _numeric(v: Scalar) -> float | None:
+    """Numbers, and text in plain decimal notation; never booleans or infinities."""
     if isinstance(v, bool):
         return None
-    try:
-        return float(v)
-    except ValueError:
+    if isinstance(v, str) and not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", v):
         return None
+    number = float(v)
+    return number if math.isfinite(number) else None
 
 
 def _text(v: Scalar) -> str:
