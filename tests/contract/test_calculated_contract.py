@@ -7,7 +7,7 @@ import msgspec
 from kindred.attributes.definition import CalculatedDef
 from kindred.domain.calculated import Agg, CalcSpec, CalcState
 from kindred.domain.profile import Profile, WorkspaceProfile
-from kindred.ports import Store
+from kindred.ports import LogEntry, Store
 
 __all__: list[str] = []
 
@@ -51,3 +51,32 @@ def test_a_profile_keeps_its_calculated_states(store: Store) -> None:
     stored = store.get_profile(42)
     assert stored is not None
     assert stored.workspaces[1].calculated == {"fav": state}
+
+
+def _version(store: Store) -> int:
+    with store.unit_of_work() as uow:
+        return uow.calculated_version()
+
+
+def test_activating_takes_the_newest_logged_batch_and_every_save_raises_the_version(
+    store: Store,
+) -> None:
+    start = _version(store)
+    saved = store.save_calculated(definition())
+    assert _version(store) > start
+    with store.unit_of_work() as uow:
+        for n in range(3):
+            uow.append_log(
+                LogEntry(
+                    input="server", workspace_id=1, received_ms=n, status="applied", body=b"{}"
+                )
+            )
+    newest = store.latest_log(1)[0].id
+    assert newest is not None
+    before = _version(store)
+    active = store.activate_calculated(
+        msgspec.structs.replace(saved, status="active", active=saved.draft, backfill_from=0)
+    )
+    assert active.backfill_total == newest
+    assert active in store.list_calculated()
+    assert _version(store) > before

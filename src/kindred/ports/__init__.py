@@ -231,6 +231,12 @@ class UnitOfWork(Protocol):
         processes write)."""
         ...
 
+    def calculated_version(self) -> int:
+        """The version of the calculated attribute definitions, as this transaction sees
+        it; no definition changes until this transaction ends (a change waits for it, on
+        stores where several processes write)."""
+        ...
+
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         """Every profile leaves the audience (deleted or deactivated), each exit logged;
         returns how many left."""
@@ -370,7 +376,14 @@ class CalculatedStore(Protocol):
     transaction)."""
 
     def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        """Insert (id 0: the store gives one) or replace; returns it with its id."""
+        """Insert (id 0: the store gives one) or replace, raising the definitions' version
+        (UnitOfWork.calculated_version); returns it with its id."""
+        ...
+
+    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        """save_calculated with `backfill_total` set to the newest event log id, read in
+        the same transaction: the batches logged up to it are the activation's to compute,
+        and every later one is applied by a writer that sees the new version."""
         ...
 
     def list_calculated(self) -> list[CalculatedDef]:

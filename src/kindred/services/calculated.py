@@ -168,6 +168,8 @@ class CalculatedRegistry:
         # activated elsewhere a moment ago is a draft to a registry not reloaded since).
         self._retired: frozenset[tuple[int, str]] = frozenset()
         self._loaded_ms: int | None = None
+        # The store's definitions version the loaded set is at least as new as (see sync).
+        self._version: int | None = None
         self._lock = threading.Lock()
 
     def active(self) -> dict[int, ActiveSet]:
@@ -180,6 +182,16 @@ class CalculatedRegistry:
 
     def invalidate(self) -> None:
         self._loaded_ms = None
+
+    def sync(self, version: int) -> None:
+        """Bring the definitions up to the store's `version`, read inside the transaction of
+        a group of batches: a definition activated by any process before that transaction
+        counts every batch the group applies (the activation's computation counts the
+        batches logged before it; see CalculatedStore.activate_calculated)."""
+        if version != self._version:
+            with self._lock:
+                self._load(self._clock.now_ms())
+                self._version = version
 
     def _load(self, now: int) -> None:
         found: dict[int, list[Compiled]] = {}

@@ -102,7 +102,6 @@ class CalculatedService:
         current = self.get(def_id)
         if current.draft is None:
             raise InvalidBatch("nothing to activate: the draft is empty", "draft")
-        newest = self._store.latest_log(1)
         now = self._clock.now_ms()
         active = replace(
             current,
@@ -112,10 +111,11 @@ class CalculatedService:
             updated_ms=now,
             backfill_from=0,
             backfill_done=0,
-            backfill_total=(newest[0].id or 0) if newest else 0,
             backfill_finished_ms=None,
         )
-        saved = self._store.save_calculated(active)
+        # The log's newest batch is read with the save, as one transaction: batches up to it
+        # are the computation's, every later one is folded as it is applied.
+        saved = self._store.activate_calculated(active)
         self._registry.invalidate()
         return saved
 

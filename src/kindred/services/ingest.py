@@ -135,6 +135,8 @@ class IngestService:
 
     def _try_group(self, items: Sequence[WriterItem]) -> list[Outcome]:
         with self._store.unit_of_work() as uow:
+            if self._calculated is not None:
+                self._calculated.sync(uow.calculated_version())
             _prefetch(uow, items)
             return [self._apply_one(uow, item) for item in items]
 

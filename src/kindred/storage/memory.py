@@ -46,6 +46,7 @@ class _State:
     memberships: list[MembershipChange] = field(default_factory=list)
     audiences: dict[int, AudienceDef] = field(default_factory=dict)
     calculated: dict[int, CalculatedDef] = field(default_factory=dict)
+    calculated_version: int = 0
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
     deliveries: DeliveryState = field(default_factory=DeliveryState)
@@ -58,6 +59,9 @@ class _MemoryUnitOfWork:
 
     def pending_memberships(self) -> list[MembershipChange]:
         return self.state.memberships[self._first_membership :]
+
+    def calculated_version(self) -> int:
+        return self.state.calculated_version
 
     def prefetch(
         self,
@@ -312,7 +316,17 @@ class MemoryStore(MemoryDeliveries):
         return [self._state.audiences[k] for k in sorted(self._state.audiences)]
 
     def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=False)
+
+    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=True)
+
+    def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
         with self._lock:
+            self._state.calculated_version += 1
+            if cut_log:
+                newest = max((e.id or 0 for e in self._state.log), default=0)
+                definition = msgspec.structs.replace(definition, backfill_total=newest)
             saved = self._state.calculated
             if not definition.id:
                 definition = msgspec.structs.replace(definition, id=max(saved, default=0) + 1)

@@ -231,6 +231,8 @@ class SetOps(Protocol):
 
     def audience_active(self, audience_id: int) -> bool: ...
 
+    def calculated_version(self) -> int: ...
+
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
         database not in the state this transaction read."""
@@ -325,6 +327,9 @@ class WriteBehindUnitOfWork:
 
     def audience_active(self, audience_id: int) -> bool:
         return self._ops.audience_active(audience_id)
+
+    def calculated_version(self) -> int:
+        return self._ops.calculated_version()
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         if self._profiles:

@@ -205,6 +205,15 @@ class PostgresSetOps:
             ).fetchone()
         return found is not None and found[0] == "active"
 
+    def calculated_version(self) -> int:
+        """Share-locks the version row: a definition change waits for this transaction."""
+        with retryable():
+            found = self.conn.execute(
+                "SELECT version FROM calculated_version WHERE id = 1 FOR SHARE"
+            ).fetchone()
+        assert found is not None  # the migration inserts the one row
+        return int(found[0])
+
     def remove_members(self, audience_id: int) -> list[int]:
         """With a new version for each profile that left (see apply_selection)."""
         with retryable():

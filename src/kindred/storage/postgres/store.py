@@ -215,7 +215,20 @@ class PostgresStore(SqlDeliveryStore):
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
 
     def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=False)
+
+    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=True)
+
+    def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
         with self._pool.connection() as conn, conn.transaction():
+            # Waits for every group holding the version (FOR SHARE); groups after it wait
+            # for this commit and then see the new version.
+            conn.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
+            if cut_log:
+                newest = conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
+                assert newest is not None
+                definition = msgspec.structs.replace(definition, backfill_total=int(newest[0]))
             if not definition.id:
                 row = conn.execute(
                     "INSERT INTO calculated_attributes (status, doc) VALUES (%s, '{}')"

@@ -184,6 +184,11 @@ class SqliteSetOps:
         found = row.fetchone()
         return found is not None and found[0] == "active"
 
+    def calculated_version(self) -> int:
+        """The writer transaction excludes every other writer: the version stays."""
+        row = self.conn.execute("SELECT version FROM calculated_version WHERE id = 1")
+        return int(row.fetchone()[0])
+
     def remove_members(self, audience_id: int) -> list[int]:
         rows = self.conn.execute(
             "DELETE FROM audience_members WHERE audience_id = ? RETURNING mpid", (audience_id,)

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import msgspec
@@ -184,8 +184,12 @@ class SqliteStore(SqlDeliveryStore):
                 raise
             conn.execute("COMMIT")
 
+    def _delivery_tx(self) -> AbstractContextManager[Cursor]:
+        return self._write_tx()
+
     @contextmanager
-    def _delivery_tx(self) -> Iterator[Cursor]:
+    def _write_tx(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction (BEGIN IMMEDIATE: no other writer, no group, meanwhile)."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
@@ -298,16 +302,25 @@ class SqliteStore(SqlDeliveryStore):
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
 
     def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        with self._write_lock:
-            conn = self._writer
+        return self._save_calculated(definition, cut_log=False)
+
+    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=True)
+
+    def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
+        with self._write_tx() as cursor:
+            cursor.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
+            if cut_log:
+                newest = cursor.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
+                definition = msgspec.structs.replace(definition, backfill_total=int(newest[0]))
             if not definition.id:
-                cursor = conn.execute(
+                cursor.execute(
                     "INSERT INTO calculated_attributes (status, doc) VALUES (?, '{}')",
                     (definition.status,),
                 )
                 assert cursor.lastrowid is not None
                 definition = msgspec.structs.replace(definition, id=cursor.lastrowid)
-            conn.execute(
+            cursor.execute(
                 "UPDATE calculated_attributes SET status = ?, doc = ? WHERE id = ?",
                 (definition.status, calculated_doc(definition), definition.id),
             )

@@ -1,0 +1,69 @@
+"""Activation against batches applied by another process at the same moment: two Kindred
+processes (two containers) on one SQLite store. The second loaded its definitions before
+the first activated one, and applies a batch right after (well within its reload
+interval); that batch is counted once, by the live path, and the batches before the
+activation once, by the computation over the log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kindred.attributes.definition import CalculatedDef
+from kindred.bootstrap import Container, build
+from kindred.config import load_settings
+from kindred.domain.identities import IdentityKey
+from kindred.services.ingest import Accepted, observe
+
+PLAYS: dict[str, object] = {
+    "calculation_type": "count",
+    "event": {"event": "custom_event", "name": "Play"},
+}
+
+
+def send(container: Container, request_id: str, plays: int) -> None:
+    source = container.tenancy.input_named("demo-server")
+    assert source is not None
+    events = [
+        {"event_type": "custom_event", "data": {"event_name": "Play", "custom_event_type": "other"}}
+        for _ in range(plays)
+    ]
+    body = json.dumps(
+        {
+            "environment": "production",
+            "source_request_id": request_id,
+            "user_identities": {"customerid": "race-1"},
+            "events": events,
+        }
+    ).encode()
+    now = container.clock.now_ms()
+    outcome = container.ingest.ingest([Accepted(source, observe(body, source, now), body)])
+    assert outcome[0].status == "applied"
+
+
+def plays_of(container: Container) -> object:
+    scope = container.tenancy.workspaces[1].identity_scope
+    found = container.store.find_profiles(scope, IdentityKey("customer_id", "race-1"))
+    profile = container.store.get_profile(found[0])
+    assert profile is not None
+    entry = profile.workspaces[1].attributes.get("plays")
+    return None if entry is None else entry.value
+
+
+def test_a_batch_applied_elsewhere_right_after_activation_is_counted_once(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(None, data_dir=str(tmp_path), env={})
+    first, second = build(settings), build(settings)
+    first.store.migrate()
+    send(first, "before-1", plays=2)
+    made = first.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
+    send(second, "warm-up", plays=0)  # its definitions loaded now: this one still a draft
+    first.calculated.activate(made.id)
+    send(second, "after-1", plays=3)  # the second process, its definitions 0 s old
+    while not first.calculated.progress(made.id).is_calculated:
+        first.calculated_backfill.run()
+    send(first, "after-2", plays=1)
+    assert plays_of(first) == 6
+    first.store.close()
+    second.store.close()
