@@ -3,7 +3,9 @@
 Every accepted batch is in the log exactly as received, with what shaped it besides its
 body (arrival time, the web client's IP, the historical flag) and the MPID it was applied
 to. Replaying the log in order through the same pipeline, with each applied batch pinned to
-its logged MPID, reproduces the profiles and the identity index exactly.
+its logged MPID, reproduces what batches made of the profiles and the identity index
+exactly. IDSync calls, aliases and un-merges are not in the event log (the merge ledger
+keeps merges and un-merges, for undoing them) and are not replayed.
 """
 
 from __future__ import annotations
