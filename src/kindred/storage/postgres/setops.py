@@ -23,13 +23,8 @@ from kindred.storage.codec import (
     stored_document,
     stored_profile,
 )
-from kindred.storage.writebehind import (
-    PendingWrites,
-    ScopedKey,
-    SelectionDialect,
-    row_writes,
-    selection_sql,
-)
+from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
+from kindred.storage.selection_sql import SelectionDialect, selection_sql
 
 __all__ = [
     "FIND_IDENTITIES",
