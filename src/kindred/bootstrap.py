@@ -274,6 +274,7 @@ def make_store(settings: Settings) -> Store:
         return SqliteStore(
             _sqlite_path(url, settings.data_dir),
             synchronous=settings.store.sqlite_synchronous.upper(),
+            max_size_mb=settings.store.sqlite_max_size_mb,
         )
     from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
 

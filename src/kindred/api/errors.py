@@ -60,6 +60,8 @@ def status_of(exc: KindredError) -> int:
 def error_headers(exc: KindredError) -> dict[str, str]:
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after_s), "X-mp-rate-limit-exceeded": exc.scope}
+    if isinstance(exc, StoreUnavailable):
+        return {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, InvalidToken):
         return {"WWW-Authenticate": 'Bearer realm="kindred", error="invalid_token"'}
     if isinstance(exc, AuthMissing):

@@ -70,6 +70,8 @@ class StoreSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     # sqlite:///relative/to/data_dir.db, sqlite:////absolute/path.db or postgresql://...
     url: str = "sqlite:///kindred.db"
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    # The most the SQLite database file may grow to, in MB (0: as far as the disk allows).
+    sqlite_max_size_mb: int = 0
     group_max: int = 256
     pool_size: int = 8
 

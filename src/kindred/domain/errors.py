@@ -76,4 +76,8 @@ def refuse_duplicates(values: Iterable[Hashable], key: str) -> None:
 
 
 class StoreUnavailable(KindredError):
+    """The store cannot take the request now (busy, gone, or full): come back later. Nothing
+    of the request was stored."""
+
     code = "SERVICE_UNAVAILABLE"
+    retry_after_s = 5

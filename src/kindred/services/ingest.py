@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from kindred.domain.apply import ApplyContext, apply_observation
-from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.errors import InvalidBatch, NotFound, StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
 from kindred.domain.profile import Profile
@@ -108,6 +108,8 @@ class IngestService:
         started = time.perf_counter()
         try:
             outcomes = self._apply_group(items)
+        except StoreUnavailable:
+            raise  # the store takes no writes now (full, gone): each batch would fail alike
         except Exception:
             log.exception("group of %d failed; applying its batches one by one", len(items))
             outcomes = [self._apply_alone(item) for item in items]

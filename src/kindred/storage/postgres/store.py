@@ -102,7 +102,7 @@ class PostgresStore(SqlDeliveryStore):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
-        with self._pool.connection() as conn, conn.transaction():
+        with _full_is_unavailable(), self._pool.connection() as conn, conn.transaction():
             uow = WriteBehindUnitOfWork(PostgresSetOps(conn))
             yield uow
             uow.commit()
@@ -111,7 +111,12 @@ class PostgresStore(SqlDeliveryStore):
 
     @contextmanager
     def _delivery_tx(self) -> Iterator[Cursor]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        with (
+            _full_is_unavailable(),
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cursor,
+        ):
             yield cursor
 
     def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
@@ -323,3 +328,15 @@ def _apply(conn: _Connection, migration: Migration) -> None:
             "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (%s, %s, %s)",
             (migration.version, migration.name, int(time.time() * 1000)),
         )
+
+
+@contextmanager
+def _full_is_unavailable() -> Iterator[None]:
+    """The server out of disk, memory or connections (SQLSTATE class 53) refuses the write
+    with StoreUnavailable (503, come back later); its transaction rolled back."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        if not (exc.sqlstate or "").startswith("53"):
+            raise
+        raise StoreUnavailable(f"store unavailable: {exc}") from exc

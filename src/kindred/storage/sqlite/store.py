@@ -103,7 +103,10 @@ class SqliteStore(SqlDeliveryStore):
         synchronous: str = "FULL",
         wal_limit_bytes: int = WAL_RESTART_BYTES,
         writer_cache_mb: int = 256,
+        max_size_mb: int = 0,
     ) -> None:
+        """`max_size_mb`: the most the database file may grow to (0: no limit but the
+        disk's); past it, as on a full disk, writes raise StoreUnavailable."""
         self.path = str(path)
         self._synchronous = synchronous
         if self.path != ":memory:":
@@ -118,6 +121,9 @@ class SqliteStore(SqlDeliveryStore):
         # under a writer that commits back to back, and the WAL grows without end.)
         self._writer.execute(f"PRAGMA wal_autocheckpoint = {wal_limit_bytes // 4096}")
         self._writer.execute(f"PRAGMA journal_size_limit = {wal_limit_bytes}")
+        if max_size_mb:
+            page = self._writer.execute("PRAGMA page_size").fetchone()[0]
+            self._writer.execute(f"PRAGMA max_page_count = {max_size_mb * 1024 * 1024 // page}")
         self._write_lock = _WriterLock(
             f"{self.path}.writer-lock" if self.path != ":memory:" else None
         )
@@ -172,17 +178,18 @@ class SqliteStore(SqlDeliveryStore):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
-        with self._write_lock:
+        with self._write_lock, _full_is_unavailable():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 uow = WriteBehindUnitOfWork(SqliteSetOps(conn))
                 yield uow
                 uow.commit()
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _delivery_tx(self) -> AbstractContextManager[Cursor]:
         return self._write_tx()
@@ -190,15 +197,16 @@ class SqliteStore(SqlDeliveryStore):
     @contextmanager
     def _write_tx(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction (BEGIN IMMEDIATE: no other writer, no group, meanwhile)."""
-        with self._write_lock:
+        with self._write_lock, _full_is_unavailable():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn.cursor()
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @contextmanager
     def _delivery_read(self) -> Iterator[Cursor]:
@@ -428,3 +436,19 @@ def _statements(sql: str) -> list[str]:
     """Split a migration file into statements (they hold no semicolons in literals)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+@contextmanager
+def _full_is_unavailable() -> Iterator[None]:
+    """A full disk (or the database at its size limit), or one failing to write, refuses
+    the write with StoreUnavailable (503, come back later): its transaction rolled back,
+    nothing of it stored, everything committed before intact."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        name = exc.sqlite_errorname or ""
+        if name != "SQLITE_FULL" and not name.startswith("SQLITE_IOERR"):
+            raise
+        raise StoreUnavailable(
+            f"store unavailable: {exc} (writes are refused until it has room)"
+        ) from exc
