@@ -681,3 +681,13 @@ def test_linked_identities_are_found_in_one_read(store: Store) -> None:
         CUSTOMER: [BIG_A],
     }
     assert store.find_linked(SCOPE, []) == {}
+
+
+def test_compacting_keeps_every_profile(store: Store) -> None:
+    profile = Profile(mpid=4242, scope="s", created_ms=1, last_stored_ms=2, version=1)
+    with store.unit_of_work() as uow:
+        uow.save_profile(profile)
+    before, after = store.compact()
+    assert before >= 0
+    assert after >= 0
+    assert store.get_profile(4242) == profile

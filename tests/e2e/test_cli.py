@@ -135,6 +135,10 @@ def test_demo_data_loads_once(tmp_path: Path) -> None:
     assert "0 demo batches applied" in run("demo").stdout
     profile = json.loads(run("profile", "get", "--identity", "customer_id=demo-0001").stdout)
     assert profile["workspaces"]["1"]["attributes"]["$FirstName"]["value"]
+    compacted = run("compact").stdout
+    assert "MB before" in compacted
+    again = json.loads(run("profile", "get", "--identity", "customer_id=demo-0001").stdout)
+    assert again == profile  # compaction keeps every row as it was
 
 
 def test_csv_import_over_http(server: Server) -> None:

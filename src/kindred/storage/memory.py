@@ -256,6 +256,9 @@ class MemoryStore(MemoryDeliveries):
     def migrate(self) -> int:
         return 1
 
+    def compact(self) -> tuple[int, int]:
+        return 0, 0  # nothing on disk
+
     @contextmanager
     def unit_of_work(self) -> Iterator[_MemoryUnitOfWork]:
         with self._lock:

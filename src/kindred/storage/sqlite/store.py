@@ -176,6 +176,25 @@ class SqliteStore(SqlDeliveryStore):
                     current = migration.version
             return int(current)
 
+    def compact(self) -> tuple[int, int]:
+        with self._write_lock, _full_is_unavailable():
+            before = self._size()
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            try:
+                self._writer.execute("VACUUM")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorname != "SQLITE_BUSY":
+                    raise
+                raise StoreUnavailable(
+                    "the store is busy: another process is reading it (stop the server)"
+                ) from exc
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return before, self._size()
+
+    def _size(self) -> int:
+        files = (Path(self.path), Path(f"{self.path}-wal"))
+        return sum(f.stat().st_size for f in files if f.exists())
+
     @contextmanager
     def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
         with self._write_lock, _full_is_unavailable():
