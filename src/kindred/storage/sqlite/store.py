@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 import threading
 import time
@@ -45,6 +43,7 @@ from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
+from kindred.storage.sqlite.writing import WriterLock, full_is_unavailable
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
@@ -57,38 +56,6 @@ _LOG_COLUMNS = (
     " client_ip, historical, body"
 )
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
-
-
-class _WriterLock:
-    """Who may write: one thread of this process, and one process of the machine.
-
-    SQLite already serializes writers, but its busy handler polls with sleeps of up to
-    100 ms; with several server processes that lands in the tail latency. A blocking
-    `flock` on a side file hands the lock over the moment its holder lets go.
-    """
-
-    def __init__(self, path: str | None) -> None:
-        self._thread_lock = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path else None
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        if self._fd is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            except BaseException:
-                self._thread_lock.release()
-                raise
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._thread_lock.release()
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class SqliteStore(SqlDeliveryStore):
@@ -124,7 +91,7 @@ class SqliteStore(SqlDeliveryStore):
         if max_size_mb:
             page = self._writer.execute("PRAGMA page_size").fetchone()[0]
             self._writer.execute(f"PRAGMA max_page_count = {max_size_mb * 1024 * 1024 // page}")
-        self._write_lock = _WriterLock(
+        self._write_lock = WriterLock(
             f"{self.path}.writer-lock" if self.path != ":memory:" else None
         )
         self._local = threading.local()
@@ -177,7 +144,7 @@ class SqliteStore(SqlDeliveryStore):
             return int(current)
 
     def compact(self) -> tuple[int, int]:
-        with self._write_lock, _full_is_unavailable():
+        with self._write_lock, full_is_unavailable():
             before = self._size()
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             try:
@@ -197,7 +164,7 @@ class SqliteStore(SqlDeliveryStore):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
-        with self._write_lock, _full_is_unavailable():
+        with self._write_lock, full_is_unavailable():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -216,7 +183,7 @@ class SqliteStore(SqlDeliveryStore):
     @contextmanager
     def _write_tx(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction (BEGIN IMMEDIATE: no other writer, no group, meanwhile)."""
-        with self._write_lock, _full_is_unavailable():
+        with self._write_lock, full_is_unavailable():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -455,19 +422,3 @@ def _statements(sql: str) -> list[str]:
     """Split a migration file into statements (they hold no semicolons in literals)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-@contextmanager
-def _full_is_unavailable() -> Iterator[None]:
-    """A full disk (or the database at its size limit), or one failing to write, refuses
-    the write with StoreUnavailable (503, come back later): its transaction rolled back,
-    nothing of it stored, everything committed before intact."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        name = exc.sqlite_errorname or ""
-        if name != "SQLITE_FULL" and not name.startswith("SQLITE_IOERR"):
-            raise
-        raise StoreUnavailable(
-            f"store unavailable: {exc} (writes are refused until it has room)"
-        ) from exc
