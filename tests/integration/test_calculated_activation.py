@@ -13,7 +13,9 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.identities import IdentityKey
+from kindred.domain.observation import Observation
 from kindred.services.ingest import Accepted, observe
+from kindred.services.items import IdentityCall
 
 PLAYS: dict[str, object] = {
     "calculation_type": "count",
@@ -41,9 +43,9 @@ def send(container: Container, request_id: str, plays: int) -> None:
     assert outcome[0].status == "applied"
 
 
-def plays_of(container: Container) -> object:
+def plays_of(container: Container, customer: str = "race-1") -> object:
     scope = container.tenancy.workspaces[1].identity_scope
-    found = container.store.find_profiles(scope, IdentityKey("customer_id", "race-1"))
+    found = container.store.find_profiles(scope, IdentityKey("customer_id", customer))
     profile = container.store.get_profile(found[0])
     assert profile is not None
     entry = profile.workspaces[1].attributes.get("plays")
@@ -67,3 +69,58 @@ def test_a_batch_applied_elsewhere_right_after_activation_is_counted_once(
     assert plays_of(first) == 6
     first.store.close()
     second.store.close()
+
+
+def test_the_history_of_a_profile_merged_by_a_login_is_counted_once(tmp_path: Path) -> None:
+    """A known profile's batches and an anonymous one's, logged under two MPIDs in one page
+    of the log, then merged by an IDSync login: activation counts all four."""
+    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
+    container.store.migrate()
+    source = container.tenancy.input_named("demo-server")
+    assert source is not None
+
+    def play(request_id: str, who: dict[str, object]) -> int | None:
+        body = json.dumps(
+            {
+                "environment": "production",
+                "source_request_id": request_id,
+                **who,
+                "events": [
+                    {
+                        "event_type": "custom_event",
+                        "data": {"event_name": "Play", "custom_event_type": "other"},
+                    }
+                ],
+            }
+        ).encode()
+        now = container.clock.now_ms()
+        return container.ingest.ingest([Accepted(source, observe(body, source, now), body)])[0].mpid
+
+    known = play("k1", {"user_identities": {"customerid": "login-1"}})
+    anonymous = play("a1", {"device_info": {"device_application_stamp": "stamp-1"}})
+    assert known is not None
+    assert anonymous not in {None, known}
+    play("k2", {"user_identities": {"customerid": "login-1"}})
+    play("a2", {"mpid": str(anonymous)})
+    now = container.clock.now_ms()
+    login = IdentityCall(
+        kind="login",
+        input=source,
+        observation=Observation(
+            received_ms=now,
+            effective_ms=now,
+            user_identities={"customer_id": "login-1"},
+            device_identities={"device_application_stamp": "stamp-1"},
+        ),
+        previous_mpid=anonymous,
+    )
+    container.ingest.ingest([login])
+    merged = container.store.get_profile(anonymous)
+    assert merged is not None
+    assert merged.merged_into == known
+    made = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
+    container.calculated.activate(made.id)
+    while not container.calculated.progress(made.id).is_calculated:
+        container.calculated_backfill.run()
+    assert plays_of(container, "login-1") == 4
+    container.store.close()

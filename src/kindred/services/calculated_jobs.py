@@ -114,11 +114,16 @@ class CalculatedBackfill:
         now = self._clock.now_ms()
         changed: dict[int, Profile] = {}
         loaded = uow.load_profiles(sorted(by_mpid))
+        # Batches logged under several MPIDs (a profile and those merged into it) fold into
+        # their survivor together, in log order: `history_to` marks how far it has folded.
+        survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
         for mpid, logged in by_mpid.items():
             profile = follow(uow, loaded.get(mpid))
             if profile is None or compiled.workspace_id not in profile.workspaces:
                 continue
-            profile = changed.get(profile.mpid, profile)
+            survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
+        for profile, logged in survivors.values():
+            logged.sort(key=lambda entry: entry.id or 0)
             after = _folded(profile, compiled, logged, events, now)
             if after is not profile:
                 changed[profile.mpid] = after
