@@ -124,3 +124,24 @@ def test_the_history_of_a_profile_merged_by_a_login_is_counted_once(tmp_path: Pa
         container.calculated_backfill.run()
     assert plays_of(container, "login-1") == 4
     container.store.close()
+
+
+def test_a_run_over_an_earlier_activation_does_not_finish_the_next_one(tmp_path: Path) -> None:
+    """The definition is edited and activated again while a computation run over its first
+    activation is under way: that run's progress is not taken for the new activation's."""
+    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
+    container.store.migrate()
+    for n in range(3):
+        send(container, f"before-{n}", plays=1)
+    made = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
+    container.calculated.activate(made.id)
+    stale = next(d for d in container.store.list_calculated() if d.id == made.id)
+    within: dict[str, object] = {**PLAYS, "window": {"type": "within", "days": 30}}
+    container.calculated.edit(made.id, {"draft": within})
+    container.calculated.activate(made.id)
+    container.calculated_backfill.advance(stale)  # the run that read the first activation
+    while not container.calculated.progress(made.id).is_calculated:
+        container.calculated_backfill.run()
+    send(container, "after", plays=1)
+    assert plays_of(container) == 4
+    container.store.close()

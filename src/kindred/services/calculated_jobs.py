@@ -62,10 +62,11 @@ class CalculatedBackfill:
         computed = 0
         for definition in self._store.list_calculated():
             if definition.status == "active" and definition.backfill_from is not None:
-                computed += self._advance(definition)
+                computed += self.advance(definition)
         return computed
 
-    def _advance(self, definition: CalculatedDef) -> int:
+    def advance(self, definition: CalculatedDef) -> int:
+        """Advance one computation (as `run` read it) by up to `pages_per_run` pages."""
         compiled = compiled_of(definition)
         after = definition.backfill_from or 0
         read = computed = 0
@@ -137,8 +138,13 @@ class CalculatedBackfill:
 
     def _save(self, definition: CalculatedDef, after: int, read: int, finished: bool) -> None:
         current = next((d for d in self._store.list_calculated() if d.id == definition.id), None)
-        if current is None or current.backfill_from != definition.backfill_from:
-            return  # re-activated or deleted meanwhile: that run carries on
+        if (
+            current is None
+            or current.activated_ms != definition.activated_ms
+            or current.active != definition.active
+            or current.backfill_from != definition.backfill_from
+        ):
+            return  # re-activated, edited or deleted meanwhile: another run carries on
         self._store.save_calculated(
             replace(
                 current,
