@@ -80,3 +80,11 @@ def test_activating_takes_the_newest_logged_batch_and_every_save_raises_the_vers
     assert active.backfill_total == newest
     assert active in store.list_calculated()
     assert _version(store) > before
+
+
+def test_saving_a_computation_s_progress_keeps_the_version(store: Store) -> None:
+    saved = store.save_calculated(definition("progress"))
+    before = _version(store)
+    store.save_calculated(msgspec.structs.replace(saved, backfill_done=5), progress=True)
+    assert _version(store) == before
+    assert next(d for d in store.list_calculated() if d.id == saved.id).backfill_done == 5

@@ -375,9 +375,12 @@ class CalculatedStore(Protocol):
     """Calculated attribute definitions (small, rarely written: each call is its own
     transaction)."""
 
-    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+    def save_calculated(
+        self, definition: CalculatedDef, *, progress: bool = False
+    ) -> CalculatedDef:
         """Insert (id 0: the store gives one) or replace, raising the definitions' version
-        (UnitOfWork.calculated_version); returns it with its id."""
+        (UnitOfWork.calculated_version); returns it with its id. `progress`: only the
+        computation's progress changed, the version stays (no process reloads)."""
         ...
 
     def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:

@@ -151,7 +151,8 @@ class CalculatedBackfill:
                 backfill_from=None if finished else after,
                 backfill_done=current.backfill_done + read,
                 backfill_finished_ms=self._clock.now_ms() if finished else None,
-            )
+            ),
+            progress=True,
         )
 
 

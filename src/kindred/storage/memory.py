@@ -318,15 +318,19 @@ class MemoryStore(MemoryDeliveries):
     def list_audiences(self) -> list[AudienceDef]:
         return [self._state.audiences[k] for k in sorted(self._state.audiences)]
 
-    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=False)
+    def save_calculated(
+        self, definition: CalculatedDef, *, progress: bool = False
+    ) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=False, bump=not progress)
 
     def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=True)
+        return self._save_calculated(definition, cut_log=True, bump=True)
 
-    def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
+    def _save_calculated(
+        self, definition: CalculatedDef, *, cut_log: bool, bump: bool
+    ) -> CalculatedDef:
         with self._lock:
-            self._state.calculated_version += 1
+            self._state.calculated_version += 1 if bump else 0
             if cut_log:
                 newest = max((e.id or 0 for e in self._state.log), default=0)
                 definition = msgspec.structs.replace(definition, backfill_total=newest)

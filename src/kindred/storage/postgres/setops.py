@@ -27,11 +27,16 @@ from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
 
 __all__ = [
+    "DEFINITIONS_LOCK",
     "FIND_IDENTITIES",
     "PROFILE_COLUMNS",
     "PostgresSetOps",
     "retryable",
 ]
+
+# An advisory lock (two-int key space, as the migration lock's): groups hold it shared, a
+# change of calculated attribute definitions exclusively (PostgresStore.save_calculated).
+DEFINITIONS_LOCK = (0x6B696E64, 2)  # "kind"
 
 _Connection = psycopg.Connection[TupleRow]
 
@@ -201,10 +206,12 @@ class PostgresSetOps:
         return found is not None and found[0] == "active"
 
     def calculated_version(self) -> int:
-        """Share-locks the version row: a definition change waits for this transaction."""
+        """Holds the definitions lock shared: a definition change waits for this
+        transaction (and this one for a change under way)."""
         with retryable():
+            self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", DEFINITIONS_LOCK)
             found = self.conn.execute(
-                "SELECT version FROM calculated_version WHERE id = 1 FOR SHARE"
+                "SELECT version FROM calculated_version WHERE id = 1"
             ).fetchone()
         assert found is not None  # the migration inserts the one row
         return int(found[0])

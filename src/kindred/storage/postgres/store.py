@@ -52,7 +52,12 @@ from kindred.storage.codec import (
 from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import Migration, load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
-from kindred.storage.postgres.setops import FIND_IDENTITIES, PROFILE_COLUMNS, PostgresSetOps
+from kindred.storage.postgres.setops import (
+    DEFINITIONS_LOCK,
+    FIND_IDENTITIES,
+    PROFILE_COLUMNS,
+    PostgresSetOps,
+)
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
@@ -105,11 +110,14 @@ class PostgresStore(SqlDeliveryStore):
         key order; autovacuum does this too)."""
         size = "SELECT pg_database_size(current_database())"
         with self._pool.connection() as conn:
-            conn.autocommit = True
-            before = int(conn.execute(size).fetchone()[0])  # type: ignore[index]
-            conn.execute("VACUUM ANALYZE")
-            after = int(conn.execute(size).fetchone()[0])  # type: ignore[index]
-            conn.autocommit = False
+            was = conn.autocommit
+            conn.autocommit = True  # VACUUM runs outside a transaction
+            try:
+                before = int(conn.execute(size).fetchone()[0])  # type: ignore[index]
+                conn.execute("VACUUM ANALYZE")
+                after = int(conn.execute(size).fetchone()[0])  # type: ignore[index]
+            finally:
+                conn.autocommit = was
         return before, after
 
     @contextmanager
@@ -231,7 +239,11 @@ class PostgresStore(SqlDeliveryStore):
         rows = self._rows("SELECT id, doc FROM audiences ORDER BY id", ())
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
 
-    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+    def save_calculated(
+        self, definition: CalculatedDef, *, progress: bool = False
+    ) -> CalculatedDef:
+        if progress:
+            return self._write_calculated(definition)
         return self._save_calculated(definition, cut_log=False)
 
     def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
@@ -239,26 +251,36 @@ class PostgresStore(SqlDeliveryStore):
 
     def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
         with self._pool.connection() as conn, conn.transaction():
-            # Waits for every group holding the version (FOR SHARE); groups after it wait
-            # for this commit and then see the new version.
+            # Waits for every group holding the lock shared; groups asking after it queue
+            # behind it (an advisory lock queues; a row's FOR SHARE lets new sharers jump
+            # ahead of a waiting update for as long as groups overlap), then see the new
+            # version.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", DEFINITIONS_LOCK)
             conn.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
             if cut_log:
                 newest = conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
                 assert newest is not None
                 definition = msgspec.structs.replace(definition, backfill_total=int(newest[0]))
-            if not definition.id:
-                row = conn.execute(
-                    "INSERT INTO calculated_attributes (status, doc) VALUES (%s, '{}')"
-                    " RETURNING id",
-                    (definition.status,),
-                ).fetchone()
-                assert row is not None
-                definition = msgspec.structs.replace(definition, id=int(row[0]))
-            conn.execute(
-                "UPDATE calculated_attributes SET status = %s, doc = %s WHERE id = %s",
-                (definition.status, calculated_doc(definition), definition.id),
-            )
-            return definition
+            return self._write_definition(conn, definition)
+
+    def _write_calculated(self, definition: CalculatedDef) -> CalculatedDef:
+        with self._pool.connection() as conn, conn.transaction():
+            return self._write_definition(conn, definition)
+
+    @staticmethod
+    def _write_definition(conn: _Connection, definition: CalculatedDef) -> CalculatedDef:
+        if not definition.id:
+            row = conn.execute(
+                "INSERT INTO calculated_attributes (status, doc) VALUES (%s, '{}') RETURNING id",
+                (definition.status,),
+            ).fetchone()
+            assert row is not None
+            definition = msgspec.structs.replace(definition, id=int(row[0]))
+        conn.execute(
+            "UPDATE calculated_attributes SET status = %s, doc = %s WHERE id = %s",
+            (definition.status, calculated_doc(definition), definition.id),
+        )
+        return definition
 
     def list_calculated(self) -> list[CalculatedDef]:
         rows = self._rows("SELECT id, doc FROM calculated_attributes ORDER BY id", ())

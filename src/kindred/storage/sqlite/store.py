@@ -295,15 +295,20 @@ class SqliteStore(SqlDeliveryStore):
         rows = self._reader().execute("SELECT id, doc FROM audiences ORDER BY id")
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
 
-    def save_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=False)
+    def save_calculated(
+        self, definition: CalculatedDef, *, progress: bool = False
+    ) -> CalculatedDef:
+        return self._save_calculated(definition, cut_log=False, bump=not progress)
 
     def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=True)
+        return self._save_calculated(definition, cut_log=True, bump=True)
 
-    def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
+    def _save_calculated(
+        self, definition: CalculatedDef, *, cut_log: bool, bump: bool
+    ) -> CalculatedDef:
         with self._write_tx() as cursor:
-            cursor.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
+            if bump:
+                cursor.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
             if cut_log:
                 newest = cursor.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
                 definition = msgspec.structs.replace(definition, backfill_total=int(newest[0]))
