@@ -141,7 +141,7 @@ def build(
         calculated=calculated_registry,
     )
     writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
-        ingest.ingest, max_group=settings.store.group_max
+        ingest.apply, max_group=settings.store.group_max
     )
     registry, tokens = _tokens(settings, store, clock, secrets)
     deliveries, delivery = _forwarding(

@@ -104,26 +104,44 @@ class IngestService:
         self.identity = IdentityCalls(store, mpids)
 
     def ingest(self, items: Sequence[WriterItem]) -> list[Outcome]:
-        """Apply a group of batches in one transaction (one commit, one fsync)."""
+        """Apply a group of batches in one transaction (one commit, one fsync); raises
+        StoreUnavailable when the store could not take them all."""
+        outcomes: list[Outcome] = []
+        for result in self.apply(items):
+            if isinstance(result, StoreUnavailable):
+                raise result
+            outcomes.append(result)
+        return outcomes
+
+    def apply(self, items: Sequence[WriterItem]) -> list[Outcome | StoreUnavailable]:
+        """What the group-commit writer runs: each item's outcome, or StoreUnavailable for
+        those the store could not take (full, gone), which are not stored. When the group
+        fails for another reason its batches are applied one by one, and those applied
+        before the store filled keep their outcomes."""
         started = time.perf_counter()
+        results: list[Outcome | StoreUnavailable]
         try:
-            outcomes = self._apply_group(items)
-        except StoreUnavailable:
-            raise  # the store takes no writes now (full, gone): each batch would fail alike
+            results = list(self._apply_group(items))
+        except StoreUnavailable as exc:
+            results = [exc] * len(items)  # each batch would fail alike
         except Exception:
             log.exception("group of %d failed; applying its batches one by one", len(items))
-            outcomes = [self._apply_alone(item) for item in items]
+            results = [self._apply_alone(item) for item in items]
         self._metrics.group_committed(len(items), time.perf_counter() - started)
-        for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(item, IdentityCall) and outcome.notes:
-                self._metrics.notes(item.input.name, [n.reason for n in outcome.notes])
-            if not isinstance(item, Accepted):
-                continue
-            name = item.input.name
-            self._metrics.batch_done(name, outcome.status, len(item.observation.events))
-            if outcome.notes:
-                self._metrics.notes(name, [n.reason for n in outcome.notes])
-        return outcomes
+        for item, outcome in zip(items, results, strict=True):
+            if not isinstance(outcome, StoreUnavailable):
+                self._count(item, outcome)
+        return results
+
+    def _count(self, item: WriterItem, outcome: Outcome) -> None:
+        if isinstance(item, IdentityCall) and outcome.notes:
+            self._metrics.notes(item.input.name, [n.reason for n in outcome.notes])
+        if not isinstance(item, Accepted):
+            return
+        name = item.input.name
+        self._metrics.batch_done(name, outcome.status, len(item.observation.events))
+        if outcome.notes:
+            self._metrics.notes(name, [n.reason for n in outcome.notes])
 
     def _apply_group(self, items: Sequence[WriterItem]) -> list[Outcome]:
         """Another process (or a colliding new MPID) won a race: run the group again, a
@@ -142,16 +160,21 @@ class IngestService:
             _prefetch(uow, items)
             return [self._apply_one(uow, item) for item in items]
 
-    def _apply_alone(self, item: WriterItem) -> Outcome:
+    def _apply_alone(self, item: WriterItem) -> Outcome | StoreUnavailable:
         try:
             return self._apply_group([item])[0]
+        except StoreUnavailable as exc:
+            return exc  # nothing of it stored: its sender is told to come back
         except Exception as exc:
             if not isinstance(item, Accepted):
                 raise
             log.exception("batch from %s failed; kept for replay", item.input.name)
             reason = f"{type(exc).__name__}: {exc}"
-            with self._store.unit_of_work() as uow:
-                uow.append_log(_log_entry(item, BatchStatus.FAILED, None, reason))
+            try:
+                with self._store.unit_of_work() as uow:
+                    uow.append_log(_log_entry(item, BatchStatus.FAILED, None, reason))
+            except StoreUnavailable as full:
+                return full
             return Outcome(BatchStatus.FAILED)
 
     def _apply_one(self, uow: UnitOfWork, item: WriterItem) -> Outcome:

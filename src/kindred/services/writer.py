@@ -33,8 +33,13 @@ class WriterStopped(RuntimeError):
 
 class GroupWriter(Generic[In, Out]):
     def __init__(
-        self, process: Callable[[Sequence[In]], list[Out]], *, max_group: int = 256
+        self,
+        process: Callable[[Sequence[In]], Sequence[Out | BaseException]],
+        *,
+        max_group: int = 256,
     ) -> None:
+        """`process` answers each item of a group: its result, or the exception its
+        submitter gets (a whole group failing raises instead)."""
         self._process = process
         self._max_group = max_group
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -97,7 +102,9 @@ class GroupWriter(Generic[In, Out]):
 
     def _run_group(self, group: list[tuple[In, object]]) -> None:
         try:
-            results: list[Out] | None = self._process([item for item, _ in group])
+            results: Sequence[Out | BaseException] | None = self._process(
+                [item for item, _ in group]
+            )
             error: BaseException | None = None
         except BaseException as exc:  # the waiters must learn of it, whatever it is
             log.exception("writer group failed")
