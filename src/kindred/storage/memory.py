@@ -30,6 +30,7 @@ from kindred.ports import (
     RejectEntry,
     SelectionPage,
 )
+from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.memory_outbox import DeliveryState, MemoryDeliveries
 
 __all__ = ["MemoryStore"]
@@ -247,7 +248,7 @@ class _MemoryUnitOfWork:
                 del self.state.identities[key]
 
 
-class MemoryStore(MemoryDeliveries):
+class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def __init__(self) -> None:
         super().__init__()
         self._state = _State()
@@ -317,14 +318,6 @@ class MemoryStore(MemoryDeliveries):
 
     def list_audiences(self) -> list[AudienceDef]:
         return [self._state.audiences[k] for k in sorted(self._state.audiences)]
-
-    def save_calculated(
-        self, definition: CalculatedDef, *, progress: bool = False
-    ) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=False, bump=not progress)
-
-    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=True, bump=True)
 
     def _save_calculated(
         self, definition: CalculatedDef, *, cut_log: bool, bump: bool

@@ -35,6 +35,7 @@ from kindred.ports import (
     MergeEntry,
     RejectEntry,
 )
+from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     MERGE_COLUMNS,
@@ -81,7 +82,7 @@ _CREATE_MIGRATIONS = (
 )
 
 
-class PostgresStore(SqlDeliveryStore):
+class PostgresStore(CalculatedSaves, SqlDeliveryStore):
     """Connections are opened on demand up to `pool_size`; each is in autocommit mode, so a
     read is one round trip and a unit of work is an explicit BEGIN ... COMMIT."""
 
@@ -239,32 +240,21 @@ class PostgresStore(SqlDeliveryStore):
         rows = self._rows("SELECT id, doc FROM audiences ORDER BY id", ())
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
 
-    def save_calculated(
-        self, definition: CalculatedDef, *, progress: bool = False
+    def _save_calculated(
+        self, definition: CalculatedDef, *, cut_log: bool, bump: bool
     ) -> CalculatedDef:
-        if progress:
-            return self._write_calculated(definition)
-        return self._save_calculated(definition, cut_log=False)
-
-    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=True)
-
-    def _save_calculated(self, definition: CalculatedDef, *, cut_log: bool) -> CalculatedDef:
         with self._pool.connection() as conn, conn.transaction():
-            # Waits for every group holding the lock shared; groups asking after it queue
-            # behind it (an advisory lock queues; a row's FOR SHARE lets new sharers jump
-            # ahead of a waiting update for as long as groups overlap), then see the new
-            # version.
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", DEFINITIONS_LOCK)
-            conn.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
+            if bump:
+                # Waits for every group holding the lock shared; groups asking after it
+                # queue behind it (an advisory lock queues; a row's FOR SHARE lets new
+                # sharers jump ahead of a waiting update for as long as groups overlap),
+                # then see the new version.
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", DEFINITIONS_LOCK)
+                conn.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
             if cut_log:
                 newest = conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
                 assert newest is not None
                 definition = msgspec.structs.replace(definition, backfill_total=int(newest[0]))
-            return self._write_definition(conn, definition)
-
-    def _write_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        with self._pool.connection() as conn, conn.transaction():
             return self._write_definition(conn, definition)
 
     @staticmethod

@@ -24,6 +24,7 @@ from kindred.ports import (
     MergeEntry,
     RejectEntry,
 )
+from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
     MERGE_COLUMNS,
@@ -58,7 +59,7 @@ _LOG_COLUMNS = (
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
-class SqliteStore(SqlDeliveryStore):
+class SqliteStore(CalculatedSaves, SqlDeliveryStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
     """
@@ -294,14 +295,6 @@ class SqliteStore(SqlDeliveryStore):
     def list_audiences(self) -> list[AudienceDef]:
         rows = self._reader().execute("SELECT id, doc FROM audiences ORDER BY id")
         return [audience_of(entry_id, doc) for entry_id, doc in rows]
-
-    def save_calculated(
-        self, definition: CalculatedDef, *, progress: bool = False
-    ) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=False, bump=not progress)
-
-    def activate_calculated(self, definition: CalculatedDef) -> CalculatedDef:
-        return self._save_calculated(definition, cut_log=True, bump=True)
 
     def _save_calculated(
         self, definition: CalculatedDef, *, cut_log: bool, bump: bool
