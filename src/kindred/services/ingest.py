@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from kindred.domain.apply import ApplyContext, apply_observation
+from kindred.domain.apply import apply_observation
+from kindred.domain.applying import ApplyResult
+from kindred.domain.changes import Change
 from kindred.domain.errors import InvalidBatch, NotFound, StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
@@ -41,6 +43,8 @@ from kindred.services.items import (
     Outcome,
     Refused,
     WriterItem,
+    apply_context,
+    log_entry,
 )
 from kindred.services.merges import check_alias, follow, merge_into, restore, sync_index
 from kindred.wire.batch import decode_batch
@@ -172,7 +176,7 @@ class IngestService:
             reason = f"{type(exc).__name__}: {exc}"
             try:
                 with self._store.unit_of_work() as uow:
-                    uow.append_log(_log_entry(item, BatchStatus.FAILED, None, reason))
+                    uow.append_log(log_entry(item, BatchStatus.FAILED, None, reason))
             except StoreUnavailable as full:
                 return full
             return Outcome(BatchStatus.FAILED)
@@ -259,32 +263,34 @@ class IngestService:
         logged: bool = True,
     ) -> Outcome:
         """`logged`: append the batch to the event log (a replay re-points its entry)."""
-        source, obs = item.input, item.observation
-        workspace = source.workspace
-        ctx = ApplyContext(
-            mpid=mpid,
-            scope=workspace.identity_scope,
-            workspace_id=workspace.workspace_id,
-            source=source.name,
-            priority=source.priority,
-            may_set_consent=source.may_set_consent,
-            guardrails=workspace.account.guardrails,
-            immutable_type=workspace.account.identity.immutable,
-            user_identities=decision.user_identities,
-            device_identities=decision.device_identities,
-        )
+        obs = item.observation
+        ctx = apply_context(item, decision, mpid)
         result = apply_observation(before, obs, ctx)
-        profile, changes = result.profile, result.changes
+        profile, changes = self._derive(uow, result, obs, ctx.workspace_id)
+        uow.save_profile(profile)
+        sync_index(uow, ctx.scope, mpid, before, profile)
+        if logged:
+            uow.append_log(log_entry(item, BatchStatus.APPLIED, mpid, None))
+        notes = decision.notes + result.notes
+        return Outcome(BatchStatus.APPLIED, mpid, notes, tuple(changes))
+
+    def _derive(
+        self, uow: UnitOfWork, result: ApplyResult, obs: Observation, workspace_id: int
+    ) -> tuple[Profile, tuple[Change, ...]]:
+        """The profile with what follows from the batch's changes: calculated attributes,
+        audience memberships (their changes appended to the membership log), due time;
+        every change made."""
+        profile, changes, events = result.profile, tuple(result.changes), result.events
         if self._calculated is not None:
             profile, computed = self._calculated.refresh(
-                profile, ctx.workspace_id, result.events, obs.received_ms
+                profile, workspace_id, events, obs.received_ms
             )
             changes = (*changes, *computed)
         if self._audiences is not None:
             profile, moves = self._audiences.refresh(
                 profile,
                 changes,
-                result.events,
+                events,
                 device_seen=bool(obs.device_info or obs.device_identities),
                 now_ms=obs.received_ms,
             )
@@ -292,12 +298,7 @@ class IngestService:
                 uow.append_memberships(moves)
         if self._calculated is not None:
             profile = scheduled(profile, obs.received_ms)
-        uow.save_profile(profile)
-        sync_index(uow, ctx.scope, mpid, before, profile)
-        if logged:
-            uow.append_log(_log_entry(item, BatchStatus.APPLIED, mpid, None))
-        notes = decision.notes + result.notes
-        return Outcome(BatchStatus.APPLIED, mpid, notes, tuple(changes))
+        return profile, changes
 
     # --- aliases and un-merges ----------------------------------------------------------
 
@@ -346,8 +347,8 @@ class IngestService:
             for e in reversed(self._store.log_for_profile(entry.survivor, 100_000))
             if e.received_ms >= entry.merged_ms and e.status == BatchStatus.APPLIED
         ]
-        for log_entry in since:
-            replayed += self._reapply(uow, log_entry)
+        for logged in since:
+            replayed += self._reapply(uow, logged)
         return Outcome(BatchStatus.APPLIED, entry.survivor, detail=replayed)
 
     def _reapply(self, uow: UnitOfWork, entry: LogEntry) -> int:
@@ -390,21 +391,6 @@ def _unresolved() -> IdentityDecision:
     return IdentityDecision("unresolved", None, {}, {}, ())
 
 
-def _log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None) -> LogEntry:
-    return LogEntry(
-        input=item.input.name,
-        workspace_id=item.input.workspace.workspace_id,
-        received_ms=item.observation.received_ms,
-        status=status,
-        body=item.body,
-        mpid=mpid,
-        reason=reason,
-        source_request_id=item.observation.source_request_id,
-        client_ip=item.client_ip,
-        historical=item.historical,
-    )
-
-
 def _logged(uow: UnitOfWork, item: Accepted, status: str, mpid: int | None, reason: str) -> Outcome:
-    uow.append_log(_log_entry(item, status, mpid, reason))
+    uow.append_log(log_entry(item, status, mpid, reason))
     return Outcome(status, mpid)

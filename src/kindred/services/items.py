@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kindred.domain.apply import ApplyContext
 from kindred.domain.changes import Change, Note
 from kindred.domain.observation import Observation
 from kindred.domain.tenancy import InputDef
+from kindred.identity.resolve import IdentityDecision
+from kindred.ports import LogEntry
 
 __all__ = [
     "Accepted",
@@ -16,6 +19,8 @@ __all__ = [
     "Outcome",
     "Refused",
     "WriterItem",
+    "apply_context",
+    "log_entry",
 ]
 
 
@@ -86,3 +91,37 @@ class Outcome:
     changes: tuple[Change, ...] = field(default=())
     # What an identity or merge call answers (see services.identity, services.merges).
     detail: object = None
+
+
+def log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None) -> LogEntry:
+    """The event log's entry of an accepted batch."""
+    return LogEntry(
+        input=item.input.name,
+        workspace_id=item.input.workspace.workspace_id,
+        received_ms=item.observation.received_ms,
+        status=status,
+        body=item.body,
+        mpid=mpid,
+        reason=reason,
+        source_request_id=item.observation.source_request_id,
+        client_ip=item.client_ip,
+        historical=item.historical,
+    )
+
+
+def apply_context(item: Accepted, decision: IdentityDecision, mpid: int) -> ApplyContext:
+    """Who writes the batch, into which profile slot, under which limits."""
+    source = item.input
+    workspace = source.workspace
+    return ApplyContext(
+        mpid=mpid,
+        scope=workspace.identity_scope,
+        workspace_id=workspace.workspace_id,
+        source=source.name,
+        priority=source.priority,
+        may_set_consent=source.may_set_consent,
+        guardrails=workspace.account.guardrails,
+        immutable_type=workspace.account.identity.immutable,
+        user_identities=decision.user_identities,
+        device_identities=decision.device_identities,
+    )
