@@ -671,6 +671,21 @@ def test_a_transaction_reads_its_own_writes(store: Store) -> None:
         assert not uow.claim_request("web", "r-9", 3)
 
 
+def test_a_saved_profile_reads_back_whole_in_its_transaction(store: Store) -> None:
+    """A save keeps the profile's row, its document encoded at once; a later read in the
+    same transaction decodes it again, memberships and all, and a third save follows it."""
+    stored = rich_profile(BIG_A)
+    with store.unit_of_work() as uow:
+        uow.save_profile(stored)
+    second = next_version(stored, ip="10.1.1.1", memberships={9: stored.memberships[9]})
+    with store.unit_of_work() as uow:
+        uow.prefetch([], [BIG_A, BIG_B], [])
+        uow.save_profile(second)
+        assert uow.load_profiles([BIG_A, BIG_B]) == {BIG_A: second}
+        uow.save_profile(next_version(uow.load_profiles([BIG_A])[BIG_A], ip="10.2.2.2"))
+    assert store.get_profile(BIG_A) == next_version(second, ip="10.2.2.2")
+
+
 def test_linked_identities_are_found_in_one_read(store: Store) -> None:
     with store.unit_of_work() as uow:
         uow.link_identities(SCOPE, BIG_A, [EMAIL, CUSTOMER])

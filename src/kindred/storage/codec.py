@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -19,6 +19,8 @@ __all__ = [
     "MEMBERSHIP_COLUMNS",
     "MERGE_COLUMNS",
     "REJECT_INSERT_COLUMNS",
+    "ProfileRead",
+    "ProfileWrite",
     "audience_doc",
     "audience_of",
     "credential_of",
@@ -84,6 +86,54 @@ def stored_profile(doc: bytes | str, memberships: bytes | str | None) -> Profile
     if held != profile.memberships:
         profile = msgspec.structs.replace(profile, memberships=held)
     return profile
+
+
+class ProfileRead(NamedTuple):
+    """A profiles row as read, its document not decoded yet: a group of batches reads every
+    profile it may touch at once and decodes each when a batch asks for it, so only the
+    profiles in hand are in memory as objects (one with many calculated attributes is
+    over a thousand)."""
+
+    version: int
+    doc: bytes | str
+    memberships: bytes | str | None  # as stored_profile takes them
+
+    def profile(self) -> Profile:
+        return stored_profile(self.doc, self.memberships)
+
+
+class ProfileWrite(NamedTuple):
+    """A profile saved in a transaction, as its row: the document is encoded at the save,
+    so the profile's objects are not held until the commit."""
+
+    mpid: int
+    scope: str
+    version: int
+    created_ms: int
+    last_stored_ms: int
+    audience_due_ms: int | None
+    doc: str  # the store's own form of stored_document
+    memberships: dict[int, Membership]
+
+    @classmethod
+    def of(cls, profile: Profile, doc: str) -> ProfileWrite:
+        return cls(
+            mpid=profile.mpid,
+            scope=profile.scope,
+            version=profile.version,
+            created_ms=profile.created_ms,
+            last_stored_ms=profile.last_stored_ms,
+            audience_due_ms=profile.audience_due_ms,
+            doc=doc,
+            memberships=profile.memberships,
+        )
+
+    def profile(self) -> Profile:
+        """The profile saved (read again by a later batch of the same transaction)."""
+        profile = _DECODER.decode(self.doc)
+        if self.memberships:
+            profile = msgspec.structs.replace(profile, memberships=self.memberships)
+        return profile
 
 
 def membership_rows(

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Membership, Profile
+from kindred.domain.profile import Membership
 from kindred.ports import Delivery, LogEntry, MergeEntry, RejectEntry
 from kindred.storage.codec import (
     LOG_INSERT_COLUMNS,
     MERGE_COLUMNS,
     REJECT_INSERT_COLUMNS,
+    ProfileWrite,
     log_row,
     membership_rows,
     merge_row,
@@ -31,9 +32,9 @@ Link = tuple[str, IdentityKey, int]
 class PendingWrites:
     """Everything a transaction changes, flushed at commit."""
 
-    inserts: list[Profile] = field(default_factory=list)
+    inserts: list[ProfileWrite] = field(default_factory=list)
     # (profile, the version the database must still hold for the update to apply)
-    updates: list[tuple[Profile, int]] = field(default_factory=list)
+    updates: list[tuple[ProfileWrite, int]] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     unlinks: list[Link] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)

@@ -29,6 +29,7 @@ from kindred.ports import (
     RejectEntry,
     SelectionPage,
 )
+from kindred.storage.codec import ProfileRead, ProfileWrite
 from kindred.storage.pending_writes import Link, PendingWrites, ScopedKey
 
 __all__ = ["SetOps", "WriteBehindUnitOfWork"]
@@ -41,7 +42,11 @@ class SetOps(Protocol):
 
     def find_identities(self, keys: Sequence[ScopedKey]) -> dict[ScopedKey, list[int]]: ...
 
-    def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]: ...
+    def read_profiles(self, mpids: Sequence[int]) -> dict[int, ProfileRead]: ...
+
+    def document(self, profile: Profile) -> str:
+        """The profile's document in the form the store writes it."""
+        ...
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]: ...
 
@@ -87,11 +92,13 @@ class WriteBehindUnitOfWork:
         self._ops = ops
         self._locked: set[ScopedKey] = set()
         self._links: dict[ScopedKey, set[int]] = {}
-        self._profiles: dict[int, Profile | None] = {}
+        # This transaction's view of each profile it read or saved: decoded once a batch
+        # asks for it (see ProfileRead, ProfileWrite); None where there is none.
+        self._profiles: dict[int, Profile | ProfileRead | ProfileWrite | None] = {}
         self._stored_version: dict[int, int] = {}
         # The memberships each profile had when read (the audience_members rows to update).
         self._stored_members: dict[int, dict[int, Membership]] = {}
-        self._dirty: dict[int, Profile] = {}
+        self._dirty: dict[int, ProfileWrite] = {}
         self._deleted: dict[int, int] = {}
         self._link_changes: dict[Link, bool] = {}
         self._requests: dict[tuple[str, str], bool] = {}  # known to exist (or now claimed)
@@ -124,7 +131,7 @@ class WriteBehindUnitOfWork:
     def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]:
         wanted = list(mpids)
         self._fetch_profiles(wanted)
-        return {m: p for m in wanted if (p := self._profiles[m]) is not None}
+        return {m: p for m in wanted if (p := self._view(m)) is not None}
 
     def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
         pair = (input_name, request_id)
@@ -230,13 +237,14 @@ class WriteBehindUnitOfWork:
         expected = 0 if current is None else current.version
         if profile.version != expected + 1:
             raise ConcurrentUpdate(f"profile {profile.mpid} is at version {expected}")
-        self._profiles[profile.mpid] = profile
-        self._dirty[profile.mpid] = profile
+        self._view(profile.mpid)  # its memberships as stored, for _member_writes
+        row = ProfileWrite.of(profile, self._ops.document(profile))
+        self._profiles[profile.mpid] = self._dirty[profile.mpid] = row
 
     def delete_profile(self, profile: Profile) -> None:
         mpid = profile.mpid
         self._fetch_profiles([mpid])
-        current = self._profiles[mpid]
+        current = self._view(mpid)
         if current is None or current.version != profile.version:
             raise ConcurrentUpdate(f"profile {mpid} is not at version {profile.version}")
         if self._stored_version[mpid]:
@@ -309,12 +317,23 @@ class WriteBehindUnitOfWork:
     def _fetch_profiles(self, mpids: Sequence[int]) -> None:
         missing = list(dict.fromkeys(m for m in mpids if m not in self._profiles))
         if missing:
-            found = self._ops.load_profiles(missing)
+            found = self._ops.read_profiles(missing)
             for mpid in missing:
-                profile = found.get(mpid)
-                self._profiles[mpid] = profile
-                self._stored_version[mpid] = 0 if profile is None else profile.version
-                self._stored_members[mpid] = {} if profile is None else profile.memberships
+                row = found.get(mpid)
+                self._profiles[mpid] = row
+                self._stored_version[mpid] = 0 if row is None else row.version
+
+    def _view(self, mpid: int) -> Profile | None:
+        """The profile as this transaction sees it (fetched already), decoded now if not
+        yet."""
+        held = self._profiles[mpid]
+        if held is None or isinstance(held, Profile):
+            return held
+        profile = held.profile()
+        if isinstance(held, ProfileRead):
+            self._stored_members[mpid] = profile.memberships
+        self._profiles[mpid] = profile
+        return profile
 
     def _fetch_requests(self, pairs: Sequence[tuple[str, str]]) -> None:
         missing = list(dict.fromkeys(p for p in pairs if p not in self._requests))

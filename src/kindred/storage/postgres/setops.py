@@ -19,10 +19,7 @@ from kindred.audiences.sql import to_sql
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
-from kindred.storage.codec import (
-    stored_document,
-    stored_profile,
-)
+from kindred.storage.codec import ProfileRead, stored_document, stored_profile
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
 
@@ -107,12 +104,16 @@ class PostgresSetOps:
                 found.setdefault((scope, IdentityKey(id_type, id_value)), []).append(mpid)
         return found
 
-    def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
-        query = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = ANY(%s::bigint[])"
+    def read_profiles(self, mpids: Sequence[int]) -> dict[int, ProfileRead]:
+        query = (
+            f"SELECT mpid, version, {PROFILE_COLUMNS} FROM profiles WHERE mpid = ANY(%s::bigint[])"
+        )
         with retryable():
             rows = self.conn.execute(query, (mpids,)).fetchall()
-        profiles = [stored_profile(doc, held) for doc, held in rows]
-        return {p.mpid: p for p in profiles}
+        return {mpid: ProfileRead(version, doc, held) for mpid, version, doc, held in rows}
+
+    def document(self, profile: Profile) -> str:
+        return _jsonb_text(stored_document(profile))
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         columns = ([i for i, _ in pairs], [r for _, r in pairs])
@@ -243,11 +244,11 @@ class PostgresSetOps:
 
     def _save_profiles(self, cursor: psycopg.Cursor[TupleRow], writes: PendingWrites) -> None:
         inserts = [
-            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p))
+            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc)
             for p in writes.inserts
         ]
         updates = [
-            (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, stored)
+            (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc, p.mpid, stored)
             for p, stored in writes.updates
         ]
         if _many(cursor, _INSERT_PROFILE, inserts) != len(inserts):
@@ -273,10 +274,6 @@ def _bump_versions(conn: psycopg.Connection[TupleRow], mpids: Sequence[int]) -> 
         " WHERE mpid = ANY(%s::bigint[])",
         (list(mpids),),
     )
-
-
-def _doc(profile: Profile) -> str:
-    return _jsonb_text(stored_document(profile))
 
 
 @contextmanager

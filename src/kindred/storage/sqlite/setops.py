@@ -15,10 +15,7 @@ from kindred.audiences.sql import to_sql
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
-from kindred.storage.codec import (
-    stored_document,
-    stored_profile,
-)
+from kindred.storage.codec import ProfileRead, stored_document, stored_profile
 from kindred.storage.membership_log import LogRuns
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
@@ -77,17 +74,20 @@ class SqliteSetOps:
                 found.setdefault((scope, IdentityKey(id_type, id_value)), []).append(mpid)
         return found
 
-    def load_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
-        result: dict[int, Profile] = {}
+    def read_profiles(self, mpids: Sequence[int]) -> dict[int, ProfileRead]:
+        result: dict[int, ProfileRead] = {}
         for chunk in _chunks(mpids):
             marks = ", ".join(["?"] * len(chunk))
             rows = self.conn.execute(
-                f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid IN ({marks})", chunk
+                f"SELECT mpid, version, {PROFILE_COLUMNS} FROM profiles WHERE mpid IN ({marks})",
+                chunk,
             )
-            for doc, held in rows:
-                profile = stored_profile(doc, held)
-                result[profile.mpid] = profile
+            for mpid, version, doc, held in rows:
+                result[mpid] = ProfileRead(version, doc, held)
         return result
+
+    def document(self, profile: Profile) -> str:
+        return stored_document(profile).decode()
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         known: set[tuple[str, str]] = set()
@@ -217,7 +217,7 @@ class SqliteSetOps:
                     p.created_ms,
                     p.last_stored_ms,
                     p.audience_due_ms,
-                    _doc(p),
+                    p.doc,
                 )
                 for p in writes.inserts
             ],
@@ -226,16 +226,12 @@ class SqliteSetOps:
             "UPDATE profiles SET version = ?, created_ms = ?, last_stored_ms = ?,"
             " audience_due_ms = ?, doc = ? WHERE mpid = ? AND version = ?",
             [
-                (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, _doc(p), p.mpid, v)
+                (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc, p.mpid, v)
                 for p, v in writes.updates
             ],
         ).rowcount
         if inserted != len(writes.inserts) or updated != len(writes.updates):
             raise ConcurrentUpdate("a profile changed since this transaction read it")
-
-
-def _doc(profile: Profile) -> str:
-    return stored_document(profile).decode()
 
 
 def _named(found: Needles | None) -> tuple[str, dict[str, object]]:
