@@ -12,7 +12,7 @@ never decrement the seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar, get_args
 
 import msgspec
@@ -113,18 +113,23 @@ def fold(state: CalcState, ts_ms: int, values: Sequence[Scalar], now_ms: int) ->
 
 
 def fold_values(
-    state: CalcState, events: Iterable[tuple[int, Sequence[Scalar]]], now_ms: int
+    state: CalcState, events: Sequence[tuple[int, Sequence[Scalar]]], now_ms: int
 ) -> CalcState:
     """The state with matching events folded in (one new aggregate per day touched, so a
     batch costs one merge however many events it has)."""
     spec = state.spec
     kind = spec.kind
     # Events before the seed's cutoff (the seed stands for them) or the window don't count.
-    counted = _counted(kind, events, max(state.cutoff_ms or _MIN, spec.since_ms or _MIN))
+    start = state.cutoff_ms
+    if spec.since_ms is not None and (start is None or spec.since_ms > start):
+        start = spec.since_ms
+    counted = _COUNTED[kind](events, _MIN if start is None else start)
     if not counted:
         return state
+    extend = _EXTEND[kind]
     if spec.within_days is None:  # the one bucket of a lifetime or since window
-        bucket = _added(kind, state.buckets.get(0), counted)
+        held = state.buckets.get(0)
+        bucket = extend(held if held is not None and held.n else _NONE, counted)
         return msgspec.structs.replace(state, buckets={0: bucket})
     oldest = _day(now_ms) - spec.within_days + 1
     by_day = _by_day(counted, oldest)
@@ -140,29 +145,34 @@ def fold_values(
     return msgspec.structs.replace(state, buckets=buckets)
 
 
-def _counted(kind: str, events: Iterable[Item], start: int) -> list[Item]:
-    """The events from `start` on that count for the calculation: with a value when it
-    reads one (numbers, converted, for the numeric calculations)."""
-    if kind in NUMERIC:
-        counted: list[Item] = []
-        for ts_ms, given in events:
-            if ts_ms < start:
-                continue
-            if len(given) == 1:  # an event's own attribute: the common case
-                number = _numeric(given[0])
-                if number is not None:
-                    counted.append((ts_ms, (number,)))
-                continue
-            numbers = [n for v in given if (n := _numeric(v)) is not None]
-            if numbers:
-                counted.append((ts_ms, numbers))
-        return counted
-    if kind in NEEDS_VALUE:
-        return [(ts_ms, given) for ts_ms, given in events if ts_ms >= start and given]
-    return [item for item in events if item[0] >= start]
+def _numbers_counted(events: Sequence[Item], start: int) -> list[Item]:
+    """The events from `start` on with a number (converted) among their values."""
+    counted: list[Item] = []
+    for ts_ms, given in events:
+        if ts_ms < start:
+            continue
+        if len(given) == 1:  # an event's own attribute: the common case
+            number = _numeric(given[0])
+            if number is not None:
+                counted.append((ts_ms, (number,)))
+            continue
+        numbers = [n for v in given if (n := _numeric(v)) is not None]
+        if numbers:
+            counted.append((ts_ms, numbers))
+    return counted
 
 
-def _by_day(items: list[Item], oldest: int) -> dict[int, list[Item]]:
+def _values_counted(events: Sequence[Item], start: int) -> list[Item]:
+    """The events from `start` on with a value."""
+    return [(ts_ms, given) for ts_ms, given in events if ts_ms >= start and given]
+
+
+def _all_counted(events: Sequence[Item], start: int) -> Sequence[Item]:
+    """The events from `start` on."""
+    return events if start == _MIN else [item for item in events if item[0] >= start]
+
+
+def _by_day(items: Sequence[Item], oldest: int) -> dict[int, Sequence[Item]]:
     """The items by UTC day, those of days before `oldest` left out."""
     first = items[0][0] // DAY_MS
     if all(ts_ms // DAY_MS == first for ts_ms, _ in items):  # a batch: mostly one day
@@ -176,10 +186,10 @@ def _by_day(items: list[Item], oldest: int) -> dict[int, list[Item]]:
                 by_day[day] = [item]
             else:
                 held.append(item)
-    return by_day
+    return dict(by_day)
 
 
-def _added(kind: str, held: Agg | None, items: list[Item]) -> Agg:
+def _added(kind: str, held: Agg | None, items: Sequence[Item]) -> Agg:
     """The aggregate with counted events added (a new one when none is held)."""
     return _EXTEND[kind](held if held is not None and held.n else _NONE, items)
 
@@ -187,19 +197,19 @@ def _added(kind: str, held: Agg | None, items: list[Item]) -> Agg:
 _NONE = Agg()
 
 
-def _count_of(held: Agg, items: list[Item]) -> Agg:
+def _count_of(held: Agg, items: Sequence[Item]) -> Agg:
     return Agg(n=held.n + len(items))
 
 
-def _numbers_of(held: Agg, items: list[Item]) -> Agg:
-    numbers: list[float] = [v for _, values in items for v in values]  # type: ignore[misc]  # numbers by now (_counted)
+def _numbers_of(held: Agg, items: Sequence[Item]) -> Agg:
+    numbers: list[float] = [v for _, values in items for v in values]  # type: ignore[misc]  # numbers by now (_numbers_counted)
     low, high = min(numbers), max(numbers)
     if held.low is not None and held.high is not None:
         low, high = min(held.low, low), max(held.high, high)
     return Agg(n=held.n + len(numbers), total=held.total + sum(numbers), low=low, high=high)
 
 
-def _distinct_of(held: Agg, items: list[Item]) -> Agg:
+def _distinct_of(held: Agg, items: Sequence[Item]) -> Agg:
     counts = dict(held.counts)
     for _, values in items:
         for v in values:
@@ -211,7 +221,7 @@ def _distinct_of(held: Agg, items: list[Item]) -> Agg:
     return Agg(n=held.n + len(items), counts=counts)
 
 
-def _occurrences_of(held: Agg, items: list[Item]) -> Agg:
+def _occurrences_of(held: Agg, items: Sequence[Item]) -> Agg:
     ts_ms, values = items[0]
     first, last = (ts_ms, values[0]), (ts_ms, values[-1])
     if held.first is not None and held.last is not None:
@@ -222,7 +232,7 @@ def _occurrences_of(held: Agg, items: list[Item]) -> Agg:
     return Agg(n=held.n + len(items), first=first, last=last)
 
 
-def _timestamps_of(held: Agg, items: list[Item]) -> Agg:
+def _timestamps_of(held: Agg, items: Sequence[Item]) -> Agg:
     low = min(ts for ts, _ in items)
     high = max(ts for ts, _ in items)
     if held.first is not None and held.last is not None:
@@ -231,12 +241,20 @@ def _timestamps_of(held: Agg, items: list[Item]) -> Agg:
 
 
 # An aggregate (`_NONE` for none yet) with counted events added, by calculation type.
-_EXTEND: dict[str, Callable[[Agg, list[Item]], Agg]] = {
+_EXTEND: dict[str, Callable[[Agg, Sequence[Item]], Agg]] = {
     "count": _count_of,
     **dict.fromkeys(NUMERIC, _numbers_of),
     **dict.fromkeys(_DISTINCT, _distinct_of),
     **dict.fromkeys(("first_occurrence", "last_occurrence"), _occurrences_of),
     **dict.fromkeys(("first_occurrence_timestamp", "last_occurrence_timestamp"), _timestamps_of),
+}
+
+
+# The events that count for a calculation type (from a start, with what it reads).
+_COUNTED: dict[str, Callable[[Sequence[Item], int], Sequence[Item]]] = {
+    **dict.fromkeys(CALCULATION_TYPES, _all_counted),
+    **dict.fromkeys(NEEDS_VALUE, _values_counted),
+    **dict.fromkeys(NUMERIC, _numbers_counted),
 }
 
 

@@ -60,9 +60,15 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         memberships=_union(survivor.memberships, merged.memberships, _earlier_membership),
         recent_messages=_merge_windows(survivor.recent_messages, merged.recent_messages),
         absorbed=survivor.absorbed + merged.absorbed + 1,
+        audience_due_ms=_earliest(survivor.audience_due_ms, merged.audience_due_ms),
     )
-    # Merged calculated states give new values (they are recomputed on schedule after).
+    # Merged calculated states give new values (they are recomputed on schedule after:
+    # the merged profile is due when either was, and no state's next change comes sooner).
     return refreshed(result, result.last_stored_ms), dropped
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def merged_stub(merged: Profile, survivor_mpid: int, now_ms: int) -> Profile:

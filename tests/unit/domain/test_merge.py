@@ -82,6 +82,22 @@ def test_the_survivor_keeps_its_identities_and_the_rest_is_reported(a: Profile, 
     assert result.last_stored_ms == max(a.last_stored_ms, b.last_stored_ms)
 
 
+_DUE = st.none() | st.integers(0, 2**45)
+
+
+@given(profiles(mpid=1), profiles(mpid=2), _DUE, _DUE)
+def test_a_merged_profile_is_due_when_either_was(
+    a: Profile, b: Profile, due_a: int | None, due_b: int | None
+) -> None:
+    """Each profile was due no later than its next timed change (a calculated state's or an
+    audience's): the merged one, holding both, is due at the earlier."""
+    a = msgspec.structs.replace(a, audience_due_ms=due_a)
+    b = msgspec.structs.replace(b, audience_due_ms=due_b)
+    given_dues = [d for d in (due_a, due_b) if d is not None]
+    expected = min(given_dues) if given_dues else None
+    assert merge(a, b).audience_due_ms == expected == merge(b, a).audience_due_ms
+
+
 def test_a_merged_profile_leaves_a_stub_pointing_at_its_survivor() -> None:
     merged = Profile(mpid=2, scope="a1", created_ms=5, last_stored_ms=9, version=3)
     stub = merged_stub(merged, survivor_mpid=1, now_ms=100)
