@@ -201,12 +201,32 @@ def _count_of(held: Agg, items: Sequence[Item]) -> Agg:
     return Agg(n=held.n + len(items))
 
 
-def _numbers_of(held: Agg, items: Sequence[Item]) -> Agg:
-    numbers: list[float] = [v for _, values in items for v in values]  # type: ignore[misc]  # numbers by now (_numbers_counted)
-    low, high = min(numbers), max(numbers)
-    if held.low is not None and held.high is not None:
-        low, high = min(held.low, low), max(held.high, high)
-    return Agg(n=held.n + len(numbers), total=held.total + sum(numbers), low=low, high=high)
+def _numbers(items: Sequence[Item]) -> list[float]:
+    return [v for _, values in items for v in values]  # type: ignore[misc]  # numbers by now (_numbers_counted)
+
+
+# Each calculation type keeps only what its value reads (and `n`: how many counted).
+
+
+def _total_of(held: Agg, items: Sequence[Item]) -> Agg:
+    numbers = _numbers(items)
+    return Agg(n=held.n + len(numbers), total=held.total + sum(numbers))
+
+
+def _low_of(held: Agg, items: Sequence[Item]) -> Agg:
+    numbers = _numbers(items)
+    low = min(numbers)
+    if held.low is not None and held.low < low:
+        low = held.low
+    return Agg(n=held.n + len(numbers), low=low)
+
+
+def _high_of(held: Agg, items: Sequence[Item]) -> Agg:
+    numbers = _numbers(items)
+    high = max(numbers)
+    if held.high is not None and held.high > high:
+        high = held.high
+    return Agg(n=held.n + len(numbers), high=high)
 
 
 def _distinct_of(held: Agg, items: Sequence[Item]) -> Agg:
@@ -221,32 +241,48 @@ def _distinct_of(held: Agg, items: Sequence[Item]) -> Agg:
     return Agg(n=held.n + len(items), counts=counts)
 
 
-def _occurrences_of(held: Agg, items: Sequence[Item]) -> Agg:
+def _first_of(held: Agg, items: Sequence[Item]) -> Agg:
     ts_ms, values = items[0]
-    first, last = (ts_ms, values[0]), (ts_ms, values[-1])
-    if held.first is not None and held.last is not None:
-        first, last = _earlier(held.first, first), _later(held.last, last)
-    for ts_ms, values in items[1:]:
+    first = held.first if held.first is not None else (ts_ms, values[0])
+    for ts_ms, values in items:
         first = _earlier(first, (ts_ms, values[0]))
+    return Agg(n=held.n + len(items), first=first)
+
+
+def _last_of(held: Agg, items: Sequence[Item]) -> Agg:
+    ts_ms, values = items[0]
+    last = held.last if held.last is not None else (ts_ms, values[-1])
+    for ts_ms, values in items:
         last = _later(last, (ts_ms, values[-1]))
-    return Agg(n=held.n + len(items), first=first, last=last)
+    return Agg(n=held.n + len(items), last=last)
 
 
-def _timestamps_of(held: Agg, items: Sequence[Item]) -> Agg:
+def _first_time_of(held: Agg, items: Sequence[Item]) -> Agg:
     low = min(ts for ts, _ in items)
+    if held.first is not None and held.first[0] < low:
+        low = held.first[0]
+    return Agg(n=held.n + len(items), first=(low, low))
+
+
+def _last_time_of(held: Agg, items: Sequence[Item]) -> Agg:
     high = max(ts for ts, _ in items)
-    if held.first is not None and held.last is not None:
-        low, high = min(int(held.first[0]), low), max(int(held.last[0]), high)
-    return Agg(n=held.n + len(items), first=(low, low), last=(high, high))
+    if held.last is not None and held.last[0] > high:
+        high = held.last[0]
+    return Agg(n=held.n + len(items), last=(high, high))
 
 
 # An aggregate (`_NONE` for none yet) with counted events added, by calculation type.
 _EXTEND: dict[str, Callable[[Agg, Sequence[Item]], Agg]] = {
     "count": _count_of,
-    **dict.fromkeys(NUMERIC, _numbers_of),
+    "sum": _total_of,
+    "average": _total_of,
+    "min": _low_of,
+    "max": _high_of,
     **dict.fromkeys(_DISTINCT, _distinct_of),
-    **dict.fromkeys(("first_occurrence", "last_occurrence"), _occurrences_of),
-    **dict.fromkeys(("first_occurrence_timestamp", "last_occurrence_timestamp"), _timestamps_of),
+    "first_occurrence": _first_of,
+    "last_occurrence": _last_of,
+    "first_occurrence_timestamp": _first_time_of,
+    "last_occurrence_timestamp": _last_time_of,
 }
 
 
