@@ -28,6 +28,7 @@ __all__ = [
     "CalcSpec",
     "CalcState",
     "CalculationType",
+    "Item",
     "fold",
     "fold_values",
     "merge_agg",
@@ -63,6 +64,7 @@ NEEDS_VALUE = CALCULATION_TYPES - {
 NUMERIC = frozenset({"sum", "min", "max", "average"})
 _DISTINCT = frozenset({"most_frequent", "unique_values_count", "unique_list"})
 T = TypeVar("T")
+# A counted event: its timestamp and the values it carries for the attribute read.
 Item = tuple[int, Sequence[Scalar]]
 
 

@@ -85,11 +85,18 @@ _READ: dict[str, Callable[[Agg], Value]] = {
 def next_change(state: CalcState, now_ms: int) -> int | None:
     """The next instant after `now_ms` at which time alone changes which buckets count:
     the oldest counted day leaving the window, or a future-dated day entering it."""
-    if state.spec.within_days is None or not state.buckets:
+    within = state.spec.within_days
+    if within is None or not state.buckets:
         return None
     low, high = _window_days(state.spec, now_ms)
-    inside = [d for d in state.buckets if low <= d <= high]
-    later = [d for d in state.buckets if d > high]
-    instants = [(min(inside) + state.spec.within_days) * DAY_MS] if inside else []
-    instants += [min(later) * DAY_MS] if later else []
-    return min(instants) if instants else None
+    oldest_inside = entering = None
+    for day in state.buckets:
+        if day > high:
+            if entering is None or day < entering:
+                entering = day
+        elif day >= low and (oldest_inside is None or day < oldest_inside):
+            oldest_inside = day
+    leaves = None if oldest_inside is None else (oldest_inside + within) * DAY_MS
+    if entering is None:
+        return leaves
+    return entering * DAY_MS if leaves is None else min(leaves, entering * DAY_MS)

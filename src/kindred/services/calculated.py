@@ -21,10 +21,10 @@ import msgspec
 from kindred.attributes.definition import CalculatedDef, Compiled, compile_definition
 from kindred.audiences.ast import EventCriterion
 from kindred.audiences.evaluate import event_key
-from kindred.domain.calculated import CalcState, fold_values
+from kindred.domain.calculated import CalcState, Item, fold_values
 from kindred.domain.calculated_entries import next_due, refreshed, with_values
 from kindred.domain.changes import Change
-from kindred.domain.observation import EventFact, Scalar
+from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile, WorkspaceProfile
 from kindred.ports import CalculatedStore, Clock
 
@@ -58,16 +58,34 @@ def fold_events(
     return ActiveSet(definitions).fold(states, events, now_ms)
 
 
+class _Readers:
+    """The definitions of one filter that read one attribute of the events passing it."""
+
+    __slots__ = ("attribute", "definitions", "values")
+
+    def __init__(self, first: Compiled) -> None:
+        self.attribute = first.attribute
+        self.values = first.values
+        self.definitions = [first]
+
+
 class _Filter:
     """The definitions that count the same events (type, name, action and conditions), by
     the attribute they read: each event of a batch is tested once for all of them."""
 
-    __slots__ = ("by_attribute", "test")
+    __slots__ = ("readers", "test")
 
     def __init__(self, first: Compiled) -> None:
         # None: without an action or conditions every event of the type and name passes.
         self.test = first.test
-        self.by_attribute: dict[str | None, list[Compiled]] = {}
+        self.readers: list[_Readers] = []
+
+    def add(self, definition: Compiled) -> None:
+        for readers in self.readers:
+            if readers.attribute == definition.attribute:
+                readers.definitions.append(definition)
+                return
+        self.readers.append(_Readers(definition))
 
 
 class ActiveSet:
@@ -83,7 +101,7 @@ class ActiveSet:
             shared = filters.get(definition.event)
             if shared is None:
                 shared = filters[definition.event] = _Filter(definition)
-            shared.by_attribute.setdefault(definition.attribute, []).append(definition)
+            shared.add(definition)
         self._by_key: dict[str, list[_Filter]] = {}
         for criterion, shared in filters.items():
             key = event_key(criterion.event_type, criterion.name)
@@ -108,8 +126,8 @@ class ActiveSet:
             if state is None or state.digest != definition.digest:
                 result[definition.name] = definition.empty_state()
                 changed.add(definition.name)
-        for readers, items in self._matches(events).values():
-            for definition in readers:
+        for readers, items in self._matches(events).items():
+            for definition in readers.definitions:
                 state = result[definition.name]
                 folded = fold_values(state, items, now_ms)
                 if folded is not state:
@@ -117,27 +135,24 @@ class ActiveSet:
                     changed.add(definition.name)
         return result, changed
 
-    def _matches(
-        self, events: Sequence[EventFact]
-    ) -> dict[int, tuple[list[Compiled], list[tuple[int, list[Scalar]]]]]:
-        """The definitions reading each attribute of each filter the events pass (keyed
-        by the identity of their list), with the (timestamp, values) of those events."""
-        found: dict[int, tuple[list[Compiled], list[tuple[int, list[Scalar]]]]] = {}
+    def _matches(self, events: Sequence[EventFact]) -> dict[_Readers, list[Item]]:
+        """The (timestamp, values) of the events each group of readers counts."""
+        found: dict[_Readers, list[Item]] = {}
         for event in events:
             # What the event carries for each attribute read, read once for every filter.
-            read: dict[str | None, tuple[int, list[Scalar]]] = {}
+            read: dict[str | None, Item] = {}
             for shared in self._candidates(event):
                 if shared.test is not None and not shared.test(event):
                     continue
-                for attribute, readers in shared.by_attribute.items():
-                    item = read.get(attribute)
+                for readers in shared.readers:
+                    item = read.get(readers.attribute)
                     if item is None:
-                        item = read[attribute] = (event.timestamp_ms, readers[0].values(event))
-                    held = found.get(id(readers))
+                        item = read[readers.attribute] = (event.timestamp_ms, readers.values(event))
+                    held = found.get(readers)
                     if held is None:
-                        found[id(readers)] = (readers, [item])
+                        found[readers] = [item]
                     else:
-                        held[1].append(item)
+                        held.append(item)
         return found
 
     def _candidates(self, event: EventFact) -> list[_Filter]:
