@@ -11,6 +11,7 @@ never decrement the seed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar, get_args
@@ -28,9 +29,11 @@ __all__ = [
     "CalcSpec",
     "CalcState",
     "CalculationType",
+    "Folder",
     "Item",
     "fold",
     "fold_values",
+    "folder",
     "merge_agg",
     "merge_states",
 ]
@@ -119,21 +122,45 @@ def fold_values(
 ) -> CalcState:
     """The state with matching events folded in (one new aggregate per day touched, so a
     batch costs one merge however many events it has)."""
-    spec = state.spec
-    kind = spec.kind
-    # Events before the seed's cutoff (the seed stands for them) or the window don't count.
-    start = state.cutoff_ms
-    if spec.since_ms is not None and (start is None or spec.since_ms > start):
-        start = spec.since_ms
-    counted = _COUNTED[kind](events, _MIN if start is None else start)
-    if not counted:
-        return state
-    extend = _EXTEND[kind]
-    if spec.within_days is None:  # the one bucket of a lifetime or since window
-        held = state.buckets.get(0)
-        bucket = extend(held if held is not None and held.n else _NONE, counted)
-        return msgspec.structs.replace(state, buckets={0: bucket})
-    oldest = _day(now_ms) - spec.within_days + 1
+    return folder(state.spec)(state, events, now_ms)
+
+
+Folder = Callable[[CalcState, Sequence[Item], int], CalcState]
+
+
+@functools.lru_cache(maxsize=4096)
+def folder(spec: CalcSpec) -> Folder:
+    """fold_values for states of `spec`, with what the spec decides looked up once (a
+    batch folds into every matching state)."""
+    counted_of, extend = _COUNTED[spec.kind], _EXTEND[spec.kind]
+    since, within = spec.since_ms, spec.within_days
+
+    def fold_into(state: CalcState, events: Sequence[Item], now_ms: int) -> CalcState:
+        # Events before the seed's cutoff (the seed stands for them) or the window don't
+        # count.
+        start = state.cutoff_ms
+        if since is not None and (start is None or since > start):
+            start = since
+        counted = counted_of(events, _MIN if start is None else start)
+        if not counted:
+            return state
+        if within is None:  # the one bucket of a lifetime or since window
+            held = state.buckets.get(0)
+            bucket = extend(held if held is not None and held.n else _NONE, counted)
+            return msgspec.structs.replace(state, buckets={0: bucket})
+        return _into_days(state, counted, extend, _day(now_ms) - within + 1)
+
+    return fold_into
+
+
+def _into_days(
+    state: CalcState,
+    counted: Sequence[Item],
+    extend: Callable[[Agg, Sequence[Item]], Agg],
+    oldest: int,
+) -> CalcState:
+    """The state with counted events added to the buckets of their days (those from
+    `oldest` on), and the buckets of days before `oldest` dropped."""
     by_day = _by_day(counted, oldest)
     if not by_day:
         return state
@@ -143,7 +170,8 @@ def fold_values(
     else:
         buckets = dict(buckets)
     for day, items in by_day.items():
-        buckets[day] = _added(kind, buckets.get(day), items)
+        held = buckets.get(day)
+        buckets[day] = extend(held if held is not None and held.n else _NONE, items)
     return msgspec.structs.replace(state, buckets=buckets)
 
 
@@ -189,11 +217,6 @@ def _by_day(items: Sequence[Item], oldest: int) -> dict[int, Sequence[Item]]:
             else:
                 held.append(item)
     return dict(by_day)
-
-
-def _added(kind: str, held: Agg | None, items: Sequence[Item]) -> Agg:
-    """The aggregate with counted events added (a new one when none is held)."""
-    return _EXTEND[kind](held if held is not None and held.n else _NONE, items)
 
 
 _NONE = Agg()

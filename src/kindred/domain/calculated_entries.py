@@ -12,7 +12,7 @@ from kindred.domain.calculated_values import next_change, value
 from kindred.domain.profile import AttributeEntry, Profile, WorkspaceProfile
 from kindred.domain.tenancy import SourceType, priority_of
 
-__all__ = ["CALCULATED_SOURCE", "next_due", "refreshed", "with_values"]
+__all__ = ["CALCULATED_SOURCE", "next_due", "refreshed", "values_written", "with_values"]
 
 CALCULATED_SOURCE = str(SourceType.CALCULATED)
 _PRIORITY = priority_of(SourceType.CALCULATED)
@@ -24,28 +24,35 @@ def with_values(
     """The workspace with each state's value at `now_ms` as an attribute (only those of
     `names` when given: the others are known not to have changed); values that are none,
     and those of states no longer kept, removed."""
+    return values_written(workspace, now_ms, names)[0]
+
+
+def values_written(
+    workspace: WorkspaceProfile, now_ms: int, names: Collection[str] | None = None
+) -> tuple[WorkspaceProfile, list[str]]:
+    """with_values, and the attributes it set or removed."""
     attributes = dict(workspace.attributes)
-    changed = False
+    written: list[str] = []
     if names is None:
         for name, entry in workspace.attributes.items():
             if entry.source == CALCULATED_SOURCE and name not in workspace.calculated:
                 del attributes[name]
-                changed = True
+                written.append(name)
     for name in workspace.calculated if names is None else names:
         current = attributes.get(name)
         new = value(workspace.calculated[name], now_ms)
         if new is None:
             if current is not None and current.source == CALCULATED_SOURCE:
                 del attributes[name]
-                changed = True
+                written.append(name)
         elif current is None or current.source != CALCULATED_SOURCE or current.value != new:
             attributes[name] = AttributeEntry(
                 value=new, priority=_PRIORITY, source=CALCULATED_SOURCE, ts_ms=now_ms
             )
-            changed = True
-    if not changed:
-        return workspace
-    return msgspec.structs.replace(workspace, attributes=attributes)
+            written.append(name)
+    if not written:
+        return workspace, written
+    return msgspec.structs.replace(workspace, attributes=attributes), written
 
 
 def next_due(

@@ -21,8 +21,8 @@ import msgspec
 from kindred.attributes.definition import CalculatedDef, Compiled, compile_definition
 from kindred.audiences.ast import EventCriterion
 from kindred.audiences.evaluate import event_key
-from kindred.domain.calculated import CalcState, Item, fold_values
-from kindred.domain.calculated_entries import next_due, refreshed, with_values
+from kindred.domain.calculated import CalcState, Folder, Item, folder
+from kindred.domain.calculated_entries import next_due, refreshed, values_written, with_values
 from kindred.domain.changes import Change
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile, WorkspaceProfile
@@ -66,7 +66,12 @@ class _Readers:
     def __init__(self, first: Compiled) -> None:
         self.attribute = first.attribute
         self.values = first.values
-        self.definitions = [first]
+        # Each definition's name, and its fold_values with its spec looked up once.
+        self.definitions: list[tuple[str, Folder]] = []
+        self.add(first)
+
+    def add(self, definition: Compiled) -> None:
+        self.definitions.append((definition.name, folder(definition.spec)))
 
 
 class _Filter:
@@ -83,7 +88,7 @@ class _Filter:
     def add(self, definition: Compiled) -> None:
         for readers in self.readers:
             if readers.attribute == definition.attribute:
-                readers.definitions.append(definition)
+                readers.add(definition)
                 return
         self.readers.append(_Readers(definition))
 
@@ -127,12 +132,12 @@ class ActiveSet:
                 result[definition.name] = definition.empty_state()
                 changed.add(definition.name)
         for readers, items in self._matches(events).items():
-            for definition in readers.definitions:
-                state = result[definition.name]
-                folded = fold_values(state, items, now_ms)
+            for name, fold_into in readers.definitions:
+                state = result[name]
+                folded = fold_into(state, items, now_ms)
                 if folded is not state:
-                    result[definition.name] = folded
-                    changed.add(definition.name)
+                    result[name] = folded
+                    changed.add(name)
         return result, changed
 
     def _matches(self, events: Sequence[EventFact]) -> dict[_Readers, list[Item]]:
@@ -273,8 +278,8 @@ class CalculatedRegistry:
             recompute = None  # time (or a deletion) may have changed any of them
         if recompute is not None and not recompute:
             return Refreshed(profile, [], ())  # no event counted, no value can have changed
-        after = with_values(replace(workspace, calculated=states), now_ms, recompute)
-        changes = _attribute_changes(workspace, after, workspace_id, recompute)
+        after, written = values_written(replace(workspace, calculated=states), now_ms, recompute)
+        changes = _attribute_changes(workspace, after, workspace_id, written)
         workspaces = {**profile.workspaces, workspace_id: after}
         return Refreshed(replace(profile, workspaces=workspaces), changes, recompute)
 
@@ -308,12 +313,11 @@ def _attribute_changes(
     before: WorkspaceProfile,
     after: WorkspaceProfile,
     workspace_id: int,
-    names: Collection[str] | None,
+    names: Collection[str],
 ) -> list[Change]:
-    """The attribute changes between the two (among `names` when given)."""
+    """The attribute changes between the two among `names`."""
     changes = []
-    keys = set(before.attributes) | set(after.attributes) if names is None else names
-    for key in sorted(keys):
+    for key in sorted(names):
         old, new = before.attributes.get(key), after.attributes.get(key)
         if old == new:
             continue
