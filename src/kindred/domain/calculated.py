@@ -165,7 +165,7 @@ def _into_days(
     if not by_day:
         return state
     buckets = state.buckets
-    if min(buckets, default=oldest) < oldest:
+    if any(d < oldest for d in buckets):
         buckets = {d: a for d, a in buckets.items() if d >= oldest}
     else:
         buckets = dict(buckets)
@@ -205,7 +205,10 @@ def _all_counted(events: Sequence[Item], start: int) -> Sequence[Item]:
 def _by_day(items: Sequence[Item], oldest: int) -> dict[int, Sequence[Item]]:
     """The items by UTC day, those of days before `oldest` left out."""
     first = items[0][0] // DAY_MS
-    if all(ts_ms // DAY_MS == first for ts_ms, _ in items):  # a batch: mostly one day
+    for ts_ms, _ in items:
+        if ts_ms // DAY_MS != first:
+            break
+    else:  # a batch: mostly one day
         return {first: items} if first >= oldest else {}
     by_day: dict[int, list[Item]] = {}
     for item in items:

@@ -101,6 +101,8 @@ class ActiveSet:
         self.definitions = list(definitions)
         self.names = frozenset(d.name for d in definitions)
         self.digests = {d.name: d.digest for d in definitions}
+        self._digest_items = list(self.digests.items())
+        self._by_name = {d.name: d for d in definitions}
         filters: dict[EventCriterion, _Filter] = {}
         for definition in definitions:
             shared = filters.get(definition.event)
@@ -126,11 +128,11 @@ class ActiveSet:
         (started afresh or counted an event)."""
         result = dict(states)
         changed: set[str] = set()
-        for definition in self.definitions:
-            state = result.get(definition.name)
-            if state is None or state.digest != definition.digest:
-                result[definition.name] = definition.empty_state()
-                changed.add(definition.name)
+        for name, digest in self._digest_items:
+            state = result.get(name)
+            if state is None or state.digest != digest:
+                result[name] = self._by_name[name].empty_state()
+                changed.add(name)
         for readers, items in self._matches(events).items():
             for name, fold_into in readers.definitions:
                 state = result[name]
