@@ -5,6 +5,7 @@ MemoryStore defines the semantics; a SQL store that disagrees with it is wrong.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -117,7 +118,11 @@ def assert_same(loaded: Profile | None, profile: Profile) -> None:
 
 
 def canonical(value: object) -> bytes:
-    return _CANONICAL.encode(msgspec.to_builtins(value, str_keys=True))
+    # PostgreSQL's jsonb numbers have no negative zero: -0.0 is kept as 0.0, the same number.
+    return _NEGATIVE_ZERO.sub(b"0.0", _CANONICAL.encode(msgspec.to_builtins(value, str_keys=True)))
+
+
+_NEGATIVE_ZERO = re.compile(rb"(?<![\w.])-0\.0(?![\w.])")
 
 
 def save(store: Store, *profiles: Profile) -> None:

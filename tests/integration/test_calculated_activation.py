@@ -10,46 +10,17 @@ import json
 from pathlib import Path
 
 from kindred.attributes.definition import CalculatedDef
-from kindred.bootstrap import Container, build
+from kindred.bootstrap import build
 from kindred.config import load_settings
-from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
 from kindred.services.ingest import Accepted, observe
 from kindred.services.items import IdentityCall
+from tests.integration.plays import plays_of, send
 
 PLAYS: dict[str, object] = {
     "calculation_type": "count",
     "event": {"event": "custom_event", "name": "Play"},
 }
-
-
-def send(container: Container, request_id: str, plays: int) -> None:
-    source = container.tenancy.input_named("demo-server")
-    assert source is not None
-    events = [
-        {"event_type": "custom_event", "data": {"event_name": "Play", "custom_event_type": "other"}}
-        for _ in range(plays)
-    ]
-    body = json.dumps(
-        {
-            "environment": "production",
-            "source_request_id": request_id,
-            "user_identities": {"customerid": "race-1"},
-            "events": events,
-        }
-    ).encode()
-    now = container.clock.now_ms()
-    outcome = container.ingest.ingest([Accepted(source, observe(body, source, now), body)])
-    assert outcome[0].status == "applied"
-
-
-def plays_of(container: Container, customer: str = "race-1") -> object:
-    scope = container.tenancy.workspaces[1].identity_scope
-    found = container.store.find_profiles(scope, IdentityKey("customer_id", customer))
-    profile = container.store.get_profile(found[0])
-    assert profile is not None
-    entry = profile.workspaces[1].attributes.get("plays")
-    return None if entry is None else entry.value
 
 
 def test_a_batch_applied_elsewhere_right_after_activation_is_counted_once(

@@ -4,7 +4,7 @@ read wherever a user attribute is (Profile API, audience criteria, forwarded eve
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
 import msgspec
 
@@ -55,20 +55,12 @@ def values_written(
     return msgspec.structs.replace(workspace, attributes=attributes), written
 
 
-def next_due(
-    profile: Profile, now_ms: int, only: Mapping[int, Collection[str]] | None = None
-) -> int | None:
-    """The earliest instant time alone changes one of the profile's calculated values
-    (with `only`, of those states: names by workspace)."""
-    if only is None:
-        states = [s for w in profile.workspaces.values() for s in w.calculated.values()]
-    else:
-        states = [
-            profile.workspaces[w].calculated[name] for w, names in only.items() for name in names
-        ]
+def next_due(profile: Profile, now_ms: int) -> int | None:
+    """The earliest instant time alone changes one of the profile's calculated values."""
     instants = [
         at
-        for state in states
+        for workspace in profile.workspaces.values()
+        for state in workspace.calculated.values()
         # Only windows of the last N days move with time (checked here: it is most states).
         if state.spec.within_days is not None and (at := next_change(state, now_ms)) is not None
     ]

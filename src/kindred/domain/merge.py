@@ -62,8 +62,8 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         absorbed=survivor.absorbed + merged.absorbed + 1,
         audience_due_ms=_earliest(survivor.audience_due_ms, merged.audience_due_ms),
     )
-    # Merged calculated states give new values (they are recomputed on schedule after:
-    # the merged profile is due when either was, and no state's next change comes sooner).
+    # Merged calculated states give new values (recomputed on schedule after: the merged
+    # profile is due when either was).
     return refreshed(result, result.last_stored_ms), dropped
 
 

@@ -25,6 +25,7 @@ from kindred.audiences.evaluate import DAY_MS, Subject
 from kindred.audiences.history import Histories, histories_of, record_events
 from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
 from kindred.audiences.timing import is_timed, next_change
+from kindred.domain.calculated_entries import next_due as next_calculated_due
 from kindred.domain.changes import Change
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
@@ -245,10 +246,11 @@ def _next_due(
     memberships: dict[int, Membership],
     now_ms: int,
 ) -> int | None:
-    """The earliest instant time alone may change one of the profile's memberships."""
+    """The earliest instant time alone may change one of the profile's memberships, or one
+    of its calculated values (the due time is the profile's, one for both)."""
     status = dict.fromkeys(memberships, True)
     subjects: dict[frozenset[int], Subject] = {}
-    earliest: int | None = None
+    earliest = next_calculated_due(profile, now_ms)
     for audience in active:
         if not audience.timed or profile.scope not in audience.scopes:
             continue

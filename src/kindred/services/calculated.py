@@ -13,8 +13,7 @@ shared) is brought forward to the instant a value next changes, and the schedule
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Collection, Sequence
 
 import msgspec
 
@@ -31,7 +30,6 @@ from kindred.ports import CalculatedStore, Clock
 __all__ = [
     "ActiveSet",
     "CalculatedRegistry",
-    "Refreshed",
     "compiled_of",
     "fold_events",
     "scheduled",
@@ -179,35 +177,13 @@ class ActiveSet:
 _SEEN_MAX = 10_000
 
 
-def scheduled(
-    profile: Profile, now_ms: int, changed: Mapping[int, Collection[str]] | None = None
-) -> Profile:
-    """The profile due (for the scheduler) no later than its next calculated change.
-
-    `changed` (state names by workspace) says which states changed since the due time was
-    last set here: the others' next changes are no earlier than it (a state's next change
-    only moves later as time passes), so while that time is still ahead only these are
-    read."""
-    current = profile.audience_due_ms
-    if changed is not None and (current is None or now_ms < current):
-        due = next_due(profile, now_ms, changed)
-        if due is None or (current is not None and current <= due):
-            return profile
-        return replace(profile, audience_due_ms=due)
+def scheduled(profile: Profile, now_ms: int) -> Profile:
+    """The profile due (for the scheduler) no later than its next calculated change."""
     due = next_due(profile, now_ms)
+    current = profile.audience_due_ms
     if due is None or (current is not None and now_ms < current <= due):
         return profile
     return replace(profile, audience_due_ms=due)
-
-
-class Refreshed(NamedTuple):
-    """A profile with a batch folded into its calculated attributes."""
-
-    profile: Profile
-    changes: list[Change]  # the attribute changes that made
-    # The names of the states that changed (None: any may have, time or a deletion moved
-    # them), for `scheduled`.
-    states: Collection[str] | None
 
 
 class CalculatedRegistry:
@@ -260,13 +236,13 @@ class CalculatedRegistry:
 
     def refresh(
         self, profile: Profile, workspace_id: int, events: Sequence[EventFact], now_ms: int
-    ) -> Refreshed:
+    ) -> tuple[Profile, list[Change]]:
         """The profile with the batch's events folded into its workspace's calculated
-        attributes and their values written."""
+        attributes and their values written; the attribute changes that made."""
         active = self.active().get(workspace_id)
         workspace = profile.workspaces.get(workspace_id)
         if workspace is None or (active is None and not workspace.calculated):
-            return Refreshed(profile, [], ())
+            return profile, []
         names = frozenset() if active is None else active.names
         kept = workspace.calculated
         if not kept.keys() <= names:
@@ -279,11 +255,11 @@ class CalculatedRegistry:
         if (due is not None and due <= now_ms) or len(kept) != len(workspace.calculated):
             recompute = None  # time (or a deletion) may have changed any of them
         if recompute is not None and not recompute:
-            return Refreshed(profile, [], ())  # no event counted, no value can have changed
+            return profile, []  # no event counted, no value can have changed
         after, written = values_written(replace(workspace, calculated=states), now_ms, recompute)
         changes = _attribute_changes(workspace, after, workspace_id, written)
         workspaces = {**profile.workspaces, workspace_id: after}
-        return Refreshed(replace(profile, workspaces=workspaces), changes, recompute)
+        return replace(profile, workspaces=workspaces), changes
 
     @staticmethod
     def recompute(profile: Profile, now_ms: int) -> Profile:

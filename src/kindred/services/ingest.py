@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -281,14 +281,11 @@ class IngestService:
         audience memberships (their changes appended to the membership log), due time;
         every change made."""
         profile, changes, events = result.profile, tuple(result.changes), result.events
-        states: dict[int, Collection[str]] | None = None
         if self._calculated is not None:
-            profile, computed, changed = self._calculated.refresh(
+            profile, computed = self._calculated.refresh(
                 profile, workspace_id, events, obs.received_ms
             )
             changes = (*changes, *computed)
-            states = None if changed is None else {workspace_id: changed}
-        due = profile.audience_due_ms
         if self._audiences is not None:
             profile, moves = self._audiences.refresh(
                 profile,
@@ -300,9 +297,7 @@ class IngestService:
             if moves:
                 uow.append_memberships(moves)
         if self._calculated is not None:
-            # An audience that moved the due time may have moved it past a state's change.
-            only = states if profile.audience_due_ms == due else None
-            profile = scheduled(profile, obs.received_ms, only)
+            profile = scheduled(profile, obs.received_ms)
         return profile, changes
 
     # --- aliases and un-merges ----------------------------------------------------------
