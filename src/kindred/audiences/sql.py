@@ -161,7 +161,7 @@ def _path(path: tuple[str, ...]) -> str:
 
 
 class _Postgres(TreeSql):
-    """JSONB, read with `#>`; values tested in SQL by the rules of `evaluate.matches`."""
+    """JSONB, read with `#>`; values tested in SQL by the rules of `conditions.matches`."""
 
     true = "TRUE"
     false = "FALSE"

@@ -2,7 +2,7 @@
 
 `kindred_test(test, value)` tests one stored value as the audience evaluator does, and
 `kindred_entry(test, entry)` a user attribute entry: the compiled criteria (audiences.sql)
-call them, so a value passes in SQL exactly when it passes in `evaluate.matches`;
+call them, so a value passes in SQL exactly when it passes in `conditions.matches`;
 `kindred_distance` is `evaluate.distance_km`."""
 
 from __future__ import annotations
