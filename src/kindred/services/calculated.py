@@ -131,6 +131,7 @@ class ActiveSet:
             if state is None or state.digest != digest:
                 result[name] = self._by_name[name].empty_state()
                 changed.add(name)
+        # Each state now has its definition's digest, so the spec its fold was made for.
         for readers, items in self._matches(events).items():
             for name, fold_into in readers.definitions:
                 state = result[name]
