@@ -18,9 +18,10 @@ def send(
     *,
     customer: str = "race-1",
     attributes: dict[str, object] | None = None,
+    input_name: str = "demo-server",
 ) -> None:
     """Apply a batch of `plays` Play events (and the user attributes given) for `customer`."""
-    source = container.tenancy.input_named("demo-server")
+    source = container.tenancy.input_named(input_name)
     assert source is not None
     events = [
         {"event_type": "custom_event", "data": {"event_name": "Play", "custom_event_type": "other"}}

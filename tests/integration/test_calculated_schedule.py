@@ -1,6 +1,7 @@
-"""A windowed calculated value decays on schedule whatever else set the profile's due time
-(CA-2): the due time is shared with audiences, and an audience's evaluation (a batch's, the
-scheduler's or an activation's backfill) must not push it past a value's next change."""
+"""A windowed calculated value decays on schedule whatever else touches the profile's due
+time (CA-2). The time is shared with audiences: an audience's evaluation (a batch's, the
+scheduler's or an audience's backfill) must not push it past a value's next change, and
+once the time has come it stays until what was due is done, values and audiences alike."""
 
 from __future__ import annotations
 
@@ -8,21 +9,33 @@ from pathlib import Path
 
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef
-from kindred.bootstrap import build
+from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.calculated import DAY_MS
 from tests.fakes import FakeClock
 from tests.integration.plays import plays_of, send, stored
 
 CUSTOMER = "decay-1"
-# 01:00 UTC of a day: the window's day leaves it at midnight, 7 days on.
+# 01:00 UTC of a day: a Play's day leaves a 7-day window at midnight, 7 days on.
 START = 1_700_000_000_000 // DAY_MS * DAY_MS + 3_600_000
+LEAVES = (START // DAY_MS + 7) * DAY_MS
+GOLD_FOR_TEN_YEARS: dict[str, object] = {
+    "and": [
+        {"attribute": "tier", "op": "equals", "value": "gold"},
+        {"first_seen": "within_last_days", "value": 3650},
+    ]
+}
 
 
-def test_an_audience_backfill_keeps_the_profile_due_when_a_window_moves(tmp_path: Path) -> None:
+def started(tmp_path: Path, config: Path | None = None) -> tuple[Container, FakeClock]:
     clock = FakeClock(START)
-    container = build(load_settings(None, data_dir=str(tmp_path), env={}), clock=clock)
+    container = build(load_settings(config, data_dir=str(tmp_path), env={}), clock=clock)
     container.store.migrate()
+    return container, clock
+
+
+def activate_plays(container: Container) -> None:
+    """`plays`: the count of Play events within 7 days, computed over what is stored."""
     plays = container.calculated.create(
         CalculatedDef(
             name="plays",
@@ -37,30 +50,67 @@ def test_an_audience_backfill_keeps_the_profile_due_when_a_window_moves(tmp_path
     container.calculated.activate(plays.id)
     while not container.calculated.progress(plays.id).is_calculated:
         container.calculated_backfill.run()
-    send(container, "play-1", 1, customer=CUSTOMER, attributes={"tier": "gold"})
-    leaves = (START // DAY_MS + 7) * DAY_MS  # the Play's day leaves the window
-    assert stored(container, CUSTOMER).audience_due_ms == leaves
-    # A timed audience whose own next change is ten years away, computed over the profiles
-    # already stored (its backfill re-evaluates this one, due time and all).
-    gold = container.audiences.create(
-        AudienceDef(
-            name="gold",
-            workspaces=[1],
-            criteria={
-                "and": [
-                    {"attribute": "tier", "op": "equals", "value": "gold"},
-                    {"first_seen": "within_last_days", "value": 3650},
-                ]
-            },
-        )
+
+
+def activate_audience(
+    container: Container, criteria: dict[str, object], workspaces: tuple[int, ...] = (1,)
+) -> int:
+    """An audience, active and computed over the profiles stored (its backfill re-evaluates
+    each, due time and all)."""
+    made = container.audiences.create(
+        AudienceDef(name=f"timed {len(workspaces)}", workspaces=list(workspaces), criteria=criteria)
     )
-    container.audiences.set_status(gold.id, "active")
-    while container.audiences.metrics(gold.id).backfill_running:
+    container.audiences.set_status(made.id, "active")
+    while container.audiences.metrics(made.id).backfill_running:
         container.audience_backfill.run()
-    assert stored(container, CUSTOMER).audience_due_ms == leaves
-    clock.advance(leaves - START + 60_000)
+    return made.id
+
+
+def test_an_audience_backfill_keeps_the_profile_due_when_a_window_moves(tmp_path: Path) -> None:
+    container, clock = started(tmp_path)
+    activate_plays(container)
+    send(container, "play-1", 1, customer=CUSTOMER, attributes={"tier": "gold"})
+    assert stored(container, CUSTOMER).audience_due_ms == LEAVES
+    gold = activate_audience(container, GOLD_FOR_TEN_YEARS)  # its own next change: 10 years
+    assert stored(container, CUSTOMER).audience_due_ms == LEAVES
+    clock.advance(LEAVES - START + 60_000)
     container.audience_schedule.run()
-    profile = stored(container, CUSTOMER)
     assert plays_of(container, CUSTOMER) == 0
-    assert gold.id in profile.memberships
+    assert gold in stored(container, CUSTOMER).memberships
+    container.store.close()
+
+
+def test_an_audience_backfill_leaves_an_overdue_profile_to_the_scheduler(tmp_path: Path) -> None:
+    container, clock = started(tmp_path)
+    activate_plays(container)
+    send(container, "play-1", 1, customer=CUSTOMER, attributes={"tier": "gold"})
+    clock.advance(LEAVES - START + 60_000)  # the window's change is due; no scheduler yet
+    activate_audience(container, GOLD_FOR_TEN_YEARS)
+    assert stored(container, CUSTOMER).audience_due_ms == LEAVES
+    container.audience_schedule.run()
+    assert plays_of(container, CUSTOMER) == 0
+    container.store.close()
+
+
+def test_a_batch_to_another_workspace_brings_every_value_up_to_date(tmp_path: Path) -> None:
+    container, clock = started(tmp_path, Path(__file__).with_name("two-workspaces.toml"))
+    activate_plays(container)
+    activate_audience(container, {"first_seen": "within_last_days", "value": 3650}, (2,))
+    send(container, "play-1", 1, customer=CUSTOMER)
+    clock.advance(LEAVES - START + 60_000)  # workspace 1's change is due; no scheduler yet
+    send(container, "second-1", 0, customer=CUSTOMER, input_name="second-server")
+    assert plays_of(container, CUSTOMER) == 0
+    assert stored(container, CUSTOMER).audience_due_ms != LEAVES
+    container.store.close()
+
+
+def test_an_activation_leaves_a_due_audience_exit_to_the_scheduler(tmp_path: Path) -> None:
+    container, clock = started(tmp_path)
+    recent = activate_audience(container, {"first_seen": "within_last_days", "value": 1})
+    send(container, "play-1", 1, customer=CUSTOMER)
+    assert recent in stored(container, CUSTOMER).memberships
+    clock.advance(DAY_MS + 60_000)  # the audience exit is due; no scheduler yet
+    activate_plays(container)  # saves the profile with its new state and due time
+    container.audience_schedule.run()
+    assert recent not in stored(container, CUSTOMER).memberships
     container.store.close()

@@ -205,7 +205,12 @@ def evaluate_memberships(
         _set_membership(current, audience, member, now_ms)
     due = profile.audience_due_ms
     if everything or due is None or due <= now_ms or _timed_touched(active, touched):
-        due = _next_due(profile, active, current, now_ms)
+        found = _next_due(profile, active, current, now_ms)
+        # With `restrict` the other audiences were not evaluated: what they (or calculated
+        # values) were due for still is, so the due time may only come forward.
+        due = (
+            found if restrict is None or due is None or (found is not None and found < due) else due
+        )
     if not moves and due == profile.audience_due_ms:
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)

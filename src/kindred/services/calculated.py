@@ -32,6 +32,7 @@ __all__ = [
     "CalculatedRegistry",
     "compiled_of",
     "fold_events",
+    "overdue",
     "scheduled",
 ]
 
@@ -179,12 +180,19 @@ _SEEN_MAX = 10_000
 
 
 def scheduled(profile: Profile, now_ms: int) -> Profile:
-    """The profile due (for the scheduler) no later than its next calculated change."""
+    """The profile due (for the scheduler) no later than its next calculated change. The
+    due time only comes forward here: one that has come stays (whoever moves it on must
+    first have done what it was due for, every value and every audience)."""
     due = next_due(profile, now_ms)
     current = profile.audience_due_ms
-    if due is None or (current is not None and now_ms < current <= due):
+    if due is None or (current is not None and current <= due):
         return profile
     return replace(profile, audience_due_ms=due)
+
+
+def overdue(profile: Profile, now_ms: int) -> bool:
+    """Whether the profile's due time has come (time may have changed any value)."""
+    return profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms
 
 
 class CalculatedRegistry:
@@ -239,7 +247,10 @@ class CalculatedRegistry:
         self, profile: Profile, workspace_id: int, events: Sequence[EventFact], now_ms: int
     ) -> tuple[Profile, list[Change]]:
         """The profile with the batch's events folded into its workspace's calculated
-        attributes and their values written; the attribute changes that made."""
+        attributes and their values written; the attribute changes that made (of this
+        workspace: an overdue profile's other workspaces are brought up to date too)."""
+        if overdue(profile, now_ms):
+            profile = self.current(profile, now_ms)
         active = self.active().get(workspace_id)
         workspace = profile.workspaces.get(workspace_id)
         if workspace is None or (active is None and not workspace.calculated):
@@ -251,9 +262,8 @@ class CalculatedRegistry:
         states, changed = (
             (kept, set()) if active is None else active.fold_changes(kept, events, now_ms)
         )
-        due = profile.audience_due_ms
         recompute: set[str] | None = changed
-        if (due is not None and due <= now_ms) or len(kept) != len(workspace.calculated):
+        if overdue(profile, now_ms) or len(kept) != len(workspace.calculated):
             recompute = None  # time (or a deletion) may have changed any of them
         if recompute is not None and not recompute:
             return profile, []  # no event counted, no value can have changed
@@ -262,10 +272,10 @@ class CalculatedRegistry:
         workspaces = {**profile.workspaces, workspace_id: after}
         return replace(profile, workspaces=workspaces), changes
 
-    @staticmethod
-    def recompute(profile: Profile, now_ms: int) -> Profile:
-        """Every calculated value as of `now_ms` (time alone may have changed them)."""
-        return refreshed(profile, now_ms)
+    def recompute(self, profile: Profile, now_ms: int) -> Profile:
+        """Every calculated value as of `now_ms` (time alone may have changed them), and
+        those of deleted definitions gone."""
+        return self.current(profile, now_ms)
 
     def current(self, profile: Profile, now_ms: int) -> Profile:
         """The profile as a read sees it at `now_ms`: the values of active definitions as
