@@ -34,7 +34,7 @@ def started(tmp_path: Path, config: Path | None = None) -> tuple[Container, Fake
     return container, clock
 
 
-def activate_plays(container: Container) -> None:
+def activate_plays(container: Container) -> int:
     """`plays`: the count of Play events within 7 days, computed over what is stored."""
     plays = container.calculated.create(
         CalculatedDef(
@@ -50,6 +50,7 @@ def activate_plays(container: Container) -> None:
     container.calculated.activate(plays.id)
     while not container.calculated.progress(plays.id).is_calculated:
         container.calculated_backfill.run()
+    return plays.id
 
 
 def activate_audience(
@@ -113,4 +114,17 @@ def test_an_activation_leaves_a_due_audience_exit_to_the_scheduler(tmp_path: Pat
     activate_plays(container)  # saves the profile with its new state and due time
     container.audience_schedule.run()
     assert recent not in stored(container, CUSTOMER).memberships
+    container.store.close()
+
+
+def test_the_scheduler_drops_a_deleted_definitions_value(tmp_path: Path) -> None:
+    container, clock = started(tmp_path)
+    plays = activate_plays(container)
+    send(container, "play-1", 1, customer=CUSTOMER)
+    container.calculated.delete(plays)
+    clock.advance(LEAVES - START + 60_000)
+    container.audience_schedule.run()
+    workspace = stored(container, CUSTOMER).workspaces[1]
+    assert "plays" not in workspace.attributes
+    assert "plays" not in workspace.calculated
     container.store.close()
