@@ -101,7 +101,9 @@ def test_a_batch_to_another_workspace_brings_every_value_up_to_date(tmp_path: Pa
     clock.advance(LEAVES - START + 60_000)  # workspace 1's change is due; no scheduler yet
     send(container, "second-1", 0, customer=CUSTOMER, input_name="second-server")
     assert plays_of(container, CUSTOMER) == 0
-    assert stored(container, CUSTOMER).audience_due_ms != LEAVES
+    due = stored(container, CUSTOMER).audience_due_ms
+    assert due is not None
+    assert due > clock.now_ms()  # every audience evaluated: on to the audience's next change
     container.store.close()
 
 
@@ -128,3 +130,34 @@ def test_the_scheduler_drops_a_deleted_definitions_value(tmp_path: Path) -> None
     assert "plays" not in workspace.attributes
     assert "plays" not in workspace.calculated
     container.store.close()
+
+
+def test_a_scheduler_elsewhere_keeps_a_definition_just_edited(tmp_path: Path) -> None:
+    """Process B's scheduler loaded its definitions a moment before process A edited one
+    (7 days to 30) and computed it again: B works with the definitions as of its own
+    transaction, so it keeps the state A computed."""
+    first, clock = started(tmp_path)
+    second = build(load_settings(None, data_dir=str(tmp_path), env={}), clock=clock)
+    plays = activate_plays(first)
+    send(first, "play-1", 1, customer=CUSTOMER)
+    clock.advance(LEAVES - START - 1000)
+    send(second, "warm-up", 0, customer="other-1")  # its definitions loaded: plays over 7 days
+    first.calculated.edit(
+        plays,
+        {
+            "draft": {
+                "calculation_type": "count",
+                "event": {"event": "custom_event", "name": "Play"},
+                "window": {"type": "within", "days": 30},
+            }
+        },
+    )
+    first.calculated.activate(plays)
+    while not first.calculated.progress(plays).is_calculated:
+        first.calculated_backfill.run()
+    clock.advance(1500)  # the 7-day window's change has come; the 30-day one has not
+    second.audience_schedule.run()
+    send(first, "play-2", 1, customer=CUSTOMER)
+    assert plays_of(first, CUSTOMER) == 2
+    first.store.close()
+    second.store.close()

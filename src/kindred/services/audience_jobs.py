@@ -59,6 +59,10 @@ class AudienceScheduler:
 
     def _chunk_once(self, active: Sequence[CompiledAudience], now: int) -> tuple[int, int]:
         with self._store.unit_of_work() as uow:
+            if self._calculated is not None:
+                # The definitions as of this transaction: recomputing drops the states of
+                # those it does not know (deleted), and must not drop a new one's.
+                self._calculated.sync(uow.calculated_version())
             due = uow.due_profiles(now, self._chunk)
             moved = 0
             for profile in due:

@@ -34,7 +34,7 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.audiences import AudienceRegistry
-from kindred.services.calculated import CalculatedRegistry, overdue, scheduled
+from kindred.services.calculated import CalculatedRegistry, scheduled
 from kindred.services.identity import IdentityCalls
 from kindred.services.items import (
     Accepted,
@@ -281,7 +281,6 @@ class IngestService:
         audience memberships (their changes appended to the membership log), due time;
         every change made."""
         profile, changes, events = result.profile, tuple(result.changes), result.events
-        was_due = overdue(profile, obs.received_ms)
         if self._calculated is not None:
             profile, computed = self._calculated.refresh(
                 profile, workspace_id, events, obs.received_ms
@@ -298,10 +297,6 @@ class IngestService:
             if moves:
                 uow.append_memberships(moves)
         if self._calculated is not None:
-            if was_due and overdue(profile, obs.received_ms):
-                # Every value was brought up to date above, and no audience needed the
-                # time (an audience evaluation would have moved it on): nothing is left.
-                profile = msgspec.structs.replace(profile, audience_due_ms=None)
             profile = scheduled(profile, obs.received_ms)
         return profile, changes
 
