@@ -42,7 +42,11 @@ replace = msgspec.structs.replace
 def compiled_of(definition: CalculatedDef) -> Compiled:
     """The active definition, parsed (it was checked when saved)."""
     return compile_definition(
-        definition.id, definition.name, definition.workspace_id, definition.active
+        definition.id,
+        definition.name,
+        definition.workspace_id,
+        definition.active,
+        definition.activation,
     )
 
 
