@@ -13,7 +13,6 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.observation import Observation
-from kindred.services.calculated_admin import SeedEntry
 from kindred.services.ingest import Accepted, observe
 from kindred.services.items import IdentityCall
 from tests.integration.plays import plays_of, send
@@ -124,55 +123,34 @@ def computed(container: Container, def_id: int) -> None:
         container.calculated_backfill.run()
 
 
-def plays_activated(tmp_path: Path) -> tuple[Container, int]:
-    """A store with one batch of one Play, and `plays` (their count) activated and
-    computed over it."""
+def test_activating_again_unchanged_counts_each_batch_once(tmp_path: Path) -> None:
+    """A definition activated a second time as it was: its computation starts every state
+    afresh, so the batches counted live since the first are not counted twice."""
     container = build(load_settings(None, data_dir=str(tmp_path), env={}))
     container.store.migrate()
     send(container, "before", plays=1)
     made = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
     container.calculated.activate(made.id)
     computed(container, made.id)
-    return container, made.id
-
-
-def test_activating_again_unchanged_counts_each_batch_once(tmp_path: Path) -> None:
-    """A definition activated a second time as it was: its computation starts every state
-    afresh, so the batches counted live since the first are not counted twice."""
-    container, plays = plays_activated(tmp_path)
     send(container, "between", plays=2)
-    container.calculated.activate(plays)
-    computed(container, plays)
+    container.calculated.activate(made.id)
+    computed(container, made.id)
     send(container, "after", plays=1)
     assert plays_of(container) == 4
     container.store.close()
 
 
 def test_a_definition_made_again_under_its_name_counts_each_batch_once(tmp_path: Path) -> None:
-    container, plays = plays_activated(tmp_path)
+    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
+    container.store.migrate()
+    send(container, "before", plays=1)
+    first = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
+    container.calculated.activate(first.id)
+    computed(container, first.id)
     send(container, "between", plays=2)
-    container.calculated.delete(plays)
+    container.calculated.delete(first.id)
     again = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
     container.calculated.activate(again.id)
     computed(container, again.id)
     assert plays_of(container) == 3
-    container.store.close()
-
-
-def test_a_seed_stays_through_a_new_activation(tmp_path: Path) -> None:
-    """A seed stands for a period the event log does not hold: activating the definition
-    again computes the history afresh on top of it."""
-    container, plays = plays_activated(tmp_path)
-    seed = SeedEntry(
-        attribute_name="plays",
-        calculation_type="count",
-        cutoff_date="2000-01-01",
-        seed={"value": 40},
-    )
-    container.calculated.seed(1, None, {"customer_id": "race-1"}, [seed])
-    assert plays_of(container) == 41
-    container.calculated.activate(plays)
-    computed(container, plays)
-    send(container, "after", plays=1)
-    assert plays_of(container) == 42
     container.store.close()

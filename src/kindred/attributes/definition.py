@@ -102,15 +102,8 @@ class Compiled:
         found = (p.get(self.attribute) for p in event.products)
         return [v for v in found if isinstance(v, str | int | float | bool)]
 
-    def empty_state(self, previous: CalcState | None = None) -> CalcState:
-        """A state with nothing counted yet. The seed of `previous` (a state of an earlier
-        activation, or of a definition made again under the name) stays when it is for the
-        same calculation type: it stands for a period the event log does not hold."""
-        if previous is None or previous.seed is None or previous.spec.kind != self.spec.kind:
-            return CalcState(spec=self.spec, digest=self.digest)
-        return CalcState(
-            spec=self.spec, digest=self.digest, seed=previous.seed, cutoff_ms=previous.cutoff_ms
-        )
+    def empty_state(self) -> CalcState:
+        return CalcState(spec=self.spec, digest=self.digest)
 
 
 def compile_definition(

@@ -134,7 +134,7 @@ class ActiveSet:
         for name, digest in self._digest_items:
             state = result.get(name)
             if state is None or state.digest != digest:
-                result[name] = self._by_name[name].empty_state(state)
+                result[name] = self._by_name[name].empty_state()
                 changed.add(name)
         # Each state now has its definition's digest, so the spec its fold was made for.
         for readers, items in self._matches(events).items():

@@ -172,7 +172,7 @@ def _folded(
     workspace = profile.workspaces[compiled.workspace_id]
     state = workspace.calculated.get(compiled.name)
     if state is None or state.digest != compiled.digest:
-        state = compiled.empty_state(state)
+        state = compiled.empty_state()
     fresh = [e for e in logged if e.id is not None and e.id > state.history_to]
     if not fresh:
         return profile
