@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from kindred.attributes.definition import CalculatedDef
-from kindred.bootstrap import Container, build
+from kindred.bootstrap import build
 from kindred.config import load_settings
 from kindred.domain.observation import Observation
 from kindred.services.ingest import Accepted, observe
@@ -115,42 +115,4 @@ def test_a_run_over_an_earlier_activation_does_not_finish_the_next_one(tmp_path:
         container.calculated_backfill.run()
     send(container, "after", plays=1)
     assert plays_of(container) == 4
-    container.store.close()
-
-
-def computed(container: Container, def_id: int) -> None:
-    while not container.calculated.progress(def_id).is_calculated:
-        container.calculated_backfill.run()
-
-
-def test_activating_again_unchanged_counts_each_batch_once(tmp_path: Path) -> None:
-    """A definition activated a second time as it was: its computation starts every state
-    afresh, so the batches counted live since the first are not counted twice."""
-    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
-    container.store.migrate()
-    send(container, "before", plays=1)
-    made = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
-    container.calculated.activate(made.id)
-    computed(container, made.id)
-    send(container, "between", plays=2)
-    container.calculated.activate(made.id)
-    computed(container, made.id)
-    send(container, "after", plays=1)
-    assert plays_of(container) == 4
-    container.store.close()
-
-
-def test_a_definition_made_again_under_its_name_counts_each_batch_once(tmp_path: Path) -> None:
-    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
-    container.store.migrate()
-    send(container, "before", plays=1)
-    first = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
-    container.calculated.activate(first.id)
-    computed(container, first.id)
-    send(container, "between", plays=2)
-    container.calculated.delete(first.id)
-    again = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
-    container.calculated.activate(again.id)
-    computed(container, again.id)
-    assert plays_of(container) == 3
     container.store.close()

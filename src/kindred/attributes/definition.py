@@ -50,11 +50,6 @@ class CalculatedDef(msgspec.Struct, kw_only=True):
     created_ms: int = 0
     updated_ms: int = 0
     activated_ms: int | None = None
-    # Which activation of the definition is computing (1, 2 ...; 0: activated before they
-    # were counted). Part of the states' digest: a re-activation, or a definition deleted
-    # and made again under its name, starts every profile's state afresh, and its
-    # computation counts the whole history once.
-    activation: int = 0
     # Computation over the stored event history after activation (kept by Kindred): the
     # next event log id to read (None when none is running), how many batches it read of
     # how many there were, when it finished.
@@ -106,11 +101,9 @@ class Compiled:
         return CalcState(spec=self.spec, digest=self.digest)
 
 
-def compile_definition(
-    def_id: int, name: str, workspace_id: int, doc: object, activation: int = 0
-) -> Compiled:
+def compile_definition(def_id: int, name: str, workspace_id: int, doc: object) -> Compiled:
     """Parse and check a definition document (Kindred's shape or the reference's);
-    InvalidBatch names the path of a problem. `activation`: see CalculatedDef."""
+    InvalidBatch names the path of a problem."""
     if is_reference(doc):
         doc = from_reference(doc)  # type: ignore[arg-type]  # is_reference: a dict
     if not isinstance(doc, dict):
@@ -127,8 +120,6 @@ def compile_definition(
         raise InvalidBatch(f"{kind} needs the attribute it reads", "definition.attribute")
     spec = _window(kind, doc.get("window"))
     digest = hashlib.sha1(msgspec.json.encode(doc, order="sorted"), usedforsecurity=False)
-    if activation:
-        digest.update(f"#{def_id}.{activation}".encode())
     test = None if event.action is None and not event.where else compile_event_filter(event)
     return Compiled(
         def_id, name, workspace_id, spec, event, attribute, digest.hexdigest()[:16], test

@@ -42,11 +42,7 @@ replace = msgspec.structs.replace
 def compiled_of(definition: CalculatedDef) -> Compiled:
     """The active definition, parsed (it was checked when saved)."""
     return compile_definition(
-        definition.id,
-        definition.name,
-        definition.workspace_id,
-        definition.active,
-        definition.activation,
+        definition.id, definition.name, definition.workspace_id, definition.active
     )
 
 

@@ -108,7 +108,6 @@ class CalculatedService:
             status="active",
             active=current.draft,
             activated_ms=now,
-            activation=current.activation + 1,
             updated_ms=now,
             backfill_from=0,
             backfill_done=0,

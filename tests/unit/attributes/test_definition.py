@@ -94,19 +94,6 @@ def test_an_edited_definition_has_another_digest() -> None:
     assert first.digest == same.digest != other.digest
 
 
-def test_each_activation_has_its_own_digest() -> None:
-    """States of one activation are not taken for another's: a re-activation, or a
-    definition made again under the same name (another id), starts them afresh. Before
-    activations were counted (0) the digest was the document's alone, and still is."""
-    doc = {"calculation_type": "count", "event": PLAY}
-    digests = {
-        compile_definition(def_id, "p", 1, doc, activation).digest
-        for def_id, activation in ((1, 0), (1, 1), (1, 2), (2, 1))
-    }
-    assert len(digests) == 4
-    assert compile_definition(1, "p", 1, doc).digest == compile_definition(7, "p", 1, doc).digest
-
-
 @pytest.mark.parametrize(
     ("kind", "seed", "expected"),
     [
