@@ -116,3 +116,23 @@ def test_a_run_over_an_earlier_activation_does_not_finish_the_next_one(tmp_path:
     send(container, "after", plays=1)
     assert plays_of(container) == 4
     container.store.close()
+
+
+def test_activating_an_unchanged_active_definition_changes_nothing(tmp_path: Path) -> None:
+    """Activating again what already computes neither starts a computation nor counts a
+    batch twice."""
+    container = build(load_settings(None, data_dir=str(tmp_path), env={}))
+    container.store.migrate()
+    send(container, "before", plays=1)
+    made = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
+    active = container.calculated.activate(made.id)
+    while not container.calculated.progress(made.id).is_calculated:
+        container.calculated_backfill.run()
+    send(container, "between", plays=2)
+    assert container.calculated.activate(made.id).activated_ms == active.activated_ms
+    assert container.calculated.progress(made.id).is_calculated
+    while not container.calculated.progress(made.id).is_calculated:
+        container.calculated_backfill.run()
+    send(container, "after", plays=1)
+    assert plays_of(container) == 4
+    container.store.close()

@@ -102,6 +102,10 @@ class CalculatedService:
         current = self.get(def_id)
         if current.draft is None:
             raise InvalidBatch("nothing to activate: the draft is empty", "draft")
+        if current.status == "active" and current.active == current.draft:
+            # Already what computes: computing it again would count its history twice (the
+            # profiles' states are those of this very definition).
+            return current
         now = self._clock.now_ms()
         active = replace(
             current,
