@@ -1,4 +1,4 @@
-"""`store_url`: each forwarding test on SQLite (None: the default in its temporary
+"""`store_url`: a test that asks for it runs on SQLite (None: the default in its temporary
 directory) and on a throwaway PostgreSQL database."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A windowed calculated value decays on schedule whatever else touches the profile's due
 time (CA-2). The time is shared with audiences: an audience's evaluation (a batch's, the
 scheduler's or an audience's backfill) must not push it past a value's next change, and
-once the time has come it stays until what was due is done, values and audiences alike."""
+once the time has come it stays until what was due is done, values and audiences alike.
+On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ GOLD_FOR_TEN_YEARS: dict[str, object] = {
 }
 
 
-def started(tmp_path: Path, config: Path | None = None) -> tuple[Container, FakeClock]:
+def started(
+    tmp_path: Path, store_url: str | None = None, config: Path | None = None
+) -> tuple[Container, FakeClock]:
+    """A container on a fresh store (SQLite in `tmp_path`, or PostgreSQL at `store_url`)."""
     clock = FakeClock(START)
-    container = build(load_settings(config, data_dir=str(tmp_path), env={}), clock=clock)
+    env = {} if store_url is None else {"KINDRED_STORE_URL": store_url}
+    container = build(load_settings(config, data_dir=str(tmp_path), env=env), clock=clock)
     container.store.migrate()
     return container, clock
 
@@ -67,8 +72,10 @@ def activate_audience(
     return made.id
 
 
-def test_an_audience_backfill_keeps_the_profile_due_when_a_window_moves(tmp_path: Path) -> None:
-    container, clock = started(tmp_path)
+def test_an_audience_backfill_keeps_the_profile_due_when_a_window_moves(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    container, clock = started(tmp_path, store_url)
     activate_plays(container)
     send(container, "play-1", 1, customer=CUSTOMER, attributes={"tier": "gold"})
     assert stored(container, CUSTOMER).audience_due_ms == LEAVES
@@ -81,8 +88,10 @@ def test_an_audience_backfill_keeps_the_profile_due_when_a_window_moves(tmp_path
     container.store.close()
 
 
-def test_an_audience_backfill_leaves_an_overdue_profile_to_the_scheduler(tmp_path: Path) -> None:
-    container, clock = started(tmp_path)
+def test_an_audience_backfill_leaves_an_overdue_profile_to_the_scheduler(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    container, clock = started(tmp_path, store_url)
     activate_plays(container)
     send(container, "play-1", 1, customer=CUSTOMER, attributes={"tier": "gold"})
     clock.advance(LEAVES - START + 60_000)  # the window's change is due; no scheduler yet
@@ -93,8 +102,11 @@ def test_an_audience_backfill_leaves_an_overdue_profile_to_the_scheduler(tmp_pat
     container.store.close()
 
 
-def test_a_batch_to_another_workspace_brings_every_value_up_to_date(tmp_path: Path) -> None:
-    container, clock = started(tmp_path, Path(__file__).with_name("two-workspaces.toml"))
+def test_a_batch_to_another_workspace_brings_every_value_up_to_date(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    config = Path(__file__).with_name("two-workspaces.toml")
+    container, clock = started(tmp_path, store_url, config)
     activate_plays(container)
     activate_audience(container, {"first_seen": "within_last_days", "value": 3650}, (2,))
     send(container, "play-1", 1, customer=CUSTOMER)
@@ -107,8 +119,10 @@ def test_a_batch_to_another_workspace_brings_every_value_up_to_date(tmp_path: Pa
     container.store.close()
 
 
-def test_an_activation_leaves_a_due_audience_exit_to_the_scheduler(tmp_path: Path) -> None:
-    container, clock = started(tmp_path)
+def test_an_activation_leaves_a_due_audience_exit_to_the_scheduler(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    container, clock = started(tmp_path, store_url)
     recent = activate_audience(container, {"first_seen": "within_last_days", "value": 1})
     send(container, "play-1", 1, customer=CUSTOMER)
     assert recent in stored(container, CUSTOMER).memberships
@@ -119,8 +133,10 @@ def test_an_activation_leaves_a_due_audience_exit_to_the_scheduler(tmp_path: Pat
     container.store.close()
 
 
-def test_the_scheduler_drops_a_deleted_definitions_value(tmp_path: Path) -> None:
-    container, clock = started(tmp_path)
+def test_the_scheduler_drops_a_deleted_definitions_value(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    container, clock = started(tmp_path, store_url)
     plays = activate_plays(container)
     send(container, "play-1", 1, customer=CUSTOMER)
     container.calculated.delete(plays)
@@ -136,7 +152,7 @@ def test_a_scheduler_elsewhere_keeps_a_definition_just_edited(tmp_path: Path) ->
     """Process B's scheduler loaded its definitions a moment before process A edited one
     (7 days to 30) and computed it again: B works with the definitions as of its own
     transaction, so it keeps the state A computed."""
-    first, clock = started(tmp_path)
+    first, clock = started(tmp_path)  # two processes on one SQLite store
     second = build(load_settings(None, data_dir=str(tmp_path), env={}), clock=clock)
     plays = activate_plays(first)
     send(first, "play-1", 1, customer=CUSTOMER)
