@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from kindred.attributes.definition import CalculatedDef
-from kindred.bootstrap import build
+from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.observation import Observation
 from kindred.services.ingest import Accepted, observe
@@ -97,9 +97,14 @@ def test_the_history_of_a_profile_merged_by_a_login_is_counted_once(tmp_path: Pa
     container.store.close()
 
 
-def test_a_run_over_an_earlier_activation_does_not_finish_the_next_one(tmp_path: Path) -> None:
-    """The definition is edited and activated again while a computation run over its first
-    activation is under way: that run's progress is not taken for the new activation's."""
+def computed(container: Container, def_id: int) -> None:
+    while not container.calculated.progress(def_id).is_calculated:
+        container.calculated_backfill.run()
+
+
+def edited_while_a_run_reads_the_first(tmp_path: Path) -> tuple[Container, int, CalculatedDef]:
+    """Three batches of a Play; `plays` activated (the definition as a computation run
+    read it, returned), then edited to a 30-day window and activated again."""
     container = build(load_settings(None, data_dir=str(tmp_path), env={}))
     container.store.migrate()
     for n in range(3):
@@ -110,9 +115,15 @@ def test_a_run_over_an_earlier_activation_does_not_finish_the_next_one(tmp_path:
     within: dict[str, object] = {**PLAYS, "window": {"type": "within", "days": 30}}
     container.calculated.edit(made.id, {"draft": within})
     container.calculated.activate(made.id)
+    return container, made.id, stale
+
+
+def test_a_run_over_an_earlier_activation_does_not_finish_the_next_one(tmp_path: Path) -> None:
+    """The definition is edited and activated again while a computation run over its first
+    activation is under way: that run's progress is not taken for the new activation's."""
+    container, plays, stale = edited_while_a_run_reads_the_first(tmp_path)
     container.calculated_backfill.advance(stale)  # the run that read the first activation
-    while not container.calculated.progress(made.id).is_calculated:
-        container.calculated_backfill.run()
+    computed(container, plays)
     send(container, "after", plays=1)
     assert plays_of(container) == 4
     container.store.close()
@@ -126,13 +137,25 @@ def test_activating_an_unchanged_active_definition_changes_nothing(tmp_path: Pat
     send(container, "before", plays=1)
     made = container.calculated.create(CalculatedDef(name="plays", workspace_id=1, draft=PLAYS))
     active = container.calculated.activate(made.id)
-    while not container.calculated.progress(made.id).is_calculated:
-        container.calculated_backfill.run()
+    computed(container, made.id)
     send(container, "between", plays=2)
     assert container.calculated.activate(made.id).activated_ms == active.activated_ms
     assert container.calculated.progress(made.id).is_calculated
-    while not container.calculated.progress(made.id).is_calculated:
-        container.calculated_backfill.run()
+    computed(container, made.id)
+    send(container, "after", plays=1)
+    assert plays_of(container) == 4
+    container.store.close()
+
+
+def test_a_run_over_an_earlier_activation_writes_nothing_after_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """A run that read the first activation goes on after the edited definition was
+    activated and computed: its pages change no profile (their states would be the first
+    activation's, and a batch would then start them afresh, history lost)."""
+    container, plays, stale = edited_while_a_run_reads_the_first(tmp_path)
+    computed(container, plays)
+    assert container.calculated_backfill.advance(stale) == 0
     send(container, "after", plays=1)
     assert plays_of(container) == 4
     container.store.close()

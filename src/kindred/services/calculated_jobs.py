@@ -80,7 +80,7 @@ class CalculatedBackfill:
                 and e.id is not None
                 and e.id <= definition.backfill_total
             ]
-            computed += self._fold_page(compiled, wanted) if wanted else 0
+            computed += self._fold_page(definition, compiled, wanted) if wanted else 0
             read += len(entries)
             after = entries[-1].id or after if entries else after
             if len(entries) < self._page or after >= definition.backfill_total:
@@ -89,9 +89,12 @@ class CalculatedBackfill:
         self._save(definition, after, read, finished)
         return computed
 
-    def _fold_page(self, compiled: Compiled, entries: list[LogEntry]) -> int:
+    def _fold_page(
+        self, definition: CalculatedDef, compiled: Compiled, entries: list[LogEntry]
+    ) -> int:
         """Fold a page of logged batches into their profiles, in one transaction; how
-        many profiles it changed."""
+        many profiles it changed (none when the definition was activated again, edited or
+        deleted since the run read it: its states are no longer this activation's)."""
         by_mpid: dict[int, list[LogEntry]] = {}
         for entry in entries:
             assert entry.mpid is not None  # applied batches name their profile
@@ -100,6 +103,9 @@ class CalculatedBackfill:
         for _ in range(5):
             try:
                 with self._store.unit_of_work() as uow:
+                    uow.calculated_version()  # PostgreSQL: a definition saved waits for us
+                    if self._same_activation(definition) is None:
+                        return 0
                     return self._fold_into(uow, compiled, by_mpid, events)
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: fold the page again
@@ -133,18 +139,25 @@ class CalculatedBackfill:
             uow.save_profile(scheduled(version, now))
         return len(changed)
 
-    def _events(self, entry: LogEntry) -> tuple[EventFact, ...]:
-        return _events(entry, self._inputs)
-
-    def _save(self, definition: CalculatedDef, after: int, read: int, finished: bool) -> None:
+    def _same_activation(self, definition: CalculatedDef) -> CalculatedDef | None:
+        """The definition as saved now, if the run's activation is still its own (not
+        activated again, edited or deleted since: a deleted one has no active document)."""
         current = next((d for d in self._store.list_calculated() if d.id == definition.id), None)
         if (
             current is None
             or current.activated_ms != definition.activated_ms
             or current.active != definition.active
-            or current.backfill_from != definition.backfill_from
         ):
-            return  # re-activated, edited or deleted meanwhile: another run carries on
+            return None
+        return current
+
+    def _events(self, entry: LogEntry) -> tuple[EventFact, ...]:
+        return _events(entry, self._inputs)
+
+    def _save(self, definition: CalculatedDef, after: int, read: int, finished: bool) -> None:
+        current = self._same_activation(definition)
+        if current is None or current.backfill_from != definition.backfill_from:
+            return  # re-activated, edited, deleted or advanced meanwhile: another run carries on
         self._store.save_calculated(
             replace(
                 current,
