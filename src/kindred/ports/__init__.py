@@ -1,4 +1,5 @@
-"""Ports: what the services need from the outside world, as narrow typed Protocols.
+"""Ports: what the services need from the outside world, as narrow typed Protocols (the
+records they exchange are in `records`, the delivery ports in `delivery`).
 
 Every store (memory, SQLite, PostgreSQL) implements these and passes one contract suite.
 Nothing here names a backend; nothing assumes a single process.
@@ -10,8 +11,6 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-import msgspec
-
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
@@ -19,6 +18,14 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports.delivery import ConnectionState, DeadLetter, Delivery, DeliveryStore
+from kindred.ports.records import (
+    BatchStatus,
+    LogEntry,
+    MembershipCounts,
+    MergeEntry,
+    RejectEntry,
+    SelectionPage,
+)
 
 __all__ = [
     "AudienceStore",
@@ -46,67 +53,6 @@ __all__ = [
     "Store",
     "UnitOfWork",
 ]
-
-
-class BatchStatus:
-    """What became of an accepted batch, as kept in the event log."""
-
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    DROPPED = "dropped"  # update-only input, unknown user (PRF-5)
-    READ_ONLY = "read_only"  # read-only input: kept and forwarded, not applied
-    UNRESOLVED = "unresolved"  # no MPID and no usable identity
-    FAILED = "failed"  # applying raised; kept with the error, replayable
-
-
-class LogEntry(msgspec.Struct, kw_only=True):
-    """One accepted batch, exactly as received, with what became of it."""
-
-    input: str
-    workspace_id: int
-    received_ms: int
-    status: str
-    body: bytes
-    mpid: int | None = None
-    reason: str | None = None
-    source_request_id: str | None = None
-    # What shaped the batch besides its body, so that a rebuild reads it the same way.
-    client_ip: str | None = None
-    historical: bool = False
-    id: int | None = None
-
-
-class RejectEntry(msgspec.Struct, kw_only=True):
-    """A batch refused (400) or quarantined (web batches, 202): kept for inspection/replay."""
-
-    input: str
-    received_ms: int
-    kind: str  # "rejected" | "quarantined"
-    reason: str
-    body: bytes
-    id: int | None = None
-    replayed_ms: int | None = None
-
-
-class MergeEntry(msgspec.Struct, kw_only=True):
-    """One merge in the ledger (IDS-6): `merged` was folded into `survivor` by `rule`
-    ("login", "alias", "admin"), because of the identity named, with both profiles as they
-    were just before (encoded documents) so that an un-merge can restore them."""
-
-    scope: str
-    survivor: int
-    merged: int
-    rule: str
-    merged_ms: int
-    survivor_before: bytes
-    merged_before: bytes
-    identity_type: str | None = None
-    identity_value: str | None = None
-    # Event-log entries moved from `merged` to `survivor` (an alias's time range).
-    moved_log_ids: list[int] = msgspec.field(default_factory=list)
-    detail: str | None = None
-    unmerged_ms: int | None = None
-    id: int | None = None
 
 
 class ConcurrentUpdate(Exception):
@@ -322,25 +268,6 @@ class CredentialStore(Protocol):
         """The secret stored under `name`; the first caller's `candidate` becomes it, so
         every process sharing the store agrees on one value."""
         ...
-
-
-class SelectionPage(msgspec.Struct, frozen=True, kw_only=True):
-    """What one page of `apply_selection` did: how many profiles it covered, the last MPID
-    covered (None: the scope has no more), and the membership changes; `stopped` when the
-    audience was no longer active (nothing done)."""
-
-    read: int
-    last_mpid: int | None
-    changes: list[MembershipChange]
-    stopped: bool = False
-
-
-class MembershipCounts(msgspec.Struct, frozen=True, kw_only=True):
-    entered: int = 0
-    exited: int = 0
-    entered_since: int = 0
-    exited_since: int = 0
-    last_change_ms: int | None = None
 
 
 class AudienceStore(Protocol):
