@@ -205,16 +205,29 @@ def evaluate_memberships(
         _set_membership(current, audience, member, now_ms)
     due = profile.audience_due_ms
     if everything or due is None or due <= now_ms or _timed_touched(active, touched):
-        found = _next_due(profile, active, current, now_ms)
-        # With `restrict` the other audiences were not evaluated: what they (or calculated
-        # values) were due for still is, so the due time may only come forward.
-        due = (
-            found if restrict is None or due is None or (found is not None and found < due) else due
-        )
+        due = _due_after(profile, active, current, now_ms, partial=restrict is not None)
     if not moves and due == profile.audience_due_ms:
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
     return changed, moves
+
+
+def _due_after(
+    profile: Profile,
+    active: Sequence[CompiledAudience],
+    memberships: dict[int, Membership],
+    now_ms: int,
+    *,
+    partial: bool,
+) -> int | None:
+    """The profile's due time after an evaluation. After a `partial` one (some audiences
+    only) what the others, or calculated values, were due for still is: it may only come
+    forward."""
+    found = _next_due(profile, active, memberships, now_ms)
+    held = profile.audience_due_ms
+    if not partial or held is None or (found is not None and found < held):
+        return found
+    return held
 
 
 def _drop_inactive(
