@@ -107,7 +107,23 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         history(container, args.history_batches, args.profiles, base), 1
     )
 
-    # (b) activation over everything stored (before (a): profiles hold no other states)
+    report.update(activation_cost(container))
+
+    # (a) the live path, for definitions that every batch meets and for definitions
+    # spread over a vocabulary of event names
+    report["every_batch_meets_every_definition"] = live_cost(container, args, base, 0)
+    report[f"definitions_over_{args.vocabulary}_event_names"] = live_cost(
+        container, args, base + 100_000_000, args.vocabulary
+    )
+
+    container.store.close()
+    report["command"] = " ".join(["python", *sys.argv])
+    return report
+
+
+def activation_cost(container: Container) -> dict[str, Any]:
+    """(b): one definition activated and computed over everything stored (before (a):
+    profiles hold no other states), then deleted."""
     one = container.calculated.create(
         CalculatedDef(
             name="plays_30d",
@@ -126,22 +142,13 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         computed += container.calculated_backfill.run()
     seconds = time.perf_counter() - started
     progress = container.calculated.progress(one.id)
-    report["activation_profile_writes"] = computed
-    report["activation_batches_read"] = progress.batches_read
-    report["activation_s"] = round(seconds, 2)
-    report["activation_finished"] = progress.is_calculated
     container.calculated.delete(one.id)
-
-    # (a) the live path, for definitions that every batch meets and for definitions
-    # spread over a vocabulary of event names
-    report["every_batch_meets_every_definition"] = live_cost(container, args, base, 0)
-    report[f"definitions_over_{args.vocabulary}_event_names"] = live_cost(
-        container, args, base + 100_000_000, args.vocabulary
-    )
-
-    container.store.close()
-    report["command"] = " ".join(["python", *sys.argv])
-    return report
+    return {
+        "activation_profile_writes": computed,
+        "activation_batches_read": progress.batches_read,
+        "activation_s": round(seconds, 2),
+        "activation_finished": progress.is_calculated,
+    }
 
 
 def live_cost(
