@@ -32,7 +32,6 @@ __all__ = [
     "CalculatedRegistry",
     "compiled_of",
     "fold_events",
-    "overdue",
     "scheduled",
 ]
 
@@ -190,7 +189,7 @@ def scheduled(profile: Profile, now_ms: int) -> Profile:
     return replace(profile, audience_due_ms=due)
 
 
-def overdue(profile: Profile, now_ms: int) -> bool:
+def _overdue(profile: Profile, now_ms: int) -> bool:
     """Whether the profile's due time has come (time may have changed any value)."""
     return profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms
 
@@ -249,7 +248,7 @@ class CalculatedRegistry:
         """The profile with the batch's events folded into its workspace's calculated
         attributes and their values written; the attribute changes that made (of this
         workspace: an overdue profile's other workspaces are brought up to date too)."""
-        if overdue(profile, now_ms):
+        if _overdue(profile, now_ms):
             profile = self.current(profile, now_ms)
         active = self.active().get(workspace_id)
         workspace = profile.workspaces.get(workspace_id)
@@ -263,7 +262,7 @@ class CalculatedRegistry:
             (kept, set()) if active is None else active.fold_changes(kept, events, now_ms)
         )
         recompute: set[str] | None = changed
-        if overdue(profile, now_ms) or len(kept) != len(workspace.calculated):
+        if _overdue(profile, now_ms) or len(kept) != len(workspace.calculated):
             recompute = None  # time (or a deletion) may have changed any of them
         if recompute is not None and not recompute:
             return profile, []  # no event counted, no value can have changed
