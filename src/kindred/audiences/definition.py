@@ -8,7 +8,15 @@ import msgspec
 
 from kindred.audiences.ast import Node
 
-__all__ = ["MAX_TAG_LENGTH", "AudienceDef", "AudienceStatus", "MembershipChange", "Selection"]
+__all__ = [
+    "INT64_MIN",
+    "MAX_TAG_LENGTH",
+    "AudienceDef",
+    "AudienceStatus",
+    "MembershipChange",
+    "Selection",
+    "with_backfill",
+]
 
 AudienceStatus = Literal["draft", "active", "inactive", "deleted"]
 MAX_TAG_LENGTH = 18
@@ -58,3 +66,17 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
     scope: str
     workspace_ids: frozenset[int]
     now_ms: int
+
+
+INT64_MIN = -(2**63)
+
+
+def with_backfill(audience: AudienceDef) -> AudienceDef:
+    """The audience with a backfill (re)started from its first scope's first profile."""
+    return msgspec.structs.replace(
+        audience,
+        backfill_scope="",  # sorts before every scope name: the run starts with the first
+        backfill_from=INT64_MIN,
+        backfill_done=0,
+        backfill_finished_ms=None,
+    )

@@ -63,6 +63,7 @@ __all__ = [
     "nested_audiences",
     "parse_criteria",
     "parse_date",
+    "refuse_cycles",
 ]
 
 # Events API `device_info` names.
@@ -110,7 +111,7 @@ def parse_criteria(doc: object, catalog: Catalog, audience_id: int | None = None
     the audience being saved, so that nesting it in itself (directly or not) is refused."""
     node = _node(doc, "criteria", catalog, depth=0)
     if audience_id is not None:
-        _refuse_cycles(node, audience_id, catalog)
+        refuse_cycles(node, audience_id, catalog)
     return node
 
 
@@ -357,7 +358,7 @@ _PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
 }
 
 
-def _refuse_cycles(node: Node, audience_id: int, catalog: Catalog) -> None:
+def refuse_cycles(node: Node, audience_id: int, catalog: Catalog) -> None:
     """No audience may nest itself, directly or through others (AUD-2)."""
     frontier = list(_nested(node))
     seen: set[int] = set()

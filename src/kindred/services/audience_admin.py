@@ -7,11 +7,11 @@ from collections.abc import Iterable
 
 import msgspec
 
-from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef
+from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef, with_backfill
 from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import Clock, Store
-from kindred.services.audiences import AudienceRegistry, with_backfill
+from kindred.services.audiences import AudienceRegistry
 
 __all__ = ["AudienceMetrics", "AudienceService"]
 

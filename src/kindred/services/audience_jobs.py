@@ -7,16 +7,13 @@ from collections.abc import Sequence
 
 import msgspec
 
-from kindred.audiences.definition import AudienceDef, Selection
+from kindred.audiences.compiled import CompiledAudience
+from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
+from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
 from kindred.domain.profile import Profile
 from kindred.ports import Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
-from kindred.services.audiences import (
-    INT64_MIN,
-    AudienceRegistry,
-    CompiledAudience,
-    evaluate_memberships,
-)
+from kindred.services.audiences import AudienceRegistry
 from kindred.services.calculated import CalculatedRegistry, scheduled
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]

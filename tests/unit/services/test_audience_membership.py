@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
+from kindred.audiences.membership import evaluate_memberships
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.ports import ConcurrentUpdate
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.audiences import AudienceRegistry, evaluate_memberships
+from kindred.services.audiences import AudienceRegistry
 from kindred.services.ingest import Accepted, IngestService, observe
 from kindred.storage.memory import MemoryStore
 from tests.fakes import FakeClock, NullMetrics, SequentialMpids
