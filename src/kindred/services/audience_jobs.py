@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from kindred.attributes.active import scheduled
 from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
 from kindred.audiences.membership import evaluate_memberships
@@ -14,7 +15,7 @@ from kindred.audiences.prefilter import Held, needles
 from kindred.domain.profile import Profile
 from kindred.ports import Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
 from kindred.services.audiences import AudienceRegistry
-from kindred.services.calculated import CalculatedRegistry, scheduled
+from kindred.services.calculated import CalculatedRegistry
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 

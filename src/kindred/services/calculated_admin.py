@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
+from kindred.attributes.active import compiled_of, scheduled
 from kindred.attributes.definition import CalculatedDef, compile_definition
 from kindred.attributes.seeds import seeded
 from kindred.domain.calculated_entries import with_values
@@ -14,7 +15,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import Clock, ConcurrentUpdate, Store, UnitOfWork
-from kindred.services.calculated import CalculatedRegistry, compiled_of, scheduled
+from kindred.services.calculated import CalculatedRegistry
 from kindred.services.calculated_jobs import fold_history
 from kindred.services.merges import follow
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from kindred.attributes.active import compiled_of, fold_events, scheduled
 from kindred.attributes.definition import CalculatedDef, Compiled
 from kindred.domain.calculated import CalcState, fold_values
 from kindred.domain.calculated_entries import with_values
@@ -30,7 +31,6 @@ from kindred.ports import (
     Store,
     UnitOfWork,
 )
-from kindred.services.calculated import compiled_of, fold_events, scheduled
 from kindred.services.ingest import observe
 from kindred.services.merges import follow
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from kindred.attributes.active import scheduled
 from kindred.domain.apply import apply_observation
 from kindred.domain.applying import ApplyResult
 from kindred.domain.changes import Change
@@ -34,7 +35,7 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.audiences import AudienceRegistry
-from kindred.services.calculated import CalculatedRegistry, scheduled
+from kindred.services.calculated import CalculatedRegistry
 from kindred.services.identity import IdentityCalls
 from kindred.services.items import (
     Accepted,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kindred.attributes.active import scheduled
 from kindred.domain.calculated import DAY_MS, CalcSpec, CalcState
 from kindred.domain.calculated_values import next_change
 from kindred.domain.profile import Profile, WorkspaceProfile
-from kindred.services.calculated import scheduled
 from tests.unit.domain.test_calculated import BASE, Event, events, incremental, specs
 
 windowed = st.builds(
