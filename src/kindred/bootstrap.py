@@ -11,20 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from kindred.config import AccountSettings, CredentialSettings, InputSettings, Settings
-from kindred.domain.credentials import ApiCredential
-from kindred.domain.errors import ConfigError
+from kindred.config import Settings
+from kindred.config.credentials import credentials_from
+from kindred.config.tenancy import tenancy_from
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
-from kindred.domain.identities import DEFAULT_BLOCKLIST, DEFAULT_PRIORITY, canonical_identity_type
-from kindred.domain.tenancy import (
-    AccountPolicy,
-    IdentityPolicy,
-    InputDef,
-    Protection,
-    SourceType,
-    Tenancy,
-    WorkspaceDef,
-)
+from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
 from kindred.outputs import make_sink
 from kindred.ports import Clock, MpidSource, Secrets, Store
@@ -45,7 +36,7 @@ from kindred.services.retention import LifetimeSweep
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
-__all__ = ["Container", "build", "make_store", "tenancy_from"]
+__all__ = ["Container", "build", "make_store"]
 
 
 @dataclass
@@ -191,9 +182,7 @@ def _clock(settings: Settings) -> Clock:
 def _tokens(
     settings: Settings, store: Store, clock: Clock, secrets: Secrets
 ) -> tuple[CredentialRegistry, TokenService]:
-    registry = CredentialRegistry(
-        [_credential(c) for c in settings.credentials], store, clock, secrets
-    )
+    registry = CredentialRegistry(credentials_from(settings), store, clock, secrets)
     tokens = TokenService(
         registry,
         store,
@@ -253,19 +242,6 @@ def _lane_factory(
     return make_lane
 
 
-def _credential(c: CredentialSettings) -> ApiCredential:
-    """A config-file credential; a plain secret stays as given (it is in the file anyway)."""
-    return ApiCredential(
-        client_id=c.client_id,
-        secret_hash=c.client_secret_hash or f"plain${c.client_secret}",
-        workspaces=frozenset(c.workspaces),
-        rate_limit_per_s=c.rate_limit_per_s,
-        rate_limit_burst=c.rate_limit_burst,
-        name=c.name,
-        origin="config",
-    )
-
-
 def make_store(settings: Settings) -> Store:
     url = settings.store.url
     if url.startswith("sqlite://"):
@@ -287,89 +263,3 @@ def _sqlite_path(url: str, data_dir: str) -> Path:
     if rest.startswith("//"):
         return Path(rest[1:])
     return Path(data_dir) / rest.lstrip("/")
-
-
-def tenancy_from(settings: Settings) -> Tenancy:
-    workspaces: dict[int, WorkspaceDef] = {}
-    inputs: list[InputDef] = []
-    for account in settings.accounts:
-        policy = _account_policy(account)
-        for ws in account.workspaces:
-            workspace = WorkspaceDef(workspace_id=ws.id, name=ws.name, account=policy)
-            workspaces[ws.id] = workspace
-            inputs.extend(_input(i, workspace) for i in ws.inputs)
-    return Tenancy(
-        org_id=settings.org.id,
-        workspaces=workspaces,
-        inputs_by_key={i.api_key: i for i in inputs},
-        inputs_by_name={i.name: i for i in inputs},
-    )
-
-
-def _account_policy(account: AccountSettings) -> AccountPolicy:
-    ident = account.identity
-    where = f"accounts[id={account.id}].identity"
-    priority = tuple(_types(ident.priority, f"{where}.priority")) if ident.priority else None
-    immutable = _types([ident.immutable], f"{where}.immutable")[0] if ident.immutable else None
-    if ident.strategy == "best_match":
-        immutable = None  # best match has no login, unique or immutable identities
-    return AccountPolicy(
-        account_id=account.id,
-        identity_scope=account.identity_scope,
-        identity=IdentityPolicy(
-            strategy=ident.strategy,
-            priority=priority or DEFAULT_PRIORITY,
-            unique=frozenset(_types(_or(ident.unique, ident.strategy), f"{where}.unique")),
-            login=frozenset(_types(_or(ident.login, ident.strategy), f"{where}.login")),
-            merge_anonymous_on_login=ident.merge_anonymous_on_login,
-            immutable=immutable,
-            blocklist=DEFAULT_BLOCKLIST | {v.strip().lower() for v in ident.blocklist_extra},
-            max_profiles_per_identity={
-                _types([k], f"{where}.max_profiles_per_identity")[0]: v
-                for k, v in ident.max_profiles_per_identity.items()
-            },
-        ),
-        guardrails=account.guardrails,
-        retention_days=account.retention_days,
-        profile_lifetime_days=(
-            account.retention_days if account.lifetime_profiles else account.profile_lifetime_days
-        ),
-        lifetime_profiles=account.lifetime_profiles,
-    )
-
-
-def _or(configured: list[str] | None, strategy: str) -> list[str]:
-    """Unique and login identities: as configured, else the strategy's (reference §2.6)."""
-    if configured is not None:
-        return configured
-    return list(_STRATEGY_IDENTITIES.get(strategy, ("customer_id",)))
-
-
-_STRATEGY_IDENTITIES: dict[str, tuple[str, ...]] = {
-    "profile_link": ("customer_id", "email"),
-    "profile_isolation": ("customer_id", "email"),
-    "best_match": (),
-}
-
-
-def _types(names: list[str], key: str) -> list[str]:
-    result = []
-    for name in names:
-        canonical = canonical_identity_type(name)
-        if canonical is None:
-            raise ConfigError(f"{key}: unknown identity type {name!r}")
-        result.append(canonical)
-    return result
-
-
-def _input(inp: InputSettings, workspace: WorkspaceDef) -> InputDef:
-    return InputDef(
-        name=inp.name,
-        workspace=workspace,
-        source_type=SourceType(inp.source_type),
-        api_key=inp.api_key,
-        api_secret=inp.api_secret,
-        protection=Protection(inp.protection),
-        rate_limit_per_s=inp.rate_limit_per_s,
-        rate_limit_burst=inp.rate_limit_burst,
-    )
