@@ -13,9 +13,9 @@ from typing import Any
 import nats
 import pytest
 
+from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import OutputDef
 from kindred.outputs.nats import NatsSink
-from kindred.services.delivery import DeliveryFailed
 from tests.integration.forwarding_world import World, batch
 
 __all__: list[str] = []

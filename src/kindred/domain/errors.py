@@ -8,6 +8,7 @@ __all__ = [
     "AuthMissing",
     "AuthRejected",
     "ConfigError",
+    "DeliveryFailed",
     "InvalidBatch",
     "InvalidToken",
     "KindredError",
@@ -81,3 +82,18 @@ class StoreUnavailable(KindredError):
 
     code = "SERVICE_UNAVAILABLE"
     retry_after_s = 5
+
+
+class DeliveryFailed(Exception):
+    """A send that did not go through. `permanent`: the receiver refused the messages and
+    sending them again will not help; `retry_after_s`: what the receiver asked for.
+
+    Not a KindredError: no caller ever sees it; the delivery lane that sent retries,
+    faults or dead-letters."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s

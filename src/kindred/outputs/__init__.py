@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kindred.domain.forwarding import OutputDef
-from kindred.services.delivery import Sink
+from kindred.ports import Sink
 
 __all__ = ["make_sink"]
 

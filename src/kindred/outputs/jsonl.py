@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
+from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import OutputDef
-from kindred.services.delivery import DeliveryFailed
 
 __all__ = ["JsonlSink"]
 

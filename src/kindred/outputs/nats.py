@@ -15,8 +15,8 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import OutputDef
-from kindred.services.delivery import DeliveryFailed
 
 __all__ = ["NatsSink"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import OutputDef
-from kindred.services.delivery import DeliveryFailed
 
 __all__ = ["WebhookSink", "retry_after_s"]
 

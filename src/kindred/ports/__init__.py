@@ -17,7 +17,14 @@ from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
-from kindred.ports.delivery import ConnectionState, DeadLetter, Delivery, DeliveryStore
+from kindred.ports.delivery import (
+    ConnectionState,
+    DeadLetter,
+    Delivery,
+    DeliveryStore,
+    Message,
+    Sink,
+)
 from kindred.ports.records import (
     BatchStatus,
     LogEntry,
@@ -42,6 +49,7 @@ __all__ = [
     "MembershipCounts",
     "MergeEntry",
     "MergeReader",
+    "Message",
     "Metrics",
     "MpidSource",
     "Needles",
@@ -50,6 +58,7 @@ __all__ = [
     "RejectReader",
     "Secrets",
     "SelectionPage",
+    "Sink",
     "Store",
     "UnitOfWork",
 ]

@@ -1,14 +1,17 @@
 """Ports of forwarding: the outbox, dead letters and per-connection delivery state
-(ENR-3, AUD-11), as a store keeps them."""
+(ENR-3, AUD-11), as a store keeps them; and an output's transport (`Sink`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
-__all__ = ["ConnectionState", "DeadLetter", "Delivery", "DeliveryStore"]
+__all__ = ["ConnectionState", "DeadLetter", "Delivery", "DeliveryStore", "Message", "Sink"]
+
+# One message as an output receives it (a JSON object).
+Message = dict[str, Any]
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,3 +99,12 @@ class DeliveryStore(Protocol):
     def delete_definition(self, kind: str, name: str) -> bool: ...
 
     def list_definitions(self, kind: str) -> list[bytes]: ...
+
+
+class Sink(Protocol):
+    """An output's transport: takes messages or raises DeliveryFailed
+    (kindred.domain.errors)."""
+
+    def send(self, messages: Sequence[Message]) -> None: ...
+
+    def close(self) -> None: ...

@@ -16,53 +16,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from kindred.domain.enrich import CHANNELS, audience_messages, enrich_batch, membership_batch
+from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.profile import Profile
 from kindred.domain.retry import RetryPolicy
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import Clock, ConnectionState, Delivery, Store
+from kindred.ports import Clock, ConnectionState, Delivery, Message, Sink, Store
 from kindred.services.forwarding import Catalog, MembershipNote
 
-__all__ = [
-    "DeliveryFailed",
-    "DeliveryRunner",
-    "Lane",
-    "Renderer",
-    "Sink",
-    "state_of",
-]
+__all__ = ["DeliveryRunner", "Lane", "Renderer", "state_of"]
 
 log = logging.getLogger("kindred.delivery")
-
-Message = dict[str, Any]
-
-
-class DeliveryFailed(Exception):
-    """A send that did not go through. `permanent`: the receiver refused the messages and
-    sending them again will not help; `retry_after_s`: what the receiver asked for."""
-
-    def __init__(
-        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after_s = retry_after_s
-
-
-class Sink(Protocol):
-    """An output's transport: takes messages or raises DeliveryFailed."""
-
-    def send(self, messages: Sequence[Message]) -> None: ...
-
-    def close(self) -> None: ...
-
 
 _BATCH = msgspec.json.Decoder(dict[str, Any])
 _NOTE = msgspec.json.Decoder(MembershipNote)
