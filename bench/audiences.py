@@ -31,7 +31,8 @@ from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.ingest import Accepted, observe
+from kindred.services.ingest import Accepted
+from kindred.wire.observe import observe
 
 DAY_MS = 86_400_000
 GROUP = 256

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CONFIG, batch_body
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from kindred.services.ingest import Accepted, observe
+from kindred.services.ingest import Accepted
+from kindred.wire.observe import observe
 
 
 def seed(data_dir: str, profiles: int, store_url: str | None, group: int = 2000) -> None:

@@ -11,7 +11,8 @@ import msgspec
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.services.delivery import Lane
-from kindred.services.ingest import Accepted, Outcome, observe
+from kindred.services.ingest import Accepted, Outcome
+from kindred.wire.observe import observe
 from tests.fakes import FakeClock, SequentialMpids
 
 __all__ = ["BASE_CONFIG", "NOW", "World", "batch"]

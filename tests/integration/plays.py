@@ -8,7 +8,8 @@ import json
 from kindred.bootstrap import Container
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.services.ingest import Accepted, observe
+from kindred.services.ingest import Accepted
+from kindred.wire.observe import observe
 
 
 def send(

@@ -13,8 +13,9 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.observation import Observation
-from kindred.services.ingest import Accepted, observe
+from kindred.services.ingest import Accepted
 from kindred.services.items import IdentityCall
+from kindred.wire.observe import observe
 from tests.integration.plays import plays_of, send
 
 PLAYS: dict[str, object] = {

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import msgspec
 
-from kindred.services.ingest import Accepted, observe
+from kindred.services.ingest import Accepted
+from kindred.wire.observe import observe
 from tests.integration.forwarding_world import World, batch
 from tests.receiver import receiving
 

@@ -21,9 +21,10 @@ from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
-from kindred.services.ingest import Accepted, Outcome, Refused, WriterItem, observe
+from kindred.services.ingest import Accepted, Outcome, Refused, WriterItem
 from kindred.wire.batch import decode_bulk
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.observe import observe
 
 __all__ = ["MAX_BULK_BATCHES", "EventsApi"]
 

@@ -31,8 +31,8 @@ from kindred.ports import (
     Store,
     UnitOfWork,
 )
-from kindred.services.ingest import observe
 from kindred.services.merges import follow
+from kindred.wire.observe import observe
 
 __all__ = ["CalculatedBackfill", "fold_history"]
 

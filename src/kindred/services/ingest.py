@@ -48,8 +48,7 @@ from kindred.services.items import (
     log_entry,
 )
 from kindred.services.merges import check_alias, follow, merge_into, restore, sync_index
-from kindred.wire.batch import decode_batch
-from kindred.wire.normalize import normalize_batch
+from kindred.wire.observe import observe
 
 __all__ = [
     "Accepted",
@@ -59,31 +58,11 @@ __all__ = [
     "Outcome",
     "Refused",
     "WriterItem",
-    "observe",
 ]
 
 log = logging.getLogger("kindred.ingest")
 
 _MAX_CONFLICT_RETRIES = 5
-
-
-def observe(
-    body: bytes,
-    source: InputDef,
-    received_ms: int,
-    client_ip: str | None = None,
-    *,
-    historical: bool = False,
-) -> Observation:
-    """Decode and normalize one raw batch from `source`; raises msgspec errors or
-    InvalidBatch naming the offending field."""
-    return normalize_batch(
-        decode_batch(body),
-        received_ms=received_ms,
-        guardrails=source.workspace.account.guardrails,
-        client_ip=client_ip if source.is_client else None,
-        historical=historical,
-    )
 
 
 class IngestService:

@@ -11,9 +11,9 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
 from kindred.ports import Clock, RejectEntry, Store
-from kindred.services.ingest import observe
 from kindred.services.items import Accepted, Outcome, WriterItem
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.observe import observe
 
 __all__ = ["QuarantineReplay", "ReplayReport"]
 

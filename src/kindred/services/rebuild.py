@@ -18,7 +18,8 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import BatchStatus, EventLogReader, LogEntry
-from kindred.services.ingest import Accepted, Outcome, WriterItem, observe
+from kindred.services.ingest import Accepted, Outcome, WriterItem
+from kindred.wire.observe import observe
 
 __all__ = ["rebuild"]
 

@@ -19,8 +19,9 @@ from kindred.ports import ConcurrentUpdate
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
-from kindred.services.ingest import Accepted, IngestService, observe
+from kindred.services.ingest import Accepted, IngestService
 from kindred.storage.memory import MemoryStore
+from kindred.wire.observe import observe
 from tests.fakes import FakeClock, NullMetrics, SequentialMpids
 
 NOW = 1_700_000_000_000

@@ -22,9 +22,10 @@ from kindred.domain.tenancy import (
     WorkspaceDef,
 )
 from kindred.services.identity import IdentityAnswer
-from kindred.services.ingest import Accepted, IngestService, observe
+from kindred.services.ingest import Accepted, IngestService
 from kindred.services.items import IdentityCall, MergeCall, Outcome
 from kindred.storage.memory import MemoryStore
+from kindred.wire.observe import observe
 from tests.fakes import NullMetrics, SequentialMpids
 from tests.strategies import profiles
 

@@ -11,8 +11,9 @@ import msgspec
 
 from kindred.domain.errors import StoreUnavailable
 from kindred.ports import BatchStatus
-from kindred.services.ingest import Accepted, IngestService, observe
+from kindred.services.ingest import Accepted, IngestService
 from kindred.storage.memory import MemoryStore
+from kindred.wire.observe import observe
 from tests.fakes import NullMetrics, SequentialMpids
 from tests.unit.services.test_audience_membership import NOW, SERVER
 
