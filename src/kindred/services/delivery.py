@@ -30,6 +30,7 @@ from kindred.domain.retry import RetryPolicy
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import Clock, ConnectionState, Delivery, Message, Sink, Store
 from kindred.services.forwarding import Catalog, MembershipNote
+from kindred.services.merges import follow_merged
 
 __all__ = ["DeliveryRunner", "Lane", "Renderer", "state_of"]
 
@@ -37,7 +38,6 @@ log = logging.getLogger("kindred.delivery")
 
 _BATCH = msgspec.json.Decoder(dict[str, Any])
 _NOTE = msgspec.json.Decoder(MembershipNote)
-_MAX_FOLLOW = 8
 
 
 class Renderer:
@@ -101,12 +101,7 @@ class Renderer:
         """The profile now; an MPID merged into another stands for its survivor."""
         if mpid is None:
             return None
-        profile = self._store.get_profile(mpid)
-        for _ in range(_MAX_FOLLOW):
-            if profile is None or profile.merged_into is None:
-                break
-            profile = self._store.get_profile(profile.merged_into)
-        return profile
+        return follow_merged(self._store.get_profile, self._store.get_profile(mpid))
 
 
 class Lane:
