@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from kindred.config import AccountSettings, CredentialSettings, InputSettings, Settings
 from kindred.domain.credentials import ApiCredential
@@ -38,10 +37,11 @@ from kindred.services.calculated_jobs import CalculatedBackfill
 from kindred.services.credentials import CredentialRegistry, TokenService
 from kindred.services.delivery import DeliveryRunner, Lane, Renderer
 from kindred.services.delivery_admin import DeliveryAdmin
-from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
-from kindred.services.ingest import IngestService, Outcome, WriterItem
+from kindred.services.forwarding import Catalog, Definitions, Router, Transactions
+from kindred.services.identity import IdentityCalls
 from kindred.services.profile_api import ProfileApiService
 from kindred.services.retention import LifetimeSweep
+from kindred.services.runner import CommandRunner, write_path
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
@@ -57,8 +57,9 @@ class Container:
     store: Store
     clock: Clock
     metrics: PrometheusMetrics
-    ingest: IngestService
-    writer: GroupWriter[WriterItem, Outcome]
+    commands: CommandRunner
+    identity_calls: IdentityCalls
+    writer: GroupWriter
     credentials: CredentialRegistry
     tokens: TokenService
     profile_api: ProfileApiService
@@ -130,19 +131,20 @@ def build(
     audience_registry = AudienceRegistry(store, tenancy, clock)
     calculated_registry = CalculatedRegistry(store, clock)
     catalog = Catalog(store, tenancy, clock, _declared(settings))
-    # Writers use the store through OutboxStore: their transactions fill the outbox.
-    writing = cast(Store, OutboxStore(store, Router(catalog, tenancy, store.list_audiences, clock)))
-    ingest = IngestService(
-        writing,
+    router = Router(catalog, tenancy, store.list_audiences, clock)
+    # Every write transaction of the services: the outbox rows of what it changed are
+    # written in it before it commits.
+    transactions = Transactions(store, router)
+    commands = write_path(
+        store,
         mpids or SecureMpids(),
         metrics,
         tenancy.input_named,
         audience_registry,
         calculated=calculated_registry,
+        router=router,
     )
-    writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
-        ingest.apply, max_group=settings.store.group_max
-    )
+    writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
     registry, tokens = _tokens(settings, store, clock, secrets)
     deliveries, delivery = _forwarding(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
@@ -153,23 +155,25 @@ def build(
         store=store,
         clock=clock,
         metrics=metrics,
-        ingest=ingest,
+        commands=commands,
+        identity_calls=IdentityCalls(store),
         writer=writer,
         credentials=registry,
         tokens=tokens,
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
-        audiences=AudienceService(writing, audience_registry, clock),
+        audiences=AudienceService(store, transactions, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
-            writing,
+            store,
+            transactions,
             audience_registry,
             clock,
             chunk=settings.audiences.schedule_chunk,
             calculated=calculated_registry,
         ),
-        audience_backfill=AudienceBackfill(writing, audience_registry, clock),
-        calculated=CalculatedService(writing, calculated_registry, tenancy, clock),
-        calculated_backfill=CalculatedBackfill(writing, tenancy.input_named, clock),
+        audience_backfill=AudienceBackfill(store, transactions, audience_registry, clock),
+        calculated=CalculatedService(store, transactions, calculated_registry, tenancy, clock),
+        calculated_backfill=CalculatedBackfill(store, transactions, tenancy.input_named, clock),
         catalog=catalog,
         deliveries=deliveries,
         delivery=delivery,

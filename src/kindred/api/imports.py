@@ -12,8 +12,8 @@ from kindred.api.auth import InputAuthenticator
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthRejected, InvalidBatch
 from kindred.domain.tenancy import SourceType
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.services.csv_import import CsvImporter
-from kindred.services.ingest import Outcome, WriterItem
 
 __all__ = ["ImportApi"]
 
@@ -40,6 +40,6 @@ class ImportApi:
         report = await run_in_threadpool(self._importer.run, text, source)
         return JSONResponse(report.as_dict())
 
-    def _through_writer(self, items: Sequence[WriterItem]) -> list[Outcome]:
+    def _through_writer(self, items: Sequence[Accepted]) -> list[BatchOutcome]:
         futures = [self._c.writer.submit(item) for item in items]
         return [future.result() for future in futures]

@@ -134,7 +134,7 @@ def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> N
     try:
         if target.store.count_profiles():
             raise click.ClickException(f"--into: {target_url} already holds profiles")
-        tally = run_rebuild(source.store, source.tenancy, target.ingest.ingest)
+        tally = run_rebuild(source.store, source.tenancy, target.commands.run_all)
     finally:
         source.store.close()
         target.store.close()
@@ -160,7 +160,7 @@ def import_csv(file: str, input_name: str, config_path: str | None, data_dir: st
     if source is None:
         raise click.ClickException(f"--input: no input named {input_name!r}")
     try:
-        report = CsvImporter(container.ingest.ingest, container.clock.now_ms).run(
+        report = CsvImporter(container.commands.run_all, container.clock.now_ms).run(
             Path(file).read_text(encoding="utf-8-sig"), source
         )
     finally:

@@ -17,7 +17,8 @@ from kindred.api.fastpath import FastPath
 from kindred.bootstrap import Container, build
 from kindred.config import Settings, load_settings
 from kindred.observability import configure_logging
-from kindred.services.ingest import Accepted, observe
+from kindred.services.commands import Accepted
+from kindred.services.ingest import observe
 
 __all__ = ["Tls", "load_demo", "run_server"]
 
@@ -122,6 +123,6 @@ def load_demo(container: Container) -> str:
             continue  # a custom config without the demo inputs
         body = msgspec.json.encode(batch)
         items.append(Accepted(source, observe(body, source, now), body))
-    outcomes = container.ingest.ingest(items)
+    outcomes = container.commands.run_all(items)
     applied = sum(1 for o in outcomes if o.status == "applied")
     return f"{applied} demo batches applied, {len(outcomes) - applied} already present"

@@ -23,6 +23,7 @@ from kindred.ports.records import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    Recorded,
     RejectEntry,
     SelectionPage,
 )
@@ -46,12 +47,14 @@ __all__ = [
     "MpidSource",
     "Needles",
     "ProfileReader",
+    "Recorded",
     "RejectEntry",
     "RejectReader",
     "Secrets",
     "SelectionPage",
     "Store",
     "UnitOfWork",
+    "UnitsOfWork",
 ]
 
 
@@ -212,10 +215,16 @@ class UnitOfWork(Protocol):
         """Add to the outbox (ENR-3), committed with everything else of the transaction."""
         ...
 
-    def pending_memberships(self) -> list[MembershipChange]:
-        """Every membership change this transaction has appended to the log so far, by
-        whichever call (so that each one can be forwarded, BEY-5)."""
+    def recorded(self) -> Recorded:
+        """Every batch this transaction has logged and every membership change it has
+        appended so far, by whichever call (so that each one can be forwarded, BEY-5)."""
         ...
+
+
+class UnitsOfWork(Protocol):
+    """Where write transactions come from."""
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
 
 class ProfileReader(Protocol):
@@ -330,6 +339,7 @@ class Store(
     CredentialStore,
     AudienceStore,
     CalculatedStore,
+    UnitsOfWork,
     Protocol,
 ):
     """A backend: reads from any thread, writes through units of work."""
@@ -343,7 +353,5 @@ class Store(
         from a cold cache reads it in sequence); the store's size in bytes before and
         after. Writes wait meanwhile: for a quiet moment."""
         ...
-
-    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import Clock, Store
 from kindred.services.audiences import AudienceRegistry, with_backfill
+from kindred.services.forwarding import Transactions
 
 __all__ = ["AudienceMetrics", "AudienceService"]
 
@@ -32,8 +33,15 @@ class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
 class AudienceService:
     """Managing definitions (AUD-1, AUD-10) and reading the membership log (AUD-12)."""
 
-    def __init__(self, store: Store, registry: AudienceRegistry, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        transactions: Transactions,
+        registry: AudienceRegistry,
+        clock: Clock,
+    ) -> None:
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._clock = clock
 
@@ -113,7 +121,7 @@ class AudienceService:
 
     def _remove_members(self, audience_id: int, reason: str) -> None:
         """Every member leaves at once (AUD-10), each exit in the log."""
-        with self._store.unit_of_work() as uow:
+        with self._transactions.begin() as uow:
             uow.remove_members(audience_id, self._clock.now_ms(), reason)
 
     def metrics(self, audience_id: int) -> AudienceMetrics:

@@ -18,6 +18,7 @@ from kindred.services.audiences import (
     evaluate_memberships,
 )
 from kindred.services.calculated import CalculatedRegistry, scheduled
+from kindred.services.forwarding import Transactions
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 
@@ -30,8 +31,10 @@ class AudienceScheduler:
     def __init__(
         self,
         store: Store,
+        transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
+        *,
         chunk: int = 500,
         calculated: CalculatedRegistry | None = None,
     ):
@@ -39,6 +42,7 @@ class AudienceScheduler:
         time)."""
         self._calculated = calculated
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._clock = clock
         self._chunk = chunk
@@ -58,7 +62,7 @@ class AudienceScheduler:
                 return changed
 
     def _chunk_once(self, active: Sequence[CompiledAudience], now: int) -> tuple[int, int]:
-        with self._store.unit_of_work() as uow:
+        with self._transactions.begin() as uow:
             if self._calculated is not None:
                 # The definitions as of this transaction: recomputing drops the states of
                 # those it does not know (deleted), and must not drop a new one's.
@@ -91,6 +95,7 @@ class AudienceBackfill:
     def __init__(
         self,
         store: Store,
+        transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
         *,
@@ -99,6 +104,7 @@ class AudienceBackfill:
         set_chunk: int = 20_000,
     ) -> None:
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._clock = clock
         self._chunk = chunk
@@ -174,7 +180,7 @@ class AudienceBackfill:
         now = self._clock.now_ms()
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
+                with self._transactions.begin() as uow:
                     if not uow.audience_active(target_id):
                         return None  # deactivated: its members are being removed
                     page = uow.profiles_from(scope, start, self._chunk, wanted)
@@ -194,7 +200,7 @@ class AudienceBackfill:
         )
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
+                with self._transactions.begin() as uow:
                     page = uow.apply_selection(
                         selection, target.membership(now), start, self._set_chunk, "backfill"
                     )

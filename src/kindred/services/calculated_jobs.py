@@ -31,6 +31,7 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.calculated import compiled_of, fold_events, scheduled
+from kindred.services.forwarding import Transactions
 from kindred.services.ingest import observe
 from kindred.services.merges import follow
 
@@ -44,6 +45,7 @@ class CalculatedBackfill:
     def __init__(
         self,
         store: Store,
+        transactions: Transactions,
         inputs: Callable[[str], InputDef | None],
         clock: Clock,
         *,
@@ -51,6 +53,7 @@ class CalculatedBackfill:
         pages_per_run: int = 20,
     ) -> None:
         self._store = store
+        self._transactions = transactions
         self._inputs = inputs
         self._clock = clock
         self._page = page
@@ -102,7 +105,7 @@ class CalculatedBackfill:
         events = {e.id: self._events(e) for e in entries}
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
+                with self._transactions.begin() as uow:
                     uow.calculated_version()  # PostgreSQL: a definition saved waits for us
                     if self._same_activation(definition) is None:
                         return 0

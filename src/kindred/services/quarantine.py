@@ -11,8 +11,8 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
 from kindred.ports import Clock, RejectEntry, Store
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.services.ingest import observe
-from kindred.services.items import Accepted, Outcome, WriterItem
 from kindred.wire.errors import as_invalid_batch
 
 __all__ = ["QuarantineReplay", "ReplayReport"]
@@ -28,7 +28,7 @@ class QuarantineReplay:
     def __init__(
         self,
         store: Store,
-        apply: Callable[[Sequence[WriterItem]], list[Outcome]],
+        apply: Callable[[Sequence[Accepted]], list[BatchOutcome]],
         inputs: Callable[[str], InputDef | None],
         clock: Clock,
     ) -> None:

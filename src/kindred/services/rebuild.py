@@ -18,7 +18,8 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import BatchStatus, EventLogReader, LogEntry
-from kindred.services.ingest import Accepted, Outcome, WriterItem, observe
+from kindred.services.commands import Accepted, BatchOutcome
+from kindred.services.ingest import observe
 
 __all__ = ["rebuild"]
 
@@ -28,7 +29,7 @@ _PAGE = 1000
 def rebuild(
     log: EventLogReader,
     tenancy: Tenancy,
-    apply: Callable[[Sequence[WriterItem]], list[Outcome]],
+    apply: Callable[[Sequence[Accepted]], list[BatchOutcome]],
 ) -> dict[str, int]:
     """Replay every logged batch; returns how many ended in each status (plus `skipped`
     for batches whose input no longer exists or that no longer decode)."""

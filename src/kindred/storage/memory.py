@@ -27,6 +27,7 @@ from kindred.ports import (
     MembershipCounts,
     MergeEntry,
     Needles,
+    Recorded,
     RejectEntry,
     SelectionPage,
 )
@@ -57,9 +58,13 @@ class _MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
         self._first_membership = len(state.memberships)
+        self._first_log = len(state.log)
 
-    def pending_memberships(self) -> list[MembershipChange]:
-        return self.state.memberships[self._first_membership :]
+    def recorded(self) -> Recorded:
+        return Recorded(
+            log=self.state.log[self._first_log :],
+            memberships=self.state.memberships[self._first_membership :],
+        )
 
     def calculated_version(self) -> int:
         return self.state.calculated_version

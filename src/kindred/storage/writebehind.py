@@ -26,6 +26,7 @@ from kindred.ports import (
     LogEntry,
     MergeEntry,
     Needles,
+    Recorded,
     RejectEntry,
     SelectionPage,
 )
@@ -214,8 +215,8 @@ class WriteBehindUnitOfWork:
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         self._writes.deliveries.extend(deliveries)
 
-    def pending_memberships(self) -> list[MembershipChange]:
-        return list(self._writes.memberships)
+    def recorded(self) -> Recorded:
+        return Recorded(log=list(self._writes.log), memberships=list(self._writes.memberships))
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self._writes.replays.append((reject_id, now_ms))
