@@ -36,6 +36,7 @@ __all__ = [
     "ConnectionState",
     "CredentialStore",
     "DeadLetter",
+    "DefinitionsVersion",
     "Delivery",
     "DeliveryStore",
     "EventLogReader",
@@ -180,10 +181,11 @@ class UnitOfWork(Protocol):
         processes write)."""
         ...
 
-    def calculated_version(self) -> int:
-        """The version of the calculated attribute definitions, as this transaction sees
-        it; no definition changes until this transaction ends (a change waits for it, on
-        stores where several processes write)."""
+    def definitions_version(self) -> int:
+        """The version of the definitions (audiences, calculated attributes, credentials,
+        outputs and connections: every save raises it), as this transaction sees it; no
+        definition changes until this transaction ends (a change waits for it, on stores
+        where several processes write)."""
         ...
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
@@ -218,6 +220,13 @@ class UnitOfWork(Protocol):
     def recorded(self) -> Recorded:
         """Every batch this transaction has logged and every membership change it has
         appended so far, by whichever call (so that each one can be forwarded, BEY-5)."""
+        ...
+
+
+class DefinitionsVersion(Protocol):
+    def definitions_version(self) -> int:
+        """The definitions' version as last committed (UnitOfWork.definitions_version
+        reads it inside a transaction)."""
         ...
 
 
@@ -268,7 +277,7 @@ class CredentialStore(Protocol):
     small writes: each call is its own transaction."""
 
     def save_credential(self, credential: ApiCredential) -> None:
-        """Insert or replace by client id."""
+        """Insert or replace by client id, raising the definitions' version."""
         ...
 
     def list_credentials(self) -> list[ApiCredential]: ...
@@ -284,7 +293,8 @@ class AudienceStore(Protocol):
     the membership log."""
 
     def save_audience(self, audience: AudienceDef) -> AudienceDef:
-        """Insert (id 0: the store gives one) or replace; returns it with its id."""
+        """Insert (id 0: the store gives one) or replace, raising the definitions'
+        version; returns it with its id."""
         ...
 
     def list_audiences(self) -> list[AudienceDef]:
@@ -315,7 +325,7 @@ class CalculatedStore(Protocol):
         self, definition: CalculatedDef, *, progress: bool = False
     ) -> CalculatedDef:
         """Insert (id 0: the store gives one) or replace, raising the definitions' version
-        (UnitOfWork.calculated_version); returns it with its id. `progress`: only the
+        (UnitOfWork.definitions_version); returns it with its id. `progress`: only the
         computation's progress changed, the version stays (no process reloads)."""
         ...
 
@@ -339,6 +349,7 @@ class Store(
     CredentialStore,
     AudienceStore,
     CalculatedStore,
+    DefinitionsVersion,
     UnitsOfWork,
     Protocol,
 ):

@@ -66,7 +66,7 @@ class AudienceScheduler:
             if self._calculated is not None:
                 # The definitions as of this transaction: recomputing drops the states of
                 # those it does not know (deleted), and must not drop a new one's.
-                self._calculated.sync(uow.calculated_version())
+                self._calculated.sync(uow.definitions_version())
             due = uow.due_profiles(now, self._chunk)
             moved = 0
             for profile in due:

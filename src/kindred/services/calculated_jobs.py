@@ -106,7 +106,7 @@ class CalculatedBackfill:
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
-                    uow.calculated_version()  # PostgreSQL: a definition saved waits for us
+                    uow.definitions_version()  # PostgreSQL: a definition saved waits for us
                     if self._same_activation(definition) is None:
                         return 0
                     return self._fold_into(uow, compiled, by_mpid, events)

@@ -116,7 +116,7 @@ class CommandRunner:
     def _try_group(self, commands: Sequence[Command[Any]]) -> list[Any]:
         with self._transactions.begin() as uow:
             if self._calculated is not None:
-                self._calculated.sync(uow.calculated_version())
+                self._calculated.sync(uow.definitions_version())
             self._prefetch(uow, commands)
             return [self._run_one(uow, command) for command in commands]
 

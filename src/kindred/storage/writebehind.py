@@ -80,7 +80,7 @@ class SetOps(Protocol):
 
     def audience_active(self, audience_id: int) -> bool: ...
 
-    def calculated_version(self) -> int: ...
+    def definitions_version(self) -> int: ...
 
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
@@ -179,8 +179,8 @@ class WriteBehindUnitOfWork:
     def audience_active(self, audience_id: int) -> bool:
         return self._ops.audience_active(audience_id)
 
-    def calculated_version(self) -> int:
-        return self._ops.calculated_version()
+    def definitions_version(self) -> int:
+        return self._ops.definitions_version()
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         if self._profiles:
