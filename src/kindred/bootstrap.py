@@ -75,8 +75,18 @@ class Container:
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
+    def migrate(self) -> int:
+        """Bring the store's schema up to date (every command does before using it); the
+        schema version."""
+        return self.store.migrate()
+
+    def compact(self) -> tuple[int, int]:
+        """Give back the store's free space (`kindred compact`); its size in bytes before
+        and after."""
+        return self.store.compact()
+
     def start(self) -> None:
-        self.store.migrate()
+        self.migrate()
         self.writer.start()
         interval = self.settings.retention.sweep_interval_s
         if interval > 0:
@@ -105,7 +115,7 @@ class Container:
 
     def close(self) -> None:
         """Stop background work, drain the writer (everything submitted is committed), then
-        close the store."""
+        close the store. Also ends a container that was never started (the CLI's)."""
         for task in self._background:
             task.stop()
         self._background.clear()

@@ -23,7 +23,7 @@ _settings = settings_of
 
 def _started(settings: Settings) -> Container:
     container = build(settings)
-    container.store.migrate()
+    container.migrate()
     return container
 
 
@@ -77,8 +77,8 @@ def serve(
 def migrate(config_path: str | None, data_dir: str | None) -> None:
     """Create or upgrade the store's schema."""
     container = build(_settings(config_path, data_dir))
-    version = container.store.migrate()
-    container.store.close()
+    version = container.migrate()
+    container.close()
     click.echo(f"schema at version {version}")
 
 
@@ -90,11 +90,11 @@ def compact(config_path: str | None, data_dir: str | None) -> None:
     PostgreSQL: VACUUM ANALYZE). Writes wait meanwhile: run it with the server stopped."""
     container = build(_settings(config_path, data_dir))
     try:
-        before, after = container.store.compact()
+        before, after = container.compact()
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        container.store.close()
+        container.close()
     click.echo(f"store: {before / 1e6:,.1f} MB before, {after / 1e6:,.1f} MB after")
 
 
@@ -109,7 +109,7 @@ def demo(config_path: str | None, data_dir: str | None) -> None:
     try:
         click.echo(load_demo(container))
     finally:
-        container.store.close()
+        container.close()
 
 
 @main.command()
@@ -136,8 +136,8 @@ def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> N
             raise click.ClickException(f"--into: {target_url} already holds profiles")
         tally = run_rebuild(source.store, source.tenancy, target.ingest.ingest)
     finally:
-        source.store.close()
-        target.store.close()
+        source.close()
+        target.close()
     click.echo(msgspec.json.encode(tally).decode())
 
 
@@ -164,7 +164,7 @@ def import_csv(file: str, input_name: str, config_path: str | None, data_dir: st
             Path(file).read_text(encoding="utf-8-sig"), source
         )
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(report.as_dict())).decode())
     if report.errors:
         sys.exit(1)
@@ -206,7 +206,7 @@ def profile_get(
     except KindredError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(profile_document(found))).decode())
 
 
@@ -243,7 +243,7 @@ def credentials_create(
             workspaces, name=name, rate_limit_per_s=rate, rate_limit_burst=burst
         )
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(issued)).decode())
 
 
@@ -267,7 +267,7 @@ def credentials_list(config_path: str | None, data_dir: str | None) -> None:
             for c in container.credentials.all()
         ]
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
 
@@ -283,7 +283,7 @@ def credentials_revoke(client_id: str, config_path: str | None, data_dir: str | 
     except KindredError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        container.store.close()
+        container.close()
     click.echo(f"revoked {client_id}")
 
 
@@ -306,7 +306,7 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
     try:
         report = container.sweep.run()
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.encode(report).decode())
 
 
