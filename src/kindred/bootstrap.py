@@ -41,6 +41,7 @@ from kindred.services.delivery_admin import DeliveryAdmin
 from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
 from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.profile_api import ProfileApiService
+from kindred.services.profiles import ProfileQueries
 from kindred.services.retention import LifetimeSweep
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
@@ -62,6 +63,7 @@ class Container:
     credentials: CredentialRegistry
     tokens: TokenService
     profile_api: ProfileApiService
+    profiles: ProfileQueries
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_registry: AudienceRegistry
@@ -168,6 +170,7 @@ def build(
         credentials=registry,
         tokens=tokens,
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
+        profiles=ProfileQueries(store, tenancy),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(

@@ -132,7 +132,7 @@ def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> N
     )
     target = _started(target_settings)
     try:
-        if target.store.count_profiles():
+        if target.profiles.count():
             raise click.ClickException(f"--into: {target_url} already holds profiles")
         tally = run_rebuild(source.store, source.tenancy, target.ingest.ingest)
     finally:
@@ -189,12 +189,12 @@ def profile_get(
     data_dir: str | None,
 ) -> None:
     """Print a stored profile as JSON."""
-    from kindred.services.profiles import ProfileQueries, profile_document  # noqa: PLC0415
+    from kindred.services.profiles import profile_document  # noqa: PLC0415
 
     if (mpid is None) == (identity is None):
         raise click.UsageError("give exactly one of --mpid or --identity")
     container = _started(_settings(config_path, data_dir))
-    queries = ProfileQueries(container.store, container.tenancy)
+    queries = container.profiles
     try:
         if mpid is not None:
             found = queries.by_mpid(mpid)

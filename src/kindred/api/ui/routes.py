@@ -26,7 +26,6 @@ from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.lifetime import is_expired
 from kindred.services.activity import ActivityReader, LiveCursor, LiveFilter
 from kindred.services.delivery_admin import ConnectionView
-from kindred.services.profiles import ProfileQueries
 
 __all__ = ["OPEN_PATHS", "ui_routes"]
 
@@ -52,7 +51,7 @@ class UiPages:
     def __init__(self, container: Container) -> None:
         self._c = container
         self._sessions = Sessions(container.settings.ui, container.store, container.clock)
-        self._profiles = ProfileQueries(container.store, container.tenancy)
+        self._profiles = container.profiles
         self._activity = ActivityReader(container.store)
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
 
