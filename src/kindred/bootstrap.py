@@ -40,6 +40,7 @@ from kindred.services.delivery import DeliveryRunner, Lane, Renderer
 from kindred.services.delivery_admin import DeliveryAdmin
 from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
 from kindred.services.ingest import IngestService, Outcome, WriterItem
+from kindred.services.ledger import MergeLedger
 from kindred.services.profile_api import ProfileApiService
 from kindred.services.profiles import ProfileQueries
 from kindred.services.retention import LifetimeSweep
@@ -64,6 +65,7 @@ class Container:
     tokens: TokenService
     profile_api: ProfileApiService
     profiles: ProfileQueries
+    ledger: MergeLedger
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_registry: AudienceRegistry
@@ -171,6 +173,7 @@ def build(
         tokens=tokens,
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy),
+        ledger=MergeLedger(store),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(

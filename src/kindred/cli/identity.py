@@ -12,7 +12,6 @@ from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
 from kindred.domain.tenancy import WorkspaceDef
 from kindred.services.items import MergeCall, Outcome
-from kindred.services.merges import ledger_row
 
 __all__ = ["identity", "quarantine"]
 
@@ -46,8 +45,7 @@ def _run(container: Container, call: MergeCall) -> Outcome:
 def merges(mpid: int | None, limit: int, config_path: str | None, data_dir: str | None) -> None:
     """List the merge ledger, newest first."""
     with started(config_path, data_dir) as container:
-        entries = container.store.list_merges(mpid, limit)
-        rows = [ledger_row(e) for e in entries]
+        rows = container.ledger.rows(mpid, limit)
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
 
