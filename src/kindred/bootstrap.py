@@ -43,6 +43,7 @@ from kindred.services.ingest import IngestService, Outcome, WriterItem
 from kindred.services.ledger import MergeLedger
 from kindred.services.profile_api import ProfileApiService
 from kindred.services.profiles import ProfileQueries
+from kindred.services.quarantine import Quarantine
 from kindred.services.retention import LifetimeSweep
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
@@ -66,6 +67,7 @@ class Container:
     profile_api: ProfileApiService
     profiles: ProfileQueries
     ledger: MergeLedger
+    quarantine: Quarantine
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_registry: AudienceRegistry
@@ -174,6 +176,8 @@ def build(
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy),
         ledger=MergeLedger(store),
+        # Replays apply in the caller's thread, not through the writer: for the CLI.
+        quarantine=Quarantine(store, ingest.ingest, tenancy.input_named, clock),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(

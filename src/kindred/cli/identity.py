@@ -128,7 +128,7 @@ def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -
                 "replayed_ms": r.replayed_ms,
                 "body": r.body.decode("utf-8", "replace"),
             }
-            for r in container.store.list_rejects("quarantined", limit)
+            for r in container.quarantine.quarantined(limit)
         ]
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
@@ -139,16 +139,8 @@ def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -
 @data_dir_option
 def quarantine_replay(ids: tuple[int, ...], config_path: str | None, data_dir: str | None) -> None:
     """Send quarantined batches through ingest again; print what still cannot be read."""
-    from kindred.services.quarantine import QuarantineReplay  # noqa: PLC0415
-
     with started(config_path, data_dir) as container:
-        replay = QuarantineReplay(
-            container.store,
-            container.ingest.ingest,
-            container.tenancy.input_named,
-            container.clock,
-        )
-        report = replay.replay(ids)
+        report = container.quarantine.replay(ids)
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if report.still_invalid:
         sys.exit(1)
