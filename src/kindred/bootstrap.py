@@ -44,6 +44,7 @@ from kindred.services.ledger import MergeLedger
 from kindred.services.profile_api import ProfileApiService
 from kindred.services.profiles import ProfileQueries
 from kindred.services.quarantine import Quarantine
+from kindred.services.rebuild import Rebuild
 from kindred.services.retention import LifetimeSweep
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
@@ -68,6 +69,7 @@ class Container:
     profiles: ProfileQueries
     ledger: MergeLedger
     quarantine: Quarantine
+    rebuild: Rebuild
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_registry: AudienceRegistry
@@ -178,6 +180,7 @@ def build(
         ledger=MergeLedger(store),
         # Replays apply in the caller's thread, not through the writer: for the CLI.
         quarantine=Quarantine(store, ingest.ingest, tenancy.input_named, clock),
+        rebuild=Rebuild(store, tenancy),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(

@@ -123,8 +123,6 @@ def demo(config_path: str | None, data_dir: str | None) -> None:
 @_data_dir_option
 def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> None:
     """Rebuild every profile from the event log into another store."""
-    from kindred.services.rebuild import rebuild as run_rebuild  # noqa: PLC0415
-
     settings = _settings(config_path, data_dir)
     source = _started(settings)
     target_settings = msgspec.structs.replace(
@@ -134,7 +132,7 @@ def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> N
     try:
         if target.profiles.count():
             raise click.ClickException(f"--into: {target_url} already holds profiles")
-        tally = run_rebuild(source.store, source.tenancy, target.ingest.ingest)
+        tally = source.rebuild.into(target.ingest.ingest)
     finally:
         source.close()
         target.close()
