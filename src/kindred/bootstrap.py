@@ -6,7 +6,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -36,6 +36,7 @@ from kindred.services.calculated import CalculatedRegistry
 from kindred.services.calculated_admin import CalculatedService
 from kindred.services.calculated_jobs import CalculatedBackfill
 from kindred.services.credentials import CredentialRegistry, TokenService
+from kindred.services.csv_import import CsvImporter
 from kindred.services.delivery import DeliveryRunner, Lane, Renderer
 from kindred.services.delivery_admin import DeliveryAdmin
 from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
@@ -70,6 +71,10 @@ class Container:
     ledger: MergeLedger
     quarantine: Quarantine
     rebuild: Rebuild
+    # The server's CSV import goes through its running writer; the CLI's applies in its
+    # own thread, as no writer runs there.
+    csv_import: CsvImporter
+    csv_import_direct: CsvImporter
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_registry: AudienceRegistry
@@ -181,6 +186,8 @@ def build(
         # Replays apply in the caller's thread, not through the writer: for the CLI.
         quarantine=Quarantine(store, ingest.ingest, tenancy.input_named, clock),
         rebuild=Rebuild(store, tenancy),
+        csv_import=CsvImporter(_through(writer), clock.now_ms),
+        csv_import_direct=CsvImporter(ingest.ingest, clock.now_ms),
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
@@ -204,6 +211,19 @@ def build(
             on_deleted=metrics.profiles_expired.inc,
         ),
     )
+
+
+def _through(
+    writer: GroupWriter[WriterItem, Outcome],
+) -> Callable[[Sequence[WriterItem]], list[Outcome]]:
+    """Apply items as the server applies batches: each submitted to the group writer,
+    then waited for."""
+
+    def apply(items: Sequence[WriterItem]) -> list[Outcome]:
+        futures = [writer.submit(item) for item in items]
+        return [future.result() for future in futures]
+
+    return apply
 
 
 def _clock(settings: Settings) -> Clock:

@@ -151,16 +151,12 @@ def import_group() -> None:
 @_data_dir_option
 def import_csv(file: str, input_name: str, config_path: str | None, data_dir: str | None) -> None:
     """Import identities and user attributes from a CSV file."""
-    from kindred.services.csv_import import CsvImporter  # noqa: PLC0415
-
     container = _started(_settings(config_path, data_dir))
     source = container.tenancy.input_named(input_name)
     if source is None:
         raise click.ClickException(f"--input: no input named {input_name!r}")
     try:
-        report = CsvImporter(container.ingest.ingest, container.clock.now_ms).run(
-            Path(file).read_text(encoding="utf-8-sig"), source
-        )
+        report = container.csv_import_direct.run(Path(file).read_text(encoding="utf-8-sig"), source)
     finally:
         container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(report.as_dict())).decode())
