@@ -28,6 +28,7 @@ from kindred.domain.tenancy import (
 from kindred.observability import PrometheusMetrics
 from kindred.outputs import make_sink
 from kindred.ports import Clock, MpidSource, Secrets, Store
+from kindred.services.activity import ActivityReader
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
@@ -68,6 +69,7 @@ class Container:
     tokens: TokenService
     profile_api: ProfileApiService
     profiles: ProfileQueries
+    activity: ActivityReader
     ledger: MergeLedger
     quarantine: Quarantine
     rebuild: Rebuild
@@ -182,6 +184,7 @@ def build(
         tokens=tokens,
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy),
+        activity=ActivityReader(store),
         ledger=MergeLedger(store),
         # Replays apply in the caller's thread, not through the writer: for the CLI.
         quarantine=Quarantine(store, ingest.ingest, tenancy.input_named, clock),
