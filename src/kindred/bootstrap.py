@@ -48,6 +48,7 @@ from kindred.services.profiles import ProfileQueries
 from kindred.services.quarantine import Quarantine
 from kindred.services.rebuild import Rebuild
 from kindred.services.retention import LifetimeSweep
+from kindred.services.server_keys import ServerKeys
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
@@ -67,6 +68,7 @@ class Container:
     writer: GroupWriter[WriterItem, Outcome]
     credentials: CredentialRegistry
     tokens: TokenService
+    server_keys: ServerKeys
     profile_api: ProfileApiService
     profiles: ProfileQueries
     activity: ActivityReader
@@ -182,6 +184,7 @@ def build(
         writer=writer,
         credentials=registry,
         tokens=tokens,
+        server_keys=ServerKeys(store, secrets),
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy),
         activity=ActivityReader(store),

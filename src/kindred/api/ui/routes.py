@@ -50,7 +50,7 @@ OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
 class UiPages:
     def __init__(self, container: Container) -> None:
         self._c = container
-        self._sessions = Sessions(container.settings.ui, container.store, container.clock)
+        self._sessions = Sessions(container.settings.ui, container.server_keys, container.clock)
         self._profiles = container.profiles
         self._activity = container.activity
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
