@@ -57,7 +57,8 @@ __all__ = ["Container", "build", "make_store", "tenancy_from"]
 
 @dataclass
 class Container:
-    """Everything a running Kindred needs, wired once."""
+    """Everything a running Kindred needs, wired once. The API and the CLI use its services;
+    the store is the composition root's (and tests') to reach."""
 
     settings: Settings
     tenancy: Tenancy
@@ -174,6 +175,7 @@ def build(
     deliveries, delivery = _forwarding(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
     )
+    quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, ingest)
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -189,11 +191,10 @@ def build(
         profiles=ProfileQueries(store, tenancy),
         activity=ActivityReader(store),
         ledger=MergeLedger(store),
-        # Replays apply in the caller's thread, not through the writer: for the CLI.
-        quarantine=Quarantine(store, ingest.ingest, tenancy.input_named, clock),
-        rebuild=Rebuild(store, tenancy),
+        quarantine=quarantine,
+        rebuild=rebuild,
         csv_import=CsvImporter(_through(writer), clock.now_ms),
-        csv_import_direct=CsvImporter(ingest.ingest, clock.now_ms),
+        csv_import_direct=csv_import_direct,
         audiences=AudienceService(writing, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
@@ -209,13 +210,31 @@ def build(
         catalog=catalog,
         deliveries=deliveries,
         delivery=delivery,
-        sweep=LifetimeSweep(
-            store,
-            tenancy,
-            clock,
-            chunk=settings.retention.sweep_chunk,
-            on_deleted=metrics.profiles_expired.inc,
-        ),
+        sweep=_sweep(settings, store, tenancy, clock, metrics),
+    )
+
+
+def _in_caller_thread(
+    store: Store, tenancy: Tenancy, clock: Clock, ingest: IngestService
+) -> tuple[Quarantine, Rebuild, CsvImporter]:
+    """The CLI's operations (quarantine replay, rebuild, CSV import): they apply batches in
+    the caller's thread, as no writer runs in a command."""
+    return (
+        Quarantine(store, ingest.ingest, tenancy.input_named, clock),
+        Rebuild(store, tenancy),
+        CsvImporter(ingest.ingest, clock.now_ms),
+    )
+
+
+def _sweep(
+    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock, metrics: PrometheusMetrics
+) -> LifetimeSweep:
+    return LifetimeSweep(
+        store,
+        tenancy,
+        clock,
+        chunk=settings.retention.sweep_chunk,
+        on_deleted=metrics.profiles_expired.inc,
     )
 
 
