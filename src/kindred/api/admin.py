@@ -16,7 +16,6 @@ from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
 from kindred.services.commands import AliasCall, UnmergeCall
-from kindred.services.merges import ledger_row
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
 
@@ -45,15 +44,12 @@ class AdminApi:
         self.check(request)
         mpid = _int_param(request, "mpid")
         limit = _int_param(request, "limit") or 50
-        entries = self._c.store.list_merges(mpid, limit)
-        return _json([ledger_row(e) for e in entries])
+        return _json(self._c.ledger.rows(mpid, limit))
 
     async def unmerge(self, request: Request) -> Response:
         self.check(request)
         merge_id = _int_text(request.path_params["merge_id"], "merge_id")
-        entry = self._c.store.get_merge(merge_id)
-        if entry is None:
-            raise NotFound(f"no merge {merge_id}")
+        entry = self._c.ledger.get(merge_id)
         call = UnmergeCall(scope=entry.scope, received_ms=self._c.clock.now_ms(), merge_id=merge_id)
         outcome = await self._c.writer.submit_async(call)
         return _json({"merge": merge_id, "reapplied": outcome.reapplied})

@@ -13,7 +13,6 @@ from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
 from kindred.domain.tenancy import WorkspaceDef
 from kindred.services.commands import AliasCall, Command, UnmergeCall
-from kindred.services.merges import ledger_row
 
 __all__ = ["identity", "quarantine"]
 
@@ -50,8 +49,7 @@ def _run(container: Container, call: Command[R]) -> R:
 def merges(mpid: int | None, limit: int, config_path: str | None, data_dir: str | None) -> None:
     """List the merge ledger, newest first."""
     with started(config_path, data_dir) as container:
-        entries = container.store.list_merges(mpid, limit)
-        rows = [ledger_row(e) for e in entries]
+        rows = container.ledger.rows(mpid, limit)
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
 
@@ -132,7 +130,7 @@ def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -
                 "replayed_ms": r.replayed_ms,
                 "body": r.body.decode("utf-8", "replace"),
             }
-            for r in container.store.list_rejects("quarantined", limit)
+            for r in container.quarantine.quarantined(limit)
         ]
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
@@ -143,16 +141,8 @@ def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -
 @data_dir_option
 def quarantine_replay(ids: tuple[int, ...], config_path: str | None, data_dir: str | None) -> None:
     """Send quarantined batches through ingest again; print what still cannot be read."""
-    from kindred.services.quarantine import QuarantineReplay  # noqa: PLC0415
-
     with started(config_path, data_dir) as container:
-        replay = QuarantineReplay(
-            container.store,
-            container.commands.run_all,
-            container.tenancy.input_named,
-            container.clock,
-        )
-        report = replay.replay(ids)
+        report = container.quarantine.replay(ids)
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if report.still_invalid:
         sys.exit(1)

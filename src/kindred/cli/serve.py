@@ -61,9 +61,9 @@ def run_server(
         tls.check()
     if demo_data:
         container = build(settings)
-        container.store.migrate()
+        container.migrate()
         log.info("demo data: %s", load_demo(container))
-        container.store.close()
+        container.close()
     options: dict[str, Any] = {
         "host": host,
         "port": port,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef
+from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef, MembershipChange
 from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import Clock, Store
@@ -152,6 +152,15 @@ class AudienceService:
         for change in log:
             state[change.mpid] = change.entered
         return sorted(m for m, inside in state.items() if inside)
+
+    def membership_changes(
+        self, audience_id: int, until_ms: int, limit: int
+    ) -> list[MembershipChange]:
+        """The audience's enters and exits up to an instant, oldest first (its history as
+        the UI's audience page shows it)."""
+        return self._store.membership_log(
+            audience_id=audience_id, mpid=None, until_ms=until_ms, limit=limit
+        )
 
     def audiences_of_at(self, mpid: int, at_ms: int) -> list[int]:
         log = self._store.membership_log(
