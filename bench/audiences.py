@@ -31,7 +31,8 @@ from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.ingest import Accepted
+from kindred.services.commands import Accepted
+from kindred.services.forwarding import Transactions
 from kindred.wire.observe import observe
 
 DAY_MS = 86_400_000
@@ -88,7 +89,7 @@ def seed(container: Container, profiles: int, now: int) -> None:
         for user in range(first, min(first + 2000, profiles)):
             body = batch_body(user, seq=user, now_ms=now, events=1)
             items.append(Accepted(source, observe(body, source, now), body))
-        container.ingest.ingest(items)
+        container.commands.run_all(items)
 
 
 def ingest_rate(
@@ -118,7 +119,7 @@ def ingest_rate(
         items = [
             Accepted(source, observe(b, source, now), b) for b in bodies[first : first + GROUP]
         ]
-        applied += sum(o.status == "applied" for o in container.ingest.ingest(items))
+        applied += sum(o.status == "applied" for o in container.commands.run_all(items))
     elapsed = time.perf_counter() - started
     if applied != batches:
         raise RuntimeError(f"only {applied} of {batches} batches applied (request ids reused?)")
@@ -196,7 +197,9 @@ def live_and_time_trigger(
 
     # (c) eight days later, every "last N days" membership of those audiences is due
     clock.offset_ms += 8 * DAY_MS
-    scheduler = AudienceScheduler(container.store, container.audience_registry, clock)
+    scheduler = AudienceScheduler(
+        container.store, Transactions(container.store), container.audience_registry, clock
+    )
     due = sum(1 for p in _due(container, clock.now_ms()))
     started = time.perf_counter()
     moved = scheduler.run()
@@ -218,7 +221,11 @@ def backfill(container: Container, clock: MovableClock) -> dict[str, Any]:
     )
     container.audiences.set_status(one.id, "active")
     backfill = AudienceBackfill(
-        container.store, container.audience_registry, clock, chunks_per_run=10**9
+        container.store,
+        Transactions(container.store),
+        container.audience_registry,
+        clock,
+        chunks_per_run=10**9,
     )
     started = time.perf_counter()
     evaluated = backfill.run()

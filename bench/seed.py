@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CONFIG, batch_body
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from kindred.services.ingest import Accepted
+from kindred.services.commands import Accepted
 from kindred.wire.observe import observe
 
 
@@ -34,7 +34,7 @@ def seed(data_dir: str, profiles: int, store_url: str | None, group: int = 2000)
         for user in range(first, min(first + group, profiles)):
             body = batch_body(user, seq=user, now_ms=now, events=1)
             items.append(Accepted(source, observe(body, source, now), body))
-        container.ingest.ingest(items)
+        container.commands.run_all(items)
         done = min(first + group, profiles)
         if done % 100_000 < group:
             rate = (done - have) / (time.perf_counter() - started)

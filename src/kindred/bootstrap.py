@@ -6,10 +6,9 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from kindred.config import Settings
 from kindred.config.credentials import credentials_from
@@ -19,6 +18,7 @@ from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
 from kindred.outputs import make_sink
 from kindred.ports import Clock, MpidSource, Secrets, Store
+from kindred.services.activity import ActivityReader
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
@@ -26,13 +26,21 @@ from kindred.services.background import Periodic
 from kindred.services.calculated import CalculatedRegistry
 from kindred.services.calculated_admin import CalculatedService
 from kindred.services.calculated_jobs import CalculatedBackfill
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.services.credentials import CredentialRegistry, TokenService
+from kindred.services.csv_import import CsvImporter
 from kindred.services.delivery import DeliveryRunner, Lane, Renderer
 from kindred.services.delivery_admin import DeliveryAdmin
-from kindred.services.forwarding import Catalog, Definitions, OutboxStore, Router
-from kindred.services.ingest import IngestService, Outcome, WriterItem
+from kindred.services.forwarding import Catalog, Definitions, Router, Transactions
+from kindred.services.identity import IdentityCalls
+from kindred.services.ledger import MergeLedger
 from kindred.services.profile_api import ProfileApiService
+from kindred.services.profiles import ProfileQueries
+from kindred.services.quarantine import Quarantine
+from kindred.services.rebuild import Rebuild
 from kindred.services.retention import LifetimeSweep
+from kindred.services.runner import CommandRunner, write_path
+from kindred.services.server_keys import ServerKeys
 from kindred.services.writer import GroupWriter
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
@@ -41,18 +49,30 @@ __all__ = ["Container", "build", "make_store"]
 
 @dataclass
 class Container:
-    """Everything a running Kindred needs, wired once."""
+    """Everything a running Kindred needs, wired once. The API and the CLI use its services;
+    the store is the composition root's (and tests') to reach."""
 
     settings: Settings
     tenancy: Tenancy
     store: Store
     clock: Clock
     metrics: PrometheusMetrics
-    ingest: IngestService
-    writer: GroupWriter[WriterItem, Outcome]
+    commands: CommandRunner
+    identity_calls: IdentityCalls
+    writer: GroupWriter
     credentials: CredentialRegistry
     tokens: TokenService
+    server_keys: ServerKeys
     profile_api: ProfileApiService
+    profiles: ProfileQueries
+    activity: ActivityReader
+    ledger: MergeLedger
+    quarantine: Quarantine
+    rebuild: Rebuild
+    # The server's CSV import goes through its running writer; the CLI's applies in its
+    # own thread, as no writer runs there.
+    csv_import: CsvImporter
+    csv_import_direct: CsvImporter
     sweep: LifetimeSweep
     audiences: AudienceService
     audience_registry: AudienceRegistry
@@ -66,8 +86,18 @@ class Container:
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
+    def migrate(self) -> int:
+        """Bring the store's schema up to date (every command does before using it); the
+        schema version."""
+        return self.store.migrate()
+
+    def compact(self) -> tuple[int, int]:
+        """Give back the store's free space (`kindred compact`); its size in bytes before
+        and after."""
+        return self.store.compact()
+
     def start(self) -> None:
-        self.store.migrate()
+        self.migrate()
         self.writer.start()
         interval = self.settings.retention.sweep_interval_s
         if interval > 0:
@@ -96,7 +126,7 @@ class Container:
 
     def close(self) -> None:
         """Stop background work, drain the writer (everything submitted is committed), then
-        close the store."""
+        close the store. Also ends a container that was never started (the CLI's)."""
         for task in self._background:
             task.stop()
         self._background.clear()
@@ -121,57 +151,98 @@ def build(
     audience_registry = AudienceRegistry(store, tenancy, clock)
     calculated_registry = CalculatedRegistry(store, clock)
     catalog = Catalog(store, tenancy, clock, _declared(settings))
-    # Writers use the store through OutboxStore: their transactions fill the outbox.
-    writing = cast(Store, OutboxStore(store, Router(catalog, tenancy, store.list_audiences, clock)))
-    ingest = IngestService(
-        writing,
+    router = Router(catalog, tenancy, store.list_audiences, clock)
+    # Every write transaction of the services: the outbox rows of what it changed are
+    # written in it before it commits.
+    transactions = Transactions(store, router)
+    commands = write_path(
+        store,
         mpids or SecureMpids(),
         metrics,
         tenancy.input_named,
         audience_registry,
         calculated=calculated_registry,
+        router=router,
     )
-    writer: GroupWriter[WriterItem, Outcome] = GroupWriter(
-        ingest.apply, max_group=settings.store.group_max
-    )
+    writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
     registry, tokens = _tokens(settings, store, clock, secrets)
     deliveries, delivery = _forwarding(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
     )
+    quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, commands)
     return Container(
         settings=settings,
         tenancy=tenancy,
         store=store,
         clock=clock,
         metrics=metrics,
-        ingest=ingest,
+        commands=commands,
+        identity_calls=IdentityCalls(store),
         writer=writer,
         credentials=registry,
         tokens=tokens,
+        server_keys=ServerKeys(store, secrets),
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
-        audiences=AudienceService(writing, audience_registry, clock),
+        profiles=ProfileQueries(store, tenancy),
+        activity=ActivityReader(store),
+        ledger=MergeLedger(store),
+        quarantine=quarantine,
+        rebuild=rebuild,
+        csv_import=CsvImporter(_through(writer), clock.now_ms),
+        csv_import_direct=csv_import_direct,
+        audiences=AudienceService(store, transactions, audience_registry, clock),
         audience_registry=audience_registry,
         audience_schedule=AudienceScheduler(
-            writing,
+            store,
+            transactions,
             audience_registry,
             clock,
             chunk=settings.audiences.schedule_chunk,
             calculated=calculated_registry,
         ),
-        audience_backfill=AudienceBackfill(writing, audience_registry, clock),
-        calculated=CalculatedService(writing, calculated_registry, tenancy, clock),
-        calculated_backfill=CalculatedBackfill(writing, tenancy.input_named, clock),
+        audience_backfill=AudienceBackfill(store, transactions, audience_registry, clock),
+        calculated=CalculatedService(store, transactions, calculated_registry, tenancy, clock),
+        calculated_backfill=CalculatedBackfill(store, transactions, tenancy.input_named, clock),
         catalog=catalog,
         deliveries=deliveries,
         delivery=delivery,
-        sweep=LifetimeSweep(
-            store,
-            tenancy,
-            clock,
-            chunk=settings.retention.sweep_chunk,
-            on_deleted=metrics.profiles_expired.inc,
-        ),
+        sweep=_sweep(settings, store, tenancy, clock, metrics),
     )
+
+
+def _in_caller_thread(
+    store: Store, tenancy: Tenancy, clock: Clock, commands: CommandRunner
+) -> tuple[Quarantine, Rebuild, CsvImporter]:
+    """The CLI's operations (quarantine replay, rebuild, CSV import): they apply batches in
+    the caller's thread, as no writer runs in a command."""
+    return (
+        Quarantine(store, commands.run_all, tenancy.input_named, clock),
+        Rebuild(store, tenancy),
+        CsvImporter(commands.run_all, clock.now_ms),
+    )
+
+
+def _sweep(
+    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock, metrics: PrometheusMetrics
+) -> LifetimeSweep:
+    return LifetimeSweep(
+        store,
+        tenancy,
+        clock,
+        chunk=settings.retention.sweep_chunk,
+        on_deleted=metrics.profiles_expired.inc,
+    )
+
+
+def _through(writer: GroupWriter) -> Callable[[Sequence[Accepted]], list[BatchOutcome]]:
+    """Apply batches as the server applies them: each submitted to the group writer,
+    then waited for."""
+
+    def apply(items: Sequence[Accepted]) -> list[BatchOutcome]:
+        futures = [writer.submit(item) for item in items]
+        return [future.result() for future in futures]
+
+    return apply
 
 
 def _clock(settings: Settings) -> Clock:

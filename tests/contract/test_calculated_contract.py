@@ -55,7 +55,7 @@ def test_a_profile_keeps_its_calculated_states(store: Store) -> None:
 
 def _version(store: Store) -> int:
     with store.unit_of_work() as uow:
-        return uow.calculated_version()
+        return uow.definitions_version()
 
 
 def test_activating_takes_the_newest_logged_batch_and_every_save_raises_the_version(

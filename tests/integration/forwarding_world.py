@@ -10,8 +10,8 @@ import msgspec
 
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.services.delivery import Lane
-from kindred.services.ingest import Accepted, Outcome
 from kindred.wire.observe import observe
 from tests.fakes import FakeClock, SequentialMpids
 
@@ -91,12 +91,12 @@ class World:
         self.container: Container = build(self.settings, clock=self.clock, mpids=SequentialMpids())
         self.container.store.migrate()
 
-    def send(self, body: dict[str, Any], input_name: str = "server") -> Outcome:
+    def send(self, body: dict[str, Any], input_name: str = "server") -> BatchOutcome:
         source = self.container.tenancy.input_named(input_name)
         assert source is not None
         raw = msgspec.json.encode(body)
         item = Accepted(source, observe(raw, source, self.clock.now_ms()), raw)
-        (outcome,) = self.container.ingest.ingest([item])
+        (outcome,) = self.container.commands.run_all([item])
         return outcome
 
     def lane(self, name: str) -> Lane:

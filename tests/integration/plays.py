@@ -8,7 +8,7 @@ import json
 from kindred.bootstrap import Container
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.services.ingest import Accepted
+from kindred.services.commands import Accepted
 from kindred.wire.observe import observe
 
 
@@ -38,7 +38,7 @@ def send(
         batch["user_attributes"] = attributes
     body = json.dumps(batch).encode()
     now = container.clock.now_ms()
-    outcome = container.ingest.ingest([Accepted(source, observe(body, source, now), body)])
+    outcome = container.commands.run_all([Accepted(source, observe(body, source, now), body)])
     assert outcome[0].status == "applied"
 
 

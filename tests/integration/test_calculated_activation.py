@@ -13,8 +13,7 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.observation import Observation
-from kindred.services.ingest import Accepted
-from kindred.services.items import IdentityCall
+from kindred.services.commands import Accepted, IdentityCall
 from kindred.wire.observe import observe
 from tests.integration.plays import plays_of, send
 
@@ -66,7 +65,9 @@ def test_the_history_of_a_profile_merged_by_a_login_is_counted_once(tmp_path: Pa
             }
         ).encode()
         now = container.clock.now_ms()
-        return container.ingest.ingest([Accepted(source, observe(body, source, now), body)])[0].mpid
+        return container.commands.run_all([Accepted(source, observe(body, source, now), body)])[
+            0
+        ].mpid
 
     known = play("k1", {"user_identities": {"customerid": "login-1"}})
     anonymous = play("a1", {"device_info": {"device_application_stamp": "stamp-1"}})
@@ -86,7 +87,7 @@ def test_the_history_of_a_profile_merged_by_a_login_is_counted_once(tmp_path: Pa
         ),
         previous_mpid=anonymous,
     )
-    container.ingest.ingest([login])
+    container.commands.run_all([login])
     merged = container.store.get_profile(anonymous)
     assert merged is not None
     assert merged.merged_into == known

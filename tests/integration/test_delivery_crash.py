@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from kindred.services.ingest import Accepted
+from kindred.services.commands import Accepted
 from kindred.wire.observe import observe
 from tests.integration.forwarding_world import World, batch
 from tests.receiver import receiving
@@ -77,7 +77,7 @@ output = "hook"
                 body = msgspec.json.encode(raw)
                 items.append(Accepted(source, observe(body, source, world.clock.now_ms()), body))
             for start in range(0, TOTAL, 500):
-                world.container.ingest.ingest(items[start : start + 500])
+                world.container.commands.run_all(items[start : start + 500])
             assert world.container.store.count_pending() == {"to-hook": TOTAL}
 
             first = worker(tmp_path)

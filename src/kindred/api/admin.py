@@ -14,9 +14,8 @@ from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
-from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, KindredError, NotFound
-from kindred.services.items import MergeCall, Outcome
-from kindred.services.merges import ledger_row
+from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
+from kindred.services.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
 
@@ -45,20 +44,15 @@ class AdminApi:
         self.check(request)
         mpid = _int_param(request, "mpid")
         limit = _int_param(request, "limit") or 50
-        entries = self._c.store.list_merges(mpid, limit)
-        return _json([ledger_row(e) for e in entries])
+        return _json(self._c.ledger.rows(mpid, limit))
 
     async def unmerge(self, request: Request) -> Response:
         self.check(request)
         merge_id = _int_text(request.path_params["merge_id"], "merge_id")
-        entry = self._c.store.get_merge(merge_id)
-        if entry is None:
-            raise NotFound(f"no merge {merge_id}")
-        call = MergeCall(
-            kind="unmerge", scope=entry.scope, received_ms=self._c.clock.now_ms(), merge_id=merge_id
-        )
-        outcome = await self._run(call)
-        return _json({"merge": merge_id, "reapplied": outcome.detail})
+        entry = self._c.ledger.get(merge_id)
+        call = UnmergeCall(scope=entry.scope, received_ms=self._c.clock.now_ms(), merge_id=merge_id)
+        outcome = await self._c.writer.submit_async(call)
+        return _json({"merge": merge_id, "reapplied": outcome.reapplied})
 
     async def alias(self, request: Request) -> Response:
         self.check(request)
@@ -70,8 +64,7 @@ class AdminApi:
         ws_id = body.workspace_id if body.workspace_id is not None else next(iter(workspaces))
         if ws_id not in workspaces:
             raise NotFound(f"no workspace {ws_id}")
-        call = MergeCall(
-            kind="alias",
+        call = AliasCall(
             max_merged=workspaces[ws_id].account.guardrails.max_profiles_merged,
             scope=workspaces[ws_id].identity_scope,
             received_ms=self._c.clock.now_ms(),
@@ -81,14 +74,8 @@ class AdminApi:
             end_ms=body.end_unixtime_ms,
             rule="admin",
         )
-        outcome = await self._run(call)
-        return _json({"survivor": str(int(body.destination_mpid)), "moved": outcome.detail})
-
-    async def _run(self, call: MergeCall) -> Outcome:
         outcome = await self._c.writer.submit_async(call)
-        if isinstance(outcome.detail, KindredError):
-            raise outcome.detail
-        return outcome
+        return _json({"survivor": str(int(body.destination_mpid)), "moved": outcome.moved})
 
     def check(self, request: Request) -> None:
         if self._token is None:

@@ -21,7 +21,7 @@ from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
-from kindred.services.ingest import Accepted, Outcome, Refused, WriterItem
+from kindred.services.commands import Accepted, BatchOutcome, Refused
 from kindred.wire.batch import decode_bulk
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.observe import observe
@@ -74,7 +74,7 @@ class EventsApi:
             return
         await self._submit([Accepted(source, obs, body, client_ip=client_ip)])
 
-    async def _submit(self, items: Sequence[WriterItem]) -> list[Outcome]:
+    async def _submit(self, items: Sequence[Accepted | Refused]) -> list[BatchOutcome]:
         submit = self._c.writer.submit_async
         if len(items) == 1:
             return [await submit(items[0])]

@@ -17,19 +17,17 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from typing import TypeVar
 
 import msgspec
 
 from kindred.api.auth import InputAuthenticator
 from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
-from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, KindredError, NotFound
+from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch
 from kindred.domain.identities import USER_IDENTITY_TYPES, canonical_identity_type
 from kindred.domain.observation import Observation
 from kindred.domain.tenancy import CLIENT_SOURCES, InputDef
-from kindred.services.identity import IdentityAnswer
-from kindred.services.items import IdentityCall, MergeCall, Outcome
+from kindred.services.commands import AliasCall, IdentityCall, ModifyCall
 from kindred.wire.batch import Mpid
 from kindred.wire.identity import (
     ChangeResult,
@@ -46,7 +44,6 @@ __all__ = ["IdentityApi", "identity_error_body", "identity_route"]
 
 Header = tuple[bytes, bytes]
 _CALLS = ("identify", "search", "login", "logout")
-T = TypeVar("T")
 _ENCODER = msgspec.json.Encoder()
 _JSON: list[Header] = [(b"content-type", b"application/json")]
 _REMOTE_CONFIG = _ENCODER.encode({"kitConfigs": [], "pixelConfigs": [], "flags": {}})
@@ -72,7 +69,7 @@ class IdentityApi:
         self._c = container
         self._auth = InputAuthenticator(container.tenancy)
         self._limits = InputRateLimiter()
-        self._calls = container.ingest.identity
+        self._calls = container.identity_calls
 
     def caller(self, headers: Mapping[str, str], method: str, path: str, body: bytes) -> InputDef:
         """The input making an IDSync call, rate-limited (401/403/429 otherwise)."""
@@ -88,7 +85,7 @@ class IdentityApi:
         call = _identity_call(route, source, request, self._c.clock.now_ms())
         answer = self._calls.read_only(call)
         if answer is None:
-            answer = _answered(await self._c.writer.submit_async(call), IdentityAnswer)
+            answer = (await self._c.writer.submit_async(call)).answer
         return _ENCODER.encode(
             IdentityResponse(
                 context=None,
@@ -106,8 +103,7 @@ class IdentityApi:
             raise AuthRejected("unknown API key")
         self._limits.check(source, time.monotonic())
         data = decode_alias(body).data
-        call = MergeCall(
-            kind="alias",
+        call = AliasCall(
             max_merged=source.workspace.account.guardrails.max_profiles_merged,
             scope=source.workspace.identity_scope,
             received_ms=self._c.clock.now_ms(),
@@ -116,7 +112,7 @@ class IdentityApi:
             start_ms=data.start_unixtime_ms,
             end_ms=data.end_unixtime_ms,
         )
-        _answered(await self._c.writer.submit_async(call), int)
+        await self._c.writer.submit_async(call)
 
     def remote_config(self, api_key: str) -> bytes:
         """What the web SDK asks for at start: no kits, no flags (reference §3.1)."""
@@ -134,15 +130,9 @@ class IdentityApi:
             for c in request.identity_changes
         )
         now = self._c.clock.now_ms()
-        call = IdentityCall(
-            kind="modify",
-            input=source,
-            observation=Observation(received_ms=now, effective_ms=now),
-            target_mpid=int(mpid),
-            changes=changes,
-        )
-        self._calls.read_only(call)  # refuses a bad change before it queues
-        _answered(await self._c.writer.submit_async(call), list)
+        call = ModifyCall(input=source, target_mpid=int(mpid), changes=changes, received_ms=now)
+        self._calls.check_modify(call)  # refuses a bad change before it queues
+        await self._c.writer.submit_async(call)
         results = [
             ChangeResult(identity_type=c.identity_type, modified_mpid=str(int(mpid)))
             for c in request.identity_changes
@@ -211,12 +201,3 @@ def _identity_call(
         spellings=spellings,
         previous_mpid=previous,
     )
-
-
-def _answered(outcome: Outcome, kind: type[T]) -> T:
-    """The call's answer, or the refusal the writer met (raised here)."""
-    if isinstance(outcome.detail, KindredError):
-        raise outcome.detail
-    if outcome.status != "applied" or not isinstance(outcome.detail, kind):
-        raise NotFound(f"the call was not applied ({outcome.status})")
-    return outcome.detail

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,8 +10,6 @@ from kindred.api.auth import InputAuthenticator
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthRejected, InvalidBatch
 from kindred.domain.tenancy import SourceType
-from kindred.services.csv_import import CsvImporter
-from kindred.services.ingest import Outcome, WriterItem
 
 __all__ = ["ImportApi"]
 
@@ -22,9 +18,8 @@ _MAX_CSV_BYTES = 64 * 1024 * 1024
 
 class ImportApi:
     def __init__(self, container: Container) -> None:
-        self._c = container
         self._auth = InputAuthenticator(container.tenancy)
-        self._importer = CsvImporter(self._through_writer, container.clock.now_ms)
+        self._importer = container.csv_import
 
     async def csv(self, request: Request) -> Response:
         source = self._auth.basic(request.headers.get("authorization"))
@@ -39,7 +34,3 @@ class ImportApi:
             raise InvalidBatch("CSV must be UTF-8") from None
         report = await run_in_threadpool(self._importer.run, text, source)
         return JSONResponse(report.as_dict())
-
-    def _through_writer(self, items: Sequence[WriterItem]) -> list[Outcome]:
-        futures = [self._c.writer.submit(item) for item in items]
-        return [future.result() for future in futures]

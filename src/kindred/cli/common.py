@@ -35,8 +35,8 @@ def settings_of(config_path: str | None, data_dir: str | None) -> Settings:
 def started(config_path: str | None, data_dir: str | None) -> Iterator[Container]:
     """A container on a migrated store, closed afterwards."""
     container = build(settings_of(config_path, data_dir))
-    container.store.migrate()
+    container.migrate()
     try:
         yield container
     finally:
-        container.store.close()
+        container.close()

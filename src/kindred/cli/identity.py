@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TypeVar
 
 import click
 import msgspec
@@ -11,10 +12,11 @@ from kindred.bootstrap import Container
 from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
 from kindred.domain.tenancy import WorkspaceDef
-from kindred.services.items import MergeCall, Outcome
-from kindred.services.merges import ledger_row
+from kindred.services.commands import AliasCall, Command, UnmergeCall
 
 __all__ = ["identity", "quarantine"]
+
+R = TypeVar("R")
 
 
 @click.group()
@@ -31,11 +33,12 @@ def _workspace(container: Container, workspace: int | None) -> WorkspaceDef:
     return workspaces[workspace]
 
 
-def _run(container: Container, call: MergeCall) -> Outcome:
-    (outcome,) = container.ingest.ingest([call])
-    if isinstance(outcome.detail, KindredError):
-        raise click.ClickException(str(outcome.detail))
-    return outcome
+def _run(container: Container, call: Command[R]) -> R:
+    """The call's outcome; its refusal as the command's error."""
+    try:
+        return container.commands.run(call)
+    except KindredError as refusal:
+        raise click.ClickException(str(refusal)) from None
 
 
 @identity.command("merges")
@@ -46,8 +49,7 @@ def _run(container: Container, call: MergeCall) -> Outcome:
 def merges(mpid: int | None, limit: int, config_path: str | None, data_dir: str | None) -> None:
     """List the merge ledger, newest first."""
     with started(config_path, data_dir) as container:
-        entries = container.store.list_merges(mpid, limit)
-        rows = [ledger_row(e) for e in entries]
+        rows = container.ledger.rows(mpid, limit)
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
 
@@ -61,14 +63,13 @@ def unmerge(
 ) -> None:
     """Undo a merge: both profiles as they were, later batches applied again."""
     with started(config_path, data_dir) as container:
-        call = MergeCall(
-            kind="unmerge",
+        call = UnmergeCall(
             scope=_workspace(container, workspace).identity_scope,
             received_ms=container.clock.now_ms(),
             merge_id=merge_id,
         )
         outcome = _run(container, call)
-    click.echo(msgspec.json.encode({"merge": merge_id, "reapplied": outcome.detail}).decode())
+    click.echo(msgspec.json.encode({"merge": merge_id, "reapplied": outcome.reapplied}).decode())
 
 
 @identity.command("alias")
@@ -94,8 +95,7 @@ def alias(
         now = container.clock.now_ms()
         end = end_ms if end_ms is not None else now
         ws = _workspace(container, workspace)
-        call = MergeCall(
-            kind="alias",
+        call = AliasCall(
             max_merged=ws.account.guardrails.max_profiles_merged,
             scope=ws.identity_scope,
             received_ms=now,
@@ -106,7 +106,7 @@ def alias(
             rule="admin",
         )
         outcome = _run(container, call)
-    click.echo(msgspec.json.encode({"survivor": str(destination), "moved": outcome.detail}))
+    click.echo(msgspec.json.encode({"survivor": str(destination), "moved": outcome.moved}))
 
 
 @click.group()
@@ -130,7 +130,7 @@ def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -
                 "replayed_ms": r.replayed_ms,
                 "body": r.body.decode("utf-8", "replace"),
             }
-            for r in container.store.list_rejects("quarantined", limit)
+            for r in container.quarantine.quarantined(limit)
         ]
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
@@ -141,16 +141,8 @@ def quarantine_list(limit: int, config_path: str | None, data_dir: str | None) -
 @data_dir_option
 def quarantine_replay(ids: tuple[int, ...], config_path: str | None, data_dir: str | None) -> None:
     """Send quarantined batches through ingest again; print what still cannot be read."""
-    from kindred.services.quarantine import QuarantineReplay  # noqa: PLC0415
-
     with started(config_path, data_dir) as container:
-        replay = QuarantineReplay(
-            container.store,
-            container.ingest.ingest,
-            container.tenancy.input_named,
-            container.clock,
-        )
-        report = replay.replay(ids)
+        report = container.quarantine.replay(ids)
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if report.still_invalid:
         sys.exit(1)

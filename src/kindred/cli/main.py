@@ -23,7 +23,7 @@ _settings = settings_of
 
 def _started(settings: Settings) -> Container:
     container = build(settings)
-    container.store.migrate()
+    container.migrate()
     return container
 
 
@@ -77,8 +77,8 @@ def serve(
 def migrate(config_path: str | None, data_dir: str | None) -> None:
     """Create or upgrade the store's schema."""
     container = build(_settings(config_path, data_dir))
-    version = container.store.migrate()
-    container.store.close()
+    version = container.migrate()
+    container.close()
     click.echo(f"schema at version {version}")
 
 
@@ -90,11 +90,11 @@ def compact(config_path: str | None, data_dir: str | None) -> None:
     PostgreSQL: VACUUM ANALYZE). Writes wait meanwhile: run it with the server stopped."""
     container = build(_settings(config_path, data_dir))
     try:
-        before, after = container.store.compact()
+        before, after = container.compact()
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        container.store.close()
+        container.close()
     click.echo(f"store: {before / 1e6:,.1f} MB before, {after / 1e6:,.1f} MB after")
 
 
@@ -109,7 +109,7 @@ def demo(config_path: str | None, data_dir: str | None) -> None:
     try:
         click.echo(load_demo(container))
     finally:
-        container.store.close()
+        container.close()
 
 
 @main.command()
@@ -123,8 +123,6 @@ def demo(config_path: str | None, data_dir: str | None) -> None:
 @_data_dir_option
 def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> None:
     """Rebuild every profile from the event log into another store."""
-    from kindred.services.rebuild import rebuild as run_rebuild  # noqa: PLC0415
-
     settings = _settings(config_path, data_dir)
     source = _started(settings)
     target_settings = msgspec.structs.replace(
@@ -132,12 +130,12 @@ def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> N
     )
     target = _started(target_settings)
     try:
-        if target.store.count_profiles():
+        if target.profiles.count():
             raise click.ClickException(f"--into: {target_url} already holds profiles")
-        tally = run_rebuild(source.store, source.tenancy, target.ingest.ingest)
+        tally = source.rebuild.into(target.commands.run_all)
     finally:
-        source.store.close()
-        target.store.close()
+        source.close()
+        target.close()
     click.echo(msgspec.json.encode(tally).decode())
 
 
@@ -153,18 +151,14 @@ def import_group() -> None:
 @_data_dir_option
 def import_csv(file: str, input_name: str, config_path: str | None, data_dir: str | None) -> None:
     """Import identities and user attributes from a CSV file."""
-    from kindred.services.csv_import import CsvImporter  # noqa: PLC0415
-
     container = _started(_settings(config_path, data_dir))
     source = container.tenancy.input_named(input_name)
     if source is None:
         raise click.ClickException(f"--input: no input named {input_name!r}")
     try:
-        report = CsvImporter(container.ingest.ingest, container.clock.now_ms).run(
-            Path(file).read_text(encoding="utf-8-sig"), source
-        )
+        report = container.csv_import_direct.run(Path(file).read_text(encoding="utf-8-sig"), source)
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(report.as_dict())).decode())
     if report.errors:
         sys.exit(1)
@@ -189,12 +183,12 @@ def profile_get(
     data_dir: str | None,
 ) -> None:
     """Print a stored profile as JSON."""
-    from kindred.services.profiles import ProfileQueries, profile_document  # noqa: PLC0415
+    from kindred.services.profiles import profile_document  # noqa: PLC0415
 
     if (mpid is None) == (identity is None):
         raise click.UsageError("give exactly one of --mpid or --identity")
     container = _started(_settings(config_path, data_dir))
-    queries = ProfileQueries(container.store, container.tenancy)
+    queries = container.profiles
     try:
         if mpid is not None:
             found = queries.by_mpid(mpid)
@@ -206,7 +200,7 @@ def profile_get(
     except KindredError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(profile_document(found))).decode())
 
 
@@ -243,7 +237,7 @@ def credentials_create(
             workspaces, name=name, rate_limit_per_s=rate, rate_limit_burst=burst
         )
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(issued)).decode())
 
 
@@ -267,7 +261,7 @@ def credentials_list(config_path: str | None, data_dir: str | None) -> None:
             for c in container.credentials.all()
         ]
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.format(msgspec.json.encode(rows)).decode())
 
 
@@ -283,7 +277,7 @@ def credentials_revoke(client_id: str, config_path: str | None, data_dir: str | 
     except KindredError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        container.store.close()
+        container.close()
     click.echo(f"revoked {client_id}")
 
 
@@ -306,7 +300,7 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
     try:
         report = container.sweep.run()
     finally:
-        container.store.close()
+        container.close()
     click.echo(msgspec.json.encode(report).decode())
 
 

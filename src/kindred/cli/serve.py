@@ -17,7 +17,7 @@ from kindred.api.fastpath import FastPath
 from kindred.bootstrap import Container, build
 from kindred.config import Settings, load_settings
 from kindred.observability import configure_logging
-from kindred.services.ingest import Accepted
+from kindred.services.commands import Accepted
 from kindred.wire.observe import observe
 
 __all__ = ["Tls", "load_demo", "run_server"]
@@ -61,9 +61,9 @@ def run_server(
         tls.check()
     if demo_data:
         container = build(settings)
-        container.store.migrate()
+        container.migrate()
         log.info("demo data: %s", load_demo(container))
-        container.store.close()
+        container.close()
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -123,6 +123,6 @@ def load_demo(container: Container) -> str:
             continue  # a custom config without the demo inputs
         body = msgspec.json.encode(batch)
         items.append(Accepted(source, observe(body, source, now), body))
-    outcomes = container.ingest.ingest(items)
+    outcomes = container.commands.run_all(items)
     applied = sum(1 for o in outcomes if o.status == "applied")
     return f"{applied} demo batches applied, {len(outcomes) - applied} already present"

@@ -30,6 +30,7 @@ from kindred.ports.records import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    Recorded,
     RejectEntry,
     SelectionPage,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ConnectionState",
     "CredentialStore",
     "DeadLetter",
+    "DefinitionsVersion",
     "Delivery",
     "DeliveryStore",
     "EventLogReader",
@@ -54,6 +56,7 @@ __all__ = [
     "MpidSource",
     "Needles",
     "ProfileReader",
+    "Recorded",
     "RejectEntry",
     "RejectReader",
     "Secrets",
@@ -61,6 +64,7 @@ __all__ = [
     "Sink",
     "Store",
     "UnitOfWork",
+    "UnitsOfWork",
 ]
 
 
@@ -186,10 +190,11 @@ class UnitOfWork(Protocol):
         processes write)."""
         ...
 
-    def calculated_version(self) -> int:
-        """The version of the calculated attribute definitions, as this transaction sees
-        it; no definition changes until this transaction ends (a change waits for it, on
-        stores where several processes write)."""
+    def definitions_version(self) -> int:
+        """The version of the definitions (audiences, calculated attributes, credentials,
+        outputs and connections: every save raises it), as this transaction sees it; no
+        definition changes until this transaction ends (a change waits for it, on stores
+        where several processes write)."""
         ...
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
@@ -221,10 +226,23 @@ class UnitOfWork(Protocol):
         """Add to the outbox (ENR-3), committed with everything else of the transaction."""
         ...
 
-    def pending_memberships(self) -> list[MembershipChange]:
-        """Every membership change this transaction has appended to the log so far, by
-        whichever call (so that each one can be forwarded, BEY-5)."""
+    def recorded(self) -> Recorded:
+        """Every batch this transaction has logged and every membership change it has
+        appended so far, by whichever call (so that each one can be forwarded, BEY-5)."""
         ...
+
+
+class DefinitionsVersion(Protocol):
+    def definitions_version(self) -> int:
+        """The definitions' version as last committed (UnitOfWork.definitions_version
+        reads it inside a transaction)."""
+        ...
+
+
+class UnitsOfWork(Protocol):
+    """Where write transactions come from."""
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
 
 class ProfileReader(Protocol):
@@ -268,7 +286,7 @@ class CredentialStore(Protocol):
     small writes: each call is its own transaction."""
 
     def save_credential(self, credential: ApiCredential) -> None:
-        """Insert or replace by client id."""
+        """Insert or replace by client id, raising the definitions' version."""
         ...
 
     def list_credentials(self) -> list[ApiCredential]: ...
@@ -284,7 +302,8 @@ class AudienceStore(Protocol):
     the membership log."""
 
     def save_audience(self, audience: AudienceDef) -> AudienceDef:
-        """Insert (id 0: the store gives one) or replace; returns it with its id."""
+        """Insert (id 0: the store gives one) or replace, raising the definitions'
+        version; returns it with its id."""
         ...
 
     def list_audiences(self) -> list[AudienceDef]:
@@ -315,7 +334,7 @@ class CalculatedStore(Protocol):
         self, definition: CalculatedDef, *, progress: bool = False
     ) -> CalculatedDef:
         """Insert (id 0: the store gives one) or replace, raising the definitions' version
-        (UnitOfWork.calculated_version); returns it with its id. `progress`: only the
+        (UnitOfWork.definitions_version); returns it with its id. `progress`: only the
         computation's progress changed, the version stays (no process reloads)."""
         ...
 
@@ -339,6 +358,8 @@ class Store(
     CredentialStore,
     AudienceStore,
     CalculatedStore,
+    DefinitionsVersion,
+    UnitsOfWork,
     Protocol,
 ):
     """A backend: reads from any thread, writes through units of work."""
@@ -352,7 +373,5 @@ class Store(
         from a cold cache reads it in sequence); the store's size in bytes before and
         after. Writes wait meanwhile: for a quiet moment."""
         ...
-
-    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ __all__ = [
     "LogEntry",
     "MembershipCounts",
     "MergeEntry",
+    "Recorded",
     "RejectEntry",
     "SelectionPage",
 ]
@@ -95,3 +96,11 @@ class MembershipCounts(msgspec.Struct, frozen=True, kw_only=True):
     entered_since: int = 0
     exited_since: int = 0
     last_change_ms: int | None = None
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """What a unit of work has changed so far that leaves the store: the batches it logged
+    and the membership changes it appended, in order (what forwarding reads, BEY-5)."""
+
+    log: list[LogEntry]
+    memberships: list[MembershipChange]

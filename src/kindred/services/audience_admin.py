@@ -7,11 +7,17 @@ from collections.abc import Iterable
 
 import msgspec
 
-from kindred.audiences.definition import MAX_TAG_LENGTH, AudienceDef, with_backfill
+from kindred.audiences.definition import (
+    MAX_TAG_LENGTH,
+    AudienceDef,
+    MembershipChange,
+    with_backfill,
+)
 from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import Clock, Store
 from kindred.services.audiences import AudienceRegistry
+from kindred.services.forwarding import Transactions
 
 __all__ = ["AudienceMetrics", "AudienceService"]
 
@@ -32,8 +38,15 @@ class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
 class AudienceService:
     """Managing definitions (AUD-1, AUD-10) and reading the membership log (AUD-12)."""
 
-    def __init__(self, store: Store, registry: AudienceRegistry, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        transactions: Transactions,
+        registry: AudienceRegistry,
+        clock: Clock,
+    ) -> None:
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._clock = clock
 
@@ -113,7 +126,7 @@ class AudienceService:
 
     def _remove_members(self, audience_id: int, reason: str) -> None:
         """Every member leaves at once (AUD-10), each exit in the log."""
-        with self._store.unit_of_work() as uow:
+        with self._transactions.begin() as uow:
             uow.remove_members(audience_id, self._clock.now_ms(), reason)
 
     def metrics(self, audience_id: int) -> AudienceMetrics:
@@ -144,6 +157,15 @@ class AudienceService:
         for change in log:
             state[change.mpid] = change.entered
         return sorted(m for m, inside in state.items() if inside)
+
+    def membership_changes(
+        self, audience_id: int, until_ms: int, limit: int
+    ) -> list[MembershipChange]:
+        """The audience's enters and exits up to an instant, oldest first (its history as
+        the UI's audience page shows it)."""
+        return self._store.membership_log(
+            audience_id=audience_id, mpid=None, until_ms=until_ms, limit=limit
+        )
 
     def audiences_of_at(self, mpid: int, at_ms: int) -> list[int]:
         log = self._store.membership_log(

@@ -16,6 +16,7 @@ from kindred.domain.profile import Profile
 from kindred.ports import Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
 from kindred.services.audiences import AudienceRegistry
 from kindred.services.calculated import CalculatedRegistry
+from kindred.services.forwarding import Transactions
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 
@@ -28,8 +29,10 @@ class AudienceScheduler:
     def __init__(
         self,
         store: Store,
+        transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
+        *,
         chunk: int = 500,
         calculated: CalculatedRegistry | None = None,
     ):
@@ -37,6 +40,7 @@ class AudienceScheduler:
         time)."""
         self._calculated = calculated
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._clock = clock
         self._chunk = chunk
@@ -56,11 +60,11 @@ class AudienceScheduler:
                 return changed
 
     def _chunk_once(self, active: Sequence[CompiledAudience], now: int) -> tuple[int, int]:
-        with self._store.unit_of_work() as uow:
+        with self._transactions.begin() as uow:
             if self._calculated is not None:
                 # The definitions as of this transaction: recomputing drops the states of
                 # those it does not know (deleted), and must not drop a new one's.
-                self._calculated.sync(uow.calculated_version())
+                self._calculated.sync(uow.definitions_version())
             due = uow.due_profiles(now, self._chunk)
             moved = 0
             for profile in due:
@@ -89,6 +93,7 @@ class AudienceBackfill:
     def __init__(
         self,
         store: Store,
+        transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
         *,
@@ -97,6 +102,7 @@ class AudienceBackfill:
         set_chunk: int = 20_000,
     ) -> None:
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._clock = clock
         self._chunk = chunk
@@ -172,7 +178,7 @@ class AudienceBackfill:
         now = self._clock.now_ms()
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
+                with self._transactions.begin() as uow:
                     if not uow.audience_active(target_id):
                         return None  # deactivated: its members are being removed
                     page = uow.profiles_from(scope, start, self._chunk, wanted)
@@ -192,7 +198,7 @@ class AudienceBackfill:
         )
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
+                with self._transactions.begin() as uow:
                     page = uow.apply_selection(
                         selection, target.membership(now), start, self._set_chunk, "backfill"
                     )

@@ -17,6 +17,7 @@ from kindred.domain.tenancy import Tenancy
 from kindred.ports import Clock, ConcurrentUpdate, Store, UnitOfWork
 from kindred.services.calculated import CalculatedRegistry
 from kindred.services.calculated_jobs import fold_history
+from kindred.services.forwarding import Transactions
 from kindred.services.merges import follow
 
 __all__ = ["CalculatedService", "Progress", "SeedEntry"]
@@ -46,9 +47,15 @@ class SeedEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 class CalculatedService:
     def __init__(
-        self, store: Store, registry: CalculatedRegistry, tenancy: Tenancy, clock: Clock
+        self,
+        store: Store,
+        transactions: Transactions,
+        registry: CalculatedRegistry,
+        tenancy: Tenancy,
+        clock: Clock,
     ) -> None:
         self._store = store
+        self._transactions = transactions
         self._registry = registry
         self._tenancy = tenancy
         self._clock = clock
@@ -175,7 +182,7 @@ class CalculatedService:
                 raise InvalidBatch(f"{entry.attribute_name}: no active calculated attribute")
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
+                with self._transactions.begin() as uow:
                     profile = self._profile(uow, workspace_id, mpid, identities)
                     profile = self._seeded(profile, workspace_id, entries, active)
                     uow.save_profile(profile)

@@ -31,6 +31,7 @@ from kindred.ports import (
     Store,
     UnitOfWork,
 )
+from kindred.services.forwarding import Transactions
 from kindred.services.merges import follow
 from kindred.wire.observe import observe
 
@@ -44,6 +45,7 @@ class CalculatedBackfill:
     def __init__(
         self,
         store: Store,
+        transactions: Transactions,
         inputs: Callable[[str], InputDef | None],
         clock: Clock,
         *,
@@ -51,6 +53,7 @@ class CalculatedBackfill:
         pages_per_run: int = 20,
     ) -> None:
         self._store = store
+        self._transactions = transactions
         self._inputs = inputs
         self._clock = clock
         self._page = page
@@ -102,8 +105,8 @@ class CalculatedBackfill:
         events = {e.id: self._events(e) for e in entries}
         for _ in range(5):
             try:
-                with self._store.unit_of_work() as uow:
-                    uow.calculated_version()  # PostgreSQL: a definition saved waits for us
+                with self._transactions.begin() as uow:
+                    uow.definitions_version()  # PostgreSQL: a definition saved waits for us
                     if self._same_activation(definition) is None:
                         return 0
                     return self._fold_into(uow, compiled, by_mpid, events)

@@ -21,7 +21,7 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import DEVICE_IDENTITY_TYPES, canonical_identity_type
 from kindred.domain.tenancy import InputDef
-from kindred.services.ingest import Accepted, Outcome, WriterItem
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.wire.observe import observe
 
 __all__ = ["CsvImporter", "ImportReport", "RowError"]
@@ -53,7 +53,7 @@ class ImportReport:
 
 class CsvImporter:
     def __init__(
-        self, apply: Callable[[Sequence[WriterItem]], list[Outcome]], now_ms: Callable[[], int]
+        self, apply: Callable[[Sequence[Accepted]], list[BatchOutcome]], now_ms: Callable[[], int]
     ) -> None:
         self._apply = apply
         self._now_ms = now_ms

@@ -2,10 +2,10 @@
 the outbox rows a transaction adds for them.
 
 Outputs and connections come from the config file and from the admin API (kept in the
-store). `OutboxStore` wraps the store the writers use: its units of work add one outbox row
-per matching connection whenever a batch is logged as applied (or read-only) and whenever
-a membership changes, so every delivery commits with the change that caused it, whichever
-service made the change.
+store). Every write transaction of the services is opened through `Transactions`, which
+adds, just before it commits, one outbox row per matching connection for each batch it
+logged as applied (or read-only) and each membership change it made, so every delivery
+commits with the change that caused it, whichever service made the change.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from kindred.domain.forwarding import (
     check_output,
 )
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import BatchStatus, Clock, Delivery, LogEntry, Store, UnitOfWork
+from kindred.ports import BatchStatus, Clock, Delivery, LogEntry, Store, UnitOfWork, UnitsOfWork
 
-__all__ = ["Catalog", "Definitions", "MembershipNote", "OutboxStore", "Router"]
+__all__ = ["Catalog", "Definitions", "MembershipNote", "Router", "Transactions"]
 
 _KINDS: dict[str, type[Any]] = {
     "output": OutputDef,
@@ -281,44 +281,30 @@ def _has_events(body: bytes) -> bool:
         return False
 
 
-class _OutboxUnitOfWork:
-    """A unit of work that also writes the outbox rows of what it logs: a batch as it is
-    logged, membership changes all together just before commit."""
+class Transactions:
+    """Where the services open their write transactions: before each one commits, the
+    outbox rows of what it changed (`UnitOfWork.recorded`: the batches it logged, the
+    membership changes it appended, whichever call made them) are written in it, so that
+    every delivery commits with the change that caused it (ENR-3). Without a router
+    (no forwarding wired, as in some tests) nothing is forwarded."""
 
-    def __init__(self, inner: UnitOfWork, router: Router) -> None:
-        self._inner = inner
-        self._router = router
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def append_log(self, entry: LogEntry) -> None:
-        self._inner.append_log(entry)
-        rows = self._router.for_batch(entry)
-        if rows:
-            self._inner.enqueue_deliveries(rows)
-
-    def before_commit(self) -> None:
-        """The rows of every membership change of the transaction, whichever call made it
-        (ingest, the scheduler, a backfill page, an audience removed)."""
-        rows = self._router.for_memberships(self._inner.pending_memberships())
-        if rows:
-            self._inner.enqueue_deliveries(rows)
-
-
-class OutboxStore:
-    """The store, with units of work that fill the outbox (every other call passes through)."""
-
-    def __init__(self, store: Store, router: Router) -> None:
+    def __init__(self, store: UnitsOfWork, router: Router | None = None) -> None:
         self._store = store
         self._router = router
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
+    def begin(self) -> Iterator[UnitOfWork]:
         with self._store.unit_of_work() as uow:
-            outbox = _OutboxUnitOfWork(uow, self._router)
-            yield outbox  # a UnitOfWork by delegation (__getattr__)
-            outbox.before_commit()
+            yield uow
+            self.write_outbox(uow)
+
+    def write_outbox(self, uow: UnitOfWork) -> None:
+        """The forwarding step: one outbox row per matching connection for each batch
+        logged as applied (or read-only) and each membership change, in order."""
+        if self._router is None:
+            return
+        recorded = uow.recorded()
+        rows = [row for entry in recorded.log for row in self._router.for_batch(entry)]
+        rows += self._router.for_memberships(recorded.memberships)
+        if rows:
+            uow.enqueue_deliveries(rows)

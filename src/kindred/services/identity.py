@@ -12,7 +12,7 @@ profiles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,21 +26,23 @@ from kindred.domain.observation import Observation
 from kindred.domain.profile import IdentityEntry, Profile
 from kindred.identity.idsync import CallDecision, decide_call, decide_modify, is_logged_in
 from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, usable_identities
-from kindred.ports import BatchStatus, MpidSource, ProfileReader, UnitOfWork
-from kindred.services.items import Accepted, IdentityCall, Outcome
+from kindred.ports import Metrics, ProfileReader, UnitOfWork
+from kindred.services.commands import (
+    Accepted,
+    HandlerBase,
+    IdentityAnswer,
+    IdentityCall,
+    IdentityOutcome,
+    ModifyCall,
+    ModifyOutcome,
+)
 from kindred.services.merges import follow_merged, merge_into, sync_index
+from kindred.services.profile_writer import ProfileWriter
 
-__all__ = ["ApplyFn", "IdentityAnswer", "IdentityCalls"]
+__all__ = ["IdentityCallHandler", "IdentityCalls", "ModifyHandler"]
 
-ApplyFn = Callable[[UnitOfWork, Accepted, IdentityDecision, Profile | None, int], Outcome]
 _ENCODER = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityAnswer:
-    mpid: int
-    matched: dict[str, str]  # request key (its own spelling) -> value
-    is_logged_in: bool
+_REFUSALS: tuple[type[Exception], ...] = (InvalidBatch, NotFound)
 
 
 class _View(Protocol):
@@ -85,16 +87,14 @@ class _Decided:
 
 
 class IdentityCalls:
-    def __init__(self, store: ProfileReader, mpids: MpidSource) -> None:
+    """The IDSync calls answered without the writer, from committed data."""
+
+    def __init__(self, store: ProfileReader) -> None:
         self._readers = _ReaderView(store)
-        self._mpids = mpids
 
     def read_only(self, call: IdentityCall) -> IdentityAnswer | None:
         """The answer when the call would change nothing; None when it needs the writer.
-        Raises NotFound (search, modify of an unknown MPID) and InvalidBatch."""
-        if call.kind == "modify":
-            self._check_modify(call)
-            return None
+        Raises NotFound (search of an unknown user) and InvalidBatch."""
         known = self._known_user(call)
         if known is not None:
             return known
@@ -112,6 +112,13 @@ class IdentityCalls:
         if not wanted <= identity_keys(target):
             return None
         return _answer(call, target, decided.profiles)
+
+    def check_modify(self, call: ModifyCall) -> None:
+        """Refuse a modify that cannot apply (NotFound, InvalidBatch) before it queues."""
+        profile = _live(self._readers, call.target_mpid)
+        held = {t: e.value for t, e in profile.user_identities.items()}
+        policy = call.input.workspace.account.identity
+        decide_modify(held, call.changes, policy, {}, profile.mpid)
 
     def _known_user(self, call: IdentityCall) -> IdentityAnswer | None:
         """The common case without reading a profile: an identify or search whose every
@@ -131,20 +138,24 @@ class IdentityCalls:
         matched = {call.spellings.get(k.type, k.type): k.value for k in keys}
         return IdentityAnswer(owners.pop(), matched, is_logged_in=True)
 
-    def apply(self, uow: UnitOfWork, call: IdentityCall, apply_fn: ApplyFn, now_ms: int) -> Outcome:
-        try:
-            if call.kind == "modify":
-                return self._modify(uow, call, now_ms)
-            return self._call(uow, call, apply_fn, now_ms)
-        except (InvalidBatch, NotFound) as refusal:
-            return Outcome("refused", detail=refusal)
 
-    def _call(self, uow: UnitOfWork, call: IdentityCall, apply_fn: ApplyFn, now_ms: int) -> Outcome:
+class IdentityCallHandler(HandlerBase[IdentityCall, IdentityOutcome]):
+    """An identify, login or logout that links identities, creates a profile or folds
+    the anonymous profile into the known one, under the identity locks."""
+
+    refusals = _REFUSALS
+
+    def __init__(self, profiles: ProfileWriter, metrics: Metrics) -> None:
+        self._profiles = profiles
+        self._metrics = metrics
+
+    def run(self, uow: UnitOfWork, command: IdentityCall) -> IdentityOutcome:
+        call = command
         decided = _decide(_UowView(uow), call)
         decision = decided.decision
         if decision.action == "not_found":
             raise NotFound("no profile matches the known identities")
-        mpid = decision.mpid if decision.mpid is not None else self._mpids.new_mpid()
+        mpid = decision.mpid if decision.mpid is not None else self._profiles.fresh_mpid()
         obs = msgspec.structs.replace(call.observation, mpid=mpid)
         accepted = Accepted(call.input, obs, _batch_body(obs))
         as_batch = IdentityDecision(
@@ -155,37 +166,30 @@ class IdentityCalls:
             decision.notes,
         )
         before = decided.profiles.get(mpid)
-        outcome = apply_fn(uow, accepted, as_batch, before, mpid)
+        outcome = self._profiles.apply(uow, accepted, as_batch, before, mpid)
         target = uow.load_profiles([mpid])[mpid]
         notes = outcome.notes
         if decision.merge_from is not None and decided.previous is not None:
             login = next((IdentityKey(t, v) for t, v in decision.user_identities.items()), None)
-            cap = call.input.workspace.account.guardrails.max_profiles_merged
-            try:
-                target = merge_into(
-                    uow,
-                    target,
-                    decided.previous,
-                    rule="login",
-                    now_ms=now_ms,
-                    max_merged=cap,
-                    identity=login,
-                )
-            except InvalidBatch as refusal:
-                # The login stands; only the merge is refused, and counted.
-                notes += (Note(reason="merge_cap", path="previous_mpid", detail=refusal.reason),)
+            target, notes = _merge_previous(
+                uow, call=call, target=target, previous=decided.previous, login=login, notes=notes
+            )
         answer = _answer(call, target, {mpid: before} if before else {})
-        return Outcome(BatchStatus.APPLIED, mpid, notes, outcome.changes, answer)
+        return IdentityOutcome(answer, notes, outcome.changes)
 
-    def _check_modify(self, call: IdentityCall) -> None:
-        assert call.target_mpid is not None
-        profile = _live(self._readers, call.target_mpid)
-        held = {t: e.value for t, e in profile.user_identities.items()}
-        policy = call.input.workspace.account.identity
-        decide_modify(held, call.changes, policy, {}, profile.mpid)
+    def committed(self, command: IdentityCall, result: IdentityOutcome) -> None:
+        if result.notes:
+            self._metrics.notes(command.input.name, [n.reason for n in result.notes])
 
-    def _modify(self, uow: UnitOfWork, call: IdentityCall, now_ms: int) -> Outcome:
-        assert call.target_mpid is not None
+
+class ModifyHandler(HandlerBase[ModifyCall, ModifyOutcome]):
+    """An IDSync modify: the profile's identities changed as asked; an identity another
+    profile held moves here (IDS-4)."""
+
+    refusals = _REFUSALS
+
+    def run(self, uow: UnitOfWork, command: ModifyCall) -> ModifyOutcome:
+        call, now_ms = command, command.received_ms
         view = _UowView(uow)
         profile = _live(view, call.target_mpid)
         scope, policy = profile.scope, call.input.workspace.account.identity
@@ -204,8 +208,36 @@ class IdentityCalls:
             changed = _with_identities(other, kept, now_ms)
             uow.save_profile(changed)
             sync_index(uow, scope, other_mpid, other, changed)
-        moved = [(t, profile.mpid) for types in decision.moved_from.values() for t in types]
-        return Outcome(BatchStatus.APPLIED, profile.mpid, detail=moved)
+        moved = tuple((t, profile.mpid) for types in decision.moved_from.values() for t in types)
+        return ModifyOutcome(profile.mpid, moved)
+
+
+def _merge_previous(
+    uow: UnitOfWork,
+    *,
+    call: IdentityCall,
+    target: Profile,
+    previous: Profile,
+    login: IdentityKey | None,
+    notes: tuple[Note, ...],
+) -> tuple[Profile, tuple[Note, ...]]:
+    """A login that found the known profile folds the anonymous one into it; over the
+    merge cap the login stands and only the merge is refused, and noted."""
+    cap = call.input.workspace.account.guardrails.max_profiles_merged
+    try:
+        merged = merge_into(
+            uow,
+            target,
+            previous,
+            rule="login",
+            now_ms=call.observation.received_ms,
+            max_merged=cap,
+            identity=login,
+        )
+    except InvalidBatch as refusal:
+        capped = Note(reason="merge_cap", path="previous_mpid", detail=refusal.reason)
+        return target, (*notes, capped)
+    return merged, notes
 
 
 def _decide(view: _View, call: IdentityCall) -> _Decided:
@@ -232,8 +264,7 @@ def _decide(view: _View, call: IdentityCall) -> _Decided:
         for key, mpids in linked.items()
     }
     prior = candidate_of(previous) if previous is not None else None
-    kind = "identify" if call.kind == "modify" else call.kind
-    decision = decide_call(kind, user, device, policy, matches, previous=prior)
+    decision = decide_call(call.kind, user, device, policy, matches, previous=prior)
     return _Decided(decision, profiles, previous)
 
 

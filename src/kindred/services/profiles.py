@@ -38,6 +38,11 @@ class ProfileQueries:
             raise NotFound(f"no profile with {canonical} {value!r}")
         return max(profiles, key=lambda p: (p.last_stored_ms, p.mpid))
 
+    def count(self) -> int:
+        """How many profiles are stored (merged stubs included): `kindred rebuild` refuses
+        a target that already holds any."""
+        return self._store.count_profiles()
+
     def _scope(self, workspace_id: int | None) -> str:
         workspaces = self._tenancy.workspaces
         if workspace_id is None:

@@ -1,21 +1,30 @@
-"""Replaying quarantined batches (ING-3): web batches that could not be read were kept
-with their reason; after a fix (a newer Kindred, a raised guardrail) they are sent through
-ingest again. A batch that still cannot be read stays quarantined, with today's reason."""
+"""Quarantined batches (ING-3): web batches that could not be read were kept with their
+reason; operators list them and, after a fix (a newer Kindred, a raised guardrail), send
+them through ingest again. A batch that still cannot be read stays quarantined, with
+today's reason."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import msgspec
 
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
-from kindred.ports import Clock, RejectEntry, Store
-from kindred.services.items import Accepted, Outcome, WriterItem
+from kindred.ports import Clock, RejectEntry, RejectReader, UnitOfWork
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.observe import observe
 
-__all__ = ["QuarantineReplay", "ReplayReport"]
+__all__ = ["Quarantine", "QuarantineStore", "ReplayReport"]
+
+
+class QuarantineStore(RejectReader, Protocol):
+    """What the quarantine reads (the rejects) and writes (a reject marked replayed)."""
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
 
 class ReplayReport(msgspec.Struct, kw_only=True):
@@ -24,11 +33,11 @@ class ReplayReport(msgspec.Struct, kw_only=True):
     still_invalid: dict[int, str] = msgspec.field(default_factory=dict)
 
 
-class QuarantineReplay:
+class Quarantine:
     def __init__(
         self,
-        store: Store,
-        apply: Callable[[Sequence[WriterItem]], list[Outcome]],
+        store: QuarantineStore,
+        apply: Callable[[Sequence[Accepted]], list[BatchOutcome]],
         inputs: Callable[[str], InputDef | None],
         clock: Clock,
     ) -> None:
@@ -37,9 +46,13 @@ class QuarantineReplay:
         self._inputs = inputs
         self._clock = clock
 
+    def quarantined(self, limit: int) -> list[RejectEntry]:
+        """Quarantined batches, replayed ones included, newest first."""
+        return self._store.list_rejects("quarantined", limit)
+
     def pending(self, limit: int = 10_000) -> list[RejectEntry]:
         """Quarantined batches not replayed yet, oldest first."""
-        entries = self._store.list_rejects("quarantined", limit)
+        entries = self.quarantined(limit)
         return [e for e in reversed(entries) if e.replayed_ms is None]
 
     def replay(self, ids: Sequence[int] = ()) -> ReplayReport:

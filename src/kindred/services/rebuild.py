@@ -18,29 +18,34 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import BatchStatus, EventLogReader, LogEntry
-from kindred.services.ingest import Accepted, Outcome, WriterItem
+from kindred.services.commands import Accepted, BatchOutcome
 from kindred.wire.observe import observe
 
-__all__ = ["rebuild"]
+__all__ = ["Rebuild"]
 
 _PAGE = 1000
 
 
-def rebuild(
-    log: EventLogReader,
-    tenancy: Tenancy,
-    apply: Callable[[Sequence[WriterItem]], list[Outcome]],
-) -> dict[str, int]:
-    """Replay every logged batch; returns how many ended in each status (plus `skipped`
-    for batches whose input no longer exists or that no longer decode)."""
-    tally: Counter[str] = Counter()
-    after = 0
-    while entries := log.read_log(after, _PAGE):
-        after = entries[-1].id or after
-        items = [item for item in (_replayed(e, tenancy, tally) for e in entries) if item]
-        for outcome in apply(items) if items else ():
-            tally[outcome.status] += 1
-    return dict(tally)
+class Rebuild:
+    """This store's event log, replayed into another store's ingest (`kindred rebuild`)."""
+
+    def __init__(self, log: EventLogReader, tenancy: Tenancy) -> None:
+        self._log = log
+        self._tenancy = tenancy
+
+    def into(self, apply: Callable[[Sequence[Accepted]], list[BatchOutcome]]) -> dict[str, int]:
+        """Replay every logged batch through `apply`; returns how many ended in each status
+        (plus `skipped` for batches whose input no longer exists or that no longer
+        decode)."""
+        tally: Counter[str] = Counter()
+        after = 0
+        while entries := self._log.read_log(after, _PAGE):
+            after = entries[-1].id or after
+            replayed = (_replayed(e, self._tenancy, tally) for e in entries)
+            items = [item for item in replayed if item]
+            for outcome in apply(items) if items else ():
+                tally[outcome.status] += 1
+        return dict(tally)
 
 
 def _replayed(entry: LogEntry, tenancy: Tenancy, tally: Counter[str]) -> Accepted | None:

@@ -15,14 +15,15 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
+
+from kindred.services.commands import Command
 
 __all__ = ["GroupWriter", "WriterStopped"]
 
 log = logging.getLogger("kindred.writer")
 
-In = TypeVar("In")
-Out = TypeVar("Out")
+R = TypeVar("R")
 
 _STOP = object()
 
@@ -31,10 +32,10 @@ class WriterStopped(RuntimeError):
     """The writer is shutting down and takes no more work."""
 
 
-class GroupWriter(Generic[In, Out]):
+class GroupWriter:
     def __init__(
         self,
-        process: Callable[[Sequence[In]], Sequence[Out | BaseException]],
+        process: Callable[[Sequence[Command[Any]]], Sequence[Any]],
         *,
         max_group: int = 256,
     ) -> None:
@@ -49,18 +50,19 @@ class GroupWriter(Generic[In, Out]):
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, item: In) -> Future[Out]:
-        """From any thread: a future that resolves once `item` is committed."""
+    def submit(self, command: Command[R]) -> Future[R]:
+        """From any thread: a future that resolves once `command` is committed, to its
+        result or its refusal."""
         self._check_open()
-        future: Future[Out] = Future()
-        self._queue.put((item, future))
+        future: Future[R] = Future()
+        self._queue.put((command, future))
         return future
 
-    def submit_async(self, item: In) -> asyncio.Future[Out]:
+    def submit_async(self, command: Command[R]) -> asyncio.Future[R]:
         """From a coroutine: an asyncio future of the running loop."""
         self._check_open()
-        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        self._queue.put((item, future))
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put((command, future))
         return future
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -85,11 +87,11 @@ class GroupWriter(Generic[In, Out]):
             if stop:
                 return
 
-    def _take_group(self) -> tuple[list[tuple[In, object]], bool]:
+    def _take_group(self) -> tuple[list[tuple[Command[Any], object]], bool]:
         first = self._queue.get()
         if first is _STOP:
             return [], True
-        group: list[tuple[In, object]] = [first]  # type: ignore[list-item]
+        group: list[tuple[Command[Any], object]] = [first]  # type: ignore[list-item]
         while len(group) < self._max_group:
             try:
                 more = self._queue.get_nowait()
@@ -100,16 +102,14 @@ class GroupWriter(Generic[In, Out]):
             group.append(more)  # type: ignore[arg-type]
         return group, False
 
-    def _run_group(self, group: list[tuple[In, object]]) -> None:
+    def _run_group(self, group: list[tuple[Command[Any], object]]) -> None:
         try:
-            results: Sequence[Out | BaseException] | None = self._process(
-                [item for item, _ in group]
-            )
+            results: Sequence[Any] | None = self._process([item for item, _ in group])
             error: BaseException | None = None
         except BaseException as exc:  # the waiters must learn of it, whatever it is
             log.exception("writer group failed")
             results, error = None, exc
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Out], object]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
         for index, (_, future) in enumerate(group):
             outcome: object = error if results is None else results[index]
             if isinstance(future, asyncio.Future):

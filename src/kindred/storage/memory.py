@@ -27,6 +27,7 @@ from kindred.ports import (
     MembershipCounts,
     MergeEntry,
     Needles,
+    Recorded,
     RejectEntry,
     SelectionPage,
 )
@@ -47,7 +48,7 @@ class _State:
     memberships: list[MembershipChange] = field(default_factory=list)
     audiences: dict[int, AudienceDef] = field(default_factory=dict)
     calculated: dict[int, CalculatedDef] = field(default_factory=dict)
-    calculated_version: int = 0
+    definitions_version: int = 0
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
     deliveries: DeliveryState = field(default_factory=DeliveryState)
@@ -57,12 +58,16 @@ class _MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
         self._first_membership = len(state.memberships)
+        self._first_log = len(state.log)
 
-    def pending_memberships(self) -> list[MembershipChange]:
-        return self.state.memberships[self._first_membership :]
+    def recorded(self) -> Recorded:
+        return Recorded(
+            log=self.state.log[self._first_log :],
+            memberships=self.state.memberships[self._first_membership :],
+        )
 
-    def calculated_version(self) -> int:
-        return self.state.calculated_version
+    def definitions_version(self) -> int:
+        return self.state.definitions_version
 
     def prefetch(
         self,
@@ -314,7 +319,14 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
                 else msgspec.structs.replace(audience, id=max(audiences, default=0) + 1)
             )
             audiences[saved.id] = saved
+            self._definitions_changed()
             return saved
+
+    def definitions_version(self) -> int:
+        return self._state.definitions_version
+
+    def _definitions_changed(self) -> None:
+        self._state.definitions_version += 1
 
     def list_audiences(self) -> list[AudienceDef]:
         return [self._state.audiences[k] for k in sorted(self._state.audiences)]
@@ -323,7 +335,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         self, definition: CalculatedDef, *, cut_log: bool, bump: bool
     ) -> CalculatedDef:
         with self._lock:
-            self._state.calculated_version += 1 if bump else 0
+            self._state.definitions_version += 1 if bump else 0
             if cut_log:
                 newest = max((e.id or 0 for e in self._state.log), default=0)
                 definition = msgspec.structs.replace(definition, backfill_total=newest)
@@ -389,6 +401,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def save_credential(self, credential: ApiCredential) -> None:
         with self._lock:
             self._state.credentials[credential.client_id] = credential
+            self._definitions_changed()
 
     def list_credentials(self) -> list[ApiCredential]:
         return sorted(self._state.credentials.values(), key=lambda c: (c.created_ms, c.client_id))

@@ -105,10 +105,16 @@ class MemoryDeliveries:
     def save_definition(self, kind: str, name: str, doc: bytes) -> None:
         with self._lock:
             self._definitions[(kind, name)] = doc
+            self._definitions_changed()
 
     def delete_definition(self, kind: str, name: str) -> bool:
         with self._lock:
+            self._definitions_changed()
             return self._definitions.pop((kind, name), None) is not None
+
+    def _definitions_changed(self) -> None:
+        """Raise the definitions' version (the store's own)."""
+        raise NotImplementedError
 
     def list_definitions(self, kind: str) -> list[bytes]:
         with self._lock:

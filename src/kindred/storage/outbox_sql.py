@@ -120,6 +120,10 @@ class SqlDeliveryStore:
         """A cursor for reads; by default inside a transaction of its own."""
         return self._delivery_tx()
 
+    def _raise_definitions_version(self, cursor: Cursor) -> None:
+        """Within the transaction of a definition's change (see UnitOfWork.definitions_version)."""
+        raise NotImplementedError
+
     def _sql(self, query: str) -> str:
         return query.replace("?", self._MARK)
 
@@ -218,14 +222,19 @@ class SqlDeliveryStore:
         return len(chosen)
 
     def save_definition(self, kind: str, name: str, doc: bytes) -> None:
-        self._outbox_write(
-            "INSERT INTO forwarding_definitions (kind, name, doc) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, name) DO UPDATE SET doc = excluded.doc",
-            (kind, name, doc),
-        )
+        with self._delivery_tx() as cursor:
+            self._raise_definitions_version(cursor)
+            cursor.execute(
+                self._sql(
+                    "INSERT INTO forwarding_definitions (kind, name, doc) VALUES (?, ?, ?)"
+                    " ON CONFLICT (kind, name) DO UPDATE SET doc = excluded.doc"
+                ),
+                (kind, name, doc),
+            )
 
     def delete_definition(self, kind: str, name: str) -> bool:
         with self._delivery_tx() as cursor:
+            self._raise_definitions_version(cursor)
             cursor.execute(
                 self._sql("DELETE FROM forwarding_definitions WHERE kind = ? AND name = ?"),
                 (kind, name),

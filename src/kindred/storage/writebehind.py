@@ -26,6 +26,7 @@ from kindred.ports import (
     LogEntry,
     MergeEntry,
     Needles,
+    Recorded,
     RejectEntry,
     SelectionPage,
 )
@@ -79,7 +80,7 @@ class SetOps(Protocol):
 
     def audience_active(self, audience_id: int) -> bool: ...
 
-    def calculated_version(self) -> int: ...
+    def definitions_version(self) -> int: ...
 
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
@@ -178,8 +179,8 @@ class WriteBehindUnitOfWork:
     def audience_active(self, audience_id: int) -> bool:
         return self._ops.audience_active(audience_id)
 
-    def calculated_version(self) -> int:
-        return self._ops.calculated_version()
+    def definitions_version(self) -> int:
+        return self._ops.definitions_version()
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         if self._profiles:
@@ -214,8 +215,8 @@ class WriteBehindUnitOfWork:
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         self._writes.deliveries.extend(deliveries)
 
-    def pending_memberships(self) -> list[MembershipChange]:
-        return list(self._writes.memberships)
+    def recorded(self) -> Recorded:
+        return Recorded(log=list(self._writes.log), memberships=list(self._writes.memberships))
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         self._writes.replays.append((reject_id, now_ms))

@@ -9,7 +9,9 @@ import pytest
 from kindred.api.ui.session import Sessions
 from kindred.config import UiSettings, UiUserSettings
 from kindred.domain.credentials import hash_secret
+from kindred.services.server_keys import ServerKeys
 from kindred.storage.memory import MemoryStore
+from kindred.system import SecureSecrets
 from tests.fakes import FakeClock
 
 USERS = [UiUserSettings(name="ann", password_hash=hash_secret("pw-ann", b"salt-ann"))]
@@ -18,7 +20,8 @@ USERS = [UiUserSettings(name="ann", password_hash=hash_secret("pw-ann", b"salt-a
 def _sessions(
     clock: FakeClock, store: MemoryStore, users: list[UiUserSettings] = USERS
 ) -> Sessions:
-    return Sessions(UiSettings(users=users, session_ttl_s=600), store, clock)
+    keys = ServerKeys(store, SecureSecrets())
+    return Sessions(UiSettings(users=users, session_ttl_s=600), keys, clock)
 
 
 def test_a_right_password_gives_a_cookie_that_names_the_user() -> None:

@@ -19,7 +19,9 @@ from kindred.ports import ConcurrentUpdate
 from kindred.services.audience_admin import AudienceService
 from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences import AudienceRegistry
-from kindred.services.ingest import Accepted, IngestService
+from kindred.services.commands import Accepted
+from kindred.services.forwarding import Transactions
+from kindred.services.runner import write_path
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe
 from tests.fakes import FakeClock, NullMetrics, SequentialMpids
@@ -82,12 +84,12 @@ class World:
         self.store = MemoryStore()
         self.clock = FakeClock(NOW)
         self.registry = AudienceRegistry(self.store, TENANCY, self.clock)
-        service = AudienceService(self.store, self.registry, self.clock)
+        service = AudienceService(self.store, Transactions(self.store), self.registry, self.clock)
         for n, criteria in enumerate(CRITERIA, start=1):
             saved = service.create(AudienceDef(name=f"a{n}", workspaces=[1], criteria=criteria))
             assert saved.id == n
             service.set_status(saved.id, "active")
-        self.ingest = IngestService(
+        self.ingest = write_path(
             self.store, SequentialMpids(), NullMetrics(), lambda _: SERVER, self.registry
         )
 
@@ -95,7 +97,7 @@ class World:
         self.clock.advance(step_ms)
         body = msgspec.json.encode(batch)
         obs = observe(body, SERVER, self.clock.now_ms())
-        (outcome,) = self.ingest.ingest([Accepted(SERVER, obs, body)])
+        (outcome,) = self.ingest.run_all([Accepted(SERVER, obs, body)])
         assert outcome.status == "applied", outcome
 
 
@@ -155,7 +157,7 @@ def test_incremental_membership_equals_a_fresh_evaluation(
     for batch, step_ms in script:
         email = {"email": "a@x"} if with_email else {}
         world.send({**batch, "user_identities": {**batch["user_identities"], **email}}, step_ms)
-    AudienceScheduler(world.store, world.registry, world.clock).run()
+    AudienceScheduler(world.store, Transactions(world.store), world.registry, world.clock).run()
     active = world.registry.active()
     for profile in world.store._state.profiles.values():
         blank = msgspec.structs.replace(profile, memberships={})
@@ -174,7 +176,7 @@ def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
     store = MemoryStore()
     clock = FakeClock(NOW)
     registry = AudienceRegistry(store, TENANCY, clock)
-    service = AudienceService(store, registry, clock)
+    service = AudienceService(store, Transactions(store), registry, clock)
     recent = service.create(
         AudienceDef(
             name="Played this week",
@@ -183,7 +185,7 @@ def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
         )
     )
     service.set_status(recent.id, "active")
-    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
+    ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
     body = msgspec.json.encode(
         {
             "user_identities": {"customer_id": "t1"},
@@ -199,14 +201,14 @@ def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
             ],
         }
     )
-    (outcome,) = ingest.ingest([Accepted(SERVER, observe(body, SERVER, NOW), body)])
+    (outcome,) = ingest.run_all([Accepted(SERVER, observe(body, SERVER, NOW), body)])
     assert outcome.mpid is not None
     profile = store.get_profile(outcome.mpid)
     assert profile is not None
     assert set(profile.memberships) == {recent.id}
     assert profile.audience_due_ms == NOW + 7 * 86_400_000 + 1
 
-    scheduler = AudienceScheduler(store, registry, clock)
+    scheduler = AudienceScheduler(store, Transactions(store), registry, clock)
     clock.advance(7 * 86_400_000)  # exactly 7 days: still inside
     assert scheduler.run() == 0
     clock.advance(1)
@@ -239,13 +241,13 @@ def test_a_backfill_evaluates_existing_profiles_alongside_live_batches(
     store = MemoryStore()
     clock = FakeClock(NOW)
     registry = AudienceRegistry(store, TENANCY, clock)
-    service = AudienceService(store, registry, clock)
-    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
+    service = AudienceService(store, Transactions(store), registry, clock)
+    ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
 
     def send(customer: str, tier: str) -> None:
         batch = {"user_identities": {"customer_id": customer}, "user_attributes": {"tier": tier}}
         body = msgspec.json.encode(batch)
-        ingest.ingest([Accepted(SERVER, observe(body, SERVER, clock.now_ms()), body)])
+        ingest.run_all([Accepted(SERVER, observe(body, SERVER, clock.now_ms()), body)])
 
     for n in range(12):
         send(f"c{n}", "gold" if n % 2 else "silver")
@@ -258,7 +260,9 @@ def test_a_backfill_evaluates_existing_profiles_alongside_live_batches(
     )
     service.set_status(gold.id, "active")
     assert service.metrics(gold.id).backfill_running
-    backfill = AudienceBackfill(store, registry, clock, chunk=5, chunks_per_run=1, set_chunk=5)
+    backfill = AudienceBackfill(
+        store, Transactions(store), registry, clock, chunk=5, chunks_per_run=1, set_chunk=5
+    )
     assert backfill.run() == 5
     send("c0", "gold")  # live, while the backfill is under way (c0 is MPID 1: done already)
     send("c11", "silver")  # and one it has not reached yet
@@ -292,17 +296,17 @@ def test_product_conditions_and_cart_abandonment_move_profiles_as_time_passes() 
     world.send({**user, "events": [_commerce("add_to_cart", "hats"), _played("jazz")]})
     assert member_of() == set()  # the hour has not passed; one jazz play
     world.clock.advance(59 * 60_000)
-    AudienceScheduler(world.store, world.registry, world.clock).run()
+    AudienceScheduler(world.store, Transactions(world.store), world.registry, world.clock).run()
     assert member_of() == set()
     world.clock.advance(60_000)  # an hour after the add, no purchase
-    AudienceScheduler(world.store, world.registry, world.clock).run()
+    AudienceScheduler(world.store, Transactions(world.store), world.registry, world.clock).run()
     assert member_of() == {8}
     world.send({**user, "events": [_commerce("purchase", "Shoes"), _played("rock")]})
     assert member_of() == {7}  # the purchase ends the abandonment; shoes match any case
     world.send({**user, "events": [_played("JAZZ")]})
     assert member_of() == {7, 9}
     world.clock.advance(2 * 86_400_000)  # the purchase leaves the two-day window
-    AudienceScheduler(world.store, world.registry, world.clock).run()
+    AudienceScheduler(world.store, Transactions(world.store), world.registry, world.clock).run()
     assert member_of() == {9}
     log = world.store.membership_log(audience_id=8, mpid=1, until_ms=2**62, limit=10)
     assert [(c.entered, c.reason) for c in log] == [(True, "time"), (False, "event:commerce_event")]
@@ -325,12 +329,12 @@ class _Colliding(MemoryStore):
 def _gold_world(store: MemoryStore) -> tuple[AudienceService, AudienceDef, FakeClock]:
     clock = FakeClock(NOW)
     registry = AudienceRegistry(store, TENANCY, clock)
-    service = AudienceService(store, registry, clock)
-    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
+    service = AudienceService(store, Transactions(store), registry, clock)
+    ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
     for n in range(12):
         batch = {"user_identities": {"customer_id": f"c{n}"}, "user_attributes": {"tier": "gold"}}
         body = msgspec.json.encode(batch)
-        ingest.ingest([Accepted(SERVER, observe(body, SERVER, clock.now_ms()), body)])
+        ingest.run_all([Accepted(SERVER, observe(body, SERVER, clock.now_ms()), body)])
     gold = service.create(AudienceDef(name="Gold", workspaces=[1], criteria=GOLD))
     clock.advance(1)
     return service, service.set_status(gold.id, "active"), clock
@@ -353,7 +357,9 @@ class _Interrupted(AudienceBackfill):
 def test_a_backfill_stops_when_its_audience_changes_during_the_run(change: str) -> None:
     store = MemoryStore()
     service, gold, clock = _gold_world(store)
-    backfill = _Interrupted(store, AudienceRegistry(store, TENANCY, clock), clock, set_chunk=5)
+    backfill = _Interrupted(
+        store, Transactions(store), AudienceRegistry(store, TENANCY, clock), clock, set_chunk=5
+    )
     silver: dict[str, object] = {"attribute": "tier", "op": "equals", "value": "silver"}
 
     def meanwhile() -> None:
@@ -375,5 +381,5 @@ def test_a_backfill_that_keeps_colliding_with_batches_resumes_instead_of_finishi
     store = _Colliding()
     service, gold, clock = _gold_world(store)
     registry = AudienceRegistry(store, TENANCY, clock)
-    assert AudienceBackfill(store, registry, clock, set_chunk=5).run() == 0
+    assert AudienceBackfill(store, Transactions(store), registry, clock, set_chunk=5).run() == 0
     assert service.metrics(gold.id).backfill_running

@@ -4,12 +4,15 @@ exactly, merged MPIDs keep working."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kindred.domain.apply import identity_keys
+from kindred.domain.errors import KindredError
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
 from kindred.domain.profile import Profile
@@ -21,9 +24,20 @@ from kindred.domain.tenancy import (
     SourceType,
     WorkspaceDef,
 )
-from kindred.services.identity import IdentityAnswer
-from kindred.services.ingest import Accepted, IngestService
-from kindred.services.items import IdentityCall, MergeCall, Outcome
+from kindred.services.commands import (
+    Accepted,
+    AliasCall,
+    BatchOutcome,
+    Command,
+    IdentityAnswer,
+    IdentityCall,
+    IdentityOutcome,
+    ModifyCall,
+    ModifyOutcome,
+    UnmergeCall,
+)
+from kindred.services.identity import IdentityCalls
+from kindred.services.runner import write_path
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe
 from tests.fakes import NullMetrics, SequentialMpids
@@ -35,19 +49,22 @@ WEB = InputDef(
     name="web", workspace=WORKSPACE, source_type=SourceType.WEB, api_key="k", api_secret=None
 )
 SCOPE = WORKSPACE.identity_scope
+R = TypeVar("R")
 
 
 class World:
     def __init__(self, source: InputDef = WEB) -> None:
         self.source = source
         self.store = MemoryStore()
-        self.ingest = IngestService(self.store, SequentialMpids(), NullMetrics(), lambda _: source)
+        self.commands = write_path(self.store, SequentialMpids(), NullMetrics(), lambda _: source)
         self.now = NOW
 
-    def run(self, item: object) -> Outcome:
+    def run(self, command: Command[R]) -> R | KindredError:
+        """The command's result, or its refusal."""
         self.now += 1_000
-        (outcome,) = self.ingest.ingest([item])  # type: ignore[list-item]
-        return outcome
+        (outcome,) = self.commands.apply([command])
+        result: R | KindredError = outcome
+        return result
 
     def call(
         self,
@@ -66,23 +83,20 @@ class World:
         outcome = self.run(
             IdentityCall(kind=kind, input=self.source, observation=obs, previous_mpid=previous)  # type: ignore[arg-type]
         )
-        assert isinstance(outcome.detail, IdentityAnswer), outcome
-        return outcome.detail
+        assert isinstance(outcome, IdentityOutcome), outcome
+        return outcome.answer
 
-    def batch(self, mpid: int | None, **fields: object) -> Outcome:
+    def batch(self, mpid: int | None, **fields: object) -> BatchOutcome | KindredError:
         body = msgspec.json.encode(
             {"environment": "production", **({"mpid": str(mpid)} if mpid else {}), **fields}
         )
         return self.run(Accepted(self.source, observe(body, self.source, self.now), body))
 
-    def modify(self, mpid: int, changes: list[tuple[str, str | None, str | None]]) -> Outcome:
-        obs = Observation(received_ms=self.now, effective_ms=self.now)
-        call = IdentityCall(
-            kind="modify",
-            input=self.source,
-            observation=obs,
-            target_mpid=mpid,
-            changes=tuple(changes),
+    def modify(
+        self, mpid: int, changes: list[tuple[str, str | None, str | None]]
+    ) -> ModifyOutcome | KindredError:
+        call = ModifyCall(
+            input=self.source, target_mpid=mpid, changes=tuple(changes), received_ms=self.now
         )
         return self.run(call)
 
@@ -126,8 +140,8 @@ def test_an_unmerge_restores_both_profiles_and_re_applies_later_batches() -> Non
     world.batch(anon, user_attributes={"late": "yes"})  # after the merge, via the stub
     (entry,) = world.store.list_merges(None, 10)
     assert entry.id is not None
-    outcome = world.run(MergeCall(kind="unmerge", scope=SCOPE, received_ms=NOW, merge_id=entry.id))
-    assert outcome.status == "applied"
+    outcome = world.run(UnmergeCall(scope=SCOPE, received_ms=NOW, merge_id=entry.id))
+    assert not isinstance(outcome, KindredError)  # applied
     restored = {m: world.profile(m) for m in (known, anon)}
     assert restored[anon].merged_into is None
     assert "color" in restored[anon].workspaces[1].attributes
@@ -144,8 +158,8 @@ def test_an_unmerge_restores_both_profiles_and_re_applies_later_batches() -> Non
         t: e.value for t, e in before[known].user_identities.items()
     }
     assert world.store.get_merge(entry.id).unmerged_ms is not None  # type: ignore[union-attr]
-    refused = world.run(MergeCall(kind="unmerge", scope=SCOPE, received_ms=NOW, merge_id=entry.id))
-    assert refused.status == "refused"
+    refused = world.run(UnmergeCall(scope=SCOPE, received_ms=NOW, merge_id=entry.id))
+    assert isinstance(refused, KindredError)  # refused
 
 
 def test_an_alias_moves_the_source_onto_the_destination() -> None:
@@ -154,17 +168,18 @@ def test_an_alias_moves_the_source_onto_the_destination() -> None:
     world.batch(source, user_attributes={"a": 1})
     destination = world.call("identify", {"customer_id": "c7"}).mpid
     outcome = world.run(
-        MergeCall(
-            kind="alias",
+        AliasCall(
             scope=SCOPE,
             received_ms=world.now,
             source=source,
             destination=destination,
             start_ms=NOW,
             end_ms=world.now,
+            max_merged=20,
         )
     )
-    assert (outcome.status, outcome.detail) == ("applied", 2)  # identify + batch moved
+    assert not isinstance(outcome, KindredError)  # applied
+    assert outcome.moved == 2  # identify + batch moved
     assert world.profile(destination).workspaces[1].attributes["a"].value == 1
     assert [e.mpid for e in world.store.log_for_profile(destination, 10)].count(destination) >= 2
 
@@ -180,18 +195,18 @@ def test_bad_aliases_are_refused(
     world.call("identify", das="x")
     world.call("identify", {"customer_id": "c"})
     outcome = world.run(
-        MergeCall(
-            kind="alias",
+        AliasCall(
             scope=SCOPE,
             received_ms=world.now,
             source=source,
             destination=destination,
             start_ms=start,
             end_ms=end,
+            max_merged=20,
         )
     )
-    assert outcome.status == "refused"
-    assert reason in str(outcome.detail)
+    assert isinstance(outcome, KindredError)  # refused
+    assert reason in str(outcome)
 
 
 Step = tuple[str, str, str, int]
@@ -234,6 +249,7 @@ def test_no_two_profiles_ever_share_a_unique_identity(source: InputDef, script: 
     seen: list[int] = []
     for kind, customer, das, pick in script:
         previous = seen[pick % len(seen)] if seen else None
+        outcome: BatchOutcome | ModifyOutcome | KindredError
         if kind == "batch":
             outcome = world.batch(
                 previous, user_identities={"customer_id": customer}, mp_deviceid=das
@@ -246,7 +262,7 @@ def test_no_two_profiles_ever_share_a_unique_identity(source: InputDef, script: 
             answer = world.call(kind, {"customer_id": customer}, das=das, previous=previous)
             seen.append(answer.mpid)
             continue
-        if outcome.mpid is not None:
+        if not isinstance(outcome, KindredError) and outcome.mpid is not None:
             seen.append(outcome.mpid)
     live = [p for p in world.store._state.profiles.values() if p.merged_into is None]
     for id_type in source.workspace.account.identity.unique:
@@ -265,21 +281,21 @@ def test_an_unmerge_after_a_merge_restores_the_profiles_exactly(a: Profile, b: P
             uow.link_identities(SCOPE, profile.mpid, identity_keys(profile))
     index_before = {p.mpid: sorted(world.store_links(p)) for p in (a, b)}
     merged = world.run(
-        MergeCall(
-            kind="alias",
+        AliasCall(
             scope=SCOPE,
             received_ms=NOW,
             source=202,
             destination=101,
             start_ms=NOW - 86_400_000,
             end_ms=NOW,
+            max_merged=20,
         )
     )
-    assert merged.status == "applied", merged.detail
+    assert not isinstance(merged, KindredError), merged  # applied
     (entry,) = world.store.list_merges(None, 1)
     assert entry.id is not None
-    undone = world.run(MergeCall(kind="unmerge", scope=SCOPE, received_ms=NOW, merge_id=entry.id))
-    assert undone.status == "applied", undone.detail
+    undone = world.run(UnmergeCall(scope=SCOPE, received_ms=NOW, merge_id=entry.id))
+    assert not isinstance(undone, KindredError), undone  # applied
     for original in (a, b):
         restored = world.profile(original.mpid)
         assert restored == msgspec.structs.replace(original, version=3)
@@ -314,14 +330,13 @@ def test_a_profile_absorbs_no_more_than_its_cap_of_profiles() -> None:
     )
     outcome = world.run(call)
     # The login stands; the merge is refused and noted (counted as refused data).
-    assert isinstance(outcome.detail, IdentityAnswer)
-    assert outcome.detail.mpid == known
+    assert isinstance(outcome, IdentityOutcome)
+    assert outcome.answer.mpid == known
     assert [n.reason for n in outcome.notes] == ["merge_cap"]
     assert world.profile(second).merged_into is None
     assert world.profile(known).absorbed == 1
     alias = world.run(
-        MergeCall(
-            kind="alias",
+        AliasCall(
             scope=SCOPE,
             received_ms=world.now,
             source=second,
@@ -331,8 +346,8 @@ def test_a_profile_absorbs_no_more_than_its_cap_of_profiles() -> None:
             max_merged=1,
         )
     )
-    assert alias.status == "refused"
-    assert "merge_cap" in str(alias.detail)
+    assert isinstance(alias, KindredError)  # refused
+    assert "merge_cap" in str(alias)
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
@@ -363,9 +378,9 @@ def test_the_known_user_shortcut_answers_as_the_full_resolution(
             device_identities=device,
         ),
     )
-    calls = world.ingest.identity
+    calls = IdentityCalls(world.store)
     fast = calls.read_only(call)
-    slow_calls = type(calls)(world.store, SequentialMpids())
+    slow_calls = IdentityCalls(world.store)
     slow_calls._known_user = lambda _call: None  # type: ignore[method-assign, assignment]
     slow = slow_calls.read_only(call)
     assert (fast is None) == (slow is None)

@@ -11,7 +11,8 @@ import msgspec
 
 from kindred.domain.errors import StoreUnavailable
 from kindred.ports import BatchStatus
-from kindred.services.ingest import Accepted, IngestService
+from kindred.services.commands import Accepted
+from kindred.services.runner import write_path
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe
 from tests.fakes import NullMetrics, SequentialMpids
@@ -45,7 +46,7 @@ def _batch(n: int) -> Accepted:
 
 def test_batches_applied_before_the_store_filled_keep_their_outcomes() -> None:
     store = _FillsUp(room=2)
-    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER)
+    ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER)
     results = ingest.apply([_batch(n) for n in range(4)])
     assert [getattr(r, "status", None) for r in results[:2]] == [BatchStatus.APPLIED] * 2
     assert all(isinstance(r, StoreUnavailable) for r in results[2:])
@@ -56,7 +57,7 @@ def test_batches_applied_before_the_store_filled_keep_their_outcomes() -> None:
 def test_a_group_the_store_refuses_is_refused_whole() -> None:
     store = _FillsUp(room=0)
     store.transactions = 1  # no fault of its own: the store is full from the start
-    ingest = IngestService(store, SequentialMpids(), NullMetrics(), lambda _: SERVER)
+    ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER)
     results = ingest.apply([_batch(n) for n in range(3)])
     assert all(isinstance(r, StoreUnavailable) for r in results)
     assert store.transactions == 2  # one try for the group, none batch by batch

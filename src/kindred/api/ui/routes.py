@@ -24,9 +24,8 @@ from kindred.api.ui.session import COOKIE, Sessions, Visitor
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.lifetime import is_expired
-from kindred.services.activity import ActivityReader, LiveCursor, LiveFilter
+from kindred.services.activity import LiveCursor, LiveFilter
 from kindred.services.delivery_admin import ConnectionView
-from kindred.services.profiles import ProfileQueries
 
 __all__ = ["OPEN_PATHS", "ui_routes"]
 
@@ -51,9 +50,9 @@ OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
 class UiPages:
     def __init__(self, container: Container) -> None:
         self._c = container
-        self._sessions = Sessions(container.settings.ui, container.store, container.clock)
-        self._profiles = ProfileQueries(container.store, container.tenancy)
-        self._activity = ActivityReader(container.store)
+        self._sessions = Sessions(container.settings.ui, container.server_keys, container.clock)
+        self._profiles = container.profiles
+        self._activity = container.activity
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
 
     # --- access -----------------------------------------------------------------------
@@ -243,9 +242,7 @@ class UiPages:
         except (ValueError, NotFound):
             return self._no_audience(request, user)
         now = self._c.clock.now_ms()
-        changes = self._c.store.membership_log(
-            audience_id=audience.id, mpid=None, until_ms=now, limit=100_000
-        )
+        changes = service.membership_changes(audience.id, until_ms=now, limit=100_000)
         connections = self._connections().get(audience.id, [])
         body = audience_body(
             audience,

@@ -1,7 +1,7 @@
 """Signing in to the web UI: users from the config file, a signed session cookie.
 
 The cookie holds the user's name and when the session ends, signed with HMAC-SHA256 under
-a key kept in the store (`server_secret`), so every server process sharing the store
+a key kept in the store (`services.server_keys`), so every server process sharing the store
 accepts the same cookies and no session table is needed. A user removed from the config
 loses their sessions at once; signing out clears the cookie.
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from kindred.config import UiSettings
 from kindred.domain.credentials import hash_secret, verify_secret
-from kindred.ports import Clock, CredentialStore
-from kindred.system import SecureSecrets
+from kindred.ports import Clock
+from kindred.services.server_keys import ServerKeys
 
 __all__ = ["COOKIE", "Sessions", "Visitor"]
 
@@ -41,10 +41,10 @@ class Visitor:
 
 
 class Sessions:
-    def __init__(self, settings: UiSettings, store: CredentialStore, clock: Clock) -> None:
+    def __init__(self, settings: UiSettings, keys: ServerKeys, clock: Clock) -> None:
         self._users = {u.name: u.password_hash for u in settings.users}
         self._ttl_ms = settings.session_ttl_s * 1000
-        self._store = store
+        self._keys = keys
         self._clock = clock
         self._key: bytes | None = None
         # Checked against when the name is unknown, so that the answer takes as long.
@@ -93,7 +93,7 @@ class Sessions:
 
     def _secret(self) -> bytes:
         if self._key is None:
-            self._key = self._store.server_secret(_KEY_NAME, SecureSecrets().token_bytes(32))
+            self._key = self._keys.key(_KEY_NAME)
         return self._key
 
 

@@ -206,13 +206,13 @@ class PostgresSetOps:
             ).fetchone()
         return found is not None and found[0] == "active"
 
-    def calculated_version(self) -> int:
+    def definitions_version(self) -> int:
         """Holds the definitions lock shared: a definition change waits for this
         transaction (and this one for a change under way)."""
         with retryable():
             self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", DEFINITIONS_LOCK)
             found = self.conn.execute(
-                "SELECT version FROM calculated_version WHERE id = 1"
+                "SELECT version FROM definitions_version WHERE id = 1"
             ).fetchone()
         assert found is not None  # the migration inserts the one row
         return int(found[0])

@@ -140,6 +140,13 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
         ):
             yield cursor
 
+    def _raise_definitions_version(self, cursor: Cursor) -> None:
+        _raise_version(cursor)
+
+    def definitions_version(self) -> int:
+        (row,) = self._rows("SELECT version FROM definitions_version WHERE id = 1", ())
+        return int(row[0])
+
     def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         try:
             with self._pool.connection(timeout=_READ_WAIT_S) as conn:
@@ -154,7 +161,8 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
             f"{c.strip()} = EXCLUDED.{c.strip()}" for c in CREDENTIAL_COLUMNS.split(",")[1:]
         )
         marks = ", ".join(["%s"] * 9)
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, conn.transaction():
+            _raise_version(conn)
             conn.execute(
                 f"INSERT INTO api_credentials ({CREDENTIAL_COLUMNS}) VALUES ({marks})"
                 f" ON CONFLICT (client_id) DO UPDATE SET {updates}",
@@ -219,6 +227,7 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
 
     def save_audience(self, audience: AudienceDef) -> AudienceDef:
         with self._pool.connection() as conn, conn.transaction():
+            _raise_version(conn)
             if audience.id:
                 conn.execute(
                     "UPDATE audiences SET status = %s, doc = %s WHERE id = %s",
@@ -245,12 +254,7 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
     ) -> CalculatedDef:
         with self._pool.connection() as conn, conn.transaction():
             if bump:
-                # Waits for every group holding the lock shared; groups asking after it
-                # queue behind it (an advisory lock queues; a row's FOR SHARE lets new
-                # sharers jump ahead of a waiting update for as long as groups overlap),
-                # then see the new version.
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", DEFINITIONS_LOCK)
-                conn.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
+                _raise_version(conn)
             if cut_log:
                 newest = conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
                 assert newest is not None
@@ -364,3 +368,12 @@ def _full_is_unavailable() -> Iterator[None]:
         if not (exc.sqlstate or "").startswith("53"):
             raise
         raise StoreUnavailable(f"store unavailable: {exc}") from exc
+
+
+def _raise_version(conn: _Connection | Cursor) -> None:
+    """Raise the definitions' version inside the caller's transaction. Waits for every
+    group holding the definitions lock shared; groups asking after it queue behind it (an
+    advisory lock queues; a row's FOR SHARE lets new sharers jump ahead of a waiting
+    update for as long as groups overlap), then see the new version."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", DEFINITIONS_LOCK)
+    conn.execute("UPDATE definitions_version SET version = version + 1 WHERE id = 1")

@@ -179,9 +179,9 @@ class SqliteSetOps:
         found = row.fetchone()
         return found is not None and found[0] == "active"
 
-    def calculated_version(self) -> int:
+    def definitions_version(self) -> int:
         """The writer transaction excludes every other writer: the version stays."""
-        row = self.conn.execute("SELECT version FROM calculated_version WHERE id = 1")
+        row = self.conn.execute("SELECT version FROM definitions_version WHERE id = 1")
         return int(row.fetchone()[0])
 
     def remove_members(self, audience_id: int) -> list[int]:

@@ -59,6 +59,9 @@ _LOG_COLUMNS = (
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
+_RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
+
+
 class SqliteStore(CalculatedSaves, SqlDeliveryStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
@@ -181,6 +184,13 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
     def _delivery_tx(self) -> AbstractContextManager[Cursor]:
         return self._write_tx()
 
+    def _raise_definitions_version(self, cursor: Cursor) -> None:
+        cursor.execute(_RAISE_VERSION)
+
+    def definitions_version(self) -> int:
+        row = self._reader().execute("SELECT version FROM definitions_version WHERE id = 1")
+        return int(row.fetchone()[0])
+
     @contextmanager
     def _write_tx(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction (BEGIN IMMEDIATE: no other writer, no group, meanwhile)."""
@@ -202,8 +212,9 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
 
     def save_credential(self, credential: ApiCredential) -> None:
         marks = ", ".join(["?"] * 9)
-        with self._write_lock:
-            self._writer.execute(
+        with self._write_tx() as cursor:
+            cursor.execute(_RAISE_VERSION)
+            cursor.execute(
                 f"INSERT OR REPLACE INTO api_credentials ({CREDENTIAL_COLUMNS}) VALUES ({marks})",
                 credential_row(credential),
             )
@@ -273,8 +284,8 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
         return [_log_entry(r) for r in rows]
 
     def save_audience(self, audience: AudienceDef) -> AudienceDef:
-        with self._write_lock:
-            conn = self._writer
+        with self._write_tx() as conn:
+            conn.execute(_RAISE_VERSION)
             if audience.id:
                 conn.execute(
                     "UPDATE audiences SET status = ?, doc = ? WHERE id = ?",
@@ -301,7 +312,7 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
     ) -> CalculatedDef:
         with self._write_tx() as cursor:
             if bump:
-                cursor.execute("UPDATE calculated_version SET version = version + 1 WHERE id = 1")
+                cursor.execute(_RAISE_VERSION)
             if cut_log:
                 newest = cursor.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
                 definition = msgspec.structs.replace(definition, backfill_total=int(newest[0]))

@@ -1,0 +1,106 @@
+"""The handlers of aliases and un-merges (IDS-5, IDS-6): an alias folds one profile into
+another and moves its events of a time range; an un-merge restores both profiles of a
+ledger entry and applies the batches logged since the merge again, each to the profile it
+resolves to now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.tenancy import InputDef
+from kindred.ports import BatchStatus, EventLogReader, LogEntry, MergeReader, UnitOfWork
+from kindred.services.commands import (
+    Accepted,
+    AliasCall,
+    AliasOutcome,
+    HandlerBase,
+    UnmergeCall,
+    UnmergeOutcome,
+)
+from kindred.services.merges import check_alias, follow, merge_into, restore
+from kindred.services.profile_writer import ProfileWriter
+from kindred.wire.observe import observe
+
+__all__ = ["AliasHandler", "UnmergeHandler"]
+
+_REFUSALS: tuple[type[Exception], ...] = (InvalidBatch, NotFound)
+# The batches an un-merge looks at: the survivor's newest, at most this many.
+_REPLAY_LIMIT = 100_000
+
+
+class AliasHandler(HandlerBase[AliasCall, AliasOutcome]):
+    refusals = _REFUSALS
+
+    def run(self, uow: UnitOfWork, command: AliasCall) -> AliasOutcome:
+        call = command
+        loaded = uow.load_profiles([call.source, call.destination])
+        source, destination = check_alias(
+            follow(uow, loaded.get(call.source)),
+            follow(uow, loaded.get(call.destination)),
+            call.start_ms,
+            call.end_ms,
+        )
+        if source.scope != call.scope:
+            raise NotFound("alias: no such profiles in this workspace's identity scope")
+        moved = uow.log_ids(source.mpid, call.start_ms, call.end_ms)
+        survivor = merge_into(
+            uow,
+            destination,
+            source,
+            rule=call.rule,
+            now_ms=call.received_ms,
+            max_merged=call.max_merged,
+            moved_log_ids=moved,
+            detail=f"events {call.start_ms}..{call.end_ms}",
+        )
+        return AliasOutcome(survivor.mpid, len(moved))
+
+
+class _History(MergeReader, EventLogReader, Protocol):
+    """The committed ledger and event log an un-merge reads."""
+
+
+class UnmergeHandler(HandlerBase[UnmergeCall, UnmergeOutcome]):
+    refusals = _REFUSALS
+
+    def __init__(
+        self,
+        history: _History,
+        profiles: ProfileWriter,
+        inputs: Callable[[str], InputDef | None],
+    ) -> None:
+        """`inputs`: the input of a name, for the batches applied again."""
+        self._history = history
+        self._profiles = profiles
+        self._inputs = inputs
+
+    def run(self, uow: UnitOfWork, command: UnmergeCall) -> UnmergeOutcome:
+        entry = self._history.get_merge(command.merge_id)
+        if entry is None or entry.scope != command.scope:
+            raise NotFound(f"no merge {command.merge_id}")
+        restore(uow, entry, command.received_ms)
+        since = [
+            e
+            for e in reversed(self._history.log_for_profile(entry.survivor, _REPLAY_LIMIT))
+            if e.received_ms >= entry.merged_ms and e.status == BatchStatus.APPLIED
+        ]
+        reapplied = sum(self._reapply(uow, logged) for logged in since)
+        return UnmergeOutcome(entry.survivor, reapplied)
+
+    def _reapply(self, uow: UnitOfWork, entry: LogEntry) -> int:
+        """Apply a logged batch again, to the profile it resolves to now; re-point its log
+        entry there. 1 when it applied."""
+        source = self._inputs(entry.input)
+        if source is None or entry.id is None:
+            return 0
+        obs = observe(entry.body, source, entry.received_ms, entry.client_ip)
+        item = Accepted(source, obs, entry.body, entry.client_ip, entry.historical)
+        decision, profiles = self._profiles.resolve(uow, item)
+        if decision.mpid is None or decision.action != "attach":
+            return 0
+        mpid = decision.mpid
+        self._profiles.apply(uow, item, decision, profiles.get(mpid), mpid, logged=False)
+        uow.repoint_log([entry.id], mpid)
+        return 1
