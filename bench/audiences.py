@@ -144,7 +144,6 @@ def retire_audiences(container: Container) -> int:
     live = [a for a in container.store.list_audiences() if a.status != "deleted"]
     for audience in sorted(live, key=lambda a: -a.id):
         container.store.save_audience(msgspec.structs.replace(audience, status="deleted"))
-    container.audience_registry.invalidate()
     return len(live)
 
 

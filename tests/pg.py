@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-__all__ = ["PG_URL_ENV", "connect", "temporary_database"]
+__all__ = ["PG_URL_ENV", "connect", "pg_url", "temporary_database"]
 
 PG_URL_ENV = "KINDRED_TEST_PG_URL"
 _DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -48,3 +48,10 @@ def temporary_database() -> Iterator[str]:
         with connect(server) as admin:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             admin.execute(drop.format(sql.Identifier(name)))
+
+
+def pg_url(conninfo: str) -> str:
+    """Kindred's config takes a URL; psycopg hands out key=value conninfo."""
+    parts = dict(item.split("=", 1) for item in conninfo.split())
+    host, port = parts.get("host", "127.0.0.1"), parts.get("port", "5432")
+    return f"postgresql://{parts.get('user', 'postgres')}@{host}:{port}/{parts['dbname']}"

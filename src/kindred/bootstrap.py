@@ -148,10 +148,10 @@ def build(
     tenancy = tenancy_from(settings)
     clock = clock or _clock(settings)
     secrets = secrets or SecureSecrets()
-    audience_registry = AudienceRegistry(store, tenancy, clock)
-    calculated_registry = CalculatedRegistry(store, clock)
-    catalog = Catalog(store, tenancy, clock, _declared(settings))
-    router = Router(catalog, tenancy, store.list_audiences, clock)
+    audience_registry = AudienceRegistry(store, tenancy)
+    calculated_registry = CalculatedRegistry(store)
+    catalog = Catalog(store, tenancy, _declared(settings))
+    router = Router(catalog, tenancy, lambda version: audience_registry.at(version).by_id)
     # Every write transaction of the services: the outbox rows of what it changed are
     # written in it before it commits.
     transactions = Transactions(store, router)

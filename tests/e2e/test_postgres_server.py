@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Server, make_server
-from tests.pg import temporary_database
+from tests.pg import pg_url, temporary_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -19,17 +19,10 @@ AUTH = ("server-key", "server-secret")
 @pytest.fixture
 def pg_server(tmp_path: Path) -> Iterator[Server]:
     with temporary_database() as conninfo:
-        server = make_server(tmp_path, store_url=_as_url(conninfo))
+        server = make_server(tmp_path, store_url=pg_url(conninfo))
         server.start()
         yield server
         server.stop()
-
-
-def _as_url(conninfo: str) -> str:
-    """Kindred's config takes a URL; psycopg hands out key=value conninfo."""
-    parts = dict(item.split("=", 1) for item in conninfo.split())
-    host, port = parts.get("host", "127.0.0.1"), parts.get("port", "5432")
-    return f"postgresql://{parts.get('user', 'postgres')}@{host}:{port}/{parts['dbname']}"
 
 
 def test_batches_build_profiles_on_postgres_and_survive_a_crash(pg_server: Server) -> None:

@@ -301,9 +301,10 @@ class AudienceStore(Protocol):
     """Audience definitions (small, rarely written: each call is its own transaction) and
     the membership log."""
 
-    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
         """Insert (id 0: the store gives one) or replace, raising the definitions'
-        version; returns it with its id."""
+        version; returns it with its id. `progress`: only the backfill's progress
+        changed, the version stays (no process rebuilds its audiences)."""
         ...
 
     def list_audiences(self) -> list[AudienceDef]:

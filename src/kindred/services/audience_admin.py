@@ -189,6 +189,4 @@ class AudienceService:
         self._registry.compile(audience)
 
     def _save(self, audience: AudienceDef) -> AudienceDef:
-        saved = self._store.save_audience(audience)
-        self._registry.invalidate()
-        return saved
+        return self._store.save_audience(audience)

@@ -48,29 +48,28 @@ class AudienceScheduler:
     def run(self) -> int:
         """Re-evaluate every due profile; returns how many membership changes it made."""
         now = self._clock.now_ms()
-        active = self._registry.active()
         changed = 0
         while True:
             try:
-                done, moved = self._chunk_once(active, now)
+                done, moved = self._chunk_once(now)
             except ConcurrentUpdate:
                 continue  # a batch updated a claimed profile: read the chunk again
             changed += moved
             if done < self._chunk:
                 return changed
 
-    def _chunk_once(self, active: Sequence[CompiledAudience], now: int) -> tuple[int, int]:
+    def _chunk_once(self, now: int) -> tuple[int, int]:
         with self._transactions.begin() as uow:
-            if self._calculated is not None:
-                # The definitions as of this transaction: recomputing drops the states of
-                # those it does not know (deleted), and must not drop a new one's.
-                self._calculated.sync(uow.definitions_version())
+            # The definitions as of this transaction: recomputing drops the states of
+            # those it does not know (deleted), and must not drop a new one's.
+            version = uow.definitions_version()
+            active = self._registry.at(version).active
             due = uow.due_profiles(now, self._chunk)
             moved = 0
             for profile in due:
                 current = profile
                 if self._calculated is not None:
-                    current = self._calculated.recompute(profile, now)
+                    current = self._calculated.recompute(profile, now, version=version)
                 after, moves = evaluate_memberships(current, active, None, now, reason="time")
                 if after is current:
                     after = msgspec.structs.replace(current, audience_due_ms=None)
@@ -119,8 +118,7 @@ class AudienceBackfill:
         return evaluated
 
     def _advance(self, audience: AudienceDef) -> int:
-        self._registry.invalidate()  # the audience may have been activated a moment ago
-        active = self._registry.active()
+        active = self._registry.current().active  # activated a moment ago, maybe elsewhere
         target = next((a for a in active if a.id == audience.id), None)
         if target is None:
             return 0
@@ -242,7 +240,8 @@ class AudienceBackfill:
                 backfill_from=None if scope is None else start,
                 backfill_done=current.backfill_done + done,
                 backfill_finished_ms=self._clock.now_ms() if scope is None else None,
-            )
+            ),
+            progress=True,
         )
 
 

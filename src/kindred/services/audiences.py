@@ -3,17 +3,19 @@
 `services.audience_jobs`; compiling and evaluating, pure: `audiences.compiled` and
 `audiences.membership`.)
 
-The registry holds the active audiences, compiled once when loaded (never per event), and
-re-reads the store every few seconds, so an audience activated in another process is
-picked up. On each applied batch, `refresh` keeps the profile's event history for the keys
-active audiences use and re-evaluates only the audiences whose fields the batch changed
-(nested audiences first, so an outer one sees their new memberships).
+The registry holds the active audiences, compiled once per definitions version (never
+per event; see `services.definitions`), so an audience activated in any process counts
+from the next transaction on. On each applied batch, `refresh` keeps the profile's event
+history for the keys active audiences use and re-evaluates only the audiences whose
+fields the batch changed (nested audiences first, so an outer one sees their new
+memberships).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -27,44 +29,50 @@ from kindred.domain.changes import Change
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import AudienceStore, Clock
+from kindred.ports import AudienceStore, DefinitionsVersion
+from kindred.services.definitions import Versioned
 
-__all__ = ["AudienceRegistry"]
+__all__ = ["AudienceRegistry", "AudienceSet"]
+
+
+class _Store(AudienceStore, DefinitionsVersion, Protocol):
+    """The saved audiences and their version."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceSet:
+    """The audiences of one definitions version, compiled once."""
+
+    active: list[CompiledAudience]  # each after the audiences it nests
+    tracked: Histories  # the event keys active audiences read
+    lookback_ms: int  # the longest active lookback
+    by_id: dict[int, AudienceDef]  # every audience, deleted ones included
 
 
 class AudienceRegistry:
-    def __init__(
-        self, store: AudienceStore, tenancy: Tenancy, clock: Clock, *, refresh_ms: int = 2000
-    ) -> None:
+    def __init__(self, store: _Store, tenancy: Tenancy) -> None:
         self._store = store
         self._tenancy = tenancy
-        self._clock = clock
-        self._refresh_ms = refresh_ms
-        self._active: list[CompiledAudience] = []
-        self._tracked = Histories()
-        self._lookback_ms = 90 * DAY_MS
-        self._loaded_ms: int | None = None
-        self._lock = threading.Lock()
+        self._sets = Versioned(store, self._load)
 
-    def active(self) -> list[CompiledAudience]:
-        """Active audiences, each after the audiences it nests."""
-        now = self._clock.now_ms()
-        if self._loaded_ms is None or not 0 <= now - self._loaded_ms < self._refresh_ms:
-            with self._lock:
-                self._load(now)
-        return self._active
+    def at(self, version: int) -> AudienceSet:
+        """The audiences at the definitions version a transaction read."""
+        return self._sets.at(version)
 
-    def invalidate(self) -> None:
-        self._loaded_ms = None
+    def current(self) -> AudienceSet:
+        """The audiences as last committed (outside any transaction)."""
+        return self._sets.current()
 
-    def _load(self, now: int) -> None:
+    def _load(self) -> AudienceSet:
         saved = self._store.list_audiences()
         nesting = nesting_of(saved)
         compiled = [self.compile(a, nesting) for a in saved if a.status == "active"]
-        self._active = nested_first(compiled)
-        self._tracked = histories_of(h for a in compiled for h in a.histories)
-        self._lookback_ms = max((a.definition.lookback_days for a in compiled), default=90) * DAY_MS
-        self._loaded_ms = now
+        return AudienceSet(
+            active=nested_first(compiled),
+            tracked=histories_of(h for a in compiled for h in a.histories),
+            lookback_ms=max((a.definition.lookback_days for a in compiled), default=90) * DAY_MS,
+            by_id={a.id: a for a in saved},
+        )
 
     def compile(
         self, audience: AudienceDef, nesting: dict[int, frozenset[int]] | None = None
@@ -82,14 +90,17 @@ class AudienceRegistry:
         *,
         device_seen: bool,
         now_ms: int,
+        version: int,
     ) -> tuple[Profile, list[MembershipChange]]:
         """The profile with its event history kept and its memberships re-evaluated for
-        what the batch touched; the membership changes to log."""
-        active = self.active()
+        what the batch touched, under the audiences at `version`; the membership changes
+        to log."""
+        audiences = self.at(version)
+        active = audiences.active
         if not active and not profile.memberships:
             return profile, []
         history = record_events(
-            profile.event_times, events, self._tracked, now_ms - self._lookback_ms
+            profile.event_times, events, audiences.tracked, now_ms - audiences.lookback_ms
         )
         if history != profile.event_times:
             profile = msgspec.structs.replace(profile, event_times=history)

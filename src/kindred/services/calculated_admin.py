@@ -127,16 +127,13 @@ class CalculatedService:
         )
         # The log's newest batch is read with the save, as one transaction: batches up to it
         # are the computation's, every later one is folded as it is applied.
-        saved = self._store.activate_calculated(active)
-        self._registry.invalidate()
-        return saved
+        return self._store.activate_calculated(active)
 
     def delete(self, def_id: int) -> None:
         current = self.get(def_id)
         self._store.save_calculated(
             replace(current, status="deleted", active=None, updated_ms=self._clock.now_ms())
         )
-        self._registry.invalidate()
 
     def progress(self, def_id: int) -> Progress:
         current = self.get(def_id)

@@ -1,23 +1,25 @@
 """Profile API credentials and bearer tokens (API-1).
 
 Credentials come from two places: the config file, and the store (created and revoked with
-`kindred credentials ...`, possibly by another process). The registry merges both and
-re-reads the store every few seconds, so a revocation takes effect everywhere within that
-time; a credential in the store overrides one of the same client id in the config.
+`kindred credentials ...`, possibly by another process). The registry merges both, and
+rebuilds the merge when the store's definitions version moves (`services.definitions`),
+so a revocation takes effect in every process as soon as it is committed; a credential in
+the store overrides one of the same client id in the config.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 
 from kindred.domain.credentials import ApiCredential, hash_secret, verify_secret
 from kindred.domain.errors import InvalidToken, NotFound
 from kindred.domain.tokens import TokenClaims, sign_token, verify_token
-from kindred.ports import Clock, CredentialStore, Secrets
+from kindred.ports import Clock, CredentialStore, DefinitionsVersion, Secrets
+from kindred.services.definitions import Versioned
 
 __all__ = ["CredentialRegistry", "IssuedCredential", "OAuthRefusal", "TokenService"]
 
@@ -44,24 +46,25 @@ class OAuthRefusal(Exception):
         super().__init__(description)
 
 
+class _Credentials(CredentialStore, DefinitionsVersion, Protocol):
+    """The stored credentials and the definitions' version."""
+
+
 class CredentialRegistry:
     def __init__(
         self,
         configured: Sequence[ApiCredential],
-        store: CredentialStore,
+        store: _Credentials,
         clock: Clock,
         secrets: Secrets,
-        *,
-        refresh_ms: int = 2000,
     ) -> None:
+        """The credentials are the config file's and the store's, at the definitions
+        version as last committed (a revocation in any process counts at once)."""
         self._configured = {c.client_id: c for c in configured}
         self._store = store
         self._clock = clock
         self._secrets = secrets
-        self._refresh_ms = refresh_ms
-        self._merged: dict[str, ApiCredential] = {}
-        self._loaded_ms: int | None = None
-        self._lock = threading.Lock()
+        self._merged = Versioned(store, self._load)
 
     def get(self, client_id: str) -> ApiCredential | None:
         """The active credential with this client id, if any."""
@@ -91,7 +94,6 @@ class CredentialRegistry:
             created_ms=self._clock.now_ms(),
         )
         self._store.save_credential(credential)
-        self._loaded_ms = None
         return IssuedCredential(client_id, secret, sorted(workspaces), name)
 
     def revoke(self, client_id: str) -> ApiCredential:
@@ -100,19 +102,15 @@ class CredentialRegistry:
             raise NotFound(f"no credential with client id {client_id!r}")
         revoked = msgspec.structs.replace(credential, revoked_ms=self._clock.now_ms())
         self._store.save_credential(revoked)
-        self._loaded_ms = None
         return revoked
 
     def _current(self) -> dict[str, ApiCredential]:
-        now = self._clock.now_ms()
-        loaded = self._loaded_ms
-        if loaded is None or not 0 <= now - loaded < self._refresh_ms:
-            with self._lock:
-                merged = dict(self._configured)
-                merged.update({c.client_id: c for c in self._store.list_credentials()})
-                self._merged = merged
-                self._loaded_ms = now
-        return self._merged
+        return self._merged.current()
+
+    def _load(self) -> dict[str, ApiCredential]:
+        merged = dict(self._configured)
+        merged.update({c.client_id: c for c in self._store.list_credentials()})
+        return merged
 
 
 class TokenService:

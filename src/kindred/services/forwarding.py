@@ -10,8 +10,7 @@ commits with the change that caused it, whichever service made the change.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +27,8 @@ from kindred.domain.forwarding import (
     check_output,
 )
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import BatchStatus, Clock, Delivery, LogEntry, Store, UnitOfWork, UnitsOfWork
+from kindred.ports import BatchStatus, Delivery, LogEntry, Store, UnitOfWork, UnitsOfWork
+from kindred.services.definitions import Versioned
 
 __all__ = ["Catalog", "Definitions", "MembershipNote", "Router", "Transactions"]
 
@@ -65,33 +65,21 @@ class MembershipNote(msgspec.Struct, frozen=True, kw_only=True):
 
 class Catalog:
     """Outputs and connections: the config file's (fixed) and the admin API's (in the
-    store, re-read every `refresh_ms` so that every process sees a change)."""
+    store, at the definitions version of the caller: see `services.definitions`)."""
 
-    def __init__(
-        self,
-        store: Store,
-        tenancy: Tenancy,
-        clock: Clock,
-        declared: Definitions,
-        *,
-        refresh_ms: int = 2000,
-    ) -> None:
+    def __init__(self, store: Store, tenancy: Tenancy, declared: Definitions) -> None:
         self._store = store
         self._tenancy = tenancy
-        self._clock = clock
         self._declared = self.check(declared)
-        self._refresh_ms = refresh_ms
-        self._current = self._declared
-        self._loaded_ms: int | None = None
-        self._lock = threading.Lock()
+        self._versions = Versioned(store, lambda: self._merged(self._stored()))
+
+    def at(self, version: int) -> Definitions:
+        """As of the definitions version a transaction read."""
+        return self._versions.at(version)
 
     def current(self) -> Definitions:
-        now = self._clock.now_ms()
-        if self._loaded_ms is None or not 0 <= now - self._loaded_ms < self._refresh_ms:
-            with self._lock:
-                self._current = self._merged(self._stored())
-                self._loaded_ms = now
-        return self._current
+        """As last committed (outside any transaction)."""
+        return self._versions.current()
 
     def is_declared(self, name: str) -> bool:
         d = self._declared
@@ -112,7 +100,6 @@ class Catalog:
         checked = self.check(self._merged(stored))
         saved = next(x for x in _items(checked, kind) if x.name == item.name)
         self._store.save_definition(kind, item.name, msgspec.json.encode(saved))
-        self._loaded_ms = None
         return saved
 
     def delete(self, kind: str, name: str) -> None:
@@ -122,7 +109,6 @@ class Catalog:
             raise ConfigError(f"output {name!r} is used by a connection")
         if not self._store.delete_definition(kind, name):
             raise NotFound(f"no {kind} {name!r}")
-        self._loaded_ms = None
 
     def check(self, defs: Definitions) -> Definitions:
         """Every name unique, every reference resolved; identity types made canonical."""
@@ -182,26 +168,21 @@ class Router:
         self,
         catalog: Catalog,
         tenancy: Tenancy,
-        audiences: Callable[[], Sequence[AudienceDef]],
-        clock: Clock,
-        *,
-        refresh_ms: int = 2000,
+        audiences: Callable[[int], Mapping[int, AudienceDef]],
     ) -> None:
+        """`audiences`: every audience by id, at a definitions version."""
         self._catalog = catalog
         self._tenancy = tenancy
         self._audiences = audiences
-        self._clock = clock
-        self._refresh_ms = refresh_ms
-        self._known: dict[int, AudienceDef] = {}
-        self._known_ms: int | None = None
 
-    def for_batch(self, entry: LogEntry) -> list[Delivery]:
+    def for_batch(self, entry: LogEntry, version: int) -> list[Delivery]:
+        """The rows of a logged batch, under the connections at `version`."""
         applied = entry.status == BatchStatus.APPLIED and entry.mpid is not None
         if not applied and entry.status != BatchStatus.READ_ONLY:
             return []
         wanted = [
             c
-            for c in self._catalog.current().event_connections
+            for c in self._catalog.at(version).event_connections
             if c.enabled and c.input == entry.input
         ]
         if not wanted or not _has_events(entry.body):
@@ -221,15 +202,18 @@ class Router:
             for c in wanted
         ]
 
-    def for_memberships(self, changes: Sequence[MembershipChange]) -> list[Delivery]:
-        defs = self._catalog.current()
-        if not defs.audience_connections and not any(
-            c.audience_events for c in defs.event_connections
+    def for_memberships(self, changes: Sequence[MembershipChange], version: int) -> list[Delivery]:
+        """The rows of membership changes, under the connections at `version`."""
+        defs = self._catalog.at(version)
+        if not changes or (
+            not defs.audience_connections
+            and not any(c.audience_events for c in defs.event_connections)
         ):
             return []
+        audiences = self._audiences(version)
         rows: list[Delivery] = []
         for change in changes:
-            audience = self._audience(change.audience_id)
+            audience = audiences.get(change.audience_id)
             if audience is None:
                 continue
             note = MembershipNote(
@@ -265,14 +249,6 @@ class Router:
             if source.workspace.workspace_id in audience.workspaces:
                 yield e.name, source.workspace.workspace_id
 
-    def _audience(self, audience_id: int) -> AudienceDef | None:
-        now = self._clock.now_ms()
-        stale = self._known_ms is None or not 0 <= now - self._known_ms < self._refresh_ms
-        if stale or audience_id not in self._known:
-            self._known = {a.id: a for a in self._audiences()}
-            self._known_ms = now
-        return self._known.get(audience_id)
-
 
 def _has_events(body: bytes) -> bool:
     try:
@@ -304,7 +280,10 @@ class Transactions:
         if self._router is None:
             return
         recorded = uow.recorded()
-        rows = [row for entry in recorded.log for row in self._router.for_batch(entry)]
-        rows += self._router.for_memberships(recorded.memberships)
+        if not recorded.log and not recorded.memberships:
+            return
+        version = uow.definitions_version()
+        rows = [row for entry in recorded.log for row in self._router.for_batch(entry, version)]
+        rows += self._router.for_memberships(recorded.memberships, version)
         if rows:
             uow.enqueue_deliveries(rows)

@@ -109,9 +109,12 @@ class ProfileWriter:
         audience memberships (their changes appended to the membership log), due time;
         every change made."""
         profile, changes, events = result.profile, tuple(result.changes), result.events
+        if self._calculated is None and self._audiences is None:
+            return profile, changes
+        version = uow.definitions_version()
         if self._calculated is not None:
             profile, computed = self._calculated.refresh(
-                profile, workspace_id, events, obs.received_ms
+                profile, workspace_id, events, obs.received_ms, version=version
             )
             changes = (*changes, *computed)
         if self._audiences is not None:
@@ -121,6 +124,7 @@ class ProfileWriter:
                 events,
                 device_seen=bool(obs.device_info or obs.device_identities),
                 now_ms=obs.received_ms,
+                version=version,
             )
             if moves:
                 uow.append_memberships(moves)

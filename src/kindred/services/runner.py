@@ -60,15 +60,11 @@ class CommandRunner:
         handlers: HandlerTable,
         transactions: Transactions,
         metrics: Metrics,
-        *,
-        calculated: CalculatedRegistry | None = None,
     ) -> None:
-        """`handlers`: command type -> its handler; `calculated`: the calculated
-        attribute definitions, brought to the version each group's transaction sees."""
+        """`handlers`: command type -> its handler."""
         self._handlers = handlers
         self._transactions = transactions
         self._metrics = metrics
-        self._calculated = calculated
 
     def run(self, command: Command[R]) -> R:
         """One command in a group of its own; raises its refusal, or StoreUnavailable."""
@@ -115,8 +111,10 @@ class CommandRunner:
 
     def _try_group(self, commands: Sequence[Command[Any]]) -> list[Any]:
         with self._transactions.begin() as uow:
-            if self._calculated is not None:
-                self._calculated.sync(uow.definitions_version())
+            # The group's definitions: read first, so that on a store where several
+            # processes write, a definition's change waits for the group (or the group
+            # for it) rather than landing in its middle.
+            uow.definitions_version()
             self._prefetch(uow, commands)
             return [self._run_one(uow, command) for command in commands]
 
@@ -178,4 +176,4 @@ def write_path(
         AliasCall: AliasHandler(),
         UnmergeCall: UnmergeHandler(store, profiles, inputs),
     }
-    return CommandRunner(handlers, transactions, metrics, calculated=calculated)
+    return CommandRunner(handlers, transactions, metrics)

@@ -310,7 +310,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         mine = [e for e in self._state.log if e.mpid == mpid]
         return mine[::-1][:limit]
 
-    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
         with self._lock:
             audiences = self._state.audiences
             saved = (
@@ -319,7 +319,8 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
                 else msgspec.structs.replace(audience, id=max(audiences, default=0) + 1)
             )
             audiences[saved.id] = saved
-            self._definitions_changed()
+            if not progress:
+                self._definitions_changed()
             return saved
 
     def definitions_version(self) -> int:

@@ -104,6 +104,7 @@ class WriteBehindUnitOfWork:
         self._link_changes: dict[Link, bool] = {}
         self._requests: dict[tuple[str, str], bool] = {}  # known to exist (or now claimed)
         self._writes = PendingWrites()
+        self._definitions_version: int | None = None
 
     # --- reads -------------------------------------------------------------------------
 
@@ -180,7 +181,10 @@ class WriteBehindUnitOfWork:
         return self._ops.audience_active(audience_id)
 
     def definitions_version(self) -> int:
-        return self._ops.definitions_version()
+        # Read once: no definition changes until this transaction ends.
+        if self._definitions_version is None:
+            self._definitions_version = self._ops.definitions_version()
+        return self._definitions_version
 
     def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
         if self._profiles:

@@ -83,7 +83,7 @@ class World:
     def __init__(self) -> None:
         self.store = MemoryStore()
         self.clock = FakeClock(NOW)
-        self.registry = AudienceRegistry(self.store, TENANCY, self.clock)
+        self.registry = AudienceRegistry(self.store, TENANCY)
         service = AudienceService(self.store, Transactions(self.store), self.registry, self.clock)
         for n, criteria in enumerate(CRITERIA, start=1):
             saved = service.create(AudienceDef(name=f"a{n}", workspaces=[1], criteria=criteria))
@@ -158,7 +158,7 @@ def test_incremental_membership_equals_a_fresh_evaluation(
         email = {"email": "a@x"} if with_email else {}
         world.send({**batch, "user_identities": {**batch["user_identities"], **email}}, step_ms)
     AudienceScheduler(world.store, Transactions(world.store), world.registry, world.clock).run()
-    active = world.registry.active()
+    active = world.registry.current().active
     for profile in world.store._state.profiles.values():
         blank = msgspec.structs.replace(profile, memberships={})
         fresh, _ = evaluate_memberships(blank, active, None, world.clock.now_ms())
@@ -175,7 +175,7 @@ def test_incremental_membership_equals_a_fresh_evaluation(
 def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:
     store = MemoryStore()
     clock = FakeClock(NOW)
-    registry = AudienceRegistry(store, TENANCY, clock)
+    registry = AudienceRegistry(store, TENANCY)
     service = AudienceService(store, Transactions(store), registry, clock)
     recent = service.create(
         AudienceDef(
@@ -240,7 +240,7 @@ def test_a_backfill_evaluates_existing_profiles_alongside_live_batches(
 ) -> None:
     store = MemoryStore()
     clock = FakeClock(NOW)
-    registry = AudienceRegistry(store, TENANCY, clock)
+    registry = AudienceRegistry(store, TENANCY)
     service = AudienceService(store, Transactions(store), registry, clock)
     ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
 
@@ -328,7 +328,7 @@ class _Colliding(MemoryStore):
 
 def _gold_world(store: MemoryStore) -> tuple[AudienceService, AudienceDef, FakeClock]:
     clock = FakeClock(NOW)
-    registry = AudienceRegistry(store, TENANCY, clock)
+    registry = AudienceRegistry(store, TENANCY)
     service = AudienceService(store, Transactions(store), registry, clock)
     ingest = write_path(store, SequentialMpids(), NullMetrics(), lambda _: SERVER, registry)
     for n in range(12):
@@ -358,7 +358,7 @@ def test_a_backfill_stops_when_its_audience_changes_during_the_run(change: str) 
     store = MemoryStore()
     service, gold, clock = _gold_world(store)
     backfill = _Interrupted(
-        store, Transactions(store), AudienceRegistry(store, TENANCY, clock), clock, set_chunk=5
+        store, Transactions(store), AudienceRegistry(store, TENANCY), clock, set_chunk=5
     )
     silver: dict[str, object] = {"attribute": "tier", "op": "equals", "value": "silver"}
 
@@ -380,6 +380,6 @@ def test_a_backfill_stops_when_its_audience_changes_during_the_run(change: str) 
 def test_a_backfill_that_keeps_colliding_with_batches_resumes_instead_of_finishing() -> None:
     store = _Colliding()
     service, gold, clock = _gold_world(store)
-    registry = AudienceRegistry(store, TENANCY, clock)
+    registry = AudienceRegistry(store, TENANCY)
     assert AudienceBackfill(store, Transactions(store), registry, clock, set_chunk=5).run() == 0
     assert service.metrics(gold.id).backfill_running

@@ -116,7 +116,7 @@ def test_tokens_verify_in_another_process_sharing_the_store(
     assert other.authenticate(bearer(tokens)).client_id == "cfg"
 
 
-def test_revoking_stops_tokens_in_every_registry_within_the_refresh(
+def test_revoking_stops_tokens_in_every_registry_at_once(
     registry: CredentialRegistry, store: MemoryStore, clock: FakeClock, tokens: TokenService
 ) -> None:
     header = bearer(tokens)
@@ -125,10 +125,10 @@ def test_revoking_stops_tokens_in_every_registry_within_the_refresh(
     registry.revoke("cfg")
     with pytest.raises(InvalidToken, match="revoked"):
         tokens.authenticate(header)
-    assert elsewhere.get("cfg") is not None  # read less than the refresh interval ago
-    clock.advance(2_000)
+    # The other registry (another process sharing the store) knows it as soon as the
+    # revocation is committed: no refresh interval to wait out.
     assert elsewhere.get("cfg") is None
-    assert [c.revoked_ms for c in elsewhere.all()] == [clock.now - 2_000]
+    assert [c.revoked_ms for c in elsewhere.all()] == [clock.now]
 
 
 def test_revoking_an_unknown_client_is_not_found(registry: CredentialRegistry) -> None:

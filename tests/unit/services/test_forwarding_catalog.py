@@ -11,7 +11,6 @@ from kindred.domain.forwarding import AudienceConnection, EventConnection, Outpu
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.services.forwarding import Catalog, Definitions
 from kindred.storage.memory import MemoryStore
-from tests.fakes import FakeClock
 
 WORKSPACE = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
 SERVER = InputDef(
@@ -24,7 +23,7 @@ HOOK = OutputDef(name="hook", kind="webhook", url="http://127.0.0.1:9/x")
 
 
 def catalog(defs: Definitions) -> Catalog:
-    return Catalog(MemoryStore(), TENANCY, FakeClock(), defs)
+    return Catalog(MemoryStore(), TENANCY, defs)
 
 
 @pytest.mark.parametrize(

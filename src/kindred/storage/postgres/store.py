@@ -225,9 +225,10 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (mpid, limit)).fetchall()
 
-    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
         with self._pool.connection() as conn, conn.transaction():
-            _raise_version(conn)
+            if not progress:
+                _raise_version(conn)
             if audience.id:
                 conn.execute(
                     "UPDATE audiences SET status = %s, doc = %s WHERE id = %s",

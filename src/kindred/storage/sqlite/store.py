@@ -283,9 +283,10 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
         )
         return [_log_entry(r) for r in rows]
 
-    def save_audience(self, audience: AudienceDef) -> AudienceDef:
+    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
         with self._write_tx() as conn:
-            conn.execute(_RAISE_VERSION)
+            if not progress:
+                conn.execute(_RAISE_VERSION)
             if audience.id:
                 conn.execute(
                     "UPDATE audiences SET status = ?, doc = ? WHERE id = ?",
