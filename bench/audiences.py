@@ -150,7 +150,7 @@ def retire_audiences(container: Container) -> int:
 def _due(container: Container, now: int) -> list[int]:
     """MPIDs whose audience due time has come (read straight from the store)."""
     with container.store.unit_of_work() as uow:
-        return [p.mpid for p in uow.due_profiles(now, 10**9)]
+        return [p.mpid for p in uow.profiles.due(now, 10**9)]
 
 
 def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:

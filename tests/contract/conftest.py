@@ -9,6 +9,7 @@ contract silently not checked against the scale-out store is worse than a red ru
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
@@ -92,3 +93,11 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Itera
     local.migrate()
     yield local
     local.close()
+
+
+@pytest.fixture
+def other_thread() -> Iterator[ThreadPoolExecutor]:
+    """A second thread standing in for another process; made before the first transaction
+    opens so that it is waited for only after that transaction has ended."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool

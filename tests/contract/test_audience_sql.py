@@ -261,7 +261,7 @@ def test_compiled_sql_selects_what_the_evaluator_admits(
     stored = [msgspec.structs.replace(p, mpid=next(_ids) * 1_000_003, scope=scope) for p in stored]
     with store.unit_of_work() as uow:
         for profile in stored:
-            uow.save_profile(profile)
+            uow.profiles.save(profile)
     try:
         node = parse_criteria(doc, CATALOG)
     except InvalidBatch:
@@ -279,7 +279,7 @@ def test_selection_pages_by_mpid(store: Store) -> None:
     gold = WorkspaceProfile(first_seen_ms=NOW, last_seen_ms=NOW, attributes=tier)
     with store.unit_of_work() as uow:
         for mpid in (-5, 3, 8, 12):
-            uow.save_profile(
+            uow.profiles.save(
                 Profile(
                     mpid=mpid,
                     scope=scope,
@@ -333,7 +333,7 @@ def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
     with store.unit_of_work() as uow:
         for number, value in enumerate(stored_values, start=1):
             entry = AttributeEntry(value=value, priority=1, source="s", ts_ms=NOW)  # type: ignore[arg-type]
-            uow.save_profile(
+            uow.profiles.save(
                 Profile(
                     mpid=number,
                     scope=scope,
@@ -358,7 +358,7 @@ def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
         checked += 1
         selection = Selection(criteria=node, scope=scope, workspace_ids=frozenset({1}), now_ms=NOW)
         with store.unit_of_work() as uow:
-            profiles = uow.load_profiles(range(1, len(stored_values) + 1))
+            profiles = uow.profiles.load(range(1, len(stored_values) + 1))
         expected = [m for m in sorted(profiles) if admits(selection, profiles[m])]
         selected = store.matching_profiles(selection, 0, 1000)
         if selected != expected:
@@ -372,10 +372,10 @@ def test_first_seen_follows_a_created_time_a_merge_moved(store: Store) -> None:
     """A merge gives the survivor the earlier creation time of the two; criteria see it."""
     late = Profile(mpid=77, scope="moved", created_ms=NOW, last_stored_ms=NOW, version=1)
     with store.unit_of_work() as uow:
-        uow.save_profile(late)
+        uow.profiles.save(late)
     with store.unit_of_work() as uow:
         moved = msgspec.structs.replace(late, created_ms=NOW - 10 * DAY_MS, version=2)
-        uow.save_profile(moved)
+        uow.profiles.save(moved)
     node = parse_criteria({"first_seen": "before", "value": "2026-11-15"}, CATALOG)
     selection = Selection(criteria=node, scope="moved", workspace_ids=frozenset({1}), now_ms=NOW)
     assert admits(selection, moved)

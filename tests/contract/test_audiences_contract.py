@@ -44,9 +44,9 @@ def test_the_membership_log_answers_by_audience_profile_and_time(store: Store) -
         MembershipChange(audience_id=1, mpid=10, entered=False, at_ms=300, reason="attr:tier"),
     ]
     with store.unit_of_work() as uow:
-        uow.append_memberships(changes[:2])
+        uow.memberships.append(changes[:2])
     with store.unit_of_work() as uow:
-        uow.append_memberships(changes[2:])
+        uow.memberships.append(changes[2:])
     by_audience = store.membership_log(audience_id=1, mpid=None, until_ms=250, limit=10)
     assert [(c.mpid, c.entered, c.at_ms) for c in by_audience] == [(10, True, 100), (20, True, 200)]
     by_profile = store.membership_log(audience_id=None, mpid=10, until_ms=1_000, limit=10)
@@ -70,7 +70,7 @@ def test_the_log_keeps_long_runs_of_changes_in_order(store: Store) -> None:
         MembershipChange(audience_id=3, mpid=5, entered=True, at_ms=100, reason="x"),
     ]  # fmt: skip
     with store.unit_of_work() as uow:
-        uow.append_memberships(changes)
+        uow.memberships.append(changes)
     log = store.membership_log(audience_id=None, mpid=None, until_ms=1_000, limit=1_000)
     assert [msgspec.structs.replace(c, id=None) for c in log] == changes
     assert len({c.id for c in log}) == len(changes)
@@ -81,7 +81,7 @@ def test_a_rolled_back_transaction_logs_nothing(store: Store) -> None:
 
     def fail() -> None:
         with store.unit_of_work() as uow:
-            uow.append_memberships([change])
+            uow.memberships.append([change])
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -92,7 +92,7 @@ def test_a_rolled_back_transaction_logs_nothing(store: Store) -> None:
 def test_membership_counts_add_up_enters_and_exits(store: Store) -> None:
     assert store.membership_counts(1, 0) == MembershipCounts()
     with store.unit_of_work() as uow:
-        uow.append_memberships(
+        uow.memberships.append(
             [
                 MembershipChange(audience_id=1, mpid=1, entered=True, at_ms=100, reason="x"),
                 MembershipChange(audience_id=1, mpid=2, entered=True, at_ms=200, reason="x"),
@@ -132,12 +132,12 @@ GOLD = Selection(
 def test_memberships_are_kept_with_the_profile_and_follow_its_saves(store: Store) -> None:
     held = Membership(audience_id=4, name="Gold", since_ms=5)
     with store.unit_of_work() as uow:
-        uow.save_profile(_profile(1, "gold", memberships={4: held}))
+        uow.profiles.save(_profile(1, "gold", memberships={4: held}))
     stored = store.get_profile(1)
     assert stored is not None
     assert stored.memberships == {4: held}
     with store.unit_of_work() as uow:
-        uow.save_profile(msgspec.structs.replace(stored, memberships={}, version=2))
+        uow.profiles.save(msgspec.structs.replace(stored, memberships={}, version=2))
     assert store.get_profile(1) == msgspec.structs.replace(stored, memberships={}, version=2)
     member = Selection(
         criteria=parse_criteria({"audience": 4}, Catalog(audiences={4: frozenset()})),
@@ -153,22 +153,22 @@ def test_applying_a_selection_enters_and_removes_members_a_page_at_a_time(store:
     held = Membership(audience_id=aid, name="Gold", since_ms=500)
     stale = Membership(audience_id=aid, name="Gold", since_ms=100)
     with store.unit_of_work() as uow:
-        uow.save_profile(_profile(1, "gold"))
-        uow.save_profile(_profile(2, "silver", memberships={aid: stale}))  # no longer admitted
-        uow.save_profile(_profile(3, "gold", memberships={aid: stale}))  # stays, since kept
-        uow.save_profile(_profile(4, "gold", merged_into=1))  # a merged stub never matches
-        uow.save_profile(_profile(5, "gold", scope="b2"))  # another scope: untouched
-        uow.save_profile(_profile(6, "GOLD"))
+        uow.profiles.save(_profile(1, "gold"))
+        uow.profiles.save(_profile(2, "silver", memberships={aid: stale}))  # no longer admitted
+        uow.profiles.save(_profile(3, "gold", memberships={aid: stale}))  # stays, since kept
+        uow.profiles.save(_profile(4, "gold", merged_into=1))  # a merged stub never matches
+        uow.profiles.save(_profile(5, "gold", scope="b2"))  # another scope: untouched
+        uow.profiles.save(_profile(6, "GOLD"))
     with store.unit_of_work() as uow:
-        first = uow.apply_selection(GOLD, held, 1, 3, "backfill")
+        first = uow.memberships.apply_selection(GOLD, held, 1, 3, "backfill")
     assert (first.read, first.last_mpid) == (3, 3)
     assert sorted((c.mpid, c.entered) for c in first.changes) == [(1, True), (2, False)]
     with store.unit_of_work() as uow:
-        second = uow.apply_selection(GOLD, held, 4, 3, "backfill")
+        second = uow.memberships.apply_selection(GOLD, held, 4, 3, "backfill")
     assert (second.read, second.last_mpid) == (2, 6)
     assert [(c.mpid, c.entered) for c in second.changes] == [(6, True)]
     with store.unit_of_work() as uow:
-        assert uow.apply_selection(GOLD, held, 7, 3, "backfill").last_mpid is None
+        assert uow.memberships.apply_selection(GOLD, held, 7, 3, "backfill").last_mpid is None
     memberships = {m: p.memberships for m in range(1, 7) if (p := store.get_profile(m))}
     assert memberships == {1: {aid: held}, 2: {}, 3: {aid: stale}, 4: {}, 5: {}, 6: {aid: held}}
     log = store.membership_log(audience_id=aid, mpid=None, until_ms=1_000, limit=10)
@@ -182,9 +182,9 @@ def test_applying_a_selection_enters_and_removes_members_a_page_at_a_time(store:
 def test_a_selection_applies_only_while_its_audience_is_active(store: Store) -> None:
     aid = store.save_audience(definition()).id  # a draft
     with store.unit_of_work() as uow:
-        uow.save_profile(_profile(1, "gold"))
+        uow.profiles.save(_profile(1, "gold"))
     with store.unit_of_work() as uow:
-        page = uow.apply_selection(
+        page = uow.memberships.apply_selection(
             GOLD, Membership(audience_id=aid, name="G", since_ms=5), 1, 9, "b"
         )
     assert page.stopped
@@ -198,11 +198,11 @@ def test_removing_an_audience_s_members_logs_each_exit(store: Store) -> None:
     nine = Membership(audience_id=9, name="Gold", since_ms=5)
     eight = Membership(audience_id=8, name="Other", since_ms=5)
     with store.unit_of_work() as uow:
-        uow.save_profile(_profile(1, "gold", memberships={9: nine, 8: eight}))
-        uow.save_profile(_profile(2, "gold", memberships={8: eight}))
-        uow.save_profile(_profile(3, "gold", memberships={9: nine}))
+        uow.profiles.save(_profile(1, "gold", memberships={9: nine, 8: eight}))
+        uow.profiles.save(_profile(2, "gold", memberships={8: eight}))
+        uow.profiles.save(_profile(3, "gold", memberships={9: nine}))
     with store.unit_of_work() as uow:
-        assert uow.remove_members(9, 700, "audience deleted") == 2
+        assert uow.memberships.remove_all(9, 700, "audience deleted") == 2
     memberships = {m: p.memberships for m in (1, 2, 3) if (p := store.get_profile(m))}
     assert memberships == {1: {8: eight}, 2: {8: eight}, 3: {}}
     log = store.membership_log(audience_id=9, mpid=None, until_ms=1_000, limit=10)
@@ -216,6 +216,6 @@ def test_a_unit_of_work_tells_whether_an_audience_is_active(store: Store) -> Non
     draft = store.save_audience(definition())
     active = store.save_audience(msgspec.structs.replace(definition("On"), status="active"))
     with store.unit_of_work() as uow:
-        assert not uow.audience_active(draft.id)
-        assert uow.audience_active(active.id)
-        assert not uow.audience_active(active.id + 100)  # no such audience
+        assert not uow.memberships.audience_active(draft.id)
+        assert uow.memberships.audience_active(active.id)
+        assert not uow.memberships.audience_active(active.id + 100)  # no such audience

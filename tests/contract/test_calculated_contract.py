@@ -47,7 +47,7 @@ def test_a_profile_keeps_its_calculated_states(store: Store) -> None:
         mpid=42, scope="s", created_ms=1, last_stored_ms=2, workspaces={1: workspace}, version=1
     )
     with store.unit_of_work() as uow:
-        uow.save_profile(profile)
+        uow.profiles.save(profile)
     stored = store.get_profile(42)
     assert stored is not None
     assert stored.workspaces[1].calculated == {"fav": state}
@@ -66,7 +66,7 @@ def test_activating_takes_the_newest_logged_batch_and_every_save_raises_the_vers
     assert _version(store) > start
     with store.unit_of_work() as uow:
         for n in range(3):
-            uow.append_log(
+            uow.log.append(
                 LogEntry(
                     input="server", workspace_id=1, received_ms=n, status="applied", body=b"{}"
                 )

@@ -26,7 +26,7 @@ def delivery(connection: str, n: int, mpid: int | None = 7) -> Delivery:
 
 def enqueue(store: Store, rows: list[Delivery]) -> None:
     with store.unit_of_work() as uow:
-        uow.enqueue_deliveries(rows)
+        uow.outbox.enqueue(rows)
 
 
 def test_rows_come_back_per_connection_in_the_order_written(store: Store) -> None:
@@ -47,7 +47,7 @@ def test_rows_come_back_per_connection_in_the_order_written(store: Store) -> Non
 def test_a_rolled_back_transaction_leaves_no_row(store: Store) -> None:
     def fail() -> None:
         with store.unit_of_work() as uow:
-            uow.enqueue_deliveries([delivery("a", 1)])
+            uow.outbox.enqueue([delivery("a", 1)])
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):

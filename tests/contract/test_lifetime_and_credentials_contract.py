@@ -14,7 +14,7 @@ from kindred.domain.profile import Profile
 from kindred.ports import ConcurrentUpdate, Store
 from kindred.storage.postgres import PostgresStore
 from kindred.storage.postgres import store as postgres_store
-from tests.contract.test_store_contract import (
+from tests.contract.samples import (
     CUSTOMER,
     EMAIL,
     IDFV,
@@ -40,23 +40,23 @@ def test_expired_profiles_are_those_stored_before_the_cutoff_oldest_first(store:
         stored_at(4, 2_000, scope="other"),
     )
     with store.unit_of_work() as uow:
-        assert [p.mpid for p in uow.expired_profiles(SCOPE, 5_000, 10)] == [2, 3]
-        assert [p.mpid for p in uow.expired_profiles(SCOPE, 5_001, 2)] == [2, 3]
-        assert [p.mpid for p in uow.expired_profiles("other", 9_000, 10)] == [4]
-        assert uow.expired_profiles(SCOPE, 1_000, 10) == []
+        assert [p.mpid for p in uow.profiles.expired(SCOPE, 5_000, 10)] == [2, 3]
+        assert [p.mpid for p in uow.profiles.expired(SCOPE, 5_001, 2)] == [2, 3]
+        assert [p.mpid for p in uow.profiles.expired("other", 9_000, 10)] == [4]
+        assert uow.profiles.expired(SCOPE, 1_000, 10) == []
 
 
 def test_deleting_a_profile_removes_it_and_its_identity_links(store: Store) -> None:
     save(store, stored_at(1, 1_000), stored_at(2, 1_000))
     with store.unit_of_work() as uow:
-        uow.link_identities(SCOPE, 1, [EMAIL, IDFV])
-        uow.link_identities(SCOPE, 2, [EMAIL, CUSTOMER])
+        uow.identities.link(SCOPE, 1, [EMAIL, IDFV])
+        uow.identities.link(SCOPE, 2, [EMAIL, CUSTOMER])
     with store.unit_of_work() as uow:
-        (first, second) = uow.expired_profiles(SCOPE, 2_000, 10)
-        uow.delete_profile(first)
+        (first, second) = uow.profiles.expired(SCOPE, 2_000, 10)
+        uow.profiles.delete(first)
         # Within the transaction the deleted profile and its links are gone already.
-        assert uow.load_profiles([1]) == {}
-        assert uow.find_identities(SCOPE, [EMAIL, IDFV]) == {EMAIL: [2]}
+        assert uow.profiles.load([1]) == {}
+        assert uow.identities.find(SCOPE, [EMAIL, IDFV]) == {EMAIL: [2]}
     assert store.get_profile(1) is None
     assert store.get_profile(2) == second
     assert store.find_profiles(SCOPE, EMAIL) == [2]
@@ -70,7 +70,7 @@ def test_a_delete_loses_to_an_update_it_did_not_see(store: Store) -> None:
     save(store, profile)
     save(store, next_version(profile, last_stored_ms=9_000))
     with pytest.raises(ConcurrentUpdate), store.unit_of_work() as uow:
-        uow.delete_profile(profile)  # version 1, the store holds version 2
+        uow.profiles.delete(profile)  # version 1, the store holds version 2
     assert store.get_profile(1) is not None
 
 
@@ -78,7 +78,7 @@ def test_a_deleted_profile_can_be_created_again(store: Store) -> None:
     profile = stored_at(1, 1_000)
     save(store, profile)
     with store.unit_of_work() as uow:
-        uow.delete_profile(profile)
+        uow.profiles.delete(profile)
     save(store, stored_at(1, 7_000))
     loaded = store.get_profile(1)
     assert loaded is not None
@@ -88,11 +88,11 @@ def test_a_deleted_profile_can_be_created_again(store: Store) -> None:
 def test_a_rolled_back_delete_keeps_the_profile(store: Store) -> None:
     save(store, stored_at(1, 1_000))
     with store.unit_of_work() as uow:
-        uow.link_identities(SCOPE, 1, [EMAIL])
+        uow.identities.link(SCOPE, 1, [EMAIL])
 
     def delete_then_fail() -> None:
         with store.unit_of_work() as uow:
-            uow.delete_profile(uow.expired_profiles(SCOPE, 2_000, 1)[0])
+            uow.profiles.delete(uow.profiles.expired(SCOPE, 2_000, 1)[0])
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -106,7 +106,7 @@ def test_concurrent_sweeps_skip_each_others_rows(fresh_pg_store: PostgresStore) 
     store = fresh_pg_store
     save(store, *(stored_at(m, 1_000 + m) for m in range(1, 7)))
     with store.unit_of_work() as first:
-        claimed = first.expired_profiles(SCOPE, 9_000, 3)
+        claimed = first.profiles.expired(SCOPE, 9_000, 3)
         with ThreadPoolExecutor(1) as pool:
             # The other transaction does not wait for the rows held here: it takes the rest.
             other = pool.submit(_claim, store, 9_000, 10).result(timeout=5)
@@ -116,7 +116,7 @@ def test_concurrent_sweeps_skip_each_others_rows(fresh_pg_store: PostgresStore) 
 
 def _claim(store: Store, cutoff: int, limit: int) -> list[int]:
     with store.unit_of_work() as uow:
-        return [p.mpid for p in uow.expired_profiles(SCOPE, cutoff, limit)]
+        return [p.mpid for p in uow.profiles.expired(SCOPE, cutoff, limit)]
 
 
 def credential(client_id: str, **changes: object) -> ApiCredential:
@@ -168,9 +168,9 @@ def test_reads_with_every_connection_busy_are_answered_unavailable(
 def test_profiles_are_paged_by_mpid_within_a_scope(store: Store) -> None:
     save(store, *(stored_at(m, 1_000) for m in (5, -7, 3, 2**62)), stored_at(4, 1_000, "other"))
     with store.unit_of_work() as uow:
-        assert [p.mpid for p in uow.profiles_from(SCOPE, -(2**63), 2)] == [-7, 3]
-        assert [p.mpid for p in uow.profiles_from(SCOPE, 4, 10)] == [5, 2**62]
-        assert uow.profiles_from("other", 5, 10) == []
+        assert [p.mpid for p in uow.profiles.page(SCOPE, -(2**63), 2)] == [-7, 3]
+        assert [p.mpid for p in uow.profiles.page(SCOPE, 4, 10)] == [5, 2**62]
+        assert uow.profiles.page("other", 5, 10) == []
 
 
 def test_due_profiles_are_claimed_earliest_first(store: Store) -> None:
@@ -179,5 +179,5 @@ def test_due_profiles_are_claimed_earliest_first(store: Store) -> None:
 
     save(store, due(1, 300), due(2, 100), due(3, None), due(4, 900))
     with store.unit_of_work() as uow:
-        assert [p.mpid for p in uow.due_profiles(300, 10)] == [2, 1]
-        assert [p.mpid for p in uow.due_profiles(1_000, 1)] == [2]
+        assert [p.mpid for p in uow.profiles.due(300, 10)] == [2, 1]
+        assert [p.mpid for p in uow.profiles.due(1_000, 1)] == [2]

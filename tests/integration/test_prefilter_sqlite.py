@@ -49,7 +49,7 @@ def test_a_current_member_is_let_through(tmp_path: Path) -> None:
     store.migrate()
     held = {12: Membership(audience_id=12, name="x", since_ms=1)}
     with store.unit_of_work() as uow:
-        uow.save_profile(
+        uow.profiles.save(
             Profile(mpid=1, scope="a1", created_ms=1, last_stored_ms=1, memberships=held, version=1)
         )
     for audience_id, expected in ((12, 1), (1, 0)):

@@ -19,7 +19,7 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
     while time.monotonic() < deadline:
         with store.unit_of_work() as uow:  # back to back, as under sustained load
             for _ in range(50):
-                uow.save_profile(
+                uow.profiles.save(
                     Profile(
                         mpid=mpid,
                         scope="a1",

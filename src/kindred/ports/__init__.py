@@ -7,7 +7,7 @@ Nothing here names a backend; nothing assumes a single process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -16,13 +16,14 @@ from kindred.audiences.definition import AudienceDef, MembershipChange, Selectio
 from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Membership, Profile
+from kindred.domain.profile import Profile
 from kindred.ports.delivery import (
     ConnectionState,
     DeadLetter,
     Delivery,
     DeliveryStore,
     Message,
+    OutputDefinitions,
     Sink,
 )
 from kindred.ports.records import (
@@ -33,6 +34,17 @@ from kindred.ports.records import (
     Recorded,
     RejectEntry,
     SelectionPage,
+)
+from kindred.ports.unit_of_work import (
+    ConcurrentUpdate,
+    EventLogWrites,
+    IdentityIndex,
+    LedgerWrites,
+    MembershipWrites,
+    OutboxWrites,
+    ProfileWrites,
+    RejectWrites,
+    UnitOfWork,
 )
 
 __all__ = [
@@ -47,18 +59,26 @@ __all__ = [
     "Delivery",
     "DeliveryStore",
     "EventLogReader",
+    "EventLogWrites",
+    "IdentityIndex",
+    "LedgerWrites",
     "LogEntry",
     "MembershipCounts",
+    "MembershipWrites",
     "MergeEntry",
     "MergeReader",
     "Message",
     "Metrics",
     "MpidSource",
     "Needles",
+    "OutboxWrites",
+    "OutputDefinitions",
     "ProfileReader",
+    "ProfileWrites",
     "Recorded",
     "RejectEntry",
     "RejectReader",
+    "RejectWrites",
     "Secrets",
     "SelectionPage",
     "Sink",
@@ -66,10 +86,6 @@ __all__ = [
     "UnitOfWork",
     "UnitsOfWork",
 ]
-
-
-class ConcurrentUpdate(Exception):
-    """A profile changed under us (another process saved it first); retry the transaction."""
 
 
 class Metrics(Protocol):
@@ -98,138 +114,6 @@ class Secrets(Protocol):
     """Unpredictable bytes (salts, keys, credential secrets, token ids)."""
 
     def token_bytes(self, n: int) -> bytes: ...
-
-
-class UnitOfWork(Protocol):
-    """One write transaction: commits when its context exits cleanly, else rolls back.
-
-    Writes may be buffered until commit; reads always see this transaction's own writes.
-    """
-
-    def prefetch(
-        self,
-        identities: Sequence[tuple[str, IdentityKey]],
-        mpids: Sequence[int],
-        requests: Sequence[tuple[str, str]],
-    ) -> None:
-        """A hint, not a requirement: the (scope, identity) pairs, MPIDs and (input,
-        request id) pairs this transaction is about to ask about. Stores that pay per
-        round trip lock and read them in bulk; the identities are locked as by
-        `lock_identities`, and the profiles they link to are loaded too."""
-        ...
-
-    def lock_identities(self, scope: str, keys: Sequence[IdentityKey]) -> None:
-        """Serialize resolution of these identities against other processes until commit."""
-        ...
-
-    def find_identities(
-        self, scope: str, keys: Sequence[IdentityKey]
-    ) -> dict[IdentityKey, list[int]]:
-        """The MPIDs each identity is linked to (keys with no link are absent)."""
-        ...
-
-    def load_profiles(self, mpids: Iterable[int]) -> dict[int, Profile]: ...
-
-    def save_profile(self, profile: Profile) -> None:
-        """Insert or replace; raises ConcurrentUpdate unless the stored version is
-        `profile.version - 1` (or absent for version 1)."""
-        ...
-
-    def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None: ...
-
-    def unlink_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None: ...
-
-    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
-        """True the first time an input sends this source_request_id (ING-4)."""
-        ...
-
-    def append_log(self, entry: LogEntry) -> None: ...
-
-    def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None: ...
-
-    def record_reject(self, entry: RejectEntry) -> None: ...
-
-    def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
-        """Up to `limit` profiles of the scope last stored before the instant, oldest first,
-        claimed for this transaction: a concurrent caller in another process skips them."""
-        ...
-
-    def delete_profile(self, profile: Profile) -> None:
-        """Remove the profile and every identity link to it. Raises ConcurrentUpdate (now or
-        at commit) when the stored profile is no longer at `profile.version`."""
-        ...
-
-    def profiles_from(
-        self, scope: str, from_mpid: int, limit: int, needles: Needles | None = None
-    ) -> list[Profile]:
-        """Up to `limit` profiles of the scope with MPID >= `from_mpid`, by MPID. With
-        `needles`, a store may leave out profiles whose document cannot contain them (a
-        store that cannot tell returns every profile)."""
-        ...
-
-    def due_profiles(self, before_ms: int, limit: int) -> list[Profile]:
-        """Up to `limit` profiles whose `audience_due_ms` has come, earliest first, claimed
-        for this transaction as `expired_profiles` claims them."""
-        ...
-
-    def apply_selection(
-        self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
-    ) -> SelectionPage:
-        """Over the next `limit` profiles of the selection's scope from `from_mpid` on (by
-        MPID), make `held.audience_id`'s members exactly those the criteria admit: admitted
-        ones gain `held`, the others lose it; each change is appended to the membership log
-        at `held.since_ms` with the reason. Set-based, for audiences whose answer neither
-        time nor other audiences' changes move (the caller's to know). Only while the
-        audience is active, as this transaction sees it (a deactivation either comes
-        before and stops the page, or waits for it and then removes what it entered)."""
-        ...
-
-    def audience_active(self, audience_id: int) -> bool:
-        """Whether the audience is active, as this transaction sees it; it stays so until
-        this transaction ends (a status change waits for it, on stores where several
-        processes write)."""
-        ...
-
-    def definitions_version(self) -> int:
-        """The version of the definitions (audiences, calculated attributes, credentials,
-        outputs and connections: every save raises it), as this transaction sees it; no
-        definition changes until this transaction ends (a change waits for it, on stores
-        where several processes write)."""
-        ...
-
-    def remove_members(self, audience_id: int, at_ms: int, reason: str) -> int:
-        """Every profile leaves the audience (deleted or deactivated), each exit logged;
-        returns how many left."""
-        ...
-
-    def record_merge(self, entry: MergeEntry) -> None: ...
-
-    def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
-        """Append to the membership log (AUD-12)."""
-        ...
-
-    def mark_replayed(self, reject_id: int, now_ms: int) -> None:
-        """A quarantined or refused batch was sent through ingest again."""
-        ...
-
-    def mark_unmerged(self, merge_id: int, now_ms: int) -> None: ...
-
-    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
-        """Ids of the event-log entries of the MPID received within [from_ms, to_ms]."""
-        ...
-
-    def repoint_log(self, entry_ids: Sequence[int], mpid: int) -> None:
-        """Attribute these event-log entries to another profile."""
-        ...
-
-    def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        """Add to the outbox (ENR-3), committed with everything else of the transaction."""
-        ...
-
-    def recorded(self) -> Recorded:
-        """Every batch this transaction has logged and every membership change it has
-        appended so far, by whichever call (so that each one can be forwarded, BEY-5)."""
-        ...
 
 
 class DefinitionsVersion(Protocol):

@@ -8,7 +8,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-__all__ = ["ConnectionState", "DeadLetter", "Delivery", "DeliveryStore", "Message", "Sink"]
+__all__ = [
+    "ConnectionState",
+    "DeadLetter",
+    "Delivery",
+    "DeliveryStore",
+    "Message",
+    "OutputDefinitions",
+    "Sink",
+]
 
 # One message as an output receives it (a JSON object).
 Message = dict[str, Any]
@@ -52,9 +60,24 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     delivered: int = 0
 
 
-class DeliveryStore(Protocol):
-    """The outbox, dead letters, per-connection delivery state, and the outputs and
-    connections defined at run time. Each call is its own transaction."""
+class OutputDefinitions(Protocol):
+    """The outputs and connections made at run time (each call its own transaction)."""
+
+    def save_definition(self, kind: str, name: str, doc: bytes) -> None:
+        """An output or connection made through the admin API (insert or replace),
+        raising the definitions' version."""
+        ...
+
+    def delete_definition(self, kind: str, name: str) -> bool:
+        """Whether there was one to delete; raises the definitions' version."""
+        ...
+
+    def list_definitions(self, kind: str) -> list[bytes]: ...
+
+
+class DeliveryStore(OutputDefinitions, Protocol):
+    """The outbox, dead letters, per-connection delivery state (and the outputs and
+    connections defined at run time). Each call is its own transaction."""
 
     def claim_lane(self, connection: str, owner: str, now_ms: int, lease_ms: int) -> bool:
         """True when `owner` holds (or now takes) the right to send over the connection
@@ -91,17 +114,6 @@ class DeliveryStore(Protocol):
         """Put dead letters back at the end of the outbox (all of the connection, or those
         named); returns how many."""
         ...
-
-    def save_definition(self, kind: str, name: str, doc: bytes) -> None:
-        """An output or connection made through the admin API (insert or replace),
-        raising the definitions' version."""
-        ...
-
-    def delete_definition(self, kind: str, name: str) -> bool:
-        """Whether there was one to delete; raises the definitions' version."""
-        ...
-
-    def list_definitions(self, kind: str) -> list[bytes]: ...
 
 
 class Sink(Protocol):

@@ -15,7 +15,7 @@ from kindred.audiences.definition import (
 )
 from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
-from kindred.ports import Clock, Store
+from kindred.ports import AudienceStore, Clock
 from kindred.services.audiences import AudienceRegistry
 from kindred.services.forwarding import Transactions
 
@@ -40,7 +40,7 @@ class AudienceService:
 
     def __init__(
         self,
-        store: Store,
+        store: AudienceStore,
         transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
@@ -127,7 +127,7 @@ class AudienceService:
     def _remove_members(self, audience_id: int, reason: str) -> None:
         """Every member leaves at once (AUD-10), each exit in the log."""
         with self._transactions.begin() as uow:
-            uow.remove_members(audience_id, self._clock.now_ms(), reason)
+            uow.memberships.remove_all(audience_id, self._clock.now_ms(), reason)
 
     def metrics(self, audience_id: int) -> AudienceMetrics:
         """Page metrics (AUD-6): size, adds and drops in the last 24 hours, volatility."""

@@ -13,7 +13,7 @@ from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
 from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
 from kindred.domain.profile import Profile
-from kindred.ports import Clock, ConcurrentUpdate, Needles, Store, UnitOfWork
+from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Needles, UnitOfWork
 from kindred.services.audiences import AudienceRegistry
 from kindred.services.calculated import CalculatedRegistry
 from kindred.services.forwarding import Transactions
@@ -28,7 +28,7 @@ class AudienceScheduler:
 
     def __init__(
         self,
-        store: Store,
+        store: AudienceStore,
         transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
@@ -64,7 +64,7 @@ class AudienceScheduler:
             # those it does not know (deleted), and must not drop a new one's.
             version = uow.definitions_version()
             active = self._registry.at(version).active
-            due = uow.due_profiles(now, self._chunk)
+            due = uow.profiles.due(now, self._chunk)
             moved = 0
             for profile in due:
                 current = profile
@@ -75,9 +75,9 @@ class AudienceScheduler:
                     after = msgspec.structs.replace(current, audience_due_ms=None)
                 if self._calculated is not None:
                     after = scheduled(after, now)
-                uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
+                uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
                 if moves:
-                    uow.append_memberships(moves)
+                    uow.memberships.append(moves)
                     moved += len(moves)
         return len(due), moved
 
@@ -91,7 +91,7 @@ class AudienceBackfill:
 
     def __init__(
         self,
-        store: Store,
+        store: AudienceStore,
         transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
@@ -177,9 +177,9 @@ class AudienceBackfill:
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
-                    if not uow.audience_active(target_id):
+                    if not uow.memberships.audience_active(target_id):
                         return None  # deactivated: its members are being removed
-                    page = uow.profiles_from(scope, start, self._chunk, wanted)
+                    page = uow.profiles.page(scope, start, self._chunk, wanted)
                     for profile in page:
                         self._evaluate(uow, profile, active, affected, now)
                 return len(page), page[-1].mpid if page else start
@@ -197,7 +197,7 @@ class AudienceBackfill:
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
-                    page = uow.apply_selection(
+                    page = uow.memberships.apply_selection(
                         selection, target.membership(now), start, self._set_chunk, "backfill"
                     )
                 if page.stopped:
@@ -221,9 +221,9 @@ class AudienceBackfill:
             profile, active, None, now, "backfill", restrict=affected
         )
         if after is not profile:
-            uow.save_profile(msgspec.structs.replace(after, version=profile.version + 1))
+            uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
             if moves:
-                uow.append_memberships(moves)
+                uow.memberships.append(moves)
 
     def _save(self, audience: AudienceDef, scope: str | None, start: int, done: int) -> None:
         current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)

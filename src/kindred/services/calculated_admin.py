@@ -4,6 +4,8 @@ seeding API)."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
 from kindred.attributes.active import compiled_of, scheduled
@@ -14,7 +16,7 @@ from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import Clock, ConcurrentUpdate, Store, UnitOfWork
+from kindred.ports import CalculatedStore, Clock, ConcurrentUpdate, EventLogReader, UnitOfWork
 from kindred.services.calculated import CalculatedRegistry
 from kindred.services.calculated_jobs import fold_history
 from kindred.services.forwarding import Transactions
@@ -45,10 +47,14 @@ class SeedEntry(msgspec.Struct, frozen=True, kw_only=True):
     seed: dict[str, object]
 
 
+class _Store(CalculatedStore, EventLogReader, Protocol):
+    """The definitions, and the event log a seed's history is folded from."""
+
+
 class CalculatedService:
     def __init__(
         self,
-        store: Store,
+        store: _Store,
         transactions: Transactions,
         registry: CalculatedRegistry,
         tenancy: Tenancy,
@@ -182,7 +188,7 @@ class CalculatedService:
                 with self._transactions.begin() as uow:
                     profile = self._profile(uow, workspace_id, mpid, identities)
                     profile = self._seeded(profile, workspace_id, entries, active)
-                    uow.save_profile(profile)
+                    uow.profiles.save(profile)
                     return profile.mpid
             except ConcurrentUpdate:
                 continue
@@ -224,12 +230,12 @@ class CalculatedService:
         scope = self._tenancy.workspaces[workspace_id].identity_scope
         if mpid is None:
             keys = sorted(IdentityKey(t, v) for t, v in identities.items())
-            linked = uow.find_identities(scope, keys)
+            linked = uow.identities.find(scope, keys)
             found = sorted({m for mpids in linked.values() for m in mpids})
             if len(found) != 1:
                 raise NotFound("the identities name no single profile")
             mpid = found[0]
-        profile = follow(uow, uow.load_profiles([mpid]).get(mpid))
+        profile = follow(uow.profiles, uow.profiles.load([mpid]).get(mpid))
         if profile is None or profile.scope != scope:
             raise NotFound(f"no profile {mpid}")
         return profile

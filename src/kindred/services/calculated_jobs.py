@@ -11,6 +11,7 @@ so a page done again after an interruption is not counted twice.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
@@ -24,11 +25,11 @@ from kindred.domain.profile import Profile
 from kindred.domain.tenancy import InputDef
 from kindred.ports import (
     BatchStatus,
+    CalculatedStore,
     Clock,
     ConcurrentUpdate,
     EventLogReader,
     LogEntry,
-    Store,
     UnitOfWork,
 )
 from kindred.services.forwarding import Transactions
@@ -41,10 +42,14 @@ replace = msgspec.structs.replace
 _PROFILE_LOG_LIMIT = 100_000
 
 
+class _Store(CalculatedStore, EventLogReader, Protocol):
+    """The definitions, whose progress the computation keeps, and the event log it folds."""
+
+
 class CalculatedBackfill:
     def __init__(
         self,
-        store: Store,
+        store: _Store,
         transactions: Transactions,
         inputs: Callable[[str], InputDef | None],
         clock: Clock,
@@ -123,12 +128,12 @@ class CalculatedBackfill:
     ) -> int:
         now = self._clock.now_ms()
         changed: dict[int, Profile] = {}
-        loaded = uow.load_profiles(sorted(by_mpid))
+        loaded = uow.profiles.load(sorted(by_mpid))
         # Batches logged under several MPIDs (a profile and those merged into it) fold into
         # their survivor together, in log order: `history_to` marks how far it has folded.
         survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
         for mpid, logged in by_mpid.items():
-            profile = follow(uow, loaded.get(mpid))
+            profile = follow(uow.profiles, loaded.get(mpid))
             if profile is None or compiled.workspace_id not in profile.workspaces:
                 continue
             survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
@@ -139,7 +144,7 @@ class CalculatedBackfill:
                 changed[profile.mpid] = after
         for profile in changed.values():
             version = replace(profile, version=profile.version + 1)
-            uow.save_profile(scheduled(version, now))
+            uow.profiles.save(scheduled(version, now))
         return len(changed)
 
     def _same_activation(self, definition: CalculatedDef) -> CalculatedDef | None:

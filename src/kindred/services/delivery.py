@@ -28,7 +28,15 @@ from kindred.domain.forwarding import AudienceConnection, EventConnection, Outpu
 from kindred.domain.profile import Profile
 from kindred.domain.retry import RetryPolicy
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import Clock, ConnectionState, Delivery, Message, Sink, Store
+from kindred.ports import (
+    Clock,
+    ConnectionState,
+    Delivery,
+    DeliveryStore,
+    Message,
+    ProfileReader,
+    Sink,
+)
 from kindred.services.forwarding import Catalog, MembershipNote
 from kindred.services.merges import follow_merged
 
@@ -43,7 +51,7 @@ _NOTE = msgspec.json.Decoder(MembershipNote)
 class Renderer:
     """Outbox rows -> the messages an output receives, from the profile as stored now."""
 
-    def __init__(self, store: Store, tenancy: Tenancy) -> None:
+    def __init__(self, store: ProfileReader, tenancy: Tenancy) -> None:
         self._store = store
         self._tenancy = tenancy
 
@@ -109,7 +117,7 @@ class Lane:
 
     def __init__(
         self,
-        store: Store,
+        store: DeliveryStore,
         renderer: Renderer,
         connection: EventConnection | AudienceConnection,
         output: OutputDef,
@@ -240,7 +248,7 @@ def _ids(rows: list[Delivery]) -> list[int]:
     return [row.id for row in rows if row.id is not None]
 
 
-def state_of(store: Store, name: str) -> ConnectionState:
+def state_of(store: DeliveryStore, name: str) -> ConnectionState:
     found = [s for s in store.connection_states() if s.connection == name]
     return found[0] if found else ConnectionState(connection=name)
 

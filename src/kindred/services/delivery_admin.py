@@ -10,7 +10,7 @@ import msgspec
 
 from kindred.domain.errors import NotFound
 from kindred.domain.forwarding import AudienceConnection, EventConnection
-from kindred.ports import Clock, ConnectionState, DeadLetter, Store
+from kindred.ports import Clock, ConnectionState, DeadLetter, DeliveryStore
 from kindred.services.delivery import state_of
 from kindred.services.forwarding import Catalog
 
@@ -61,7 +61,7 @@ def _dead_view(d: DeadLetter) -> DeadLetterView:
 class DeliveryAdmin:
     """What operators do with connections: look, resume, inspect and replay dead letters."""
 
-    def __init__(self, store: Store, catalog: Catalog, clock: Clock) -> None:
+    def __init__(self, store: DeliveryStore, catalog: Catalog, clock: Clock) -> None:
         self._store = store
         self._catalog = catalog
         self._clock = clock

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -27,7 +27,15 @@ from kindred.domain.forwarding import (
     check_output,
 )
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import BatchStatus, Delivery, LogEntry, Store, UnitOfWork, UnitsOfWork
+from kindred.ports import (
+    BatchStatus,
+    DefinitionsVersion,
+    Delivery,
+    LogEntry,
+    OutputDefinitions,
+    UnitOfWork,
+    UnitsOfWork,
+)
 from kindred.services.definitions import Versioned
 
 __all__ = ["Catalog", "Definitions", "MembershipNote", "Router", "Transactions"]
@@ -63,11 +71,15 @@ class MembershipNote(msgspec.Struct, frozen=True, kw_only=True):
     at_ms: int
 
 
+class _CatalogStore(OutputDefinitions, DefinitionsVersion, Protocol):
+    """The outputs and connections kept in the store, and the definitions' version."""
+
+
 class Catalog:
     """Outputs and connections: the config file's (fixed) and the admin API's (in the
     store, at the definitions version of the caller: see `services.definitions`)."""
 
-    def __init__(self, store: Store, tenancy: Tenancy, declared: Definitions) -> None:
+    def __init__(self, store: _CatalogStore, tenancy: Tenancy, declared: Definitions) -> None:
         self._store = store
         self._tenancy = tenancy
         self._declared = self.check(declared)
@@ -286,4 +298,4 @@ class Transactions:
         rows = [row for entry in recorded.log for row in self._router.for_batch(entry, version)]
         rows += self._router.for_memberships(recorded.memberships, version)
         if rows:
-            uow.enqueue_deliveries(rows)
+            uow.outbox.enqueue(rows)

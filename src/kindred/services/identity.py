@@ -72,11 +72,11 @@ class _UowView:
         self._uow = uow
 
     def find(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
-        self._uow.lock_identities(scope, keys)
-        return self._uow.find_identities(scope, keys)
+        self._uow.identities.lock(scope, keys)
+        return self._uow.identities.find(scope, keys)
 
     def load(self, mpids: Iterable[int]) -> dict[int, Profile]:
-        return self._uow.load_profiles(mpids)
+        return self._uow.profiles.load(mpids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ class IdentityCallHandler(HandlerBase[IdentityCall, IdentityOutcome]):
         )
         before = decided.profiles.get(mpid)
         outcome = self._profiles.apply(uow, accepted, as_batch, before, mpid)
-        target = uow.load_profiles([mpid])[mpid]
+        target = uow.profiles.load([mpid])[mpid]
         notes = outcome.notes
         if decision.merge_from is not None and decided.previous is not None:
             login = next((IdentityKey(t, v) for t, v in decision.user_identities.items()), None)
@@ -198,16 +198,16 @@ class ModifyHandler(HandlerBase[ModifyCall, ModifyOutcome]):
         held = {t: e.value for t, e in profile.user_identities.items()}
         decision = decide_modify(held, call.changes, policy, owners, profile.mpid)
         after = _with_identities(profile, decision.user_identities, now_ms)
-        uow.save_profile(after)
-        sync_index(uow, scope, profile.mpid, profile, after)
+        uow.profiles.save(after)
+        sync_index(uow.identities, scope, profile.mpid, profile, after)
         for other_mpid, types in sorted(decision.moved_from.items()):
-            other = uow.load_profiles([other_mpid]).get(other_mpid)
+            other = uow.profiles.load([other_mpid]).get(other_mpid)
             if other is None:
                 continue
             kept = {t: e.value for t, e in other.user_identities.items() if t not in types}
             changed = _with_identities(other, kept, now_ms)
-            uow.save_profile(changed)
-            sync_index(uow, scope, other_mpid, other, changed)
+            uow.profiles.save(changed)
+            sync_index(uow.identities, scope, other_mpid, other, changed)
         moved = tuple((t, profile.mpid) for types in decision.moved_from.values() for t in types)
         return ModifyOutcome(profile.mpid, moved)
 

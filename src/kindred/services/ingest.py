@@ -57,7 +57,7 @@ class BatchHandler(HandlerBase[Accepted, BatchOutcome]):
 
     def run(self, uow: UnitOfWork, command: Accepted) -> BatchOutcome:
         obs, source = command.observation, command.input
-        if obs.source_request_id and not uow.claim_request(
+        if obs.source_request_id and not uow.log.claim_request(
             source.name, obs.source_request_id, obs.received_ms
         ):
             return BatchOutcome(BatchStatus.DUPLICATE)
@@ -77,7 +77,7 @@ class BatchHandler(HandlerBase[Accepted, BatchOutcome]):
         log.error("batch from %s failed; kept for replay", command.input.name, exc_info=error)
         reason = f"{type(error).__name__}: {error}"
         with self._transactions.begin() as uow:
-            uow.append_log(log_entry(command, BatchStatus.FAILED, None, reason))
+            uow.log.append(log_entry(command, BatchStatus.FAILED, None, reason))
         return BatchOutcome(BatchStatus.FAILED)
 
     def committed(self, command: Accepted, result: BatchOutcome) -> None:
@@ -98,10 +98,10 @@ class RefusalHandler(HandlerBase[Refused, BatchOutcome]):
             reason=command.reason,
             body=command.body,
         )
-        uow.record_reject(entry)
+        uow.rejects.record(entry)
         return BatchOutcome(command.kind)
 
 
 def _logged(uow: UnitOfWork, item: Accepted, status: str, reason: str) -> BatchOutcome:
-    uow.append_log(log_entry(item, status, None, reason))
+    uow.log.append(log_entry(item, status, None, reason))
     return BatchOutcome(status)

@@ -35,16 +35,16 @@ class AliasHandler(HandlerBase[AliasCall, AliasOutcome]):
 
     def run(self, uow: UnitOfWork, command: AliasCall) -> AliasOutcome:
         call = command
-        loaded = uow.load_profiles([call.source, call.destination])
+        loaded = uow.profiles.load([call.source, call.destination])
         source, destination = check_alias(
-            follow(uow, loaded.get(call.source)),
-            follow(uow, loaded.get(call.destination)),
+            follow(uow.profiles, loaded.get(call.source)),
+            follow(uow.profiles, loaded.get(call.destination)),
             call.start_ms,
             call.end_ms,
         )
         if source.scope != call.scope:
             raise NotFound("alias: no such profiles in this workspace's identity scope")
-        moved = uow.log_ids(source.mpid, call.start_ms, call.end_ms)
+        moved = uow.log.ids(source.mpid, call.start_ms, call.end_ms)
         survivor = merge_into(
             uow,
             destination,
@@ -102,5 +102,5 @@ class UnmergeHandler(HandlerBase[UnmergeCall, UnmergeOutcome]):
             return 0
         mpid = decision.mpid
         self._profiles.apply(uow, item, decision, profiles.get(mpid), mpid, logged=False)
-        uow.repoint_log([entry.id], mpid)
+        uow.log.repoint([entry.id], mpid)
         return 1

@@ -18,7 +18,7 @@ from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.identities import IdentityKey
 from kindred.domain.merge import merge_profiles, merged_stub
 from kindred.domain.profile import Profile
-from kindred.ports import MergeEntry, UnitOfWork
+from kindred.ports import IdentityIndex, MergeEntry, ProfileWrites, UnitOfWork
 
 __all__ = [
     "ALIAS_MAX_WINDOW_MS",
@@ -47,20 +47,20 @@ def follow_merged(load: Callable[[int], Profile | None], profile: Profile | None
     return None
 
 
-def follow(uow: UnitOfWork, profile: Profile | None) -> Profile | None:
+def follow(profiles: ProfileWrites, profile: Profile | None) -> Profile | None:
     """`follow_merged` within a unit of work."""
-    return follow_merged(lambda mpid: uow.load_profiles([mpid]).get(mpid), profile)
+    return follow_merged(lambda mpid: profiles.load([mpid]).get(mpid), profile)
 
 
 def sync_index(
-    uow: UnitOfWork, scope: str, mpid: int, before: Profile | None, after: Profile | None
+    index: IdentityIndex, scope: str, mpid: int, before: Profile | None, after: Profile | None
 ) -> None:
     """Make the identity index link exactly the identities `after` holds."""
     old, new = identity_keys(before), identity_keys(after)
     if new - old:
-        uow.link_identities(scope, mpid, new - old)
+        index.link(scope, mpid, new - old)
     if old - new:
-        uow.unlink_identities(scope, mpid, old - new)
+        index.unlink(scope, mpid, old - new)
 
 
 def merge_into(
@@ -84,14 +84,14 @@ def merge_into(
         folded, version=survivor.version + 1, last_stored_ms=max(folded.last_stored_ms, now_ms)
     )
     stub = merged_stub(merged, survivor.mpid, now_ms)
-    uow.save_profile(folded)
-    uow.save_profile(stub)
-    sync_index(uow, merged.scope, merged.mpid, merged, None)
-    sync_index(uow, survivor.scope, survivor.mpid, survivor, folded)
+    uow.profiles.save(folded)
+    uow.profiles.save(stub)
+    sync_index(uow.identities, merged.scope, merged.mpid, merged, None)
+    sync_index(uow.identities, survivor.scope, survivor.mpid, survivor, folded)
     if moved_log_ids:
-        uow.repoint_log(moved_log_ids, survivor.mpid)
+        uow.log.repoint(moved_log_ids, survivor.mpid)
     entry = _ledger_entry(survivor, merged, rule, now_ms, identity)
-    uow.record_merge(
+    uow.ledger.record(
         msgspec.structs.replace(entry, moved_log_ids=list(moved_log_ids), detail=detail)
     )
     return folded
@@ -127,7 +127,7 @@ def restore(uow: UnitOfWork, entry: MergeEntry, now_ms: int) -> tuple[Profile, P
     """Put both profiles of a ledger entry back as they were before it; returns them."""
     if entry.unmerged_ms is not None:
         raise InvalidBatch(f"merge {entry.id} was already undone", "merge_id")
-    loaded = uow.load_profiles([entry.survivor, entry.merged])
+    loaded = uow.profiles.load([entry.survivor, entry.merged])
     survivor, stub = loaded.get(entry.survivor), loaded.get(entry.merged)
     if survivor is None or stub is None or stub.merged_into != entry.survivor:
         raise InvalidBatch(
@@ -139,14 +139,14 @@ def restore(uow: UnitOfWork, entry: MergeEntry, now_ms: int) -> tuple[Profile, P
     before_merged = _DECODER.decode(entry.merged_before)
     restored_survivor = msgspec.structs.replace(before_survivor, version=survivor.version + 1)
     restored_merged = msgspec.structs.replace(before_merged, version=stub.version + 1)
-    uow.save_profile(restored_survivor)
-    uow.save_profile(restored_merged)
-    sync_index(uow, entry.scope, entry.survivor, survivor, restored_survivor)
-    sync_index(uow, entry.scope, entry.merged, None, restored_merged)
+    uow.profiles.save(restored_survivor)
+    uow.profiles.save(restored_merged)
+    sync_index(uow.identities, entry.scope, entry.survivor, survivor, restored_survivor)
+    sync_index(uow.identities, entry.scope, entry.merged, None, restored_merged)
     if entry.moved_log_ids:
-        uow.repoint_log(entry.moved_log_ids, entry.merged)
+        uow.log.repoint(entry.moved_log_ids, entry.merged)
     assert entry.id is not None
-    uow.mark_unmerged(entry.id, now_ms)
+    uow.ledger.mark_unmerged(entry.id, now_ms)
     return restored_survivor, restored_merged
 
 

@@ -50,18 +50,18 @@ class ProfileWriter:
         policy = item.input.workspace.account.identity
         user, device, _ = _usable(obs, policy)
         keys = sorted(IdentityKey(t, v) for t, v in (*user.items(), *device.items()))
-        uow.lock_identities(scope, keys)
-        linked = uow.find_identities(scope, keys)
+        uow.identities.lock(scope, keys)
+        linked = uow.identities.find(scope, keys)
         wanted = {m for mpids in linked.values() for m in mpids}
         if obs.mpid is not None:
             wanted.add(obs.mpid)
-        loaded = uow.load_profiles(sorted(wanted))
+        loaded = uow.profiles.load(sorted(wanted))
         if obs.mpid is not None and obs.mpid in loaded and loaded[obs.mpid].scope != scope:
             # The MPID names a profile of another identity scope: never cross scopes.
             return IdentityDecision("unresolved", None, {}, {}, ()), {}
         if obs.mpid is not None and obs.mpid in loaded:
             # An MPID merged into another stands for its survivor (SDKs keep sending it).
-            live = follow(uow, loaded[obs.mpid])
+            live = follow(uow.profiles, loaded[obs.mpid])
             if live is not None and live.mpid != obs.mpid:
                 loaded[live.mpid] = live
                 obs = msgspec.structs.replace(obs, mpid=live.mpid)
@@ -95,10 +95,10 @@ class ProfileWriter:
         ctx = apply_context(item, decision, mpid)
         result = apply_observation(before, obs, ctx)
         profile, changes = self._derive(uow, result, obs, ctx.workspace_id)
-        uow.save_profile(profile)
-        sync_index(uow, ctx.scope, mpid, before, profile)
+        uow.profiles.save(profile)
+        sync_index(uow.identities, ctx.scope, mpid, before, profile)
         if logged:
-            uow.append_log(log_entry(item, BatchStatus.APPLIED, mpid, None))
+            uow.log.append(log_entry(item, BatchStatus.APPLIED, mpid, None))
         notes = decision.notes + result.notes
         return BatchOutcome(BatchStatus.APPLIED, mpid, notes, tuple(changes))
 
@@ -127,7 +127,7 @@ class ProfileWriter:
                 version=version,
             )
             if moves:
-                uow.append_memberships(moves)
+                uow.memberships.append(moves)
         if self._calculated is not None:
             profile = scheduled(profile, obs.received_ms)
         return profile, changes

@@ -81,5 +81,5 @@ class Quarantine:
         self._apply([Accepted(source, obs, entry.body)])
         assert entry.id is not None
         with self._store.unit_of_work() as uow:
-            uow.mark_replayed(entry.id, self._clock.now_ms())
+            uow.rejects.mark_replayed(entry.id, self._clock.now_ms())
         return None

@@ -16,7 +16,7 @@ import msgspec
 
 from kindred.domain.lifetime import expired_before_ms
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import Clock, ConcurrentUpdate, Store
+from kindred.ports import Clock, ConcurrentUpdate, UnitsOfWork
 
 __all__ = ["LifetimeSweep", "SweepReport"]
 
@@ -34,7 +34,7 @@ class SweepReport(msgspec.Struct, kw_only=True):
 class LifetimeSweep:
     def __init__(
         self,
-        store: Store,
+        store: UnitsOfWork,
         tenancy: Tenancy,
         clock: Clock,
         *,
@@ -76,7 +76,7 @@ class LifetimeSweep:
 
     def _chunk_once(self, scope: str, cutoff: int) -> int:
         with self._store.unit_of_work() as uow:
-            expired = uow.expired_profiles(scope, cutoff, self._chunk)
+            expired = uow.profiles.expired(scope, cutoff, self._chunk)
             for profile in expired:
-                uow.delete_profile(profile)
+                uow.profiles.delete(profile)
         return len(expired)

@@ -30,9 +30,11 @@ from kindred.ports import (
     Recorded,
     RejectEntry,
     SelectionPage,
+    UnitOfWork,
 )
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.memory_outbox import DeliveryState, MemoryDeliveries
+from kindred.storage.parts import PartedUnitOfWork
 
 __all__ = ["MemoryStore"]
 
@@ -266,7 +268,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         return 0, 0  # nothing on disk
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[_MemoryUnitOfWork]:
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._lock:
             # Profiles are immutable values, so a copy of the containers is a full snapshot.
             draft = copy.copy(self._state)
@@ -280,7 +282,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             draft.deliveries = DeliveryState(
                 list(draft.deliveries.outbox), draft.deliveries.next_id
             )
-            yield _MemoryUnitOfWork(draft)
+            yield PartedUnitOfWork(_MemoryUnitOfWork(draft))
             self._state = draft
 
     @property

@@ -25,7 +25,7 @@ def _batch(environment: str, *events: tuple[str, str, int]) -> bytes:
 
 def _log(store: MemoryStore, mpid: int | None, body: bytes, input_name: str = "server") -> None:
     with store.unit_of_work() as uow:
-        uow.append_log(
+        uow.log.append(
             LogEntry(
                 input=input_name,
                 workspace_id=1,
@@ -80,7 +80,7 @@ def test_the_live_stream_shows_development_batches_and_refusals_after_a_cursor()
     _log(store, 1, _batch("production", ("custom_event", "prod", NOW)))
     _log(store, 2, _batch("development", ("custom_event", "dev", NOW)), input_name="web")
     with store.unit_of_work() as uow:
-        uow.record_reject(
+        uow.rejects.record(
             RejectEntry(
                 input="web",
                 received_ms=NOW + 1,

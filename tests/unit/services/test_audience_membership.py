@@ -318,7 +318,7 @@ class _Colliding(MemoryStore):
     @contextmanager
     def unit_of_work(self) -> Iterator[Any]:
         with super().unit_of_work() as uow:
-            uow.apply_selection = self._collide  # type: ignore[method-assign,assignment]
+            uow.memberships.apply_selection = self._collide  # type: ignore[method-assign,assignment]
             yield uow
 
     @staticmethod

@@ -277,8 +277,8 @@ def test_an_unmerge_after_a_merge_restores_the_profiles_exactly(a: Profile, b: P
     a, b = (msgspec.structs.replace(p, scope=SCOPE, version=1) for p in (a, b))
     with world.store.unit_of_work() as uow:
         for profile in (a, b):
-            uow.save_profile(profile)
-            uow.link_identities(SCOPE, profile.mpid, identity_keys(profile))
+            uow.profiles.save(profile)
+            uow.identities.link(SCOPE, profile.mpid, identity_keys(profile))
     index_before = {p.mpid: sorted(world.store_links(p)) for p in (a, b)}
     merged = world.run(
         AliasCall(

@@ -175,8 +175,8 @@ def clock() -> FakeClock:
 def store() -> MemoryStore:
     store = MemoryStore()
     with store.unit_of_work() as uow:
-        uow.save_profile(profile())
-        uow.link_identities(WS.identity_scope, MPID, [IdentityKey("customer_id", "C-1")])
+        uow.profiles.save(profile())
+        uow.identities.link(WS.identity_scope, MPID, [IdentityKey("customer_id", "C-1")])
     return store
 
 
@@ -276,5 +276,5 @@ def test_a_merged_mpid_reads_as_its_survivor(
         version=1,
     )
     with store.unit_of_work() as uow:
-        uow.save_profile(stub)
+        uow.profiles.save(stub)
     assert service.by_mpid(CREDENTIAL, PATH, 77, ["user_identities"]).mpid == MPID

@@ -39,8 +39,8 @@ def stored(*profiles: Profile) -> MemoryStore:
     store = MemoryStore()
     with store.unit_of_work() as uow:
         for p in profiles:
-            uow.save_profile(p)
-            uow.link_identities(p.scope, p.mpid, [IdentityKey("email", f"{p.mpid}@x")])
+            uow.profiles.save(p)
+            uow.identities.link(p.scope, p.mpid, [IdentityKey("email", f"{p.mpid}@x")])
     return store
 
 

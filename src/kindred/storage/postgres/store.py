@@ -34,6 +34,7 @@ from kindred.ports import (
     MembershipCounts,
     MergeEntry,
     RejectEntry,
+    UnitOfWork,
 )
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
@@ -53,6 +54,7 @@ from kindred.storage.codec import (
 from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import Migration, load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
+from kindred.storage.parts import PartedUnitOfWork
 from kindred.storage.postgres.setops import (
     DEFINITIONS_LOCK,
     FIND_IDENTITIES,
@@ -122,11 +124,11 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
         return before, after
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
         with _full_is_unavailable(), self._pool.connection() as conn, conn.transaction():
-            uow = WriteBehindUnitOfWork(PostgresSetOps(conn))
-            yield uow
-            uow.commit()
+            tx = WriteBehindUnitOfWork(PostgresSetOps(conn))
+            yield PartedUnitOfWork(tx)
+            tx.commit()
 
     _MARK = "%s"
 

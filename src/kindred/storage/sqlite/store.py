@@ -23,6 +23,7 @@ from kindred.ports import (
     MembershipCounts,
     MergeEntry,
     RejectEntry,
+    UnitOfWork,
 )
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
@@ -42,6 +43,7 @@ from kindred.storage.codec import (
 from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
+from kindred.storage.parts import PartedUnitOfWork
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.sqlite.writing import WriterLock, full_is_unavailable
@@ -167,14 +169,14 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
         return sum(f.stat().st_size for f in files if f.exists())
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[WriteBehindUnitOfWork]:
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._write_lock, full_is_unavailable():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                uow = WriteBehindUnitOfWork(SqliteSetOps(conn))
-                yield uow
-                uow.commit()
+                tx = WriteBehindUnitOfWork(SqliteSetOps(conn))
+                yield PartedUnitOfWork(tx)
+                tx.commit()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

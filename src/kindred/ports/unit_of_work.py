@@ -1,0 +1,225 @@
+"""One write transaction, in parts: what the services change through a unit of work.
+
+A service is typed with the parts it uses (`uow.profiles`, `uow.identities`, `uow.log`,
+`uow.rejects`, `uow.memberships`, `uow.ledger`, `uow.outbox`); each part's methods state
+their contract, which the store contract suite checks on every store, part by part.
+Writes may be buffered until commit; reads always see this transaction's own writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from kindred.audiences.definition import MembershipChange, Selection
+from kindred.audiences.prefilter import Needles
+from kindred.domain.identities import IdentityKey
+from kindred.domain.profile import Membership, Profile
+from kindred.ports.delivery import Delivery
+from kindred.ports.records import LogEntry, MergeEntry, Recorded, RejectEntry, SelectionPage
+
+__all__ = [
+    "ConcurrentUpdate",
+    "EventLogWrites",
+    "IdentityIndex",
+    "LedgerWrites",
+    "MembershipWrites",
+    "OutboxWrites",
+    "ProfileWrites",
+    "RejectWrites",
+    "UnitOfWork",
+]
+
+
+class ConcurrentUpdate(Exception):
+    """A profile changed under us (another process saved it first); retry the transaction."""
+
+
+class ProfileWrites(Protocol):
+    """The profiles, read and written by MPID under optimistic versions."""
+
+    def load(self, mpids: Iterable[int]) -> dict[int, Profile]:
+        """The stored profiles of these MPIDs (absent ones are left out)."""
+        ...
+
+    def save(self, profile: Profile) -> None:
+        """Insert or replace; raises ConcurrentUpdate unless the stored version is
+        `profile.version - 1` (or absent for version 1)."""
+        ...
+
+    def delete(self, profile: Profile) -> None:
+        """Remove the profile and every identity link to it. Raises ConcurrentUpdate (now or
+        at commit) when the stored profile is no longer at `profile.version`."""
+        ...
+
+    def expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
+        """Up to `limit` profiles of the scope last stored before the instant, oldest first,
+        claimed for this transaction: a concurrent caller in another process skips them."""
+        ...
+
+    def page(
+        self, scope: str, from_mpid: int, limit: int, needles: Needles | None = None
+    ) -> list[Profile]:
+        """Up to `limit` profiles of the scope with MPID >= `from_mpid`, by MPID. With
+        `needles`, a store may leave out profiles whose document cannot contain them (a
+        store that cannot tell returns every profile)."""
+        ...
+
+    def due(self, before_ms: int, limit: int) -> list[Profile]:
+        """Up to `limit` profiles whose `audience_due_ms` has come, earliest first, claimed
+        for this transaction as `expired` claims them."""
+        ...
+
+
+class IdentityIndex(Protocol):
+    """Which profiles each (scope, identity) is linked to."""
+
+    def lock(self, scope: str, keys: Sequence[IdentityKey]) -> None:
+        """Serialize resolution of these identities against other processes until commit."""
+        ...
+
+    def find(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:
+        """The MPIDs each identity is linked to (keys with no link are absent)."""
+        ...
+
+    def link(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
+        """Link the identities to the profile (those linked already stay as they are)."""
+        ...
+
+    def unlink(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
+        """Remove the identities' links to the profile (absent ones are no change)."""
+        ...
+
+
+class EventLogWrites(Protocol):
+    """The event log: every accepted batch as received, with what became of it."""
+
+    def claim_request(self, input_name: str, request_id: str, now_ms: int) -> bool:
+        """True the first time an input sends this source_request_id (ING-4)."""
+        ...
+
+    def append(self, entry: LogEntry) -> None:
+        """Add the batch's entry (its id is given at commit)."""
+        ...
+
+    def set_status(self, entry_id: int, status: str, reason: str | None) -> None:
+        """What became of a logged batch after all (a replay)."""
+        ...
+
+    def ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
+        """Ids of the entries of the MPID received within [from_ms, to_ms]."""
+        ...
+
+    def repoint(self, entry_ids: Sequence[int], mpid: int) -> None:
+        """Attribute these entries to another profile."""
+        ...
+
+
+class RejectWrites(Protocol):
+    """Batches refused at the edge or quarantined, kept with their reason (ING-3)."""
+
+    def record(self, entry: RejectEntry) -> None: ...
+
+    def mark_replayed(self, reject_id: int, now_ms: int) -> None:
+        """A quarantined or refused batch was sent through ingest again."""
+        ...
+
+
+class MembershipWrites(Protocol):
+    """Audience memberships beyond a profile's own save: the membership log (AUD-12) and
+    the set-based work of backfills and removals."""
+
+    def append(self, changes: Sequence[MembershipChange]) -> None:
+        """Append to the membership log."""
+        ...
+
+    def apply_selection(
+        self, selection: Selection, held: Membership, from_mpid: int, limit: int, reason: str
+    ) -> SelectionPage:
+        """Over the next `limit` profiles of the selection's scope from `from_mpid` on (by
+        MPID), make `held.audience_id`'s members exactly those the criteria admit: admitted
+        ones gain `held`, the others lose it; each change is appended to the membership log
+        at `held.since_ms` with the reason. Set-based, for audiences whose answer neither
+        time nor other audiences' changes move (the caller's to know). Only while the
+        audience is active, as this transaction sees it (a deactivation either comes
+        before and stops the page, or waits for it and then removes what it entered).
+        Runs in a unit of work of its own."""
+        ...
+
+    def remove_all(self, audience_id: int, at_ms: int, reason: str) -> int:
+        """Every profile leaves the audience (deleted or deactivated), each exit logged;
+        returns how many left. Runs in a unit of work of its own."""
+        ...
+
+    def audience_active(self, audience_id: int) -> bool:
+        """Whether the audience is active, as this transaction sees it; it stays so until
+        this transaction ends (a status change waits for it, on stores where several
+        processes write)."""
+        ...
+
+
+class LedgerWrites(Protocol):
+    """The merge ledger (IDS-5, IDS-6, BEY-1)."""
+
+    def record(self, entry: MergeEntry) -> None:
+        """Add a merge, with both profiles as they were before it."""
+        ...
+
+    def mark_unmerged(self, merge_id: int, now_ms: int) -> None: ...
+
+
+class OutboxWrites(Protocol):
+    """Rows for the outputs (ENR-3)."""
+
+    def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        """Add to the outbox, committed with everything else of the transaction."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One write transaction: commits when its context exits cleanly, else rolls back."""
+
+    @property
+    def profiles(self) -> ProfileWrites: ...
+
+    @property
+    def identities(self) -> IdentityIndex: ...
+
+    @property
+    def log(self) -> EventLogWrites: ...
+
+    @property
+    def rejects(self) -> RejectWrites: ...
+
+    @property
+    def memberships(self) -> MembershipWrites: ...
+
+    @property
+    def ledger(self) -> LedgerWrites: ...
+
+    @property
+    def outbox(self) -> OutboxWrites: ...
+
+    def prefetch(
+        self,
+        identities: Sequence[tuple[str, IdentityKey]],
+        mpids: Sequence[int],
+        requests: Sequence[tuple[str, str]],
+    ) -> None:
+        """A hint, not a requirement: the (scope, identity) pairs, MPIDs and (input,
+        request id) pairs this transaction is about to ask about. Stores that pay per
+        round trip lock and read them in bulk; the identities are locked as by
+        `identities.lock`, and the profiles they link to are loaded too."""
+        ...
+
+    def definitions_version(self) -> int:
+        """The version of the definitions (audiences, calculated attributes, credentials,
+        outputs and connections: every save raises it), as this transaction sees it; no
+        definition changes until this transaction ends (a change waits for it, on stores
+        where several processes write)."""
+        ...
+
+    def recorded(self) -> Recorded:
+        """Every batch this transaction has logged and every membership change it has
+        appended so far, by whichever part (so that each one can be forwarded, BEY-5)."""
+        ...
