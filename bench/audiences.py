@@ -30,9 +30,9 @@ from bench.common import CONFIG, batch_body, machine
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
-from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.commands import Accepted
-from kindred.services.forwarding import Transactions
+from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.forwarding.transactions import Transactions
+from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
 
 DAY_MS = 86_400_000

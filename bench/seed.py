@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CONFIG, batch_body
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from kindred.services.commands import Accepted
+from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
 
 

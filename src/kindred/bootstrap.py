@@ -9,42 +9,66 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from kindred.config import Settings
 from kindred.config.credentials import credentials_from
 from kindred.config.tenancy import tenancy_from
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
-from kindred.domain.tenancy import Tenancy
+from kindred.domain.tenancy import InputDef, Tenancy
 from kindred.observability import PrometheusMetrics
 from kindred.outputs import make_sink
-from kindred.ports import Clock, MpidSource, Secrets, Store
-from kindred.services.activity import ActivityReader
-from kindred.services.audience_admin import AudienceService
-from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.audiences import AudienceRegistry
+from kindred.ports import (
+    Clock,
+    EventLogReader,
+    MergeReader,
+    Metrics,
+    MpidSource,
+    Secrets,
+    Store,
+    UnitsOfWork,
+)
+from kindred.services.access.credentials import CredentialRegistry, TokenService
+from kindred.services.access.server_keys import ServerKeys
+from kindred.services.audiences.admin import AudienceService
+from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.background import Periodic
-from kindred.services.calculated import CalculatedRegistry
-from kindred.services.calculated_admin import CalculatedService
-from kindred.services.calculated_jobs import CalculatedBackfill
-from kindred.services.commands import Accepted, BatchOutcome
-from kindred.services.credentials import CredentialRegistry, TokenService
-from kindred.services.csv_import import CsvImporter
-from kindred.services.delivery import DeliveryRunner, Lane, Renderer
-from kindred.services.delivery_admin import DeliveryAdmin
-from kindred.services.forwarding import Catalog, Definitions, Router, Transactions
-from kindred.services.identity import IdentityCalls
-from kindred.services.ledger import MergeLedger
-from kindred.services.profile_api import ProfileApiService
-from kindred.services.profiles import ProfileQueries
-from kindred.services.quarantine import Quarantine
-from kindred.services.rebuild import Rebuild
-from kindred.services.retention import LifetimeSweep
-from kindred.services.runner import CommandRunner, write_path
-from kindred.services.server_keys import ServerKeys
-from kindred.services.writer import GroupWriter
+from kindred.services.calculated.admin import CalculatedService
+from kindred.services.calculated.jobs import CalculatedBackfill
+from kindred.services.calculated.registry import CalculatedRegistry
+from kindred.services.forwarding.admin import DeliveryAdmin
+from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
+from kindred.services.forwarding.delivery import DeliveryRunner, Lane, Renderer
+from kindred.services.forwarding.router import Router
+from kindred.services.forwarding.transactions import Transactions
+from kindred.services.identity.idsync import IdentityCallHandler, IdentityCalls, ModifyHandler
+from kindred.services.identity.ledger import MergeLedger
+from kindred.services.identity.merge_calls import AliasHandler, UnmergeHandler
+from kindred.services.ingest.batches import BatchHandler, RefusalHandler
+from kindred.services.ingest.csv_import import CsvImporter
+from kindred.services.ingest.profile_writer import ProfileWriter
+from kindred.services.ingest.quarantine import Quarantine
+from kindred.services.ingest.rebuild import Rebuild
+from kindred.services.profiles.activity import ActivityReader
+from kindred.services.profiles.profile_api import ProfileApiService
+from kindred.services.profiles.queries import ProfileQueries
+from kindred.services.profiles.retention import LifetimeSweep
+from kindred.services.writes.commands import (
+    Accepted,
+    AliasCall,
+    BatchOutcome,
+    HandlerTable,
+    IdentityCall,
+    ModifyCall,
+    Refused,
+    UnmergeCall,
+)
+from kindred.services.writes.group_writer import GroupWriter
+from kindred.services.writes.runner import CommandRunner
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
-__all__ = ["Container", "build", "make_store"]
+__all__ = ["Container", "WritePathStore", "build", "make_store", "write_path"]
 
 
 @dataclass
@@ -80,7 +104,7 @@ class Container:
     audience_backfill: AudienceBackfill
     calculated: CalculatedService
     calculated_backfill: CalculatedBackfill
-    catalog: Catalog
+    catalog: OutputCatalog
     deliveries: DeliveryAdmin
     delivery: DeliveryRunner
     started: bool = field(default=False)
@@ -150,7 +174,7 @@ def build(
     secrets = secrets or SecureSecrets()
     audience_registry = AudienceRegistry(store, tenancy)
     calculated_registry = CalculatedRegistry(store)
-    catalog = Catalog(store, tenancy, _declared(settings))
+    catalog = OutputCatalog(store, tenancy, _declared(settings))
     router = Router(catalog, tenancy, lambda version: audience_registry.at(version).by_id)
     # Every write transaction of the services: the outbox rows of what it changed are
     # written in it before it commits.
@@ -245,6 +269,37 @@ def _through(writer: GroupWriter) -> Callable[[Sequence[Accepted]], list[BatchOu
     return apply
 
 
+class WritePathStore(UnitsOfWork, MergeReader, EventLogReader, Protocol):
+    """What the write path needs of a store: its transactions, and the committed ledger
+    and event log an un-merge reads."""
+
+
+def write_path(
+    store: WritePathStore,
+    mpids: MpidSource,
+    metrics: Metrics,
+    inputs: Callable[[str], InputDef | None] = lambda _: None,
+    audiences: AudienceRegistry | None = None,
+    *,
+    calculated: CalculatedRegistry | None = None,
+    router: Router | None = None,
+) -> CommandRunner:
+    """The runner with every command's handler: the one table of what the writer runs.
+    `inputs`: the input of a name (batches applied again); `router`: where forwarded
+    rows go (None: nothing is forwarded)."""
+    transactions = Transactions(store, router)
+    profiles = ProfileWriter(mpids, audiences, calculated)
+    handlers: HandlerTable = {
+        Accepted: BatchHandler(profiles, metrics, transactions),
+        Refused: RefusalHandler(),
+        IdentityCall: IdentityCallHandler(profiles, metrics),
+        ModifyCall: ModifyHandler(),
+        AliasCall: AliasHandler(),
+        UnmergeCall: UnmergeHandler(store, profiles, inputs),
+    }
+    return CommandRunner(handlers, transactions, metrics)
+
+
 def _clock(settings: Settings) -> Clock:
     """The system clock, or one a file moves (tests drive time through it)."""
     return FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
@@ -272,15 +327,15 @@ def _forwarding(
     tenancy: Tenancy,
     clock: Clock,
     metrics: PrometheusMetrics,
-    catalog: Catalog,
+    catalog: OutputCatalog,
 ) -> tuple[DeliveryAdmin, DeliveryRunner]:
     lanes = _lane_factory(settings, store, tenancy, clock, metrics)
     runner = DeliveryRunner(catalog, lanes, idle_s=settings.forwarding.idle_s)
     return DeliveryAdmin(store, catalog, clock), runner
 
 
-def _declared(settings: Settings) -> Definitions:
-    return Definitions(
+def _declared(settings: Settings) -> OutputsAndConnections:
+    return OutputsAndConnections(
         outputs=list(settings.outputs),
         event_connections=list(settings.event_connections),
         audience_connections=list(settings.audience_connections),

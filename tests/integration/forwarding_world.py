@@ -10,8 +10,8 @@ import msgspec
 
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
-from kindred.services.commands import Accepted, BatchOutcome
-from kindred.services.delivery import Lane
+from kindred.services.forwarding.delivery import Lane
+from kindred.services.writes.commands import Accepted, BatchOutcome
 from kindred.wire.observe import observe
 from tests.fakes import FakeClock, SequentialMpids
 

@@ -8,7 +8,7 @@ import json
 from kindred.bootstrap import Container
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.services.commands import Accepted
+from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
 
 

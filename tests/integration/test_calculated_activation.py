@@ -13,7 +13,7 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.domain.observation import Observation
-from kindred.services.commands import Accepted, IdentityCall
+from kindred.services.writes.commands import Accepted, IdentityCall
 from kindred.wire.observe import observe
 from tests.integration.plays import plays_of, send
 

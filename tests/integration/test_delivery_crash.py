@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from kindred.services.commands import Accepted
+from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
 from tests.integration.forwarding_world import World, batch
 from tests.receiver import receiving

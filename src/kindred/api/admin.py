@@ -15,7 +15,7 @@ from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
-from kindred.services.commands import AliasCall, UnmergeCall
+from kindred.services.writes.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
 

@@ -17,7 +17,7 @@ from kindred.api.auth import InputAuthenticator
 from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound
-from kindred.services.calculated_admin import SeedEntry
+from kindred.services.calculated.admin import SeedEntry
 from kindred.wire.batch import Mpid
 from kindred.wire.errors import as_invalid_batch
 

@@ -21,7 +21,7 @@ from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
-from kindred.services.commands import Accepted, BatchOutcome, Refused
+from kindred.services.writes.commands import Accepted, BatchOutcome, Refused
 from kindred.wire.batch import decode_bulk
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.observe import observe

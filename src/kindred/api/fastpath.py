@@ -15,7 +15,7 @@ from typing import Any
 
 from kindred.api.errors import PayloadTooLarge, error_body, error_headers, status_of
 from kindred.api.events import EventsApi
-from kindred.api.identity import IdentityApi, identity_error_body, identity_route
+from kindred.api.idsync import IdentityApi, identity_error_body, identity_route
 from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError

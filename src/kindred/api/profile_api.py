@@ -18,7 +18,7 @@ from kindred.bootstrap import Container
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import AuthRejected, InvalidBatch, RateLimited
 from kindred.domain.ratelimit import TokenBucket
-from kindred.services.credentials import OAuthRefusal
+from kindred.services.access.credentials import OAuthRefusal
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.profile_api import (
     PROFILE_FIELDS,

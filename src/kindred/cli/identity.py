@@ -12,7 +12,7 @@ from kindred.bootstrap import Container
 from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
 from kindred.domain.tenancy import WorkspaceDef
-from kindred.services.commands import AliasCall, Command, UnmergeCall
+from kindred.services.writes.commands import AliasCall, Command, UnmergeCall
 
 __all__ = ["identity", "quarantine"]
 

@@ -183,7 +183,7 @@ def profile_get(
     data_dir: str | None,
 ) -> None:
     """Print a stored profile as JSON."""
-    from kindred.services.profiles import profile_document  # noqa: PLC0415
+    from kindred.services.profiles.queries import profile_document  # noqa: PLC0415
 
     if (mpid is None) == (identity is None):
         raise click.UsageError("give exactly one of --mpid or --identity")

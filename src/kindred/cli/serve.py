@@ -17,7 +17,7 @@ from kindred.api.fastpath import FastPath
 from kindred.bootstrap import Container, build
 from kindred.config import Settings, load_settings
 from kindred.observability import configure_logging
-from kindred.services.commands import Accepted
+from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
 
 __all__ = ["Tls", "load_demo", "run_server"]

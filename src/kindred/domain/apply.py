@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from kindred.domain.applying import ApplyContext, ApplyResult, Draft
+from kindred.domain.apply_context import ApplyContext, ApplyResult, Draft
 from kindred.domain.changes import Change
 from kindred.domain.dedup import fresh_events
 from kindred.domain.devices import apply_device, device_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from kindred.domain.applying import ApplyContext, Draft
+from kindred.domain.apply_context import ApplyContext, Draft
 from kindred.domain.changes import Change
 from kindred.domain.observation import EventFact, Observation
 from kindred.domain.profile import Attribution, Device

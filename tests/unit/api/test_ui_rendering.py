@@ -24,8 +24,8 @@ from kindred.domain.profile import (
     Profile,
     WorkspaceProfile,
 )
-from kindred.services.activity import LiveItem, Timeline
-from kindred.services.delivery_admin import ConnectionView
+from kindred.services.forwarding.admin import ConnectionView
+from kindred.services.profiles.activity import LiveItem, Timeline
 
 EVIL = '<script>alert("x")</script>'
 NOW = 1_700_000_000_000

@@ -9,7 +9,7 @@ import pytest
 from kindred.api.ui.session import Sessions
 from kindred.config import UiSettings, UiUserSettings
 from kindred.domain.credentials import hash_secret
-from kindred.services.server_keys import ServerKeys
+from kindred.services.access.server_keys import ServerKeys
 from kindred.storage.memory import MemoryStore
 from kindred.system import SecureSecrets
 from tests.fakes import FakeClock

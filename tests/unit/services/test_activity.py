@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from kindred.ports import LogEntry, RejectEntry
-from kindred.services.activity import DAY_MS, ActivityReader, LiveCursor, LiveFilter
+from kindred.services.profiles.activity import DAY_MS, ActivityReader, LiveCursor, LiveFilter
 from kindred.storage.memory import MemoryStore
 
 NOW = 1_700_000_000_000

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.membership import evaluate_memberships
+from kindred.bootstrap import write_path
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.ports import ConcurrentUpdate
-from kindred.services.audience_admin import AudienceService
-from kindred.services.audience_jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.audiences import AudienceRegistry
-from kindred.services.commands import Accepted
-from kindred.services.forwarding import Transactions
-from kindred.services.runner import write_path
+from kindred.services.audiences.admin import AudienceService
+from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.forwarding.transactions import Transactions
+from kindred.services.writes.commands import Accepted
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe
 from tests.fakes import FakeClock, NullMetrics, SequentialMpids

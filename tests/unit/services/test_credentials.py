@@ -6,7 +6,7 @@ import pytest
 
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import InvalidToken, NotFound
-from kindred.services.credentials import CredentialRegistry, OAuthRefusal, TokenService
+from kindred.services.access.credentials import CredentialRegistry, OAuthRefusal, TokenService
 from kindred.storage.memory import MemoryStore
 from tests.fakes import CountingSecrets, FakeClock
 

@@ -9,7 +9,7 @@ import pytest
 from kindred.domain.errors import ConfigError, NotFound
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
-from kindred.services.forwarding import Catalog, Definitions
+from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
 from kindred.storage.memory import MemoryStore
 
 WORKSPACE = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
@@ -22,44 +22,49 @@ TENANCY = Tenancy(
 HOOK = OutputDef(name="hook", kind="webhook", url="http://127.0.0.1:9/x")
 
 
-def catalog(defs: Definitions) -> Catalog:
-    return Catalog(MemoryStore(), TENANCY, defs)
+def catalog(defs: OutputsAndConnections) -> OutputCatalog:
+    return OutputCatalog(MemoryStore(), TENANCY, defs)
 
 
 @pytest.mark.parametrize(
     ("defs", "message"),
     [
-        (Definitions(outputs=[OutputDef(name="h", kind="webhook")]), "outputs['h'].url"),
+        (OutputsAndConnections(outputs=[OutputDef(name="h", kind="webhook")]), "outputs['h'].url"),
         (
-            Definitions(outputs=[OutputDef(name="h", kind="webhook", url="ftp://x")]),
+            OutputsAndConnections(outputs=[OutputDef(name="h", kind="webhook", url="ftp://x")]),
             "must start with http",
         ),
-        (Definitions(outputs=[OutputDef(name="f", kind="jsonl")]), "outputs['f'].directory"),
         (
-            Definitions(outputs=[OutputDef(name="n", kind="nats", url="nats://x")]),
+            OutputsAndConnections(outputs=[OutputDef(name="f", kind="jsonl")]),
+            "outputs['f'].directory",
+        ),
+        (
+            OutputsAndConnections(outputs=[OutputDef(name="n", kind="nats", url="nats://x")]),
             "outputs['n'].subject",
         ),
         (
-            Definitions(outputs=[HOOK, msgspec.structs.replace(HOOK, auth_header="Bearer x")]),
+            OutputsAndConnections(
+                outputs=[HOOK, msgspec.structs.replace(HOOK, auth_header="Bearer x")]
+            ),
             "auth_header",
         ),
-        (Definitions(outputs=[HOOK, HOOK]), "outputs[].name: 'hook' is used twice"),
+        (OutputsAndConnections(outputs=[HOOK, HOOK]), "outputs[].name: 'hook' is used twice"),
         (
-            Definitions(
+            OutputsAndConnections(
                 outputs=[HOOK],
                 event_connections=[EventConnection(name="c", input="nope", output="hook")],
             ),
             "event_connections['c'].input: no input named 'nope'",
         ),
         (
-            Definitions(
+            OutputsAndConnections(
                 outputs=[HOOK],
                 event_connections=[EventConnection(name="c", input="s", output="gone")],
             ),
             "event_connections['c'].output: no output named 'gone'",
         ),
         (
-            Definitions(
+            OutputsAndConnections(
                 outputs=[HOOK],
                 audience_connections=[
                     AudienceConnection(
@@ -70,7 +75,7 @@ def catalog(defs: Definitions) -> Catalog:
             "unknown identity type 'shoe_size'",
         ),
         (
-            Definitions(
+            OutputsAndConnections(
                 outputs=[HOOK],
                 event_connections=[EventConnection(name="c", input="s", output="hook")],
                 audience_connections=[
@@ -83,7 +88,9 @@ def catalog(defs: Definitions) -> Catalog:
         ),
     ],
 )
-def test_bad_definitions_are_refused_naming_the_key(defs: Definitions, message: str) -> None:
+def test_bad_definitions_are_refused_naming_the_key(
+    defs: OutputsAndConnections, message: str
+) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         catalog(defs)
 
@@ -92,13 +99,13 @@ def test_declared_identity_types_are_made_canonical() -> None:
     connection = AudienceConnection(
         name="a", audience_id=1, output="hook", identity_types=["customerid", "IOS_IDFA"]
     )
-    c = catalog(Definitions(outputs=[HOOK], audience_connections=[connection]))
+    c = catalog(OutputsAndConnections(outputs=[HOOK], audience_connections=[connection]))
     (found,) = c.current().audience_connections
     assert found.identity_types == ["customer_id", "ios_advertising_id"]
 
 
 def test_run_time_definitions_join_the_declared_ones() -> None:
-    c = catalog(Definitions(outputs=[HOOK]))
+    c = catalog(OutputsAndConnections(outputs=[HOOK]))
     saved = c.save(
         "audience_connection",
         b'{"name":"a","audience_id":2,"output":"hook","identity_types":["ios_idfa"]}',

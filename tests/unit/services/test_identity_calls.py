@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kindred.bootstrap import write_path
 from kindred.domain.apply import identity_keys
 from kindred.domain.errors import KindredError
 from kindred.domain.identities import IdentityKey
@@ -24,7 +25,8 @@ from kindred.domain.tenancy import (
     SourceType,
     WorkspaceDef,
 )
-from kindred.services.commands import (
+from kindred.services.identity.idsync import IdentityCalls
+from kindred.services.writes.commands import (
     Accepted,
     AliasCall,
     BatchOutcome,
@@ -36,8 +38,6 @@ from kindred.services.commands import (
     ModifyOutcome,
     UnmergeCall,
 )
-from kindred.services.identity import IdentityCalls
-from kindred.services.runner import write_path
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe
 from tests.fakes import NullMetrics, SequentialMpids

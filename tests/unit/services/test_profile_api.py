@@ -22,7 +22,7 @@ from kindred.domain.profile import (
     WorkspaceProfile,
 )
 from kindred.domain.tenancy import AccountPolicy, IdentityPolicy, Tenancy, WorkspaceDef
-from kindred.services.profile_api import ProfileApiService, project_profile
+from kindred.services.profiles.profile_api import ProfileApiService, project_profile
 from kindred.storage.memory import MemoryStore
 from kindred.wire.profile_api import PROFILE_FIELDS, ResolveIdentity, ResolveRequest
 from tests.fakes import FakeClock

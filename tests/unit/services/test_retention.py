@@ -13,7 +13,7 @@ from kindred.domain.lifetime import DAY_MS
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import AccountPolicy, Tenancy, WorkspaceDef
 from kindred.services.background import Periodic
-from kindred.services.retention import LifetimeSweep
+from kindred.services.profiles.retention import LifetimeSweep
 from kindred.storage.memory import MemoryStore
 from tests.fakes import FakeClock
 

@@ -16,8 +16,8 @@ from kindred.api.ui.profiles import table
 from kindred.api.ui.session import Visitor
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.forwarding import AudienceConnection
-from kindred.services.audience_admin import AudienceMetrics
-from kindred.services.delivery_admin import ConnectionView
+from kindred.services.audiences.admin import AudienceMetrics
+from kindred.services.forwarding.admin import ConnectionView
 
 __all__ = [
     "audience_body",

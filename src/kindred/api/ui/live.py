@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kindred.api.ui.html import Html, h, join, path_part, when
-from kindred.services.activity import LiveFilter, LiveItem
+from kindred.services.profiles.activity import LiveFilter, LiveItem
 
 __all__ = ["EVENT_TYPES", "live_body", "live_items"]
 

@@ -12,7 +12,7 @@ from kindred.domain.calculated_entries import CALCULATED_SOURCE
 from kindred.domain.identities import DEVICE_IDENTITY_TYPES, USER_IDENTITY_TYPES
 from kindred.domain.observation import ConsentFact
 from kindred.domain.profile import Profile, WorkspaceProfile
-from kindred.services.activity import Timeline
+from kindred.services.profiles.activity import Timeline
 
 __all__ = ["SEARCH_TYPES", "missing_profile", "profile_body", "search_form", "table"]
 

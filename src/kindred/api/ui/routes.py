@@ -24,8 +24,8 @@ from kindred.api.ui.session import COOKIE, Sessions, Visitor
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.lifetime import is_expired
-from kindred.services.activity import LiveCursor, LiveFilter
-from kindred.services.delivery_admin import ConnectionView
+from kindred.services.forwarding.admin import ConnectionView
+from kindred.services.profiles.activity import LiveCursor, LiveFilter
 
 __all__ = ["OPEN_PATHS", "ui_routes"]
 

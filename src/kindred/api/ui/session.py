@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from kindred.config import UiSettings
 from kindred.domain.credentials import hash_secret, verify_secret
 from kindred.ports import Clock
-from kindred.services.server_keys import ServerKeys
+from kindred.services.access.server_keys import ServerKeys
 
 __all__ = ["COOKIE", "Sessions", "Visitor"]
 

@@ -21,7 +21,7 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import DEVICE_IDENTITY_TYPES, canonical_identity_type
 from kindred.domain.tenancy import InputDef
-from kindred.services.commands import Accepted, BatchOutcome
+from kindred.services.writes.commands import Accepted, BatchOutcome
 from kindred.wire.observe import observe
 
 __all__ = ["CsvImporter", "ImportReport", "RowError"]

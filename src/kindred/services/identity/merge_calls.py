@@ -11,7 +11,9 @@ from typing import Protocol
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.tenancy import InputDef
 from kindred.ports import BatchStatus, EventLogReader, LogEntry, MergeReader, UnitOfWork
-from kindred.services.commands import (
+from kindred.services.ingest.profile_writer import ProfileWriter
+from kindred.services.merges import check_alias, follow, merge_into, restore
+from kindred.services.writes.commands import (
     Accepted,
     AliasCall,
     AliasOutcome,
@@ -19,8 +21,6 @@ from kindred.services.commands import (
     UnmergeCall,
     UnmergeOutcome,
 )
-from kindred.services.merges import check_alias, follow, merge_into, restore
-from kindred.services.profile_writer import ProfileWriter
 from kindred.wire.observe import observe
 
 __all__ = ["AliasHandler", "UnmergeHandler"]

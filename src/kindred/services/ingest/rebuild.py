@@ -18,7 +18,7 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import BatchStatus, EventLogReader, LogEntry
-from kindred.services.commands import Accepted, BatchOutcome
+from kindred.services.writes.commands import Accepted, BatchOutcome
 from kindred.wire.observe import observe
 
 __all__ = ["Rebuild"]

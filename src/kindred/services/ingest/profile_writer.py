@@ -12,7 +12,7 @@ import msgspec
 
 from kindred.attributes.active import scheduled
 from kindred.domain.apply import apply_observation
-from kindred.domain.applying import ApplyResult
+from kindred.domain.apply_context import ApplyResult
 from kindred.domain.changes import Change
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
@@ -20,10 +20,10 @@ from kindred.domain.profile import Profile
 from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, resolve
 from kindred.identity.resolve import usable_identities as _usable
 from kindred.ports import BatchStatus, MpidSource, UnitOfWork
-from kindred.services.audiences import AudienceRegistry
-from kindred.services.calculated import CalculatedRegistry
-from kindred.services.commands import Accepted, BatchOutcome, apply_context, log_entry
+from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.merges import follow, sync_index
+from kindred.services.writes.commands import Accepted, BatchOutcome, apply_context, log_entry
 
 __all__ = ["ProfileWriter"]
 

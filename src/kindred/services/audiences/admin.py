@@ -16,8 +16,8 @@ from kindred.audiences.definition import (
 from kindred.audiences.evaluate import DAY_MS
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import AudienceStore, Clock
-from kindred.services.audiences import AudienceRegistry
-from kindred.services.forwarding import Transactions
+from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.forwarding.transactions import Transactions
 
 __all__ = ["AudienceMetrics", "AudienceService"]
 

@@ -27,9 +27,9 @@ from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch
 from kindred.domain.identities import USER_IDENTITY_TYPES, canonical_identity_type
 from kindred.domain.observation import Observation
 from kindred.domain.tenancy import CLIENT_SOURCES, InputDef
-from kindred.services.commands import AliasCall, IdentityCall, ModifyCall
+from kindred.services.writes.commands import AliasCall, IdentityCall, ModifyCall
 from kindred.wire.batch import Mpid
-from kindred.wire.identity import (
+from kindred.wire.idsync import (
     ChangeResult,
     IdentityRequest,
     IdentityResponse,

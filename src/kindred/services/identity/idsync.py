@@ -27,7 +27,9 @@ from kindred.domain.profile import IdentityEntry, Profile
 from kindred.identity.idsync import CallDecision, decide_call, decide_modify, is_logged_in
 from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, usable_identities
 from kindred.ports import Metrics, ProfileReader, UnitOfWork
-from kindred.services.commands import (
+from kindred.services.ingest.profile_writer import ProfileWriter
+from kindred.services.merges import follow_merged, merge_into, sync_index
+from kindred.services.writes.commands import (
     Accepted,
     HandlerBase,
     IdentityAnswer,
@@ -36,8 +38,6 @@ from kindred.services.commands import (
     ModifyCall,
     ModifyOutcome,
 )
-from kindred.services.merges import follow_merged, merge_into, sync_index
-from kindred.services.profile_writer import ProfileWriter
 
 __all__ = ["IdentityCallHandler", "IdentityCalls", "ModifyHandler"]
 

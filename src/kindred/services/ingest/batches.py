@@ -14,7 +14,9 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.tenancy import Protection
 from kindred.identity.resolve import usable_identities
 from kindred.ports import BatchStatus, Metrics, RejectEntry, UnitOfWork
-from kindred.services.commands import (
+from kindred.services.forwarding.transactions import Transactions
+from kindred.services.ingest.profile_writer import ProfileWriter
+from kindred.services.writes.commands import (
     Accepted,
     BatchOutcome,
     HandlerBase,
@@ -22,8 +24,6 @@ from kindred.services.commands import (
     Refused,
     log_entry,
 )
-from kindred.services.forwarding import Transactions
-from kindred.services.profile_writer import ProfileWriter
 
 __all__ = ["BatchHandler", "RefusalHandler"]
 

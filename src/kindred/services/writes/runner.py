@@ -11,41 +11,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from kindred.domain.errors import StoreUnavailable
-from kindred.domain.tenancy import InputDef
 from kindred.ports import (
     ConcurrentUpdate,
-    EventLogReader,
-    MergeReader,
     Metrics,
-    MpidSource,
     UnitOfWork,
-    UnitsOfWork,
 )
-from kindred.services.audiences import AudienceRegistry
-from kindred.services.calculated import CalculatedRegistry
-from kindred.services.commands import (
-    Accepted,
-    AliasCall,
+from kindred.services.forwarding.transactions import Transactions
+from kindred.services.writes.commands import (
     Command,
     Handler,
     HandlerTable,
-    IdentityCall,
-    ModifyCall,
     Prefetch,
-    Refused,
-    UnmergeCall,
 )
-from kindred.services.forwarding import Router, Transactions
-from kindred.services.identity import IdentityCallHandler, ModifyHandler
-from kindred.services.ingest import BatchHandler, RefusalHandler
-from kindred.services.merge_calls import AliasHandler, UnmergeHandler
-from kindred.services.profile_writer import ProfileWriter
 
-__all__ = ["CommandRunner", "WritePathStore", "write_path"]
+__all__ = ["CommandRunner"]
 
 log = logging.getLogger("kindred.ingest")
 
@@ -146,34 +129,3 @@ class CommandRunner:
 
     def _handler(self, command: Command[Any]) -> Handler[Any, Any]:
         return self._handlers[type(command)]
-
-
-class WritePathStore(UnitsOfWork, MergeReader, EventLogReader, Protocol):
-    """What the write path needs of a store: its transactions, and the committed ledger
-    and event log an un-merge reads."""
-
-
-def write_path(
-    store: WritePathStore,
-    mpids: MpidSource,
-    metrics: Metrics,
-    inputs: Callable[[str], InputDef | None] = lambda _: None,
-    audiences: AudienceRegistry | None = None,
-    *,
-    calculated: CalculatedRegistry | None = None,
-    router: Router | None = None,
-) -> CommandRunner:
-    """The runner with every command's handler: the one table of what the writer runs.
-    `inputs`: the input of a name (batches applied again); `router`: where forwarded
-    rows go (None: nothing is forwarded)."""
-    transactions = Transactions(store, router)
-    profiles = ProfileWriter(mpids, audiences, calculated)
-    handlers: HandlerTable = {
-        Accepted: BatchHandler(profiles, metrics, transactions),
-        Refused: RefusalHandler(),
-        IdentityCall: IdentityCallHandler(profiles, metrics),
-        ModifyCall: ModifyHandler(),
-        AliasCall: AliasHandler(),
-        UnmergeCall: UnmergeHandler(store, profiles, inputs),
-    }
-    return CommandRunner(handlers, transactions, metrics)

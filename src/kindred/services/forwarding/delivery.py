@@ -37,7 +37,8 @@ from kindred.ports import (
     ProfileReader,
     Sink,
 )
-from kindred.services.forwarding import Catalog, MembershipNote
+from kindred.services.forwarding.catalog import OutputCatalog
+from kindred.services.forwarding.router import MembershipNote
 from kindred.services.merges import follow_merged
 
 __all__ = ["DeliveryRunner", "Lane", "Renderer", "state_of"]
@@ -266,7 +267,7 @@ class DeliveryRunner:
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: OutputCatalog,
         make_lane: Callable[[EventConnection | AudienceConnection, OutputDef], Lane],
         *,
         idle_s: float = 0.2,

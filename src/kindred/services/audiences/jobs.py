@@ -14,9 +14,9 @@ from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
 from kindred.domain.profile import Profile
 from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Needles, UnitOfWork
-from kindred.services.audiences import AudienceRegistry
-from kindred.services.calculated import CalculatedRegistry
-from kindred.services.forwarding import Transactions
+from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.calculated.registry import CalculatedRegistry
+from kindred.services.forwarding.transactions import Transactions
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 

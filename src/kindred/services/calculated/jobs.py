@@ -32,7 +32,7 @@ from kindred.ports import (
     LogEntry,
     UnitOfWork,
 )
-from kindred.services.forwarding import Transactions
+from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
 from kindred.wire.observe import observe
 

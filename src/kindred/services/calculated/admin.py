@@ -17,9 +17,9 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import CalculatedStore, Clock, ConcurrentUpdate, EventLogReader, UnitOfWork
-from kindred.services.calculated import CalculatedRegistry
-from kindred.services.calculated_jobs import fold_history
-from kindred.services.forwarding import Transactions
+from kindred.services.calculated.jobs import fold_history
+from kindred.services.calculated.registry import CalculatedRegistry
+from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
 
 __all__ = ["CalculatedService", "Progress", "SeedEntry"]

@@ -14,7 +14,7 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
 from kindred.ports import Clock, RejectEntry, RejectReader, UnitOfWork
-from kindred.services.commands import Accepted, BatchOutcome
+from kindred.services.writes.commands import Accepted, BatchOutcome
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.observe import observe
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from kindred.services.commands import Command
+from kindred.services.writes.commands import Command
 
 __all__ = ["GroupWriter", "WriterStopped"]
 

@@ -11,8 +11,8 @@ import msgspec
 from kindred.domain.errors import NotFound
 from kindred.domain.forwarding import AudienceConnection, EventConnection
 from kindred.ports import Clock, ConnectionState, DeadLetter, DeliveryStore
-from kindred.services.delivery import state_of
-from kindred.services.forwarding import Catalog
+from kindred.services.forwarding.catalog import OutputCatalog
+from kindred.services.forwarding.delivery import state_of
 
 __all__ = ["ConnectionView", "DeadLetterView", "DeliveryAdmin"]
 
@@ -61,7 +61,7 @@ def _dead_view(d: DeadLetter) -> DeadLetterView:
 class DeliveryAdmin:
     """What operators do with connections: look, resume, inspect and replay dead letters."""
 
-    def __init__(self, store: DeliveryStore, catalog: Catalog, clock: Clock) -> None:
+    def __init__(self, store: DeliveryStore, catalog: OutputCatalog, clock: Clock) -> None:
         self._store = store
         self._catalog = catalog
         self._clock = clock

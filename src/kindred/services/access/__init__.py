@@ -1,0 +1,1 @@
+"""Who may read: Profile API credentials and tokens, and the server's own keys."""

@@ -1,0 +1,135 @@
+"""Which outbox rows a logged batch or a membership change makes (ENR-1, BEY-5): one per
+enabled connection that matches, under the connections and audiences of one definitions
+version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import msgspec
+
+from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.domain.tenancy import Tenancy
+from kindred.ports import (
+    BatchStatus,
+    Delivery,
+    LogEntry,
+)
+
+__all__ = ["MembershipNote", "Router"]
+
+from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
+
+
+class MembershipNote(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of a "membership" outbox row."""
+
+    audience_id: int
+    audience_name: str
+    entered: bool
+    at_ms: int
+
+
+class _EventsOnly(msgspec.Struct):
+    events: list[msgspec.Raw] | None = None
+
+
+_EVENTS_ONLY = msgspec.json.Decoder(_EventsOnly)
+_NOTE = msgspec.json.Encoder()
+
+
+class Router:
+    """Which outbox rows a logged batch or a membership change makes."""
+
+    def __init__(
+        self,
+        catalog: OutputCatalog,
+        tenancy: Tenancy,
+        audiences: Callable[[int], Mapping[int, AudienceDef]],
+    ) -> None:
+        """`audiences`: every audience by id, at a definitions version."""
+        self._catalog = catalog
+        self._tenancy = tenancy
+        self._audiences = audiences
+
+    def for_batch(self, entry: LogEntry, version: int) -> list[Delivery]:
+        """The rows of a logged batch, under the connections at `version`."""
+        applied = entry.status == BatchStatus.APPLIED and entry.mpid is not None
+        if not applied and entry.status != BatchStatus.READ_ONLY:
+            return []
+        wanted = [
+            c
+            for c in self._catalog.at(version).event_connections
+            if c.enabled and c.input == entry.input
+        ]
+        if not wanted or not _has_events(entry.body):
+            return []  # batches without events go to no event output (ENR-1)
+        return [
+            Delivery(
+                connection=c.name,
+                kind="batch",
+                workspace_id=entry.workspace_id,
+                created_ms=entry.received_ms,
+                body=entry.body,
+                mpid=entry.mpid if applied else None,
+                source=entry.input,
+                client_ip=entry.client_ip,
+                historical=entry.historical,
+            )
+            for c in wanted
+        ]
+
+    def for_memberships(self, changes: Sequence[MembershipChange], version: int) -> list[Delivery]:
+        """The rows of membership changes, under the connections at `version`."""
+        defs = self._catalog.at(version)
+        if not changes or (
+            not defs.audience_connections
+            and not any(c.audience_events for c in defs.event_connections)
+        ):
+            return []
+        audiences = self._audiences(version)
+        rows: list[Delivery] = []
+        for change in changes:
+            audience = audiences.get(change.audience_id)
+            if audience is None:
+                continue
+            note = MembershipNote(
+                audience_id=audience.id,
+                audience_name=audience.external_name or audience.name,
+                entered=change.entered,
+                at_ms=change.at_ms,
+            )
+            body = _NOTE.encode(note)
+            for name, workspace_id in self._membership_connections(defs, audience):
+                rows.append(
+                    Delivery(
+                        connection=name,
+                        kind="membership",
+                        workspace_id=workspace_id,
+                        created_ms=change.at_ms,
+                        body=body,
+                        mpid=change.mpid,
+                    )
+                )
+        return rows
+
+    def _membership_connections(
+        self, defs: OutputsAndConnections, audience: AudienceDef
+    ) -> Iterator[tuple[str, int]]:
+        for a in defs.audience_connections:
+            if a.enabled and a.audience_id == audience.id:
+                yield a.name, audience.workspaces[0] if audience.workspaces else 0
+        for e in defs.event_connections:
+            source = self._tenancy.input_named(e.input)
+            if not (e.enabled and e.audience_events and source is not None):
+                continue
+            if source.workspace.workspace_id in audience.workspaces:
+                yield e.name, source.workspace.workspace_id
+
+
+def _has_events(body: bytes) -> bool:
+    try:
+        return bool(_EVENTS_ONLY.decode(body).events)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False

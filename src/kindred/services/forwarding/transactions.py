@@ -1,0 +1,49 @@
+"""Where the services open their write transactions, and the forwarding step each one
+ends with: the outbox rows of what it changed, committed with the change (ENR-3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kindred.ports import (
+    UnitOfWork,
+    UnitsOfWork,
+)
+
+__all__ = ["Transactions"]
+
+from kindred.services.forwarding.router import Router
+
+
+class Transactions:
+    """Where the services open their write transactions: before each one commits, the
+    outbox rows of what it changed (`UnitOfWork.recorded`: the batches it logged, the
+    membership changes it appended, whichever call made them) are written in it, so that
+    every delivery commits with the change that caused it (ENR-3). Without a router
+    (no forwarding wired, as in some tests) nothing is forwarded."""
+
+    def __init__(self, store: UnitsOfWork, router: Router | None = None) -> None:
+        self._store = store
+        self._router = router
+
+    @contextmanager
+    def begin(self) -> Iterator[UnitOfWork]:
+        with self._store.unit_of_work() as uow:
+            yield uow
+            self.write_outbox(uow)
+
+    def write_outbox(self, uow: UnitOfWork) -> None:
+        """The forwarding step: one outbox row per matching connection for each batch
+        logged as applied (or read-only) and each membership change, in order."""
+        if self._router is None:
+            return
+        recorded = uow.recorded()
+        if not recorded.log and not recorded.memberships:
+            return
+        version = uow.definitions_version()
+        rows = [row for entry in recorded.log for row in self._router.for_batch(entry, version)]
+        rows += self._router.for_memberships(recorded.memberships, version)
+        if rows:
+            uow.outbox.enqueue(rows)
