@@ -15,7 +15,7 @@ from typing import Any
 
 from kindred.api.errors import PayloadTooLarge, error_body, error_headers, status_of
 from kindred.api.events import EventsApi
-from kindred.api.idsync import IdentityApi, identity_error_body, identity_route
+from kindred.api.idsync import IdSyncApi, identity_error_body, identity_route
 from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
@@ -44,7 +44,7 @@ class FastPath:
         self._events = events
         self._profiles = ProfileReadApi(container)
         self._oauth = OAuthApi(container)
-        self._identity = IdentityApi(container)
+        self._identity = IdSyncApi(container)
         self._max_body = container.settings.server.max_body_bytes
         self._histogram = container.metrics.request_seconds
         self._timers: dict[tuple[str, int], Any] = {}

@@ -40,7 +40,7 @@ from kindred.wire.idsync import (
     identity_error_body,
 )
 
-__all__ = ["IdentityApi", "identity_error_body", "identity_route"]
+__all__ = ["IdSyncApi", "identity_error_body", "identity_route"]
 
 Header = tuple[bytes, bytes]
 _CALLS = ("identify", "search", "login", "logout")
@@ -64,7 +64,7 @@ def identity_route(method: str, path: str) -> tuple[str, str] | None:
     return None
 
 
-class IdentityApi:
+class IdSyncApi:
     def __init__(self, container: Container) -> None:
         self._c = container
         self._auth = InputAuthenticator(container.tenancy)

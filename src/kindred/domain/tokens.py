@@ -55,11 +55,12 @@ def verify_token(token: str, key: bytes, now_s: int) -> TokenClaims:
     payload, dot2, signature = rest.partition(".")
     if header != _HEADER or not dot or not dot2:
         raise InvalidToken("bearer token is not a token issued by this server")
-    expected = _signature(f"{header}.{payload}".encode(), key)
+    expected = _b64(_signature(f"{header}.{payload}".encode(), key))
+    # Compared as text: two encodings that differ only in the last character's unused
+    # bits decode to the same bytes, and only the one this server issued is its token.
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        raise InvalidToken("bearer token signature does not match")
     try:
-        given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-        if not hmac.compare_digest(given, expected):
-            raise InvalidToken("bearer token signature does not match")
         claims = _DECODER.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise InvalidToken("bearer token is malformed") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 
 import pytest
 from hypothesis import given
@@ -55,6 +56,24 @@ def test_any_changed_byte_is_refused(position: int, value: int) -> None:
         return
     with pytest.raises(InvalidToken):
         verify_token(changed.decode("latin-1"), KEY, now_s=1_500)
+
+
+def test_a_signature_spelled_another_way_is_refused() -> None:
+    """The last base64 character of a 32-byte signature carries 2 unused bits: the
+    spellings that differ only there decode alike, and only the issued one is accepted."""
+    token = sign_token(CLAIMS, KEY)
+    head, _, signature = token.rpartition(".")
+    decoded = base64.urlsafe_b64decode(signature + "=")
+    alphabet = string.ascii_letters + string.digits + "-_"
+    others = [
+        c
+        for c in alphabet
+        if c != signature[-1] and base64.urlsafe_b64decode(signature[:-1] + c + "=") == decoded
+    ]
+    assert others  # such spellings exist
+    for other in others:
+        with pytest.raises(InvalidToken):
+            verify_token(f"{head}.{signature[:-1]}{other}", KEY, now_s=1_500)
 
 
 @pytest.mark.parametrize(

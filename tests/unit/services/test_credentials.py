@@ -134,3 +134,18 @@ def test_revoking_stops_tokens_in_every_registry_at_once(
 def test_revoking_an_unknown_client_is_not_found(registry: CredentialRegistry) -> None:
     with pytest.raises(NotFound):
         registry.revoke("nobody")
+
+
+class _DashFirst:
+    """Bytes whose URL-safe base64 spelling starts with '-'."""
+
+    def token_bytes(self, n: int) -> bytes:
+        return b"\xf8" * n
+
+
+def test_a_client_id_never_reads_as_a_command_line_option(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    issued = CredentialRegistry([], store, clock, _DashFirst()).create([1])
+    assert not issued.client_id.startswith("-")
+    assert all(c in "0123456789abcdef" for c in issued.client_id)

@@ -82,7 +82,8 @@ class CredentialRegistry:
         rate_limit_per_s: float = 15.0,
         rate_limit_burst: int = 30,
     ) -> IssuedCredential:
-        client_id = _token(self._secrets.token_bytes(12))
+        # Hex: a client id is typed on command lines, where a leading '-' reads as an option.
+        client_id = self._secrets.token_bytes(12).hex()
         secret = _token(self._secrets.token_bytes(32))
         credential = ApiCredential(
             client_id=client_id,
