@@ -9,24 +9,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from kindred.config import Settings
 from kindred.config.credentials import credentials_from
 from kindred.config.tenancy import tenancy_from
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
-from kindred.domain.tenancy import InputDef, Tenancy
+from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
 from kindred.outputs import make_sink
 from kindred.ports import (
     Clock,
-    EventLogReader,
-    MergeReader,
     Metrics,
     MpidSource,
     Secrets,
     Store,
-    UnitsOfWork,
 )
 from kindred.services.access.credentials import CredentialRegistry, TokenService
 from kindred.services.access.server_keys import ServerKeys
@@ -42,33 +38,25 @@ from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnect
 from kindred.services.forwarding.delivery import DeliveryRunner, Lane, Renderer
 from kindred.services.forwarding.router import Router
 from kindred.services.forwarding.transactions import Transactions
-from kindred.services.identity.idsync import IdentityCallHandler, IdentityCalls, ModifyHandler
+from kindred.services.identity.idsync import IdentityCalls
 from kindred.services.identity.ledger import MergeLedger
-from kindred.services.identity.merge_calls import AliasHandler, UnmergeHandler
-from kindred.services.ingest.batches import BatchHandler, RefusalHandler
 from kindred.services.ingest.csv_import import CsvImporter
-from kindred.services.ingest.profile_writer import ProfileWriter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
 from kindred.services.profiles.activity import ActivityReader
 from kindred.services.profiles.profile_api import ProfileApiService
 from kindred.services.profiles.queries import ProfileQueries
 from kindred.services.profiles.retention import LifetimeSweep
+from kindred.services.write_path import write_path
 from kindred.services.writes.commands import (
     Accepted,
-    AliasCall,
     BatchOutcome,
-    HandlerTable,
-    IdentityCall,
-    ModifyCall,
-    Refused,
-    UnmergeCall,
 )
 from kindred.services.writes.group_writer import GroupWriter
 from kindred.services.writes.runner import CommandRunner
 from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
-__all__ = ["Container", "WritePathStore", "build", "make_store", "write_path"]
+__all__ = ["Container", "build", "make_store"]
 
 
 @dataclass
@@ -172,28 +160,28 @@ def build(
     tenancy = tenancy_from(settings)
     clock = clock or _clock(settings)
     secrets = secrets or SecureSecrets()
-    audience_registry = AudienceRegistry(store, tenancy)
-    calculated_registry = CalculatedRegistry(store)
-    catalog = OutputCatalog(store, tenancy, _declared(settings))
-    router = Router(catalog, tenancy, lambda version: audience_registry.at(version).by_id)
-    # Every write transaction of the services: the outbox rows of what it changed are
-    # written in it before it commits.
-    transactions = Transactions(store, router)
-    commands = write_path(
-        store,
-        mpids or SecureMpids(),
-        metrics,
-        tenancy.input_named,
-        audience_registry,
-        calculated=calculated_registry,
-        router=router,
+    side = _write_side(settings, store, tenancy, metrics, mpids or SecureMpids())
+    audience_registry, calculated_registry = side.audiences, side.calculated
+    catalog, transactions, commands, writer = (
+        side.catalog,
+        side.transactions,
+        side.commands,
+        side.writer,
     )
-    writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
     registry, tokens = _tokens(settings, store, clock, secrets)
     deliveries, delivery = _forwarding(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
     )
     quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, commands)
+    audiences = AudienceService(store, transactions, audience_registry, clock)
+    schedule = AudienceScheduler(
+        store,
+        transactions,
+        audience_registry,
+        clock,
+        chunk=settings.audiences.schedule_chunk,
+        calculated=calculated_registry,
+    )
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -214,16 +202,9 @@ def build(
         rebuild=rebuild,
         csv_import=CsvImporter(_through(writer), clock.now_ms),
         csv_import_direct=csv_import_direct,
-        audiences=AudienceService(store, transactions, audience_registry, clock),
+        audiences=audiences,
         audience_registry=audience_registry,
-        audience_schedule=AudienceScheduler(
-            store,
-            transactions,
-            audience_registry,
-            clock,
-            chunk=settings.audiences.schedule_chunk,
-            calculated=calculated_registry,
-        ),
+        audience_schedule=schedule,
         audience_backfill=AudienceBackfill(store, transactions, audience_registry, clock),
         calculated=CalculatedService(store, transactions, calculated_registry, tenancy, clock),
         calculated_backfill=CalculatedBackfill(store, transactions, tenancy.input_named, clock),
@@ -232,6 +213,41 @@ def build(
         delivery=delivery,
         sweep=_sweep(settings, store, tenancy, clock, metrics),
     )
+
+
+@dataclass(frozen=True)
+class _WriteSide:
+    audiences: AudienceRegistry
+    calculated: CalculatedRegistry
+    catalog: OutputCatalog
+    transactions: Transactions
+    commands: CommandRunner
+    writer: GroupWriter
+
+
+def _write_side(
+    settings: Settings, store: Store, tenancy: Tenancy, metrics: Metrics, mpids: MpidSource
+) -> _WriteSide:
+    """The definitions the writes use, where write transactions open, the command
+    runner and the group-commit writer."""
+    audiences = AudienceRegistry(store, tenancy)
+    calculated = CalculatedRegistry(store)
+    catalog = OutputCatalog(store, tenancy, _declared(settings))
+    router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id)
+    # Every write transaction of the services: the outbox rows of what it changed are
+    # written in it before it commits.
+    transactions = Transactions(store, router)
+    commands = write_path(
+        store,
+        mpids,
+        metrics,
+        tenancy.input_named,
+        audiences,
+        calculated=calculated,
+        transactions=transactions,
+    )
+    writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
+    return _WriteSide(audiences, calculated, catalog, transactions, commands, writer)
 
 
 def _in_caller_thread(
@@ -267,37 +283,6 @@ def _through(writer: GroupWriter) -> Callable[[Sequence[Accepted]], list[BatchOu
         return [future.result() for future in futures]
 
     return apply
-
-
-class WritePathStore(UnitsOfWork, MergeReader, EventLogReader, Protocol):
-    """What the write path needs of a store: its transactions, and the committed ledger
-    and event log an un-merge reads."""
-
-
-def write_path(
-    store: WritePathStore,
-    mpids: MpidSource,
-    metrics: Metrics,
-    inputs: Callable[[str], InputDef | None] = lambda _: None,
-    audiences: AudienceRegistry | None = None,
-    *,
-    calculated: CalculatedRegistry | None = None,
-    router: Router | None = None,
-) -> CommandRunner:
-    """The runner with every command's handler: the one table of what the writer runs.
-    `inputs`: the input of a name (batches applied again); `router`: where forwarded
-    rows go (None: nothing is forwarded)."""
-    transactions = Transactions(store, router)
-    profiles = ProfileWriter(mpids, audiences, calculated)
-    handlers: HandlerTable = {
-        Accepted: BatchHandler(profiles, metrics, transactions),
-        Refused: RefusalHandler(),
-        IdentityCall: IdentityCallHandler(profiles, metrics),
-        ModifyCall: ModifyHandler(),
-        AliasCall: AliasHandler(),
-        UnmergeCall: UnmergeHandler(store, profiles, inputs),
-    }
-    return CommandRunner(handlers, transactions, metrics)
 
 
 def _clock(settings: Settings) -> Clock:

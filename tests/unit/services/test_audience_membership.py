@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.membership import evaluate_memberships
-from kindred.bootstrap import write_path
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.ports import ConcurrentUpdate
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions
+from kindred.services.write_path import write_path
 from kindred.services.writes.commands import Accepted
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kindred.bootstrap import write_path
 from kindred.domain.apply import identity_keys
 from kindred.domain.errors import KindredError
 from kindred.domain.identities import IdentityKey
@@ -26,6 +25,7 @@ from kindred.domain.tenancy import (
     WorkspaceDef,
 )
 from kindred.services.identity.idsync import IdentityCalls
+from kindred.services.write_path import write_path
 from kindred.services.writes.commands import (
     Accepted,
     AliasCall,

@@ -9,9 +9,9 @@ from typing import Any
 
 import msgspec
 
-from kindred.bootstrap import write_path
 from kindred.domain.errors import StoreUnavailable
 from kindred.ports import BatchStatus
+from kindred.services.write_path import write_path
 from kindred.services.writes.commands import Accepted
 from kindred.storage.memory import MemoryStore
 from kindred.wire.observe import observe
