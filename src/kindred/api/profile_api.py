@@ -66,17 +66,22 @@ class ProfileReadApi:
     def handle(
         self, route: str, path: str, query: bytes, authorization: str | None, body: bytes
     ) -> Answer:
-        credential = self._tokens.authenticate(authorization)
+        # One read of the definitions' version for the request: its credential and the
+        # profile's calculated values are taken at it.
+        version = self._service.definitions_version()
+        credential = self._tokens.authenticate(authorization, version)
         self._limit(credential)
         parts = path[len(PROFILE_PREFIX) :].split("/")
         fields = self._fields(query)
         if route == "profile":
             ids = _ids(parts, ("orgId", "accountId", "workspaceId", "mpid"))
-            response = self._service.by_mpid(credential, (ids[0], ids[1], ids[2]), ids[3], fields)
+            workspace = (ids[0], ids[1], ids[2])
+            response = self._service.by_mpid(credential, workspace, ids[3], fields, version)
         else:
             ids = _ids(parts[1:], ("orgId", "accountId", "workspaceId"))
             request = _resolve_request(body)
-            response = self._service.resolve(credential, (ids[0], ids[1], ids[2]), request, fields)
+            workspace = (ids[0], ids[1], ids[2])
+            response = self._service.resolve(credential, workspace, request, fields, version)
         return 200, _ENCODER.encode(response), _JSON
 
     def _limit(self, credential: ApiCredential) -> None:

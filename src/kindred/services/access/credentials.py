@@ -66,9 +66,11 @@ class CredentialRegistry:
         self._secrets = secrets
         self._merged = Versioned(store, self._load)
 
-    def get(self, client_id: str) -> ApiCredential | None:
-        """The active credential with this client id, if any."""
-        credential = self._current().get(client_id)
+    def get(self, client_id: str, version: int | None = None) -> ApiCredential | None:
+        """The active credential with this client id, if any: at the definitions `version`
+        (the caller read it for the whole request) or else as last committed."""
+        merged = self._current() if version is None else self._merged.at(version)
+        credential = merged.get(client_id)
         return credential if credential is not None and credential.active else None
 
     def all(self) -> list[ApiCredential]:
@@ -168,8 +170,9 @@ class TokenService:
         )
         return sign_token(claims, self._signing_key())
 
-    def authenticate(self, authorization: str | None) -> ApiCredential:
-        """The credential behind an `Authorization: Bearer ...` header; InvalidToken else."""
+    def authenticate(self, authorization: str | None, version: int | None = None) -> ApiCredential:
+        """The credential behind an `Authorization: Bearer ...` header (at the definitions
+        `version`, see CredentialRegistry.get); InvalidToken else."""
         if not authorization:
             raise InvalidToken("missing Authorization header (Bearer token from /oauth/token)")
         scheme, _, token = authorization.partition(" ")
@@ -185,7 +188,7 @@ class TokenService:
             self._verified[token] = claims
         elif claims.exp <= now_s:
             raise InvalidToken("bearer token has expired")
-        credential = self._registry.get(claims.sub)
+        credential = self._registry.get(claims.sub, version)
         if credential is None:
             raise InvalidToken("the credential of this token was revoked")
         return credential

@@ -93,8 +93,9 @@ class CalculatedRegistry:
         defs = self.at(version)
         return as_of(profile, defs.by_workspace, defs.retired, now_ms)
 
-    def current(self, profile: Profile, now_ms: int) -> Profile:
+    def current(self, profile: Profile, now_ms: int, version: int | None = None) -> Profile:
         """The profile as a read outside any transaction sees it at `now_ms` (see
-        attributes.active.as_of), under the definitions as last committed."""
-        defs = self._sets.current()
+        attributes.active.as_of), under the definitions at `version` (the caller read it
+        for the whole request) or else as last committed."""
+        defs = self._sets.current() if version is None else self._sets.at(version)
         return as_of(profile, defs.by_workspace, defs.retired, now_ms)

@@ -8,6 +8,7 @@ in the workspace's identity scope and be within its account's lifetime (404).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from typing import Protocol
 
 from kindred.domain.calculated_entries import refreshed
 from kindred.domain.credentials import ApiCredential
@@ -17,7 +18,7 @@ from kindred.domain.lifetime import is_expired
 from kindred.domain.observation import AttrValue
 from kindred.domain.profile import Profile, WorkspaceProfile
 from kindred.domain.tenancy import Tenancy, WorkspaceDef
-from kindred.ports import Clock, ProfileReader
+from kindred.ports import Clock, DefinitionsVersion, ProfileReader
 from kindred.services.merges import follow_merged
 from kindred.wire.profile_api import (
     AttributionItem,
@@ -44,20 +45,34 @@ _DEVICE_TYPE_NAMES = {
 _APPLE = ("ios", "tvos", "watchos", "macos")
 
 
+class _Store(ProfileReader, DefinitionsVersion, Protocol):
+    """The profiles, and the definitions' version a request reads once."""
+
+
+def _refreshed(profile: Profile, now_ms: int, _version: int | None) -> Profile:
+    return refreshed(profile, now_ms)
+
+
 class ProfileApiService:
     def __init__(
         self,
-        store: ProfileReader,
+        store: _Store,
         tenancy: Tenancy,
         clock: Clock,
-        current: Callable[[Profile, int], Profile] = refreshed,
+        current: Callable[[Profile, int, int | None], Profile] = _refreshed,
     ) -> None:
-        """`current`: the profile as a read sees it at an instant (its calculated values
-        as time has left them, those of deleted definitions gone)."""
+        """`current`: the profile as a read sees it at an instant under the definitions
+        at a version (its calculated values as time has left them, those of deleted
+        definitions gone)."""
         self._store = store
         self._tenancy = tenancy
         self._clock = clock
         self._current = current
+
+    def definitions_version(self) -> int:
+        """The definitions as last committed: a request reads it once and uses it for its
+        credential and the profile's calculated values."""
+        return self._store.definitions_version()
 
     def by_mpid(
         self,
@@ -65,6 +80,7 @@ class ProfileApiService:
         path: tuple[int, int, int],
         mpid: int,
         fields: Collection[str],
+        version: int | None = None,
     ) -> ProfileResponse:
         workspace = self._workspace(credential, *path)
         profile = follow_merged(self._store.get_profile, self._store.get_profile(mpid))
@@ -73,7 +89,7 @@ class ProfileApiService:
             raise NotFound(f"no profile with MPID {mpid}")
         if is_expired(profile, workspace.account, now):
             raise NotFound(f"profile {mpid} has expired")
-        return project_profile(self._current(profile, now), workspace.workspace_id, fields)
+        return project_profile(self._current(profile, now, version), workspace.workspace_id, fields)
 
     def resolve(
         self,
@@ -81,6 +97,7 @@ class ProfileApiService:
         path: tuple[int, int, int],
         request: ResolveRequest,
         fields: Collection[str],
+        version: int | None = None,
     ) -> ProfileResponse:
         workspace = self._workspace(credential, *path)
         immutable = workspace.account.identity.immutable
@@ -102,7 +119,7 @@ class ProfileApiService:
         if not live:
             raise NotFound(f"no profile with {immutable} {request.identity.value!r}")
         best = max(live, key=lambda p: (p.last_stored_ms, p.mpid))
-        return project_profile(self._current(best, now), workspace.workspace_id, fields)
+        return project_profile(self._current(best, now, version), workspace.workspace_id, fields)
 
     def _profiles(self, mpids: Iterable[int]) -> list[Profile]:
         return [p for p in (self._store.get_profile(m) for m in mpids) if p is not None]
