@@ -18,12 +18,18 @@
 # Options:
 #   --rounds N         rounds per benchmark (default 3)
 #   --only "B ..."     benchmarks to run, of: ingest identify audiences attributes
-#   --profiles N       profiles seeded per side (default 200000)
-#   --rates "R1 R2"    ingest rates in batches/s (default "1000 3000")
+#   --profiles N       profiles seeded per side (default 100000)
+#   --rates "R1 R2"    ingest rates in batches/s (default "1000 1400": on this 2-core machine
+#                      genuine ingest saturates at ~1,750-1,800/s; add e.g. 3000 to measure
+#                      the ceiling itself, as the achieved rate)
 #   --smoke            tiny sizes, to check that everything runs (1 round unless given)
 #   --data-dir DIR     where the stores go (default LOG_DIR/data)
 #   --keep-data        keep the stores at the end (default: removed when every run passed)
 # Environment: PYTHON (default: the repository's .venv/bin/python, else python3).
+#
+# Duration with the defaults, 3 rounds: about 40 minutes (seeding 2 x ~0.5 min; ingest
+# 12 runs x ~80 s; identify 6 x ~45 s; audiences 6 x ~45-60 s; attributes 6 x ~70 s).
+# --smoke: about 2 minutes. Needs wrk for identify.
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,7 +38,7 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
 
-rounds="" only="ingest identify audiences attributes" profiles=200000 rates="1000 3000"
+rounds="" only="ingest identify audiences attributes" profiles=100000 rates="1000 1400"
 smoke=0 data_dir="" keep_data=0
 args=()
 while (($#)); do
@@ -66,11 +72,12 @@ for side in "${SIDES[@]}"; do
 done
 if [[ "${SRC[before]}" == "${SRC[after]}" ]]; then echo "both sides are ${SRC[before]}" >&2; exit 2; fi
 if [[ -d "$LOG" && -n "$(ls -A "$LOG")" ]]; then echo "$LOG is not empty" >&2; exit 2; fi
+if ! "$PYTHON" -c 'import httpx, msgspec, psycopg, uvloop' 2>/dev/null; then
+    echo "$PYTHON lacks the project's packages: set PYTHON to its venv's python" >&2; exit 2
+fi
 if [[ " $only " == *" identify "* ]] && ! command -v wrk >/dev/null; then
     echo "identify needs wrk: apt-get install -y wrk" >&2; exit 2
 fi
-mkdir -p "$LOG"
-
 if ((smoke)); then
     rounds="${rounds:-1}" profiles=3000 rates="200 400"
     INGEST=(--duration 5 --warmup 1 --connections 16)
@@ -82,21 +89,24 @@ else
     rounds="${rounds:-3}"
     INGEST=(--duration 60 --warmup 10)
     IDENTIFY=(--duration 30 --warmup 5)
-    AUDIENCES=(--profiles 20000 --batches 5000)
+    AUDIENCES=(--profiles 20000 --batches 10000)
     ATTRIBUTES=(--profiles 20000 --history-batches 100000 --batches 5000)
     TIMEOUT=900
 fi
 
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
+mkdir -p "$LOG"
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG/runs.txt"; }
 
 # What each side is: a tree with uncommitted changes is a moving target.
 for side in "${SIDES[@]}"; do
     src="${SRC[$side]}"
-    if commit="$(git -C "$src" rev-parse HEAD 2>/dev/null)"; then
+    if head="$(git -C "$src" rev-parse --short HEAD 2>/dev/null)"; then
+        last="$(git -C "$src" log -1 --format='%h %s' -- . | cut -c1-90)"
         dirty="$(git -C "$src" status --porcelain -- . | wc -l)"
-        echo "$side: $src at $commit ($dirty uncommitted changes under it)" >>"$LOG/trees.txt"
+        echo "$side: $src, checkout at $head, last change to it $last," \
+            "$dirty uncommitted changes under it" >>"$LOG/trees.txt"
         ((dirty == 0)) || log "WARNING: $side tree $src has $dirty uncommitted changes"
     else
         echo "$side: $src (not in git)" >>"$LOG/trees.txt"
@@ -134,8 +144,12 @@ if ((needs_seed)); then
         mkdir -p "$DATA/$side"
         log "seeding $profiles profiles for $side in $DATA/$side/seed"
         started=$SECONDS
-        PYTHONPATH="${SRC[$side]}" "$PYTHON" "$BENCH_DIR/seed.py" --data-dir "$DATA/$side/seed" \
-            --profiles "$profiles" >"$LOG/seed__$side.log" 2>&1
+        if ! PYTHONPATH="${SRC[$side]}" "$PYTHON" "$BENCH_DIR/seed.py" \
+            --data-dir "$DATA/$side/seed" --profiles "$profiles" >"$LOG/seed__$side.log" 2>&1; then
+            tail -n 5 "$LOG/seed__$side.log"
+            log "seeding $side failed; see $LOG/seed__$side.log"
+            exit 1
+        fi
         log "  ... seeded in $((SECONDS - started)) s, $(du -sh "$DATA/$side/seed" | cut -f1)"
         mkdir -p "$DATA/$side/ingest"
         cp -a "$DATA/$side/seed" "$DATA/$side/ingest/sqlite" # ingest.py: <data dir>/sqlite
