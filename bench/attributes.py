@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.audiences import MovableClock, ingest_rate, seed
-from bench.common import CONFIG, machine
+from bench.common import CONFIG, kindred_src, machine
 from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
@@ -99,7 +99,11 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     container = build(load_settings(CONFIG, data_dir=data_dir, env={}), clock=clock)
     container.store.migrate()
     seed(container, args.profiles, clock.now_ms())
-    report: dict[str, Any] = {"profiles": args.profiles, "machine": machine()}
+    report: dict[str, Any] = {
+        "profiles": args.profiles,
+        "kindred_src": kindred_src(),
+        "machine": machine(),
+    }
     base = secrets.randbits(40) << 20
     report["history_batches"] = args.history_batches
     report["history_events"] = args.history_batches * 10 + args.profiles

@@ -26,14 +26,18 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CONFIG, batch_body, machine
+from bench.common import CONFIG, batch_body, kindred_src, machine
+from bench.compat import (
+    accepted,
+    audience_backfill,
+    audience_scheduler,
+    definitions_changed,
+    due_profiles,
+    run_all,
+)
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
-from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
-from kindred.services.forwarding.transactions import Transactions
-from kindred.services.writes.commands import Accepted
-from kindred.wire.observe import observe
 
 DAY_MS = 86_400_000
 GROUP = 256
@@ -88,8 +92,8 @@ def seed(container: Container, profiles: int, now: int) -> None:
         items = []
         for user in range(first, min(first + 2000, profiles)):
             body = batch_body(user, seq=user, now_ms=now, events=1)
-            items.append(Accepted(source, observe(body, source, now), body))
-        container.commands.run_all(items)
+            items.append(accepted(source, body, now))
+        run_all(container, items)
 
 
 def ingest_rate(
@@ -116,10 +120,8 @@ def ingest_rate(
     started = time.perf_counter()
     applied = 0
     for first in range(0, batches, GROUP):
-        items = [
-            Accepted(source, observe(b, source, now), b) for b in bodies[first : first + GROUP]
-        ]
-        applied += sum(o.status == "applied" for o in container.commands.run_all(items))
+        items = [accepted(source, b, now) for b in bodies[first : first + GROUP]]
+        applied += sum(status == "applied" for status in run_all(container, items))
     elapsed = time.perf_counter() - started
     if applied != batches:
         raise RuntimeError(f"only {applied} of {batches} batches applied (request ids reused?)")
@@ -144,13 +146,13 @@ def retire_audiences(container: Container) -> int:
     live = [a for a in container.store.list_audiences() if a.status != "deleted"]
     for audience in sorted(live, key=lambda a: -a.id):
         container.store.save_audience(msgspec.structs.replace(audience, status="deleted"))
+    definitions_changed(container)
     return len(live)
 
 
 def _due(container: Container, now: int) -> list[int]:
     """MPIDs whose audience due time has come (read straight from the store)."""
-    with container.store.unit_of_work() as uow:
-        return [p.mpid for p in uow.profiles.due(now, 10**9)]
+    return [p.mpid for p in due_profiles(container, now)]
 
 
 def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
@@ -161,7 +163,11 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         seed(container, args.profiles, clock.now_ms())
     stored = container.store.count_profiles()
     users = min(stored, args.profiles or stored)
-    report: dict[str, Any] = {"profiles_stored": stored, "machine": machine()}
+    report: dict[str, Any] = {
+        "profiles_stored": stored,
+        "kindred_src": kindred_src(),
+        "machine": machine(),
+    }
     report["audiences_deleted_first"] = retire_audiences(container)
     if not args.backfill_only:
         report.update(live_and_time_trigger(container, clock, args, users))
@@ -196,9 +202,7 @@ def live_and_time_trigger(
 
     # (c) eight days later, every "last N days" membership of those audiences is due
     clock.offset_ms += 8 * DAY_MS
-    scheduler = AudienceScheduler(
-        container.store, Transactions(container.store), container.audience_registry, clock
-    )
+    scheduler = audience_scheduler(container, clock)
     due = sum(1 for p in _due(container, clock.now_ms()))
     started = time.perf_counter()
     moved = scheduler.run()
@@ -219,13 +223,7 @@ def backfill(container: Container, clock: MovableClock) -> dict[str, Any]:
         AudienceDef(name="bench backfill", workspaces=[1], criteria=criteria_mix(0, 0))
     )
     container.audiences.set_status(one.id, "active")
-    backfill = AudienceBackfill(
-        container.store,
-        Transactions(container.store),
-        container.audience_registry,
-        clock,
-        chunks_per_run=10**9,
-    )
+    backfill = audience_backfill(container, clock, chunks_per_run=10**9)
     started = time.perf_counter()
     evaluated = backfill.run()
     seconds = time.perf_counter() - started

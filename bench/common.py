@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+import kindred
+
 BENCH_DIR = Path(__file__).parent
 CONFIG = BENCH_DIR / "kindred-bench.toml"
 AUTH = ("bench-key", "bench-secret")
@@ -79,6 +81,12 @@ def batch_body(user: int, seq: int, now_ms: int, events: int = 10, vocabulary: i
     ).encode()
 
 
+def kindred_src() -> str:
+    """The source tree of the Kindred code under test: the one this process imported
+    (`PYTHONPATH=<tree>/src` picks it), which the server processes run too."""
+    return str(Path(kindred.__file__).resolve().parent.parent)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,8 +110,14 @@ class ServerProcess:
         env = dict(os.environ)
         if self.store_url:
             env["KINDRED_STORE_URL"] = self.store_url
+        # The server runs the code this process imported: that tree first on its path, and
+        # `-P` keeps the working directory off it (`-m` would put it first).
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (kindred_src(), os.environ.get("PYTHONPATH")) if p
+        )
         command = [
             sys.executable,
+            "-P",
             "-m",
             "kindred.cli",
             "serve",

@@ -46,7 +46,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import AUTH, ServerProcess, machine
+from bench.common import AUTH, ServerProcess, kindred_src, machine
 from bench.wrk import run_wrk, timed_wrk, wrk_parser
 from kindred.domain.identities import canonical_identity_type
 
@@ -244,6 +244,7 @@ def measure(args: argparse.Namespace, server: ServerProcess, store: Store) -> di
         "server_peak_rss_mb": round(server.rss_mb()[1], 1),
         "checked": checked,
         "run_prefix": run,
+        "kindred_src": kindred_src(),
         "machine": machine(),
         "command": shlex.join(["python", *sys.argv]),
         "wrk_command": shlex.join(shown),

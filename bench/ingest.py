@@ -5,6 +5,12 @@ population and new users) at a fixed arrival rate, open loop, so latency is meas
 the moment each request was due (no coordinated omission). It reports events/s, batches/s,
 p50/p99/p99.9 latency and the server's peak memory.
 
+Every run sends request ids and new users no run before it sent (they derive from
+`--run-id`, random unless given): a batch whose `source_request_id` the store has seen is
+answered 202 as a duplicate without being applied, which is not the work measured here.
+From the server's /metrics it reports how many batches were applied and how many were
+duplicates (warm-up included), and exits non-zero when duplicates are over 1%.
+
     python bench/ingest.py --store sqlite --profiles 1000000 --rate 2000 --duration 60
     python bench/ingest.py --store postgres --profiles 1000000 --rate 1000 --duration 60
 """
@@ -17,21 +23,27 @@ import base64
 import json
 import os
 import random
+import secrets
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psycopg
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import AUTH, ServerProcess, batch_body, machine, percentile
+from bench.common import AUTH, ServerProcess, batch_body, kindred_src, machine, percentile
 from bench.seed import seed
 
 PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/kindred_bench"
+# Sequence numbers (request ids) of run R are R * RUN_SPAN + 0, 1, ...; its new users are
+# numbered from the seeded population's size up from there.
+RUN_SPAN = 2**28
+MAX_DUPLICATE_SHARE = 0.01
 
 
 @dataclass
@@ -79,8 +91,10 @@ async def _connection(
 
 
 async def _drive(
-    args: argparse.Namespace, port: int, seeded: int, tally: Tally, seq_base: int = 1_000_000_000
+    args: argparse.Namespace, port: int, seeded: int, tally: Tally, seq_base: int
 ) -> float:
+    """Send `rate * duration` batches numbered from `seq_base`; new users are numbered
+    from `seeded + seq_base`, so runs with disjoint sequence numbers meet different ones."""
     token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
     head = (
         b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
@@ -94,7 +108,7 @@ async def _drive(
     )
     workers = [asyncio.create_task(_connection(s, queue, tally, head)) for s in opened]
     rng = random.Random(seq_base)
-    new_user = max(seeded, 1) + seq_base  # warm-up and measured runs meet different new users
+    new_user = max(seeded, 1) + seq_base
     total = int(args.rate * args.duration)
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
@@ -135,16 +149,34 @@ def _memory_sampler(server: ServerProcess, peaks: list[float], stop: asyncio.Eve
     asyncio.get_event_loop().create_task(sample())
 
 
+def batches_by_status(server: ServerProcess) -> dict[str, int]:
+    """The server's batch counter (`kindred_batches_total`) by status, over all inputs,
+    since it started. With several workers: the one worker process that answered."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("kindred_batches_total{"):
+            labels, _, value = line.rpartition(" ")
+            status = labels.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = counts.get(status, 0) + int(float(value))
+    return counts
+
+
 async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> dict[str, object]:
-    if args.warmup > 0:
+    seq_base = args.run_id * RUN_SPAN
+    warm_total = int(args.rate * args.warmup) if args.warmup > 0 else 0
+    if seeded + warm_total + int(args.rate * args.duration) >= RUN_SPAN:
+        raise SystemExit("--profiles plus the batches of one run must stay under 2**28")
+    if warm_total:
         warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-        await _drive(warm, server.port, seeded, Tally(), seq_base=2_000_000_000)
+        await _drive(warm, server.port, seeded, Tally(), seq_base=seq_base)
     tally = Tally()
     rss: list[float] = []
     stop = asyncio.Event()
     _memory_sampler(server, rss, stop)
-    elapsed = await _drive(args, server.port, seeded, tally)
+    elapsed = await _drive(args, server.port, seeded, tally, seq_base=seq_base + warm_total)
     stop.set()
+    by_status = batches_by_status(server)
     lat = sorted(tally.latencies)
     ok = tally.statuses.get(202, 0)
     return {
@@ -161,8 +193,19 @@ async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> 
         "statuses": tally.statuses,
         "seconds_with_requests_over_50ms": _stall_seconds(tally),
         "server_peak_rss_mb": round(server.rss_mb()[1], 1),
+        "run_id": args.run_id,
+        # from the server's counters: warm-up and measured run (with several workers, one
+        # worker's share)
+        "server_batches_by_status": by_status,
+        "server_batches_scope": "all" if args.workers == 1 else f"one of {args.workers} workers",
+        "duplicate_share": round(_duplicate_share(by_status), 4),
+        "kindred_src": kindred_src(),
         "machine": machine(),
     }
+
+
+def _duplicate_share(by_status: dict[str, int]) -> float:
+    return by_status.get("duplicate", 0) / max(sum(by_status.values()), 1)
 
 
 def main() -> None:
@@ -179,7 +222,16 @@ def main() -> None:
     parser.add_argument("--returning", type=float, default=0.7, help="share of known users")
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))
     parser.add_argument("--fresh", action="store_true", help="start from an empty store")
+    parser.add_argument(
+        "--run-id",
+        type=int,
+        default=secrets.randbelow(2**20) + 1,
+        help="a number no earlier run on the store used (default: random); request ids and"
+        " new users derive from it",
+    )
     args = parser.parse_args()
+    if not 1 <= args.run_id < 2**20:
+        raise SystemExit("--run-id must be between 1 and 2**20 - 1")
 
     data_dir = Path(args.data_dir) / args.store
     store_url = PG_BENCH_URL if args.store == "postgres" else None
@@ -196,7 +248,15 @@ def main() -> None:
         result = uvloop.run(_run(args, server, args.profiles))
     finally:
         server.stop()
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), flush=True)
+    by_status = result["server_batches_by_status"]
+    assert isinstance(by_status, dict)
+    if not by_status.get("applied") or _duplicate_share(by_status) > MAX_DUPLICATE_SHARE:
+        raise SystemExit(
+            f"FAILED: the server counted batches {by_status}: over"
+            f" {MAX_DUPLICATE_SHARE:.0%} duplicates (or none applied), so this run did not"
+            " measure ingest; use a fresh --run-id (or none) or a fresh store"
+        )
 
 
 def _recreate_pg_database() -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CONFIG, batch_body
+from bench.compat import accepted, run_all
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from kindred.services.writes.commands import Accepted
-from kindred.wire.observe import observe
 
 
 def seed(data_dir: str, profiles: int, store_url: str | None, group: int = 2000) -> None:
@@ -33,8 +32,8 @@ def seed(data_dir: str, profiles: int, store_url: str | None, group: int = 2000)
         items = []
         for user in range(first, min(first + group, profiles)):
             body = batch_body(user, seq=user, now_ms=now, events=1)
-            items.append(Accepted(source, observe(body, source, now), body))
-        container.commands.run_all(items)
+            items.append(accepted(source, body, now))
+        run_all(container, items)
         done = min(first + group, profiles)
         if done % 100_000 < group:
             rate = (done - have) / (time.perf_counter() - started)
