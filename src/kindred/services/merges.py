@@ -4,7 +4,7 @@ work, write the ledger entry, and undo it.
 A merged profile is kept as a stub pointing at its survivor, so that its MPID (still held
 by SDKs) keeps working. The ledger entry holds both profiles as they were, so an un-merge
 restores them exactly; batches applied to the survivor since the merge are then applied
-again, each to the profile it resolves to now (see IngestService.reapply).
+again, each to the profile it resolves to now (see services.identity.merge_calls).
 """
 
 from __future__ import annotations
