@@ -106,8 +106,22 @@ def _announce(settings: Settings, host: str, port: int, *, scheme: str = "http")
         f"  health:   {base}/healthz   metrics: {base}/metrics\n"
         + (f"  web UI:   {base}/ui/\n" if settings.ui.users else "")
         + "  profiles: kindred profile get --identity customer_id=demo-0001"
-        + (f" --data-dir {settings.data_dir}" if settings.data_dir != "data" else ""),
+        + (f" --data-dir {settings.data_dir}" if settings.data_dir != "data" else "")
+        + _demo_warning(settings, base),
         flush=True,
+    )
+
+
+def _demo_warning(settings: Settings, base: str) -> str:
+    """With the demo config, its published credentials are in use: say so, and name the
+    admin token the docs' examples use. Any other config's secrets are never printed."""
+    if settings.source != "<demo>":
+        return ""
+    return (
+        f"\n  admin:    {base}/admin/v1/  (Bearer {settings.admin.token})"
+        "\n  WARNING:  the demo config is in use: its input keys, Profile API credential,"
+        " UI password and admin token are published. For trying Kindred on this machine"
+        " only; give a config of your own (--config) for anything else."
     )
 
 
