@@ -16,10 +16,9 @@ from kindred.ports import (
     Delivery,
     LogEntry,
 )
+from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
 
 __all__ = ["MembershipNote", "Router"]
-
-from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
 
 
 class MembershipNote(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,10 +11,9 @@ from kindred.ports import (
     UnitOfWork,
     UnitsOfWork,
 )
+from kindred.services.forwarding.router import Router
 
 __all__ = ["Transactions"]
-
-from kindred.services.forwarding.router import Router
 
 
 class Transactions:

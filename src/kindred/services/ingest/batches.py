@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from kindred.domain.identities import IdentityKey
 from kindred.domain.tenancy import Protection
-from kindred.identity.resolve import usable_identities
 from kindred.ports import BatchStatus, Metrics, RejectEntry, UnitOfWork
 from kindred.services.forwarding.transactions import Transactions
-from kindred.services.ingest.profile_writer import ProfileWriter
+from kindred.services.ingest.profile_writer import ProfileWriter, batch_identities
 from kindred.services.writes.commands import (
     Accepted,
     BatchOutcome,
@@ -44,12 +42,8 @@ class BatchHandler(HandlerBase[Accepted, BatchOutcome]):
     def announce(self, command: Accepted, prefetch: Prefetch) -> None:
         if command.input.protection is Protection.READ_ONLY:
             return
-        obs, workspace = command.observation, command.input.workspace
-        user, device, _ = usable_identities(obs, workspace.account.identity)
-        scope = workspace.identity_scope
-        prefetch.identities += [
-            (scope, IdentityKey(t, v)) for t, v in (*user.items(), *device.items())
-        ]
+        obs, scope = command.observation, command.input.workspace.identity_scope
+        prefetch.identities += [(scope, key) for key in batch_identities(command)]
         if obs.mpid is not None:
             prefetch.mpids.append(obs.mpid)
         if obs.source_request_id:

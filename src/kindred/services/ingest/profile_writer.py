@@ -25,7 +25,13 @@ from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.merges import follow, sync_index
 from kindred.services.writes.commands import Accepted, BatchOutcome, apply_context, log_entry
 
-__all__ = ["ProfileWriter"]
+__all__ = ["ProfileWriter", "batch_identities"]
+
+
+def batch_identities(item: Accepted) -> list[IdentityKey]:
+    """The identities of the batch its account's policy lets it use (user, then device)."""
+    user, device, _ = _usable(item.observation, item.input.workspace.account.identity)
+    return [IdentityKey(t, v) for t, v in (*user.items(), *device.items())]
 
 
 class ProfileWriter:
@@ -48,8 +54,7 @@ class ProfileWriter:
         scope that were read to decide it."""
         obs, scope = item.observation, item.input.workspace.identity_scope
         policy = item.input.workspace.account.identity
-        user, device, _ = _usable(obs, policy)
-        keys = sorted(IdentityKey(t, v) for t, v in (*user.items(), *device.items()))
+        keys = sorted(batch_identities(item))
         uow.identities.lock(scope, keys)
         linked = uow.identities.find(scope, keys)
         wanted = {m for mpids in linked.values() for m in mpids}
