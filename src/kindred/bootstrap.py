@@ -368,6 +368,16 @@ def make_store(settings: Settings) -> Store:
     return PostgresStore(url, pool_size=settings.store.pool_size)
 
 
+def missing_store(settings: Settings) -> Path | None:
+    """The embedded store's file when it does not exist yet (None for PostgreSQL, whose
+    database is made by its operator, and for a store that exists)."""
+    url = settings.store.url
+    if not url.startswith("sqlite://"):
+        return None
+    path = _sqlite_path(url, settings.data_dir)
+    return None if path.exists() else path.resolve()
+
+
 def _sqlite_path(url: str, data_dir: str) -> Path:
     """sqlite:///name.db lives in the data directory; sqlite:////abs/name.db where it says."""
     rest = url.removeprefix("sqlite://")
