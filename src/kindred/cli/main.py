@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def _started(settings: Settings) -> Container:
 @click.group()
 def main() -> None:
     """Kindred: a self-hosted customer profile engine."""
+    # Every file and directory a command makes (the store, its WAL, key files, jsonl
+    # outputs, the data directory) is private to the service user.
+    os.umask(0o077)
 
 
 @main.command()

@@ -6,6 +6,7 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,6 +61,7 @@ def run_server(
     port = port or settings.server.port
     if tls is not None:
         tls.check()
+    _private_data_dir(settings.data_dir)
     if demo_data:
         container = build(settings)
         container.migrate()
@@ -88,6 +90,14 @@ def run_server(
     os.environ["KINDRED_DATA_DIR"] = settings.data_dir
     os.environ["KINDRED_STORE_URL"] = settings.store.url
     uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
+
+
+def _private_data_dir(path: str) -> None:
+    """The data directory (the store, key files) private to the service user: 0700."""
+    data = Path(path)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if data.stat().st_mode & 0o077:
+        data.chmod(0o700)
 
 
 def worker_app() -> FastPath:
