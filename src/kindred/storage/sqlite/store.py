@@ -244,6 +244,14 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
             ).fetchone()
         return bytes(row[0])
 
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
     def get_profile(self, mpid: int) -> Profile | None:
         try:
             row = (
