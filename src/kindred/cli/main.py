@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def _started(settings: Settings, *, create: bool = False) -> Container:
 @click.group()
 def main() -> None:
     """Kindred: a self-hosted customer profile engine."""
+    # Every file and directory a command makes (the store, its WAL, key files, jsonl
+    # outputs, the data directory) is private to the service user.
+    os.umask(0o077)
 
 
 @main.command()
@@ -310,6 +314,7 @@ def _register_command_modules() -> None:
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.connections import connections, deliver  # noqa: PLC0415
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
+    from kindred.cli.keys import keys  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
 
     main.add_command(attributes)
@@ -317,6 +322,7 @@ def _register_command_modules() -> None:
     main.add_command(connections)
     main.add_command(deliver)
     main.add_command(identity)
+    main.add_command(keys)
     main.add_command(quarantine)
     main.add_command(ui)
 

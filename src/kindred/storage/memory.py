@@ -413,5 +413,9 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         with self._lock:
             return self._state.secrets.setdefault(name, candidate)
 
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._state.secrets[name] = value
+
     def close(self) -> None:
         """Nothing to release."""

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from kindred.config import UiSettings
 from kindred.domain.credentials import hash_secret, verify_secret
 from kindred.ports import Clock
-from kindred.services.access.server_keys import ServerKeys
+from kindred.services.access.server_keys import UI_SESSION_KEY, ServerKeys
 
 __all__ = ["COOKIE", "Sessions", "Visitor"]
 
 COOKIE = "kindred_ui"
-_KEY_NAME = "ui-session-key"
+_KEY_NAME = UI_SESSION_KEY
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from kindred.domain.credentials import ApiCredential, hash_secret, verify_secret
 from kindred.domain.errors import InvalidToken, NotFound
 from kindred.domain.tokens import TokenClaims, sign_token, verify_token
 from kindred.ports import Clock, CredentialStore, DefinitionsVersion, Secrets
+from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, ServerKeys
 from kindred.services.definitions import Versioned
 
 __all__ = ["CredentialRegistry", "IssuedCredential", "OAuthRefusal", "TokenService"]
 
-_SIGNING_KEY = "profile-api-token-signing-key"
+_SIGNING_KEY = TOKEN_SIGNING_KEY
 _ISSUER = "kindred"
 _VERIFIED_LIMIT = 10_000
 
@@ -128,8 +129,12 @@ class TokenService:
         *,
         audiences: Sequence[str],
         ttl_s: int,
+        keys: ServerKeys | None = None,
     ) -> None:
+        """`keys`: where the signing key comes from (environment, key file or store); none:
+        the store."""
         self._registry = registry
+        self._keys = keys
         self._store = store
         self._clock = clock
         self._secrets = secrets
@@ -195,7 +200,11 @@ class TokenService:
 
     def _signing_key(self) -> bytes:
         if self._key is None:
-            self._key = self._store.server_secret(_SIGNING_KEY, self._secrets.token_bytes(32))
+            self._key = (
+                self._keys.key(_SIGNING_KEY)
+                if self._keys is not None
+                else self._store.server_secret(_SIGNING_KEY, self._secrets.token_bytes(32))
+            )
         return self._key
 
 

@@ -187,6 +187,14 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
             row = conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,))
             return bytes(row.fetchone()[0])  # type: ignore[index]  # inserted just above
 
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
     def get_profile(self, mpid: int) -> Profile | None:
         rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))
         return stored_profile(rows[0][0], rows[0][1]) if rows else None
