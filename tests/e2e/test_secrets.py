@@ -337,6 +337,7 @@ def test_a_signing_key_from_the_environment_is_not_rotated_by_the_cli(tmp_path: 
     server = make_server(tmp_path)
     key = subprocess.run([*KINDRED, "keys", "generate"], capture_output=True, text=True, check=True)
     server.env["KINDRED_TOKEN_SIGNING_KEY"] = key.stdout.strip()
+    server.cli("migrate")
     refused = server.cli("keys", "rotate", "--name", "token-signing", check=False)
     assert refused.returncode == 1
     assert "KINDRED_TOKEN_SIGNING_KEY" in refused.stderr
