@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -94,3 +94,63 @@ def test_another_config_gets_no_warning_and_no_token_printed() -> None:
     assert _demo_warning(own, "http://127.0.0.1:1") == ""
     demo = load_settings(None, env={})
     assert "demo-admin-token" in _demo_warning(demo, "http://127.0.0.1:1")
+
+
+@pytest.fixture
+def demo_with_data(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    """`kindred serve --demo-data` on the demo config: URL, banner file, data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KINDRED_")}
+    port, data = free_port(), tmp_path / "data"
+    output = tmp_path / "serve.out"
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [*KINDRED, "serve", "--demo-data", "--data-dir", str(data), "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+        yield url, output, data
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_the_demo_data_gives_every_page_something_to_show(
+    demo_with_data: tuple[str, Path, Path],
+) -> None:
+    url, output, data = demo_with_data
+    audiences = httpx.get(f"{url}/admin/v1/audiences", headers=DEMO_ADMIN).json()
+    assert {a["status"] for a in audiences} == {"active"}
+    assert len(audiences) == 3
+    for audience in audiences:
+        members = httpx.get(
+            f"{url}/admin/v1/audiences/{audience['id']}/members", headers=DEMO_ADMIN
+        ).json()
+        assert members["mpids"], audience["name"]
+    calculated = httpx.get(f"{url}/admin/v1/calculated-attributes", headers=DEMO_ADMIN).json()
+    assert {c["name"] for c in calculated if c["status"] == "active"} == {
+        "plays_30d",
+        "favorite_plan",
+    }
+
+    def status(name: str) -> str:
+        listed = httpx.get(f"{url}/admin/v1/connections", headers=DEMO_ADMIN).json()
+        return str(next(s["status"] for s in listed["status"] if s["name"] == name))
+
+    _eventually(lambda: status("gold-members-to-crm") == "faulted", "the CRM connection faults")
+    files = data / "demo-output"
+    _eventually(lambda: any(files.glob("demo-files-*.jsonl")), "the file output is written")
+    lines = "".join(p.read_text() for p in files.glob("demo-files-*.jsonl"))
+    assert "audience_membership_change" in lines
+    banner = output.read_text()
+    assert "kindred profile get --identity customer_id=demo-0001" in banner

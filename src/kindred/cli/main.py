@@ -108,7 +108,7 @@ def compact(config_path: str | None, data_dir: str | None) -> None:
 @_data_dir_option
 def demo(config_path: str | None, data_dir: str | None) -> None:
     """Load the demo data (safe to repeat: nothing is loaded twice)."""
-    from kindred.cli.serve import load_demo  # noqa: PLC0415
+    from kindred.cli.demo import load_demo  # noqa: PLC0415
 
     container = _started(_settings(config_path, data_dir), create=True)
     try:

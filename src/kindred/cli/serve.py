@@ -10,19 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-import msgspec
 import uvicorn
 
 from kindred.api.app import create_app
 from kindred.api.fastpath import FastPath
-from kindred.bootstrap import Container, build
+from kindred.bootstrap import build
+from kindred.cli.demo import load_demo
 from kindred.config import Settings, load_settings
 from kindred.domain.redact import redact_url
 from kindred.observability import configure_logging
-from kindred.services.writes.commands import Accepted
-from kindred.wire.observe import observe
 
-__all__ = ["Tls", "load_demo", "run_server"]
+__all__ = ["Tls", "run_server"]
 
 log = logging.getLogger("kindred.serve")
 
@@ -80,7 +78,7 @@ def run_server(
     if tls is not None:
         options["ssl_certfile"] = tls.cert
         options["ssl_keyfile"] = tls.key
-    _announce(settings, host, port, scheme="https" if tls else "http")
+    _announce(settings, host, port, scheme="https" if tls else "http", demo_loaded=demo_data)
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(build(settings)), **options)).run()
         return
@@ -107,7 +105,9 @@ def worker_app() -> FastPath:
     return create_app(build(settings))
 
 
-def _announce(settings: Settings, host: str, port: int, *, scheme: str = "http") -> None:
+def _announce(
+    settings: Settings, host: str, port: int, *, scheme: str = "http", demo_loaded: bool = False
+) -> None:
     base = f"{scheme}://{host}:{port}"
     demo = settings.source == "<demo>"
     print(
@@ -120,7 +120,8 @@ def _announce(settings: Settings, host: str, port: int, *, scheme: str = "http")
         f"  health:   {base}/healthz   metrics: {base}/metrics\n"
         + (f"  web UI:   {base}/ui/\n" if settings.ui.users else "")
         + "  profiles: kindred profile get --identity "
-        + ("customer_id=demo-0001" if demo else "customer_id=ID")
+        # A user the demo data has, when it was loaded; else a placeholder to fill in.
+        + ("customer_id=demo-0001" if demo and demo_loaded else "customer_id=ID")
         + (f" --data-dir {settings.data_dir}" if settings.data_dir != "data" else "")
         + _demo_warning(settings, base),
         flush=True,
@@ -169,20 +170,3 @@ def _demo_warning(settings: Settings, base: str) -> str:
         " UI password and admin token are published. For trying Kindred on this machine"
         " only; give a config of your own (--config) for anything else."
     )
-
-
-def load_demo(container: Container) -> str:
-    """Send the demo batches through the ingest pipeline; returns a one-line summary."""
-    from kindred.demo.data import demo_batches  # noqa: PLC0415 - demo only
-
-    now = container.clock.now_ms()
-    items = []
-    for input_name, batch in demo_batches(now):
-        source = container.tenancy.input_named(input_name)
-        if source is None:
-            continue  # a custom config without the demo inputs
-        body = msgspec.json.encode(batch)
-        items.append(Accepted(source, observe(body, source, now), body))
-    outcomes = container.commands.run_all(items)
-    applied = sum(1 for o in outcomes if o.status == "applied")
-    return f"{applied} demo batches applied, {len(outcomes) - applied} already present"
