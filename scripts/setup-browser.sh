@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the browser tests (tests/e2e/test_web_sdk.py) need: Debian's Chromium, Node's npm, and
 # the pinned mParticle web SDK in tests/e2e/web/node_modules. Idempotent; quick when done.
-# Playwright (a dev dependency in requirements.lock) drives /usr/bin/chromium; no browser
+# Playwright (a dev dependency in requirements-dev.lock) drives /usr/bin/chromium; no browser
 # is ever downloaded by Playwright itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."

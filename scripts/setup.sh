@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
-# Install Kindred and its pinned dependencies into ./.venv (idempotent; fast when done).
+# Install Kindred and its pinned dependencies into a venv (./.venv, or $KINDRED_VENV);
+# idempotent and fast when done.
+#   scripts/setup.sh         what the server needs at run time (requirements.lock)
+#   scripts/setup.sh --dev   that and the development tools: tests, linters, browser driver
+#                            (requirements-dev.lock, which pins the same run-time versions)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+VENV=${KINDRED_VENV:-.venv}
+mode=run
+[ "${1:-}" = "--dev" ] && mode=dev
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
 fi
-stamp=.venv/.kindred-lock.sha256
-want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
-  .venv/bin/uv pip sync --quiet --python .venv/bin/python requirements.lock
-  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
-  echo "$want" > "$stamp"
+digest() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+want_run="run $(digest requirements.lock pyproject.toml)"
+want_dev="dev $(digest requirements.lock requirements-dev.lock pyproject.toml)"
+stamp="$VENV/.kindred-lock.sha256"
+have=$(cat "$stamp" 2>/dev/null || true)
+# A development install holds every run-time package at the same pins.
+if [ "$have" = "$want_dev" ] || { [ $mode = run ] && [ "$have" = "$want_run" ]; }; then
+  exit 0
 fi
+lock=requirements.lock want=$want_run
+[ $mode = dev ] && lock=requirements-dev.lock want=$want_dev
+if [ ! -x "$VENV/bin/uv" ]; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
+fi
+"$VENV/bin/uv" pip sync --quiet --python "$VENV/bin/python" "$lock"
+"$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e .
+echo "$want" > "$stamp"

@@ -4,7 +4,7 @@
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --dev
 scripts/services.sh
 scripts/setup-browser.sh
 exec .venv/bin/python -m pytest -n "${KINDRED_TEST_WORKERS:-2}" "$@"

@@ -66,7 +66,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             answer = receiver.answer()
             with receiver.lock:
                 receiver.requests.append(
-                    {"headers": dict(self.headers), "status": answer.status, "at": time.time()}
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "status": answer.status,
+                        "at": time.time(),
+                    }
                 )
             if answer.status == 200:
                 # Kept before any hang: a receiver that took the messages and then was slow

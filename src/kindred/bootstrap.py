@@ -12,7 +12,18 @@ from pathlib import Path
 
 from kindred.config import AttemptLimitSettings, Settings
 from kindred.config.credentials import credentials_from
+from kindred.config.keys import (
+    KEY_NAMES,
+    KeySource,
+    encode_key,
+    generate_key,
+    key_source,
+    read_keys,
+    write_key_file,
+)
+from kindred.config.references import resolve_output
 from kindred.config.tenancy import tenancy_from
+from kindred.domain.errors import ConfigError
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
@@ -26,7 +37,7 @@ from kindred.ports import (
 )
 from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
-from kindred.services.access.server_keys import ServerKeys
+from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
 from kindred.services.access.sessions import SignInLimits, UiSessions
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
@@ -56,9 +67,12 @@ from kindred.services.writes.commands import (
 )
 from kindred.services.writes.group_writer import GroupWriter
 from kindred.services.writes.runner import CommandRunner
-from kindred.system import FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
+from kindred.system import FernetBox, FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
 
 __all__ = ["Container", "build", "make_store"]
+
+# The keys `kindred keys` names that ServerKeys keeps (the secrets key is the SecretBox's).
+_SERVER_KEY_NAMES = {"token-signing": TOKEN_SIGNING_KEY, "ui-session": UI_SESSION_KEY}
 
 
 @dataclass
@@ -98,13 +112,58 @@ class Container:
     catalog: OutputCatalog
     deliveries: DeliveryAdmin
     delivery: DeliveryRunner
+    secret_box: FernetBox
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
     def migrate(self) -> int:
-        """Bring the store's schema up to date (every command does before using it); the
-        schema version."""
-        return self.store.migrate()
+        """Bring the store's schema up to date (every command does before using it), and
+        encrypt output secrets an older version kept in plaintext; the schema version."""
+        version = self.store.migrate()
+        self.catalog.encrypt_stored()
+        return version
+
+    def key_sources(self) -> list[KeySource]:
+        """Where each of the server's keys comes from (`kindred keys list`)."""
+        return [key_source(self.settings, name) for name in KEY_NAMES]
+
+    def rotate_key(self, name: str) -> str:
+        """Replace the key `name` with a new one (`kindred keys rotate`); what was done.
+
+        A stored key is replaced in the store, a key file rewritten; a key from the
+        environment cannot be rotated here, except the secrets key, whose stored secrets
+        are encrypted again with the first of the variable's keys. Rotating the secrets
+        key encrypts every stored output secret again under the new key."""
+        source = key_source(self.settings, name)
+        if name == "secrets":
+            return self._rotate_secrets_key(source)
+        stored_as = _SERVER_KEY_NAMES[name]
+        if source.kind == "env":
+            raise ConfigError(
+                f"the {name} key comes from {source.where}: set a new key there (kindred keys"
+                " generate) and restart the servers"
+            )
+        if source.kind == "file":
+            write_key_file(source.where, [generate_key()])
+        else:
+            self.server_keys.rotate(stored_as)
+        return f"{name}: new key in {source.describe()}"
+
+    def _rotate_secrets_key(self, source: KeySource) -> str:
+        if source.kind == "file":
+            old = [encode_key(k) for k in read_keys(source)]
+            new = generate_key()
+            # The old keys still decrypt while the secrets are encrypted again; a process
+            # that reads the file meanwhile can read both.
+            write_key_file(source.where, [new, *old])
+            self.catalog.encrypt_stored(all_of_them=True)
+            write_key_file(source.where, [new])
+            self.secret_box.reload()
+            done = f"new key in {source.describe()}"
+        else:
+            self.catalog.encrypt_stored(all_of_them=True)
+            done = f"stored secrets encrypted with the first key of {source.where}"
+        return f"secrets: {done}"
 
     def compact(self) -> tuple[int, int]:
         """Give back the store's free space (`kindred compact`); its size in bytes before
@@ -163,7 +222,8 @@ def build(
     tenancy = tenancy_from(settings)
     clock = clock or _clock(settings)
     secrets = secrets or SecureSecrets()
-    side = _write_side(settings, store, tenancy, metrics, mpids or SecureMpids())
+    box = _secret_box(settings)
+    side = _write_side(settings, store, tenancy, metrics, mpids or SecureMpids(), box=box)
     audience_registry, calculated_registry = side.audiences, side.calculated
     catalog, transactions, commands, writer = (
         side.catalog,
@@ -171,7 +231,7 @@ def build(
         side.commands,
         side.writer,
     )
-    server_keys = ServerKeys(store, secrets)
+    server_keys = ServerKeys(store, secrets, _key_overrides(settings))
     # One thread checks secrets (token requests, UI sign-in) for the whole process.
     secret_checker = SecretChecker()
     registry, tokens = _tokens(
@@ -222,8 +282,26 @@ def build(
         catalog=catalog,
         deliveries=deliveries,
         delivery=delivery,
+        secret_box=box,
         sweep=_sweep(settings, store, tenancy, clock, metrics),
     )
+
+
+def _secret_box(settings: Settings) -> FernetBox:
+    """Encryption of the output secrets kept in the store, with the secrets key (read, or
+    its file made, when a secret is first sealed or opened)."""
+    source = key_source(settings, "secrets")
+    return FernetBox(lambda: read_keys(source), describe=f"the secrets key ({source.describe()})")
+
+
+def _key_overrides(settings: Settings) -> dict[str, bytes]:
+    """The signing keys given in the environment or a key file (else the store's)."""
+    found = {}
+    for name, stored_as in _SERVER_KEY_NAMES.items():
+        source = key_source(settings, name)
+        if source.kind != "store":
+            found[stored_as] = read_keys(source)[0]
+    return found
 
 
 @dataclass(frozen=True)
@@ -237,13 +315,19 @@ class _WriteSide:
 
 
 def _write_side(
-    settings: Settings, store: Store, tenancy: Tenancy, metrics: Metrics, mpids: MpidSource
+    settings: Settings,
+    store: Store,
+    tenancy: Tenancy,
+    metrics: Metrics,
+    mpids: MpidSource,
+    *,
+    box: FernetBox,
 ) -> _WriteSide:
     """The definitions the writes use, where write transactions open, the command
     runner and the group-commit writer."""
     audiences = AudienceRegistry(store, tenancy)
     calculated = CalculatedRegistry(store)
-    catalog = OutputCatalog(store, tenancy, _declared(settings))
+    catalog = OutputCatalog(store, tenancy, _declared(settings), box)
     router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id)
     # Every write transaction of the services: the outbox rows of what it changed are
     # written in it before it commits.
@@ -392,7 +476,7 @@ def _lane_factory(
             renderer,
             connection,
             output,
-            make_sink(output),
+            make_sink(output, resolve_output),
             policy=forwarding.retry,
             clock=clock,
             jitter=random.random,
@@ -417,6 +501,16 @@ def make_store(settings: Settings) -> Store:
     from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
 
     return PostgresStore(url, pool_size=settings.store.pool_size)
+
+
+def missing_store(settings: Settings) -> Path | None:
+    """The embedded store's file when it does not exist yet (None for PostgreSQL, whose
+    database is made by its operator, and for a store that exists)."""
+    url = settings.store.url
+    if not url.startswith("sqlite://"):
+        return None
+    path = _sqlite_path(url, settings.data_dir)
+    return None if path.exists() else path.resolve()
 
 
 def _sqlite_path(url: str, data_dir: str) -> Path:

@@ -17,7 +17,13 @@ from prometheus_client import (
     generate_latest,
 )
 
+from kindred.domain.redact import redact_text
+
 __all__ = ["PrometheusMetrics", "configure_logging"]
+
+# Libraries whose INFO lines name request URLs (httpx logs every request it sends, with
+# its query string and credentials): warnings and errors only.
+_CHATTY = ("httpx", "httpcore")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -116,12 +122,28 @@ class _JsonFormatter(logging.Formatter):
         return self._encoder.encode(entry).decode()
 
 
+class _Redacting(logging.Formatter):
+    """Every line as its formatter writes it, with URL passwords, secret query parameters
+    and `password=` settings masked (SEC-3: secrets are never logged)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(self._inner.format(record))
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    inner = (
+        _JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    handler.setFormatter(_Redacting(inner))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -181,3 +181,12 @@ def test_due_profiles_are_claimed_earliest_first(store: Store) -> None:
     with store.unit_of_work() as uow:
         assert [p.mpid for p in uow.profiles.due(300, 10)] == [2, 1]
         assert [p.mpid for p in uow.profiles.due(1_000, 1)] == [2]
+
+
+def test_a_replaced_server_secret_is_the_one_answered(store: Store) -> None:
+    store.server_secret("signing", b"old")
+    store.replace_server_secret("signing", b"new")
+    assert store.server_secret("signing", b"candidate") == b"new"
+    store.replace_server_secret("fresh", b"made")
+    assert store.server_secret("fresh", b"candidate") == b"made"
+    assert store.server_secret("other", b"third") == b"third"

@@ -158,3 +158,35 @@ def test_csv_import_over_http(server: Server) -> None:
         f"{server.url}/v2/import/csv", content=body.encode(), auth=("server-key", "server-secret")
     )
     assert wrong_input.status_code == 403
+
+
+def test_the_cli_finds_the_servers_data_directory_and_never_makes_an_empty_store(
+    server: Server, tmp_path: Path
+) -> None:
+    batch = {"environment": "development", "user_identities": {"customer_id": "where-1"}}
+    sent = httpx.post(f"{server.url}/v2/events", json=batch, auth=("server-key", "server-secret"))
+    assert sent.status_code == 202
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [*KINDRED, "profile", "get", "--identity", "customer_id=where-1"]
+    command += ["--config", str(server.config)]
+    env = {k: v for k, v in server.env.items() if k != "KINDRED_DATA_DIR"}
+
+    def run(extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            cwd=elsewhere,
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    lost = run({})
+    assert lost.returncode != 0
+    assert str(elsewhere / "data" / "kindred.db") in lost.stderr
+    assert not (elsewhere / "data").exists()  # nothing made where the user did not mean
+    found = run({"KINDRED_DATA_DIR": str(server.data_dir)})
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["user_identities"]["customer_id"]["value"] == "where-1"

@@ -215,6 +215,18 @@ def test_rate_limit_answers_429_with_integer_retry_after(server: Server) -> None
     assert int(limited[0].headers["Retry-After"]) >= 1
 
 
+def test_bulk_requests_take_one_token_per_batch(server: Server) -> None:
+    bulk_slow = ("bulk-slow-key", "bulk-slow-secret")  # 0.1 batches a second, burst 3
+    too_many = post(server, "/v2/bulkevents", [batch(f"rb-{n}") for n in range(4)], auth=bulk_slow)
+    assert too_many.status_code == 400  # no wait would let 4 through: it took 1 token
+    assert "rate_limit_burst is 3" in too_many.text
+    two = post(server, "/v2/bulkevents", [batch("rb-5"), batch("rb-6")], auth=bulk_slow)
+    assert two.status_code == 202, two.text
+    limited = post(server, "/v2/bulkevents", [batch("rb-7")], auth=bulk_slow)
+    assert limited.status_code == 429, limited.text
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
 def test_web_sdk_path_quarantines_instead_of_400(server: Server) -> None:
     das = str(uuid.uuid4())
     good = {

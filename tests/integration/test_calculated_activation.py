@@ -36,6 +36,9 @@ def test_a_batch_applied_elsewhere_right_after_activation_is_counted_once(
     send(second, "after-1", plays=3)  # the second process, its definitions 0 s old
     while not first.calculated.progress(made.id).is_calculated:
         first.calculated_backfill.run()
+    progress = first.calculated.progress(made.id)
+    # The batches logged before activation, read once; the later ones are not the run's.
+    assert (progress.batches_read, progress.batches_total) == (2, 2)
     send(first, "after-2", plays=1)
     assert plays_of(first) == 6
     first.store.close()

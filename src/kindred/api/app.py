@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -112,7 +113,20 @@ def _openapi() -> Handler:
 
 
 def _metrics(container: Container) -> Handler:
-    async def metrics(_: Request) -> Response:
+    """Prometheus exposition; behind a bearer token when `metrics.token` is set."""
+    token = container.settings.metrics.token
+    expected = None if token is None else f"bearer {token}".encode()
+
+    async def metrics(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if not hmac.compare_digest(f"{scheme.lower()} {value.strip()}".encode(), expected):
+                return JSONResponse(
+                    {"error": "Authorization: Bearer <metrics.token> is required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         container.metrics.queue_depth.set(container.writer.queued())
         return Response(
             container.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"

@@ -60,7 +60,10 @@ class EventsApi:
     async def bulk(self, source: InputDef, body: bytes, *, historical: bool) -> None:
         received = self._c.clock.now_ms()
         try:
-            accepted = _observe_bulk(body, source, received, historical)
+            raws = _split_bulk(body)
+            # The rate is in batches: each batch of the request takes a token.
+            self._limits.check_rest(source, time.monotonic(), len(raws))
+            accepted = _observe_bulk(raws, source, received, historical)
         except InvalidBatch as exc:
             raise await self._refuse(source, received, body, exc) from None
         await self._submit(accepted)
@@ -94,13 +97,19 @@ class EventsApi:
         await self._submit([Refused(source.name, received, "quarantined", str(error), body)])
 
 
-def _observe_bulk(body: bytes, source: InputDef, received: int, historical: bool) -> list[Accepted]:
+def _split_bulk(body: bytes) -> list[msgspec.Raw]:
     try:
         raws = decode_bulk(body)
     except msgspec.DecodeError as exc:
         raise as_invalid_batch(exc) from None
     if len(raws) > MAX_BULK_BATCHES:
         raise InvalidBatch(f"at most {MAX_BULK_BATCHES} batches per request, got {len(raws)}")
+    return raws
+
+
+def _observe_bulk(
+    raws: list[msgspec.Raw], source: InputDef, received: int, historical: bool
+) -> list[Accepted]:
     accepted = []
     for index, raw in enumerate(raws):
         part = bytes(raw)

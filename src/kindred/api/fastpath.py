@@ -55,8 +55,14 @@ class FastPath:
         }
 
     def paths(self) -> list[str]:
-        """The routes answered here (for the docs check)."""
-        return [
+        """The paths answered here (for the docs check)."""
+        return list(dict.fromkeys(path for _, path in self.endpoints()))
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        """Every (method, path template) answered here, for the checks that walk all routes."""
+        profile = f"{PROFILE_PREFIX}{{orgId}}/{{accountId}}/{{workspaceId}}/{{mpid}}"
+        resolve = f"{PROFILE_PREFIX}resolve/{{orgId}}/{{accountId}}/{{workspaceId}}"
+        posts = [
             *self._server_routes,
             *(f"{p}{{api_key}}/events" for p in _WEB_PREFIXES),
             "/oauth/token",
@@ -66,9 +72,13 @@ class FastPath:
             "/identity/v1/{mpid}/modify",
             "/webevents/v1/identity/{api_key}/Alias",
             "/v1/identity/{api_key}/Alias",
-            "/tags/JS/v2/{api_key}/config",
-            f"{PROFILE_PREFIX}{{orgId}}/{{accountId}}/{{workspaceId}}/{{mpid}}",
-            f"{PROFILE_PREFIX}resolve/{{orgId}}/{{accountId}}/{{workspaceId}}",
+        ]
+        return [
+            *(("POST", path) for path in posts),
+            ("GET", "/tags/JS/v2/{api_key}/config"),
+            ("GET", profile),
+            ("GET", resolve),
+            ("POST", resolve),
         ]
 
     def fallback_routes(self) -> list[Any]:

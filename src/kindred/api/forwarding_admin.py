@@ -1,5 +1,8 @@
 """`/admin/v1/outputs`, `/admin/v1/connections...`, `/admin/v1/dead-letters...`: outputs and
-connections at run time (TEN-4), connection status, resume (AUD-11), dead letters."""
+connections at run time (TEN-4), connection status, resume (AUD-11), dead letters.
+
+Output secrets are write-only (SEC-3): answered masked, and kept when a save sends the
+mask back."""
 
 from __future__ import annotations
 
@@ -36,11 +39,24 @@ class ForwardingAdmin:
 
     async def outputs(self, request: Request) -> Response:
         self._check(request)
-        return _json(self._c.catalog.current().outputs)
+        return _json(self._c.catalog.outputs_shown())
 
     async def save_output(self, request: Request) -> Response:
         self._check(request)
         return _json(self._save("output", await request.body()), 201)
+
+    async def put_output(self, request: Request) -> Response:
+        self._check(request)
+        name = request.path_params["name"]
+        return _json(self._save("output", await request.body(), name=name))
+
+    async def patch_output(self, request: Request) -> Response:
+        self._check(request)
+        name = request.path_params["name"]
+        try:
+            return _json(self._c.catalog.patch("output", name, await request.body()))
+        except ConfigError as exc:
+            raise InvalidBatch(str(exc)) from None
 
     async def delete_output(self, request: Request) -> Response:
         self._check(request)
@@ -98,9 +114,9 @@ class ForwardingAdmin:
             raise as_invalid_batch(exc) from None
         return _json({"replayed": self._c.deliveries.replay(body.connection, body.ids)})
 
-    def _save(self, kind: str, body: bytes) -> object:
+    def _save(self, kind: str, body: bytes, name: str | None = None) -> object:
         try:
-            return self._c.catalog.save(kind, body)
+            return self._c.catalog.save(kind, body, name=name)
         except ConfigError as exc:
             raise InvalidBatch(str(exc)) from None
 
@@ -120,6 +136,8 @@ def forwarding_routes(container: Container, check: Any) -> list[Route]:
     return [
         Route("/admin/v1/outputs", api.outputs, methods=["GET"]),
         Route("/admin/v1/outputs", api.save_output, methods=["POST"]),
+        Route("/admin/v1/outputs/{name}", api.put_output, methods=["PUT"]),
+        Route("/admin/v1/outputs/{name}", api.patch_output, methods=["PATCH"]),
         Route("/admin/v1/outputs/{name}", api.delete_output, methods=["DELETE"]),
         Route("/admin/v1/connections", api.connections, methods=["GET"]),
         Route("/admin/v1/connections/{kind}", api.save_connection, methods=["POST"]),

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import click
 
-from kindred.bootstrap import Container, build
+from kindred.bootstrap import Container, build, missing_store
 from kindred.config import Settings, load_settings
 from kindred.domain.errors import KindredError
 
-__all__ = ["config_option", "data_dir_option", "settings_of", "started"]
+__all__ = ["config_option", "data_dir_option", "existing_store", "settings_of", "started"]
 
 config_option = click.option(
     "--config",
@@ -31,10 +31,24 @@ def settings_of(config_path: str | None, data_dir: str | None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def existing_store(settings: Settings) -> Settings:
+    """The settings, when their store exists: a command that reads or changes a store
+    never makes an empty one where the user did not mean to look (only `serve`, `migrate`
+    and `demo` make a store)."""
+    missing = missing_store(settings)
+    if missing is not None:
+        raise click.ClickException(
+            f"no Kindred store at {missing} (data directory {settings.data_dir!r}, from "
+            "--data-dir, else $KINDRED_DATA_DIR, else the config's data_dir, else ./data): "
+            "point --data-dir at the server's data directory, or start `kindred serve` there"
+        )
+    return settings
+
+
 @contextlib.contextmanager
 def started(config_path: str | None, data_dir: str | None) -> Iterator[Container]:
-    """A container on a migrated store, closed afterwards."""
-    container = build(settings_of(config_path, data_dir))
+    """A container on the existing store (migrated), closed afterwards."""
+    container = build(existing_store(settings_of(config_path, data_dir)))
     container.migrate()
     try:
         yield container

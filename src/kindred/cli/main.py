@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import click
 import msgspec
 
 from kindred.bootstrap import Container, build
-from kindred.cli.common import config_option, data_dir_option, settings_of
+from kindred.cli.common import config_option, data_dir_option, existing_store, settings_of
 from kindred.config import Settings
 from kindred.domain.errors import KindredError, StoreUnavailable
 from kindred.observability import configure_logging
@@ -21,8 +22,9 @@ _data_dir_option = data_dir_option
 _settings = settings_of
 
 
-def _started(settings: Settings) -> Container:
-    container = build(settings)
+def _started(settings: Settings, *, create: bool = False) -> Container:
+    """A container on the store, migrated; unless `create`, the store must exist."""
+    container = build(settings if create else existing_store(settings))
     container.migrate()
     return container
 
@@ -30,6 +32,9 @@ def _started(settings: Settings) -> Container:
 @click.group()
 def main() -> None:
     """Kindred: a self-hosted customer profile engine."""
+    # Every file and directory a command makes (the store, its WAL, key files, jsonl
+    # outputs, the data directory) is private to the service user.
+    os.umask(0o077)
 
 
 @main.command()
@@ -88,7 +93,7 @@ def migrate(config_path: str | None, data_dir: str | None) -> None:
 def compact(config_path: str | None, data_dir: str | None) -> None:
     """Give back the store's free space and lay its rows out in key order (SQLite: VACUUM;
     PostgreSQL: VACUUM ANALYZE). Writes wait meanwhile: run it with the server stopped."""
-    container = build(_settings(config_path, data_dir))
+    container = build(existing_store(_settings(config_path, data_dir)))
     try:
         before, after = container.compact()
     except StoreUnavailable as exc:
@@ -105,7 +110,7 @@ def demo(config_path: str | None, data_dir: str | None) -> None:
     """Load the demo data (safe to repeat: nothing is loaded twice)."""
     from kindred.cli.serve import load_demo  # noqa: PLC0415
 
-    container = _started(_settings(config_path, data_dir))
+    container = _started(_settings(config_path, data_dir), create=True)
     try:
         click.echo(load_demo(container))
     finally:
@@ -128,7 +133,7 @@ def rebuild(target_url: str, config_path: str | None, data_dir: str | None) -> N
     target_settings = msgspec.structs.replace(
         settings, store=msgspec.structs.replace(settings.store, url=target_url)
     )
-    target = _started(target_settings)
+    target = _started(target_settings, create=True)
     try:
         if target.profiles.count():
             raise click.ClickException(f"--into: {target_url} already holds profiles")
@@ -309,6 +314,7 @@ def _register_command_modules() -> None:
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.connections import connections, deliver  # noqa: PLC0415
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
+    from kindred.cli.keys import keys  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
 
     main.add_command(attributes)
@@ -316,6 +322,7 @@ def _register_command_modules() -> None:
     main.add_command(connections)
     main.add_command(deliver)
     main.add_command(identity)
+    main.add_command(keys)
     main.add_command(quarantine)
     main.add_command(ui)
 

@@ -6,6 +6,7 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ from kindred.api.app import create_app
 from kindred.api.fastpath import FastPath
 from kindred.bootstrap import Container, build
 from kindred.config import Settings, load_settings
+from kindred.domain.redact import redact_url
 from kindred.observability import configure_logging
 from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
@@ -59,6 +61,7 @@ def run_server(
     port = port or settings.server.port
     if tls is not None:
         tls.check()
+    _private_data_dir(settings.data_dir)
     if demo_data:
         container = build(settings)
         container.migrate()
@@ -89,6 +92,14 @@ def run_server(
     uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
 
 
+def _private_data_dir(path: str) -> None:
+    """The data directory (the store, key files) private to the service user: 0700."""
+    data = Path(path)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if data.stat().st_mode & 0o077:
+        data.chmod(0o700)
+
+
 def worker_app() -> FastPath:
     """The app of one worker process of `kindred serve --workers N`."""
     settings = load_settings()
@@ -98,18 +109,53 @@ def worker_app() -> FastPath:
 
 def _announce(settings: Settings, host: str, port: int, *, scheme: str = "http") -> None:
     base = f"{scheme}://{host}:{port}"
+    demo = settings.source == "<demo>"
     print(
         f"Kindred listening on {base}\n"
         f"  config:   {settings.source}\n"
-        f"  store:    {settings.store.url} (data dir {settings.data_dir})\n"
-        f"  send:     POST {base}/v2/events  (Basic demo-server-key:demo-server-secret)\n"
+        # The store URL's password (and any password= or token in it) is never printed.
+        f"  store:    {redact_url(settings.store.url)} (data dir {settings.data_dir})\n"
+        + _inputs(settings)
+        + f"  send:     POST {base}/v2/events  ({_basic_example(settings)})\n"
         f"  health:   {base}/healthz   metrics: {base}/metrics\n"
         + (f"  web UI:   {base}/ui/\n" if settings.ui.users else "")
-        + "  profiles: kindred profile get --identity customer_id=demo-0001"
+        + "  profiles: kindred profile get --identity "
+        + ("customer_id=demo-0001" if demo else "customer_id=ID")
         + (f" --data-dir {settings.data_dir}" if settings.data_dir != "data" else "")
         + _demo_warning(settings, base),
         flush=True,
     )
+
+
+_LISTED_INPUTS = 12
+
+
+def _inputs(settings: Settings) -> str:
+    """The inputs the config really has: name, source type, API key (never the secret)."""
+    found = [
+        f"{i.name} ({i.source_type}, key {i.api_key})"
+        for a in settings.accounts
+        for w in a.workspaces
+        for i in w.inputs
+    ]
+    if not found:
+        return "  inputs:   none\n"
+    shown = found[:_LISTED_INPUTS]
+    if len(found) > len(shown):
+        shown.append(f"and {len(found) - len(shown)} more")
+    return "".join(f"  {'inputs:' if n == 0 else '':<9} {text}\n" for n, text in enumerate(shown))
+
+
+def _basic_example(settings: Settings) -> str:
+    """How to authenticate a batch: with the demo config its published server input's
+    key and secret; with any other config, a key it has and a placeholder for the secret."""
+    inputs = [i for a in settings.accounts for w in a.workspaces for i in w.inputs]
+    server = next((i for i in inputs if i.source_type != "web"), None)
+    if server is None:
+        return "Basic API_KEY:API_SECRET of a server or feed input"
+    if settings.source == "<demo>":
+        return f"Basic {server.api_key}:{server.api_secret}"
+    return f"Basic {server.api_key}:API_SECRET of input {server.name}"
 
 
 def _demo_warning(settings: Settings, base: str) -> str:

@@ -30,8 +30,10 @@ __all__ = [
     "ForwardingSettings",
     "IdentitySettings",
     "InputSettings",
+    "MetricsSettings",
     "OAuthSettings",
     "RetentionSettings",
+    "SecuritySettings",
     "ServerSettings",
     "Settings",
     "StoreSettings",
@@ -171,6 +173,21 @@ class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     token_env: str | None = None
 
 
+class MetricsSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The bearer token /metrics asks for; none: /metrics is open (as a scraper expects).
+    token: str | None = None
+    token_env: str | None = None
+
+
+class SecuritySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Key files (relative paths are in the data directory); see kindred.config.keys. The
+    # environment (KINDRED_SECRETS_KEY, KINDRED_TOKEN_SIGNING_KEY, KINDRED_UI_SESSION_KEY)
+    # wins over them.
+    secrets_key_file: str | None = None
+    token_signing_key_file: str | None = None
+    ui_session_key_file: str | None = None
+
+
 class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # How often each server process re-evaluates the profiles whose memberships time alone
     # may have changed (AUD-5); 0 turns it off.
@@ -230,6 +247,8 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     oauth: OAuthSettings = msgspec.field(default_factory=OAuthSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     audiences: AudienceSettings = msgspec.field(default_factory=AudienceSettings)
     forwarding: ForwardingSettings = msgspec.field(default_factory=ForwardingSettings)
     outputs: list[OutputDef] = msgspec.field(default_factory=list)
@@ -315,8 +334,14 @@ def _resolve_secrets(settings: Settings, environ: dict[str, str]) -> Settings:
         settings.admin,
         token=_secret(settings.admin.token, settings.admin.token_env, environ, "admin.token_env"),
     )
+    metrics = msgspec.structs.replace(
+        settings.metrics,
+        token=_secret(
+            settings.metrics.token, settings.metrics.token_env, environ, "metrics.token_env"
+        ),
+    )
     return msgspec.structs.replace(
-        settings, accounts=accounts, credentials=credentials, admin=admin
+        settings, accounts=accounts, credentials=credentials, admin=admin, metrics=metrics
     )
 
 

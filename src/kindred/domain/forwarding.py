@@ -4,14 +4,20 @@ file and from the admin API."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 import msgspec
 
 from kindred.domain.errors import ConfigError
 from kindred.domain.identities import canonical_identity_type
+from kindred.domain.redact import MASK, redact_url, url_secrets
 
 __all__ = [
+    "ENV_REFERENCE",
+    "SEALED",
+    "SECRET_MASK",
     "AudienceConnection",
     "EventConnection",
     "OutputDef",
@@ -20,9 +26,20 @@ __all__ = [
     "check_event_connection",
     "check_output",
     "keep",
+    "masked",
+    "secret_fields",
+    "unmasked",
 ]
 
 OutputKind = Literal["webhook", "jsonl", "nats"]
+
+# An output's secrets (SEC-3): `auth_header`, and `url` when it holds a password or a
+# secret-looking query parameter. Written `env:NAME`, a secret is read from the environment
+# when the output sends; kept in the store, it is encrypted (`enc:...`); shown, masked.
+ENV_REFERENCE = "env:"
+SEALED = "enc:"
+SECRET_MASK = "********"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Doc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,12 +106,93 @@ def keep(value: str, allow: list[str] | None, block: list[str]) -> bool:
     return (allow is None or value in allow) and value not in block
 
 
+def secret_fields(output: OutputDef) -> dict[str, str]:
+    """The output's settings that hold a secret as written (not an `env:` reference)."""
+    found = {}
+    if output.auth_header and not output.auth_header.startswith(ENV_REFERENCE):
+        found["auth_header"] = output.auth_header
+    url = output.url
+    if url and not url.startswith(ENV_REFERENCE) and (url.startswith(SEALED) or url_secrets(url)):
+        found["url"] = url
+    return found
+
+
+def masked(output: OutputDef) -> OutputDef:
+    """The output as the admin API shows it: `auth_header` as `********`, the URL with
+    `***` for its password and tokens; `env:` references as written."""
+    secrets = secret_fields(output)
+    if not secrets:
+        return output
+    url = secrets.get("url")
+    return msgspec.structs.replace(
+        output,
+        auth_header=SECRET_MASK if "auth_header" in secrets else output.auth_header,
+        url=output.url
+        if url is None
+        else (SECRET_MASK if url.startswith(SEALED) else redact_url(url)),
+    )
+
+
+def unmasked(new: OutputDef, old: OutputDef | None) -> OutputDef:
+    """A saved output whose secrets were sent back masked (as GET showed them) keeps the
+    stored secrets: `********` stands for the stored `auth_header`; in the URL, `***` for
+    the stored password (same user) or the stored value of the same query parameter."""
+    where = f"outputs[{new.name!r}]"
+    auth_header = new.auth_header
+    if auth_header == SECRET_MASK:
+        if old is None or not old.auth_header:
+            raise ConfigError(f"{where}.auth_header: no stored secret for the mask to keep")
+        auth_header = old.auth_header
+    url = new.url
+    if url is not None and (MASK in url or url == SECRET_MASK):
+        url = _unmasked_url(url, old.url if old else None, where)
+    return msgspec.structs.replace(new, auth_header=auth_header, url=url)
+
+
+def _unmasked_url(url: str, old: str | None, where: str) -> str:
+    if old is not None and (url == redact_url(old) or url == SECRET_MASK):
+        return old
+    if url == SECRET_MASK or old is None:
+        raise ConfigError(f"{where}.url: no stored secret for the mask to keep")
+    new_parts, old_parts = urlsplit(url), urlsplit(old)
+    netloc = new_parts.netloc
+    if new_parts.password == MASK:
+        if old_parts.password is None or old_parts.username != new_parts.username:
+            raise ConfigError(f"{where}.url: no stored password of this user for '***' to keep")
+        old_userinfo = old_parts.netloc.rpartition("@")[0]
+        netloc = f"{old_userinfo}@{new_parts.netloc.rpartition('@')[2]}"
+    stored = dict(parse_qsl(old_parts.query, keep_blank_values=True))
+    pairs = []
+    for pair in new_parts.query.split("&") if new_parts.query else []:
+        name, eq, value = pair.partition("=")
+        if eq and value == MASK:
+            original = next(
+                (p for p in old_parts.query.split("&") if p.partition("=")[0] == name), None
+            )
+            if original is None or unquote_plus(name) not in stored:
+                raise ConfigError(f"{where}.url: no stored value of {name!r} for '***' to keep")
+            pairs.append(original)
+        else:
+            pairs.append(pair)
+    return urlunsplit(
+        (new_parts.scheme, netloc, new_parts.path, "&".join(pairs), new_parts.fragment)
+    )
+
+
 def check_output(output: OutputDef) -> OutputDef:
     where = f"outputs[{output.name!r}]"
     _check_name(output.name, where)
     if output.kind in ("webhook", "nats") and not output.url:
         raise ConfigError(f"{where}.url: a {output.kind} output needs a url")
-    if output.kind == "webhook" and not (output.url or "").startswith(("http://", "https://")):
+    for key, value in (("url", output.url), ("auth_header", output.auth_header)):
+        reference = (value or "").startswith(ENV_REFERENCE)
+        if reference and not _ENV_NAME.match((value or "").removeprefix(ENV_REFERENCE)):
+            raise ConfigError(f"{where}.{key}: write an environment reference as env:NAME")
+    # (A stored secret that could not be decrypted stays `enc:...`; its sends fail.)
+    url = output.url or ""
+    if output.kind == "webhook" and not url.startswith(
+        ("http://", "https://", ENV_REFERENCE, SEALED)
+    ):
         raise ConfigError(f"{where}.url: must start with http:// or https://")
     if output.kind == "nats" and not output.subject:
         raise ConfigError(f"{where}.subject: a nats output needs a subject")

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+from kindred.domain.errors import ConfigError, DeliveryFailed
 from kindred.domain.forwarding import OutputDef
-from kindred.ports import Sink
+from kindred.ports import Message, Sink
 
 __all__ = ["make_sink"]
 
 
-def make_sink(output: OutputDef) -> Sink:
-    """A new transport for one lane (each lane has its own: no lane waits on another's)."""
+def make_sink(output: OutputDef, resolve: Callable[[OutputDef], OutputDef] | None = None) -> Sink:
+    """A new transport for one lane (each lane has its own: no lane waits on another's).
+    `resolve`: the output's settings as sent (`env:NAME` references read), asked for when
+    the lane first sends; a setting it cannot give fails the send, naming it."""
+    if resolve is None:
+        return _transport(output)
+    return _Resolving(output, resolve)
+
+
+class _Resolving:
+    def __init__(self, output: OutputDef, resolve: Callable[[OutputDef], OutputDef]) -> None:
+        self._output = output
+        self._resolve = resolve
+        self._sink: Sink | None = None
+
+    def send(self, messages: Sequence[Message]) -> None:
+        if self._sink is None:
+            try:
+                resolved = self._resolve(self._output)
+            except ConfigError as exc:
+                raise DeliveryFailed(str(exc)) from None
+            self._sink = _transport(resolved)
+        self._sink.send(messages)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+
+def _transport(output: OutputDef) -> Sink:
     if output.kind == "webhook":
         from kindred.outputs.webhook import WebhookSink  # noqa: PLC0415 - chosen by config
 

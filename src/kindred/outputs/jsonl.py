@@ -30,9 +30,12 @@ class JsonlSink:
     def send(self, messages: Sequence[dict[str, Any]]) -> None:
         data = b"".join(_ENCODER.encode(m) + b"\n" for m in messages)
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            if not self._dir.exists():
+                # Private to the service user, like every file Kindred writes.
+                self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = self._current(len(data))
-            with path.open("ab") as f:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -12,6 +12,7 @@ import msgspec
 
 from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import OutputDef
+from kindred.domain.redact import redact_text
 
 __all__ = ["WebhookSink", "retry_after_s"]
 
@@ -41,11 +42,12 @@ class WebhookSink:
                 headers={"idempotency-key": request_key},
             )
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+            # The error goes to logs and the connection's status: never the URL's secrets.
+            raise DeliveryFailed(redact_text(f"{type(exc).__name__}: {exc}")) from exc
         status = response.status_code
         if status < 300:
             return
-        text = f"HTTP {status}: {response.text[:200]}"
+        text = redact_text(f"HTTP {status}: {response.text[:200]}")
         if status in _TRANSIENT or status >= 500:
             raise DeliveryFailed(text, retry_after_s=retry_after_s(response.headers))
         raise DeliveryFailed(text, permanent=True)

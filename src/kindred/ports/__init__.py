@@ -80,6 +80,7 @@ __all__ = [
     "RejectEntry",
     "RejectReader",
     "RejectWrites",
+    "SecretBox",
     "Secrets",
     "SelectionPage",
     "SessionStore",
@@ -116,6 +117,19 @@ class Secrets(Protocol):
     """Unpredictable bytes (salts, keys, credential secrets, token ids)."""
 
     def token_bytes(self, n: int) -> bytes: ...
+
+
+class SecretBox(Protocol):
+    """Encryption of the secrets kept in the store (output secrets), with a key that is not
+    in the store."""
+
+    def seal(self, plaintext: str) -> str:
+        """The secret encrypted, as text starting with `enc:`."""
+        ...
+
+    def open(self, sealed: str) -> str:
+        """The secret a `seal` made; ConfigError when no key in use can decrypt it."""
+        ...
 
 
 class DefinitionsVersion(Protocol):
@@ -180,6 +194,11 @@ class CredentialStore(Protocol):
     def server_secret(self, name: str, candidate: bytes) -> bytes:
         """The secret stored under `name`; the first caller's `candidate` becomes it, so
         every process sharing the store agrees on one value."""
+        ...
+
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        """Keep `value` under `name` from now on (a rotated key): `server_secret` answers
+        it to every process that asks afterwards."""
         ...
 
 

@@ -415,6 +415,10 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         with self._lock:
             return self._state.secrets.setdefault(name, candidate)
 
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._state.secrets[name] = value
+
     def save_session(self, session: UiSession) -> None:
         with self._lock:
             self._state.sessions[session.key] = session

@@ -390,3 +390,46 @@ def test_the_known_user_shortcut_answers_as_the_full_resolution(
             slow.matched,
             slow.is_logged_in,
         )
+
+
+OTHER_ACCOUNT = InputDef(
+    name="other",
+    workspace=WorkspaceDef(workspace_id=2, name="o", account=AccountPolicy(account_id=2)),
+    source_type=SourceType.WEB,
+    api_key="o",
+    api_secret=None,
+)
+
+
+@pytest.mark.parametrize("check_first", [True, False])
+def test_a_modify_from_another_identity_scope_is_answered_as_an_unknown_mpid(
+    check_first: bool,
+) -> None:
+    world = World()
+    mpid = world.call("identify", {"customerid": "c1"}).mpid
+    foreign = ModifyCall(
+        input=OTHER_ACCOUNT,
+        target_mpid=mpid,
+        changes=(("email", None, "attacker@example.com"),),
+        received_ms=world.now,
+    )
+    unknown_call = ModifyCall(
+        input=OTHER_ACCOUNT, target_mpid=mpid + 999, changes=foreign.changes, received_ms=world.now
+    )
+    if check_first:
+        calls = IdentityCalls(world.store)
+        refusals = []
+        for call in (foreign, unknown_call):
+            with pytest.raises(KindredError) as refused:
+                calls.check_modify(call)
+            refusals.append(
+                (type(refused.value), str(refused.value).replace(str(call.target_mpid), "N"))
+            )
+        assert refusals[0] == refusals[1]
+    else:
+        outcome = world.run(foreign)
+        assert isinstance(outcome, KindredError)
+        other = world.run(unknown_call)
+        assert type(outcome) is type(other)
+        assert str(outcome).replace(str(mpid), "N") == str(other).replace(str(mpid + 999), "N")
+    assert "email" not in world.profile(mpid).user_identities

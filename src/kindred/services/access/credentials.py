@@ -21,7 +21,7 @@ from kindred.domain.errors import InvalidToken, NotFound
 from kindred.domain.tokens import ISSUER, TokenClaims, sign_token, verify_token
 from kindred.ports import Clock, CredentialStore, DefinitionsVersion, Secrets
 from kindred.services.access.attempts import AttemptLimit, AttemptLimiter, SecretChecker
-from kindred.services.access.server_keys import ServerKeys
+from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, ServerKeys
 from kindred.services.definitions import Versioned
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "TokenService",
 ]
 
-_SIGNING_KEY = "profile-api-token-signing-key"
+_SIGNING_KEY = TOKEN_SIGNING_KEY
 _VERIFIED_LIMIT = 10_000
 
 
@@ -152,6 +152,8 @@ class TokenService:
         limits: TokenLimits,
         checker: SecretChecker,
     ) -> None:
+        """`keys`: where the signing key comes from (environment, key file or store); none:
+        the store."""
         self._registry = registry
         self._keys = keys
         self._clock = clock

@@ -29,11 +29,11 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from kindred.domain.sessions import UiSession
 from kindred.ports import Clock, Secrets, SessionStore
 from kindred.services.access.attempts import AttemptLimit, AttemptLimiter, SecretChecker
-from kindred.services.access.server_keys import ServerKeys
+from kindred.services.access.server_keys import UI_SESSION_KEY, ServerKeys
 
 __all__ = ["SignInLimits", "UiSessions", "Visitor"]
 
-_KEY_NAME = "ui-session-key"
+_KEY_NAME = UI_SESSION_KEY
 _SALT = "kindred-ui-session"
 _ID_BYTES = 24
 # Past this many sign-ins since the last purge, the next one deletes the sessions that ended.

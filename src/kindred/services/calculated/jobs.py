@@ -89,7 +89,10 @@ class CalculatedBackfill:
                 and e.id <= definition.backfill_total
             ]
             computed += self._fold_page(definition, compiled, wanted) if wanted else 0
-            read += len(entries)
+            # Only batches logged before activation are the computation's to count.
+            read += sum(
+                1 for e in entries if e.id is not None and e.id <= definition.backfill_total
+            )
             after = entries[-1].id or after if entries else after
             if len(entries) < self._page or after >= definition.backfill_total:
                 finished = True

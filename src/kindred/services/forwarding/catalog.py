@@ -1,31 +1,44 @@
 """Outputs and connections (TEN-3, ENR-3): the config file's, fixed, and those made through
 the admin API, kept in the store; checked together (every name unique, every reference
 resolved) and used at the caller's definitions version (`services.definitions`).
+
+An output's secrets (SEC-3; `domain.forwarding.secret_fields`) are kept in the store
+encrypted (`SecretBox`, whose key is not in the store), shown masked, and kept when a save
+sends the mask back. A secret stored in plaintext by an older version is still read, and
+encrypted at the next save or by `encrypt_stored` (run at start).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import msgspec
 
 from kindred.domain.errors import ConfigError, NotFound, refuse_duplicates
 from kindred.domain.forwarding import (
+    SEALED,
     AudienceConnection,
     EventConnection,
     OutputDef,
     check_audience_connection,
     check_event_connection,
     check_output,
+    masked,
+    secret_fields,
+    unmasked,
 )
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import (
     DefinitionsVersion,
     OutputDefinitions,
+    SecretBox,
 )
 from kindred.services.definitions import Versioned
 
 __all__ = ["OutputCatalog", "OutputsAndConnections"]
+
+log = logging.getLogger("kindred.forwarding")
 
 _KINDS: dict[str, type[Any]] = {
     "output": OutputDef,
@@ -58,10 +71,17 @@ class OutputCatalog:
     store, at the definitions version of the caller: see `services.definitions`)."""
 
     def __init__(
-        self, store: _CatalogStore, tenancy: Tenancy, declared: OutputsAndConnections
+        self,
+        store: _CatalogStore,
+        tenancy: Tenancy,
+        declared: OutputsAndConnections,
+        box: SecretBox | None = None,
     ) -> None:
+        """`box`: encrypts the outputs' secrets kept in the store (none: kept as given,
+        for tests of other things)."""
         self._store = store
         self._tenancy = tenancy
+        self._box = box
         self._declared = self.check(declared)
         self._versions = Versioned(store, lambda: self._merged(self._stored()))
 
@@ -77,21 +97,69 @@ class OutputCatalog:
         d = self._declared
         return d.output(name) is not None or d.connection(name) is not None
 
-    def save(self, kind: str, doc: bytes) -> object:
-        """Validate and keep an output or connection made at run time."""
+    def outputs_shown(self) -> list[OutputDef]:
+        """Every output as the admin API shows it: secrets masked."""
+        return [masked(o) for o in self.current().outputs]
+
+    def save(self, kind: str, doc: bytes, *, name: str | None = None) -> object:
+        """Validate and keep an output or connection made at run time (an output: returned
+        masked). `name`: the one the caller addressed (PUT); the document must agree."""
         if kind not in _KINDS:
             raise NotFound(f"no kind {kind!r}")
         try:
             item: Any = msgspec.json.decode(doc, type=_KINDS[kind])
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ConfigError(f"{kind}: {exc}") from None
+        if name is not None and item.name != name:
+            raise ConfigError(f"{kind}.name: {item.name!r} is not {name!r}, the one addressed")
         if self.is_declared(item.name):
             raise ConfigError(f"{kind} {item.name!r} is declared in the config file")
         stored = self._stored()
+        if isinstance(item, OutputDef):
+            if any(v.startswith(SEALED) for v in secret_fields(item).values()):
+                raise ConfigError(f"outputs[{item.name!r}]: a secret may not start with {SEALED}")
+            previous = next((o for o in stored["output"] if o.name == item.name), None)
+            item = unmasked(item, previous)
         _replace(stored, kind, item)
         checked = self.check(self._merged(stored))
         saved = next(x for x in _items(checked, kind) if x.name == item.name)
-        self._store.save_definition(kind, item.name, msgspec.json.encode(saved))
+        self._store.save_definition(kind, item.name, self._encoded(saved))
+        return masked(saved) if isinstance(saved, OutputDef) else saved
+
+    def patch(self, kind: str, name: str, doc: bytes) -> object:
+        """Change some settings of a stored output or connection (PATCH): the document's
+        keys replace the stored ones, the others are kept (secrets included)."""
+        if kind not in _KINDS:
+            raise NotFound(f"no kind {kind!r}")
+        current = next((x for x in self._stored()[kind] if x.name == name), None)
+        if current is None:
+            if self.is_declared(name):
+                raise ConfigError(f"{kind} {name!r} is declared in the config file")
+            raise NotFound(f"no {kind} {name!r}")
+        try:
+            changes = msgspec.json.decode(doc, type=dict[str, Any])
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ConfigError(f"{kind}: {exc}") from None
+        merged = {**msgspec.to_builtins(current), **changes}
+        return self.save(kind, msgspec.json.encode(merged), name=name)
+
+    def encrypt_stored(self, *, all_of_them: bool = False) -> int:
+        """Encrypt the stored outputs' secrets still in plaintext (kept by an older
+        version), or, `all_of_them`, every stored secret again with the key now in use
+        (after a rotation of the secrets key). How many outputs were saved again."""
+        if self._box is None:
+            return 0
+        saved = 0
+        for doc in self._store.list_definitions("output"):
+            raw = msgspec.json.decode(doc, type=OutputDef)
+            secrets = secret_fields(raw)
+            if not secrets:
+                continue
+            if not all_of_them and all(v.startswith(SEALED) for v in secrets.values()):
+                continue
+            opened = self._opened(raw, strict=True)
+            self._store.save_definition("output", opened.name, self._encoded(opened))
+            saved += 1
         return saved
 
     def delete(self, kind: str, name: str) -> None:
@@ -118,10 +186,38 @@ class OutputCatalog:
         )
 
     def _stored(self) -> dict[str, list[Any]]:
-        return {
+        found: dict[str, list[Any]] = {
             kind: [msgspec.json.decode(doc, type=t) for doc in self._store.list_definitions(kind)]
             for kind, t in _KINDS.items()
         }
+        found["output"] = [self._opened(o) for o in found["output"]]
+        return found
+
+    def _encoded(self, item: Any) -> bytes:
+        """The document kept in the store: an output's secrets encrypted."""
+        if isinstance(item, OutputDef) and self._box is not None:
+            secrets = secret_fields(item)
+            if secrets:
+                item = msgspec.structs.replace(
+                    item, **{key: self._box.seal(value) for key, value in secrets.items()}
+                )
+        return msgspec.json.encode(item)
+
+    def _opened(self, output: OutputDef, *, strict: bool = False) -> OutputDef:
+        """A stored output with its secrets decrypted. One that cannot be (another secrets
+        key) keeps them encrypted, and its sends fail saying so; `strict`: ConfigError."""
+        secrets = {k: v for k, v in secret_fields(output).items() if v.startswith(SEALED)}
+        if not secrets or self._box is None:
+            return output
+        try:
+            return msgspec.structs.replace(
+                output, **{key: self._box.open(value) for key, value in secrets.items()}
+            )
+        except ConfigError as exc:
+            if strict:
+                raise ConfigError(f"outputs[{output.name!r}]: {exc}") from None
+            log.error("output %s: %s", output.name, exc)
+            return output
 
     def _merged(self, stored: dict[str, list[Any]]) -> OutputsAndConnections:
         d = self._declared

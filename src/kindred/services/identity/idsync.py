@@ -115,7 +115,7 @@ class IdentityCalls:
 
     def check_modify(self, call: ModifyCall) -> None:
         """Refuse a modify that cannot apply (NotFound, InvalidBatch) before it queues."""
-        profile = _live(self._readers, call.target_mpid)
+        profile = _live(self._readers, call.target_mpid, call.input.workspace.identity_scope)
         held = {t: e.value for t, e in profile.user_identities.items()}
         policy = call.input.workspace.account.identity
         decide_modify(held, call.changes, policy, {}, profile.mpid)
@@ -191,8 +191,8 @@ class ModifyHandler(HandlerBase[ModifyCall, ModifyOutcome]):
     def run(self, uow: UnitOfWork, command: ModifyCall) -> ModifyOutcome:
         call, now_ms = command, command.received_ms
         view = _UowView(uow)
-        profile = _live(view, call.target_mpid)
-        scope, policy = profile.scope, call.input.workspace.account.identity
+        scope, policy = call.input.workspace.identity_scope, call.input.workspace.account.identity
+        profile = _live(view, call.target_mpid, scope)
         new_keys = [IdentityKey(t, n) for t, _, n in call.changes if n is not None]
         owners = view.find(scope, new_keys)
         held = {t: e.value for t, e in profile.user_identities.items()}
@@ -272,9 +272,11 @@ def _follow_view(view: _View, profile: Profile | None) -> Profile | None:
     return follow_merged(lambda mpid: view.load([mpid]).get(mpid), profile)
 
 
-def _live(view: _View, mpid: int) -> Profile:
+def _live(view: _View, mpid: int, scope: str) -> Profile:
+    """The live profile behind `mpid` in the caller's identity scope; one of another scope
+    is answered exactly as an unknown MPID, so an answer never tells that it exists."""
     profile = _follow_view(view, view.load([mpid]).get(mpid))
-    if profile is None:
+    if profile is None or profile.scope != scope:
         raise NotFound(f"no profile with MPID {mpid}")
     return profile
 

@@ -195,6 +195,14 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
             row = conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,))
             return bytes(row.fetchone()[0])  # type: ignore[index]  # inserted just above
 
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
     def save_session(self, session: UiSession) -> None:
         updates = ", ".join(
             f"{c.strip()} = EXCLUDED.{c.strip()}" for c in SESSION_COLUMNS.split(",")[1:]

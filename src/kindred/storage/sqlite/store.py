@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -91,8 +92,13 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
         self.path = str(path)
         self._synchronous = synchronous
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(self.path))
         self._writer = self._connect()
+        if self.path != ":memory:":
+            # The WAL and shared-memory files SQLite made take the database's mode; files
+            # of an older install are tightened too.
+            for side in (f"{self.path}-wal", f"{self.path}-shm"):
+                _tighten(Path(side))
         # The writer's cache holds the identity index and the hot profiles: every miss is a
         # read syscall inside the write transaction, which all batches wait behind.
         self._writer.execute(f"PRAGMA cache_size = -{writer_cache_mb * 1024}")
@@ -245,6 +251,14 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
                 "SELECT value FROM server_secrets WHERE name = ?", (name,)
             ).fetchone()
         return bytes(row[0])
+
+    def replace_server_secret(self, name: str, value: bytes) -> None:
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
 
     def save_session(self, session: UiSession) -> None:
         with self._write_tx() as cursor:
@@ -464,3 +478,23 @@ def _statements(sql: str) -> list[str]:
     """Split a migration file into statements (they hold no semicolons in literals)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _private_file(path: Path) -> None:
+    """The database file (and its directory) private to the service user: a directory
+    Kindred makes is 0700, the file 0600 (made before SQLite opens it, so that its WAL and
+    shared-memory files are made 0600 too)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    """Take group and other permissions off a file of the store (0600)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+    except FileNotFoundError:
+        pass

@@ -25,7 +25,7 @@ class WriterLock:
 
     def __init__(self, path: str | None) -> None:
         self._thread_lock = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if path else None
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path else None
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
