@@ -4,15 +4,18 @@ off the event loop.
 
 A secret check is an scrypt on purpose (~0.1 s of CPU). On the event loop it would stop
 every other request meanwhile, so checks run on a thread of their own (scrypt releases the
-GIL): one per process, so that a flood of wrong secrets takes at most one core from ingest,
-with a bounded number waiting for it (more: answered 429 at once). Every check costs one
-scrypt whatever its outcome: an unknown client id or user name is checked against a decoy
-hash (`domain.credentials.check_secret`).
+GIL): one per process, at a lower CPU priority than the server's other threads (`nice` 10,
+where the system allows it), so that a flood of wrong secrets takes at most one core and
+only what ingest leaves of it, with a bounded number waiting (more: answered 429 at once).
+Every check costs one scrypt whatever its outcome: an unknown client id or user name is
+checked against a decoy hash (`domain.credentials.check_secret`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +28,8 @@ from kindred.ports import Clock
 
 __all__ = ["AttemptLimit", "AttemptLimiter", "SecretChecker"]
 
+# How much lower than the rest of the server the checking thread runs (Linux: per thread).
+_NICENESS = 10
 # Keys remembered per limiter; past it the least recently used are forgotten (a flood of
 # made-up client ids or addresses must not grow memory without end).
 _MAX_KEYS = 10_000
@@ -86,7 +91,9 @@ class SecretChecker:
                 raise RateLimited(1, "server")
             self._waiting += 1
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="secrets")
+                self._pool = ThreadPoolExecutor(
+                    self._threads, thread_name_prefix="secrets", initializer=_lower_priority
+                )
             pool = self._pool
         try:
             loop = asyncio.get_running_loop()
@@ -100,3 +107,11 @@ class SecretChecker:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority: when the CPU is contended the event loop and the
+    writer go first. (On Linux a thread's niceness is its own; elsewhere, if it is refused
+    or not supported, the thread keeps its priority.)"""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
