@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kindred.config import Settings
+from kindred.config import AttemptLimitSettings, Settings
 from kindred.config.credentials import credentials_from
 from kindred.config.keys import (
     KEY_NAMES,
@@ -35,8 +35,10 @@ from kindred.ports import (
     Secrets,
     Store,
 )
-from kindred.services.access.credentials import CredentialRegistry, TokenService
+from kindred.services.access.attempts import AttemptLimit, SecretChecker
+from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
+from kindred.services.access.sessions import SignInLimits, UiSessions
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.registry import AudienceRegistry
@@ -89,6 +91,7 @@ class Container:
     credentials: CredentialRegistry
     tokens: TokenService
     server_keys: ServerKeys
+    ui_sessions: UiSessions
     profile_api: ProfileApiService
     profiles: ProfileQueries
     activity: ActivityReader
@@ -229,7 +232,11 @@ def build(
         side.writer,
     )
     server_keys = ServerKeys(store, secrets, _key_overrides(settings))
-    registry, tokens = _tokens(settings, store, clock, secrets, server_keys)
+    # One thread checks secrets (token requests, UI sign-in) for the whole process.
+    secret_checker = SecretChecker()
+    registry, tokens = _tokens(
+        settings, store, clock, secrets, keys=server_keys, checker=secret_checker
+    )
     deliveries, delivery = _forwarding(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
     )
@@ -255,6 +262,9 @@ def build(
         credentials=registry,
         tokens=tokens,
         server_keys=server_keys,
+        ui_sessions=_ui_sessions(
+            settings, store, clock, secrets, keys=server_keys, checker=secret_checker
+        ),
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy),
         activity=ActivityReader(store),
@@ -376,19 +386,58 @@ def _clock(settings: Settings) -> Clock:
 
 
 def _tokens(
-    settings: Settings, store: Store, clock: Clock, secrets: Secrets, keys: ServerKeys
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    secrets: Secrets,
+    *,
+    keys: ServerKeys,
+    checker: SecretChecker,
 ) -> tuple[CredentialRegistry, TokenService]:
     registry = CredentialRegistry(credentials_from(settings), store, clock, secrets)
+    oauth = settings.oauth
     tokens = TokenService(
         registry,
-        store,
+        keys,
         clock,
         secrets,
-        audiences=settings.oauth.audiences,
-        ttl_s=settings.oauth.token_ttl_s,
-        keys=keys,
+        audiences=oauth.audiences,
+        ttl_s=oauth.token_ttl_s,
+        limits=TokenLimits(
+            per_client=_limit(oauth.requests_per_client),
+            per_address=_limit(oauth.requests_per_address),
+        ),
+        checker=checker,
     )
     return registry, tokens
+
+
+def _ui_sessions(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    secrets: Secrets,
+    *,
+    keys: ServerKeys,
+    checker: SecretChecker,
+) -> UiSessions:
+    ui = settings.ui
+    return UiSessions(
+        {u.name: u.password_hash for u in ui.users},
+        ui.session_ttl_s,
+        store,
+        keys,
+        clock,
+        secrets=secrets,
+        limits=SignInLimits(
+            per_user=_limit(ui.sign_ins_per_user), per_address=_limit(ui.sign_ins_per_address)
+        ),
+        checker=checker,
+    )
+
+
+def _limit(limit: AttemptLimitSettings) -> AttemptLimit:
+    return AttemptLimit(per_minute=limit.per_minute, burst=limit.burst)
 
 
 def _forwarding(

@@ -33,6 +33,7 @@ _TABLES = (
     "rejects",
     "api_credentials",
     "server_secrets",
+    "ui_sessions",
     "merges",
     "audiences",
     "membership_log",

@@ -92,6 +92,15 @@ def test_client_ids_are_unique(tmp_path: Path) -> None:
     [
         ("[oauth]\naudiences = []", "oauth.audiences"),
         ("[oauth]\ntoken_ttl_s = 5", "oauth.token_ttl_s"),
+        (
+            "[oauth.requests_per_client]\nper_minute = 0\nburst = 5",
+            "oauth.requests_per_client.per_minute: must be positive",
+        ),
+        (
+            "[oauth.requests_per_address]\nper_minute = 10\nburst = 0",
+            "oauth.requests_per_address.burst: must be at least 1",
+        ),
+        ("[oauth.requests_per_client]\nburst = 5", "missing required field `per_minute`"),
         ("[retention]\nsweep_chunk = 0", "retention"),
         ("[retention]\nsweep_every = 5", "unknown field `sweep_every`"),
     ],
@@ -101,3 +110,14 @@ def test_bad_oauth_and_retention_settings_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_of(tmp_path, text)
+
+
+def test_token_request_limits_are_read(tmp_path: Path) -> None:
+    defaults = settings_of(tmp_path, "").oauth
+    assert (defaults.requests_per_client.per_minute, defaults.requests_per_client.burst) == (
+        60,
+        20,
+    )
+    text = "[oauth.requests_per_address]\nper_minute = 6.5\nburst = 3\n"
+    limit = settings_of(tmp_path, text).oauth.requests_per_address
+    assert (limit.per_minute, limit.burst) == (6.5, 3)

@@ -23,6 +23,10 @@ def test_ui_users_are_read(tmp_path: Path) -> None:
     )
     assert [u.name for u in settings.ui.users] == ["ann"]
     assert settings.ui.session_ttl_s == 120
+    assert (settings.ui.sign_ins_per_user.per_minute, settings.ui.sign_ins_per_user.burst) == (
+        10,
+        5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,6 +47,14 @@ def test_ui_users_are_read(tmp_path: Path) -> None:
         ),
         ("[ui]\nsession_ttl_s = 5\n", "ui.session_ttl_s: must be at least 60"),
         ("[ui]\nlive_poll_interval_s = 0\n", "ui.live_poll_interval_s: must be positive"),
+        (
+            "[ui.sign_ins_per_user]\nper_minute = -1\nburst = 5\n",
+            "ui.sign_ins_per_user.per_minute: must be positive",
+        ),
+        (
+            "[ui.sign_ins_per_address]\nper_minute = 1\nburst = 0\n",
+            "ui.sign_ins_per_address.burst: must be at least 1",
+        ),
         (
             '[[ui.users]]\nname = "a"\npassword = "x"\n',
             "ui.users[0]: Object contains unknown field",

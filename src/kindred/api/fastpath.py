@@ -144,7 +144,16 @@ class FastPath:
         """A route whose handler computes the whole answer from the request's parts."""
         started = time.perf_counter()
         try:
-            status, body, headers = self._compute(route, scope, await self._body(scope, receive))
+            body = await self._body(scope, receive)
+            if route == "oauth_token":
+                status, body, headers = await self._oauth.token(
+                    _header(scope, b"content-type"),
+                    _header(scope, b"authorization"),
+                    body,
+                    _peer(scope),
+                )
+            else:
+                status, body, headers = self._compute(route, scope, body)
         except KindredError as exc:
             status, body, headers = _refusal(exc)
         except Exception:
@@ -155,11 +164,12 @@ class FastPath:
         self._timer(route, status).observe(time.perf_counter() - started)
 
     def _compute(self, route: str, scope: Scope, body: bytes) -> Answer:
-        authorization = _header(scope, b"authorization")
-        if route == "oauth_token":
-            return self._oauth.token(_header(scope, b"content-type"), authorization, body)
         return self._profiles.handle(
-            route, scope["path"], scope.get("query_string", b""), authorization, body
+            route,
+            scope["path"],
+            scope.get("query_string", b""),
+            _header(scope, b"authorization"),
+            body,
         )
 
     async def _timed(
@@ -238,6 +248,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _peer(scope: Scope) -> str | None:
+    """The address the request came from, as the server reports it (uvicorn takes it from
+    X-Forwarded-For only when the peer is a trusted proxy: its `forwarded_allow_ips`)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _client_ip(scope: Scope) -> str | None:

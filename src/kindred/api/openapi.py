@@ -70,7 +70,9 @@ _TENANT = [
 ]
 _READ_ERRORS = {
     "400": _error("A missing or unknown field, a malformed id or body"),
-    "401": _error("No bearer token, or one that is invalid or expired"),
+    "401": _error(
+        "No bearer token, or one that is invalid, expired or issued for another audience"
+    ),
     "403": _error("The token's credential does not cover the workspace"),
     "404": _error("No such profile, or it has aged out (a merged MPID answers with its survivor)"),
     "429": {
@@ -102,6 +104,11 @@ def _paths() -> dict[str, Any]:
             ("401", "Unknown client or wrong secret"),
             ("403", "Audience not served"),
         )
+    }
+    oauth_errors["429"] = {
+        "description": "Too many token requests for the client id or from the source address",
+        "content": _json("OAuthError"),
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
     }
     token_body = {
         "required": True,

@@ -51,6 +51,7 @@ class ProfileReadApi:
 
     def __init__(self, container: Container, monotonic: Callable[[], float] = time.monotonic):
         self._tokens = container.tokens
+        self._audience = container.tokens.profile_api_audience
         self._service = container.profile_api
         self._monotonic = monotonic
         self._buckets: dict[str, TokenBucket] = {}
@@ -69,7 +70,7 @@ class ProfileReadApi:
         # One read of the definitions' version for the request: its credential and the
         # profile's calculated values are taken at it.
         version = self._service.definitions_version()
-        credential = self._tokens.authenticate(authorization, version)
+        credential = self._tokens.authenticate(authorization, version, audience=self._audience)
         self._limit(credential)
         parts = path[len(PROFILE_PREFIX) :].split("/")
         fields = self._fields(query)
@@ -152,22 +153,36 @@ def _resolve_request(body: bytes) -> ResolveRequest:
 
 class OAuthApi:
     """`POST /oauth/token` with the client credentials grant (JSON or form body; the client
-    id and secret may come in an HTTP Basic header instead)."""
+    id and secret may come in an HTTP Basic header instead). The secret is checked off the
+    event loop; past the attempts allowed to the client id or the source address the answer
+    is 429 with `Retry-After`."""
 
     def __init__(self, container: Container) -> None:
         self._tokens = container.tokens
 
-    def token(self, content_type: str | None, authorization: str | None, body: bytes) -> Answer:
+    async def token(
+        self,
+        content_type: str | None,
+        authorization: str | None,
+        body: bytes,
+        address: str | None = None,
+    ) -> Answer:
         try:
             request = _token_request(content_type, body)
             client_id, secret = request.client_id, request.client_secret
             basic = _basic(authorization)
             if basic is not None:
                 client_id, secret = basic
-            token = self._tokens.issue(request.grant_type, client_id, secret, request.audience)
+            token = await self._tokens.issue(
+                request.grant_type, client_id, secret, request.audience, address
+            )
         except OAuthRefusal as refusal:
             error = OAuthError(refusal.error, str(refusal))
             return refusal.status, _ENCODER.encode(error), _JSON + _NO_STORE
+        except RateLimited as limited:
+            error = OAuthError("too_many_requests", str(limited))
+            retry = [(b"retry-after", str(limited.retry_after_s).encode())]
+            return 429, _ENCODER.encode(error), _JSON + _NO_STORE + retry
         answer = TokenResponse(access_token=token, expires_in=self._tokens.ttl_s)
         return 200, _ENCODER.encode(answer), _JSON + _NO_STORE
 

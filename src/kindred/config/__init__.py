@@ -24,6 +24,7 @@ from kindred.domain.tenancy import Guardrails
 __all__ = [
     "AccountSettings",
     "AdminSettings",
+    "AttemptLimitSettings",
     "AudienceSettings",
     "CredentialSettings",
     "ForwardingSettings",
@@ -146,10 +147,24 @@ class CredentialSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fie
     rate_limit_burst: int = 30
 
 
+class AttemptLimitSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # `burst` attempts at once, then `per_minute` (each server process counts its own).
+    per_minute: float
+    burst: int
+
+
 class OAuthSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # Token requests must name one of these (the first is assumed when none is given).
+    # Token requests must name one of these (the first is assumed when none is given). The
+    # Profile API serves the first: it accepts only tokens issued for it.
     audiences: list[str] = msgspec.field(default_factory=lambda: ["https://api.mparticle.com"])
     token_ttl_s: int = 28800
+    # Token requests per client id and per source address, before 429.
+    requests_per_client: AttemptLimitSettings = msgspec.field(
+        default_factory=lambda: AttemptLimitSettings(per_minute=60, burst=20)
+    )
+    requests_per_address: AttemptLimitSettings = msgspec.field(
+        default_factory=lambda: AttemptLimitSettings(per_minute=120, burst=40)
+    )
 
 
 class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -194,6 +209,13 @@ class UiSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     users: list[UiUserSettings] = msgspec.field(default_factory=list)
     # How long a sign-in lasts.
     session_ttl_s: int = 43_200
+    # Sign-in attempts per user name and per source address, before 429.
+    sign_ins_per_user: AttemptLimitSettings = msgspec.field(
+        default_factory=lambda: AttemptLimitSettings(per_minute=10, burst=5)
+    )
+    sign_ins_per_address: AttemptLimitSettings = msgspec.field(
+        default_factory=lambda: AttemptLimitSettings(per_minute=30, burst=10)
+    )
     # How often the Live Stream page asks for new batches.
     live_poll_interval_s: float = 2.0
 

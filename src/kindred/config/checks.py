@@ -10,6 +10,7 @@ from kindred.domain.errors import ConfigError, refuse_duplicates
 
 if TYPE_CHECKING:
     from kindred.config import (
+        AttemptLimitSettings,
         CredentialSettings,
         ForwardingSettings,
         InputSettings,
@@ -104,6 +105,15 @@ def _validate_oauth(oauth: OAuthSettings) -> None:
         raise ConfigError("oauth.audiences: name at least one audience")
     if oauth.token_ttl_s < 60:
         raise ConfigError("oauth.token_ttl_s: must be at least 60")
+    _validate_limit(oauth.requests_per_client, "oauth.requests_per_client")
+    _validate_limit(oauth.requests_per_address, "oauth.requests_per_address")
+
+
+def _validate_limit(limit: AttemptLimitSettings, key: str) -> None:
+    if not limit.per_minute > 0:
+        raise ConfigError(f"{key}.per_minute: must be positive")
+    if limit.burst < 1:
+        raise ConfigError(f"{key}.burst: must be at least 1")
 
 
 def _validate_ui(ui: UiSettings) -> None:
@@ -119,3 +129,5 @@ def _validate_ui(ui: UiSettings) -> None:
         raise ConfigError("ui.session_ttl_s: must be at least 60")
     if ui.live_poll_interval_s <= 0:
         raise ConfigError("ui.live_poll_interval_s: must be positive")
+    _validate_limit(ui.sign_ins_per_user, "ui.sign_ins_per_user")
+    _validate_limit(ui.sign_ins_per_address, "ui.sign_ins_per_address")

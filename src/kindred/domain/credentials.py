@@ -12,7 +12,14 @@ import hmac
 
 import msgspec
 
-__all__ = ["ApiCredential", "hash_secret", "is_secret_hash", "verify_secret"]
+__all__ = [
+    "DECOY_HASH",
+    "ApiCredential",
+    "check_secret",
+    "hash_secret",
+    "is_secret_hash",
+    "verify_secret",
+]
 
 # scrypt cost: ~0.1 s per check here. Token requests are rare (a token lasts hours), so a
 # guessed secret stays expensive without slowing anyone down.
@@ -71,3 +78,19 @@ def verify_secret(secret: str, encoded: str) -> bool:
         secret.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM
     )
     return hmac.compare_digest(computed, _unb64(digest))
+
+
+# A hash of no secret, with the cost of every other: checked against when there is no hash to
+# check (an unknown client id or user name, a config file's plain secret), so that each
+# check costs one scrypt whatever the outcome, and the time taken tells nothing.
+DECOY_HASH = f"scrypt${_N}${_R}${_P}${_b64(bytes(16))}${_b64(bytes(64))}"
+
+
+def check_secret(secret: str, encoded: str | None) -> bool:
+    """verify_secret at the cost of exactly one scrypt: against `encoded` when it is a hash,
+    else against DECOY_HASH (never a match) before comparing a plain secret. None: no
+    credential, never a match."""
+    if encoded is not None and is_secret_hash(encoded):
+        return verify_secret(secret, encoded)
+    verify_secret(secret, DECOY_HASH)
+    return encoded is not None and encoded.startswith("plain$") and verify_secret(secret, encoded)

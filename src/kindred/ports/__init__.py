@@ -17,6 +17,7 @@ from kindred.audiences.prefilter import Needles
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
+from kindred.domain.sessions import UiSession
 from kindred.ports.delivery import (
     ConnectionState,
     DeadLetter,
@@ -82,6 +83,7 @@ __all__ = [
     "SecretBox",
     "Secrets",
     "SelectionPage",
+    "SessionStore",
     "Sink",
     "Store",
     "UnitOfWork",
@@ -200,6 +202,26 @@ class CredentialStore(Protocol):
         ...
 
 
+class SessionStore(Protocol):
+    """Web UI sessions (`domain.sessions`), by key. Small writes, each call its own
+    transaction; `get_session` is read on every signed-in request: one point read."""
+
+    def save_session(self, session: UiSession) -> None:
+        """Insert or replace by key."""
+        ...
+
+    def get_session(self, key: str) -> UiSession | None: ...
+
+    def end_session(self, key: str, ended_ms: int) -> None:
+        """Mark the session ended (signed out) at `ended_ms`, unless it ended already;
+        nothing for an unknown key."""
+        ...
+
+    def purge_sessions(self, before_ms: int) -> int:
+        """Delete the sessions that expired or ended before `before_ms`; how many."""
+        ...
+
+
 class AudienceStore(Protocol):
     """Audience definitions (small, rarely written: each call is its own transaction) and
     the membership log."""
@@ -260,6 +282,7 @@ class Store(
     RejectReader,
     MergeReader,
     CredentialStore,
+    SessionStore,
     AudienceStore,
     CalculatedStore,
     DefinitionsVersion,

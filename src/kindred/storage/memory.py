@@ -20,6 +20,7 @@ from kindred.audiences.evaluate import admits
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
+from kindred.domain.sessions import UiSession
 from kindred.ports import (
     ConcurrentUpdate,
     Delivery,
@@ -53,6 +54,7 @@ class _State:
     definitions_version: int = 0
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
+    sessions: dict[str, UiSession] = field(default_factory=dict)
     deliveries: DeliveryState = field(default_factory=DeliveryState)
 
 
@@ -416,6 +418,32 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def replace_server_secret(self, name: str, value: bytes) -> None:
         with self._lock:
             self._state.secrets[name] = value
+
+    def save_session(self, session: UiSession) -> None:
+        with self._lock:
+            self._state.sessions[session.key] = session
+
+    def get_session(self, key: str) -> UiSession | None:
+        return self._state.sessions.get(key)
+
+    def end_session(self, key: str, ended_ms: int) -> None:
+        with self._lock:
+            session = self._state.sessions.get(key)
+            if session is not None and session.ended_ms is None:
+                ended = msgspec.structs.replace(session, ended_ms=ended_ms)
+                self._state.sessions[key] = ended
+
+    def purge_sessions(self, before_ms: int) -> int:
+        with self._lock:
+            sessions = self._state.sessions
+            gone = [
+                k
+                for k, s in sessions.items()
+                if s.expires_ms < before_ms or (s.ended_ms is not None and s.ended_ms < before_ms)
+            ]
+            for key in gone:
+                del sessions[key]
+            return len(gone)
 
     def close(self) -> None:
         """Nothing to release."""

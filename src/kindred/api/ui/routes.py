@@ -20,9 +20,9 @@ from kindred.api.ui.html import Html, h, path_part, query
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_body, live_items
 from kindred.api.ui.profiles import missing_profile, profile_body, search_form
-from kindred.api.ui.session import COOKIE, Sessions, Visitor
+from kindred.api.ui.session import COOKIE, Visitor
 from kindred.bootstrap import Container
-from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.errors import InvalidBatch, NotFound, RateLimited
 from kindred.domain.lifetime import is_expired
 from kindred.services.forwarding.admin import ConnectionView
 from kindred.services.profiles.activity import LiveCursor, LiveFilter
@@ -50,7 +50,7 @@ OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
 class UiPages:
     def __init__(self, container: Container) -> None:
         self._c = container
-        self._sessions = Sessions(container.settings.ui, container.server_keys, container.clock)
+        self._sessions = container.ui_sessions
         self._profiles = container.profiles
         self._activity = container.activity
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
@@ -110,7 +110,15 @@ class UiPages:
         form = await _form(request)
         name = form.get("name", [""])[0]
         target = _local(form.get("next", [""])[0])
-        cookie = await self._sessions.sign_in(name, form.get("password", [""])[0])
+        address = request.client.host if request.client else None
+        try:
+            cookie = await self._sessions.sign_in(name, form.get("password", [""])[0], address)
+        except RateLimited as limited:
+            wait = limited.retry_after_s
+            message = f"Too many sign-in attempts. Try again in {wait} s."
+            response = _html(_login_page(target, error=message), status=429)
+            response.headers["retry-after"] = str(wait)
+            return response
         if cookie is None:
             return _html(_login_page(target, error="Wrong name or password."), status=401)
         response = RedirectResponse(target or "/ui/profiles", status_code=303)
@@ -125,7 +133,10 @@ class UiPages:
         )
         return response
 
-    async def logout(self, _: Request, __: Visitor, ___: Form) -> Response:
+    async def logout(self, request: Request, __: Visitor, ___: Form) -> Response:
+        """Ends the session in the store (every copy of the cookie, in every process) and
+        clears the cookie."""
+        await self._sessions.sign_out(request.cookies.get(COOKIE))
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="lax")
         return response

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
-from kindred.domain.credentials import ApiCredential, hash_secret, verify_secret
+from kindred.domain.credentials import ApiCredential, hash_secret
 from kindred.domain.errors import InvalidToken, NotFound
-from kindred.domain.tokens import TokenClaims, sign_token, verify_token
+from kindred.domain.tokens import ISSUER, TokenClaims, sign_token, verify_token
 from kindred.ports import Clock, CredentialStore, DefinitionsVersion, Secrets
+from kindred.services.access.attempts import AttemptLimit, AttemptLimiter, SecretChecker
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, ServerKeys
 from kindred.services.definitions import Versioned
 
-__all__ = ["CredentialRegistry", "IssuedCredential", "OAuthRefusal", "TokenService"]
+__all__ = [
+    "CredentialRegistry",
+    "IssuedCredential",
+    "OAuthRefusal",
+    "TokenLimits",
+    "TokenService",
+]
 
 _SIGNING_KEY = TOKEN_SIGNING_KEY
-_ISSUER = "kindred"
 _VERIFIED_LIMIT = 10_000
 
 
@@ -117,41 +124,71 @@ class CredentialRegistry:
         return merged
 
 
+@dataclass(frozen=True)
+class TokenLimits:
+    """Token requests allowed per client id and per source address (see AttemptLimiter)."""
+
+    per_client: AttemptLimit
+    per_address: AttemptLimit
+
+
 class TokenService:
-    """Issues bearer tokens for client credentials and checks them on every request."""
+    """Issues bearer tokens for client credentials and checks them on every request.
+
+    The signing key comes from ServerKeys (`profile-api-token-signing-key`). A token's
+    `aud` is the audience its request named; a route accepts only tokens for the audience
+    it serves: the Profile API serves the first of the configured audiences
+    (`profile_api_audience`)."""
 
     def __init__(
         self,
         registry: CredentialRegistry,
-        store: CredentialStore,
+        keys: ServerKeys,
         clock: Clock,
         secrets: Secrets,
         *,
         audiences: Sequence[str],
         ttl_s: int,
-        keys: ServerKeys | None = None,
+        limits: TokenLimits,
+        checker: SecretChecker,
     ) -> None:
         """`keys`: where the signing key comes from (environment, key file or store); none:
         the store."""
         self._registry = registry
         self._keys = keys
-        self._store = store
         self._clock = clock
         self._secrets = secrets
         self._audiences = tuple(audiences)
         self._ttl_s = ttl_s
+        self._checker = checker
+        self._per_client = AttemptLimiter("client", limits.per_client, clock)
+        self._per_address = AttemptLimiter("address", limits.per_address, clock)
         self._key: bytes | None = None
         # Tokens already verified: a service sends the same token for hours, so the hot
-        # path skips base64 and HMAC (expiry is still checked on every request).
+        # path skips the decoding and the HMAC (expiry and audience are still checked on
+        # every request).
         self._verified: dict[str, TokenClaims] = {}
 
     @property
     def ttl_s(self) -> int:
         return self._ttl_s
 
-    def issue(
-        self, grant_type: str, client_id: str | None, secret: str | None, audience: str | None
+    @property
+    def profile_api_audience(self) -> str:
+        """The audience the Profile API serves: the first configured."""
+        return self._audiences[0]
+
+    async def issue(
+        self,
+        grant_type: str,
+        client_id: str | None,
+        secret: str | None,
+        audience: str | None,
+        address: str | None = None,
     ) -> str:
+        """A signed token; OAuthRefusal for a bad request or wrong credentials, RateLimited
+        past the attempts allowed to the client id or the source `address` (None: unknown,
+        counted as one address). The secret is checked off the event loop."""
         if grant_type != "client_credentials":
             raise OAuthRefusal(
                 400, "unsupported_grant_type", f"grant_type {grant_type!r}: only client_credentials"
@@ -161,12 +198,16 @@ class TokenService:
         audience = audience or self._audiences[0]
         if audience not in self._audiences:
             raise OAuthRefusal(403, "access_denied", f"audience {audience!r} is not served here")
+        self._per_address.take(address or "")
+        self._per_client.take(client_id)
         credential = self._registry.get(client_id)
-        if credential is None or not verify_secret(secret, credential.secret_hash):
+        # An unknown or revoked client id is checked against a decoy: the same time.
+        encoded = credential.secret_hash if credential is not None else None
+        if not await self._checker.check(secret, encoded) or credential is None:
             raise OAuthRefusal(401, "invalid_client", "unknown client or wrong client secret")
         now_s = self._clock.now_ms() // 1000
         claims = TokenClaims(
-            iss=_ISSUER,
+            iss=ISSUER,
             sub=client_id,
             aud=audience,
             iat=now_s,
@@ -175,24 +216,30 @@ class TokenService:
         )
         return sign_token(claims, self._signing_key())
 
-    def authenticate(self, authorization: str | None, version: int | None = None) -> ApiCredential:
+    def authenticate(
+        self, authorization: str | None, version: int | None = None, *, audience: str | None = None
+    ) -> ApiCredential:
         """The credential behind an `Authorization: Bearer ...` header (at the definitions
-        `version`, see CredentialRegistry.get); InvalidToken else."""
+        `version`, see CredentialRegistry.get) for a route serving `audience` (None: the
+        Profile API's); InvalidToken else."""
         if not authorization:
             raise InvalidToken("missing Authorization header (Bearer token from /oauth/token)")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("Authorization header must be 'Bearer <token>'")
         token = token.strip()
+        audience = audience or self._audiences[0]
         now_s = self._clock.now_ms() // 1000
         claims = self._verified.get(token)
         if claims is None:
-            claims = verify_token(token, self._signing_key(), now_s)
+            claims = verify_token(token, self._signing_key(), now_s, audience)
             if len(self._verified) >= _VERIFIED_LIMIT:
                 self._verified.clear()
             self._verified[token] = claims
         elif claims.exp <= now_s:
             raise InvalidToken("bearer token has expired")
+        elif claims.aud != audience:
+            raise InvalidToken("bearer token was issued for another audience")
         credential = self._registry.get(claims.sub, version)
         if credential is None:
             raise InvalidToken("the credential of this token was revoked")
@@ -200,11 +247,7 @@ class TokenService:
 
     def _signing_key(self) -> bytes:
         if self._key is None:
-            self._key = (
-                self._keys.key(_SIGNING_KEY)
-                if self._keys is not None
-                else self._store.server_secret(_SIGNING_KEY, self._secrets.token_bytes(32))
-            )
+            self._key = self._keys.key(_SIGNING_KEY)
         return self._key
 
 

@@ -29,6 +29,7 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
+from kindred.domain.sessions import UiSession
 from kindred.ports import (
     LogEntry,
     MembershipCounts,
@@ -61,6 +62,12 @@ from kindred.storage.postgres.setops import (
     PROFILE_COLUMNS,
     PostgresSetOps,
 )
+from kindred.storage.sessions_sql import (
+    SESSION_COLUMNS,
+    session_of,
+    session_row,
+    session_statements,
+)
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
@@ -71,6 +78,7 @@ _Connection = psycopg.Connection[TupleRow]
 _MIGRATION_LOCK = (0x6B696E64, 1)  # "kind"
 
 _READ_WAIT_S = 2.0
+_SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("%s")
 
 _LOG_COLUMNS = (
     "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
@@ -194,6 +202,29 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+
+    def save_session(self, session: UiSession) -> None:
+        updates = ", ".join(
+            f"{c.strip()} = EXCLUDED.{c.strip()}" for c in SESSION_COLUMNS.split(",")[1:]
+        )
+        with self._pool.connection() as conn:
+            conn.execute(
+                f"INSERT INTO ui_sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
+                f" ON CONFLICT (session_key) DO UPDATE SET {updates}",
+                session_row(session),
+            )
+
+    def get_session(self, key: str) -> UiSession | None:
+        rows = self._rows(_SESSION_BY_KEY, (key,))
+        return session_of(rows[0]) if rows else None
+
+    def end_session(self, key: str, ended_ms: int) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(_END_SESSION, (ended_ms, key))
+
+    def purge_sessions(self, before_ms: int) -> int:
+        with self._pool.connection() as conn:
+            return conn.execute(_PURGE_SESSIONS, (before_ms, before_ms)).rowcount
 
     def get_profile(self, mpid: int) -> Profile | None:
         rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))

@@ -19,6 +19,7 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
+from kindred.domain.sessions import UiSession
 from kindred.ports import (
     LogEntry,
     MembershipCounts,
@@ -45,6 +46,12 @@ from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
 from kindred.storage.parts import PartedUnitOfWork
+from kindred.storage.sessions_sql import (
+    SESSION_COLUMNS,
+    session_of,
+    session_row,
+    session_statements,
+)
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.sqlite.writing import WriterLock, full_is_unavailable
@@ -63,6 +70,7 @@ _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
 _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
+_SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
 
 
 class SqliteStore(CalculatedSaves, SqlDeliveryStore):
@@ -251,6 +259,28 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+
+    def save_session(self, session: UiSession) -> None:
+        with self._write_tx() as cursor:
+            cursor.execute(
+                f"INSERT OR REPLACE INTO ui_sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                session_row(session),
+            )
+
+    def get_session(self, key: str) -> UiSession | None:
+        try:
+            row = self._reader().execute(_SESSION_BY_KEY, (key,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        return None if row is None else session_of(row)
+
+    def end_session(self, key: str, ended_ms: int) -> None:
+        with self._write_tx() as cursor:
+            cursor.execute(_END_SESSION, (ended_ms, key))
+
+    def purge_sessions(self, before_ms: int) -> int:
+        with self._write_tx() as cursor:
+            return cursor.execute(_PURGE_SESSIONS, (before_ms, before_ms)).rowcount
 
     def get_profile(self, mpid: int) -> Profile | None:
         try:
