@@ -1,0 +1,527 @@
+"""Every route, every wrong credential: one table of expected answers, built against the
+route list of the application itself, so a route added without an entry fails the test.
+
+Three accounts hold the same customer id; account 3 keeps one MPID space per workspace.
+Each case sends a request aimed at a target tenant's data (its MPID, identities and path
+ids) with a credential that must not reach it, and expects the table's status. Whatever
+the answer, it must not carry the target's MPID or attribute values, and at the end the
+targets' profiles are exactly as they were.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kindred.api.app import create_app
+from kindred.api.ui.routes import OPEN_PATHS
+from kindred.bootstrap import build
+from kindred.config import load_settings
+from tests.e2e.conftest import Server, make_server
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = Path(__file__).with_name("isolation-e2e.toml")
+ADMIN = "isolation-admin-token"
+CUSTOMER = "same-customer-everywhere"
+OTHER_AUDIENCE = "https://reports.example.com"
+TOKEN_TTL_S = 28800
+
+
+@dataclass
+class Tenant:
+    account: int
+    workspace: int
+    server: tuple[str, str]
+    web_key: str
+    client: tuple[str, str]
+    csv: tuple[str, str] | None
+    mpid: int = 0
+
+    @property
+    def secret_value(self) -> str:
+        return f"private-to-workspace-{self.workspace}"
+
+
+ONE = Tenant(
+    1,
+    1,
+    ("server-key-1", "server-secret-1"),
+    "web-key-1",
+    ("client-1", "client-secret-1"),
+    ("csv-key-1", "csv-secret-1"),
+)
+TWO = Tenant(
+    2,
+    2,
+    ("server-key-2", "server-secret-2"),
+    "web-key-2",
+    ("client-2", "client-secret-2"),
+    ("csv-key-2", "csv-secret-2"),
+)
+THREE = Tenant(
+    3, 3, ("server-key-3", "server-secret-3"), "web-key-3", ("client-3", "client-secret-3"), None
+)
+FOUR = Tenant(
+    3,
+    4,
+    ("server-key-4", "server-secret-4"),
+    "web-key-4",
+    ("client-4", "client-secret-4"),
+    ("csv-key-4", "csv-secret-4"),
+)
+TENANTS = (ONE, TWO, THREE, FOUR)
+
+# --- the route table -------------------------------------------------------------------
+# How each route is authenticated. A route missing here fails test_the_table_covers_every_route.
+BASIC, IDSYNC, WEB_KEY, BEARER, OAUTH, ADMIN_TOKEN, UI, OPEN = (
+    "basic",
+    "idsync",
+    "web-key",
+    "bearer",
+    "oauth",
+    "admin",
+    "ui",
+    "open",
+)
+
+
+_EXACT_KINDS = {
+    **dict.fromkeys(("/healthz", "/readyz", "/metrics", "/openapi.json", *OPEN_PATHS), OPEN),
+    **dict.fromkeys(
+        (
+            "/v2/events",
+            "/v2/bulkevents",
+            "/v2/bulkevents/historical",
+            "/v2/import/csv",
+            "/v2/calculatedattributes",
+            "/v2/bulkcalculatedattributes",
+        ),
+        BASIC,
+    ),
+    "/oauth/token": OAUTH,
+    **dict.fromkeys(
+        (
+            "/v3/JS/{api_key}/events",
+            "/webevents/v3/JS/{api_key}/events",
+            "/webevents/v1/identity/{api_key}/Alias",
+            "/v1/identity/{api_key}/Alias",
+            "/tags/JS/v2/{api_key}/config",
+        ),
+        WEB_KEY,
+    ),
+}
+# Whole families: a route added under one of these is tried with every case at once.
+_PREFIX_KINDS = (
+    ("/admin/v1/", ADMIN_TOKEN),
+    ("/ui", UI),
+    ("/userprofile/v1/", BEARER),
+    ("/v1/", IDSYNC),
+    ("/identity/v1/", IDSYNC),
+)
+
+
+def route_kind(path: str) -> str | None:
+    if path in _EXACT_KINDS:
+        return _EXACT_KINDS[path]
+    return next((kind for prefix, kind in _PREFIX_KINDS if path.startswith(prefix)), None)
+
+
+CASES = (
+    "none",
+    "malformed",
+    "wrong_secret",
+    "other_account",
+    "other_workspace",
+    "tampered_token",
+    "expired_token",
+    "other_audience_token",
+    "signed_out_cookie",
+)
+
+
+def _all(status: int, **others: int) -> dict[str, int]:
+    return {case: others.get(case, status) for case in CASES}
+
+
+# The expected status of each case, by the route's kind. `other_account` and
+# `other_workspace` send a valid credential of another tenant at the target's data: a write
+# lands in the caller's own tenant (the targets are checked unchanged at the end), a read
+# or change of the target's profile is answered as for an unknown one.
+EXPECTED: dict[str, dict[str, int]] = {
+    BASIC: _all(403, none=401, signed_out_cookie=401, other_account=202, other_workspace=202),
+    IDSYNC: _all(403, none=401, signed_out_cookie=401, other_account=200, other_workspace=200),
+    WEB_KEY: _all(403, other_account=202, other_workspace=202),
+    BEARER: _all(401, other_account=403, other_workspace=403),
+    # A token request's credential is in its body: another tenant's is simply valid.
+    OAUTH: _all(400, malformed=401, wrong_secret=401, other_account=200, other_workspace=200),
+    ADMIN_TOKEN: _all(403, none=401, malformed=401, signed_out_cookie=401),
+    UI: _all(302),
+    OPEN: _all(200),
+}
+
+# Routes whose answers differ from their kind's: (method, path) -> {case: status}.
+EXCEPTIONS: dict[tuple[str, str], dict[str, int]] = {
+    ("GET", "/ui/api/live"): _all(401),  # JSON for the page's script, not a redirect
+    ("POST", "/ui/login"): _all(401),  # no name and password in the form
+    ("POST", "/v2/import/csv"): {"other_account": 200, "other_workspace": 200},
+    ("POST", "/v2/calculatedattributes"): {"other_account": 404, "other_workspace": 404},
+    ("POST", "/v2/bulkcalculatedattributes"): {"other_account": 404, "other_workspace": 404},
+    ("POST", "/v1/{mpid}/modify"): {"other_account": 404, "other_workspace": 404},
+    ("POST", "/identity/v1/{mpid}/modify"): {"other_account": 404, "other_workspace": 404},
+    ("POST", "/v1/identity/{api_key}/Alias"): {"other_account": 404, "other_workspace": 404},
+    ("POST", "/webevents/v1/identity/{api_key}/Alias"): {
+        "other_account": 404,
+        "other_workspace": 404,
+    },
+    ("GET", "/tags/JS/v2/{api_key}/config"): {"other_account": 200, "other_workspace": 200},
+}
+
+
+def expected(method: str, path: str, case: str) -> int:
+    kind = route_kind(path)
+    assert kind is not None
+    return EXCEPTIONS.get((method, path), {}).get(case, EXPECTED[kind][case])
+
+
+@dataclass
+class Credential:
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+    web_key: str = "no-such-key"
+    oauth: dict[str, str] = field(default_factory=dict)
+
+
+def basic(key: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
+
+
+@dataclass
+class Keys:
+    """Tokens and cookies the cases need, made once against the running server."""
+
+    expired: str
+    tampered: str
+    other_audience: str
+    foreign_two: str
+    foreign_four: str
+    signed_out: str
+    forged_cookie: str
+
+
+def credential(
+    kind: str, case: str, keys: Keys, target: Tenant, *, csv: bool = False
+) -> Credential:
+    foreign = FOUR if target is THREE else TWO
+    cookie = {"kindred_ui": keys.signed_out} if case == "signed_out_cookie" else {}
+    token = {
+        "tampered_token": keys.tampered,
+        "expired_token": keys.expired,
+        "other_audience_token": keys.other_audience,
+    }.get(case)
+    if token is not None:
+        return Credential(headers={"Authorization": f"Bearer {token}"}, web_key="no-such-key")
+    if case in ("none", "signed_out_cookie"):
+        return Credential(cookies=cookie, oauth={"grant_type": "client_credentials"})
+    if case == "malformed":
+        return Credential(
+            headers={"Authorization": "Basic !!not-base64", "x-mp-key": ""},
+            cookies={"kindred_ui": "not-a-session"},
+            web_key="%20",
+            oauth={"grant_type": "client_credentials", "client_id": "", "client_secret": ""},
+        )
+    if case == "wrong_secret":
+        secret_kind = {
+            BEARER: f"Bearer {keys.tampered[:-4]}AAAA",
+            ADMIN_TOKEN: "Bearer wrong-token",
+        }
+        return Credential(
+            headers={
+                "Authorization": secret_kind.get(kind, basic(target.server[0], "wrong-secret"))
+            },
+            cookies={"kindred_ui": keys.forged_cookie},
+            web_key=target.server[0],  # a server key is no web key
+            oauth={
+                "grant_type": "client_credentials",
+                "client_id": target.client[0],
+                "client_secret": "wrong",
+            },
+        )
+    # A valid credential of the foreign tenant, aimed at the target's data.
+    foreign_token = keys.foreign_four if foreign is FOUR else keys.foreign_two
+    by_kind = {
+        BASIC: {"Authorization": basic(*(foreign.csv if csv and foreign.csv else foreign.server))},
+        IDSYNC: {"x-mp-key": foreign.web_key},
+        BEARER: {"Authorization": f"Bearer {foreign_token}"},
+        ADMIN_TOKEN: {"Authorization": f"Bearer {foreign_token}"},
+        UI: {"Authorization": basic(*foreign.server)},
+    }
+    return Credential(
+        headers=by_kind.get(kind, {}),
+        web_key=foreign.web_key,
+        oauth={
+            "grant_type": "client_credentials",
+            "client_id": foreign.client[0],
+            "client_secret": foreign.client[1],
+        },
+    )
+
+
+# --- what each route is sent ---------------------------------------------------------
+
+
+def target_batch(target: Tenant) -> dict[str, Any]:
+    return {
+        "environment": "development",
+        "mpid": str(target.mpid),
+        "user_identities": {"customer_id": CUSTOMER},
+        "user_attributes": {"written_by": "an intruder"},
+        "events": [
+            {
+                "event_type": "custom_event",
+                "data": {"event_name": "intrusion", "custom_event_type": "other"},
+            }
+        ],
+    }
+
+
+def url_for(path: str, target: Tenant, cred: Credential) -> str:
+    values = {
+        "api_key": cred.web_key,
+        "mpid": str(target.mpid),
+        "orgId": "1",
+        "accountId": str(target.account),
+        "workspaceId": str(target.workspace),
+        "name": "hook",
+        "kind": "webhook",
+        "action": "activate",
+    }
+    url = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "1"), path)
+    if path.startswith("/userprofile/"):
+        url += "?fields=user_identities,user_attributes"
+    return url
+
+
+def body_for(method: str, path: str, target: Tenant, cred: Credential) -> Any:
+    """A body the route would accept from the right caller, aimed at the target."""
+    hours_ago = int(time.time() * 1000) - 100 * 3600 * 1000
+    historical = {**target_batch(target), "timestamp_unixtime_ms": hours_ago}
+    historical["events"] = [
+        {
+            **historical["events"][0],
+            "data": {**historical["events"][0]["data"], "timestamp_unixtime_ms": hours_ago},
+        }
+    ]
+    seed = {"mpid": str(target.mpid), "calculated_attributes": {"workspace": []}}
+    bodies: dict[str, Any] = {
+        "/v2/events": target_batch(target),
+        "/v2/bulkevents": [target_batch(target)],
+        "/v2/bulkevents/historical": [historical],
+        "/v2/import/csv": f"customer_id,written_by\n{CUSTOMER},an intruder\n".encode(),
+        "/v2/calculatedattributes": seed,
+        "/v2/bulkcalculatedattributes": [seed],
+        "/oauth/token": cred.oauth,
+    }
+    change = {"identity_type": "email", "old_value": None, "new_value": "x@example.com"}
+    mpids = {"source_mpid": str(target.mpid), "destination_mpid": str(target.mpid + 1)}
+    identity = {"type": "customer_id", "value": CUSTOMER}
+    families: tuple[tuple[bool, Any], ...] = (
+        (path.endswith("/events"), target_batch(target)),
+        (path.endswith("/modify"), {"identity_changes": [change]}),
+        (
+            path.endswith("/Alias"),
+            {"data": {**mpids, "start_unixtime_ms": 1, "end_unixtime_ms": 2}},
+        ),
+        (
+            path.startswith(("/v1/", "/identity/v1/")),
+            {"environment": "development", "known_identities": {"customerid": CUSTOMER}},
+        ),
+        ("/resolve/" in path, {"environment_type": "development", "identity": identity}),
+        (method in ("POST", "PUT") and path.startswith("/admin/"), {}),
+    )
+    return bodies.get(path, next((body for matches, body in families if matches), None))
+
+
+def request_for(method: str, path: str, target: Tenant, cred: Credential) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "method": method,
+        "url": url_for(path, target, cred),
+        "headers": dict(cred.headers),
+    }
+    body = body_for(method, path, target, cred)
+    if isinstance(body, bytes):
+        request["content"] = body
+    elif body is not None:
+        request["json"] = body
+    return request
+
+
+# --- the server and its keys -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("isolation")
+    clock = tmp / "clock"
+    clock.write_text("0")
+    srv = make_server(tmp, clock_file=clock)
+    srv.config = CONFIG
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def token(server: Server, client: tuple[str, str], audience: str | None = None) -> str:
+    body = {"grant_type": "client_credentials", "client_id": client[0], "client_secret": client[1]}
+    if audience:
+        body["audience"] = audience
+    answer = httpx.post(f"{server.url}/oauth/token", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def sign_in(server: Server) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=30)
+    answer = client.post("/ui/login", data={"name": "tester", "password": "tester-password"})
+    assert answer.status_code in (302, 303), answer.text
+    return client
+
+
+@pytest.fixture(scope="module")
+def keys(server: Server) -> Keys:
+    clock = server.env["KINDRED_CLOCK_FILE"]
+    expired = token(server, ONE.client)
+    Path(clock).write_text(str((TOKEN_TTL_S + 60) * 1000))
+    time.sleep(0.05)
+    valid = token(server, ONE.client)
+    header, payload, signature = valid.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = TWO.client[0]
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    browser = sign_in(server)
+    try:
+        cookie = browser.cookies["kindred_ui"]
+        csrf_page = browser.get("/ui/profiles")
+        assert csrf_page.status_code == 200
+        csrf = csrf_page.text.split('name="csrf" value="')[1].split('"')[0]
+        out = browser.post("/ui/logout", data={"csrf": csrf})
+        assert out.status_code in (302, 303), out.text
+    finally:
+        browser.close()
+    return Keys(
+        expired=expired,
+        tampered=f"{header}.{forged}.{signature}",
+        other_audience=token(server, ONE.client, OTHER_AUDIENCE),
+        foreign_two=token(server, TWO.client),
+        foreign_four=token(server, FOUR.client),
+        signed_out=cookie,
+        forged_cookie=cookie[:-6] + ("AAAAAA" if not cookie.endswith("AAAAAA") else "BBBBBB"),
+    )
+
+
+@pytest.fixture(scope="module")
+def targets(server: Server) -> dict[int, dict[str, Any]]:
+    """Each tenant's profile of CUSTOMER, with an attribute only that tenant may see."""
+    for tenant in TENANTS:
+        batch = {
+            "environment": "development",
+            "user_identities": {"customer_id": CUSTOMER},
+            "user_attributes": {"private": tenant.secret_value},
+        }
+        answer = httpx.post(f"{server.url}/v2/events", json=batch, auth=tenant.server, timeout=30)
+        assert answer.status_code == 202, answer.text
+    for tenant in TENANTS:
+        found = httpx.post(
+            f"{server.url}/v1/identify",
+            json={"environment": "development", "known_identities": {"customerid": CUSTOMER}},
+            headers={"x-mp-key": tenant.web_key},
+            timeout=30,
+        )
+        assert found.status_code == 200, found.text
+        tenant.mpid = int(found.json()["mpid"])
+    assert len({t.mpid for t in TENANTS}) == 4
+    return {t.workspace: stored(server, t) for t in TENANTS}
+
+
+def stored(server: Server, tenant: Tenant) -> dict[str, Any]:
+    profile = server.profile(mpid=str(tenant.mpid))
+    assert profile is not None
+    return profile
+
+
+def app_routes(tmp_path: Path) -> list[tuple[str, str]]:
+    container = build(load_settings(CONFIG, data_dir=str(tmp_path), env={}))
+    app = create_app(container, manage_lifecycle=False)
+    routes = set(app.endpoints())
+    for route in app.fallback_routes():
+        routes |= {(m, route.path) for m in route.methods - {"HEAD"}}
+    container.store.close()
+    return sorted(routes)
+
+
+def test_the_table_covers_every_route(tmp_path: Path) -> None:
+    routes = app_routes(tmp_path)
+    unknown = [r for r in routes if route_kind(r[1]) is None]
+    assert not unknown, f"routes with no entry in the isolation table: {unknown}"
+    assert len(routes) > 60
+
+
+def test_every_route_refuses_every_wrong_credential(
+    server: Server, keys: Keys, targets: dict[int, dict[str, Any]], tmp_path: Path
+) -> None:
+    wrong: list[str] = []
+    leaks: list[str] = []
+    for method, path in app_routes(tmp_path):
+        kind = route_kind(path)
+        assert kind is not None
+        for case in CASES:
+            target = THREE if case == "other_workspace" else ONE
+            cred = credential(kind, case, keys, target, csv=path == "/v2/import/csv")
+            request = request_for(method, path, target, cred)
+            with httpx.Client(base_url=server.url, cookies=cred.cookies, timeout=30) as client:
+                answer = client.request(**request)
+            want = expected(method, path, case)
+            if answer.status_code != want:
+                wrong.append(f"{method} {path} {case}: {answer.status_code}, not {want}")
+            sent = json.dumps(request, default=str)
+            # What the caller sent may come back (a 404 naming the MPID asked for); what
+            # it did not send must not.
+            for secret in (str(target.mpid), target.secret_value):
+                if secret in answer.text and secret not in sent:
+                    leaks.append(f"{method} {path} {case}: the answer holds {secret}")
+    assert not wrong, "\n".join(wrong)
+    assert not leaks, "\n".join(leaks)
+    # Nothing sent at the targets with a wrong or foreign credential changed them.
+    for tenant in (ONE, THREE):
+        assert stored(server, tenant) == targets[tenant.workspace], tenant
+
+
+@pytest.mark.usefixtures("targets")
+def test_the_same_customer_is_a_profile_of_its_own_in_each_tenant(server: Server) -> None:
+    for tenant in TENANTS:
+        bearer = {"Authorization": f"Bearer {token(server, tenant.client)}"}
+        identity = {"type": "customer_id", "value": CUSTOMER}
+        answer = httpx.post(
+            f"{server.url}/userprofile/v1/resolve/1/{tenant.account}/{tenant.workspace}"
+            "?fields=user_identities,user_attributes",
+            json={"environment_type": "development", "identity": identity},
+            headers=bearer,
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        profile = answer.json()
+        assert int(profile["mpid"]) == tenant.mpid
+        assert profile["user_attributes"]["private"] == tenant.secret_value
+        others = {t.secret_value for t in TENANTS} - {tenant.secret_value}
+        assert not any(value in answer.text for value in others)
