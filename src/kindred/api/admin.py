@@ -14,10 +14,11 @@ from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
-from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
+from kindred.domain.errors import AuthMissing, AuthRejected, NotFound
 from kindred.services.writes.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.limits import check_json_body, int64_param
 
 __all__ = ["admin_routes"]
 
@@ -56,8 +57,10 @@ class AdminApi:
 
     async def alias(self, request: Request) -> Response:
         self.check(request)
+        raw = await request.body()
+        check_json_body(raw)
         try:
-            body = _ALIAS.decode(await request.body())
+            body = _ALIAS.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
         workspaces = self._c.tenancy.workspaces
@@ -93,10 +96,11 @@ def _int_param(request: Request, name: str) -> int | None:
 
 
 def _int_text(text: str, name: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidBatch(f"{name} {text!r} is not an integer", name) from None
+    return int64_param(text, name)
+
+
+def _audience_id(request: Request) -> int:
+    return _int_text(request.path_params["audience_id"], "audience_id")
 
 
 def _json(data: object) -> Response:
@@ -125,16 +129,16 @@ class AudienceAdmin:
 
     async def get(self, request: Request) -> Response:
         self._admin.check(request)
-        return _json(self._service.get(_int_text(request.path_params["audience_id"], "id")))
+        return _json(self._service.get(_audience_id(request)))
 
     async def update(self, request: Request) -> Response:
         self._admin.check(request)
-        audience_id = _int_text(request.path_params["audience_id"], "id")
+        audience_id = _audience_id(request)
         return _json(self._service.update(audience_id, _audience(await request.body())))
 
     async def action(self, request: Request) -> Response:
         self._admin.check(request)
-        audience_id = _int_text(request.path_params["audience_id"], "id")
+        audience_id = _audience_id(request)
         action = request.path_params["action"]
         if action == "clone":
             return _json(self._service.clone(audience_id))
@@ -145,19 +149,19 @@ class AudienceAdmin:
 
     async def delete(self, request: Request) -> Response:
         self._admin.check(request)
-        return _json(self._service.delete(_int_text(request.path_params["audience_id"], "id")))
+        return _json(self._service.delete(_audience_id(request)))
 
     async def members(self, request: Request) -> Response:
         self._admin.check(request)
-        audience_id = _int_text(request.path_params["audience_id"], "id")
-        self._service.get(audience_id)
+        audience_id = _audience_id(request)
         at = _int_param(request, "at") or self._clock.now_ms()
+        self._service.get(audience_id)
         members = self._service.members_at(audience_id, at)
         return _json({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in members]})
 
     async def metrics(self, request: Request) -> Response:
         self._admin.check(request)
-        return _json(self._service.metrics(_int_text(request.path_params["audience_id"], "id")))
+        return _json(self._service.metrics(_audience_id(request)))
 
     async def audiences_of(self, request: Request) -> Response:
         self._admin.check(request)
@@ -168,6 +172,7 @@ class AudienceAdmin:
 
 
 def _audience(body: bytes) -> AudienceDef:
+    check_json_body(body)
     try:
         return _AUDIENCE.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -20,6 +20,7 @@ from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.services.calculated.admin import SeedEntry
 from kindred.wire.batch import Mpid
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.limits import check_json_body, int64_param
 
 __all__ = ["calculated_routes"]
 
@@ -55,6 +56,7 @@ _BULK = msgspec.json.Decoder(list[SeedRequest])
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    check_json_body(body)
     try:
         return decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -68,9 +70,10 @@ def _json(data: object, status: int = 200) -> Response:
 def _id(request: Request) -> int:
     text = request.path_params["def_id"]
     try:
-        return int(text)
+        int(text)
     except ValueError:
         raise NotFound(f"no calculated attribute {text!r}") from None
+    return int64_param(text, "def_id")
 
 
 class CalculatedAdmin:

@@ -100,7 +100,7 @@ class EventsApi:
 def _split_bulk(body: bytes) -> list[msgspec.Raw]:
     try:
         raws = decode_bulk(body)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise as_invalid_batch(exc) from None
     if len(raws) > MAX_BULK_BATCHES:
         raise InvalidBatch(f"at most {MAX_BULK_BATCHES} batches per request, got {len(raws)}")

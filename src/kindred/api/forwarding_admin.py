@@ -16,6 +16,7 @@ from starlette.routing import Route
 from kindred.bootstrap import Container
 from kindred.domain.errors import ConfigError, InvalidBatch
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.limits import check_json_body, int64_param
 
 __all__ = ["forwarding_routes"]
 
@@ -53,8 +54,10 @@ class ForwardingAdmin:
     async def patch_output(self, request: Request) -> Response:
         self._check(request)
         name = request.path_params["name"]
+        body = await request.body()
+        check_json_body(body)
         try:
-            return _json(self._c.catalog.patch("output", name, await request.body()))
+            return _json(self._c.catalog.patch("output", name, body))
         except ConfigError as exc:
             raise InvalidBatch(str(exc)) from None
 
@@ -102,19 +105,22 @@ class ForwardingAdmin:
         text = request.query_params.get("limit", "100")
         if not text.isdigit():
             raise InvalidBatch(f"limit {text!r} is not a whole number", "limit")
-        limit = int(text)
+        limit = int64_param(text, "limit")
         found = self._c.deliveries.dead_letters(request.query_params.get("connection"), limit)
         return _json(found)
 
     async def replay(self, request: Request) -> Response:
         self._check(request)
+        raw = await request.body() or b"{}"
+        check_json_body(raw)
         try:
-            body = _REPLAY.decode(await request.body() or b"{}")
+            body = _REPLAY.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
         return _json({"replayed": self._c.deliveries.replay(body.connection, body.ids)})
 
     def _save(self, kind: str, body: bytes, name: str | None = None) -> object:
+        check_json_body(body)
         try:
             return self._c.catalog.save(kind, body, name=name)
         except ConfigError as exc:

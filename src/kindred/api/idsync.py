@@ -24,7 +24,7 @@ from kindred.api.auth import InputAuthenticator
 from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch
-from kindred.domain.identities import USER_IDENTITY_TYPES, canonical_identity_type
+from kindred.domain.identities import USER_IDENTITY_TYPES, canonical_identity_type, is_junk
 from kindred.domain.observation import Observation
 from kindred.domain.tenancy import CLIENT_SOURCES, InputDef
 from kindred.services.writes.commands import AliasCall, IdentityCall, ModifyCall
@@ -184,8 +184,19 @@ def _identity_call(
             continue
         (user if canonical in USER_IDENTITY_TYPES else device)[canonical] = value.strip()
         spellings[canonical] = key
-    if not user and not device and route != "logout":
-        raise InvalidBatch("at least one identity is required", "known_identities")
+    if route != "logout":
+        if not user and not device:
+            raise InvalidBatch("at least one identity is required", "known_identities")
+        # Placeholders (`null`, `undefined`, empty strings ...) identify no one: a request
+        # with nothing else is refused as the Events API refuses to make a profile of it.
+        blocklist = source.workspace.account.identity.blocklist
+        if all(is_junk(v, blocklist) for v in (*user.values(), *device.values())):
+            names = ", ".join(f"known_identities.{spellings[t]}" for t in (*user, *device))
+            raise InvalidBatch(
+                f"at least one usable identity is required; placeholder values identify "
+                f"no one ({names})",
+                "known_identities",
+            )
     observation = Observation(
         received_ms=now,
         effective_ms=now,

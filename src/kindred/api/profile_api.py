@@ -20,6 +20,7 @@ from kindred.domain.errors import AuthRejected, InvalidBatch, RateLimited
 from kindred.domain.ratelimit import TokenBucket
 from kindred.services.access.credentials import OAuthRefusal
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.limits import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, check_depth, too_deep
 from kindred.wire.profile_api import (
     PROFILE_FIELDS,
     OAuthError,
@@ -41,7 +42,6 @@ _RESOLVE = msgspec.json.Decoder(ResolveRequest)
 _TOKEN_JSON = msgspec.json.Decoder(TokenRequest)
 _ALLOWED = frozenset(PROFILE_FIELDS)
 _QUERY_CACHE_LIMIT = 1024
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 class ProfileReadApi:
@@ -134,7 +134,7 @@ def _ids(parts: list[str], names: tuple[str, ...]) -> list[int]:
             value = int(text, 10)
         except ValueError:
             raise InvalidBatch(f"{name} {text!r} is not an integer", name) from None
-        if not _INT64[0] <= value <= _INT64[1]:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise InvalidBatch(f"{name} {text} is out of the 64-bit range", name)
         values.append(value)
     return values
@@ -145,6 +145,7 @@ def _resolve_request(body: bytes) -> ResolveRequest:
         raise InvalidBatch(
             "a JSON body is required: {environment_type, identity: {type, value}}", "body"
         )
+    check_depth(body)
     try:
         return _RESOLVE.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -189,6 +190,9 @@ class OAuthApi:
 
 def _token_request(content_type: str | None, body: bytes) -> TokenRequest:
     media = (content_type or "").split(";")[0].strip().lower()
+    if too_deep(body):
+        message = f"token request: JSON nests deeper than {MAX_JSON_DEPTH} levels"
+        raise OAuthRefusal(400, "invalid_request", message)
     try:
         if media == "application/x-www-form-urlencoded":
             form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)

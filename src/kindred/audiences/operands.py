@@ -12,17 +12,23 @@ from kindred.domain.errors import InvalidBatch
 __all__ = [
     "BOOL_OPS",
     "DATE_OPS",
+    "MAX_DAYS",
     "NUMBER_OPS",
     "OPERATORS",
     "PRESENCE_OPS",
     "STRING_OPS",
     "condition_of",
     "count_value",
+    "days_value",
     "number_value",
     "only_keys",
     "parse_date",
     "text_value",
 ]
+
+# The longest span of days a criterion or a lookback window may name: a hundred years.
+MAX_DAYS = 36_500
+INT64_MAX = 2**63 - 1
 
 STRING_OPS = frozenset(
     {
@@ -57,10 +63,15 @@ def text_value(value: object, path: str) -> str:
     return value.strip()
 
 
-def count_value(value: object, path: str, *, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidBatch(f"expected an integer of at least {minimum}", path)
+def count_value(value: object, path: str, *, minimum: int, maximum: int = INT64_MAX) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise InvalidBatch(f"expected an integer from {minimum} to {maximum}", path)
     return value
+
+
+def days_value(value: object, path: str) -> int:
+    """A number of days: 1 to MAX_DAYS."""
+    return count_value(value, path, minimum=1, maximum=MAX_DAYS)
 
 
 def condition_of(doc: Mapping[str, object], path: str, allowed: frozenset[str]) -> Condition:
@@ -86,7 +97,7 @@ def _operand(op: str, value: object, where: str) -> Operand:
 
 
 def _days(value: object, where: str) -> int:
-    return count_value(value, where, minimum=1)
+    return days_value(value, where)
 
 
 def _number_pair(value: object, where: str) -> tuple[float | str, ...]:

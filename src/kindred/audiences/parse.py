@@ -47,6 +47,7 @@ from kindred.audiences.operands import (
     STRING_OPS,
     condition_of,
     count_value,
+    days_value,
     number_value,
     only_keys,
     parse_date,
@@ -233,7 +234,7 @@ def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> N
         name = text_value(name, f"{path}.name")
     within = doc.get("within_days")
     if within is not None:
-        within = count_value(within, f"{path}.within_days", minimum=1)
+        within = days_value(within, f"{path}.within_days")
     given = [k for k in _COUNT_KEYS if k in doc]
     if len(given) > 1:
         raise InvalidBatch("give one of at_least, at_most, exactly", f"{path}.{given[1]}")
@@ -333,7 +334,7 @@ def _within(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> 
 def _cart(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
     settings, at = _settings(doc, "cart_abandonment", ("within_days", "wait_minutes"), path)
-    within = count_value(settings["within_days"], f"{at}.within_days", minimum=1)
+    within = days_value(settings["within_days"], f"{at}.within_days")
     wait = count_value(settings["wait_minutes"], f"{at}.wait_minutes", minimum=0)
     if wait >= within * 24 * 60:
         raise InvalidBatch("the wait must be shorter than the window", f"{at}.wait_minutes")

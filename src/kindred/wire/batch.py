@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from kindred.wire.events import AnyEvent, AttributeMap, Location, Scalar
+from kindred.wire.limits import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, Instant, Int64, check_depth
 
 __all__ = [
     "Batch",
@@ -23,7 +24,6 @@ __all__ = [
 Environment = Literal["production", "development", "unknown"]
 
 _INTEGER = re.compile(r"-?[0-9]+")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Mpid(int):
@@ -51,7 +51,7 @@ def decode_hook(type_: type, value: object) -> object:
 class ConsentPurpose(msgspec.Struct, kw_only=True, omit_defaults=True):
     consented: bool | None = None
     document: str | None = None
-    timestamp_unixtime_ms: int | None = None
+    timestamp_unixtime_ms: Instant | None = None
     location: str | None = None
     hardware_id: str | None = None
 
@@ -63,7 +63,7 @@ class ConsentState(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class DataPlan(msgspec.Struct, kw_only=True, omit_defaults=True):
     plan_id: str | None = None
-    plan_version: int | str | None = None
+    plan_version: Int64 | str | None = None
 
 
 class BatchContext(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -79,7 +79,7 @@ class ApplicationInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     package: str | None = None
     os: str | None = None
     apple_search_ads_attributes: dict[str, Any] | None = None
-    sideloaded_kits_count: int | None = None
+    sideloaded_kits_count: Int64 | None = None
 
 
 class AttributionInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -107,8 +107,8 @@ class Batch(msgspec.Struct, kw_only=True, omit_defaults=True):
     consent_state: ConsentState | None = None
     context: BatchContext | None = None
     batch_context: BatchContext | None = None
-    schema_version: int | None = None
-    timestamp_unixtime_ms: int | None = None
+    schema_version: Int64 | None = None
+    timestamp_unixtime_ms: Instant | None = None
     sdk_version: str | None = None
     api_key: str | None = None
     attribution_info: AttributionInfo | None = None
@@ -125,5 +125,7 @@ def decode_batch(body: bytes | memoryview) -> Batch:
 
 
 def decode_bulk(body: bytes) -> list[msgspec.Raw]:
-    """Split a bulk body into its batches' raw JSON without decoding them yet."""
+    """Split a bulk body into its batches' raw JSON without decoding them yet; raises
+    InvalidBatch naming the place where a batch nests too deep (`[3].a.b`)."""
+    check_depth(body, MAX_JSON_DEPTH + 1)
     return _BULK_DECODER.decode(body)

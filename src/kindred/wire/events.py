@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from kindred.domain.observation import ProductActionName
+from kindred.wire.limits import Instant, Int64
 
 __all__ = [
     "CUSTOM_EVENT_TYPES",
@@ -27,7 +28,7 @@ __all__ = [
     "StateTransition",
 ]
 
-Scalar = str | int | float | bool
+Scalar = str | Int64 | float | bool
 AttributeMap = dict[str, Scalar | list[Scalar | None] | dict[str, Any] | None]
 
 CustomEventType = Literal[
@@ -54,7 +55,7 @@ class Location(msgspec.Struct, kw_only=True, omit_defaults=True):
     region_code: str | None = None
     city_name: str | None = None
     postal_code: str | None = None
-    dma_code: str | int | None = None
+    dma_code: str | Int64 | None = None
     location_source: str | None = None
 
 
@@ -64,18 +65,18 @@ class Product(msgspec.Struct, kw_only=True, omit_defaults=True):
     brand: str | None = None
     category: str | None = None
     variant: str | None = None
-    position: int | None = None
+    position: Int64 | None = None
     price: float | None = None
     quantity: float | None = None
     coupon_code: str | None = None
-    added_to_cart_time_ms: int | None = None
+    added_to_cart_time_ms: Int64 | None = None
     total_product_amount: float | None = None
     custom_attributes: AttributeMap | None = None
 
 
 class ProductAction(msgspec.Struct, kw_only=True, omit_defaults=True):
     action: ProductActionName
-    checkout_step: int | None = None
+    checkout_step: Int64 | None = None
     checkout_options: str | None = None
     product_action_list: str | None = None
     product_list_source: str | None = None
@@ -92,7 +93,7 @@ class Promotion(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str | None = None
     name: str | None = None
     creative: str | None = None
-    position: str | int | None = None
+    position: str | Int64 | None = None
 
 
 class PromotionAction(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -112,20 +113,20 @@ class ShoppingCart(msgspec.Struct, kw_only=True, omit_defaults=True):
 class EventData(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The `data` fields every event type shares."""
 
-    timestamp_unixtime_ms: int | None = None
+    timestamp_unixtime_ms: Instant | None = None
     source_message_id: str | None = None
     session_uuid: str | None = None
-    session_id: int | None = None
-    session_start_unixtime_ms: int | None = None
-    event_start_unixtime_ms: int | None = None
-    event_id: int | None = None
-    event_num: int | None = None
+    session_id: Int64 | None = None
+    session_start_unixtime_ms: Instant | None = None
+    event_start_unixtime_ms: Instant | None = None
+    event_id: Int64 | None = None
+    event_num: Int64 | None = None
     custom_attributes: AttributeMap | None = None
     custom_flags: dict[str, Any] | None = None
     location: Location | None = None
     device_current_state: dict[str, Any] | None = None
     page_url: str | None = None
-    active_time_on_site_ms: int | None = None
+    active_time_on_site_ms: Int64 | None = None
 
 
 class CustomEventData(EventData, kw_only=True, omit_defaults=True):
@@ -152,7 +153,7 @@ class CommerceEventData(EventData, kw_only=True, omit_defaults=True):
 
 
 class SessionEndData(EventData, kw_only=True, omit_defaults=True):
-    session_duration_ms: int | None = None
+    session_duration_ms: Int64 | None = None
 
 
 class CrashReportData(EventData, kw_only=True, omit_defaults=True):
@@ -162,7 +163,7 @@ class CrashReportData(EventData, kw_only=True, omit_defaults=True):
     stack_trace: str | None = None
     exception_handled: bool | None = None
     topmost_context: str | None = None
-    session_number: int | None = None
+    session_number: Int64 | None = None
 
 
 class OptOutData(EventData, kw_only=True, omit_defaults=True):
@@ -196,26 +197,26 @@ class PushMessageData(EventData, kw_only=True, omit_defaults=True):
     push_notification_payload: str | None = None
     application_state: str | None = None
     action_identifier: str | None = None
-    push_message_behavior: int | str | None = None
+    push_message_behavior: Int64 | str | None = None
 
 
 class NetworkPerformanceData(EventData, kw_only=True, omit_defaults=True):
     http_verb: str | None = None
     url: str | None = None
-    time_elapsed: int | None = None
-    bytes_in: int | None = None
-    bytes_out: int | None = None
-    response_code: int | str | None = None
+    time_elapsed: Int64 | None = None
+    bytes_in: Int64 | None = None
+    bytes_out: Int64 | None = None
+    response_code: Int64 | str | None = None
 
 
 class BreadcrumbData(EventData, kw_only=True, omit_defaults=True):
     label: str | None = None
-    session_number: int | None = None
+    session_number: Int64 | None = None
 
 
 class ProfileEventData(EventData, kw_only=True, omit_defaults=True):
-    previous_mpid: int | str | None = None
-    current_mpid: int | str | None = None
+    previous_mpid: Int64 | str | None = None
+    current_mpid: Int64 | str | None = None
     profile_event_type: str | None = None
     profile_name: str | None = None
     previous_profile_name: str | None = None

@@ -11,6 +11,7 @@ from kindred.domain.errors import InvalidBatch
 from kindred.domain.identities import canonical_identity_type
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
+from kindred.wire.limits import Int64, check_depth
 
 __all__ = [
     "AliasData",
@@ -42,7 +43,7 @@ class IdentityRequest(msgspec.Struct, kw_only=True):
     previous_mpid: Mpid | None = None
     context: str | None = None
     request_id: str | None = None
-    request_timestamp_ms: int | None = None
+    request_timestamp_ms: Int64 | None = None
     client_sdk: ClientSdk | None = None
 
 
@@ -56,7 +57,7 @@ class ModifyRequest(msgspec.Struct, kw_only=True):
     environment: Environment = "production"
     identity_changes: list[IdentityChange]
     request_id: str | None = None
-    request_timestamp_ms: int | None = None
+    request_timestamp_ms: Int64 | None = None
     client_sdk: ClientSdk | None = None
 
 
@@ -80,8 +81,8 @@ class ModifyResponse(msgspec.Struct, kw_only=True):
 class AliasData(msgspec.Struct, kw_only=True):
     source_mpid: Mpid
     destination_mpid: Mpid
-    start_unixtime_ms: int
-    end_unixtime_ms: int
+    start_unixtime_ms: Int64
+    end_unixtime_ms: Int64
     device_application_stamp: str | None = None
     scope: str | None = None
 
@@ -102,6 +103,7 @@ _ENCODER = msgspec.json.Encoder()
 
 def decode_identity_request(body: bytes) -> IdentityRequest:
     """Raises InvalidBatch naming the field; identity keys must be known types."""
+    check_depth(body)
     try:
         request = _IDENTITY.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -112,6 +114,7 @@ def decode_identity_request(body: bytes) -> IdentityRequest:
 
 
 def decode_modify(body: bytes) -> ModifyRequest:
+    check_depth(body)
     try:
         request = _MODIFY.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -122,6 +125,7 @@ def decode_modify(body: bytes) -> ModifyRequest:
 
 
 def decode_alias(body: bytes) -> AliasRequest:
+    check_depth(body)
     try:
         return _ALIAS.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

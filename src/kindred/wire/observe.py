@@ -9,6 +9,7 @@ from __future__ import annotations
 from kindred.domain.observation import Observation
 from kindred.domain.tenancy import InputDef
 from kindred.wire.batch import decode_batch
+from kindred.wire.limits import check_depth
 from kindred.wire.normalize import normalize_batch
 
 __all__ = ["observe"]
@@ -23,7 +24,8 @@ def observe(
     historical: bool = False,
 ) -> Observation:
     """Decode and normalize one raw batch from `source`; raises msgspec errors or
-    InvalidBatch naming the offending field."""
+    InvalidBatch naming the offending field (a body nested too deep among them)."""
+    check_depth(body)
     return normalize_batch(
         decode_batch(body),
         received_ms=received_ms,

@@ -11,7 +11,7 @@ from kindred.api.ui.audiences import (
     size_points,
 )
 from kindred.api.ui.charts import day_bars, size_steps
-from kindred.api.ui.html import Html, esc, h, join, query
+from kindred.api.ui.html import Html, esc, h, join, ms_text, query, when
 from kindred.api.ui.live import live_items
 from kindred.api.ui.profiles import profile_body
 from kindred.api.ui.session import Visitor
@@ -203,3 +203,14 @@ def test_a_faulted_connection_shows_its_error_and_a_resume_form_with_the_token()
     empty = connections_html(7, [], visitor)
     assert 'id="connections-none"' in empty
     assert "<table" not in empty
+
+
+def test_any_stored_instant_renders_and_those_outside_the_range_as_numbers() -> None:
+    assert ms_text(0) == "1970-01-01 00:00:00 UTC"
+    assert ms_text(253_402_300_799_999) == "9999-12-31 23:59:59 UTC"
+    assert when(NOW).startswith('<time datetime="2023-11-14T22:13:20.000+00:00">')
+    for odd in (253_402_300_800_000, -1, 2**63 - 1, -(2**63), 10**30):
+        assert ms_text(odd) == str(odd)
+        assert when(odd) == str(odd)
+    assert "253402300800000" in day_bars([(253_402_300_800_000, 1)], "events")
+    assert size_steps([(-(2**63), 1)], NOW, "size")

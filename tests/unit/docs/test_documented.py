@@ -10,9 +10,11 @@ import msgspec
 
 from kindred.api.app import create_app
 from kindred.api.fastpath import FastPath
+from kindred.audiences.operands import MAX_DAYS
 from kindred.bootstrap import build
 from kindred.cli.main import main
 from kindred.config import Settings, load_settings
+from kindred.wire.limits import INSTANT_END_MS, INT64_MAX, INT64_MIN, MAX_JSON_DEPTH
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -70,3 +72,12 @@ def test_every_route_is_documented(tmp_path: Path) -> None:
     missing = [p for p in [*starlette_paths, *fast_paths] if p not in text]
     assert not missing, f"undocumented routes: {missing}"
     container.store.close()
+
+
+def test_the_input_limits_are_documented_as_enforced() -> None:
+    text = (DOCS / "http.md").read_text()
+    section = text.split("## Limits on input", 1)[1].split("\n## ", 1)[0]
+    assert f"at most {MAX_JSON_DEPTH} levels" in section
+    assert f"{INT64_MIN} to {INT64_MAX}" in section
+    assert f"0 <= ms < {INSTANT_END_MS}" in section
+    assert f"at most {MAX_DAYS} days" in section

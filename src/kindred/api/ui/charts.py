@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-from kindred.api.ui.html import Html, h, join
+from kindred.api.ui.html import Html, h, instant, join
 
 __all__ = ["day_bars", "size_steps"]
 
@@ -13,7 +12,8 @@ _W, _H, _PAD = 640, 120, 24
 
 
 def _day(ms: int, fmt: str = "%b %d") -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt)
+    at = instant(ms)
+    return str(ms) if at is None else at.strftime(fmt)
 
 
 def day_bars(per_day: Sequence[tuple[int, int]], label: str) -> Html:

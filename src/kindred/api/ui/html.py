@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
-__all__ = ["Html", "esc", "h", "join", "ms_text", "path_part", "query", "when"]
+from kindred.wire.limits import is_instant
+
+__all__ = ["Html", "esc", "h", "instant", "join", "ms_text", "path_part", "query", "when"]
 
 
 class Html(str):
@@ -50,16 +52,30 @@ def query(**params: object) -> str:
     return f"?{urlencode(pairs)}" if pairs else ""
 
 
+def instant(ms: object) -> datetime | None:
+    """Epoch milliseconds as a UTC datetime, or None outside the years 1970 to 9999 (or for
+    anything not an integer): whatever a store holds, a page can show it."""
+    if not is_instant(ms):
+        return None
+    assert isinstance(ms, int)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
 def ms_text(ms: int | None) -> str:
-    """Epoch milliseconds as a UTC date and time, to the second."""
+    """Epoch milliseconds as a UTC date and time, to the second; the raw number when it
+    names no instant of the years 1970 to 9999."""
     if ms is None:
         return "—"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    at = instant(ms)
+    return str(ms) if at is None else at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def when(ms: int | None) -> Html:
-    """An instant as a <time> element (kept on one line by the stylesheet)."""
+    """An instant as a <time> element (kept on one line by the stylesheet); the raw number
+    when it names no instant of the years 1970 to 9999."""
     if ms is None:
         return Html("—")
-    iso = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
-    return h('<time datetime="{}">{}</time>', iso, ms_text(ms))
+    at = instant(ms)
+    if at is None:
+        return esc(ms)
+    return h('<time datetime="{}">{}</time>', at.isoformat(timespec="milliseconds"), ms_text(ms))

@@ -26,6 +26,7 @@ from kindred.domain.errors import InvalidBatch, NotFound, RateLimited
 from kindred.domain.lifetime import is_expired
 from kindred.services.forwarding.admin import ConnectionView
 from kindred.services.profiles.activity import LiveCursor, LiveFilter
+from kindred.wire.limits import INT64_MAX, int64_param
 
 __all__ = ["OPEN_PATHS", "ui_routes"]
 
@@ -150,21 +151,20 @@ class UiPages:
         id_type = request.query_params.get("type", "customer_id")
         value = request.query_params.get("q", "").strip()
         body = search_form(id_type, value)
+        status = 200
         if value:
             try:
                 mpid = self._find(id_type, value)
             except (NotFound, InvalidBatch) as exc:
                 body = h("{}{}", body, missing_profile(str(exc)))
+                status = 400 if isinstance(exc, InvalidBatch) else 200
             else:
                 return RedirectResponse(f"/ui/profiles/{path_part(mpid)}", status_code=302)
-        return _html(page("User activity", body, user=user, active="profiles"))
+        return _html(page("User activity", body, user=user, active="profiles"), status=status)
 
     def _find(self, id_type: str, value: str) -> int:
         if id_type == "mpid":
-            try:
-                return self._profiles.by_mpid(int(value)).mpid
-            except ValueError:
-                raise InvalidBatch(f"MPID {value!r} is not an integer", "q") from None
+            return self._profiles.by_mpid(int64_param(value, "q")).mpid
         found = None
         for ws_id in self._names:
             try:
@@ -180,8 +180,13 @@ class UiPages:
         text = request.path_params["mpid"]
         form = search_form("mpid", text)
         try:
-            profile = self._profiles.by_mpid(int(text))
-        except (ValueError, NotFound):
+            mpid = int64_param(text, "mpid")
+        except InvalidBatch as exc:
+            body = h("{}{}", form, missing_profile(str(exc)))
+            return _html(page("User activity", body, user=user, active="profiles"), status=400)
+        try:
+            profile = self._profiles.by_mpid(mpid)
+        except NotFound:
             body = h(
                 "{}{}",
                 form,
@@ -228,7 +233,10 @@ class UiPages:
         return _html(page("Live stream", body, user=user, active="live", scripts=scripts))
 
     async def live_feed(self, request: Request, _: Visitor) -> Response:
-        after = LiveCursor.parse(request.query_params.get("after"))
+        text = request.query_params.get("after")
+        after = LiveCursor.parse(text)
+        if text and (after is None or max(after.log_id, after.reject_id) > INT64_MAX):
+            raise InvalidBatch(f"after {text!r} is not a cursor this page gave", "after")
         items, cursor = self._activity.live(_live_filter(request), after)
         body = {"cursor": cursor.text(), "count": len(items), "html": str(live_items(items))}
         return Response(
@@ -249,8 +257,13 @@ class UiPages:
     async def audience(self, request: Request, user: Visitor) -> Response:
         service = self._c.audiences
         try:
-            audience = service.get(int(request.path_params["audience_id"]))
-        except (ValueError, NotFound):
+            audience_id = int64_param(request.path_params["audience_id"], "audience_id")
+        except InvalidBatch as exc:
+            body = missing_profile(str(exc))
+            return _html(page("Audience", body, user=user, active="audiences"), status=400)
+        try:
+            audience = service.get(audience_id)
+        except NotFound:
             return self._no_audience(request, user)
         now = self._c.clock.now_ms()
         changes = service.membership_changes(audience.id, until_ms=now, limit=100_000)

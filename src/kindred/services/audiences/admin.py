@@ -14,6 +14,7 @@ from kindred.audiences.definition import (
     with_backfill,
 )
 from kindred.audiences.evaluate import DAY_MS
+from kindred.audiences.operands import MAX_DAYS
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import AudienceStore, Clock
 from kindred.services.audiences.registry import AudienceRegistry
@@ -184,8 +185,8 @@ class AudienceService:
         for tag in audience.tags:
             if len(tag) > MAX_TAG_LENGTH:
                 raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
-        if audience.lookback_days < 1:
-            raise InvalidBatch("lookback_days must be at least 1", "lookback_days")
+        if not 1 <= audience.lookback_days <= MAX_DAYS:
+            raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
         self._registry.compile(audience)
 
     def _save(self, audience: AudienceDef) -> AudienceDef:

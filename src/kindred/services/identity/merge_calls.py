@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import msgspec
+
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.tenancy import InputDef
 from kindred.ports import BatchStatus, EventLogReader, LogEntry, MergeReader, UnitOfWork
@@ -95,7 +97,12 @@ class UnmergeHandler(HandlerBase[UnmergeCall, UnmergeOutcome]):
         source = self._inputs(entry.input)
         if source is None or entry.id is None:
             return 0
-        obs = observe(entry.body, source, entry.received_ms, entry.client_ip)
+        try:
+            obs = observe(entry.body, source, entry.received_ms, entry.client_ip)
+        except (InvalidBatch, msgspec.DecodeError):
+            # Kept before a check it now fails (a timestamp out of range, say): as a
+            # rebuild skips it, it stays where it is.
+            return 0
         item = Accepted(source, obs, entry.body, entry.client_ip, entry.historical)
         decision, profiles = self._profiles.resolve(uow, item)
         if decision.mpid is None or decision.action != "attach":

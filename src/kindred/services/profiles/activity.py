@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import msgspec
 
 from kindred.ports import LogEntry, RejectEntry
+from kindred.wire.limits import too_deep
 
 __all__ = [
     "ActivityReader",
@@ -167,6 +168,10 @@ class ActivityReader:
 
 
 def _decoded(body: bytes) -> _LooseBatch | None:
+    # A refused batch is kept as it came, however deep (and so may a batch be that was
+    # stored before the nesting limit): none is read past the limit.
+    if too_deep(body):
+        return None
     try:
         return _BATCH.decode(body)
     except msgspec.DecodeError:
@@ -267,6 +272,8 @@ def _passes(item: LiveItem, live_filter: LiveFilter) -> bool:
 
 def _pretty(body: bytes) -> str:
     try:
+        if too_deep(body):
+            raise ValueError("nested too deep to indent")
         return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
     except (ValueError, UnicodeDecodeError):
         return body.decode("utf-8", errors="replace")

@@ -1,0 +1,388 @@
+"""Bad input gets a 4xx naming the field, never a 500 (SEC-2), on every route: JSON nested
+too deep, integers beyond 64 bits in paths, queries and bodies, timestamps outside the years
+1970 to 9999; web batches are quarantined instead (202). The real ASGI app in this process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from kindred.bootstrap import Container
+from kindred.domain.observation import ConsentFact, EventFact, Observation
+from kindred.services.writes.commands import Accepted
+from kindred.wire.limits import INSTANT_END_MS, MAX_JSON_DEPTH
+from tests.integration.hostile import (
+    ADMIN,
+    SERVER_AUTH,
+    WEB_EVENTS,
+    WEB_KEY,
+    Client,
+    refusal,
+    serving,
+)
+
+BIG = 99_999_999_999_999_999_999  # beyond 64 bits
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Container]]:
+    yield from serving(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture
+def client(app: tuple[Client, Container]) -> Client:
+    return app[0]
+
+
+@pytest.fixture
+def container(app: tuple[Client, Container]) -> Container:
+    return app[1]
+
+
+def deep(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def batch(customer_id: str, **fields: Any) -> dict[str, Any]:
+    return {"environment": "production", "user_identities": {"customerid": customer_id}, **fields}
+
+
+# --- nesting -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, 900, 5_000])
+def test_events_refuse_a_body_nested_too_deep(client: Client, depth: int) -> None:
+    body = '{"environment":"production","user_identities":{"customerid":"deep"},"device_info":'
+    answer = client.post("/v2/events", content=body + deep(depth) + "}", auth=SERVER_AUTH)
+    if 1 + depth <= MAX_JSON_DEPTH:  # the batch itself is the first level
+        assert answer.status_code == 202, answer.text
+        return
+    message = refusal(answer, "device_info.a.a")
+    assert f"nests deeper than {MAX_JSON_DEPTH} levels" in message
+
+
+def test_bulk_events_refuse_a_batch_nested_too_deep(client: Client) -> None:
+    body = '[{"environment":"production"},{"environment":"production","x":' + deep(5_000) + "}]"
+    refusal(client.post("/v2/bulkevents", content=body, auth=SERVER_AUTH), "[1].x.a.a")
+
+
+def test_a_web_batch_nested_too_deep_is_quarantined(client: Client, container: Container) -> None:
+    body = '{"environment":"production","mpid":"77","x":' + deep(5_000) + "}"
+    answer = client.post(WEB_EVENTS, content=body, headers={"content-type": "text/plain"})
+    assert answer.status_code == 202, answer.text
+    kept = container.store.list_rejects("quarantined", 100)
+    assert any(r.body == body.encode() and "nests deeper" in r.reason for r in kept)
+    # The Live Stream shows it (as text) without reading into it.
+    live = client.get("/ui/live", params={"environment": "all"})
+    assert live.status_code == 200
+    assert "nests deeper" in live.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/identify", '{"environment":"production","known_identities":{"email":"d@x.y"},"x":'),
+        ("/v1/login", '{"environment":"production","known_identities":{"email":"d@x.y"},"x":'),
+        ("/v1/77/modify", '{"identity_changes":[],"x":'),
+        ("/webevents/v1/identity/web-key/Alias", '{"data":{},"x":'),
+    ],
+)
+def test_idsync_refuses_a_body_nested_too_deep(client: Client, path: str, body: str) -> None:
+    answer = client.post(path, content=body + deep(5_000) + "}", headers=WEB_KEY)
+    refusal(answer, "x.a.a")
+    assert answer.json()["Errors"] == answer.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/v1/audiences",
+        "/admin/v1/calculated-attributes",
+        "/admin/v1/alias",
+        "/admin/v1/outputs",
+        "/admin/v1/connections/events",
+        "/admin/v1/dead-letters/replay",
+    ],
+)
+def test_admin_bodies_nested_too_deep_are_refused(client: Client, path: str) -> None:
+    answer = client.post(path, content='{"x":' + deep(5_000) + "}", headers=ADMIN)
+    refusal(answer, "x.a.a")
+
+
+def test_the_profile_api_and_tokens_refuse_bodies_nested_too_deep(client: Client) -> None:
+    token = client.post("/oauth/token", content='{"x":' + deep(5_000) + "}")
+    assert token.status_code == 400
+    assert token.json()["error"] == "invalid_request"
+    granted = client.post(
+        "/oauth/token",
+        json={
+            "client_id": "e2e-client",
+            "client_secret": "e2e-secret",
+            "grant_type": "client_credentials",
+        },
+    )
+    bearer = {"authorization": f"Bearer {granted.json()['access_token']}"}
+    answer = client.post(
+        "/userprofile/v1/resolve/1/1/1?fields=user_identities",
+        content='{"x":' + deep(5_000) + "}",
+        headers=bearer,
+    )
+    refusal(answer, "x.a.a")
+
+
+# --- integers beyond 64 bits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("GET", f"/admin/v1/merges?mpid={BIG}", None, "mpid"),
+        ("GET", f"/admin/v1/merges?limit={BIG}", None, "limit"),
+        ("POST", f"/admin/v1/merges/{BIG}/unmerge", None, "merge_id"),
+        ("GET", f"/admin/v1/audiences/{BIG}", None, "audience_id"),
+        ("PUT", f"/admin/v1/audiences/{BIG}", {}, "audience_id"),
+        ("DELETE", f"/admin/v1/audiences/{BIG}", None, "audience_id"),
+        ("POST", f"/admin/v1/audiences/{BIG}/activate", None, "audience_id"),
+        ("GET", f"/admin/v1/audiences/{BIG}/metrics", None, "audience_id"),
+        ("GET", f"/admin/v1/audiences/1/members?at={BIG}", None, "at"),
+        ("GET", f"/admin/v1/profiles/{BIG}/audiences", None, "mpid"),
+        ("GET", f"/admin/v1/profiles/1/audiences?at={BIG}", None, "at"),
+        ("GET", f"/admin/v1/calculated-attributes/{BIG}", None, "def_id"),
+        ("POST", f"/admin/v1/calculated-attributes/{BIG}/activation", None, "def_id"),
+        ("GET", f"/admin/v1/dead-letters?limit={BIG}", None, "limit"),
+        ("POST", "/admin/v1/dead-letters/replay", {"ids": [1, BIG]}, "ids[1]"),
+        (
+            "POST",
+            "/admin/v1/alias",
+            {
+                "source_mpid": 1,
+                "destination_mpid": 2,
+                "start_unixtime_ms": 0,
+                "end_unixtime_ms": BIG,
+            },
+            "end_unixtime_ms",
+        ),
+        (
+            "POST",
+            "/admin/v1/audiences",
+            {"name": "a", "workspaces": [BIG], "criteria": {"attribute": "t", "op": "exists"}},
+            "workspaces[0]",
+        ),
+        (
+            "POST",
+            "/admin/v1/audiences",
+            {
+                "name": "a",
+                "workspaces": [1],
+                "criteria": {"attribute": "n", "op": "equals", "value": BIG},
+            },
+            "criteria.value",
+        ),
+        (
+            "POST",
+            "/admin/v1/audiences",
+            {
+                "name": "a",
+                "workspaces": [1],
+                "lookback_days": 2**62,
+                "criteria": {"attribute": "t", "op": "exists"},
+            },
+            "lookback_days",
+        ),
+        (
+            "POST",
+            "/admin/v1/audiences",
+            {
+                "name": "a",
+                "workspaces": [1],
+                "criteria": {"event": "custom_event", "within_days": 2**62},
+            },
+            "criteria.within_days",
+        ),
+        (
+            "POST",
+            "/admin/v1/audiences",
+            {
+                "name": "a",
+                "workspaces": [1],
+                "criteria": {"attribute": "d", "op": "within_last_days", "value": 2**62},
+            },
+            "criteria.value",
+        ),
+        (
+            "POST",
+            "/admin/v1/calculated-attributes",
+            {"name": "c", "workspace_id": BIG, "definition": {}},
+            "workspace_id",
+        ),
+        (
+            "POST",
+            "/admin/v1/connections/audiences",
+            {"name": "c", "audience_id": BIG, "output": "o"},
+            "audience_id",
+        ),
+    ],
+)
+def test_admin_integers_beyond_64_bits_are_refused_naming_them(
+    client: Client, method: str, path: str, body: object, field: str
+) -> None:
+    answer = client.request(method, path, json=body, headers=ADMIN)
+    refusal(answer, field)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v2/events", batch("i1", mpid=BIG), "mpid"),
+        ("/v2/events", batch("i2", user_attributes={"n": BIG}), "user_attributes"),
+        ("/v2/events", batch("i3", schema_version=-BIG), "schema_version"),
+        (
+            "/v2/events",
+            batch("i4", events=[{"event_type": "session_start", "data": {"session_id": BIG}}]),
+            "events[0].data.session_id",
+        ),
+        (
+            "/v2/bulkevents",
+            [
+                batch("i5"),
+                batch("i5", events=[{"event_type": "first_run", "data": {"event_id": BIG}}]),
+            ],
+            "[1].events[0].data.event_id",
+        ),
+    ],
+)
+def test_ingest_integers_beyond_64_bits_are_refused_naming_them(
+    client: Client, path: str, body: object, field: str
+) -> None:
+    refusal(client.post(path, json=body, auth=SERVER_AUTH), field)
+
+
+def test_idsync_integers_beyond_64_bits_are_refused_naming_them(client: Client) -> None:
+    identify = {
+        "environment": "production",
+        "request_timestamp_ms": BIG,
+        "known_identities": {"email": "big@x.y"},
+    }
+    refusal(client.post("/v1/identify", json=identify, headers=WEB_KEY), "request_timestamp_ms")
+    refusal(
+        client.post(f"/v1/{BIG}/modify", json={"identity_changes": []}, headers=WEB_KEY), "mpid"
+    )
+    alias = {
+        "data": {
+            "source_mpid": "1",
+            "destination_mpid": "2",
+            "start_unixtime_ms": -BIG,
+            "end_unixtime_ms": 1,
+        }
+    }
+    answer = client.post("/v1/identity/web-key/Alias", json=alias)
+    refusal(answer, "data.start_unixtime_ms")
+
+
+def test_ui_parameters_beyond_64_bits_are_refused_naming_them(client: Client) -> None:
+    for path, field in [
+        (f"/ui/profiles/{BIG}", "mpid"),
+        (f"/ui/profiles?type=mpid&q={BIG}", "q"),
+        (f"/ui/audiences/{BIG}", "audience_id"),
+    ]:
+        answer = client.get(path)
+        assert answer.status_code == 400, path
+        assert f"`{field}`" in answer.text, answer.text
+    refusal(client.get(f"/ui/api/live?after={BIG}-0"), "after")
+
+
+# --- timestamps ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (batch("ts1", timestamp_unixtime_ms=INSTANT_END_MS), "timestamp_unixtime_ms"),
+        (batch("ts2", timestamp_unixtime_ms=-1), "timestamp_unixtime_ms"),
+        (
+            batch(
+                "ts3", events=[{"event_type": "first_run", "data": {"timestamp_unixtime_ms": BIG}}]
+            ),
+            "events[0].data.timestamp_unixtime_ms",
+        ),
+        (
+            batch(
+                "ts4",
+                consent_state={
+                    "ccpa": {
+                        "data_sale_opt_out": {"consented": True, "timestamp_unixtime_ms": -(2**63)}
+                    }
+                },
+            ),
+            "consent_state.ccpa",
+        ),
+    ],
+)
+def test_timestamps_outside_the_years_1970_to_9999_are_refused(
+    client: Client, container: Container, body: dict[str, Any], field: str
+) -> None:
+    refusal(client.post("/v2/events", json=body, auth=SERVER_AUTH), field)
+    web = client.post(WEB_EVENTS, json=body)
+    assert web.status_code == 202
+    reasons = [r.reason for r in container.store.list_rejects("quarantined", 100)]
+    assert any(f"`{field}" in reason for reason in reasons), reasons
+
+
+def test_the_last_instant_of_9999_is_accepted_and_shown(client: Client) -> None:
+    last = INSTANT_END_MS - 1
+    body = batch(
+        "ts-last",
+        timestamp_unixtime_ms=last,
+        events=[{"event_type": "first_run", "data": {"timestamp_unixtime_ms": last}}],
+    )
+    assert client.post("/v2/events", json=body, auth=SERVER_AUTH).status_code == 202
+    found = client.get("/ui/profiles?type=customer_id&q=ts-last", follow_redirects=True)
+    assert found.status_code == 200
+    assert "9999-12-31 23:59:59 UTC" in found.text
+
+
+def test_a_profile_page_shows_any_stored_instant(client: Client, container: Container) -> None:
+    """Values stored before the range was checked (one batch with an event in the year
+    10000 and a batch timestamp of -1 once broke the profile's page for good) render as
+    their raw numbers."""
+    source = container.tenancy.inputs_by_name["server"]
+    now = container.clock.now_ms()
+    body = msgspec.json.encode(
+        batch(
+            "stored-odd",
+            timestamp_unixtime_ms=-1,
+            user_attributes={"tier": "gold"},
+            consent_state={"gdpr": {"p": {"consented": True, "timestamp_unixtime_ms": -(2**62)}}},
+            events=[
+                {"event_type": "first_run", "data": {"timestamp_unixtime_ms": INSTANT_END_MS}},
+                {"event_type": "first_run", "data": {"timestamp_unixtime_ms": BIG}},
+                {"event_type": "first_run", "data": {"timestamp_unixtime_ms": -(2**63)}},
+            ],
+        )
+    )
+    consent = ConsentFact(consented=True, timestamp_ms=-(2**62))
+    observation = Observation(
+        received_ms=now,
+        effective_ms=-1,  # a batch timestamp of -1, kept as the attributes' write time
+        user_identities={"customer_id": "stored-odd"},
+        user_attributes={"tier": "gold"},
+        gdpr={"p": consent},
+        events=(
+            EventFact(event_type="first_run", timestamp_ms=INSTANT_END_MS),
+            EventFact(event_type="first_run", timestamp_ms=2**63 - 1),
+            EventFact(event_type="first_run", timestamp_ms=-(2**63)),
+        ),
+    )
+    outcome = container.writer.submit(Accepted(source, observation, body)).result(timeout=30)
+    assert outcome.mpid is not None
+    page = client.get(f"/ui/profiles/{outcome.mpid}")
+    assert page.status_code == 200, page.text
+    for raw in (INSTANT_END_MS, BIG, -(2**63), -(2**62)):
+        assert str(raw) in page.text
+    assert "<td>-1</td>" in page.text  # the attribute's write time
+    # The same batch on the Live Stream and in the audiences' pages.
+    assert client.get("/ui/live", params={"environment": "all"}).status_code == 200
+    assert client.get("/ui/audiences").status_code == 200
