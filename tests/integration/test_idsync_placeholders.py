@@ -27,7 +27,7 @@ def container(app: tuple[Client, Container]) -> Container:
     return app[1]
 
 
-@pytest.mark.parametrize("call", ["identify", "login", "search"])
+@pytest.mark.parametrize("call", ["identify", "login", "search", "logout"])
 @pytest.mark.parametrize(
     "known",
     [
@@ -40,12 +40,14 @@ def test_idsync_with_only_placeholder_identities_makes_no_profile(
     client: Client, container: Container, call: str, known: dict[str, str]
 ) -> None:
     logged = len(container.store.latest_log(10_000))
+    profiles = container.profiles.count()
     request = {"environment": "production", "known_identities": known}
     answer = client.post(f"/v1/{call}", json=request, headers=WEB_KEY)
     message = refusal(answer, "known_identities")
     assert "usable identity" in message
     assert answer.json()["Errors"] == answer.json()["errors"]
     assert len(container.store.latest_log(10_000)) == logged  # nothing created or linked
+    assert container.profiles.count() == profiles
 
 
 def test_idsync_ignores_placeholders_beside_a_usable_identity(client: Client) -> None:

@@ -184,19 +184,20 @@ def _identity_call(
             continue
         (user if canonical in USER_IDENTITY_TYPES else device)[canonical] = value.strip()
         spellings[canonical] = key
-    if route != "logout":
-        if not user and not device:
-            raise InvalidBatch("at least one identity is required", "known_identities")
-        # Placeholders (`null`, `undefined`, empty strings ...) identify no one: a request
-        # with nothing else is refused as the Events API refuses to make a profile of it.
-        blocklist = source.workspace.account.identity.blocklist
-        if all(is_junk(v, blocklist) for v in (*user.values(), *device.values())):
-            names = ", ".join(f"known_identities.{spellings[t]}" for t in (*user, *device))
-            raise InvalidBatch(
-                f"at least one usable identity is required; placeholder values identify "
-                f"no one ({names})",
-                "known_identities",
-            )
+    if route != "logout" and not user and not device:
+        raise InvalidBatch("at least one identity is required", "known_identities")
+    # Placeholders (`null`, `undefined`, empty strings ...) identify no one: a request with
+    # nothing else is refused as the Events API refuses to make a profile of it (a logout
+    # that names no identity at all is the SDK's ordinary one, answered an anonymous user).
+    blocklist = source.workspace.account.identity.blocklist
+    given = (*user.values(), *device.values())
+    if given and all(is_junk(v, blocklist) for v in given):
+        names = ", ".join(f"known_identities.{spellings[t]}" for t in (*user, *device))
+        raise InvalidBatch(
+            f"at least one usable identity is required; placeholder values identify "
+            f"no one ({names})",
+            "known_identities",
+        )
     observation = Observation(
         received_ms=now,
         effective_ms=now,
