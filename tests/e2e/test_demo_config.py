@@ -22,19 +22,16 @@ pytestmark = pytest.mark.e2e
 DEMO_ADMIN = {"authorization": "Bearer demo-admin-token"}
 
 
-@pytest.fixture
-def demo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`kindred serve` on the demo config (no --config, no KINDRED_CONFIG); its URL and
-    the file its banner and log went to."""
+def _serve_demo(tmp_path: Path, *options: str) -> Iterator[tuple[str, Path]]:
+    """`kindred serve OPTIONS` on the demo config (no --config, no KINDRED_CONFIG) with its
+    data in tmp_path/data; its URL and the file its banner and log went to."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KINDRED_")}
     port = free_port()
     output = tmp_path / "serve.out"
+    command = [*KINDRED, "serve", *options, "--data-dir", str(tmp_path / "data")]
     with output.open("wb") as out:
         process = subprocess.Popen(
-            [*KINDRED, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [*command, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -43,6 +40,11 @@ def demo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         process.terminate()
         process.wait(15)
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from _serve_demo(tmp_path)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -97,25 +99,8 @@ def test_another_config_gets_no_warning_and_no_token_printed() -> None:
 
 
 @pytest.fixture
-def demo_with_data(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """`kindred serve --demo-data` on the demo config: URL, banner file, data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KINDRED_")}
-    port, data = free_port(), tmp_path / "data"
-    output = tmp_path / "serve.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            [*KINDRED, "serve", "--demo-data", "--data-dir", str(data), "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
-        yield url, output, data
-    finally:
-        process.terminate()
-        process.wait(15)
+def demo_with_data(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from _serve_demo(tmp_path, "--demo-data")
 
 
 def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
@@ -126,9 +111,10 @@ def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 30) -> 
 
 
 def test_the_demo_data_gives_every_page_something_to_show(
-    demo_with_data: tuple[str, Path, Path],
+    demo_with_data: tuple[str, Path], tmp_path: Path
 ) -> None:
-    url, output, data = demo_with_data
+    url, output = demo_with_data
+    data = tmp_path / "data"
     audiences = httpx.get(f"{url}/admin/v1/audiences", headers=DEMO_ADMIN).json()
     assert {a["status"] for a in audiences} == {"active"}
     assert len(audiences) == 3
