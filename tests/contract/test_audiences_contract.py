@@ -219,3 +219,32 @@ def test_a_unit_of_work_tells_whether_an_audience_is_active(store: Store) -> Non
         assert not uow.memberships.audience_active(draft.id)
         assert uow.memberships.audience_active(active.id)
         assert not uow.memberships.audience_active(active.id + 100)  # no such audience
+
+
+def test_a_saved_definition_is_a_version_and_progress_is_not(store: Store) -> None:
+    first = store.save_audience(definition())
+    assert [(v.version, v.audience) for v in store.audience_versions(first.id)] == [(1, first)]
+    running = msgspec.structs.replace(first, backfill_done=40, backfill_scope="a1")
+    store.save_audience(running, progress=True)  # the backfill's progress: no version
+    same = msgspec.structs.replace(running, updated_ms=9)
+    store.save_audience(same)  # saved again, the definition unchanged: no version
+    assert len(store.audience_versions(first.id)) == 1
+    edited = msgspec.structs.replace(
+        same,
+        criteria={"attribute": "tier", "op": "equals", "value": "silver"},
+        updated_ms=20,
+        updated_by="ann",
+    )
+    store.save_audience(edited)
+    activated = msgspec.structs.replace(edited, status="active", updated_ms=30)
+    store.save_audience(activated)
+    versions = store.audience_versions(first.id)
+    assert [(v.version, v.saved_ms, v.audience) for v in versions] == [
+        (1, 5, first),
+        (2, 20, edited),
+        (3, 30, activated),
+    ]
+    assert versions[1].saved_by == "ann"
+    other = store.save_audience(definition("Other"))
+    assert [v.audience for v in store.audience_versions(other.id)] == [other]
+    assert store.audience_versions(999) == []

@@ -239,3 +239,35 @@ def test_a_cart_abandoned_for_an_hour_and_a_product_bought(tmp_path: Path) -> No
         assert before == []  # history: not abandoned half an hour after the add
     finally:
         server.stop()
+
+
+def test_every_saved_definition_is_a_version_with_its_author_and_a_diff(server: Server) -> None:
+    first = {
+        "name": "Versioned",
+        "workspaces": [1],
+        "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+    }
+    made = admin(server, "POST", "/audiences", first).json()
+    audience_id = made["id"]
+    edited = {**first, "criteria": {"attribute": "tier", "op": "equals", "value": "silver"}}
+    assert admin(server, "PUT", f"/audiences/{audience_id}", edited).status_code == 200
+    assert admin(server, "POST", f"/audiences/{audience_id}/activate").status_code == 200
+    versions = admin(server, "GET", f"/audiences/{audience_id}/versions").json()
+    assert [v["version"] for v in versions] == [1, 2, 3]
+    assert [v["definition"]["status"] for v in versions] == ["draft", "draft", "active"]
+    assert {v["saved_by"] for v in versions} == {"admin api"}
+    at_second = versions[1]["saved_ms"]
+    in_force = admin(server, "GET", f"/audiences/{audience_id}/versions?at={at_second}").json()
+    assert in_force["definition"]["criteria"]["value"] == "silver"
+    changes = admin(server, "GET", f"/audiences/{audience_id}/diff?from=1&to=3").json()["changes"]
+    assert {"path": "criteria.value", "before": "gold", "after": "silver", "change": "changed"} in (
+        changes
+    )
+    assert {"path": "status", "before": "draft", "after": "active", "change": "changed"} in changes
+    assert admin(server, "GET", f"/audiences/{audience_id}/versions/9").status_code == 404
+    assert admin(server, "GET", f"/audiences/{audience_id}/diff?from=1").status_code == 400
+    assert admin(server, "GET", f"/audiences/{audience_id}/versions?at=1").status_code == 404
+    cli = server.cli("audiences", "diff", str(audience_id), "2", "3")
+    assert '"path": "status"' in cli.stdout
+    listed = server.cli("audiences", "versions", str(audience_id))
+    assert listed.stdout.count('"version"') == 3

@@ -13,8 +13,9 @@ from starlette.routing import Route
 from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
+from kindred.audiences.versions import version_view
 from kindred.bootstrap import Container
-from kindred.domain.errors import AuthMissing, AuthRejected, NotFound
+from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
 from kindred.services.writes.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
@@ -108,6 +109,8 @@ def _json(data: object) -> Response:
 
 
 _AUDIENCE = msgspec.json.Decoder(AudienceDef)
+# Who saves through this API, in an audience's history.
+_BY = "admin api"
 
 
 class AudienceAdmin:
@@ -124,7 +127,7 @@ class AudienceAdmin:
 
     async def create(self, request: Request) -> Response:
         self._admin.check(request)
-        created = self._service.create(_audience(await request.body()), created_by="admin api")
+        created = self._service.create(_audience(await request.body()), created_by=_BY)
         return Response(_ENCODER.encode(created), status_code=201, media_type="application/json")
 
     async def get(self, request: Request) -> Response:
@@ -134,7 +137,8 @@ class AudienceAdmin:
     async def update(self, request: Request) -> Response:
         self._admin.check(request)
         audience_id = _audience_id(request)
-        return _json(self._service.update(audience_id, _audience(await request.body())))
+        changed = _audience(await request.body())
+        return _json(self._service.update(audience_id, changed, changed_by=_BY))
 
     async def action(self, request: Request) -> Response:
         self._admin.check(request)
@@ -145,11 +149,11 @@ class AudienceAdmin:
         if action not in ("activate", "deactivate"):
             raise NotFound(f"no action {action!r}: activate, deactivate or clone")
         status = "active" if action == "activate" else "inactive"
-        return _json(self._service.set_status(audience_id, status))
+        return _json(self._service.set_status(audience_id, status, changed_by=_BY))
 
     async def delete(self, request: Request) -> Response:
         self._admin.check(request)
-        return _json(self._service.delete(_audience_id(request)))
+        return _json(self._service.delete(_audience_id(request), changed_by=_BY))
 
     async def members(self, request: Request) -> Response:
         self._admin.check(request)
@@ -162,6 +166,30 @@ class AudienceAdmin:
     async def metrics(self, request: Request) -> Response:
         self._admin.check(request)
         return _json(self._service.metrics(_audience_id(request)))
+
+    async def versions(self, request: Request) -> Response:
+        """Every version, or with `?at=MS` the one in force then."""
+        self._admin.check(request)
+        audience_id = _audience_id(request)
+        at = _int_param(request, "at")
+        if at is not None:
+            return _json(version_view(self._service.in_force_at(audience_id, at)))
+        return _json([version_view(v) for v in self._service.versions(audience_id)])
+
+    async def version(self, request: Request) -> Response:
+        self._admin.check(request)
+        number = _int_text(request.path_params["version"], "version")
+        return _json(version_view(self._service.version(_audience_id(request), number)))
+
+    async def diff(self, request: Request) -> Response:
+        """`?from=A&to=B`: what changed from version A to version B."""
+        self._admin.check(request)
+        audience_id = _audience_id(request)
+        before, after = _int_param(request, "from"), _int_param(request, "to")
+        if before is None or after is None:
+            raise InvalidBatch("from and to (version numbers) are required", "from")
+        changes = self._service.diff(audience_id, before, after)
+        return _json({"audience_id": audience_id, "from": before, "to": after, "changes": changes})
 
     async def audiences_of(self, request: Request) -> Response:
         self._admin.check(request)
@@ -194,6 +222,9 @@ def admin_routes(container: Container) -> list[Route]:
         Route(one, audiences.delete, methods=["DELETE"]),
         Route(one + "/members", audiences.members, methods=["GET"]),
         Route(one + "/metrics", audiences.metrics, methods=["GET"]),
+        Route(one + "/versions", audiences.versions, methods=["GET"]),
+        Route(one + "/versions/{version}", audiences.version, methods=["GET"]),
+        Route(one + "/diff", audiences.diff, methods=["GET"]),
         Route(one + "/{action}", audiences.action, methods=["POST"]),
         Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
         *forwarding_routes(container, api.check),

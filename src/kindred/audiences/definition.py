@@ -35,6 +35,8 @@ class AudienceDef(msgspec.Struct, kw_only=True):
     created_by: str = ""
     created_ms: int = 0
     updated_ms: int = 0
+    # Who saved the audience last (the admin API, the CLI, a UI user), for its history.
+    updated_by: str = ""
     # Events older than this many days never count (the audience lookback window).
     lookback_days: int = 90
     # Backfill (kept by Kindred): the identity scope and the next MPID to evaluate there,

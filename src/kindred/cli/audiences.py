@@ -8,11 +8,15 @@ import click
 import msgspec
 
 from kindred.audiences.definition import AudienceDef
+from kindred.audiences.versions import version_view
 from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
 from kindred.wire.errors import as_invalid_batch
 
 __all__ = ["audiences"]
+
+# Who saves through the CLI, in an audience's history.
+_BY = "cli"
 
 
 def _echo(value: object) -> None:
@@ -49,7 +53,7 @@ def create(file: str, config_path: str | None, data_dir: str | None) -> None:
     """Save a definition (JSON file) as a draft; prints it with its id."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audiences.create(_definition(file), created_by="cli"))
+            _echo(container.audiences.create(_definition(file), created_by=_BY))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -63,7 +67,7 @@ def update(audience_id: int, file: str, config_path: str | None, data_dir: str |
     """Replace an audience's definition (its status stays)."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audiences.update(audience_id, _definition(file)))
+            _echo(container.audiences.update(audience_id, _definition(file), changed_by=_BY))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -84,10 +88,10 @@ def _action(name: str, help_text: str) -> None:
                 elif name == "clone":
                     _echo(service.clone(audience_id))
                 elif name == "delete":
-                    _echo(service.delete(audience_id))
+                    _echo(service.delete(audience_id, changed_by=_BY))
                 else:
                     status = "active" if name == "activate" else "inactive"
-                    _echo(service.set_status(audience_id, status))
+                    _echo(service.set_status(audience_id, status, changed_by=_BY))
             except KindredError as exc:
                 raise click.ClickException(str(exc)) from None
 
@@ -113,3 +117,40 @@ def members(
         at = at_ms if at_ms is not None else container.clock.now_ms()
         found = container.audiences.members_at(audience_id, at)
         _echo({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in found]})
+
+
+@audiences.command("versions")
+@click.argument("audience_id", type=int)
+@click.option("--at", "at_ms", type=int, help="Only the version in force at this instant (ms).")
+@config_option
+@data_dir_option
+def versions(
+    audience_id: int, at_ms: int | None, config_path: str | None, data_dir: str | None
+) -> None:
+    """Every saved version of the definition, with who saved it and when."""
+    with started(config_path, data_dir) as container:
+        service = container.audiences
+        try:
+            if at_ms is not None:
+                _echo(version_view(service.in_force_at(audience_id, at_ms)))
+            else:
+                _echo([version_view(v) for v in service.versions(audience_id)])
+        except KindredError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@audiences.command("diff")
+@click.argument("audience_id", type=int)
+@click.argument("before", type=int)
+@click.argument("after", type=int)
+@config_option
+@data_dir_option
+def diff(
+    audience_id: int, before: int, after: int, config_path: str | None, data_dir: str | None
+) -> None:
+    """What changed from version BEFORE to version AFTER."""
+    with started(config_path, data_dir) as container:
+        try:
+            _echo(container.audiences.diff(audience_id, before, after))
+        except KindredError as exc:
+            raise click.ClickException(str(exc)) from None

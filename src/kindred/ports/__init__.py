@@ -14,6 +14,7 @@ from typing import Protocol
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
+from kindred.audiences.versions import AudienceVersion
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
@@ -234,6 +235,12 @@ class AudienceStore(Protocol):
 
     def list_audiences(self) -> list[AudienceDef]:
         """Every audience, deleted ones included, by id."""
+        ...
+
+    def audience_versions(self, audience_id: int) -> list[AudienceVersion]:
+        """Every version of the audience, oldest first: save_audience (not `progress`)
+        records one, in its transaction, whenever the definition changed
+        (audiences.versions.is_new_version)."""
         ...
 
     def membership_log(

@@ -17,6 +17,7 @@ import msgspec
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.evaluate import admits
+from kindred.audiences.versions import AudienceVersion, is_new_version
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
@@ -50,6 +51,7 @@ class _State:
     merges: list[MergeEntry] = field(default_factory=list)
     memberships: list[MembershipChange] = field(default_factory=list)
     audiences: dict[int, AudienceDef] = field(default_factory=dict)
+    audience_versions: dict[int, list[AudienceVersion]] = field(default_factory=dict)
     calculated: dict[int, CalculatedDef] = field(default_factory=dict)
     definitions_version: int = 0
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
@@ -325,7 +327,18 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             audiences[saved.id] = saved
             if not progress:
                 self._definitions_changed()
+                versions = self._state.audience_versions.setdefault(saved.id, [])
+                if is_new_version(versions[-1].audience if versions else None, saved):
+                    versions.append(
+                        AudienceVersion(
+                            audience_id=saved.id, version=len(versions) + 1, audience=saved
+                        )
+                    )
             return saved
+
+    def audience_versions(self, audience_id: int) -> list[AudienceVersion]:
+        with self._lock:
+            return list(self._state.audience_versions.get(audience_id, []))
 
     def definitions_version(self) -> int:
         return self._state.definitions_version

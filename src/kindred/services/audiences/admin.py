@@ -15,6 +15,7 @@ from kindred.audiences.definition import (
 )
 from kindred.audiences.evaluate import DAY_MS
 from kindred.audiences.operands import MAX_DAYS
+from kindred.audiences.versions import AudienceVersion, DefinitionChange, diff, in_force
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import AudienceStore, Clock
 from kindred.services.audiences.registry import AudienceRegistry
@@ -73,7 +74,7 @@ class AudienceService:
         self._check(draft)
         return self._save(draft)
 
-    def update(self, audience_id: int, audience: AudienceDef) -> AudienceDef:
+    def update(self, audience_id: int, audience: AudienceDef, changed_by: str = "") -> AudienceDef:
         current = self.get(audience_id)
         changed = msgspec.structs.replace(
             audience,
@@ -82,18 +83,17 @@ class AudienceService:
             created_ms=current.created_ms,
             created_by=current.created_by,
             updated_ms=self._clock.now_ms(),
+            updated_by=changed_by,
         )
         self._check(changed)
         return self._save(with_backfill(changed) if changed.status == "active" else changed)
 
-    def set_status(self, audience_id: int, status: str) -> AudienceDef:
+    def set_status(self, audience_id: int, status: str, changed_by: str = "") -> AudienceDef:
         if status not in ("active", "inactive"):
             raise InvalidBatch("status is active or inactive", "status")
         current = self.get(audience_id)
         changed = msgspec.structs.replace(
-            current,
-            status=status,
-            updated_ms=self._clock.now_ms(),
+            current, status=status, updated_ms=self._clock.now_ms(), updated_by=changed_by
         )
         if status == "active":
             return self._save(with_backfill(changed))
@@ -106,7 +106,7 @@ class AudienceService:
         copy = msgspec.structs.replace(current, name=f"{current.name} (copy)")
         return self.create(copy, created_by=current.created_by)
 
-    def delete(self, audience_id: int) -> AudienceDef:
+    def delete(self, audience_id: int, changed_by: str = "") -> AudienceDef:
         current = self.get(audience_id)
         nesting = [
             a.id
@@ -119,11 +119,37 @@ class AudienceService:
                 "audience_id",
             )
         changed = msgspec.structs.replace(
-            current, status="deleted", updated_ms=self._clock.now_ms()
+            current, status="deleted", updated_ms=self._clock.now_ms(), updated_by=changed_by
         )
         saved = self._save(changed)
         self._remove_members(audience_id, "audience deleted")
         return saved
+
+    # --- definition history (BEY-3) -------------------------------------------------------
+
+    def versions(self, audience_id: int) -> list[AudienceVersion]:
+        """Every saved version of the audience's definition, oldest first."""
+        self.get(audience_id)
+        return self._store.audience_versions(audience_id)
+
+    def version(self, audience_id: int, number: int) -> AudienceVersion:
+        found = next((v for v in self.versions(audience_id) if v.version == number), None)
+        if found is None:
+            raise NotFound(f"audience {audience_id} has no version {number}")
+        return found
+
+    def in_force_at(self, audience_id: int, at_ms: int) -> AudienceVersion:
+        """The version in force at an instant: the last saved at or before it."""
+        found = in_force(self.versions(audience_id), at_ms)
+        if found is None:
+            raise NotFound(f"audience {audience_id} did not exist at {at_ms}")
+        return found
+
+    def diff(self, audience_id: int, before: int, after: int) -> list[DefinitionChange]:
+        """What changed from version `before` to version `after`."""
+        return diff(
+            self.version(audience_id, before).audience, self.version(audience_id, after).audience
+        )
 
     def _remove_members(self, audience_id: int, reason: str) -> None:
         """Every member leaves at once (AUD-10), each exit in the log."""

@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
+from kindred.audiences.versions import AudienceVersion
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -37,6 +38,7 @@ from kindred.ports import (
     RejectEntry,
     UnitOfWork,
 )
+from kindred.storage.audience_versions_sql import read_versions, record_version
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
@@ -275,17 +277,24 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
                     "UPDATE audiences SET status = %s, doc = %s WHERE id = %s",
                     (audience.status, audience_doc(audience), audience.id),
                 )
-                return audience
-            row = conn.execute(
-                "INSERT INTO audiences (status, doc) VALUES (%s, %s) RETURNING id",
-                (audience.status, audience_doc(audience)),
-            ).fetchone()
-            assert row is not None
-            saved = msgspec.structs.replace(audience, id=int(row[0]))
-            conn.execute(
-                "UPDATE audiences SET doc = %s WHERE id = %s", (audience_doc(saved), saved.id)
-            )
+                saved = audience
+            else:
+                row = conn.execute(
+                    "INSERT INTO audiences (status, doc) VALUES (%s, %s) RETURNING id",
+                    (audience.status, audience_doc(audience)),
+                ).fetchone()
+                assert row is not None
+                saved = msgspec.structs.replace(audience, id=int(row[0]))
+                conn.execute(
+                    "UPDATE audiences SET doc = %s WHERE id = %s", (audience_doc(saved), saved.id)
+                )
+            if not progress:
+                record_version(conn.cursor(), saved, "%s")
             return saved
+
+    def audience_versions(self, audience_id: int) -> list[AudienceVersion]:
+        with self._pool.connection() as conn:
+            return read_versions(conn.cursor(), audience_id, "%s")
 
     def list_audiences(self) -> list[AudienceDef]:
         rows = self._rows("SELECT id, doc FROM audiences ORDER BY id", ())

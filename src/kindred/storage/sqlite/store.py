@@ -15,6 +15,7 @@ import msgspec
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
+from kindred.audiences.versions import AudienceVersion
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
@@ -27,6 +28,7 @@ from kindred.ports import (
     RejectEntry,
     UnitOfWork,
 )
+from kindred.storage.audience_versions_sql import read_versions, record_version
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
     CREDENTIAL_COLUMNS,
@@ -338,17 +340,23 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
                     "UPDATE audiences SET status = ?, doc = ? WHERE id = ?",
                     (audience.status, audience_doc(audience), audience.id),
                 )
-                return audience
-            cursor = conn.execute(
-                "INSERT INTO audiences (status, doc) VALUES (?, ?)",
-                (audience.status, audience_doc(audience)),
-            )
-            assert cursor.lastrowid is not None
-            saved = msgspec.structs.replace(audience, id=cursor.lastrowid)
-            conn.execute(
-                "UPDATE audiences SET doc = ? WHERE id = ?", (audience_doc(saved), saved.id)
-            )
+                saved = audience
+            else:
+                cursor = conn.execute(
+                    "INSERT INTO audiences (status, doc) VALUES (?, ?)",
+                    (audience.status, audience_doc(audience)),
+                )
+                assert cursor.lastrowid is not None
+                saved = msgspec.structs.replace(audience, id=cursor.lastrowid)
+                conn.execute(
+                    "UPDATE audiences SET doc = ? WHERE id = ?", (audience_doc(saved), saved.id)
+                )
+            if not progress:
+                record_version(conn, saved, "?")
             return saved
+
+    def audience_versions(self, audience_id: int) -> list[AudienceVersion]:
+        return read_versions(self._reader().cursor(), audience_id, "?")
 
     def list_audiences(self) -> list[AudienceDef]:
         rows = self._reader().execute("SELECT id, doc FROM audiences ORDER BY id")
