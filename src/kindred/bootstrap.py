@@ -41,6 +41,7 @@ from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KE
 from kindred.services.access.sessions import SignInLimits, UiSessions
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.background import Periodic
 from kindred.services.calculated.admin import CalculatedService
@@ -104,6 +105,7 @@ class Container:
     csv_import_direct: CsvImporter
     sweep: LifetimeSweep
     audiences: AudienceService
+    platform_audiences: PlatformAudiences
     audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
     audience_backfill: AudienceBackfill
@@ -274,6 +276,7 @@ def build(
         csv_import=CsvImporter(_through(writer), clock.now_ms),
         csv_import_direct=csv_import_direct,
         audiences=audiences,
+        platform_audiences=PlatformAudiences(audiences, catalog, tenancy),
         audience_registry=audience_registry,
         audience_schedule=schedule,
         audience_backfill=AudienceBackfill(store, transactions, audience_registry, clock),

@@ -271,3 +271,58 @@ def test_every_saved_definition_is_a_version_with_its_author_and_a_diff(server: 
     assert '"path": "status"' in cli.stdout
     listed = server.cli("audiences", "versions", str(audience_id))
     assert listed.stdout.count('"version"') == 3
+
+
+def test_the_platform_api_lists_the_accounts_audiences_for_a_platform_credential(
+    server: Server,
+) -> None:
+    made = admin(
+        server,
+        "POST",
+        "/audiences",
+        {
+            "name": "Platform listed",
+            "external_name": "platform-listed",
+            "workspaces": [1],
+            "criteria": {"attribute": "tier", "op": "equals", "value": "platinum"},
+        },
+    ).json()
+    token = httpx.post(
+        f"{server.url}/oauth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": "e2e-client",
+            "client_secret": "e2e-secret",
+        },
+    ).json()["access_token"]
+    bearer = {"authorization": f"Bearer {token}"}
+    listed = httpx.get(f"{server.url}/v1/audiences?accountId=1", headers=bearer)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["dataType"] == "audience"
+    item = next(a for a in listed.json()["data"] if a["id"] == made["id"])
+    assert item["external_name"] == "platform-listed"
+    assert item["workspaces"] == [
+        {"name": "E2E Workspace", "id": 1, "data_type": "workspace", "created_on": None}
+    ]
+    assert {"size", "added_last_24_hours", "dropped_last_24_hours", "status"} <= set(item)
+    assert "criteria" not in item  # definitions are not shown on the Platform API
+    by_workspace = httpx.get(f"{server.url}/v1/workspace/1/audiences", headers=bearer)
+    assert made["id"] in [a["id"] for a in by_workspace.json()["data"]]
+    assert httpx.get(f"{server.url}/v1/audiences", headers=bearer).status_code == 400
+    assert httpx.get(f"{server.url}/v1/audiences?accountId=1").status_code == 401
+    other = httpx.post(
+        f"{server.url}/oauth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": "other-client",
+            "client_secret": "other-secret",
+        },
+    ).json()["access_token"]  # profiles scope alone
+    refused = httpx.get(
+        f"{server.url}/v1/audiences?accountId=1", headers={"authorization": f"Bearer {other}"}
+    )
+    assert refused.status_code == 403
+    assert "platform" in refused.text
+    gone = httpx.delete(f"{server.url}/v1/audiences/{made['id']}", headers=bearer)
+    assert gone.status_code == 204
+    assert admin(server, "GET", f"/audiences/{made['id']}").status_code == 404

@@ -83,6 +83,7 @@ TENANTS = (ONE, TWO, THREE, FOUR)
 
 # --- the route table -------------------------------------------------------------------
 # How each route is authenticated. A route missing here fails test_the_table_covers_every_route.
+PLATFORM = "platform"
 BASIC, IDSYNC, WEB_KEY, BEARER, OAUTH, ADMIN_TOKEN, UI, OPEN = (
     "basic",
     "idsync",
@@ -109,6 +110,10 @@ _EXACT_KINDS = {
         BASIC,
     ),
     "/oauth/token": OAUTH,
+    **dict.fromkeys(
+        ("/v1/audiences", "/v1/workspace/{workspace_id}/audiences", "/v1/audiences/{audience_id}"),
+        PLATFORM,
+    ),
     **dict.fromkeys(
         (
             "/v3/JS/{api_key}/events",
@@ -162,6 +167,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     IDSYNC: _all(403, none=401, signed_out_cookie=401, other_account=200, other_workspace=200),
     WEB_KEY: _all(403, other_account=202, other_workspace=202),
     BEARER: _all(401, other_account=403, other_workspace=403),
+    # The Platform API: another tenant's token is refused the target's account or
+    # workspace, and another tenant's audience is answered as an unknown one.
+    PLATFORM: _all(401, other_account=403, other_workspace=403),
     # A token request's credential is in its body: another tenant's is simply valid.
     OAUTH: _all(400, malformed=401, wrong_secret=401, other_account=200, other_workspace=200),
     ADMIN_TOKEN: _all(403, none=401, malformed=401, signed_out_cookie=401),
@@ -184,6 +192,9 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, int]] = {
         "other_workspace": 404,
     },
     ("GET", "/tags/JS/v2/{api_key}/config"): {"other_account": 200, "other_workspace": 200},
+    ("DELETE", "/v1/audiences/{audience_id}"): {"other_account": 404, "other_workspace": 404},
+    # Account 3's list for a credential of its workspace 4: workspace 4's audiences alone.
+    ("GET", "/v1/audiences"): {"other_workspace": 200},
 }
 
 
@@ -242,6 +253,7 @@ def credential(
     if case == "wrong_secret":
         secret_kind = {
             BEARER: f"Bearer {keys.tampered[:-4]}AAAA",
+            PLATFORM: f"Bearer {keys.tampered[:-4]}AAAA",
             ADMIN_TOKEN: "Bearer wrong-token",
         }
         return Credential(
@@ -262,6 +274,7 @@ def credential(
         BASIC: {"Authorization": basic(*(foreign.csv if csv and foreign.csv else foreign.server))},
         IDSYNC: {"x-mp-key": foreign.web_key},
         BEARER: {"Authorization": f"Bearer {foreign_token}"},
+        PLATFORM: {"Authorization": f"Bearer {foreign_token}"},
         ADMIN_TOKEN: {"Authorization": f"Bearer {foreign_token}"},
         UI: {"Authorization": basic(*foreign.server)},
     }
@@ -301,6 +314,7 @@ def url_for(path: str, target: Tenant, cred: Credential) -> str:
         "orgId": "1",
         "accountId": str(target.account),
         "workspaceId": str(target.workspace),
+        "workspace_id": str(target.workspace),
         "name": "hook",
         "kind": "webhook",
         "action": "activate",
@@ -308,6 +322,8 @@ def url_for(path: str, target: Tenant, cred: Credential) -> str:
     url = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "1"), path)
     if path.startswith("/userprofile/"):
         url += "?fields=user_identities,user_attributes"
+    if path.startswith("/v1/audiences"):
+        url += f"?accountId={target.account}"
     return url
 
 

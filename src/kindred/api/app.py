@@ -21,6 +21,7 @@ from kindred.api.events import EventsApi
 from kindred.api.fastpath import FastPath
 from kindred.api.imports import ImportApi
 from kindred.api.openapi import openapi_document
+from kindred.api.platform import platform_routes
 from kindred.api.ui import ui_routes
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
@@ -42,6 +43,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastPa
         Route("/metrics", _metrics(container), methods=["GET"]),
         Route("/openapi.json", _openapi(), methods=["GET"]),
         *admin_routes(container),
+        *platform_routes(container),
         *ui_routes(container),
     ]
 

@@ -12,6 +12,7 @@ import msgspec
 from kindred.bootstrap import Container, build
 from kindred.cli.common import config_option, data_dir_option, existing_store, settings_of
 from kindred.config import Settings
+from kindred.domain.credentials import CREDENTIAL_SCOPES, PROFILES_SCOPE
 from kindred.domain.errors import KindredError, StoreUnavailable
 from kindred.observability import configure_logging
 
@@ -221,6 +222,15 @@ def credentials() -> None:
 @click.option("--name", default="", help="A description, e.g. the service that uses it.")
 @click.option("--rate", type=click.FloatRange(min=0.001), default=15.0, help="Requests/s.")
 @click.option("--burst", type=click.IntRange(min=1), default=30, help="Requests saved up.")
+@click.option(
+    "--scope",
+    "scopes",
+    type=click.Choice(sorted(CREDENTIAL_SCOPES)),
+    multiple=True,
+    default=[PROFILES_SCOPE],
+    show_default=True,
+    help="What its tokens may do (repeatable): read profiles, list audiences.",
+)
 @_config_option
 @_data_dir_option
 def credentials_create(
@@ -229,6 +239,7 @@ def credentials_create(
     name: str,
     rate: float,
     burst: int,
+    scopes: tuple[str, ...],
     config_path: str | None,
     data_dir: str | None,
 ) -> None:
@@ -239,7 +250,7 @@ def credentials_create(
         if unknown:
             raise click.ClickException(f"--workspace: no workspace with id {unknown[0]}")
         issued = container.credentials.create(
-            workspaces, name=name, rate_limit_per_s=rate, rate_limit_burst=burst
+            workspaces, name=name, rate_limit_per_s=rate, rate_limit_burst=burst, scopes=scopes
         )
     finally:
         container.close()

@@ -145,6 +145,8 @@ class CredentialSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fie
     workspaces: list[int] = msgspec.field(default_factory=list)
     rate_limit_per_s: float = 15.0
     rate_limit_burst: int = 30
+    # "profiles" (the Profile API), "platform" (the Platform API's audience list).
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["profiles"])
 
 
 class AttemptLimitSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

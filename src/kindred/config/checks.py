@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kindred.domain.credentials import is_secret_hash
+from kindred.domain.credentials import CREDENTIAL_SCOPES, is_secret_hash
 from kindred.domain.errors import ConfigError, refuse_duplicates
 
 if TYPE_CHECKING:
@@ -87,6 +87,12 @@ def _validate_credential(cred: CredentialSettings, known: set[int], path: str) -
     for ws in cred.workspaces:
         if ws not in known:
             raise ConfigError(f"{path}.workspaces: no workspace with id {ws}")
+    unknown = sorted(set(cred.scopes) - CREDENTIAL_SCOPES)
+    if unknown or not cred.scopes:
+        raise ConfigError(
+            f"{path}.scopes: one or more of {', '.join(sorted(CREDENTIAL_SCOPES))}"
+            + (f"; not {unknown[0]!r}" if unknown else "")
+        )
     given = [k for k in ("client_secret", "client_secret_hash") if getattr(cred, k)]
     if len(given) != 1:
         raise ConfigError(

@@ -24,4 +24,5 @@ def _credential(c: CredentialSettings) -> ApiCredential:
         rate_limit_burst=c.rate_limit_burst,
         name=c.name,
         origin="config",
+        scopes=frozenset(c.scopes),
     )

@@ -13,7 +13,9 @@ import hmac
 import msgspec
 
 __all__ = [
+    "CREDENTIAL_SCOPES",
     "DECOY_HASH",
+    "PROFILES_SCOPE",
     "ApiCredential",
     "check_secret",
     "hash_secret",
@@ -25,6 +27,10 @@ __all__ = [
 # guessed secret stays expensive without slowing anyone down.
 _N, _R, _P = 2**14, 8, 1
 _MAXMEM = 64 * 1024 * 1024
+
+
+PROFILES_SCOPE = "profiles"
+CREDENTIAL_SCOPES = frozenset({PROFILES_SCOPE, "platform"})
 
 
 class ApiCredential(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +45,9 @@ class ApiCredential(msgspec.Struct, frozen=True, kw_only=True):
     revoked_ms: int | None = None
     # "config" (declared in the config file) or "store" (created with the CLI).
     origin: str = "store"
+    # What its tokens may do: "profiles" (the Profile API), "platform" (the Platform API's
+    # audience list). Credentials stored before scopes existed read profiles only.
+    scopes: frozenset[str] = frozenset({PROFILES_SCOPE})
 
     @property
     def active(self) -> bool:

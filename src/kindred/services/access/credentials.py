@@ -16,7 +16,7 @@ from typing import Protocol
 
 import msgspec
 
-from kindred.domain.credentials import ApiCredential, hash_secret
+from kindred.domain.credentials import PROFILES_SCOPE, ApiCredential, hash_secret
 from kindred.domain.errors import InvalidToken, NotFound
 from kindred.domain.tokens import ISSUER, TokenClaims, sign_token, verify_token
 from kindred.ports import Clock, CredentialStore, DefinitionsVersion, Secrets
@@ -43,6 +43,7 @@ class IssuedCredential(msgspec.Struct, frozen=True):
     client_secret: str
     workspaces: list[int]
     name: str
+    scopes: list[str]
 
 
 class OAuthRefusal(Exception):
@@ -91,6 +92,7 @@ class CredentialRegistry:
         name: str = "",
         rate_limit_per_s: float = 15.0,
         rate_limit_burst: int = 30,
+        scopes: Sequence[str] = (PROFILES_SCOPE,),
     ) -> IssuedCredential:
         # Hex: a client id is typed on command lines, where a leading '-' reads as an option.
         client_id = self._secrets.token_bytes(12).hex()
@@ -103,9 +105,10 @@ class CredentialRegistry:
             rate_limit_burst=rate_limit_burst,
             name=name,
             created_ms=self._clock.now_ms(),
+            scopes=frozenset(scopes),
         )
         self._store.save_credential(credential)
-        return IssuedCredential(client_id, secret, sorted(workspaces), name)
+        return IssuedCredential(client_id, secret, sorted(workspaces), name, sorted(scopes))
 
     def revoke(self, client_id: str) -> ApiCredential:
         credential = self._current().get(client_id)

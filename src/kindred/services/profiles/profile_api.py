@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 from kindred.domain.calculated_entries import refreshed
-from kindred.domain.credentials import ApiCredential
+from kindred.domain.credentials import PROFILES_SCOPE, ApiCredential
 from kindred.domain.errors import AuthRejected, InvalidBatch, NotFound
 from kindred.domain.identities import IdentityKey, canonical_identity_type
 from kindred.domain.lifetime import is_expired
@@ -127,6 +127,10 @@ class ProfileApiService:
     def _workspace(
         self, credential: ApiCredential, org_id: int, account_id: int, workspace_id: int
     ) -> WorkspaceDef:
+        if PROFILES_SCOPE not in credential.scopes:
+            raise AuthRejected(
+                f"credential {credential.client_id} lacks the {PROFILES_SCOPE!r} scope"
+            )
         if not credential.covers(workspace_id):
             raise AuthRejected(
                 f"credential {credential.client_id} has no access to workspace {workspace_id}"
