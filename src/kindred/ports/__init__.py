@@ -26,6 +26,8 @@ from kindred.ports.delivery import (
     Message,
     OutputDefinitions,
     Sink,
+    SyncState,
+    SyncStore,
 )
 from kindred.ports.records import (
     BatchStatus,
@@ -86,6 +88,8 @@ __all__ = [
     "SessionStore",
     "Sink",
     "Store",
+    "SyncState",
+    "SyncStore",
     "UnitOfWork",
     "UnitsOfWork",
 ]
