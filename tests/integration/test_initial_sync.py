@@ -294,6 +294,30 @@ def test_two_processes_sync_once(worlds: Worlds) -> None:
         assert all(m["action"] == "add" for m in hook.messages)
 
 
+def test_members_refused_for_good_become_dead_letters_and_the_sync_goes_on(
+    worlds: Worlds,
+) -> None:
+    with receiving() as hook:
+        world = worlds(output(hook.url))
+        gold_audience(world)
+        enter(world, *MEMBERS)
+        world.container.catalog.save("audience_connection", CONNECTION_DOC)
+        # The first page refused; then each of its members alone: c2 refused again.
+        hook.script.extend([Answer(400), Answer(200), Answer(400), Answer(200)])
+        drain(world.lane(CONNECTION))
+        assert [m["identity"] for m in hook.messages] == ["c1", "c3", "c4", "c5", "c6", "c7"]
+        (dead,) = world.container.deliveries.dead_letters(CONNECTION, 10)
+        assert (dead.kind, dead.mpid) == ("membership", "2")
+        assert "400" in dead.error
+        progress = status(world).initial_sync
+        assert progress is not None
+        assert (progress.status, progress.members_done) == ("done", 7)
+
+        assert world.container.deliveries.replay(CONNECTION, None) == 1
+        drain(world.lane(CONNECTION))
+        assert [(m["action"], m["identity"]) for m in hook.messages[6:]] == [("add", "c2")]
+
+
 def test_two_running_servers_sync_once(worlds: Worlds) -> None:
     members = [f"m{n:02}" for n in range(30)]
     with receiving() as hook:
@@ -343,6 +367,46 @@ def test_a_connection_enabled_again_starts_over_with_the_members_then(worlds: Wo
         progress = status(world).initial_sync
         assert progress is not None
         assert (progress.status, progress.members_done) == ("done", 2)
+
+
+def test_a_config_connection_disabled_then_enabled_at_a_later_start_syncs_then(
+    worlds: Worlds,
+) -> None:
+    with receiving() as hook:
+        disabled = output(hook.url) + DECLARED + "enabled = false\n"
+        world = worlds(disabled)
+        gold_audience(world)
+        enter(world, "c1", "c2")
+        assert sync_status(world) == "off"
+        assert world.container.delivery.lanes() == []
+        again = worlds(output(hook.url) + DECLARED, first_mpid=1000)  # started again
+        assert sync_status(again) == "waiting"
+        drain(again.lane(CONNECTION))
+        assert [(m["action"], m["identity"]) for m in hook.messages] == [
+            ("add", "c1"),
+            ("add", "c2"),
+        ]
+
+
+def test_a_deleted_connection_made_again_starts_over(worlds: Worlds) -> None:
+    with receiving() as hook:
+        world = worlds(output(hook.url))
+        gold_audience(world)
+        enter(world, "c1")
+        catalog = world.container.catalog
+        catalog.save("audience_connection", CONNECTION_DOC)
+        drain(world.lane(CONNECTION))
+        leave(world, "c1")  # a row waiting when the connection goes
+        catalog.delete("audience_connection", CONNECTION)
+        assert world.container.store.count_pending() == {}
+        enter(world, "c2")
+        catalog.save("audience_connection", CONNECTION_DOC)
+        drain(world.lane(CONNECTION))
+        assert [(m["action"], m["identity"]) for m in hook.messages] == [
+            ("add", "c1"),
+            ("add", "c2"),
+        ]
+        assert hook.messages[1]["idempotency_key"].startswith(f"{CONNECTION}:sync2:")
 
 
 def worker(tmp: Path) -> subprocess.Popen[bytes]:

@@ -136,9 +136,11 @@ class OutputCatalog:
         return masked(saved) if isinstance(saved, OutputDef) else saved
 
     def settle_syncs(self) -> None:
-        """The config file's audience connections: a disabled one's sync stopped, one
-        enabled again started over (a new one begins when its lane first runs)."""
-        for c in self._declared.audience_connections:
+        """Every audience connection's sync as its definition says (run at start): a
+        disabled one's stopped, one enabled again started over (a new one begins when its
+        lane first runs). The config file's change between starts; one saved through the
+        admin API was settled at its save, unless the process ended in between."""
+        for c in self.current().audience_connections:
             sync = self._store.sync_state(c.name)
             if not c.enabled and (sync is None or sync.status != "off"):
                 self._store.set_sync(c.name, "off")
