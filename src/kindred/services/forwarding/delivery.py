@@ -228,8 +228,9 @@ class Lane:
         - U has rows waiting when its page is checked: no add from the sync; U's rows are
           sent after the sync, in the order committed, and the last of them is U's latest
           change: the output ends with U's current state.
-        - U has none: U has not changed since the connection exists (none was sent yet), so
-          U is a member as the page read, and any later change of U commits a row after the
+        - U has none: U has not changed since the sync began (none of its rows was sent
+          yet; rows dropped when it began are older changes the page shows), so U is a
+          member as the page read, and any later change of U commits a row after the
           check, sent after the add: the add never arrives after a later remove.
         - U is not in the page: it is not a member as read, and a later enter has a row.
         A sync that starts over (the connection made again, enabled again, given another
