@@ -6,10 +6,11 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kindred.audiences.definition import AudienceDef
 from kindred.config import AttemptLimitSettings, Settings
 from kindred.config.credentials import credentials_from
 from kindred.config.keys import (
@@ -119,10 +120,13 @@ class Container:
     _background: list[Periodic] = field(default_factory=list)
 
     def migrate(self) -> int:
-        """Bring the store's schema up to date (every command does before using it), and
-        encrypt output secrets an older version kept in plaintext; the schema version."""
+        """Bring the store's schema up to date (every command does before using it),
+        encrypt output secrets an older version kept in plaintext, and stop or start over
+        the initial syncs of the config file's audience connections disabled or enabled
+        again; the schema version."""
         version = self.store.migrate()
         self.catalog.encrypt_stored()
+        self.catalog.settle_syncs()
         return version
 
     def key_sources(self) -> list[KeySource]:
@@ -218,8 +222,10 @@ def build(
     clock: Clock | None = None,
     mpids: MpidSource | None = None,
     secrets: Secrets | None = None,
+    store: Store | None = None,
 ) -> Container:
-    store = make_store(settings)
+    """`store`: instead of the one the settings name (tests: a memory store)."""
+    store = store or make_store(settings)
     metrics = PrometheusMetrics()
     tenancy = tenancy_from(settings)
     clock = clock or _clock(settings)
@@ -240,7 +246,13 @@ def build(
         settings, store, clock, secrets, keys=server_keys, checker=secret_checker
     )
     deliveries, delivery = _forwarding(
-        settings, store, tenancy=tenancy, clock=clock, metrics=metrics, catalog=catalog
+        settings,
+        store,
+        tenancy=tenancy,
+        clock=clock,
+        metrics=metrics,
+        catalog=catalog,
+        audiences=lambda: audience_registry.current().by_id,
     )
     quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, commands)
     audiences = AudienceService(store, transactions, audience_registry, clock)
@@ -451,8 +463,9 @@ def _forwarding(
     clock: Clock,
     metrics: PrometheusMetrics,
     catalog: OutputCatalog,
+    audiences: Callable[[], Mapping[int, AudienceDef]],
 ) -> tuple[DeliveryAdmin, DeliveryRunner]:
-    lanes = _lane_factory(settings, store, tenancy, clock, metrics)
+    lanes = _lane_factory(settings, store, Renderer(store, tenancy, audiences), clock, metrics)
     runner = DeliveryRunner(catalog, lanes, idle_s=settings.forwarding.idle_s)
     return DeliveryAdmin(store, catalog, clock), runner
 
@@ -466,9 +479,8 @@ def _declared(settings: Settings) -> OutputsAndConnections:
 
 
 def _lane_factory(
-    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock, metrics: PrometheusMetrics
+    settings: Settings, store: Store, renderer: Renderer, clock: Clock, metrics: PrometheusMetrics
 ) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
-    renderer = Renderer(store, tenancy)
     forwarding = settings.forwarding
     # Which process holds a connection's lease; unique per process start.
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

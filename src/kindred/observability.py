@@ -74,13 +74,14 @@ class PrometheusMetrics:
         self.queue_depth = Gauge("kindred_writer_queue", "Batches waiting to commit", registry=r)
         self.forwarded = Counter(
             "kindred_forwarding",
-            "Outbox rows finished or failed, by connection and outcome",
+            "Outbox rows (initial sync members) finished or failed, by connection and outcome",
             ["connection", "outcome"],
             registry=r,
         )
 
     def delivery(self, connection: str, outcome: str, rows: int) -> None:
-        """`outcome`: sent, retry, faulted or dead_letter."""
+        """`outcome`: sent, retry, faulted or dead_letter; synced: members of an initial
+        sync done (sent, or carried by their own rows)."""
         self.forwarded.labels(connection, outcome).inc(rows)
 
     def batch_done(self, input_name: str, status: str, events: int) -> None:

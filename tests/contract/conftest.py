@@ -41,6 +41,7 @@ _TABLES = (
     "outbox",
     "dead_letters",
     "connection_states",
+    "connection_syncs",
     "forwarding_definitions",
 )
 # DELETE, not TRUNCATE: on tables this small it is ~100x faster (no new files to fsync).

@@ -1,11 +1,14 @@
-"""The store contract for the outbox, dead letters, connection states and run-time
-definitions (ENR-3, AUD-11), on every store."""
+"""The store contract for the outbox, dead letters, connection states, initial syncs and
+run-time definitions (ENR-3, ENR-4, AUD-11), on every store."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from kindred.ports import ConnectionState, Delivery, Store
+from kindred.domain.profile import Profile
+from kindred.ports import ConnectionState, Delivery, Store, SyncState
+from tests.contract.samples import BIG_B, rich_profile, save
 
 __all__: list[str] = []
 
@@ -126,3 +129,93 @@ def test_definitions_are_kept_by_kind_and_name(store: Store) -> None:
     assert not store.delete_definition("output", "file")
     assert store.list_definitions("output") == [b'{"a":9}']
     assert store.list_definitions("event_connection") == [b'{"c":3}']
+
+
+def member(mpid: int, audience_id: int = 17802) -> Profile:
+    """A profile in `audience_id` alone."""
+    profile = rich_profile(mpid)
+    kept = {
+        audience_id: msgspec.structs.replace(profile.memberships[17802], audience_id=audience_id)
+    }
+    return msgspec.structs.replace(profile, memberships=kept)
+
+
+def test_an_audiences_members_come_in_pages_by_mpid(store: Store) -> None:
+    save(store, member(5), member(-9), member(BIG_B), member(3, audience_id=4), member(70))
+    assert store.audience_members(17802, None, 2) == [BIG_B, -9]
+    assert store.audience_members(17802, -9, 2) == [5, 70]
+    assert store.audience_members(17802, 70, 2) == []
+    assert store.audience_members(4, None, 10) == [3]
+    assert store.audience_members(99, None, 10) == []
+
+
+def test_a_sync_begins_once_moves_on_from_what_was_read_and_finishes(store: Store) -> None:
+    save(store, member(1), member(2), member(3))
+    assert store.sync_state("a") is None
+    begun = store.begin_sync("a", 17802, 0, 1000, discard=False)
+    assert begun == SyncState(
+        connection="a",
+        status="running",
+        audience_id=17802,
+        generation=1,
+        members_total=3,
+        started_ms=1000,
+    )
+    assert store.begin_sync("a", 17802, 0, 1001, discard=False) is None  # another moved first
+    assert store.advance_sync("a", 1, 0, cursor_mpid=2, count=2)
+    assert not store.advance_sync("a", 1, 0, cursor_mpid=2, count=2)  # that page is done
+    assert not store.advance_sync("a", 2, 2, cursor_mpid=3, count=1)  # not that sync
+    state = store.sync_state("a")
+    assert state is not None
+    assert (state.cursor_mpid, state.members_done) == (2, 2)
+    assert not store.finish_sync("a", 0, 2000)
+    assert store.finish_sync("a", 1, 2000)
+    assert not store.finish_sync("a", 1, 2001)
+    done = store.sync_state("a")
+    assert done is not None
+    assert (done.status, done.finished_ms, done.generation) == ("done", 2000, 1)
+    assert store.sync_states() == [done]
+
+
+def test_setting_a_sync_discards_the_pending_rows_and_keeps_the_generation(store: Store) -> None:
+    enqueue(store, [delivery("a", 1), delivery("b", 2)])
+    begun = store.begin_sync("a", 17802, 0, 1000, discard=False)
+    assert begun is not None
+    assert len(store.pending_deliveries("a", 10)) == 1  # a first sync keeps them
+    store.set_sync("a", "off")
+    assert store.pending_deliveries("a", 10) == []
+    assert len(store.pending_deliveries("b", 10)) == 1
+    off = store.sync_state("a")
+    assert off == SyncState(connection="a", status="off", generation=1)
+    assert store.begin_sync("a", 17802, 1, 1000, discard=False) is None  # never while off
+    store.set_sync("a", "waiting")
+    again = store.begin_sync("a", 17802, 1, 3000, discard=False)
+    assert again is not None
+    assert again.generation == 2
+    store.set_sync("c", "waiting")
+    assert store.sync_state("c") == SyncState(connection="c", status="waiting")
+
+
+def test_a_sync_begun_again_may_discard_the_pending_rows(store: Store) -> None:
+    enqueue(store, [delivery("a", 1)])
+    assert store.begin_sync("a", 1, 0, 1000, discard=False) is not None
+    assert store.begin_sync("a", 2, 1, 2000, discard=True) is not None
+    assert store.pending_deliveries("a", 10) == []
+
+
+def test_which_mpids_have_pending_rows(store: Store) -> None:
+    enqueue(store, [delivery("a", 1, mpid=5), delivery("a", 2, mpid=None), delivery("b", 3, 6)])
+    assert store.pending_mpids("a", [5, 6, 7]) == {5}
+    assert store.pending_mpids("b", [5, 6]) == {6}
+    assert store.pending_mpids("a", []) == set()
+
+
+def test_deliveries_never_in_the_outbox_can_be_dead_letters(store: Store) -> None:
+    store.add_dead_letters([delivery("a", 1), delivery("a", 2)], "HTTP 400: no", 5000)
+    dead = store.dead_letters("a", 10)
+    assert [(d.delivery.body, d.error) for d in dead] == [
+        (b'{"events":[1]}', "HTTP 400: no"),
+        (b'{"events":[2]}', "HTTP 400: no"),
+    ]
+    assert store.replay_dead_letters("a", None) == 2
+    assert len(store.pending_deliveries("a", 10)) == 2

@@ -229,3 +229,80 @@ def test_outputs_and_connections_made_through_the_admin_api(
         == 204
     )
     assert httpx.delete(f"{base}/outputs/files", headers=ADMIN, timeout=5).status_code == 204
+
+
+def test_an_audience_connection_added_later_receives_the_current_members(
+    forwarding_server: Server, receiver: Receiver
+) -> None:
+    base = f"{forwarding_server.url}/admin/v1"
+
+    def admin(method: str, path: str, body: Any = None) -> httpx.Response:
+        response = httpx.request(method, f"{base}{path}", json=body, headers=ADMIN, timeout=5)
+        assert response.status_code < 300, response.text
+        return response
+
+    gold = admin(
+        "POST",
+        "/audiences",
+        {
+            "name": "Gold",
+            "workspaces": [1],
+            "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+        },
+    ).json()
+    admin("POST", f"/audiences/{gold['id']}/activate")
+    connection = {"audience_id": gold["id"], "output": "hook", "identity_types": ["customer_id"]}
+    admin("POST", "/connections/audiences", {"name": "gold-first", **connection})
+    time.sleep(2.5)  # every process re-reads the catalog every 2 s
+    members = [f"sync-{n}" for n in range(5)]
+    for customer in [*members, "sync-silver"]:
+        tier = "silver" if customer == "sync-silver" else "gold"
+        post(
+            forwarding_server,
+            {
+                "environment": "production",
+                "user_identities": {"customer_id": customer},
+                "user_attributes": {"tier": tier},
+            },
+        )
+
+    def adds(connection: str) -> list[str]:
+        return [
+            m["identity"]
+            for m in receiver.unique()
+            if m.get("type") == "audience_membership_change"
+            and m["idempotency_key"].startswith(f"{connection}:")
+            and m["action"] == "add"
+        ]
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(adds("gold-first")) < len(members):
+        time.sleep(0.1)
+    assert sorted(adds("gold-first")) == members  # as they entered
+
+    admin("POST", "/connections/audiences", {"name": "gold-later", **connection})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(adds("gold-later")) < len(members):
+        time.sleep(0.1)
+    assert sorted(adds("gold-later")) == members  # the members as it was connected
+    assert all(
+        m["idempotency_key"].startswith("gold-later:sync1:")
+        for m in receiver.unique()
+        if m["idempotency_key"].startswith("gold-later:")
+    )
+
+    deadline = time.monotonic() + 10
+    sync: dict[str, Any] = {}
+    while time.monotonic() < deadline and sync.get("status") != "done":
+        views = admin("GET", "/connections").json()["status"]
+        (later,) = [v for v in views if v["name"] == "gold-later"]
+        sync = later["initial_sync"]
+        time.sleep(0.1)
+    assert sync["status"] == "done"
+    assert (sync["members_done"], sync["members_total"]) == (5, 5)
+    assert sync["started_ms"] <= sync["finished_ms"]
+    listed = json.loads(forwarding_server.cli("connections", "list").stdout)
+    (later,) = [v for v in listed if v["name"] == "gold-later"]
+    assert later["initial_sync"]["status"] == "done"
+    (events,) = [v for v in listed if v["name"] == "server-to-hook"]
+    assert events["initial_sync"] is None

@@ -10,6 +10,7 @@ import msgspec
 
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
+from kindred.ports import Store
 from kindred.services.forwarding.delivery import Lane
 from kindred.services.writes.commands import Accepted, BatchOutcome
 from kindred.wire.observe import observe
@@ -80,15 +81,27 @@ def batch(customer: str, *names: str, **attributes: Any) -> dict[str, Any]:
 
 
 class World:
-    def __init__(self, tmp: Path, extra_config: str, store_url: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        extra_config: str,
+        store_url: str | None = None,
+        *,
+        store: Store | None = None,
+        first_mpid: int = 1,
+    ) -> None:
         """`store_url`: PostgreSQL instead of SQLite in the temporary directory (also for
-        worker processes started on the config file written here)."""
+        worker processes started on the config file written here). `store`: this one (a
+        memory store, shared by the worlds standing for several processes); `first_mpid`: where
+        its MPIDs start (apart from another world's on the same store)."""
         config = tmp / "kindred.toml"
-        store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
-        config.write_text(BASE_CONFIG.replace("[org]", store + "[org]", 1) + extra_config)
+        section = f'[store]\nurl = "{store_url}"\n' if store_url else ""
+        config.write_text(BASE_CONFIG.replace("[org]", section + "[org]", 1) + extra_config)
         self.settings = load_settings(config, data_dir=str(tmp / "data"), env={})
         self.clock = FakeClock(NOW)
-        self.container: Container = build(self.settings, clock=self.clock, mpids=SequentialMpids())
+        self.container: Container = build(
+            self.settings, clock=self.clock, mpids=SequentialMpids(first_mpid), store=store
+        )
         self.container.store.migrate()
 
     def send(self, body: dict[str, Any], input_name: str = "server") -> BatchOutcome:

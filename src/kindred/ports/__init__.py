@@ -27,6 +27,8 @@ from kindred.ports.delivery import (
     Message,
     OutputDefinitions,
     Sink,
+    SyncState,
+    SyncStore,
 )
 from kindred.ports.records import (
     BatchStatus,
@@ -87,6 +89,8 @@ __all__ = [
     "SessionStore",
     "Sink",
     "Store",
+    "SyncState",
+    "SyncStore",
     "UnitOfWork",
     "UnitsOfWork",
 ]

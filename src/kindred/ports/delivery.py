@@ -16,6 +16,8 @@ __all__ = [
     "Message",
     "OutputDefinitions",
     "Sink",
+    "SyncState",
+    "SyncStore",
 ]
 
 # One message as an output receives it (a JSON object).
@@ -60,6 +62,76 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     delivered: int = 0
 
 
+class SyncState(msgspec.Struct, frozen=True, kw_only=True):
+    """An audience connection's initial sync (ENR-4): its current members sent as adds,
+    page by page in MPID order, before any of its outbox rows.
+
+    `status`: "waiting" (to begin), "running", "done", or "off" (the connection is
+    disabled or deleted: nothing to do until it is enabled again). `audience_id`: the
+    audience synced (None on a row "done" before initial syncs existed: synced, whatever the
+    audience). `generation` counts the syncs begun (it names their messages' idempotency
+    keys); `cursor_mpid` is the last member done (None: none yet); `members_total` the
+    audience's size when the sync began (members may come and go meanwhile)."""
+
+    connection: str
+    status: str = "waiting"
+    audience_id: int | None = None
+    generation: int = 0
+    cursor_mpid: int | None = None
+    members_done: int = 0
+    members_total: int = 0
+    started_ms: int | None = None
+    finished_ms: int | None = None
+
+
+class SyncStore(Protocol):
+    """Initial syncs of audience connections (ENR-4); each call its own transaction. The
+    writes that move a sync on are conditional on what the caller read (its generation, its
+    members done), so that of two processes only one moves it."""
+
+    def sync_state(self, connection: str) -> SyncState | None: ...
+
+    def sync_states(self) -> list[SyncState]:
+        """Every connection's, by name."""
+        ...
+
+    def set_sync(self, connection: str, status: str) -> None:
+        """Start the connection's sync over ("waiting") or stop it ("off"), discarding its
+        pending outbox rows: they are changes the next sync's members supersede."""
+        ...
+
+    def begin_sync(
+        self, connection: str, audience_id: int, generation: int, now_ms: int, *, discard: bool
+    ) -> SyncState | None:
+        """Begin a sync (generation + 1, the audience's size counted) when the stored one is
+        still at `generation` (none stored: 0) and not "off"; the sync begun, or None when
+        another caller moved first. `discard`: also drop the connection's pending outbox
+        rows (a sync that starts over after a change of audience)."""
+        ...
+
+    def advance_sync(
+        self, connection: str, generation: int, members_done: int, cursor_mpid: int, count: int
+    ) -> bool:
+        """Mark `count` more members done, up to `cursor_mpid`, when the sync is still the
+        running `generation` with `members_done` done (the caller's page is the next one)."""
+        ...
+
+    def finish_sync(self, connection: str, generation: int, now_ms: int) -> bool: ...
+
+    def audience_members(self, audience_id: int, after_mpid: int | None, limit: int) -> list[int]:
+        """The audience's members as stored now, by MPID ascending, after `after_mpid`
+        (None: from the first)."""
+        ...
+
+    def pending_mpids(self, connection: str, mpids: Sequence[int]) -> set[int]:
+        """Which of `mpids` have a row in the connection's outbox."""
+        ...
+
+    def add_dead_letters(self, deliveries: Sequence[Delivery], error: str, now_ms: int) -> None:
+        """Keep deliveries that were never outbox rows (an initial sync's) as dead letters."""
+        ...
+
+
 class OutputDefinitions(Protocol):
     """The outputs and connections made at run time (each call its own transaction)."""
 
@@ -75,9 +147,9 @@ class OutputDefinitions(Protocol):
     def list_definitions(self, kind: str) -> list[bytes]: ...
 
 
-class DeliveryStore(OutputDefinitions, Protocol):
-    """The outbox, dead letters, per-connection delivery state (and the outputs and
-    connections defined at run time). Each call is its own transaction."""
+class DeliveryStore(OutputDefinitions, SyncStore, Protocol):
+    """The outbox, dead letters, per-connection delivery state, initial syncs (and the
+    outputs and connections defined at run time). Each call is its own transaction."""
 
     def claim_lane(self, connection: str, owner: str, now_ms: int, lease_ms: int) -> bool:
         """True when `owner` holds (or now takes) the right to send over the connection

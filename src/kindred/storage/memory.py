@@ -293,6 +293,10 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def _deliveries(self) -> DeliveryState:  # type: ignore[override]
         return self._state.deliveries
 
+    def _member_mpids(self, audience_id: int) -> list[int]:
+        profiles = self._state.profiles
+        return sorted(m for m, p in profiles.items() if audience_id in p.memberships)
+
     def get_profile(self, mpid: int) -> Profile | None:
         return self._state.profiles.get(mpid)
 

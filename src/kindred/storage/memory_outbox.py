@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import msgspec
 
-from kindred.ports import ConnectionState, DeadLetter, Delivery
+from kindred.ports import ConnectionState, DeadLetter, Delivery, SyncState
 
 __all__ = ["DeliveryState", "MemoryDeliveries"]
 
@@ -36,6 +37,7 @@ class MemoryDeliveries:
         self._states: dict[str, ConnectionState] = {}
         self._leases: dict[str, tuple[str, int]] = {}
         self._definitions: dict[tuple[str, str], bytes] = {}
+        self._syncs: dict[str, SyncState] = {}
 
     def claim_lane(self, connection: str, owner: str, now_ms: int, lease_ms: int) -> bool:
         with self._lock:
@@ -102,6 +104,97 @@ class MemoryDeliveries:
             self._deliveries.add([msgspec.structs.replace(d.delivery, id=None) for d in chosen])
             return len(chosen)
 
+    def sync_state(self, connection: str) -> SyncState | None:
+        with self._lock:
+            return self._syncs.get(connection)
+
+    def sync_states(self) -> list[SyncState]:
+        with self._lock:
+            return [self._syncs[name] for name in sorted(self._syncs)]
+
+    def set_sync(self, connection: str, status: str) -> None:
+        with self._lock:
+            self._drop_pending(connection)
+            before = self._syncs.get(connection)
+            generation = before.generation if before else 0
+            self._syncs[connection] = SyncState(
+                connection=connection, status=status, generation=generation
+            )
+
+    def begin_sync(
+        self, connection: str, audience_id: int, generation: int, now_ms: int, *, discard: bool
+    ) -> SyncState | None:
+        with self._lock:
+            before = self._syncs.get(connection)
+            if (before.generation if before else 0) != generation or (
+                before is not None and before.status == "off"
+            ):
+                return None
+            if discard:
+                self._drop_pending(connection)
+            begun = SyncState(
+                connection=connection,
+                status="running",
+                audience_id=audience_id,
+                generation=generation + 1,
+                members_total=len(self._member_mpids(audience_id)),
+                started_ms=now_ms,
+            )
+            self._syncs[connection] = begun
+            return begun
+
+    def advance_sync(
+        self, connection: str, generation: int, members_done: int, cursor_mpid: int, count: int
+    ) -> bool:
+        with self._lock:
+            sync = self._syncs.get(connection)
+            if not _running(sync, generation) or sync.members_done != members_done:
+                return False
+            self._syncs[connection] = msgspec.structs.replace(
+                sync, cursor_mpid=cursor_mpid, members_done=members_done + count
+            )
+            return True
+
+    def finish_sync(self, connection: str, generation: int, now_ms: int) -> bool:
+        with self._lock:
+            sync = self._syncs.get(connection)
+            if not _running(sync, generation):
+                return False
+            self._syncs[connection] = msgspec.structs.replace(
+                sync, status="done", finished_ms=now_ms
+            )
+            return True
+
+    def audience_members(self, audience_id: int, after_mpid: int | None, limit: int) -> list[int]:
+        with self._lock:
+            members = self._member_mpids(audience_id)
+            return [m for m in members if after_mpid is None or m > after_mpid][:limit]
+
+    def pending_mpids(self, connection: str, mpids: Sequence[int]) -> set[int]:
+        with self._lock:
+            wanted = set(mpids)
+            return {
+                d.mpid
+                for d in self._deliveries.outbox
+                if d.connection == connection and d.mpid in wanted
+            }
+
+    def add_dead_letters(self, deliveries: Sequence[Delivery], error: str, now_ms: int) -> None:
+        with self._lock:
+            for delivery in deliveries:
+                entry = DeadLetter(
+                    id=len(self._dead) + 1, delivery=delivery, failed_ms=now_ms, error=error
+                )
+                self._dead.append(entry)
+
+    def _member_mpids(self, audience_id: int) -> list[int]:
+        """The audience's members as stored, by MPID ascending (the store's own)."""
+        raise NotImplementedError
+
+    def _drop_pending(self, connection: str) -> None:
+        outbox = self._deliveries.outbox
+        self._deliveries.outbox = [d for d in outbox if d.connection != connection]
+
     def save_definition(self, kind: str, name: str, doc: bytes) -> None:
         with self._lock:
             self._definitions[(kind, name)] = doc
@@ -126,3 +219,7 @@ class MemoryDeliveries:
         taken = [d for d in outbox if d.id in wanted and d.connection == connection]
         self._deliveries.outbox = [d for d in outbox if d not in taken]
         return taken
+
+
+def _running(sync: SyncState | None, generation: int) -> TypeGuard[SyncState]:
+    return sync is not None and sync.status == "running" and sync.generation == generation

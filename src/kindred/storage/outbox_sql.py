@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from kindred.ports import ConnectionState, DeadLetter, Delivery
+from kindred.ports import ConnectionState, DeadLetter, Delivery, SyncState
 
 __all__ = ["DELIVERY_COLUMNS", "Cursor", "SqlDeliveryStore", "delivery_row"]
 
@@ -64,6 +64,20 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     )
 
 
+def _sync(row: Sequence[Any]) -> SyncState:
+    return SyncState(
+        connection=row[0],
+        status=row[1],
+        audience_id=row[2],
+        generation=row[3],
+        cursor_mpid=row[4],
+        members_done=row[5],
+        members_total=row[6],
+        started_ms=row[7],
+        finished_ms=row[8],
+    )
+
+
 def _state(row: Sequence[Any]) -> ConnectionState:
     return ConnectionState(
         connection=row[0],
@@ -107,6 +121,30 @@ _CLAIM = (
 
 
 _DELETE_ROW = "DELETE FROM outbox WHERE id = ? AND connection = ?"
+
+_SYNC_COLUMNS = (
+    "connection, status, audience_id, generation, cursor_mpid, members_done, members_total,"
+    " started_ms, finished_ms"
+)
+
+_SET_SYNC = (
+    "INSERT INTO connection_syncs (connection, status) VALUES (?, ?)"
+    " ON CONFLICT (connection) DO UPDATE SET status = excluded.status, audience_id = NULL,"
+    " cursor_mpid = NULL, members_done = 0, members_total = 0, started_ms = NULL,"
+    " finished_ms = NULL"
+)
+
+# Begun only over the generation the caller read (0: none stored) and never while "off".
+_BEGIN_SYNC = (
+    "INSERT INTO connection_syncs (connection, status, audience_id, generation, members_total,"
+    " started_ms) VALUES (?, 'running', ?, ?,"
+    " (SELECT count(*) FROM audience_members WHERE audience_id = ?), ?)"
+    " ON CONFLICT (connection) DO UPDATE SET status = excluded.status,"
+    " audience_id = excluded.audience_id, generation = excluded.generation,"
+    " cursor_mpid = NULL, members_done = 0, members_total = excluded.members_total,"
+    " started_ms = excluded.started_ms, finished_ms = NULL"
+    " WHERE connection_syncs.generation = ? AND connection_syncs.status <> 'off'"
+)
 
 
 class SqlDeliveryStore:
@@ -220,6 +258,95 @@ class SqlDeliveryStore:
                 self._sql("DELETE FROM dead_letters WHERE id = ?"), [(i,) for i in chosen]
             )
         return len(chosen)
+
+    def sync_state(self, connection: str) -> SyncState | None:
+        rows = self._outbox_rows(
+            f"SELECT {_SYNC_COLUMNS} FROM connection_syncs WHERE connection = ?", (connection,)
+        )
+        return _sync(rows[0]) if rows else None
+
+    def sync_states(self) -> list[SyncState]:
+        rows = self._outbox_rows(
+            f"SELECT {_SYNC_COLUMNS} FROM connection_syncs ORDER BY connection"
+        )
+        return [_sync(r) for r in rows]
+
+    def set_sync(self, connection: str, status: str) -> None:
+        with self._delivery_tx() as cursor:
+            cursor.execute(self._sql("DELETE FROM outbox WHERE connection = ?"), (connection,))
+            cursor.execute(self._sql(_SET_SYNC), (connection, status))
+
+    def begin_sync(
+        self, connection: str, audience_id: int, generation: int, now_ms: int, *, discard: bool
+    ) -> SyncState | None:
+        with self._delivery_tx() as cursor:
+            cursor.execute(
+                self._sql(_BEGIN_SYNC),
+                (connection, audience_id, generation + 1, audience_id, now_ms, generation),
+            )
+            if cursor.rowcount != 1:
+                return None
+            if discard:
+                cursor.execute(self._sql("DELETE FROM outbox WHERE connection = ?"), (connection,))
+            cursor.execute(
+                self._sql(f"SELECT {_SYNC_COLUMNS} FROM connection_syncs WHERE connection = ?"),
+                (connection,),
+            )
+            return _sync(cursor.fetchone())
+
+    def advance_sync(
+        self, connection: str, generation: int, members_done: int, cursor_mpid: int, count: int
+    ) -> bool:
+        with self._delivery_tx() as cursor:
+            cursor.execute(
+                self._sql(
+                    "UPDATE connection_syncs SET cursor_mpid = ?, members_done = ?"
+                    " WHERE connection = ? AND generation = ? AND members_done = ?"
+                    " AND status = 'running'"
+                ),
+                (cursor_mpid, members_done + count, connection, generation, members_done),
+            )
+            return cursor.rowcount == 1
+
+    def finish_sync(self, connection: str, generation: int, now_ms: int) -> bool:
+        with self._delivery_tx() as cursor:
+            cursor.execute(
+                self._sql(
+                    "UPDATE connection_syncs SET status = 'done', finished_ms = ?"
+                    " WHERE connection = ? AND generation = ? AND status = 'running'"
+                ),
+                (now_ms, connection, generation),
+            )
+            return cursor.rowcount == 1
+
+    def audience_members(self, audience_id: int, after_mpid: int | None, limit: int) -> list[int]:
+        # The index on (audience_id, mpid) walks one audience's members in order.
+        after, params = ("", ()) if after_mpid is None else (" AND mpid > ?", (after_mpid,))
+        rows = self._outbox_rows(
+            f"SELECT mpid FROM audience_members WHERE audience_id = ?{after} ORDER BY mpid LIMIT ?",
+            (audience_id, *params, limit),
+        )
+        return [int(r[0]) for r in rows]
+
+    def pending_mpids(self, connection: str, mpids: Sequence[int]) -> set[int]:
+        if not mpids:
+            return set()
+        marks = ", ".join("?" for _ in mpids)
+        rows = self._outbox_rows(
+            f"SELECT DISTINCT mpid FROM outbox WHERE connection = ? AND mpid IN ({marks})",
+            (connection, *mpids),
+        )
+        return {int(r[0]) for r in rows}
+
+    def add_dead_letters(self, deliveries: Sequence[Delivery], error: str, now_ms: int) -> None:
+        with self._delivery_tx() as cursor:
+            cursor.executemany(
+                self._sql(
+                    f"INSERT INTO dead_letters ({DELIVERY_COLUMNS}, failed_ms, error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [(*delivery_row(d), now_ms, error) for d in deliveries],
+            )
 
     def save_definition(self, kind: str, name: str, doc: bytes) -> None:
         with self._delivery_tx() as cursor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+
 from kindred.api.ui.audiences import (
     connections_by_audience,
     connections_html,
@@ -24,7 +26,7 @@ from kindred.domain.profile import (
     Profile,
     WorkspaceProfile,
 )
-from kindred.services.forwarding.admin import ConnectionView
+from kindred.services.forwarding.admin import ConnectionView, SyncView
 from kindred.services.profiles.activity import LiveItem, Timeline
 
 EVIL = '<script>alert("x")</script>'
@@ -203,6 +205,31 @@ def test_a_faulted_connection_shows_its_error_and_a_resume_form_with_the_token()
     empty = connections_html(7, [], visitor)
     assert 'id="connections-none"' in empty
     assert "<table" not in empty
+
+
+def test_an_audience_connections_initial_sync_shows_its_progress() -> None:
+    visitor = Visitor(name="ann", csrf="tok")
+
+    def synced(name: str, status: str, done: int, total: int) -> ConnectionView:
+        sync = SyncView(
+            status=status,
+            members_done=done,
+            members_total=total,
+            started_ms=NOW,
+            finished_ms=NOW + 1000 if status == "done" else None,
+        )
+        return msgspec.structs.replace(_view(name, "sending"), initial_sync=sync)
+
+    markup = connections_html(
+        7,
+        [synced("a", "running", 300, 1000), synced("b", "done", 12, 10), _view("c", "sending")],
+        visitor,
+    )
+    assert '<th scope="col">Initial sync</th>' in markup
+    assert '<progress value="300" max="1000"></progress>' in markup
+    assert "300 of 1000 members" in markup
+    assert "done: 12 members" in markup
+    assert '<time datetime="2023-11-14T22:13:21.000+00:00">' in markup
 
 
 def test_any_stored_instant_renders_and_those_outside_the_range_as_numbers() -> None:

@@ -17,7 +17,7 @@ from kindred.api.ui.session import Visitor
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.forwarding import AudienceConnection
 from kindred.services.audiences.admin import AudienceMetrics
-from kindred.services.forwarding.admin import ConnectionView
+from kindred.services.forwarding.admin import ConnectionView, SyncView
 
 __all__ = [
     "audience_body",
@@ -184,8 +184,8 @@ def audience_body(
 def connections_html(
     audience_id: int, connections: Sequence[ConnectionView], visitor: Visitor
 ) -> Html:
-    """The audience's connections: output, status, pending rows, the last error, when it
-    faulted, and a Resume button for a faulted one."""
+    """The audience's connections: output, status, the initial sync's progress, pending
+    rows, the last error, when it faulted, and a Resume button for a faulted one."""
     if not connections:
         return h(
             '<p class="muted" id="connections-none">{}</p><p class="muted">{}</p>',
@@ -194,12 +194,23 @@ def connections_html(
             "through the admin API (docs/forwarding.md).",
         )
     return table(
-        ["Connection", "Output", "Status", "Pending", "Delivered", "Last error", "Faulted", ""],
+        [
+            "Connection",
+            "Output",
+            "Status",
+            "Initial sync",
+            "Pending",
+            "Delivered",
+            "Last error",
+            "Faulted",
+            "",
+        ],
         (
             (
                 h('<span class="nowrap">{}</span>', c.name),
                 h('<span class="nowrap">{}</span>', c.output),
                 _status(c.status),
+                _sync(c.initial_sync),
                 c.pending,
                 c.delivered,
                 h('<span class="failure">{}</span>', c.last_error) if c.last_error else "—",
@@ -210,6 +221,26 @@ def connections_html(
         ),
         caption="Connections",
     )
+
+
+def _sync(sync: SyncView | None) -> Html:
+    """How far the initial sync is: the members sent of the audience's size as it began."""
+    if sync is None:
+        return Html("—")
+    if sync.status == "running":
+        return h(
+            '<span class="nowrap">running</span> <progress value="{d}" max="{t}"></progress>'
+            ' <span class="nowrap">{d} of {t} members</span>',
+            d=sync.members_done,
+            t=max(sync.members_total, sync.members_done),
+        )
+    if sync.status == "done" and sync.finished_ms is not None:
+        return h(
+            '<span class="nowrap">done: {} members</span> {}',
+            sync.members_done,
+            when(sync.finished_ms),
+        )
+    return h('<span class="muted">{}</span>', sync.status)
 
 
 def _resume_form(audience_id: int, name: str, visitor: Visitor) -> Html:

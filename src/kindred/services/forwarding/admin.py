@@ -1,5 +1,5 @@
-"""What operators do with connections (AUD-11): look at their status, resume faulted ones,
-inspect and replay dead letters."""
+"""What operators do with connections (AUD-11): look at their status (an audience
+connection's initial sync too, ENR-4), resume faulted ones, inspect and replay dead letters."""
 
 from __future__ import annotations
 
@@ -10,13 +10,25 @@ import msgspec
 
 from kindred.domain.errors import NotFound
 from kindred.domain.forwarding import AudienceConnection, EventConnection
-from kindred.ports import Clock, ConnectionState, DeadLetter, DeliveryStore
+from kindred.ports import Clock, ConnectionState, DeadLetter, DeliveryStore, SyncState
 from kindred.services.forwarding.catalog import OutputCatalog
 from kindred.services.forwarding.delivery import state_of
 
-__all__ = ["ConnectionView", "DeadLetterView", "DeliveryAdmin"]
+__all__ = ["ConnectionView", "DeadLetterView", "DeliveryAdmin", "SyncView"]
 
 log = logging.getLogger("kindred.delivery")
+
+
+class SyncView(msgspec.Struct, frozen=True, kw_only=True):
+    """An audience connection's initial sync as the admin API and CLI show it: `status`
+    "waiting" (to begin when its lane runs), "running", "done" or "off" (disabled);
+    `members_done` of about `members_total` (the audience's size when it began)."""
+
+    status: str
+    members_done: int
+    members_total: int
+    started_ms: int | None
+    finished_ms: int | None
 
 
 class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +44,26 @@ class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None
     faulted_ms: int | None
     retry_at_ms: int
+    # Audience connections: the initial sync (ENR-4); None for event connections.
+    initial_sync: SyncView | None = None
+
+
+def _sync_view(c: AudienceConnection, s: SyncState | None) -> SyncView:
+    if s is None:
+        return SyncView(
+            status="waiting" if c.enabled else "off",
+            members_done=0,
+            members_total=0,
+            started_ms=None,
+            finished_ms=None,
+        )
+    return SyncView(
+        status=s.status,
+        members_done=s.members_done,
+        members_total=s.members_total,
+        started_ms=s.started_ms,
+        finished_ms=s.finished_ms,
+    )
 
 
 class DeadLetterView(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,8 +101,9 @@ class DeliveryAdmin:
     def connections(self) -> list[ConnectionView]:
         pending = self._store.count_pending()
         states = {s.connection: s for s in self._store.connection_states()}
+        syncs = {s.connection: s for s in self._store.sync_states()}
         return [
-            self._view(c, states.get(c.name), pending.get(c.name, 0))
+            self._view(c, states.get(c.name), pending.get(c.name, 0), syncs.get(c.name))
             for c in self._catalog.current().connections()
         ]
 
@@ -99,7 +132,11 @@ class DeliveryAdmin:
         raise NotFound(f"no connection {name!r}")
 
     def _view(
-        self, c: EventConnection | AudienceConnection, s: ConnectionState | None, pending: int
+        self,
+        c: EventConnection | AudienceConnection,
+        s: ConnectionState | None,
+        pending: int,
+        sync: SyncState | None,
     ) -> ConnectionView:
         s = s or ConnectionState(connection=c.name)
         if not c.enabled:
@@ -121,4 +158,5 @@ class DeliveryAdmin:
             last_error=s.last_error,
             faulted_ms=s.faulted_ms,
             retry_at_ms=s.retry_at_ms,
+            initial_sync=_sync_view(c, sync) if isinstance(c, AudienceConnection) else None,
         )

@@ -6,6 +6,10 @@ An output's secrets (SEC-3; `domain.forwarding.secret_fields`) are kept in the s
 encrypted (`SecretBox`, whose key is not in the store), shown masked, and kept when a save
 sends the mask back. A secret stored in plaintext by an older version is still read, and
 encrypted at the next save or by `encrypt_stored` (run at start).
+
+An audience connection made, enabled again or given another audience starts its initial sync
+over, and one disabled or deleted stops it (`SyncStore.set_sync`, discarding its waiting
+rows): through the admin API at its save, from the config file at start (`settle_syncs`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from kindred.ports import (
     DefinitionsVersion,
     OutputDefinitions,
     SecretBox,
+    SyncStore,
 )
 from kindred.services.definitions import Versioned
 
@@ -62,8 +67,9 @@ class OutputsAndConnections(msgspec.Struct, frozen=True, kw_only=True):
         return [*self.event_connections, *self.audience_connections]
 
 
-class _CatalogStore(OutputDefinitions, DefinitionsVersion, Protocol):
-    """The outputs and connections kept in the store, and the definitions' version."""
+class _CatalogStore(OutputDefinitions, DefinitionsVersion, SyncStore, Protocol):
+    """The outputs and connections kept in the store, the definitions' version, and the
+    audience connections' initial syncs."""
 
 
 class OutputCatalog:
@@ -120,11 +126,26 @@ class OutputCatalog:
                 raise ConfigError(f"outputs[{item.name!r}]: a secret may not start with {SEALED}")
             previous = next((o for o in stored["output"] if o.name == item.name), None)
             item = unmasked(item, previous)
+        before = next((x for x in stored[kind] if x.name == item.name), None)
         _replace(stored, kind, item)
         checked = self.check(self._merged(stored))
         saved = next(x for x in _items(checked, kind) if x.name == item.name)
         self._store.save_definition(kind, item.name, self._encoded(saved))
+        if isinstance(saved, AudienceConnection) and _starts_over(before, saved):
+            self._store.set_sync(saved.name, "waiting" if saved.enabled else "off")
         return masked(saved) if isinstance(saved, OutputDef) else saved
+
+    def settle_syncs(self) -> None:
+        """Every audience connection's sync as its definition says (run at start): a
+        disabled one's stopped, one enabled again started over (a new one begins when its
+        lane first runs). The config file's change between starts; one saved through the
+        admin API was settled at its save, unless the process ended in between."""
+        for c in self.current().audience_connections:
+            sync = self._store.sync_state(c.name)
+            if not c.enabled and (sync is None or sync.status != "off"):
+                self._store.set_sync(c.name, "off")
+            elif c.enabled and sync is not None and sync.status == "off":
+                self._store.set_sync(c.name, "waiting")
 
     def patch(self, kind: str, name: str, doc: bytes) -> object:
         """Change some settings of a stored output or connection (PATCH): the document's
@@ -169,6 +190,8 @@ class OutputCatalog:
             raise ConfigError(f"output {name!r} is used by a connection")
         if not self._store.delete_definition(kind, name):
             raise NotFound(f"no {kind} {name!r}")
+        if kind == "audience_connection":
+            self._store.set_sync(name, "off")
 
     def check(self, defs: OutputsAndConnections) -> OutputsAndConnections:
         """Every name unique, every reference resolved; identity types made canonical."""
@@ -226,6 +249,15 @@ class OutputCatalog:
             event_connections=[*d.event_connections, *stored["event_connection"]],
             audience_connections=[*d.audience_connections, *stored["audience_connection"]],
         )
+
+
+def _starts_over(before: AudienceConnection | None, saved: AudienceConnection) -> bool:
+    """Whether a save makes the connection anew for its output: made, given another
+    audience, enabled or disabled."""
+    return before is None or (before.audience_id, before.enabled) != (
+        saved.audience_id,
+        saved.enabled,
+    )
 
 
 def _items(defs: OutputsAndConnections, kind: str) -> list[Any]:

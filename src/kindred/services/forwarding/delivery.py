@@ -10,18 +10,26 @@ connection is faulted and stops until resumed. A receiver that refuses a message
 (4xx other than 408 and 429) sends it to the dead letters, from where it can be replayed.
 Delivery is at least once: every message carries an idempotency key that stays the same
 when it is sent again.
+
+An audience connection begins with its initial sync (ENR-4): before any of its outbox rows,
+its lane sends the audience's current members as adds, a page at a time in MPID order, and
+keeps a cursor in the store (`SyncStore`) after each page, so that a sync interrupted goes
+on from its last page, once across processes (under the lane's lease; each store write
+conditional on the state read). Why each user's messages still end in the right state, in
+order: see `Lane._sync_step`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from kindred.audiences.definition import AudienceDef
 from kindred.domain.enrich import CHANNELS, audience_messages, enrich_batch, membership_batch
 from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
@@ -36,6 +44,7 @@ from kindred.ports import (
     Message,
     ProfileReader,
     Sink,
+    SyncState,
 )
 from kindred.services.forwarding.catalog import OutputCatalog
 from kindred.services.forwarding.router import MembershipNote
@@ -47,25 +56,39 @@ log = logging.getLogger("kindred.delivery")
 
 _BATCH = msgspec.json.Decoder(dict[str, Any])
 _NOTE = msgspec.json.Decoder(MembershipNote)
+_NOTE_BODY = msgspec.json.Encoder()
 
 
 class Renderer:
     """Outbox rows -> the messages an output receives, from the profile as stored now."""
 
-    def __init__(self, store: ProfileReader, tenancy: Tenancy) -> None:
+    def __init__(
+        self,
+        store: ProfileReader,
+        tenancy: Tenancy,
+        audiences: Callable[[], Mapping[int, AudienceDef]] | None = None,
+    ) -> None:
+        """`audiences`: every audience by id, as last committed (for initial syncs)."""
         self._store = store
         self._tenancy = tenancy
+        self._audiences = audiences or dict
+
+    def audience(self, audience_id: int) -> AudienceDef | None:
+        return self._audiences().get(audience_id)
 
     def render(
-        self, connection: EventConnection | AudienceConnection, row: Delivery
+        self, connection: EventConnection | AudienceConnection, row: Delivery, key: str = ""
     ) -> list[Message]:
-        key = f"{connection.name}:{row.id}"
+        """`key`: the messages' idempotency key (default `CONNECTION:ROW`)."""
+        key = key or f"{connection.name}:{row.id}"
         profile = self._profile(row.mpid)
         if row.kind == "membership":
             note = _NOTE.decode(row.body)
             if profile is None:
                 return []
             if isinstance(connection, AudienceConnection):
+                if note.audience_id != connection.audience_id:
+                    return []  # of the audience it had before: its new sync superseded it
                 return audience_messages(
                     profile,
                     connection,
@@ -150,12 +173,19 @@ class Lane:
         return self.connection.name
 
     def step(self) -> int:
-        """Send the oldest pending rows; the number of rows finished (sent, filtered out
-        or dead-lettered). 0: nothing to do now (idle, waiting to retry, faulted, or
-        another process holds the connection)."""
+        """Send the oldest pending rows (an audience connection's initial sync first); the
+        number of rows (or members) finished (sent, filtered out or dead-lettered). 0:
+        nothing to do now (idle, waiting to retry, faulted, or another process holds the
+        connection)."""
         now = self._clock.now_ms()
         state = self.state()
-        rows = self._claim(state, now)
+        if state.faulted_ms is not None or state.retry_at_ms > now:
+            return 0
+        if isinstance(self.connection, AudienceConnection):
+            syncing = self._sync_due(self.connection, state, now)
+            if syncing is not None:
+                return syncing
+        rows = self._claim(now)
         if not rows:
             return 0
         try:
@@ -165,11 +195,150 @@ class Lane:
                 return self._one_by_one(rows, now)
             return self._failed(state, _ids(rows), failure, now)
 
-    def _claim(self, state: ConnectionState, now: int) -> list[Delivery]:
-        """The rows to send now: none while faulted, backing off, idle, or held by
-        another process."""
-        if state.faulted_ms is not None or state.retry_at_ms > now:
-            return []
+    def _sync_due(
+        self, connection: AudienceConnection, state: ConnectionState, now: int
+    ) -> int | None:
+        """None when the initial sync is done (the rows are next); else what a step of it
+        finished (0 as well while stopped or another process holds the connection)."""
+        sync = self._store.sync_state(self.name)
+        if sync is not None and sync.status == "off":
+            return 0  # disabled or deleted since this lane began
+        if _synced(sync, connection.audience_id):
+            return None
+        if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
+            return 0
+        return self._sync_step(connection, state, sync, now)
+
+    def _sync_step(
+        self,
+        connection: AudienceConnection,
+        state: ConnectionState,
+        sync: SyncState | None,
+        now: int,
+    ) -> int:
+        """Begin the initial sync, send its next page of members as adds, or finish it; the
+        members finished (1 for a begin or a finish, so that the caller steps again).
+
+        Why each user ends in the right state, in order (ENR-4). The outbox holds a row for
+        every change of the audience committed while the connection exists (the router
+        writes it in the change's transaction), and the lane sends none of them until the
+        sync is done; the sync begins after the connection exists, so every page it reads
+        shows every change committed before it. A page of members is read, then which of
+        them have rows waiting; those are skipped, the others sent as adds. So for a user U:
+        - U has rows waiting when its page is checked: no add from the sync; U's rows are
+          sent after the sync, in the order committed, and the last of them is U's latest
+          change: the output ends with U's current state.
+        - U has none: U has not changed since the sync began (none of its rows was sent
+          yet; rows dropped when it began are older changes the page shows), so U is a
+          member as the page read, and any later change of U commits a row after the
+          check, sent after the add: the add never arrives after a later remove.
+        - U is not in the page: it is not a member as read, and a later enter has a row.
+        A sync that starts over (the connection made again, enabled again, given another
+        audience) first drops the connection's waiting rows (`SyncStore.set_sync`, or
+        `begin_sync` with `discard`): they are older changes its pages read anyway, and a
+        stale remove must not follow the new add. Two processes: one holds the lease; each
+        write is conditional on the sync state read (generation, members done), so a
+        process whose lease ran out mid-page sends that page again with the same keys
+        (`CONNECTION:syncG:MPID/N`) and moves nothing."""
+        audience_id = connection.audience_id
+        if sync is None or sync.status == "waiting" or sync.audience_id != audience_id:
+            begun = self._store.begin_sync(
+                self.name,
+                audience_id,
+                sync.generation if sync is not None else 0,
+                now,
+                discard=sync is not None and sync.status != "waiting",
+            )
+            if begun is not None:
+                log.info(
+                    "%s: initial sync %d of audience %d begins with %d members",
+                    self.name,
+                    begun.generation,
+                    audience_id,
+                    begun.members_total,
+                )
+            return 0 if begun is None else 1
+        mpids = self._store.audience_members(audience_id, sync.cursor_mpid, self.output.batch_size)
+        if not mpids:
+            if self._store.finish_sync(self.name, sync.generation, now):
+                log.info("%s: initial sync done: %d members", self.name, sync.members_done)
+            return 1
+        carried = self._store.pending_mpids(self.name, mpids)
+        audience = self._renderer.audience(audience_id)
+        rows = {
+            mpid: _sync_row(self.name, audience, mpid, now)
+            for mpid in mpids
+            if mpid not in carried and audience is not None
+        }
+        return self._sync_page(state, sync, mpids, rows, now)
+
+    def _sync_page(
+        self,
+        state: ConnectionState,
+        sync: SyncState,
+        mpids: list[int],
+        rows: dict[int, Delivery],
+        now: int,
+    ) -> int:
+        """Send a page's adds and move the cursor past it. A page refused for good: each
+        member again on its own, those refused becoming dead letters; a failure worth
+        retrying stops there (the cursor moved past the members done)."""
+        failed: DeliveryFailed | None = None
+        try:
+            delivered = self._send_sync(list(rows.values()), sync.generation)
+            done = len(mpids)
+        except DeliveryFailed as failure:
+            if not failure.permanent:
+                return self._failed(state, [], failure, now)
+            delivered = done = 0
+            for mpid in mpids:
+                row = rows.get(mpid)
+                try:
+                    delivered += self._send_sync([row] if row else [], sync.generation)
+                except DeliveryFailed as one:
+                    if not one.permanent:
+                        failed = one
+                        break
+                    assert row is not None  # nothing sent, nothing refused
+                    log.warning("%s: initial sync add refused for good: %s", self.name, one)
+                    self._store.add_dead_letters([row], str(one), now)
+                    self._on_outcome(self.name, "dead_letter", 1)
+                done += 1
+        if done:
+            self._store.advance_sync(
+                self.name, sync.generation, sync.members_done, mpids[done - 1], done
+            )
+        if failed is not None:
+            self._failed(state, [], failed, now)
+            return done
+        self._store.save_connection_state(
+            msgspec.structs.replace(
+                state,
+                failures=0,
+                failing_since_ms=None,
+                retry_at_ms=0,
+                delivered=state.delivered + delivered,
+            )
+        )
+        self._on_outcome(self.name, "synced", done)
+        return done
+
+    def _send_sync(self, rows: list[Delivery], generation: int) -> int:
+        """Send an initial sync's adds, keyed by connection, sync and member; how many
+        messages."""
+        messages = [
+            m
+            for row in rows
+            for m in self._renderer.render(
+                self.connection, row, f"{self.name}:sync{generation}:{row.mpid}"
+            )
+        ]
+        if messages:
+            self._sink.send(messages)
+        return len(messages)
+
+    def _claim(self, now: int) -> list[Delivery]:
+        """The rows to send now: none while idle or held by another process."""
         # Look before claiming: an idle poll is then a read, not a write transaction.
         if not self._store.pending_deliveries(self.name, 1):
             return []
@@ -247,6 +416,35 @@ class Lane:
 
 def _ids(rows: list[Delivery]) -> list[int]:
     return [row.id for row in rows if row.id is not None]
+
+
+def _synced(sync: SyncState | None, audience_id: int) -> bool:
+    """Whether the connection's initial sync is done for its audience (a sync done before
+    initial syncs existed: for any)."""
+    return (
+        sync is not None
+        and sync.status == "done"
+        and (sync.audience_id is None or sync.audience_id == audience_id)
+    )
+
+
+def _sync_row(connection: str, audience: AudienceDef, mpid: int, now: int) -> Delivery:
+    """A member's add as an initial sync sends it (never an outbox row; kept as a dead
+    letter when refused for good)."""
+    note = MembershipNote(
+        audience_id=audience.id,
+        audience_name=audience.external_name or audience.name,
+        entered=True,
+        at_ms=now,
+    )
+    return Delivery(
+        connection=connection,
+        kind="membership",
+        workspace_id=audience.workspaces[0] if audience.workspaces else 0,
+        created_ms=now,
+        body=_NOTE_BODY.encode(note),
+        mpid=mpid,
+    )
 
 
 def state_of(store: DeliveryStore, name: str) -> ConnectionState:
