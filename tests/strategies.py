@@ -260,6 +260,9 @@ def profiles(draw: st.DrawFn, mpid: int = 42) -> Profile:
             for t, v in identities.items()
         },
         workspaces={WORKSPACE_ID: workspace},
+        account_attributes=draw(
+            st.dictionaries(st.sampled_from(ATTRIBUTE_KEYS), attribute_entries(), max_size=2)
+        ),
         version=draw(st.integers(1, 5)),
     )
 

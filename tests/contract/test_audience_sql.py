@@ -132,7 +132,7 @@ location = st.builds(
 workspace = st.builds(
     WorkspaceProfile,
     location=st.none() | location,
-    first_seen_ms=st.just(NOW),
+    first_seen_ms=st.sampled_from([NOW - 10 * DAY_MS, NOW - DAY_MS, NOW]),
     last_seen_ms=st.just(NOW),
     attributes=st.dictionaries(st.sampled_from(KEYS), attribute_entry(), max_size=3),
     gdpr=st.dictionaries(st.sampled_from(["marketing"]), consent),
@@ -159,6 +159,9 @@ def profiles(draw: st.DrawFn) -> Profile:
             ).items()
         },
         workspaces=draw(st.dictionaries(st.sampled_from([1, 2]), workspace, max_size=2)),
+        account_attributes=draw(
+            st.dictionaries(st.sampled_from(KEYS), attribute_entry(), max_size=2)
+        ),
         memberships=draw(
             st.sampled_from([{}, {NESTED: Membership(audience_id=NESTED, name="n", since_ms=1)}])
         ),
@@ -203,7 +206,21 @@ value_tests = st.one_of(
 
 
 @st.composite
-def leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per kind
+def leaves(draw: st.DrawFn) -> dict[str, Any]:
+    """A leaf; a user-based one may name the workspace it reads (AUD-1), an attribute may
+    be the account's (PRF-4)."""
+    doc = draw(_leaves())
+    user_based = ("attribute", "identity", "device", "attribution", "consent", "location")
+    if any(k in doc for k in (*user_based, "location_within", "first_seen")):
+        if draw(st.integers(0, 2)) == 0:
+            doc["workspace"] = draw(st.sampled_from([1, 2]))
+        elif "attribute" in doc and draw(st.integers(0, 3)) == 0:
+            doc["account_attribute"] = doc.pop("attribute")
+    return doc
+
+
+@st.composite
+def _leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per kind
     kind = draw(st.integers(0, 8))
     test = draw(value_tests)
     if kind <= 2:
@@ -368,15 +385,74 @@ def test_every_value_test_selects_as_the_evaluator(store: Store) -> None:
     assert checked > 4 * 150
 
 
-def test_first_seen_follows_a_created_time_a_merge_moved(store: Store) -> None:
-    """A merge gives the survivor the earlier creation time of the two; criteria see it."""
-    late = Profile(mpid=77, scope="moved", created_ms=NOW, last_stored_ms=NOW, version=1)
+def test_first_seen_follows_a_first_seen_time_a_merge_moved(store: Store) -> None:
+    """A merge gives the survivor the earlier first-seen time of each workspace; criteria
+    see it."""
+    seen = WorkspaceProfile(first_seen_ms=NOW, last_seen_ms=NOW)
+    late = Profile(
+        mpid=77, scope="moved", created_ms=NOW, last_stored_ms=NOW, workspaces={1: seen}, version=1
+    )
     with store.unit_of_work() as uow:
         uow.profiles.save(late)
     with store.unit_of_work() as uow:
-        moved = msgspec.structs.replace(late, created_ms=NOW - 10 * DAY_MS, version=2)
+        earlier = msgspec.structs.replace(seen, first_seen_ms=NOW - 10 * DAY_MS)
+        moved = msgspec.structs.replace(late, workspaces={1: earlier}, version=2)
         uow.profiles.save(moved)
     node = parse_criteria({"first_seen": "before", "value": "2026-11-15"}, CATALOG)
     selection = Selection(criteria=node, scope="moved", workspace_ids=frozenset({1}), now_ms=NOW)
     assert admits(selection, moved)
     assert store.matching_profiles(selection, 0, 10) == [77]
+
+
+def test_identity_and_first_seen_read_only_the_selections_workspaces(store: Store) -> None:
+    """A profile seen only in workspace 2 of a shared identity scope: its email and its
+    first-seen time do not reach a selection of workspace 1 (AUD-1)."""
+    email = {"email": IdentityEntry(value="x@y", first_seen_ms=NOW, last_seen_ms=NOW)}
+    there = WorkspaceProfile(first_seen_ms=NOW - 10 * DAY_MS, last_seen_ms=NOW)
+    here = WorkspaceProfile(first_seen_ms=NOW, last_seen_ms=NOW)
+    only_2 = Profile(
+        mpid=81, scope="scoped", created_ms=NOW - 10 * DAY_MS, last_stored_ms=NOW,
+        user_identities=email, workspaces={2: there}, version=1,
+    )  # fmt: skip
+    both = msgspec.structs.replace(only_2, mpid=82, workspaces={1: here, 2: there})
+    with store.unit_of_work() as uow:
+        uow.profiles.save(only_2)
+        uow.profiles.save(both)
+    for doc, workspaces, wanted in [
+        ({"identity": "email", "op": "exists"}, {1}, [82]),
+        ({"identity": "email", "op": "exists"}, {2}, [81, 82]),
+        ({"identity": "email", "op": "exists", "workspace": 1}, {1, 2}, [82]),
+        ({"exclude": {"identity": "email", "op": "exists"}}, {1}, []),
+        ({"first_seen": "before", "value": "2026-11-15"}, {1}, []),
+        ({"first_seen": "before", "value": "2026-11-15"}, {1, 2}, [81, 82]),
+        ({"first_seen": "before", "value": "2026-11-15", "workspace": 1}, {1, 2}, []),
+        ({"first_seen": "on", "value": "2026-11-20", "workspace": 1}, {1, 2}, [82]),
+    ]:
+        node = parse_criteria(doc, CATALOG)
+        selection = Selection(
+            criteria=node, scope="scoped", workspace_ids=frozenset(workspaces), now_ms=NOW
+        )
+        assert [p.mpid for p in (only_2, both) if admits(selection, p)] == wanted, doc
+        assert store.matching_profiles(selection, 0, 10) == wanted, doc
+
+
+def test_account_attributes_select_as_the_evaluator(store: Store) -> None:
+    plan = AttributeEntry(value="Pro", priority=50, source="crm", ts_ms=NOW)
+    seen = WorkspaceProfile(first_seen_ms=NOW, last_seen_ms=NOW)
+    profile = Profile(
+        mpid=91, scope="account", created_ms=NOW, last_stored_ms=NOW,
+        workspaces={1: seen}, account_attributes={"plan": plan}, version=1,
+    )  # fmt: skip
+    with store.unit_of_work() as uow:
+        uow.profiles.save(profile)
+        uow.profiles.save(msgspec.structs.replace(profile, mpid=92, account_attributes={}))
+    for doc, wanted in [
+        ({"account_attribute": "plan", "op": "equals", "value": "pro"}, [91]),
+        ({"account_attribute": "plan", "op": "not_exists"}, [92]),
+        ({"attribute": "plan", "op": "exists"}, []),
+    ]:
+        node = parse_criteria(doc, CATALOG)
+        selection = Selection(
+            criteria=node, scope="account", workspace_ids=frozenset({1}), now_ms=NOW
+        )
+        assert store.matching_profiles(selection, 0, 10) == wanted, doc

@@ -12,6 +12,8 @@ import msgspec
 
 __all__ = [
     "LOCATION_FIELDS",
+    "USER_BASED",
+    "AccountAttributeCriterion",
     "All",
     "AnyOf",
     "AttributeCriterion",
@@ -63,6 +65,16 @@ class Exclude(msgspec.Struct, frozen=True, tag="exclude"):
 class AttributeCriterion(msgspec.Struct, frozen=True, tag="attribute"):
     key: str
     test: Condition
+    # User-based criteria read the audience's workspaces, or only this one of them.
+    workspace: int | None = None
+
+
+class AccountAttributeCriterion(msgspec.Struct, frozen=True, tag="account_attribute"):
+    """An account-level user attribute (PRF-4): one value for the profile, whichever
+    workspace wrote it."""
+
+    key: str
+    test: Condition
 
 
 class IdentityCriterion(msgspec.Struct, frozen=True, tag="identity"):
@@ -70,6 +82,7 @@ class IdentityCriterion(msgspec.Struct, frozen=True, tag="identity"):
 
     id_type: str
     test: Condition
+    workspace: int | None = None
 
 
 class DeviceCriterion(msgspec.Struct, frozen=True, tag="device"):
@@ -77,16 +90,21 @@ class DeviceCriterion(msgspec.Struct, frozen=True, tag="device"):
 
     field: str
     test: Condition
+    workspace: int | None = None
 
 
 class ConsentCriterion(msgspec.Struct, frozen=True, tag="consent"):
     regime: Literal["gdpr", "ccpa"]
     purpose: str | None
     state: Literal["consented", "not_consented", "exists", "not_exists"]
+    workspace: int | None = None
 
 
 class FirstSeenCriterion(msgspec.Struct, frozen=True, tag="first_seen"):
+    """When the profile was first seen in the audience's workspaces (or the one named)."""
+
     test: Condition
+    workspace: int | None = None
 
 
 class MembershipCriterion(msgspec.Struct, frozen=True, tag="audience"):
@@ -97,6 +115,7 @@ class MembershipCriterion(msgspec.Struct, frozen=True, tag="audience"):
 class AttributionCriterion(msgspec.Struct, frozen=True, tag="attribution"):
     field: Literal["publisher", "campaign"]
     test: Condition
+    workspace: int | None = None
 
 
 class EventCondition(msgspec.Struct, frozen=True, array_like=True):
@@ -137,6 +156,7 @@ class LocationCriterion(msgspec.Struct, frozen=True, tag="location"):
 
     field: Literal["city", "state", "zip", "dma", "country"]
     test: Condition
+    workspace: int | None = None
 
 
 class WithinDistance(msgspec.Struct, frozen=True, tag="location_within"):
@@ -145,6 +165,7 @@ class WithinDistance(msgspec.Struct, frozen=True, tag="location_within"):
     latitude: float
     longitude: float
     km: float
+    workspace: int | None = None
 
 
 class CartAbandonment(msgspec.Struct, frozen=True, tag="cart_abandonment"):
@@ -161,6 +182,7 @@ Node = (
     | AnyOf
     | Exclude
     | AttributeCriterion
+    | AccountAttributeCriterion
     | IdentityCriterion
     | DeviceCriterion
     | ConsentCriterion
@@ -171,4 +193,18 @@ Node = (
     | CartAbandonment
     | LocationCriterion
     | WithinDistance
+)
+
+
+# The criteria that read a workspace's data (the audience's, or the one a criterion names
+# with `workspace`).
+USER_BASED: tuple[type, ...] = (
+    AttributeCriterion,
+    IdentityCriterion,
+    DeviceCriterion,
+    ConsentCriterion,
+    FirstSeenCriterion,
+    AttributionCriterion,
+    LocationCriterion,
+    WithinDistance,
 )

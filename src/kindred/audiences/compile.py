@@ -72,7 +72,7 @@ def _combine(node: All | AnyOf) -> Predicate:
 
 
 def _attribute(node: AttributeCriterion) -> Predicate:
-    key, test = node.key, node.test
+    key, test, only = node.key, node.test, node.workspace
     when_missing = matches(test, None, 0)  # no value: the same answer at any instant
     negative = test.op in NEGATIVE
     value_test = _value_test(test)
@@ -80,7 +80,8 @@ def _attribute(node: AttributeCriterion) -> Predicate:
     def attribute(s: Subject) -> bool:
         workspaces = s.profile.workspaces
         values = []
-        for workspace_id in s.workspace_ids:
+        read = s.workspace_ids if only is None else (only,) if only in s.workspace_ids else ()
+        for workspace_id in read:
             workspace = workspaces.get(workspace_id)
             if workspace is None:
                 continue

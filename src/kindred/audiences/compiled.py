@@ -15,13 +15,19 @@ from kindred.audiences.ast import EventCriterion, Node
 from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.deps import dependencies, event_criteria
-from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria, refuse_cycles
+from kindred.audiences.parse import (
+    Catalog,
+    nested_audiences,
+    parse_criteria,
+    refuse_cycles,
+    refuse_nesting_when_nested,
+)
 from kindred.audiences.timing import is_timed
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.profile import Membership
 from kindred.domain.tenancy import Tenancy
 
-__all__ = ["CompiledAudience", "compile_audience", "nested_first", "nesting_of"]
+__all__ = ["CompiledAudience", "check_audience", "compile_audience", "nested_first", "nesting_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,51 @@ def compile_audience(
     if audience.id:
         refuse_cycles(node, audience.id, catalog)
     return _compiled(audience, node, tenancy)
+
+
+def check_audience(
+    audience: AudienceDef, nesting: Mapping[int, frozenset[int]], tenancy: Tenancy
+) -> CompiledAudience:
+    """`compile_audience` with the checks made when an audience is saved (AUD-1): its
+    workspaces known and of one account, its inputs known and of those workspaces, the
+    workspace a criterion names one of them, nested audiences one level deep."""
+    _check_sources(audience, tenancy)
+    catalog = Catalog(audiences=nesting, workspaces=frozenset(audience.workspaces), saving=True)
+    node = parse_criteria(audience.criteria, catalog)
+    if audience.id:
+        refuse_cycles(node, audience.id, catalog)
+        refuse_nesting_when_nested(node, audience.id, catalog)
+    return _compiled(audience, node, tenancy)
+
+
+def _check_sources(audience: AudienceDef, tenancy: Tenancy) -> None:
+    account = None
+    for n, workspace_id in enumerate(audience.workspaces):
+        path = f"workspaces[{n}]"
+        workspace = tenancy.workspaces.get(workspace_id)
+        if workspace is None:
+            raise InvalidBatch(f"no workspace {workspace_id}", path)
+        if workspace_id in audience.workspaces[:n]:
+            raise InvalidBatch(f"workspace {workspace_id} is named twice", path)
+        if account is None:
+            account = workspace.account.account_id
+        elif workspace.account.account_id != account:
+            raise InvalidBatch(
+                f"workspace {workspace_id} belongs to account {workspace.account.account_id};"
+                f" the audience's workspaces are of account {account}",
+                path,
+            )
+    for n, name in enumerate(audience.inputs):
+        path = f"inputs[{n}]"
+        found = tenancy.input_named(name)
+        if found is None:
+            raise InvalidBatch(f"no input {name!r}", path)
+        if found.workspace.workspace_id not in audience.workspaces:
+            raise InvalidBatch(
+                f"input {name!r} belongs to workspace {found.workspace.workspace_id},"
+                " not one of the audience's",
+                path,
+            )
 
 
 def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAudience:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kindred.audiences.ast import (
+    AccountAttributeCriterion,
     All,
     AnyOf,
     AttributeCriterion,
@@ -32,7 +33,7 @@ EVERYTHING = "*"
 
 
 def dependencies(node: Node) -> frozenset[str]:
-    """Field names: `attr:KEY`, `identity`, `device`, `consent`, `first_seen`,
+    """Field names: `attr:KEY`, `account_attr:KEY`, `identity`, `device`, `consent`, `first_seen`,
     `attribution`, `location`, `event:KEY`, `audience:ID`."""
     if isinstance(node, All | AnyOf):
         return frozenset().union(*(dependencies(item) for item in node.items))
@@ -42,8 +43,9 @@ def dependencies(node: Node) -> frozenset[str]:
 
 
 def _leaf(node: Node) -> frozenset[str]:
-    if isinstance(node, AttributeCriterion):
-        return frozenset({f"attr:{node.key}"})
+    if isinstance(node, AttributeCriterion | AccountAttributeCriterion):
+        prefix = "attr" if isinstance(node, AttributeCriterion) else "account_attr"
+        return frozenset({f"{prefix}:{node.key}"})
     if isinstance(node, EventCriterion):
         return frozenset({f"event:{event_key(node.event_type, node.name)}"})
     if isinstance(node, CartAbandonment):
@@ -94,10 +96,13 @@ def touched_by(changes: Iterable[Change], events: Iterable[str], *, device_seen:
     if device_seen:
         touched.add("device")
     for change in changes:
-        if change.kind == "profile_created":
+        if change.kind in ("profile_created", "workspace_added"):
+            # Every criterion of the workspace's audiences reads something new.
             touched.add(EVERYTHING)
         elif change.kind in ("attribute_set", "attribute_deleted"):
             touched.add(f"attr:{change.key}")
+        elif change.kind in ("account_attribute_set", "account_attribute_deleted"):
+            touched.add(f"account_attr:{change.key}")
         elif change.kind in _KINDS:
             touched.add(_KINDS[change.kind])
     return touched

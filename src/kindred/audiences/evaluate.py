@@ -14,6 +14,7 @@ import msgspec
 
 from kindred.audiences.ast import (
     LOCATION_FIELDS,
+    AccountAttributeCriterion,
     All,
     AnyOf,
     AttributeCriterion,
@@ -82,8 +83,23 @@ class Subject:
     # The profile's audiences as evaluated so far (nested audiences come first).
     memberships: Mapping[int, bool] = field(default_factory=dict)
 
-    def workspaces(self) -> Iterable[WorkspaceProfile]:
-        return (w for i, w in self.profile.workspaces.items() if i in self.workspace_ids)
+    def workspaces(self, only: int | None = None) -> Iterable[WorkspaceProfile]:
+        """The profile's data in the audience's workspaces, or in the one of them a
+        criterion names (`only`; none when the audience does not read it)."""
+        held = self.profile.workspaces
+        if only is not None:
+            found = held.get(only) if only in self.workspace_ids else None
+            return () if found is None else (found,)
+        return (w for i, w in held.items() if i in self.workspace_ids)
+
+    def first_seen(self, only: int | None = None) -> int | None:
+        """When the profile was first seen in those workspaces; None when it never was."""
+        return min((w.first_seen_ms for w in self.workspaces(only)), default=None)
+
+    def seen(self, only: int | None = None) -> bool:
+        """Whether the profile was seen in those workspaces (AUD-1: an audience counts
+        only profiles with activity in its workspaces)."""
+        return any(True for _ in self.workspaces(only))
 
 
 def event_key(event_type: str, name: str | None) -> str:
@@ -126,12 +142,13 @@ CART_HISTORIES = (
 
 def admits(selection: Selection, profile: Profile) -> bool:
     """Whether the selection's criteria admit the profile, with its memberships as stored
-    (what compiled SQL answers for a stored profile)."""
+    (what compiled SQL answers for a stored profile): a profile seen in one of the
+    selection's workspaces that meets the criteria."""
     if profile.merged_into is not None:
         return False
     memberships = dict.fromkeys(profile.memberships, True)
     subject = Subject(profile, selection.workspace_ids, selection.now_ms, memberships)
-    return evaluate(selection.criteria, subject)
+    return subject.seen() and evaluate(selection.criteria, subject)
 
 
 def evaluate(node: Node, subject: Subject) -> bool:
@@ -150,21 +167,28 @@ def evaluate(node: Node, subject: Subject) -> bool:
 def _attribute(node: AttributeCriterion, subject: Subject) -> bool:
     values = [
         w.attributes[node.key].value
-        for w in subject.workspaces()
+        for w in subject.workspaces(node.workspace)
         if node.key in w.attributes and not w.attributes[node.key].deleted
     ]
     return over_values(node.test, values, subject.now_ms)
 
 
+def _account_attribute(node: AccountAttributeCriterion, subject: Subject) -> bool:
+    entry = subject.profile.account_attributes.get(node.key)
+    value = None if entry is None or entry.deleted else entry.value
+    return over_values(node.test, [value], subject.now_ms)
+
+
 def _identity(node: IdentityCriterion, subject: Subject) -> bool:
-    """The user identity of the type when the profile has one; otherwise the device
-    identities of that type on its devices."""
+    """The user identity of the type when the profile has one and was seen in the
+    workspaces (identities belong to the identity scope, the criterion to the workspaces:
+    AUD-1); otherwise the device identities of that type on its devices there."""
     entry = subject.profile.user_identities.get(node.id_type)
-    if entry is not None:
+    if entry is not None and subject.seen(node.workspace):
         return matches(node.test, entry.value, subject.now_ms)
     values = [
         device.identities[node.id_type]
-        for workspace in subject.workspaces()
+        for workspace in subject.workspaces(node.workspace)
         for device in workspace.devices.values()
         if node.id_type in device.identities
     ]
@@ -174,7 +198,7 @@ def _identity(node: IdentityCriterion, subject: Subject) -> bool:
 def _device(node: DeviceCriterion, subject: Subject) -> bool:
     values = [
         device_field(device, node.field)
-        for workspace in subject.workspaces()
+        for workspace in subject.workspaces(node.workspace)
         for device in workspace.devices.values()
     ]
     return over_values(node.test, values, subject.now_ms)
@@ -202,7 +226,7 @@ def over_values(test: Condition, values: Iterable[object], now_ms: int) -> bool:
 
 def _consent(node: ConsentCriterion, subject: Subject) -> bool:
     facts = []
-    for workspace in subject.workspaces():
+    for workspace in subject.workspaces(node.workspace):
         fact = workspace.gdpr.get(node.purpose or "") if node.regime == "gdpr" else workspace.ccpa
         if fact is not None:
             facts.append(fact)
@@ -214,7 +238,7 @@ def _consent(node: ConsentCriterion, subject: Subject) -> bool:
 
 
 def _first_seen(node: FirstSeenCriterion, subject: Subject) -> bool:
-    return matches(node.test, subject.profile.created_ms, subject.now_ms)
+    return matches(node.test, subject.first_seen(node.workspace), subject.now_ms)
 
 
 def _membership(node: MembershipCriterion, subject: Subject) -> bool:
@@ -224,7 +248,7 @@ def _membership(node: MembershipCriterion, subject: Subject) -> bool:
 def _attribution(node: AttributionCriterion, subject: Subject) -> bool:
     values = [
         getattr(d.attribution, node.field)
-        for w in subject.workspaces()
+        for w in subject.workspaces(node.workspace)
         for d in w.devices.values()
         if d.attribution is not None and not d.attribution.deleted
     ]
@@ -247,7 +271,11 @@ EARTH_RADIUS_KM = 6371.0088
 
 def _location(node: LocationCriterion, subject: Subject) -> bool:
     name = LOCATION_FIELDS[node.field]
-    values = [getattr(w.location, name) for w in subject.workspaces() if w.location is not None]
+    values = [
+        getattr(w.location, name)
+        for w in subject.workspaces(node.workspace)
+        if w.location is not None
+    ]
     return over_values(node.test, values, subject.now_ms)
 
 
@@ -255,7 +283,7 @@ def _within(node: WithinDistance, subject: Subject) -> bool:
     return any(
         distance_km(node.latitude, node.longitude, w.location.latitude, w.location.longitude)
         <= node.km
-        for w in subject.workspaces()
+        for w in subject.workspaces(node.workspace)
         if w.location is not None
         and w.location.latitude is not None
         and w.location.longitude is not None
@@ -293,6 +321,7 @@ def abandoned_cart(
 
 LEAVES: dict[type, Callable[[Any, Subject], bool]] = {
     AttributeCriterion: _attribute,
+    AccountAttributeCriterion: _account_attribute,
     IdentityCriterion: _identity,
     DeviceCriterion: _device,
     ConsentCriterion: _consent,

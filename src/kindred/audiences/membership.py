@@ -56,7 +56,8 @@ def evaluate_memberships(
             subject = subjects[audience.workspaces] = Subject(
                 profile, audience.workspaces, now_ms, status
             )
-        member = audience.predicate(subject)
+        # Only profiles seen in the audience's workspaces count (AUD-1).
+        member = subject.seen() and audience.predicate(subject)
         if member == (aid in current):
             continue
         flipped.add(aid)
@@ -137,6 +138,8 @@ def _next_due(
             subject = subjects[audience.workspaces] = Subject(
                 profile, audience.workspaces, now_ms, status
             )
+        if not subject.seen():
+            continue  # time alone brings no profile into a workspace
         at = next_change(audience.node, subject)
         if at is not None and (earliest is None or at < earliest):
             earliest = at

@@ -8,9 +8,14 @@ event.
     {"device": "platform", "op": "equals", "value": "iOS"}
     {"consent": "gdpr", "purpose": "marketing", "state": "consented"}
     {"first_seen": "within_last_days", "value": 7}
+    {"account_attribute": "plan", "op": "equals", "value": "pro"}
     {"audience": 12, "member": true}
     {"attribution": "campaign", "op": "contains", "value": "spring"}
     {"event": "custom_event", "name": "Play", "within_days": 7, "at_least": 3}
+
+User-based criteria (attribute, identity, device, consent, first_seen, attribution,
+location, location_within) take an optional `"workspace": ID`: read only that one of the
+audience's workspaces.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import get_args
 
 from kindred.audiences.ast import (
     LOCATION_FIELDS,
+    AccountAttributeCriterion,
     All,
     AnyOf,
     AttributeCriterion,
@@ -65,6 +71,7 @@ __all__ = [
     "parse_criteria",
     "parse_date",
     "refuse_cycles",
+    "refuse_nesting_when_nested",
 ]
 
 # Events API `device_info` names.
@@ -102,9 +109,27 @@ MAX_DEPTH = 16
 
 @dataclass(frozen=True)
 class Catalog:
-    """What criteria may refer to: other audiences (id -> the audiences each one nests)."""
+    """What criteria may refer to: other audiences (id -> the audiences each one nests);
+    the workspaces a criterion may name (the audience's; None: any, unchecked).
+    `saving`: the checks made only when an audience is saved, not when saved definitions
+    are read back (only an audience that nests none may be nested)."""
 
     audiences: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    workspaces: frozenset[int] | None = None
+    saving: bool = False
+
+
+def _workspace(doc: dict[str, object], path: str, catalog: Catalog) -> int | None:
+    """The workspace a user-based criterion reads, when it names one of the audience's."""
+    if "workspace" not in doc:
+        return None
+    value, at = doc["workspace"], f"{path}.workspace"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidBatch("workspace takes a workspace id", at)
+    if catalog.workspaces is not None and value not in catalog.workspaces:
+        known = ", ".join(map(str, sorted(catalog.workspaces)))
+        raise InvalidBatch(f"workspace {value} is not one of the audience's ({known})", at)
+    return value
 
 
 def parse_criteria(doc: object, catalog: Catalog, audience_id: int | None = None) -> Node:
@@ -145,37 +170,47 @@ def _exclude(doc: dict[str, object], path: str, catalog: Catalog, depth: int) ->
 
 
 def _attribute(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"attribute", "op", "value"}, path)
+    del depth
+    only_keys(doc, {"attribute", "op", "value", "workspace"}, path)
     key = text_value(doc["attribute"], f"{path}.attribute")
-    return AttributeCriterion(key, condition_of(doc, path, OPERATORS))
+    test = condition_of(doc, path, OPERATORS)
+    return AttributeCriterion(key, test, _workspace(doc, path, catalog))
+
+
+def _account_attribute(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
+    del catalog, depth
+    only_keys(doc, {"account_attribute", "op", "value"}, path)
+    key = text_value(doc["account_attribute"], f"{path}.account_attribute")
+    return AccountAttributeCriterion(key, condition_of(doc, path, OPERATORS))
 
 
 def _identity(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"identity", "op", "value"}, path)
+    del depth
+    only_keys(doc, {"identity", "op", "value", "workspace"}, path)
     name = text_value(doc["identity"], f"{path}.identity")
     canonical = canonical_identity_type(name)
     if canonical is None:
         raise InvalidBatch(f"unknown identity type {name!r}", f"{path}.identity")
-    return IdentityCriterion(canonical, condition_of(doc, path, STRING_OPS | PRESENCE_OPS))
+    test = condition_of(doc, path, STRING_OPS | PRESENCE_OPS)
+    return IdentityCriterion(canonical, test, _workspace(doc, path, catalog))
 
 
 def _device(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"device", "op", "value"}, path)
+    del depth
+    only_keys(doc, {"device", "op", "value", "workspace"}, path)
     name = text_value(doc["device"], f"{path}.device")
     if name not in DEVICE_FIELDS:
         raise InvalidBatch(
             f"unknown device field {name!r}; one of {', '.join(sorted(DEVICE_FIELDS))}",
             f"{path}.device",
         )
-    return DeviceCriterion(name, condition_of(doc, path, STRING_OPS | PRESENCE_OPS | NUMBER_OPS))
+    test = condition_of(doc, path, STRING_OPS | PRESENCE_OPS | NUMBER_OPS)
+    return DeviceCriterion(name, test, _workspace(doc, path, catalog))
 
 
 def _consent(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"consent", "purpose", "state"}, path)
+    del depth
+    only_keys(doc, {"consent", "purpose", "state", "workspace"}, path)
     regime = doc["consent"]
     if regime not in ("gdpr", "ccpa"):
         raise InvalidBatch("consent is gdpr or ccpa", f"{path}.consent")
@@ -187,14 +222,16 @@ def _consent(doc: dict[str, object], path: str, catalog: Catalog, depth: int) ->
     state = doc.get("state", "consented")
     if state not in _CONSENT_STATES:
         raise InvalidBatch(f"state is one of {', '.join(sorted(_CONSENT_STATES))}", f"{path}.state")
-    return ConsentCriterion(regime, purpose, state)  # type: ignore[arg-type]  # checked above
+    workspace = _workspace(doc, path, catalog)
+    return ConsentCriterion(regime, purpose, state, workspace)  # type: ignore[arg-type]  # checked above
 
 
 def _first_seen(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"first_seen", "value"}, path)
+    del depth
+    only_keys(doc, {"first_seen", "value", "workspace"}, path)
     op = doc["first_seen"]
-    return FirstSeenCriterion(condition_of({"op": op, "value": doc.get("value")}, path, DATE_OPS))
+    test = condition_of({"op": op, "value": doc.get("value")}, path, DATE_OPS)
+    return FirstSeenCriterion(test, _workspace(doc, path, catalog))
 
 
 def _audience(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
@@ -205,6 +242,12 @@ def _audience(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -
         raise InvalidBatch("audience takes an audience id", f"{path}.audience")
     if audience_id not in catalog.audiences:
         raise InvalidBatch(f"no audience {audience_id}", f"{path}.audience")
+    if catalog.saving and catalog.audiences[audience_id]:
+        raise InvalidBatch(
+            f"audience {audience_id} nests other audiences; only an audience that nests none"
+            " may be nested",
+            f"{path}.audience",
+        )
     member = doc.get("member", True)
     if not isinstance(member, bool):
         raise InvalidBatch("member is true or false", f"{path}.member")
@@ -212,12 +255,13 @@ def _audience(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -
 
 
 def _attribution(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"attribution", "op", "value"}, path)
+    del depth
+    only_keys(doc, {"attribution", "op", "value", "workspace"}, path)
     name = doc["attribution"]
     if name not in ("publisher", "campaign"):
         raise InvalidBatch("attribution is publisher or campaign", f"{path}.attribution")
-    return AttributionCriterion(name, condition_of(doc, path, STRING_OPS | PRESENCE_OPS))
+    test = condition_of(doc, path, STRING_OPS | PRESENCE_OPS)
+    return AttributionCriterion(name, test, _workspace(doc, path, catalog))
 
 
 def _event(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
@@ -293,21 +337,22 @@ def _where(value: object, event_type: str, path: str) -> tuple[EventCondition, .
 
 
 def _location(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
-    only_keys(doc, {"location", "op", "value"}, path)
+    del depth
+    only_keys(doc, {"location", "op", "value", "workspace"}, path)
     name = doc["location"]
     if name not in LOCATION_FIELDS:
         known = ", ".join(LOCATION_FIELDS)
         raise InvalidBatch(f"unknown location field {name!r}; one of {known}", f"{path}.location")
-    return LocationCriterion(name, condition_of(doc, path, STRING_OPS | PRESENCE_OPS))  # type: ignore[arg-type]  # checked above
+    test = condition_of(doc, path, STRING_OPS | PRESENCE_OPS)
+    return LocationCriterion(name, test, _workspace(doc, path, catalog))  # type: ignore[arg-type]  # checked above
 
 
 def _settings(
-    doc: dict[str, object], name: str, keys: tuple[str, ...], path: str
+    doc: dict[str, object], name: str, keys: tuple[str, ...], path: str, beside: frozenset[str]
 ) -> tuple[dict[str, object], str]:
-    """A criterion written `{NAME: {KEY: ...}}` with every key required: the inner object
-    and its path."""
-    only_keys(doc, {name}, path)
+    """A criterion written `{NAME: {KEY: ...}}` with every key required (and the keys
+    `beside` allowed next to NAME): the inner object and its path."""
+    only_keys(doc, {name, *beside}, path)
     inner, at = doc[name], f"{path}.{name}"
     if not isinstance(inner, dict):
         raise InvalidBatch(f"{name} takes {{{', '.join(keys)}}}", at)
@@ -319,21 +364,23 @@ def _settings(
 
 
 def _within(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
-    del catalog, depth
+    del depth
     bounds = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0), "km": (0.0, 20_100.0)}
-    point, at = _settings(doc, "location_within", tuple(bounds), path)
+    point, at = _settings(doc, "location_within", tuple(bounds), path, frozenset({"workspace"}))
     found = {}
     for key, (low, high) in bounds.items():
         value = number_value(point[key], f"{at}.{key}")
         if not low <= value <= high:
             raise InvalidBatch(f"{key} is between {low:g} and {high:g}", f"{at}.{key}")
         found[key] = value
-    return WithinDistance(found["latitude"], found["longitude"], found["km"])
+    workspace = _workspace(doc, path, catalog)
+    return WithinDistance(found["latitude"], found["longitude"], found["km"], workspace)
 
 
 def _cart(doc: dict[str, object], path: str, catalog: Catalog, depth: int) -> Node:
     del catalog, depth
-    settings, at = _settings(doc, "cart_abandonment", ("within_days", "wait_minutes"), path)
+    keys = ("within_days", "wait_minutes")
+    settings, at = _settings(doc, "cart_abandonment", keys, path, frozenset())
     within = days_value(settings["within_days"], f"{at}.within_days")
     wait = count_value(settings["wait_minutes"], f"{at}.wait_minutes", minimum=0)
     if wait >= within * 24 * 60:
@@ -346,6 +393,7 @@ _PARSERS: dict[str, Callable[[dict[str, object], str, Catalog, int], Node]] = {
     "or": _combine,
     "exclude": _exclude,
     "attribute": _attribute,
+    "account_attribute": _account_attribute,
     "identity": _identity,
     "device": _device,
     "consent": _consent,
@@ -370,6 +418,19 @@ def refuse_cycles(node: Node, audience_id: int, catalog: Catalog) -> None:
         if current not in seen:
             seen.add(current)
             frontier.extend(catalog.audiences.get(current, ()))
+
+
+def refuse_nesting_when_nested(node: Node, audience_id: int, catalog: Catalog) -> None:
+    """An audience another one nests may nest none itself (nested audiences are one level
+    deep: see `Catalog.saving`)."""
+    if not _nested(node):
+        return
+    outer = sorted(a for a, inner in catalog.audiences.items() if audience_id in inner)
+    if outer:
+        raise InvalidBatch(
+            f"audience {audience_id} is nested in audience {outer[0]}, so it may nest no audience",
+            "criteria",
+        )
 
 
 def _nested(node: Node) -> set[int]:

@@ -1,5 +1,5 @@
 """Criteria compiled to SQL (AUD engine shape): a condition over a stored profile row
-(`profiles`: `doc` and `created_ms`; memberships from `audience_members`) that selects
+(`profiles`: `doc`; memberships from `audience_members`) that selects
 exactly the profiles `evaluate` admits at one instant, for the audience's workspaces, with
 memberships as stored. The backfill runs it over all profiles at once.
 
@@ -40,7 +40,8 @@ class SqlCondition(NamedTuple):
 def to_sql(node: Node, dialect: Dialect, workspace_ids: Sequence[int], now_ms: int) -> SqlCondition:
     builder: TreeSql = _Sqlite(now_ms) if dialect == "sqlite" else _Postgres(now_ms)
     workspaces = tuple(str(w) for w in sorted(workspace_ids))
-    condition = builder.node(node, workspaces)
+    # Only profiles seen in the audience's workspaces count (`evaluate.admits`).
+    condition = f"({builder.seen(workspaces)} AND {builder.node(node, workspaces)})"
     return SqlCondition(condition, builder.params)
 
 
@@ -61,10 +62,9 @@ class _Sqlite(TreeSql):
         )
         return self.at(path[cut + 1 :], child) if cut + 1 < len(path) else child
 
-    def attribute(self, ws: str, key: str, test: Condition) -> Source:
+    def entry(self, path: tuple[str, ...], test: Condition) -> Source:
         """The whole entry to one function call: one read of the document, not four;
         tested in SQL instead where SQL answers as the evaluator does (see _plain)."""
-        path = ("workspaces", ws, "attributes", key)
         python = f"kindred_entry({self.bind(encode_test(test, self.now_ms))}, {self.at(path)})"
         plain = None if any(map(_unspellable, path)) else self._plain(test)
         if plain is None:
@@ -113,8 +113,16 @@ class _Sqlite(TreeSql):
         stored = self.at(("event_times", key))
         return f"(SELECT value AS t FROM json_each({stored})) AS {{}}"
 
-    def created(self) -> str:
-        return "created_ms"
+    def stamp(self, path: tuple[str, ...]) -> str:
+        return f"(doc ->> {self.bind(_path(path))})"  # workspace ids: a path spells them
+
+    def least(self, values: list[str]) -> str:
+        """SQLite's min() of several values is NULL when one is: each argument here is
+        the first of them not NULL, starting from a different one."""
+        if len(values) == 1:
+            return values[0]
+        turns = [values[n:] + values[:n] for n in range(len(values))]
+        return "min(" + ", ".join(f"coalesce({', '.join(t)})" for t in turns) + ")"
 
     def number(self, path: tuple[str, ...]) -> str:
         """As JSON text: kindred_distance reads it as Python does (SQLite's own reading
@@ -186,8 +194,11 @@ class _Postgres(TreeSql):
         stored = self.at(("event_times", key))
         return f"(SELECT value::bigint AS t FROM jsonb_array_elements({stored})) AS {{}}"
 
-    def created(self) -> str:
-        return "to_jsonb(created_ms)"
+    def stamp(self, path: tuple[str, ...]) -> str:
+        return self.at(path)  # jsonb numbers order as numbers
+
+    def least(self, values: list[str]) -> str:
+        return f"least({', '.join(values)})"  # least() passes over NULLs
 
     def number(self, path: tuple[str, ...]) -> str:
         return f"(({self.at(path)}) #>> '{{}}')::float8"

@@ -14,6 +14,8 @@ import msgspec
 
 from kindred.audiences.ast import (
     LOCATION_FIELDS,
+    USER_BASED,
+    AccountAttributeCriterion,
     All,
     AnyOf,
     AttributeCriterion,
@@ -86,7 +88,22 @@ class TreeSql(ABC):
         if isinstance(node, Const):
             return self.true if node.value else self.false
         leaf: Callable[[Any, tuple[str, ...]], str] = getattr(self, _LEAVES[type(node)])
-        return leaf(node, ws)
+        return leaf(node, self.scoped(node, ws))
+
+    @staticmethod
+    def scoped(node: Node, ws: tuple[str, ...]) -> tuple[str, ...]:
+        """The workspaces a leaf reads: the audience's, or the one of them it names."""
+        only: int | None = (
+            getattr(node, "workspace", None) if isinstance(node, USER_BASED) else None
+        )
+        if only is None:
+            return ws
+        return (str(only),) if str(only) in ws else ()
+
+    def seen(self, ws: tuple[str, ...]) -> str:
+        """Whether the profile was seen in one of the workspaces (`Subject.seen`)."""
+        held = [f"{self.at(('workspaces', w))} IS NOT NULL" for w in ws]
+        return "(" + " OR ".join(held) + ")" if held else self.false
 
     def attribute_leaf(self, node: AttributeCriterion, ws: tuple[str, ...]) -> str:
         return self.over(node.test, [self.attribute(w, node.key, node.test) for w in ws])
@@ -97,8 +114,13 @@ class TreeSql(ABC):
     def attribution_leaf(self, node: AttributionCriterion, ws: tuple[str, ...]) -> str:
         return self.over(node.test, [self.attribution_values(w, node.field) for w in ws])
 
-    def first_seen_leaf(self, node: FirstSeenCriterion, _ws: tuple[str, ...]) -> str:
-        return self.test(node.test, self.created())
+    def account_attribute_leaf(self, node: AccountAttributeCriterion, _ws: tuple[str, ...]) -> str:
+        return self.over(node.test, [self.entry(("account_attributes", node.key), node.test)])
+
+    def first_seen_leaf(self, node: FirstSeenCriterion, ws: tuple[str, ...]) -> str:
+        """The earliest first-seen time of the workspaces (`Subject.first_seen`)."""
+        stamps = [self.stamp(("workspaces", w, "first_seen_ms")) for w in ws]
+        return self.over(node.test, [("one", self.least(stamps))] if stamps else [])
 
     def membership_leaf(self, node: MembershipCriterion, _ws: tuple[str, ...]) -> str:
         held = (
@@ -159,7 +181,7 @@ class TreeSql(ABC):
         user = self.at(("user_identities", node.id_type, "value"))
         devices = [self.device_identities(w, node.id_type) for w in ws]
         return (
-            f"(CASE WHEN {user} IS NOT NULL THEN {self.test(node.test, user)}"
+            f"(CASE WHEN {user} IS NOT NULL AND {self.seen(ws)} THEN {self.test(node.test, user)}"
             f" ELSE {self.over(node.test, devices)} END)"
         )
 
@@ -221,8 +243,11 @@ class TreeSql(ABC):
     # --- where values are -------------------------------------------------------------
 
     def attribute(self, ws: str, key: str, test: Condition) -> Source:
+        return self.entry(("workspaces", ws, "attributes", key), test)
+
+    def entry(self, entry: tuple[str, ...], test: Condition) -> Source:
+        """The value of the attribute entry at the path; none when removed."""
         del test  # tested by `over`
-        entry = ("workspaces", ws, "attributes", key)
         deleted = self.at((*entry, "deleted"))
         return ("one", f"(CASE WHEN {deleted} IS NULL THEN {self.at((*entry, 'value'))} END)")
 
@@ -277,7 +302,13 @@ class TreeSql(ABC):
         )
 
     @abstractmethod
-    def created(self) -> str: ...
+    def stamp(self, path: tuple[str, ...]) -> str:
+        """The JSON integer at the path as SQL compares it, NULL when absent."""
+
+    @abstractmethod
+    def least(self, values: list[str]) -> str:
+        """The least of the values (stamps) that are not NULL; NULL when all are, as a
+        value `test` takes."""
 
     @abstractmethod
     def number(self, path: tuple[str, ...]) -> str:
@@ -295,6 +326,7 @@ class TreeSql(ABC):
 # The builder method for each kind of leaf.
 _LEAVES: dict[type, str] = {
     AttributeCriterion: "attribute_leaf",
+    AccountAttributeCriterion: "account_attribute_leaf",
     IdentityCriterion: "identity_leaf",
     DeviceCriterion: "device_leaf",
     AttributionCriterion: "attribution_leaf",

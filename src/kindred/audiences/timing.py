@@ -7,6 +7,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from kindred.audiences.ast import (
+    AccountAttributeCriterion,
     All,
     AnyOf,
     AttributeCriterion,
@@ -27,6 +28,8 @@ from kindred.audiences.evaluate import (
 __all__ = ["is_timed", "next_change"]
 
 _RECENCY = ("within_last_days", "not_within_last_days")
+# The criteria whose values may be dates recency tests read.
+_DATED = (AttributeCriterion, AccountAttributeCriterion, FirstSeenCriterion)
 
 
 def is_timed(node: Node) -> bool:
@@ -39,7 +42,7 @@ def is_timed(node: Node) -> bool:
         return node.within_days is not None
     if isinstance(node, CartAbandonment):
         return True
-    if isinstance(node, AttributeCriterion | FirstSeenCriterion):
+    if isinstance(node, _DATED):
         return node.test.op in _RECENCY
     return False
 
@@ -56,7 +59,7 @@ def next_change(node: Node, subject: Subject) -> int | None:
         return _event_change(node, subject)
     if isinstance(node, CartAbandonment):
         return _cart_change(node, subject)
-    if isinstance(node, AttributeCriterion | FirstSeenCriterion) and node.test.op in _RECENCY:
+    if isinstance(node, _DATED) and node.test.op in _RECENCY:
         return _recency_change(node, subject)
     return None
 
@@ -88,16 +91,22 @@ def _cart_change(node: CartAbandonment, subject: Subject) -> int | None:
     return min(upcoming) if upcoming else None
 
 
-def _recency_change(node: AttributeCriterion | FirstSeenCriterion, subject: Subject) -> int | None:
+def _recency_change(
+    node: AttributeCriterion | AccountAttributeCriterion | FirstSeenCriterion, subject: Subject
+) -> int | None:
     value = node.test.value
     assert isinstance(value, int)
     window = value * DAY_MS
     if isinstance(node, FirstSeenCriterion):
-        stamps = [subject.profile.created_ms]
+        first = subject.first_seen(node.workspace)
+        stamps = [] if first is None else [first]
+    elif isinstance(node, AccountAttributeCriterion):
+        entry = subject.profile.account_attributes.get(node.key)
+        stamps = [] if entry is None or entry.deleted else _instants(entry.value)
     else:
         stamps = [
             t
-            for w in subject.workspaces()
+            for w in subject.workspaces(node.workspace)
             if node.key in w.attributes and not w.attributes[node.key].deleted
             for t in _instants(w.attributes[node.key].value)
         ]

@@ -110,6 +110,9 @@ class InputSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     protection: Literal["create_update", "update_only", "read_only"] = "create_update"
     rate_limit_per_s: float = 270.0
     rate_limit_burst: int = 540
+    # The user attributes of its batches are account-level (PRF-4): one value for every
+    # workspace of the account, ranked just below calculated attributes.
+    account_attributes: bool = False
 
 
 class WorkspaceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

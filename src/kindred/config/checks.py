@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["PLATFORM_TYPES", "validate"]
 
 PLATFORM_TYPES = frozenset({"web", "ios", "android", "server"})
+CLIENT_TYPES = frozenset({"web", "ios", "android"})
 
 
 def validate(settings: Settings) -> None:
@@ -77,6 +78,11 @@ def _validate_input(inp: InputSettings, path: str) -> None:
         raise ConfigError(f"{path}.rate_limit_per_s: must be positive")
     if not inp.api_key.strip():
         raise ConfigError(f"{path}.api_key: must not be empty")
+    if inp.account_attributes and inp.source_type in CLIENT_TYPES:
+        raise ConfigError(
+            f"{path}.account_attributes: only server-side inputs write account-level"
+            f" attributes ({inp.source_type} inputs' keys ship inside apps)"
+        )
 
 
 def _validate_credential(cred: CredentialSettings, known: set[int], path: str) -> None:

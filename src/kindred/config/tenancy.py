@@ -107,4 +107,5 @@ def _input(inp: InputSettings, workspace: WorkspaceDef) -> InputDef:
         protection=Protection(inp.protection),
         rate_limit_per_s=inp.rate_limit_per_s,
         rate_limit_burst=inp.rate_limit_burst,
+        account_attributes=inp.account_attributes,
     )

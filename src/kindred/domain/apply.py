@@ -48,12 +48,16 @@ def apply_observation(profile: Profile | None, obs: Observation, ctx: ApplyConte
     if len(events) != len(obs.events):
         obs = replace(obs, events=events)
     user_ids = _apply_user_identities(profile, ctx, obs.received_ms, draft)
+    account = profile.account_attributes
+    if ctx.account_attributes:
+        account = _apply_attributes(account, obs, ctx, draft, account=True)
     workspace = _apply_workspace(profile, obs, ctx, draft)
     opted_out, opt_out_ts = _apply_opt_out(profile, obs.events, draft)
     lat = obs.device_info.get("limit_ad_tracking")
     new_profile = replace(
         profile,
         user_identities=user_ids,
+        account_attributes=account,
         workspaces={**profile.workspaces, ctx.workspace_id: workspace},
         is_opted_out=opted_out,
         opt_out_ts_ms=opt_out_ts,
@@ -110,10 +114,15 @@ def _apply_user_identities(
 def _apply_workspace(
     profile: Profile, obs: Observation, ctx: ApplyContext, draft: Draft
 ) -> WorkspaceProfile:
-    workspace = profile.workspaces.get(ctx.workspace_id) or WorkspaceProfile(
-        first_seen_ms=obs.received_ms, last_seen_ms=obs.received_ms
-    )
-    attributes = _apply_attributes(workspace.attributes, obs, ctx, draft)
+    workspace = profile.workspaces.get(ctx.workspace_id)
+    if workspace is None:
+        workspace = WorkspaceProfile(first_seen_ms=obs.received_ms, last_seen_ms=obs.received_ms)
+        draft.changes.append(Change(kind="workspace_added", workspace_id=ctx.workspace_id))
+    attributes = workspace.attributes
+    if not ctx.account_attributes:
+        attributes = _apply_attributes(
+            attributes, obs, ctx, draft, outranked=profile.account_attributes
+        )
     gdpr, ccpa = _apply_consent(workspace, obs, ctx, draft)
     devices = apply_device(workspace.devices, obs, ctx, draft)
     return replace(
@@ -163,70 +172,113 @@ def same_value(old: AttrValue, new: AttrValue) -> bool:
 
 
 def _apply_attributes(
-    current: dict[str, AttributeEntry], obs: Observation, ctx: ApplyContext, draft: Draft
+    current: dict[str, AttributeEntry],
+    obs: Observation,
+    ctx: ApplyContext,
+    draft: Draft,
+    *,
+    account: bool = False,
+    outranked: dict[str, AttributeEntry] | None = None,
 ) -> dict[str, AttributeEntry]:
+    """The batch's user attributes written into `current` (a workspace's, or with
+    `account` the account's). `outranked`: the account's attributes, whose live values a
+    workspace source of a lower rank may not set or delete (PRF-4)."""
     if not obs.user_attributes and not obs.deleted_user_attributes:
         return current
     result = dict(current)
+    write = _Write(result, ctx, draft, account=account, outranked=outranked or {})
     live = sum(1 for e in result.values() if not e.deleted)
     for key, value in obs.user_attributes.items():
-        live += _set_attribute(
-            result, key, value=value, live=live, ts_ms=obs.effective_ms, ctx=ctx, draft=draft
-        )
+        live += write.set(key, value=value, live=live, ts_ms=obs.effective_ms)
     for key in obs.deleted_user_attributes:
-        live -= _delete_attribute(result, key, obs.effective_ms, ctx, draft)
+        live -= write.delete(key, obs.effective_ms)
     return result
 
 
-def _set_attribute(
-    attrs: dict[str, AttributeEntry],
-    key: str,
-    *,
-    value: AttrValue,
-    live: int,
-    ts_ms: int,
-    ctx: ApplyContext,
-    draft: Draft,
-) -> int:
-    """Write one attribute; returns how the live attribute count changed (0 or 1)."""
-    existing = attrs.get(key)
-    path = f"user_attributes.{key}"
-    refusal = may_write(existing, ctx.priority, ts_ms)
-    if refusal is not None:
-        draft.note(
-            refusal, path, f"kept the value written by {existing.source if existing else ''}"
+class _Write:
+    """Writes of one batch into one attribute map, with the changes and refusals noted."""
+
+    def __init__(
+        self,
+        attrs: dict[str, AttributeEntry],
+        ctx: ApplyContext,
+        draft: Draft,
+        *,
+        account: bool,
+        outranked: dict[str, AttributeEntry],
+    ) -> None:
+        self.attrs, self.ctx, self.draft, self.outranked = attrs, ctx, draft, outranked
+        # A change to an account attribute concerns no single workspace.
+        self.kind = "account_attribute" if account else "attribute"
+        self.workspace_id = None if account else ctx.workspace_id
+
+    def _above(self, key: str) -> AttributeEntry | None:
+        """The account's live value of the key when it outranks this source."""
+        held = self.outranked.get(key)
+        if held is None or held.deleted or held.priority <= self.ctx.priority:
+            return None
+        return held
+
+    def set(self, key: str, *, value: AttrValue, live: int, ts_ms: int) -> int:
+        """Write one attribute; returns how the live attribute count changed (0 or 1)."""
+        ctx, draft = self.ctx, self.draft
+        path = f"user_attributes.{key}"
+        above = self._above(key)
+        if above is not None:
+            draft.note("lower_priority", path, f"kept the account-level value of {above.source}")
+            return 0
+        existing = self.attrs.get(key)
+        refusal = may_write(existing, ctx.priority, ts_ms)
+        if refusal is not None:
+            draft.note(
+                refusal, path, f"kept the value written by {existing.source if existing else ''}"
+            )
+            return 0
+        is_new = existing is None or existing.deleted
+        cap = ctx.guardrails.max_attributes_per_profile
+        if is_new and live >= cap:
+            draft.note("attribute_cap", path, f"profile already holds {cap} attributes")
+            return 0
+        self.attrs[key] = AttributeEntry(
+            value=value, priority=ctx.priority, source=ctx.source, ts_ms=ts_ms
         )
-        return 0
-    is_new = existing is None or existing.deleted
-    cap = ctx.guardrails.max_attributes_per_profile
-    if is_new and live >= cap:
-        draft.note("attribute_cap", path, f"profile already holds {cap} attributes")
-        return 0
-    attrs[key] = AttributeEntry(value=value, priority=ctx.priority, source=ctx.source, ts_ms=ts_ms)
-    if is_new or existing is None or not same_value(existing.value, value):
-        old = None if existing is None or existing.deleted else existing.value
+        if is_new or existing is None or not same_value(existing.value, value):
+            old = None if existing is None or existing.deleted else existing.value
+            draft.changes.append(
+                Change(
+                    kind=f"{self.kind}_set",
+                    key=key,
+                    workspace_id=self.workspace_id,
+                    old=old,
+                    new=value,
+                )
+            )
+        return 1 if is_new else 0
+
+    def delete(self, key: str, ts_ms: int) -> int:
+        """Delete one attribute, leaving a tombstone; returns 1 when a live value went away."""
+        ctx, draft = self.ctx, self.draft
+        path = f"deleted_user_attributes.{key}"
+        existing = self.attrs.get(key)
+        refusal = "lower_priority" if self._above(key) is not None else None
+        refusal = refusal or may_write(existing, ctx.priority, ts_ms)
+        if refusal is not None:
+            draft.note(refusal, path, "deletion refused")
+            return 0
+        self.attrs[key] = AttributeEntry(
+            priority=ctx.priority, source=ctx.source, ts_ms=ts_ms, deleted=True
+        )
+        if existing is None or existing.deleted:
+            return 0
         draft.changes.append(
-            Change(kind="attribute_set", key=key, workspace_id=ctx.workspace_id, old=old, new=value)
+            Change(
+                kind=f"{self.kind}_deleted",
+                key=key,
+                workspace_id=self.workspace_id,
+                old=existing.value,
+            )
         )
-    return 1 if is_new else 0
-
-
-def _delete_attribute(
-    attrs: dict[str, AttributeEntry], key: str, ts_ms: int, ctx: ApplyContext, draft: Draft
-) -> int:
-    """Delete one attribute, leaving a tombstone; returns 1 when a live value went away."""
-    existing = attrs.get(key)
-    refusal = may_write(existing, ctx.priority, ts_ms)
-    if refusal is not None:
-        draft.note(refusal, f"deleted_user_attributes.{key}", "deletion refused")
-        return 0
-    attrs[key] = AttributeEntry(priority=ctx.priority, source=ctx.source, ts_ms=ts_ms, deleted=True)
-    if existing is None or existing.deleted:
-        return 0
-    draft.changes.append(
-        Change(kind="attribute_deleted", key=key, workspace_id=ctx.workspace_id, old=existing.value)
-    )
-    return 1
+        return 1
 
 
 def _apply_consent(

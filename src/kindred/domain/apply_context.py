@@ -25,6 +25,9 @@ class ApplyContext:
     may_set_consent: bool
     guardrails: Guardrails
     immutable_type: str | None
+    # The batch's user attributes are the account's (PRF-4), written at `priority` (the
+    # account rank), not the workspace's.
+    account_attributes: bool = False
     # The identities resolution accepted for this profile (junk and conflicts removed).
     user_identities: dict[str, str] = field(default_factory=dict)
     device_identities: dict[str, str] = field(default_factory=dict)

@@ -10,9 +10,10 @@ __all__ = ["Change", "Note"]
 class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One observable change to a profile: audiences, outputs and history read these.
 
-    kind is one of: profile_created, identity_added, identity_changed, attribute_set,
-    attribute_deleted, consent_changed, device_added, opt_out_changed, attribution_changed,
-    location_changed.
+    kind is one of: profile_created, workspace_added (first seen in a workspace),
+    identity_added, identity_changed, attribute_set, attribute_deleted,
+    account_attribute_set, account_attribute_deleted (no workspace), consent_changed,
+    device_added, opt_out_changed, attribution_changed, location_changed.
     """
 
     kind: str

@@ -56,6 +56,9 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         limit_ad_tracking=lat[2] if lat[1] else None,
         ip=ip[2] if ip[1] else None,
         user_identities=identities,
+        account_attributes=_union(
+            survivor.account_attributes, merged.account_attributes, _winning_attribute
+        ),
         workspaces=_union(survivor.workspaces, merged.workspaces, _merge_workspace),
         memberships=_union(survivor.memberships, merged.memberships, _earlier_membership),
         recent_messages=_merge_windows(survivor.recent_messages, merged.recent_messages),

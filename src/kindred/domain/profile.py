@@ -100,6 +100,10 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ip: str | None = None
     user_identities: dict[str, IdentityEntry] = msgspec.field(default_factory=dict)
     workspaces: dict[int, WorkspaceProfile] = msgspec.field(default_factory=dict)
+    # Account-level user attributes (PRF-4): written by inputs with `account_attributes`,
+    # one value for every workspace of the account, ranked above every workspace source
+    # but calculated attributes.
+    account_attributes: dict[str, AttributeEntry] = msgspec.field(default_factory=dict)
     memberships: dict[int, Membership] = msgspec.field(default_factory=dict)
     # Times of recent events, by `type` and `type:name`, for the keys audiences ask about
     # (see audiences.evaluate.event_key), within the lookback window, oldest first.
@@ -115,6 +119,10 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     absorbed: int = 0
     # Incremented on every save: stores use it to detect a lost update across processes.
     version: int = 0
+
+    def live_account_attributes(self) -> dict[str, AttrValue]:
+        """Account-level attribute values without tombstones."""
+        return {k: e.value for k, e in self.account_attributes.items() if not e.deleted}
 
     def device_identities(self) -> dict[str, set[str]]:
         """Every device identity of every workspace, by type."""

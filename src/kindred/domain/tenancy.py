@@ -141,9 +141,14 @@ class InputDef(msgspec.Struct, frozen=True, kw_only=True):
     protection: Protection = Protection.CREATE_UPDATE
     rate_limit_per_s: float = 270.0
     rate_limit_burst: int = 540
+    # Its batches' user attributes are the account's, at the account rank (PRF-4).
+    account_attributes: bool = False
 
     @property
     def priority(self) -> int:
+        """The rank its user attributes are written at."""
+        if self.account_attributes:
+            return priority_of(SourceType.ACCOUNT)
         return priority_of(self.source_type)
 
     @property

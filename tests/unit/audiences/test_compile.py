@@ -25,7 +25,14 @@ from kindred.audiences.parse import Catalog, parse_criteria
 from kindred.audiences.timing import next_change
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
-from tests.strategies import ATTRIBUTE_KEYS, TS_BASE, WORKSPACE_ID, criteria_trees, profiles
+from tests.strategies import (
+    ATTRIBUTE_KEYS,
+    TS_BASE,
+    WORKSPACE_ID,
+    attribute_entries,
+    criteria_trees,
+    profiles,
+)
 
 _STRING_OPS = ["equals", "not_equals", "contains", "not_contains", "pattern"]
 _LIST_OPS = ["includes", "not_includes", "partial_match"]
@@ -36,8 +43,48 @@ def _texts() -> st.SearchStrategy[str]:
     return st.sampled_from(["a", "x", "gold", "1", "true", "2.5", "*", "?", "Jazz", "none"])
 
 
+OTHER_WORKSPACE = WORKSPACE_ID + 1
+# The workspaces an audience reads, drawn per example.
+audience_workspaces = st.sampled_from(
+    [
+        frozenset({WORKSPACE_ID}),
+        frozenset({OTHER_WORKSPACE}),
+        frozenset({WORKSPACE_ID, OTHER_WORKSPACE}),
+    ]
+)
+
+
 @st.composite
-def leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per kind
+def leaves(draw: st.DrawFn) -> dict[str, Any]:
+    """A leaf; a user-based one may name the workspace it reads, and an attribute may be
+    the account's."""
+    doc = draw(_leaves())
+    if any(k in doc for k in ("attribute", "first_seen", "identity", "consent")):
+        if draw(st.integers(0, 2)) == 0:
+            doc["workspace"] = draw(st.sampled_from([WORKSPACE_ID, OTHER_WORKSPACE]))
+        elif "attribute" in doc and draw(st.integers(0, 3)) == 0:
+            doc["account_attribute"] = doc.pop("attribute")
+    return doc
+
+
+@st.composite
+def two_workspace_profiles(draw: st.DrawFn) -> Profile:
+    """A profile seen in WORKSPACE_ID, OTHER_WORKSPACE, both or (rarely) neither, with
+    account-level attributes."""
+    first, second = draw(profiles()), draw(profiles())
+    held = {WORKSPACE_ID: first.workspaces[WORKSPACE_ID]}
+    held[OTHER_WORKSPACE] = second.workspaces[WORKSPACE_ID]
+    kept = draw(st.sets(st.sampled_from(sorted(held))))
+    account = draw(st.dictionaries(st.sampled_from(ATTRIBUTE_KEYS), attribute_entries()))
+    return msgspec.structs.replace(
+        first,
+        workspaces={w: held[w] for w in sorted(kept)},
+        account_attributes=account,
+    )
+
+
+@st.composite
+def _leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911 - one return per kind
     key = draw(st.sampled_from(ATTRIBUTE_KEYS))
     kind = draw(st.integers(0, 8))
     if kind == 0:
@@ -115,29 +162,37 @@ def with_plays(profile: Profile, histories: dict[str, list[int]]) -> Profile:
 
 
 @settings(max_examples=300)
-@given(criteria, profiles(), plays, st.integers(0, 3 * DAY_MS))
+@given(criteria, two_workspace_profiles(), plays, st.integers(0, 3 * DAY_MS), audience_workspaces)
 def test_compiled_and_interpreted_agree(
-    doc: dict[str, Any], profile: Profile, times: dict[str, list[int]], later: int
+    doc: dict[str, Any],
+    profile: Profile,
+    times: dict[str, list[int]],
+    later: int,
+    workspaces: frozenset[int],
 ) -> None:
     node = parse_criteria(doc, Catalog())
-    subject = Subject(with_plays(profile, times), frozenset({WORKSPACE_ID}), TS_BASE + later)
+    subject = Subject(with_plays(profile, times), workspaces, TS_BASE + later)
     assert compile_node(node)(subject) == evaluate(node, subject)
 
 
 @settings(max_examples=300)
-@given(criteria, profiles(), plays, st.integers(0, 3 * DAY_MS))
+@given(criteria, two_workspace_profiles(), plays, st.integers(0, 3 * DAY_MS), audience_workspaces)
 def test_nothing_changes_before_the_next_change(
-    doc: dict[str, Any], profile: Profile, times: dict[str, list[int]], later: int
+    doc: dict[str, Any],
+    profile: Profile,
+    times: dict[str, list[int]],
+    later: int,
+    workspaces: frozenset[int],
 ) -> None:
     """Between now and the instant next_change names, time alone changes no answer."""
     node = parse_criteria(doc, Catalog())
     profile = with_plays(profile, times)
     now = TS_BASE + later
-    at = next_change(node, Subject(profile, frozenset({WORKSPACE_ID}), now))
-    answer = evaluate(node, Subject(profile, frozenset({WORKSPACE_ID}), now))
+    at = next_change(node, Subject(profile, workspaces, now))
+    answer = evaluate(node, Subject(profile, workspaces, now))
     until = (at - 1) if at is not None else now + 10 * DAY_MS
     for instant in {i for i in (now + 1, (now + until) // 2, until) if now < i <= until}:
-        assert evaluate(node, Subject(profile, frozenset({WORKSPACE_ID}), instant)) == answer
+        assert evaluate(node, Subject(profile, workspaces, instant)) == answer
 
 
 # --- event conditions ------------------------------------------------------------------
@@ -156,7 +211,7 @@ _EVENT_VALUES = st.one_of(
 
 @st.composite
 def event_conditions(draw: st.DrawFn) -> dict[str, Any]:
-    leaf = draw(leaves().filter(lambda doc: "attribute" in doc))
+    leaf = draw(_leaves().filter(lambda doc: "attribute" in doc))
     of = draw(st.sampled_from(["attribute", "product"]))
     return {**leaf, "attribute": None, of: draw(st.sampled_from(_CONDITION_KEYS))}
 

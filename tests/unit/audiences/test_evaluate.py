@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from kindred.audiences.ast import Node
-from kindred.audiences.evaluate import DAY_MS, Subject, evaluate, event_key
+from kindred.audiences.definition import Selection
+from kindred.audiences.evaluate import DAY_MS, Subject, admits, evaluate, event_key
 from kindred.audiences.parse import Catalog, parse_criteria, parse_date
 from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
@@ -36,7 +38,7 @@ PROFILE = Profile(
     },
     workspaces={
         1: WorkspaceProfile(
-            first_seen_ms=0,
+            first_seen_ms=NOW - 3 * DAY_MS,
             last_seen_ms=NOW,
             attributes={
                 "city": attr("New York"),
@@ -73,7 +75,12 @@ PROFILE = Profile(
                 )
             },
         ),
-        2: WorkspaceProfile(first_seen_ms=0, last_seen_ms=0, attributes={"city": attr("Paris")}),
+        2: WorkspaceProfile(
+            first_seen_ms=NOW - 30 * DAY_MS,
+            last_seen_ms=NOW - 30 * DAY_MS,
+            attributes={"city": attr("Paris")},
+            devices={"d2": Device(key="d2", first_seen_ms=0, last_seen_ms=0, platform="Android")},
+        ),
     },
     memberships={},
     event_times={
@@ -193,3 +200,110 @@ def test_nested_audience_membership() -> None:
     assert check({"audience": 12}, memberships={12: True})
     assert not check({"audience": 12, "member": False}, memberships={12: True})
     assert not check({"audience": 12})
+
+
+# --- scope (AUD-1): the audience's workspaces, or the one a criterion names -------------
+
+
+def check_in(doc: dict[str, Any], workspaces: set[int], profile: Profile = PROFILE) -> bool:
+    node: Node = parse_criteria(doc, Catalog())
+    return evaluate(node, Subject(profile, frozenset(workspaces), NOW))
+
+
+def test_first_seen_is_the_first_batch_in_the_audiences_workspaces() -> None:
+    """Not when the profile was created in the identity scope: workspace 2 saw it 30
+    days ago, workspace 1 three days ago."""
+    recent = {"first_seen": "within_last_days", "value": 7}
+    assert check_in(recent, {1})
+    assert not check_in(recent, {2})
+    assert not check_in(recent, {1, 2})  # the earliest of the two
+    assert check_in({**recent, "workspace": 1}, {1, 2})
+    assert not check_in({"first_seen": "within_last_days", "value": 365}, {3})  # never seen
+
+
+ONLY_IN_2 = msgspec.structs.replace(PROFILE, workspaces={2: PROFILE.workspaces[2]})
+
+
+def test_user_identities_count_only_where_the_profile_was_seen() -> None:
+    """The account's identity index is shared; an audience of workspace 1 does not see
+    the email of a profile only workspace 2 knows (the product documents: "an audience
+    created in one workspace will only include users with activity in that workspace")."""
+    email = {"identity": "email", "op": "exists"}
+    assert check_in(email, {2}, ONLY_IN_2)
+    assert not check_in(email, {1}, ONLY_IN_2)
+    assert check_in({"identity": "email", "op": "not_exists"}, {1}, ONLY_IN_2)
+    assert not check_in({**email, "workspace": 1}, {1, 2}, ONLY_IN_2)
+    assert check_in({**email, "workspace": 2}, {1, 2}, ONLY_IN_2)
+
+
+def test_only_profiles_seen_in_the_workspaces_are_admitted() -> None:
+    """Even criteria a profile with no data there passes (an exclusion) admit it only
+    when it was seen in one of the selection's workspaces."""
+    node = parse_criteria({"exclude": {"attribute": "city", "op": "exists"}}, Catalog())
+    outside = Selection(criteria=node, scope="a1", workspace_ids=frozenset({1}), now_ms=NOW)
+    assert not admits(outside, ONLY_IN_2)
+    inside = Selection(criteria=node, scope="a1", workspace_ids=frozenset({1, 3}), now_ms=NOW)
+    assert not admits(inside, ONLY_IN_2)
+    other = Selection(criteria=node, scope="a1", workspace_ids=frozenset({2}), now_ms=NOW)
+    assert not admits(other, ONLY_IN_2)  # it has a city there
+    gone = msgspec.structs.replace(
+        ONLY_IN_2, workspaces={2: WorkspaceProfile(first_seen_ms=0, last_seen_ms=0)}
+    )
+    assert admits(other, gone)
+
+
+@pytest.mark.parametrize(
+    ("doc", "workspaces", "expected"),
+    [
+        ({"attribute": "city", "op": "equals", "value": "paris", "workspace": 2}, {1, 2}, True),
+        ({"attribute": "city", "op": "equals", "value": "paris", "workspace": 1}, {1, 2}, False),
+        ({"attribute": "city", "op": "equals", "value": "paris"}, {1, 2}, True),
+        # a workspace the audience does not read: nothing to read
+        ({"attribute": "city", "op": "equals", "value": "paris", "workspace": 2}, {1}, False),
+        ({"attribute": "city", "op": "not_exists", "workspace": 2}, {1}, True),
+        ({"device": "platform", "op": "equals", "value": "android", "workspace": 1}, {1, 2}, False),
+        ({"device": "platform", "op": "equals", "value": "android", "workspace": 2}, {1, 2}, True),
+        (
+            {"consent": "gdpr", "purpose": "marketing", "state": "exists", "workspace": 2},
+            {1, 2},
+            False,
+        ),
+        (
+            {"consent": "gdpr", "purpose": "marketing", "state": "exists", "workspace": 1},
+            {1, 2},
+            True,
+        ),
+        ({"attribution": "campaign", "op": "exists", "workspace": 2}, {1, 2}, False),
+        ({"location": "city", "op": "exists", "workspace": 2}, {1, 2}, False),
+        ({"location": "city", "op": "exists", "workspace": 1}, {1, 2}, True),
+        (
+            {
+                "location_within": {"latitude": 40.758, "longitude": -73.9855, "km": 10},
+                "workspace": 2,
+            },
+            {1, 2},
+            False,
+        ),
+        ({"identity": "ios_idfv", "op": "exists", "workspace": 2}, {1, 2}, False),
+    ],
+)
+def test_a_criterion_reads_the_workspace_it_names(
+    doc: dict[str, Any], workspaces: set[int], expected: bool
+) -> None:
+    assert check_in(doc, workspaces) is expected
+
+
+def test_account_attributes_are_one_value_for_the_profile() -> None:
+    plan = AttributeEntry(value="Pro", priority=50, source="crm", ts_ms=NOW)
+    gone = AttributeEntry(priority=50, source="crm", ts_ms=NOW, deleted=True)
+    profile = msgspec.structs.replace(
+        PROFILE, account_attributes={"plan": plan, "old": gone, "joined": attr("2026-11-21")}
+    )
+    assert check_in({"account_attribute": "plan", "op": "equals", "value": "pro"}, {1}, profile)
+    assert check_in({"account_attribute": "plan", "op": "equals", "value": "pro"}, {2}, profile)
+    assert not check_in({"attribute": "plan", "op": "exists"}, {1, 2}, profile)
+    assert check_in({"account_attribute": "old", "op": "not_exists"}, {1}, profile)
+    assert check_in(
+        {"account_attribute": "joined", "op": "within_last_days", "value": 2}, {1}, profile
+    )
+    assert not check_in({"account_attribute": "plan", "op": "exists"}, {1}, PROFILE)

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from kindred.audiences.ast import All, AttributeCriterion, Condition, EventCriterion
-from kindred.audiences.parse import Catalog, nested_audiences, parse_criteria
+from kindred.audiences.parse import (
+    Catalog,
+    nested_audiences,
+    parse_criteria,
+    refuse_nesting_when_nested,
+)
 from kindred.domain.errors import InvalidBatch
 
 CATALOG = Catalog(audiences={1: frozenset(), 2: frozenset({1}), 3: frozenset({2})})
@@ -127,3 +132,32 @@ def test_an_audience_may_not_nest_itself_through_others() -> None:
     with pytest.raises(InvalidBatch, match="nest itself"):
         parse_criteria({"audience": 3}, CATALOG, audience_id=1)
     assert nested_audiences(parse_criteria({"audience": 3}, CATALOG, audience_id=4)) == {3}
+
+
+def test_a_criterion_may_name_one_of_the_audiences_workspaces() -> None:
+    catalog = Catalog(workspaces=frozenset({1, 2}))
+    node = parse_criteria({"attribute": "tier", "op": "exists", "workspace": 2}, catalog)
+    assert node == AttributeCriterion("tier", Condition("exists"), 2)
+    with pytest.raises(InvalidBatch, match="not one of the audience's") as refused:
+        parse_criteria(
+            {"and": [{"first_seen": "after", "value": "2026-01-01", "workspace": 3}]}, catalog
+        )
+    assert refused.value.path == "criteria.and[0].workspace"
+    with pytest.raises(InvalidBatch, match="workspace id") as refused:
+        parse_criteria({"identity": "email", "op": "exists", "workspace": "1"}, catalog)
+    assert refused.value.path == "criteria.workspace"
+    with pytest.raises(InvalidBatch, match="unknown key 'workspace'"):
+        parse_criteria({"event": "custom_event", "workspace": 1}, catalog)  # event: inputs
+
+
+def test_when_saving_only_an_audience_that_nests_none_may_be_nested() -> None:
+    saving = Catalog(audiences=CATALOG.audiences, saving=True)
+    assert nested_audiences(parse_criteria({"audience": 1}, saving)) == {1}
+    with pytest.raises(InvalidBatch, match="audience 2 nests other audiences") as refused:
+        parse_criteria({"or": [{"audience": 1}, {"audience": 2}]}, saving)
+    assert refused.value.path == "criteria.or[1].audience"
+    parse_criteria({"audience": 2}, CATALOG)  # saved definitions still read back
+    with pytest.raises(InvalidBatch, match="audience 1 is nested in audience 2"):
+        refuse_nesting_when_nested(
+            parse_criteria({"audience": 4}, Catalog({4: frozenset()})), 1, CATALOG
+        )

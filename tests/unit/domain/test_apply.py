@@ -4,6 +4,7 @@ opt-out, attribution, purity and change records (PRF-1..PRF-6)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable
 
 import msgspec
@@ -1072,3 +1073,86 @@ def test_the_newest_location_is_kept_and_a_move_is_a_change() -> None:
     again = apply_observation(moved.profile, obs(T0 + 30, location=still), ctx())
     assert again.profile.workspaces[WS].location == still
     assert "location_changed" not in kinds(again)  # the same place, seen again
+
+
+# --- account-level attributes (PRF-4) ---------------------------------------------------
+
+ACCOUNT = priority_of(SourceType.ACCOUNT)
+
+
+def account_ctx(source: str = "crm", workspace_id: int = WS) -> ApplyContext:
+    """An input with `account_attributes`: its user attributes are the account's."""
+    return dataclasses.replace(
+        ctx(priority=ACCOUNT, source=source, workspace_id=workspace_id), account_attributes=True
+    )
+
+
+def test_an_account_input_writes_the_accounts_attributes_not_the_workspaces() -> None:
+    result = apply_observation(seeded({"a": 1}), attrs_obs(T0 + 1, {"plan": "pro"}), account_ctx())
+    profile = result.profile
+    assert profile.live_account_attributes() == {"plan": "pro"}
+    assert profile.account_attributes["plan"].priority == ACCOUNT
+    assert live(profile) == {"a": 1}
+    assert Change(kind="account_attribute_set", key="plan", new="pro") in result.changes
+    deleted = apply_observation(profile, attrs_obs(T0 + 2, {}, ["plan"]), account_ctx("other"))
+    assert deleted.profile.live_account_attributes() == {}
+    assert Change(kind="account_attribute_deleted", key="plan", old="pro") in deleted.changes
+
+
+@pytest.mark.parametrize(
+    "low",
+    [SourceType.CUSTOM_FEED, SourceType.SERVER, SourceType.CSV_IMPORT, SourceType.PARTNER_FEED],
+)
+def test_no_workspace_source_below_the_account_rank_sets_or_deletes_a_key_it_holds(
+    low: SourceType,
+) -> None:
+    profile = run(None, (attrs_obs(T0, {"plan": "old"}), source_ctx(low)))
+    profile = run(profile, (attrs_obs(T0 + 1, {"plan": "pro"}), account_ctx()))
+    for workspace_id in (WS, WS + 1):  # every workspace of the account
+        writer = dataclasses.replace(source_ctx(low), workspace_id=workspace_id)
+        newer = apply_observation(profile, attrs_obs(T0 + 5, {"plan": "free"}), writer)
+        assert reasons(newer) == ["lower_priority"]
+        assert "attribute_set" not in kinds(newer)
+        gone = apply_observation(profile, attrs_obs(T0 + 5, {}, ["plan"]), writer)
+        assert reasons(gone) == ["lower_priority"]
+    assert live(profile) == {"plan": "old"}  # what the workspace held before stays
+
+
+def test_calculated_attributes_outrank_the_account() -> None:
+    profile = run(None, (attrs_obs(T0, {"plan": "pro"}), account_ctx()))
+    calc = apply_observation(
+        profile, attrs_obs(T0 - 5, {"plan": 3}), source_ctx(SourceType.CALCULATED)
+    )
+    assert reasons(calc) == []
+    assert live(calc.profile) == {"plan": 3}
+
+
+def test_once_the_account_deletes_a_key_the_workspaces_may_set_it_again() -> None:
+    profile = run(
+        None,
+        (attrs_obs(T0, {"plan": "pro"}), account_ctx()),
+        (attrs_obs(T0 + 1, {}, ["plan"]), account_ctx()),
+        (attrs_obs(T0 + 2, {"plan": "free"}), source_ctx(SourceType.SERVER)),
+    )
+    assert live(profile) == {"plan": "free"}
+    assert profile.live_account_attributes() == {}
+
+
+def test_account_writers_share_one_rung_the_latest_write_wins() -> None:
+    profile = run(
+        None,
+        (attrs_obs(T0 + 5, {"plan": "pro"}), account_ctx("crm")),
+        (attrs_obs(T0 + 1, {"plan": "stale"}), account_ctx("billing", workspace_id=WS + 1)),
+    )
+    assert profile.live_account_attributes() == {"plan": "pro"}
+    profile = run(profile, (attrs_obs(T0 + 9, {"plan": "team"}), account_ctx("billing")))
+    assert profile.live_account_attributes() == {"plan": "team"}
+
+
+def test_a_batch_first_seen_in_a_workspace_notes_it() -> None:
+    profile = seeded({"a": 1})
+    assert "workspace_added" not in kinds(
+        apply_observation(profile, attrs_obs(T0 + 1, {"a": 2}), ctx())
+    )
+    other = apply_observation(profile, attrs_obs(T0 + 1, {"a": 2}), ctx(workspace_id=WS + 1))
+    assert Change(kind="workspace_added", workspace_id=WS + 1) in other.changes

@@ -158,6 +158,28 @@ def test_only_the_fields_asked_for_are_returned(field: str) -> None:
     assert set(body) == base | {"limit_ad_tracking", field} | extra
 
 
+def test_account_level_attributes_are_shown_in_every_workspace_of_the_account() -> None:
+    """PRF-4: what inputs with `account_attributes` wrote, removed ones left out, reserved
+    keys as the Profile API spells them; the workspace's own attributes apart."""
+
+    def entry(value: object, **extra: object) -> AttributeEntry:
+        return AttributeEntry(value=value, priority=50, source="crm", ts_ms=1, **extra)  # type: ignore[arg-type]
+
+    held = profile(
+        account_attributes={
+            "plan": entry("pro"),
+            "seats": entry(12),
+            "$Country": entry("FR"),
+            "old": entry("x", deleted=True),
+        }
+    )
+    for ws in (7, 8):
+        encoded = msgspec.json.encode(project_profile(held, ws, ["user_attributes"]))
+        body = msgspec.json.decode(encoded)
+        assert body["account_user_attributes"] == {"plan": "pro", "seats": "12", "$country": "FR"}
+    assert "plan" not in as_json(["user_attributes"])["user_attributes"]
+
+
 def test_a_workspace_without_data_gives_empty_parts() -> None:
     body = as_json(PROFILE_FIELDS, ws=8)
     assert body["user_attributes"] == {}

@@ -213,7 +213,7 @@ class AudienceService:
                 raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
         if not 1 <= audience.lookback_days <= MAX_DAYS:
             raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
-        self._registry.compile(audience)
+        self._registry.check(audience)
 
     def _save(self, audience: AudienceDef) -> AudienceDef:
         return self._store.save_audience(audience)

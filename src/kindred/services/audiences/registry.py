@@ -19,7 +19,13 @@ from typing import Protocol
 
 import msgspec
 
-from kindred.audiences.compiled import CompiledAudience, compile_audience, nested_first, nesting_of
+from kindred.audiences.compiled import (
+    CompiledAudience,
+    check_audience,
+    compile_audience,
+    nested_first,
+    nesting_of,
+)
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.audiences.deps import touched_by
 from kindred.audiences.evaluate import DAY_MS
@@ -81,6 +87,11 @@ class AudienceRegistry:
         if nesting is None:
             nesting = nesting_of(self._store.list_audiences())
         return compile_audience(audience, nesting, self._tenancy)
+
+    def check(self, audience: AudienceDef) -> CompiledAudience:
+        """Compile the audience with the checks made when it is saved (its workspaces,
+        inputs, nested audiences: `audiences.compiled.check_audience`)."""
+        return check_audience(audience, nesting_of(self._store.list_audiences()), self._tenancy)
 
     def refresh(
         self,

@@ -165,9 +165,10 @@ def project_profile(
             for id_type, entry in sorted(profile.user_identities.items())
         ]
     if "user_attributes" in fields:
-        # Account-level attributes are not kept apart from workspace ones (yet): null, as
-        # the public API answers for accounts without them.
-        response.account_user_attributes = None
+        # Account-level attributes (PRF-4); null when the profile has none, as the public
+        # API answers for accounts without them.
+        account = profile.live_account_attributes()
+        response.account_user_attributes = _texts(account) if account else None
         response.user_attributes = _attributes(ws)
     if "audience_memberships" in fields:
         response.audience_memberships = _memberships(profile)
@@ -196,11 +197,15 @@ def _device_type_name(id_type: str, platform: str | None) -> str:
 def _attributes(ws: WorkspaceProfile | None) -> dict[str, str | list[str] | None]:
     if ws is None:
         return {}
+    return _texts(ws.live_attributes())
+
+
+def _texts(live: dict[str, AttrValue]) -> dict[str, str | list[str] | None]:
     # Reserved attributes are stored as the Events API names them ($FirstName) and read back
     # as the Profile API does ($firstname).
     return {
         (key.lower() if key.startswith("$") else key): _attribute_text(value)
-        for key, value in ws.live_attributes().items()
+        for key, value in live.items()
     }
 
 

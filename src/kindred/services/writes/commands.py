@@ -256,6 +256,7 @@ def apply_context(item: Accepted, decision: IdentityDecision, mpid: int) -> Appl
         may_set_consent=source.may_set_consent,
         guardrails=workspace.account.guardrails,
         immutable_type=workspace.account.identity.immutable,
+        account_attributes=source.account_attributes,
         user_identities=decision.user_identities,
         device_identities=decision.device_identities,
     )
