@@ -250,7 +250,10 @@ class AudienceBackfill:
             assert entry.mpid is not None
             by_mpid.setdefault(entry.mpid, []).append(entry)
         inputs = self._registry.tenancy.input_named
-        events = {e.id: logged_events(e, inputs) for e in entries}
+        needles = _needles(some)
+        events = {
+            e.id: logged_events(e, inputs) if _may_count(e, some, needles) else () for e in entries
+        }
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
@@ -364,6 +367,32 @@ class AudienceBackfill:
             ),
             progress=True,
         )
+
+
+def _needles(some: Histories) -> tuple[bytes, ...] | None:
+    """Text a batch's body must hold (lower-cased) for one of its events to count: the
+    name of every history's events; None when a history takes events of a type whatever
+    their name (every batch is read then)."""
+    names = []
+    for spec in some.specs.values():
+        _, _, name = spec.event_key.partition(":")
+        if not name or not name.isascii():
+            return None
+        names.append(name.encode())
+    return tuple(set(names))
+
+
+def _may_count(entry: LogEntry, some: Histories, needles: tuple[bytes, ...] | None) -> bool:
+    """Whether a logged batch may hold an event the histories take (read it only then): from
+    one of their inputs, and holding one of the names: ASCII letters lower-cased as the
+    names are; a body with an escape or a character beyond ASCII, which may spell one
+    otherwise (the Kelvin sign lowers to k), is always read."""
+    if not any(entry.input in spec.inputs for spec in some.specs.values()):
+        return False
+    if needles is None or not entry.body.isascii():
+        return True
+    body = entry.body.lower()
+    return b"\\u" in body or any(needle in body for needle in needles)
 
 
 def _folded(
