@@ -6,6 +6,7 @@ scheduler re-evaluates.
     python bench/audiences.py --profiles 20000                 # a fresh store of its own
     python bench/audiences.py --data-dir bench/out/sqlite      # a seeded store (1M)
     python bench/audiences.py --data-dir bench/out/sqlite --backfill-only   # (b) alone
+    python bench/audiences.py --history --profiles 100000    # (d) activation over stored events
 
 With --data-dir the store is used as it is (the audiences it creates are deleted at the
 end, their memberships stay in the log); without it a temporary store is seeded first.
@@ -155,10 +156,57 @@ def _due(container: Container, now: int) -> list[int]:
     return [p.mpid for p in due_profiles(container, now)]
 
 
+def seed_history(container: Container, profiles: int, now: int) -> int:
+    """Each profile one batch of 10 events (3 plays), stamped 0 to 29 days ago; returns
+    how many events were stored."""
+    source = container.tenancy.input_named("bench-server")
+    assert source is not None
+    for first in range(0, profiles, 2000):
+        items = []
+        for user in range(first, min(first + 2000, profiles)):
+            body = batch_body(user, seq=user, now_ms=now - user % 30 * DAY_MS, events=10)
+            items.append(accepted(source, body, now))
+        run_all(container, items)
+    return profiles * 10
+
+
+def history(container: Container, clock: MovableClock) -> dict[str, Any]:
+    """(d): one new audience with event criteria over every stored profile and its stored
+    events: its histories folded from the event log, then its memberships."""
+    report: dict[str, Any] = {}
+    one = container.audiences.create(
+        AudienceDef(
+            name="bench history",
+            workspaces=[1],
+            lookback_days=30,
+            criteria={"event": "custom_event", "name": "Play", "within_days": 14, "at_least": 3},
+        )
+    )
+    container.audiences.set_status(one.id, "active")
+    backfill = audience_backfill(container, clock, chunks_per_run=10**9)
+    started = time.perf_counter()
+    backfill.run()  # the fold of the log, then the memberships
+    seconds = time.perf_counter() - started
+    report["history_activation_s"] = round(seconds, 2)
+    report["history_members"] = container.audiences.metrics(one.id).size
+    container.audiences.delete(one.id)
+    return report
+
+
 def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     clock = MovableClock()
     container = build(load_settings(CONFIG, data_dir=data_dir, env={}), clock=clock)
     container.store.migrate()
+    if args.history:
+        started = time.perf_counter()
+        events = seed_history(container, args.profiles, clock.now_ms())
+        seeded = time.perf_counter() - started
+        found = {"profiles": args.profiles, "events_stored": events, "seed_s": round(seeded, 1)}
+        found.update(history(container, clock))
+        found["machine"] = machine()
+        found["command"] = " ".join(["python", *sys.argv])
+        container.store.close()
+        return found
     if args.profiles and not args.data_dir:
         seed(container, args.profiles, clock.now_ms())
     stored = container.store.count_profiles()
@@ -245,6 +293,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=5_000, help="batches of 10 events, each run")
     parser.add_argument(
         "--backfill-only", action="store_true", help="measure (b) alone, in a fresh process"
+    )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="(d) alone: a new store of --profiles profiles with 10 stored events each",
     )
     args = parser.parse_args()
     if args.data_dir:

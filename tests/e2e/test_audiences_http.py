@@ -326,3 +326,40 @@ def test_the_platform_api_lists_the_accounts_audiences_for_a_platform_credential
     gone = httpx.delete(f"{server.url}/v1/audiences/{made['id']}", headers=bearer)
     assert gone.status_code == 204
     assert admin(server, "GET", f"/audiences/{made['id']}").status_code == 404
+
+
+def test_activation_counts_the_events_sent_before_it(server: Server) -> None:
+    """Plays sent over HTTP, then an audience activated through the admin API: the stored
+    plays inside its lookback count, from its input only, exactly."""
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    plays = [play(now - n * day) for n in range(4)] + [play(now - 9 * day)]
+    send(server, "aud-history-1", events=plays)  # 4 plays inside 7 days, one older
+    send(server, "aud-history-2", events=plays[:3])
+    for customer in ("aud-history-1", "aud-history-2"):
+        send(server, customer, events=[play(now - 20 * day)])
+    # The same plays from another input (the audience reads only `server`'s).
+    feed = {"user_identities": {"customer_id": "aud-history-3"}, "events": plays}
+    sent = httpx.post(f"{server.url}/v2/events", json=feed, auth=("feed-key", "feed-secret"))
+    assert sent.status_code == 202, sent.text
+    created = admin(
+        server,
+        "POST",
+        "/audiences",
+        {
+            "name": "Four plays in a week",
+            "workspaces": [1],
+            "inputs": ["server"],
+            "lookback_days": 7,
+            "criteria": {"event": "custom_event", "name": "Play", "at_least": 4},
+        },
+    ).json()
+    assert admin(server, "POST", f"/audiences/{created['id']}/activate").status_code == 200
+    expected = [server.profile(identity=f"customer_id={c}") for c in ("aud-history-1",)]
+    assert all(p is not None for p in expected)
+    wait_for(
+        server,
+        created["id"],
+        [p["mpid"] for p in expected if p is not None],
+        "the activation did not count the stored plays",
+    )

@@ -130,7 +130,11 @@ class EventCondition(msgspec.Struct, frozen=True, array_like=True):
 class EventCriterion(msgspec.Struct, frozen=True, tag="event"):
     """Events of a type (and name; for commerce, a product action), that pass every
     condition of `where`, within the last `within_days` days (all the lookback when None),
-    counted against `count` (at_least 1 by default)."""
+    counted against `count` (at_least 1 by default).
+
+    An audience's compiled tree binds each event criterion to the audience: `tag` makes
+    its history key the audience's own (see evaluate.history_key), and no event older
+    than `lookback_days` counts (0: parsed alone, unbound, no lookback)."""
 
     event_type: str
     name: str | None
@@ -139,6 +143,8 @@ class EventCriterion(msgspec.Struct, frozen=True, tag="event"):
     count: int
     action: str | None = None
     where: tuple[EventCondition, ...] = ()
+    tag: str = ""
+    lookback_days: int = 0
 
 
 # The fields of a location criterion, as the stored location names them.
@@ -170,10 +176,13 @@ class WithinDistance(msgspec.Struct, frozen=True, tag="location_within"):
 
 class CartAbandonment(msgspec.Struct, frozen=True, tag="cart_abandonment"):
     """A product added to the cart within the last `within_days` days, at least
-    `wait_minutes` ago, with no purchase since."""
+    `wait_minutes` ago, with no purchase since. `tag` and `lookback_days` as for an
+    EventCriterion."""
 
     within_days: int
     wait_minutes: int
+    tag: str = ""
+    lookback_days: int = 0
 
 
 Node = (

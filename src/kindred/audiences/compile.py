@@ -21,7 +21,6 @@ from kindred.audiences.ast import (
     Node,
 )
 from kindred.audiences.evaluate import (
-    DAY_MS,
     LEAVES,
     NEGATIVE,
     Subject,
@@ -29,6 +28,7 @@ from kindred.audiences.evaluate import (
     matches,
     number_of,
     text,
+    window_ms,
 )
 from kindred.domain.observation import EventFact
 
@@ -176,7 +176,7 @@ def compile_event_filter(node: EventCriterion) -> EventFilter:
 
 def _event(node: EventCriterion) -> Predicate:
     key = history_key(node)
-    window = node.within_days * DAY_MS if node.within_days else None
+    window = window_ms(node)
     count_op, wanted = node.count_op, node.count
 
     def event(s: Subject) -> bool:

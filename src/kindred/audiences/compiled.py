@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kindred.audiences.ast import EventCriterion, Node
+import msgspec
+
+from kindred.audiences.ast import All, AnyOf, CartAbandonment, EventCriterion, Exclude, Node
 from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.definition import AudienceDef
-from kindred.audiences.deps import dependencies, event_criteria
+from kindred.audiences.deps import dependencies
+from kindred.audiences.history import HistorySpec, history_specs
 from kindred.audiences.parse import (
     Catalog,
     nested_audiences,
@@ -27,7 +30,15 @@ from kindred.domain.errors import InvalidBatch
 from kindred.domain.profile import Membership
 from kindred.domain.tenancy import Tenancy
 
-__all__ = ["CompiledAudience", "check_audience", "compile_audience", "nested_first", "nesting_of"]
+__all__ = [
+    "CompiledAudience",
+    "bind_events",
+    "check_audience",
+    "compile_audience",
+    "input_scope",
+    "nested_first",
+    "nesting_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +49,14 @@ class CompiledAudience:
     workspaces: frozenset[int]
     deps: frozenset[str]
     nested: frozenset[int]
-    histories: tuple[EventCriterion, ...]
+    histories: tuple[HistorySpec, ...]
     # Time alone can change its answer (recency windows): the scheduler comes back.
     timed: bool
     predicate: Predicate
+    # Its histories are being computed from the event log (its activation's first
+    # step): until they are complete only a profile a batch creates (whose events all
+    # arrive live) is evaluated against it.
+    warming: bool = False
     id: int = 0
 
     def __post_init__(self) -> None:
@@ -114,6 +129,8 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
     scopes = frozenset(
         tenancy.workspaces[w].identity_scope for w in workspaces if w in tenancy.workspaces
     )
+    node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", audience.lookback_days)
+    histories = history_specs(node, input_scope(audience, tenancy), audience.lookback_days)
     return CompiledAudience(
         audience,
         node,
@@ -121,10 +138,42 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
         workspaces,
         dependencies(node),
         nested_audiences(node),
-        event_criteria(node),
+        histories,
         is_timed(node),
         compile_node(node),
+        warming=bool(histories)
+        and audience.history_from is not None
+        and audience.history_from < audience.history_to,
     )
+
+
+def input_scope(audience: AudienceDef, tenancy: Tenancy) -> frozenset[str]:
+    """The inputs whose events the audience's event criteria read (AUD-16): those it
+    names, or every input of its workspaces."""
+    if audience.inputs:
+        return frozenset(audience.inputs)
+    workspaces = set(audience.workspaces)
+    return frozenset(
+        name
+        for name, source in tenancy.inputs_by_name.items()
+        if source.workspace.workspace_id in workspaces
+    )
+
+
+def bind_events(node: Node, tag: str, lookback_days: int) -> Node:
+    """The tree with its event criteria bound to one audience: its histories keyed with
+    the audience's `tag` (its id and the time of its activation or last edit, so that an
+    activation computes histories of its own from the event log, never adding to events
+    counted before), and its lookback applied."""
+    if isinstance(node, All | AnyOf):
+        return msgspec.structs.replace(
+            node, items=tuple(bind_events(i, tag, lookback_days) for i in node.items)
+        )
+    if isinstance(node, Exclude):
+        return msgspec.structs.replace(node, item=bind_events(node.item, tag, lookback_days))
+    if isinstance(node, EventCriterion | CartAbandonment):
+        return msgspec.structs.replace(node, tag=tag, lookback_days=lookback_days)
+    return node
 
 
 def nesting_of(saved: Sequence[AudienceDef]) -> dict[int, frozenset[int]]:

@@ -46,6 +46,12 @@ class AudienceDef(msgspec.Struct, kw_only=True):
     backfill_from: int | None = None
     backfill_done: int = 0
     backfill_finished_ms: int | None = None
+    # Its histories computed from the event log (kept by Kindred): the newest log id when
+    # it was activated or edited (the batches up to it are the activation's to fold; every
+    # later one is recorded by a writer that knows it), and the log id the fold has reached,
+    # None when it is not running. The backfill of memberships follows it.
+    history_to: int = 0
+    history_from: int | None = None
 
 
 class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,9 +80,12 @@ INT64_MIN = -(2**63)
 
 
 def with_backfill(audience: AudienceDef) -> AudienceDef:
-    """The audience with a backfill (re)started from its first scope's first profile."""
+    """The audience with a backfill (re)started: its histories from the start of the event
+    log (up to `history_to`, which the store sets when it saves it), then its memberships
+    from its first scope's first profile."""
     return msgspec.structs.replace(
         audience,
+        history_from=0,
         backfill_scope="",  # sorts before every scope name: the run starts with the first
         backfill_from=INT64_MIN,
         backfill_done=0,

@@ -24,7 +24,7 @@ from kindred.audiences.ast import (
     Node,
     WithinDistance,
 )
-from kindred.audiences.evaluate import CART_HISTORIES, event_key
+from kindred.audiences.evaluate import cart_histories, event_key
 from kindred.domain.changes import Change
 
 __all__ = ["EVERYTHING", "dependencies", "event_criteria", "touched_by"]
@@ -75,7 +75,7 @@ def event_criteria(node: Node) -> tuple[EventCriterion, ...]:
     if isinstance(node, EventCriterion):
         return (node,)
     if isinstance(node, CartAbandonment):
-        return CART_HISTORIES
+        return cart_histories(node)
     return ()
 
 

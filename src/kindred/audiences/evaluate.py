@@ -58,6 +58,7 @@ __all__ = [
     "Subject",
     "abandoned_cart",
     "admits",
+    "cart_histories",
     "device_field",
     "distance_km",
     "evaluate",
@@ -70,6 +71,7 @@ __all__ = [
     "over_values",
     "pattern_regex",
     "text",
+    "window_ms",
 ]
 
 
@@ -108,13 +110,33 @@ def event_key(event_type: str, name: str | None) -> str:
 
 
 def history_key(node: EventCriterion) -> str:
-    """How the profile's event history of the criterion is keyed: its event key, and for
-    an action or conditions a digest of them (`commerce_event@1f0c...`)."""
+    """How the profile's event history of the criterion is keyed: its event key, for an
+    action or conditions a digest of them (`commerce_event@1f0c...`), and the tag of the
+    audience it is bound to (`custom_event:play#12.1700000000000`)."""
     base = event_key(node.event_type, node.name)
     if node.action is None and not node.where:
-        return base
+        return base + node.tag
     digest = hashlib.sha1(msgspec.json.encode([node.action, node.where]), usedforsecurity=False)
-    return f"{base}@{digest.hexdigest()[:16]}"
+    return f"{base}@{digest.hexdigest()[:16]}{node.tag}"
+
+
+def window_ms(node: EventCriterion | CartAbandonment) -> int | None:
+    """How far back events count for the criterion: its own `within_days` or its
+    audience's lookback, whichever is shorter; None when neither bounds it."""
+    days = [d for d in (node.within_days, node.lookback_days) if d]
+    return min(days) * DAY_MS if days else None
+
+
+def cart_histories(node: CartAbandonment) -> tuple[EventCriterion, EventCriterion]:
+    """The two histories a cart abandonment criterion reads (CART_HISTORIES), bound as
+    the criterion is."""
+    if not node.tag and not node.lookback_days:
+        return CART_HISTORIES
+    added, purchased = (
+        msgspec.structs.replace(h, tag=node.tag, lookback_days=node.lookback_days)
+        for h in CART_HISTORIES
+    )
+    return added, purchased
 
 
 def event_passes(node: EventCriterion, event: EventFact) -> bool:
@@ -257,7 +279,8 @@ def _attribution(node: AttributionCriterion, subject: Subject) -> bool:
 
 def _event(node: EventCriterion, subject: Subject) -> bool:
     times = subject.profile.event_times.get(history_key(node), ())
-    since = subject.now_ms - node.within_days * DAY_MS if node.within_days else None
+    window = window_ms(node)
+    since = subject.now_ms - window if window is not None else None
     count = sum(1 for t in times if (since is None or t >= since) and t <= subject.now_ms)
     if node.count_op == "at_least":
         return count >= node.count
@@ -310,9 +333,11 @@ def abandoned_cart(
     """When the abandoned product was added (the latest such time), or None: an add to
     the cart within the window, `wait_minutes` or more ago, and no purchase at or after it
     (up to now)."""
-    added, purchased = (event_times.get(history_key(h), ()) for h in CART_HISTORIES)
+    added, purchased = (event_times.get(history_key(h), ()) for h in cart_histories(node))
     last_purchase = max((t for t in purchased if t <= now_ms), default=None)
-    since, until = now_ms - node.within_days * DAY_MS, now_ms - node.wait_minutes * 60_000
+    window = window_ms(node)
+    assert window is not None  # within_days is required
+    since, until = now_ms - window, now_ms - node.wait_minutes * 60_000
     found = [
         t for t in added if since <= t <= until and (last_purchase is None or t > last_purchase)
     ]

@@ -1,46 +1,116 @@
-"""The per-profile event history audiences read (AUD-5): for each history an audience uses
-(see evaluate.history_key), the times of the profile's events within the lookback window,
-oldest first, capped. Kept on ingest, so evaluation never scans the event log."""
+"""The per-profile event history audiences read (AUD-5, AUD-16): for each history an
+active audience uses (see evaluate.history_key: its event key, action and conditions, and
+the audience's own tag), the times of the profile's events that pass it, from the
+audience's inputs, within the audience's lookback, oldest first. Kept on ingest, and
+computed from the event log when an audience is activated (services.audiences.jobs), so
+evaluation never scans the event log.
+
+A history keeps every event a criterion can still need, and no more: of the events at or
+before now, the newest `keep` (one more than the largest frequency the audience's criteria
+on it name, so `at_least`, `at_most` and `exactly` stay exact for any count: the K newest
+events are inside a window exactly when K or more are), every event stamped after now
+(it counts once its time comes), and, for the products added to the cart, every add
+within the longest wait (one of those may become the abandoned one) — all within the
+lookback. Dropping an event never changes an answer, now or later: an event dropped has
+`keep` newer ones at or before now, which stay so."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kindred.audiences.ast import EventCriterion
+from kindred.audiences.ast import All, AnyOf, CartAbandonment, EventCriterion, Exclude, Node
 from kindred.audiences.compile import EventFilter, compile_event_filter
-from kindred.audiences.evaluate import event_key, history_key
+from kindred.audiences.evaluate import DAY_MS, cart_histories, event_key, history_key
 from kindred.domain.observation import EventFact
 
-__all__ = ["MAX_EVENTS_PER_KEY", "Histories", "event_keys_of", "histories_of", "record_events"]
+__all__ = [
+    "Histories",
+    "HistorySpec",
+    "event_keys_of",
+    "fold_events",
+    "histories_of",
+    "history_specs",
+    "record_events",
+    "trimmed",
+]
 
-# Frequency criteria count up to this many events per key and window.
-MAX_EVENTS_PER_KEY = 200
+
+@dataclass(frozen=True, slots=True)
+class HistorySpec:
+    """One history to keep: its key, the events it takes (their event key, the test they
+    must pass, None when every such event counts, the inputs they may come from), and what
+    of them to keep (see the module's text)."""
+
+    key: str
+    event_key: str
+    test: EventFilter | None
+    inputs: frozenset[str]
+    lookback_ms: int
+    keep: int
+    keep_after_ms: int = 0
+
+
+def history_specs(
+    node: Node, inputs: frozenset[str], lookback_days: int
+) -> tuple[HistorySpec, ...]:
+    """The histories a bound criteria tree reads (one per history key), for events from
+    `inputs`."""
+    found: dict[str, HistorySpec] = {}
+    lookback_ms = lookback_days * DAY_MS
+
+    def add(node: EventCriterion, keep: int, keep_after_ms: int = 0) -> None:
+        key = history_key(node)
+        held = found.get(key)
+        if held is not None:
+            keep, keep_after_ms = max(keep, held.keep), max(keep_after_ms, held.keep_after_ms)
+        filtered = node.action is not None or bool(node.where)
+        found[key] = HistorySpec(
+            key,
+            event_key(node.event_type, node.name),
+            compile_event_filter(node) if filtered else None,
+            inputs,
+            lookback_ms,
+            keep,
+            keep_after_ms,
+        )
+
+    def visit(node: Node) -> None:
+        if isinstance(node, All | AnyOf):
+            for item in node.items:
+                visit(item)
+        elif isinstance(node, Exclude):
+            visit(node.item)
+        elif isinstance(node, EventCriterion):
+            add(node, node.count + 1)
+        elif isinstance(node, CartAbandonment):
+            added, purchased = cart_histories(node)
+            add(added, 1, node.wait_minutes * 60_000)
+            add(purchased, 1)
+
+    visit(node)
+    return tuple(found.values())
 
 
 @dataclass(frozen=True)
 class Histories:
-    """The histories to keep: by the event key of the events they take, (history key, the
-    test an event must pass, None when every such event counts)."""
+    """The histories to keep, indexed: by the event key of the events they take, and by
+    their own key."""
 
-    by_event_key: Mapping[str, tuple[tuple[str, EventFilter | None], ...]] = field(
-        default_factory=dict
-    )
-    names: frozenset[str] = frozenset()
+    by_event_key: Mapping[str, tuple[HistorySpec, ...]] = field(default_factory=dict)
+    specs: Mapping[str, HistorySpec] = field(default_factory=dict)
 
 
-def histories_of(criteria: Iterable[EventCriterion]) -> Histories:
-    """The histories the event criteria read, indexed for record_events."""
-    index: dict[str, dict[str, EventFilter | None]] = {}
-    for node in criteria:
-        filtered = node.action is not None or bool(node.where)
-        index.setdefault(event_key(node.event_type, node.name), {})[history_key(node)] = (
-            compile_event_filter(node) if filtered else None
-        )
-    return Histories(
-        {base: tuple(kept.items()) for base, kept in index.items()},
-        frozenset(name for kept in index.values() for name in kept),
-    )
+def histories_of(specs: Iterable[HistorySpec]) -> Histories:
+    """The histories indexed for record_events."""
+    by_event_key: dict[str, list[HistorySpec]] = {}
+    by_key: dict[str, HistorySpec] = {}
+    for spec in specs:
+        if spec.key not in by_key:
+            by_key[spec.key] = spec
+            by_event_key.setdefault(spec.event_key, []).append(spec)
+    return Histories({k: tuple(v) for k, v in by_event_key.items()}, by_key)
 
 
 def event_keys_of(event: EventFact) -> list[str]:
@@ -52,23 +122,67 @@ def event_keys_of(event: EventFact) -> list[str]:
     return keys
 
 
-def record_events(
-    history: Mapping[str, list[int]],
-    events: Iterable[EventFact],
-    tracked: Histories,
-    since_ms: int,
+def trimmed(times: Sequence[int], spec: HistorySpec, now_ms: int) -> list[int]:
+    """The times (sorted) a history keeps at `now_ms`."""
+    low = bisect_left(times, now_ms - spec.lookback_ms) if spec.lookback_ms else 0
+    split = bisect_right(times, now_ms - spec.keep_after_ms, lo=low)
+    return list(times[max(low, split - spec.keep) :])
+
+
+def _added(
+    events: Iterable[EventFact], input_name: str, tracked: Histories
 ) -> dict[str, list[int]]:
-    """The history with these events added (tracked histories only) and anything older
-    than `since_ms` dropped."""
     added: dict[str, list[int]] = {}
     for event in events:
         for key in event_keys_of(event):
-            for name, test in tracked.by_event_key.get(key, ()):
-                if test is None or test(event):
-                    added.setdefault(name, []).append(event.timestamp_ms)
+            for spec in tracked.by_event_key.get(key, ()):
+                if input_name in spec.inputs and (spec.test is None or spec.test(event)):
+                    added.setdefault(spec.key, []).append(event.timestamp_ms)
+    return added
+
+
+def _kept(
+    history: Mapping[str, list[int]],
+    added: Mapping[str, list[int]],
+    keys: Iterable[str],
+    tracked: Histories,
+    now_ms: int,
+) -> dict[str, list[int]]:
     result: dict[str, list[int]] = {}
-    for key in tracked.names & (set(history) | set(added)):
-        times = sorted(t for t in (*history.get(key, ()), *added.get(key, ())) if t >= since_ms)
-        if times:
-            result[key] = times[-MAX_EVENTS_PER_KEY:]
+    for key in keys:
+        held, new = history.get(key, ()), added.get(key)
+        times = sorted((*held, *new)) if new else held
+        kept = trimmed(times, tracked.specs[key], now_ms)
+        if kept:
+            result[key] = kept
+    return result
+
+
+def record_events(
+    history: Mapping[str, list[int]],
+    events: Iterable[EventFact],
+    input_name: str,
+    tracked: Histories,
+    now_ms: int,
+) -> dict[str, list[int]]:
+    """The history with a batch's events (from `input_name`) added to the tracked
+    histories, each trimmed as it keeps at `now_ms`; histories no longer tracked go."""
+    added = _added(events, input_name, tracked)
+    keys = tracked.specs.keys() & (history.keys() | added.keys())
+    return _kept(history, added, keys, tracked, now_ms)
+
+
+def fold_events(
+    history: Mapping[str, list[int]],
+    events: Iterable[EventFact],
+    input_name: str,
+    some: Histories,
+    now_ms: int,
+) -> dict[str, list[int]]:
+    """The history with events added to `some` histories only (an activation folding the
+    stored events in); the others stay as they are."""
+    added = _added(events, input_name, some)
+    kept = _kept(history, added, some.specs.keys(), some, now_ms)
+    result = {k: v for k, v in history.items() if k not in some.specs}
+    result.update(kept)
     return result

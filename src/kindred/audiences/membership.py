@@ -32,9 +32,11 @@ def evaluate_memberships(
     reason: str | None = None,
     *,
     restrict: frozenset[int] | None = None,
+    fresh: bool = False,
 ) -> tuple[Profile, list[MembershipChange]]:
     """Re-evaluate the audiences `touched` concerns (all when None) for the profile;
-    with `restrict`, only those audiences (a backfill)."""
+    with `restrict`, only those audiences (a backfill). Audiences still `warming` are
+    evaluated only for a `fresh` profile (created by the batch in hand)."""
     if profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms:
         touched = None  # time alone may have changed any of them since: do it all now
     everything = touched is None or EVERYTHING in touched
@@ -45,7 +47,11 @@ def evaluate_memberships(
     subjects: dict[frozenset[int], Subject] = {}
     for audience in active:
         aid = audience.id
-        if (restrict is not None and aid not in restrict) or profile.scope not in audience.scopes:
+        if (
+            (restrict is not None and aid not in restrict)
+            or profile.scope not in audience.scopes
+            or (audience.warming and not fresh)
+        ):
             continue
         if not everything and not (
             audience.deps & touched or (flipped and audience.nested & flipped)  # type: ignore[operator]
@@ -66,7 +72,9 @@ def evaluate_memberships(
         _set_membership(current, audience, member, now_ms)
     due = profile.audience_due_ms
     if everything or due is None or due <= now_ms or _timed_touched(active, touched):
-        due = _due_after(profile, active, current, now_ms, partial=restrict is not None)
+        due = _due_after(
+            profile, active, current, now_ms, partial=restrict is not None, fresh=fresh
+        )
     if not moves and due == profile.audience_due_ms:
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
@@ -80,11 +88,12 @@ def _due_after(
     now_ms: int,
     *,
     partial: bool,
+    fresh: bool,
 ) -> int | None:
     """The profile's due time after an evaluation. After a `partial` one (some audiences
     only) what the others, or calculated values, were due for still is: it may only come
     forward."""
-    found = _next_due(profile, active, memberships, now_ms)
+    found = _next_due(profile, active, memberships, now_ms, fresh=fresh)
     held = profile.audience_due_ms
     if not partial or held is None or (found is not None and found < held):
         return found
@@ -124,6 +133,8 @@ def _next_due(
     active: Sequence[CompiledAudience],
     memberships: dict[int, Membership],
     now_ms: int,
+    *,
+    fresh: bool,
 ) -> int | None:
     """The earliest instant time alone may change one of the profile's memberships, or one
     of its calculated values (the due time is the profile's, one for both)."""
@@ -131,7 +142,8 @@ def _next_due(
     subjects: dict[frozenset[int], Subject] = {}
     earliest = next_calculated_due(profile, now_ms)
     for audience in active:
-        if not audience.timed or profile.scope not in audience.scopes:
+        warming = audience.warming and not fresh
+        if not audience.timed or warming or profile.scope not in audience.scopes:
             continue
         subject = subjects.get(audience.workspaces)
         if subject is None:

@@ -35,11 +35,11 @@ from kindred.audiences.ast import (
     WithinDistance,
 )
 from kindred.audiences.evaluate import (
-    CART_HISTORIES,
-    DAY_MS,
     NEGATIVE,
+    cart_histories,
     history_key,
     matches,
+    window_ms,
 )
 
 __all__ = ["Source", "TreeSql", "encode_test"]
@@ -222,7 +222,8 @@ class TreeSql(ABC):
         return "(" + " OR ".join(options) + ")"
 
     def event_leaf(self, node: EventCriterion, _ws: tuple[str, ...]) -> str:
-        since = self.now_ms - node.within_days * DAY_MS if node.within_days else None
+        window = window_ms(node)
+        since = self.now_ms - window if window is not None else None
         count = self.count_times(history_key(node), since, self.now_ms)
         op = {"at_least": ">=", "at_most": "<=", "exactly": "="}[node.count_op]
         return f"({count} {op} {self.bind(node.count)})"
@@ -230,9 +231,11 @@ class TreeSql(ABC):
     def cart_leaf(self, node: CartAbandonment, _ws: tuple[str, ...]) -> str:
         """`evaluate.abandoned_cart` in SQL: an add to the cart in the window, old enough,
         after the last purchase up to now."""
-        added, purchased = (self.times(history_key(h)) for h in CART_HISTORIES)
+        added, purchased = (self.times(history_key(h)) for h in cart_histories(node))
+        window = window_ms(node)
+        assert window is not None  # within_days is required
         now = self.bind(self.now_ms)
-        since = self.bind(self.now_ms - node.within_days * DAY_MS)
+        since = self.bind(self.now_ms - window)
         until = self.bind(self.now_ms - node.wait_minutes * 60_000)
         last_purchase = f"(SELECT max(p.t) FROM {purchased.format('p')} WHERE p.t <= {now})"
         return (

@@ -18,11 +18,12 @@ from kindred.audiences.ast import (
     Node,
 )
 from kindred.audiences.evaluate import (
-    CART_HISTORIES,
     DAY_MS,
     Subject,
+    cart_histories,
     history_key,
     instant,
+    window_ms,
 )
 
 __all__ = ["is_timed", "next_change"]
@@ -39,7 +40,7 @@ def is_timed(node: Node) -> bool:
     if isinstance(node, Exclude):
         return is_timed(node.item)
     if isinstance(node, EventCriterion):
-        return node.within_days is not None
+        return window_ms(node) is not None  # events leave its window, or the lookback
     if isinstance(node, CartAbandonment):
         return True
     if isinstance(node, _DATED):
@@ -65,9 +66,9 @@ def next_change(node: Node, subject: Subject) -> int | None:
 
 
 def _event_change(node: EventCriterion, subject: Subject) -> int | None:
-    if node.within_days is None:
+    window = window_ms(node)
+    if window is None:
         return None
-    window = node.within_days * DAY_MS
     times = subject.profile.event_times.get(history_key(node), ())
     now = subject.now_ms
     upcoming = []
@@ -83,8 +84,12 @@ def _event_change(node: EventCriterion, subject: Subject) -> int | None:
 def _cart_change(node: CartAbandonment, subject: Subject) -> int | None:
     """An add to the cart becomes abandoned `wait_minutes` after it, and stops counting
     when it leaves the window; a purchase or add stamped ahead of now counts from then."""
-    added, purchased = (subject.profile.event_times.get(history_key(h), ()) for h in CART_HISTORIES)
-    now, window, wait = subject.now_ms, node.within_days * DAY_MS, node.wait_minutes * 60_000
+    added, purchased = (
+        subject.profile.event_times.get(history_key(h), ()) for h in cart_histories(node)
+    )
+    window = window_ms(node)
+    assert window is not None  # within_days is required
+    now, wait = subject.now_ms, node.wait_minutes * 60_000
     upcoming = [t + wait for t in added if t + wait > now]
     upcoming += [t + window + 1 for t in added if t + window + 1 > now]
     upcoming += [t for t in purchased if t > now]

@@ -62,12 +62,20 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         workspaces=_union(survivor.workspaces, merged.workspaces, _merge_workspace),
         memberships=_union(survivor.memberships, merged.memberships, _earlier_membership),
         recent_messages=_merge_windows(survivor.recent_messages, merged.recent_messages),
+        event_times=_union(survivor.event_times, merged.event_times, _merge_times),
+        event_folded=_union(survivor.event_folded, merged.event_folded, max),
         absorbed=survivor.absorbed + merged.absorbed + 1,
         audience_due_ms=_earliest(survivor.audience_due_ms, merged.audience_due_ms),
     )
     # Merged calculated states give new values (recomputed on schedule after: the merged
     # profile is due when either was).
     return refreshed(result, result.last_stored_ms), dropped
+
+
+def _merge_times(a: list[int], b: list[int]) -> list[int]:
+    """Both profiles' events of one history (each keeps what its criteria need, so the
+    union does; the next batch trims it)."""
+    return sorted((*a, *b))
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:

@@ -105,9 +105,12 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # but calculated attributes.
     account_attributes: dict[str, AttributeEntry] = msgspec.field(default_factory=dict)
     memberships: dict[int, Membership] = msgspec.field(default_factory=dict)
-    # Times of recent events, by `type` and `type:name`, for the keys audiences ask about
-    # (see audiences.evaluate.event_key), within the lookback window, oldest first.
+    # Times of events, by the history keys active audiences read (see audiences.history),
+    # within each one's lookback window, oldest first.
     event_times: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    # How far (an event log id) an audience's activation has folded the stored events
+    # into each of its histories (services.audiences.jobs), so that none counts twice.
+    event_folded: dict[str, int] = msgspec.field(default_factory=dict)
     # When time alone may next change an audience membership (the scheduler's due time).
     audience_due_ms: int | None = None
     # Hashes of the most recent event message ids (see domain.dedup), packed int64s.

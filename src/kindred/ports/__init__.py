@@ -231,10 +231,15 @@ class AudienceStore(Protocol):
     """Audience definitions (small, rarely written: each call is its own transaction) and
     the membership log."""
 
-    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
+    def save_audience(
+        self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
+    ) -> AudienceDef:
         """Insert (id 0: the store gives one) or replace, raising the definitions'
         version; returns it with its id. `progress`: only the backfill's progress
-        changed, the version stays (no process rebuilds its audiences)."""
+        changed, the version stays (no process rebuilds its audiences). `cut_log`: with
+        `history_to` set to the newest event log id, read in the same transaction (the
+        batches logged up to it are the activation's to fold into its histories; every
+        later one is applied by a writer that sees the new version)."""
         ...
 
     def list_audiences(self) -> list[AudienceDef]:

@@ -320,8 +320,12 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         mine = [e for e in self._state.log if e.mpid == mpid]
         return mine[::-1][:limit]
 
-    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
+    def save_audience(
+        self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
+    ) -> AudienceDef:
         with self._lock:
+            if cut_log:
+                audience = msgspec.structs.replace(audience, history_to=len(self._state.log))
             audiences = self._state.audiences
             saved = (
                 audience

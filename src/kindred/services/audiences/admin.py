@@ -86,7 +86,9 @@ class AudienceService:
             updated_by=changed_by,
         )
         self._check(changed)
-        return self._save(with_backfill(changed) if changed.status == "active" else changed)
+        if changed.status == "active":
+            return self._save(with_backfill(changed), cut_log=True)
+        return self._save(changed)
 
     def set_status(self, audience_id: int, status: str, changed_by: str = "") -> AudienceDef:
         if status not in ("active", "inactive"):
@@ -96,7 +98,7 @@ class AudienceService:
             current, status=status, updated_ms=self._clock.now_ms(), updated_by=changed_by
         )
         if status == "active":
-            return self._save(with_backfill(changed))
+            return self._save(with_backfill(changed), cut_log=True)
         saved = self._save(changed)
         self._remove_members(audience_id, "audience deactivated")
         return saved
@@ -215,5 +217,7 @@ class AudienceService:
             raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
         self._registry.check(audience)
 
-    def _save(self, audience: AudienceDef) -> AudienceDef:
-        return self._store.save_audience(audience)
+    def _save(self, audience: AudienceDef, *, cut_log: bool = False) -> AudienceDef:
+        """`cut_log`: an activation or an edit of an active audience, whose histories are
+        computed from the batches logged up to this save (with_backfill)."""
+        return self._store.save_audience(audience, cut_log=cut_log)

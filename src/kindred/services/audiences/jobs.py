@@ -1,24 +1,43 @@
 """The audience work that runs in the background, in chunks of their own transactions: the
-time-trigger scheduler (AUD-5) and the backfill of activated or edited audiences."""
+time-trigger scheduler (AUD-5) and the backfill of activated or edited audiences: first
+their event histories from the stored events (AUD-16), then their memberships."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 
 from kindred.attributes.active import scheduled
 from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
+from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
+from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
-from kindred.ports import AudienceStore, Clock, ConcurrentUpdate, Needles, UnitOfWork
+from kindred.ports import (
+    AudienceStore,
+    BatchStatus,
+    Clock,
+    ConcurrentUpdate,
+    EventLogReader,
+    LogEntry,
+    Needles,
+    UnitOfWork,
+)
 from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.calculated.jobs import logged_events
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
+from kindred.services.merges import follow
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
+
+
+class _Store(AudienceStore, EventLogReader, Protocol):
+    """The definitions, whose progress the backfill keeps, and the event log it reads."""
 
 
 class AudienceScheduler:
@@ -83,15 +102,24 @@ class AudienceScheduler:
 
 
 class AudienceBackfill:
-    """Computes an activated (or edited) audience's membership over the profiles that
-    already exist, in the background, a chunk per transaction, resuming where it stopped
-    (the cursor is kept on the definition). Live batches go on meanwhile: both evaluate
-    the profile's current state in their own transaction, so nothing is lost or counted
-    twice."""
+    """Computes an activated (or edited) audience over the profiles that already exist,
+    in the background, resuming where it stopped (the cursors are kept on the definition).
+
+    First its event histories: the event log up to the activation's last batch
+    (`history_to`), a page at a time, each page's events folded into their profiles
+    (followed through merges) in one transaction; each profile keeps how far it has been
+    folded (`event_folded`), so a page done again is not counted twice. The histories are
+    the audience's own (their keys carry its activation), and every batch logged after
+    `history_to` is recorded by the writer that applies it, so none is lost or counted
+    twice. Meanwhile nothing evaluates the audience (it is `warming`).
+
+    Then its memberships, a chunk of profiles per transaction. Live batches go on
+    meanwhile: both evaluate the profile's current state in their own transaction, so
+    nothing is lost or counted twice."""
 
     def __init__(
         self,
-        store: AudienceStore,
+        store: _Store,
         transactions: Transactions,
         registry: AudienceRegistry,
         clock: Clock,
@@ -99,6 +127,7 @@ class AudienceBackfill:
         chunk: int = 500,
         chunks_per_run: int = 40,
         set_chunk: int = 20_000,
+        log_page: int = 2_000,
     ) -> None:
         self._store = store
         self._transactions = transactions
@@ -107,6 +136,7 @@ class AudienceBackfill:
         self._chunk = chunk
         self._chunks_per_run = chunks_per_run
         self._set_chunk = set_chunk
+        self._log_page = log_page
 
     def run(self) -> int:
         """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
@@ -120,8 +150,13 @@ class AudienceBackfill:
     def _advance(self, audience: AudienceDef) -> int:
         active = self._registry.current().active  # activated a moment ago, maybe elsewhere
         target = next((a for a in active if a.id == audience.id), None)
-        if target is None:
+        if target is None or (target.warming and audience.history_from is None):
             return 0
+        if audience.history_from is not None:
+            folded = self._fold_history(audience, target)
+            if folded is None:
+                return 0  # histories not complete yet (or the audience changed meanwhile)
+            return self._advance(folded)  # now evaluated everywhere: its memberships
         affected = _nesting(target.id, active)
         wanted = _backfill_needles(target, affected)
         scopes = sorted(target.scopes)
@@ -154,6 +189,95 @@ class AudienceBackfill:
                 scope, start = _next_scope(scopes, scope), INT64_MIN
         self._save(audience, scope, start, evaluated)
         return evaluated
+
+    def _fold_history(self, audience: AudienceDef, target: CompiledAudience) -> AudienceDef | None:
+        """Advance the fold of the stored events into the audience's histories by up to
+        `chunks_per_run` pages of the log; the audience as saved once it is complete."""
+        some = histories_of(target.histories)
+        after = audience.history_from or 0
+        finished = not target.histories or after >= audience.history_to
+        for _ in range(self._chunks_per_run):
+            if finished:
+                break
+            entries = self._store.read_log(after, self._log_page)
+            wanted = [
+                e
+                for e in entries
+                if e.id is not None
+                and e.id <= audience.history_to
+                and e.status == BatchStatus.APPLIED
+                and e.mpid is not None
+            ]
+            if wanted and not self._fold_page(audience, target, some, wanted):
+                return None  # changed meanwhile, or batches kept colliding: resume later
+            after = (entries[-1].id or after) if entries else after
+            finished = len(entries) < self._log_page or after >= audience.history_to
+        current = self._same_fold(audience)
+        if current is None:
+            return None
+        if not finished:
+            self._store.save_audience(
+                msgspec.structs.replace(current, history_from=after), progress=True
+            )
+            return None
+        # Complete: a new version, so that every process starts evaluating it.
+        return self._store.save_audience(
+            msgspec.structs.replace(current, history_from=None), progress=not target.warming
+        )
+
+    def _same_fold(self, audience: AudienceDef) -> AudienceDef | None:
+        current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
+        if (
+            current is None
+            or current.status != "active"
+            or current.updated_ms != audience.updated_ms
+            or current.history_from != audience.history_from
+        ):
+            return None  # edited, deactivated or advanced elsewhere: that run carries on
+        return current
+
+    def _fold_page(
+        self,
+        audience: AudienceDef,
+        target: CompiledAudience,
+        some: Histories,
+        entries: list[LogEntry],
+    ) -> bool:
+        """Fold a page of logged batches into their profiles' histories, in one
+        transaction; False when the audience changed meanwhile or batches kept colliding."""
+        by_mpid: dict[int, list[LogEntry]] = {}
+        for entry in entries:
+            assert entry.mpid is not None
+            by_mpid.setdefault(entry.mpid, []).append(entry)
+        inputs = self._registry.tenancy.input_named
+        needles = _needles(some)
+        events = {
+            e.id: logged_events(e, inputs) if _may_count(e, some, needles) else () for e in entries
+        }
+        for _ in range(5):
+            try:
+                with self._transactions.begin() as uow:
+                    uow.definitions_version()  # PostgreSQL: a definition saved waits for us
+                    if not self._unchanged(audience):
+                        return False
+                    now = self._clock.now_ms()
+                    loaded = uow.profiles.load(sorted(by_mpid))
+                    survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
+                    for mpid, logged in by_mpid.items():
+                        profile = follow(uow.profiles, loaded.get(mpid))
+                        if profile is None or profile.scope not in target.scopes:
+                            continue
+                        survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
+                    for profile, logged in survivors.values():
+                        after = _folded(profile, some, logged, events, now)
+                        if after is not profile:
+                            uow.profiles.save(
+                                msgspec.structs.replace(after, version=profile.version + 1)
+                            )
+                return True
+            except ConcurrentUpdate:
+                continue  # a batch changed one of them meanwhile: fold the page again
+        return False
 
     def _unchanged(self, audience: AudienceDef) -> bool:
         """Still active and not edited since this run read it."""
@@ -243,6 +367,55 @@ class AudienceBackfill:
             ),
             progress=True,
         )
+
+
+def _needles(some: Histories) -> tuple[bytes, ...] | None:
+    """Text a batch's body must hold (lower-cased) for one of its events to count: the
+    name of every history's events; None when a history takes events of a type whatever
+    their name (every batch is read then)."""
+    names = []
+    for spec in some.specs.values():
+        _, _, name = spec.event_key.partition(":")
+        if not name or not name.isascii():
+            return None
+        names.append(name.encode())
+    return tuple(set(names))
+
+
+def _may_count(entry: LogEntry, some: Histories, needles: tuple[bytes, ...] | None) -> bool:
+    """Whether a logged batch may hold an event the histories take (read it only then): from
+    one of their inputs, and holding one of the names: ASCII letters lower-cased as the
+    names are; a body with an escape or a character beyond ASCII, which may spell one
+    otherwise (the Kelvin sign lowers to k), is always read."""
+    if not any(entry.input in spec.inputs for spec in some.specs.values()):
+        return False
+    if needles is None or not entry.body.isascii():
+        return True
+    body = entry.body.lower()
+    return b"\\u" in body or any(needle in body for needle in needles)
+
+
+def _folded(
+    profile: Profile,
+    some: Histories,
+    logged: list[LogEntry],
+    events: dict[int | None, tuple[EventFact, ...]],
+    now_ms: int,
+) -> Profile:
+    """The profile with the logged batches its histories have not folded yet folded in."""
+    done = min(profile.event_folded.get(key, 0) for key in some.specs)
+    fresh = sorted((e for e in logged if (e.id or 0) > done), key=lambda e: e.id or 0)
+    if not fresh:
+        return profile
+    by_input: dict[str, list[EventFact]] = {}
+    for entry in fresh:
+        by_input.setdefault(entry.input, []).extend(events[entry.id])
+    history = profile.event_times
+    for input_name, facts in by_input.items():
+        history = fold_events(history, facts, input_name, some, now_ms)
+    last = fresh[-1].id or 0
+    folded = {**profile.event_folded, **dict.fromkeys(some.specs, last)}
+    return msgspec.structs.replace(profile, event_times=history, event_folded=folded)
 
 
 def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Needles | None:

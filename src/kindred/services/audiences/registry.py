@@ -6,9 +6,9 @@
 The registry holds the active audiences, compiled once per definitions version (never
 per event; see `services.definitions`), so an audience activated in any process counts
 from the next transaction on. On each applied batch, `refresh` keeps the profile's event
-history for the keys active audiences use and re-evaluates only the audiences whose
-fields the batch changed (nested audiences first, so an outer one sees their new
-memberships).
+histories active audiences use (each audience its own, from its inputs, within its
+lookback) and re-evaluates only the audiences whose fields the batch changed (nested
+audiences first, so an outer one sees their new memberships).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from kindred.audiences.compiled import (
 )
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.audiences.deps import touched_by
-from kindred.audiences.evaluate import DAY_MS
 from kindred.audiences.history import Histories, histories_of, record_events
 from kindred.audiences.membership import evaluate_memberships
 from kindred.domain.changes import Change
@@ -50,8 +49,7 @@ class AudienceSet:
     """The audiences of one definitions version, compiled once."""
 
     active: list[CompiledAudience]  # each after the audiences it nests
-    tracked: Histories  # the event keys active audiences read
-    lookback_ms: int  # the longest active lookback
+    tracked: Histories  # the histories active audiences read
     by_id: dict[int, AudienceDef]  # every audience, deleted ones included
 
 
@@ -76,7 +74,6 @@ class AudienceRegistry:
         return AudienceSet(
             active=nested_first(compiled),
             tracked=histories_of(h for a in compiled for h in a.histories),
-            lookback_ms=max((a.definition.lookback_days for a in compiled), default=90) * DAY_MS,
             by_id={a.id: a for a in saved},
         )
 
@@ -93,12 +90,17 @@ class AudienceRegistry:
         inputs, nested audiences: `audiences.compiled.check_audience`)."""
         return check_audience(audience, nesting_of(self._store.list_audiences()), self._tenancy)
 
+    @property
+    def tenancy(self) -> Tenancy:
+        return self._tenancy
+
     def refresh(
         self,
         profile: Profile,
         changes: Sequence[Change],
         events: Sequence[EventFact],
         *,
+        input_name: str,
         device_seen: bool,
         now_ms: int,
         version: int,
@@ -110,13 +112,16 @@ class AudienceRegistry:
         active = audiences.active
         if not active and not profile.memberships:
             return profile, []
-        history = record_events(
-            profile.event_times, events, audiences.tracked, now_ms - audiences.lookback_ms
-        )
+        tracked = audiences.tracked
+        history = record_events(profile.event_times, events, input_name, tracked, now_ms)
         if history != profile.event_times:
             profile = msgspec.structs.replace(profile, event_times=history)
+        if profile.event_folded and not profile.event_folded.keys() <= tracked.specs.keys():
+            folded = {k: v for k, v in profile.event_folded.items() if k in tracked.specs}
+            profile = msgspec.structs.replace(profile, event_folded=folded)
         keys = {
             k for e in events for k in (e.event_type, f"{e.event_type}:{(e.name or '').lower()}")
         }
         touched = touched_by(changes, keys, device_seen=device_seen)
-        return evaluate_memberships(profile, active, touched, now_ms)
+        fresh = any(change.kind == "profile_created" for change in changes)
+        return evaluate_memberships(profile, active, touched, now_ms, fresh=fresh)

@@ -36,7 +36,7 @@ from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
 from kindred.wire.observe import observe
 
-__all__ = ["CalculatedBackfill", "fold_history"]
+__all__ = ["CalculatedBackfill", "fold_history", "logged_events"]
 
 replace = msgspec.structs.replace
 _PROFILE_LOG_LIMIT = 100_000
@@ -163,7 +163,7 @@ class CalculatedBackfill:
         return current
 
     def _events(self, entry: LogEntry) -> tuple[EventFact, ...]:
-        return _events(entry, self._inputs)
+        return logged_events(entry, self._inputs)
 
     def _save(self, definition: CalculatedDef, after: int, read: int, finished: bool) -> None:
         current = self._same_activation(definition)
@@ -227,13 +227,17 @@ def fold_history(
     last = 0
     for entry in reversed(store.log_for_profile(mpid, _PROFILE_LOG_LIMIT)):
         if _counts(entry, compiled.workspace_id):
-            states = fold_events(states, [compiled], _events(entry, inputs), now_ms)
+            states = fold_events(states, [compiled], logged_events(entry, inputs), now_ms)
             last = max(last, entry.id or 0)
     # A computation at activation still running must not fold these batches again.
     return replace(states[compiled.name], history_to=last)
 
 
-def _events(entry: LogEntry, inputs: Callable[[str], InputDef | None]) -> tuple[EventFact, ...]:
+def logged_events(
+    entry: LogEntry, inputs: Callable[[str], InputDef | None]
+) -> tuple[EventFact, ...]:
+    """The events of a logged batch, read as ingest read them (none when its input is
+    gone or the body no longer reads)."""
     source = inputs(entry.input)
     if source is None:
         return ()

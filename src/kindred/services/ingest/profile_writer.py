@@ -15,7 +15,6 @@ from kindred.domain.apply import apply_observation
 from kindred.domain.apply_context import ApplyResult
 from kindred.domain.changes import Change
 from kindred.domain.identities import IdentityKey
-from kindred.domain.observation import Observation
 from kindred.domain.profile import Profile
 from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, resolve
 from kindred.identity.resolve import usable_identities as _usable
@@ -99,7 +98,7 @@ class ProfileWriter:
         obs = item.observation
         ctx = apply_context(item, decision, mpid)
         result = apply_observation(before, obs, ctx)
-        profile, changes = self._derive(uow, result, obs, ctx.workspace_id)
+        profile, changes = self._derive(uow, result, item)
         uow.profiles.save(profile)
         sync_index(uow.identities, ctx.scope, mpid, before, profile)
         if logged:
@@ -108,12 +107,13 @@ class ProfileWriter:
         return BatchOutcome(BatchStatus.APPLIED, mpid, notes, tuple(changes))
 
     def _derive(
-        self, uow: UnitOfWork, result: ApplyResult, obs: Observation, workspace_id: int
+        self, uow: UnitOfWork, result: ApplyResult, item: Accepted
     ) -> tuple[Profile, tuple[Change, ...]]:
         """The profile with what follows from the batch's changes: calculated attributes,
         audience memberships (their changes appended to the membership log), due time;
         every change made."""
         profile, changes, events = result.profile, tuple(result.changes), result.events
+        obs, workspace_id = item.observation, item.input.workspace.workspace_id
         if self._calculated is None and self._audiences is None:
             return profile, changes
         version = uow.definitions_version()
@@ -127,6 +127,7 @@ class ProfileWriter:
                 profile,
                 changes,
                 events,
+                input_name=item.input.name,
                 device_seen=bool(obs.device_info or obs.device_identities),
                 now_ms=obs.received_ms,
                 version=version,

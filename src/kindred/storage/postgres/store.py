@@ -268,10 +268,16 @@ class PostgresStore(CalculatedSaves, SqlDeliveryStore):
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (mpid, limit)).fetchall()
 
-    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
+    def save_audience(
+        self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
+    ) -> AudienceDef:
         with self._pool.connection() as conn, conn.transaction():
             if not progress:
                 _raise_version(conn)
+            if cut_log:
+                newest = conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
+                assert newest is not None
+                audience = msgspec.structs.replace(audience, history_to=int(newest[0]))
             if audience.id:
                 conn.execute(
                     "UPDATE audiences SET status = %s, doc = %s WHERE id = %s",

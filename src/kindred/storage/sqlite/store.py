@@ -331,10 +331,15 @@ class SqliteStore(CalculatedSaves, SqlDeliveryStore):
         )
         return [_log_entry(r) for r in rows]
 
-    def save_audience(self, audience: AudienceDef, *, progress: bool = False) -> AudienceDef:
+    def save_audience(
+        self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
+    ) -> AudienceDef:
         with self._write_tx() as conn:
             if not progress:
                 conn.execute(_RAISE_VERSION)
+            if cut_log:
+                newest = conn.execute("SELECT coalesce(max(id), 0) FROM event_log").fetchone()
+                audience = msgspec.structs.replace(audience, history_to=int(newest[0]))
             if audience.id:
                 conn.execute(
                     "UPDATE audiences SET status = ?, doc = ? WHERE id = ?",
