@@ -238,7 +238,10 @@ def _oracle(
         "commerce_event": tuple(k for k in KINDS if ":" in k),
     }[node["event"]]
     admitted = set()
-    for customer in {c for c, *_ in script}:
+    # An audience counts only profiles seen in its workspaces (AUD-1): a customer whose
+    # batches all came through workspace 2's input is in no workspace-1 audience.
+    seen = {c for c, source, *_ in script if INPUTS[source].workspace is WS1}
+    for customer in seen:
         count = sum(
             1
             for c, source, kind, t in stamped
