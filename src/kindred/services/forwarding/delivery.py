@@ -22,7 +22,13 @@ from typing import Any
 
 import msgspec
 
-from kindred.domain.enrich import CHANNELS, audience_messages, enrich_batch, membership_batch
+from kindred.domain.enrich import (
+    CHANNELS,
+    audience_messages,
+    enrich_batch,
+    membership_batch,
+    removal_messages,
+)
 from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.profile import Profile
@@ -64,7 +70,18 @@ class Renderer:
         if row.kind == "membership":
             note = _NOTE.decode(row.body)
             if profile is None:
-                return []
+                if note.identities is None or not isinstance(connection, AudienceConnection):
+                    return []
+                # An erased profile's exit: sent from the identities the row carries.
+                return removal_messages(
+                    row.mpid or 0,
+                    [(t, v) for t, v in note.identities],
+                    connection,
+                    audience_id=note.audience_id,
+                    audience_name=note.audience_name,
+                    at_ms=note.at_ms,
+                    key=key,
+                )
             if isinstance(connection, AudienceConnection):
                 return audience_messages(
                     profile,
