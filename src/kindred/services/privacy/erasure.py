@@ -64,7 +64,7 @@ class Erasure:
         summary = DsrSummary()
         with self._transactions.begin(erased) as uow:
             loaded = uow.profiles.load([*live, *stubs])
-            profiles = [p for _, p in sorted(loaded.items()) if p.scope == scope]
+            profiles = _subject_profiles(loaded, live, scope)
             keys = sorted({k for p in profiles for k in identity_keys(p)})
             uow.identities.lock(scope, keys)
             exits: list[MembershipChange] = []
@@ -96,6 +96,20 @@ class Erasure:
             summary.memberships = len(exits)
             uow.memberships.append(exits)
         return summary
+
+
+def _subject_profiles(loaded: Mapping[int, Profile], live: list[int], scope: str) -> list[Profile]:
+    """The live profiles, and the stubs merged into them (or into those), as this
+    transaction reads them: a profile no longer merged into the subject is not theirs."""
+    kept = {m for m in live if m in loaded and loaded[m].merged_into is None}
+    grown = True
+    while grown:
+        grown = False
+        for mpid, profile in loaded.items():
+            if mpid not in kept and profile.merged_into in kept:
+                kept.add(mpid)
+                grown = True
+    return [loaded[m] for m in sorted(kept) if loaded[m].scope == scope]
 
 
 def needles_of(

@@ -51,6 +51,9 @@ class SubjectFinder:
             for entry in self._store.list_merges(mpid, _MERGES_PER_PROFILE):
                 if entry.survivor != mpid or entry.unmerged_ms is not None:
                     continue
+                stub = self._store.get_profile(entry.merged)
+                if stub is None or stub.merged_into != mpid:
+                    continue  # not a stub of this profile (any more)
                 if entry.merged not in seen:
                     seen.add(entry.merged)
                     found.append(entry.merged)
