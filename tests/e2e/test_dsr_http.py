@@ -321,3 +321,144 @@ def test_an_erasure_over_http_leaves_nothing_of_the_subject(
     # The same identities later: a new profile.
     send(server, user("ada-dsr", ADA_EMAIL))
     assert identify(server, {"customerid": "ada-dsr"}) not in mpids
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[Server]:
+    clock = tmp_path / "clock"
+    clock.write_text("0")
+    path = tmp_path / "kindred.toml"
+    path.write_text(CONFIG.read_text() + "\n[privacy]\nrun_interval_s = 0.2\n")
+    server = make_server(tmp_path, clock_file=clock)
+    server.config = path
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def portability(identities: dict[str, Any], kind: str = "portability") -> dict[str, Any]:
+    return {**erasure(identities), "subject_request_type": kind, "group_id": "g-1"}
+
+
+def test_access_and_portability_over_http(plain: Server, tmp_path: Path) -> None:
+    server = plain
+    send(server, user("cy-dsr", "cy-dsr@example.com"))
+    email = {"email": {"value": "cy-dsr@example.com", "encoding": "raw"}}
+    ids = {}
+    for kind in ("portability", "access"):
+        made = httpx.post(
+            f"{server.url}/v3/requests", json=portability(email, kind), auth=SERVER, timeout=30
+        )
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert body["controller_id"] == "1"
+        assert set(body) == {
+            "expected_completion_time",
+            "received_time",
+            "encoded_request",
+            "subject_request_id",
+            "controller_id",
+        }
+        ids[kind] = body["subject_request_id"]
+    nobody = portability({"email": {"value": "nobody@example.com", "encoding": "raw"}})
+    made = httpx.post(f"{server.url}/v3/requests", json=nobody, auth=SERVER, timeout=30)
+    ids["nobody"] = made.json()["subject_request_id"]
+
+    def status(request_id: str) -> dict[str, Any]:
+        answer = httpx.get(f"{server.url}/v3/requests/{request_id}", auth=SERVER, timeout=30)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    done = until(
+        lambda: all(status(i)["request_status"] == "completed" for i in ids.values()),
+        "the requests to complete",
+    )
+    assert done
+    shown = status(ids["portability"])
+    assert shown["group_id"] == "g-1"
+    assert shown["results_url"].endswith(f"/v3/requests/{ids['portability']}/results")
+    results = httpx.get(shown["results_url"], auth=SERVER, timeout=30)
+    assert results.status_code == 200
+    document = results.json()
+    assert document["profiles"][0]["user_identities"]["email"] == "cy-dsr@example.com"
+    assert document["events"]
+    text = httpx.get(status(ids["access"])["results_url"], auth=SERVER, timeout=30)
+    assert text.headers["content-type"].startswith("text/plain")
+    assert "cy-dsr@example.com" in text.text
+    missing = httpx.get(status(ids["nobody"])["results_url"], auth=SERVER, timeout=30)
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["domain"] == "opendsr.mparticle.com"
+    listed = httpx.get(f"{server.url}/v3/requests?group_id=g-1", auth=SERVER, timeout=30)
+    assert {s["subject_request_id"] for s in listed.json()} == set(ids.values())
+    # Seven days on, the results are gone.
+    (tmp_path / "clock").write_text(str(7 * DAY_MS + 1000))
+    until(
+        lambda: httpx.get(shown["results_url"], auth=SERVER, timeout=30).status_code == 410,
+        "the results to expire",
+    )
+
+
+def test_refusals_have_opendsr_shape(plain: Server) -> None:
+    server = plain
+    url = f"{server.url}/v3/requests"
+    bad = erasure(
+        {
+            "email": {"value": "x@example.com", "encoding": "raw"},
+            "shoe_size": {"value": "44", "encoding": "raw"},
+        }
+    )
+    bad["extensions"] = {"opendsr.mparticle.com": {"subject_identities": {"mpid": {"value": "12"}}}}
+    answer = httpx.post(url, json=bad, auth=SERVER, timeout=30)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["code"] == 400
+    reasons = {e["reason"] for e in body["errors"]}
+    assert reasons == {"invalid_identity", "mpid_not_alone"}
+    assert answer.headers["X-OpenDSR-Processor-Domain"] == "opendsr.mparticle.com"
+    assert httpx.post(url, json=bad, timeout=30).status_code == 401
+    assert httpx.post(url, json=bad, auth=("server-key", "wrong"), timeout=30).status_code == 403
+    good = erasure({"email": {"value": "x@example.com", "encoding": "raw"}})
+    assert httpx.post(url, json=good, auth=SERVER, timeout=30).status_code == 201
+    duplicate = httpx.post(url, json=good, auth=SERVER, timeout=30)
+    assert duplicate.status_code == 400
+    assert duplicate.json()["errors"][0]["reason"] == "duplicate_request_id"
+    request_url = f"{url}/{good['subject_request_id']}"
+    cancelled = httpx.delete(request_url, auth=SERVER, timeout=30)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["request_status"] == "cancelled"
+    assert httpx.delete(request_url, auth=SERVER, timeout=30).status_code == 409
+    assert httpx.get(f"{url}/{uuid.uuid4()}", auth=SERVER, timeout=30).status_code == 404
+    discovery = httpx.get(f"{server.url}/v3/discovery", timeout=30).json()
+    assert discovery["supported_subject_request_types"] == ["access", "portability", "erasure"]
+    assert {"identity_type": "email", "identity_format": "raw"} in discovery["supported_identities"]
+
+
+def test_the_cli_makes_shows_cancels_and_runs_requests(plain: Server) -> None:
+    server = plain
+    send(server, user("dee-dsr", "dee-dsr@example.com"))
+    made = json.loads(
+        server.cli(
+            "dsr", "create", "--type", "erasure", "--identity", "email=dee-dsr@example.com"
+        ).stdout
+    )
+    assert made["status"] == "pending"
+    request_id = made["request_id"]
+    shown = json.loads(server.cli("dsr", "show", request_id).stdout)
+    assert shown["identities"] == {"email": "dee-dsr@example.com"}
+    listed = json.loads(server.cli("dsr", "list").stdout)
+    assert [r["request_id"] for r in listed] == [request_id]
+    json.loads(server.cli("dsr", "run-due").stdout)
+    assert server.profile(identity="email=dee-dsr@example.com") is not None  # still waiting
+    done = json.loads(server.cli("dsr", "run-due", "--now", request_id).stdout)
+    assert done["status"] == "completed"
+    assert done["summary"]["profiles"] == 1
+    assert server.profile(identity="email=dee-dsr@example.com") is None
+    again = json.loads(server.cli("dsr", "create", "--type", "erasure", "--mpid", "12345").stdout)
+    cancelled = json.loads(server.cli("dsr", "cancel", again["request_id"]).stdout)
+    assert cancelled["status"] == "cancelled"
+    failed = server.cli("dsr", "cancel", again["request_id"], check=False)
+    assert failed.returncode == 1
+    assert "not pending" in failed.stderr

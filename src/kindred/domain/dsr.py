@@ -79,7 +79,7 @@ class DsrSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
     dead_letters: int = 0
 
 
-class DsrRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+class DsrRequest(msgspec.Struct, kw_only=True):
     """One data subject request as kept. `request_id` is the caller's subject_request_id
     (a UUID), unique within the workspace (`controller_id`)."""
 
