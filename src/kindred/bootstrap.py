@@ -58,6 +58,9 @@ from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
+from kindred.services.privacy.erasure import Erasure
+from kindred.services.privacy.requests import DsrPolicy, DsrService
+from kindred.services.privacy.subjects import SubjectFinder
 from kindred.services.profiles.activity import ActivityReader
 from kindred.services.profiles.profile_api import ProfileApiService
 from kindred.services.profiles.queries import ProfileQueries
@@ -116,6 +119,7 @@ class Container:
     deliveries: DeliveryAdmin
     delivery: DeliveryRunner
     secret_box: FernetBox
+    dsr: DsrService
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -197,6 +201,11 @@ class Container:
                 periodic = Periodic(name, every, task)
                 periodic.start()
                 self._background.append(periodic)
+        dsr_every = self.settings.privacy.run_interval_s
+        if dsr_every > 0:
+            requests = Periodic("dsr-requests", dsr_every, self.dsr.run_due)
+            requests.start()
+            self._background.append(requests)
         if self.settings.forwarding.deliver_in_server:
             self.delivery.reconcile()
             follow = Periodic("delivery-reconcile", 2.0, self.delivery.reconcile)
@@ -299,6 +308,7 @@ def build(
         delivery=delivery,
         secret_box=box,
         sweep=_sweep(settings, store, tenancy, clock, metrics),
+        dsr=_dsr(settings, store, transactions, clock),
     )
 
 
@@ -382,6 +392,19 @@ def _sweep(
         chunk=settings.retention.sweep_chunk,
         on_deleted=metrics.profiles_expired.inc,
     )
+
+
+def _dsr(settings: Settings, store: Store, transactions: Transactions, clock: Clock) -> DsrService:
+    privacy = settings.privacy
+    day_ms = 86_400_000
+    subjects = SubjectFinder(store)
+    policy = DsrPolicy(
+        waiting_period_ms=int(privacy.waiting_period_days * day_ms),
+        skip_waiting_ms=int(privacy.skip_waiting_period_hours * 3_600_000),
+        results_kept_ms=int(privacy.results_days * day_ms),
+        run_interval_ms=int(privacy.run_interval_s * 1000),
+    )
+    return DsrService(store, Erasure(subjects, transactions, clock), subjects, clock, policy)
 
 
 def _through(writer: GroupWriter) -> Callable[[Sequence[Accepted]], list[BatchOutcome]]:

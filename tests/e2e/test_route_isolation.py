@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class Tenant:
     client: tuple[str, str]
     csv: tuple[str, str] | None
     mpid: int = 0
+    # A data subject request of the tenant's, made when the targets are.
+    request_id: str = ""
 
     @property
     def secret_value(self) -> str:
@@ -97,7 +100,9 @@ BASIC, IDSYNC, WEB_KEY, BEARER, OAUTH, ADMIN_TOKEN, UI, OPEN = (
 
 
 _EXACT_KINDS = {
-    **dict.fromkeys(("/healthz", "/readyz", "/metrics", "/openapi.json", *OPEN_PATHS), OPEN),
+    **dict.fromkeys(
+        ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v3/discovery", *OPEN_PATHS), OPEN
+    ),
     **dict.fromkeys(
         (
             "/v2/events",
@@ -106,6 +111,11 @@ _EXACT_KINDS = {
             "/v2/import/csv",
             "/v2/calculatedattributes",
             "/v2/bulkcalculatedattributes",
+            "/v3/requests",
+            "/v3/requests/{request_id}",
+            "/v3/requests/{request_id}/results",
+            "/v1/opengdpr_requests",
+            "/v1/opengdpr_requests/{request_id}",
         ),
         BASIC,
     ),
@@ -195,6 +205,21 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, int]] = {
     ("DELETE", "/v1/audiences/{audience_id}"): {"other_account": 404, "other_workspace": 404},
     # Account 3's list for a credential of its workspace 4: workspace 4's audiences alone.
     ("GET", "/v1/audiences"): {"other_workspace": 200},
+    # Data subject requests: a request lands in the caller's own workspace (and its
+    # identity scope); another workspace's request id is answered as an unknown one.
+    ("POST", "/v3/requests"): {"other_account": 201, "other_workspace": 201},
+    ("POST", "/v1/opengdpr_requests"): {"other_account": 201, "other_workspace": 201},
+    ("GET", "/v3/requests"): {"other_account": 200, "other_workspace": 200},
+    **{
+        (method, path): {"other_account": 404, "other_workspace": 404}
+        for method, path in (
+            ("GET", "/v3/requests/{request_id}"),
+            ("DELETE", "/v3/requests/{request_id}"),
+            ("GET", "/v3/requests/{request_id}/results"),
+            ("GET", "/v1/opengdpr_requests/{request_id}"),
+            ("DELETE", "/v1/opengdpr_requests/{request_id}"),
+        )
+    },
 }
 
 
@@ -307,10 +332,24 @@ def target_batch(target: Tenant) -> dict[str, Any]:
     }
 
 
+def dsr_request(target: Tenant, kind: str = "erasure") -> dict[str, Any]:
+    """An OpenDSR request about the target's profile, by its MPID."""
+    mpid = {"mpid": {"value": str(target.mpid), "encoding": "raw"}}
+    return {
+        "regulation": "gdpr",
+        "subject_request_id": str(uuid.uuid4()),
+        "subject_request_type": kind,
+        "submitted_time": "2023-11-14T22:13:20Z",
+        "subject_identities": {},
+        "extensions": {"opendsr.mparticle.com": {"subject_identities": mpid}},
+    }
+
+
 def url_for(path: str, target: Tenant, cred: Credential) -> str:
     values = {
         "api_key": cred.web_key,
         "mpid": str(target.mpid),
+        "request_id": target.request_id,
         "orgId": "1",
         "accountId": str(target.account),
         "workspaceId": str(target.workspace),
@@ -346,6 +385,13 @@ def body_for(method: str, path: str, target: Tenant, cred: Credential) -> Any:
         "/v2/calculatedattributes": seed,
         "/v2/bulkcalculatedattributes": [seed],
         "/oauth/token": cred.oauth,
+        "/v3/requests": dsr_request(target),
+        "/v1/opengdpr_requests": {
+            "subject_request_id": str(uuid.uuid4()),
+            "subject_request_type": "access",
+            "submitted_time": "2023-11-14T22:13:20Z",
+            "extensions": {"opendsr.mparticle.com": {"mpids": [str(target.mpid)]}},
+        },
     }
     change = {"identity_type": "email", "old_value": None, "new_value": "x@example.com"}
     mpids = {"source_mpid": str(target.mpid), "destination_mpid": str(target.mpid + 1)}
@@ -466,6 +512,14 @@ def targets(server: Server) -> dict[int, dict[str, Any]]:
         )
         assert found.status_code == 200, found.text
         tenant.mpid = int(found.json()["mpid"])
+        made = httpx.post(
+            f"{server.url}/v3/requests",
+            json=dsr_request(tenant, "portability"),
+            auth=tenant.server,
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text
+        tenant.request_id = made.json()["subject_request_id"]
     assert len({t.mpid for t in TENANTS}) == 4
     return {t.workspace: stored(server, t) for t in TENANTS}
 

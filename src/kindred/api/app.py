@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kindred.api.admin import admin_routes
+from kindred.api.dsr import dsr_routes
 from kindred.api.errors import handle_kindred_error, status_of
 from kindred.api.events import EventsApi
 from kindred.api.fastpath import FastPath
@@ -42,6 +43,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastPa
         Route("/readyz", _health(container), methods=["GET"]),
         Route("/metrics", _metrics(container), methods=["GET"]),
         Route("/openapi.json", _openapi(), methods=["GET"]),
+        *dsr_routes(container, timed),
         *admin_routes(container),
         *platform_routes(container),
         *ui_routes(container),

@@ -324,6 +324,7 @@ def _register_command_modules() -> None:
     from kindred.cli.attributes import attributes  # noqa: PLC0415
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.connections import connections, deliver  # noqa: PLC0415
+    from kindred.cli.dsr import dsr  # noqa: PLC0415
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
     from kindred.cli.keys import keys  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
@@ -332,6 +333,7 @@ def _register_command_modules() -> None:
     main.add_command(audiences)
     main.add_command(connections)
     main.add_command(deliver)
+    main.add_command(dsr)
     main.add_command(identity)
     main.add_command(keys)
     main.add_command(quarantine)

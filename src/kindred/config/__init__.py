@@ -32,6 +32,7 @@ __all__ = [
     "InputSettings",
     "MetricsSettings",
     "OAuthSettings",
+    "PrivacySettings",
     "RetentionSettings",
     "SecuritySettings",
     "ServerSettings",
@@ -231,6 +232,24 @@ class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_chunk: int = 500
 
 
+class PrivacySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Data subject requests (OpenDSR, docs/privacy.md).
+    # How long an erasure waits, cancellable, before it is done.
+    waiting_period_days: float = 7.0
+    # The wait of an erasure whose request sets skip_waiting_period.
+    skip_waiting_period_hours: float = 0.0
+    # How long the results of access and portability requests are kept (then 410).
+    results_days: float = 7.0
+    # How often each server process processes the requests due; 0: only `kindred dsr
+    # run-due` does.
+    run_interval_s: float = 60.0
+    # The X-OpenDSR-Processor-Domain header of every answer.
+    processor_domain: str = "opendsr.mparticle.com"
+    # Where the server is reached, for `results_url` (default: the address of the request
+    # that reads the status).
+    public_url: str | None = None
+
+
 class ForwardingSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Each server process sends over every connection (one process at a time per
     # connection, by a lease); off: only `kindred deliver` sends.
@@ -256,6 +275,7 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     audiences: AudienceSettings = msgspec.field(default_factory=AudienceSettings)
     forwarding: ForwardingSettings = msgspec.field(default_factory=ForwardingSettings)
+    privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
     outputs: list[OutputDef] = msgspec.field(default_factory=list)
     event_connections: list[EventConnection] = msgspec.field(default_factory=list)
     audience_connections: list[AudienceConnection] = msgspec.field(default_factory=list)

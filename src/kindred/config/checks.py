@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         ForwardingSettings,
         InputSettings,
         OAuthSettings,
+        PrivacySettings,
         Settings,
         UiSettings,
     )
@@ -53,6 +54,7 @@ def validate(settings: Settings) -> None:
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
         raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
     _validate_forwarding(settings.forwarding)
+    _validate_privacy(settings.privacy)
     if settings.server.workers < 1:
         raise ConfigError("server.workers: must be at least 1")
     if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
@@ -143,3 +145,15 @@ def _validate_ui(ui: UiSettings) -> None:
         raise ConfigError("ui.live_poll_interval_s: must be positive")
     _validate_limit(ui.sign_ins_per_user, "ui.sign_ins_per_user")
     _validate_limit(ui.sign_ins_per_address, "ui.sign_ins_per_address")
+
+
+def _validate_privacy(privacy: PrivacySettings) -> None:
+    durations = ("waiting_period_days", "skip_waiting_period_hours", "results_days")
+    for key in (*durations, "run_interval_s"):
+        if getattr(privacy, key) < 0:
+            raise ConfigError(f"privacy.{key}: must be >= 0")
+    if not privacy.processor_domain.strip():
+        raise ConfigError("privacy.processor_domain: must not be empty")
+    public = privacy.public_url
+    if public is not None and not public.startswith(("http://", "https://")):
+        raise ConfigError("privacy.public_url: must start with http:// or https://")

@@ -166,6 +166,44 @@ def audience_messages(
     return messages
 
 
+def all_identities(profile: Profile) -> list[tuple[str, str]]:
+    """Every (type, value) identity the profile holds, user identities then devices'."""
+    found = [(t, e.value) for t, e in sorted(profile.user_identities.items())]
+    for id_type, values in sorted(profile.device_identities().items()):
+        found.extend((id_type, v) for v in sorted(values))
+    return found
+
+
+def removal_messages(
+    mpid: int,
+    identities: list[tuple[str, str]],
+    connection: AudienceConnection,
+    *,
+    audience_id: int,
+    audience_name: str,
+    at_ms: int,
+    key: str,
+) -> list[dict[str, Any]]:
+    """The removals of an erased profile from an audience, from the identities it held
+    (nothing else of it is left): one per identity of a type the output accepts."""
+    accepted = connection.identity_types
+    chosen = [(t, v) for wanted in accepted for t, v in identities if t == wanted]
+    return [
+        {
+            "type": "audience_membership_change",
+            "idempotency_key": f"{key}/{number}",
+            "audience_id": audience_id,
+            "audience_name": audience_name,
+            "action": "delete",
+            "mpid": str(mpid),
+            "timestamp_ms": at_ms,
+            "identity_type": id_type,
+            "identity": value,
+        }
+        for number, (id_type, value) in enumerate(chosen)
+    ]
+
+
 def _identities(profile: Profile, accepted: list[str]) -> list[tuple[str, str]]:
     devices = profile.device_identities()
     found: list[tuple[str, str]] = []

@@ -8,7 +8,9 @@ __all__ = [
     "AuthMissing",
     "AuthRejected",
     "ConfigError",
+    "Conflict",
     "DeliveryFailed",
+    "Gone",
     "InvalidBatch",
     "InvalidToken",
     "KindredError",
@@ -59,6 +61,20 @@ class RateLimited(KindredError):
 
 class NotFound(KindredError):
     code = "NOT_FOUND"
+
+
+class Conflict(KindredError):
+    """The request clashes with the state of what it names (a data subject request of the
+    same type and subject in progress; a cancellation of one no longer pending)."""
+
+    code = "CONFLICT"
+
+
+class Gone(KindredError):
+    """It was there, and is no more (the results of a data subject request past their
+    time)."""
+
+    code = "GONE"
 
 
 class ConfigError(KindredError):

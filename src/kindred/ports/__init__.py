@@ -16,6 +16,7 @@ from kindred.audiences.definition import AudienceDef, MembershipChange, Selectio
 from kindred.audiences.prefilter import Needles
 from kindred.audiences.versions import AudienceVersion
 from kindred.domain.credentials import ApiCredential
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.sessions import UiSession
@@ -62,6 +63,7 @@ __all__ = [
     "DefinitionsVersion",
     "Delivery",
     "DeliveryStore",
+    "DsrStore",
     "EventLogReader",
     "EventLogWrites",
     "IdentityIndex",
@@ -291,8 +293,44 @@ class CalculatedStore(Protocol):
         ...
 
 
+class DsrStore(Protocol):
+    """Data subject requests (`domain.dsr`), by (workspace, request id), and the results of
+    access and portability. Each call is its own transaction."""
+
+    def insert_dsr(self, request: DsrRequest) -> str:
+        """Keep a new request: "created"; "duplicate" when the workspace has one of that id
+        already; "conflict" when it has an open one (pending, in progress) of the same
+        type and subject (`DsrRequest.subject_key`). Atomic across processes."""
+        ...
+
+    def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None: ...
+
+    def list_dsr(
+        self, workspace_id: int | None, group_id: str | None, limit: int
+    ) -> list[DsrRequest]:
+        """Newest first (by received time), of one workspace or all, of one group or all."""
+        ...
+
+    def update_dsr(self, request: DsrRequest) -> bool:
+        """Replace the stored request if it is still at `request.version - 1`; whether it
+        was (a lost race: another process changed it first)."""
+        ...
+
+    def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
+        """Requests to process: pending ones whose due time has come, and those in
+        progress since before `stale_before_ms` (their process died); oldest due first."""
+        ...
+
+    def save_dsr_result(self, workspace_id: int, request_id: str, body: bytes | None) -> None:
+        """Keep (or, with None, drop) the results of an access or portability request."""
+        ...
+
+    def dsr_result(self, workspace_id: int, request_id: str) -> bytes | None: ...
+
+
 class Store(
     DeliveryStore,
+    DsrStore,
     ProfileReader,
     EventLogReader,
     RejectReader,

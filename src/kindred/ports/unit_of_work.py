@@ -114,6 +114,12 @@ class EventLogWrites(Protocol):
         """Attribute these entries to another profile."""
         ...
 
+    def erase(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
+        """Delete the entries of these MPIDs, and the entries of no MPID whose body holds
+        one of the needles (a subject's erasure); how many. Done at once in this
+        transaction."""
+        ...
+
 
 class RejectWrites(Protocol):
     """Batches refused at the edge or quarantined, kept with their reason (ING-3)."""
@@ -122,6 +128,10 @@ class RejectWrites(Protocol):
 
     def mark_replayed(self, reject_id: int, now_ms: int) -> None:
         """A quarantined or refused batch was sent through ingest again."""
+        ...
+
+    def erase(self, needles: Sequence[bytes]) -> int:
+        """Delete the batches whose body holds one of the needles; how many."""
         ...
 
 
@@ -157,6 +167,11 @@ class MembershipWrites(Protocol):
         processes write)."""
         ...
 
+    def erase_log(self, mpids: Sequence[int]) -> int:
+        """Delete the membership log's entries of these MPIDs (already there before this
+        transaction: changes appended in it stay); how many."""
+        ...
+
 
 class LedgerWrites(Protocol):
     """The merge ledger (IDS-5, IDS-6, BEY-1)."""
@@ -167,12 +182,22 @@ class LedgerWrites(Protocol):
 
     def mark_unmerged(self, merge_id: int, now_ms: int) -> None: ...
 
+    def erase(self, mpids: Sequence[int]) -> int:
+        """Delete the merges any of these MPIDs took part in (either side), with their
+        snapshots; how many."""
+        ...
+
 
 class OutboxWrites(Protocol):
     """Rows for the outputs (ENR-3)."""
 
     def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         """Add to the outbox, committed with everything else of the transaction."""
+        ...
+
+    def erase(self, mpids: Sequence[int]) -> tuple[int, int]:
+        """Delete the outbox rows and dead letters of these MPIDs (already there before this
+        transaction: rows enqueued in it stay); how many of each."""
         ...
 
 

@@ -6,6 +6,7 @@ a unit of work copies the state on entry and swaps it in on commit.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from kindred.audiences.definition import AudienceDef, MembershipChange, Selectio
 from kindred.audiences.evaluate import admits
 from kindred.audiences.versions import AudienceVersion, is_new_version
 from kindred.domain.credentials import ApiCredential
+from kindred.domain.dsr import DsrRequest, DsrStatus
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.sessions import UiSession
@@ -58,18 +60,32 @@ class _State:
     secrets: dict[str, bytes] = field(default_factory=dict)
     sessions: dict[str, UiSession] = field(default_factory=dict)
     deliveries: DeliveryState = field(default_factory=DeliveryState)
+    dsr: dict[tuple[int, str], DsrRequest] = field(default_factory=dict)
+    dsr_results: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    # The id the next row of each log gets: ids only grow, even when rows are erased.
+    next_ids: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("log", "rejects", "merges", "memberships"), 1)
+    )
+
+    def take_ids(self, table: str, count: int = 1) -> int:
+        """The first of `count` new ids of the table."""
+        first = self.next_ids[table]
+        self.next_ids[table] = first + count
+        return first
 
 
 class _MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
-        self._first_membership = len(state.memberships)
-        self._first_log = len(state.log)
+        self._first_membership = state.next_ids["memberships"]
+        self._first_log = state.next_ids["log"]
 
     def recorded(self) -> Recorded:
         return Recorded(
-            log=self.state.log[self._first_log :],
-            memberships=self.state.memberships[self._first_membership :],
+            log=[e for e in self.state.log if (e.id or 0) >= self._first_log],
+            memberships=[
+                c for c in self.state.memberships if (c.id or 0) >= self._first_membership
+            ],
         )
 
     def definitions_version(self) -> int:
@@ -126,7 +142,7 @@ class _MemoryUnitOfWork:
         return True
 
     def append_log(self, entry: LogEntry) -> None:
-        entry_id = len(self.state.log) + 1
+        entry_id = self.state.take_ids("log")
         self.state.log.append(msgspec.structs.replace(entry, id=entry_id))
 
     def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None:
@@ -135,7 +151,7 @@ class _MemoryUnitOfWork:
                 self.state.log[index] = msgspec.structs.replace(entry, status=status, reason=reason)
 
     def record_reject(self, entry: RejectEntry) -> None:
-        entry_id = len(self.state.rejects) + 1
+        entry_id = self.state.take_ids("rejects")
         self.state.rejects.append(msgspec.structs.replace(entry, id=entry_id))
 
     def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
@@ -214,10 +230,10 @@ class _MemoryUnitOfWork:
         )
 
     def record_merge(self, entry: MergeEntry) -> None:
-        self.state.merges.append(msgspec.structs.replace(entry, id=len(self.state.merges) + 1))
+        self.state.merges.append(msgspec.structs.replace(entry, id=self.state.take_ids("merges")))
 
     def append_memberships(self, changes: Sequence[MembershipChange]) -> None:
-        start = len(self.state.memberships) + 1
+        start = self.state.take_ids("memberships", len(changes))
         self.state.memberships.extend(
             msgspec.structs.replace(c, id=start + n) for n, c in enumerate(changes)
         )
@@ -232,8 +248,10 @@ class _MemoryUnitOfWork:
         ]
 
     def mark_unmerged(self, merge_id: int, now_ms: int) -> None:
-        merges = self.state.merges
-        merges[merge_id - 1] = msgspec.structs.replace(merges[merge_id - 1], unmerged_ms=now_ms)
+        self.state.merges = [
+            msgspec.structs.replace(m, unmerged_ms=now_ms) if m.id == merge_id else m
+            for m in self.state.merges
+        ]
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]:
         return [
@@ -248,6 +266,48 @@ class _MemoryUnitOfWork:
             msgspec.structs.replace(e, mpid=mpid) if e.id in wanted else e for e in self.state.log
         ]
 
+    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
+        gone = set(mpids)
+        before = len(self.state.log)
+        self.state.log = [
+            e
+            for e in self.state.log
+            if (e.id or 0) >= self._first_log
+            or not (e.mpid in gone or (e.mpid is None and _holds(e.body, needles)))
+        ]
+        return before - len(self.state.log)
+
+    def erase_rejects(self, needles: Sequence[bytes]) -> int:
+        before = len(self.state.rejects)
+        self.state.rejects = [r for r in self.state.rejects if not _holds(r.body, needles)]
+        return before - len(self.state.rejects)
+
+    def erase_membership_log(self, mpids: Sequence[int]) -> int:
+        gone = set(mpids)
+        before = len(self.state.memberships)
+        self.state.memberships = [
+            c
+            for c in self.state.memberships
+            if not (c.mpid in gone and (c.id or 0) < self._first_membership)
+        ]
+        return before - len(self.state.memberships)
+
+    def erase_merges(self, mpids: Sequence[int]) -> int:
+        gone = set(mpids)
+        before = len(self.state.merges)
+        self.state.merges = [
+            m for m in self.state.merges if m.survivor not in gone and m.merged not in gone
+        ]
+        return before - len(self.state.merges)
+
+    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[int, int]:
+        gone = set(mpids)
+        state = self.state.deliveries
+        outbox, dead = len(state.outbox), len(state.dead)
+        state.outbox = [d for d in state.outbox if d.mpid not in gone]
+        state.dead = [d for d in state.dead if d.delivery.mpid not in gone]
+        return outbox - len(state.outbox), dead - len(state.dead)
+
     def delete_profile(self, profile: Profile) -> None:
         stored = self.state.profiles.get(profile.mpid)
         if stored is None or stored.version != profile.version:
@@ -257,6 +317,10 @@ class _MemoryUnitOfWork:
             mpids.discard(profile.mpid)
             if not mpids:
                 del self.state.identities[key]
+
+
+def _holds(body: bytes, needles: Sequence[bytes]) -> bool:
+    return any(needle in body for needle in needles)
 
 
 class MemoryStore(CalculatedSaves, MemoryDeliveries):
@@ -283,8 +347,10 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             draft.rejects = list(draft.rejects)
             draft.merges = list(draft.merges)
             draft.memberships = list(draft.memberships)
+            draft.next_ids = dict(draft.next_ids)
+            was = draft.deliveries
             draft.deliveries = DeliveryState(
-                list(draft.deliveries.outbox), draft.deliveries.next_id
+                list(was.outbox), was.next_id, list(was.dead), was.next_dead_id
             )
             yield PartedUnitOfWork(_MemoryUnitOfWork(draft))
             self._state = draft
@@ -311,7 +377,9 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         return len(self._state.profiles)
 
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
-        return self._state.log[after_id : after_id + limit]
+        log = self._state.log
+        start = bisect.bisect_right(log, after_id, key=lambda e: e.id or 0)
+        return log[start : start + limit]
 
     def latest_log(self, limit: int) -> list[LogEntry]:
         return self._state.log[::-1][:limit]
@@ -417,8 +485,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         return found[::-1][:limit]
 
     def get_merge(self, merge_id: int) -> MergeEntry | None:
-        merges = self._state.merges
-        return merges[merge_id - 1] if 0 < merge_id <= len(merges) else None
+        return next((m for m in self._state.merges if m.id == merge_id), None)
 
     def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
         rejects = [r for r in self._state.rejects if kind is None or r.kind == kind]
@@ -465,6 +532,68 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             for key in gone:
                 del sessions[key]
             return len(gone)
+
+    def insert_dsr(self, request: DsrRequest) -> str:
+        with self._lock:
+            requests = self._state.dsr
+            if (request.workspace_id, request.request_id) in requests:
+                return "duplicate"
+            if any(
+                r.workspace_id == request.workspace_id
+                and r.request_type == request.request_type
+                and r.is_open
+                and r.subject_key == request.subject_key
+                for r in requests.values()
+            ):
+                return "conflict"
+            requests[(request.workspace_id, request.request_id)] = request
+            return "created"
+
+    def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None:
+        return self._state.dsr.get((workspace_id, request_id))
+
+    def list_dsr(
+        self, workspace_id: int | None, group_id: str | None, limit: int
+    ) -> list[DsrRequest]:
+        with self._lock:
+            found = [
+                r
+                for r in self._state.dsr.values()
+                if (workspace_id is None or r.workspace_id == workspace_id)
+                and (group_id is None or r.group_id == group_id)
+            ]
+        found.sort(key=lambda r: (r.received_ms, r.request_id), reverse=True)
+        return found[:limit]
+
+    def update_dsr(self, request: DsrRequest) -> bool:
+        with self._lock:
+            key = (request.workspace_id, request.request_id)
+            stored = self._state.dsr.get(key)
+            if stored is None or stored.version != request.version - 1:
+                return False
+            self._state.dsr[key] = request
+            return True
+
+    def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
+        with self._lock:
+            found = [
+                r
+                for r in self._state.dsr.values()
+                if (r.status == DsrStatus.PENDING and r.due_ms <= now_ms)
+                or (r.status == DsrStatus.IN_PROGRESS and r.status_ms < stale_before_ms)
+            ]
+        found.sort(key=lambda r: (r.due_ms, r.workspace_id, r.request_id))
+        return found[:limit]
+
+    def save_dsr_result(self, workspace_id: int, request_id: str, body: bytes | None) -> None:
+        with self._lock:
+            if body is None:
+                self._state.dsr_results.pop((workspace_id, request_id), None)
+            else:
+                self._state.dsr_results[(workspace_id, request_id)] = body
+
+    def dsr_result(self, workspace_id: int, request_id: str) -> bytes | None:
+        return self._state.dsr_results.get((workspace_id, request_id))
 
     def close(self) -> None:
         """Nothing to release."""

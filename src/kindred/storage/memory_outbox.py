@@ -21,6 +21,8 @@ class DeliveryState:
 
     outbox: list[Delivery] = field(default_factory=list)
     next_id: int = 1
+    dead: list[DeadLetter] = field(default_factory=list)
+    next_dead_id: int = 1
 
     def add(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
@@ -33,7 +35,6 @@ class MemoryDeliveries:
     _deliveries: DeliveryState
 
     def __init__(self) -> None:
-        self._dead: list[DeadLetter] = []
         self._states: dict[str, ConnectionState] = {}
         self._leases: dict[str, tuple[str, int]] = {}
         self._definitions: dict[tuple[str, str], bytes] = {}
@@ -65,11 +66,16 @@ class MemoryDeliveries:
 
     def bury_deliveries(self, connection: str, ids: Sequence[int], error: str, now_ms: int) -> None:
         with self._lock:
-            for delivery in self._take(connection, ids):
-                entry = DeadLetter(
-                    id=len(self._dead) + 1, delivery=delivery, failed_ms=now_ms, error=error
-                )
-                self._dead.append(entry)
+            self._bury(self._take(connection, ids), error, now_ms)
+
+    def _bury(self, deliveries: Sequence[Delivery], error: str, now_ms: int) -> None:
+        state = self._deliveries
+        for delivery in deliveries:
+            entry = DeadLetter(
+                id=state.next_dead_id, delivery=delivery, failed_ms=now_ms, error=error
+            )
+            state.next_dead_id += 1
+            state.dead.append(entry)
 
     def count_pending(self) -> dict[str, int]:
         with self._lock:
@@ -89,7 +95,9 @@ class MemoryDeliveries:
     def dead_letters(self, connection: str | None, limit: int) -> list[DeadLetter]:
         with self._lock:
             found = [
-                d for d in self._dead if connection is None or d.delivery.connection == connection
+                d
+                for d in self._deliveries.dead
+                if connection is None or d.delivery.connection == connection
             ]
             return found[:limit]
 
@@ -97,10 +105,11 @@ class MemoryDeliveries:
         with self._lock:
             chosen = [
                 d
-                for d in self.dead_letters(connection, len(self._dead))
+                for d in self.dead_letters(connection, len(self._deliveries.dead))
                 if ids is None or d.id in ids
             ]
-            self._dead = [d for d in self._dead if d not in chosen]
+            state = self._deliveries
+            state.dead = [d for d in state.dead if d not in chosen]
             self._deliveries.add([msgspec.structs.replace(d.delivery, id=None) for d in chosen])
             return len(chosen)
 
@@ -181,11 +190,7 @@ class MemoryDeliveries:
 
     def add_dead_letters(self, deliveries: Sequence[Delivery], error: str, now_ms: int) -> None:
         with self._lock:
-            for delivery in deliveries:
-                entry = DeadLetter(
-                    id=len(self._dead) + 1, delivery=delivery, failed_ms=now_ms, error=error
-                )
-                self._dead.append(entry)
+            self._bury(deliveries, error, now_ms)
 
     def _member_mpids(self, audience_id: int) -> list[int]:
         """The audience's members as stored, by MPID ascending (the store's own)."""

@@ -89,6 +89,16 @@ class Transaction(Protocol):
 
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
 
+    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int: ...
+
+    def erase_rejects(self, needles: Sequence[bytes]) -> int: ...
+
+    def erase_membership_log(self, mpids: Sequence[int]) -> int: ...
+
+    def erase_merges(self, mpids: Sequence[int]) -> int: ...
+
+    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[int, int]: ...
+
 
 class _Profiles:
     def __init__(self, tx: Transaction) -> None:
@@ -115,12 +125,14 @@ class _Log:
         self.set_status = tx.set_log_status
         self.ids = tx.log_ids
         self.repoint = tx.repoint_log
+        self.erase = tx.erase_log
 
 
 class _Rejects:
     def __init__(self, tx: Transaction) -> None:
         self.record = tx.record_reject
         self.mark_replayed = tx.mark_replayed
+        self.erase = tx.erase_rejects
 
 
 class _Memberships:
@@ -129,17 +141,20 @@ class _Memberships:
         self.apply_selection = tx.apply_selection
         self.remove_all = tx.remove_members
         self.audience_active = tx.audience_active
+        self.erase_log = tx.erase_membership_log
 
 
 class _Ledger:
     def __init__(self, tx: Transaction) -> None:
         self.record = tx.record_merge
         self.mark_unmerged = tx.mark_unmerged
+        self.erase = tx.erase_merges
 
 
 class _Outbox:
     def __init__(self, tx: Transaction) -> None:
         self.enqueue = tx.enqueue_deliveries
+        self.erase = tx.erase_deliveries
 
 
 class PartedUnitOfWork:

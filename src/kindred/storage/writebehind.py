@@ -31,6 +31,7 @@ from kindred.ports import (
     SelectionPage,
 )
 from kindred.storage.codec import ProfileRead, ProfileWrite
+from kindred.storage.erasure_sql import SqlErasure
 from kindred.storage.pending_writes import Link, PendingWrites, ScopedKey
 
 __all__ = ["SetOps", "WriteBehindUnitOfWork"]
@@ -81,6 +82,10 @@ class SetOps(Protocol):
     def audience_active(self, audience_id: int) -> bool: ...
 
     def definitions_version(self) -> int: ...
+
+    def erasure(self) -> SqlErasure:
+        """A subject's erasure, run at once in the open transaction."""
+        ...
 
     def flush(self, writes: PendingWrites) -> None:
         """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
@@ -207,6 +212,23 @@ class WriteBehindUnitOfWork:
                 self._stored_version[profile.mpid] = profile.version
                 self._stored_members[profile.mpid] = profile.memberships
         return claimed
+
+    # --- erasure (at once: rows this transaction adds come at commit, after it) ---------
+
+    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
+        return self._ops.erasure().log(mpids, needles)
+
+    def erase_rejects(self, needles: Sequence[bytes]) -> int:
+        return self._ops.erasure().rejects(needles)
+
+    def erase_membership_log(self, mpids: Sequence[int]) -> int:
+        return self._ops.erasure().membership_log(mpids)
+
+    def erase_merges(self, mpids: Sequence[int]) -> int:
+        return self._ops.erasure().merges(mpids)
+
+    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[int, int]:
+        return self._ops.erasure().deliveries(mpids)
 
     # --- writes ------------------------------------------------------------------------
 

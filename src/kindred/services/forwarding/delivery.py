@@ -30,7 +30,13 @@ from typing import Any
 import msgspec
 
 from kindred.audiences.definition import AudienceDef
-from kindred.domain.enrich import CHANNELS, audience_messages, enrich_batch, membership_batch
+from kindred.domain.enrich import (
+    CHANNELS,
+    audience_messages,
+    enrich_batch,
+    membership_batch,
+    removal_messages,
+)
 from kindred.domain.errors import DeliveryFailed
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.profile import Profile
@@ -83,12 +89,23 @@ class Renderer:
         key = key or f"{connection.name}:{row.id}"
         profile = self._profile(row.mpid)
         if row.kind == "membership":
-            note = _NOTE.decode(row.body)
-            if profile is None:
-                return []
-            if isinstance(connection, AudienceConnection):
-                if note.audience_id != connection.audience_id:
-                    return []  # of the audience it had before: its new sync superseded it
+            return self._membership(connection, row, profile, key)
+        if not isinstance(connection, EventConnection):
+            return []
+        return self._batch(connection, row, _BATCH.decode(row.body), profile, key)
+
+    def _membership(
+        self,
+        connection: EventConnection | AudienceConnection,
+        row: Delivery,
+        profile: Profile | None,
+        key: str,
+    ) -> list[Message]:
+        note = _NOTE.decode(row.body)
+        if isinstance(connection, AudienceConnection):
+            if note.audience_id != connection.audience_id:
+                return []  # of the audience it had before: its new sync superseded it
+            if profile is not None:
                 return audience_messages(
                     profile,
                     connection,
@@ -98,11 +115,22 @@ class Renderer:
                     at_ms=note.at_ms,
                     key=key,
                 )
-            batch = membership_batch(note.audience_id, note.audience_name, note.entered, note.at_ms)
-            return self._batch(connection, row, batch, profile, key)
-        if not isinstance(connection, EventConnection):
+            if note.identities is None:
+                return []
+            # An erased profile's exit: sent from the identities the row carries.
+            return removal_messages(
+                row.mpid or 0,
+                [(t, v) for t, v in note.identities],
+                connection,
+                audience_id=note.audience_id,
+                audience_name=note.audience_name,
+                at_ms=note.at_ms,
+                key=key,
+            )
+        if profile is None:
             return []
-        return self._batch(connection, row, _BATCH.decode(row.body), profile, key)
+        batch = membership_batch(note.audience_id, note.audience_name, note.entered, note.at_ms)
+        return self._batch(connection, row, batch, profile, key)
 
     def _batch(
         self,

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import msgspec
 
 from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.domain.enrich import all_identities
+from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import (
     BatchStatus,
@@ -21,13 +23,15 @@ from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnect
 __all__ = ["MembershipNote", "Router"]
 
 
-class MembershipNote(msgspec.Struct, frozen=True, kw_only=True):
-    """The body of a "membership" outbox row."""
+class MembershipNote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The body of a "membership" outbox row. `identities` only on the exit of an erased
+    profile: (type, value) of every identity it held, what a removal is sent with."""
 
     audience_id: int
     audience_name: str
     entered: bool
     at_ms: int
+    identities: list[tuple[str, str]] | None = None
 
 
 class _EventsOnly(msgspec.Struct):
@@ -79,8 +83,14 @@ class Router:
             for c in wanted
         ]
 
-    def for_memberships(self, changes: Sequence[MembershipChange], version: int) -> list[Delivery]:
-        """The rows of membership changes, under the connections at `version`."""
+    def for_memberships(
+        self,
+        changes: Sequence[MembershipChange],
+        version: int,
+        erased: Mapping[int, Profile] | None = None,
+    ) -> list[Delivery]:
+        """The rows of membership changes, under the connections at `version`; the exits
+        of `erased` profiles carry their identities (`MembershipNote.identities`)."""
         defs = self._catalog.at(version)
         if not changes or (
             not defs.audience_connections
@@ -93,11 +103,13 @@ class Router:
             audience = audiences.get(change.audience_id)
             if audience is None:
                 continue
+            gone = (erased or {}).get(change.mpid)
             note = MembershipNote(
                 audience_id=audience.id,
                 audience_name=audience.external_name or audience.name,
                 entered=change.entered,
                 at_ms=change.at_ms,
+                identities=None if gone is None or change.entered else all_identities(gone),
             )
             body = _NOTE.encode(note)
             for name, workspace_id in self._membership_connections(defs, audience):

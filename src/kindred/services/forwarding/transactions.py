@@ -4,9 +4,10 @@ ends with: the outbox rows of what it changed, committed with the change (ENR-3)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from kindred.domain.profile import Profile
 from kindred.ports import (
     UnitOfWork,
     UnitsOfWork,
@@ -28,12 +29,15 @@ class Transactions:
         self._router = router
 
     @contextmanager
-    def begin(self) -> Iterator[UnitOfWork]:
+    def begin(self, erased: Mapping[int, Profile] | None = None) -> Iterator[UnitOfWork]:
+        """`erased`: profiles the transaction erases, as they were (filled in while it
+        runs): their exits carry the identities an audience output needs to remove them,
+        as nothing of them is left to read when the rows are sent."""
         with self._store.unit_of_work() as uow:
             yield uow
-            self.write_outbox(uow)
+            self.write_outbox(uow, erased)
 
-    def write_outbox(self, uow: UnitOfWork) -> None:
+    def write_outbox(self, uow: UnitOfWork, erased: Mapping[int, Profile] | None = None) -> None:
         """The forwarding step: one outbox row per matching connection for each batch
         logged as applied (or read-only) and each membership change, in order."""
         if self._router is None:
@@ -43,6 +47,6 @@ class Transactions:
             return
         version = uow.definitions_version()
         rows = [row for entry in recorded.log for row in self._router.for_batch(entry, version)]
-        rows += self._router.for_memberships(recorded.memberships, version)
+        rows += self._router.for_memberships(recorded.memberships, version, erased or {})
         if rows:
             uow.outbox.enqueue(rows)

@@ -20,6 +20,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
 from kindred.storage.codec import ProfileRead, stored_document, stored_profile
+from kindred.storage.erasure_sql import SqlErasure
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
 
@@ -216,6 +217,13 @@ class PostgresSetOps:
             ).fetchone()
         assert found is not None  # the migration inserts the one row
         return int(found[0])
+
+    def erasure(self) -> SqlErasure:
+        def execute(sql: str, params: Sequence[object]) -> int:
+            with retryable():
+                return self.conn.execute(sql, params).rowcount
+
+        return SqlErasure(execute, "%s", "position(%s::bytea in body) > 0")
 
     def remove_members(self, audience_id: int) -> list[int]:
         """With a new version for each profile that left (see apply_selection)."""

@@ -54,9 +54,10 @@ from kindred.storage.codec import (
     merge_of,
     stored_profile,
 )
+from kindred.storage.dsr_sql import SqlDsrStore
 from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import Migration, load_migrations
-from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
+from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
 from kindred.storage.postgres.setops import (
     DEFINITIONS_LOCK,
@@ -94,7 +95,7 @@ _CREATE_MIGRATIONS = (
 )
 
 
-class PostgresStore(CalculatedSaves, SqlDeliveryStore):
+class PostgresStore(CalculatedSaves, SqlDsrStore):
     """Connections are opened on demand up to `pool_size`; each is in autocommit mode, so a
     read is one round trip and a unit of work is an explicit BEGIN ... COMMIT."""
 

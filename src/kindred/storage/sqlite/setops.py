@@ -16,6 +16,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
 from kindred.storage.codec import ProfileRead, stored_document, stored_profile
+from kindred.storage.erasure_sql import SqlErasure
 from kindred.storage.membership_log import LogRuns
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
@@ -183,6 +184,11 @@ class SqliteSetOps:
         """The writer transaction excludes every other writer: the version stays."""
         row = self.conn.execute("SELECT version FROM definitions_version WHERE id = 1")
         return int(row.fetchone()[0])
+
+    def erasure(self) -> SqlErasure:
+        return SqlErasure(
+            lambda sql, params: self.conn.execute(sql, params).rowcount, "?", "instr(body, ?) > 0"
+        )
 
     def remove_members(self, audience_id: int) -> list[int]:
         rows = self.conn.execute(

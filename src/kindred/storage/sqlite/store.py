@@ -44,9 +44,10 @@ from kindred.storage.codec import (
     merge_of,
     stored_profile,
 )
+from kindred.storage.dsr_sql import SqlDsrStore
 from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import load_migrations
-from kindred.storage.outbox_sql import Cursor, SqlDeliveryStore
+from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
 from kindred.storage.sessions_sql import (
     SESSION_COLUMNS,
@@ -75,7 +76,7 @@ _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id 
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
 
 
-class SqliteStore(CalculatedSaves, SqlDeliveryStore):
+class SqliteStore(CalculatedSaves, SqlDsrStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
     """

@@ -1,0 +1,274 @@
+"""Data subject requests (RET-3): made over the OpenDSR API or the CLI, kept in the store,
+processed in the background once due.
+
+Statuses: pending (waiting: an erasure's waiting period, cancellable) -> in_progress ->
+completed, or cancelled (while pending) or failed (processing raised; the error is kept).
+`run_due` is the periodic job of every server process (and `kindred dsr run-due`): each
+request is claimed by moving it to in_progress at the version read, so with several
+processes one of them alone processes it; one left in progress by a process that died is
+taken up again after `stale_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from kindred.domain.dsr import DAY_MS, DsrRequest, DsrStatus, due_ms
+from kindred.domain.errors import Conflict, Gone, NotFound
+from kindred.domain.tenancy import WorkspaceDef
+from kindred.ports import Clock, DsrStore
+from kindred.services.privacy.erasure import Erasure
+from kindred.services.privacy.exports import ExportReader, gather, readable, subject_document
+from kindred.services.privacy.subjects import SubjectFinder
+from kindred.wire.dsr import ParsedRequest
+
+__all__ = ["DsrPolicy", "DsrService", "Results", "RunReport"]
+
+log = logging.getLogger("kindred.privacy")
+
+_ENCODE = msgspec.json.Encoder()
+_DECODE_DOC = msgspec.json.Decoder()
+
+
+class PrivacyStore(DsrStore, ExportReader, Protocol):
+    """The requests, and the committed data a subject's is read from."""
+
+
+@dataclass(frozen=True)
+class DsrPolicy:
+    waiting_period_ms: int = 7 * DAY_MS
+    # The wait of an erasure whose caller asked to skip the waiting period.
+    skip_waiting_ms: int = 0
+    results_kept_ms: int = 7 * DAY_MS
+    # An in_progress request untouched this long is taken up again (its process died).
+    stale_ms: int = 3_600_000
+    # How often the background job runs: part of the expected completion time.
+    run_interval_ms: int = 60_000
+    chunk: int = 50
+
+
+@dataclass(frozen=True)
+class Results:
+    body: bytes
+    media_type: str
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    completed: int = 0
+    failed: int = 0
+    results_dropped: int = 0
+
+
+class DsrService:
+    def __init__(
+        self,
+        store: PrivacyStore,
+        erasure: Erasure,
+        subjects: SubjectFinder,
+        clock: Clock,
+        policy: DsrPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._erasure = erasure
+        self._subjects = subjects
+        self._clock = clock
+        self.policy = policy or DsrPolicy()
+
+    # --- requests ----------------------------------------------------------------------
+
+    def create(
+        self, workspace: WorkspaceDef, made_by: str, parsed: ParsedRequest, raw: bytes
+    ) -> DsrRequest:
+        """Keep a new request of the workspace, made by an input (or `cli`). Conflict
+        (409) when one of the same type and subject is open; DuplicateRequest when the
+        workspace has used the id."""
+        now = self._clock.now_ms()
+        policy = self.policy
+        request = DsrRequest(
+            workspace_id=workspace.workspace_id,
+            request_id=parsed.request_id,
+            input=made_by,
+            scope=workspace.identity_scope,
+            regulation=parsed.regulation,
+            request_type=parsed.request_type,
+            identities=parsed.identities,
+            mpid=parsed.mpid,
+            submitted_ms=parsed.submitted_ms,
+            received_ms=now,
+            due_ms=due_ms(
+                parsed.request_type,
+                now,
+                waiting_ms=policy.waiting_period_ms,
+                skip_waiting_ms=policy.skip_waiting_ms,
+                skip=parsed.skip_waiting_period,
+            ),
+            status_ms=now,
+            group_id=parsed.group_id,
+            callback_urls=parsed.callback_urls,
+            api_version=parsed.api_version,
+            skip_waiting_period=parsed.skip_waiting_period,
+            raw=raw,
+        )
+        outcome = self._store.insert_dsr(request)
+        if outcome == "duplicate":
+            raise DuplicateRequest(f"subject_request_id {request.request_id} is used already")
+        if outcome == "conflict":
+            raise Conflict(
+                f"a {request.request_type} request for the same subject identities is in progress"
+            )
+        return request
+
+    def get(self, workspace_id: int, request_id: str) -> DsrRequest:
+        """The workspace's request; NotFound for an unknown id (another workspace's too)."""
+        found = self._store.get_dsr(workspace_id, request_id.lower())
+        if found is None:
+            raise NotFound(f"no request {request_id}")
+        return found
+
+    def list(
+        self, workspace_id: int | None, group_id: str | None = None, limit: int = 1000
+    ) -> list[DsrRequest]:
+        return self._store.list_dsr(workspace_id, group_id, limit)
+
+    def cancel(self, workspace_id: int, request_id: str) -> DsrRequest:
+        """Cancel a pending request; Conflict once it is no longer pending."""
+        for _ in range(5):
+            request = self.get(workspace_id, request_id)
+            if request.status != DsrStatus.PENDING:
+                raise Conflict(f"request {request.request_id} is {request.status}, not pending")
+            cancelled = self._moved(request, DsrStatus.CANCELLED, completed=True)
+            if self._store.update_dsr(cancelled):
+                return cancelled
+        raise Conflict(f"request {request_id} is changing; try again")
+
+    def expected_ms(self, request: DsrRequest) -> int:
+        """When the request is (or was) expected to be done."""
+        if request.completed_ms is not None:
+            return request.completed_ms
+        return max(request.due_ms, request.received_ms) + self.policy.run_interval_ms
+
+    def results(self, workspace_id: int, request_id: str) -> Results:
+        """An access or portability request's results: NotFound until done and when
+        nothing matched; Gone once past their time."""
+        request = self.get(workspace_id, request_id)
+        if request.request_type == "erasure" or request.status != DsrStatus.COMPLETED:
+            raise NotFound(f"request {request.request_id} has no results")
+        if (
+            request.results_until_ms is not None
+            and self._clock.now_ms() >= request.results_until_ms
+        ):
+            raise Gone(f"the results of request {request.request_id} are no longer kept")
+        if not request.matched:
+            raise NotFound("no records of the subject")
+        body = self._store.dsr_result(workspace_id, request.request_id)
+        if body is None:
+            raise Gone(f"the results of request {request.request_id} are no longer kept")
+        if request.request_type == "access":
+            return Results(body, "text/plain; charset=utf-8")
+        return Results(body, "application/json")
+
+    # --- processing --------------------------------------------------------------------
+
+    def run_due(self) -> RunReport:
+        """Process every request due now, and drop results past their time."""
+        report = RunReport()
+        now = self._clock.now_ms()
+        while True:
+            due = self._store.due_dsr(now, now - self.policy.stale_ms, self.policy.chunk)
+            done = 0
+            for request in due:
+                claimed = self._moved(request, DsrStatus.IN_PROGRESS)
+                if not self._store.update_dsr(claimed):
+                    continue  # another process took it
+                finished = self._process(claimed)
+                if self._store.update_dsr(finished):
+                    done += 1
+                    if finished.status == DsrStatus.COMPLETED:
+                        report.completed += 1
+                    else:
+                        report.failed += 1
+            if len(due) < self.policy.chunk or not done:
+                break
+        report.results_dropped = self._drop_old_results(now)
+        return report
+
+    def process(self, workspace_id: int, request_id: str) -> DsrRequest:
+        """Process one request now, whatever its due time (`kindred dsr run --now`)."""
+        request = self.get(workspace_id, request_id)
+        if request.status != DsrStatus.PENDING:
+            raise Conflict(f"request {request.request_id} is {request.status}, not pending")
+        claimed = self._moved(request, DsrStatus.IN_PROGRESS)
+        if not self._store.update_dsr(claimed):
+            raise Conflict(f"request {request_id} is changing; try again")
+        finished = self._process(claimed)
+        self._store.update_dsr(finished)
+        return finished
+
+    def _process(self, request: DsrRequest) -> DsrRequest:
+        try:
+            if request.request_type == "erasure":
+                summary = self._erasure.erase(request.scope, request.identities, request.mpid)
+                log.info(
+                    "erasure %s of workspace %d: %s",
+                    request.request_id,
+                    request.workspace_id,
+                    _ENCODE.encode(summary).decode(),
+                )
+                done = self._moved(request, DsrStatus.COMPLETED, completed=True)
+                return msgspec.structs.replace(done, summary=summary)
+            return self._export(request)
+        except Exception as exc:
+            log.exception("data subject request %s failed", request.request_id)
+            failed = self._moved(request, DsrStatus.FAILED, completed=True)
+            return msgspec.structs.replace(failed, failure=f"{type(exc).__name__}: {exc}")
+
+    def _export(self, request: DsrRequest) -> DsrRequest:
+        now = self._clock.now_ms()
+        live = self._subjects.live(request.scope, request.identities, request.mpid)
+        export = gather(self._store, [*live, *self._subjects.merged_into(live)], now)
+        document = subject_document(export, request_id=request.request_id, now_ms=now)
+        if request.request_type == "access":
+            body = readable(document).encode()
+        else:
+            body = _ENCODE.encode(document)
+        if export.matched:
+            self._store.save_dsr_result(request.workspace_id, request.request_id, body)
+        done = self._moved(request, DsrStatus.COMPLETED, completed=True)
+        return msgspec.structs.replace(
+            done,
+            matched=export.matched,
+            results_until_ms=now + self.policy.results_kept_ms,
+        )
+
+    def _drop_old_results(self, now: int) -> int:
+        dropped = 0
+        for request in self._store.list_dsr(None, None, 100_000):
+            until = request.results_until_ms
+            if until is None or until > now or request.results_dropped_ms is not None:
+                continue
+            if request.matched:
+                self._store.save_dsr_result(request.workspace_id, request.request_id, None)
+                gone = msgspec.structs.replace(
+                    request, results_dropped_ms=now, version=request.version + 1
+                )
+                if self._store.update_dsr(gone):
+                    dropped += 1
+        return dropped
+
+    def _moved(self, request: DsrRequest, status: str, *, completed: bool = False) -> DsrRequest:
+        now = self._clock.now_ms()
+        return msgspec.structs.replace(
+            request,
+            status=status,
+            status_ms=now,
+            completed_ms=now if completed else request.completed_ms,
+            version=request.version + 1,
+        )
+
+
+class DuplicateRequest(Conflict):
+    """A subject_request_id the workspace has used already (400 in OpenDSR)."""

@@ -1,0 +1,156 @@
+"""Data subject requests in the SQL stores (table `dsr_requests`): the rows and the
+statements both stores run, in the placeholder style of each (`?` or `%s`). The request is
+kept whole as JSON in `doc`; the columns are what is looked up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from kindred.domain.dsr import DsrRequest
+from kindred.storage.outbox_sql import SqlDeliveryStore
+
+__all__ = ["SqlDsrStore"]
+
+_ENCODE = msgspec.json.Encoder()
+_DECODE = msgspec.json.Decoder(DsrRequest)
+
+_COLUMNS = (
+    "workspace_id, request_id, request_type, subject_key, status, group_id, received_ms,"
+    " due_ms, status_ms, version, doc"
+)
+
+
+def dsr_row(request: DsrRequest) -> tuple[object, ...]:
+    return (
+        request.workspace_id,
+        request.request_id,
+        request.request_type,
+        request.subject_key,
+        request.status,
+        request.group_id,
+        request.received_ms,
+        request.due_ms,
+        request.status_ms,
+        request.version,
+        _ENCODE.encode(request).decode(),
+    )
+
+
+def dsr_of(doc: str | bytes) -> DsrRequest:
+    return _DECODE.decode(doc)
+
+
+@dataclass(frozen=True)
+class DsrStatements:
+    insert: str
+    exists: str
+    get: str
+    update: str
+    due: str
+    save_result: str
+    result: str
+
+    @classmethod
+    def of(cls, m: str) -> DsrStatements:
+        key = f"workspace_id = {m} AND request_id = {m}"
+        return cls(
+            insert=f"INSERT INTO dsr_requests ({_COLUMNS}) VALUES ({', '.join([m] * 11)})"
+            " ON CONFLICT DO NOTHING",
+            exists=f"SELECT 1 FROM dsr_requests WHERE {key}",
+            get=f"SELECT doc FROM dsr_requests WHERE {key}",
+            update=(
+                f"UPDATE dsr_requests SET status = {m}, due_ms = {m}, status_ms = {m},"
+                f" version = {m}, doc = {m} WHERE {key} AND version = {m}"
+            ),
+            due=(
+                f"SELECT doc FROM dsr_requests WHERE (status = 'pending' AND due_ms <= {m})"
+                f" OR (status = 'in_progress' AND status_ms < {m})"
+                f" ORDER BY due_ms, workspace_id, request_id LIMIT {m}"
+            ),
+            save_result=f"UPDATE dsr_requests SET result = {m} WHERE {key}",
+            result=f"SELECT result FROM dsr_requests WHERE {key}",
+        )
+
+    def listing(
+        self, m: str, workspace_id: int | None, group_id: str | None, limit: int
+    ) -> tuple[str, tuple[object, ...]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if workspace_id is not None:
+            clauses.append(f"workspace_id = {m}")
+            params.append(workspace_id)
+        if group_id is not None:
+            clauses.append(f"group_id = {m}")
+            params.append(group_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        statement = (
+            f"SELECT doc FROM dsr_requests{where}"
+            f" ORDER BY received_ms DESC, request_id DESC LIMIT {m}"
+        )
+        return statement, (*params, limit)
+
+
+def update_params(request: DsrRequest) -> tuple[object, ...]:
+    return (
+        request.status,
+        request.due_ms,
+        request.status_ms,
+        request.version,
+        _ENCODE.encode(request).decode(),
+        request.workspace_id,
+        request.request_id,
+        request.version - 1,
+    )
+
+
+class SqlDsrStore(SqlDeliveryStore):
+    """`DsrStore` over the transactions and placeholder of `SqlDeliveryStore`."""
+
+    @property
+    def _dsr_sql(self) -> DsrStatements:
+        return DsrStatements.of(self._MARK)
+
+    def insert_dsr(self, request: DsrRequest) -> str:
+        sql = self._dsr_sql
+        with self._delivery_tx() as cursor:
+            cursor.execute(sql.insert, dsr_row(request))
+            if cursor.rowcount == 1:
+                return "created"
+            cursor.execute(sql.exists, (request.workspace_id, request.request_id))
+            return "duplicate" if cursor.fetchone() is not None else "conflict"
+
+    def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None:
+        with self._delivery_read() as cursor:
+            cursor.execute(self._dsr_sql.get, (workspace_id, request_id))
+            row = cursor.fetchone()
+        return None if row is None else dsr_of(row[0])
+
+    def list_dsr(
+        self, workspace_id: int | None, group_id: str | None, limit: int
+    ) -> list[DsrRequest]:
+        statement, params = self._dsr_sql.listing(self._MARK, workspace_id, group_id, limit)
+        with self._delivery_read() as cursor:
+            cursor.execute(statement, params)
+            return [dsr_of(row[0]) for row in cursor.fetchall()]
+
+    def update_dsr(self, request: DsrRequest) -> bool:
+        with self._delivery_tx() as cursor:
+            cursor.execute(self._dsr_sql.update, update_params(request))
+            return bool(cursor.rowcount == 1)
+
+    def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
+        with self._delivery_read() as cursor:
+            cursor.execute(self._dsr_sql.due, (now_ms, stale_before_ms, limit))
+            return [dsr_of(row[0]) for row in cursor.fetchall()]
+
+    def save_dsr_result(self, workspace_id: int, request_id: str, body: bytes | None) -> None:
+        with self._delivery_tx() as cursor:
+            cursor.execute(self._dsr_sql.save_result, (body, workspace_id, request_id))
+
+    def dsr_result(self, workspace_id: int, request_id: str) -> bytes | None:
+        with self._delivery_read() as cursor:
+            cursor.execute(self._dsr_sql.result, (workspace_id, request_id))
+            row = cursor.fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])

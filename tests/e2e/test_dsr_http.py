@@ -1,0 +1,464 @@
+"""Data subject requests end to end over HTTP (RET-3, BEY-6): an erasure, made with the
+OpenDSR API, waits out its waiting period on the test clock, then removes a subject who is
+in two audiences with a connection, has a calculated attribute, pending outbox rows, a
+merged stub and a quarantined batch; direct queries on the store (SQLite, PostgreSQL) find
+nothing of them afterwards, and the audience output received the removals."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import CONFIG, Server, make_server
+from tests.pg import connect, pg_url, temporary_database
+
+pytestmark = pytest.mark.e2e
+
+SERVER = ("server-key", "server-secret")
+ADMIN = {"Authorization": "Bearer e2e-admin-token"}
+DAY_MS = 86_400_000
+ADA_EMAIL = "ada-dsr@example.com"
+
+Query = Callable[[str, tuple[object, ...]], list[tuple[Any, ...]]]
+
+
+def config(out: Path) -> str:
+    return (
+        CONFIG.read_text()
+        + f"""
+[privacy]
+run_interval_s = 0.2
+
+[forwarding]
+idle_s = 0.05
+
+[forwarding.retry]
+base_s = 30
+max_delay_s = 60
+max_attempts = 100
+
+[[outputs]]
+name = "files"
+kind = "jsonl"
+directory = "{out}"
+
+# Nothing listens there: the event connection's rows stay in the outbox, retrying.
+[[outputs]]
+name = "down"
+kind = "webhook"
+url = "http://127.0.0.1:9/down"
+
+[[audience_connections]]
+name = "gold-to-files"
+audience_id = 1
+output = "files"
+identity_types = ["email", "customer_id"]
+
+[[audience_connections]]
+name = "buyers-to-files"
+audience_id = 2
+output = "files"
+identity_types = ["email"]
+
+[[event_connections]]
+name = "server-to-down"
+input = "server"
+output = "down"
+"""
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Query]]:
+    out = tmp_path / "out"
+    clock = tmp_path / "clock"
+    clock.write_text("0")
+    path = tmp_path / "kindred.toml"
+    path.write_text(config(out))
+    if request.param == "sqlite":
+        server = make_server(tmp_path, clock_file=clock)
+        server.config = path
+        server.start()
+        db = server.data_dir / "kindred.db"
+
+        def query(sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return list(conn.execute(sql, params).fetchall())
+
+        try:
+            yield server, query
+        finally:
+            server.stop()
+        return
+    with temporary_database() as conninfo:
+        server = make_server(tmp_path, store_url=pg_url(conninfo), clock_file=clock)
+        server.config = path
+        server.start()
+        admin = connect(conninfo)
+
+        def pg_query(sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+            return list(admin.execute(sql.replace("?", "%s"), params).fetchall())
+
+        try:
+            yield server, pg_query
+        finally:
+            server.stop()
+            admin.close()
+
+
+def until(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def admin(server: Server, method: str, path: str, body: object = None) -> Any:
+    answer = httpx.request(
+        method, f"{server.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=30
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def send(server: Server, body: dict[str, Any]) -> None:
+    answer = httpx.post(f"{server.url}/v2/events", json=body, auth=SERVER, timeout=30)
+    assert answer.status_code == 202, answer.text
+
+
+def identify(server: Server, identities: dict[str, str]) -> int:
+    answer = httpx.post(
+        f"{server.url}/v1/identify",
+        json={"environment": "development", "known_identities": identities},
+        auth=SERVER,
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["mpid"])
+
+
+def user(customer: str, email: str) -> dict[str, Any]:
+    return {
+        "environment": "development",
+        "user_identities": {"customer_id": customer, "email": email},
+        "user_attributes": {"tier": "gold", "buyer": "yes"},
+        "events": [
+            {
+                "event_type": "custom_event",
+                "data": {"event_name": "Play", "custom_event_type": "other"},
+            }
+        ],
+    }
+
+
+def lines(out: Path) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(out.glob("files-*.jsonl")):
+        found += [json.loads(line) for line in path.read_text().splitlines()]
+    return found
+
+
+def erasure(identities: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "regulation": "gdpr",
+        "subject_request_id": str(uuid.uuid4()),
+        "subject_request_type": "erasure",
+        "submitted_time": "2024-05-01T10:00:00Z",
+        "api_version": "3.0",
+        "subject_identities": identities,
+    }
+
+
+def test_an_erasure_over_http_leaves_nothing_of_the_subject(
+    world: tuple[Server, Query], tmp_path: Path
+) -> None:
+    server, query = world
+    out = tmp_path / "out"
+    for n, (name, key) in enumerate((("Gold", "tier"), ("Buyers", "buyer")), start=1):
+        value = "gold" if key == "tier" else "yes"
+        criteria = {"attribute": key, "op": "equals", "value": value}
+        made = admin(
+            server, "POST", "/audiences", {"name": name, "workspaces": [1], "criteria": criteria}
+        )
+        assert made["id"] == n
+        admin(server, "POST", f"/audiences/{n}/activate")
+    plays = admin(
+        server,
+        "POST",
+        "/calculated-attributes",
+        {
+            "name": "plays",
+            "workspace_id": 1,
+            "definition": {
+                "calculation_type": "count",
+                "event": {"event": "custom_event", "name": "Play"},
+            },
+        },
+    )
+    admin(server, "POST", f"/calculated-attributes/{plays['id']}/activation")
+
+    send(server, user("ada-dsr", ADA_EMAIL))
+    send(server, user("bo-dsr", "bo-dsr@example.com"))
+    ada = identify(server, {"customerid": "ada-dsr"})
+    bo = identify(server, {"customerid": "bo-dsr"})
+    anonymous = identify(server, {"other": "ada-anon"})
+    now = int(time.time() * 1000)
+    admin(
+        server,
+        "POST",
+        "/alias",
+        {
+            "source_mpid": str(anonymous),
+            "destination_mpid": str(ada),
+            "start_unixtime_ms": now - 60_000,
+            "end_unixtime_ms": now,
+            "workspace_id": 1,
+        },
+    )
+    quarantined = httpx.post(
+        f"{server.url}/v3/JS/web-key/events",
+        content=json.dumps({"user_identities": {"email": ADA_EMAIL}, "events": "not a list"}),
+        timeout=30,
+    )
+    assert quarantined.status_code == 202
+    until(
+        lambda: len([m for m in lines(out) if m.get("identity") == ADA_EMAIL]) == 2,
+        "Ada's adds at the audience output",
+    )
+    profile = server.profile(mpid=str(ada))
+    assert profile is not None
+    assert set(profile["memberships"]) == {"1", "2"}
+    assert profile["workspaces"]["1"]["calculated"]
+    assert query("SELECT count(*) FROM outbox WHERE mpid = ?", (ada,))[0][0] > 0
+    assert query("SELECT count(*) FROM merges WHERE survivor = ?", (ada,))[0][0] == 1
+    bo_before = server.profile(mpid=str(bo))
+
+    # The erasure waits out its seven days on the test clock.
+    body = erasure({"email": {"value": ADA_EMAIL, "encoding": "raw"}})
+    made = httpx.post(f"{server.url}/v3/requests", json=body, auth=SERVER, timeout=30)
+    assert made.status_code == 201, made.text
+    assert made.headers["X-OpenDSR-Processor-Domain"] == "opendsr.mparticle.com"
+    request_id = made.json()["subject_request_id"]
+    status_url = f"{server.url}/v3/requests/{request_id}"
+    again = httpx.post(
+        f"{server.url}/v3/requests",
+        json={**body, "subject_request_id": str(uuid.uuid4())},
+        auth=SERVER,
+        timeout=30,
+    )
+    assert again.status_code == 409, again.text
+    time.sleep(0.6)  # a few runs of the job: still waiting
+    assert httpx.get(status_url, auth=SERVER, timeout=30).json()["request_status"] == "pending"
+    assert server.profile(mpid=str(ada)) is not None
+    (tmp_path / "clock").write_text(str(7 * DAY_MS + 60_000))
+    status = until(
+        lambda: (
+            (s := httpx.get(status_url, auth=SERVER, timeout=30).json())["request_status"]
+            == "completed"
+            and s
+        ),
+        "the erasure to complete",
+    )
+    assert status["results_url"] is None
+
+    removals = until(
+        lambda: [
+            (m["audience_id"], m["identity_type"], m["identity"])
+            for m in lines(out)
+            if m.get("action") == "delete"
+        ],
+        "the removals at the audience output",
+    )
+    assert sorted(removals) == [
+        (1, "customer_id", "ada-dsr"),
+        (1, "email", ADA_EMAIL),
+        (2, "email", ADA_EMAIL),
+    ]
+    until(
+        lambda: query("SELECT count(*) FROM outbox WHERE mpid = ?", (ada,))[0][0] == 0,
+        "the removals to leave the outbox",
+    )
+
+    mpids = (ada, anonymous)
+    for table, column in (
+        ("profiles", "mpid"),
+        ("identities", "mpid"),
+        ("event_log", "mpid"),
+        ("audience_members", "mpid"),
+        ("outbox", "mpid"),
+        ("dead_letters", "mpid"),
+        ("merges", "survivor"),
+        ("merges", "merged"),
+    ):
+        found = query(f"SELECT count(*) FROM {table} WHERE {column} IN (?, ?)", mpids)
+        assert found[0][0] == 0, (table, column)
+    assert query(
+        "SELECT count(*) FROM identities WHERE id_value IN (?, ?, ?)",
+        (ADA_EMAIL, "ada-dsr", "ada-anon"),
+    ) == [(0,)]
+    for table in ("event_log", "rejects"):
+        bodies = [bytes(b) for (b,) in query(f"SELECT body FROM {table}", ())]
+        assert not [b for b in bodies if ADA_EMAIL.encode() in b or b"ada-anon" in b], table
+    reasons = query("SELECT reason, entered FROM membership_log WHERE mpid = ?", (ada,))
+    assert sorted(reasons) == [("erased", False), ("erased", False)] or sorted(reasons) == [
+        ("erased", 0),
+        ("erased", 0),
+    ]
+    assert server.profile(mpid=str(ada)) is None
+    assert server.profile(mpid=str(bo)) == bo_before
+
+    # The same identities later: a new profile.
+    send(server, user("ada-dsr", ADA_EMAIL))
+    assert identify(server, {"customerid": "ada-dsr"}) not in mpids
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[Server]:
+    clock = tmp_path / "clock"
+    clock.write_text("0")
+    path = tmp_path / "kindred.toml"
+    path.write_text(CONFIG.read_text() + "\n[privacy]\nrun_interval_s = 0.2\n")
+    server = make_server(tmp_path, clock_file=clock)
+    server.config = path
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def portability(identities: dict[str, Any], kind: str = "portability") -> dict[str, Any]:
+    return {**erasure(identities), "subject_request_type": kind, "group_id": "g-1"}
+
+
+def test_access_and_portability_over_http(plain: Server, tmp_path: Path) -> None:
+    server = plain
+    send(server, user("cy-dsr", "cy-dsr@example.com"))
+    email = {"email": {"value": "cy-dsr@example.com", "encoding": "raw"}}
+    ids = {}
+    for kind in ("portability", "access"):
+        made = httpx.post(
+            f"{server.url}/v3/requests", json=portability(email, kind), auth=SERVER, timeout=30
+        )
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert body["controller_id"] == "1"
+        assert set(body) == {
+            "expected_completion_time",
+            "received_time",
+            "encoded_request",
+            "subject_request_id",
+            "controller_id",
+        }
+        ids[kind] = body["subject_request_id"]
+    nobody = portability({"email": {"value": "nobody@example.com", "encoding": "raw"}})
+    made = httpx.post(f"{server.url}/v3/requests", json=nobody, auth=SERVER, timeout=30)
+    ids["nobody"] = made.json()["subject_request_id"]
+
+    def status(request_id: str) -> dict[str, Any]:
+        answer = httpx.get(f"{server.url}/v3/requests/{request_id}", auth=SERVER, timeout=30)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    done = until(
+        lambda: all(status(i)["request_status"] == "completed" for i in ids.values()),
+        "the requests to complete",
+    )
+    assert done
+    shown = status(ids["portability"])
+    assert shown["group_id"] == "g-1"
+    assert shown["results_url"].endswith(f"/v3/requests/{ids['portability']}/results")
+    results = httpx.get(shown["results_url"], auth=SERVER, timeout=30)
+    assert results.status_code == 200
+    document = results.json()
+    assert document["profiles"][0]["user_identities"]["email"] == "cy-dsr@example.com"
+    assert document["events"]
+    text = httpx.get(status(ids["access"])["results_url"], auth=SERVER, timeout=30)
+    assert text.headers["content-type"].startswith("text/plain")
+    assert "cy-dsr@example.com" in text.text
+    missing = httpx.get(status(ids["nobody"])["results_url"], auth=SERVER, timeout=30)
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["domain"] == "opendsr.mparticle.com"
+    listed = httpx.get(f"{server.url}/v3/requests?group_id=g-1", auth=SERVER, timeout=30)
+    assert {s["subject_request_id"] for s in listed.json()} == set(ids.values())
+    # Seven days on, the results are gone.
+    (tmp_path / "clock").write_text(str(7 * DAY_MS + 1000))
+    until(
+        lambda: httpx.get(shown["results_url"], auth=SERVER, timeout=30).status_code == 410,
+        "the results to expire",
+    )
+
+
+def test_refusals_have_opendsr_shape(plain: Server) -> None:
+    server = plain
+    url = f"{server.url}/v3/requests"
+    bad = erasure(
+        {
+            "email": {"value": "x@example.com", "encoding": "raw"},
+            "shoe_size": {"value": "44", "encoding": "raw"},
+        }
+    )
+    bad["extensions"] = {"opendsr.mparticle.com": {"subject_identities": {"mpid": {"value": "12"}}}}
+    answer = httpx.post(url, json=bad, auth=SERVER, timeout=30)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["code"] == 400
+    reasons = {e["reason"] for e in body["errors"]}
+    assert reasons == {"invalid_identity", "mpid_not_alone"}
+    assert answer.headers["X-OpenDSR-Processor-Domain"] == "opendsr.mparticle.com"
+    assert httpx.post(url, json=bad, timeout=30).status_code == 401
+    assert httpx.post(url, json=bad, auth=("server-key", "wrong"), timeout=30).status_code == 403
+    good = erasure({"email": {"value": "x@example.com", "encoding": "raw"}})
+    assert httpx.post(url, json=good, auth=SERVER, timeout=30).status_code == 201
+    duplicate = httpx.post(url, json=good, auth=SERVER, timeout=30)
+    assert duplicate.status_code == 400
+    assert duplicate.json()["errors"][0]["reason"] == "duplicate_request_id"
+    request_url = f"{url}/{good['subject_request_id']}"
+    cancelled = httpx.delete(request_url, auth=SERVER, timeout=30)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["request_status"] == "cancelled"
+    assert httpx.delete(request_url, auth=SERVER, timeout=30).status_code == 409
+    assert httpx.get(f"{url}/{uuid.uuid4()}", auth=SERVER, timeout=30).status_code == 404
+    discovery = httpx.get(f"{server.url}/v3/discovery", timeout=30).json()
+    assert discovery["supported_subject_request_types"] == ["access", "portability", "erasure"]
+    assert {"identity_type": "email", "identity_format": "raw"} in discovery["supported_identities"]
+
+
+def test_the_cli_makes_shows_cancels_and_runs_requests(plain: Server) -> None:
+    server = plain
+    send(server, user("dee-dsr", "dee-dsr@example.com"))
+    made = json.loads(
+        server.cli(
+            "dsr", "create", "--type", "erasure", "--identity", "email=dee-dsr@example.com"
+        ).stdout
+    )
+    assert made["status"] == "pending"
+    request_id = made["request_id"]
+    shown = json.loads(server.cli("dsr", "show", request_id).stdout)
+    assert shown["identities"] == {"email": "dee-dsr@example.com"}
+    listed = json.loads(server.cli("dsr", "list").stdout)
+    assert [r["request_id"] for r in listed] == [request_id]
+    json.loads(server.cli("dsr", "run-due").stdout)
+    assert server.profile(identity="email=dee-dsr@example.com") is not None  # still waiting
+    done = json.loads(server.cli("dsr", "run-due", "--now", request_id).stdout)
+    assert done["status"] == "completed"
+    assert done["summary"]["profiles"] == 1
+    assert server.profile(identity="email=dee-dsr@example.com") is None
+    again = json.loads(server.cli("dsr", "create", "--type", "erasure", "--mpid", "12345").stdout)
+    cancelled = json.loads(server.cli("dsr", "cancel", again["request_id"]).stdout)
+    assert cancelled["status"] == "cancelled"
+    failed = server.cli("dsr", "cancel", again["request_id"], check=False)
+    assert failed.returncode == 1
+    assert "not pending" in failed.stderr
