@@ -462,3 +462,37 @@ def test_the_cli_makes_shows_cancels_and_runs_requests(plain: Server) -> None:
     failed = server.cli("dsr", "cancel", again["request_id"], check=False)
     assert failed.returncode == 1
     assert "not pending" in failed.stderr
+
+
+def test_the_web_ui_lists_the_requests_with_their_status_and_receipt(plain: Server) -> None:
+    server = plain
+    email = {"email": {"value": "ui-listed@example.com", "encoding": "raw"}}
+    send(server, user("ui-listed", "ui-listed@example.com"))
+    made = httpx.post(
+        f"{server.url}/v3/requests", json=portability(email, "access"), auth=SERVER, timeout=30
+    )
+    assert made.status_code == 201, made.text
+    request_id = made.json()["subject_request_id"]
+    until(
+        lambda: (
+            httpx.get(f"{server.url}/v3/requests/{request_id}", auth=SERVER, timeout=30).json()[
+                "request_status"
+            ]
+            == "completed"
+        ),
+        "the access request completes",
+    )
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        signed_in = browser.post(
+            "/ui/login", data={"name": "tester", "password": "tester-password"}
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        listed = browser.get("/ui/privacy")
+        assert listed.status_code == 200
+        assert request_id in listed.text
+        assert "email ui-listed@example.com" in listed.text
+        assert '<span class="badge completed">completed</span>' in listed.text
+        assert "data found; results kept until" in listed.text
+        pending_only = browser.get("/ui/privacy?status=pending")
+        assert request_id not in pending_only.text
+    assert httpx.get(f"{server.url}/ui/privacy", follow_redirects=False).status_code == 302

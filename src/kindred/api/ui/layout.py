@@ -12,6 +12,7 @@ NAV = (
     ("profiles", "/ui/profiles", "User activity"),
     ("live", "/ui/live", "Live stream"),
     ("audiences", "/ui/audiences", "Audiences"),
+    ("privacy", "/ui/privacy", "Privacy"),
 )
 
 

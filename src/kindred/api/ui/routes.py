@@ -19,6 +19,7 @@ from kindred.api.ui.audiences import audience_body, audiences_body, connections_
 from kindred.api.ui.html import Html, h, path_part, query
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_body, live_items
+from kindred.api.ui.privacy import privacy_body
 from kindred.api.ui.profiles import missing_profile, profile_body, search_form
 from kindred.api.ui.session import COOKIE, Visitor
 from kindred.bootstrap import Container
@@ -254,6 +255,12 @@ class UiPages:
         body = audiences_body(rows, tags, chosen, self._connections())
         return _html(page("Audiences", body, user=user, active="audiences"))
 
+    async def privacy(self, request: Request, user: Visitor) -> Response:
+        status = request.query_params.get("status", "")
+        requests = self._c.dsr.list(None)
+        body = privacy_body(requests, self._names, status)
+        return _html(page("Privacy requests", body, user=user, active="privacy"))
+
     async def audience(self, request: Request, user: Visitor) -> Response:
         service = self._c.audiences
         try:
@@ -391,6 +398,7 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/live", ui.page(ui.live), methods=["GET"]),
         Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
+        Route("/ui/privacy", ui.page(ui.privacy), methods=["GET"]),
         Route("/ui/audiences/{audience_id}", ui.page(ui.audience), methods=["GET"]),
         Route(
             "/ui/audiences/{audience_id}/connections/{name}/resume",
