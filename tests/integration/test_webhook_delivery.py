@@ -4,7 +4,6 @@ with a fake clock, Retry-After, faults and resume, dead letters and replay, hang
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterator
 from pathlib import Path
 
