@@ -44,6 +44,7 @@ from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.audiences.standard import StandardAudiences
 from kindred.services.background import Periodic
 from kindred.services.calculated.admin import CalculatedService
 from kindred.services.calculated.jobs import CalculatedBackfill
@@ -113,6 +114,7 @@ class Container:
     audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
     audience_backfill: AudienceBackfill
+    standard_audiences: StandardAudiences
     calculated: CalculatedService
     calculated_backfill: CalculatedBackfill
     catalog: OutputCatalog
@@ -195,6 +197,7 @@ class Container:
         for name, every, task in (
             ("audience-schedule", audiences.schedule_interval_s, self.audience_schedule.run),
             ("audience-backfill", audiences.backfill_interval_s, self.audience_backfill.run),
+            ("standard-audiences", audiences.backfill_interval_s, self.standard_audiences.run),
             ("calculated-backfill", audiences.backfill_interval_s, self.calculated_backfill.run),
         ):
             if every > 0:
@@ -301,6 +304,13 @@ def build(
         audience_registry=audience_registry,
         audience_schedule=schedule,
         audience_backfill=AudienceBackfill(store, transactions, audience_registry, clock),
+        standard_audiences=StandardAudiences(
+            store,
+            transactions,
+            audience_registry,
+            clock,
+            expiry_days=settings.audiences.standard_expiry_days,
+        ),
         calculated=CalculatedService(store, transactions, calculated_registry, tenancy, clock),
         calculated_backfill=CalculatedBackfill(store, transactions, tenancy.input_named, clock),
         catalog=catalog,

@@ -146,8 +146,13 @@ class AudienceAdmin:
         action = request.path_params["action"]
         if action == "clone":
             return _json(self._service.clone(audience_id))
+        if action == "calculate":
+            calculated = self._service.calculate(audience_id, changed_by=_BY)
+            return Response(
+                _ENCODER.encode(calculated), status_code=202, media_type="application/json"
+            )
         if action not in ("activate", "deactivate"):
-            raise NotFound(f"no action {action!r}: activate, deactivate or clone")
+            raise NotFound(f"no action {action!r}: activate, deactivate, clone or calculate")
         status = "active" if action == "activate" else "inactive"
         return _json(self._service.set_status(audience_id, status, changed_by=_BY))
 

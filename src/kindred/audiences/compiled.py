@@ -18,6 +18,7 @@ from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.deps import dependencies
 from kindred.audiences.history import HistorySpec, history_specs
+from kindred.audiences.operands import MAX_DAYS
 from kindred.audiences.parse import (
     Catalog,
     nested_audiences,
@@ -57,6 +58,10 @@ class CompiledAudience:
     # step): until they are complete only a profile a batch creates (whose events all
     # arrive live) is evaluated against it.
     warming: bool = False
+    # A standard audience (AUD-13): never evaluated as profiles change (its members are
+    # replaced by a calculation, services.audiences.standard); real-time audiences nest it
+    # by its stored membership. Its histories are the calculation's, never kept on ingest.
+    standard: bool = False
     id: int = 0
 
     def __post_init__(self) -> None:
@@ -129,8 +134,24 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
     scopes = frozenset(
         tenancy.workspaces[w].identity_scope for w in workspaces if w in tenancy.workspaces
     )
-    node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", audience.lookback_days)
-    histories = history_specs(node, input_scope(audience, tenancy), audience.lookback_days)
+    standard = audience.kind == "standard"
+    # A standard audience counts events over the whole retained log: no lookback cap.
+    lookback = MAX_DAYS if standard else audience.lookback_days
+    node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", lookback)
+    histories = history_specs(node, input_scope(audience, tenancy), lookback)
+    if standard:
+        return CompiledAudience(
+            audience,
+            node,
+            scopes,
+            workspaces,
+            frozenset(),
+            nested_audiences(node),
+            histories,
+            False,
+            compile_node(node),
+            standard=True,
+        )
     return CompiledAudience(
         audience,
         node,

@@ -12,6 +12,7 @@ __all__ = [
     "INT64_MIN",
     "MAX_TAG_LENGTH",
     "AudienceDef",
+    "AudienceKind",
     "AudienceStatus",
     "MembershipChange",
     "Selection",
@@ -19,6 +20,9 @@ __all__ = [
 ]
 
 AudienceStatus = Literal["draft", "active", "inactive", "deleted"]
+# real_time: evaluated as profiles change (AUD-5); standard: computed on request over the
+# whole retained event log, its members replaced when the calculation is done (AUD-13).
+AudienceKind = Literal["real_time", "standard"]
 MAX_TAG_LENGTH = 18
 
 
@@ -52,6 +56,18 @@ class AudienceDef(msgspec.Struct, kw_only=True):
     # None when it is not running. The backfill of memberships follows it.
     history_to: int = 0
     history_from: int | None = None
+    kind: AudienceKind = "real_time"
+    # A standard audience: how many days a calculation stays fresh (None: the setting
+    # audiences.standard_expiry_days); kept by Kindred: when its members were last computed
+    # and when that result expires (still used, marked expired), a calculation asked for
+    # and not done yet (when it was asked; its log cut is `history_to`), and the process
+    # running it with the end of its lease.
+    expiry_days: int | None = None
+    computed_ms: int | None = None
+    expires_ms: int | None = None
+    calc_requested_ms: int | None = None
+    calc_owner: str | None = None
+    calc_lease_ms: int = 0
 
 
 class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):

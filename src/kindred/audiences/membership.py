@@ -51,6 +51,7 @@ def evaluate_memberships(
             (restrict is not None and aid not in restrict)
             or profile.scope not in audience.scopes
             or (audience.warming and not fresh)
+            or audience.standard  # its calculation alone changes it
         ):
             continue
         if not everything and not (
@@ -143,7 +144,12 @@ def _next_due(
     earliest = next_calculated_due(profile, now_ms)
     for audience in active:
         warming = audience.warming and not fresh
-        if not audience.timed or warming or profile.scope not in audience.scopes:
+        if (
+            not audience.timed
+            or warming
+            or audience.standard
+            or profile.scope not in audience.scopes
+        ):
             continue
         subject = subjects.get(audience.workspaces)
         if subject is None:

@@ -34,6 +34,8 @@ _DEFINITION_FIELDS = (
     "lookback_days",
     "tags",
     "criteria",
+    "kind",
+    "expiry_days",
 )
 
 

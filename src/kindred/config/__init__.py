@@ -202,6 +202,9 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # How often each server process advances the backfills of activated or edited
     # audiences (a few thousand profiles a run); 0 turns it off.
     backfill_interval_s: float = 1.0
+    # How many days a standard audience's calculation stays fresh when its definition
+    # names no `expiry_days` (AUD-13); an expired one still counts, marked expired.
+    standard_expiry_days: int = 30
 
 
 class UiUserSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

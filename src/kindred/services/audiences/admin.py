@@ -35,6 +35,13 @@ class AudienceMetrics(msgspec.Struct, frozen=True, kw_only=True):
     # The backfill of the existing profiles: running, and how many it has evaluated.
     backfill_running: bool
     backfill_evaluated: int
+    # A standard audience (AUD-13): its kind, when its members were last computed, when
+    # that expires and whether it has (its members still count), a calculation pending.
+    kind: str = "real_time"
+    computed_ms: int | None = None
+    expires_ms: int | None = None
+    expired: bool = False
+    calculating: bool = False
 
 
 class AudienceService:
@@ -69,7 +76,17 @@ class AudienceService:
     def create(self, audience: AudienceDef, created_by: str = "") -> AudienceDef:
         now = self._clock.now_ms()
         draft = msgspec.structs.replace(
-            audience, id=0, status="draft", created_ms=now, updated_ms=now, created_by=created_by
+            audience,
+            id=0,
+            status="draft",
+            created_ms=now,
+            updated_ms=now,
+            created_by=created_by,
+            computed_ms=None,
+            expires_ms=None,
+            calc_requested_ms=None,
+            calc_owner=None,
+            calc_lease_ms=0,
         )
         self._check(draft)
         return self._save(draft)
@@ -85,8 +102,19 @@ class AudienceService:
             updated_ms=self._clock.now_ms(),
             updated_by=changed_by,
         )
+        if changed.kind != current.kind:
+            raise InvalidBatch(f"a {current.kind} audience stays one", "kind")
+        changed = msgspec.structs.replace(
+            changed,
+            computed_ms=current.computed_ms,
+            expires_ms=current.expires_ms,
+            calc_requested_ms=current.calc_requested_ms,
+            calc_owner=current.calc_owner,
+            calc_lease_ms=current.calc_lease_ms,
+            history_to=current.history_to,
+        )
         self._check(changed)
-        if changed.status == "active":
+        if changed.status == "active" and changed.kind == "real_time":
             return self._save(with_backfill(changed), cut_log=True)
         return self._save(changed)
 
@@ -97,15 +125,44 @@ class AudienceService:
         changed = msgspec.structs.replace(
             current, status=status, updated_ms=self._clock.now_ms(), updated_by=changed_by
         )
-        if status == "active":
+        if status == "active" and changed.kind == "real_time":
             return self._save(with_backfill(changed), cut_log=True)
+        if status == "inactive":
+            changed = msgspec.structs.replace(changed, calc_requested_ms=None)
         saved = self._save(changed)
+        if status == "active":
+            return saved  # a standard audience: its calculation gives it members
         self._remove_members(audience_id, "audience deactivated")
         return saved
 
+    def calculate(self, audience_id: int, changed_by: str = "") -> AudienceDef:
+        """Ask for a standard audience's calculation (AUD-13) over the event log as it is
+        now (the background job runs it: services.audiences.standard); a draft is
+        activated by it. Asked again while one runs, that one starts over."""
+        current = self.get(audience_id)
+        if current.kind != "standard":
+            raise InvalidBatch("only a standard audience is calculated on request", "kind")
+        if current.status == "inactive":
+            raise InvalidBatch("activate the audience first", "status")
+        now = self._clock.now_ms()
+        asked = msgspec.structs.replace(current, calc_requested_ms=now)
+        if current.status == "draft":
+            asked = msgspec.structs.replace(
+                asked, status="active", updated_ms=now, updated_by=changed_by
+            )
+        return self._save(asked, cut_log=True)
+
     def clone(self, audience_id: int) -> AudienceDef:
         current = self.get(audience_id)
-        copy = msgspec.structs.replace(current, name=f"{current.name} (copy)")
+        copy = msgspec.structs.replace(
+            current,
+            name=f"{current.name} (copy)",
+            computed_ms=None,
+            expires_ms=None,
+            calc_requested_ms=None,
+            calc_owner=None,
+            calc_lease_ms=0,
+        )
         return self.create(copy, created_by=current.created_by)
 
     def delete(self, audience_id: int, changed_by: str = "") -> AudienceDef:
@@ -175,6 +232,11 @@ class AudienceService:
             last_updated_ms=updated,
             backfill_running=audience.backfill_scope is not None,
             backfill_evaluated=audience.backfill_done,
+            kind=audience.kind,
+            computed_ms=audience.computed_ms,
+            expires_ms=audience.expires_ms,
+            expired=audience.expires_ms is not None and audience.expires_ms <= now,
+            calculating=audience.calc_requested_ms is not None,
         )
 
     def members_at(self, audience_id: int, at_ms: int) -> list[int]:
@@ -215,6 +277,8 @@ class AudienceService:
                 raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
         if not 1 <= audience.lookback_days <= MAX_DAYS:
             raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
+        if audience.expiry_days is not None and not 1 <= audience.expiry_days <= MAX_DAYS:
+            raise InvalidBatch(f"expiry_days is from 1 to {MAX_DAYS}", "expiry_days")
         self._registry.check(audience)
 
     def _save(self, audience: AudienceDef, *, cut_log: bool = False) -> AudienceDef:

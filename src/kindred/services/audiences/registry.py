@@ -73,7 +73,8 @@ class AudienceRegistry:
         compiled = [self.compile(a, nesting) for a in saved if a.status == "active"]
         return AudienceSet(
             active=nested_first(compiled),
-            tracked=histories_of(h for a in compiled for h in a.histories),
+            # A standard audience's histories are its calculation's alone.
+            tracked=histories_of(h for a in compiled if not a.standard for h in a.histories),
             by_id={a.id: a for a in saved},
         )
 
