@@ -36,6 +36,7 @@ __all__ = [
     "check_audience",
     "compile_audience",
     "input_scope",
+    "lookback_days",
     "nested_first",
     "nesting_of",
 ]
@@ -129,8 +130,9 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
     scopes = frozenset(
         tenancy.workspaces[w].identity_scope for w in workspaces if w in tenancy.workspaces
     )
-    node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", audience.lookback_days)
-    histories = history_specs(node, input_scope(audience, tenancy), audience.lookback_days)
+    lookback = lookback_days(audience, tenancy)
+    node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", lookback)
+    histories = history_specs(node, input_scope(audience, tenancy), lookback)
     return CompiledAudience(
         audience,
         node,
@@ -145,6 +147,17 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
         and audience.history_from is not None
         and audience.history_from < audience.history_to,
     )
+
+
+def lookback_days(audience: AudienceDef, tenancy: Tenancy) -> int:
+    """The audience's lookback, capped by its account's data retention period (RET-1): an
+    event older than that never counts, as the event retention deletes it."""
+    retention = [
+        tenancy.workspaces[w].account.retention_days
+        for w in audience.workspaces
+        if w in tenancy.workspaces
+    ]
+    return min([audience.lookback_days, *retention])
 
 
 def input_scope(audience: AudienceDef, tenancy: Tenancy) -> frozenset[str]:
