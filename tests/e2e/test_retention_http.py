@@ -141,7 +141,7 @@ def members(server: Server, audience_id: int) -> list[str]:
     return list(admin(server, "GET", f"/audiences/{audience_id}/members")["mpids"])
 
 
-def mpid_of(server: Server, email: str) -> str | None:
+def mpid_of(server: Server, email: str) -> str:
     answer = httpx.post(
         f"{server.url}/v1/identify",
         json={"environment": "development", "known_identities": {"email": email}},
