@@ -59,13 +59,14 @@ from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
+from kindred.services.privacy.bulk import BulkDeletion
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.requests import DsrPolicy, DsrService
+from kindred.services.privacy.retention import EventRetention, LifetimeSweep, Retention
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.services.profiles.activity import ActivityReader
 from kindred.services.profiles.profile_api import ProfileApiService
 from kindred.services.profiles.queries import ProfileQueries
-from kindred.services.profiles.retention import LifetimeSweep
 from kindred.services.write_path import write_path
 from kindred.services.writes.commands import (
     Accepted,
@@ -109,6 +110,7 @@ class Container:
     csv_import: CsvImporter
     csv_import_direct: CsvImporter
     sweep: LifetimeSweep
+    retention: Retention
     audiences: AudienceService
     platform_audiences: PlatformAudiences
     audience_registry: AudienceRegistry
@@ -122,6 +124,7 @@ class Container:
     delivery: DeliveryRunner
     secret_box: FernetBox
     dsr: DsrService
+    bulk_delete: BulkDeletion
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -189,7 +192,7 @@ class Container:
         if interval > 0:
             # The first sweep soon after start, so that short-lived processes sweep too.
             sweeper = Periodic(
-                "lifetime-sweep", interval, self.sweep.run, first_after_s=min(interval, 60.0)
+                "retention", interval, self.retention.run, first_after_s=min(interval, 60.0)
             )
             sweeper.start()
             self._background.append(sweeper)
@@ -276,6 +279,7 @@ def build(
         chunk=settings.audiences.schedule_chunk,
         calculated=calculated_registry,
     )
+    sweep = _sweep(settings, transactions, tenancy, clock, metrics)
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -317,8 +321,28 @@ def build(
         deliveries=deliveries,
         delivery=delivery,
         secret_box=box,
-        sweep=_sweep(settings, store, tenancy, clock, metrics),
+        sweep=sweep,
+        retention=Retention(
+            sweep,
+            EventRetention(
+                transactions,
+                store,
+                SubjectFinder(store),
+                calculated_registry,
+                tenancy,
+                clock=clock,
+                chunk=settings.retention.sweep_chunk,
+                on_pruned=metrics.events_pruned.inc,
+                on_recomputed=metrics.retention_recomputed.inc,
+            ),
+        ),
         dsr=_dsr(settings, store, transactions, clock),
+        bulk_delete=BulkDeletion(
+            Erasure(SubjectFinder(store), transactions, clock),
+            store,
+            tenancy,
+            on_deleted=metrics.profiles_deleted.inc,
+        ),
     )
 
 
@@ -393,14 +417,19 @@ def _in_caller_thread(
 
 
 def _sweep(
-    settings: Settings, store: Store, tenancy: Tenancy, clock: Clock, metrics: PrometheusMetrics
+    settings: Settings,
+    transactions: Transactions,
+    tenancy: Tenancy,
+    clock: Clock,
+    metrics: PrometheusMetrics,
 ) -> LifetimeSweep:
     return LifetimeSweep(
-        store,
+        transactions,
         tenancy,
         clock,
         chunk=settings.retention.sweep_chunk,
         on_deleted=metrics.profiles_expired.inc,
+        on_exits=metrics.expired_exits.inc,
     )
 
 

@@ -71,6 +71,26 @@ class PrometheusMetrics:
             "Profiles deleted by the lifetime sweep",
             registry=r,
         )
+        self.profiles_deleted = Counter(
+            "kindred_profiles_deleted",
+            "Profiles (with those merged into them) erased by bulk deletion",
+            registry=r,
+        )
+        self.expired_exits = Counter(
+            "kindred_retention_exits",
+            "Audience memberships ended by the lifetime sweep (sent as removals)",
+            registry=r,
+        )
+        self.events_pruned = Counter(
+            "kindred_retention_events_pruned",
+            "Event log batches deleted past their account's data retention period",
+            registry=r,
+        )
+        self.retention_recomputed = Counter(
+            "kindred_retention_profiles_recomputed",
+            "Profiles whose calculated attributes were computed again without pruned batches",
+            registry=r,
+        )
         self.queue_depth = Gauge("kindred_writer_queue", "Batches waiting to commit", registry=r)
         self.forwarded = Counter(
             "kindred_forwarding",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,6 +17,7 @@ from kindred.audiences.definition import AudienceDef
 from kindred.audiences.versions import version_view
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
+from kindred.services.privacy.bulk import IdentityName
 from kindred.services.writes.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
@@ -35,6 +37,17 @@ class AliasBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _ALIAS = msgspec.json.Decoder(AliasBody, dec_hook=decode_hook)
+
+
+class DeleteProfilesBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Either `mpids`, or `identities` with the `workspace_id` whose scope they name."""
+
+    mpids: list[Mpid] | None = None
+    identities: list[IdentityName] | None = None
+    workspace_id: int | None = None
+
+
+_DELETE_PROFILES = msgspec.json.Decoder(DeleteProfilesBody, dec_hook=decode_hook)
 
 
 class AdminApi:
@@ -80,6 +93,31 @@ class AdminApi:
         )
         outcome = await self._c.writer.submit_async(call)
         return _json({"survivor": str(int(body.destination_mpid)), "moved": outcome.moved})
+
+    async def delete_profiles(self, request: Request) -> Response:
+        """Bulk deletion: each profile erased as a data subject request erases it; what
+        was removed for each."""
+        self.check(request)
+        raw = await request.body()
+        check_json_body(raw)
+        try:
+            body = _DELETE_PROFILES.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise as_invalid_batch(exc) from None
+        bulk = self._c.bulk_delete
+        if (body.mpids is None) == (body.identities is None):
+            raise InvalidBatch("give either mpids or identities", "mpids")
+        if body.mpids is not None:
+            if body.workspace_id is not None:
+                raise InvalidBatch("workspace_id goes with identities", "workspace_id")
+            mpids = [int(m) for m in body.mpids]
+            done = await run_in_threadpool(bulk.by_mpids, mpids)
+        else:
+            assert body.identities is not None
+            if body.workspace_id is None:
+                raise InvalidBatch("identities need a workspace_id", "workspace_id")
+            done = await run_in_threadpool(bulk.by_identities, body.workspace_id, body.identities)
+        return _json({"profiles": done, "deleted": sum(d.found for d in done)})
 
     def check(self, request: Request) -> None:
         if self._token is None:
@@ -220,6 +258,7 @@ def admin_routes(container: Container) -> list[Route]:
         Route("/admin/v1/merges", api.merges, methods=["GET"]),
         Route("/admin/v1/merges/{merge_id}/unmerge", api.unmerge, methods=["POST"]),
         Route("/admin/v1/alias", api.alias, methods=["POST"]),
+        Route("/admin/v1/profiles/delete", api.delete_profiles, methods=["POST"]),
         Route("/admin/v1/audiences", audiences.list, methods=["GET"]),
         Route("/admin/v1/audiences", audiences.create, methods=["POST"]),
         Route(one, audiences.get, methods=["GET"]),

@@ -37,6 +37,7 @@ __all__ = [
     "check_audience",
     "compile_audience",
     "input_scope",
+    "lookback_days",
     "nested_first",
     "nesting_of",
 ]
@@ -135,8 +136,7 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
         tenancy.workspaces[w].identity_scope for w in workspaces if w in tenancy.workspaces
     )
     standard = audience.kind == "standard"
-    # A standard audience counts events over the whole retained log: no lookback cap.
-    lookback = MAX_DAYS if standard else audience.lookback_days
+    lookback = lookback_days(audience, tenancy)
     node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", lookback)
     histories = history_specs(node, input_scope(audience, tenancy), lookback)
     if standard:
@@ -166,6 +166,19 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
         and audience.history_from is not None
         and audience.history_from < audience.history_to,
     )
+
+
+def lookback_days(audience: AudienceDef, tenancy: Tenancy) -> int:
+    """The audience's lookback (a standard audience's: the whole log), capped by its
+    account's data retention period (RET-1): an event older than that never counts, as the
+    event retention deletes it."""
+    own = MAX_DAYS if audience.kind == "standard" else audience.lookback_days
+    retention = [
+        tenancy.workspaces[w].account.retention_days
+        for w in audience.workspaces
+        if w in tenancy.workspaces
+    ]
+    return min([own, *retention])
 
 
 def input_scope(audience: AudienceDef, tenancy: Tenancy) -> frozenset[str]:

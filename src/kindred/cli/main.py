@@ -327,6 +327,7 @@ def _register_command_modules() -> None:
     from kindred.cli.dsr import dsr  # noqa: PLC0415
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
     from kindred.cli.keys import keys  # noqa: PLC0415
+    from kindred.cli.retention import profiles, retention  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
 
     main.add_command(attributes)
@@ -336,7 +337,9 @@ def _register_command_modules() -> None:
     main.add_command(dsr)
     main.add_command(identity)
     main.add_command(keys)
+    main.add_command(profiles)
     main.add_command(quarantine)
+    main.add_command(retention)
     main.add_command(ui)
 
 

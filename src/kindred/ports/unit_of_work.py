@@ -120,6 +120,18 @@ class EventLogWrites(Protocol):
         transaction."""
         ...
 
+    def aged(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        """Up to `limit` entries of these workspaces received before the instant, oldest
+        first, as (id, MPID), locked for this transaction (PostgreSQL skips entries
+        another transaction holds)."""
+        ...
+
+    def delete(self, entry_ids: Sequence[int]) -> int:
+        """Delete these entries (those still there) at once; how many."""
+        ...
+
 
 class RejectWrites(Protocol):
     """Batches refused at the edge or quarantined, kept with their reason (ING-3)."""

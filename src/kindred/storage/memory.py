@@ -277,6 +277,27 @@ class _MemoryUnitOfWork:
         ]
         return before - len(self.state.log)
 
+    def aged_log(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        wanted = set(workspace_ids)
+        found = [
+            e
+            for e in self.state.log
+            if e.id is not None
+            and e.id < self._first_log
+            and e.workspace_id in wanted
+            and e.received_ms < received_before_ms
+        ]
+        found.sort(key=lambda e: (e.received_ms, e.id or 0))
+        return [(e.id or 0, e.mpid) for e in found[:limit]]
+
+    def delete_log(self, entry_ids: Sequence[int]) -> int:
+        gone = set(entry_ids)
+        before = len(self.state.log)
+        self.state.log = [e for e in self.state.log if e.id not in gone]
+        return before - len(self.state.log)
+
     def erase_rejects(self, needles: Sequence[bytes]) -> int:
         before = len(self.state.rejects)
         self.state.rejects = [r for r in self.state.rejects if not _holds(r.body, needles)]

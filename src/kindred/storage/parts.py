@@ -91,6 +91,12 @@ class Transaction(Protocol):
 
     def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int: ...
 
+    def aged_log(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]: ...
+
+    def delete_log(self, entry_ids: Sequence[int]) -> int: ...
+
     def erase_rejects(self, needles: Sequence[bytes]) -> int: ...
 
     def erase_membership_log(self, mpids: Sequence[int]) -> int: ...
@@ -126,6 +132,8 @@ class _Log:
         self.ids = tx.log_ids
         self.repoint = tx.repoint_log
         self.erase = tx.erase_log
+        self.aged = tx.aged_log
+        self.delete = tx.delete_log
 
 
 class _Rejects:

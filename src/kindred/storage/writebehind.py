@@ -58,6 +58,14 @@ class SetOps(Protocol):
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
 
+    def aged_log(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        """Oldest first; entries another transaction holds are skipped, the rest locked."""
+        ...
+
+    def delete_log(self, entry_ids: Sequence[int]) -> int: ...
+
     def page_profiles(
         self, scope: str, from_mpid: int, limit: int, needles: Needles | None
     ) -> list[Profile]: ...
@@ -217,6 +225,14 @@ class WriteBehindUnitOfWork:
 
     def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
         return self._ops.erasure().log(mpids, needles)
+
+    def aged_log(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        return self._ops.aged_log(workspace_ids, received_before_ms, limit)
+
+    def delete_log(self, entry_ids: Sequence[int]) -> int:
+        return self._ops.delete_log(entry_ids)
 
     def erase_rejects(self, needles: Sequence[bytes]) -> int:
         return self._ops.erasure().rejects(needles)

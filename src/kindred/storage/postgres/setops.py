@@ -130,6 +130,25 @@ class PostgresSetOps:
             rows = self.conn.execute(query, (scope, stored_before_ms, limit)).fetchall()
         return [stored_profile(doc, held) for doc, held in rows]
 
+    def aged_log(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        query = (
+            "SELECT id, mpid FROM event_log WHERE received_ms < %s AND workspace_id = ANY(%s)"
+            " ORDER BY received_ms, id LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        with retryable():
+            rows = self.conn.execute(
+                query, (received_before_ms, list(workspace_ids), limit)
+            ).fetchall()
+        return [(i, m) for i, m in rows]
+
+    def delete_log(self, entry_ids: Sequence[int]) -> int:
+        with retryable():
+            return self.conn.execute(
+                "DELETE FROM event_log WHERE id = ANY(%s)", (list(entry_ids),)
+            ).rowcount
+
     def page_profiles(
         self, scope: str, from_mpid: int, limit: int, needles: Needles | None
     ) -> list[Profile]:

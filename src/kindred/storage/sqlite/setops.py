@@ -112,6 +112,28 @@ class SqliteSetOps:
         )
         return [stored_profile(doc, held) for doc, held in rows]
 
+    def aged_log(
+        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
+    ) -> list[tuple[int, int | None]]:
+        """The write transaction already excludes every other writer."""
+        marks = ", ".join("?" * len(workspace_ids))
+        rows = self.conn.execute(
+            f"SELECT id, mpid FROM event_log WHERE received_ms < ? AND workspace_id IN ({marks})"
+            " ORDER BY received_ms, id LIMIT ?",
+            (received_before_ms, *workspace_ids, limit),
+        )
+        return [(i, m) for i, m in rows]
+
+    def delete_log(self, entry_ids: Sequence[int]) -> int:
+        done = 0
+        for start in range(0, len(entry_ids), 500):
+            part = entry_ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            done += self.conn.execute(
+                f"DELETE FROM event_log WHERE id IN ({marks})", tuple(part)
+            ).rowcount
+        return done
+
     def page_profiles(
         self, scope: str, from_mpid: int, limit: int, needles: Needles | None
     ) -> list[Profile]:
