@@ -248,3 +248,23 @@ def test_a_saved_definition_is_a_version_and_progress_is_not(store: Store) -> No
     other = store.save_audience(definition("Other"))
     assert [v.audience for v in store.audience_versions(other.id)] == [other]
     assert store.audience_versions(999) == []
+
+
+def test_an_erased_members_exit_leaves_the_audiences_size_right(store: Store) -> None:
+    """An erasure deletes a profile's membership history and logs its exit: the totals
+    still give the size (entered minus exited), the exit still counts as a drop."""
+    with store.unit_of_work() as uow:
+        uow.memberships.append(
+            [
+                MembershipChange(audience_id=9, mpid=1, entered=True, at_ms=100, reason="x"),
+                MembershipChange(audience_id=9, mpid=2, entered=True, at_ms=100, reason="x"),
+            ]
+        )
+    with store.unit_of_work() as uow:
+        uow.memberships.erase_log([1])
+        uow.memberships.append(
+            [MembershipChange(audience_id=9, mpid=1, entered=False, at_ms=200, reason="erased")]
+        )
+    counts = store.membership_counts(9, since_ms=150)
+    assert counts.entered - counts.exited == 1
+    assert counts.exited_since == 1

@@ -279,6 +279,8 @@ def test_bulk_deletion_over_http(world: tuple[Server, Query], receiver: Receiver
     assert server.profile(mpid=mpids[1]) is None
     assert server.profile(mpid=mpids[2]) is not None
     assert members(server, 1) == [mpids[2]]
+    metrics = admin(server, "GET", "/audiences/1/metrics")
+    assert (metrics["size"], metrics["drops_24h"]) == (1, 2)
     removals = until(
         lambda: (
             found

@@ -9,6 +9,7 @@ import msgspec
 from kindred.audiences.ast import Node
 
 __all__ = [
+    "ERASED_EXIT",
     "INT64_MIN",
     "MAX_TAG_LENGTH",
     "AudienceDef",
@@ -20,6 +21,10 @@ __all__ = [
 ]
 
 AudienceStatus = Literal["draft", "active", "inactive", "deleted"]
+# The reason of the exit an erasure logs for each membership of the profile it erases,
+# whose earlier entries it deletes: the log's totals leave these exits out, as the entries
+# they would close are gone (MembershipCounts).
+ERASED_EXIT = "erased"
 # real_time: evaluated as profiles change (AUD-5); standard: computed on request over the
 # whole retained event log, its members replaced when the calculation is done (AUD-13).
 AudienceKind = Literal["real_time", "standard"]

@@ -261,7 +261,9 @@ class AudienceStore(Protocol):
         ...
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
-        """Enters and exits of an audience, in all and since an instant."""
+        """Enters and exits of an audience, in all and since an instant. The total of
+        exits leaves out an erasure's (reason ERASED_EXIT): the entries they close were
+        erased with the profile, so entered minus exited stays the audience's size."""
         ...
 
     def matching_profiles(self, selection: Selection, after_mpid: int, limit: int) -> list[int]:

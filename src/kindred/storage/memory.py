@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from kindred.attributes.definition import CalculatedDef
-from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.definition import ERASED_EXIT, AudienceDef, MembershipChange, Selection
 from kindred.audiences.evaluate import admits
 from kindred.audiences.versions import AudienceVersion, is_new_version
 from kindred.domain.credentials import ApiCredential
@@ -485,7 +485,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         mine = [c for c in self._state.memberships if c.audience_id == audience_id]
         return MembershipCounts(
             entered=sum(c.entered for c in mine),
-            exited=sum(not c.entered for c in mine),
+            exited=sum(not c.entered and c.reason != ERASED_EXIT for c in mine),
             entered_since=sum(c.entered and c.at_ms >= since_ms for c in mine),
             exited_since=sum(not c.entered and c.at_ms >= since_ms for c in mine),
             last_change_ms=max((c.at_ms for c in mine), default=None),

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from kindred.audiences.definition import MembershipChange
+from kindred.audiences.definition import ERASED_EXIT, MembershipChange
 from kindred.domain.apply import identity_keys
 from kindred.domain.dsr import DsrSummary
 from kindred.domain.profile import Profile
@@ -33,7 +33,7 @@ __all__ = ["ERASED", "Erasure", "needles_of"]
 
 log = logging.getLogger("kindred.privacy")
 
-ERASED = "erased"  # the reason of the membership exits an erasure writes
+ERASED = ERASED_EXIT  # the reason of the membership exits an erasure writes
 _ATTEMPTS = 5
 
 

@@ -23,7 +23,7 @@ from psycopg.rows import TupleRow, kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from kindred.attributes.definition import CalculatedDef
-from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.definition import ERASED_EXIT, AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
 from kindred.audiences.versions import AudienceVersion
 from kindred.domain.credentials import ApiCredential
@@ -346,7 +346,8 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
 
     def membership_counts(self, audience_id: int, since_ms: int) -> MembershipCounts:
         rows = self._rows(
-            "SELECT count(*) FILTER (WHERE entered), count(*) FILTER (WHERE NOT entered),"
+            "SELECT count(*) FILTER (WHERE entered),"
+            f" count(*) FILTER (WHERE NOT entered AND reason <> '{ERASED_EXIT}'),"
             " count(*) FILTER (WHERE entered AND at_ms >= %s),"
             " count(*) FILTER (WHERE NOT entered AND at_ms >= %s), max(at_ms)"
             " FROM membership_log WHERE audience_id = %s",

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 
 from kindred.attributes.definition import CalculatedDef
-from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
+from kindred.audiences.definition import ERASED_EXIT, AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
 from kindred.audiences.versions import AudienceVersion
 from kindred.domain.credentials import ApiCredential
@@ -465,7 +465,8 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
 
 
 _COUNT_MEMBERSHIPS = (
-    "SELECT count(*) FILTER (WHERE entered), count(*) FILTER (WHERE NOT entered),"
+    "SELECT count(*) FILTER (WHERE entered),"
+    f" count(*) FILTER (WHERE NOT entered AND reason <> '{ERASED_EXIT}'),"
     " count(*) FILTER (WHERE entered AND at_ms >= ?),"
     " count(*) FILTER (WHERE NOT entered AND at_ms >= ?), max(at_ms)"
     " FROM membership_log WHERE audience_id = ?"
