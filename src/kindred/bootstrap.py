@@ -41,6 +41,8 @@ from kindred.services.access.credentials import CredentialRegistry, TokenLimits,
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
 from kindred.services.access.sessions import SignInLimits, UiSessions
 from kindred.services.audiences.admin import AudienceService
+from kindred.services.audiences.connections import BulkConnections
+from kindred.services.audiences.downloads import AudienceDownloads
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
@@ -112,6 +114,8 @@ class Container:
     sweep: LifetimeSweep
     retention: Retention
     audiences: AudienceService
+    downloads: AudienceDownloads
+    bulk_connections: BulkConnections
     platform_audiences: PlatformAudiences
     audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
@@ -304,6 +308,8 @@ def build(
         csv_import=CsvImporter(_through(writer), clock.now_ms),
         csv_import_direct=csv_import_direct,
         audiences=audiences,
+        downloads=AudienceDownloads(store, audiences, clock),
+        bulk_connections=BulkConnections(catalog, audiences),
         platform_audiences=PlatformAudiences(audiences, catalog, tenancy),
         audience_registry=audience_registry,
         audience_schedule=schedule,

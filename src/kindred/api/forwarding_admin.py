@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from kindred.bootstrap import Container
 from kindred.domain.errors import ConfigError, InvalidBatch
+from kindred.services.audiences.connections import BulkConnectionRequest
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import check_json_body, int64_param
 
@@ -29,6 +30,7 @@ class ReplayBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _REPLAY = msgspec.json.Decoder(ReplayBody)
+_BULK = msgspec.json.Decoder(BulkConnectionRequest)
 
 _CONNECTION_KINDS = {"events": "event_connection", "audiences": "audience_connection"}
 
@@ -83,6 +85,18 @@ class ForwardingAdmin:
         if kind is None:
             raise InvalidBatch("connections are of kind events or audiences", "kind")
         return _json(self._save(kind, await request.body()), 201)
+
+    async def bulk_connections(self, request: Request) -> Response:
+        """Many audiences to one output (AUD-10): all made, each with its initial sync, or
+        none, the answer naming the item refused."""
+        self._check(request)
+        raw = await request.body()
+        check_json_body(raw)
+        try:
+            body = _BULK.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise as_invalid_batch(exc) from None
+        return _json(self._c.bulk_connections.connect(body), 201)
 
     async def delete_connection(self, request: Request) -> Response:
         self._check(request)
@@ -146,6 +160,7 @@ def forwarding_routes(container: Container, check: Any) -> list[Route]:
         Route("/admin/v1/outputs/{name}", api.patch_output, methods=["PATCH"]),
         Route("/admin/v1/outputs/{name}", api.delete_output, methods=["DELETE"]),
         Route("/admin/v1/connections", api.connections, methods=["GET"]),
+        Route("/admin/v1/connections/audiences/bulk", api.bulk_connections, methods=["POST"]),
         Route("/admin/v1/connections/{kind}", api.save_connection, methods=["POST"]),
         Route("/admin/v1/connections/{name}", api.delete_connection, methods=["DELETE"]),
         Route("/admin/v1/connections/{name}/resume", api.resume, methods=["POST"]),

@@ -181,3 +181,42 @@ def diff(
             _echo(container.audiences.diff(audience_id, before, after))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+@audiences.command("download")
+@click.argument("audience_ids", type=int, nargs=-1, required=True)
+@click.option(
+    "--identity-type",
+    "identity_types",
+    multiple=True,
+    required=True,
+    help="An identity type to include (repeat for several): email, customer_id, ios_idfa ...",
+)
+@click.option("--sample", type=int, help="At most this many users per audience.")
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False), help="The ZIP file to write."
+)
+@config_option
+@data_dir_option
+def download(
+    audience_ids: tuple[int, ...],
+    *,
+    identity_types: tuple[str, ...],
+    sample: int | None,
+    out: str,
+    config_path: str | None,
+    data_dir: str | None,
+) -> None:
+    """Write a ZIP of the audiences' members' identities: one CSV per audience and
+    manifest.json; prints the manifest."""
+    with started(config_path, data_dir) as container:
+        try:
+            prepared = container.downloads.prepare(list(audience_ids), identity_types, sample)
+            partial = Path(out + ".partial")
+            with partial.open("wb") as file:
+                for chunk in prepared.chunks():
+                    file.write(chunk)
+            partial.replace(out)
+        except KindredError as exc:
+            raise click.ClickException(str(exc)) from None
+        _echo(prepared.manifest)

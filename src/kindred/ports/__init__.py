@@ -155,6 +155,11 @@ class UnitsOfWork(Protocol):
 class ProfileReader(Protocol):
     def get_profile(self, mpid: int) -> Profile | None: ...
 
+    def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        """The profiles of `mpids` as last committed, in one read (those not stored are
+        absent); a page at a time, as the audience download reads its members."""
+        ...
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]: ...
 
     def find_linked(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:

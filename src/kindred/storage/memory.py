@@ -387,6 +387,10 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def get_profile(self, mpid: int) -> Profile | None:
         return self._state.profiles.get(mpid)
 
+    def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        profiles = self._state.profiles
+        return {m: profiles[m] for m in mpids if m in profiles}
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         return sorted(self._state.identities.get((scope, key), ()))
 

@@ -135,6 +135,33 @@ class OutputCatalog:
             self._store.set_sync(saved.name, "waiting" if saved.enabled else "off")
         return masked(saved) if isinstance(saved, OutputDef) else saved
 
+    def save_many(self, kind: str, items: list[Any]) -> list[Any]:
+        """Keep several new items of one kind at once (a bulk connection, AUD-10): all are
+        checked together with everything kept first, and none is saved when one is refused
+        (ConfigError naming it). An item of a name in use is refused: this makes, never
+        replaces. Then each is saved as `save` does (an audience connection's initial sync
+        starting)."""
+        if kind not in _KINDS:
+            raise NotFound(f"no kind {kind!r}")
+        stored = self._stored()
+        current = self._merged(stored)
+        taken = {o.name for o in current.outputs} | {c.name for c in current.connections()}
+        for index, item in enumerate(items):
+            if item.name in taken:
+                raise ConfigError(f"{kind}s[{index}].name: {item.name!r} is in use")
+            taken.add(item.name)
+            _replace(stored, kind, item)
+        checked = self.check(self._merged(stored))
+        names = {item.name for item in items}
+        saved = [x for x in _items(checked, kind) if x.name in names]
+        order = {item.name: index for index, item in enumerate(items)}
+        saved.sort(key=lambda x: order[x.name])
+        for item in saved:
+            self._store.save_definition(kind, item.name, self._encoded(item))
+            if isinstance(item, AudienceConnection):
+                self._store.set_sync(item.name, "waiting" if item.enabled else "off")
+        return saved
+
     def settle_syncs(self) -> None:
         """Every audience connection's sync as its definition says (run at start): a
         disabled one's stopped, one enabled again started over (a new one begins when its

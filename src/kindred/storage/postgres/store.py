@@ -233,6 +233,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
         rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))
         return stored_profile(rows[0][0], rows[0][1]) if rows else None
 
+    def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        if not mpids:
+            return {}
+        rows = self._rows(
+            f"SELECT mpid, {PROFILE_COLUMNS} FROM profiles WHERE mpid = ANY(%s)", (list(mpids),)
+        )
+        return {int(r[0]): stored_profile(r[1], r[2]) for r in rows}
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._rows(
             "SELECT mpid FROM identities WHERE scope = %s AND id_type = %s AND id_value = %s"

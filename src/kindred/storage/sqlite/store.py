@@ -297,6 +297,23 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         return None if row is None else stored_profile(row[0], row[1])
 
+    def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
+        if not mpids:
+            return {}
+        marks = ", ".join("?" for _ in mpids)
+        try:
+            rows = (
+                self._reader()
+                .execute(
+                    f"SELECT mpid, {PROFILE_COLUMNS} FROM profiles WHERE mpid IN ({marks})",
+                    tuple(mpids),
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        return {int(r[0]): stored_profile(r[1], r[2]) for r in rows}
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._reader().execute(
             "SELECT mpid FROM identities WHERE scope = ? AND id_type = ? AND id_value = ?"
