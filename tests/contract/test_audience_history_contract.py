@@ -322,7 +322,7 @@ def test_activation_over_stored_events_equals_being_active_from_the_start(
         else:
             audience = later.audience(spec)
         later.settle()
-        assert later.members(audience) == from_start
+        assert later.members(audience) == from_start, (script, spec, edited)
     expected = _oracle(script, spec)
     if expected is not None:
         assert from_start == expected
