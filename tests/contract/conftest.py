@@ -36,6 +36,8 @@ _TABLES = (
     "ui_sessions",
     "merges",
     "audiences",
+    "audience_versions",
+    "calculated_attributes",
     "membership_log",
     "audience_members",
     "outbox",
