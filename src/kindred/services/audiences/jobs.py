@@ -4,7 +4,8 @@ their event histories from the stored events (AUD-16), then their memberships.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import msgspec
@@ -15,8 +16,10 @@ from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
 from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
+from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
+from kindred.domain.tenancy import InputDef
 from kindred.ports import (
     AudienceStore,
     BatchStatus,
@@ -28,10 +31,10 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.audiences.registry import AudienceRegistry
-from kindred.services.calculated.jobs import logged_events
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
+from kindred.wire.observe import observe_events
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 
@@ -251,9 +254,7 @@ class AudienceBackfill:
             by_mpid.setdefault(entry.mpid, []).append(entry)
         inputs = self._registry.tenancy.input_named
         needles = _needles(some)
-        events = {
-            e.id: logged_events(e, inputs) if _may_count(e, some, needles) else () for e in entries
-        }
+        events = {e.id: _logged_events(e, inputs, some, needles) for e in entries}
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
@@ -380,6 +381,34 @@ def _needles(some: Histories) -> tuple[bytes, ...] | None:
             return None
         names.append(name.encode())
     return tuple(set(names))
+
+
+def _logged_events(
+    entry: LogEntry,
+    inputs: Callable[[str], InputDef | None],
+    some: Histories,
+    needles: tuple[bytes, ...] | None,
+) -> tuple[EventFact, ...]:
+    """The events of a logged batch the histories may take, read as ingest read them: none
+    when the batch cannot hold one (_may_count), its input is gone or its body no longer
+    reads; of the others only the events whose own text may hold one are decoded (the
+    rest of the batch is skipped)."""
+    if not _may_count(entry, some, needles) or inputs(entry.input) is None:
+        return ()
+    wanted = None if needles is None else partial(_may_hold, needles)
+    try:
+        return observe_events(entry.body, entry.received_ms, wanted)
+    except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
+        return ()
+
+
+def _may_hold(needles: tuple[bytes, ...], text: bytes) -> bool:
+    """Whether an event's JSON text may hold one of the names (as _may_count, for one
+    event)."""
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return b"\\u" in lowered or any(needle in lowered for needle in needles)
 
 
 def _may_count(entry: LogEntry, some: Histories, needles: tuple[bytes, ...] | None) -> bool:
