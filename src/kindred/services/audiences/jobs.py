@@ -5,7 +5,6 @@ their event histories from the stored events (AUD-16), then their memberships.""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Protocol
 
 import msgspec
@@ -252,9 +251,8 @@ class AudienceBackfill:
         for entry in entries:
             assert entry.mpid is not None
             by_mpid.setdefault(entry.mpid, []).append(entry)
-        inputs = self._registry.tenancy.input_named
-        needles = _needles(some)
-        events = {e.id: _logged_events(e, inputs, some, needles) for e in entries}
+        reading = _Reading(some, self._registry.tenancy.input_named)
+        events = {e.id: reading.events(e) for e in entries}
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
@@ -383,45 +381,45 @@ def _needles(some: Histories) -> tuple[bytes, ...] | None:
     return tuple(set(names))
 
 
-def _logged_events(
-    entry: LogEntry,
-    inputs: Callable[[str], InputDef | None],
-    some: Histories,
-    needles: tuple[bytes, ...] | None,
-) -> tuple[EventFact, ...]:
-    """The events of a logged batch the histories may take, read as ingest read them: none
-    when the batch cannot hold one (_may_count), its input is gone or its body no longer
-    reads; of the others only the events whose own text may hold one are decoded (the
-    rest of the batch is skipped)."""
-    if not _may_count(entry, some, needles) or inputs(entry.input) is None:
-        return ()
-    wanted = None if needles is None else partial(_may_hold, needles)
-    try:
-        return observe_events(entry.body, entry.received_ms, wanted)
-    except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
-        return ()
+class _Reading:
+    """What of a page's logged batches the histories may take, and its reader: a batch
+    from one of their inputs, whose text may hold one of their events' names (`needles`,
+    see _needles: ASCII letters lower-cased as the names are). A body with an escape or a
+    character beyond ASCII, which may spell one otherwise (the Kelvin sign lowers to k), is
+    read whole; of the others only the events whose own text holds a name are decoded."""
+
+    def __init__(self, some: Histories, inputs: Callable[[str], InputDef | None]) -> None:
+        self._taken = frozenset(i for spec in some.specs.values() for i in spec.inputs)
+        self._inputs = inputs
+        self._needles = _needles(some)
+        self._holds = _holding(self._needles) if self._needles else None
+
+    def events(self, entry: LogEntry) -> tuple[EventFact, ...]:
+        """The events of a logged batch the histories may take, read as ingest read them:
+        none when the batch cannot hold one, its input is gone or its body no longer reads."""
+        if entry.input not in self._taken or self._inputs(entry.input) is None:
+            return ()
+        wanted = self._holds
+        if self._needles is not None and entry.body.isascii():
+            body = entry.body.lower()
+            if b"\\u" in body:
+                wanted = None  # an escape may spell a name: every event is read
+            elif not any(needle in body for needle in self._needles):
+                return ()
+        else:
+            wanted = None
+        try:
+            return observe_events(entry.body, entry.received_ms, wanted)
+        except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
+            return ()
 
 
-def _may_hold(needles: tuple[bytes, ...], text: bytes) -> bool:
-    """Whether an event's JSON text may hold one of the names (as _may_count, for one
-    event)."""
-    if not text.isascii():
-        return True
-    lowered = text.lower()
-    return b"\\u" in lowered or any(needle in lowered for needle in needles)
-
-
-def _may_count(entry: LogEntry, some: Histories, needles: tuple[bytes, ...] | None) -> bool:
-    """Whether a logged batch may hold an event the histories take (read it only then): from
-    one of their inputs, and holding one of the names: ASCII letters lower-cased as the
-    names are; a body with an escape or a character beyond ASCII, which may spell one
-    otherwise (the Kelvin sign lowers to k), is always read."""
-    if not any(entry.input in spec.inputs for spec in some.specs.values()):
-        return False
-    if needles is None or not entry.body.isascii():
-        return True
-    body = entry.body.lower()
-    return b"\\u" in body or any(needle in body for needle in needles)
+def _holding(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+    """Whether an event's (ASCII) text holds one of the names, lower-cased."""
+    if len(needles) == 1:
+        needle = needles[0]
+        return lambda text: needle in text.lower()
+    return lambda text: any(needle in text.lower() for needle in needles)
 
 
 def _folded(
