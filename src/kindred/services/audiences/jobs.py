@@ -371,11 +371,12 @@ class AudienceBackfill:
 def _needles(some: Histories) -> tuple[bytes, ...] | None:
     """Text a batch's body must hold (lower-cased) for one of its events to count: the
     name of every history's events; None when a history takes events of a type whatever
-    their name (every batch is read then)."""
+    their name, or a name's JSON text may be spelled otherwise: a character beyond ASCII,
+    or one JSON escapes (`"`, `\\`, `/`, a control character) (every batch is read then)."""
     names = []
     for spec in some.specs.values():
         _, _, name = spec.event_key.partition(":")
-        if not name or not name.isascii():
+        if not name or not name.isascii() or any(c in '"\\/' or c < " " for c in name):
             return None
         names.append(name.encode())
     return tuple(set(names))
