@@ -38,7 +38,13 @@ from kindred.wire.events import (
 
 _EVENT_TYPE: dict[type, str] = {cls: cls.__struct_config__.tag for cls in get_args(AnyEvent)}
 
-__all__ = ["HISTORICAL_MIN_AGE_MS", "MAX_EVENT_NAME_LENGTH", "normalize_batch", "parse_mpid"]
+__all__ = [
+    "HISTORICAL_MIN_AGE_MS",
+    "MAX_EVENT_NAME_LENGTH",
+    "event_fact",
+    "normalize_batch",
+    "parse_mpid",
+]
 
 HISTORICAL_MIN_AGE_MS = 72 * 3600 * 1000
 MAX_EVENT_NAME_LENGTH = 256
@@ -80,7 +86,7 @@ def normalize_batch(
 ) -> Observation:
     """`client_ip` is the caller's address for client SDK inputs (None for server inputs,
     whose batches carry the user's `ip`)."""
-    events = tuple(_event_fact(e, i, received_ms) for i, e in enumerate(batch.events or ()))
+    events = tuple(event_fact(e, i, received_ms) for i, e in enumerate(batch.events or ()))
     if historical:
         _check_historical(batch, events, received_ms)
     gdpr, ccpa = _consent(batch, received_ms)
@@ -300,9 +306,9 @@ def _consent_fact(raw: ConsentPurpose, path: str, received_ms: int) -> ConsentFa
 # --- events -----------------------------------------------------------------------------
 
 
-def _event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
-    """Everything the profile needs from one event, built in one go (this runs for every
-    event of every batch)."""
+def event_fact(event: AnyEvent, index: int, received_ms: int) -> EventFact:
+    """Everything the profile needs from one event (the batch's `index`th), built in one
+    go (this runs for every event of every batch)."""
     data = event.data
     given = data.timestamp_unixtime_ms if data else None
     ts = received_ms if given is None else given

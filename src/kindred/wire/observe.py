@@ -6,13 +6,29 @@ event log) goes through this one function, so they all read a body alike.
 
 from __future__ import annotations
 
-from kindred.domain.observation import Observation
-from kindred.domain.tenancy import InputDef
-from kindred.wire.batch import decode_batch
-from kindred.wire.limits import check_depth
-from kindred.wire.normalize import normalize_batch
+from collections.abc import Callable
 
-__all__ = ["observe"]
+import msgspec
+
+from kindred.domain.observation import EventFact, Observation
+from kindred.domain.tenancy import InputDef
+from kindred.wire.batch import decode_batch, decode_hook
+from kindred.wire.events import AnyEvent
+from kindred.wire.limits import check_depth
+from kindred.wire.normalize import event_fact, normalize_batch
+
+__all__ = ["observe", "observe_events"]
+
+
+class _Events(msgspec.Struct):
+    """A batch's events, each kept as its JSON text (every other field skipped)."""
+
+    events: list[msgspec.Raw] | None = None
+
+
+_EVENTS_DECODER = msgspec.json.Decoder(_Events)
+# As the batch decoder reads its events (lax mode, the same hook).
+_EVENT_DECODER = msgspec.json.Decoder(AnyEvent, strict=False, dec_hook=decode_hook)
 
 
 def observe(
@@ -33,3 +49,19 @@ def observe(
         client_ip=client_ip if source.is_client else None,
         historical=historical,
     )
+
+
+def observe_events(
+    body: bytes, received_ms: int, wanted: Callable[[bytes], bool] | None = None
+) -> tuple[EventFact, ...]:
+    """The events of a batch ingest accepted (a logged one), each as `observe` makes it,
+    reading nothing else of the batch: only those whose JSON text `wanted` accepts (all
+    without it); the others are not decoded. Raises msgspec errors or InvalidBatch as
+    `observe` does for its events."""
+    check_depth(body)
+    raw = _EVENTS_DECODER.decode(body).events or ()
+    facts = []
+    for index, text in enumerate(raw):
+        if wanted is None or wanted(bytes(text)):
+            facts.append(event_fact(_EVENT_DECODER.decode(text), index, received_ms))
+    return tuple(facts)

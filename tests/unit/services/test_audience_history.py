@@ -54,13 +54,15 @@ class World:
         self.service.set_status(made.id, "active")
         return made.id
 
-    def plays(self, customer: str, ages_ms: list[int], source: str = "web") -> None:
+    def plays(
+        self, customer: str, ages_ms: list[int], source: str = "web", name: str = "Play"
+    ) -> None:
         now = self.clock.now_ms()
         events = [
             {
                 "event_type": "custom_event",
                 "data": {
-                    "event_name": "Play",
+                    "event_name": name,
                     "custom_event_type": "other",
                     "timestamp_unixtime_ms": now - age,
                 },
@@ -155,3 +157,27 @@ def test_activation_counts_the_stored_events_inside_its_lookback() -> None:
     assert world.members(often) == []  # edited: five inside 5 days
     log = world.store.membership_log(audience_id=often, mpid=None, until_ms=2**62, limit=10)
     assert [(c.mpid, c.entered) for c in log] == [(1, True), (1, False)]
+
+
+def test_activation_reads_names_however_the_stored_json_spells_them() -> None:
+    """A stored batch is read only when its text may hold the criteria's names, and of it
+    only the events whose own text may: a name JSON spells with escapes still counts."""
+    world = World()
+    world.plays("u1", [DAY, 2 * DAY], name="Play/Pause")
+    event = (
+        b'{"event_type": "custom_event", "data": {"event_name": "%s",'
+        b' "custom_event_type": "other", "timestamp_unixtime_ms": %d}}'
+    )
+    for customer, name in ((b"u2", b"Play\\/Pause"), (b"u3", b"\\u0050lay")):
+        events = b",".join(event % (n, NOW - DAY) for n in (b"Skip", name))
+        body = b'{"user_identities": {"customer_id": "%s"}, "events": [%s]}' % (customer, events)
+        source = INPUTS["web"]
+        (outcome,) = world.ingest.run_all([Accepted(source, observe(body, source, NOW), body)])
+        assert outcome.status == "applied"
+    slashed = world.audience({**PLAYED, "name": "play/pause", "at_least": 1})
+    escaped = world.audience({**PLAYED, "at_least": 1})
+    skipped = world.audience({**PLAYED, "name": "Skip", "at_least": 1})
+    world.settle()
+    assert world.members(slashed) == [1, 2]
+    assert world.members(escaped) == [3]
+    assert world.members(skipped) == [2, 3]

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from kindred.domain.apply import device_key
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import ConsentFact, EventFact, Observation
-from kindred.domain.tenancy import Guardrails
+from kindred.domain.tenancy import AccountPolicy, Guardrails, InputDef, SourceType, WorkspaceDef
 from kindred.wire.batch import decode_batch
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.events import EVENT_TYPES
 from kindred.wire.normalize import HISTORICAL_MIN_AGE_MS, normalize_batch, parse_mpid
+from kindred.wire.observe import observe, observe_events
 from tests.strategies import TS_BASE
 from tests.unit.wire.test_decode import MINIMAL_DATA, WEB_SDK_BATCH
 
@@ -414,6 +415,44 @@ def test_event_facts() -> None:
     assert screen.timestamp_ms == NOW  # no timestamp: server time
     assert (opt_out.is_opted_out, opt_out.timestamp_ms) == (True, NOW - 1)
     assert (first_run.is_install, install.is_install, foreground.is_install) == (True, True, False)
+
+
+def test_observe_events_reads_the_events_alone() -> None:
+    """A logged batch's events as `observe` reads them, the rest of the batch skipped;
+    with `wanted`, only the events whose JSON text it accepts are decoded."""
+    payload = {
+        **WEB_SDK_BATCH,
+        "events": [
+            custom("Play", NOW - 3, source_message_id="m1", custom_attributes={"a": [1, "x"]}),
+            {"event_type": "screen_view", "data": {"screen_name": "Home"}},
+            {
+                "event_type": "commerce_event",
+                "data": {
+                    "event_name": "Bought",
+                    "timestamp_unixtime_ms": str(NOW - 2),
+                    "product_action": {
+                        "action": "purchase",
+                        "total_amount": 9.5,
+                        "products": [{"id": "p1", "price": 3, "custom_attributes": {"c": 1}}],
+                    },
+                },
+            },
+            {"event_type": "first_run", "data": None},
+            custom("play", None),
+        ],
+    }
+    body = json.dumps(payload).encode()
+    workspace = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
+    source = InputDef(
+        name="web", workspace=workspace, source_type=SourceType.WEB, api_key="k", api_secret=None
+    )
+    everything = observe(body, source, NOW).events
+    assert observe_events(body, NOW) == everything
+    plays = observe_events(body, NOW, lambda text: b"play" in text.lower())
+    assert plays == (everything[0], everything[4])
+    assert observe_events(json.dumps({"events": None}).encode(), NOW) == ()
+    with pytest.raises(msgspec.ValidationError):
+        observe_events(b'{"events": [{"event_type": "nope"}]}', NOW)
 
 
 def test_attribution_events() -> None:

@@ -4,7 +4,7 @@ their event histories from the stored events (AUD-16), then their memberships.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -15,8 +15,10 @@ from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
 from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
+from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
+from kindred.domain.tenancy import InputDef
 from kindred.ports import (
     AudienceStore,
     BatchStatus,
@@ -28,10 +30,10 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.audiences.registry import AudienceRegistry
-from kindred.services.calculated.jobs import logged_events
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
+from kindred.wire.observe import observe_events
 
 __all__ = ["AudienceBackfill", "AudienceScheduler"]
 
@@ -249,11 +251,8 @@ class AudienceBackfill:
         for entry in entries:
             assert entry.mpid is not None
             by_mpid.setdefault(entry.mpid, []).append(entry)
-        inputs = self._registry.tenancy.input_named
-        needles = _needles(some)
-        events = {
-            e.id: logged_events(e, inputs) if _may_count(e, some, needles) else () for e in entries
-        }
+        reading = _Reading(some, self._registry.tenancy.input_named)
+        events = {e.id: reading.events(e) for e in entries}
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
@@ -372,27 +371,56 @@ class AudienceBackfill:
 def _needles(some: Histories) -> tuple[bytes, ...] | None:
     """Text a batch's body must hold (lower-cased) for one of its events to count: the
     name of every history's events; None when a history takes events of a type whatever
-    their name (every batch is read then)."""
+    their name, or a name's JSON text may be spelled otherwise: a character beyond ASCII,
+    or one JSON escapes (`"`, `\\`, `/`, a control character) (every batch is read then)."""
     names = []
     for spec in some.specs.values():
         _, _, name = spec.event_key.partition(":")
-        if not name or not name.isascii():
+        if not name or not name.isascii() or any(c in '"\\/' or c < " " for c in name):
             return None
         names.append(name.encode())
     return tuple(set(names))
 
 
-def _may_count(entry: LogEntry, some: Histories, needles: tuple[bytes, ...] | None) -> bool:
-    """Whether a logged batch may hold an event the histories take (read it only then): from
-    one of their inputs, and holding one of the names: ASCII letters lower-cased as the
-    names are; a body with an escape or a character beyond ASCII, which may spell one
-    otherwise (the Kelvin sign lowers to k), is always read."""
-    if not any(entry.input in spec.inputs for spec in some.specs.values()):
-        return False
-    if needles is None or not entry.body.isascii():
-        return True
-    body = entry.body.lower()
-    return b"\\u" in body or any(needle in body for needle in needles)
+class _Reading:
+    """What of a page's logged batches the histories may take, and its reader: a batch
+    from one of their inputs, whose text may hold one of their events' names (`needles`,
+    see _needles: ASCII letters lower-cased as the names are). A body with an escape or a
+    character beyond ASCII, which may spell one otherwise (the Kelvin sign lowers to k), is
+    read whole; of the others only the events whose own text holds a name are decoded."""
+
+    def __init__(self, some: Histories, inputs: Callable[[str], InputDef | None]) -> None:
+        self._taken = frozenset(i for spec in some.specs.values() for i in spec.inputs)
+        self._inputs = inputs
+        self._needles = _needles(some)
+        self._holds = _holding(self._needles) if self._needles else None
+
+    def events(self, entry: LogEntry) -> tuple[EventFact, ...]:
+        """The events of a logged batch the histories may take, read as ingest read them:
+        none when the batch cannot hold one, its input is gone or its body no longer reads."""
+        if entry.input not in self._taken or self._inputs(entry.input) is None:
+            return ()
+        wanted = self._holds
+        if self._needles is not None and entry.body.isascii():
+            body = entry.body.lower()
+            if b"\\u" in body:
+                wanted = None  # an escape may spell a name: every event is read
+            elif not any(needle in body for needle in self._needles):
+                return ()
+        else:
+            wanted = None
+        try:
+            return observe_events(entry.body, entry.received_ms, wanted)
+        except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
+            return ()
+
+
+def _holding(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+    """Whether an event's (ASCII) text holds one of the names, lower-cased."""
+    if len(needles) == 1:
+        needle = needles[0]
+        return lambda text: needle in text.lower()
+    return lambda text: any(needle in text.lower() for needle in needles)
 
 
 def _folded(
