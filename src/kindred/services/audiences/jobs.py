@@ -35,7 +35,7 @@ from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
 from kindred.wire.observe import observe_events
 
-__all__ = ["AudienceBackfill", "AudienceScheduler"]
+__all__ = ["AudienceBackfill", "AudienceScheduler", "LogReading"]
 
 
 class _Store(AudienceStore, EventLogReader, Protocol):
@@ -251,7 +251,7 @@ class AudienceBackfill:
         for entry in entries:
             assert entry.mpid is not None
             by_mpid.setdefault(entry.mpid, []).append(entry)
-        reading = _Reading(some, self._registry.tenancy.input_named)
+        reading = LogReading(some, self._registry.tenancy.input_named)
         events = {e.id: reading.events(e) for e in entries}
         for _ in range(5):
             try:
@@ -382,7 +382,7 @@ def _needles(some: Histories) -> tuple[bytes, ...] | None:
     return tuple(set(names))
 
 
-class _Reading:
+class LogReading:
     """What of a page's logged batches the histories may take, and its reader: a batch
     from one of their inputs, whose text may hold one of their events' names (`needles`,
     see _needles: ASCII letters lower-cased as the names are). A body with an escape or a

@@ -43,9 +43,8 @@ from kindred.ports import (
     EventLogReader,
     ProfileReader,
 )
-from kindred.services.audiences.jobs import _may_count, _needles
+from kindred.services.audiences.jobs import LogReading
 from kindred.services.audiences.registry import AudienceRegistry
-from kindred.services.calculated.jobs import logged_events
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow_merged
 
@@ -164,8 +163,7 @@ class StandardAudiences:
         if not target.histories:
             return found
         some = histories_of(target.histories)
-        needles = _needles(some)
-        inputs = self._registry.tenancy.input_named
+        reading = LogReading(some, self._registry.tenancy.input_named)
         survivors: dict[int, int | None] = {}
         after = 0
         while after < audience.history_to:
@@ -179,14 +177,13 @@ class StandardAudiences:
                     or entry.id > audience.history_to
                     or entry.status != BatchStatus.APPLIED
                     or entry.mpid is None
-                    or not _may_count(entry, some, needles)
                 ):
                     continue
-                mpid = self._survivor(entry.mpid, target, survivors)
-                if mpid is None:
+                events = reading.events(entry)
+                if not events:
                     continue
-                events = logged_events(entry, inputs)
-                if events:
+                mpid = self._survivor(entry.mpid, target, survivors)
+                if mpid is not None:
                     found[mpid] = fold_events(found.get(mpid, {}), events, entry.input, some, now)
             after = entries[-1].id or after
             if len(entries) < self._log_page:
