@@ -6,17 +6,20 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.pg import connect, pg_url, temporary_database
 
 CONFIG = Path(__file__).with_name("kindred-e2e.toml")
 KINDRED = [sys.executable, "-m", "kindred.cli"]
@@ -258,3 +261,59 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+
+
+Query = Callable[[str, tuple[object, ...]], list[tuple[Any, ...]]]
+
+
+def clocked_with_query(
+    tmp_path: Path, backend: str, config_text: str
+) -> Iterator[tuple[Server, Query]]:
+    """A server on `config_text` with a test clock at 0 (tmp_path/clock, in milliseconds)
+    and a store of `backend` ("sqlite" or "postgres", a fresh database), with a function
+    that queries that store directly (SQL with `?` placeholders); stopped afterwards."""
+    clock = tmp_path / "clock"
+    clock.write_text("0")
+    path = tmp_path / "kindred.toml"
+    path.write_text(config_text)
+    if backend == "sqlite":
+        server = make_server(tmp_path, clock_file=clock)
+        server.config = path
+        server.start()
+        db = server.data_dir / "kindred.db"
+
+        def query(sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return list(conn.execute(sql, params).fetchall())
+
+        try:
+            yield server, query
+        finally:
+            server.stop()
+        return
+    with temporary_database() as conninfo:
+        server = make_server(tmp_path, store_url=pg_url(conninfo), clock_file=clock)
+        server.config = path
+        server.start()
+        admin = connect(conninfo)
+
+        def pg_query(sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+            return list(admin.execute(sql.replace("?", "%s"), params).fetchall())
+
+        try:
+            yield server, pg_query
+        finally:
+            server.stop()
+            admin.close()
+
+
+def until(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
+    """`check()`'s first truthy answer, asked every 0.1 s; AssertionError naming `what`
+    after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -7,18 +7,16 @@ nothing of them afterwards, and the audience output received the removals."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import CONFIG, Server, make_server
-from tests.pg import connect, pg_url, temporary_database
+from tests.e2e.conftest import CONFIG, Query, Server, clocked_with_query, make_server, until
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +24,6 @@ SERVER = ("server-key", "server-secret")
 ADMIN = {"Authorization": "Bearer e2e-admin-token"}
 DAY_MS = 86_400_000
 ADA_EMAIL = "ada-dsr@example.com"
-
-Query = Callable[[str, tuple[object, ...]], list[tuple[Any, ...]]]
 
 
 def config(out: Path) -> str:
@@ -78,50 +74,7 @@ output = "down"
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Query]]:
-    out = tmp_path / "out"
-    clock = tmp_path / "clock"
-    clock.write_text("0")
-    path = tmp_path / "kindred.toml"
-    path.write_text(config(out))
-    if request.param == "sqlite":
-        server = make_server(tmp_path, clock_file=clock)
-        server.config = path
-        server.start()
-        db = server.data_dir / "kindred.db"
-
-        def query(sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                return list(conn.execute(sql, params).fetchall())
-
-        try:
-            yield server, query
-        finally:
-            server.stop()
-        return
-    with temporary_database() as conninfo:
-        server = make_server(tmp_path, store_url=pg_url(conninfo), clock_file=clock)
-        server.config = path
-        server.start()
-        admin = connect(conninfo)
-
-        def pg_query(sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-            return list(admin.execute(sql.replace("?", "%s"), params).fetchall())
-
-        try:
-            yield server, pg_query
-        finally:
-            server.stop()
-            admin.close()
-
-
-def until(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    yield from clocked_with_query(tmp_path, request.param, config(tmp_path / "out"))
 
 
 def admin(server: Server, method: str, path: str, body: object = None) -> Any:
