@@ -372,7 +372,7 @@ def test_refusals_have_opendsr_shape(plain: Server) -> None:
     assert reasons == {"invalid_identity", "mpid_not_alone"}
     assert answer.headers["X-OpenDSR-Processor-Domain"] == "opendsr.mparticle.com"
     assert httpx.post(url, json=bad, timeout=30).status_code == 401
-    assert httpx.post(url, json=bad, auth=("server-key", "wrong"), timeout=30).status_code == 403
+    assert httpx.post(url, json=bad, auth=("server-key", "wrong"), timeout=30).status_code == 401
     good = erasure({"email": {"value": "x@example.com", "encoding": "raw"}})
     assert httpx.post(url, json=good, auth=SERVER, timeout=30).status_code == 201
     duplicate = httpx.post(url, json=good, auth=SERVER, timeout=30)

@@ -87,6 +87,9 @@ TENANTS = (ONE, TWO, THREE, FOUR)
 # --- the route table -------------------------------------------------------------------
 # How each route is authenticated. A route missing here fails test_the_table_covers_every_route.
 PLATFORM = "platform"
+# Data subject requests: HTTP Basic as the Events API, but OpenDSR answers every credential
+# it cannot accept 401 (reference §6).
+DSR = "dsr"
 BASIC, IDSYNC, WEB_KEY, BEARER, OAUTH, ADMIN_TOKEN, UI, OPEN = (
     "basic",
     "idsync",
@@ -111,13 +114,18 @@ _EXACT_KINDS = {
             "/v2/import/csv",
             "/v2/calculatedattributes",
             "/v2/bulkcalculatedattributes",
+        ),
+        BASIC,
+    ),
+    **dict.fromkeys(
+        (
             "/v3/requests",
             "/v3/requests/{request_id}",
             "/v3/requests/{request_id}/results",
             "/v1/opengdpr_requests",
             "/v1/opengdpr_requests/{request_id}",
         ),
-        BASIC,
+        DSR,
     ),
     "/oauth/token": OAUTH,
     **dict.fromkeys(
@@ -174,6 +182,7 @@ def _all(status: int, **others: int) -> dict[str, int]:
 # or change of the target's profile is answered as for an unknown one.
 EXPECTED: dict[str, dict[str, int]] = {
     BASIC: _all(403, none=401, signed_out_cookie=401, other_account=202, other_workspace=202),
+    DSR: _all(401, other_account=200, other_workspace=200),
     IDSYNC: _all(403, none=401, signed_out_cookie=401, other_account=200, other_workspace=200),
     WEB_KEY: _all(403, other_account=202, other_workspace=202),
     BEARER: _all(401, other_account=403, other_workspace=403),
@@ -297,6 +306,7 @@ def credential(
     foreign_token = keys.foreign_four if foreign is FOUR else keys.foreign_two
     by_kind = {
         BASIC: {"Authorization": basic(*(foreign.csv if csv and foreign.csv else foreign.server))},
+        DSR: {"Authorization": basic(*foreign.server)},
         IDSYNC: {"x-mp-key": foreign.web_key},
         BEARER: {"Authorization": f"Bearer {foreign_token}"},
         PLATFORM: {"Authorization": f"Bearer {foreign_token}"},

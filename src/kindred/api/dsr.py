@@ -23,7 +23,7 @@ from kindred.api.errors import error_headers, status_of
 from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
 from kindred.domain.dsr import DsrRequest, DsrStatus
-from kindred.domain.errors import InvalidBatch, KindredError
+from kindred.domain.errors import AuthRejected, InvalidBatch, KindredError
 from kindred.domain.tenancy import InputDef
 from kindred.services.privacy.requests import DuplicateRequest
 from kindred.wire.dsr import (
@@ -69,7 +69,9 @@ class DsrApi:
             except DuplicateRequest as exc:
                 response = self._error(400, [("duplicate_request_id", str(exc))], {})
             except KindredError as exc:
-                status = status_of(exc)
+                # OpenDSR answers every credential it cannot accept 401 (reference §6),
+                # a wrong secret as well as none.
+                status = 401 if isinstance(exc, AuthRejected) else status_of(exc)
                 reason = exc.code.lower()
                 response = self._error(status, [(reason, str(exc))], error_headers(exc))
             response.headers["X-OpenDSR-Processor-Domain"] = self._domain
