@@ -317,3 +317,22 @@ def until(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
             return found
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+E2E_SERVER_INPUT = ("server-key", "server-secret")  # kindred-e2e.toml's server input
+E2E_ADMIN = {"Authorization": "Bearer e2e-admin-token"}  # kindred-e2e.toml's admin token
+
+
+def admin_json(server: Server, method: str, path: str, body: object = None) -> Any:
+    """An admin API call (`/admin/v1` + path) that must succeed (200 or 201): its JSON."""
+    answer = httpx.request(
+        method, f"{server.url}/admin/v1{path}", json=body, headers=E2E_ADMIN, timeout=30
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def send_batch(server: Server, body: dict[str, Any]) -> None:
+    """A batch through the e2e config's server input, which must be accepted (202)."""
+    answer = httpx.post(f"{server.url}/v2/events", json=body, auth=E2E_SERVER_INPUT, timeout=30)
+    assert answer.status_code == 202, answer.text

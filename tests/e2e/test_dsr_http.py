@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import CONFIG, Query, Server, clocked_with_query, make_server, until
+from tests.e2e.conftest import admin_json as admin
+from tests.e2e.conftest import send_batch as send
 
 pytestmark = pytest.mark.e2e
 
@@ -75,19 +77,6 @@ output = "down"
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Query]]:
     yield from clocked_with_query(tmp_path, request.param, config(tmp_path / "out"))
-
-
-def admin(server: Server, method: str, path: str, body: object = None) -> Any:
-    answer = httpx.request(
-        method, f"{server.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=30
-    )
-    assert answer.status_code in (200, 201), answer.text
-    return answer.json()
-
-
-def send(server: Server, body: dict[str, Any]) -> None:
-    answer = httpx.post(f"{server.url}/v2/events", json=body, auth=SERVER, timeout=30)
-    assert answer.status_code == 202, answer.text
 
 
 def identify(server: Server, identities: dict[str, str]) -> int:

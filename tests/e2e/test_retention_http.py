@@ -22,6 +22,8 @@ from tests.e2e.conftest import (
     forwarding_config,
     until,
 )
+from tests.e2e.conftest import admin_json as admin
+from tests.e2e.conftest import send_batch as send
 from tests.receiver import Receiver, receiving
 
 pytestmark = pytest.mark.e2e
@@ -63,19 +65,6 @@ def world(
     request: pytest.FixtureRequest, tmp_path: Path, receiver: Receiver
 ) -> Iterator[tuple[Server, Query]]:
     yield from clocked_with_query(tmp_path, request.param, config(receiver.url))
-
-
-def admin(server: Server, method: str, path: str, body: object = None) -> Any:
-    answer = httpx.request(
-        method, f"{server.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=30
-    )
-    assert answer.status_code in (200, 201), answer.text
-    return answer.json()
-
-
-def send(server: Server, body: dict[str, Any]) -> None:
-    answer = httpx.post(f"{server.url}/v2/events", json=body, auth=SERVER, timeout=30)
-    assert answer.status_code == 202, answer.text
 
 
 def batch(email: str, *, play: bool) -> dict[str, Any]:
