@@ -13,10 +13,12 @@ from kindred.api.ui.audiences import (
     size_points,
 )
 from kindred.api.ui.charts import day_bars, size_steps
-from kindred.api.ui.html import Html, esc, h, join, ms_text, query, when
+from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_items
-from kindred.api.ui.profiles import profile_body
+from kindred.api.ui.profiles import profile_view, search_form
+from kindred.api.ui.render import Markup, fragment, when
 from kindred.api.ui.session import Visitor
+from kindred.api.ui.times import ms_text, query
 from kindred.audiences.definition import MembershipChange
 from kindred.domain.forwarding import AudienceConnection
 from kindred.domain.profile import (
@@ -34,17 +36,19 @@ NOW = 1_700_000_000_000
 
 
 def test_values_are_escaped_and_markup_is_kept() -> None:
-    assert esc(EVIL) == "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
-    assert esc("'") == "&#x27;"
-    assert esc(None) == ""
-    assert h("<b>{}</b>", EVIL) == "<b>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</b>"
-    assert h("<i>{}</i>", Html("<b>ok</b>")) == "<i><b>ok</b></i>"
-    assert join(["<a>", Html("<b>")]) == "&lt;a&gt;<b>"
+    assert fragment("macros.html", "notice", EVIL) == (
+        '<p class="notice" role="status">&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;</p>'
+    )
+    assert fragment("macros.html", "notice", Markup("<b>ok</b>")).count("<b>ok</b>") == 1
+    shown = page("message.html", EVIL, user=None, values={"message": "'", "alert": True})
+    assert "<script>" not in shown
+    assert "<title>&lt;script&gt;" in shown
+    assert "&#39;" in shown
 
 
 def test_an_attribute_value_cannot_leave_its_quotes() -> None:
-    markup = h('<input value="{}">', '" onfocus="alert(1)')
-    assert markup == '<input value="&quot; onfocus=&quot;alert(1)">'
+    markup = page("login.html", "Sign in", user=None, values={"error": "", "target": '" x="'})
+    assert '<input type="hidden" name="next" value="&#34; x=&#34;">' in markup
 
 
 def test_query_strings_are_encoded() -> None:
@@ -85,10 +89,16 @@ def _timeline() -> Timeline:
     )
 
 
-def test_a_profile_page_escapes_what_users_sent() -> None:
-    markup = profile_body(
-        _profile(), expired=False, workspace_names={1: EVIL}, timeline=_timeline(), event_type=None
+def _profile_page(profile: Profile, *, expired: bool, names: dict[int, str]) -> str:
+    view = profile_view(
+        profile, expired=expired, workspace_names=names, timeline=_timeline(), event_type=None
     )
+    values = {"search": search_form("mpid", EVIL), "view": view}
+    return str(page("profile.html", "Profile", user=None, values=values))
+
+
+def test_a_profile_page_escapes_what_users_sent() -> None:
+    markup = _profile_page(_profile(), expired=False, names={1: EVIL})
     assert "<script>" not in markup
     assert markup.count("&lt;script&gt;") >= 5
     assert '<a href="/ui/audiences/7">' in markup
@@ -97,9 +107,7 @@ def test_a_profile_page_escapes_what_users_sent() -> None:
 
 
 def test_an_expired_profile_says_so() -> None:
-    markup = profile_body(
-        _profile(), expired=True, workspace_names={}, timeline=_timeline(), event_type=None
-    )
+    markup = _profile_page(_profile(), expired=True, names={})
     assert "This profile has expired" in markup
 
 
@@ -136,7 +144,7 @@ def test_criteria_read_as_sentences_and_are_escaped() -> None:
     text = re.sub(r"<[^>]+>", " ", markup)
     assert "All of" in text
     assert "attribute tier equals" in text
-    assert "at least 3 custom_event &quot;Play&quot; event(s) within the last 7 days" in text
+    assert "at least 3 custom_event &#34;Play&#34; event(s) within the last 7 days" in text
     assert "None of" in text
     assert "GDPR consent for marketing: not consented" in text
     assert "<script>" not in markup

@@ -1,30 +1,34 @@
 """The Audiences pages (UI-3): the list with page metrics (AUD-6), tags and connected
 outputs, and one audience's definition, size over time, membership history and connections
-(with their faults and a Resume action, AUD-11)."""
+(with their faults and a Resume action, AUD-11). `templates/audiences.html` and
+`templates/audience.html` draw them; this module gathers what they show."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
-from kindred.api.ui.charts import size_steps
-from kindred.api.ui.html import Html, h, join, ms_text, path_part, when
-from kindred.api.ui.layout import csrf_field, section
-from kindred.api.ui.profiles import table
+from kindred.api.ui.charts import size_steps_chart
+from kindred.api.ui.render import Markup, fragment, when
 from kindred.api.ui.session import Visitor
+from kindred.api.ui.times import ms_text
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.forwarding import AudienceConnection
 from kindred.services.audiences.admin import AudienceMetrics
-from kindred.services.forwarding.admin import ConnectionView, SyncView
+from kindred.services.forwarding.admin import ConnectionView
 
 __all__ = [
-    "audience_body",
-    "audiences_body",
+    "CriteriaNode",
+    "audience_view",
+    "audiences_view",
     "connections_by_audience",
     "connections_html",
     "criteria_html",
+    "criteria_tree",
     "size_points",
 ]
 
@@ -41,78 +45,14 @@ def connections_by_audience(
     return found
 
 
-def _outputs(views: Sequence[ConnectionView]) -> Html:
-    """Each connection's output; a status worth a look (not `sending`) beside it."""
-    if not views:
-        return h('<span class="muted">{}</span>', "none")
-    return join(
-        h(
-            '<span class="output">{o}{s}</span>',
-            o=v.output,
-            s=Html("") if v.status == "sending" else h(" {}", _status(v.status)),
-        )
-        for v in views
-    )
-
-
-def _status(status: str) -> Html:
-    return h('<span class="badge {s}">{s}</span>', s=status)
-
-
-def audiences_body(
+def audiences_view(
     rows: Sequence[tuple[AudienceDef, AudienceMetrics]],
     all_tags: Sequence[str],
     chosen: Sequence[str],
     connections: Mapping[int, Sequence[ConnectionView]],
-) -> Html:
-    boxes = join(
-        h(
-            '<label class="tag-choice">'
-            '<input type="checkbox" name="tag" value="{t}"{c}> {t}</label>',
-            t=tag,
-            c=Html(" checked") if tag in chosen else Html(""),
-        )
-        for tag in all_tags
-    )
-    form = h(
-        '<form class="inline" method="get" action="/ui/audiences">'
-        "<fieldset><legend>Tags (audiences with all of them)</legend>{boxes}</fieldset>"
-        '<button type="submit">Filter</button></form>',
-        boxes=boxes or h('<span class="muted">{}</span>', "no tags yet"),
-    )
-    listing = table(
-        [
-            "Audience",
-            "Status",
-            "Size",
-            "Adds 24 h",
-            "Drops 24 h",
-            "Volatility",
-            "Connected outputs",
-            "Tags",
-            "Last updated",
-        ],
-        (
-            (
-                h('<a href="/ui/audiences/{}">{}</a>', path_part(a.id), a.name),
-                h('<span class="badge {s}">{s}</span>', s=a.status),
-                m.size,
-                m.adds_24h,
-                m.drops_24h,
-                _volatility(m.volatility_24h),
-                _outputs(connections.get(a.id, ())),
-                join(h('<span class="tag">{}</span>', t) for t in a.tags),
-                when(m.last_updated_ms),
-            )
-            for a, m in rows
-        ),
-        caption="Audiences",
-    )
-    return h("{}{}", form, listing)
-
-
-def _volatility(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+) -> dict[str, Any]:
+    listed = [(a, m, connections.get(a.id, ())) for a, m in rows]
+    return {"rows": listed, "all_tags": all_tags, "chosen": list(chosen)}
 
 
 def size_points(log: Sequence[MembershipChange]) -> list[tuple[int, int]]:
@@ -131,7 +71,7 @@ def size_points(log: Sequence[MembershipChange]) -> list[tuple[int, int]]:
     return points
 
 
-def audience_body(
+def audience_view(
     audience: AudienceDef,
     metrics: AudienceMetrics,
     log: Sequence[MembershipChange],
@@ -139,124 +79,37 @@ def audience_body(
     workspace_names: Mapping[int, str],
     *,
     connections: Sequence[ConnectionView],
-    visitor: Visitor,
-) -> Html:
-    history = table(
-        ["Time", "Profile", "Change", "Reason"],
-        (
-            (
-                when(c.at_ms),
-                h('<a href="/ui/profiles/{}">{}</a>', path_part(c.mpid), str(c.mpid)),
-                "entered" if c.entered else "left",
-                c.reason,
-            )
-            for c in list(reversed(log))[:100]
-        ),
-        caption="Membership changes",
-    )
-    definition = h(
-        '<div class="criteria">{}</div>'
-        "<details><summary>Definition as JSON</summary><pre>{}</pre></details>",
-        criteria_html(audience.criteria),
-        json.dumps(msgspec.to_builtins(audience), indent=2, ensure_ascii=False),
-    )
-    return join(
-        [
-            _facts(audience, metrics, workspace_names),
-            section("Definition", definition),
-            section(
-                "Size over time",
-                h(
-                    '<figure class="picture">{}<figcaption>Members over time,'
-                    " from the membership log</figcaption></figure>",
-                    size_steps(size_points(log), now_ms, "Audience size over time"),
-                ),
-            ),
-            section(
-                "Membership history",
-                h('<p class="muted">{}</p>{}', "The newest 100 changes.", history),
-            ),
-            section("Connections", connections_html(audience.id, connections, visitor)),
-        ]
-    )
+    resumed: str = "",
+) -> dict[str, Any]:
+    return {
+        "audience": audience,
+        "facts": _facts(audience, metrics, workspace_names),
+        "criteria": criteria_tree(audience.criteria),
+        "definition_json": json.dumps(msgspec.to_builtins(audience), indent=2, ensure_ascii=False),
+        "size_chart": size_steps_chart(size_points(log), now_ms, "Audience size over time"),
+        "history": list(reversed(log))[:100],
+        "connections": connections,
+        "resumed": resumed,
+    }
 
 
 def connections_html(
     audience_id: int, connections: Sequence[ConnectionView], visitor: Visitor
-) -> Html:
-    """The audience's connections: output, status, the initial sync's progress, pending
-    rows, the last error, when it faulted, and a Resume button for a faulted one."""
-    if not connections:
-        return h(
-            '<p class="muted" id="connections-none">{}</p><p class="muted">{}</p>',
-            "No connections are configured for this audience.",
-            "Connect it to an output with [[audience_connections]] in the config file or "
-            "through the admin API (docs/forwarding.md).",
-        )
-    return table(
-        [
-            "Connection",
-            "Output",
-            "Status",
-            "Initial sync",
-            "Pending",
-            "Delivered",
-            "Last error",
-            "Faulted",
-            "",
-        ],
-        (
-            (
-                h('<span class="nowrap">{}</span>', c.name),
-                h('<span class="nowrap">{}</span>', c.output),
-                _status(c.status),
-                _sync(c.initial_sync),
-                c.pending,
-                c.delivered,
-                h('<span class="failure">{}</span>', c.last_error) if c.last_error else "—",
-                when(c.faulted_ms),
-                _resume_form(audience_id, c.name, visitor) if c.status == "faulted" else "",
-            )
-            for c in connections
-        ),
-        caption="Connections",
-    )
+) -> Markup:
+    """The audience's connections table (templates/audience_parts.html)."""
+    return fragment("audience_parts.html", "connections", audience_id, connections, visitor)
 
 
-def _sync(sync: SyncView | None) -> Html:
-    """How far the initial sync is: the members sent of the audience's size as it began."""
-    if sync is None:
-        return Html("—")
-    if sync.status == "running":
-        return h(
-            '<span class="nowrap">running</span> <progress value="{d}" max="{t}"></progress>'
-            ' <span class="nowrap">{d} of {t} members</span>',
-            d=sync.members_done,
-            t=max(sync.members_total, sync.members_done),
-        )
-    if sync.status == "done" and sync.finished_ms is not None:
-        return h(
-            '<span class="nowrap">done: {} members</span> {}',
-            sync.members_done,
-            when(sync.finished_ms),
-        )
-    return h('<span class="muted">{}</span>', sync.status)
+def _volatility(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
-def _resume_form(audience_id: int, name: str, visitor: Visitor) -> Html:
-    return h(
-        '<form class="resume" method="post" action="/ui/audiences/{a}/connections/{n}/resume">'
-        '{csrf}<button type="submit" aria-label="Resume {name}">Resume</button></form>',
-        a=path_part(audience_id),
-        n=path_part(name),
-        csrf=csrf_field(visitor),
-        name=name,
-    )
-
-
-def _facts(audience: AudienceDef, metrics: AudienceMetrics, names: Mapping[int, str]) -> Html:
-    facts: list[tuple[str, object]] = [
-        ("Status", h('<span class="badge {s}">{s}</span>', s=audience.status)),
+def _facts(
+    audience: AudienceDef, metrics: AudienceMetrics, names: Mapping[int, str]
+) -> list[tuple[str, object]]:
+    tags = fragment("audience_parts.html", "tags", audience.tags) if audience.tags else "—"
+    return [
+        ("Status", fragment("macros.html", "badge", audience.status)),
         ("Size", metrics.size),
         ("Adds (24 h)", metrics.adds_24h),
         ("Drops (24 h)", metrics.drops_24h),
@@ -265,7 +118,7 @@ def _facts(audience: AudienceDef, metrics: AudienceMetrics, names: Mapping[int, 
         ("External name", audience.external_name or "—"),
         ("Workspaces", ", ".join(names.get(w, str(w)) for w in audience.workspaces)),
         ("Inputs", ", ".join(audience.inputs) or "all"),
-        ("Tags", join(h('<span class="tag">{}</span>', t) for t in audience.tags) or "—"),
+        ("Tags", tags),
         ("Lookback", f"{audience.lookback_days} days"),
         ("Created", f"{ms_text(audience.created_ms)} by {audience.created_by or '—'}"),
         (
@@ -275,29 +128,32 @@ def _facts(audience: AudienceDef, metrics: AudienceMetrics, names: Mapping[int, 
             else f"{metrics.backfill_evaluated} profiles evaluated",
         ),
     ]
-    return h(
-        '<dl class="facts">{}</dl>',
-        join(h("<div><dt>{}</dt><dd>{}</dd></div>", k, v) for k, v in facts),
-    )
 
 
-def criteria_html(node: object) -> Html:
-    """The criteria tree as nested lists of readable sentences."""
+@dataclass(frozen=True, slots=True)
+class CriteriaNode:
+    """One node of the criteria as the page reads it: a group (`word` and `children`) or
+    a sentence."""
+
+    word: str = ""
+    children: Sequence[CriteriaNode] | None = None
+    sentence: str = ""
+
+
+def criteria_tree(node: object) -> CriteriaNode:
+    """The criteria tree as readable groups and sentences."""
     if not isinstance(node, dict):
-        return h("<code>{}</code>", json.dumps(node))
+        return CriteriaNode(sentence=json.dumps(node))
     for joiner, word in (("and", "All of"), ("or", "Any of")):
         if joiner in node and isinstance(node[joiner], list):
-            items = join(h("<li>{}</li>", criteria_html(child)) for child in node[joiner])
-            return h(
-                '<div class="group"><span class="joiner">{}</span><ul>{}</ul></div>', word, items
-            )
+            return CriteriaNode(word=word, children=[criteria_tree(c) for c in node[joiner]])
     if "exclude" in node:
-        return h(
-            '<div class="group"><span class="joiner">{}</span><ul><li>{}</li></ul></div>',
-            "None of",
-            criteria_html(node["exclude"]),
-        )
-    return h("<span>{}</span>", _sentence(node))
+        return CriteriaNode(word="None of", children=[criteria_tree(node["exclude"])])
+    return CriteriaNode(sentence=_sentence(node))
+
+
+def criteria_html(node: object) -> Markup:
+    return fragment("audience_parts.html", "criteria", criteria_tree(node))
 
 
 def _sentence(node: Mapping[str, object]) -> str:

@@ -1,94 +1,67 @@
-"""The User Activity View (UI-1): find a profile, then everything Kindred knows about it."""
+"""The User Activity View (UI-1): find a profile, then everything Kindred knows about it
+(`templates/profile.html`); this module gathers what the page shows."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
-from kindred.api.ui.charts import day_bars
-from kindred.api.ui.html import Html, h, join, path_part, query, when
-from kindred.api.ui.layout import section
+from kindred.api.ui.charts import day_bars_chart
+from kindred.api.ui.render import Markup, path_part, when
+from kindred.api.ui.times import query
 from kindred.domain.calculated_entries import CALCULATED_SOURCE
 from kindred.domain.identities import DEVICE_IDENTITY_TYPES, USER_IDENTITY_TYPES
-from kindred.domain.observation import ConsentFact
 from kindred.domain.profile import Profile, WorkspaceProfile
 from kindred.services.profiles.activity import Timeline
 
-__all__ = ["SEARCH_TYPES", "missing_profile", "profile_body", "search_form", "table"]
+__all__ = ["SEARCH_TYPES", "profile_view", "search_form"]
 
 SEARCH_TYPES = ("mpid", *sorted(USER_IDENTITY_TYPES), *sorted(DEVICE_IDENTITY_TYPES))
 
 
-def search_form(id_type: str = "customer_id", value: str = "") -> Html:
-    options = join(
-        h(
-            '<option value="{v}"{sel}>{label}</option>',
-            v=t,
-            sel=Html(" selected") if t == id_type else Html(""),
-            label="MPID" if t == "mpid" else t,
-        )
-        for t in SEARCH_TYPES
-    )
-    return h(
-        '<form class="search" method="get" action="/ui/profiles" role="search">'
-        '<label for="search-type">Find by</label>'
-        '<select id="search-type" name="type">{options}</select>'
-        '<label for="search-value" class="visually-hidden">Value</label>'
-        '<input id="search-value" name="q" value="{value}" required placeholder="value"'
-        ' autocomplete="off">'
-        '<button type="submit">Search</button></form>',
-        options=options,
-        value=value,
-    )
+def search_form(id_type: str = "customer_id", value: str = "") -> dict[str, Any]:
+    """The search form's values (templates/search_form.html)."""
+    choices = [(t, "MPID" if t == "mpid" else t) for t in SEARCH_TYPES]
+    return {"choices": choices, "type": id_type, "value": value}
 
 
-def missing_profile(message: str) -> Html:
-    return h('<p class="notice" role="status">{}</p>', message)
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "") -> Html:
-    body = join(h("<tr>{}</tr>", join(h("<td>{}</td>", cell) for cell in row)) for row in rows)
-    if not body:
-        return h('<p class="muted">{}</p>', f"No {caption.lower() or 'entries'}.")
-    return h(
-        '<div class="scroll"><table>{cap}<thead><tr>{heads}</tr></thead><tbody>{body}</tbody>'
-        "</table></div>",
-        cap=h('<caption class="visually-hidden">{}</caption>', caption) if caption else Html(""),
-        heads=join(h('<th scope="col">{}</th>', x) for x in headers),
-        body=body,
-    )
-
-
-def profile_body(
+def profile_view(
     profile: Profile,
     *,
     expired: bool,
     workspace_names: Mapping[int, str],
     timeline: Timeline,
     event_type: str | None,
-) -> Html:
-    parts = [
-        h(
-            '<p class="notice" role="status">{}</p>',
-            "This profile has expired: it is past "
-            "its account's profile lifetime and will be deleted by the next sweep.",
-        )
-        if expired
-        else Html(""),
-        _summary(profile),
-        section("Identities", _identities(profile)),
-        *(
+) -> dict[str, Any]:
+    base = f"/ui/profiles/{path_part(profile.mpid)}"
+    return {
+        "expired": expired,
+        "facts": _facts(profile),
+        "user_identities": sorted(profile.user_identities.items()),
+        "device_identities": [
+            (t, v, key)
+            for wp in profile.workspaces.values()
+            for key, d in sorted(wp.devices.items())
+            for t, v in sorted(d.identities.items())
+        ],
+        "workspaces": [
             _workspace(workspace_names.get(ws_id, str(ws_id)), ws_id, wp)
             for ws_id, wp in sorted(profile.workspaces.items())
-        ),
-        section("Calculated attributes", _calculated(profile)),
-        section("Audience memberships", _memberships(profile)),
-        section("Event timeline", _timeline(profile.mpid, timeline, event_type)),
-    ]
-    return join(parts)
+        ],
+        "calculated": _calculated(profile),
+        "memberships": sorted(profile.memberships.values(), key=lambda m: m.since_ms),
+        "timeline": timeline,
+        "base": base,
+        "event_type": event_type or "",
+        "event_type_choices": [(t, t) for t in timeline.event_types],
+        "day_bars": day_bars_chart(timeline.per_day, "Events per day over the last 30 days"),
+        "newer": _page_link(base, timeline, timeline.page - 1, event_type),
+        "older": _page_link(base, timeline, timeline.page + 1, event_type),
+    }
 
 
-def _summary(profile: Profile) -> Html:
+def _facts(profile: Profile) -> list[tuple[str, object]]:
     seen = [(w.first_seen_ms, w.last_seen_ms) for w in profile.workspaces.values()]
     first = min((f for f, _ in seen), default=profile.created_ms)
     last = max((la for _, la in seen), default=profile.last_stored_ms)
@@ -102,42 +75,13 @@ def _summary(profile: Profile) -> Html:
         ("Limit ad tracking", _yes_no(profile.limit_ad_tracking)),
     ]
     if profile.merged_into is not None:
-        facts.append(
-            (
-                "Merged into",
-                h('<a href="/ui/profiles/{m}">{m}</a>', m=str(profile.merged_into)),
-            )
-        )
-    return h(
-        '<dl class="facts">{}</dl>',
-        join(h("<div><dt>{}</dt><dd>{}</dd></div>", k, v) for k, v in facts),
-    )
+        link = Markup('<a href="/ui/profiles/{m}">{m}</a>').format(m=str(profile.merged_into))
+        facts.append(("Merged into", link))
+    return facts
 
 
 def _yes_no(value: bool | None) -> str:
     return "—" if value is None else "yes" if value else "no"
-
-
-def _identities(profile: Profile) -> Html:
-    users = table(
-        ["Type", "Value", "First seen", "Last seen"],
-        (
-            (t, e.value, when(e.first_seen_ms), when(e.last_seen_ms))
-            for t, e in sorted(profile.user_identities.items())
-        ),
-        caption="User identities",
-    )
-    devices = table(
-        ["Type", "Value", "Device"],
-        (
-            (t, v, key)
-            for wp in profile.workspaces.values()
-            for key, d in sorted(wp.devices.items())
-            for t, v in sorted(d.identities.items())
-        ),
-        caption="Device identities",
-    )
-    return h("<h3>User identities</h3>{}<h3>Device identities</h3>{}", users, devices)
 
 
 def _value_text(value: object) -> str:
@@ -146,63 +90,18 @@ def _value_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _workspace(name: str, ws_id: int, wp: WorkspaceProfile) -> Html:
-    attributes = table(
-        ["Attribute", "Value", "Source", "Written"],
-        (
-            (
-                key,
-                h('<s title="removed">{}</s>', "removed") if e.deleted else _value_text(e.value),
-                e.source,
-                when(e.ts_ms),
-            )
-            for key, e in sorted(wp.attributes.items())
-        ),
-        caption="User attributes",
-    )
-    consent = table(
-        ["Regulation", "Purpose", "State", "Time", "Document"],
-        [
-            *(("GDPR", p, *_consent(c)) for p, c in sorted(wp.gdpr.items())),
-            *((("CCPA", "data sale opt-out", *_consent(wp.ccpa)),) if wp.ccpa else ()),
-        ],
-        caption="Consent",
-    )
-    devices = table(
-        ["Device", "Platform", "First seen", "Last seen", "Details"],
-        (
-            (
-                key,
-                d.platform or "—",
-                when(d.first_seen_ms),
-                when(d.last_seen_ms),
-                _device_details(d.info),
-            )
-            for key, d in sorted(wp.devices.items())
-        ),
-        caption="Devices",
-    )
-    times = h(
-        '<p class="muted">First seen {} · last seen {}</p>',
-        when(wp.first_seen_ms),
-        when(wp.last_seen_ms),
-    )
-    return section(
-        f"Workspace {name}",
-        h(
-            "{}<h3>User attributes</h3>{}<h3>Consent</h3>{}<h3>Devices</h3>{}",
-            times,
-            attributes,
-            consent,
-            devices,
-        ),
-        id_=f"workspace-{ws_id}",
-    )
-
-
-def _consent(fact: ConsentFact) -> tuple[str, str, str]:
-    state = "consented" if fact.consented else "not consented"
-    return state, when(fact.timestamp_ms), fact.document or "—"
+def _workspace(name: str, ws_id: int, wp: WorkspaceProfile) -> dict[str, Any]:
+    consent: list[tuple[str, str, object]] = [("GDPR", p, c) for p, c in sorted(wp.gdpr.items())]
+    if wp.ccpa:
+        consent.append(("CCPA", "data sale opt-out", wp.ccpa))
+    return {
+        "name": name,
+        "id": ws_id,
+        "profile": wp,
+        "attributes": [(k, e, _value_text(e.value)) for k, e in sorted(wp.attributes.items())],
+        "consent": consent,
+        "devices": [(k, d, _device_details(d.info)) for k, d in sorted(wp.devices.items())],
+    }
 
 
 def _device_details(info: Mapping[str, object]) -> str:
@@ -212,7 +111,7 @@ def _device_details(info: Mapping[str, object]) -> str:
     return ", ".join(shown[:6]) or "—"
 
 
-def _calculated(profile: Profile) -> Html:
+def _calculated(profile: Profile) -> list[tuple[str, str]]:
     """The values the profile keeps (written by ingest and the scheduler)."""
     values = {
         name: entry.value
@@ -220,82 +119,11 @@ def _calculated(profile: Profile) -> Html:
         for name, entry in workspace.attributes.items()
         if entry.source == CALCULATED_SOURCE and name in workspace.calculated
     }
-    if not values:
-        return h('<p class="muted">{}</p>', "No calculated attributes.")
-    return table(["Name", "Value"], ((k, _value_text(v)) for k, v in sorted(values.items())))
+    return [(k, _value_text(v)) for k, v in sorted(values.items())]
 
 
-def _memberships(profile: Profile) -> Html:
-    return table(
-        ["Audience", "Member since", "Until"],
-        (
-            (
-                h('<a href="/ui/audiences/{}">{}</a>', m.audience_id, m.name),
-                when(m.since_ms),
-                when(m.expires_ms) if m.expires_ms else "—",
-            )
-            for m in sorted(profile.memberships.values(), key=lambda m: m.since_ms)
-        ),
-        caption="Audience memberships",
-    )
-
-
-def _timeline(mpid: int, timeline: Timeline, event_type: str | None) -> Html:
-    options = join(
-        h(
-            '<option value="{v}"{sel}>{v}</option>',
-            v=t,
-            sel=Html(" selected") if t == event_type else Html(""),
-        )
-        for t in timeline.event_types
-    )
-    base = f"/ui/profiles/{path_part(mpid)}"
-    form = h(
-        '<form class="inline" method="get" action="{base}">'
-        '<label for="event-type">Event type</label>'
-        '<select id="event-type" name="event_type"><option value="">all</option>{options}</select>'
-        '<button type="submit">Filter</button></form>',
-        base=base,
-        options=options,
-    )
-    picture = day_bars(timeline.per_day, "Events per day over the last 30 days")
-    rows = table(
-        ["Time", "Type", "Name", "Input"],
-        ((when(e.at_ms), e.event_type, e.name or "—", e.input) for e in timeline.events),
-        caption="Events",
-    )
-    note = (
-        h('<p class="muted">{}</p>', f"Only the newest {timeline.batches_read} batches are read.")
-        if timeline.truncated
-        else Html("")
-    )
-    return h(
-        '{form}<figure class="picture">{picture}<figcaption>Events per day, last 30 days'
-        "</figcaption></figure>{rows}{pager}{note}",
-        form=form,
-        picture=picture,
-        rows=rows,
-        pager=_pager(base, timeline, event_type),
-        note=note,
-    )
-
-
-def _pager(base: str, timeline: Timeline, event_type: str | None) -> Html:
-    if timeline.pages <= 1:
-        return h('<p class="muted">{} events.</p>', timeline.total)
-
-    def link(page: int, label: str, rel: str) -> Html:
-        if page < 0 or page >= timeline.pages:
-            return h('<span class="muted">{}</span>', label)
-        href = base + query(event_type=event_type, page=page + 1)
-        return h('<a href="{}" rel="{}">{}</a>', href, rel, label)
-
-    return h(
-        '<nav class="pager" aria-label="Timeline pages">{prev} <span>Page {n} of {of} · {total}'
-        " events</span> {next}</nav>",
-        prev=link(timeline.page - 1, "← Newer", "prev"),
-        next=link(timeline.page + 1, "Older →", "next"),
-        n=timeline.page + 1,
-        of=timeline.pages,
-        total=timeline.total,
-    )
+def _page_link(base: str, timeline: Timeline, page: int, event_type: str | None) -> str:
+    """The timeline page's address, or "" when there is no such page."""
+    if page < 0 or page >= timeline.pages:
+        return ""
+    return base + query(event_type=event_type, page=page + 1)

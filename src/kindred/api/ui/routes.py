@@ -15,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kindred.api.ui.audiences import audience_body, audiences_body, connections_by_audience
-from kindred.api.ui.html import Html, h, path_part, query
+from kindred.api.ui.audiences import audience_view, audiences_view, connections_by_audience
 from kindred.api.ui.layout import page
-from kindred.api.ui.live import live_body, live_items
-from kindred.api.ui.privacy import privacy_body
-from kindred.api.ui.profiles import missing_profile, profile_body, search_form
+from kindred.api.ui.live import live_items, live_view
+from kindred.api.ui.privacy import privacy_view
+from kindred.api.ui.profiles import profile_view, search_form
+from kindred.api.ui.render import Markup, path_part
 from kindred.api.ui.session import COOKIE, Visitor
+from kindred.api.ui.times import query
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound, RateLimited
 from kindred.domain.lifetime import is_expired
@@ -79,14 +80,11 @@ class UiPages:
                 return _to_sign_in(back(request))
             form = await _form(request)
             if not user.may_post(form.get("csrf", [""])[0]):
-                message = "This form is out of date or did not come from this site. "
-                body = h(
-                    '<p class="error" role="alert">{}</p><p><a href="{}">{}</a></p>',
-                    message + "Nothing was changed.",
-                    back(request),
-                    "Back to the page",
+                message = (
+                    "This form is out of date or did not come from this site. Nothing was changed."
                 )
-                return _html(page("Refused", body, user=user), status=403)
+                values = {"alert": True, "message": message, "back": back(request)}
+                return _html(page("message.html", "Refused", user=user, values=values), 403)
             return await handler(request, user, form)
 
         return guarded
@@ -151,17 +149,16 @@ class UiPages:
     async def search(self, request: Request, user: Visitor) -> Response:
         id_type = request.query_params.get("type", "customer_id")
         value = request.query_params.get("q", "").strip()
-        body = search_form(id_type, value)
-        status = 200
+        message, status = "", 200
         if value:
             try:
                 mpid = self._find(id_type, value)
             except (NotFound, InvalidBatch) as exc:
-                body = h("{}{}", body, missing_profile(str(exc)))
+                message = str(exc)
                 status = 400 if isinstance(exc, InvalidBatch) else 200
             else:
                 return RedirectResponse(f"/ui/profiles/{path_part(mpid)}", status_code=302)
-        return _html(page("User activity", body, user=user, active="profiles"), status=status)
+        return _profiles_message(user, search_form(id_type, value), message, status)
 
     def _find(self, id_type: str, value: str) -> int:
         if id_type == "mpid":
@@ -183,20 +180,14 @@ class UiPages:
         try:
             mpid = int64_param(text, "mpid")
         except InvalidBatch as exc:
-            body = h("{}{}", form, missing_profile(str(exc)))
-            return _html(page("User activity", body, user=user, active="profiles"), status=400)
+            return _profiles_message(user, form, str(exc), 400)
         try:
             profile = self._profiles.by_mpid(mpid)
         except NotFound:
-            body = h(
-                "{}{}",
-                form,
-                missing_profile(
-                    f"No profile with MPID {text}: it does not "
-                    "exist, or it expired and was deleted."
-                ),
+            message = (
+                f"No profile with MPID {text}: it does not exist, or it expired and was deleted."
             )
-            return _html(page("User activity", body, user=user, active="profiles"), status=404)
+            return _profiles_message(user, form, message, 404)
         now = self._c.clock.now_ms()
         event_type = request.query_params.get("event_type") or None
         timeline = self._activity.timeline(
@@ -211,27 +202,24 @@ class UiPages:
             None,
         )
         expired = account is not None and is_expired(profile, account, now)
-        body = h(
-            "{}{}",
-            form,
-            profile_body(
-                profile,
-                expired=expired,
-                workspace_names=self._names,
-                timeline=timeline,
-                event_type=event_type,
-            ),
+        view = profile_view(
+            profile,
+            expired=expired,
+            workspace_names=self._names,
+            timeline=timeline,
+            event_type=event_type,
         )
-        return _html(page(f"Profile {profile.mpid}", body, user=user, active="profiles"))
+        values = {"search": form, "view": view}
+        title = f"Profile {profile.mpid}"
+        return _html(page("profile.html", title, user=user, active="profiles", values=values))
 
     async def live(self, request: Request, user: Visitor) -> Response:
         live_filter = _live_filter(request)
         items, cursor = self._activity.live(live_filter, None)
         inputs = sorted(self._c.tenancy.inputs_by_name)
         interval = int(self._c.settings.ui.live_poll_interval_s * 1000)
-        scripts = h('<script src="/ui/static/live.js" data-interval="{}" defer></script>', interval)
-        body = live_body(items, live_filter, inputs, cursor.text())
-        return _html(page("Live stream", body, user=user, active="live", scripts=scripts))
+        values = live_view(items, live_filter, inputs, cursor.text(), interval)
+        return _html(page("live.html", "Live stream", user=user, active="live", values=values))
 
     async def live_feed(self, request: Request, _: Visitor) -> Response:
         text = request.query_params.get("after")
@@ -252,22 +240,24 @@ class UiPages:
         every = service.all()
         rows = [(a, service.metrics(a.id)) for a in service.all(chosen)]
         tags = sorted({t for a in every for t in a.tags})
-        body = audiences_body(rows, tags, chosen, self._connections())
-        return _html(page("Audiences", body, user=user, active="audiences"))
+        values = audiences_view(rows, tags, chosen, self._connections())
+        return _html(
+            page("audiences.html", "Audiences", user=user, active="audiences", values=values)
+        )
 
     async def privacy(self, request: Request, user: Visitor) -> Response:
         status = request.query_params.get("status", "")
         requests = self._c.dsr.list(None)
-        body = privacy_body(requests, self._names, status)
-        return _html(page("Privacy requests", body, user=user, active="privacy"))
+        values = privacy_view(requests, self._names, status)
+        title = "Privacy requests"
+        return _html(page("privacy.html", title, user=user, active="privacy", values=values))
 
     async def audience(self, request: Request, user: Visitor) -> Response:
         service = self._c.audiences
         try:
             audience_id = int64_param(request.path_params["audience_id"], "audience_id")
         except InvalidBatch as exc:
-            body = missing_profile(str(exc))
-            return _html(page("Audience", body, user=user, active="audiences"), status=400)
+            return _message(user, "Audience", "audiences", str(exc), 400)
         try:
             audience = service.get(audience_id)
         except NotFound:
@@ -275,23 +265,19 @@ class UiPages:
         now = self._c.clock.now_ms()
         changes = service.membership_changes(audience.id, until_ms=now, limit=100_000)
         connections = self._connections().get(audience.id, [])
-        body = audience_body(
+        resumed = request.query_params.get("resumed", "")
+        values = audience_view(
             audience,
             service.metrics(audience.id),
             changes,
             now,
             self._names,
             connections=connections,
-            visitor=user,
+            resumed=resumed if any(c.name == resumed for c in connections) else "",
         )
-        resumed = request.query_params.get("resumed")
-        if resumed and any(c.name == resumed for c in connections):
-            notice = h(
-                '<p class="notice" role="status">{}</p>',
-                f"Connection {resumed} resumed: its pending messages are sent again.",
-            )
-            body = h("{}{}", notice, body)
-        return _html(page(audience.name, body, user=user, active="audiences"))
+        return _html(
+            page("audience.html", audience.name, user=user, active="audiences", values=values)
+        )
 
     async def resume(self, request: Request, user: Visitor, _: Form) -> Response:
         """Resume one of the audience's faulted connections, as the admin API does."""
@@ -314,8 +300,7 @@ class UiPages:
     def _no_audience(self, request: Request, user: Visitor, connection: str = "") -> Response:
         text = request.path_params["audience_id"]
         message = f"Audience {text} has no connection {connection}." if connection else ""
-        body = missing_profile(message or f"No audience {text}.")
-        return _html(page("Audience", body, user=user, active="audiences"), status=404)
+        return _message(user, "Audience", "audiences", message or f"No audience {text}.", 404)
 
 
 def _page_number(request: Request) -> int:
@@ -353,24 +338,27 @@ def _local(target: str) -> str:
     return target
 
 
-def _login_page(target: str, *, error: str) -> Html:
-    alert = h('<p class="error" role="alert">{}</p>', error) if error else Html("")
-    body = h(
-        '{alert}<form class="login" method="post" action="/ui/login">'
-        '<input type="hidden" name="next" value="{target}">'
-        '<label for="login-name">Name</label>'
-        '<input id="login-name" name="name" autocomplete="username" required autofocus>'
-        '<label for="login-password">Password</label>'
-        '<input id="login-password" name="password" type="password"'
-        ' autocomplete="current-password" required>'
-        '<button type="submit">Sign in</button></form>',
-        alert=alert,
-        target=_local(target),
+def _login_page(target: str, *, error: str) -> Markup:
+    values = {"error": error, "target": _local(target)}
+    return page("login.html", "Sign in", user=None, values=values)
+
+
+def _message(user: Visitor, title: str, active: str, message: str, status: int) -> Response:
+    values = {"message": message, "alert": False, "search": None}
+    return _html(page("message.html", title, user=user, active=active, values=values), status)
+
+
+def _profiles_message(
+    user: Visitor, search: dict[str, object], message: str, status: int
+) -> Response:
+    """The profile search page, with a line saying why nothing is shown (if it has one)."""
+    values = {"message": message, "alert": False, "search": search}
+    return _html(
+        page("message.html", "User activity", user=user, active="profiles", values=values), status
     )
-    return page("Sign in", body, user=None)
 
 
-def _html(markup: Html, status: int = 200) -> Response:
+def _html(markup: Markup, status: int = 200) -> Response:
     return HTMLResponse(str(markup), status_code=status, headers=_SECURITY_HEADERS)
 
 
