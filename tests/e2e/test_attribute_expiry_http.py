@@ -65,14 +65,8 @@ identity_types = ["email"]
     )
 
 
-@contextmanager
-def clocked(tmp_path: Path, backend: str, text: str) -> Iterator[tuple[Server, Query]]:
-    """The clocked server, stopped however the test ends."""
-    started = clocked_with_query(tmp_path, backend, text)
-    try:
-        yield next(started)
-    finally:
-        started.close()
+# The clocked server, stopped however the test ends.
+clocked = contextmanager(clocked_with_query)
 
 
 @pytest.fixture
