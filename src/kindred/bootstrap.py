@@ -208,8 +208,13 @@ class Container:
             self._background.append(sweeper)
         expiry_every = self.settings.retention.expiry_interval_s
         if expiry_every > 0 and self.tenancy.attribute_ttls:
+            # The first run soon after start: a rule just configured reaches the profiles
+            # stored before it.
             expiry = Periodic(
-                "attribute-expiry", expiry_every, self.attribute_expiry.run, first_after_s=1.0
+                "attribute-expiry",
+                expiry_every,
+                self.attribute_expiry.run,
+                first_after_s=min(expiry_every, 60.0),
             )
             expiry.start()
             self._background.append(expiry)

@@ -3,7 +3,8 @@ PostgreSQL: a workspace's `attribute_ttl` makes a value disappear from the Profi
 its expiry instant (no sweep run yet); the attribute expiry then removes it from the stored
 profile and the profile leaves the audience that read it: the exit logged, the size down,
 a removal received by the audience connection's webhook. A value set again later lives on.
-And the server runs the attribute expiry by itself on its schedule."""
+And the server does it by itself: the audience scheduler at the expiry instant, the
+attribute expiry on its schedule."""
 
 from __future__ import annotations
 
@@ -41,16 +42,17 @@ GOLD = {
 }
 
 
-def config(url: str, *, expiry_interval_s: float) -> str:
+def config(url: str, *, expiry_interval_s: float, scheduler: bool = False) -> str:
     text = CONFIG.read_text().replace(
         'name = "E2E Workspace"\n',
         'name = "E2E Workspace"\nattribute_ttl = { "pii_*" = "2d" }\n',
         1,
     )
-    # No audience scheduler: the attribute expiry alone ends the memberships here.
-    text = text.replace("schedule_interval_s = 0.2\n", "schedule_interval_s = 0\n", 1)
     assert 'attribute_ttl = { "pii_*" = "2d" }' in text
-    assert "schedule_interval_s = 0\n" in text
+    if not scheduler:
+        # No audience scheduler: the attribute expiry alone ends the memberships.
+        text = text.replace("schedule_interval_s = 0.2\n", "schedule_interval_s = 0\n", 1)
+        assert "schedule_interval_s = 0\n" in text
     return (
         text
         + f"\n[retention]\nsweep_interval_s = 0\nexpiry_interval_s = {expiry_interval_s}\n"
@@ -192,21 +194,30 @@ def test_an_expiring_attribute_takes_the_profile_out_of_its_audience(
         until(lambda: len(removals(receiver)) == 2, "Bo's removal")
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_the_server_runs_the_attribute_expiry_on_its_schedule(
-    backend: str, tmp_path: Path, receiver: Receiver
+@pytest.mark.parametrize("by", ["attribute expiry", "audience scheduler"])
+def test_the_server_ends_the_membership_by_itself(
+    by: str, tmp_path: Path, receiver: Receiver
 ) -> None:
-    text = config(receiver.url, expiry_interval_s=0.2)
-    with clocked(tmp_path, backend, text) as (server, query):
+    """The server's own schedule: the attribute expiry (audience scheduler off), or the
+    audience scheduler the profile is due for at the value's expiry (attribute expiry
+    off)."""
+    scheduled = by == "audience scheduler"
+    text = config(receiver.url, expiry_interval_s=0 if scheduled else 0.2, scheduler=scheduled)
+    with clocked(tmp_path, "sqlite", text) as (server, query):
         assert admin(server, "POST", "/audiences", GOLD)["id"] == 1
         admin(server, "POST", "/audiences/1/activate")
         send(server, batch("cy@example.com", {"pii_tier": "gold"}))
         cy = mpid_of(server, "cy@example.com")
         until(lambda: members(server) == [cy], "Cy in Gold")
-        (tmp_path / "clock").write_text(str(2 * DAY_MS + 1))
-        until(lambda: members(server) == [], "Cy out of Gold, with no CLI run")
+        (tmp_path / "clock").write_text(str(2 * DAY_MS))
+        until(lambda: members(server) == [], f"Cy out of Gold by the {by}, with no CLI run")
         assert "pii_tier" not in stored_doc(query, cy)
+        exits = query(
+            "SELECT reason FROM membership_log WHERE mpid = ? AND entered = ?", (int(cy), False)
+        )
+        assert exits == [("attribute_expired",)]
         assert until(lambda: removals(receiver), "the removal") == [(1, "cy@example.com")]
         metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
-        assert "kindred_attributes_expired_total 1.0" in metrics
-        assert "kindred_attribute_expiry_exits_total 1.0" in metrics
+        counted = "0.0" if scheduled else "1.0"
+        assert f"kindred_attributes_expired_total {counted}" in metrics
+        assert f"kindred_attribute_expiry_exits_total {counted}" in metrics

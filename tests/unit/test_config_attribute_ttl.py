@@ -16,7 +16,7 @@ DAY = 86_400_000
 
 def test_a_workspace_gives_keys_and_patterns_their_ttl(tmp_path: Path) -> None:
     settings = settings_of(tmp_path, 'attribute_ttl = { "pii_*" = "30d", "last_search" = "12h" }\n')
-    assert settings.retention.expiry_interval_s == 60
+    assert settings.retention.expiry_interval_s == 3600
     rules = tenancy_from(settings).attribute_ttls[1]
     assert rules.ttl_ms("pii_email") == 30 * DAY
     assert rules.ttl_ms("last_search") == DAY // 2

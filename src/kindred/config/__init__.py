@@ -238,8 +238,10 @@ class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_chunk: int = 500
     # How often each server process removes attribute values past their time to live
     # (`attribute_ttl` of a workspace; RET-4) when any workspace has rules; 0 leaves it to
-    # `kindred retention run`. Reads leave expired values out at once either way.
-    expiry_interval_s: float = 60.0
+    # `kindred retention run`. Reads leave expired values out at once either way, and the
+    # audience scheduler ends the memberships of a profile written since at its expiry:
+    # this is the backstop (profiles stored before a rule, merges), and reads every profile.
+    expiry_interval_s: float = 3600.0
 
 
 class PrivacySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
