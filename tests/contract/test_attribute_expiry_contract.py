@@ -6,6 +6,7 @@ value and profile as they were; a later batch setting the key again starts a new
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -212,3 +213,20 @@ def test_the_sweep_leaves_exactly_what_the_rule_keeps(
         assert stored.user_identities == held.user_identities
         if expected is held:
             assert stored.version == held.version
+
+
+def test_two_sweeps_at_once_remove_each_value_and_write_each_exit_once(world: World) -> None:
+    gold = world.audience(GOLD)
+    mpids = [world.send(f"c{n}", {"pii_tier": "gold"}) for n in range(12)]
+    world.clock.advance(2 * DAY)
+    other = AttributeExpirySweep(
+        Transactions(world.store), world.registry, TENANCY, world.clock, chunk=2
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda sweep: sweep.run(), [world.sweep, other]))
+    assert sum(r.removed for r in reports) == 12
+    assert sum(r.exits for r in reports) == 12
+    for mpid in mpids:
+        assert world.exits(gold, mpid) == [EXPIRED_CHANGE]
+        assert world.attributes(mpid) == {}
+    assert world.service.metrics(gold).size == 0
