@@ -64,7 +64,12 @@ from kindred.services.ingest.rebuild import Rebuild
 from kindred.services.privacy.bulk import BulkDeletion
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.requests import DsrPolicy, DsrService
-from kindred.services.privacy.retention import EventRetention, LifetimeSweep, Retention
+from kindred.services.privacy.retention import (
+    AttributeExpirySweep,
+    EventRetention,
+    LifetimeSweep,
+    Retention,
+)
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.services.profiles.activity import ActivityReader
 from kindred.services.profiles.profile_api import ProfileApiService
@@ -112,6 +117,7 @@ class Container:
     csv_import: CsvImporter
     csv_import_direct: CsvImporter
     sweep: LifetimeSweep
+    attribute_expiry: AttributeExpirySweep
     retention: Retention
     audiences: AudienceService
     downloads: AudienceDownloads
@@ -200,6 +206,18 @@ class Container:
             )
             sweeper.start()
             self._background.append(sweeper)
+        expiry_every = self.settings.retention.expiry_interval_s
+        if expiry_every > 0 and self.tenancy.attribute_ttls:
+            # The first run soon after start: a rule just configured reaches the profiles
+            # stored before it.
+            expiry = Periodic(
+                "attribute-expiry",
+                expiry_every,
+                self.attribute_expiry.run,
+                first_after_s=min(expiry_every, 60.0),
+            )
+            expiry.start()
+            self._background.append(expiry)
         audiences = self.settings.audiences
         for name, every, task in (
             ("audience-schedule", audiences.schedule_interval_s, self.audience_schedule.run),
@@ -284,6 +302,16 @@ def build(
         calculated=calculated_registry,
     )
     sweep = _sweep(settings, transactions, tenancy, clock, metrics)
+    attribute_expiry = AttributeExpirySweep(
+        transactions,
+        audience_registry,
+        tenancy,
+        clock,
+        calculated=calculated_registry,
+        chunk=settings.retention.sweep_chunk,
+        on_removed=metrics.attributes_expired.inc,
+        on_exits=metrics.attribute_expiry_exits.inc,
+    )
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -300,7 +328,7 @@ def build(
             settings, store, clock, secrets, keys=server_keys, checker=secret_checker
         ),
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
-        profiles=ProfileQueries(store, tenancy),
+        profiles=ProfileQueries(store, tenancy, clock),
         activity=ActivityReader(store),
         ledger=MergeLedger(store),
         quarantine=quarantine,
@@ -328,6 +356,7 @@ def build(
         delivery=delivery,
         secret_box=box,
         sweep=sweep,
+        attribute_expiry=attribute_expiry,
         retention=Retention(
             sweep,
             EventRetention(
@@ -341,6 +370,7 @@ def build(
                 on_pruned=metrics.events_pruned.inc,
                 on_recomputed=metrics.retention_recomputed.inc,
             ),
+            attribute_expiry,
         ),
         dsr=_dsr(settings, store, transactions, clock),
         bulk_delete=BulkDeletion(
@@ -533,7 +563,9 @@ def _forwarding(
     catalog: OutputCatalog,
     audiences: Callable[[], Mapping[int, AudienceDef]],
 ) -> tuple[DeliveryAdmin, DeliveryRunner]:
-    lanes = _lane_factory(settings, store, Renderer(store, tenancy, audiences), clock, metrics)
+    lanes = _lane_factory(
+        settings, store, Renderer(store, tenancy, audiences, clock), clock, metrics
+    )
     runner = DeliveryRunner(catalog, lanes, idle_s=settings.forwarding.idle_s)
     return DeliveryAdmin(store, catalog, clock), runner
 

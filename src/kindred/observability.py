@@ -91,6 +91,16 @@ class PrometheusMetrics:
             "Profiles whose calculated attributes were computed again without pruned batches",
             registry=r,
         )
+        self.attributes_expired = Counter(
+            "kindred_attributes_expired",
+            "Attribute values removed by the expiry sweep past their time to live (RET-4)",
+            registry=r,
+        )
+        self.attribute_expiry_exits = Counter(
+            "kindred_attribute_expiry_exits",
+            "Audience memberships ended by the expiry sweep (sent as removals)",
+            registry=r,
+        )
         self.queue_depth = Gauge("kindred_writer_queue", "Batches waiting to commit", registry=r)
         self.forwarded = Counter(
             "kindred_forwarding",

@@ -99,7 +99,7 @@ def touched_by(changes: Iterable[Change], events: Iterable[str], *, device_seen:
         if change.kind in ("profile_created", "workspace_added"):
             # Every criterion of the workspace's audiences reads something new.
             touched.add(EVERYTHING)
-        elif change.kind in ("attribute_set", "attribute_deleted"):
+        elif change.kind in ("attribute_set", "attribute_deleted", "attribute_expired"):
             touched.add(f"attr:{change.key}")
         elif change.kind in ("account_attribute_set", "account_attribute_deleted"):
             touched.add(f"account_attr:{change.key}")

@@ -1,6 +1,6 @@
-"""`kindred retention run`: the lifetime sweep and the event retention now (RET-1), with
-progress; `kindred profiles delete`: bulk deletion through the erasure of data subject
-requests (docs/privacy.md)."""
+"""`kindred retention run`: the lifetime sweep, the event retention (RET-1) and the
+attribute expiry (RET-4) now, with progress; `kindred profiles delete`: bulk deletion
+through the erasure of data subject requests (docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import msgspec
 from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
 from kindred.services.privacy.bulk import IdentityName
-from kindred.services.privacy.retention import EventsReport, SweepReport
+from kindred.services.privacy.retention import EventsReport, ExpiryReport, SweepReport
 
 __all__ = ["profiles", "retention"]
 
@@ -21,7 +21,8 @@ def _echo(value: object) -> None:
 
 @click.group()
 def retention() -> None:
-    """Data retention: profiles past their lifetime, events past the retention period."""
+    """Data retention: profiles past their lifetime, events past the retention period,
+    attribute values past their time to live."""
 
 
 @retention.command("run")
@@ -29,8 +30,10 @@ def retention() -> None:
 @config_option
 @data_dir_option
 def run(quiet: bool, config_path: str | None, data_dir: str | None) -> None:
-    """Delete the aged-out profiles (they leave their audiences, removals are sent) and the
-    batches past their account's retention period now (safe beside running servers)."""
+    """Delete the aged-out profiles (they leave their audiences, removals are sent), the
+    batches past their account's retention period and the attribute values past their
+    time to live (the audiences reading them evaluated again) now (safe beside running
+    servers)."""
 
     def on_profiles(report: SweepReport) -> None:
         if not quiet:
@@ -45,8 +48,16 @@ def run(quiet: bool, config_path: str | None, data_dir: str | None) -> None:
                 err=True,
             )
 
+    def on_attributes(report: ExpiryReport) -> None:
+        if not quiet:
+            click.echo(
+                f"attributes: {report.removed} expired values removed from {report.profiles}"
+                f" profiles, {report.exits} audience exits",
+                err=True,
+            )
+
     with started(config_path, data_dir) as container:
-        _echo(container.retention.run(on_profiles, on_events))
+        _echo(container.retention.run(on_profiles, on_events, on_attributes))
 
 
 @click.group()

@@ -120,6 +120,9 @@ class WorkspaceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     id: int
     name: str
     inputs: list[InputSettings] = msgspec.field(default_factory=list)
+    # Per-attribute expiry (RET-4): attribute key or glob pattern (`*`, `?`) -> time to
+    # live from when a batch set the value ("30d", "12h", "90m", "1d12h").
+    attribute_ttl: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class AccountSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -233,6 +236,12 @@ class RetentionSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     # How often each server process runs the lifetime sweep; 0 leaves it to `kindred sweep`.
     sweep_interval_s: float = 3600.0
     sweep_chunk: int = 500
+    # How often each server process removes attribute values past their time to live
+    # (`attribute_ttl` of a workspace; RET-4) when any workspace has rules; 0 leaves it to
+    # `kindred retention run`. Reads leave expired values out at once either way, and the
+    # audience scheduler ends the memberships of a profile written since at its expiry:
+    # this is the backstop (profiles stored before a rule, merges), and reads every profile.
+    expiry_interval_s: float = 3600.0
 
 
 class PrivacySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

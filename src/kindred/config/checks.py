@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from kindred.domain.credentials import CREDENTIAL_SCOPES, is_secret_hash
 from kindred.domain.errors import ConfigError, refuse_duplicates
+from kindred.domain.expiry import parse_rules
 
 if TYPE_CHECKING:
     from kindred.config import (
@@ -41,6 +42,7 @@ def validate(settings: Settings) -> None:
         for w, workspace in enumerate(account.workspaces):
             for i, inp in enumerate(workspace.inputs):
                 _validate_input(inp, f"accounts[{a}].workspaces[{w}].inputs[{i}]")
+            parse_rules(workspace.attribute_ttl, f"accounts[{a}].workspaces[{w}].attribute_ttl")
     known = {w.id for w in workspaces}
     refuse_duplicates([c.client_id for c in settings.credentials], "credentials[].client_id")
     for n, cred in enumerate(settings.credentials):
@@ -55,6 +57,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
         raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
+    if settings.retention.expiry_interval_s < 0:
+        raise ConfigError("retention.expiry_interval_s: must be >= 0")
     _validate_forwarding(settings.forwarding)
     _validate_privacy(settings.privacy)
     if settings.server.workers < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from kindred.config import AccountSettings, InputSettings, Settings
 from kindred.domain.errors import ConfigError
+from kindred.domain.expiry import TtlRules, parse_rules
 from kindred.domain.identities import DEFAULT_BLOCKLIST, DEFAULT_PRIORITY, canonical_identity_type
 from kindred.domain.tenancy import (
     AccountPolicy,
@@ -27,17 +28,22 @@ def tenancy_from(settings: Settings) -> Tenancy:
     of an unknown identity type."""
     workspaces: dict[int, WorkspaceDef] = {}
     inputs: list[InputDef] = []
-    for account in settings.accounts:
+    ttls: dict[int, TtlRules] = {}
+    for a, account in enumerate(settings.accounts):
         policy = _account_policy(account)
-        for ws in account.workspaces:
+        for w, ws in enumerate(account.workspaces):
             workspace = WorkspaceDef(workspace_id=ws.id, name=ws.name, account=policy)
             workspaces[ws.id] = workspace
+            if ws.attribute_ttl:
+                where = f"accounts[{a}].workspaces[{w}].attribute_ttl"
+                ttls[ws.id] = parse_rules(ws.attribute_ttl, where)
             inputs.extend(_input(i, workspace) for i in ws.inputs)
     return Tenancy(
         org_id=settings.org.id,
         workspaces=workspaces,
         inputs_by_key={i.api_key: i for i in inputs},
         inputs_by_name={i.name: i for i in inputs},
+        attribute_ttls=ttls,
     )
 
 

@@ -11,7 +11,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One observable change to a profile: audiences, outputs and history read these.
 
     kind is one of: profile_created, workspace_added (first seen in a workspace),
-    identity_added, identity_changed, attribute_set, attribute_deleted,
+    identity_added, identity_changed, attribute_set, attribute_deleted, attribute_expired
+    (its time to live ran out, RET-4),
     account_attribute_set, account_attribute_deleted (no workspace), consent_changed,
     device_added, opt_out_changed, attribution_changed, location_changed.
     """

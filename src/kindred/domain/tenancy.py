@@ -6,6 +6,7 @@ import enum
 
 import msgspec
 
+from kindred.domain.expiry import TtlRules
 from kindred.domain.identities import DEFAULT_BLOCKLIST, DEFAULT_PRIORITY
 
 __all__ = [
@@ -168,6 +169,8 @@ class Tenancy(msgspec.Struct, frozen=True, kw_only=True):
     workspaces: dict[int, WorkspaceDef]
     inputs_by_key: dict[str, InputDef]
     inputs_by_name: dict[str, InputDef]
+    # Per-attribute expiry (RET-4): the TTL rules of each workspace that has any.
+    attribute_ttls: dict[int, TtlRules] = msgspec.field(default_factory=dict)
 
     def input_for_key(self, api_key: str) -> InputDef | None:
         return self.inputs_by_key.get(api_key)

@@ -16,6 +16,7 @@ from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
 from kindred.domain.errors import InvalidBatch
+from kindred.domain.expiry import EXPIRED_CHANGE, TtlRules, due_by_expiry, without_expired
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import InputDef
@@ -87,15 +88,20 @@ class AudienceScheduler:
             active = self._registry.at(version).active
             due = uow.profiles.due(now, self._chunk)
             moved = 0
+            ttls = self._registry.tenancy.attribute_ttls
             for profile in due:
-                current = profile
+                # Values whose time to live ran out (RET-4) are gone from here on: the
+                # profile is stored without them.
+                current, expired = without_expired(profile, ttls, now)
                 if self._calculated is not None:
-                    current = self._calculated.recompute(profile, now, version=version)
-                after, moves = evaluate_memberships(current, active, None, now, reason="time")
+                    current = self._calculated.recompute(current, now, version=version)
+                reason = EXPIRED_CHANGE if expired else "time"
+                after, moves = evaluate_memberships(current, active, None, now, reason=reason)
                 if after is current:
                     after = msgspec.structs.replace(current, audience_due_ms=None)
                 if self._calculated is not None:
                     after = scheduled(after, now)
+                after = due_by_expiry(after, ttls, now)
                 uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
                 if moves:
                     uow.memberships.append(moves)
@@ -297,6 +303,7 @@ class AudienceBackfill:
     ) -> tuple[int, int] | None:
         affected, wanted = which
         now = self._clock.now_ms()
+        ttls = self._registry.tenancy.attribute_ttls
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
@@ -304,7 +311,7 @@ class AudienceBackfill:
                         return None  # deactivated: its members are being removed
                     page = uow.profiles.page(scope, start, self._chunk, wanted)
                     for profile in page:
-                        self._evaluate(uow, profile, active, affected, now)
+                        self._evaluate(uow, profile, active, affected, now=now, ttls=ttls)
                 return len(page), page[-1].mpid if page else start
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: read the chunk again
@@ -336,15 +343,25 @@ class AudienceBackfill:
         profile: Profile,
         active: Sequence[CompiledAudience],
         affected: frozenset[int],
+        *,
         now: int,
+        ttls: dict[int, TtlRules],
     ) -> None:
         if profile.merged_into is not None:
             return
-        after, moves = evaluate_memberships(
-            profile, active, None, now, "backfill", restrict=affected
-        )
-        if after is not profile:
-            uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
+        # Evaluated without the values expired by now; the stored profile keeps them for
+        # the expiry sweep, which evaluates every audience reading them (this evaluates a
+        # few).
+        view, _ = without_expired(profile, ttls, now)
+        after, moves = evaluate_memberships(view, active, None, now, "backfill", restrict=affected)
+        if after is not view:
+            kept = msgspec.structs.replace(
+                profile,
+                memberships=after.memberships,
+                audience_due_ms=after.audience_due_ms,
+                version=profile.version + 1,
+            )
+            uow.profiles.save(kept)
             if moves:
                 uow.memberships.append(moves)
 

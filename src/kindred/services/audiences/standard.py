@@ -35,6 +35,7 @@ from kindred.audiences.definition import INT64_MIN, AudienceDef, MembershipChang
 from kindred.audiences.evaluate import DAY_MS
 from kindred.audiences.history import fold_events, histories_of
 from kindred.audiences.membership import evaluate_memberships
+from kindred.domain.expiry import without_expired
 from kindred.ports import (
     AudienceStore,
     BatchStatus,
@@ -213,6 +214,7 @@ class StandardAudiences:
         evaluated = dataclasses.replace(target, standard=False)
         only = frozenset({target.id})
         decided: dict[int, bool] = {}
+        ttls = self._registry.tenancy.attribute_ttls
         for scope in sorted(target.scopes):
             start = INT64_MIN
             while True:
@@ -224,6 +226,8 @@ class StandardAudiences:
                     counted = msgspec.structs.replace(
                         profile, event_times=histories.get(profile.mpid, {}), audience_due_ms=None
                     )
+                    # Values past their time to live (RET-4) no longer count.
+                    counted, _ = without_expired(counted, ttls, now)
                     _, moves = evaluate_memberships(counted, [evaluated], None, now, restrict=only)
                     for move in moves:
                         decided[move.mpid] = move.entered
@@ -278,8 +282,14 @@ class StandardAudiences:
                 ]
                 after = msgspec.structs.replace(profile, memberships=memberships)
                 if nesting:
-                    after, outer = evaluate_memberships(
-                        after, active, None, now, REASON, restrict=nesting
+                    view, _ = without_expired(after, self._registry.tenancy.attribute_ttls, now)
+                    nested, outer = evaluate_memberships(
+                        view, active, None, now, REASON, restrict=nesting
+                    )
+                    after = msgspec.structs.replace(
+                        after,
+                        memberships=nested.memberships,
+                        audience_due_ms=nested.audience_due_ms,
                     )
                     moves.extend(outer)
                 uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))

@@ -38,6 +38,7 @@ from kindred.domain.enrich import (
     removal_messages,
 )
 from kindred.domain.errors import DeliveryFailed
+from kindred.domain.expiry import without_expired
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.profile import Profile
 from kindred.domain.retry import RetryPolicy
@@ -73,11 +74,15 @@ class Renderer:
         store: ProfileReader,
         tenancy: Tenancy,
         audiences: Callable[[], Mapping[int, AudienceDef]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """`audiences`: every audience by id, as last committed (for initial syncs)."""
+        """`audiences`: every audience by id, as last committed (for initial syncs);
+        `clock`: the instant attribute values past their time to live (RET-4) are left out
+        of enrichment at (none: kept)."""
         self._store = store
         self._tenancy = tenancy
         self._audiences = audiences or dict
+        self._clock = clock
 
     def audience(self, audience_id: int) -> AudienceDef | None:
         return self._audiences().get(audience_id)
@@ -161,7 +166,11 @@ class Renderer:
         """The profile now; an MPID merged into another stands for its survivor."""
         if mpid is None:
             return None
-        return follow_merged(self._store.get_profile, self._store.get_profile(mpid))
+        profile = follow_merged(self._store.get_profile, self._store.get_profile(mpid))
+        ttls = self._tenancy.attribute_ttls
+        if profile is None or self._clock is None or not ttls:
+            return profile
+        return without_expired(profile, ttls, self._clock.now_ms())[0]
 
 
 class Lane:

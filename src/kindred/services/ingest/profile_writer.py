@@ -14,6 +14,7 @@ from kindred.attributes.active import scheduled
 from kindred.domain.apply import apply_observation
 from kindred.domain.apply_context import ApplyResult
 from kindred.domain.changes import Change
+from kindred.domain.expiry import TtlRules, due_by_expiry, without_expired
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.identity.resolve import Candidate, IdentityDecision, candidate_of, resolve
@@ -45,6 +46,8 @@ class ProfileWriter:
         self._mpids = mpids
         self._audiences = audiences
         self._calculated = calculated
+        # Per-attribute expiry (RET-4), by workspace.
+        self._ttls: dict[int, TtlRules] = audiences.tenancy.attribute_ttls if audiences else {}
 
     def resolve(
         self, uow: UnitOfWork, item: Accepted
@@ -97,7 +100,17 @@ class ProfileWriter:
         `logged`: append the batch to the event log (a replay re-points its entry)."""
         obs = item.observation
         ctx = apply_context(item, decision, mpid)
+        # Values expired by now (RET-4) are gone before the batch applies: they neither
+        # block its writes nor stay stored, and the audiences reading them are evaluated
+        # again. A value the batch sets with a time already past its TTL is gone at once.
+        expired: list[Change] = []
+        if before is not None:
+            before, expired = without_expired(before, self._ttls, obs.received_ms)
         result = apply_observation(before, obs, ctx)
+        applied, born_expired = without_expired(result.profile, self._ttls, obs.received_ms)
+        if expired or born_expired:
+            changes = (*expired, *result.changes, *born_expired)
+            result = ApplyResult(applied, changes, result.notes, result.events)
         profile, changes = self._derive(uow, result, item)
         uow.profiles.save(profile)
         sync_index(uow.identities, ctx.scope, mpid, before, profile)
@@ -136,4 +149,6 @@ class ProfileWriter:
                 uow.memberships.append(moves)
         if self._calculated is not None:
             profile = scheduled(profile, obs.received_ms)
+        if self._audiences is not None:
+            profile = due_by_expiry(profile, self._ttls, obs.received_ms)
         return profile, changes

@@ -1,4 +1,5 @@
-"""Retention (RET-1, RET-2), in the background, a chunk per transaction.
+"""Retention (RET-1, RET-2) and per-attribute expiry (RET-4), in the background, a chunk
+per transaction.
 
 The lifetime sweep deletes the profiles that aged out (not updated within their account's
 lifetime), with their identity links, as an erasure does (services.privacy.erasure): each
@@ -15,14 +16,18 @@ sweep cut short loses nothing and the next run carries on where it stopped.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 
 import msgspec
 
-from kindred.attributes.active import ActiveSet, fold_events
+from kindred.attributes.active import ActiveSet, fold_events, scheduled
 from kindred.attributes.definition import Compiled
-from kindred.audiences.definition import MembershipChange
+from kindred.audiences.definition import INT64_MIN, MembershipChange
+from kindred.audiences.membership import evaluate_memberships
+from kindred.audiences.prefilter import Has
 from kindred.domain.calculated_entries import with_values
+from kindred.domain.expiry import EXPIRED_CHANGE, TtlRules, due_by_expiry, without_expired
 from kindred.domain.lifetime import DAY_MS, expired_before_ms
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
@@ -31,8 +36,10 @@ from kindred.ports import (
     Clock,
     ConcurrentUpdate,
     EventLogReader,
+    Needles,
     UnitOfWork,
 )
+from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.calculated.jobs import logged_events
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
@@ -41,8 +48,10 @@ from kindred.services.privacy.subjects import SubjectFinder
 
 __all__ = [
     "EXPIRED",
+    "AttributeExpirySweep",
     "EventRetention",
     "EventsReport",
+    "ExpiryReport",
     "LifetimeSweep",
     "Retention",
     "RetentionReport",
@@ -55,6 +64,8 @@ _PROFILE_LOG_LIMIT = 100_000
 log = logging.getLogger("kindred.retention")
 
 EXPIRED = "expired"  # the reason of the membership exits the lifetime sweep writes
+# Key text JSON writes as it is (no escapes), so a substring test on the document is exact.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9 _.@:$-]+")
 _ATTEMPTS = 5
 
 
@@ -146,9 +157,155 @@ class EventsReport(msgspec.Struct, kw_only=True):
     recomputed: int = 0
 
 
+class ExpiryReport(msgspec.Struct, kw_only=True):
+    # attribute values removed past their time to live
+    removed: int = 0
+    # profiles stored again without them
+    profiles: int = 0
+    # workspace id -> values removed there
+    by_workspace: dict[str, int] = msgspec.field(default_factory=dict)
+    # memberships ended because a value they read expired (an exit each, sent as removals)
+    exits: int = 0
+
+
 class RetentionReport(msgspec.Struct, kw_only=True):
     profiles: SweepReport
     events: EventsReport
+    attributes: ExpiryReport = msgspec.field(default_factory=ExpiryReport)
+
+
+class AttributeExpirySweep:
+    """Per-attribute expiry (RET-4, BEY-7): attribute values past their workspace's time to
+    live are removed from the stored profiles, whose audience memberships are evaluated
+    again without them; each membership that depended on one ends with an exit (reason
+    `attribute_expired`), which forwarding sends to the audience's connections as a
+    removal, and which the audience's size counts.
+
+    Reads never wait for it: every read leaves an expired value out from its expiry instant
+    on (domain.expiry), and a batch or the audience scheduler (due at the next expiry)
+    stores a profile without them. The sweep is the rest: profiles nothing touched since,
+    and those stored before a rule was configured.
+
+    It walks each identity scope holding a workspace with rules, a page of profiles by MPID
+    per transaction (a store that can leave out documents without a key the rules name
+    does). Safe in several processes: a profile is saved only at the version read, so a
+    collision reads the page again, and a profile another sweep has cleaned has nothing
+    left to expire, so no exit is written twice."""
+
+    def __init__(
+        self,
+        transactions: Transactions,
+        audiences: AudienceRegistry,
+        tenancy: Tenancy,
+        clock: Clock,
+        *,
+        calculated: CalculatedRegistry | None = None,
+        chunk: int = 500,
+        on_removed: Callable[[int], None] | None = None,
+        on_exits: Callable[[int], None] | None = None,
+    ) -> None:
+        self._transactions = transactions
+        self._audiences = audiences
+        self._calculated = calculated
+        self._tenancy = tenancy
+        self._clock = clock
+        self._chunk = chunk
+        self._on_removed = on_removed
+        self._on_exits = on_exits
+
+    def run(self, progress: Callable[[ExpiryReport], None] | None = None) -> ExpiryReport:
+        """Remove every value expired as of now; `progress` is told the report after each
+        chunk that removed any."""
+        report = ExpiryReport()
+        ttls = self._tenancy.attribute_ttls
+        if not ttls:
+            return report
+        now = self._clock.now_ms()
+        wanted = _key_needles(ttls)
+        scopes = {self._tenancy.workspaces[w].identity_scope for w in ttls}
+        for scope in sorted(scopes):
+            start = INT64_MIN
+            while True:
+                read, last, done = self._chunk_with_retries(scope, start, now, wanted)
+                if done.removed:
+                    self._count(report, done)
+                    if progress is not None:
+                        progress(report)
+                if read < self._chunk:
+                    break
+                start = last + 1
+        return report
+
+    def _count(self, report: ExpiryReport, done: ExpiryReport) -> None:
+        report.removed += done.removed
+        report.profiles += done.profiles
+        report.exits += done.exits
+        for workspace, n in done.by_workspace.items():
+            report.by_workspace[workspace] = report.by_workspace.get(workspace, 0) + n
+        if self._on_removed is not None:
+            self._on_removed(done.removed)
+        if self._on_exits is not None and done.exits:
+            self._on_exits(done.exits)
+
+    def _chunk_with_retries(
+        self, scope: str, start: int, now: int, wanted: Needles | None
+    ) -> tuple[int, int, ExpiryReport]:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return self._chunk_once(scope, start, now, wanted)
+            except ConcurrentUpdate:
+                # A batch or another sweep saved one of the page's profiles: read it again.
+                log.debug("expiry chunk in %s collided (attempt %d)", scope, attempt)
+        # Busy: the scope's walk stops here and the next run starts it again.
+        log.warning("expiry sweep of %s left for the next run: its pages kept changing", scope)
+        return 0, start, ExpiryReport()
+
+    def _chunk_once(
+        self, scope: str, start: int, now: int, wanted: Needles | None
+    ) -> tuple[int, int, ExpiryReport]:
+        done = ExpiryReport()
+        ttls = self._tenancy.attribute_ttls
+        with self._transactions.begin() as uow:
+            version = uow.definitions_version()
+            active = self._audiences.at(version).active
+            page = uow.profiles.page(scope, start, self._chunk, wanted)
+            for profile in page:
+                if profile.merged_into is not None:
+                    continue
+                view, expired = without_expired(profile, ttls, now)
+                if not expired:
+                    continue
+                if self._calculated is not None:
+                    view = self._calculated.recompute(view, now, version=version)
+                after, moves = evaluate_memberships(view, active, None, now, EXPIRED_CHANGE)
+                if self._calculated is not None:
+                    after = scheduled(after, now)
+                after = due_by_expiry(after, ttls, now)
+                uow.profiles.save(replace(after, version=profile.version + 1))
+                if moves:
+                    uow.memberships.append(moves)
+                done.profiles += 1
+                done.removed += len(expired)
+                done.exits += sum(1 for m in moves if not m.entered)
+                for change in expired:
+                    key = str(change.workspace_id)
+                    done.by_workspace[key] = done.by_workspace.get(key, 0) + 1
+        return len(page), page[-1].mpid if page else start, done
+
+
+def _key_needles(ttls: Mapping[int, TtlRules]) -> Needles | None:
+    """Text a document holding a value some rule names must contain: each rule's key up
+    to its first wildcard, quoted as JSON writes a key (None when a rule starts with a
+    wildcard or holds text JSON may escape: every profile is read)."""
+    branches: list[Needles] = []
+    for rules in ttls.values():
+        for rule in rules.rules:
+            head = re.split(r"[*?]", rule.pattern, maxsplit=1)[0]
+            if not head or not _PLAIN_KEY.fullmatch(head):
+                return None
+            whole = head == rule.pattern
+            branches.append(Has(f'"{head}"' if whole else f'"{head}'))
+    return branches[0] if len(branches) == 1 else ("or", branches)
 
 
 class EventRetention:
@@ -330,18 +487,28 @@ def _reaches(compiled: Compiled, retention_ms: int) -> bool:
 
 
 class Retention:
-    """Both sweeps, as the server runs them on a timer and `kindred retention run` does."""
+    """The sweeps, as the server runs them on a timer and `kindred retention run` does."""
 
-    def __init__(self, profiles: LifetimeSweep, events: EventRetention) -> None:
+    def __init__(
+        self,
+        profiles: LifetimeSweep,
+        events: EventRetention,
+        attributes: AttributeExpirySweep | None = None,
+    ) -> None:
         self.profiles = profiles
         self.events = events
+        self.attributes = attributes
 
     def run(
         self,
         on_profiles: Callable[[SweepReport], None] | None = None,
         on_events: Callable[[EventsReport], None] | None = None,
+        on_attributes: Callable[[ExpiryReport], None] | None = None,
     ) -> RetentionReport:
-        """The lifetime sweep, then the event retention."""
-        return RetentionReport(
-            profiles=self.profiles.run(on_profiles), events=self.events.run(on_events)
+        """The lifetime sweep, the event retention, then the attribute expiry."""
+        profiles = self.profiles.run(on_profiles)
+        events = self.events.run(on_events)
+        attributes = (
+            self.attributes.run(on_attributes) if self.attributes is not None else ExpiryReport()
         )
+        return RetentionReport(profiles=profiles, events=events, attributes=attributes)

@@ -13,6 +13,7 @@ from typing import Protocol
 from kindred.domain.calculated_entries import refreshed
 from kindred.domain.credentials import PROFILES_SCOPE, ApiCredential
 from kindred.domain.errors import AuthRejected, InvalidBatch, NotFound
+from kindred.domain.expiry import without_expired
 from kindred.domain.identities import IdentityKey, canonical_identity_type
 from kindred.domain.lifetime import is_expired
 from kindred.domain.observation import AttrValue
@@ -63,11 +64,18 @@ class ProfileApiService:
     ) -> None:
         """`current`: the profile as a read sees it at an instant under the definitions
         at a version (its calculated values as time has left them, those of deleted
-        definitions gone)."""
+        definitions gone); attribute values past their time to live are left out too."""
         self._store = store
         self._tenancy = tenancy
         self._clock = clock
-        self._current = current
+        ttls = tenancy.attribute_ttls
+
+        def visible(profile: Profile, now_ms: int, version: int | None) -> Profile:
+            # Values past their time to live (RET-4) are gone at their expiry instant,
+            # whether or not the expiry sweep has removed them yet.
+            return without_expired(current(profile, now_ms, version), ttls, now_ms)[0]
+
+        self._current = visible if ttls else current
 
     def definitions_version(self) -> int:
         """The definitions as last committed: a request reads it once and uses it for its

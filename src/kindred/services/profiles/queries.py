@@ -7,24 +7,34 @@ from typing import Any
 import msgspec
 
 from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.expiry import without_expired
 from kindred.domain.identities import IdentityKey, canonical_identity_type
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
-from kindred.ports import ProfileReader
+from kindred.ports import Clock, ProfileReader
 
 __all__ = ["ProfileQueries", "profile_document"]
 
 
 class ProfileQueries:
-    def __init__(self, store: ProfileReader, tenancy: Tenancy) -> None:
+    def __init__(self, store: ProfileReader, tenancy: Tenancy, clock: Clock | None = None) -> None:
+        """`clock`: the instant attribute values past their time to live (RET-4) are left
+        out at (none: profiles as stored)."""
         self._store = store
         self._tenancy = tenancy
+        self._clock = clock
 
     def by_mpid(self, mpid: int) -> Profile:
         profile = self._store.get_profile(mpid)
         if profile is None:
             raise NotFound(f"no profile with MPID {mpid}")
-        return profile
+        return self._visible(profile)
+
+    def _visible(self, profile: Profile) -> Profile:
+        ttls = self._tenancy.attribute_ttls
+        if self._clock is None or not ttls:
+            return profile
+        return without_expired(profile, ttls, self._clock.now_ms())[0]
 
     def by_identity(self, id_type: str, value: str, workspace_id: int | None = None) -> Profile:
         """The most recently stored profile holding the identity in the workspace's scope."""
@@ -36,7 +46,7 @@ class ProfileQueries:
         profiles = [p for p in (self._store.get_profile(m) for m in mpids) if p is not None]
         if not profiles:
             raise NotFound(f"no profile with {canonical} {value!r}")
-        return max(profiles, key=lambda p: (p.last_stored_ms, p.mpid))
+        return self._visible(max(profiles, key=lambda p: (p.last_stored_ms, p.mpid)))
 
     def count(self) -> int:
         """How many profiles are stored (merged stubs included): `kindred rebuild` refuses
