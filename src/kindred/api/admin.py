@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from kindred.api.abtests import abtest_routes
 from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
@@ -304,4 +305,5 @@ def admin_routes(container: Container) -> list[Route]:
         Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
         *forwarding_routes(container, api.check),
         *calculated_routes(container, api.check),
+        *abtest_routes(container, api.check),
     ]
