@@ -312,7 +312,7 @@ def build(
         csv_import=CsvImporter(_through(writer), clock.now_ms),
         csv_import_direct=csv_import_direct,
         audiences=audiences,
-        downloads=AudienceDownloads(store, audiences, clock),
+        downloads=AudienceDownloads(store, audiences, clock, tests=side.tests.get),
         bulk_connections=BulkConnections(catalog, audiences),
         abtests=AbTestService(side.tests, audiences, store, clock),
         platform_audiences=PlatformAudiences(audiences, catalog, tenancy),

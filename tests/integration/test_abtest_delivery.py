@@ -7,6 +7,10 @@ connection and the test."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import zipfile
 from typing import Any
 
 import msgspec
@@ -149,3 +153,23 @@ def test_a_test_without_sending_connections_ends_at_once(worlds: Worlds) -> None
         assert world.container.abtests.of_profile(1) == []
         with pytest.raises(NotFound):
             tests.get(1)
+
+
+def test_a_download_of_variations_has_a_csv_of_each_variations_members(worlds: Worlds) -> None:
+    with receiving() as hook:
+        world = worlds(output(hook.url))
+        gold_audience(world)
+        enter(world, *MEMBERS)
+        tests = world.container.abtests
+        tests.set(1, SPLIT)
+        downloads = world.container.downloads
+        with pytest.raises(InvalidBatch, match=r"variations\[1\]"):
+            downloads.prepare([1], ["customer_id"], None, ["Email", "Nope"])
+        prepared = downloads.prepare([1], ["customer_id"], None, ["Email", "Control"])
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(prepared.chunks())))
+        manifest = json.loads(archive.read("manifest.json"))
+        assert [f["variant"] for f in manifest["files"]] == ["Email", "Control"]
+        for entry, variation in zip(manifest["files"], ("Email", "Control"), strict=True):
+            rows = list(csv.reader(io.StringIO(archive.read(entry["file_name"]).decode())))[1:]
+            assert {row[0] for row in rows} == {str(m) for m in tests.members(1, variation)}
+            assert {row[2] for row in rows} == identities(world, tests.members(1, variation))
