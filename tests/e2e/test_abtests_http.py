@@ -6,6 +6,7 @@ removals for the variation connections' members and deletes them."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,61 @@ def test_a_test_is_refused_with_a_clear_error(hook_server: Server) -> None:
         timeout=5,
     )
     assert absent.status_code == 404
+
+
+def test_the_cli_sets_shows_and_deletes_a_test(hook_server: Server) -> None:
+    audience = admin_json(
+        hook_server,
+        "POST",
+        "/audiences",
+        {
+            "name": "Cli",
+            "workspaces": [1],
+            "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+        },
+    )
+    audience_id = str(audience["id"])
+    admin_json(hook_server, "POST", f"/audiences/{audience_id}/activate")
+    refused = hook_server.cli(
+        "audiences",
+        "test",
+        "set",
+        audience_id,
+        "--variation",
+        "A=70",
+        "--variation",
+        "B=40",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "variations[1].percentage" in refused.stderr
+    made = json.loads(
+        hook_server.cli(
+            "audiences", "test", "set", audience_id, "--variation", "A=70", "--variation", "B=20"
+        ).stdout
+    )
+    assert [(v["name"], v["percentage"]) for v in made["variations"]] == [
+        ("A", 70),
+        ("B", 20),
+        ("Control", 10),
+    ]
+    shown = admin_json(hook_server, "GET", f"/audiences/{audience_id}/test")
+    assert shown["variations"] == made["variations"]
+    assert json.loads(hook_server.cli("audiences", "test", "show", audience_id).stdout) == shown
+    _gold(hook_server, "cli-member")
+    mpid = until(
+        lambda: admin_json(hook_server, "GET", f"/audiences/{audience_id}/members")["mpids"],
+        "the member",
+    )[0]
+    seen = json.loads(hook_server.cli("audiences", "test", "profile", mpid).stdout)
+    (mine,) = [v for v in seen["variations"] if v["audience_id"] == audience["id"]]
+    assert mine["member"] is True
+    listed = json.loads(
+        hook_server.cli(
+            "audiences", "test", "members", audience_id, "--variation", mine["variation"]
+        ).stdout
+    )
+    assert listed["mpids"] == [mpid]
+    ended = json.loads(hook_server.cli("audiences", "test", "delete", audience_id).stdout)
+    assert ended == {"audience_id": audience["id"], "ending_connections": []}
+    assert hook_server.cli("audiences", "test", "show", audience_id, check=False).returncode != 0
