@@ -73,6 +73,7 @@ def test_ending_a_test_starts_the_farewell_of_its_sending_connections(store: Sto
     assert tests.end(TEST, now_ms=50) == ["email"]
     ended = tests.current()[4]
     assert ended.ended_ms == 50
+    assert ended.farewell_after == {"email": 1}  # the farewell: the sync after the first
     sync = store.sync_state("email")
     assert sync is not None
     assert sync.status == "waiting"

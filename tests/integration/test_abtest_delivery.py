@@ -173,3 +173,29 @@ def test_a_download_of_variations_has_a_csv_of_each_variations_members(worlds: W
             rows = list(csv.reader(io.StringIO(archive.read(entry["file_name"]).decode())))[1:]
             assert {row[0] for row in rows} == {str(m) for m in tests.members(1, variation)}
             assert {row[2] for row in rows} == identities(world, tests.members(1, variation))
+
+
+def test_a_lane_that_sees_the_test_ended_first_still_says_goodbye(worlds: Worlds) -> None:
+    """The test is saved ended before the connection's sync is started over (another
+    process deleting it, seen in between): the lane starts the farewell itself, and never
+    deletes the connection before its removals are sent."""
+    with receiving() as hook:
+        world = worlds(output(hook.url))
+        gold_audience(world)
+        enter(world, *MEMBERS[:12])
+        tests = world.container.abtests
+        tests.set(1, SPLIT)
+        connect(world, "gold-push", "Push")
+        drain(lane(world, "gold-push"))
+        push = identities(world, tests.members(1, "Push"))
+        assert {m["identity"] for m in of(hook.unique(), "gold-push", "add")} == push
+        sync = world.container.store.sync_state("gold-push")
+        assert sync is not None
+        book = world.container.abtests._book
+        ended = msgspec.structs.replace(
+            tests.get(1), ended_ms=1, farewell_after={"gold-push": sync.generation}
+        )
+        book.save(ended)
+        drain(lane(world, "gold-push"))
+        assert {m["identity"] for m in of(hook.unique(), "gold-push", "delete")} == push
+        assert world.container.catalog.current().audience_connections == []

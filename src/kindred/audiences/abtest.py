@@ -53,7 +53,9 @@ class AbTestRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class AbTest(msgspec.Struct, frozen=True, kw_only=True):
     """An audience's test as stored: the salt is made once, when the test is created, and
     kept by every later edit of its variations. `ended_ms`: the test was deleted and its
-    variation connections are still sending their members' removals (kept until then)."""
+    variation connections are still sending their members' removals (kept until then);
+    `farewell_after`: each of those connections' sync generation when it ended (its
+    farewell is the sync begun after that one)."""
 
     audience_id: int
     salt: str
@@ -61,6 +63,7 @@ class AbTest(msgspec.Struct, frozen=True, kw_only=True):
     created_ms: int
     updated_ms: int
     ended_ms: int | None = None
+    farewell_after: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def control_percentage(self) -> int:

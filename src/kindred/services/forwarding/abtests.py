@@ -104,8 +104,17 @@ class AbTestBook:
             self.remove(test.audience_id)
             return []
         # Ended first: from this version on the router writes no rows for them, and the
-        # farewell's pages read every change committed before it.
-        self.save(msgspec.structs.replace(test, ended_ms=now_ms, updated_ms=now_ms))
+        # farewell's pages read every change committed before it. The farewell of each is
+        # the sync begun after the generation it has now (a lane that sees the test ended
+        # before its sync starts over here starts it over itself).
+        generations = {}
+        for name in ending:
+            sync = self._store.sync_state(name)
+            generations[name] = sync.generation if sync is not None else 0
+        ended = msgspec.structs.replace(
+            test, ended_ms=now_ms, updated_ms=now_ms, farewell_after=generations
+        )
+        self.save(ended)
         for name in ending:
             self._store.set_sync(name, "waiting")
         return ending

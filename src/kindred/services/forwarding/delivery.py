@@ -246,10 +246,17 @@ class Lane:
         sync = self._store.sync_state(self.name)
         if sync is not None and sync.status == "off":
             return 0  # disabled or deleted since this lane began
-        if _synced(sync, connection.audience_id):
-            if self._ending(connection):
+        farewell_after = self._farewell_after(connection)
+        if farewell_after is not None:
+            if sync is None or sync.generation <= farewell_after:
+                if sync is None or sync.status != "waiting":
+                    # Its test ended before the farewell was asked for here: ask for it.
+                    self._store.set_sync(self.name, "waiting")
+                    return 1
+            elif sync.status == "done":
                 self._renderer.retire(self.name)  # its farewell is done
                 return 0
+        elif _synced(sync, connection.audience_id):
             return None
         if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
             return 0
@@ -323,12 +330,15 @@ class Lane:
         }
         return self._sync_page(state, sync, mpids, rows, now)
 
-    def _ending(self, connection: AudienceConnection) -> bool:
-        """A variation connection whose test was deleted (its farewell to send)."""
+    def _farewell_after(self, connection: AudienceConnection) -> int | None:
+        """A variation connection whose test was deleted: the sync generation after which
+        its sync is its farewell; None for any other connection."""
         if connection.variation is None:
-            return False
+            return None
         test = self._renderer.test(connection.audience_id)
-        return test is not None and test.ended_ms is not None
+        if test is None or test.ended_ms is None:
+            return None
+        return test.farewell_after.get(self.name, 0)
 
     def _sync_page(
         self,
