@@ -66,7 +66,9 @@ def profile_body(
     workspace_names: Mapping[int, str],
     timeline: Timeline,
     event_type: str | None,
+    variations: Mapping[int, str] | None = None,
 ) -> Html:
+    """`variations`: the profile's variation in each audience with an A/B test."""
     parts = [
         h(
             '<p class="notice" role="status">{}</p>',
@@ -82,7 +84,7 @@ def profile_body(
             for ws_id, wp in sorted(profile.workspaces.items())
         ),
         section("Calculated attributes", _calculated(profile)),
-        section("Audience memberships", _memberships(profile)),
+        section("Audience memberships", _memberships(profile, variations or {})),
         section("Event timeline", _timeline(profile.mpid, timeline, event_type)),
     ]
     return join(parts)
@@ -225,12 +227,13 @@ def _calculated(profile: Profile) -> Html:
     return table(["Name", "Value"], ((k, _value_text(v)) for k, v in sorted(values.items())))
 
 
-def _memberships(profile: Profile) -> Html:
+def _memberships(profile: Profile, variations: Mapping[int, str]) -> Html:
     return table(
-        ["Audience", "Member since", "Until"],
+        ["Audience", "A/B variation", "Member since", "Until"],
         (
             (
                 h('<a href="/ui/audiences/{}">{}</a>', m.audience_id, m.name),
+                variations.get(m.audience_id, "—"),
                 when(m.since_ms),
                 when(m.expires_ms) if m.expires_ms else "—",
             )

@@ -55,6 +55,7 @@ class UiPages:
         self._sessions = container.ui_sessions
         self._profiles = container.profiles
         self._activity = container.activity
+        self._abtests = container.abtests
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
 
     # --- access -----------------------------------------------------------------------
@@ -220,6 +221,7 @@ class UiPages:
                 workspace_names=self._names,
                 timeline=timeline,
                 event_type=event_type,
+                variations=self._abtests.variations_of(profile.mpid),
             ),
         )
         return _html(page(f"Profile {profile.mpid}", body, user=user, active="profiles"))

@@ -160,6 +160,15 @@ class AbTestService:
             )
         return [m for m in self._all_members(audience_id) if test.variation_of(m) == variation]
 
+    def variations_of(self, mpid: int) -> dict[int, str]:
+        """The profile's variation in every audience with a running test (member or not),
+        without reading its memberships: what the web UI's profile page shows beside them."""
+        return {
+            test.audience_id: test.variation_of(mpid)
+            for test in self._book.current().values()
+            if test.ended_ms is None
+        }
+
     def of_profile(self, mpid: int) -> list[ProfileVariation]:
         """The profile's variation in every audience with a running test."""
         now = self._clock.now_ms()
