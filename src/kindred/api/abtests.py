@@ -47,7 +47,7 @@ class AbTestAdmin:
     async def delete(self, request: Request) -> Response:
         self._check(request)
         audience_id = _audience_id(request)
-        ending = self._tests.delete(audience_id)
+        ending = await run_in_threadpool(self._tests.delete, audience_id)
         return _json({"audience_id": audience_id, "ending_connections": ending})
 
     async def members(self, request: Request) -> Response:
