@@ -314,7 +314,7 @@ def test_the_cli_sets_shows_and_deletes_a_test(hook_server: Server) -> None:
         lambda: admin_json(hook_server, "GET", f"/audiences/{audience_id}/members")["mpids"],
         "the member",
     )[0]
-    seen = json.loads(hook_server.cli("audiences", "test", "profile", mpid).stdout)
+    seen = json.loads(hook_server.cli("audiences", "test", "profile", "--mpid", mpid).stdout)
     (mine,) = [v for v in seen["variations"] if v["audience_id"] == audience["id"]]
     assert mine["member"] is True
     listed = json.loads(

@@ -99,7 +99,7 @@ def members(
 
 
 @test.command("profile")
-@click.argument("mpid", type=int)
+@click.option("--mpid", type=int, required=True, help="The profile's MPID.")
 @config_option
 @data_dir_option
 def profile(mpid: int, config_path: str | None, data_dir: str | None) -> None:
