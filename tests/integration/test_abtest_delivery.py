@@ -113,6 +113,17 @@ def test_variation_connections_send_their_members_and_say_goodbye(worlds: Worlds
         assert edited.updated_ms >= shown.updated_ms
         with pytest.raises(InvalidBatch, match="gold-email"):
             tests.set(1, AbTestRequest(variations=[Variation(name="Push", percentage=50)]))
+        with pytest.raises(InvalidBatch, match="split cannot change"):
+            tests.set(
+                1,
+                AbTestRequest(
+                    variations=[*SPLIT.variations[:1], Variation(name="Push", percentage=30)]
+                ),
+            )
+        sms = AbTestRequest(variations=[SPLIT.variations[0], Variation(name="SMS", percentage=40)])
+        assert [v.name for v in tests.set(1, sms).variations] == ["Email", "SMS", CONTROL]
+        assert identities(world, tests.members(1, "Email")) == email  # nobody moved
+        tests.set(1, SPLIT)
 
         old_salt = tests.get(1).salt
         ending = tests.delete(1)

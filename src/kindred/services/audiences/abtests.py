@@ -81,7 +81,8 @@ class AbTestService:
 
     def set(self, audience_id: int, request: AbTestRequest) -> AbTestView:
         """Create the audience's test (a new salt) or change its variations (the salt kept).
-        A variation with connections may not be renamed away or removed."""
+        While variations have connections the split may not change (see
+        `_check_connected`)."""
         self._audiences.get(audience_id)
         variations = checked_variations(request.variations)
         now = self._clock.now_ms()
@@ -101,7 +102,7 @@ class AbTestService:
             )
         else:
             test = msgspec.structs.replace(current, variations=variations, updated_ms=now)
-            self._check_connected(test)
+            self._check_connected(current, test)
         self._book.save(test)
         return self.show(audience_id)
 
@@ -184,15 +185,31 @@ class AbTestService:
             if test.ended_ms is None and test.audience_id in live
         ]
 
-    def _check_connected(self, test: AbTest) -> None:
+    def _check_connected(self, before: AbTest, test: AbTest) -> None:
+        """While variations have connections, the split stays as they were sent it: the
+        percentages (in order) may not change, as that would move members between
+        variations without their connections being told; nor may a connected variation be
+        removed or renamed."""
+        connected = self._book.connections(test.audience_id)
+        if not connected:
+            return
         names = set(test.names())
-        for c in self._book.connections(test.audience_id):
+        for c in connected:
             if c.variation not in names:
                 raise InvalidBatch(
                     f"variation {c.variation!r} has the connection {c.name!r}; delete it"
                     " before removing or renaming the variation",
                     "variations",
                 )
+        shares = [v.percentage for v in test.variations]
+        if shares != [v.percentage for v in before.variations]:
+            listed = ", ".join(repr(c.name) for c in connected)
+            raise InvalidBatch(
+                "the split cannot change while variations have connections"
+                f" ({listed}): it would move members between them unannounced;"
+                " delete the connections first",
+                "variations",
+            )
 
     def _all_members(self, audience_id: int) -> Iterator[int]:
         after: int | None = None
