@@ -53,6 +53,8 @@ class VariationView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AbTestView(msgspec.Struct, frozen=True, kw_only=True):
+    """A test as the admin API and CLI show it: its variations, the control last."""
+
     audience_id: int
     variations: list[VariationView]
     created_ms: int
@@ -71,6 +73,8 @@ class ProfileVariation(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AbTestService:
+    """Audiences' A/B tests for the admin API, the CLI and the web UI."""
+
     def __init__(
         self, book: AbTestBook, audiences: AudienceService, members: _Members, clock: Clock
     ) -> None:
