@@ -40,6 +40,7 @@ from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
 from kindred.services.access.sessions import SignInLimits, UiSessions
+from kindred.services.audiences.abtests import AbTestService
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
 from kindred.services.audiences.downloads import AudienceDownloads
@@ -51,6 +52,7 @@ from kindred.services.background import Periodic
 from kindred.services.calculated.admin import CalculatedService
 from kindred.services.calculated.jobs import CalculatedBackfill
 from kindred.services.calculated.registry import CalculatedRegistry
+from kindred.services.forwarding.abtests import AbTestBook
 from kindred.services.forwarding.admin import DeliveryAdmin
 from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
 from kindred.services.forwarding.delivery import DeliveryRunner, Lane, Renderer
@@ -122,6 +124,7 @@ class Container:
     audiences: AudienceService
     downloads: AudienceDownloads
     bulk_connections: BulkConnections
+    abtests: AbTestService
     platform_audiences: PlatformAudiences
     audience_registry: AudienceRegistry
     audience_schedule: AudienceScheduler
@@ -290,6 +293,7 @@ def build(
         metrics=metrics,
         catalog=catalog,
         audiences=lambda: audience_registry.current().by_id,
+        tests=side.tests,
     )
     quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, commands)
     audiences = AudienceService(store, transactions, audience_registry, clock)
@@ -336,8 +340,9 @@ def build(
         csv_import=CsvImporter(_through(writer), clock.now_ms),
         csv_import_direct=csv_import_direct,
         audiences=audiences,
-        downloads=AudienceDownloads(store, audiences, clock),
+        downloads=AudienceDownloads(store, audiences, clock, tests=side.tests.get),
         bulk_connections=BulkConnections(catalog, audiences),
+        abtests=AbTestService(side.tests, audiences, store, clock),
         platform_audiences=PlatformAudiences(audiences, catalog, tenancy),
         audience_registry=audience_registry,
         audience_schedule=schedule,
@@ -407,6 +412,7 @@ class _WriteSide:
     transactions: Transactions
     commands: CommandRunner
     writer: GroupWriter
+    tests: AbTestBook
 
 
 def _write_side(
@@ -423,7 +429,9 @@ def _write_side(
     audiences = AudienceRegistry(store, tenancy)
     calculated = CalculatedRegistry(store)
     catalog = OutputCatalog(store, tenancy, _declared(settings), box)
-    router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id)
+    tests = AbTestBook(store, catalog)
+    catalog.check_variation = tests.check_connection
+    router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id, tests.at)
     # Every write transaction of the services: the outbox rows of what it changed are
     # written in it before it commits.
     transactions = Transactions(store, router)
@@ -437,7 +445,7 @@ def _write_side(
         transactions=transactions,
     )
     writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
-    return _WriteSide(audiences, calculated, catalog, transactions, commands, writer)
+    return _WriteSide(audiences, calculated, catalog, transactions, commands, writer, tests)
 
 
 def _in_caller_thread(
@@ -562,10 +570,10 @@ def _forwarding(
     metrics: PrometheusMetrics,
     catalog: OutputCatalog,
     audiences: Callable[[], Mapping[int, AudienceDef]],
+    tests: AbTestBook,
 ) -> tuple[DeliveryAdmin, DeliveryRunner]:
-    lanes = _lane_factory(
-        settings, store, Renderer(store, tenancy, audiences, clock), clock, metrics
-    )
+    renderer = Renderer(store, tenancy, audiences, clock, tests=tests.current, retire=tests.retire)
+    lanes = _lane_factory(settings, store, renderer, clock, metrics)
     runner = DeliveryRunner(catalog, lanes, idle_s=settings.forwarding.idle_s)
     return DeliveryAdmin(store, catalog, clock), runner
 

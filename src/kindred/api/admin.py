@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from kindred.api.abtests import abtest_routes
 from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
@@ -248,14 +249,18 @@ class AudienceAdmin:
     async def download(self, request: Request) -> Response:
         """A ZIP of the audience's members' identities (AUD-9), streamed as it is read:
         `/audiences/{id}/download` or `/audiences/download?audience_ids=1,2`, with
-        `identity_types=email,customer_id` (comma-separated or repeated) and `sample=N`."""
+        `identity_types=email,customer_id` (comma-separated or repeated) and `sample=N`;
+        one audience's A/B test variations with `variations=Email,Control` (a CSV each)."""
         self._admin.check(request)
         if "audience_id" in request.path_params:
             ids = [_audience_id(request)]
         else:
             ids = [_int_text(t, "audience_ids") for t in _listed(request, "audience_ids")]
         download = self._downloads.prepare(
-            ids, _listed(request, "identity_types"), _int_param(request, "sample")
+            ids,
+            _listed(request, "identity_types"),
+            _int_param(request, "sample"),
+            _listed(request, "variations"),
         )
         return StreamingResponse(
             download.chunks(),
@@ -304,4 +309,5 @@ def admin_routes(container: Container) -> list[Route]:
         Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
         *forwarding_routes(container, api.check),
         *calculated_routes(container, api.check),
+        *abtest_routes(container, api.check),
     ]

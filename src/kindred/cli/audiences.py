@@ -194,6 +194,12 @@ def diff(
 )
 @click.option("--sample", type=int, help="At most this many users per audience.")
 @click.option(
+    "--variation",
+    "variations",
+    multiple=True,
+    help="One audience's A/B test variation, a CSV each (repeat for several; 'Control').",
+)
+@click.option(
     "--out", "out", required=True, type=click.Path(dir_okay=False), help="The ZIP file to write."
 )
 @config_option
@@ -203,6 +209,7 @@ def download(
     *,
     identity_types: tuple[str, ...],
     sample: int | None,
+    variations: tuple[str, ...],
     out: str,
     config_path: str | None,
     data_dir: str | None,
@@ -211,7 +218,9 @@ def download(
     manifest.json; prints the manifest."""
     with started(config_path, data_dir) as container:
         try:
-            prepared = container.downloads.prepare(list(audience_ids), identity_types, sample)
+            prepared = container.downloads.prepare(
+                list(audience_ids), identity_types, sample, variations
+            )
             partial = Path(out + ".partial")
             with partial.open("wb") as file:
                 for chunk in prepared.chunks():

@@ -321,6 +321,7 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
 
 
 def _register_command_modules() -> None:
+    from kindred.cli.abtests import test  # noqa: PLC0415
     from kindred.cli.attributes import attributes  # noqa: PLC0415
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.connections import connections, deliver  # noqa: PLC0415
@@ -332,6 +333,7 @@ def _register_command_modules() -> None:
 
     main.add_command(attributes)
     main.add_command(audiences)
+    audiences.add_command(test)
     main.add_command(connections)
     main.add_command(deliver)
     main.add_command(dsr)

@@ -99,6 +99,10 @@ class AudienceConnection(_Doc, frozen=True, kw_only=True, forbid_unknown_fields=
     # User attributes shared with each message (none by default).
     shared_attributes: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
+    # One variation of the audience's A/B test (AUD-8), its control "Control" included:
+    # only the members in it, under the name `[External Name] - [Variation]`. None: the
+    # full audience.
+    variation: str | None = None
 
 
 def keep(value: str, allow: list[str] | None, block: list[str]) -> bool:

@@ -89,9 +89,20 @@ def _timeline() -> Timeline:
     )
 
 
-def _profile_page(profile: Profile, *, expired: bool, names: dict[int, str]) -> str:
+def _profile_page(
+    profile: Profile,
+    *,
+    expired: bool,
+    names: dict[int, str],
+    variations: dict[int, str] | None = None,
+) -> str:
     view = profile_view(
-        profile, expired=expired, workspace_names=names, timeline=_timeline(), event_type=None
+        profile,
+        expired=expired,
+        workspace_names=names,
+        timeline=_timeline(),
+        event_type=None,
+        variations=variations,
     )
     values = {"search": search_form("mpid", EVIL), "view": view}
     return str(page("profile.html", "Profile", user=None, values=values))

@@ -33,7 +33,11 @@ def profile_view(
     workspace_names: Mapping[int, str],
     timeline: Timeline,
     event_type: str | None,
+    variations: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
+    """What the profile page shows; `variations`: the profile's variation in each audience
+    with an A/B test."""
+    chosen = variations or {}
     base = f"/ui/profiles/{path_part(profile.mpid)}"
     return {
         "expired": expired,
@@ -50,7 +54,10 @@ def profile_view(
             for ws_id, wp in sorted(profile.workspaces.items())
         ],
         "calculated": _calculated(profile),
-        "memberships": sorted(profile.memberships.values(), key=lambda m: m.since_ms),
+        "memberships": [
+            (m, chosen.get(m.audience_id, "—"))
+            for m in sorted(profile.memberships.values(), key=lambda m: m.since_ms)
+        ],
         "timeline": timeline,
         "base": base,
         "event_type": event_type or "",

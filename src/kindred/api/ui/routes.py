@@ -56,6 +56,7 @@ class UiPages:
         self._sessions = container.ui_sessions
         self._profiles = container.profiles
         self._activity = container.activity
+        self._abtests = container.abtests
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
 
     # --- access -----------------------------------------------------------------------
@@ -208,6 +209,7 @@ class UiPages:
             workspace_names=self._names,
             timeline=timeline,
             event_type=event_type,
+            variations=self._abtests.variations_of(profile.mpid),
         )
         values = {"search": form, "view": view}
         title = f"Profile {profile.mpid}"

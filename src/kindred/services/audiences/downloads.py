@@ -26,6 +26,7 @@ from typing import Protocol
 
 import msgspec
 
+from kindred.audiences.abtest import AbTest
 from kindred.audiences.download import (
     CSV_HEADER,
     DownloadPart,
@@ -90,8 +91,11 @@ class Download:
         identity_types: Sequence[str],
         sample: int | None,
         page: int,
+        test: AbTest | None = None,
     ) -> None:
+        """`test`: the audience's A/B test, when the parts are its variations."""
         self._store = store
+        self._test = test
         self._clock = clock
         self._page = page
         self.id = download_id
@@ -145,6 +149,7 @@ class Download:
             if not mpids:
                 return
             after = mpids[-1]
+            mpids = self._in_part(part, mpids)
             profiles = self._store.get_profiles(mpids)
             scanned = self._clock.now_ms()
             rows: list[tuple[object, ...]] = []
@@ -161,6 +166,13 @@ class Download:
                     break
             if rows:
                 yield _csv(rows)
+
+    def _in_part(self, part: DownloadPart, mpids: list[int]) -> list[int]:
+        """The members of the page in the part: a variation's, those assigned to it."""
+        test = self._test
+        if part.variant is None or test is None:
+            return mpids
+        return [m for m in mpids if test.variation_of(m) == part.variant]
 
 
 def _csv(rows: Sequence[Sequence[object]]) -> bytes:
@@ -186,7 +198,10 @@ class AudienceDownloads:
         *,
         page: int = PAGE,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        tests: Callable[[int], AbTest | None] = lambda _audience_id: None,
     ) -> None:
+        """`tests`: an audience's running A/B test (AUD-8), for downloads of variations."""
+        self._tests = tests
         self._store = store
         self._audiences = audiences
         self._clock = clock
@@ -194,7 +209,11 @@ class AudienceDownloads:
         self._new_id = new_id
 
     def prepare(
-        self, audience_ids: Sequence[int], identity_types: Sequence[str], sample: int | None
+        self,
+        audience_ids: Sequence[int],
+        identity_types: Sequence[str],
+        sample: int | None,
+        variations: Sequence[str] = (),
     ) -> Download:
         """A download of the audiences (each once, in the order given) with the identities
         of the types given (canonical spellings, each once); `sample`: at most that many
@@ -216,6 +235,8 @@ class AudienceDownloads:
                 types.append(found)
         if sample is not None and sample < 1:
             raise InvalidBatch("sample is a number of users, 1 or more", "sample")
+        if variations:
+            return self._of_variations(ids, types, sample, variations)
         parts = []
         for audience_id in ids:
             audience = self._audiences.get(audience_id)
@@ -234,4 +255,46 @@ class AudienceDownloads:
             identity_types=types,
             sample=sample,
             page=self._page,
+        )
+
+    def _of_variations(
+        self,
+        ids: list[int],
+        types: list[str],
+        sample: int | None,
+        variations: Sequence[str],
+    ) -> Download:
+        """A download of an audience's A/B test variations (AUD-8, AUD-9): a CSV each."""
+        if len(ids) != 1:
+            raise InvalidBatch("variations go with one audience", "variations")
+        audience = self._audiences.get(ids[0])
+        test = self._tests(audience.id)
+        if test is None or test.ended_ms is not None:
+            raise InvalidBatch(f"audience {audience.id} has no A/B test", "variations")
+        chosen = list(dict.fromkeys(v.strip() for v in variations))
+        for index, name in enumerate(chosen):
+            if name not in test.names():
+                known = ", ".join(repr(n) for n in test.names())
+                raise InvalidBatch(
+                    f"no variation {name!r} in the test of audience {audience.id} ({known})",
+                    f"variations[{index}]",
+                )
+        parts = [
+            DownloadPart(
+                audience_id=audience.id,
+                name=audience.name,
+                workspaces=tuple(audience.workspaces),
+                variant=name,
+            )
+            for name in chosen
+        ]
+        return Download(
+            store=self._store,
+            clock=self._clock,
+            download_id=self._new_id(),
+            parts=parts,
+            identity_types=types,
+            sample=sample,
+            page=self._page,
+            test=test,
         )

@@ -46,6 +46,8 @@ class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
     retry_at_ms: int
     # Audience connections: the initial sync (ENR-4); None for event connections.
     initial_sync: SyncView | None = None
+    # An audience connection of one variation of its audience's A/B test (AUD-8).
+    variation: str | None = None
 
 
 def _sync_view(c: AudienceConnection, s: SyncState | None) -> SyncView:
@@ -159,4 +161,5 @@ class DeliveryAdmin:
             faulted_ms=s.faulted_ms,
             retry_at_ms=s.retry_at_ms,
             initial_sync=_sync_view(c, sync) if isinstance(c, AudienceConnection) else None,
+            variation=c.variation if isinstance(c, AudienceConnection) else None,
         )

@@ -15,6 +15,7 @@ rows): through the admin API at its save, from the config file at start (`settle
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -90,6 +91,9 @@ class OutputCatalog:
         self._box = box
         self._declared = self.check(declared)
         self._versions = Versioned(store, lambda: self._merged(self._stored()))
+        # An audience connection's variation checked against its audience's A/B test
+        # (AUD-8) when saved through the admin API; set by the composition root.
+        self.check_variation: Callable[[AudienceConnection], None] = lambda _c: None
 
     def at(self, version: int) -> OutputsAndConnections:
         """As of the definitions version a transaction read."""
@@ -130,6 +134,8 @@ class OutputCatalog:
         _replace(stored, kind, item)
         checked = self.check(self._merged(stored))
         saved = next(x for x in _items(checked, kind) if x.name == item.name)
+        if isinstance(saved, AudienceConnection):
+            self.check_variation(saved)
         self._store.save_definition(kind, item.name, self._encoded(saved))
         if isinstance(saved, AudienceConnection) and _starts_over(before, saved):
             self._store.set_sync(saved.name, "waiting" if saved.enabled else "off")
@@ -156,6 +162,9 @@ class OutputCatalog:
         saved = [x for x in _items(checked, kind) if x.name in names]
         order = {item.name: index for index, item in enumerate(items)}
         saved.sort(key=lambda x: order[x.name])
+        for item in saved:
+            if isinstance(item, AudienceConnection):
+                self.check_variation(item)
         for item in saved:
             self._store.save_definition(kind, item.name, self._encoded(item))
             if isinstance(item, AudienceConnection):
@@ -280,10 +289,11 @@ class OutputCatalog:
 
 def _starts_over(before: AudienceConnection | None, saved: AudienceConnection) -> bool:
     """Whether a save makes the connection anew for its output: made, given another
-    audience, enabled or disabled."""
-    return before is None or (before.audience_id, before.enabled) != (
+    audience or variation, enabled or disabled."""
+    return before is None or (before.audience_id, before.enabled, before.variation) != (
         saved.audience_id,
         saved.enabled,
+        saved.variation,
     )
 
 

@@ -16,7 +16,9 @@ its lane sends the audience's current members as adds, a page at a time in MPID 
 keeps a cursor in the store (`SyncStore`) after each page, so that a sync interrupted goes
 on from its last page, once across processes (under the lane's lease; each store write
 conditional on the state read). Why each user's messages still end in the right state, in
-order: see `Lane._sync_step`.
+order: see `Lane._sync_step`. A variation connection (AUD-8) syncs only its variation's
+members; when its test is deleted its sync starts over as a farewell, sending each of them a
+removal, and the connection is then deleted (`Renderer.retire`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from kindred.audiences.abtest import AbTest, sends_member, variant_audience_name
 from kindred.audiences.definition import AudienceDef
 from kindred.domain.enrich import (
     CHANNELS,
@@ -75,17 +78,30 @@ class Renderer:
         tenancy: Tenancy,
         audiences: Callable[[], Mapping[int, AudienceDef]] | None = None,
         clock: Clock | None = None,
+        *,
+        tests: Callable[[], Mapping[int, AbTest]] | None = None,
+        retire: Callable[[str], None] | None = None,
     ) -> None:
         """`audiences`: every audience by id, as last committed (for initial syncs);
         `clock`: the instant attribute values past their time to live (RET-4) are left out
-        of enrichment at (none: kept)."""
+        of enrichment at (none: kept); `tests`: the audiences' A/B tests by audience id, as
+        last committed; `retire`: deletes a variation connection whose ended test's
+        removals are sent."""
         self._store = store
         self._tenancy = tenancy
         self._audiences = audiences or dict
         self._clock = clock
+        self._tests = tests or dict
+        self._retire = retire or (lambda _name: None)
 
     def audience(self, audience_id: int) -> AudienceDef | None:
         return self._audiences().get(audience_id)
+
+    def test(self, audience_id: int) -> AbTest | None:
+        return self._tests().get(audience_id)
+
+    def retire(self, connection: str) -> None:
+        self._retire(connection)
 
     def render(
         self, connection: EventConnection | AudienceConnection, row: Delivery, key: str = ""
@@ -240,7 +256,17 @@ class Lane:
         sync = self._store.sync_state(self.name)
         if sync is not None and sync.status == "off":
             return 0  # disabled or deleted since this lane began
-        if _synced(sync, connection.audience_id):
+        farewell_after = self._farewell_after(connection)
+        if farewell_after is not None:
+            if sync is None or sync.generation <= farewell_after:
+                if sync is None or sync.status != "waiting":
+                    # Its test ended before the farewell was asked for here: ask for it.
+                    self._store.set_sync(self.name, "waiting")
+                    return 1
+            elif sync.status == "done":
+                self._renderer.retire(self.name)  # its farewell is done
+                return 0
+        elif _synced(sync, connection.audience_id):
             return None
         if not self._store.claim_lane(self.name, self._owner, now, self._lease_ms):
             return 0
@@ -300,14 +326,29 @@ class Lane:
             if self._store.finish_sync(self.name, sync.generation, now):
                 log.info("%s: initial sync done: %d members", self.name, sync.members_done)
             return 1
-        carried = self._store.pending_mpids(self.name, mpids)
         audience = self._renderer.audience(audience_id)
+        variation = connection.variation
+        test = None if variation is None else self._renderer.test(audience_id)
+        # A variation connection's farewell (its test deleted) sends every member of its
+        # variation a removal: no row of theirs is sent after it.
+        farewell = test is not None and test.ended_ms is not None
+        carried = set() if farewell else self._store.pending_mpids(self.name, mpids)
         rows = {
-            mpid: _sync_row(self.name, audience, mpid, now)
+            mpid: _sync_row(self.name, audience, mpid, now, variation, entered=not farewell)
             for mpid in mpids
-            if mpid not in carried and audience is not None
+            if mpid not in carried and audience is not None and sends_member(test, variation, mpid)
         }
         return self._sync_page(state, sync, mpids, rows, now)
+
+    def _farewell_after(self, connection: AudienceConnection) -> int | None:
+        """A variation connection whose test was deleted: the sync generation after which
+        its sync is its farewell; None for any other connection."""
+        if connection.variation is None:
+            return None
+        test = self._renderer.test(connection.audience_id)
+        if test is None or test.ended_ms is None:
+            return None
+        return test.farewell_after.get(self.name, 0)
 
     def _sync_page(
         self,
@@ -465,13 +506,23 @@ def _synced(sync: SyncState | None, audience_id: int) -> bool:
     )
 
 
-def _sync_row(connection: str, audience: AudienceDef, mpid: int, now: int) -> Delivery:
-    """A member's add as an initial sync sends it (never an outbox row; kept as a dead
-    letter when refused for good)."""
+def _sync_row(
+    connection: str,
+    audience: AudienceDef,
+    mpid: int,
+    now: int,
+    variation: str | None = None,
+    *,
+    entered: bool = True,
+) -> Delivery:
+    """A member's add as an initial sync sends it, or its removal as a farewell does
+    (never an outbox row; kept as a dead letter when refused for good); a variation's under
+    the name `[External Name] - [Variation]`."""
+    name = audience.external_name or audience.name
     note = MembershipNote(
         audience_id=audience.id,
-        audience_name=audience.external_name or audience.name,
-        entered=True,
+        audience_name=name if variation is None else variant_audience_name(name, variation),
+        entered=entered,
         at_ms=now,
     )
     return Delivery(

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import msgspec
 
+from kindred.audiences.abtest import AbTest, variant_audience_name
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.enrich import all_identities
 from kindred.domain.profile import Profile
@@ -50,11 +51,15 @@ class Router:
         catalog: OutputCatalog,
         tenancy: Tenancy,
         audiences: Callable[[int], Mapping[int, AudienceDef]],
+        tests: Callable[[int], Mapping[int, AbTest]] | None = None,
     ) -> None:
-        """`audiences`: every audience by id, at a definitions version."""
+        """`audiences`: every audience by id, at a definitions version; `tests`: their A/B
+        tests by audience id, at a definitions version (none: no variation connection
+        sends anything)."""
         self._catalog = catalog
         self._tenancy = tenancy
         self._audiences = audiences
+        self._tests = tests or (lambda _version: {})
 
     def for_batch(self, entry: LogEntry, version: int) -> list[Delivery]:
         """The rows of a logged batch, under the connections at `version`."""
@@ -98,6 +103,7 @@ class Router:
         ):
             return []
         audiences = self._audiences(version)
+        tests = self._tests(version)
         rows: list[Delivery] = []
         for change in changes:
             audience = audiences.get(change.audience_id)
@@ -111,8 +117,15 @@ class Router:
                 at_ms=change.at_ms,
                 identities=None if gone is None or change.entered else all_identities(gone),
             )
-            body = _NOTE.encode(note)
-            for name, workspace_id in self._membership_connections(defs, audience):
+            full = _NOTE.encode(note)
+            variation = _variation_of(tests.get(audience.id), change.mpid)
+            for name, workspace_id, variant in self._membership_connections(defs, audience):
+                body = full
+                if variant is not None:
+                    if variant != variation:
+                        continue  # another variation's member, or the test ended
+                    named = variant_audience_name(note.audience_name, variant)
+                    body = _NOTE.encode(msgspec.structs.replace(note, audience_name=named))
                 rows.append(
                     Delivery(
                         connection=name,
@@ -127,16 +140,24 @@ class Router:
 
     def _membership_connections(
         self, defs: OutputsAndConnections, audience: AudienceDef
-    ) -> Iterator[tuple[str, int]]:
+    ) -> Iterator[tuple[str, int, str | None]]:
+        """(connection, workspace, variation: None for the full audience)."""
         for a in defs.audience_connections:
             if a.enabled and a.audience_id == audience.id:
-                yield a.name, audience.workspaces[0] if audience.workspaces else 0
+                yield a.name, audience.workspaces[0] if audience.workspaces else 0, a.variation
         for e in defs.event_connections:
             source = self._tenancy.input_named(e.input)
             if not (e.enabled and e.audience_events and source is not None):
                 continue
             if source.workspace.workspace_id in audience.workspaces:
-                yield e.name, source.workspace.workspace_id
+                yield e.name, source.workspace.workspace_id, None
+
+
+def _variation_of(test: AbTest | None, mpid: int) -> str | None:
+    """The member's variation under a running test; None without one (or ended)."""
+    if test is None or test.ended_ms is not None:
+        return None
+    return test.variation_of(mpid)
 
 
 def _has_events(body: bytes) -> bool:
