@@ -12,19 +12,22 @@ taken up again after `stale_s`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from kindred.domain.dsr import DAY_MS, DsrRequest, DsrStatus, due_ms
 from kindred.domain.errors import Conflict, Gone, NotFound
+from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import WorkspaceDef
 from kindred.ports import Clock, DsrStore
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.exports import ExportReader, gather, readable, subject_document
+from kindred.services.privacy.receipts import Receipts
 from kindred.services.privacy.subjects import SubjectFinder
-from kindred.wire.dsr import ParsedRequest
+from kindred.wire.dsr import ParsedRequest, status_body
 
 __all__ = ["DsrPolicy", "DsrService", "Results", "RunReport"]
 
@@ -49,6 +52,8 @@ class DsrPolicy:
     # How often the background job runs: part of the expected completion time.
     run_interval_ms: int = 60_000
     chunk: int = 50
+    # Where the server is reached: the status callbacks' `results_url` and `receipt_url`.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,50 @@ class DsrService:
         subjects: SubjectFinder,
         clock: Clock,
         policy: DsrPolicy | None = None,
+        *,
+        receipts: Receipts | None = None,
     ) -> None:
+        """`receipts`: where completed erasures' signed receipts are made (none: no
+        receipts, as in some tests)."""
         self._store = store
         self._erasure = erasure
         self._subjects = subjects
         self._clock = clock
         self.policy = policy or DsrPolicy()
+        self.receipts = receipts
+        self._watchers: list[Callable[[DsrRequest], object]] = []
+
+    def on_change(self, watcher: Callable[[DsrRequest], object]) -> None:
+        """Tell `watcher` of every request stored with a new status (the status
+        callbacks); a watcher that raises is logged, never the caller's failure."""
+        self._watchers.append(watcher)
+
+    def _changed(self, request: DsrRequest) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(request)
+            except Exception:
+                log.exception("status change of request %s not passed on", request.request_id)
+
+    def status_object(self, request: DsrRequest, base_url: str | None = None) -> dict[str, Any]:
+        """The request's OpenDSR status object; URLs under `base_url` (default: the
+        configured public URL; none known: no URLs)."""
+        base = (base_url or self.policy.public_url or "").rstrip("/")
+        results_url = receipt_url = None
+        if base and request.status == DsrStatus.COMPLETED:
+            path = f"{base}/v3/requests/{request.request_id}"
+            if request.request_type != "erasure":
+                results_url = f"{path}/results"
+            elif request.receipt_id is not None:
+                receipt_url = f"{path}/receipt"
+        return status_body(request, self.expected_ms(request), results_url, receipt_url)
+
+    def receipt(self, workspace_id: int, request_id: str) -> ReceiptRecord:
+        """A completed erasure's signed receipt; NotFound otherwise."""
+        request = self.get(workspace_id, request_id)
+        if request.receipt_id is None or self.receipts is None:
+            raise NotFound(f"request {request.request_id} has no receipt")
+        return self.receipts.get(request.receipt_id)
 
     # --- requests ----------------------------------------------------------------------
 
@@ -120,6 +163,7 @@ class DsrService:
             raise Conflict(
                 f"a {request.request_type} request for the same subject identities is in progress"
             )
+        self._changed(request)
         return request
 
     def get(self, workspace_id: int, request_id: str) -> DsrRequest:
@@ -142,6 +186,7 @@ class DsrService:
                 raise Conflict(f"request {request.request_id} is {request.status}, not pending")
             cancelled = self._moved(request, DsrStatus.CANCELLED, completed=True)
             if self._store.update_dsr(cancelled):
+                self._changed(cancelled)
                 return cancelled
         raise Conflict(f"request {request_id} is changing; try again")
 
@@ -184,8 +229,11 @@ class DsrService:
                 claimed = self._moved(request, DsrStatus.IN_PROGRESS)
                 if not self._store.update_dsr(claimed):
                     continue  # another process took it
+                if request.status != DsrStatus.IN_PROGRESS:
+                    self._changed(claimed)  # (taken up again: no change to tell)
                 finished = self._process(claimed)
                 if self._store.update_dsr(finished):
+                    self._changed(finished)
                     done += 1
                     if finished.status == DsrStatus.COMPLETED:
                         report.completed += 1
@@ -204,22 +252,33 @@ class DsrService:
         claimed = self._moved(request, DsrStatus.IN_PROGRESS)
         if not self._store.update_dsr(claimed):
             raise Conflict(f"request {request_id} is changing; try again")
+        self._changed(claimed)
         finished = self._process(claimed)
-        self._store.update_dsr(finished)
+        if self._store.update_dsr(finished):
+            self._changed(finished)
         return finished
 
     def _process(self, request: DsrRequest) -> DsrRequest:
         try:
             if request.request_type == "erasure":
-                summary = self._erasure.erase(request.scope, request.identities, request.mpid)
+                erased = self._erasure.erase(request.scope, request.identities, request.mpid)
                 log.info(
                     "erasure %s of workspace %d: %s",
                     request.request_id,
                     request.workspace_id,
-                    _ENCODE.encode(summary).decode(),
+                    _ENCODE.encode(erased.summary).decode(),
                 )
+                receipt_id = None
+                if self.receipts is not None:
+                    receipt_id = self.receipts.issue(
+                        erased,
+                        origin="dsr",
+                        request_id=request.request_id,
+                        workspace_id=request.workspace_id,
+                        identities=request.identities,
+                    ).receipt_id
                 done = self._moved(request, DsrStatus.COMPLETED, completed=True)
-                return msgspec.structs.replace(done, summary=summary)
+                return msgspec.structs.replace(done, summary=erased.summary, receipt_id=receipt_id)
             return self._export(request)
         except Exception as exc:
             log.exception("data subject request %s failed", request.request_id)
