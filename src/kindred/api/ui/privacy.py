@@ -1,5 +1,7 @@
-"""The Privacy page (RET-3): data subject requests with their status and, once processed,
-what was removed or found in each part of the store (the request's receipt)."""
+"""The Privacy page (RET-3, BEY-6): data subject requests with their status and, once
+processed, what was removed or found in each part of the store; the signed erasure
+receipts (of requests and bulk deletions), each readable whole with what checks it, and
+the processor certificate's fingerprint."""
 
 from __future__ import annotations
 
@@ -11,14 +13,20 @@ from kindred.api.ui.html import Html, h, join, ms_text
 from kindred.api.ui.layout import section
 from kindred.api.ui.profiles import table
 from kindred.domain.dsr import DsrRequest
+from kindred.domain.receipts import ReceiptRecord
+from kindred.wire.dsr import receipt_body
 
-__all__ = ["privacy_body"]
+__all__ = ["privacy_body", "receipt_page_body"]
 
 _STATUS_FILTERS = ("", "pending", "in_progress", "completed", "cancelled", "failed")
 
 
 def privacy_body(
-    requests: Sequence[DsrRequest], workspace_names: Mapping[int, str], status: str
+    requests: Sequence[DsrRequest],
+    workspace_names: Mapping[int, str],
+    status: str,
+    receipts: Sequence[ReceiptRecord] = (),
+    fingerprint: str = "",
 ) -> Html:
     shown = [r for r in requests if not status or r.status == status]
     rows = [
@@ -37,8 +45,9 @@ def privacy_body(
         for r in shown
     ]
     return h(
-        "<h1>Privacy requests</h1>{form}{table}",
+        "<h1>Privacy requests</h1>{form}{table}{receipts}",
         form=_filter(status),
+        receipts=_receipts(receipts, workspace_names, fingerprint),
         table=section(
             "Data subject requests",
             table(
@@ -58,6 +67,63 @@ def privacy_body(
                 caption="Requests",
             ),
         ),
+    )
+
+
+def _receipts(
+    receipts: Sequence[ReceiptRecord], workspace_names: Mapping[int, str], fingerprint: str
+) -> Html:
+    rows = []
+    for record in receipts:
+        receipt = record.signed.receipt()
+        workspace = receipt.workspace_id
+        rows.append(
+            (
+                h(
+                    '<a href="/ui/privacy/receipts/{id}"><code>{id}</code></a>',
+                    id=record.receipt_id,
+                ),
+                "request" if receipt.origin == "dsr" else "bulk deletion",
+                h("<code>{}</code>", receipt.request_id) if receipt.request_id else "—",
+                workspace_names.get(workspace, str(workspace)) if workspace is not None else "—",
+                ms_text(receipt.erased_ms),
+                join(
+                    h("<div>{}: {}</div>", p.part.replace("_", " "), p.count)
+                    for p in receipt.parts
+                    if p.count
+                ),
+                join(h("<div>{}: {}</div>", o.connection, o.rows) for o in receipt.outputs) or "—",
+            )
+        )
+    heads = ("Receipt", "Of", "Request", "Workspace", "Erased", "Removed", "Removals sent")
+    return section(
+        "Erasure receipts",
+        h(
+            '<p class="muted">Signed RSA-SHA256 by the processor certificate'
+            " <code>{}</code> (SHA-256); <code>kindred dsr verify ID</code> checks one.</p>{}",
+            fingerprint,
+            table(heads, rows, caption="Receipts"),
+        ),
+    )
+
+
+def receipt_page_body(record: ReceiptRecord) -> Html:
+    """One receipt whole: what was removed, and the signed text, signature and
+    certificate an audit checks it with."""
+    shown = receipt_body(record.signed)
+    receipt = record.signed.receipt()
+    parts = [
+        (p.part.replace("_", " "), p.count, h("<code>{}</code>", ", ".join(p.ids[:20])))
+        for p in receipt.parts
+    ]
+    return h(
+        "<h1>Erasure receipt <code>{id}</code></h1><p>Erased {when}; scope {scope}.</p>"
+        "{parts}<details><summary>Signed receipt (JSON)</summary><pre>{json}</pre></details>",
+        id=record.receipt_id,
+        when=ms_text(receipt.erased_ms),
+        scope=receipt.scope,
+        parts=section("Removed", table(("Part", "Rows", "Ids"), parts, caption="Parts")),
+        json=msgspec.json.format(msgspec.json.encode(shown)).decode(),
     )
 
 
@@ -100,6 +166,18 @@ def _receipt(request: DsrRequest) -> Html | str:
     if request.summary is None:
         return "—"
     counts = msgspec.to_builtins(request.summary)
+    link = (
+        h(
+            '<div><a href="/ui/privacy/receipts/{id}">signed receipt</a></div>',
+            id=request.receipt_id,
+        )
+        if request.receipt_id
+        else Html("")
+    )
     if not counts:
-        return "nothing matched"
-    return join(h("<div>{}: {}</div>", k.replace("_", " "), v) for k, v in counts.items())
+        return h("nothing matched{}", link)
+    return h(
+        "{}{}",
+        join(h("<div>{}: {}</div>", k.replace("_", " "), v) for k, v in counts.items()),
+        link,
+    )

@@ -11,6 +11,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -19,7 +20,7 @@ from kindred.api.ui.audiences import audience_body, audiences_body, connections_
 from kindred.api.ui.html import Html, h, path_part, query
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_body, live_items
-from kindred.api.ui.privacy import privacy_body
+from kindred.api.ui.privacy import privacy_body, receipt_page_body
 from kindred.api.ui.profiles import missing_profile, profile_body, search_form
 from kindred.api.ui.session import COOKIE, Visitor
 from kindred.bootstrap import Container
@@ -258,8 +259,19 @@ class UiPages:
     async def privacy(self, request: Request, user: Visitor) -> Response:
         status = request.query_params.get("status", "")
         requests = self._c.dsr.list(None)
-        body = privacy_body(requests, self._names, status)
+        receipts = await run_in_threadpool(self._c.receipts.list, None, 200)
+        fingerprint = await run_in_threadpool(lambda: self._c.processor_key.fingerprint)
+        body = privacy_body(requests, self._names, status, receipts, fingerprint)
         return _html(page("Privacy requests", body, user=user, active="privacy"))
+
+    async def receipt(self, request: Request, user: Visitor) -> Response:
+        try:
+            record = self._c.receipts.get(request.path_params["receipt_id"])
+        except NotFound as exc:
+            body = missing_profile(str(exc))
+            return _html(page("Erasure receipt", body, user=user, active="privacy"), status=404)
+        body = receipt_page_body(record)
+        return _html(page("Erasure receipt", body, user=user, active="privacy"))
 
     async def audience(self, request: Request, user: Visitor) -> Response:
         service = self._c.audiences
@@ -399,6 +411,7 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
         Route("/ui/privacy", ui.page(ui.privacy), methods=["GET"]),
+        Route("/ui/privacy/receipts/{receipt_id}", ui.page(ui.receipt), methods=["GET"]),
         Route("/ui/audiences/{audience_id}", ui.page(ui.audience), methods=["GET"]),
         Route(
             "/ui/audiences/{audience_id}/connections/{name}/resume",
