@@ -298,7 +298,7 @@ def build(
     processor_key = _processor_key(settings, store)
     receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
     dsr = _dsr(settings, store, transactions, clock, receipts)
-    dsr.on_change(StatusCallbacks(transactions, processor_key, clock, dsr.status_object).changed)
+    dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
     return Container(
         settings=settings,
         tenancy=tenancy,

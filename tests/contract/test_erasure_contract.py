@@ -5,6 +5,8 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 
@@ -252,6 +254,38 @@ def test_the_same_id_is_a_duplicate_and_an_open_one_a_conflict(store: Store) -> 
     done = _request("r-1", status=DsrStatus.COMPLETED, version=2)
     assert store.update_dsr(done)
     assert store.insert_dsr(_request("r-5")) == "created"
+
+
+def _callback(request_id: str, status: str) -> Delivery:
+    return Delivery(
+        connection="opendsr-callbacks",
+        kind="callback",
+        workspace_id=1,
+        created_ms=1,
+        body=f'{{"request_id":"{request_id}","status":"{status}"}}'.encode(),
+    )
+
+
+def test_callbacks_are_queued_with_the_status_that_made_them(store: Store) -> None:
+    """A status's callbacks go into the outbox in the transaction that stores it, and only
+    when it is stored: in the order the statuses were stored."""
+    assert store.insert_dsr(_request("r-1"), [_callback("r-1", "pending")]) == "created"
+    refused = [_callback("r-1", "never")]
+    assert store.insert_dsr(_request("r-1"), refused) == "duplicate"
+    assert store.insert_dsr(_request("r-2"), refused) == "conflict"
+    moved = _request("r-1", status=DsrStatus.IN_PROGRESS, version=2)
+    assert store.update_dsr(moved, [_callback("r-1", "in_progress")])
+    assert not store.update_dsr(moved, refused)  # from a version no longer stored
+    done = _request("r-1", status=DsrStatus.COMPLETED, version=3)
+    assert store.update_dsr(done, [_callback("r-1", "completed"), _callback("r-1", "again")])
+    queued = store.pending_deliveries("opendsr-callbacks", 10)
+    assert [json.loads(d.body)["status"] for d in queued] == [
+        "pending",
+        "in_progress",
+        "completed",
+        "again",
+    ]
+    assert all(d.kind == "callback" and d.mpid is None for d in queued)
 
 
 def test_updates_apply_only_from_the_version_read(store: Store) -> None:

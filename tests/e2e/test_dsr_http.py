@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from tests.e2e.conftest import CONFIG, Query, Server, clocked_with_query, make_server, until
 from tests.e2e.conftest import admin_json as admin
 from tests.e2e.conftest import send_batch as send
-from tests.receiver import Receiver, receiving
+from tests.receiver import Answer, Receiver, receiving
 
 pytestmark = pytest.mark.e2e
 
@@ -575,3 +575,75 @@ def test_the_web_ui_lists_the_requests_with_their_status_and_receipt(plain: Serv
         pending_only = browser.get("/ui/privacy?status=pending")
         assert request_id not in pending_only.text
     assert httpx.get(f"{server.url}/ui/privacy", follow_redirects=False).status_code == 302
+
+
+def test_status_callbacks_outlive_a_receiver_down_and_a_restart(tmp_path: Path) -> None:
+    """The callbacks wait in the outbox while the receiver answers 503, through a crash of
+    the server, and arrive in order, signed, once it is up again."""
+    with receiving() as receiver:
+        receiver.default = Answer(status=503)
+        clock = tmp_path / "clock"
+        clock.write_text("0")
+        path = tmp_path / "kindred.toml"
+        path.write_text(
+            CONFIG.read_text()
+            + """
+[privacy]
+run_interval_s = 0.2
+
+[forwarding]
+idle_s = 0.05
+lease_s = 1
+
+[forwarding.retry]
+base_s = 0.1
+max_delay_s = 0.3
+max_attempts = 1000
+"""
+        )
+        server = make_server(tmp_path, clock_file=clock)
+        server.config = path
+        server.start()
+        try:
+            send(server, user("eve-dsr", "eve-dsr@example.com"))
+            body = {
+                **portability({"email": {"value": "eve-dsr@example.com", "encoding": "raw"}}),
+                "status_callback_urls": [receiver.url],
+            }
+            made = httpx.post(f"{server.url}/v3/requests", json=body, auth=SERVER, timeout=30)
+            assert made.status_code == 201, made.text
+            until(lambda: len(receiver.requests) >= 3, "the receiver to be tried a few times")
+            server.kill()
+            receiver.default = Answer(status=200)
+            server.start()
+            accepted = until(
+                lambda: (
+                    len(done := [r for r in receiver.requests if r["status"] == 200]) >= 3 and done
+                ),
+                "the callbacks after the restart",
+            )
+            certificate = httpx.get(f"{server.url}/v3/discovery", timeout=30).json()[
+                "processor_certificate"
+            ]
+            statuses = []
+            for received in accepted:
+                signature = received["headers"]["X-OpenDSR-Signature"]
+                assert signed_by(certificate, received["body"], signature)
+                statuses.append(json.loads(received["body"])["request_status"])
+            assert statuses == ["pending", "in_progress", "completed"]
+            time.sleep(0.5)
+            assert len([r for r in receiver.requests if r["status"] == 200]) == 3
+        finally:
+            server.stop()
+
+
+def test_a_callback_url_that_is_not_http_is_refused(plain: Server) -> None:
+    body = {
+        **erasure({"email": {"value": "x@example.com", "encoding": "raw"}}),
+        "status_callback_urls": ["ftp://cb.example.com/status"],
+    }
+    answer = httpx.post(f"{plain.url}/v3/requests", json=body, auth=SERVER, timeout=30)
+    assert answer.status_code == 400
+    (error,) = answer.json()["errors"]
+    assert error["reason"] == "invalid_callback_url"
+    assert "status_callback_urls[0]" in error["message"]

@@ -307,10 +307,12 @@ class DsrStore(Protocol):
     """Data subject requests (`domain.dsr`), by (workspace, request id), and the results of
     access and portability. Each call is its own transaction."""
 
-    def insert_dsr(self, request: DsrRequest) -> str:
+    def insert_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> str:
         """Keep a new request: "created"; "duplicate" when the workspace has one of that id
         already; "conflict" when it has an open one (pending, in progress) of the same
-        type and subject (`DsrRequest.subject_key`). Atomic across processes."""
+        type and subject (`DsrRequest.subject_key`). Atomic across processes. `callbacks`:
+        outbox rows added in the same transaction when (only when) it is created, so that
+        status callbacks are queued in the order the statuses were stored."""
         ...
 
     def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None: ...
@@ -321,9 +323,10 @@ class DsrStore(Protocol):
         """Newest first (by received time), of one workspace or all, of one group or all."""
         ...
 
-    def update_dsr(self, request: DsrRequest) -> bool:
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         """Replace the stored request if it is still at `request.version - 1`; whether it
-        was (a lost race: another process changed it first)."""
+        was (a lost race: another process changed it first). `callbacks`: outbox rows added
+        in the same transaction when (only when) it was replaced."""
         ...
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:

@@ -13,8 +13,14 @@ import msgspec
 from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.receipts import ReceiptRecord
+from kindred.ports import Delivery
 from kindred.storage.erasure_sql import residue
-from kindred.storage.outbox_sql import SqlDeliveryStore
+from kindred.storage.outbox_sql import (
+    DELIVERY_COLUMNS,
+    Cursor,
+    SqlDeliveryStore,
+    delivery_row,
+)
 
 __all__ = ["SqlDsrStore"]
 
@@ -121,11 +127,12 @@ class SqlDsrStore(SqlDeliveryStore):
     def _dsr_sql(self) -> DsrStatements:
         return DsrStatements.of(self._MARK)
 
-    def insert_dsr(self, request: DsrRequest) -> str:
+    def insert_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> str:
         sql = self._dsr_sql
         with self._delivery_tx() as cursor:
             cursor.execute(sql.insert, dsr_row(request))
             if cursor.rowcount == 1:
+                self._enqueue(cursor, callbacks)
                 return "created"
             cursor.execute(sql.exists, (request.workspace_id, request.request_id))
             return "duplicate" if cursor.fetchone() is not None else "conflict"
@@ -144,10 +151,23 @@ class SqlDsrStore(SqlDeliveryStore):
             cursor.execute(statement, params)
             return [dsr_of(row[0]) for row in cursor.fetchall()]
 
-    def update_dsr(self, request: DsrRequest) -> bool:
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         with self._delivery_tx() as cursor:
             cursor.execute(self._dsr_sql.update, update_params(request))
-            return bool(cursor.rowcount == 1)
+            if cursor.rowcount != 1:
+                return False
+            self._enqueue(cursor, callbacks)
+            return True
+
+    def _enqueue(self, cursor: Cursor, deliveries: Sequence[Delivery]) -> None:
+        """Outbox rows in the transaction of the cursor, in order."""
+        for delivery in deliveries:
+            cursor.execute(
+                self._sql(
+                    f"INSERT INTO outbox ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                delivery_row(delivery),
+            )
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
         with self._delivery_read() as cursor:

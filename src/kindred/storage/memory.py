@@ -600,7 +600,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
                 del sessions[key]
             return len(gone)
 
-    def insert_dsr(self, request: DsrRequest) -> str:
+    def insert_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> str:
         with self._lock:
             requests = self._state.dsr
             if (request.workspace_id, request.request_id) in requests:
@@ -614,6 +614,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             ):
                 return "conflict"
             requests[(request.workspace_id, request.request_id)] = request
+            self._state.deliveries.add(callbacks)
             return "created"
 
     def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None:
@@ -632,13 +633,14 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         found.sort(key=lambda r: (r.received_ms, r.request_id), reverse=True)
         return found[:limit]
 
-    def update_dsr(self, request: DsrRequest) -> bool:
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         with self._lock:
             key = (request.workspace_id, request.request_id)
             stored = self._state.dsr.get(key)
             if stored is None or stored.version != request.version - 1:
                 return False
             self._state.dsr[key] = request
+            self._state.deliveries.add(callbacks)
             return True
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:

@@ -6,8 +6,10 @@ key (whose certificate `GET /v3/discovery` gives).
 They go through the outbox like every other delivery (ENR-3): one row per URL, of kind
 "callback", on the connection `CALLBACK_CONNECTION`, which the delivery runner sends as it
 sends any connection's rows (retries with backoff, dead letters, a lease per connection
-across processes), so a callback outlives a restart and a receiver that is down. The row
-holds the body as signed when the status changed: a receiver gets each status in order.
+across processes), so a callback outlives a restart and a receiver that is down. The rows
+are written in the transaction that stores the new status (`DsrStore.insert_dsr`,
+`update_dsr`), so they are queued in the order the statuses were stored, whichever process
+stored them; each holds the body as signed then: a receiver gets each status in order.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from kindred.domain.dsr import DsrRequest
 from kindred.domain.forwarding import EventConnection, OutputDef
 from kindred.ports import Clock, Delivery
 from kindred.services.forwarding.delivery import CALLBACK_KIND
-from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.signing import ProcessorKey
 
 __all__ = ["CALLBACK_CONNECTION", "CallbackNote", "StatusCallbacks", "callback_lane"]
@@ -47,25 +48,23 @@ class CallbackNote(msgspec.Struct, frozen=True, kw_only=True):
 class StatusCallbacks:
     def __init__(
         self,
-        transactions: Transactions,
         key: ProcessorKey,
         clock: Clock,
         status_of: Callable[[DsrRequest], dict[str, Any]],
     ) -> None:
         """`status_of`: a request's status object, as `GET /v3/requests/{id}` answers."""
-        self._transactions = transactions
         self._key = key
         self._clock = clock
         self._status_of = status_of
 
-    def changed(self, request: DsrRequest) -> int:
-        """Queue the callbacks of the request's status as it is now; how many."""
+    def rows(self, request: DsrRequest) -> list[Delivery]:
+        """The outbox rows of the callbacks of the request's status as it is now."""
         if not request.callback_urls:
-            return 0
+            return []
         body = _ENCODE.encode(self._status_of(request))
         signature = self._key.sign(body)
         now = self._clock.now_ms()
-        rows = [
+        return [
             Delivery(
                 connection=CALLBACK_CONNECTION,
                 kind=CALLBACK_KIND,
@@ -83,9 +82,6 @@ class StatusCallbacks:
             )
             for url in request.callback_urls
         ]
-        with self._transactions.begin() as uow:
-            uow.outbox.enqueue(rows)
-        return len(rows)
 
 
 def callback_lane(timeout_s: float) -> tuple[EventConnection, OutputDef]:

@@ -12,7 +12,7 @@ taken up again after `stale_s`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from kindred.domain.dsr import DAY_MS, DsrRequest, DsrStatus, due_ms
 from kindred.domain.errors import Conflict, Gone, NotFound
 from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import WorkspaceDef
-from kindred.ports import Clock, DsrStore
+from kindred.ports import Clock, Delivery, DsrStore
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.exports import ExportReader, gather, readable, subject_document
 from kindred.services.privacy.receipts import Receipts
@@ -87,19 +87,19 @@ class DsrService:
         self._clock = clock
         self.policy = policy or DsrPolicy()
         self.receipts = receipts
-        self._watchers: list[Callable[[DsrRequest], object]] = []
+        self._callbacks: Callable[[DsrRequest], Sequence[Delivery]] = lambda _: ()
 
-    def on_change(self, watcher: Callable[[DsrRequest], object]) -> None:
-        """Tell `watcher` of every request stored with a new status (the status
-        callbacks); a watcher that raises is logged, never the caller's failure."""
-        self._watchers.append(watcher)
+    def on_change(self, callbacks: Callable[[DsrRequest], Sequence[Delivery]]) -> None:
+        """`callbacks`: the outbox rows a request stored with a new status makes (its
+        status callbacks), written in the transaction that stores it."""
+        self._callbacks = callbacks
 
-    def _changed(self, request: DsrRequest) -> None:
-        for watcher in self._watchers:
-            try:
-                watcher(request)
-            except Exception:
-                log.exception("status change of request %s not passed on", request.request_id)
+    def _insert(self, request: DsrRequest) -> str:
+        return self._store.insert_dsr(request, self._callbacks(request))
+
+    def _update(self, request: DsrRequest) -> bool:
+        """Store a new status of the request, with its callbacks."""
+        return self._store.update_dsr(request, self._callbacks(request))
 
     def status_object(self, request: DsrRequest, base_url: str | None = None) -> dict[str, Any]:
         """The request's OpenDSR status object; URLs under `base_url` (default: the
@@ -156,14 +156,13 @@ class DsrService:
             skip_waiting_period=parsed.skip_waiting_period,
             raw=raw,
         )
-        outcome = self._store.insert_dsr(request)
+        outcome = self._insert(request)
         if outcome == "duplicate":
             raise DuplicateRequest(f"subject_request_id {request.request_id} is used already")
         if outcome == "conflict":
             raise Conflict(
                 f"a {request.request_type} request for the same subject identities is in progress"
             )
-        self._changed(request)
         return request
 
     def get(self, workspace_id: int, request_id: str) -> DsrRequest:
@@ -185,8 +184,7 @@ class DsrService:
             if request.status != DsrStatus.PENDING:
                 raise Conflict(f"request {request.request_id} is {request.status}, not pending")
             cancelled = self._moved(request, DsrStatus.CANCELLED, completed=True)
-            if self._store.update_dsr(cancelled):
-                self._changed(cancelled)
+            if self._update(cancelled):
                 return cancelled
         raise Conflict(f"request {request_id} is changing; try again")
 
@@ -227,13 +225,12 @@ class DsrService:
             done = 0
             for request in due:
                 claimed = self._moved(request, DsrStatus.IN_PROGRESS)
-                if not self._store.update_dsr(claimed):
+                # Taken up again (its process died): no new status to tell.
+                again = request.status == DsrStatus.IN_PROGRESS
+                if not (self._store.update_dsr(claimed) if again else self._update(claimed)):
                     continue  # another process took it
-                if request.status != DsrStatus.IN_PROGRESS:
-                    self._changed(claimed)  # (taken up again: no change to tell)
                 finished = self._process(claimed)
-                if self._store.update_dsr(finished):
-                    self._changed(finished)
+                if self._update(finished):
                     done += 1
                     if finished.status == DsrStatus.COMPLETED:
                         report.completed += 1
@@ -250,12 +247,10 @@ class DsrService:
         if request.status != DsrStatus.PENDING:
             raise Conflict(f"request {request.request_id} is {request.status}, not pending")
         claimed = self._moved(request, DsrStatus.IN_PROGRESS)
-        if not self._store.update_dsr(claimed):
+        if not self._update(claimed):
             raise Conflict(f"request {request_id} is changing; try again")
-        self._changed(claimed)
         finished = self._process(claimed)
-        if self._store.update_dsr(finished):
-            self._changed(finished)
+        self._update(finished)
         return finished
 
     def _process(self, request: DsrRequest) -> DsrRequest:
