@@ -400,6 +400,25 @@ def check_receipt(
         json.loads(server.cli("dsr", "show", request_id).stdout)["receipt_id"]
         == (extension["receipt_id"])
     )
+    check_privacy_page(server, extension["receipt_id"], signed["certificate_sha256"])
+
+
+def check_privacy_page(server: Server, receipt_id: str, fingerprint: str) -> None:
+    """The UI's Privacy page lists the receipt with the certificate's fingerprint; the
+    receipt's page shows it whole."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        signed_in = client.post("/ui/login", data={"name": "tester", "password": "tester-password"})
+        assert signed_in.status_code in (200, 303), signed_in.text
+        listing = client.get("/ui/privacy")
+        assert listing.status_code == 200
+        assert f'href="/ui/privacy/receipts/{receipt_id}"' in listing.text
+        assert fingerprint in listing.text
+        shown = client.get(f"/ui/privacy/receipts/{receipt_id}")
+        assert shown.status_code == 200
+        assert "merged profiles" in shown.text
+        assert "RSA-SHA256" in shown.text
+        assert ADA_EMAIL not in shown.text
+        assert client.get(f"/ui/privacy/receipts/{uuid.uuid4()}").status_code == 404
 
 
 @pytest.fixture
