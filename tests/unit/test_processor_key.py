@@ -14,9 +14,9 @@ from kindred.services.privacy.signing import split_certificates
 from kindred.storage.memory import MemoryStore
 
 
-def settings(tmp_path: Path, **privacy: str) -> Settings:
+def settings(tmp_path: Path, key_file: str | None = None) -> Settings:
     base = load_settings(None, data_dir=str(tmp_path / "data"), env={})
-    return msgspec.structs.replace(base, privacy=PrivacySettings(**privacy))
+    return msgspec.structs.replace(base, privacy=PrivacySettings(processor_key_file=key_file))
 
 
 def test_processes_sharing_a_store_sign_with_one_stored_key(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_processes_sharing_a_store_sign_with_one_stored_key(tmp_path: Path) -> N
 
 
 def test_a_key_file_is_made_private_on_first_use_and_rotated_beside_it(tmp_path: Path) -> None:
-    configured = settings(tmp_path, processor_key_file="keys/processor.pem")
+    configured = settings(tmp_path, "keys/processor.pem")
     key = build(configured, store=MemoryStore()).processor_key
     certificate = key.certificate
     path = tmp_path / "data" / "keys" / "processor.pem"
