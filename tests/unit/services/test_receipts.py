@@ -2,7 +2,8 @@
 alone and fails on any change of the signed bytes or under another key; a receipt lists
 every store part with the rows' ids and digests; a verification fails when the receipt was
 altered, when it is not signed by this processor, and when something of the subject is
-stored again; a receipt signed before a key rotation still verifies."""
+stored again; a receipt signed before a key rotation still verifies. Each status change of
+a request queues its callbacks, signed, in the order of the statuses."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from kindred.domain.apply import identity_keys
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership
 from kindred.domain.receipts import PART_NAMES, ErasureReceipt, row_digest
+from kindred.domain.tenancy import AccountPolicy, WorkspaceDef
 from kindred.ports import Store
 from kindred.services.forwarding.transactions import Transactions
+from kindred.services.privacy.callbacks import CALLBACK_CONNECTION, CallbackNote, StatusCallbacks
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.receipts import Receipts
+from kindred.services.privacy.requests import DsrPolicy, DsrService
 from kindred.services.privacy.signing import (
     ProcessorKey,
     certificate_fingerprint,
@@ -28,6 +32,7 @@ from kindred.services.privacy.signing import (
 )
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.storage.memory import MemoryStore
+from kindred.wire.dsr import parse_request
 from tests.contract.samples import SCOPE, rich_profile
 from tests.fakes import FakeClock
 
@@ -175,3 +180,59 @@ def test_a_receipt_signed_before_a_rotation_still_verifies(bundle: bytes) -> Non
     assert key.rotate() != old
     assert set(key.trusted()) == {old, key.fingerprint}
     assert receipts.verify(receipt_id).ok
+
+
+def _service(store: MemoryStore, key: ProcessorKey, clock: FakeClock) -> DsrService:
+    subjects = SubjectFinder(store)
+    service = DsrService(
+        store,
+        Erasure(subjects, Transactions(store), clock),
+        subjects,
+        clock,
+        DsrPolicy(public_url="https://kindred.example.com"),
+        receipts=Receipts(store, key, clock, "opendsr.test"),
+    )
+    service.on_change(StatusCallbacks(key, clock, service.status_object).rows)
+    return service
+
+
+def test_each_status_change_queues_its_signed_callbacks_in_order(bundle: bytes) -> None:
+    store = MemoryStore()
+    with store.unit_of_work() as uow:
+        uow.profiles.save(msgspec.structs.replace(rich_profile(SUBJECT), scope="a1"))
+        uow.identities.link("a1", SUBJECT, [EMAIL])
+    key = ProcessorKey(lambda: bundle)
+    clock = FakeClock()
+    service = _service(store, key, clock)
+    workspace = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
+    body = msgspec.json.encode(
+        {
+            "regulation": "gdpr",
+            "subject_request_id": "0b0a6f35-3d5e-4b8e-9f2a-2f5c1f8e2a11",
+            "subject_request_type": "erasure",
+            "submitted_time": "2024-05-01T10:00:00Z",
+            "subject_identities": {"email": {"value": EMAIL.value, "encoding": "raw"}},
+            "status_callback_urls": ["https://a.example/cb", "http://b.example/cb"],
+            "extensions": {"opendsr.mparticle.com": {"skip_waiting_period": True}},
+        }
+    )
+    made = service.create(workspace, "server", parse_request(body), body)
+    service.run_due()
+    rows = store.pending_deliveries(CALLBACK_CONNECTION, 100)
+    notes = [msgspec.json.decode(r.body, type=CallbackNote) for r in rows]
+    assert [(n.status, n.url) for n in notes] == [
+        (status, url)
+        for status in ("pending", "in_progress", "completed")
+        for url in ("https://a.example/cb", "http://b.example/cb")
+    ]
+    for note in notes:
+        assert verify_signature(key.certificate, note.body.encode(), note.signature)
+        assert msgspec.json.decode(note.body)["subject_request_id"] == made.request_id
+    done = msgspec.json.decode(notes[-1].body)
+    extension = done["extensions"]["opendsr.mparticle.com"]
+    assert extension["receipt_url"] == (
+        f"https://kindred.example.com/v3/requests/{made.request_id}/receipt"
+    )
+    assert service.receipt(1, made.request_id).receipt_id == extension["receipt_id"]
+    assert service.receipts is not None
+    assert service.receipts.verify(extension["receipt_id"]).ok
