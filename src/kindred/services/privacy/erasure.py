@@ -9,6 +9,10 @@ membership is ended with an exit in the membership log (reason "erased"), which 
 sends to the audience's connections as a removal carrying the identities it needs, as
 nothing else of the subject is left to read when it is sent.
 
+What went is handed back (`Erased`): the counts, and for the signed receipt
+(services.privacy.receipts) each part's rows by id and digest, the same on every store, and
+the removals queued for each connection.
+
 Safe with several processes: the subject's identities are locked as ingest locks them, and
 a profile is deleted only at the version read; a lost race runs the erasure again. A later
 batch with the same identities finds no link and starts a new profile.
