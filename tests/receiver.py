@@ -71,13 +71,19 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                         "headers": dict(self.headers),
                         "status": answer.status,
                         "at": time.time(),
+                        "body": body,
                     }
                 )
             if answer.status == 200:
                 # Kept before any hang: a receiver that took the messages and then was slow
                 # to answer (the sender gives up and sends them again).
+                received = json.loads(body)
                 with receiver.lock:
-                    receiver.messages.extend(json.loads(body))
+                    # A JSON array of messages (outputs), or one object (status callbacks).
+                    if isinstance(received, list):
+                        receiver.messages.extend(received)
+                    else:
+                        receiver.messages.append(received)
             if answer.hang_s:
                 time.sleep(answer.hang_s)
             self.send_response(answer.status)

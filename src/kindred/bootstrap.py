@@ -20,6 +20,8 @@ from kindred.config.keys import (
     generate_key,
     key_source,
     read_keys,
+    read_pem_file,
+    replace_private_file,
     write_key_file,
 )
 from kindred.config.references import resolve_output
@@ -28,7 +30,7 @@ from kindred.domain.errors import ConfigError
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
-from kindred.outputs import make_sink
+from kindred.outputs import make_callback_sink, make_sink
 from kindred.ports import (
     Clock,
     Metrics,
@@ -64,7 +66,13 @@ from kindred.services.ingest.csv_import import CsvImporter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
 from kindred.services.privacy.bulk import BulkDeletion
+from kindred.services.privacy.callbacks import (
+    CALLBACK_CONNECTION,
+    StatusCallbacks,
+    callback_lane,
+)
 from kindred.services.privacy.erasure import Erasure
+from kindred.services.privacy.receipts import Receipts
 from kindred.services.privacy.requests import DsrPolicy, DsrService
 from kindred.services.privacy.retention import (
     AttributeExpirySweep,
@@ -72,6 +80,7 @@ from kindred.services.privacy.retention import (
     LifetimeSweep,
     Retention,
 )
+from kindred.services.privacy.signing import ProcessorKey, generate_bundle, split_certificates
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.services.profiles.activity import ActivityReader
 from kindred.services.profiles.profile_api import ProfileApiService
@@ -138,6 +147,8 @@ class Container:
     secret_box: FernetBox
     dsr: DsrService
     bulk_delete: BulkDeletion
+    processor_key: ProcessorKey
+    receipts: Receipts
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -316,6 +327,10 @@ def build(
         on_removed=metrics.attributes_expired.inc,
         on_exits=metrics.attribute_expiry_exits.inc,
     )
+    processor_key = _processor_key(settings, store)
+    receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
+    dsr = _dsr(settings, store, transactions, clock, receipts)
+    dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -377,13 +392,16 @@ def build(
             ),
             attribute_expiry,
         ),
-        dsr=_dsr(settings, store, transactions, clock),
+        dsr=dsr,
         bulk_delete=BulkDeletion(
             Erasure(SubjectFinder(store), transactions, clock),
             store,
             tenancy,
             on_deleted=metrics.profiles_deleted.inc,
+            receipts=receipts,
         ),
+        processor_key=processor_key,
+        receipts=receipts,
     )
 
 
@@ -477,7 +495,57 @@ def _sweep(
     )
 
 
-def _dsr(settings: Settings, store: Store, transactions: Transactions, clock: Clock) -> DsrService:
+# Where the store keeps the processor's key and certificate (PEM), and the certificates of
+# keys rotated out.
+_PROCESSOR_KEY = "opendsr-processor-key"
+_PROCESSOR_RETIRED = "opendsr-processor-retired-certificates"
+
+
+def _processor_key(settings: Settings, store: Store) -> ProcessorKey:
+    """The processor's key: from `[privacy] processor_key_file` (made there on first use;
+    rotated certificates beside it, in FILE.retired), else kept in the store."""
+    name = settings.privacy.processor_domain
+
+    def make() -> bytes:
+        return generate_bundle(name)
+
+    configured = settings.privacy.processor_key_file
+    if configured:
+        path = Path(settings.data_dir) / configured
+        retired = path.with_name(path.name + ".retired")
+
+        def rotate_file() -> None:
+            old = split_certificates(read_pem_file(path, make))
+            before = retired.read_bytes() if retired.exists() else b""
+            replace_private_file(retired, before + "".join(old[:1]).encode())
+            replace_private_file(path, make())
+
+        return ProcessorKey(
+            lambda: read_pem_file(path, make),
+            retired=lambda: retired.read_bytes() if retired.exists() else b"",
+            rotate=rotate_file,
+            where=f"key file {path}",
+        )
+
+    def load() -> bytes:
+        return store.server_secret(_PROCESSOR_KEY, make())
+
+    def rotate_stored() -> None:
+        old = split_certificates(load())
+        before = store.server_secret(_PROCESSOR_RETIRED, b"")
+        store.replace_server_secret(_PROCESSOR_RETIRED, before + "".join(old[:1]).encode())
+        store.replace_server_secret(_PROCESSOR_KEY, make())
+
+    return ProcessorKey(
+        load,
+        retired=lambda: store.server_secret(_PROCESSOR_RETIRED, b""),
+        rotate=rotate_stored,
+    )
+
+
+def _dsr(
+    settings: Settings, store: Store, transactions: Transactions, clock: Clock, receipts: Receipts
+) -> DsrService:
     privacy = settings.privacy
     day_ms = 86_400_000
     subjects = SubjectFinder(store)
@@ -486,8 +554,11 @@ def _dsr(settings: Settings, store: Store, transactions: Transactions, clock: Cl
         skip_waiting_ms=int(privacy.skip_waiting_period_hours * 3_600_000),
         results_kept_ms=int(privacy.results_days * day_ms),
         run_interval_ms=int(privacy.run_interval_s * 1000),
+        public_url=privacy.public_url,
     )
-    return DsrService(store, Erasure(subjects, transactions, clock), subjects, clock, policy)
+    return DsrService(
+        store, Erasure(subjects, transactions, clock), subjects, clock, policy, receipts=receipts
+    )
 
 
 def _through(writer: GroupWriter) -> Callable[[Sequence[Accepted]], list[BatchOutcome]]:
@@ -574,7 +645,12 @@ def _forwarding(
 ) -> tuple[DeliveryAdmin, DeliveryRunner]:
     renderer = Renderer(store, tenancy, audiences, clock, tests=tests.current, retire=tests.retire)
     lanes = _lane_factory(settings, store, renderer, clock, metrics)
-    runner = DeliveryRunner(catalog, lanes, idle_s=settings.forwarding.idle_s)
+    runner = DeliveryRunner(
+        catalog,
+        lanes,
+        idle_s=settings.forwarding.idle_s,
+        fixed=[callback_lane(settings.privacy.callback_timeout_s)],
+    )
     return DeliveryAdmin(store, catalog, clock), runner
 
 
@@ -594,18 +670,22 @@ def _lane_factory(
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def make_lane(connection: EventConnection | AudienceConnection, output: OutputDef) -> Lane:
+        callbacks = connection.name == CALLBACK_CONNECTION
         return Lane(
             store,
             renderer,
             connection,
             output,
-            make_sink(output, resolve_output),
+            make_callback_sink(output.timeout_s)
+            if callbacks
+            else make_sink(output, resolve_output),
             policy=forwarding.retry,
             clock=clock,
             jitter=random.random,
             owner=owner,
             lease_ms=int(forwarding.lease_s * 1000),
             on_outcome=metrics.delivery,
+            bury_on_give_up=callbacks,
         )
 
     return make_lane

@@ -5,12 +5,16 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 
-from kindred.audiences.definition import MembershipChange
+from kindred.audiences.definition import ERASED_EXIT, MembershipChange
 from kindred.domain.dsr import DsrRequest, DsrStatus
-from kindred.ports import Delivery, MergeEntry, Store
+from kindred.domain.identities import IdentityKey
+from kindred.domain.receipts import RESIDUE_PARTS, ReceiptRecord, SignedReceipt, row_digest
+from kindred.ports import Delivery, MergeEntry, Removed, Store
 from tests.contract.samples import SCOPE, log_entry, reject, rich_profile, save
 
 SUBJECT, OTHER = 2**62 + 11, -(2**62) - 5
@@ -61,14 +65,15 @@ def _fill(store: Store) -> None:
 def test_erase_removes_the_subjects_rows_and_nothing_else(store: Store) -> None:
     _fill(store)
     with store.unit_of_work() as uow:
-        assert uow.log.erase([SUBJECT], [NEEDLE]) == 2
-        assert uow.rejects.erase([NEEDLE]) == 1
-        assert uow.ledger.erase([SUBJECT]) == 2
-        assert uow.memberships.erase_log([SUBJECT]) == 1
-        assert uow.outbox.erase([SUBJECT]) == (0, 1)  # its one row is a dead letter now
+        assert len(uow.log.erase([SUBJECT], [NEEDLE])) == 2
+        assert len(uow.rejects.erase([NEEDLE])) == 1
+        assert len(uow.ledger.erase([SUBJECT])) == 2
+        assert len(uow.memberships.erase_log([SUBJECT])) == 1
+        outbox, dead = uow.outbox.erase([SUBJECT])
+        assert (len(outbox), len(dead)) == (0, 1)  # its one row is a dead letter now
         # Rows this transaction adds are not erased.
         uow.memberships.append([_change(SUBJECT, 2, 9)])
-        assert uow.memberships.erase_log([SUBJECT]) == 0
+        assert uow.memberships.erase_log([SUBJECT]) == []
     log = store.read_log(0, 100)
     assert [(e.mpid, e.received_ms) for e in log] == [(OTHER, 2), (None, 4)]
     assert [r.received_ms for r in store.list_rejects(None, 10)] == [6]
@@ -77,6 +82,126 @@ def test_erase_removes_the_subjects_rows_and_nothing_else(store: Store) -> None:
     assert [(c.mpid, c.audience_id) for c in changes] == [(OTHER, 1), (SUBJECT, 2)]
     assert [d.mpid for d in store.pending_deliveries("hook", 10)] == [OTHER, None]
     assert store.dead_letters(None, 10) == []
+    assert store.get_profile(OTHER) is not None
+
+
+def test_erase_tells_each_removed_row_by_id_and_digest(store: Store) -> None:
+    """The digests a receipt lists are the same on every store: SHA-256 over the row's
+    fields as `row_digest` takes them."""
+    _fill(store)
+    log = {e.id: e for e in store.read_log(0, 100)}
+    rejects = {r.id: r for r in store.list_rejects(None, 10)}
+    merges = {m.id or 0: m for m in store.list_merges(None, 10)}
+    changes = store.membership_log(audience_id=None, mpid=None, until_ms=100, limit=10)
+    dead = {d.id: d for d in store.dead_letters(None, 10)}
+    with store.unit_of_work() as uow:
+        erased_log = uow.log.erase([SUBJECT], [NEEDLE])
+        erased_rejects = uow.rejects.erase([NEEDLE])
+        erased_merges = uow.ledger.erase([SUBJECT])
+        erased_changes = uow.memberships.erase_log([SUBJECT])
+        _, erased_dead = uow.outbox.erase([SUBJECT])
+    assert [r.digest for r in erased_log] == [
+        row_digest("event_log", i, log[i].body) for i in sorted(r.id for r in erased_log)
+    ]
+    assert {log[r.id].received_ms for r in erased_log} == {1, 3}
+    (gone,) = erased_rejects
+    assert gone.digest == row_digest("rejects", gone.id, rejects[gone.id].body)
+    assert sorted(r.id for r in erased_merges) == sorted(
+        i for i, m in merges.items() if SUBJECT in (m.survivor, m.merged)
+    )
+    for r in erased_merges:
+        m = merges[r.id]
+        expected = ("merge_ledger", r.id, m.survivor, m.merged, m.survivor_before, m.merged_before)
+        assert r.digest == row_digest(*expected)
+    (change,) = [c for c in changes if c.mpid == SUBJECT]
+    assert erased_changes == [
+        Removed(
+            change.id or 0,
+            row_digest("membership_log", change.id, change.audience_id, SUBJECT, True, 1),
+        )
+    ]
+    (letter,) = erased_dead
+    kept = dead[letter.id].delivery
+    assert letter.digest == row_digest("dead_letters", letter.id, kept.connection, kept.body)
+
+
+def _record(receipt_id: str, made_ms: int, workspace_id: int | None) -> ReceiptRecord:
+    signed = SignedReceipt(
+        payload=f'{{"receipt_id":"{receipt_id}"}}',
+        signature="c2ln",
+        certificate="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        certificate_sha256="ab" * 32,
+    )
+    return ReceiptRecord(
+        receipt_id=receipt_id,
+        request_id=f"req-{receipt_id}",
+        workspace_id=workspace_id,
+        made_ms=made_ms,
+        signed=signed,
+        identities={"email": "ada@example.com"},
+    )
+
+
+def test_receipts_are_kept_whole_and_listed_newest_first(store: Store) -> None:
+    store.save_receipt(_record("a", 1, 1))
+    store.save_receipt(_record("b", 3, None))
+    store.save_receipt(_record("c", 2, 2))
+    assert store.get_receipt("a") == _record("a", 1, 1)
+    assert store.get_receipt("z") is None
+    assert [r.receipt_id for r in store.list_receipts(None, 10)] == ["b", "c", "a"]
+    assert [r.receipt_id for r in store.list_receipts(1, 10)] == ["a"]
+    assert [r.receipt_id for r in store.list_receipts(None, 1)] == ["b"]
+    store.save_receipt(_record("a", 9, 1))  # replaced
+    assert store.get_receipt("a") == _record("a", 9, 1)
+
+
+def test_residue_finds_what_is_left_of_a_subject_part_by_part(store: Store) -> None:
+    keys = [IdentityKey("email", "ada@example.com")]
+
+    def residue(before_ms: int = 50) -> dict[str, int]:
+        return store.erasure_residue(SCOPE, [SUBJECT], keys, [NEEDLE], before_ms)
+
+    clean = dict.fromkeys(RESIDUE_PARTS, 0)
+    assert residue() == clean
+    _fill(store)
+    with store.unit_of_work() as uow:
+        uow.identities.link(SCOPE, SUBJECT, keys)
+        uow.identities.link(SCOPE, OTHER, keys)
+    left = residue()
+    assert left["profiles"] == 1
+    # The subject's link; another profile's link of the identity counts only when that
+    # profile was made before the erasure (OTHER was made at 1000).
+    assert left["identity_links"] == 1
+    assert residue(before_ms=5000)["identity_links"] == 2
+    assert left["event_log"] == 2  # the subject's, and one of no profile naming them
+    assert left["rejects"] == 1
+    assert left["membership_log"] == 1
+    assert left["audience_memberships"] == 2
+    assert left["merge_ledger"] == 2
+    assert left["dead_letters"] == 1
+    # Received after the erasure: not theirs (a new profile with the same identities).
+    assert residue(before_ms=0)["rejects"] == 0
+    with store.unit_of_work() as uow:
+        uow.identities.unlink(SCOPE, OTHER, keys)
+    profile = store.get_profile(SUBJECT)
+    assert profile is not None
+    with store.unit_of_work() as uow:
+        uow.profiles.delete(profile)
+        uow.log.erase([SUBJECT], [NEEDLE])
+        uow.rejects.erase([NEEDLE])
+        uow.ledger.erase([SUBJECT])
+        uow.memberships.erase_log([SUBJECT])
+        uow.outbox.erase([SUBJECT])
+        # An erasure's own exits stay in the log and its removals in the outbox.
+        uow.memberships.append(
+            [
+                MembershipChange(
+                    audience_id=1, mpid=SUBJECT, entered=False, at_ms=60, reason=ERASED_EXIT
+                )
+            ]
+        )
+        uow.outbox.enqueue([_delivery(SUBJECT, 60)])
+    assert residue() == clean
     assert store.get_profile(OTHER) is not None
 
 
@@ -129,6 +254,38 @@ def test_the_same_id_is_a_duplicate_and_an_open_one_a_conflict(store: Store) -> 
     done = _request("r-1", status=DsrStatus.COMPLETED, version=2)
     assert store.update_dsr(done)
     assert store.insert_dsr(_request("r-5")) == "created"
+
+
+def _callback(request_id: str, status: str) -> Delivery:
+    return Delivery(
+        connection="opendsr-callbacks",
+        kind="callback",
+        workspace_id=1,
+        created_ms=1,
+        body=f'{{"request_id":"{request_id}","status":"{status}"}}'.encode(),
+    )
+
+
+def test_callbacks_are_queued_with_the_status_that_made_them(store: Store) -> None:
+    """A status's callbacks go into the outbox in the transaction that stores it, and only
+    when it is stored: in the order the statuses were stored."""
+    assert store.insert_dsr(_request("r-1"), [_callback("r-1", "pending")]) == "created"
+    refused = [_callback("r-1", "never")]
+    assert store.insert_dsr(_request("r-1"), refused) == "duplicate"
+    assert store.insert_dsr(_request("r-2"), refused) == "conflict"
+    moved = _request("r-1", status=DsrStatus.IN_PROGRESS, version=2)
+    assert store.update_dsr(moved, [_callback("r-1", "in_progress")])
+    assert not store.update_dsr(moved, refused)  # from a version no longer stored
+    done = _request("r-1", status=DsrStatus.COMPLETED, version=3)
+    assert store.update_dsr(done, [_callback("r-1", "completed"), _callback("r-1", "again")])
+    queued = store.pending_deliveries("opendsr-callbacks", 10)
+    assert [json.loads(d.body)["status"] for d in queued] == [
+        "pending",
+        "in_progress",
+        "completed",
+        "again",
+    ]
+    assert all(d.kind == "callback" and d.mpid is None for d in queued)
 
 
 def test_updates_apply_only_from_the_version_read(store: Store) -> None:

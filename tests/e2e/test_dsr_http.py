@@ -2,11 +2,16 @@
 OpenDSR API, waits out its waiting period on the test clock, then removes a subject who is
 in two audiences with a connection, has a calculated attribute, pending outbox rows, a
 merged stub and a quarantined batch; direct queries on the store (SQLite, PostgreSQL) find
-nothing of them afterwards, and the audience output received the removals."""
+nothing of them afterwards, and the audience output received the removals. Each status
+change reached a real callback receiver, signed with the key of the certificate
+`/v3/discovery` gives; the signed receipt lists every store part and `kindred dsr verify`
+passes, until a row of the subject is put back into the store."""
 
 from __future__ import annotations
 
+import base64
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,10 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.e2e.conftest import CONFIG, Query, Server, clocked_with_query, make_server, until
 from tests.e2e.conftest import admin_json as admin
 from tests.e2e.conftest import send_batch as send
+from tests.receiver import Answer, Receiver, receiving
 
 pytestmark = pytest.mark.e2e
 
@@ -79,6 +88,32 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Serv
     yield from clocked_with_query(tmp_path, request.param, config(tmp_path / "out"))
 
 
+@pytest.fixture
+def callbacks() -> Iterator[Receiver]:
+    with receiving() as receiver:
+        yield receiver
+
+
+def signed_by(certificate_pem: str, body: bytes, signature: str) -> bool:
+    """Whether `signature` (base64) is the certificate key's RSA-SHA256 signature of `body`."""
+    public = x509.load_pem_x509_certificate(certificate_pem.encode()).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    try:
+        public.verify(base64.b64decode(signature), body, padding.PKCS1v15(), hashes.SHA256())
+    except Exception:
+        return False
+    return True
+
+
+def put_back(server: Server, query: Query, sql: str, params: tuple[object, ...]) -> None:
+    """A row written straight into the store, beside the running server."""
+    if server.env.get("KINDRED_STORE_URL"):
+        query(sql + " RETURNING 1", params)
+        return
+    with sqlite3.connect(server.data_dir / "kindred.db", timeout=10) as conn:
+        conn.execute(sql, params)
+
+
 def identify(server: Server, identities: dict[str, str]) -> int:
     answer = httpx.post(
         f"{server.url}/v1/identify",
@@ -123,7 +158,7 @@ def erasure(identities: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_an_erasure_over_http_leaves_nothing_of_the_subject(
-    world: tuple[Server, Query], tmp_path: Path
+    world: tuple[Server, Query], tmp_path: Path, callbacks: Receiver
 ) -> None:
     server, query = world
     out = tmp_path / "out"
@@ -187,7 +222,10 @@ def test_an_erasure_over_http_leaves_nothing_of_the_subject(
     bo_before = server.profile(mpid=str(bo))
 
     # The erasure waits out its seven days on the test clock.
-    body = erasure({"email": {"value": ADA_EMAIL, "encoding": "raw"}})
+    body = {
+        **erasure({"email": {"value": ADA_EMAIL, "encoding": "raw"}}),
+        "status_callback_urls": [callbacks.url],
+    }
     made = httpx.post(f"{server.url}/v3/requests", json=body, auth=SERVER, timeout=30)
     assert made.status_code == 201, made.text
     assert made.headers["X-OpenDSR-Processor-Domain"] == "opendsr.mparticle.com"
@@ -261,9 +299,121 @@ def test_an_erasure_over_http_leaves_nothing_of_the_subject(
     assert server.profile(mpid=str(ada)) is None
     assert server.profile(mpid=str(bo)) == bo_before
 
-    # The same identities later: a new profile.
+    check_callbacks(server, callbacks, request_id)
+    check_receipt(server, status, request_id, (ada, anonymous))
+    verified = server.cli("dsr", "verify", request_id)
+    assert json.loads(verified.stdout)["ok"] is True
+    assert "nothing of the subject remains" in verified.stderr
+
+    # The same identities later: a new profile, which a verification does not count.
     send(server, user("ada-dsr", ADA_EMAIL))
     assert identify(server, {"customerid": "ada-dsr"}) not in mpids
+    assert server.cli("dsr", "verify", request_id).returncode == 0
+
+    # A row of the erased subject put back into the store: the verification fails.
+    put_back(
+        server,
+        query,
+        "INSERT INTO audience_members (audience_id, mpid, name, since_ms) VALUES (?, ?, ?, ?)",
+        (1, ada, "Gold", 1),
+    )
+    failed = server.cli("dsr", "verify", request_id, check=False)
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["residue"]["audience_memberships"] == 1
+    assert "audience_memberships: 1 row(s) of the subject remain" in failed.stderr
+
+
+def check_callbacks(server: Server, callbacks: Receiver, request_id: str) -> None:
+    """Each status change reached the receiver, signed by the processor's key."""
+    discovery = httpx.get(f"{server.url}/v3/discovery", timeout=30).json()
+    certificate = discovery["processor_certificate"]
+    assert certificate.startswith("-----BEGIN CERTIFICATE-----")
+    until(lambda: len(callbacks.requests) >= 3, "three status callbacks")
+    statuses = []
+    for received in callbacks.requests:
+        assert received["path"] == "/hook"
+        signature = received["headers"]["X-OpenDSR-Signature"]
+        assert signed_by(certificate, received["body"], signature), received
+        assert not signed_by(certificate, received["body"] + b" ", signature)
+        status = json.loads(received["body"])
+        assert status["subject_request_id"] == request_id
+        assert status["controller_id"] == "1"
+        statuses.append(status["request_status"])
+    assert statuses == ["pending", "in_progress", "completed"]
+    completed = json.loads(callbacks.requests[-1]["body"])
+    assert completed["extensions"]["opendsr.mparticle.com"]["removed"]["profiles"] == 1
+
+
+def check_receipt(
+    server: Server, status: dict[str, Any], request_id: str, mpids: tuple[int, int]
+) -> None:
+    """The signed receipt: every store part, what each lost, checked with the certificate."""
+    extension = status["extensions"]["opendsr.mparticle.com"]
+    assert extension["receipt_url"].endswith(f"/v3/requests/{request_id}/receipt")
+    answer = httpx.get(extension["receipt_url"], auth=SERVER, timeout=30)
+    assert answer.status_code == 200, answer.text
+    signed = answer.json()
+    assert signed["algorithm"] == "RSA-SHA256"
+    discovery = httpx.get(f"{server.url}/v3/discovery", timeout=30).json()
+    assert signed["certificate"] == discovery["processor_certificate"]
+    payload = signed["signed_payload"].encode()
+    assert signed_by(signed["certificate"], payload, signed["signature"])
+    receipt = signed["receipt"]
+    assert receipt["receipt_id"] == extension["receipt_id"]
+    assert json.loads(payload)["parts"] == receipt["parts"]
+    counts = {p["part"]: p["count"] for p in receipt["parts"]}
+    assert set(counts) == {
+        "profiles",
+        "merged_profiles",
+        "identity_links",
+        "event_log",
+        "rejects",
+        "audience_memberships",
+        "membership_log",
+        "calculated_attributes",
+        "merge_ledger",
+        "outbox",
+        "dead_letters",
+    }
+    assert counts["profiles"] == 1
+    assert counts["merged_profiles"] == 1
+    assert counts["audience_memberships"] == 2
+    assert counts["calculated_attributes"] >= 1
+    for part in ("identity_links", "event_log", "rejects", "merge_ledger", "outbox"):
+        assert counts[part] >= 1, part
+    for part in receipt["parts"]:
+        assert len(part["ids"]) == len(part["digests"]) == part["count"]
+        assert all(len(d) == 64 for d in part["digests"])
+    assert sorted(receipt["subject_mpids"]) == sorted(str(m) for m in mpids)
+    outputs = {o["connection"]: o for o in receipt["outputs"]}
+    assert outputs["gold-to-files"]["audience_ids"] == [1]
+    assert outputs["buyers-to-files"]["audience_ids"] == [2]
+    assert ADA_EMAIL not in answer.text
+    shown = json.loads(server.cli("dsr", "receipt", request_id).stdout)
+    assert shown["signature"] == signed["signature"]
+    assert (
+        json.loads(server.cli("dsr", "show", request_id).stdout)["receipt_id"]
+        == (extension["receipt_id"])
+    )
+    check_privacy_page(server, extension["receipt_id"], signed["certificate_sha256"])
+
+
+def check_privacy_page(server: Server, receipt_id: str, fingerprint: str) -> None:
+    """The UI's Privacy page lists the receipt with the certificate's fingerprint; the
+    receipt's page shows it whole."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        signed_in = client.post("/ui/login", data={"name": "tester", "password": "tester-password"})
+        assert signed_in.status_code in (200, 303), signed_in.text
+        listing = client.get("/ui/privacy")
+        assert listing.status_code == 200
+        assert f'href="/ui/privacy/receipts/{receipt_id}"' in listing.text
+        assert fingerprint in listing.text
+        shown = client.get(f"/ui/privacy/receipts/{receipt_id}")
+        assert shown.status_code == 200
+        assert "merged profiles" in shown.text
+        assert "RSA-SHA256" in shown.text
+        assert ADA_EMAIL not in shown.text
+        assert client.get(f"/ui/privacy/receipts/{uuid.uuid4()}").status_code == 404
 
 
 @pytest.fixture
@@ -439,3 +589,75 @@ def test_the_web_ui_lists_the_requests_with_their_status_and_receipt(plain: Serv
         pending_only = browser.get("/ui/privacy?status=pending")
         assert request_id not in pending_only.text
     assert httpx.get(f"{server.url}/ui/privacy", follow_redirects=False).status_code == 302
+
+
+def test_status_callbacks_outlive_a_receiver_down_and_a_restart(tmp_path: Path) -> None:
+    """The callbacks wait in the outbox while the receiver answers 503, through a crash of
+    the server, and arrive in order, signed, once it is up again."""
+    with receiving() as receiver:
+        receiver.default = Answer(status=503)
+        clock = tmp_path / "clock"
+        clock.write_text("0")
+        path = tmp_path / "kindred.toml"
+        path.write_text(
+            CONFIG.read_text()
+            + """
+[privacy]
+run_interval_s = 0.2
+
+[forwarding]
+idle_s = 0.05
+lease_s = 1
+
+[forwarding.retry]
+base_s = 0.1
+max_delay_s = 0.3
+max_attempts = 1000
+"""
+        )
+        server = make_server(tmp_path, clock_file=clock)
+        server.config = path
+        server.start()
+        try:
+            send(server, user("eve-dsr", "eve-dsr@example.com"))
+            body = {
+                **portability({"email": {"value": "eve-dsr@example.com", "encoding": "raw"}}),
+                "status_callback_urls": [receiver.url],
+            }
+            made = httpx.post(f"{server.url}/v3/requests", json=body, auth=SERVER, timeout=30)
+            assert made.status_code == 201, made.text
+            until(lambda: len(receiver.requests) >= 3, "the receiver to be tried a few times")
+            server.kill()
+            receiver.default = Answer(status=200)
+            server.start()
+            accepted = until(
+                lambda: (
+                    len(done := [r for r in receiver.requests if r["status"] == 200]) >= 3 and done
+                ),
+                "the callbacks after the restart",
+            )
+            certificate = httpx.get(f"{server.url}/v3/discovery", timeout=30).json()[
+                "processor_certificate"
+            ]
+            statuses = []
+            for received in accepted:
+                signature = received["headers"]["X-OpenDSR-Signature"]
+                assert signed_by(certificate, received["body"], signature)
+                statuses.append(json.loads(received["body"])["request_status"])
+            assert statuses == ["pending", "in_progress", "completed"]
+            time.sleep(0.5)
+            assert len([r for r in receiver.requests if r["status"] == 200]) == 3
+        finally:
+            server.stop()
+
+
+def test_a_callback_url_that_is_not_http_is_refused(plain: Server) -> None:
+    body = {
+        **erasure({"email": {"value": "x@example.com", "encoding": "raw"}}),
+        "status_callback_urls": ["ftp://cb.example.com/status"],
+    }
+    answer = httpx.post(f"{plain.url}/v3/requests", json=body, auth=SERVER, timeout=30)
+    assert answer.status_code == 400
+    (error,) = answer.json()["errors"]
+    assert error["reason"] == "invalid_callback_url"
+    assert "status_callback_urls[0]" in error["message"]

@@ -244,6 +244,14 @@ def test_bulk_deletion_over_http(world: tuple[Server, Query], receiver: Receiver
         "both removals",
     )
     assert removals == ["bulk0@example.com", "bulk1@example.com"]
+    # One signed receipt per profile erased, which verifies; none for an unknown MPID.
+    assert "receipt_id" not in unknown
+    for done in (first, by_identity["profiles"][0]):
+        receipt = json.loads(server.cli("dsr", "receipt", done["receipt_id"]).stdout)
+        assert receipt["receipt"]["origin"] == "bulk"
+        assert {p["part"]: p["count"] for p in receipt["receipt"]["parts"]}["profiles"] == 1
+        verified = server.cli("dsr", "verify", done["receipt_id"], check=False)
+        assert verified.returncode == 0, verified.stderr
     bad = httpx.post(url, json={"mpids": ["1"], "identities": []}, headers=ADMIN, timeout=30)
     assert bad.status_code == 400, bad.text
     nobody = httpx.post(url, json={"mpids": ["1"]}, timeout=30)

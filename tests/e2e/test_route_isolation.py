@@ -122,6 +122,7 @@ _EXACT_KINDS = {
             "/v3/requests",
             "/v3/requests/{request_id}",
             "/v3/requests/{request_id}/results",
+            "/v3/requests/{request_id}/receipt",
             "/v1/opengdpr_requests",
             "/v1/opengdpr_requests/{request_id}",
         ),
@@ -225,6 +226,7 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, int]] = {
             ("GET", "/v3/requests/{request_id}"),
             ("DELETE", "/v3/requests/{request_id}"),
             ("GET", "/v3/requests/{request_id}/results"),
+            ("GET", "/v3/requests/{request_id}/receipt"),
             ("GET", "/v1/opengdpr_requests/{request_id}"),
             ("DELETE", "/v1/opengdpr_requests/{request_id}"),
         )

@@ -378,7 +378,8 @@ def test_a_config_connection_disabled_then_enabled_at_a_later_start_syncs_then(
         gold_audience(world)
         enter(world, "c1", "c2")
         assert sync_status(world) == "off"
-        assert world.container.delivery.lanes() == []
+        # No lane but the status callbacks' (always there).
+        assert [lane.name for lane in world.container.delivery.lanes()] == ["opendsr-callbacks"]
         again = worlds(output(hook.url) + DECLARED, first_mpid=1000)  # started again
         assert sync_status(again) == "waiting"
         drain(again.lane(CONNECTION))

@@ -1,5 +1,6 @@
 """The Data Subject Request API (OpenDSR v3, reference §6; v1's `opengdpr_requests` too):
-`/v3/requests`, `/v3/requests/{id}`, `/v3/requests/{id}/results`, `/v3/discovery`.
+`/v3/requests`, `/v3/requests/{id}`, `/v3/requests/{id}/results`, `/v3/requests/{id}/receipt`
+(a completed erasure's signed receipt), `/v3/discovery` (with the processor's certificate).
 
 Callers authenticate as the Events API's do (HTTP Basic with an input's key and secret) and
 reach only their workspace's requests: another workspace's request id is answered exactly
@@ -22,7 +23,7 @@ from kindred.api.auth import InputAuthenticator
 from kindred.api.errors import error_headers, status_of
 from kindred.api.ratelimit import InputRateLimiter
 from kindred.bootstrap import Container
-from kindred.domain.dsr import DsrRequest, DsrStatus
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.errors import AuthRejected, InvalidBatch, KindredError
 from kindred.domain.tenancy import InputDef
 from kindred.services.privacy.requests import DuplicateRequest
@@ -32,7 +33,7 @@ from kindred.wire.dsr import (
     discovery_body,
     dsr_error_body,
     parse_request,
-    status_body,
+    receipt_body,
 )
 
 __all__ = ["dsr_routes"]
@@ -46,6 +47,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 class DsrApi:
     def __init__(self, container: Container) -> None:
         self._dsr = container.dsr
+        self._key = container.processor_key
         self._auth = InputAuthenticator(container.tenancy)
         self._limits = InputRateLimiter()
         privacy = container.settings.privacy
@@ -128,17 +130,19 @@ class DsrApi:
         )
         return Response(found.body, 200, media_type=found.media_type)
 
+    async def receipt(self, request: Request) -> Response:
+        source = self._caller(request)
+        found = await run_in_threadpool(
+            self._dsr.receipt, source.workspace.workspace_id, request.path_params["request_id"]
+        )
+        return self._json(receipt_body(found.signed))
+
     async def discovery(self, _: Request) -> Response:
-        return self._json(discovery_body())
+        certificate = await run_in_threadpool(lambda: self._key.certificate)
+        return self._json(discovery_body(certificate))
 
     def _status(self, request: Request, found: DsrRequest) -> dict[str, object]:
-        return status_body(found, self._dsr.expected_ms(found), self._results_url(request, found))
-
-    def _results_url(self, request: Request, found: DsrRequest) -> str | None:
-        if found.request_type == "erasure" or found.status != DsrStatus.COMPLETED:
-            return None
-        base = (self._public_url or str(request.base_url)).rstrip("/")
-        return f"{base}/v3/requests/{found.request_id}/results"
+        return self._dsr.status_object(found, self._public_url or str(request.base_url))
 
 
 def dsr_routes(container: Container, timed: Callable[[str, Handler], Handler]) -> list[Route]:
@@ -153,6 +157,7 @@ def dsr_routes(container: Container, timed: Callable[[str, Handler], Handler]) -
         route("/v3/requests/{request_id}", "dsr_status", api.status, "GET"),
         route("/v3/requests/{request_id}", "dsr_cancel", api.cancel, "DELETE"),
         route("/v3/requests/{request_id}/results", "dsr_results", api.results, "GET"),
+        route("/v3/requests/{request_id}/receipt", "dsr_receipt", api.receipt, "GET"),
         route("/v3/discovery", "dsr_discovery", api.discovery, "GET"),
         route("/v1/opengdpr_requests", "dsr_create", api.create, "POST"),
         route("/v1/opengdpr_requests/{request_id}", "dsr_status", api.status, "GET"),

@@ -1,8 +1,10 @@
 """`kindred dsr ...`: data subject requests (docs/privacy.md) from the host: list, show,
-create, cancel, results, run-due."""
+create, cancel, results, run-due; erasure receipts: receipt, receipts, verify; the
+processor certificate."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from typing import Any
@@ -13,9 +15,10 @@ import msgspec
 from kindred.bootstrap import Container
 from kindred.cli.common import config_option, data_dir_option, started
 from kindred.domain.dsr import DSR_IDENTITY_TYPES, REQUEST_TYPES, DsrRequest
-from kindred.domain.errors import KindredError
+from kindred.domain.errors import KindredError, NotFound
+from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import WorkspaceDef
-from kindred.wire.dsr import DOMAIN, DsrProblem, iso_time, parse_request
+from kindred.wire.dsr import DOMAIN, DsrProblem, iso_time, parse_request, receipt_body
 
 __all__ = ["dsr"]
 
@@ -210,3 +213,106 @@ def run_due(
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
         _echo(_shown(done, container))
+
+
+def _receipt_of(container: Container, given: str, workspace: int | None) -> ReceiptRecord:
+    """The receipt named by its id, or by its request's id (in --workspace, else in any)."""
+    receipts = container.receipts
+    with contextlib.suppress(NotFound):
+        return receipts.get(given)
+    workspaces = [workspace] if workspace is not None else list(container.tenancy.workspaces)
+    for workspace_id in workspaces:
+        with contextlib.suppress(NotFound):
+            return container.dsr.receipt(workspace_id, given)
+    raise click.ClickException(f"no receipt {given} (a receipt id, or a completed erasure's id)")
+
+
+@dsr.command("receipt")
+@click.argument("receipt_or_request_id")
+@click.option("--workspace", type=int, help="The request's workspace (default: any).")
+@config_option
+@data_dir_option
+def receipt(
+    receipt_or_request_id: str,
+    workspace: int | None,
+    config_path: str | None,
+    data_dir: str | None,
+) -> None:
+    """Print an erasure's signed receipt (by receipt id, or by the request's id)."""
+    with started(config_path, data_dir) as container:
+        found = _receipt_of(container, receipt_or_request_id, workspace)
+        _echo(receipt_body(found.signed))
+
+
+@dsr.command("receipts")
+@click.option("--workspace", type=int, help="Only this workspace's (default: all).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@config_option
+@data_dir_option
+def receipts(
+    workspace: int | None, limit: int, config_path: str | None, data_dir: str | None
+) -> None:
+    """List erasure receipts (requests' and bulk deletions'), newest first."""
+    with started(config_path, data_dir) as container:
+        listed = []
+        for record in container.receipts.list(workspace, limit):
+            signed = record.signed.receipt()
+            listed.append(
+                {
+                    "receipt_id": record.receipt_id,
+                    "origin": signed.origin,
+                    "request_id": signed.request_id,
+                    "workspace_id": signed.workspace_id,
+                    "erased_time": iso_time(signed.erased_ms),
+                    "removed": {p.part: p.count for p in signed.parts if p.count},
+                }
+            )
+        _echo(listed)
+
+
+@dsr.command("verify")
+@click.argument("receipt_or_request_id")
+@click.option("--workspace", type=int, help="The request's workspace (default: any).")
+@config_option
+@data_dir_option
+def verify(
+    receipt_or_request_id: str,
+    workspace: int | None,
+    config_path: str | None,
+    data_dir: str | None,
+) -> None:
+    """Check an erasure's receipt: its signature, and that nothing of the subject remains
+    in the stores. Exit status 1 when either fails."""
+    with started(config_path, data_dir) as container:
+        found = _receipt_of(container, receipt_or_request_id, workspace)
+        checked = container.receipts.verify(found.receipt_id)
+        _echo(checked)
+        if not checked.ok:
+            for problem in checked.problems:
+                click.echo(f"verify failed: {problem}", err=True)
+            sys.exit(1)
+        click.echo(
+            f"receipt {checked.receipt_id}: signature valid, nothing of the subject remains",
+            err=True,
+        )
+
+
+@dsr.command("certificate")
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="Make a new processor key first (the old certificate stays trusted for receipts).",
+)
+@config_option
+@data_dir_option
+def certificate(rotate: bool, config_path: str | None, data_dir: str | None) -> None:
+    """Print the processor certificate (PEM) that signs receipts and status callbacks."""
+    with started(config_path, data_dir) as container:
+        key = container.processor_key
+        if rotate:
+            try:
+                key.rotate()
+            except KindredError as exc:
+                raise click.ClickException(str(exc)) from None
+        click.echo(key.certificate, nl=False)
+        click.echo(f"sha256 {key.fingerprint} ({key.where})", err=True)

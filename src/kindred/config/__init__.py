@@ -257,9 +257,16 @@ class PrivacySettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields
     run_interval_s: float = 60.0
     # The X-OpenDSR-Processor-Domain header of every answer.
     processor_domain: str = "opendsr.mparticle.com"
-    # Where the server is reached, for `results_url` (default: the address of the request
-    # that reads the status).
+    # Where the server is reached, for `results_url` and `receipt_url` (default: the
+    # address of the request that reads the status; status callbacks need it set to
+    # carry them).
     public_url: str | None = None
+    # The processor's RSA key and certificate (PEM, key then certificate): they sign
+    # erasure receipts and status callbacks. A file (relative to the data directory), made
+    # on first use; default: kept in the store (every process sharing it signs alike).
+    processor_key_file: str | None = None
+    # How long a status callback's receiver may take to answer.
+    callback_timeout_s: float = 10.0
 
 
 class ForwardingSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,8 @@ __all__ = [
     "generate_key",
     "key_source",
     "read_keys",
+    "read_pem_file",
+    "replace_private_file",
     "write_key_file",
 ]
 
@@ -125,6 +128,46 @@ def write_key_file(path: Path | str, keys: list[str]) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write("".join(f"{k}\n" for k in keys))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_pem_file(path: Path | str, make: Callable[[], bytes]) -> bytes:
+    """A PEM file's bytes (the processor's key and certificate); made with `make()` when it
+    does not exist yet (private to the service user; the first process to make it wins)."""
+    path = Path(path)
+    if not path.exists():
+        _private_parent(path)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(make())
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(temp, 0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+
+
+def replace_private_file(path: Path | str, data: bytes) -> None:
+    """Replace a file at once (0600): a reader sees the old or the new one."""
+    path = Path(path)
+    _private_parent(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temp, 0o600)

@@ -64,8 +64,8 @@ DSR_IDENTITY_TYPES: dict[str, str] = {
 
 
 class DsrSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What processing found or removed, by store part (kept with the request; the
-    receipts of BEY-6 will be built from it)."""
+    """What processing found or removed, by store part, in counts (kept with the request;
+    the signed receipt, `domain.receipts`, has the ids and digests of the rows)."""
 
     profiles: int = 0
     merged_profiles: int = 0
@@ -111,6 +111,8 @@ class DsrRequest(msgspec.Struct, kw_only=True):
     results_dropped_ms: int | None = None
     failure: str | None = None
     summary: DsrSummary | None = None
+    # A completed erasure's signed receipt (`domain.receipts.ReceiptRecord.receipt_id`).
+    receipt_id: str | None = None
     version: int = 1
 
     @property

@@ -8,7 +8,14 @@ from kindred.domain.errors import ConfigError, DeliveryFailed
 from kindred.domain.forwarding import OutputDef
 from kindred.ports import Message, Sink
 
-__all__ = ["make_sink"]
+__all__ = ["make_callback_sink", "make_sink"]
+
+
+def make_callback_sink(timeout_s: float) -> Sink:
+    """The transport of data subject requests' status callbacks (one POST per message)."""
+    from kindred.outputs.callback import CallbackSink  # noqa: PLC0415 - only when used
+
+    return CallbackSink(timeout_s)
 
 
 def make_sink(output: OutputDef, resolve: Callable[[OutputDef], OutputDef] | None = None) -> Sink:

@@ -19,6 +19,7 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
+from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.sessions import UiSession
 from kindred.ports.delivery import (
     ConnectionState,
@@ -38,6 +39,7 @@ from kindred.ports.records import (
     MergeEntry,
     Recorded,
     RejectEntry,
+    Removed,
     SelectionPage,
 )
 from kindred.ports.unit_of_work import (
@@ -85,6 +87,7 @@ __all__ = [
     "RejectEntry",
     "RejectReader",
     "RejectWrites",
+    "Removed",
     "SecretBox",
     "Secrets",
     "SelectionPage",
@@ -304,10 +307,12 @@ class DsrStore(Protocol):
     """Data subject requests (`domain.dsr`), by (workspace, request id), and the results of
     access and portability. Each call is its own transaction."""
 
-    def insert_dsr(self, request: DsrRequest) -> str:
+    def insert_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> str:
         """Keep a new request: "created"; "duplicate" when the workspace has one of that id
         already; "conflict" when it has an open one (pending, in progress) of the same
-        type and subject (`DsrRequest.subject_key`). Atomic across processes."""
+        type and subject (`DsrRequest.subject_key`). Atomic across processes. `callbacks`:
+        outbox rows added in the same transaction when (only when) it is created, so that
+        status callbacks are queued in the order the statuses were stored."""
         ...
 
     def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None: ...
@@ -318,9 +323,10 @@ class DsrStore(Protocol):
         """Newest first (by received time), of one workspace or all, of one group or all."""
         ...
 
-    def update_dsr(self, request: DsrRequest) -> bool:
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         """Replace the stored request if it is still at `request.version - 1`; whether it
-        was (a lost race: another process changed it first)."""
+        was (a lost race: another process changed it first). `callbacks`: outbox rows added
+        in the same transaction when (only when) it was replaced."""
         ...
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
@@ -333,6 +339,35 @@ class DsrStore(Protocol):
         ...
 
     def dsr_result(self, workspace_id: int, request_id: str) -> bytes | None: ...
+
+    def save_receipt(self, record: ReceiptRecord) -> None:
+        """Keep an erasure's signed receipt (insert or replace, by `receipt_id`)."""
+        ...
+
+    def get_receipt(self, receipt_id: str) -> ReceiptRecord | None: ...
+
+    def list_receipts(self, workspace_id: int | None, limit: int) -> list[ReceiptRecord]:
+        """Newest first (by `made_ms`, then id), of one workspace or all."""
+        ...
+
+    def erasure_residue(
+        self,
+        scope: str,
+        mpids: Sequence[int],
+        identities: Sequence[IdentityKey],
+        needles: Sequence[bytes],
+        before_ms: int,
+    ) -> dict[str, int]:
+        """What is still stored of an erased subject, by part (`domain.receipts.
+        RESIDUE_PARTS`, each present, 0 when clean): profiles of these MPIDs; identity links
+        to them, and links of the identities (in the scope) to profiles created before
+        `before_ms`; event-log entries of the MPIDs, and entries of no MPID received before
+        `before_ms` whose body holds a needle; refused or quarantined batches received
+        before it holding a needle; audience members, membership-log entries (except the
+        exits an erasure logs, reason "erased"), merges (either side), outbox rows and dead
+        letters (made before `before_ms`: an erasure's own removals are sent after it) of
+        the MPIDs."""
+        ...
 
 
 class Store(

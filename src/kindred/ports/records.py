@@ -79,6 +79,14 @@ class MergeEntry(msgspec.Struct, kw_only=True):
     id: int | None = None
 
 
+class Removed(msgspec.Struct, frozen=True):
+    """A row an erasure deleted: its id and its digest (`domain.receipts.row_digest` over
+    the part's fields, the same on every store)."""
+
+    id: int
+    digest: str
+
+
 class SelectionPage(msgspec.Struct, frozen=True, kw_only=True):
     """What one page of `apply_selection` did: how many profiles it covered, the last MPID
     covered (None: the scope has no more), and the membership changes; `stopped` when the

@@ -16,7 +16,14 @@ from kindred.audiences.prefilter import Needles
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports.delivery import Delivery
-from kindred.ports.records import LogEntry, MergeEntry, Recorded, RejectEntry, SelectionPage
+from kindred.ports.records import (
+    LogEntry,
+    MergeEntry,
+    Recorded,
+    RejectEntry,
+    Removed,
+    SelectionPage,
+)
 
 __all__ = [
     "ConcurrentUpdate",
@@ -114,10 +121,10 @@ class EventLogWrites(Protocol):
         """Attribute these entries to another profile."""
         ...
 
-    def erase(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
+    def erase(self, mpids: Sequence[int], needles: Sequence[bytes]) -> list[Removed]:
         """Delete the entries of these MPIDs, and the entries of no MPID whose body holds
-        one of the needles (a subject's erasure); how many. Done at once in this
-        transaction."""
+        one of the needles (a subject's erasure); those deleted, each digest
+        `row_digest("event_log", id, body)`. Done at once in this transaction."""
         ...
 
     def aged(
@@ -142,8 +149,9 @@ class RejectWrites(Protocol):
         """A quarantined or refused batch was sent through ingest again."""
         ...
 
-    def erase(self, needles: Sequence[bytes]) -> int:
-        """Delete the batches whose body holds one of the needles; how many."""
+    def erase(self, needles: Sequence[bytes]) -> list[Removed]:
+        """Delete the batches whose body holds one of the needles; those deleted, each
+        digest `row_digest("rejects", id, body)`."""
         ...
 
 
@@ -179,9 +187,10 @@ class MembershipWrites(Protocol):
         processes write)."""
         ...
 
-    def erase_log(self, mpids: Sequence[int]) -> int:
+    def erase_log(self, mpids: Sequence[int]) -> list[Removed]:
         """Delete the membership log's entries of these MPIDs (already there before this
-        transaction: changes appended in it stay); how many."""
+        transaction: changes appended in it stay); those deleted, each digest
+        `row_digest("membership_log", id, audience_id, mpid, entered, at_ms)`."""
         ...
 
 
@@ -194,9 +203,10 @@ class LedgerWrites(Protocol):
 
     def mark_unmerged(self, merge_id: int, now_ms: int) -> None: ...
 
-    def erase(self, mpids: Sequence[int]) -> int:
+    def erase(self, mpids: Sequence[int]) -> list[Removed]:
         """Delete the merges any of these MPIDs took part in (either side), with their
-        snapshots; how many."""
+        snapshots; those deleted, each digest `row_digest("merge_ledger", id, survivor,
+        merged, survivor_before, merged_before)`."""
         ...
 
 
@@ -207,9 +217,10 @@ class OutboxWrites(Protocol):
         """Add to the outbox, committed with everything else of the transaction."""
         ...
 
-    def erase(self, mpids: Sequence[int]) -> tuple[int, int]:
+    def erase(self, mpids: Sequence[int]) -> tuple[list[Removed], list[Removed]]:
         """Delete the outbox rows and dead letters of these MPIDs (already there before this
-        transaction: rows enqueued in it stay); how many of each."""
+        transaction: rows enqueued in it stay); those deleted of each, each digest
+        `row_digest("outbox" or "dead_letters", id, connection, body)`."""
         ...
 
 

@@ -4,17 +4,29 @@ kept whole as JSON in `doc`; the columns are what is looked up."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from kindred.domain.dsr import DsrRequest
-from kindred.storage.outbox_sql import SqlDeliveryStore
+from kindred.domain.identities import IdentityKey
+from kindred.domain.receipts import ReceiptRecord
+from kindred.ports import Delivery
+from kindred.storage.erasure_sql import residue
+from kindred.storage.outbox_sql import (
+    DELIVERY_COLUMNS,
+    Cursor,
+    SqlDeliveryStore,
+    delivery_row,
+)
 
 __all__ = ["SqlDsrStore"]
 
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(DsrRequest)
+_DECODE_RECEIPT = msgspec.json.Decoder(ReceiptRecord)
 
 _COLUMNS = (
     "workspace_id, request_id, request_type, subject_key, status, group_id, received_ms,"
@@ -108,15 +120,19 @@ def update_params(request: DsrRequest) -> tuple[object, ...]:
 class SqlDsrStore(SqlDeliveryStore):
     """`DsrStore` over the transactions and placeholder of `SqlDeliveryStore`."""
 
+    # The store's test of `body` holding a needle (a parameter).
+    _CONTAINS = "instr(body, ?) > 0"
+
     @property
     def _dsr_sql(self) -> DsrStatements:
         return DsrStatements.of(self._MARK)
 
-    def insert_dsr(self, request: DsrRequest) -> str:
+    def insert_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> str:
         sql = self._dsr_sql
         with self._delivery_tx() as cursor:
             cursor.execute(sql.insert, dsr_row(request))
             if cursor.rowcount == 1:
+                self._enqueue(cursor, callbacks)
                 return "created"
             cursor.execute(sql.exists, (request.workspace_id, request.request_id))
             return "duplicate" if cursor.fetchone() is not None else "conflict"
@@ -135,10 +151,23 @@ class SqlDsrStore(SqlDeliveryStore):
             cursor.execute(statement, params)
             return [dsr_of(row[0]) for row in cursor.fetchall()]
 
-    def update_dsr(self, request: DsrRequest) -> bool:
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         with self._delivery_tx() as cursor:
             cursor.execute(self._dsr_sql.update, update_params(request))
-            return bool(cursor.rowcount == 1)
+            if cursor.rowcount != 1:
+                return False
+            self._enqueue(cursor, callbacks)
+            return True
+
+    def _enqueue(self, cursor: Cursor, deliveries: Sequence[Delivery]) -> None:
+        """Outbox rows in the transaction of the cursor, in order."""
+        for delivery in deliveries:
+            cursor.execute(
+                self._sql(
+                    f"INSERT INTO outbox ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                delivery_row(delivery),
+            )
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
         with self._delivery_read() as cursor:
@@ -154,3 +183,66 @@ class SqlDsrStore(SqlDeliveryStore):
             cursor.execute(self._dsr_sql.result, (workspace_id, request_id))
             row = cursor.fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
+
+    def save_receipt(self, record: ReceiptRecord) -> None:
+        m = self._MARK
+        with self._delivery_tx() as cursor:
+            cursor.execute(
+                "INSERT INTO erasure_receipts"
+                " (receipt_id, request_id, workspace_id, made_ms, doc)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (receipt_id) DO UPDATE SET"
+                " request_id = excluded.request_id, workspace_id = excluded.workspace_id,"
+                " made_ms = excluded.made_ms, doc = excluded.doc",
+                (
+                    record.receipt_id,
+                    record.request_id,
+                    record.workspace_id,
+                    record.made_ms,
+                    _ENCODE.encode(record).decode(),
+                ),
+            )
+
+    def get_receipt(self, receipt_id: str) -> ReceiptRecord | None:
+        with self._delivery_read() as cursor:
+            cursor.execute(
+                f"SELECT doc FROM erasure_receipts WHERE receipt_id = {self._MARK}", (receipt_id,)
+            )
+            row = cursor.fetchone()
+        return None if row is None else _DECODE_RECEIPT.decode(row[0])
+
+    def list_receipts(self, workspace_id: int | None, limit: int) -> list[ReceiptRecord]:
+        m = self._MARK
+        where = "" if workspace_id is None else f" WHERE workspace_id = {m}"
+        params: tuple[object, ...] = (limit,) if workspace_id is None else (workspace_id, limit)
+        with self._delivery_read() as cursor:
+            cursor.execute(
+                f"SELECT doc FROM erasure_receipts{where}"
+                f" ORDER BY made_ms DESC, receipt_id DESC LIMIT {m}",
+                params,
+            )
+            return [_DECODE_RECEIPT.decode(row[0]) for row in cursor.fetchall()]
+
+    def erasure_residue(
+        self,
+        scope: str,
+        mpids: Sequence[int],
+        identities: Sequence[IdentityKey],
+        needles: Sequence[bytes],
+        before_ms: int,
+    ) -> dict[str, int]:
+        with self._delivery_read() as cursor:
+
+            def execute(sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+
+            return residue(
+                execute,
+                self._MARK,
+                self._CONTAINS,
+                scope=scope,
+                mpids=mpids,
+                identities=identities,
+                needles=needles,
+                before_ms=before_ms,
+            )

@@ -23,6 +23,7 @@ from kindred.domain.credentials import ApiCredential
 from kindred.domain.dsr import DsrRequest, DsrStatus
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
+from kindred.domain.receipts import ReceiptRecord, row_digest
 from kindred.domain.sessions import UiSession
 from kindred.ports import (
     ConcurrentUpdate,
@@ -33,6 +34,7 @@ from kindred.ports import (
     Needles,
     Recorded,
     RejectEntry,
+    Removed,
     SelectionPage,
     UnitOfWork,
 )
@@ -62,6 +64,7 @@ class _State:
     deliveries: DeliveryState = field(default_factory=DeliveryState)
     dsr: dict[tuple[int, str], DsrRequest] = field(default_factory=dict)
     dsr_results: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    receipts: dict[str, ReceiptRecord] = field(default_factory=dict)
     # The id the next row of each log gets: ids only grow, even when rows are erased.
     next_ids: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("log", "rejects", "merges", "memberships"), 1)
@@ -266,16 +269,21 @@ class _MemoryUnitOfWork:
             msgspec.structs.replace(e, mpid=mpid) if e.id in wanted else e for e in self.state.log
         ]
 
-    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
+    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> list[Removed]:
         gone = set(mpids)
-        before = len(self.state.log)
-        self.state.log = [
-            e
+
+        def erased(e: LogEntry) -> bool:
+            return (e.id or 0) < self._first_log and (
+                e.mpid in gone or (e.mpid is None and _holds(e.body, needles))
+            )
+
+        removed = [
+            Removed(e.id or 0, row_digest("event_log", e.id, e.body))
             for e in self.state.log
-            if (e.id or 0) >= self._first_log
-            or not (e.mpid in gone or (e.mpid is None and _holds(e.body, needles)))
+            if erased(e)
         ]
-        return before - len(self.state.log)
+        self.state.log = [e for e in self.state.log if not erased(e)]
+        return removed
 
     def aged_log(
         self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
@@ -298,36 +306,70 @@ class _MemoryUnitOfWork:
         self.state.log = [e for e in self.state.log if e.id not in gone]
         return before - len(self.state.log)
 
-    def erase_rejects(self, needles: Sequence[bytes]) -> int:
-        before = len(self.state.rejects)
+    def erase_rejects(self, needles: Sequence[bytes]) -> list[Removed]:
+        removed = [
+            Removed(r.id or 0, row_digest("rejects", r.id, r.body))
+            for r in self.state.rejects
+            if _holds(r.body, needles)
+        ]
         self.state.rejects = [r for r in self.state.rejects if not _holds(r.body, needles)]
-        return before - len(self.state.rejects)
+        return removed
 
-    def erase_membership_log(self, mpids: Sequence[int]) -> int:
+    def erase_membership_log(self, mpids: Sequence[int]) -> list[Removed]:
         gone = set(mpids)
-        before = len(self.state.memberships)
-        self.state.memberships = [
-            c
+
+        def erased(c: MembershipChange) -> bool:
+            return c.mpid in gone and (c.id or 0) < self._first_membership
+
+        removed = [
+            Removed(
+                c.id or 0,
+                row_digest("membership_log", c.id, c.audience_id, c.mpid, c.entered, c.at_ms),
+            )
             for c in self.state.memberships
-            if not (c.mpid in gone and (c.id or 0) < self._first_membership)
+            if erased(c)
         ]
-        return before - len(self.state.memberships)
+        self.state.memberships = [c for c in self.state.memberships if not erased(c)]
+        return removed
 
-    def erase_merges(self, mpids: Sequence[int]) -> int:
+    def erase_merges(self, mpids: Sequence[int]) -> list[Removed]:
         gone = set(mpids)
-        before = len(self.state.merges)
-        self.state.merges = [
-            m for m in self.state.merges if m.survivor not in gone and m.merged not in gone
-        ]
-        return before - len(self.state.merges)
 
-    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[int, int]:
+        def erased(m: MergeEntry) -> bool:
+            return m.survivor in gone or m.merged in gone
+
+        removed = [
+            Removed(
+                m.id or 0,
+                row_digest(
+                    "merge_ledger", m.id, m.survivor, m.merged, m.survivor_before, m.merged_before
+                ),
+            )
+            for m in self.state.merges
+            if erased(m)
+        ]
+        self.state.merges = [m for m in self.state.merges if not erased(m)]
+        return removed
+
+    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[list[Removed], list[Removed]]:
         gone = set(mpids)
         state = self.state.deliveries
-        outbox, dead = len(state.outbox), len(state.dead)
+        outbox = [
+            Removed(d.id or 0, row_digest("outbox", d.id, d.connection, d.body))
+            for d in state.outbox
+            if d.mpid in gone
+        ]
+        dead = [
+            Removed(
+                d.id or 0,
+                row_digest("dead_letters", d.id, d.delivery.connection, d.delivery.body),
+            )
+            for d in state.dead
+            if d.delivery.mpid in gone
+        ]
         state.outbox = [d for d in state.outbox if d.mpid not in gone]
         state.dead = [d for d in state.dead if d.delivery.mpid not in gone]
-        return outbox - len(state.outbox), dead - len(state.dead)
+        return outbox, dead
 
     def delete_profile(self, profile: Profile) -> None:
         stored = self.state.profiles.get(profile.mpid)
@@ -558,7 +600,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
                 del sessions[key]
             return len(gone)
 
-    def insert_dsr(self, request: DsrRequest) -> str:
+    def insert_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> str:
         with self._lock:
             requests = self._state.dsr
             if (request.workspace_id, request.request_id) in requests:
@@ -572,6 +614,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             ):
                 return "conflict"
             requests[(request.workspace_id, request.request_id)] = request
+            self._state.deliveries.add(callbacks)
             return "created"
 
     def get_dsr(self, workspace_id: int, request_id: str) -> DsrRequest | None:
@@ -590,13 +633,14 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         found.sort(key=lambda r: (r.received_ms, r.request_id), reverse=True)
         return found[:limit]
 
-    def update_dsr(self, request: DsrRequest) -> bool:
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         with self._lock:
             key = (request.workspace_id, request.request_id)
             stored = self._state.dsr.get(key)
             if stored is None or stored.version != request.version - 1:
                 return False
             self._state.dsr[key] = request
+            self._state.deliveries.add(callbacks)
             return True
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
@@ -619,6 +663,74 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
 
     def dsr_result(self, workspace_id: int, request_id: str) -> bytes | None:
         return self._state.dsr_results.get((workspace_id, request_id))
+
+    def save_receipt(self, record: ReceiptRecord) -> None:
+        with self._lock:
+            self._state.receipts[record.receipt_id] = record
+
+    def get_receipt(self, receipt_id: str) -> ReceiptRecord | None:
+        return self._state.receipts.get(receipt_id)
+
+    def list_receipts(self, workspace_id: int | None, limit: int) -> list[ReceiptRecord]:
+        with self._lock:
+            found = [
+                r
+                for r in self._state.receipts.values()
+                if workspace_id is None or r.workspace_id == workspace_id
+            ]
+        found.sort(key=lambda r: (r.made_ms, r.receipt_id), reverse=True)
+        return found[:limit]
+
+    def erasure_residue(
+        self,
+        scope: str,
+        mpids: Sequence[int],
+        identities: Sequence[IdentityKey],
+        needles: Sequence[bytes],
+        before_ms: int,
+    ) -> dict[str, int]:
+        gone = set(mpids)
+        with self._lock:
+            state = self._state
+            profiles = state.profiles
+            links = sum(1 for linked in state.identities.values() for m in linked if m in gone)
+            for key in identities:
+                for m in state.identities.get((scope, key), set()) - gone:
+                    stored = profiles.get(m)
+                    links += stored is None or stored.created_ms < before_ms
+            deliveries = state.deliveries
+            return {
+                "profiles": sum(1 for m in gone if m in profiles),
+                "identity_links": links,
+                "event_log": sum(
+                    1
+                    for e in state.log
+                    if e.mpid in gone
+                    or (e.mpid is None and e.received_ms < before_ms and _holds(e.body, needles))
+                ),
+                "rejects": sum(
+                    1
+                    for r in state.rejects
+                    if r.received_ms < before_ms and _holds(r.body, needles)
+                ),
+                "audience_memberships": sum(
+                    len(p.memberships) for m, p in profiles.items() if m in gone
+                ),
+                "membership_log": sum(
+                    1 for c in state.memberships if c.mpid in gone and c.reason != ERASED_EXIT
+                ),
+                "merge_ledger": sum(
+                    1 for m in state.merges if m.survivor in gone or m.merged in gone
+                ),
+                "outbox": sum(
+                    1 for d in deliveries.outbox if d.mpid in gone and d.created_ms < before_ms
+                ),
+                "dead_letters": sum(
+                    1
+                    for d in deliveries.dead
+                    if d.delivery.mpid in gone and d.delivery.created_ms < before_ms
+                ),
+            }
 
     def close(self) -> None:
         """Nothing to release."""

@@ -16,7 +16,15 @@ from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
-from kindred.ports import Delivery, LogEntry, MergeEntry, Recorded, RejectEntry, SelectionPage
+from kindred.ports import (
+    Delivery,
+    LogEntry,
+    MergeEntry,
+    Recorded,
+    RejectEntry,
+    Removed,
+    SelectionPage,
+)
 
 __all__ = ["PartedUnitOfWork", "Transaction"]
 
@@ -89,7 +97,7 @@ class Transaction(Protocol):
 
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
 
-    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int: ...
+    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> list[Removed]: ...
 
     def aged_log(
         self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
@@ -97,13 +105,13 @@ class Transaction(Protocol):
 
     def delete_log(self, entry_ids: Sequence[int]) -> int: ...
 
-    def erase_rejects(self, needles: Sequence[bytes]) -> int: ...
+    def erase_rejects(self, needles: Sequence[bytes]) -> list[Removed]: ...
 
-    def erase_membership_log(self, mpids: Sequence[int]) -> int: ...
+    def erase_membership_log(self, mpids: Sequence[int]) -> list[Removed]: ...
 
-    def erase_merges(self, mpids: Sequence[int]) -> int: ...
+    def erase_merges(self, mpids: Sequence[int]) -> list[Removed]: ...
 
-    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[int, int]: ...
+    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[list[Removed], list[Removed]]: ...
 
 
 class _Profiles:

@@ -28,6 +28,7 @@ from kindred.ports import (
     Needles,
     Recorded,
     RejectEntry,
+    Removed,
     SelectionPage,
 )
 from kindred.storage.codec import ProfileRead, ProfileWrite
@@ -223,7 +224,7 @@ class WriteBehindUnitOfWork:
 
     # --- erasure (at once: rows this transaction adds come at commit, after it) ---------
 
-    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> int:
+    def erase_log(self, mpids: Sequence[int], needles: Sequence[bytes]) -> list[Removed]:
         return self._ops.erasure().log(mpids, needles)
 
     def aged_log(
@@ -234,16 +235,16 @@ class WriteBehindUnitOfWork:
     def delete_log(self, entry_ids: Sequence[int]) -> int:
         return self._ops.delete_log(entry_ids)
 
-    def erase_rejects(self, needles: Sequence[bytes]) -> int:
+    def erase_rejects(self, needles: Sequence[bytes]) -> list[Removed]:
         return self._ops.erasure().rejects(needles)
 
-    def erase_membership_log(self, mpids: Sequence[int]) -> int:
+    def erase_membership_log(self, mpids: Sequence[int]) -> list[Removed]:
         return self._ops.erasure().membership_log(mpids)
 
-    def erase_merges(self, mpids: Sequence[int]) -> int:
+    def erase_merges(self, mpids: Sequence[int]) -> list[Removed]:
         return self._ops.erasure().merges(mpids)
 
-    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[int, int]:
+    def erase_deliveries(self, mpids: Sequence[int]) -> tuple[list[Removed], list[Removed]]:
         return self._ops.erasure().deliveries(mpids)
 
     # --- writes ------------------------------------------------------------------------

@@ -9,10 +9,12 @@ import base64
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
 from kindred.domain.dsr import DSR_IDENTITY_TYPES, REGULATIONS, REQUEST_TYPES, DsrRequest
+from kindred.domain.receipts import SignedReceipt
 from kindred.wire.limits import INT64_MAX, INT64_MIN, check_json_body
 
 __all__ = [
@@ -23,11 +25,14 @@ __all__ = [
     "dsr_error_body",
     "iso_time",
     "parse_request",
+    "receipt_body",
     "status_body",
 ]
 
 DOMAIN = "opendsr.mparticle.com"
 MAX_IDENTITIES = 50
+MAX_CALLBACKS = 10
+_MAX_URL = 2048
 _MAX_TEXT = 256
 _EXTENSION_TYPES = (
     "mpid",
@@ -128,11 +133,19 @@ def _options(
 ) -> tuple[list[str], dict[str, Any], bool]:
     """The callback URLs, the `opendsr.mparticle.com` extension and its skip flag."""
     callbacks = raw.get("status_callback_urls") or []
-    if not isinstance(callbacks, list) or not all(
-        isinstance(u, str) and u.startswith(("https://", "http://")) for u in callbacks
-    ):
+    if not isinstance(callbacks, list):
         problems.append(("invalid_field", "status_callback_urls must be a list of URLs"))
         callbacks = []
+    for n, url in enumerate(callbacks):
+        if not _callback_url(url):
+            problems.append(
+                (
+                    "invalid_callback_url",
+                    f"status_callback_urls[{n}] must be an http or https URL with a host",
+                )
+            )
+    if len(callbacks) > MAX_CALLBACKS:
+        problems.append(("invalid_field", f"at most {MAX_CALLBACKS} status_callback_urls"))
     extensions = raw.get("extensions")
     extension = extensions.get(DOMAIN) if isinstance(extensions, dict) else None
     if extension is not None and not isinstance(extension, dict):
@@ -144,6 +157,17 @@ def _options(
         problems.append(("invalid_field", "skip_waiting_period must be true or false"))
         skip = False
     return callbacks, extension, skip
+
+
+def _callback_url(url: object) -> bool:
+    if not isinstance(url, str) or len(url) > _MAX_URL or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host)
 
 
 def _v3_identities(
@@ -284,9 +308,24 @@ def created_body(request: DsrRequest, expected_ms: int) -> dict[str, Any]:
     }
 
 
-def status_body(request: DsrRequest, expected_ms: int, results_url: str | None) -> dict[str, Any]:
+def status_body(
+    request: DsrRequest,
+    expected_ms: int,
+    results_url: str | None,
+    receipt_url: str | None = None,
+) -> dict[str, Any]:
     """The status object of a request (`results_url` for access and portability once
-    completed)."""
+    completed). A completed erasure's receipt is named in `extensions`, under
+    `opendsr.mparticle.com`: its id, where to read it, and the counts removed by part."""
+    extensions: dict[str, Any] | None = None
+    if request.receipt_id is not None:
+        extensions = {
+            DOMAIN: {
+                "receipt_id": request.receipt_id,
+                "receipt_url": receipt_url,
+                "removed": msgspec.to_builtins(request.summary) if request.summary else {},
+            }
+        }
     body: dict[str, Any] = {
         "controller_id": str(request.workspace_id),
         "expected_completion_time": iso_time(expected_ms),
@@ -295,18 +334,39 @@ def status_body(request: DsrRequest, expected_ms: int, results_url: str | None) 
         "request_status": request.status,
         "api_version": request.api_version,
         "results_url": results_url,
-        "extensions": None,
+        "extensions": extensions,
     }
     return body
 
 
-def discovery_body() -> dict[str, Any]:
+def discovery_body(certificate: str | None = None) -> dict[str, Any]:
+    """`processor_certificate`: the PEM of the certificate that signs callbacks and
+    receipts."""
     types = [*_TOP_TYPES, "mpid", *(t for t in _EXTENSION_TYPES if t != "mpid")]
     return {
         "api_version": "3.0",
         "supported_identities": [{"identity_type": t, "identity_format": "raw"} for t in types],
         "supported_subject_request_types": list(REQUEST_TYPES),
-        "processor_certificate": None,
+        "processor_certificate": certificate,
+    }
+
+
+def receipt_body(signed: SignedReceipt) -> dict[str, Any]:
+    """A signed receipt as `GET /v3/requests/{id}/receipt` answers it: the receipt read
+    out (`receipt`, times also in ISO 8601), and what checks it: `signed_payload` (the
+    exact text signed, UTF-8), `signature`, `algorithm`, `certificate`,
+    `certificate_sha256`."""
+    receipt = signed.receipt()
+    shown: dict[str, Any] = msgspec.to_builtins(receipt)
+    shown["erased_time"] = iso_time(receipt.erased_ms)
+    shown["subject_mpids"] = [str(m) for m in receipt.subject_mpids]
+    return {
+        "receipt": shown,
+        "signed_payload": signed.payload,
+        "signature": signed.signature,
+        "algorithm": signed.algorithm,
+        "certificate": signed.certificate,
+        "certificate_sha256": signed.certificate_sha256,
     }
 
 

@@ -117,7 +117,7 @@ def _check(
     links = {k: [m for m in store.find_profiles(SCOPE, k) if m != subject] for k in keys}
     kept_merges = [m for m in store.list_merges(None, 100) if subject not in (m.survivor, m.merged)]
     erasure = Erasure(SubjectFinder(store), Transactions(store), FakeClock(10))
-    summary = erasure.erase(SCOPE, {}, subject)
+    summary = erasure.erase(SCOPE, {}, subject).summary
     assert summary.profiles == 1
     assert store.get_profile(subject) is None
     assert {m: _snapshot(store, m) for m in others} == before

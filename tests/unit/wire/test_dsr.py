@@ -90,6 +90,38 @@ def test_refusals_name_their_reason(changes: dict[str, Any], expected: set[str])
     assert reasons(v3(**changes)) == expected
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://cb.example.com/status",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "https://",
+        "http:///no-host",
+        "https://cb.example.com/a b",
+        "//cb.example.com/status",
+        "http://[::1/",
+        7,
+    ],
+)
+def test_a_callback_url_that_is_not_http_is_refused(url: object) -> None:
+    body = v3(status_callback_urls=["https://ok.example.com/cb", url])
+    with pytest.raises(DsrProblem) as refused:
+        parse_request(body)
+    assert refused.value.problems == [
+        (
+            "invalid_callback_url",
+            "status_callback_urls[1] must be an http or https URL with a host",
+        )
+    ]
+
+
+def test_http_and_https_callback_urls_are_kept() -> None:
+    urls = ["https://cb.example.com/status?x=1", "http://127.0.0.1:8080/cb"]
+    assert parse_request(v3(status_callback_urls=urls)).callback_urls == urls
+    assert reasons(v3(status_callback_urls="https://cb.example.com")) == {"invalid_field"}
+
+
 def test_a_body_that_is_not_json_is_refused() -> None:
     assert reasons(b"{") == {"invalid_json"}
     assert reasons(b"[]") == {"invalid_json"}

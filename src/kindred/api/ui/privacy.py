@@ -1,6 +1,8 @@
-"""The Privacy page (RET-3): data subject requests with their status and, once processed,
-what was removed or found in each part of the store (the request's receipt);
-`templates/privacy.html` draws it."""
+"""The Privacy page (RET-3, BEY-6): data subject requests with their status and, once
+processed, what was removed or found in each part of the store; the signed erasure
+receipts (of requests and bulk deletions), each readable whole with what checks it, and
+the processor certificate's fingerprint. `templates/privacy.html` and
+`templates/receipt.html` draw them; this module gathers what they show."""
 
 from __future__ import annotations
 
@@ -11,14 +13,20 @@ import msgspec
 
 from kindred.api.ui.times import ms_text
 from kindred.domain.dsr import DsrRequest
+from kindred.domain.receipts import ReceiptRecord
+from kindred.wire.dsr import receipt_body
 
-__all__ = ["privacy_view"]
+__all__ = ["privacy_view", "receipt_view"]
 
 _STATUS_FILTERS = ("", "pending", "in_progress", "completed", "cancelled", "failed")
 
 
 def privacy_view(
-    requests: Sequence[DsrRequest], workspace_names: Mapping[int, str], status: str
+    requests: Sequence[DsrRequest],
+    workspace_names: Mapping[int, str],
+    status: str,
+    receipts: Sequence[ReceiptRecord] = (),
+    fingerprint: str = "",
 ) -> dict[str, Any]:
     shown = [r for r in requests if not status or r.status == status]
     rows = [
@@ -27,11 +35,48 @@ def privacy_view(
             "workspace": workspace_names.get(r.workspace_id, str(r.workspace_id)),
             "subject": _subject(r),
             "counts": _receipt(r),
+            "receipt_id": r.receipt_id,
         }
         for r in shown
     ]
     choices = [(v, v.replace("_", " ") or "any status") for v in _STATUS_FILTERS]
-    return {"rows": rows, "status": status, "status_choices": choices}
+    return {
+        "rows": rows,
+        "status": status,
+        "status_choices": choices,
+        "receipts": [_receipt_row(r, workspace_names) for r in receipts],
+        "fingerprint": fingerprint,
+    }
+
+
+def _receipt_row(record: ReceiptRecord, workspace_names: Mapping[int, str]) -> dict[str, Any]:
+    receipt = record.signed.receipt()
+    workspace = receipt.workspace_id
+    return {
+        "id": record.receipt_id,
+        "origin": "request" if receipt.origin == "dsr" else "bulk deletion",
+        "request_id": receipt.request_id,
+        "workspace": "—" if workspace is None else workspace_names.get(workspace, str(workspace)),
+        "erased_ms": receipt.erased_ms,
+        "parts": [(p.part.replace("_", " "), p.count) for p in receipt.parts if p.count],
+        "outputs": [(o.connection, o.rows) for o in receipt.outputs],
+    }
+
+
+def receipt_view(record: ReceiptRecord) -> dict[str, Any]:
+    """One receipt whole: what was removed, and the signed text, signature and
+    certificate an audit checks it with."""
+    receipt = record.signed.receipt()
+    shown = receipt_body(record.signed)
+    return {
+        "receipt_id": record.receipt_id,
+        "erased_ms": receipt.erased_ms,
+        "scope": receipt.scope,
+        "parts": [
+            (p.part.replace("_", " "), p.count, ", ".join(p.ids[:20])) for p in receipt.parts
+        ],
+        "signed_json": msgspec.json.format(msgspec.json.encode(shown)).decode(),
+    }
 
 
 def _subject(request: DsrRequest) -> str:

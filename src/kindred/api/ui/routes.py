@@ -11,6 +11,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from kindred.api.ui.audiences import audience_view, audiences_view, connections_by_audience
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_items, live_view
-from kindred.api.ui.privacy import privacy_view
+from kindred.api.ui.privacy import privacy_view, receipt_view
 from kindred.api.ui.profiles import profile_view, search_form
 from kindred.api.ui.render import Markup, path_part
 from kindred.api.ui.session import COOKIE, Visitor
@@ -250,9 +251,20 @@ class UiPages:
     async def privacy(self, request: Request, user: Visitor) -> Response:
         status = request.query_params.get("status", "")
         requests = self._c.dsr.list(None)
-        values = privacy_view(requests, self._names, status)
+        receipts = await run_in_threadpool(self._c.receipts.list, None, 200)
+        fingerprint = await run_in_threadpool(lambda: self._c.processor_key.fingerprint)
+        values = privacy_view(requests, self._names, status, receipts, fingerprint)
         title = "Privacy requests"
         return _html(page("privacy.html", title, user=user, active="privacy", values=values))
+
+    async def receipt(self, request: Request, user: Visitor) -> Response:
+        try:
+            record = self._c.receipts.get(request.path_params["receipt_id"])
+        except NotFound as exc:
+            return _message(user, "Erasure receipt", "privacy", str(exc), 404)
+        values = receipt_view(record)
+        title = "Erasure receipt"
+        return _html(page("receipt.html", title, user=user, active="privacy", values=values))
 
     async def audience(self, request: Request, user: Visitor) -> Response:
         service = self._c.audiences
@@ -389,6 +401,7 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
         Route("/ui/privacy", ui.page(ui.privacy), methods=["GET"]),
+        Route("/ui/privacy/receipts/{receipt_id}", ui.page(ui.receipt), methods=["GET"]),
         Route("/ui/audiences/{audience_id}", ui.page(ui.audience), methods=["GET"]),
         Route(
             "/ui/audiences/{audience_id}/connections/{name}/resume",

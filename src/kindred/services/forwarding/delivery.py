@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +60,17 @@ from kindred.services.forwarding.catalog import OutputCatalog
 from kindred.services.forwarding.router import MembershipNote
 from kindred.services.merges import follow_merged
 
-__all__ = ["DeliveryRunner", "Lane", "Renderer", "state_of"]
+__all__ = ["CALLBACK_KIND", "DeliveryRunner", "Lane", "Renderer", "state_of"]
 
 log = logging.getLogger("kindred.delivery")
 
 _BATCH = msgspec.json.Decoder(dict[str, Any])
 _NOTE = msgspec.json.Decoder(MembershipNote)
 _NOTE_BODY = msgspec.json.Encoder()
+_MESSAGE = msgspec.json.Decoder(dict[str, Any])
+# An outbox row sent as it is (its body the message): a data subject request's status
+# callback (services.privacy.callbacks).
+CALLBACK_KIND = "callback"
 
 
 class Renderer:
@@ -108,6 +112,9 @@ class Renderer:
     ) -> list[Message]:
         """`key`: the messages' idempotency key (default `CONNECTION:ROW`)."""
         key = key or f"{connection.name}:{row.id}"
+        if row.kind == CALLBACK_KIND:
+            # A status callback: the body and signature as made when the status changed.
+            return [{**_MESSAGE.decode(row.body), "idempotency_key": key}]
         profile = self._profile(row.mpid)
         if row.kind == "membership":
             return self._membership(connection, row, profile, key)
@@ -206,10 +213,14 @@ class Lane:
         owner: str,
         lease_ms: int = 30_000,
         on_outcome: Callable[[str, str, int], None] | None = None,
+        bury_on_give_up: bool = False,
     ) -> None:
         """`on_outcome(connection, outcome, rows)`: told of every group sent (`sent`),
-        failed (`retry`, `faulted`) or refused (`dead_letter`)."""
+        failed (`retry`, `faulted`) or refused (`dead_letter`). `bury_on_give_up`: rows
+        the retry policy gives up on go to the dead letters and the lane goes on (status
+        callbacks: one receiver down must not stop the others'), instead of faulting."""
         self.connection = connection
+        self._bury_on_give_up = bury_on_give_up
         self._on_outcome = on_outcome or (lambda _c, _o, _n: None)
         self.output = output
         self._store = store
@@ -473,6 +484,16 @@ class Lane:
             return len(ids)
         failures = state.failures + 1
         since = state.failing_since_ms if state.failing_since_ms is not None else now
+        if self._policy.gives_up(failures, since, now) and self._bury_on_give_up and ids:
+            log.error("%s: gave up after %d attempts: %s", self.name, failures, error)
+            self._store.bury_deliveries(self.name, ids, error, now)
+            self._store.save_connection_state(
+                msgspec.structs.replace(
+                    state, failures=0, failing_since_ms=None, retry_at_ms=0, last_error=error
+                )
+            )
+            self._on_outcome(self.name, "dead_letter", len(ids))
+            return len(ids)
         if self._policy.gives_up(failures, since, now):
             log.error("%s: faulted after %d attempts: %s", self.name, failures, error)
             changed = msgspec.structs.replace(
@@ -557,9 +578,13 @@ class DeliveryRunner:
         make_lane: Callable[[EventConnection | AudienceConnection, OutputDef], Lane],
         *,
         idle_s: float = 0.2,
+        fixed: Sequence[tuple[EventConnection, OutputDef]] = (),
     ) -> None:
+        """`fixed`: connections sent over whatever the catalog holds (the status callbacks
+        of data subject requests)."""
         self._catalog = catalog
         self._make_lane = make_lane
+        self._fixed = list(fixed)
         self._idle_s = idle_s
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
@@ -567,7 +592,9 @@ class DeliveryRunner:
     def reconcile(self) -> None:
         """Start lanes for new connections, stop those of removed or changed ones."""
         defs = self._catalog.current()
-        wanted = {}
+        wanted: dict[str, tuple[EventConnection | AudienceConnection, OutputDef]] = {
+            c.name: (c, output) for c, output in self._fixed
+        }
         for c in defs.connections():
             output = defs.output(c.output)
             if c.enabled and output is not None:
@@ -584,7 +611,7 @@ class DeliveryRunner:
     def lanes(self) -> list[Lane]:
         """A new lane for every enabled connection (the caller steps and releases them)."""
         defs = self._catalog.current()
-        return [
+        return [self._make_lane(c, o) for c, o in self._fixed] + [
             self._make_lane(c, o)
             for c in defs.connections()
             if c.enabled and (o := defs.output(c.output)) is not None

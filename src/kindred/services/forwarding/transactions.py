@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from kindred.domain.profile import Profile
 from kindred.ports import (
+    Delivery,
     UnitOfWork,
     UnitsOfWork,
 )
@@ -29,15 +30,23 @@ class Transactions:
         self._router = router
 
     @contextmanager
-    def begin(self, erased: Mapping[int, Profile] | None = None) -> Iterator[UnitOfWork]:
+    def begin(
+        self, erased: Mapping[int, Profile] | None = None, queued: list[Delivery] | None = None
+    ) -> Iterator[UnitOfWork]:
         """`erased`: profiles the transaction erases, as they were (filled in while it
         runs): their exits carry the identities an audience output needs to remove them,
-        as nothing of them is left to read when the rows are sent."""
+        as nothing of them is left to read when the rows are sent. `queued`: given, it is
+        told the outbox rows written (an erasure's receipt lists them)."""
         with self._store.unit_of_work() as uow:
             yield uow
-            self.write_outbox(uow, erased)
+            self.write_outbox(uow, erased, queued)
 
-    def write_outbox(self, uow: UnitOfWork, erased: Mapping[int, Profile] | None = None) -> None:
+    def write_outbox(
+        self,
+        uow: UnitOfWork,
+        erased: Mapping[int, Profile] | None = None,
+        queued: list[Delivery] | None = None,
+    ) -> None:
         """The forwarding step: one outbox row per matching connection for each batch
         logged as applied (or read-only) and each membership change, in order."""
         if self._router is None:
@@ -50,3 +59,5 @@ class Transactions:
         rows += self._router.for_memberships(recorded.memberships, version, erased or {})
         if rows:
             uow.outbox.enqueue(rows)
+            if queued is not None:
+                queued.extend(rows)

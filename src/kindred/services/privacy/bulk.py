@@ -1,6 +1,6 @@
 """Bulk profile deletion: many profiles, named by MPID or by identity, erased in one call
 through the erasure of data subject requests (services.privacy.erasure), each in a
-transaction of its own, with what was removed for each."""
+transaction of its own, with what was removed for each and its signed receipt."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.identities import canonical_identity_type
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import ProfileReader
-from kindred.services.privacy.erasure import Erasure
+from kindred.services.privacy.erasure import Erased, Erasure
+from kindred.services.privacy.receipts import Receipts
 
 __all__ = ["MAX_SUBJECTS", "BulkDeletion", "Deleted", "IdentityName"]
 
@@ -32,6 +33,8 @@ class Deleted(msgspec.Struct, kw_only=True, omit_defaults=True):
     identity: IdentityName | None = None
     found: bool
     removed: DsrSummary = msgspec.field(default_factory=DsrSummary)
+    # The signed receipt of the erasure (when a profile was found).
+    receipt_id: str | None = None
 
 
 class BulkDeletion:
@@ -42,11 +45,13 @@ class BulkDeletion:
         tenancy: Tenancy,
         *,
         on_deleted: Callable[[int], None] | None = None,
+        receipts: Receipts | None = None,
     ) -> None:
         self._erasure = erasure
         self._profiles = profiles
         self._tenancy = tenancy
         self._on_deleted = on_deleted
+        self._receipts = receipts
 
     def by_mpids(self, mpids: Sequence[int]) -> list[Deleted]:
         """Erase each MPID's profile (a merged MPID stands for its survivor) with the
@@ -55,10 +60,12 @@ class BulkDeletion:
         done: list[Deleted] = []
         for mpid in mpids:
             profile = self._profiles.get_profile(mpid)
-            summary = (
-                DsrSummary() if profile is None else self._erasure.erase(profile.scope, {}, mpid)
-            )
-            done.append(self._deleted(Deleted(mpid=str(mpid), found=False), summary))
+            entry = Deleted(mpid=str(mpid), found=False)
+            if profile is None:
+                done.append(entry)
+                continue
+            erased = self._erasure.erase(profile.scope, {}, mpid)
+            done.append(self._deleted(entry, erased, None, {}))
         return done
 
     def by_identities(self, workspace_id: int, identities: Sequence[IdentityName]) -> list[Deleted]:
@@ -80,16 +87,29 @@ class BulkDeletion:
             named.append((identity, kind))
         done: list[Deleted] = []
         for identity, kind in named:
-            summary = self._erasure.erase(workspace.identity_scope, {kind: identity.value}, None)
-            done.append(self._deleted(Deleted(identity=identity, found=False), summary))
+            subject = {kind: identity.value}
+            erased = self._erasure.erase(workspace.identity_scope, subject, None)
+            entry = Deleted(identity=identity, found=False)
+            done.append(self._deleted(entry, erased, workspace_id, subject))
         return done
 
-    def _deleted(self, entry: Deleted, summary: DsrSummary) -> Deleted:
+    def _deleted(
+        self,
+        entry: Deleted,
+        erased: Erased,
+        workspace_id: int | None,
+        identities: dict[str, str],
+    ) -> Deleted:
+        summary = erased.summary
         gone = summary.profiles + summary.merged_profiles
         if gone and self._on_deleted is not None:
             self._on_deleted(gone)
         entry.found = summary.profiles > 0
         entry.removed = summary
+        if entry.found and self._receipts is not None:
+            entry.receipt_id = self._receipts.issue(
+                erased, origin="bulk", workspace_id=workspace_id, identities=identities
+            ).receipt_id
         return entry
 
 

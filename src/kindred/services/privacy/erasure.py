@@ -9,6 +9,10 @@ membership is ended with an exit in the membership log (reason "erased"), which 
 sends to the audience's connections as a removal carrying the identities it needs, as
 nothing else of the subject is left to read when it is sent.
 
+What went is handed back (`Erased`): the counts, and for the signed receipt
+(services.privacy.receipts) each part's rows by id and digest, the same on every store, and
+the removals queued for each connection.
+
 Safe with several processes: the subject's identities are locked as ingest locks them, and
 a profile is deleted only at the version read; a lost race runs the erasure again. A later
 batch with the same identities finds no link and starts a new profile.
@@ -17,7 +21,7 @@ batch with the same identities finds no link and starts a new profile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -25,16 +29,39 @@ from kindred.audiences.definition import ERASED_EXIT, MembershipChange
 from kindred.domain.apply import identity_keys
 from kindred.domain.dsr import DsrSummary
 from kindred.domain.profile import Profile
-from kindred.ports import Clock, ConcurrentUpdate
+from kindred.domain.receipts import (
+    PART_NAMES,
+    OutputRemoval,
+    RemovedPart,
+    identity_digest,
+    row_digest,
+)
+from kindred.ports import Clock, ConcurrentUpdate, Delivery
+from kindred.services.forwarding.router import MembershipNote
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.subjects import SubjectFinder
 
-__all__ = ["ERASED", "Erasure", "needles_of"]
+__all__ = ["ERASED", "Erased", "Erasure", "needles_of", "subject_needles"]
 
 log = logging.getLogger("kindred.privacy")
 
 ERASED = ERASED_EXIT  # the reason of the membership exits an erasure writes
 _ATTEMPTS = 5
+_PROFILE = msgspec.json.Encoder()
+_NOTE = msgspec.json.Decoder(MembershipNote)
+
+
+class Erased(msgspec.Struct, kw_only=True):
+    """What one erasure removed: the counts (`summary`), and for its receipt each store
+    part's rows (ids and digests) and the removals it queued for outputs."""
+
+    scope: str
+    erased_ms: int
+    summary: DsrSummary
+    mpids: list[int] = msgspec.field(default_factory=list)
+    identity_digests: list[str] = msgspec.field(default_factory=list)
+    parts: list[RemovedPart] = msgspec.field(default_factory=list)
+    outputs: list[OutputRemoval] = msgspec.field(default_factory=list)
 
 
 class Erasure:
@@ -43,7 +70,7 @@ class Erasure:
         self._transactions = transactions
         self._clock = clock
 
-    def erase(self, scope: str, identities: Mapping[str, str], mpid: int | None) -> DsrSummary:
+    def erase(self, scope: str, identities: Mapping[str, str], mpid: int | None) -> Erased:
         """Erase the subject the identities (or the MPID) name in the scope; what went."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -54,15 +81,15 @@ class Erasure:
                 log.info("erasure in %s collided with a write (attempt %d)", scope, attempt)
         raise AssertionError("unreachable")
 
-    def _erase_once(
-        self, scope: str, identities: Mapping[str, str], mpid: int | None
-    ) -> DsrSummary:
+    def _erase_once(self, scope: str, identities: Mapping[str, str], mpid: int | None) -> Erased:
         live = self._subjects.live(scope, identities, mpid)
         stubs = self._subjects.merged_into(live)
         now = self._clock.now_ms()
         erased: dict[int, Profile] = {}
         summary = DsrSummary()
-        with self._transactions.begin(erased) as uow:
+        parts = {name: RemovedPart(part=name) for name in PART_NAMES}
+        queued: list[Delivery] = []
+        with self._transactions.begin(erased, queued) as uow:
             loaded = uow.profiles.load([*live, *stubs])
             profiles = _subject_profiles(loaded, live, scope)
             keys = sorted({k for p in profiles for k in identity_keys(p)})
@@ -74,6 +101,7 @@ class Erasure:
                 else:
                     summary.merged_profiles += 1
                 summary.identity_links += len(identity_keys(profile))
+                _account_profile(parts, profile)
                 exits.extend(
                     MembershipChange(
                         audience_id=audience_id,
@@ -88,14 +116,76 @@ class Erasure:
                 uow.profiles.delete(profile)
             mpids = [p.mpid for p in profiles]
             needles = needles_of(profiles, identities, mpid)
-            summary.events = uow.log.erase(mpids, needles)
-            summary.rejects = uow.rejects.erase(needles)
-            summary.merges = uow.ledger.erase(mpids)
-            summary.outbox, summary.dead_letters = uow.outbox.erase(mpids)
-            summary.membership_log = uow.memberships.erase_log(mpids)
+            rows = {
+                "event_log": uow.log.erase(mpids, needles),
+                "rejects": uow.rejects.erase(needles),
+                "merge_ledger": uow.ledger.erase(mpids),
+                "membership_log": uow.memberships.erase_log(mpids),
+            }
+            rows["outbox"], rows["dead_letters"] = uow.outbox.erase(mpids)
+            for name, removed in rows.items():
+                for row in removed:
+                    parts[name].add(str(row.id), row.digest)
+            summary.events = len(rows["event_log"])
+            summary.rejects = len(rows["rejects"])
+            summary.merges = len(rows["merge_ledger"])
+            summary.outbox = len(rows["outbox"])
+            summary.dead_letters = len(rows["dead_letters"])
+            summary.membership_log = len(rows["membership_log"])
             summary.memberships = len(exits)
             uow.memberships.append(exits)
-        return summary
+        named = {identity_digest(scope, t, v) for t, v in identities.items()}
+        held = {identity_digest(scope, k.type, k.value) for p in profiles for k in identity_keys(p)}
+        return Erased(
+            scope=scope,
+            erased_ms=now,
+            summary=summary,
+            mpids=sorted(erased),
+            identity_digests=sorted(named | held),
+            parts=[parts[name] for name in PART_NAMES],
+            outputs=_output_removals(queued),
+        )
+
+
+def _account_profile(parts: dict[str, RemovedPart], profile: Profile) -> None:
+    """A profile's own rows in the receipt: the document, its identity links, its
+    memberships and calculated attribute states (which live in the document)."""
+    mpid = profile.mpid
+    part = parts["profiles" if profile.merged_into is None else "merged_profiles"]
+    part.add(str(mpid), row_digest("profiles", mpid, _PROFILE.encode(profile)))
+    for key in identity_keys(profile):
+        parts["identity_links"].add(
+            identity_digest(profile.scope, key.type, key.value),
+            row_digest("identity_links", profile.scope, key.type, key.value, mpid),
+        )
+    for audience_id, held in sorted(profile.memberships.items()):
+        parts["audience_memberships"].add(
+            f"{audience_id}:{mpid}",
+            row_digest("audience_members", audience_id, mpid, held.since_ms),
+        )
+    for workspace_id, workspace in sorted(profile.workspaces.items()):
+        for name, state in sorted(workspace.calculated.items()):
+            parts["calculated_attributes"].add(
+                f"{workspace_id}:{name}:{mpid}",
+                row_digest("calculated", mpid, workspace_id, name, _PROFILE.encode(state)),
+            )
+
+
+def _output_removals(queued: list[Delivery]) -> list[OutputRemoval]:
+    """The rows the erasure's transaction queued, by connection (audience removals)."""
+    found: dict[str, OutputRemoval] = {}
+    for row in queued:
+        entry = found.setdefault(
+            row.connection, OutputRemoval(connection=row.connection, kind="removal", rows=0)
+        )
+        entry.rows += 1
+        if row.kind == "membership":
+            audience_id = _NOTE.decode(row.body).audience_id
+            if audience_id not in entry.audience_ids:
+                entry.audience_ids.append(audience_id)
+    for entry in found.values():
+        entry.audience_ids.sort()
+    return [found[name] for name in sorted(found)]
 
 
 def _subject_profiles(loaded: Mapping[int, Profile], live: list[int], scope: str) -> list[Profile]:
@@ -121,7 +211,12 @@ def needles_of(
     for profile in profiles:
         values.update(k.value for k in identity_keys(profile))
     numbers = {p.mpid for p in profiles} | ({mpid} if mpid is not None else set())
+    return subject_needles(values, numbers)
+
+
+def subject_needles(values: Iterable[str], mpids: Iterable[int]) -> list[bytes]:
+    """The needles of these identity values and MPIDs (see `needles_of`)."""
     needles = {msgspec.json.encode(v) for v in values if v}
-    for number in numbers:
+    for number in mpids:
         needles.update((f'"{number}"'.encode(), f":{number}".encode(), f": {number}".encode()))
     return sorted(needles)

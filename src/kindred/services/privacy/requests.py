@@ -12,19 +12,22 @@ taken up again after `stale_s`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from kindred.domain.dsr import DAY_MS, DsrRequest, DsrStatus, due_ms
 from kindred.domain.errors import Conflict, Gone, NotFound
+from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import WorkspaceDef
-from kindred.ports import Clock, DsrStore
-from kindred.services.privacy.erasure import Erasure
+from kindred.ports import Clock, Delivery, DsrStore
+from kindred.services.privacy.erasure import Erased, Erasure
 from kindred.services.privacy.exports import ExportReader, gather, readable, subject_document
+from kindred.services.privacy.receipts import Receipts
 from kindred.services.privacy.subjects import SubjectFinder
-from kindred.wire.dsr import ParsedRequest
+from kindred.wire.dsr import ParsedRequest, status_body
 
 __all__ = ["DsrPolicy", "DsrService", "Results", "RunReport"]
 
@@ -49,6 +52,8 @@ class DsrPolicy:
     # How often the background job runs: part of the expected completion time.
     run_interval_ms: int = 60_000
     chunk: int = 50
+    # Where the server is reached: the status callbacks' `results_url` and `receipt_url`.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,50 @@ class DsrService:
         subjects: SubjectFinder,
         clock: Clock,
         policy: DsrPolicy | None = None,
+        *,
+        receipts: Receipts | None = None,
     ) -> None:
+        """`receipts`: where completed erasures' signed receipts are made (none: no
+        receipts, as in some tests)."""
         self._store = store
         self._erasure = erasure
         self._subjects = subjects
         self._clock = clock
         self.policy = policy or DsrPolicy()
+        self.receipts = receipts
+        self._callbacks: Callable[[DsrRequest], Sequence[Delivery]] = lambda _: ()
+
+    def on_change(self, callbacks: Callable[[DsrRequest], Sequence[Delivery]]) -> None:
+        """`callbacks`: the outbox rows a request stored with a new status makes (its
+        status callbacks), written in the transaction that stores it."""
+        self._callbacks = callbacks
+
+    def _insert(self, request: DsrRequest) -> str:
+        return self._store.insert_dsr(request, self._callbacks(request))
+
+    def _update(self, request: DsrRequest) -> bool:
+        """Store a new status of the request, with its callbacks."""
+        return self._store.update_dsr(request, self._callbacks(request))
+
+    def status_object(self, request: DsrRequest, base_url: str | None = None) -> dict[str, Any]:
+        """The request's OpenDSR status object; URLs under `base_url` (default: the
+        configured public URL; none known: no URLs)."""
+        base = (base_url or self.policy.public_url or "").rstrip("/")
+        results_url = receipt_url = None
+        if base and request.status == DsrStatus.COMPLETED:
+            path = f"{base}/v3/requests/{request.request_id}"
+            if request.request_type != "erasure":
+                results_url = f"{path}/results"
+            elif request.receipt_id is not None:
+                receipt_url = f"{path}/receipt"
+        return status_body(request, self.expected_ms(request), results_url, receipt_url)
+
+    def receipt(self, workspace_id: int, request_id: str) -> ReceiptRecord:
+        """A completed erasure's signed receipt; NotFound otherwise."""
+        request = self.get(workspace_id, request_id)
+        if request.receipt_id is None or self.receipts is None:
+            raise NotFound(f"request {request.request_id} has no receipt")
+        return self.receipts.get(request.receipt_id)
 
     # --- requests ----------------------------------------------------------------------
 
@@ -113,7 +156,7 @@ class DsrService:
             skip_waiting_period=parsed.skip_waiting_period,
             raw=raw,
         )
-        outcome = self._store.insert_dsr(request)
+        outcome = self._insert(request)
         if outcome == "duplicate":
             raise DuplicateRequest(f"subject_request_id {request.request_id} is used already")
         if outcome == "conflict":
@@ -141,7 +184,7 @@ class DsrService:
             if request.status != DsrStatus.PENDING:
                 raise Conflict(f"request {request.request_id} is {request.status}, not pending")
             cancelled = self._moved(request, DsrStatus.CANCELLED, completed=True)
-            if self._store.update_dsr(cancelled):
+            if self._update(cancelled):
                 return cancelled
         raise Conflict(f"request {request_id} is changing; try again")
 
@@ -182,10 +225,12 @@ class DsrService:
             done = 0
             for request in due:
                 claimed = self._moved(request, DsrStatus.IN_PROGRESS)
-                if not self._store.update_dsr(claimed):
+                # Taken up again (its process died): no new status to tell.
+                again = request.status == DsrStatus.IN_PROGRESS
+                if not (self._store.update_dsr(claimed) if again else self._update(claimed)):
                     continue  # another process took it
                 finished = self._process(claimed)
-                if self._store.update_dsr(finished):
+                if self._update(finished):
                     done += 1
                     if finished.status == DsrStatus.COMPLETED:
                         report.completed += 1
@@ -202,29 +247,50 @@ class DsrService:
         if request.status != DsrStatus.PENDING:
             raise Conflict(f"request {request.request_id} is {request.status}, not pending")
         claimed = self._moved(request, DsrStatus.IN_PROGRESS)
-        if not self._store.update_dsr(claimed):
+        if not self._update(claimed):
             raise Conflict(f"request {request_id} is changing; try again")
         finished = self._process(claimed)
-        self._store.update_dsr(finished)
+        self._update(finished)
         return finished
 
     def _process(self, request: DsrRequest) -> DsrRequest:
         try:
             if request.request_type == "erasure":
-                summary = self._erasure.erase(request.scope, request.identities, request.mpid)
+                erased = self._erasure.erase(request.scope, request.identities, request.mpid)
                 log.info(
                     "erasure %s of workspace %d: %s",
                     request.request_id,
                     request.workspace_id,
-                    _ENCODE.encode(summary).decode(),
+                    _ENCODE.encode(erased.summary).decode(),
                 )
+                receipt_id = self._receipt(request, erased)
                 done = self._moved(request, DsrStatus.COMPLETED, completed=True)
-                return msgspec.structs.replace(done, summary=summary)
+                return msgspec.structs.replace(done, summary=erased.summary, receipt_id=receipt_id)
             return self._export(request)
         except Exception as exc:
             log.exception("data subject request %s failed", request.request_id)
             failed = self._moved(request, DsrStatus.FAILED, completed=True)
             return msgspec.structs.replace(failed, failure=f"{type(exc).__name__}: {exc}")
+
+    def _receipt(self, request: DsrRequest, erased: Erased) -> str | None:
+        """The erasure's signed receipt, kept; its id. The erasure is done whatever
+        happens here: a receipt that cannot be made (the key unreadable) is logged and the
+        request completes without one, rather than failing a request whose subject is
+        gone."""
+        if self.receipts is None:
+            return None
+        try:
+            record = self.receipts.issue(
+                erased,
+                origin="dsr",
+                request_id=request.request_id,
+                workspace_id=request.workspace_id,
+                identities=request.identities,
+            )
+        except Exception:
+            log.exception("no receipt for the erasure %s", request.request_id)
+            return None
+        return record.receipt_id
 
     def _export(self, request: DsrRequest) -> DsrRequest:
         now = self._clock.now_ms()

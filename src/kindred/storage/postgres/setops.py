@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from psycopg import errors
@@ -238,9 +239,9 @@ class PostgresSetOps:
         return int(found[0])
 
     def erasure(self) -> SqlErasure:
-        def execute(sql: str, params: Sequence[object]) -> int:
+        def execute(sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
             with retryable():
-                return self.conn.execute(sql, params).rowcount
+                return list(self.conn.execute(sql, params).fetchall())
 
         return SqlErasure(execute, "%s", "position(%s::bytea in body) > 0")
 

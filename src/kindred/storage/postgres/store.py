@@ -142,6 +142,7 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
             tx.commit()
 
     _MARK = "%s"
+    _CONTAINS = "position(%s::bytea in body) > 0"
 
     @contextmanager
     def _delivery_tx(self) -> Iterator[Cursor]:

@@ -209,7 +209,7 @@ class SqliteSetOps:
 
     def erasure(self) -> SqlErasure:
         return SqlErasure(
-            lambda sql, params: self.conn.execute(sql, params).rowcount, "?", "instr(body, ?) > 0"
+            lambda sql, params: self.conn.execute(sql, params).fetchall(), "?", "instr(body, ?) > 0"
         )
 
     def remove_members(self, audience_id: int) -> list[int]:
