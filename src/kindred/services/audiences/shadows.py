@@ -128,7 +128,7 @@ class ShadowEdits:
         chunk: int = 500,
         log_page: int = 2_000,
         pages_per_run: int = 40,
-        refresh_after_ms: int = 10_000,
+        refresh_after_ms: int = 5_000,
         resume_after_ms: int = 120_000,
     ) -> None:
         self._store = store
