@@ -29,6 +29,7 @@ current one keeps serving, previewed, then promoted or discarded.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -142,6 +143,10 @@ class ShadowEdits:
         self._pages_per_run = pages_per_run
         self._refresh_after_ms = refresh_after_ms
         self._resume_after_ms = resume_after_ms
+        # Each read-then-save of a definition here holds it, so that the background job's
+        # progress never overwrites an admin's start, promotion or discard made meanwhile
+        # in this process (another process relies on the checks before each save).
+        self._saving = threading.Lock()
 
     # --- the admin's calls -------------------------------------------------------------
 
@@ -194,13 +199,14 @@ class ShadowEdits:
         )
         # A version raised (writers keep the proposed histories from now on) and the
         # newest log id noted in the same save: the batches up to it are the fold's.
-        cut = self._store.save_audience(
-            msgspec.structs.replace(live, shadow=shadow), cut_log=True
-        ).history_to
-        shadow.definition = msgspec.structs.replace(candidate, history_to=cut)
-        saved = self._store.save_audience(
-            msgspec.structs.replace(live, shadow=shadow), progress=True
-        )
+        with self._saving:
+            cut = self._store.save_audience(
+                msgspec.structs.replace(live, shadow=shadow), cut_log=True
+            ).history_to
+            shadow.definition = msgspec.structs.replace(candidate, history_to=cut)
+            saved = self._store.save_audience(
+                msgspec.structs.replace(live, shadow=shadow), progress=True
+            )
         return _view(saved, shadow)
 
     def show(self, audience_id: int) -> ShadowView:
@@ -210,27 +216,29 @@ class ShadowEdits:
 
     def discard(self, audience_id: int) -> ShadowView:
         """Drop the shadow: nothing else changes."""
-        live = self._audiences.get(audience_id)
-        shadow = self._shadow_of(live)
-        if shadow.phase == "promoting":
-            raise Conflict(f"audience {audience_id}'s shadow edit is being promoted")
-        # A version raised: writers stop keeping its histories.
-        self._store.save_audience(msgspec.structs.replace(live, shadow=None))
+        with self._saving:
+            live = self._audiences.get(audience_id)
+            shadow = self._shadow_of(live)
+            if shadow.phase == "promoting":
+                raise Conflict(f"audience {audience_id}'s shadow edit is being promoted")
+            # A version raised: writers stop keeping its histories.
+            self._store.save_audience(msgspec.structs.replace(live, shadow=None))
         return _view(live, shadow)
 
     def promote(self, audience_id: int, promoted_by: str = "") -> Promotion:
         """Swap the definitions and switch the memberships that differ (see the module's
         text); refused unless the shadow is ready."""
-        live = self._audiences.get(audience_id)
-        shadow = self._shadow_of(live)
-        if shadow.phase != "ready":
-            raise Conflict(
-                f"audience {audience_id}'s shadow edit is not ready ({shadow.phase}); see"
-                " its progress and promote it once it is ready"
-            )
-        self._audiences.check(proposed(shadow))  # still valid (a nested audience may be gone)
-        now = self._clock.now_ms()
-        saved = self._store.save_audience(promoted(live, shadow, now, promoted_by))
+        with self._saving:
+            live = self._audiences.get(audience_id)
+            shadow = self._shadow_of(live)
+            if shadow.phase != "ready":
+                raise Conflict(
+                    f"audience {audience_id}'s shadow edit is not ready ({shadow.phase}); see"
+                    " its progress and promote it once it is ready"
+                )
+            self._audiences.check(proposed(shadow))  # still valid (a nested one may be gone)
+            now = self._clock.now_ms()
+            saved = self._store.save_audience(promoted(live, shadow, now, promoted_by))
         entered, left = self._switch(saved, now)
         self._finish(saved)
         versions = self._store.audience_versions(audience_id)
@@ -285,7 +293,11 @@ class ShadowEdits:
 
     def _drop_void(self, audience: AudienceDef) -> None:
         """A shadow the audience's own change made void: cleared, nothing else moves."""
-        self._store.save_audience(msgspec.structs.replace(audience, shadow=None), progress=True)
+        with self._saving:
+            current = _saved(self._store, audience.id)
+            if current is None or current.updated_ms != audience.updated_ms:
+                return
+            self._store.save_audience(msgspec.structs.replace(current, shadow=None), progress=True)
 
     # --- 2. fold ----------------------------------------------------------------------
 
@@ -438,6 +450,10 @@ class ShadowEdits:
     def _save_progress(self, live: AudienceDef, read: ShadowEdit, moved: ShadowEdit) -> bool:
         """Save the shadow's progress unless the audience or its shadow changed since this
         run read them (an edit, a discard, another process advancing it)."""
+        with self._saving:
+            return self._save_unchanged(live, read, moved)
+
+    def _save_unchanged(self, live: AudienceDef, read: ShadowEdit, moved: ShadowEdit) -> bool:
         current = _saved(self._store, live.id)
         if (
             current is None
@@ -526,10 +542,11 @@ class ShadowEdits:
 
     def _finish(self, audience: AudienceDef) -> None:
         """The promotion done: its shadow cleared (unless the audience changed since)."""
-        current = _saved(self._store, audience.id)
-        if current is None or current.updated_ms != audience.updated_ms:
-            return
-        self._store.save_audience(msgspec.structs.replace(current, shadow=None), progress=True)
+        with self._saving:
+            current = _saved(self._store, audience.id)
+            if current is None or current.updated_ms != audience.updated_ms:
+                return
+            self._store.save_audience(msgspec.structs.replace(current, shadow=None), progress=True)
 
     def _resume_promotion(self, audience: AudienceDef, shadow: ShadowEdit) -> int:
         """A promotion whose process stopped before it was done: finished here, once it
