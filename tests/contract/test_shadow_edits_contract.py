@@ -231,3 +231,27 @@ def test_a_shadow_survives_the_store(backend: str, request: pytest.FixtureReques
         (read,) = [a for a in store.list_audiences() if a.id == saved.id]
         assert read.shadow == shadow
         assert store.audience_versions(saved.id)[-1].audience.shadow is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_promotion_moves_the_audiences_nesting_it_too(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    with _stores(backend, request) as stores:
+        world = ShadowWorld(stores())
+        inner = world.audience({"criteria": {"event": "screen_view", "at_least": 1}})
+        outer = world.audience({"criteria": {"audience": inner, "member": True}})
+        world.send("u1", "s", 0, [("screen", 0)])
+        world.send("u2", "s", 1, [("screen", 0), ("screen", 0)])
+        world.settle()
+        assert world.members(inner) == world.members(outer) == {"u1", "u2"}
+        current = world.service.get(inner)
+        stricter = {"event": "screen_view", "at_least": 2}
+        world.shadows.start(inner, msgspec.structs.replace(current, criteria=stricter))
+        world.until_quiet()
+        assert world.members(outer) == {"u1", "u2"}  # nothing moves before the promotion
+        outer_log = len(world.log_of(outer))
+        promotion = world.shadows.promote(inner)
+        assert (promotion.entered, promotion.left) == (0, 1)
+        assert world.members(inner) == world.members(outer) == {"u2"}
+        assert world.log_of(outer)[outer_log:] == [(1, False, REASON)]
