@@ -15,15 +15,24 @@ from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef, ShadowEdit, ShadowPreview
 from kindred.domain.errors import Conflict
+from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.ports import Store
+from kindred.services.audiences.admin import AudienceService
+from kindred.services.audiences.jobs import AudienceBackfill
+from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.audiences.shadows import REASON, ShadowEdits
 from kindred.services.forwarding.transactions import Transactions
+from kindred.services.write_path import write_path
+from kindred.services.writes.commands import Accepted
+from kindred.wire.observe import observe
 from tests.contract.test_audience_history_contract import (
+    NOW,
     World,
     _stores,
     audiences,
     batches,
 )
+from tests.fakes import FakeClock, NullMetrics, SequentialMpids
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 Script = list[tuple[str, str, int, list[tuple[str, int]]]]
@@ -255,3 +264,65 @@ def test_a_promotion_moves_the_audiences_nesting_it_too(
         assert (promotion.entered, promotion.left) == (0, 1)
         assert world.members(inner) == world.members(outer) == {"u2"}
         assert world.log_of(outer)[outer_log:] == [(1, False, REASON)]
+
+
+# An account whose workspaces keep MPID spaces of their own: a definition moved to another
+# workspace reads another identity scope.
+_SPLIT = AccountPolicy(account_id=1, identity_scope="workspace")
+_W1 = WorkspaceDef(workspace_id=1, name="one", account=_SPLIT)
+_W2 = WorkspaceDef(workspace_id=2, name="two", account=_SPLIT)
+_SPLIT_INPUTS = {
+    name: InputDef(
+        name=name, workspace=ws, source_type=SourceType.SERVER, api_key=name, api_secret="x"
+    )
+    for name, ws in (("s", _W1), ("t", _W2))
+}
+_SPLIT_TENANCY = Tenancy(
+    org_id=1, workspaces={1: _W1, 2: _W2}, inputs_by_key=_SPLIT_INPUTS, inputs_by_name=_SPLIT_INPUTS
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_moved_to_another_scope_its_members_there_leave(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    with _stores(backend, request) as stores:
+        store = stores()
+        clock = FakeClock(NOW)
+        registry = AudienceRegistry(store, _SPLIT_TENANCY)
+        transactions = Transactions(store)
+        service = AudienceService(store, transactions, registry, clock)
+        ingest = write_path(
+            store, SequentialMpids(), NullMetrics(), _SPLIT_INPUTS.__getitem__, registry
+        )
+        backfill = AudienceBackfill(store, transactions, registry, clock)
+        shadows = ShadowEdits(store, transactions, registry, service, clock, refresh_after_ms=0)
+        for source, customer in (("s", "one"), ("t", "two")):
+            body = msgspec.json.encode(
+                {
+                    "user_identities": {"customer_id": customer},
+                    "events": [{"event_type": "screen_view", "data": {"screen_name": "Home"}}],
+                }
+            )
+            given_input = _SPLIT_INPUTS[source]
+            ingest.run_all([Accepted(given_input, observe(body, given_input, NOW), body)])
+        criteria = {"event": "screen_view", "at_least": 1}
+        made = service.create(AudienceDef(name="a", workspaces=[1], criteria=criteria))
+        service.set_status(made.id, "active")
+        while backfill.run():
+            pass
+        (member,) = service.members_at(made.id, NOW)
+        moved = msgspec.structs.replace(service.get(made.id), workspaces=[2])
+        shadows.start(made.id, moved)
+        while shadows.run():
+            pass
+        view = shadows.show(made.id)
+        assert (view.entering, view.leaving) == (1, 1)
+        assert view.leaving_sample == [str(member)]
+        promotion = shadows.promote(made.id)
+        assert (promotion.entered, promotion.left) == (1, 1)
+        (now_member,) = service.members_at(made.id, NOW)
+        assert now_member != member
+        left = store.get_profile(member)
+        assert left is not None
+        assert made.id not in left.memberships

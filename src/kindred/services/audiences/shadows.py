@@ -238,8 +238,9 @@ class ShadowEdits:
                 )
             self._audiences.check(proposed(shadow))  # still valid (a nested one may be gone)
             now = self._clock.now_ms()
+            before = self._scopes_of(live)  # its members there leave if the new one has none
             saved = self._store.save_audience(promoted(live, shadow, now, promoted_by))
-        entered, left = self._switch(saved, now)
+        entered, left = self._switch(saved, now, before)
         self._finish(saved)
         versions = self._store.audience_versions(audience_id)
         return Promotion(
@@ -249,6 +250,12 @@ class ShadowEdits:
             left=left,
             version=versions[-1].version if versions else None,
         )
+
+    def _scopes_of(self, audience: AudienceDef) -> frozenset[str]:
+        try:
+            return self._registry.compile(audience).scopes
+        except InvalidBatch:
+            return frozenset()
 
     def _shadow_of(self, live: AudienceDef) -> ShadowEdit:
         shadow = live.shadow
@@ -412,7 +419,7 @@ class ShadowEdits:
             entering_sample=list(shadow.scan.entering_sample),
             leaving_sample=list(shadow.scan.leaving_sample),
         )
-        scopes = sorted(target.scopes)
+        scopes = sorted(target.scopes | self._scopes_of(live))
         scope = shadow.scan_scope if shadow.scan_scope in scopes else _next(scopes, None)
         start = shadow.scan_from
         pages = 0
@@ -442,6 +449,10 @@ class ShadowEdits:
             if profile.merged_into is not None:
                 continue
             scan.evaluated += 1
+            if profile.scope not in target.scopes:  # a scope only the live definition reads
+                if target.id in profile.memberships:
+                    tally(scan, profile.mpid, False, self._sample)
+                continue
             _, moves = evaluate_memberships(profile, [target], None, scan.as_of_ms, restrict=only)
             for move in moves:
                 if move.audience_id == target.id:
@@ -471,26 +482,28 @@ class ShadowEdits:
 
     # --- 4. promote -------------------------------------------------------------------
 
-    def _switch(self, audience: AudienceDef, now: int) -> tuple[int, int]:
-        """Every profile of the audience's scopes decided at `now` under the definitions
-        the promotion saved, in one transaction; (entered, left)."""
+    def _switch(self, audience: AudienceDef, now: int, before: frozenset[str]) -> tuple[int, int]:
+        """Every profile of the audience's scopes (and of the scopes `before`, those of the
+        definition it replaced) decided at `now` under the definitions the promotion
+        saved, in one transaction; (entered, left)."""
+        start = ("", INT64_MIN)
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
-                    return self._switch_pages(uow, audience, now, ("", INT64_MIN), None)[0]
+                    return self._switch_pages(uow, (audience, before), now, start, None)[0]
             except ConcurrentUpdate:
                 continue  # a batch changed a profile meanwhile: decide them all again
         # Batches kept colliding with one long transaction: page by page instead. Writers
         # already evaluate the new definition, so a profile a batch moved in between is
         # found in place and moves once.
         entered = left = 0
-        start: tuple[str, int] | None = ("", INT64_MIN)
-        while start is not None:
-            at = start
+        following: tuple[str, int] | None = start
+        while following is not None:
+            at = following
             for _ in range(5):
                 try:
                     with self._transactions.begin() as uow:
-                        moved, start = self._switch_pages(uow, audience, now, at, 1)
+                        moved, following = self._switch_pages(uow, (audience, before), now, at, 1)
                     entered, left = entered + moved[0], left + moved[1]
                     break
                 except ConcurrentUpdate:
@@ -502,19 +515,20 @@ class ShadowEdits:
     def _switch_pages(
         self,
         uow: UnitOfWork,
-        audience: AudienceDef,
+        which: tuple[AudienceDef, frozenset[str]],
         now: int,
         start: tuple[str, int],
         pages: int | None,
     ) -> tuple[tuple[int, int], tuple[str, int] | None]:
         """Up to `pages` pages of profiles (None: all) switched from `start` (a scope and
         an MPID); (entered, left) and where the next page starts (None: done)."""
+        audience, before = which
         active = self._registry.at(uow.definitions_version()).active
         target = next((a for a in active if a.id == audience.id), None)
         if target is None:
             raise Conflict(f"audience {audience.id} is no longer active")
         affected = _nesting(audience.id, active)
-        scopes = sorted(target.scopes)
+        scopes = sorted(target.scopes | before)
         scope = start[0] if start[0] in scopes else _next(scopes, None)
         mpid = start[1]
         entered = left = done = 0
@@ -524,9 +538,7 @@ class ShadowEdits:
             for profile in page:
                 if profile.merged_into is not None:
                     continue
-                after, moves = evaluate_memberships(
-                    profile, active, None, now, REASON, restrict=affected
-                )
+                after, moves = _switched(profile, target, active, affected, now)
                 if after is profile:
                     continue
                 uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
@@ -556,9 +568,30 @@ class ShadowEdits:
             return 0
         if self._clock.now_ms() - shadow.base_updated_ms < self._resume_after_ms:
             return 0
-        self._switch(audience, self._clock.now_ms())
+        everywhere = frozenset(w.identity_scope for w in self._registry.tenancy.workspaces.values())
+        self._switch(audience, self._clock.now_ms(), everywhere)
         self._finish(audience)
         return 1
+
+
+def _switched(
+    profile: Profile,
+    target: CompiledAudience,
+    active: Sequence[CompiledAudience],
+    affected: frozenset[int],
+    now: int,
+) -> tuple[Profile, list[MembershipChange]]:
+    """The profile under the promoted definitions and the changes to log. A member in a
+    scope the new definition does not read leaves (evaluating skips such a profile)."""
+    if profile.scope in target.scopes or target.id not in profile.memberships:
+        return evaluate_memberships(profile, active, None, now, REASON, restrict=affected)
+    memberships = {k: v for k, v in profile.memberships.items() if k != target.id}
+    gone = MembershipChange(
+        audience_id=target.id, mpid=profile.mpid, entered=False, at_ms=now, reason=REASON
+    )
+    left = msgspec.structs.replace(profile, memberships=memberships)
+    after, moves = evaluate_memberships(left, active, None, now, REASON, restrict=affected)
+    return after, [gone, *moves]
 
 
 def _view(live: AudienceDef, shadow: ShadowEdit) -> ShadowView:
