@@ -147,6 +147,8 @@ class ShadowEdits:
         # progress never overwrites an admin's start, promotion or discard made meanwhile
         # in this process (another process relies on the checks before each save).
         self._saving = threading.Lock()
+        # When this process last looked whether a ready shadow's preview is stale.
+        self._checked: dict[tuple[int, int], int] = {}
 
     # --- the admin's calls -------------------------------------------------------------
 
@@ -384,6 +386,11 @@ class ShadowEdits:
             return False
         if target.timed and now > shadow.preview.as_of_ms:
             return True
+        # What it read is looked at once a refresh interval, not on every run.
+        checked = self._checked.get((live.id, shadow.started_ms))
+        if checked is not None and now - checked < self._refresh_after_ms:
+            return False
+        self._checked[live.id, shadow.started_ms] = now
         return self._marks(live, target) != shadow.scan_marks
 
     def _marks(self, live: AudienceDef, target: CompiledAudience) -> list[int]:
