@@ -49,6 +49,7 @@ from kindred.services.audiences.downloads import AudienceDownloads
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.audiences.shadows import ShadowEdits
 from kindred.services.audiences.standard import StandardAudiences
 from kindred.services.background import Periodic
 from kindred.services.calculated.admin import CalculatedService
@@ -139,6 +140,7 @@ class Container:
     audience_schedule: AudienceScheduler
     audience_backfill: AudienceBackfill
     standard_audiences: StandardAudiences
+    audience_shadows: ShadowEdits
     calculated: CalculatedService
     calculated_backfill: CalculatedBackfill
     catalog: OutputCatalog
@@ -237,6 +239,7 @@ class Container:
             ("audience-schedule", audiences.schedule_interval_s, self.audience_schedule.run),
             ("audience-backfill", audiences.backfill_interval_s, self.audience_backfill.run),
             ("standard-audiences", audiences.backfill_interval_s, self.standard_audiences.run),
+            ("audience-shadows", audiences.backfill_interval_s, self.audience_shadows.run),
             ("calculated-backfill", audiences.backfill_interval_s, self.calculated_backfill.run),
         ):
             if every > 0:
@@ -369,6 +372,7 @@ def build(
             clock,
             expiry_days=settings.audiences.standard_expiry_days,
         ),
+        audience_shadows=ShadowEdits(store, transactions, audience_registry, audiences, clock),
         calculated=CalculatedService(store, transactions, calculated_registry, tenancy, clock),
         calculated_backfill=CalculatedBackfill(store, transactions, tenancy.input_named, clock),
         catalog=catalog,

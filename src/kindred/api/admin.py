@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kindred.api.abtests import abtest_routes
+from kindred.api.audience_shadows import shadow_routes
 from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
@@ -305,6 +306,7 @@ def admin_routes(container: Container) -> list[Route]:
         Route(one + "/versions", audiences.versions, methods=["GET"]),
         Route(one + "/versions/{version}", audiences.version, methods=["GET"]),
         Route(one + "/diff", audiences.diff, methods=["GET"]),
+        *shadow_routes(container, api.check),
         Route(one + "/{action}", audiences.action, methods=["POST"]),
         Route("/admin/v1/profiles/{mpid}/audiences", audiences.audiences_of, methods=["GET"]),
         *forwarding_routes(container, api.check),

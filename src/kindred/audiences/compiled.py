@@ -137,7 +137,8 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
     )
     standard = audience.kind == "standard"
     lookback = lookback_days(audience, tenancy)
-    node = bind_events(node, f"#{audience.id}.{audience.updated_ms}", lookback)
+    tag_ms = audience.updated_ms if audience.history_tag_ms is None else audience.history_tag_ms
+    node = bind_events(node, f"#{audience.id}.{tag_ms}", lookback)
     histories = history_specs(node, input_scope(audience, tenancy), lookback)
     if standard:
         return CompiledAudience(

@@ -17,6 +17,9 @@ __all__ = [
     "AudienceStatus",
     "MembershipChange",
     "Selection",
+    "ShadowEdit",
+    "ShadowPhase",
+    "ShadowPreview",
     "with_backfill",
 ]
 
@@ -73,6 +76,51 @@ class AudienceDef(msgspec.Struct, kw_only=True):
     calc_requested_ms: int | None = None
     calc_owner: str | None = None
     calc_lease_ms: int = 0
+    # Kept by Kindred: the instant the histories of the criteria are tagged with (None:
+    # `updated_ms`); a promoted shadow edit keeps the tag its histories were computed under.
+    history_tag_ms: int | None = None
+    # A proposed definition computed in shadow while this one serves (BEY-4), if any.
+    shadow: ShadowEdit | None = None
+
+
+# folding: its histories computed from the event log; computing: every profile decided
+# (the first time); ready: a preview exists (refreshed while it waits); promoting: the new
+# definition is the audience's, its memberships being changed.
+ShadowPhase = Literal["folding", "computing", "ready", "promoting"]
+
+
+class ShadowPreview(msgspec.Struct, kw_only=True):
+    """What promoting the shadow would change, as decided at `as_of_ms`: how many profiles
+    would enter and leave, and the first of each (by MPID)."""
+
+    as_of_ms: int
+    evaluated: int = 0
+    entering: int = 0
+    leaving: int = 0
+    entering_sample: list[int] = msgspec.field(default_factory=list)
+    leaving_sample: list[int] = msgspec.field(default_factory=list)
+
+
+class ShadowEdit(msgspec.Struct, kw_only=True):
+    """An edit of an active audience computed in shadow (BEY-4): the proposed definition
+    (its `history_tag_ms` the tag of its own histories, `history_to` the event log cut
+    they are folded up to, `history_from` how far the fold is), the live definition it
+    was started against (`base_updated_ms`: any other change of the audience voids it),
+    the decision pass under way (`scan`) and the last complete one (`preview`)."""
+
+    definition: AudienceDef
+    base_updated_ms: int
+    started_ms: int
+    started_by: str = ""
+    phase: ShadowPhase = "folding"
+    scan: ShadowPreview | None = None
+    scan_scope: str | None = None
+    scan_from: int = 0
+    # What the pass began against: the newest event log id, then the membership totals
+    # (entered, exited) of the audience and of those either definition nests. Any of them
+    # moved since, the preview is computed again.
+    scan_marks: list[int] = msgspec.field(default_factory=list)
+    preview: ShadowPreview | None = None
 
 
 class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,4 +159,6 @@ def with_backfill(audience: AudienceDef) -> AudienceDef:
         backfill_from=INT64_MIN,
         backfill_done=0,
         backfill_finished_ms=None,
+        history_tag_ms=None,
+        shadow=None,  # histories start over: a shadow computed against them is void
     )

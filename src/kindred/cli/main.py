@@ -323,6 +323,7 @@ def sweep(config_path: str | None, data_dir: str | None) -> None:
 def _register_command_modules() -> None:
     from kindred.cli.abtests import test  # noqa: PLC0415
     from kindred.cli.attributes import attributes  # noqa: PLC0415
+    from kindred.cli.audience_shadows import shadow  # noqa: PLC0415
     from kindred.cli.audiences import audiences  # noqa: PLC0415
     from kindred.cli.connections import connections, deliver  # noqa: PLC0415
     from kindred.cli.dsr import dsr  # noqa: PLC0415
@@ -332,6 +333,7 @@ def _register_command_modules() -> None:
     from kindred.cli.ui import ui  # noqa: PLC0415
 
     main.add_command(attributes)
+    audiences.add_command(shadow)
     main.add_command(audiences)
     audiences.add_command(test)
     main.add_command(connections)

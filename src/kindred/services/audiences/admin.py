@@ -87,6 +87,7 @@ class AudienceService:
             calc_requested_ms=None,
             calc_owner=None,
             calc_lease_ms=0,
+            shadow=None,
         )
         self._check(draft)
         return self._save(draft)
@@ -101,6 +102,7 @@ class AudienceService:
             created_by=current.created_by,
             updated_ms=self._clock.now_ms(),
             updated_by=changed_by,
+            shadow=None,  # a direct edit discards a shadow edit (BEY-4)
         )
         if changed.kind != current.kind:
             raise InvalidBatch(f"a {current.kind} audience stays one", "kind")
@@ -266,6 +268,10 @@ class AudienceService:
         for change in log:
             state[change.audience_id] = change.entered
         return sorted(a for a, inside in state.items() if inside)
+
+    def check(self, audience: AudienceDef) -> None:
+        """The checks a definition passes before it is saved (a shadow edit's too)."""
+        self._check(audience)
 
     def _check(self, audience: AudienceDef) -> None:
         if not audience.name.strip():

@@ -30,7 +30,9 @@ from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.audiences.deps import touched_by
 from kindred.audiences.history import Histories, histories_of, record_events
 from kindred.audiences.membership import evaluate_memberships
+from kindred.audiences.shadow import pending_shadow, proposed
 from kindred.domain.changes import Change
+from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import Tenancy
@@ -71,12 +73,32 @@ class AudienceRegistry:
         saved = self._store.list_audiences()
         nesting = nesting_of(saved)
         compiled = [self.compile(a, nesting) for a in saved if a.status == "active"]
+        # A shadow edit's histories are kept live as the audiences' own (BEY-4).
+        shadows = self._shadows(saved, nesting)
         return AudienceSet(
             active=nested_first(compiled),
             # A standard audience's histories are its calculation's alone.
-            tracked=histories_of(h for a in compiled if not a.standard for h in a.histories),
+            tracked=histories_of(
+                h for a in (*compiled, *shadows) if not a.standard for h in a.histories
+            ),
             by_id={a.id: a for a in saved},
         )
+
+    def _shadows(
+        self, saved: Sequence[AudienceDef], nesting: dict[int, frozenset[int]]
+    ) -> list[CompiledAudience]:
+        """The proposed definitions of the pending shadow edits, compiled (one that no
+        longer compiles cannot be promoted; its histories are not needed)."""
+        found = []
+        for audience in saved:
+            shadow = pending_shadow(audience)
+            if shadow is None:
+                continue
+            try:
+                found.append(self.compile(proposed(shadow), nesting))
+            except InvalidBatch:
+                continue
+        return found
 
     def compile(
         self, audience: AudienceDef, nesting: dict[int, frozenset[int]] | None = None
