@@ -219,3 +219,33 @@ def test_deliveries_never_in_the_outbox_can_be_dead_letters(store: Store) -> Non
     ]
     assert store.replay_dead_letters("a", None) == 2
     assert len(store.pending_deliveries("a", 10)) == 2
+
+
+def test_an_erasure_messages_state_is_found_by_its_source(store: Store) -> None:
+    def erasure(connection: str, source: str) -> Delivery:
+        row = delivery(connection, 0, None)
+        return msgspec.structs.replace(row, kind="erasure", source=source)
+
+    # A batch row with a source named like an erasure's is not an erasure message.
+    lookalike = msgspec.structs.replace(delivery("a", 9), source="erasure:x:files")
+    enqueue(store, [erasure("a", "erasure:x:files"), erasure("b", "erasure:x:down"), lookalike])
+    enqueue(store, [erasure("a", "erasure:y:files")])
+    sources = ["erasure:x:files", "erasure:x:down", "erasure:y:files", "erasure:z:files"]
+    assert store.erasure_message_states(sources) == {
+        "erasure:x:files": "pending",
+        "erasure:x:down": "pending",
+        "erasure:y:files": "pending",
+    }
+    sent = store.pending_deliveries("a", 10)[0]
+    assert sent.id is not None
+    store.complete_deliveries("a", [sent.id], ConnectionState(connection="a", delivered=1))
+    (refused,) = store.pending_deliveries("b", 10)
+    assert refused.id is not None
+    store.bury_deliveries("b", [refused.id], "HTTP 400: no", 5000)
+    assert store.erasure_message_states(sources) == {
+        "erasure:x:down": "failed",
+        "erasure:y:files": "pending",
+    }
+    assert store.replay_dead_letters("b", None) == 1
+    assert store.erasure_message_states(["erasure:x:down"]) == {"erasure:x:down": "pending"}
+    assert store.erasure_message_states([]) == {}

@@ -56,12 +56,14 @@ max_attempts = 100
 name = "files"
 kind = "jsonl"
 directory = "{out}"
+accepts_erasures = true
 
 # Nothing listens there: the event connection's rows stay in the outbox, retrying.
 [[outputs]]
 name = "down"
 kind = "webhook"
 url = "http://127.0.0.1:9/down"
+accepts_erasures = true
 
 [[audience_connections]]
 name = "gold-to-files"
@@ -300,6 +302,7 @@ def test_an_erasure_over_http_leaves_nothing_of_the_subject(
     assert server.profile(mpid=str(bo)) == bo_before
 
     check_callbacks(server, callbacks, request_id)
+    check_erasure_messages(out, status_url, (ada, anonymous))
     check_receipt(server, status, request_id, (ada, anonymous))
     verified = server.cli("dsr", "verify", request_id)
     assert json.loads(verified.stdout)["ok"] is True
@@ -321,6 +324,30 @@ def test_an_erasure_over_http_leaves_nothing_of_the_subject(
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["residue"]["audience_memberships"] == 1
     assert "audience_memberships: 1 row(s) of the subject remain" in failed.stderr
+
+
+def check_erasure_messages(out: Path, status_url: str, mpids: tuple[int, int]) -> None:
+    """Each output that accepts erasures was sent one erasure message, over one of its
+    connections; the request's status tells each one's delivery."""
+    sent = until(
+        lambda: [m for m in lines(out) if m.get("type") == "erasure"], "the erasure message"
+    )
+    assert len(sent) == 1
+    message = sent[0]
+    assert {message["mpid"], *message["merged_mpids"]} == {str(m) for m in mpids}
+    assert {"type": "email", "value": ADA_EMAIL} in message["identities"]
+    assert {"type": "customer_id", "value": "ada-dsr"} in message["identities"]
+
+    def states() -> dict[str, str]:
+        status = httpx.get(status_url, auth=SERVER, timeout=30).json()
+        listed = status["extensions"]["opendsr.mparticle.com"]["erasure_messages"]
+        return {m["output"]: m["status"] for m in listed}
+
+    # "files" took it; nothing listens for "down", so its message waits in the outbox.
+    assert until(lambda: states().get("files") == "delivered" and states(), "delivered") == {
+        "files": "delivered",
+        "down": "pending",
+    }
 
 
 def check_callbacks(server: Server, callbacks: Receiver, request_id: str) -> None:
@@ -385,7 +412,11 @@ def check_receipt(
         assert len(part["ids"]) == len(part["digests"]) == part["count"]
         assert all(len(d) == 64 for d in part["digests"])
     assert sorted(receipt["subject_mpids"]) == sorted(str(m) for m in mpids)
-    outputs = {o["connection"]: o for o in receipt["outputs"]}
+    outputs = {o["connection"]: o for o in receipt["outputs"] if o["kind"] == "removal"}
+    erasures = sorted(
+        (o["connection"], o["rows"]) for o in receipt["outputs"] if o["kind"] == "erasure"
+    )
+    assert erasures == [("buyers-to-files", 1), ("server-to-down", 1)]
     assert outputs["gold-to-files"]["audience_ids"] == [1]
     assert outputs["buyers-to-files"]["audience_ids"] == [2]
     assert ADA_EMAIL not in answer.text

@@ -79,6 +79,15 @@ class DsrSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
     dead_letters: int = 0
 
 
+class ErasureMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """An erasure message queued for an output that accepts erasures (RET-3): the
+    connection it goes over, and the outbox `source` its row (or dead letter) carries."""
+
+    output: str
+    connection: str
+    source: str
+
+
 class DsrRequest(msgspec.Struct, kw_only=True):
     """One data subject request as kept. `request_id` is the caller's subject_request_id
     (a UUID), unique within the workspace (`controller_id`)."""
@@ -113,6 +122,8 @@ class DsrRequest(msgspec.Struct, kw_only=True):
     summary: DsrSummary | None = None
     # A completed erasure's signed receipt (`domain.receipts.ReceiptRecord.receipt_id`).
     receipt_id: str | None = None
+    # A completed erasure's messages to outputs that accept erasures.
+    erasure_messages: list[ErasureMessage] = msgspec.field(default_factory=list)
     version: int = 1
 
     @property

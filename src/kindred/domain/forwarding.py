@@ -62,6 +62,9 @@ class OutputDef(_Doc, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # `stream` is given and does not exist.
     subject: str | None = None
     stream: str | None = None
+    # RET-3: each subject erased in a scope this output's connections serve is sent one
+    # erasure message (`"type": "erasure"`) through the outbox.
+    accepts_erasures: bool = False
 
 
 class EventConnection(_Doc, frozen=True, kw_only=True, forbid_unknown_fields=True):

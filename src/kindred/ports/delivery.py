@@ -182,6 +182,12 @@ class DeliveryStore(OutputDefinitions, SyncStore, Protocol):
 
     def dead_letters(self, connection: str | None, limit: int) -> list[DeadLetter]: ...
 
+    def erasure_message_states(self, sources: Sequence[str]) -> dict[str, str]:
+        """For erasure messages (outbox rows of kind "erasure") by `source`: "pending"
+        while a row is in the outbox, "failed" when only a dead letter is left; a source
+        absent from the answer was delivered."""
+        ...
+
     def replay_dead_letters(self, connection: str | None, ids: Sequence[int] | None) -> int:
         """Put dead letters back at the end of the outbox (all of the connection, or those
         named); returns how many."""

@@ -101,6 +101,21 @@ class MemoryDeliveries:
             ]
             return found[:limit]
 
+    def erasure_message_states(self, sources: Sequence[str]) -> dict[str, str]:
+        wanted = set(sources)
+        with self._lock:
+            found = {
+                d.delivery.source: "failed"
+                for d in self._deliveries.dead
+                if d.delivery.kind == "erasure" and d.delivery.source in wanted
+            }
+            found.update(
+                (d.source, "pending")
+                for d in self._deliveries.outbox
+                if d.kind == "erasure" and d.source in wanted
+            )
+        return {source: state for source, state in found.items() if source is not None}
+
     def replay_dead_letters(self, connection: str | None, ids: Sequence[int] | None) -> int:
         with self._lock:
             chosen = [

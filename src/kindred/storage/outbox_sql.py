@@ -241,6 +241,21 @@ class SqlDeliveryStore:
             for r in rows
         ]
 
+    def erasure_message_states(self, sources: Sequence[str]) -> dict[str, str]:
+        if not sources:
+            return {}
+        marks = ", ".join("?" * len(sources))
+        found: dict[str, str] = {}
+        # The outbox last: a dead letter replayed is pending again.
+        for table, state in (("dead_letters", "failed"), ("outbox", "pending")):
+            rows = self._outbox_rows(
+                f"SELECT DISTINCT source FROM {table} WHERE kind = 'erasure'"
+                f" AND source IN ({marks})",
+                tuple(sources),
+            )
+            found.update((r[0], state) for r in rows)
+        return found
+
     def replay_dead_letters(self, connection: str | None, ids: Sequence[int] | None) -> int:
         with self._delivery_tx() as cursor:
             where, params = _of_connection(connection)

@@ -313,10 +313,12 @@ def status_body(
     expected_ms: int,
     results_url: str | None,
     receipt_url: str | None = None,
+    erasure_messages: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The status object of a request (`results_url` for access and portability once
     completed). A completed erasure's receipt is named in `extensions`, under
-    `opendsr.mparticle.com`: its id, where to read it, and the counts removed by part."""
+    `opendsr.mparticle.com`: its id, where to read it, the counts removed by part, and the
+    delivery status of each erasure message sent to an output that accepts erasures."""
     extensions: dict[str, Any] | None = None
     if request.receipt_id is not None:
         extensions = {
@@ -324,6 +326,7 @@ def status_body(
                 "receipt_id": request.receipt_id,
                 "receipt_url": receipt_url,
                 "removed": msgspec.to_builtins(request.summary) if request.summary else {},
+                "erasure_messages": erasure_messages or [],
             }
         }
     body: dict[str, Any] = {

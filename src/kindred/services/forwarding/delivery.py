@@ -57,7 +57,7 @@ from kindred.ports import (
     SyncState,
 )
 from kindred.services.forwarding.catalog import OutputCatalog
-from kindred.services.forwarding.router import MembershipNote
+from kindred.services.forwarding.router import ERASURE_KIND, ErasureNote, MembershipNote
 from kindred.services.merges import follow_merged
 
 __all__ = ["CALLBACK_KIND", "DeliveryRunner", "Lane", "Renderer", "state_of"]
@@ -68,6 +68,7 @@ _BATCH = msgspec.json.Decoder(dict[str, Any])
 _NOTE = msgspec.json.Decoder(MembershipNote)
 _NOTE_BODY = msgspec.json.Encoder()
 _MESSAGE = msgspec.json.Decoder(dict[str, Any])
+_ERASURE_NOTE = msgspec.json.Decoder(ErasureNote)
 # An outbox row sent as it is (its body the message): a data subject request's status
 # callback (services.privacy.callbacks).
 CALLBACK_KIND = "callback"
@@ -115,6 +116,8 @@ class Renderer:
         if row.kind == CALLBACK_KIND:
             # A status callback: the body and signature as made when the status changed.
             return [{**_MESSAGE.decode(row.body), "idempotency_key": key}]
+        if row.kind == ERASURE_KIND:
+            return [erasure_message(_ERASURE_NOTE.decode(row.body), key)]
         profile = self._profile(row.mpid)
         if row.kind == "membership":
             return self._membership(connection, row, profile, key)
@@ -665,3 +668,17 @@ class DeliveryRunner:
                 lane.release()
             except Exception:
                 log.exception("%s: release failed", lane.name)
+
+
+def erasure_message(note: ErasureNote, key: str) -> dict[str, Any]:
+    """What an output that accepts erasures is sent for an erased subject (RET-3): forget
+    this user, named by every MPID and identity Kindred knew them by."""
+    return {
+        "type": "erasure",
+        "idempotency_key": key,
+        "erasure_id": note.erasure_id,
+        "mpid": str(note.mpid),
+        "merged_mpids": [str(m) for m in note.merged_mpids],
+        "identities": [{"type": t, "value": v} for t, v in note.identities],
+        "timestamp_ms": note.erased_ms,
+    }

@@ -1,6 +1,6 @@
-"""Which outbox rows a logged batch or a membership change makes (ENR-1, BEY-5): one per
-enabled connection that matches, under the connections and audiences of one definitions
-version.
+"""Which outbox rows a logged batch, a membership change or an erasure makes (ENR-1,
+BEY-5, RET-3): one per enabled connection that matches (an erasure: one per output that
+accepts erasures), under the connections and audiences of one definitions version.
 """
 
 from __future__ import annotations
@@ -21,7 +21,28 @@ from kindred.ports import (
 )
 from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
 
-__all__ = ["MembershipNote", "Router"]
+__all__ = ["ERASURE_KIND", "ErasureNote", "MembershipNote", "Router", "erasure_source"]
+
+# The kind of the outbox row that tells an output a subject was erased (RET-3).
+ERASURE_KIND = "erasure"
+
+
+def erasure_source(erasure_id: str, output: str) -> str:
+    """The `source` of an erasure's outbox row to an output: how its delivery status is
+    found again."""
+    return f"erasure:{erasure_id}:{output}"
+
+
+class ErasureNote(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of an "erasure" outbox row: the erased subject as the output knew it
+    (what it may hold of them), nothing else of them being left to read."""
+
+    erasure_id: str
+    output: str
+    mpid: int
+    merged_mpids: list[int]
+    identities: list[tuple[str, str]]
+    erased_ms: int
 
 
 class MembershipNote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -41,6 +62,7 @@ class _EventsOnly(msgspec.Struct):
 
 _EVENTS_ONLY = msgspec.json.Decoder(_EventsOnly)
 _NOTE = msgspec.json.Encoder()
+_ERASURE = msgspec.json.Encoder()
 
 
 class Router:
@@ -137,6 +159,69 @@ class Router:
                     )
                 )
         return rows
+
+    def for_erasure(
+        self, erased: Mapping[int, Profile], version: int, *, erasure_id: str, at_ms: int
+    ) -> list[Delivery]:
+        """One row per output that accepts erasures, over the first of its connections (by
+        name) serving the erased subject's identity scope."""
+        live = [p for p in erased.values() if p.merged_into is None]
+        if not live:
+            return []
+        subject = live[0]
+        note = ErasureNote(
+            erasure_id=erasure_id,
+            output="",
+            mpid=subject.mpid,
+            merged_mpids=sorted(m for m in erased if m != subject.mpid),
+            identities=sorted({i for p in erased.values() for i in all_identities(p)}),
+            erased_ms=at_ms,
+        )
+        defs = self._catalog.at(version)
+        audiences = self._audiences(version)
+        rows = []
+        for output in defs.outputs:
+            if not output.accepts_erasures:
+                continue
+            serving = sorted(self._scope_connections(defs, audiences, output.name, subject.scope))
+            if serving:
+                name, workspace_id = serving[0]
+                rows.append(
+                    Delivery(
+                        connection=name,
+                        kind=ERASURE_KIND,
+                        workspace_id=workspace_id,
+                        created_ms=at_ms,
+                        body=_ERASURE.encode(msgspec.structs.replace(note, output=output.name)),
+                        source=erasure_source(erasure_id, output.name),
+                    )
+                )
+        return rows
+
+    def _scope_connections(
+        self,
+        defs: OutputsAndConnections,
+        audiences: Mapping[int, AudienceDef],
+        output: str,
+        scope: str,
+    ) -> Iterator[tuple[str, int]]:
+        """(connection, workspace) of the output's enabled connections whose workspace is
+        in the identity scope."""
+        for e in defs.event_connections:
+            source = self._tenancy.input_named(e.input)
+            if not (e.enabled and e.output == output and source is not None):
+                continue
+            if source.workspace.identity_scope == scope:
+                yield e.name, source.workspace.workspace_id
+        for a in defs.audience_connections:
+            audience = audiences.get(a.audience_id)
+            if not (a.enabled and a.output == output and audience is not None):
+                continue
+            for workspace_id in audience.workspaces:
+                workspace = self._tenancy.workspaces.get(workspace_id)
+                if workspace is not None and workspace.identity_scope == scope:
+                    yield a.name, workspace_id
+                    break
 
     def _membership_connections(
         self, defs: OutputsAndConnections, audience: AudienceDef

@@ -31,32 +31,47 @@ class Transactions:
 
     @contextmanager
     def begin(
-        self, erased: Mapping[int, Profile] | None = None, queued: list[Delivery] | None = None
+        self,
+        erased: Mapping[int, Profile] | None = None,
+        queued: list[Delivery] | None = None,
+        *,
+        erasure_id: str | None = None,
+        erased_ms: int = 0,
     ) -> Iterator[UnitOfWork]:
         """`erased`: profiles the transaction erases, as they were (filled in while it
         runs): their exits carry the identities an audience output needs to remove them,
         as nothing of them is left to read when the rows are sent. `queued`: given, it is
-        told the outbox rows written (an erasure's receipt lists them)."""
+        told the outbox rows written (an erasure's receipt lists them). `erasure_id`: the
+        transaction erases a data subject (not an age-out) at `erased_ms`: outputs that
+        accept erasures are sent an erasure message."""
         with self._store.unit_of_work() as uow:
             yield uow
-            self.write_outbox(uow, erased, queued)
+            self.write_outbox(uow, erased, queued, erasure_id=erasure_id, erased_ms=erased_ms)
 
     def write_outbox(
         self,
         uow: UnitOfWork,
         erased: Mapping[int, Profile] | None = None,
         queued: list[Delivery] | None = None,
+        *,
+        erasure_id: str | None = None,
+        erased_ms: int = 0,
     ) -> None:
         """The forwarding step: one outbox row per matching connection for each batch
-        logged as applied (or read-only) and each membership change, in order."""
+        logged as applied (or read-only) and each membership change, in order; then an
+        erasure's messages."""
         if self._router is None:
             return
         recorded = uow.recorded()
-        if not recorded.log and not recorded.memberships:
+        if not recorded.log and not recorded.memberships and not (erasure_id and erased):
             return
         version = uow.definitions_version()
         rows = [row for entry in recorded.log for row in self._router.for_batch(entry, version)]
         rows += self._router.for_memberships(recorded.memberships, version, erased or {})
+        if erasure_id is not None and erased:
+            rows += self._router.for_erasure(
+                erased, version, erasure_id=erasure_id, at_ms=erased_ms
+            )
         if rows:
             uow.outbox.enqueue(rows)
             if queued is not None:

@@ -21,13 +21,14 @@ batch with the same identities finds no link and starts a new profile.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 
 import msgspec
 
 from kindred.audiences.definition import ERASED_EXIT, MembershipChange
 from kindred.domain.apply import identity_keys
-from kindred.domain.dsr import DsrSummary
+from kindred.domain.dsr import DsrSummary, ErasureMessage
 from kindred.domain.profile import Profile
 from kindred.domain.receipts import (
     PART_NAMES,
@@ -37,7 +38,7 @@ from kindred.domain.receipts import (
     row_digest,
 )
 from kindred.ports import Clock, ConcurrentUpdate, Delivery
-from kindred.services.forwarding.router import MembershipNote
+from kindred.services.forwarding.router import ERASURE_KIND, ErasureNote, MembershipNote
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.subjects import SubjectFinder
 
@@ -49,6 +50,7 @@ ERASED = ERASED_EXIT  # the reason of the membership exits an erasure writes
 _ATTEMPTS = 5
 _PROFILE = msgspec.json.Encoder()
 _NOTE = msgspec.json.Decoder(MembershipNote)
+_ERASURE_NOTE = msgspec.json.Decoder(ErasureNote)
 
 
 class Erased(msgspec.Struct, kw_only=True):
@@ -62,6 +64,9 @@ class Erased(msgspec.Struct, kw_only=True):
     identity_digests: list[str] = msgspec.field(default_factory=list)
     parts: list[RemovedPart] = msgspec.field(default_factory=list)
     outputs: list[OutputRemoval] = msgspec.field(default_factory=list)
+    # The erasure messages queued for outputs that accept erasures (RET-3).
+    erasure_id: str = ""
+    erasure_messages: list[ErasureMessage] = msgspec.field(default_factory=list)
 
 
 class Erasure:
@@ -89,7 +94,8 @@ class Erasure:
         summary = DsrSummary()
         parts = {name: RemovedPart(part=name) for name in PART_NAMES}
         queued: list[Delivery] = []
-        with self._transactions.begin(erased, queued) as uow:
+        erasure_id = str(uuid.uuid4())
+        with self._transactions.begin(erased, queued, erasure_id=erasure_id, erased_ms=now) as uow:
             loaded = uow.profiles.load([*live, *stubs])
             profiles = _subject_profiles(loaded, live, scope)
             keys = sorted({k for p in profiles for k in identity_keys(p)})
@@ -144,6 +150,16 @@ class Erasure:
             identity_digests=sorted(named | held),
             parts=[parts[name] for name in PART_NAMES],
             outputs=_output_removals(queued),
+            erasure_id=erasure_id,
+            erasure_messages=[
+                ErasureMessage(
+                    output=_ERASURE_NOTE.decode(row.body).output,
+                    connection=row.connection,
+                    source=row.source or "",
+                )
+                for row in queued
+                if row.kind == ERASURE_KIND
+            ],
         )
 
 
@@ -175,8 +191,9 @@ def _output_removals(queued: list[Delivery]) -> list[OutputRemoval]:
     """The rows the erasure's transaction queued, by connection (audience removals)."""
     found: dict[str, OutputRemoval] = {}
     for row in queued:
+        kind = "erasure" if row.kind == ERASURE_KIND else "removal"
         entry = found.setdefault(
-            row.connection, OutputRemoval(connection=row.connection, kind="removal", rows=0)
+            f"{kind}:{row.connection}", OutputRemoval(connection=row.connection, kind=kind, rows=0)
         )
         entry.rows += 1
         if row.kind == "membership":

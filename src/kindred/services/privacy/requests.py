@@ -40,6 +40,8 @@ _DECODE_DOC = msgspec.json.Decoder()
 class PrivacyStore(DsrStore, ExportReader, Protocol):
     """The requests, and the committed data a subject's is read from."""
 
+    def erasure_message_states(self, sources: Sequence[str]) -> dict[str, str]: ...
+
 
 @dataclass(frozen=True)
 class DsrPolicy:
@@ -112,7 +114,28 @@ class DsrService:
                 results_url = f"{path}/results"
             elif request.receipt_id is not None:
                 receipt_url = f"{path}/receipt"
-        return status_body(request, self.expected_ms(request), results_url, receipt_url)
+        return status_body(
+            request,
+            self.expected_ms(request),
+            results_url,
+            receipt_url,
+            self._erasure_messages(request),
+        )
+
+    def _erasure_messages(self, request: DsrRequest) -> list[dict[str, str]]:
+        """Each erasure message sent to an output that accepts erasures, and whether it
+        was delivered, is waiting in the outbox, or failed (a dead letter)."""
+        if not request.erasure_messages:
+            return []
+        states = self._store.erasure_message_states([m.source for m in request.erasure_messages])
+        return [
+            {
+                "output": m.output,
+                "connection": m.connection,
+                "status": states.get(m.source, "delivered"),
+            }
+            for m in request.erasure_messages
+        ]
 
     def receipt(self, workspace_id: int, request_id: str) -> ReceiptRecord:
         """A completed erasure's signed receipt; NotFound otherwise."""
@@ -265,7 +288,12 @@ class DsrService:
                 )
                 receipt_id = self._receipt(request, erased)
                 done = self._moved(request, DsrStatus.COMPLETED, completed=True)
-                return msgspec.structs.replace(done, summary=erased.summary, receipt_id=receipt_id)
+                return msgspec.structs.replace(
+                    done,
+                    summary=erased.summary,
+                    receipt_id=receipt_id,
+                    erasure_messages=erased.erasure_messages,
+                )
             return self._export(request)
         except Exception as exc:
             log.exception("data subject request %s failed", request.request_id)
