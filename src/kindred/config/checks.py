@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from kindred.domain.credentials import CREDENTIAL_SCOPES, is_secret_hash
 from kindred.domain.errors import ConfigError, refuse_duplicates
+from kindred.domain.users import Role
 
 if TYPE_CHECKING:
     from kindred.config import (
@@ -141,6 +142,8 @@ def _validate_ui(ui: UiSettings) -> None:
             raise ConfigError(
                 f"ui.users[{n}].password_hash: not a hash from `kindred ui hash-password`"
             )
+        if user.role not in {r.value for r in Role}:
+            raise ConfigError(f"ui.users[{n}].role: {user.role!r} is not admin, editor or viewer")
     if ui.session_ttl_s < 60:
         raise ConfigError("ui.session_ttl_s: must be at least 60")
     if ui.live_poll_interval_s <= 0:
