@@ -214,3 +214,25 @@ def test_audience_access_between_two_users(server: Server, keys: dict[str, dict[
     assert refused.status_code == 403
     assert call(server, bob, "DELETE", f"/audiences/{nested.json()['id']}").status_code == 200
     assert call(server, keys["admin"], "DELETE", f"/audiences/{private_id}").status_code == 200
+
+
+def test_connecting_an_audience_is_using_it(
+    server: Server, keys: dict[str, dict[str, str]]
+) -> None:
+    ann, bob = keys["ann"], keys["bob"]
+    output = {"name": "users-file", "kind": "jsonl", "directory": str(server.data_dir / "out")}
+    assert call(server, ADMIN_TOKEN, "POST", "/outputs", output).status_code in (200, 201)
+    seen_only = call(server, ann, "POST", "/audiences", audience("ann view", "view")).json()["id"]
+    connection = {
+        "name": "bob-connects",
+        "audience_id": seen_only,
+        "output": "users-file",
+        "identity_types": ["email"],
+    }
+    refused = call(server, bob, "POST", "/connections/audiences", connection)
+    assert refused.status_code == 403
+    assert "view only" in message(refused)
+    bulk = {"output": "users-file", "identity_types": ["email"], "audiences": [seen_only]}
+    assert call(server, bob, "POST", "/connections/audiences/bulk", bulk).status_code == 403
+    made = call(server, ann, "POST", "/connections/audiences", connection)
+    assert made.status_code == 201, made.text
