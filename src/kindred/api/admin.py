@@ -220,8 +220,8 @@ class AudienceAdmin:
 
     async def members(self, request: Request) -> Response:
         audience_id = _audience_id(request)
-        self._access.seen(caller_of(request), audience_id)
         at = _int_param(request, "at") or self._clock.now_ms()
+        self._access.seen(caller_of(request), audience_id)
         members = self._service.members_at(audience_id, at)
         return _json({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in members]})
 
@@ -233,25 +233,25 @@ class AudienceAdmin:
     async def versions(self, request: Request) -> Response:
         """Every version, or with `?at=MS` the one in force then."""
         audience_id = _audience_id(request)
-        self._access.seen(caller_of(request), audience_id)
         at = _int_param(request, "at")
+        self._access.seen(caller_of(request), audience_id)
         if at is not None:
             return _json(version_view(self._service.in_force_at(audience_id, at)))
         return _json([version_view(v) for v in self._service.versions(audience_id)])
 
     async def version(self, request: Request) -> Response:
         audience_id = _audience_id(request)
-        self._access.seen(caller_of(request), audience_id)
         number = _int_text(request.path_params["version"], "version")
+        self._access.seen(caller_of(request), audience_id)
         return _json(version_view(self._service.version(audience_id, number)))
 
     async def diff(self, request: Request) -> Response:
         """`?from=A&to=B`: what changed from version A to version B."""
         audience_id = _audience_id(request)
-        self._access.seen(caller_of(request), audience_id)
         before, after = _int_param(request, "from"), _int_param(request, "to")
         if before is None or after is None:
             raise InvalidBatch("from and to (version numbers) are required", "from")
+        self._access.seen(caller_of(request), audience_id)
         changes = self._service.diff(audience_id, before, after)
         return _json({"audience_id": audience_id, "from": before, "to": after, "changes": changes})
 
@@ -264,11 +264,10 @@ class AudienceAdmin:
             ids = [_audience_id(request)]
         else:
             ids = [_int_text(t, "audience_ids") for t in _listed(request, "audience_ids")]
+        types, sample = _listed(request, "identity_types"), _int_param(request, "sample")
         for audience_id in ids:
             self._access.usable(caller, audience_id)
-        download = self._downloads.prepare(
-            ids, _listed(request, "identity_types"), _int_param(request, "sample")
-        )
+        download = self._downloads.prepare(ids, types, sample)
         return StreamingResponse(
             download.chunks(),
             media_type="application/zip",

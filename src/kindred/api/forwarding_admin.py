@@ -90,7 +90,9 @@ class ForwardingAdmin:
         body = await request.body()
         check_json_body(body)
         if kind == "audience_connection":
-            self._usable(request, [_audience_named(body)])
+            named = _audience_named(body)
+            if named is not None:
+                self._access.check_connecting(caller_of(request), [("audience_id", named)])
         return _json(self._save(kind, body), 201)
 
     async def bulk_connections(self, request: Request) -> Response:
@@ -103,7 +105,11 @@ class ForwardingAdmin:
             body = _BULK.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
-        self._usable(request, [a if isinstance(a, int) else a.audience_id for a in body.audiences])
+        named = [
+            (f"audiences[{n}]", a if isinstance(a, int) else a.audience_id)
+            for n, a in enumerate(body.audiences)
+        ]
+        self._access.check_connecting(caller_of(request), named)
         return _json(self._c.bulk_connections.connect(body), 201)
 
     async def delete_connection(self, request: Request) -> Response:
@@ -140,13 +146,6 @@ class ForwardingAdmin:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
         return _json({"replayed": self._c.deliveries.replay(body.connection, body.ids)})
-
-    def _usable(self, request: Request, audience_ids: list[int | None]) -> None:
-        """Connecting an audience is using it: its access must allow the caller."""
-        caller = caller_of(request)
-        for audience_id in audience_ids:
-            if audience_id is not None:
-                self._access.usable(caller, audience_id)
 
     def _save(self, kind: str, body: bytes, name: str | None = None) -> object:
         check_json_body(body)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,8 @@ __all__ = [
     "UserDirectory",
     "parse_key",
 ]
+
+log = logging.getLogger("kindred.users")
 
 KEY_PREFIX = "kdk"
 _VERIFIED_LIMIT = 10_000
@@ -182,6 +185,11 @@ class UserDirectory:
         users = {**self._configured, **stored}
         for name in clashes:
             del users[name]
+            log.error(
+                "user %r is both in the config file and in the store: neither may sign in or"
+                " use a key until one goes (kindred users remove, or the config)",
+                name,
+            )
         keys = {k.key_id: k for k in self._store.list_user_keys()}
         return _Merged(users, keys, clashes)
 

@@ -55,6 +55,20 @@ class AudienceAccessCheck:
             )
         return audience
 
+    def check_connecting(self, caller: Principal, named: list[tuple[str, int]]) -> None:
+        """Connecting audiences (each with the path naming it in the request) is using
+        them: one the caller may not see is refused as an unknown one would be (400 at its
+        path), one they may not use with 403; an unknown id is left to the connection's own
+        checks."""
+        known = {a.id: a for a in self._audiences.all()}
+        for path, audience_id in named:
+            audience = known.get(audience_id)
+            if audience is None:
+                continue
+            if not may_see(caller, audience.created_by, audience.access):
+                raise InvalidBatch(f"no audience {audience_id}", path)
+            self.usable(caller, audience_id)
+
     def check_nesting(self, caller: Principal, audience: AudienceDef) -> None:
         """InvalidBatch at the criterion's path when the audience nests one the caller may
         not use (an unknown id is left to the definition's own checks)."""
