@@ -48,6 +48,8 @@ def validate(settings: Settings) -> None:
         _validate_credential(cred, known, f"credentials[{n}]")
     _validate_oauth(settings.oauth)
     _validate_ui(settings.ui)
+    _validate_limit(settings.admin.key_attempts_per_key, "admin.key_attempts_per_key")
+    _validate_limit(settings.admin.key_attempts_per_address, "admin.key_attempts_per_address")
     if settings.audiences.backfill_interval_s < 0:
         raise ConfigError("audiences.backfill_interval_s: must be >= 0")
     if not 1 <= settings.audiences.standard_expiry_days <= 36_500:
