@@ -17,6 +17,7 @@ from kindred.audiences.definition import AudienceDef
 from kindred.audiences.versions import version_view
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.users import ADMIN_TOKEN
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.privacy.bulk import IdentityName
 from kindred.services.writes.commands import AliasCall, UnmergeCall
@@ -153,6 +154,8 @@ def _json(data: object) -> Response:
 
 _AUDIENCE = msgspec.json.Decoder(AudienceDef)
 _KEYS = msgspec.json.Decoder(dict[str, object])
+# Who saves when a route names no caller; routes record `caller_of(request).name`.
+_BY = ADMIN_TOKEN
 
 
 class AudienceAdmin:
