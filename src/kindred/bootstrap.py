@@ -29,6 +29,7 @@ from kindred.config.tenancy import tenancy_from
 from kindred.domain.errors import ConfigError
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.tenancy import Tenancy
+from kindred.domain.users import UserRecord
 from kindred.observability import PrometheusMetrics
 from kindred.outputs import make_callback_sink, make_sink
 from kindred.ports import (
@@ -42,6 +43,7 @@ from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
 from kindred.services.access.sessions import SignInLimits, UiSessions
+from kindred.services.access.users import AdminCallers, KeyLimits, UserDirectory
 from kindred.services.audiences.abtests import AbTestService
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
@@ -118,6 +120,8 @@ class Container:
     tokens: TokenService
     server_keys: ServerKeys
     ui_sessions: UiSessions
+    users: UserDirectory
+    admin_callers: AdminCallers
     profile_api: ProfileApiService
     profiles: ProfileQueries
     activity: ActivityReader
@@ -309,6 +313,7 @@ def build(
         audiences=lambda: audience_registry.current().by_id,
         tests=side.tests,
     )
+    users = UserDirectory(_configured_users(settings), store, clock, secrets)
     quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, commands)
     audiences = AudienceService(store, transactions, audience_registry, clock)
     schedule = AudienceScheduler(
@@ -347,8 +352,10 @@ def build(
         tokens=tokens,
         server_keys=server_keys,
         ui_sessions=_ui_sessions(
-            settings, store, clock, secrets, keys=server_keys, checker=secret_checker
+            settings, users, store, clock, secrets, keys=server_keys, checker=secret_checker
         ),
+        users=users,
+        admin_callers=_admin_callers(settings, users, clock, secret_checker),
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy, clock),
         activity=ActivityReader(store),
@@ -608,8 +615,32 @@ def _tokens(
     return registry, tokens
 
 
+def _configured_users(settings: Settings) -> list[UserRecord]:
+    return [
+        UserRecord(name=u.name, role=u.role, password_hash=u.password_hash, origin="config")
+        for u in settings.ui.users
+    ]
+
+
+def _admin_callers(
+    settings: Settings, users: UserDirectory, clock: Clock, checker: SecretChecker
+) -> AdminCallers:
+    admin = settings.admin
+    return AdminCallers(
+        users,
+        admin.token,
+        clock,
+        limits=KeyLimits(
+            per_key=_limit(admin.key_attempts_per_key),
+            per_address=_limit(admin.key_attempts_per_address),
+        ),
+        checker=checker,
+    )
+
+
 def _ui_sessions(
     settings: Settings,
+    users: UserDirectory,
     store: Store,
     clock: Clock,
     secrets: Secrets,
@@ -619,7 +650,7 @@ def _ui_sessions(
 ) -> UiSessions:
     ui = settings.ui
     return UiSessions(
-        {u.name: u.password_hash for u in ui.users},
+        users,
         ui.session_ttl_s,
         store,
         keys,

@@ -34,6 +34,8 @@ _TABLES = (
     "api_credentials",
     "server_secrets",
     "ui_sessions",
+    "users",
+    "user_keys",
     "merges",
     "audiences",
     "audience_versions",

@@ -255,7 +255,7 @@ def test_every_saved_definition_is_a_version_with_its_author_and_a_diff(server: 
     versions = admin(server, "GET", f"/audiences/{audience_id}/versions").json()
     assert [v["version"] for v in versions] == [1, 2, 3]
     assert [v["definition"]["status"] for v in versions] == ["draft", "draft", "active"]
-    assert {v["saved_by"] for v in versions} == {"admin api"}
+    assert {v["saved_by"] for v in versions} == {"admin token"}
     at_second = versions[1]["saved_ms"]
     in_force = admin(server, "GET", f"/audiences/{audience_id}/versions?at={at_second}").json()
     assert in_force["definition"]["criteria"]["value"] == "silver"

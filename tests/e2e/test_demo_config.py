@@ -78,7 +78,8 @@ def test_the_admin_api_answers_the_demo_token(demo_server: tuple[str, Path]) -> 
     assert created.status_code == 201, created.text
     assert httpx.get(f"{url}/admin/v1/audiences").status_code == 401
     wrong = {"authorization": "Bearer not-the-demo-token"}
-    assert httpx.get(f"{url}/admin/v1/audiences", headers=wrong).status_code == 403
+    # Neither a user's API key nor the admin token: unknown, as no credential.
+    assert httpx.get(f"{url}/admin/v1/audiences", headers=wrong).status_code == 401
 
 
 def test_the_banner_warns_that_demo_credentials_are_in_use(

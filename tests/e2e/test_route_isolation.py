@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,8 @@ from kindred.api.app import create_app
 from kindred.api.ui.routes import OPEN_PATHS
 from kindred.bootstrap import build
 from kindred.config import load_settings
-from tests.e2e.conftest import Server, make_server
+from kindred.domain.users import Role, role_needed
+from tests.e2e.conftest import KINDRED, Server, make_server
 
 pytestmark = pytest.mark.e2e
 
@@ -170,6 +172,10 @@ CASES = (
     "expired_token",
     "other_audience_token",
     "signed_out_cookie",
+    # A user's admin API key: at an admin route, one whose role is below the route's (a
+    # route every role may read gets a revoked key); elsewhere an admin's key, which is
+    # no credential of any other API.
+    "user_key",
 )
 
 
@@ -192,7 +198,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     PLATFORM: _all(401, other_account=403, other_workspace=403),
     # A token request's credential is in its body: another tenant's is simply valid.
     OAUTH: _all(400, malformed=401, wrong_secret=401, other_account=200, other_workspace=200),
-    ADMIN_TOKEN: _all(403, none=401, malformed=401, signed_out_cookie=401),
+    # Any credential that is no user's key nor the admin token is unknown: 401. A key of a
+    # role below the route's: 403 (see `expected`).
+    ADMIN_TOKEN: _all(401),
     UI: _all(302),
     OPEN: _all(200),
 }
@@ -237,6 +245,8 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, int]] = {
 def expected(method: str, path: str, case: str) -> int:
     kind = route_kind(path)
     assert kind is not None
+    if kind == ADMIN_TOKEN and case == "user_key" and role_needed(method, path) is not Role.VIEWER:
+        return 403
     return EXCEPTIONS.get((method, path), {}).get(case, EXPECTED[kind][case])
 
 
@@ -263,12 +273,30 @@ class Keys:
     foreign_four: str
     signed_out: str
     forged_cookie: str
+    # Users' admin API keys by role, and a revoked one.
+    user_keys: dict[Role, str]
+    revoked_key: str
+
+
+def lesser_key(keys: Keys, needed: Role) -> str:
+    """A key whose role is below `needed` (a revoked one when no role is)."""
+    below = [r for r in Role if not r.covers(needed)]
+    return keys.user_keys[max(below, key=lambda r: r.rank)] if below else keys.revoked_key
 
 
 def credential(
-    kind: str, case: str, keys: Keys, target: Tenant, *, csv: bool = False
+    kind: str,
+    case: str,
+    keys: Keys,
+    target: Tenant,
+    *,
+    csv: bool = False,
+    needed: Role = Role.ADMIN,
 ) -> Credential:
     foreign = FOUR if target is THREE else TWO
+    if case == "user_key":
+        key = lesser_key(keys, needed) if kind == ADMIN_TOKEN else keys.user_keys[Role.ADMIN]
+        return Credential(headers={"Authorization": f"Bearer {key}"})
     cookie = {"kindred_ui": keys.signed_out} if case == "signed_out_cookie" else {}
     token = {
         "tampered_token": keys.tampered,
@@ -483,6 +511,9 @@ def keys(server: Server) -> Keys:
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["sub"] = TWO.client[0]
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    user_keys = {role: user_key(server, f"iso-{role.value}", role.value) for role in Role}
+    revoked = user_key(server, "iso-revoked", "admin")
+    server.cli("users", "key", "revoke", "iso-revoked", revoked.split("_")[1])
     browser = sign_in(server)
     try:
         cookie = browser.cookies["kindred_ui"]
@@ -501,7 +532,29 @@ def keys(server: Server) -> Keys:
         foreign_four=token(server, FOUR.client),
         signed_out=cookie,
         forged_cookie=cookie[:-6] + ("AAAAAA" if not cookie.endswith("AAAAAA") else "BBBBBB"),
+        user_keys=user_keys,
+        revoked_key=revoked,
     )
+
+
+def user_key(server: Server, name: str, role: str) -> str:
+    """A new store user of `role` (`kindred users add`) and a key of theirs."""
+    added = subprocess.run(
+        [
+            *KINDRED,
+            *("users", "add", name, "--role", role, "--password-stdin"),
+            *("--config", str(server.config), "--data-dir", str(server.data_dir)),
+        ],
+        env=server.env,
+        input="isolation-password\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    made = server.cli("users", "key", "create", name)
+    return str(json.loads(made.stdout)["key"])
 
 
 @pytest.fixture(scope="module")
@@ -569,7 +622,8 @@ def test_every_route_refuses_every_wrong_credential(
         assert kind is not None
         for case in CASES:
             target = THREE if case == "other_workspace" else ONE
-            cred = credential(kind, case, keys, target, csv=path == "/v2/import/csv")
+            needed = role_needed(method, path)
+            cred = credential(kind, case, keys, target, csv=path == "/v2/import/csv", needed=needed)
             request = request_for(method, path, target, cred)
             with httpx.Client(base_url=server.url, cookies=cred.cookies, timeout=30) as client:
                 answer = client.request(**request)

@@ -59,11 +59,28 @@ def test_ui_users_are_read(tmp_path: Path) -> None:
             '[[ui.users]]\nname = "a"\npassword = "x"\n',
             "ui.users[0]: Object contains unknown field",
         ),
+        (
+            f'[[ui.users]]\nname = "a"\npassword_hash = "{HASH}"\nrole = "owner"\n',
+            "ui.users[0].role: 'owner' is not admin, editor or viewer",
+        ),
+        (
+            "[admin.key_attempts_per_key]\nper_minute = 0\nburst = 5\n",
+            "admin.key_attempts_per_key.per_minute: must be positive",
+        ),
     ],
 )
 def test_bad_ui_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         settings_of(tmp_path, text)
+
+
+def test_a_ui_users_role_is_admin_unless_it_says(tmp_path: Path) -> None:
+    settings = settings_of(
+        tmp_path,
+        f'[[ui.users]]\nname = "ann"\npassword_hash = "{HASH}"\n'
+        f'[[ui.users]]\nname = "bob"\npassword_hash = "{HASH}"\nrole = "viewer"\n',
+    )
+    assert [(u.name, u.role) for u in settings.ui.users] == [("ann", "admin"), ("bob", "viewer")]
 
 
 def test_the_demo_config_has_a_ui_user_with_the_documented_password() -> None:

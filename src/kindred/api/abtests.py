@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kindred.api.admin_guard import caller_of
 from kindred.audiences.abtest import AbTestRequest
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch
+from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import check_json_body, int64_param
 
@@ -28,6 +30,10 @@ class AbTestAdmin:
     def __init__(self, container: Container, check: Callable[[Request], None]) -> None:
         self._tests = container.abtests
         self._check = check
+        # A test is part of its audience: seen by those who see it, changed by those who
+        # may change it (its owner, admins).
+        self._audiences = container.audiences
+        self._access = AudienceAccessCheck(container.audiences)
 
     async def put(self, request: Request) -> Response:
         self._check(request)
@@ -38,15 +44,19 @@ class AbTestAdmin:
             wanted = _REQUEST.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
+        self._access.changeable(caller_of(request), audience_id)
         return _json(await run_in_threadpool(self._tests.set, audience_id, wanted))
 
     async def get(self, request: Request) -> Response:
         self._check(request)
-        return _json(await run_in_threadpool(self._tests.show, _audience_id(request)))
+        audience_id = _audience_id(request)
+        self._access.seen(caller_of(request), audience_id)
+        return _json(await run_in_threadpool(self._tests.show, audience_id))
 
     async def delete(self, request: Request) -> Response:
         self._check(request)
         audience_id = _audience_id(request)
+        self._access.changeable(caller_of(request), audience_id)
         ending = await run_in_threadpool(self._tests.delete, audience_id)
         return _json({"audience_id": audience_id, "ending_connections": ending})
 
@@ -56,6 +66,7 @@ class AbTestAdmin:
         variation = request.query_params.get("variation")
         if variation is None:
             raise InvalidBatch("name the variation (?variation=NAME)", "variation")
+        self._access.seen(caller_of(request), audience_id)
         mpids = await run_in_threadpool(self._tests.members, audience_id, variation)
         return _json(
             {
@@ -69,7 +80,10 @@ class AbTestAdmin:
         self._check(request)
         mpid = int64_param(request.path_params["mpid"], "mpid")
         found = await run_in_threadpool(self._tests.of_profile, mpid)
-        return _json({"mpid": str(mpid), "variations": found})
+        caller = caller_of(request)
+        seen = {a.id for a in self._access.visible(caller, self._audiences.all())}
+        shown = [v for v in found if v.audience_id in seen]
+        return _json({"mpid": str(mpid), "variations": shown})
 
 
 def _audience_id(request: Request) -> int:

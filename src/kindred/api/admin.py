@@ -1,9 +1,8 @@
 """The admin HTTP API (IDS-5, IDS-6): the merge ledger, un-merge and alias, for operators'
-tools. Off unless `admin.token` is set; every call carries it as a bearer token."""
+tools. Every call carries a user's API key or the bootstrap `admin.token` as a bearer
+token; `admin_guard.AdminGuard` checks it and the role the call needs before any route."""
 
 from __future__ import annotations
-
-import hmac
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -12,13 +11,16 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kindred.api.abtests import abtest_routes
+from kindred.api.admin_guard import caller_of
 from kindred.api.audience_shadows import shadow_routes
 from kindred.api.calculated import calculated_routes
 from kindred.api.forwarding_admin import forwarding_routes
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.versions import version_view
 from kindred.bootstrap import Container
-from kindred.domain.errors import AuthMissing, AuthRejected, InvalidBatch, NotFound
+from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.users import ADMIN_TOKEN
+from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.privacy.bulk import IdentityName
 from kindred.services.writes.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
@@ -55,7 +57,6 @@ _DELETE_PROFILES = msgspec.json.Decoder(DeleteProfilesBody, dec_hook=decode_hook
 class AdminApi:
     def __init__(self, container: Container) -> None:
         self._c = container
-        self._token = container.settings.admin.token
 
     async def merges(self, request: Request) -> Response:
         self.check(request)
@@ -122,13 +123,8 @@ class AdminApi:
         return _json({"profiles": done, "deleted": sum(d.found for d in done)})
 
     def check(self, request: Request) -> None:
-        if self._token is None:
-            raise AuthRejected("the admin API is off: set admin.token in the config")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise AuthMissing("missing Authorization: Bearer <admin.token>")
-        if not hmac.compare_digest(given.strip().encode(), self._token.encode()):
-            raise AuthRejected("wrong admin token")
+        """The caller passed AdminGuard (its credential and role were checked there)."""
+        caller_of(request)
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -159,91 +155,108 @@ def _json(data: object) -> Response:
 
 
 _AUDIENCE = msgspec.json.Decoder(AudienceDef)
-# Who saves through this API, in an audience's history.
-_BY = "admin api"
+_KEYS = msgspec.json.Decoder(dict[str, object])
+# Who saves when a route names no caller; routes record `caller_of(request).name`.
+_BY = ADMIN_TOKEN
 
 
 class AudienceAdmin:
-    """`/admin/v1/audiences...`: definitions (AUD-1, AUD-10) and history (AUD-12)."""
+    """`/admin/v1/audiences...`: definitions (AUD-1, AUD-10) and history (AUD-12), each
+    audience seen, used and changed as its access allows the caller
+    (services.audiences.access)."""
 
     def __init__(self, container: Container, check: AdminApi) -> None:
         self._service = container.audiences
+        self._access = AudienceAccessCheck(container.audiences)
         self._downloads = container.downloads
         self._clock = container.clock
         self._admin = check
 
     async def list(self, request: Request) -> Response:
-        self._admin.check(request)
-        return _json(self._service.all(request.query_params.getlist("tag")))
+        caller = caller_of(request)
+        found = self._service.all(request.query_params.getlist("tag"))
+        return _json(self._access.visible(caller, found))
 
     async def create(self, request: Request) -> Response:
-        self._admin.check(request)
-        created = self._service.create(_audience(await request.body()), created_by=_BY)
+        caller = caller_of(request)
+        audience = _audience(await request.body())
+        self._access.check_nesting(caller, audience)
+        created = self._service.create(audience, created_by=caller.name)
         return Response(_ENCODER.encode(created), status_code=201, media_type="application/json")
 
     async def get(self, request: Request) -> Response:
-        self._admin.check(request)
-        return _json(self._service.get(_audience_id(request)))
+        return _json(self._access.seen(caller_of(request), _audience_id(request)))
 
     async def update(self, request: Request) -> Response:
-        self._admin.check(request)
+        caller = caller_of(request)
         audience_id = _audience_id(request)
-        changed = _audience(await request.body())
-        return _json(self._service.update(audience_id, changed, changed_by=_BY))
+        current = self._access.changeable(caller, audience_id)
+        body = await request.body()
+        changed = _audience(body)
+        if "access" not in _KEYS.decode(body):
+            # A definition sent without `access` keeps the audience's.
+            changed = msgspec.structs.replace(changed, access=current.access)
+        self._access.check_nesting(caller, changed)
+        return _json(self._service.update(audience_id, changed, changed_by=caller.name))
 
     async def action(self, request: Request) -> Response:
-        self._admin.check(request)
+        caller = caller_of(request)
         audience_id = _audience_id(request)
         action = request.path_params["action"]
         if action == "clone":
-            return _json(self._service.clone(audience_id))
+            self._access.seen(caller, audience_id)
+            return _json(self._service.clone(audience_id, created_by=caller.name))
+        if action not in ("activate", "deactivate", "calculate"):
+            raise NotFound(f"no action {action!r}: activate, deactivate, clone or calculate")
+        self._access.changeable(caller, audience_id)
         if action == "calculate":
-            calculated = self._service.calculate(audience_id, changed_by=_BY)
+            calculated = self._service.calculate(audience_id, changed_by=caller.name)
             return Response(
                 _ENCODER.encode(calculated), status_code=202, media_type="application/json"
             )
-        if action not in ("activate", "deactivate"):
-            raise NotFound(f"no action {action!r}: activate, deactivate, clone or calculate")
         status = "active" if action == "activate" else "inactive"
-        return _json(self._service.set_status(audience_id, status, changed_by=_BY))
+        return _json(self._service.set_status(audience_id, status, changed_by=caller.name))
 
     async def delete(self, request: Request) -> Response:
-        self._admin.check(request)
-        return _json(self._service.delete(_audience_id(request), changed_by=_BY))
+        caller = caller_of(request)
+        audience_id = _audience_id(request)
+        self._access.changeable(caller, audience_id)
+        return _json(self._service.delete(audience_id, changed_by=caller.name))
 
     async def members(self, request: Request) -> Response:
-        self._admin.check(request)
         audience_id = _audience_id(request)
         at = _int_param(request, "at") or self._clock.now_ms()
-        self._service.get(audience_id)
+        self._access.seen(caller_of(request), audience_id)
         members = self._service.members_at(audience_id, at)
         return _json({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in members]})
 
     async def metrics(self, request: Request) -> Response:
-        self._admin.check(request)
-        return _json(self._service.metrics(_audience_id(request)))
+        audience_id = _audience_id(request)
+        self._access.seen(caller_of(request), audience_id)
+        return _json(self._service.metrics(audience_id))
 
     async def versions(self, request: Request) -> Response:
         """Every version, or with `?at=MS` the one in force then."""
-        self._admin.check(request)
         audience_id = _audience_id(request)
         at = _int_param(request, "at")
+        self._access.seen(caller_of(request), audience_id)
         if at is not None:
             return _json(version_view(self._service.in_force_at(audience_id, at)))
         return _json([version_view(v) for v in self._service.versions(audience_id)])
 
     async def version(self, request: Request) -> Response:
-        self._admin.check(request)
+        audience_id = _audience_id(request)
         number = _int_text(request.path_params["version"], "version")
-        return _json(version_view(self._service.version(_audience_id(request), number)))
+        self._access.seen(caller_of(request), audience_id)
+        return _json(version_view(self._service.version(audience_id, number)))
 
     async def diff(self, request: Request) -> Response:
         """`?from=A&to=B`: what changed from version A to version B."""
-        self._admin.check(request)
         audience_id = _audience_id(request)
         before, after = _int_param(request, "from"), _int_param(request, "to")
         if before is None or after is None:
             raise InvalidBatch("from and to (version numbers) are required", "from")
+        self._access.seen(caller_of(request), audience_id)
         changes = self._service.diff(audience_id, before, after)
         return _json({"audience_id": audience_id, "from": before, "to": after, "changes": changes})
 
@@ -252,17 +265,15 @@ class AudienceAdmin:
         `/audiences/{id}/download` or `/audiences/download?audience_ids=1,2`, with
         `identity_types=email,customer_id` (comma-separated or repeated) and `sample=N`;
         one audience's A/B test variations with `variations=Email,Control` (a CSV each)."""
-        self._admin.check(request)
+        caller = caller_of(request)
         if "audience_id" in request.path_params:
             ids = [_audience_id(request)]
         else:
             ids = [_int_text(t, "audience_ids") for t in _listed(request, "audience_ids")]
-        download = self._downloads.prepare(
-            ids,
-            _listed(request, "identity_types"),
-            _int_param(request, "sample"),
-            _listed(request, "variations"),
-        )
+        types, sample = _listed(request, "identity_types"), _int_param(request, "sample")
+        for audience_id in ids:
+            self._access.usable(caller, audience_id)
+        download = self._downloads.prepare(ids, types, sample, _listed(request, "variations"))
         return StreamingResponse(
             download.chunks(),
             media_type="application/zip",
@@ -270,11 +281,14 @@ class AudienceAdmin:
         )
 
     async def audiences_of(self, request: Request) -> Response:
-        self._admin.check(request)
+        caller = caller_of(request)
         mpid = _int_text(request.path_params["mpid"], "mpid")
         at = _int_param(request, "at") or self._clock.now_ms()
         found = self._service.audiences_of_at(mpid, at)
-        return _json({"mpid": str(mpid), "at_ms": at, "audience_ids": found})
+        seen = {a.id for a in self._access.visible(caller, self._service.all())}
+        return _json(
+            {"mpid": str(mpid), "at_ms": at, "audience_ids": [a for a in found if a in seen]}
+        )
 
 
 def _audience(body: bytes) -> AudienceDef:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kindred.api.admin import admin_routes
+from kindred.api.admin_guard import AdminGuard
 from kindred.api.dsr import dsr_routes
 from kindred.api.errors import handle_kindred_error, status_of
 from kindred.api.events import EventsApi
@@ -68,7 +69,8 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastPa
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["x-mp-key", "content-type", "authorization", "accept"],
                 max_age=86400,
-            )
+            ),
+            Middleware(AdminGuard, callers=container.admin_callers),
         ],
         exception_handlers={KindredError: handle_kindred_error},
         lifespan=lifespan,

@@ -12,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kindred.api.admin_guard import caller_of
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container
+from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import check_json_body, int64_param
 
@@ -22,33 +24,44 @@ __all__ = ["shadow_routes"]
 _ENCODER = msgspec.json.Encoder()
 _DEFINITION = msgspec.json.Decoder(AudienceDef)
 # Who saves through this API, in an audience's history.
-_BY = "admin api"
 
 
 class ShadowAdmin:
     def __init__(self, container: Container, check: Callable[[Request], None]) -> None:
         self._shadows = container.audience_shadows
         self._check = check
+        # A shadow edit is an edit: only those who may change the audience start, promote
+        # or discard one; those who may see it see it.
+        self._access = AudienceAccessCheck(container.audiences)
 
     async def start(self, request: Request) -> Response:
         self._check(request)
         audience_id = _audience_id(request)
         definition = _definition(await request.body())
-        view = await run_in_threadpool(self._shadows.start, audience_id, definition, _BY)
+        caller = caller_of(request)
+        self._access.changeable(caller, audience_id)
+        self._access.check_nesting(caller, definition)
+        view = await run_in_threadpool(self._shadows.start, audience_id, definition, caller.name)
         return _json(view, 202)
 
     async def show(self, request: Request) -> Response:
         self._check(request)
-        return _json(self._shadows.show(_audience_id(request)))
+        audience_id = _audience_id(request)
+        self._access.seen(caller_of(request), audience_id)
+        return _json(self._shadows.show(audience_id))
 
     async def discard(self, request: Request) -> Response:
         self._check(request)
-        return _json(await run_in_threadpool(self._shadows.discard, _audience_id(request)))
+        audience_id = _audience_id(request)
+        self._access.changeable(caller_of(request), audience_id)
+        return _json(await run_in_threadpool(self._shadows.discard, audience_id))
 
     async def promote(self, request: Request) -> Response:
         self._check(request)
         audience_id = _audience_id(request)
-        return _json(await run_in_threadpool(self._shadows.promote, audience_id, _BY))
+        caller = caller_of(request)
+        self._access.changeable(caller, audience_id)
+        return _json(await run_in_threadpool(self._shadows.promote, audience_id, caller.name))
 
 
 def _audience_id(request: Request) -> int:

@@ -13,8 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kindred.api.admin_guard import caller_of
 from kindred.bootstrap import Container
 from kindred.domain.errors import ConfigError, InvalidBatch
+from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.audiences.connections import BulkConnectionRequest
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import check_json_body, int64_param
@@ -38,6 +40,7 @@ _CONNECTION_KINDS = {"events": "event_connection", "audiences": "audience_connec
 class ForwardingAdmin:
     def __init__(self, container: Container, check: Any) -> None:
         self._c = container
+        self._access = AudienceAccessCheck(container.audiences)
         self._check = check
 
     async def outputs(self, request: Request) -> Response:
@@ -84,7 +87,13 @@ class ForwardingAdmin:
         kind = _CONNECTION_KINDS.get(request.path_params["kind"])
         if kind is None:
             raise InvalidBatch("connections are of kind events or audiences", "kind")
-        return _json(self._save(kind, await request.body()), 201)
+        body = await request.body()
+        check_json_body(body)
+        if kind == "audience_connection":
+            named = _audience_named(body)
+            if named is not None:
+                self._access.check_connecting(caller_of(request), [("audience_id", named)])
+        return _json(self._save(kind, body), 201)
 
     async def bulk_connections(self, request: Request) -> Response:
         """Many audiences to one output (AUD-10): all made, each with its initial sync, or
@@ -96,6 +105,11 @@ class ForwardingAdmin:
             body = _BULK.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
+        named = [
+            (f"audiences[{n}]", a if isinstance(a, int) else a.audience_id)
+            for n, a in enumerate(body.audiences)
+        ]
+        self._access.check_connecting(caller_of(request), named)
         return _json(self._c.bulk_connections.connect(body), 201)
 
     async def delete_connection(self, request: Request) -> Response:
@@ -145,6 +159,17 @@ class ForwardingAdmin:
             self._c.catalog.delete(kind, name)
         except ConfigError as exc:
             raise InvalidBatch(str(exc)) from None
+
+
+def _audience_named(body: bytes) -> int | None:
+    """The `audience_id` a connection's body names, if it is one (the catalog checks the
+    rest of the body)."""
+    try:
+        found = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    audience_id = found.get("audience_id") if isinstance(found, dict) else None
+    return audience_id if type(audience_id) is int else None
 
 
 def _json(data: object, status: int = 200) -> Response:

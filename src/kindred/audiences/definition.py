@@ -7,11 +7,13 @@ from typing import Literal
 import msgspec
 
 from kindred.audiences.ast import Node
+from kindred.domain.users import AudienceAccess
 
 __all__ = [
     "ERASED_EXIT",
     "INT64_MIN",
     "MAX_TAG_LENGTH",
+    "AudienceAccess",
     "AudienceDef",
     "AudienceKind",
     "AudienceStatus",
@@ -47,8 +49,11 @@ class AudienceDef(msgspec.Struct, kw_only=True):
     created_by: str = ""
     created_ms: int = 0
     updated_ms: int = 0
-    # Who saved the audience last (the admin API, the CLI, a UI user), for its history.
+    # Who saved the audience last (a user, "admin token", "cli"), for its history.
     updated_by: str = ""
+    # Who besides its owner (`created_by`) and admins may see and use it
+    # (domain.users): private, view (see only) or usable (see, nest, connect, download).
+    access: AudienceAccess = "usable"
     # Events older than this many days never count (the audience lookback window).
     lookback_days: int = 90
     # Backfill (kept by Kindred): the identity scope and the next MPID to evaluate there,

@@ -67,6 +67,7 @@ __all__ = [
     "DEVICE_FIELDS",
     "EVENT_TYPES",
     "Catalog",
+    "nested_audience_paths",
     "nested_audiences",
     "parse_criteria",
     "parse_date",
@@ -441,6 +442,28 @@ def _nested(node: Node) -> set[int]:
     if isinstance(node, Exclude):
         return _nested(node.item)
     return set()
+
+
+def nested_audience_paths(doc: object, path: str = "criteria") -> list[tuple[str, int]]:
+    """Each audience criteria nest, with the path of its id (`...audience`), from the
+    criteria as saved (anything else in them is left to parse_criteria)."""
+    if not isinstance(doc, dict):
+        return []
+    if "audience" in doc:
+        found = doc["audience"]
+        ok = isinstance(found, int) and not isinstance(found, bool)
+        return [(f"{path}.audience", found)] if ok else []
+    for key in ("and", "or"):
+        items = doc.get(key)
+        if isinstance(items, list):
+            return [
+                hit
+                for n, item in enumerate(items)
+                for hit in nested_audience_paths(item, f"{path}.{key}[{n}]")
+            ]
+    if "exclude" in doc:
+        return nested_audience_paths(doc["exclude"], f"{path}.exclude")
+    return []
 
 
 def nested_audiences(node: Node) -> frozenset[int]:

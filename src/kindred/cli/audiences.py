@@ -66,10 +66,15 @@ def create(file: str, config_path: str | None, data_dir: str | None) -> None:
 @config_option
 @data_dir_option
 def update(audience_id: int, file: str, config_path: str | None, data_dir: str | None) -> None:
-    """Replace an audience's definition (its status stays)."""
+    """Replace an audience's definition (its status stays, and its access when the file
+    names none)."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audiences.update(audience_id, _definition(file), changed_by=_BY))
+            changed = _definition(file)
+            if "access" not in msgspec.json.decode(Path(file).read_bytes()):
+                current = container.audiences.get(audience_id)
+                changed = msgspec.structs.replace(changed, access=current.access)
+            _echo(container.audiences.update(audience_id, changed, changed_by=_BY))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -331,6 +331,7 @@ def _register_command_modules() -> None:
     from kindred.cli.keys import keys  # noqa: PLC0415
     from kindred.cli.retention import profiles, retention  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
+    from kindred.cli.users import users  # noqa: PLC0415
 
     main.add_command(attributes)
     audiences.add_command(shadow)
@@ -345,6 +346,7 @@ def _register_command_modules() -> None:
     main.add_command(quarantine)
     main.add_command(retention)
     main.add_command(ui)
+    main.add_command(users)
 
 
 _register_command_modules()

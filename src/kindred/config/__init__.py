@@ -180,6 +180,14 @@ class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     # The bearer token of the admin HTTP API (/admin/v1/...); none: the admin API is off.
     token: str | None = None
     token_env: str | None = None
+    # Attempts with an API key not yet verified (a wrong one, or the first use of a right
+    # one in this process), per key id and per source address, before 429.
+    key_attempts_per_key: AttemptLimitSettings = msgspec.field(
+        default_factory=lambda: AttemptLimitSettings(per_minute=10, burst=5)
+    )
+    key_attempts_per_address: AttemptLimitSettings = msgspec.field(
+        default_factory=lambda: AttemptLimitSettings(per_minute=30, burst=10)
+    )
 
 
 class MetricsSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -214,6 +222,9 @@ class UiUserSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     name: str
     # The output of `kindred ui hash-password`: the password itself is never in the file.
     password_hash: str
+    # What the user may do in the UI and with their API keys: admin, editor or viewer
+    # (docs/security.md). Admin when absent, as before roles existed.
+    role: str = "admin"
 
 
 class UiSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

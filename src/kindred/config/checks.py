@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from kindred.domain.credentials import CREDENTIAL_SCOPES, is_secret_hash
 from kindred.domain.errors import ConfigError, refuse_duplicates
 from kindred.domain.expiry import parse_rules
+from kindred.domain.users import Role
 
 if TYPE_CHECKING:
     from kindred.config import (
@@ -49,6 +50,8 @@ def validate(settings: Settings) -> None:
         _validate_credential(cred, known, f"credentials[{n}]")
     _validate_oauth(settings.oauth)
     _validate_ui(settings.ui)
+    _validate_limit(settings.admin.key_attempts_per_key, "admin.key_attempts_per_key")
+    _validate_limit(settings.admin.key_attempts_per_address, "admin.key_attempts_per_address")
     if settings.audiences.backfill_interval_s < 0:
         raise ConfigError("audiences.backfill_interval_s: must be >= 0")
     if not 1 <= settings.audiences.standard_expiry_days <= 36_500:
@@ -145,6 +148,8 @@ def _validate_ui(ui: UiSettings) -> None:
             raise ConfigError(
                 f"ui.users[{n}].password_hash: not a hash from `kindred ui hash-password`"
             )
+        if user.role not in {r.value for r in Role}:
+            raise ConfigError(f"ui.users[{n}].role: {user.role!r} is not admin, editor or viewer")
     if ui.session_ttl_s < 60:
         raise ConfigError("ui.session_ttl_s: must be at least 60")
     if ui.live_poll_interval_s <= 0:

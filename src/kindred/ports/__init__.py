@@ -21,6 +21,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.sessions import UiSession
+from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports.delivery import (
     ConnectionState,
     DeadLetter,
@@ -98,6 +99,7 @@ __all__ = [
     "SyncStore",
     "UnitOfWork",
     "UnitsOfWork",
+    "UserStore",
 ]
 
 
@@ -234,6 +236,32 @@ class SessionStore(Protocol):
 
     def purge_sessions(self, before_ms: int) -> int:
         """Delete the sessions that expired or ended before `before_ms`; how many."""
+        ...
+
+
+class UserStore(Protocol):
+    """Users added with `kindred users` and their admin API keys (`domain.users`). Rare,
+    small writes, each call its own transaction, each raising the definitions' version (so
+    that a removed user or a revoked key stops working in every process at once)."""
+
+    def save_user(self, user: UserRecord) -> None:
+        """Insert or replace by name."""
+        ...
+
+    def remove_user(self, name: str) -> bool:
+        """Delete the user and every key of theirs; whether there was one."""
+        ...
+
+    def list_users(self) -> list[UserRecord]:
+        """Every stored user, by name."""
+        ...
+
+    def save_user_key(self, key: UserKeyRecord) -> None:
+        """Insert or replace by key id."""
+        ...
+
+    def list_user_keys(self) -> list[UserKeyRecord]:
+        """Every key, revoked ones included, by creation time then key id."""
         ...
 
 
@@ -379,6 +407,7 @@ class Store(
     MergeReader,
     CredentialStore,
     SessionStore,
+    UserStore,
     AudienceStore,
     CalculatedStore,
     DefinitionsVersion,

@@ -25,6 +25,7 @@ from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.receipts import ReceiptRecord, row_digest
 from kindred.domain.sessions import UiSession
+from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports import (
     ConcurrentUpdate,
     Delivery,
@@ -61,6 +62,8 @@ class _State:
     credentials: dict[str, ApiCredential] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
     sessions: dict[str, UiSession] = field(default_factory=dict)
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    user_keys: dict[str, UserKeyRecord] = field(default_factory=dict)
     deliveries: DeliveryState = field(default_factory=DeliveryState)
     dsr: dict[tuple[int, str], DsrRequest] = field(default_factory=dict)
     dsr_results: dict[tuple[int, str], bytes] = field(default_factory=dict)
@@ -573,6 +576,30 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def replace_server_secret(self, name: str, value: bytes) -> None:
         with self._lock:
             self._state.secrets[name] = value
+
+    def save_user(self, user: UserRecord) -> None:
+        with self._lock:
+            self._state.users[user.name] = user
+            self._definitions_changed()
+
+    def remove_user(self, name: str) -> bool:
+        with self._lock:
+            keys = self._state.user_keys
+            for key_id in [k for k, v in keys.items() if v.user == name]:
+                del keys[key_id]
+            self._definitions_changed()
+            return self._state.users.pop(name, None) is not None
+
+    def list_users(self) -> list[UserRecord]:
+        return sorted(self._state.users.values(), key=lambda u: u.name)
+
+    def save_user_key(self, key: UserKeyRecord) -> None:
+        with self._lock:
+            self._state.user_keys[key.key_id] = key
+            self._definitions_changed()
+
+    def list_user_keys(self) -> list[UserKeyRecord]:
+        return sorted(self._state.user_keys.values(), key=lambda k: (k.created_ms, k.key_id))
 
     def save_session(self, session: UiSession) -> None:
         with self._lock:

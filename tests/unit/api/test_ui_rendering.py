@@ -28,6 +28,7 @@ from kindred.domain.profile import (
     Profile,
     WorkspaceProfile,
 )
+from kindred.domain.users import Role
 from kindred.services.forwarding.admin import ConnectionView, SyncView
 from kindred.services.profiles.activity import LiveItem, Timeline
 
@@ -209,7 +210,7 @@ def test_connections_are_grouped_by_their_audience() -> None:
 
 
 def test_a_faulted_connection_shows_its_error_and_a_resume_form_with_the_token() -> None:
-    visitor = Visitor(name="ann", csrf="tok&en")
+    visitor = Visitor(name="ann", csrf="tok&en", role=Role.EDITOR)
     markup = connections_html(
         7, [_view("ok", "sending"), _view(EVIL, "faulted", error=EVIL)], visitor
     )
@@ -224,6 +225,14 @@ def test_a_faulted_connection_shows_its_error_and_a_resume_form_with_the_token()
     empty = connections_html(7, [], visitor)
     assert 'id="connections-none"' in empty
     assert "<table" not in empty
+
+
+def test_a_viewer_is_offered_no_resume_button() -> None:
+    faulted = [_view("hook", "faulted", error="boom")]
+    for role, forms in ((Role.VIEWER, 0), (Role.EDITOR, 1), (Role.ADMIN, 1)):
+        markup = connections_html(7, faulted, Visitor(name="ann", csrf="tok", role=role))
+        assert markup.count("<form") == forms, role
+        assert '<span class="badge faulted">faulted</span>' in markup
 
 
 def test_an_audience_connections_initial_sync_shows_its_progress() -> None:

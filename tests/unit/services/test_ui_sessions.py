@@ -11,9 +11,11 @@ import pytest
 from kindred.domain import credentials as domain_credentials
 from kindred.domain.credentials import DECOY_HASH, hash_secret
 from kindred.domain.errors import RateLimited
+from kindred.domain.users import UserRecord
 from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.server_keys import ServerKeys
 from kindred.services.access.sessions import SignInLimits, UiSessions
+from kindred.services.access.users import UserDirectory
 from kindred.storage.memory import MemoryStore
 from kindred.system import SecureSecrets
 from tests.fakes import FakeClock
@@ -30,8 +32,9 @@ def sessions_on(
 ) -> UiSessions:
     """The sessions of one server process on `store`."""
     keys = ServerKeys(store, SecureSecrets())
+    configured = [UserRecord(name=n, role="admin", password_hash=h) for n, h in users.items()]
     return UiSessions(
-        users,
+        UserDirectory(configured, store, clock, SecureSecrets()),
         600,
         store,
         keys,

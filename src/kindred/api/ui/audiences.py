@@ -18,17 +18,21 @@ from kindred.api.ui.session import Visitor
 from kindred.api.ui.times import ms_text
 from kindred.audiences.definition import AudienceDef, MembershipChange
 from kindred.domain.forwarding import AudienceConnection
+from kindred.domain.users import Role
 from kindred.services.audiences.admin import AudienceMetrics
 from kindred.services.forwarding.admin import ConnectionView
 
 __all__ = [
     "CriteriaNode",
+    "audience_tabs",
     "audience_view",
     "audiences_view",
     "connections_by_audience",
     "connections_html",
     "criteria_html",
     "criteria_tree",
+    "default_tab",
+    "in_tab",
     "size_points",
 ]
 
@@ -43,6 +47,26 @@ def connections_by_audience(
         if view.kind == "audience" and view.name in audience_of:
             found.setdefault(audience_of[view.name], []).append(view)
     return found
+
+
+def audience_tabs(user: Visitor) -> list[tuple[str, str]]:
+    """The list's tabs: the user's own audiences, others' they may see, and (admins) all."""
+    tabs = [("mine", "Mine"), ("shared", "Shared with me")]
+    return [*tabs, ("all", "All")] if user.role is Role.ADMIN else tabs
+
+
+def default_tab(user: Visitor) -> str:
+    if user.role is Role.ADMIN:
+        return "all"
+    return "mine" if user.may_edit else "shared"
+
+
+def in_tab(audience: AudienceDef, tab: str, user: Visitor) -> bool:
+    """Whether an audience the user may see belongs on the tab."""
+    if tab == "all":
+        return True
+    mine = audience.created_by == user.name
+    return mine if tab == "mine" else not mine
 
 
 def audiences_view(
@@ -121,6 +145,8 @@ def _facts(
         ("Tags", tags),
         ("Lookback", f"{audience.lookback_days} days"),
         ("Created", f"{ms_text(audience.created_ms)} by {audience.created_by or '—'}"),
+        ("Last changed by", audience.updated_by or audience.created_by or "—"),
+        ("Access", fragment("audience_parts.html", "access", audience.access)),
         (
             "Backfill",
             f"running, {metrics.backfill_evaluated} evaluated"

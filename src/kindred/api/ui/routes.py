@@ -1,7 +1,8 @@
 """The web UI's routes. Every page, form post and JSON answer needs a session: pages and
 posts send the browser to the sign-in page (302), JSON answers 401. A post also needs the
-session's CSRF token (403 without it). Only the sign-in page and the static files are
-open."""
+session's CSRF token and the role it names (403 without them: a viewer's forged post
+changes nothing). Audiences are shown as their access allows the user
+(services.audiences.access). Only the sign-in page and the static files are open."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kindred.api.ui.audiences import audience_view, audiences_view, connections_by_audience
+from kindred.api.ui.audiences import (
+    audience_tabs,
+    audience_view,
+    audiences_view,
+    connections_by_audience,
+    default_tab,
+    in_tab,
+)
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_items, live_view
 from kindred.api.ui.privacy import privacy_view, receipt_view
@@ -27,6 +35,8 @@ from kindred.api.ui.times import query
 from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound, RateLimited
 from kindred.domain.lifetime import is_expired
+from kindred.domain.users import Role
+from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.forwarding.admin import ConnectionView
 from kindred.services.profiles.activity import LiveCursor, LiveFilter
 from kindred.wire.limits import INT64_MAX, int64_param
@@ -59,6 +69,7 @@ class UiPages:
         self._activity = container.activity
         self._abtests = container.abtests
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
+        self._access = AudienceAccessCheck(container.audiences)
 
     # --- access -----------------------------------------------------------------------
 
@@ -72,9 +83,15 @@ class UiPages:
 
         return guarded
 
-    def action(self, handler: ActionHandler, back: Callable[[Request], str]) -> Handler:
-        """A form post: a session and its CSRF token needed. Without a session the browser
-        signs in and comes back to `back` (the page the form was on), never to the post."""
+    def action(
+        self,
+        handler: ActionHandler,
+        back: Callable[[Request], str],
+        needs: Role = Role.EDITOR,
+    ) -> Handler:
+        """A form post: a session, its CSRF token and the role `needs` needed. Without a
+        session the browser signs in and comes back to `back` (the page the form was on),
+        never to the post."""
 
         async def guarded(request: Request) -> Response:
             user = self._visitor(request)
@@ -84,6 +101,13 @@ class UiPages:
             if not user.may_post(form.get("csrf", [""])[0]):
                 message = (
                     "This form is out of date or did not come from this site. Nothing was changed."
+                )
+                values = {"alert": True, "message": message, "back": back(request)}
+                return _html(page("message.html", "Refused", user=user, values=values), 403)
+            if not user.may(needs):
+                message = (
+                    f"This needs the {needs.value} role; {user.name} is {user.role.value}."
+                    " Nothing was changed."
                 )
                 values = {"alert": True, "message": message, "back": back(request)}
                 return _html(page("message.html", "Refused", user=user, values=values), 403)
@@ -240,10 +264,18 @@ class UiPages:
     async def audiences(self, request: Request, user: Visitor) -> Response:
         chosen = request.query_params.getlist("tag")
         service = self._c.audiences
-        every = service.all()
-        rows = [(a, service.metrics(a.id)) for a in service.all(chosen)]
+        caller = user.principal
+        every = self._access.visible(caller, service.all())
+        tabs = audience_tabs(user)
+        show = request.query_params.get("show", "")
+        show = show if show in dict(tabs) else default_tab(user)
+        shown = [
+            a for a in self._access.visible(caller, service.all(chosen)) if in_tab(a, show, user)
+        ]
+        rows = [(a, service.metrics(a.id)) for a in shown]
         tags = sorted({t for a in every for t in a.tags})
         values = audiences_view(rows, tags, chosen, self._connections())
+        values.update(tabs=tabs, show=show)
         return _html(
             page("audiences.html", "Audiences", user=user, active="audiences", values=values)
         )
@@ -273,7 +305,7 @@ class UiPages:
         except InvalidBatch as exc:
             return _message(user, "Audience", "audiences", str(exc), 400)
         try:
-            audience = service.get(audience_id)
+            audience = self._access.seen(user.principal, audience_id)
         except NotFound:
             return self._no_audience(request, user)
         now = self._c.clock.now_ms()
@@ -297,6 +329,10 @@ class UiPages:
         """Resume one of the audience's faulted connections, as the admin API does."""
         text, name = request.path_params["audience_id"], request.path_params["name"]
         audience_id = int(text) if text.isdigit() else -1
+        try:
+            self._access.seen(user.principal, audience_id)
+        except NotFound:
+            return self._no_audience(request, user, connection=name)
         if not any(c.name == name for c in self._connections().get(audience_id, [])):
             return self._no_audience(request, user, connection=name)
         try:
@@ -391,7 +427,11 @@ def ui_routes(container: Container) -> list[Route]:
     return [
         Route("/ui/login", ui.login_form, methods=["GET"]),
         Route("/ui/login", ui.login, methods=["POST"]),
-        Route("/ui/logout", ui.action(ui.logout, lambda _: "/ui/profiles"), methods=["POST"]),
+        Route(
+            "/ui/logout",
+            ui.action(ui.logout, lambda _: "/ui/profiles", needs=Role.VIEWER),
+            methods=["POST"],
+        ),
         *(Route(f"/ui/static/{name}", _static(name), methods=["GET"]) for name in _STATIC),
         Route("/ui", ui.page(ui.home), methods=["GET"]),
         Route("/ui/", ui.page(ui.home), methods=["GET"]),

@@ -9,7 +9,8 @@ id, never the id.
 
 Every signed-in request reads the session back by its key (one point read, no cache):
 signing out ends it in the store, so a copy of the cookie stops working at once in every
-process. A user taken out of the config loses their sessions at once too.
+process. A user taken out of the config or the store loses their sessions at once too,
+and a changed role counts from the next request (the role is read on every request).
 
 Every form that changes something carries the session's CSRF token, an HMAC of the session
 id under the same key: a page of this UI can show it, another site cannot learn it.
@@ -21,17 +22,18 @@ import asyncio
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from kindred.domain.sessions import UiSession
+from kindred.domain.users import Principal, Role
 from kindred.ports import Clock, Secrets, SessionStore
 from kindred.services.access.attempts import AttemptLimit, AttemptLimiter, SecretChecker
 from kindred.services.access.server_keys import UI_SESSION_KEY, ServerKeys
 
-__all__ = ["SignInLimits", "UiSessions", "Visitor"]
+__all__ = ["SignInLimits", "UiSessions", "UiUsers", "Visitor"]
 
 _KEY_NAME = UI_SESSION_KEY
 _SALT = "kindred-ui-session"
@@ -46,6 +48,19 @@ class Visitor:
 
     name: str
     csrf: str
+    role: Role = Role.VIEWER
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.name, self.role)
+
+    def may(self, needed: Role) -> bool:
+        return self.role.covers(needed)
+
+    @property
+    def may_edit(self) -> bool:
+        """Whether the pages offer this user their buttons that change things."""
+        return self.role.covers(Role.EDITOR)
 
     def may_post(self, token: str) -> bool:
         """Whether a form's token is this session's."""
@@ -60,10 +75,18 @@ class SignInLimits:
     per_address: AttemptLimit
 
 
+class UiUsers(Protocol):
+    """Who may sign in (`services.access.users.UserDirectory`)."""
+
+    def password_hash(self, name: str) -> str | None: ...
+
+    def role_of(self, name: str) -> Role | None: ...
+
+
 class UiSessions:
     def __init__(
         self,
-        users: Mapping[str, str],
+        users: UiUsers,
         ttl_s: int,
         store: SessionStore,
         keys: ServerKeys,
@@ -73,8 +96,8 @@ class UiSessions:
         limits: SignInLimits,
         checker: SecretChecker,
     ) -> None:
-        """`users`: name -> password hash (`kindred ui hash-password`)."""
-        self._users = dict(users)
+        """`users`: the config file's and the store's."""
+        self._users = users
         self._ttl_ms = ttl_s * 1000
         self._store = store
         self._keys = keys
@@ -96,7 +119,7 @@ class UiSessions:
         RateLimited past the attempts allowed to the name or the source `address`."""
         self._per_address.take(address or "")
         self._per_user.take(name)
-        if not await self._checker.check(password, self._users.get(name)):
+        if not await self._checker.check(password, self._users.password_hash(name)):
             return None
         now = self._clock.now_ms()
         session_id = _b64(self._secrets.token_bytes(_ID_BYTES))
@@ -110,17 +133,18 @@ class UiSessions:
     def visitor_of(self, cookie: str | None) -> Visitor | None:
         """The signed-in user the cookie stands for, with their session's CSRF token, or
         None (no cookie, a forged or changed one, a session ended or expired, a user no
-        longer configured)."""
+        longer there)."""
         session_id = self._session_id(cookie)
         if session_id is None:
             return None
         session = self._store.get_session(_key(session_id))
         if session is None or not session.active(self._clock.now_ms()):
             return None
-        if session.user not in self._users:
+        role = self._users.role_of(session.user)
+        if role is None:
             return None
         digest = hmac.new(self._secret(), b"csrf." + session_id.encode(), hashlib.sha256)
-        return Visitor(name=session.user, csrf=_b64(digest.digest()))
+        return Visitor(name=session.user, csrf=_b64(digest.digest()), role=role)
 
     async def sign_out(self, cookie: str | None) -> None:
         """End the cookie's session in the store: no process accepts it any more."""

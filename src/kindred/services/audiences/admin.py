@@ -154,7 +154,8 @@ class AudienceService:
             )
         return self._save(asked, cut_log=True)
 
-    def clone(self, audience_id: int) -> AudienceDef:
+    def clone(self, audience_id: int, created_by: str | None = None) -> AudienceDef:
+        """A draft copy, made by `created_by` (None: the original's creator)."""
         current = self.get(audience_id)
         copy = msgspec.structs.replace(
             current,
@@ -165,7 +166,8 @@ class AudienceService:
             calc_owner=None,
             calc_lease_ms=0,
         )
-        return self.create(copy, created_by=current.created_by)
+        by = current.created_by if created_by is None else created_by
+        return self.create(copy, created_by=by)
 
     def delete(self, audience_id: int, changed_by: str = "") -> AudienceDef:
         current = self.get(audience_id)

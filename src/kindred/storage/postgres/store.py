@@ -31,6 +31,7 @@ from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.sessions import UiSession
+from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports import (
     LogEntry,
     MembershipCounts,
@@ -71,6 +72,15 @@ from kindred.storage.sessions_sql import (
     session_row,
     session_statements,
 )
+from kindred.storage.users_sql import (
+    KEY_COLUMNS,
+    USER_COLUMNS,
+    key_of,
+    key_row,
+    user_of,
+    user_row,
+    user_statements,
+)
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
@@ -82,6 +92,7 @@ _MIGRATION_LOCK = (0x6B696E64, 1)  # "kind"
 
 _READ_WAIT_S = 2.0
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("%s")
+_LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("%s")
 
 _LOG_COLUMNS = (
     "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
@@ -206,6 +217,39 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+
+    def save_user(self, user: UserRecord) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            _raise_version(conn)
+            conn.execute(
+                f"INSERT INTO users ({USER_COLUMNS}) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role,"
+                " password_hash = EXCLUDED.password_hash, created_ms = EXCLUDED.created_ms",
+                user_row(user),
+            )
+
+    def remove_user(self, name: str) -> bool:
+        with self._pool.connection() as conn, conn.transaction():
+            _raise_version(conn)
+            conn.execute(_DELETE_USER_KEYS, (name,))
+            return conn.execute(_DELETE_USER, (name,)).rowcount > 0
+
+    def list_users(self) -> list[UserRecord]:
+        return [user_of(row) for row in self._rows(_LIST_USERS, ())]
+
+    def save_user_key(self, key: UserKeyRecord) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            _raise_version(conn)
+            conn.execute(
+                f"INSERT INTO user_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (key_id) DO UPDATE SET user_name = EXCLUDED.user_name,"
+                " secret_hash = EXCLUDED.secret_hash, created_ms = EXCLUDED.created_ms,"
+                " revoked_ms = EXCLUDED.revoked_ms",
+                key_row(key),
+            )
+
+    def list_user_keys(self) -> list[UserKeyRecord]:
+        return [key_of(row) for row in self._rows(_LIST_USER_KEYS, ())]
 
     def save_session(self, session: UiSession) -> None:
         updates = ", ".join(

@@ -21,6 +21,7 @@ from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.sessions import UiSession
+from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports import (
     LogEntry,
     MembershipCounts,
@@ -58,6 +59,15 @@ from kindred.storage.sessions_sql import (
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.sqlite.writing import WriterLock, full_is_unavailable
+from kindred.storage.users_sql import (
+    KEY_COLUMNS,
+    USER_COLUMNS,
+    key_of,
+    key_row,
+    user_of,
+    user_row,
+    user_statements,
+)
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
@@ -74,6 +84,7 @@ _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
+_LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("?")
 
 
 class SqliteStore(CalculatedSaves, SqlDsrStore):
@@ -262,6 +273,34 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+
+    def save_user(self, user: UserRecord) -> None:
+        with self._write_tx() as cursor:
+            cursor.execute(_RAISE_VERSION)
+            cursor.execute(
+                f"INSERT OR REPLACE INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?)",
+                user_row(user),
+            )
+
+    def remove_user(self, name: str) -> bool:
+        with self._write_tx() as cursor:
+            cursor.execute(_RAISE_VERSION)
+            cursor.execute(_DELETE_USER_KEYS, (name,))
+            return cursor.execute(_DELETE_USER, (name,)).rowcount > 0
+
+    def list_users(self) -> list[UserRecord]:
+        return [user_of(row) for row in self._reader().execute(_LIST_USERS)]
+
+    def save_user_key(self, key: UserKeyRecord) -> None:
+        with self._write_tx() as cursor:
+            cursor.execute(_RAISE_VERSION)
+            cursor.execute(
+                f"INSERT OR REPLACE INTO user_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                key_row(key),
+            )
+
+    def list_user_keys(self) -> list[UserKeyRecord]:
+        return [key_of(row) for row in self._reader().execute(_LIST_USER_KEYS)]
 
     def save_session(self, session: UiSession) -> None:
         with self._write_tx() as cursor:
