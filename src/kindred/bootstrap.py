@@ -43,6 +43,7 @@ from kindred.services.access.sessions import SignInLimits, UiSessions
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
 from kindred.services.audiences.downloads import AudienceDownloads
+from kindred.services.audiences.estimates import AudienceEstimator
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
@@ -115,6 +116,7 @@ class Container:
     retention: Retention
     audiences: AudienceService
     downloads: AudienceDownloads
+    estimates: AudienceEstimator
     bulk_connections: BulkConnections
     platform_audiences: PlatformAudiences
     audience_registry: AudienceRegistry
@@ -309,6 +311,12 @@ def build(
         csv_import_direct=csv_import_direct,
         audiences=audiences,
         downloads=AudienceDownloads(store, audiences, clock),
+        estimates=AudienceEstimator(
+            store,
+            audience_registry,
+            clock,
+            sample_size=settings.audiences.estimate_sample,
+        ),
         bulk_connections=BulkConnections(catalog, audiences),
         platform_audiences=PlatformAudiences(audiences, catalog, tenancy),
         audience_registry=audience_registry,

@@ -51,6 +51,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("audiences.backfill_interval_s: must be >= 0")
     if not 1 <= settings.audiences.standard_expiry_days <= 36_500:
         raise ConfigError("audiences.standard_expiry_days: from 1 to 36500")
+    if not 10 <= settings.audiences.estimate_sample <= 100_000:
+        raise ConfigError("audiences.estimate_sample: from 10 to 100000")
     if settings.audiences.schedule_interval_s < 0 or settings.audiences.schedule_chunk < 1:
         raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:

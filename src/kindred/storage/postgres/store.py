@@ -35,6 +35,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    ProfileSample,
     RejectEntry,
     UnitOfWork,
 )
@@ -52,6 +53,7 @@ from kindred.storage.codec import (
     membership_counts_of,
     membership_of,
     merge_of,
+    sample_of,
     stored_profile,
 )
 from kindred.storage.dsr_sql import SqlDsrStore
@@ -259,6 +261,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
     def count_profiles(self) -> int:
         return int(self._rows("SELECT count(*) FROM profiles", ())[0][0])
 
+    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+        rows = self._rows(
+            f"SELECT sample_key, {PROFILE_COLUMNS} FROM profiles"
+            " WHERE scope = %s ORDER BY sample_key LIMIT %s",
+            (scope, size + 1),
+        )
+        return sample_of([(int(r[0]), r[1], r[2]) for r in rows], size)
+
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > %s ORDER BY id LIMIT %s"
         with self._pool.connection() as conn:
@@ -276,6 +286,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
         with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (mpid, limit)).fetchall()
+
+    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
+        if not mpids:
+            return []
+        query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ANY(%s) ORDER BY id"
+        with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
+            return cursor.execute(query, (list(mpids),)).fetchall()
 
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False

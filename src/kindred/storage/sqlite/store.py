@@ -25,6 +25,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    ProfileSample,
     RejectEntry,
     UnitOfWork,
 )
@@ -42,6 +43,7 @@ from kindred.storage.codec import (
     membership_counts_of,
     membership_of,
     merge_of,
+    sample_of,
     stored_profile,
 )
 from kindred.storage.dsr_sql import SqlDsrStore
@@ -72,6 +74,8 @@ _LOG_COLUMNS = (
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
+# MPIDs per `IN (...)` list (well under SQLite's limit on parameters).
+_IN_CHUNK = 5_000
 _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
 
@@ -329,6 +333,22 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
     def count_profiles(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM profiles").fetchone()[0])
 
+    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+        try:
+            rows = (
+                self._reader()
+                .execute(
+                    f"SELECT sample_key, {PROFILE_COLUMNS} FROM profiles"
+                    " INDEXED BY profiles_by_scope_sample"
+                    " WHERE scope = ? ORDER BY sample_key LIMIT ?",
+                    (scope, size + 1),
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        return sample_of(rows, size)
+
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         rows = self._rows().execute(
             f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
@@ -348,6 +368,19 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
             (mpid, limit),
         )
         return [_log_entry(r) for r in rows]
+
+    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
+        found: list[LogEntry] = []
+        cursor = self._rows()
+        for first in range(0, len(mpids), _IN_CHUNK):
+            chunk = tuple(mpids[first : first + _IN_CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            rows = cursor.execute(
+                f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid IN ({marks})", chunk
+            )
+            found.extend(_log_entry(r) for r in rows)
+        found.sort(key=lambda e: e.id or 0)
+        return found
 
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
