@@ -1,23 +1,27 @@
 """Audience estimator benchmark (AUD-7): the latency of an estimate (median and spread over
 repeated calls) and its error against the audience's true size, on a store of N profiles,
-each with one stored batch of 10 events stamped 0 to 29 days ago (bench/audiences.py's
-`seed_history`: tier bronze/silver/gold by user, `visits` = user % 1000, 3 plays).
+each with one stored batch of 10 events (bench/audiences.py's `seed_history`: user u is
+tier bronze/silver/gold by u % 3, has `visits` u % 1000 and 3 plays stamped u % 30 days
+ago).
 
     python bench/estimate.py --data-dir bench/out/estimate-sqlite --profiles 1000000
     python bench/estimate.py --data-dir D --profiles 100000 --store-url postgresql://...
 
 A store without profiles is seeded first (`--seed-only` stops there); one that has them
-is used as it is. The true size is counted over every profile with the same evaluation
-(AudienceEstimator.exact), not by the estimator's sample.
+is used as it is. The true sizes follow from the seed (`true_size`, counted over the users
+0..N-1); `--scan` also counts them by evaluating every profile (the estimator with a sample
+of every profile, `exact`), a check of those formulas (memory: every profile at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +29,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.audiences import MovableClock, seed_history
 from bench.common import CONFIG, kindred_src, machine
+from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
+from kindred.services.audiences.estimates import DEFAULT_SAMPLE, AudienceEstimator
+
+GOLD: dict[str, object] = {"attribute": "tier", "op": "equals", "value": "gold"}
+PLAYED: dict[str, object] = {
+    "event": "custom_event",
+    "name": "Play",
+    "within_days": 14,
+    "at_least": 3,
+}
+
+# name -> (criteria, whether user u is a member by the seed)
+DEFINITIONS: dict[str, tuple[dict[str, object], Callable[[int], bool]]] = {
+    "gold (attribute)": (GOLD, lambda u: u % 3 == 2),
+    "3 plays in 14 days (events)": (PLAYED, lambda u: u % 30 < 14),
+    "gold, played, not visits < 500": (
+        {"and": [GOLD, PLAYED, {"exclude": {"attribute": "visits", "op": "lt", "value": 500}}]},
+        lambda u: u % 3 == 2 and u % 30 < 14 and u % 1000 >= 500,
+    ),
+    "gold with visits 7 (1 in 3000)": (
+        {"and": [GOLD, {"attribute": "visits", "op": "equals", "value": 7}]},
+        lambda u: u % 3 == 2 and u % 1000 == 7,
+    ),
+}
 
 
 def open_store(data_dir: str, store_url: str | None, clock: MovableClock) -> Container:
@@ -45,6 +73,71 @@ def seeded(container: Container, profiles: int, clock: MovableClock) -> dict[str
     return {"profiles": profiles, "seed_s": round(time.perf_counter() - started, 1)}
 
 
+def true_size(member: Callable[[int], bool], profiles: int) -> int:
+    return sum(1 for u in range(profiles) if member(u))
+
+
+def measure(
+    estimator: AudienceEstimator, definition: AudienceDef, calls: int
+) -> tuple[list[float], list[float], Any]:
+    """Milliseconds of each of `calls` estimates after a first one (reported apart): wall
+    time, and this process's CPU time (steadier on a shared machine)."""
+    answer = None
+    wall, cpu = [], []
+    for _ in range(calls + 1):
+        started, used = time.perf_counter(), time.process_time()
+        answer = estimator.estimate(definition)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - used) * 1000)
+    return wall, cpu, answer
+
+
+def run_one(
+    container: Container, name: str, *, calls: int, sample: int, profiles: int, scan: bool
+) -> dict[str, Any]:
+    criteria, member = DEFINITIONS[name]
+    definition = AudienceDef(name="", workspaces=[1], lookback_days=30, criteria=criteria)
+    estimator = AudienceEstimator(
+        container.store, container.audience_registry, container.clock, sample_size=sample
+    )
+    times, cpu, answer = measure(estimator, definition, calls)
+    steady = sorted(times[1:])
+    truth = true_size(member, profiles)
+    found: dict[str, Any] = {
+        "definition": name,
+        "true_size": truth,
+        "estimate": answer.estimate,
+        "shown": answer.shown,
+        "interval_95": [answer.low, answer.high],
+        "sampled_members": answer.sampled_members,
+        "sample_size": answer.sample_size,
+        "error_pct": (
+            round((answer.estimate - truth) / truth * 100, 2)
+            if answer.estimate is not None and truth
+            else None
+        ),
+        "truth_in_interval": (
+            answer.low <= truth <= answer.high if answer.low is not None else None
+        ),
+        "first_call_ms": round(times[0], 1),
+        "median_ms": round(statistics.median(steady), 1),
+        "p10_ms": round(steady[len(steady) // 10], 1),
+        "p90_ms": round(steady[len(steady) * 9 // 10], 1),
+        "max_ms": round(steady[-1], 1),
+        "median_cpu_ms": round(statistics.median(cpu[1:]), 1),
+        "calls": calls,
+    }
+    if scan:
+        everyone = AudienceEstimator(
+            container.store,
+            container.audience_registry,
+            container.clock,
+            sample_size=profiles + 1,
+        ).estimate(definition)
+        found["scanned_size"] = everyone.estimate
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,13 +146,29 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=1_000_000)
     parser.add_argument("--store-url", help="a postgresql:// URL (default: SQLite in data dir)")
     parser.add_argument("--seed-only", action="store_true")
+    parser.add_argument("--calls", type=int, default=30, help="estimates timed per definition")
+    parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="profiles sampled")
+    parser.add_argument("--scan", action="store_true", help="also count every profile")
     args = parser.parse_args()
     clock = MovableClock()
     container = open_store(args.data_dir, args.store_url, clock)
     report: dict[str, Any] = {"kindred_src": kindred_src()}
     report.update(seeded(container, args.profiles, clock))
+    report["store"] = "postgresql" if args.store_url else "sqlite"
     if not args.seed_only:
-        pass
+        report["sample"] = args.sample
+        report["results"] = [
+            run_one(
+                container,
+                name,
+                calls=args.calls,
+                sample=args.sample,
+                profiles=report["profiles"],
+                scan=args.scan,
+            )
+            for name in DEFINITIONS
+        ]
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     report["machine"] = machine()
     report["command"] = " ".join(["python", *sys.argv])
     container.store.close()
@@ -67,5 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = statistics
     main()
