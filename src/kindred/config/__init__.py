@@ -206,8 +206,8 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # names no `expiry_days` (AUD-13); an expired one still counts, marked expired.
     standard_expiry_days: int = 30
     # Profiles per identity scope in the audience estimator's sample (AUD-7): more is
-    # closer and slower (4,000 answers in well under 200 ms at 1M profiles).
-    estimate_sample: int = 4_000
+    # closer and slower (services/audiences/estimates.py: DEFAULT_SAMPLE).
+    estimate_sample: int = 2_500
 
 
 class UiUserSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

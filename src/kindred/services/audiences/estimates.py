@@ -42,9 +42,11 @@ __all__ = [
     "ScopeSample",
 ]
 
-# Profiles per scope in the sample: a few thousand keeps an estimate under 200 ms at 1M
-# profiles (bench/estimate.py) and an audience of 10% within about ±9% (95%).
-DEFAULT_SAMPLE = 4_000
+# Profiles per scope in the sample. The cost is per sampled profile, whatever the store's
+# size: ~25 µs of CPU each for profile criteria, ~60 µs with event criteria (its batches
+# read and folded; bench/estimate.py, RESULTS.md). 2,500 keeps an estimate with event
+# criteria near 150 ms and an audience of 10% within about ±12% (95%).
+DEFAULT_SAMPLE = 2_500
 
 
 class _Store(AudienceStore, ProfileReader, EventLogReader, Protocol):
