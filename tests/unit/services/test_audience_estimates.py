@@ -207,3 +207,16 @@ def test_an_item_shows_the_estimate_until_the_calculation_is_complete() -> None:
     assert estimator.size_of(done).size == 4
     _send(world, "u9", "gold", 5, [])
     assert estimator.size_of(world.service.get(made.id)).size == 5  # the real size now
+
+
+def test_a_sample_read_is_used_again_for_a_few_seconds_only() -> None:
+    world = World()
+    for n in range(5):
+        _send(world, f"u{n}", "gold", 5, [])
+    gold = _definition({"attribute": "tier", "op": "equals", "value": "gold"})
+    kept = AudienceEstimator(world.store, world.registry, world.clock, kept_s=3600)
+    fresh = AudienceEstimator(world.store, world.registry, world.clock, kept_s=0)
+    assert kept.estimate(gold).estimate == 5
+    _send(world, "u9", "gold", 5, [])
+    assert kept.estimate(gold).estimate == 5  # the sample as read a moment ago
+    assert fresh.estimate(gold).estimate == 6

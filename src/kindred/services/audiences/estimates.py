@@ -12,6 +12,7 @@ folds the event log (`LogReading`, `fold_events`), within the audience's lookbac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from threading import Lock
@@ -29,12 +30,21 @@ from kindred.audiences.operands import MAX_DAYS
 from kindred.audiences.sample import ScopeTally, SizeEstimate, estimate_size
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.profile import Profile
-from kindred.ports import AudienceStore, BatchStatus, Clock, EventLogReader, ProfileReader
+from kindred.ports import (
+    AudienceStore,
+    BatchStatus,
+    Clock,
+    EventLogReader,
+    LogEntry,
+    ProfileReader,
+    ProfileSample,
+)
 from kindred.services.audiences.jobs import LogReading
 from kindred.services.audiences.registry import AudienceRegistry
 
 __all__ = [
     "DEFAULT_SAMPLE",
+    "SAMPLE_KEPT_S",
     "AudienceEstimate",
     "AudienceEstimator",
     "AudienceSize",
@@ -47,6 +57,10 @@ __all__ = [
 # read and folded; bench/estimate.py, RESULTS.md). 2,500 keeps an estimate with event
 # criteria near 150 ms and an audience of 10% within about ±12% (95%).
 DEFAULT_SAMPLE = 2_500
+# A scope's sample, read and decoded, is used again for this long: estimates asked one
+# after another (criteria edited in a builder) read no profile again, at the price of
+# not seeing the last seconds' changes. Estimates are of a sample, not of this instant.
+SAMPLE_KEPT_S = 10.0
 
 
 class _Store(AudienceStore, ProfileReader, EventLogReader, Protocol):
@@ -99,6 +113,17 @@ class AudienceSize(msgspec.Struct, kw_only=True):
     size_shown: str
 
 
+@dataclass(slots=True)
+class _Held:
+    """A scope's sample as read (`read_at`: monotonic seconds), its live profiles, and
+    their logged batches once an estimate with event criteria has read them."""
+
+    read_at: float
+    sample: ProfileSample
+    live: list[Profile]
+    log: list[LogEntry] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Counted:
     """What one scope's sample gave."""
@@ -117,11 +142,15 @@ class AudienceEstimator:
         clock: Clock,
         *,
         sample_size: int = DEFAULT_SAMPLE,
+        kept_s: float = SAMPLE_KEPT_S,
     ) -> None:
+        """`kept_s`: how long a scope's sample, read, is used again (0: read each time)."""
         self._store = store
         self._registry = registry
         self._clock = clock
         self._sample_size = sample_size
+        self._kept_s = kept_s
+        self._held: dict[str, _Held] = {}
         # The estimate an item shows while its audience is calculated, per (id, edit).
         self._shown: dict[tuple[int, int], AudienceEstimate] = {}
         self._lock = Lock()
@@ -225,9 +254,9 @@ class AudienceEstimator:
     def _count(
         self, target: CompiledAudience, scope: str, tests: Sequence[Predicate], now: int
     ) -> _Counted:
-        sample = self._store.sample_profiles(scope, self._sample_size)
-        live = [p for p in sample.profiles if p.merged_into is None]
-        histories = self._histories(target, live, now) if target.histories else None
+        held = self._sample(scope)
+        sample, live = held.sample, held.live
+        histories = self._histories(target, held, now) if target.histories else None
         members = 0
         per_criterion = [0] * len(tests)
         for stored in live:
@@ -252,15 +281,34 @@ class AudienceEstimator:
             per_criterion,
         )
 
+    def _sample(self, scope: str) -> _Held:
+        """The scope's sample as read at most `kept_s` ago, or read now."""
+        at = time.monotonic()
+        with self._lock:
+            held = self._held.get(scope)
+        if held is not None and at - held.read_at < self._kept_s:
+            return held
+        sample = self._store.sample_profiles(scope, self._sample_size)
+        held = _Held(at, sample, [p for p in sample.profiles if p.merged_into is None])
+        with self._lock:
+            self._held[scope] = held
+        return held
+
+    def _logged(self, held: _Held) -> list[LogEntry]:
+        """The sampled profiles' batches, read once with the sample."""
+        if held.log is None:
+            held.log = self._store.log_for_profiles([p.mpid for p in held.live])
+        return held.log
+
     def _histories(
-        self, target: CompiledAudience, profiles: Sequence[Profile], now: int
+        self, target: CompiledAudience, held: _Held, now: int
     ) -> dict[int, dict[str, list[int]]]:
         """Each sampled profile's histories for the audience, from its logged batches,
         as activation folds them (services.audiences.jobs)."""
         some = histories_of(target.histories)
         reading = LogReading(some, self._registry.tenancy.input_named)
         found: dict[int, dict[str, list[int]]] = {}
-        for entry in self._store.log_for_profiles([p.mpid for p in profiles]):
+        for entry in self._logged(held):
             if entry.status != BatchStatus.APPLIED or entry.mpid is None:
                 continue
             events = reading.events(entry)
