@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from threading import Lock
 from typing import Protocol
 
@@ -25,10 +25,11 @@ from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.evaluate import Subject
-from kindred.audiences.history import fold_events, histories_of
+from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.operands import MAX_DAYS
 from kindred.audiences.sample import ScopeTally, SizeEstimate, estimate_size
 from kindred.domain.errors import InvalidBatch
+from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from kindred.ports import (
     AudienceStore,
@@ -122,6 +123,10 @@ class _Held:
     sample: ProfileSample
     live: list[Profile]
     log: list[LogEntry] | None = None
+    # The events read from `log`, by the inputs and event keys they were read for.
+    events: dict[
+        tuple[frozenset[str], frozenset[str]], list[tuple[LogEntry, tuple[EventFact, ...]]]
+    ] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,17 +311,37 @@ class AudienceEstimator:
         """Each sampled profile's histories for the audience, from its logged batches,
         as activation folds them (services.audiences.jobs)."""
         some = histories_of(target.histories)
-        reading = LogReading(some, self._registry.tenancy.input_named)
         found: dict[int, dict[str, list[int]]] = {}
+        for entry, events in self._read_events(held, some):
+            assert entry.mpid is not None
+            found[entry.mpid] = fold_events(
+                found.get(entry.mpid, {}), events, entry.input, some, now
+            )
+        return found
+
+    def _read_events(
+        self, held: _Held, some: Histories
+    ) -> list[tuple[LogEntry, tuple[EventFact, ...]]]:
+        """The applied batches' events the histories may take, as LogReading reads them;
+        kept with the sample for the same inputs and event keys (what LogReading's choice
+        depends on), so that criteria edited around the same events decode nothing again."""
+        key = (
+            frozenset(i for spec in some.specs.values() for i in spec.inputs),
+            frozenset(spec.event_key for spec in some.specs.values()),
+        )
+        known = held.events.get(key)
+        if known is not None:
+            return known
+        reading = LogReading(some, self._registry.tenancy.input_named)
+        read = []
         for entry in self._logged(held):
             if entry.status != BatchStatus.APPLIED or entry.mpid is None:
                 continue
             events = reading.events(entry)
             if events:
-                found[entry.mpid] = fold_events(
-                    found.get(entry.mpid, {}), events, entry.input, some, now
-                )
-        return found
+                read.append((entry, events))
+        held.events[key] = read
+        return read
 
 
 def calculating(audience: AudienceDef) -> bool:
