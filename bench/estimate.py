@@ -146,6 +146,27 @@ def run_one(
     return found
 
 
+def errors_by_sample(container: Container, profiles: int, sizes: list[int]) -> list[Any]:
+    """The error (%) of one estimate of each definition at each sample size (nested
+    samples: the smaller is the start of the larger)."""
+    rows = []
+    for name, (criteria, member) in DEFINITIONS.items():
+        definition = AudienceDef(name="", workspaces=[1], lookback_days=30, criteria=criteria)
+        truth = true_size(member, profiles)
+        row: dict[str, Any] = {"definition": name, "true_size": truth}
+        for size in sizes:
+            answer = AudienceEstimator(
+                container.store, container.audience_registry, container.clock, sample_size=size
+            ).estimate(definition)
+            row[str(size)] = (
+                round((answer.estimate - truth) / truth * 100, 2)
+                if answer.estimate is not None
+                else answer.shown
+            )
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -157,6 +178,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30, help="estimates timed per definition")
     parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="profiles sampled")
     parser.add_argument("--scan", action="store_true", help="also count every profile")
+    parser.add_argument(
+        "--error-sizes",
+        default="1000,2500,5000,10000",
+        help="sample sizes whose error is reported (comma-separated; empty: none)",
+    )
     args = parser.parse_args()
     clock = MovableClock()
     container = open_store(args.data_dir, args.store_url, clock)
@@ -176,6 +202,11 @@ def main() -> None:
             )
             for name in DEFINITIONS
         ]
+        sizes = [int(n) for n in args.error_sizes.split(",") if n]
+        if sizes:
+            report["error_pct_by_sample_size"] = errors_by_sample(
+                container, report["profiles"], sizes
+            )
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     report["machine"] = machine()
     report["command"] = " ".join(["python", *sys.argv])
