@@ -2,7 +2,8 @@
 -- whose sample key, a hash of the MPID, is smallest. The key is computed by the database
 -- from the MPID (audiences/sample.py: sample_key, the same arithmetic, each product below
 -- 2^62), so every profile has it from its insert on and it leaves with the profile; the
--- index reads a sample of any size as a range.
+-- index reads a sample of any size as a range. Adding the stored column rewrites the
+-- table once, under an exclusive lock.
 ALTER TABLE profiles ADD COLUMN sample_key BIGINT GENERATED ALWAYS AS (
     ((((mpid % 2147483647) + 2147483647) % 2147483647 * 1327217885 + 1013904223)
         % 2147483647 * 1103515245 + 12345) % 2147483629
