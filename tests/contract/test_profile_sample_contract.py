@@ -5,14 +5,23 @@ the event log read for many profiles at once, oldest first."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import msgspec
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from kindred.audiences.sample import SAMPLE_MODULUS, sample_key
 from kindred.domain.profile import Profile
 from kindred.ports import Store
+from kindred.storage.migrations import Migration, load_migrations
+from kindred.storage.postgres import PostgresStore
+from kindred.storage.sqlite import SqliteStore
 from tests.contract.samples import (
     BIG_A,
     BIG_B,
@@ -26,6 +35,8 @@ from tests.contract.samples import (
 
 __all__: list[str] = []
 
+_SAMPLE_MIGRATION = 20
+_LATER = 9_999
 _MPIDS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 
@@ -109,3 +120,64 @@ def test_log_for_profiles_reads_theirs_oldest_first(store: Store) -> None:
     assert [e.received_ms for e in mine] == [1, 4, 5, 6]
     assert store.log_for_profiles([]) == []
     assert store.log_for_profiles([12345]) == []
+
+
+def _all_but_0020(package: str) -> list[Migration]:
+    """Every migration but 0020, and one numbered after every other (a later branch's,
+    landed first): its number alone must not make the runner skip 0020."""
+    later = Migration(_LATER, "a_later_branch", "SELECT 1")
+    return [m for m in load_migrations(package) if m.version != _SAMPLE_MIGRATION] + [later]
+
+
+def test_sqlite_applies_0020_to_a_store_that_holds_later_migrations(tmp_path: Path) -> None:
+    """Migrations land out of order: a store already at a later number gets 0020 too."""
+    path = tmp_path / "older.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+        )
+        for migration in _all_but_0020("kindred.storage.sqlite"):
+            conn.executescript(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, 0)",
+                (migration.version, migration.name),
+            )
+    store = SqliteStore(path)
+    try:
+        assert store.migrate() == _LATER
+        save(store, rich_profile(BIG_A))
+        assert [p.mpid for p in store.sample_profiles(SCOPE, 5).profiles] == [BIG_A]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert (_SAMPLE_MIGRATION,) in conn.execute("SELECT version FROM schema_migrations")
+
+
+@pytest.mark.postgres
+def test_postgres_applies_0020_to_a_store_that_holds_later_migrations(pg_database: str) -> None:
+    schema = "older_store"
+    url = make_conninfo(pg_database, options=f"-c search_path={schema}")
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                    " name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+                )
+                for migration in _all_but_0020("kindred.storage.postgres"):
+                    conn.execute(migration.sql.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (%s, %s, 0)",
+                        (migration.version, migration.name),
+                    )
+            store = PostgresStore(url, pool_size=1)
+            try:
+                assert store.migrate() == _LATER
+                save(store, rich_profile(BIG_A))
+                assert [p.mpid for p in store.sample_profiles(SCOPE, 5).profiles] == [BIG_A]
+            finally:
+                store.close()
+        finally:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

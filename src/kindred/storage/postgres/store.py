@@ -424,13 +424,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
 def _migrate(conn: _Connection) -> int:
     """Apply the pending migrations, each in its own transaction; the caller holds the lock."""
     conn.execute(_CREATE_MIGRATIONS)
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    current = int(row[0]) if row is not None else 0
+    # Every migration not applied yet, older numbers included: branches land their
+    # migrations out of order (a store may hold 22 before 20 exists).
+    applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
     for migration in load_migrations("kindred.storage.postgres"):
-        if migration.version > current:
+        if migration.version not in applied:
             _apply(conn, migration)
-            current = migration.version
-    return current
+            applied.add(migration.version)
+    return max(applied, default=0)
 
 
 def _apply(conn: _Connection, migration: Migration) -> None:

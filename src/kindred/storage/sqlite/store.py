@@ -156,9 +156,11 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
                 " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
             )
-            current = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+            # Every migration not applied yet, older numbers included: branches land their
+            # migrations out of order (a store may hold 22 before 20 exists).
+            applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
             for migration in load_migrations("kindred.storage.sqlite"):
-                if migration.version > current:
+                if migration.version not in applied:
                     conn.execute("BEGIN IMMEDIATE")
                     for statement in _statements(migration.sql):
                         conn.execute(statement)
@@ -167,8 +169,8 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                         (migration.version, migration.name, int(time.time() * 1000)),
                     )
                     conn.execute("COMMIT")
-                    current = migration.version
-            return int(current)
+                    applied.add(migration.version)
+            return max(applied, default=0)
 
     def compact(self) -> tuple[int, int]:
         with self._write_lock, full_is_unavailable():
