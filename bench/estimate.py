@@ -7,7 +7,7 @@ ago).
     python bench/estimate.py --data-dir bench/out/estimate-sqlite --profiles 1000000
     python bench/estimate.py --data-dir D --profiles 100000 --store-url postgresql://...
 
-A store without profiles is seeded first (`--seed-only` stops there); one that has them
+A store with fewer than N profiles is seeded up to N first (`--seed-only` stops there); one that has them
 is used as it is. The true sizes follow from the seed (`true_size`, counted over the users
 0..N-1); `--scan` also counts them by evaluating every profile (the estimator with a sample
 of every profile, `exact`), a check of those formulas (memory: every profile at once).
@@ -27,8 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.audiences import MovableClock, seed_history
-from bench.common import CONFIG, kindred_src, machine
+from bench.audiences import DAY_MS, MovableClock, seed_history
+from bench.common import CONFIG, batch_body, kindred_src, machine
+from bench.compat import accepted, run_all
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
@@ -65,12 +66,29 @@ def open_store(data_dir: str, store_url: str | None, clock: MovableClock) -> Con
 
 
 def seeded(container: Container, profiles: int, clock: MovableClock) -> dict[str, Any]:
+    """The store with users 0..profiles-1: those missing added (a store seeded to fewer is
+    grown, as bench/audiences.py's `seed_history` would have seeded them)."""
     stored = container.store.count_profiles()
-    if stored:
+    if stored >= profiles:
         return {"profiles": stored, "seed_s": None}
     started = time.perf_counter()
-    seed_history(container, profiles, clock.now_ms())
+    if stored == 0:
+        seed_history(container, profiles, clock.now_ms())
+    else:
+        grow(container, stored, profiles, clock.now_ms())
     return {"profiles": profiles, "seed_s": round(time.perf_counter() - started, 1)}
+
+
+def grow(container: Container, first: int, last: int, now: int) -> None:
+    """Users first..last-1, each batch as `seed_history` makes it."""
+    source = container.tenancy.input_named("bench-server")
+    assert source is not None
+    for start in range(first, last, 2000):
+        items = [
+            accepted(source, batch_body(u, seq=u, now_ms=now - u % 30 * DAY_MS, events=10), now)
+            for u in range(start, min(start + 2000, last))
+        ]
+        run_all(container, items)
 
 
 def true_size(member: Callable[[int], bool], profiles: int) -> int:
