@@ -7,10 +7,11 @@ ago).
     python bench/estimate.py --data-dir bench/out/estimate-sqlite --profiles 1000000
     python bench/estimate.py --data-dir D --profiles 100000 --store-url postgresql://...
 
-A store with fewer than N profiles is seeded up to N first (`--seed-only` stops there); one that has them
-is used as it is. The true sizes follow from the seed (`true_size`, counted over the users
-0..N-1); `--scan` also counts them by evaluating every profile (the estimator with a sample
-of every profile, `exact`), a check of those formulas (memory: every profile at once).
+A store with fewer than N profiles is seeded up to N first (`--seed-only` stops there);
+one that has them is used as it is. The true sizes follow from the seed (`true_size`,
+counted over the users 0..N-1); `--scan` also counts them by evaluating every profile
+(the estimator with a sample of every profile, `exact`), a check of those formulas
+(memory: every profile at once).
 """
 
 from __future__ import annotations
