@@ -54,9 +54,10 @@ __all__ = [
 ]
 
 # Profiles per scope in the sample. The cost is per sampled profile, whatever the store's
-# size: ~25 µs of CPU each for profile criteria, ~60 µs with event criteria (its batches
-# read and folded; bench/estimate.py, RESULTS.md). 2,500 keeps an estimate with event
-# criteria near 150 ms and an audience of 10% within about ±12% (95%).
+# size: ~40 µs of CPU each to read and decode, ~45 µs more with event criteria (its
+# batches read, decoded and folded; bench/estimate.py, bench/RESULTS.md). At 2,500 a first
+# estimate takes ~100 ms (~200 ms with event criteria), and an audience of 10% is within
+# about ±12% (95%).
 DEFAULT_SAMPLE = 2_500
 # A scope's sample, read and decoded, is used again for this long: estimates asked one
 # after another (criteria edited in a builder) read no profile again, at the price of
