@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CONFIG, batch_body, machine
 from bench.compat import accepted, run_all
 from bench.seed import seed
+from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container, build
 from kindred.config import load_settings
 from kindred.services.privacy.bulk import IdentityName
@@ -113,8 +114,6 @@ def retention(args: argparse.Namespace) -> dict[str, Any]:
         container = _container(args.data_dir or tmp, args.store_url, clock)
         try:
             if args.calculated:
-                from kindred.attributes.definition import CalculatedDef
-
                 made = container.calculated.create(
                     CalculatedDef(
                         name="plays_ever",

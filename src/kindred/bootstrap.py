@@ -48,6 +48,7 @@ from kindred.services.audiences.abtests import AbTestService
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
 from kindred.services.audiences.downloads import AudienceDownloads
+from kindred.services.audiences.estimates import AudienceEstimator
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
@@ -137,6 +138,7 @@ class Container:
     retention: Retention
     audiences: AudienceService
     downloads: AudienceDownloads
+    estimates: AudienceEstimator
     bulk_connections: BulkConnections
     abtests: AbTestService
     platform_audiences: PlatformAudiences
@@ -366,6 +368,12 @@ def build(
         csv_import_direct=csv_import_direct,
         audiences=audiences,
         downloads=AudienceDownloads(store, audiences, clock, tests=side.tests.get),
+        estimates=AudienceEstimator(
+            store,
+            audience_registry,
+            clock,
+            sample_size=settings.audiences.estimate_sample,
+        ),
         bulk_connections=BulkConnections(catalog, audiences),
         abtests=AbTestService(side.tests, audiences, store, clock),
         platform_audiences=PlatformAudiences(audiences, catalog, tenancy),

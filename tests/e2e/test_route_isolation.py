@@ -131,6 +131,12 @@ _EXACT_KINDS = {
         DSR,
     ),
     "/oauth/token": OAUTH,
+    # The audience estimator (AUD-7): a definition's estimate, posted or saved; named
+    # here as well as by their family, so that they stay behind the admin token.
+    **dict.fromkeys(
+        ("/admin/v1/audiences/estimate", "/admin/v1/audiences/{audience_id}/estimate"),
+        ADMIN_TOKEN,
+    ),
     **dict.fromkeys(
         ("/v1/audiences", "/v1/workspace/{workspace_id}/audiences", "/v1/audiences/{audience_id}"),
         PLATFORM,

@@ -169,13 +169,16 @@ class AudienceAdmin:
         self._service = container.audiences
         self._access = AudienceAccessCheck(container.audiences)
         self._downloads = container.downloads
+        self._estimates = container.estimates
         self._clock = container.clock
         self._admin = check
 
     async def list(self, request: Request) -> Response:
+        """Each audience the caller may see, with its size: the estimate
+        (`size_estimated`) until its activation's calculation is complete."""
         caller = caller_of(request)
-        found = self._service.all(request.query_params.getlist("tag"))
-        return _json(self._access.visible(caller, found))
+        found = self._access.visible(caller, self._service.all(request.query_params.getlist("tag")))
+        return _json(await run_in_threadpool(lambda: [self._estimates.item(a) for a in found]))
 
     async def create(self, request: Request) -> Response:
         caller = caller_of(request)
@@ -185,7 +188,20 @@ class AudienceAdmin:
         return Response(_ENCODER.encode(created), status_code=201, media_type="application/json")
 
     async def get(self, request: Request) -> Response:
-        return _json(self._access.seen(caller_of(request), _audience_id(request)))
+        audience = self._access.seen(caller_of(request), _audience_id(request))
+        return _json(await run_in_threadpool(self._estimates.item, audience))
+
+    async def estimate(self, request: Request) -> Response:
+        """The estimated size of a definition (AUD-7): the body's (POST, not saved), or
+        the saved audience's (GET `/audiences/{id}/estimate`). An audience the caller
+        may not see, or a definition nesting one they may not use, is not estimated."""
+        caller = caller_of(request)
+        if "audience_id" in request.path_params:
+            audience = self._access.seen(caller, _audience_id(request))
+        else:
+            audience = _unsaved(await request.body())
+            self._access.check_nesting(caller, audience)
+        return _json(await run_in_threadpool(self._estimates.estimate, audience))
 
     async def update(self, request: Request) -> Response:
         caller = caller_of(request)
@@ -299,6 +315,18 @@ def _audience(body: bytes) -> AudienceDef:
         raise as_invalid_batch(exc) from None
 
 
+def _unsaved(body: bytes) -> AudienceDef:
+    """A definition to estimate: the body a create takes, its name optional."""
+    check_json_body(body)
+    try:
+        doc = msgspec.json.decode(body)
+        if not isinstance(doc, dict):
+            raise InvalidBatch("the body is a definition: a JSON object", "body")
+        return msgspec.convert({"name": "", **doc, "id": 0}, AudienceDef)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise as_invalid_batch(exc) from None
+
+
 def admin_routes(container: Container) -> list[Route]:
     api = AdminApi(container)
     audiences = AudienceAdmin(container, api)
@@ -311,11 +339,13 @@ def admin_routes(container: Container) -> list[Route]:
         Route("/admin/v1/audiences", audiences.list, methods=["GET"]),
         Route("/admin/v1/audiences", audiences.create, methods=["POST"]),
         Route("/admin/v1/audiences/download", audiences.download, methods=["GET"]),
+        Route("/admin/v1/audiences/estimate", audiences.estimate, methods=["POST"]),
         Route(one, audiences.get, methods=["GET"]),
         Route(one, audiences.update, methods=["PUT"]),
         Route(one, audiences.delete, methods=["DELETE"]),
         Route(one + "/members", audiences.members, methods=["GET"]),
         Route(one + "/metrics", audiences.metrics, methods=["GET"]),
+        Route(one + "/estimate", audiences.estimate, methods=["GET"]),
         Route(one + "/download", audiences.download, methods=["GET"]),
         Route(one + "/versions", audiences.versions, methods=["GET"]),
         Route(one + "/versions/{version}", audiences.version, methods=["GET"]),

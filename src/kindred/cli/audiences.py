@@ -42,9 +42,10 @@ def audiences() -> None:
 @config_option
 @data_dir_option
 def list_(tags: tuple[str, ...], config_path: str | None, data_dir: str | None) -> None:
-    """List audiences (not deleted ones)."""
+    """List audiences (not deleted ones), each with its size: the estimate
+    (`size_estimated`) until its activation's calculation is complete."""
     with started(config_path, data_dir) as container:
-        _echo(container.audiences.all(tags))
+        _echo([container.estimates.item(a) for a in container.audiences.all(tags)])
 
 
 @audiences.command("create")
@@ -89,7 +90,7 @@ def _action(name: str, help_text: str) -> None:
             service = container.audiences
             try:
                 if name == "show":
-                    _echo(service.get(audience_id))
+                    _echo(container.estimates.item(service.get(audience_id)))
                 elif name == "metrics":
                     _echo(service.metrics(audience_id))
                 elif name == "clone":
@@ -103,12 +104,47 @@ def _action(name: str, help_text: str) -> None:
                 raise click.ClickException(str(exc)) from None
 
 
-_action("show", "Print one audience.")
+_action("show", "Print one audience with its size (estimated until it is calculated).")
 _action("metrics", "Size, adds and drops in the last 24 hours, volatility, last updated.")
 _action("activate", "Activate: the audience starts taking members.")
 _action("deactivate", "Deactivate: its members leave at their next evaluation.")
 _action("clone", "Copy an audience (tags included) as a new draft.")
 _action("delete", "Delete an audience (refused while another nests it).")
+
+
+@audiences.command("estimate")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--id", "audience_id", type=int, help="Estimate a saved audience instead.")
+@config_option
+@data_dir_option
+def estimate(
+    file: str | None, audience_id: int | None, config_path: str | None, data_dir: str | None
+) -> None:
+    """Estimate the size of a definition (JSON file, not saved; its name optional) or of a
+    saved audience (--id), and of each top-level criterion, from a sample of profiles;
+    `~` when too few sampled profiles are members."""
+    if (file is None) == (audience_id is None):
+        raise click.UsageError("give a definition FILE or --id, one of them")
+    with started(config_path, data_dir) as container:
+        try:
+            if audience_id is not None:
+                audience = container.audiences.get(audience_id)
+            else:
+                assert file is not None
+                audience = _unsaved(file)
+            _echo(container.estimates.estimate(audience))
+        except KindredError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _unsaved(path: str) -> AudienceDef:
+    try:
+        doc = msgspec.json.decode(Path(path).read_bytes())
+        if not isinstance(doc, dict):
+            raise click.ClickException(f"{path}: a definition is a JSON object")
+        return msgspec.convert({"name": "", **doc, "id": 0}, AudienceDef)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise click.ClickException(f"{path}: {as_invalid_batch(exc)}") from None
 
 
 @audiences.command("calculate")

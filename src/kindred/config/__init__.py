@@ -216,6 +216,9 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # How many days a standard audience's calculation stays fresh when its definition
     # names no `expiry_days` (AUD-13); an expired one still counts, marked expired.
     standard_expiry_days: int = 30
+    # Profiles per identity scope in the audience estimator's sample (AUD-7): more is
+    # closer and slower (services/audiences/estimates.py: DEFAULT_SAMPLE).
+    estimate_sample: int = 2_500
 
 
 class UiUserSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -13,6 +13,7 @@ from kindred.domain.users import Role
 if TYPE_CHECKING:
     from kindred.config import (
         AttemptLimitSettings,
+        AudienceSettings,
         CredentialSettings,
         ForwardingSettings,
         InputSettings,
@@ -52,12 +53,7 @@ def validate(settings: Settings) -> None:
     _validate_ui(settings.ui)
     _validate_limit(settings.admin.key_attempts_per_key, "admin.key_attempts_per_key")
     _validate_limit(settings.admin.key_attempts_per_address, "admin.key_attempts_per_address")
-    if settings.audiences.backfill_interval_s < 0:
-        raise ConfigError("audiences.backfill_interval_s: must be >= 0")
-    if not 1 <= settings.audiences.standard_expiry_days <= 36_500:
-        raise ConfigError("audiences.standard_expiry_days: from 1 to 36500")
-    if settings.audiences.schedule_interval_s < 0 or settings.audiences.schedule_chunk < 1:
-        raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
+    _validate_audiences(settings.audiences)
     if settings.retention.sweep_interval_s < 0 or settings.retention.sweep_chunk < 1:
         raise ConfigError("retention: sweep_interval_s must be >= 0 and sweep_chunk >= 1")
     if settings.retention.expiry_interval_s < 0:
@@ -68,6 +64,17 @@ def validate(settings: Settings) -> None:
         raise ConfigError("server.workers: must be at least 1")
     if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
+
+
+def _validate_audiences(audiences: AudienceSettings) -> None:
+    if audiences.backfill_interval_s < 0:
+        raise ConfigError("audiences.backfill_interval_s: must be >= 0")
+    if not 1 <= audiences.standard_expiry_days <= 36_500:
+        raise ConfigError("audiences.standard_expiry_days: from 1 to 36500")
+    if not 10 <= audiences.estimate_sample <= 100_000:
+        raise ConfigError("audiences.estimate_sample: from 10 to 100000")
+    if audiences.schedule_interval_s < 0 or audiences.schedule_chunk < 1:
+        raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
 
 
 def _validate_forwarding(forwarding: ForwardingSettings) -> None:

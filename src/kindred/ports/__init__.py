@@ -38,6 +38,7 @@ from kindred.ports.records import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    ProfileSample,
     Recorded,
     RejectEntry,
     Removed,
@@ -83,6 +84,7 @@ __all__ = [
     "OutboxWrites",
     "OutputDefinitions",
     "ProfileReader",
+    "ProfileSample",
     "ProfileWrites",
     "Recorded",
     "RejectEntry",
@@ -173,6 +175,12 @@ class ProfileReader(Protocol):
 
     def count_profiles(self) -> int: ...
 
+    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+        """The scope's `size` profiles of smallest sample key (`audiences.sample.sample_key`)
+        as last committed, read as one index range (the estimator's sample, AUD-7); those
+        whose key equals the next one's are left out, so the bound is exact."""
+        ...
+
 
 class EventLogReader(Protocol):
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]: ...
@@ -183,6 +191,11 @@ class EventLogReader(Protocol):
 
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         """The profile's batches, newest first."""
+        ...
+
+    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
+        """Every batch logged for these profiles (through the log's MPID index), oldest
+        first: the estimator folds its sample's events as an activation folds the log."""
         ...
 
 

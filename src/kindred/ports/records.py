@@ -6,12 +6,14 @@ from __future__ import annotations
 import msgspec
 
 from kindred.audiences.definition import MembershipChange
+from kindred.domain.profile import Profile
 
 __all__ = [
     "BatchStatus",
     "LogEntry",
     "MembershipCounts",
     "MergeEntry",
+    "ProfileSample",
     "Recorded",
     "RejectEntry",
     "SelectionPage",
@@ -44,6 +46,16 @@ class LogEntry(msgspec.Struct, kw_only=True):
     client_ip: str | None = None
     historical: bool = False
     id: int | None = None
+
+
+class ProfileSample(msgspec.Struct, frozen=True, kw_only=True):
+    """A scope's estimator sample (AUD-7, `audiences.sample`): its profiles with the
+    smallest sample keys, by key (merged profiles' stubs among them), and the bound: every
+    profile of the scope whose key is below it is in the sample, and no other;
+    SAMPLE_MODULUS when the sample holds every profile of the scope."""
+
+    profiles: list[Profile]
+    bound: int
 
 
 class RejectEntry(msgspec.Struct, kw_only=True):

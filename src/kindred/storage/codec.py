@@ -9,9 +9,10 @@ import msgspec
 
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.audiences.sample import SAMPLE_MODULUS
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.profile import Membership, Profile
-from kindred.ports import LogEntry, MembershipCounts, MergeEntry, RejectEntry
+from kindred.ports import LogEntry, MembershipCounts, MergeEntry, ProfileSample, RejectEntry
 
 __all__ = [
     "CREDENTIAL_COLUMNS",
@@ -35,6 +36,7 @@ __all__ = [
     "merge_of",
     "merge_row",
     "reject_row",
+    "sample_of",
     "stored_document",
     "stored_profile",
 ]
@@ -86,6 +88,18 @@ def stored_profile(doc: bytes | str, memberships: bytes | str | None) -> Profile
     if held != profile.memberships:
         profile = msgspec.structs.replace(profile, memberships=held)
     return profile
+
+
+def sample_of(
+    rows: Sequence[tuple[int, bytes | str, bytes | str | None]], size: int
+) -> ProfileSample:
+    """The sample from up to `size + 1` rows (sample key, document, memberships) by key:
+    with more than `size`, the bound is the next key, and a row at it is left out."""
+    bound = SAMPLE_MODULUS
+    if len(rows) > size:
+        bound = int(rows[size][0])
+    kept = [stored_profile(doc, held) for key, doc, held in rows[:size] if key < bound]
+    return ProfileSample(profiles=kept, bound=bound)
 
 
 class ProfileRead(NamedTuple):

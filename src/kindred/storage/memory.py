@@ -18,6 +18,7 @@ import msgspec
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import ERASED_EXIT, AudienceDef, MembershipChange, Selection
 from kindred.audiences.evaluate import admits
+from kindred.audiences.sample import SAMPLE_MODULUS, sample_key
 from kindred.audiences.versions import AudienceVersion, is_new_version
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.dsr import DsrRequest, DsrStatus
@@ -33,6 +34,7 @@ from kindred.ports import (
     MembershipCounts,
     MergeEntry,
     Needles,
+    ProfileSample,
     Recorded,
     RejectEntry,
     Removed,
@@ -446,6 +448,16 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def count_profiles(self) -> int:
         return len(self._state.profiles)
 
+    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+        keyed = sorted(
+            (sample_key(p.mpid), p.mpid) for p in self._state.profiles.values() if p.scope == scope
+        )
+        bound = keyed[size][0] if len(keyed) > size else SAMPLE_MODULUS
+        profiles = self._state.profiles
+        return ProfileSample(
+            profiles=[profiles[mpid] for key, mpid in keyed[:size] if key < bound], bound=bound
+        )
+
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         log = self._state.log
         start = bisect.bisect_right(log, after_id, key=lambda e: e.id or 0)
@@ -457,6 +469,10 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
         mine = [e for e in self._state.log if e.mpid == mpid]
         return mine[::-1][:limit]
+
+    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
+        wanted = set(mpids)
+        return [e for e in self._state.log if e.mpid in wanted]
 
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False

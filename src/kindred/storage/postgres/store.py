@@ -36,6 +36,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    ProfileSample,
     RejectEntry,
     UnitOfWork,
 )
@@ -53,6 +54,7 @@ from kindred.storage.codec import (
     membership_counts_of,
     membership_of,
     merge_of,
+    sample_of,
     stored_profile,
 )
 from kindred.storage.dsr_sql import SqlDsrStore
@@ -304,6 +306,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
     def count_profiles(self) -> int:
         return int(self._rows("SELECT count(*) FROM profiles", ())[0][0])
 
+    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+        rows = self._rows(
+            f"SELECT sample_key, {PROFILE_COLUMNS} FROM profiles"
+            " WHERE scope = %s ORDER BY sample_key LIMIT %s",
+            (scope, size + 1),
+        )
+        return sample_of([(int(r[0]), r[1], r[2]) for r in rows], size)
+
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > %s ORDER BY id LIMIT %s"
         with self._pool.connection() as conn:
@@ -321,6 +331,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
         with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (mpid, limit)).fetchall()
+
+    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
+        if not mpids:
+            return []
+        query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ANY(%s) ORDER BY id"
+        with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
+            return cursor.execute(query, (list(mpids),)).fetchall()
 
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
@@ -451,13 +469,14 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
 def _migrate(conn: _Connection) -> int:
     """Apply the pending migrations, each in its own transaction; the caller holds the lock."""
     conn.execute(_CREATE_MIGRATIONS)
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    current = int(row[0]) if row is not None else 0
+    # Every migration not applied yet, older numbers included: branches land their
+    # migrations out of order (a store may hold 22 before 20 exists).
+    applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
     for migration in load_migrations("kindred.storage.postgres"):
-        if migration.version > current:
+        if migration.version not in applied:
             _apply(conn, migration)
-            current = migration.version
-    return current
+            applied.add(migration.version)
+    return max(applied, default=0)
 
 
 def _apply(conn: _Connection, migration: Migration) -> None:

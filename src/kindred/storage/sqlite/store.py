@@ -26,6 +26,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    ProfileSample,
     RejectEntry,
     UnitOfWork,
 )
@@ -43,6 +44,7 @@ from kindred.storage.codec import (
     membership_counts_of,
     membership_of,
     merge_of,
+    sample_of,
     stored_profile,
 )
 from kindred.storage.dsr_sql import SqlDsrStore
@@ -82,6 +84,8 @@ _LOG_COLUMNS = (
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
 
+# MPIDs per `IN (...)` list (well under SQLite's limit on parameters).
+_IN_CHUNK = 5_000
 _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
 _LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("?")
@@ -163,9 +167,11 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
                 " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
             )
-            current = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+            # Every migration not applied yet, older numbers included: branches land their
+            # migrations out of order (a store may hold 22 before 20 exists).
+            applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
             for migration in load_migrations("kindred.storage.sqlite"):
-                if migration.version > current:
+                if migration.version not in applied:
                     conn.execute("BEGIN IMMEDIATE")
                     for statement in _statements(migration.sql):
                         conn.execute(statement)
@@ -174,8 +180,8 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                         (migration.version, migration.name, int(time.time() * 1000)),
                     )
                     conn.execute("COMMIT")
-                    current = migration.version
-            return int(current)
+                    applied.add(migration.version)
+            return max(applied, default=0)
 
     def compact(self) -> tuple[int, int]:
         with self._write_lock, full_is_unavailable():
@@ -368,6 +374,22 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
     def count_profiles(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM profiles").fetchone()[0])
 
+    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+        try:
+            rows = (
+                self._reader()
+                .execute(
+                    f"SELECT sample_key, {PROFILE_COLUMNS} FROM profiles"
+                    " INDEXED BY profiles_by_scope_sample"
+                    " WHERE scope = ? ORDER BY sample_key LIMIT ?",
+                    (scope, size + 1),
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        return sample_of(rows, size)
+
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         rows = self._rows().execute(
             f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
@@ -387,6 +409,19 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
             (mpid, limit),
         )
         return [_log_entry(r) for r in rows]
+
+    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
+        found: list[LogEntry] = []
+        cursor = self._rows()
+        for first in range(0, len(mpids), _IN_CHUNK):
+            chunk = tuple(mpids[first : first + _IN_CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            rows = cursor.execute(
+                f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid IN ({marks})", chunk
+            )
+            found.extend(_log_entry(r) for r in rows)
+        found.sort(key=lambda e: e.id or 0)
+        return found
 
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False

@@ -1,0 +1,387 @@
+"""The audience estimator (AUD-7): the size of any definition (draft or active, saved or
+not) and of each of its top-level criteria, from a stable uniform sample of the profiles of
+its scopes (`audiences.sample`), answered at once; and the size an audience item shows,
+the estimate until its activation's calculation is complete, then the real size.
+
+The sample's profiles are evaluated with the audience's own compiled criteria, exactly as
+the backfill evaluates them (only profiles seen in its workspaces count; nested audiences
+by the stored memberships); its event criteria read histories folded from the sampled
+profiles' logged batches (merges move a batch to the survivor's MPID) the way activation
+folds the event log (`LogReading`, `fold_events`), within the audience's lookback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from threading import Lock
+from typing import Protocol
+
+import msgspec
+
+from kindred.audiences.ast import All, AnyOf, Exclude, Node
+from kindred.audiences.compile import Predicate, compile_node
+from kindred.audiences.compiled import CompiledAudience
+from kindred.audiences.definition import AudienceDef
+from kindred.audiences.evaluate import Subject
+from kindred.audiences.history import Histories, fold_events, histories_of
+from kindred.audiences.operands import MAX_DAYS
+from kindred.audiences.sample import ScopeTally, SizeEstimate, estimate_size
+from kindred.domain.errors import InvalidBatch
+from kindred.domain.observation import EventFact
+from kindred.domain.profile import Profile
+from kindred.ports import (
+    AudienceStore,
+    BatchStatus,
+    Clock,
+    EventLogReader,
+    LogEntry,
+    ProfileReader,
+    ProfileSample,
+)
+from kindred.services.audiences.jobs import LogReading
+from kindred.services.audiences.registry import AudienceRegistry
+
+__all__ = [
+    "DEFAULT_SAMPLE",
+    "SAMPLE_KEPT_S",
+    "AudienceEstimate",
+    "AudienceEstimator",
+    "AudienceSize",
+    "CriterionEstimate",
+    "ScopeSample",
+]
+
+# Profiles per scope in the sample. The cost is per sampled profile, whatever the store's
+# size: ~40 µs of CPU each to read and decode, ~45 µs more with event criteria (its
+# batches read, decoded and folded; bench/estimate.py, bench/RESULTS.md). At 2,500 a first
+# estimate takes ~100 ms (~200 ms with event criteria), and an audience of 10% is within
+# about ±12% (95%).
+DEFAULT_SAMPLE = 2_500
+# A scope's sample, read and decoded, is used again for this long: estimates asked one
+# after another (criteria edited in a builder) read no profile again, at the price of
+# not seeing the last seconds' changes. Estimates are of a sample, not of this instant.
+SAMPLE_KEPT_S = 10.0
+
+
+class _Store(AudienceStore, ProfileReader, EventLogReader, Protocol):
+    """The saved audiences (nested ones' state), the sample and its profiles' batches."""
+
+
+class CriterionEstimate(msgspec.Struct, kw_only=True):
+    """One top-level criterion's estimate: the profiles it selects, or for an `exclude`
+    criterion (`excludes`) the profiles it leaves out."""
+
+    index: int
+    criterion: dict[str, object]
+    excludes: bool
+    estimate: int | None  # null: too few sampled members to estimate ("~")
+    shown: str  # the estimate as the product shows it: "12,300" or "~"
+    low: int | None
+    high: int | None
+    sampled_members: int
+
+
+class ScopeSample(msgspec.Struct, kw_only=True):
+    """One identity scope's sample: its profiles (merged profiles' stubs left out) and the
+    chance each profile of the scope had to be in it."""
+
+    scope: str
+    profiles: int
+    fraction: float
+
+
+class AudienceEstimate(msgspec.Struct, kw_only=True):
+    audience_id: int | None  # None: a definition not saved
+    estimate: int | None  # null: too few sampled members to estimate ("~")
+    shown: str
+    low: int | None  # the 95% interval
+    high: int | None
+    exact: bool  # the sample held every profile: the estimate is the count
+    sampled_members: int
+    sample_size: int
+    samples: list[ScopeSample]
+    criteria: list[CriterionEstimate]
+    estimated_ms: int
+
+
+class AudienceSize(msgspec.Struct, kw_only=True):
+    """The size an audience item shows: the estimate (`size_estimated`) until its
+    activation's calculation is complete, then the real size (its members now)."""
+
+    size: int | None  # null: an estimate too small to give ("~")
+    size_estimated: bool
+    size_shown: str
+
+
+@dataclass(slots=True)
+class _Held:
+    """A scope's sample as read (`read_at`: monotonic seconds), its live profiles, and
+    their logged batches once an estimate with event criteria has read them."""
+
+    read_at: float
+    sample: ProfileSample
+    live: list[Profile]
+    log: list[LogEntry] | None = None
+    # The events read from `log`, by the inputs and event keys they were read for.
+    events: dict[
+        tuple[frozenset[str], frozenset[str]], list[tuple[LogEntry, tuple[EventFact, ...]]]
+    ] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """What one scope's sample gave."""
+
+    sample: ScopeSample
+    bound: int
+    members: int
+    per_criterion: list[int]
+
+
+class AudienceEstimator:
+    def __init__(
+        self,
+        store: _Store,
+        registry: AudienceRegistry,
+        clock: Clock,
+        *,
+        sample_size: int = DEFAULT_SAMPLE,
+        kept_s: float = SAMPLE_KEPT_S,
+    ) -> None:
+        """`kept_s`: how long a scope's sample, read, is used again (0: read each time)."""
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._sample_size = sample_size
+        self._kept_s = kept_s
+        self._held: dict[str, _Held] = {}
+        # The estimate an item shows while its audience is calculated, per (id, edit).
+        self._shown: dict[tuple[int, int], AudienceEstimate] = {}
+        self._lock = Lock()
+
+    def estimate(self, audience: AudienceDef) -> AudienceEstimate:
+        """The estimate of a definition, saved (its id) or not; InvalidBatch when it is
+        invalid or cannot be estimated."""
+        target = self._estimable(audience)
+        now = self._clock.now_ms()
+        items = _top_level(target.node)
+        tests = [compile_node(node) for node, _ in items]
+        counted = [self._count(target, scope, tests, now) for scope in sorted(target.scopes)]
+        whole = estimate_size([ScopeTally(c.members, c.bound) for c in counted])
+        criteria = [
+            _criterion(
+                n,
+                _written(audience.criteria, n, len(items)),
+                excludes,
+                estimate_size([ScopeTally(c.per_criterion[n], c.bound) for c in counted]),
+            )
+            for n, (_, excludes) in enumerate(items)
+        ]
+        return AudienceEstimate(
+            audience_id=audience.id or None,
+            estimate=whole.size,
+            shown=whole.shown,
+            low=whole.low,
+            high=whole.high,
+            exact=whole.exact,
+            sampled_members=whole.sampled_members,
+            sample_size=sum(c.sample.profiles for c in counted),
+            samples=[c.sample for c in counted],
+            criteria=criteria,
+            estimated_ms=now,
+        )
+
+    def while_calculating(self, audience: AudienceDef) -> AudienceEstimate | None:
+        """The estimate an active real-time audience shows until its activation's
+        calculation (histories, then memberships) is complete; None once it is, or when
+        it cannot be estimated (then its real size shows). Computed once per edit."""
+        if not calculating(audience):
+            return None
+        key = (audience.id, audience.updated_ms)
+        with self._lock:
+            known = self._shown.get(key)
+        if known is not None:
+            return known
+        try:
+            found = self.estimate(audience)
+        except InvalidBatch:
+            return None
+        with self._lock:
+            self._shown = {k: v for k, v in self._shown.items() if k[0] != audience.id}
+            self._shown[key] = found
+        return found
+
+    def size_of(self, audience: AudienceDef) -> AudienceSize:
+        shown = self.while_calculating(audience)
+        if shown is not None:
+            return AudienceSize(size=shown.estimate, size_estimated=True, size_shown=shown.shown)
+        counts = self._store.membership_counts(audience.id, self._clock.now_ms())
+        real = counts.entered - counts.exited
+        return AudienceSize(size=real, size_estimated=False, size_shown=f"{real:,}")
+
+    def item(self, audience: AudienceDef) -> dict[str, object]:
+        """The audience as the admin API and the CLI show it: its definition and its size."""
+        shown: dict[str, object] = msgspec.to_builtins(audience)
+        shown.update(msgspec.to_builtins(self.size_of(audience)))
+        return shown
+
+    def _estimable(self, audience: AudienceDef) -> CompiledAudience:
+        if audience.kind != "real_time":
+            raise InvalidBatch(
+                "the estimator estimates real-time audiences; a standard audience's size"
+                " is its calculation's",
+                "kind",
+            )
+        if not audience.workspaces:
+            raise InvalidBatch("name at least one workspace", "workspaces")
+        if not 1 <= audience.lookback_days <= MAX_DAYS:
+            raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
+        target = self._registry.check(audience)
+        # As saved now: a backfill's progress is saved without a new definitions version.
+        saved = {a.id: a for a in self._store.list_audiences()} if target.nested else {}
+        for nested in sorted(target.nested):
+            inner = saved.get(nested)
+            if inner is None or inner.status != "active":
+                state = "deleted" if inner is None else inner.status
+                raise InvalidBatch(
+                    f"audience {nested} is {state}: it has no members to estimate from",
+                    "criteria",
+                )
+            if calculating(inner) or (inner.kind == "standard" and inner.computed_ms is None):
+                raise InvalidBatch(
+                    f"audience {nested} is still being calculated: its members are not"
+                    " known yet, so this definition cannot be estimated",
+                    "criteria",
+                )
+        return target
+
+    def _count(
+        self, target: CompiledAudience, scope: str, tests: Sequence[Predicate], now: int
+    ) -> _Counted:
+        held = self._sample(scope)
+        sample, live = held.sample, held.live
+        histories = self._histories(target, held, now) if target.histories else None
+        members = 0
+        per_criterion = [0] * len(tests)
+        for stored in live:
+            profile = stored
+            if histories is not None:
+                profile = msgspec.structs.replace(
+                    stored, event_times=histories.get(stored.mpid, {})
+                )
+            subject = Subject(
+                profile, target.workspaces, now, dict.fromkeys(profile.memberships, True)
+            )
+            if not subject.seen():
+                continue  # AUD-1: only profiles seen in the audience's workspaces count
+            members += target.predicate(subject)
+            for n, test in enumerate(tests):
+                per_criterion[n] += test(subject)
+        fraction = ScopeTally(0, sample.bound).fraction
+        return _Counted(
+            ScopeSample(scope=scope, profiles=len(live), fraction=round(fraction, 6)),
+            sample.bound,
+            members,
+            per_criterion,
+        )
+
+    def _sample(self, scope: str) -> _Held:
+        """The scope's sample as read at most `kept_s` ago, or read now."""
+        at = time.monotonic()
+        with self._lock:
+            held = self._held.get(scope)
+        if held is not None and at - held.read_at < self._kept_s:
+            return held
+        sample = self._store.sample_profiles(scope, self._sample_size)
+        held = _Held(at, sample, [p for p in sample.profiles if p.merged_into is None])
+        with self._lock:
+            self._held[scope] = held
+        return held
+
+    def _logged(self, held: _Held) -> list[LogEntry]:
+        """The sampled profiles' batches, read once with the sample."""
+        if held.log is None:
+            held.log = self._store.log_for_profiles([p.mpid for p in held.live])
+        return held.log
+
+    def _histories(
+        self, target: CompiledAudience, held: _Held, now: int
+    ) -> dict[int, dict[str, list[int]]]:
+        """Each sampled profile's histories for the audience, from its logged batches,
+        as activation folds them (services.audiences.jobs)."""
+        some = histories_of(target.histories)
+        found: dict[int, dict[str, list[int]]] = {}
+        for entry, events in self._read_events(held, some):
+            assert entry.mpid is not None
+            found[entry.mpid] = fold_events(
+                found.get(entry.mpid, {}), events, entry.input, some, now
+            )
+        return found
+
+    def _read_events(
+        self, held: _Held, some: Histories
+    ) -> list[tuple[LogEntry, tuple[EventFact, ...]]]:
+        """The applied batches' events the histories may take, as LogReading reads them;
+        kept with the sample for the same inputs and event keys (what LogReading's choice
+        depends on), so that criteria edited around the same events decode nothing again."""
+        key = (
+            frozenset(i for spec in some.specs.values() for i in spec.inputs),
+            frozenset(spec.event_key for spec in some.specs.values()),
+        )
+        known = held.events.get(key)
+        if known is not None:
+            return known
+        reading = LogReading(some, self._registry.tenancy.input_named)
+        read = []
+        for entry in self._logged(held):
+            if entry.status != BatchStatus.APPLIED or entry.mpid is None:
+                continue
+            events = reading.events(entry)
+            if events:
+                read.append((entry, events))
+        held.events[key] = read
+        return read
+
+
+def calculating(audience: AudienceDef) -> bool:
+    """An active real-time audience whose activation (or last edit) is still computing its
+    histories or memberships over the stored profiles."""
+    return (
+        audience.status == "active"
+        and audience.kind == "real_time"
+        and (audience.history_from is not None or audience.backfill_scope is not None)
+    )
+
+
+def _top_level(node: Node) -> list[tuple[Node, bool]]:
+    """The top-level criteria (the items of a top-level `and`/`or`, else the one
+    criterion), each with whether it excludes: an exclusion's own criterion is counted."""
+    items = node.items if isinstance(node, All | AnyOf) else (node,)
+    return [(item.item, True) if isinstance(item, Exclude) else (item, False) for item in items]
+
+
+def _written(criteria: dict[str, object], index: int, count: int) -> dict[str, object]:
+    """The criterion as the definition writes it."""
+    for key in ("and", "or"):
+        items = criteria.get(key)
+        if isinstance(items, list) and len(items) == count and len(criteria) == 1:
+            item = items[index]
+            return item if isinstance(item, dict) else {}
+    return criteria
+
+
+def _criterion(
+    index: int, written: dict[str, object], excludes: bool, found: SizeEstimate
+) -> CriterionEstimate:
+    return CriterionEstimate(
+        index=index,
+        criterion=written,
+        excludes=excludes,
+        estimate=found.size,
+        shown=found.shown,
+        low=found.low,
+        high=found.high,
+        sampled_members=found.sampled_members,
+    )
