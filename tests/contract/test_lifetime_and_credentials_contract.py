@@ -152,8 +152,11 @@ def test_the_first_server_secret_stays(store: Store) -> None:
 
 @pytest.mark.postgres
 def test_reads_with_every_connection_busy_are_answered_unavailable(
-    pg_database: str, monkeypatch: pytest.MonkeyPatch
+    pg_store: PostgresStore, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # `pg_store` migrated the database (whichever test of this worker runs first); this
+    # test opens a store of its own on it, with one connection.
+    assert pg_store.get_profile(987_654_321) is None
     monkeypatch.setattr(postgres_store, "_READ_WAIT_S", 0.2)
     store = PostgresStore(pg_database, pool_size=1)
     try:
