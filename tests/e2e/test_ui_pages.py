@@ -79,6 +79,9 @@ def test_a_calculated_attribute_made_in_the_form_is_activated_and_shown_on_a_pro
     # The page refreshes itself until the computation is done.
     expect(page.locator("#activation-progress")).to_contain_text("done", timeout=30_000)
 
+    expect(page.get_by_role("button", name="Activate")).to_have_count(0)  # nothing to do
+    attribute_page = page.url.split("?")[0]
+
     page.goto("/ui/calculated")
     row = page.get_by_role("table", name="Calculated attributes").get_by_role(
         "row", name=re.compile(name)
@@ -86,6 +89,16 @@ def test_a_calculated_attribute_made_in_the_form_is_activated_and_shown_on_a_pro
     expect(row.get_by_role("cell")).to_have_text(
         [name, "E2E Workspace", re.compile("^count, custom_event"), "active", re.compile("^done")]
     )
+
+    # Editing changes the draft only: the active definition computes on.
+    page.goto(attribute_page)
+    page.get_by_label("Event name").fill("Skip")
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("status")).to_have_text("The draft is saved.")
+    expect(page.locator("dl.facts")).to_contain_text('count, custom_event "Skip", in the last 7')
+    expect(page.get_by_role("button", name="Activate")).to_be_visible()
+    page.goto("/ui/calculated")
+    expect(row).to_contain_text("draft changed")
 
     page.goto("/ui/profiles")
     page.get_by_label("Find by").select_option("customer_id")
@@ -314,3 +327,68 @@ def test_a_viewer_sees_the_pages_and_changes_nothing(
     listed = httpx.get(f"{server.url}/admin/v1/connections", headers=ADMIN).json()
     assert any(c["name"] == f"conn-{tag}" for c in listed["event_connections"])
     assert not any(c["name"] == f"z-{tag}" for c in listed["event_connections"])
+
+
+def test_audience_connections_follow_the_audiences_access(server: Server, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ann, bob = f"ann-{tag}", f"bob-{tag}"
+    ann_key = add_user(server, ann, "editor")
+    add_user(server, bob, "editor")
+    body = {
+        "name": f"Private {tag}",
+        "workspaces": [1],
+        "access": "private",
+        "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+    }
+    made = httpx.post(f"{server.url}/admin/v1/audiences", json=body, headers=ann_key, timeout=10)
+    assert made.status_code == 201, made.text
+    private = int(made.json()["id"])
+    output = {"name": f"files-{tag}", "kind": "jsonl", "directory": str(tmp_path)}
+    assert (
+        httpx.post(f"{server.url}/admin/v1/outputs", headers=ADMIN, json=output).status_code == 201
+    )
+    connection = {
+        "name": f"ann-{tag}",
+        "audience_id": private,
+        "output": f"files-{tag}",
+        "identity_types": ["email"],
+    }
+    answer = httpx.post(
+        f"{server.url}/admin/v1/connections/audiences", headers=ann_key, json=connection
+    )
+    assert answer.status_code == 201, answer.text
+
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        client.post("/ui/login", data={"name": bob, "password": PASSWORD})
+        token = csrf_of(client)
+        assert f"ann-{tag}" not in client.get("/ui/connections").text
+        assert client.get(f"/ui/connections/ann-{tag}").status_code == 404
+        form = client.get("/ui/connections/new", params={"kind": "audiences"})
+        assert form.status_code == 200
+        assert f"Private {tag}" not in form.text
+        refused = client.post(
+            "/ui/connections",
+            data={
+                "csrf": token,
+                "kind": "audiences",
+                "name": f"bob-{tag}",
+                "audience_id": str(private),
+                "output": f"files-{tag}",
+                "identity_types": "email",
+                "enabled": "on",
+            },
+        )
+        assert refused.status_code == 400
+        assert f'id="audience_id-error">no audience {private}<' in refused.text
+        assert (
+            client.post(f"/ui/connections/ann-{tag}/delete", data={"csrf": token}).status_code
+            == 404
+        )
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        client.post("/ui/login", data={"name": ann, "password": PASSWORD})
+        assert f"ann-{tag}" in client.get("/ui/connections").text
+        assert f"Private {tag}" in client.get("/ui/connections/new?kind=audiences").text
+    listed = httpx.get(f"{server.url}/admin/v1/connections", headers=ADMIN).json()
+    names = {c["name"] for c in listed["audience_connections"]}
+    assert f"ann-{tag}" in names
+    assert f"bob-{tag}" not in names
