@@ -58,6 +58,12 @@ def test_a_calculated_attribute_made_in_the_form_is_activated_and_shown_on_a_pro
     page.get_by_label("Event type").select_option("custom_event")
     page.get_by_label("Event name").fill("Play")
     page.get_by_label("Within the last").check()
+    # More condition rows come from the server, the values given so far kept.
+    page.get_by_role("button", name="Add condition rows").click()
+    expect(page.get_by_label("Event name")).to_have_value("Play")
+    expect(page.get_by_label(re.compile(r"^Condition \d attribute$"))).to_have_count(2)
+    page.get_by_label("Condition 2 attribute").fill("skipped")
+    page.get_by_label("Condition 2 operator").select_option("not_exists")
     # A refusal is shown at its field, with the server's message.
     page.get_by_label("Days or weeks").fill("0")
     page.get_by_role("button", name="Create draft").click()
@@ -71,7 +77,7 @@ def test_a_calculated_attribute_made_in_the_form_is_activated_and_shown_on_a_pro
     expect(page).to_have_url(re.compile(r"/ui/calculated/\d+\?done=saved$"))
     expect(page.get_by_role("status")).to_have_text("The draft is saved.")
     expect(page.locator("dl.facts")).to_contain_text(
-        'count, custom_event "Play", in the last 7 days'
+        'count, custom_event "Play" where skipped not exists, in the last 7 days'
     )
 
     page.get_by_role("button", name="Activate").click()
@@ -95,7 +101,7 @@ def test_a_calculated_attribute_made_in_the_form_is_activated_and_shown_on_a_pro
     page.get_by_label("Event name").fill("Skip")
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("status")).to_have_text("The draft is saved.")
-    expect(page.locator("dl.facts")).to_contain_text('count, custom_event "Skip", in the last 7')
+    expect(page.locator("dl.facts")).to_contain_text('count, custom_event "Skip" where skipped')
     expect(page.get_by_role("button", name="Activate")).to_be_visible()
     page.goto("/ui/calculated")
     expect(row).to_contain_text("draft changed")
@@ -237,6 +243,37 @@ def test_a_refused_batch_is_a_dead_letter_listed_and_replayed(
     wait_for_message(receiver, f"Order-{tag}")
     page.goto(f"/ui/connections/{connection}")
     expect(page.locator("dl.facts")).to_contain_text("Delivered1")
+
+
+def test_a_faulted_connection_is_resumed_from_the_connections_page(
+    forwarding_server: Server, receiver: Receiver, forwarding_page: Page
+) -> None:
+    server, page = forwarding_server, forwarding_page
+    tag = uuid.uuid4().hex[:8]
+    sign_in_with_the_keyboard(page)
+    connection = make_output_and_connection(page, receiver, tag)
+    time.sleep(2.5)
+    receiver.default = Answer(500)
+    try:
+        send(server, batch(f"fault-{tag}", ("custom_event", f"Order-{tag}")))
+        page.goto("/ui/connections")
+        row = page.get_by_role("table", name="Connections").get_by_role(
+            "row", name=re.compile(connection)
+        )
+        cells = row.get_by_role("cell")
+        deadline = time.monotonic() + 20
+        while "faulted" not in cells.nth(3).inner_text() and time.monotonic() < deadline:
+            time.sleep(0.3)
+            page.reload()
+        expect(cells.nth(3)).to_have_text("faulted")
+        expect(cells.nth(5)).to_have_text("1")
+        expect(cells.nth(7)).to_contain_text("500")
+    finally:
+        receiver.default = Answer(200)
+    row.get_by_role("button", name=f"Resume {connection}").click()
+    expect(page).to_have_url(re.compile(f"/ui/connections/{connection}\\?done=resumed$"))
+    expect(page.get_by_role("status")).to_have_text("Resumed: its pending messages are sent again.")
+    wait_for_message(receiver, f"Order-{tag}")
 
 
 # --- roles ---------------------------------------------------------------------------------
