@@ -138,12 +138,13 @@ def _pages(base: str, audience_id: int, out: Path) -> None:
 
 
 def _forwarding_and_calculated(page: Page, out: Path) -> None:
-    """The calculated attributes (the list, the first one's page and form), the
+    """The calculated attributes (the list, the first one's draft as a form), the
     connections (the demo's faulted webhook among them), one connection's page and the
     outputs."""
     page.goto("/ui/calculated")
     _shoot(page, "calculated-attributes", out)
     page.get_by_role("table", name="Calculated attributes").get_by_role("link").first.click()
+    page.get_by_role("link", name="Edit draft").click()
     _shoot(page, "calculated-attribute", out)
     page.goto("/ui/connections")
     _shoot(page, "connections", out)

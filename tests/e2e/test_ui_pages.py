@@ -98,6 +98,8 @@ def test_a_calculated_attribute_made_in_the_form_is_activated_and_shown_on_a_pro
 
     # Editing changes the draft only: the active definition computes on.
     page.goto(attribute_page)
+    page.get_by_role("link", name="Edit draft").click()
+    expect(page).to_have_url(attribute_page + "/edit")
     page.get_by_label("Event name").fill("Skip")
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("status")).to_have_text("The draft is saved.")
@@ -348,6 +350,7 @@ def test_a_viewer_sees_the_pages_and_changes_nothing(
             assert refused.status_code == 403, path
             assert "Nothing was changed" in refused.text, path
         assert client.get("/ui/calculated/new").status_code == 403
+        assert client.get(f"/ui/calculated/{def_id}/edit").status_code == 403
     with httpx.Client(base_url=server.url, timeout=10) as client:
         client.post("/ui/login", data={"name": editor, "password": PASSWORD})
         token = csrf_of(client)

@@ -99,11 +99,22 @@ class CalculatedPages:
         return _to(made.id, "saved")
 
     async def one(self, request: Request, user: Visitor) -> Response:
+        """The attribute and its activation's progress (refreshing while it runs: the
+        draft's form is a page of its own, never reloaded under the user's typing)."""
         found = self._find(request)
         if found is None:
             return _missing(request, user)
         form = form_of(found.name, found.workspace_id, found.description, found.draft)
-        return self._form_page(user, found, form.with_blank_rows(), {}, notice=_notice(request))
+        return self._form_page(user, found, form, {}, notice=_notice(request), editing=False)
+
+    async def edit(self, request: Request, user: Visitor) -> Response:
+        found = self._find(request)
+        if found is None:
+            return _missing(request, user)
+        if not user.may(CHANGE):
+            return _refused(user)
+        form = form_of(found.name, found.workspace_id, found.description, found.draft)
+        return self._form_page(user, found, form.with_blank_rows(), {})
 
     async def save(self, request: Request, user: Visitor, posted: Form) -> Response:
         found = self._find(request)
@@ -183,6 +194,7 @@ class CalculatedPages:
         *,
         status: int = 200,
         notice: str = "",
+        editing: bool = True,
     ) -> Response:
         row = self._row(found) if found is not None else None
         values = {
@@ -199,9 +211,12 @@ class CalculatedPages:
             "condition_ops": _shown(CONDITION_OPS),
             "draft_text": describe(found.draft) if found is not None else "",
             "active_text": describe(found.active) if found is not None else "",
-            "refresh_s": REFRESH_S if row is not None and row["running"] else 0,
+            "editing": editing,
+            "refresh_s": REFRESH_S if not editing and row is not None and row["running"] else 0,
         }
-        title = found.name if found is not None else "New calculated attribute"
+        title = "New calculated attribute"
+        if found is not None:
+            title = f"Edit {found.name}" if editing else found.name
         markup = page("calculated_edit.html", title, user=user, active=_ACTIVE, values=values)
         return html(markup, status)
 
@@ -244,6 +259,10 @@ def _back_to_one(request: Request) -> str:
     return f"/ui/calculated/{path_part(request.path_params['def_id'])}"
 
 
+def _back_to_edit(request: Request) -> str:
+    return _back_to_one(request) + "/edit"
+
+
 def calculated_routes(container: Container, guards: Guards) -> list[Route]:
     pages = CalculatedPages(container)
     one = "/ui/calculated/{def_id}"
@@ -256,7 +275,8 @@ def calculated_routes(container: Container, guards: Guards) -> list[Route]:
             methods=["POST"],
         ),
         Route(one, guards.page(pages.one), methods=["GET"]),
-        Route(one, guards.action(pages.save, _back_to_one, needs=CHANGE), methods=["POST"]),
+        Route(one + "/edit", guards.page(pages.edit), methods=["GET"]),
+        Route(one, guards.action(pages.save, _back_to_edit, needs=CHANGE), methods=["POST"]),
         Route(
             one + "/activate",
             guards.action(pages.activate, _back_to_one, needs=CHANGE),
