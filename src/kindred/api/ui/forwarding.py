@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from kindred.api.ui.answers import Form, Guards, first, html, message
+from kindred.api.ui.answers import ActionHandler, Form, Guards, first, html, message
 from kindred.api.ui.forwarding_form import (
     OUTPUT_FIELDS,
     audience_connection_document,
@@ -38,7 +38,7 @@ from kindred.api.ui.times import query
 from kindred.bootstrap import Container
 from kindred.domain.errors import AuthRejected, ConfigError, InvalidBatch, NotFound
 from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef, masked
-from kindred.domain.users import may_see, may_use, role_needed
+from kindred.domain.users import Role, may_see, may_use, role_needed
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.forwarding.admin import ConnectionView
 
@@ -432,7 +432,7 @@ def _missing(user: Visitor, what: str, name: str) -> Response:
     return message(user, what.capitalize(), _ACTIVE, f"No {what} {name}.", 404)
 
 
-def _refused(user: Visitor, needed: Any) -> Response:
+def _refused(user: Visitor, needed: Role) -> Response:
     text = f"This needs the {needed.value} role; {user.name} is {user.role.value}."
     return message(user, "Forwarding", _ACTIVE, text, 403)
 
@@ -449,7 +449,9 @@ def forwarding_routes(container: Container, guards: Guards) -> list[Route]:
     p = ForwardingPages(container)
     outputs, connections = _back("/ui/outputs"), _back("/ui/connections")
 
-    def post(path: str, handler: Any, back: Callable[[Request], str], needs: Any) -> Route:
+    def post(
+        path: str, handler: ActionHandler, back: Callable[[Request], str], needs: Role
+    ) -> Route:
         return Route(path, guards.action(handler, back, needs=needs), methods=["POST"])
 
     return [
