@@ -133,7 +133,25 @@ def _pages(base: str, audience_id: int, out: Path) -> None:
         _shoot(page, "audiences", out)
         page.goto(f"/ui/audiences/{audience_id}")
         _shoot(page, "audience", out)
+        _forwarding_and_calculated(page, out)
         browser.close()
+
+
+def _forwarding_and_calculated(page: Page, out: Path) -> None:
+    """The calculated attributes (the list, the first one's draft as a form), the
+    connections (the demo's faulted webhook among them), one connection's page and the
+    outputs."""
+    page.goto("/ui/calculated")
+    _shoot(page, "calculated-attributes", out)
+    page.get_by_role("table", name="Calculated attributes").get_by_role("link").first.click()
+    page.get_by_role("link", name="Edit draft").click()
+    _shoot(page, "calculated-attribute", out)
+    page.goto("/ui/connections")
+    _shoot(page, "connections", out)
+    page.get_by_role("table", name="Connections").get_by_role("link").first.click()
+    _shoot(page, "connection", out)
+    page.goto("/ui/outputs")
+    _shoot(page, "outputs", out)
 
 
 def main() -> None:

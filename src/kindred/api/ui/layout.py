@@ -16,6 +16,8 @@ NAV = (
     ("live", "/ui/live", "Live stream"),
     ("audiences", "/ui/audiences", "Audiences"),
     ("privacy", "/ui/privacy", "Privacy"),
+    ("calculated", "/ui/calculated", "Calculated attributes"),
+    ("forwarding", "/ui/connections", "Forwarding"),
 )
 
 

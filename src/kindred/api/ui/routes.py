@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from kindred.api.ui.answers import SECURITY_HEADERS
 from kindred.api.ui.audiences import (
     audience_tabs,
     audience_view,
@@ -25,6 +26,8 @@ from kindred.api.ui.audiences import (
     default_tab,
     in_tab,
 )
+from kindred.api.ui.calculated import calculated_routes
+from kindred.api.ui.forwarding import forwarding_routes
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_items, live_view
 from kindred.api.ui.privacy import privacy_view, receipt_view
@@ -51,12 +54,7 @@ Form = dict[str, list[str]]
 ActionHandler = Callable[[Request, Visitor, Form], Awaitable[Response]]
 
 _STATIC = {"ui.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
-_SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-    "cache-control": "no-store",
-}
+_SECURITY_HEADERS = SECURITY_HEADERS
 # Reachable without a session: signing in, and the stylesheet and script.
 OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
 
@@ -448,4 +446,6 @@ def ui_routes(container: Container) -> list[Route]:
             ui.action(ui.resume, _audience_page),
             methods=["POST"],
         ),
+        *calculated_routes(container, ui),
+        *forwarding_routes(container, ui),
     ]
