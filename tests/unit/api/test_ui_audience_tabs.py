@@ -1,0 +1,77 @@
+"""The audience tabs' pure parts: the A/B form's rows and the control's share the server
+computes, and the list's metrics read for audiences already read (the same as one by one)."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kindred.api.ui.audience_tabs import control_share, variation_rows
+from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.services.audiences.admin import AudienceService
+from kindred.services.audiences.registry import AudienceRegistry
+from kindred.services.forwarding.transactions import Transactions
+from kindred.storage.memory import MemoryStore
+from tests.fakes import FakeClock
+from tests.unit.services.test_audience_membership import NOW, TENANCY
+
+DAY_MS = 86_400_000
+
+shares = st.lists(
+    st.tuples(st.text(max_size=5), st.one_of(st.integers(0, 150).map(str), st.text(max_size=3))),
+    max_size=5,
+)
+
+
+@given(shares)
+def test_the_control_takes_what_whole_percentages_leave(pairs: list[tuple[str, str]]) -> None:
+    rows = variation_rows(pairs)
+    assert len(rows) == 5
+    assert [(r.name, r.percentage) for r in rows[: len(pairs)]] == pairs
+    assert all(not r.name and not r.percentage for r in rows[len(pairs) :])
+    whole = sum(int(p) for _, p in pairs if p.strip().isdigit())
+    assert control_share(rows) == 100 - whole
+
+
+def test_40_40_leaves_20_and_over_100_goes_below_zero() -> None:
+    assert control_share(variation_rows([("A", "40"), ("B", "40")])) == 20
+    assert control_share(variation_rows([("A", "40"), ("B", "70")])) == -10
+    assert control_share(variation_rows([("A", "forty")])) == 100
+
+
+def test_the_metrics_of_audiences_read_are_those_read_one_by_one() -> None:
+    store = MemoryStore()
+    clock = FakeClock(NOW)
+    service = AudienceService(store, Transactions(store), AudienceRegistry(store, TENANCY), clock)
+    made = [
+        service.create(
+            AudienceDef(
+                name=f"A{n}",
+                workspaces=[1],
+                criteria={"attribute": "tier", "op": "equals", "value": "gold"},
+            )
+        )
+        for n in range(3)
+    ]
+    with store.unit_of_work() as uow:
+        uow.memberships.append(
+            [
+                MembershipChange(
+                    audience_id=a.id,
+                    mpid=10 * n + (0 if m == 3 else m),  # the fourth: the first leaves
+                    entered=m != 3,
+                    at_ms=NOW - (2 * DAY_MS if m == 0 else DAY_MS // 2),
+                    reason="test",
+                )
+                for n, a in enumerate(made)
+                for m in range(n + 2)
+            ]
+        )
+    listed = service.metrics_of(service.all())
+    assert [msgspec.to_builtins(m) for m in listed] == [
+        msgspec.to_builtins(service.metrics(a.id)) for a in made
+    ]
+    assert [m.size for m in listed] == [2, 3, 2]
+    assert [m.adds_24h for m in listed] == [1, 2, 2]
+    assert [m.drops_24h for m in listed] == [0, 0, 1]
