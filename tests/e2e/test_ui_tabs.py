@@ -264,3 +264,43 @@ def test_a_viewer_sees_no_forms_and_a_forged_post_is_refused(
     after = httpx.get(f"{server.url}/admin/v1/audiences/{audience['id']}/test", headers=ADMIN)
     assert after.status_code == before.status_code
     assert after.text == before.text
+
+
+def test_the_list_connects_several_audiences_to_one_output(
+    page: Page, server: Server, crm: Receiver
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    ids = []
+    for n in range(2):
+        body = {
+            "name": f"Bulk {tag} {n}",
+            "workspaces": [1],
+            "tags": [tag],
+            "criteria": {"attribute": "tier", "op": "equals", "value": f"bulk-{tag}"},
+        }
+        made = httpx.post(f"{server.url}/admin/v1/audiences", json=body, headers=ADMIN)
+        assert made.status_code == 201, made.text
+        ids.append(int(made.json()["id"]))
+    sign_in_with_the_keyboard(page)
+    page.goto(f"/ui/audiences?tag={tag}")
+    for n in range(2):
+        page.get_by_label(f"Choose Bulk {tag} {n}").check()
+    page.get_by_label("Output", exact=True).select_option("crm")
+    page.get_by_label("Identity types").select_option(["email", "customer_id"])
+    page.get_by_role("button", name="Connect chosen audiences").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "2 audience(s) connected to crm: their initial syncs send the members now."
+    )
+    listed = httpx.get(f"{server.url}/admin/v1/connections", headers=ADMIN, timeout=5).json()
+    made_now = {c["name"]: c for c in listed["audience_connections"]}
+    for audience_id in ids:
+        connection = made_now[f"crm-{audience_id}"]
+        assert connection["audience_id"] == audience_id
+        assert connection["identity_types"] == ["email", "customer_id"]
+    row = page.get_by_role("table", name="Audiences").get_by_role("row", name=f"Bulk {tag} 0")
+    expect(row).to_contain_text("crm")
+    # Connected already: the same request again is refused whole, naming the audience.
+    page.get_by_label(f"Choose Bulk {tag} 1").check()
+    page.get_by_label("Output", exact=True).select_option("crm")
+    page.get_by_role("button", name="Connect chosen audiences").click()
+    expect(page.get_by_role("alert")).to_contain_text("in use")

@@ -7,9 +7,14 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kindred.api.ui.audience_tabs import control_share, variation_rows
+from kindred.api.ui.audience_tabs import TABS, control_share, variation_rows
+from kindred.api.ui.charts import size_steps_chart
+from kindred.api.ui.layout import page
+from kindred.api.ui.session import Visitor
 from kindred.audiences.definition import AudienceDef, MembershipChange
+from kindred.domain.users import Role
 from kindred.services.audiences.admin import AudienceService
+from kindred.services.audiences.estimates import AudienceEstimate
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions
 from kindred.storage.memory import MemoryStore
@@ -75,3 +80,43 @@ def test_the_metrics_of_audiences_read_are_those_read_one_by_one() -> None:
     assert [m.size for m in listed] == [2, 3, 2]
     assert [m.adds_24h for m in listed] == [1, 2, 2]
     assert [m.drops_24h for m in listed] == [0, 0, 1]
+
+
+def _overview(estimate: object) -> str:
+    audience = AudienceDef(id=7, name="Gold", workspaces=[1], criteria={"attribute": "t"})
+    values = {
+        "audience": audience,
+        "tabs": TABS,
+        "tab": "overview",
+        "base_path": "/ui/audiences/7",
+        "may_change": False,
+        "may_use": False,
+        "facts": [("Size", 0)],
+        "size_chart": size_steps_chart([], NOW, "Audience size over time"),
+        "estimate": estimate,
+    }
+    viewer = Visitor(name="vic", csrf="tok", role=Role.VIEWER)
+    return str(page("audience.html", "Gold", user=viewer, active="audiences", values=values))
+
+
+def test_the_overview_flags_the_estimate_until_the_calculation_completes() -> None:
+    estimate = AudienceEstimate(
+        audience_id=7,
+        estimate=12300,
+        shown="12,300",
+        low=11000,
+        high=13600,
+        exact=False,
+        sampled_members=123,
+        sample_size=2500,
+        samples=[],
+        criteria=[],
+        estimated_ms=NOW,
+    )
+    markup = _overview(estimate)
+    assert 'id="estimate"' in markup
+    assert "Estimated size: <strong>12,300</strong> (95%: 11000 to 13600)" in markup
+    assert "shown until the audience's calculation completes" in markup
+    assert 'aria-current="page">Overview</a>' in markup
+    assert "<form" not in markup.split("<main", 1)[1]  # a viewer: no forms
+    assert 'id="estimate"' not in _overview(None)
