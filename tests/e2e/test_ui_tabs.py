@@ -266,9 +266,7 @@ def test_a_viewer_sees_no_forms_and_a_forged_post_is_refused(
     assert after.text == before.text
 
 
-def test_the_list_connects_several_audiences_to_one_output(
-    page: Page, server: Server, crm: Receiver
-) -> None:
+def test_the_list_connects_several_audiences_to_one_output(page: Page, server: Server) -> None:
     tag = uuid.uuid4().hex[:8]
     ids = []
     for n in range(2):
