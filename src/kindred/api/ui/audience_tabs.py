@@ -331,11 +331,12 @@ class AudienceTabs:
         defs = self._c.catalog.current()
         views = self._connections().get(audience.id, [])
         names = {v.name for v in views}
-        declared = {c.name: c for c in defs.audience_connections if c.audience_id == audience.id}
+        of_audience = {c.name: c for c in defs.audience_connections if c.audience_id == audience.id}
         test = self._test(audience.id)
         values = {
             "connections": views,
-            "targets": {name: declared[name].variation for name in names if name in declared},
+            "targets": {n: of_audience[n].variation for n in names if n in of_audience},
+            "removable": {n for n in names if not self._c.catalog.is_declared(n)},
             "outputs": [o.name for o in defs.outputs],
             "variations": [v.name for v in test.variations] if test else [],
             "identity_types": IDENTITY_TYPES,
