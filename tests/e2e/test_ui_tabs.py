@@ -302,3 +302,45 @@ def test_the_list_connects_several_audiences_to_one_output(page: Page, server: S
     page.get_by_label("Output", exact=True).select_option("crm")
     page.get_by_role("button", name="Connect chosen audiences").click()
     expect(page.get_by_role("alert")).to_contain_text("in use")
+
+
+def test_another_editor_may_not_change_or_use_a_view_only_audience(server: Server) -> None:
+    """An editor who does not own a `view` audience sees its tabs with no forms, and their
+    posts about it are refused (403) with nothing changed."""
+    owner, other = (f"{who}-{uuid.uuid4().hex[:6]}" for who in ("owen", "edna"))
+    keys = add_user(server, owner, "editor")
+    add_user(server, other, "editor")
+    body = {
+        "name": f"View only {uuid.uuid4().hex[:6]}",
+        "workspaces": [1],
+        "access": "view",
+        "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+    }
+    made = httpx.post(f"{server.url}/admin/v1/audiences", json=body, headers=keys, timeout=10)
+    assert made.status_code == 201, made.text
+    base = f"/ui/audiences/{made.json()['id']}"
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        signed = client.post("/ui/login", data={"name": other, "password": PASSWORD})
+        assert signed.status_code == 303, signed.text
+        for tab in ("/ab-test", "/connect", "/download"):
+            shown = client.get(base + tab)
+            assert shown.status_code == 200
+            assert '<form method="post" action="' + base not in shown.text
+            assert "Download ZIP" not in shown.text
+        found = re.search(r'name="csrf" value="([^"]+)"', shown.text)
+        assert found is not None
+        csrf = found.group(1)
+        split = client.post(
+            base + "/ab-test", data={"csrf": csrf, "name_0": "A", "percentage_0": "50"}
+        )
+        assert split.status_code == 403
+        assert f"belongs to {owner}" in split.text
+        post = {"csrf": csrf, "output": "crm", "identity_types": "email"}
+        connect = client.post(base + "/connect", data=post)
+        assert connect.status_code == 403
+        assert "view only" in connect.text
+        assert client.get(base + "/download/zip?identity_types=email").status_code == 403
+    test = httpx.get(f"{server.url}/admin/v1{base.removeprefix('/ui')}/test", headers=ADMIN)
+    assert test.status_code == 404
+    listed = httpx.get(f"{server.url}/admin/v1/connections", headers=ADMIN, timeout=5).json()
+    assert not [c for c in listed["audience_connections"] if c["audience_id"] == made.json()["id"]]
