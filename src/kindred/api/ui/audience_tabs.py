@@ -156,7 +156,6 @@ class AudienceTabs:
             audience_id = int(text) if text.isdigit() else -1
             back = f"/ui/audiences/{path_part(text)}"
             try:
-                self._access.seen(user.principal, audience_id)
                 if needs == "change":
                     audience = self._access.changeable(user.principal, audience_id)
                 else:
