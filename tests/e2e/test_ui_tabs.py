@@ -368,3 +368,30 @@ def test_another_editor_may_not_change_or_use_a_view_only_audience(server: Serve
     assert test.status_code == 404
     listed = httpx.get(f"{server.url}/admin/v1/connections", headers=ADMIN, timeout=5).json()
     assert not [c for c in listed["audience_connections"] if c["audience_id"] == made.json()["id"]]
+
+
+def test_odd_numbers_in_forms_and_addresses_are_answered_not_crashed(
+    server: Server, audience: dict[str, Any]
+) -> None:
+    base = f"/ui/audiences/{audience['id']}"
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        signed = client.post("/ui/login", data={"name": "tester", "password": "tester-password"})
+        assert signed.status_code == 303, signed.text
+        found = re.search(r'name="csrf" value="([^"]+)"', client.get(base + "/ab-test").text)
+        assert found is not None
+        csrf = found.group(1)
+        for odd in ("²", "9" * 5000):
+            refused = client.post(
+                base + "/ab-test", data={"csrf": csrf, "name_0": "Z", "percentage_0": odd}
+            )
+            assert refused.status_code == 400
+            assert "is a whole number, 1..100" in refused.text
+            assert (
+                client.post(f"/ui/audiences/{odd}/ab-test", data={"csrf": csrf}).status_code == 404
+            )
+            history = client.get(base + f"/history?from={odd}&to=1")
+            assert history.status_code == 400
+            sample = client.get(
+                base + f"/download/zip?identity_types=email&size=sample&sample={odd}"
+            )
+            assert sample.status_code == (400 if odd == "²" else 200)

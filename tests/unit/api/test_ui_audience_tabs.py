@@ -35,7 +35,8 @@ def test_the_control_takes_what_whole_percentages_leave(pairs: list[tuple[str, s
     assert len(rows) == 5
     assert [(r.name, r.percentage) for r in rows[: len(pairs)]] == pairs
     assert all(not r.name and not r.percentage for r in rows[len(pairs) :])
-    whole = sum(int(p) for _, p in pairs if p.strip().isdigit())
+    written = [p.strip() for _, p in pairs]
+    whole = sum(int(p) for p in written if p.isascii() and p.isdigit())
     assert control_share(rows) == 100 - whole
 
 
@@ -43,6 +44,7 @@ def test_40_40_leaves_20_and_over_100_goes_below_zero() -> None:
     assert control_share(variation_rows([("A", "40"), ("B", "40")])) == 20
     assert control_share(variation_rows([("A", "40"), ("B", "70")])) == -10
     assert control_share(variation_rows([("A", "forty")])) == 100
+    assert control_share(variation_rows([("A", "²"), ("B", "9" * 5000)])) == 100
 
 
 def test_the_metrics_of_audiences_read_are_those_read_one_by_one() -> None:

@@ -36,7 +36,7 @@ from kindred.services.audiences.abtests import AbTestView
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.audiences.connections import BulkAudience, BulkConnectionRequest
 from kindred.services.forwarding.admin import ConnectionView
-from kindred.wire.limits import int64_param
+from kindred.wire.limits import INT64_MAX, int64_param
 
 __all__ = [
     "IDENTITY_TYPES",
@@ -92,7 +92,7 @@ def variation_rows(pairs: Sequence[tuple[str, str]]) -> list[VariationRow]:
 def control_share(rows: Sequence[VariationRow]) -> int:
     """What the variations leave of 100 percent (the control's share); a percentage that is
     no whole number counts as none."""
-    return 100 - sum(int(r.percentage) for r in rows if r.percentage.strip().isdigit())
+    return 100 - sum(_whole(r.percentage) or 0 for r in rows)
 
 
 def _written(form: Form) -> list[VariationRow]:
@@ -153,7 +153,8 @@ class AudienceTabs:
 
         async def checked(request: Request, user: Visitor, form: Form) -> Response:
             text = request.path_params["audience_id"]
-            audience_id = int(text) if text.isdigit() else -1
+            audience_id = _whole(text)
+            audience_id = -1 if audience_id is None else audience_id
             back = f"/ui/audiences/{path_part(text)}"
             try:
                 if needs == "change":
@@ -266,11 +267,12 @@ class AudienceTabs:
         for row in rows:
             if not row.name and not row.percentage:
                 continue
-            if not row.percentage.isdigit():
+            percentage = _whole(row.percentage)
+            if percentage is None:
                 text = f"the percentage of {row.name or 'a variation'} is a whole number, 1..100"
                 rows = _with_error(rows, row.index, "percentage", text)
                 return self._abtest_page(user, audience, self._test(audience.id), rows, status=400)
-            kept.append((row.index, Variation(name=row.name, percentage=int(row.percentage))))
+            kept.append((row.index, Variation(name=row.name, percentage=percentage)))
         try:
             self._c.abtests.set(audience.id, AbTestRequest(variations=[v for _, v in kept]))
         except InvalidBatch as exc:
@@ -401,7 +403,7 @@ class AudienceTabs:
 
     async def bulk_connect(self, _request: Request, user: Visitor, form: Form) -> Response:
         """The list's bulk connect: the audiences chosen to one output (all or none)."""
-        ids = [int(t) for t in form.get("audience_id", []) if t.isdigit()]
+        ids = [n for n in map(_whole, form.get("audience_id", [])) if n is not None]
         output = form.get("output", [""])[0]
         types = form.get("identity_types", [])
         try:
@@ -454,8 +456,7 @@ class AudienceTabs:
         params = request.query_params
         sample = None
         if params.get("size") == "sample":
-            text = params.get("sample", "").strip()
-            sample = int(text) if text.isdigit() else 0
+            sample = _sample_size(params.get("sample", ""))
         try:
             types, variations = params.getlist("identity_types"), params.getlist("variations")
             prepared = self._c.downloads.prepare([audience.id], types, sample, variations)
@@ -478,13 +479,15 @@ class AudienceTabs:
         versions = service.versions(audience.id)
         numbers = [v.version for v in versions]
         latest = numbers[-1] if numbers else 0
-        chosen_from = _number(request.query_params.get("from"), latest - 1)
-        chosen_to = _number(request.query_params.get("to"), latest)
+        params = request.query_params
+        # Without a choice: the last version against the one before it.
+        chosen_from = _number(params.get("from"), latest - 1)
+        chosen_to = _number(params.get("to"), latest)
         changes = None
         error = ""
         if chosen_from in numbers and chosen_to in numbers:
             changes = service.diff(audience.id, chosen_from, chosen_to)
-        elif "from" in request.query_params:
+        elif "from" in params or "to" in params:
             error = f"choose two of the versions {', '.join(map(str, numbers))}"
         now = self._c.clock.now_ms()
         log_ = service.membership_changes(audience.id, until_ms=now, limit=100_000)
@@ -501,8 +504,29 @@ class AudienceTabs:
         return self._page(user, audience, "history", "audience_history.html", values, status=status)
 
 
+def _whole(text: str) -> int | None:
+    """A whole number written in ASCII digits that fits 64 bits, or None."""
+    digits = text.strip()
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        return None
+    return int(digits)
+
+
+def _sample_size(text: str) -> int:
+    """The sample asked for: a number larger than any audience is the whole of it; one that
+    is no whole number is 0, which the download refuses at `sample`."""
+    digits = text.strip()
+    if not digits.isascii() or not digits.isdigit():
+        return 0
+    return INT64_MAX if len(digits) > 18 else int(digits)
+
+
 def _number(text: str | None, default: int) -> int:
-    return int(text) if text is not None and text.isdigit() else default
+    """The number asked for (-1: none that could be one), or `default` when none is."""
+    if text is None:
+        return default
+    found = _whole(text)
+    return -1 if found is None else found
 
 
 def _connection_error(connection: AudienceConnection, test: AbTestView | None) -> str:
