@@ -314,7 +314,7 @@ class UiPages:
     async def resume(self, request: Request, user: Visitor, _: Form) -> Response:
         """Resume one of the audience's faulted connections, as the admin API does."""
         text, name = request.path_params["audience_id"], request.path_params["name"]
-        audience_id = int(text) if text.isdigit() else -1
+        audience_id = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else -1
         try:
             self._access.seen(user.principal, audience_id)
         except NotFound:
