@@ -133,6 +133,9 @@ def _pages(base: str, audience_id: int, out: Path) -> None:
         _shoot(page, "audiences", out)
         page.goto(f"/ui/audiences/{audience_id}")
         _shoot(page, "audience", out)
+        for tab in ("build", "ab-test", "connect", "download", "history"):
+            page.goto(f"/ui/audiences/{audience_id}/{tab}")
+            _shoot(page, f"audience-{tab}", out)
         _forwarding_and_calculated(page, out)
         browser.close()
 

@@ -331,10 +331,14 @@ def test_an_audience_page_shows_its_definition_history_and_size(server: Server, 
     expect(row).to_contain_text("active")
     row.get_by_role("link", name=f"Page {tag}").click()
     expect(page).to_have_url(re.compile(f"/ui/audiences/{audience_id}$"))
+    expect(page.get_by_role("img", name="Audience size over time")).to_be_visible()
+    tabs = page.get_by_role("navigation", name="Audience")
+    tabs.get_by_role("link", name="Build").click()
     expect(page.locator(".criteria")).to_have_text('attribute tier equals "gold"')
+    tabs.get_by_role("link", name="History").click()
     history = page.get_by_role("table", name="Membership changes")
     expect(history).to_contain_text("entered")
-    expect(page.get_by_role("img", name="Audience size over time")).to_be_visible()
+    tabs.get_by_role("link", name="Connect").click()
     expect(page.locator("#connections-none")).to_have_text(
         "No connections are configured for this audience."
     )
@@ -422,6 +426,7 @@ def test_a_faulted_audience_connection_is_seen_and_resumed_in_the_browser(
     row = page.get_by_role("table", name="Audiences").get_by_role("row", name=f"Gold {tag}")
     expect(row).to_contain_text("crm faulted")
     row.get_by_role("link", name=f"Gold {tag}").click()
+    page.get_by_role("navigation", name="Audience").get_by_role("link", name="Connect").click()
     connections = page.get_by_role("table", name="Connections")
     line = connections.get_by_role("row", name=re.compile("gold-to-crm"))
     cells = line.get_by_role("cell")
@@ -429,24 +434,27 @@ def test_a_faulted_audience_connection_is_seen_and_resumed_in_the_browser(
         [
             "gold-to-crm",
             "crm",
+            "full audience",
             "faulted",
             re.compile("^done: 0 members"),  # connected while the audience was empty
             "1",
             "0",
             re.compile("500"),
             re.compile("UTC$"),
-            "Resume",
+            "ResumeDisconnect",
         ]
     )
 
     crm.default = Answer(200)
     line.get_by_role("button", name="Resume gold-to-crm").click()
-    expect(page).to_have_url(re.compile(f"/ui/audiences/{audience_id}\\?resumed=gold-to-crm"))
+    expect(page).to_have_url(
+        re.compile(f"/ui/audiences/{audience_id}/connect\\?resumed=gold-to-crm")
+    )
     expect(page.get_by_role("status")).to_have_text(
         "Connection gold-to-crm resumed: its pending messages are sent again."
     )
-    expect(cells.nth(2)).not_to_have_text("faulted")
-    expect(line.get_by_role("button")).to_have_count(0)
+    expect(cells.nth(3)).not_to_have_text("faulted")
+    expect(line.get_by_role("button", name="Resume gold-to-crm")).to_have_count(0)
 
     (message,) = crm.wait_for(1, timeout_s=15)
     assert message["action"] == "add"
@@ -454,9 +462,9 @@ def test_a_faulted_audience_connection_is_seen_and_resumed_in_the_browser(
     assert message["identity"] == f"crm-{tag}@example.com"
     wait_for_status(server, "gold-to-crm", "sending")
     page.reload()
-    expect(cells.nth(2)).to_have_text("sending")
-    expect(cells.nth(4)).to_have_text("0")
-    expect(cells.nth(5)).to_have_text("1")
+    expect(cells.nth(3)).to_have_text("sending")
+    expect(cells.nth(5)).to_have_text("0")
+    expect(cells.nth(6)).to_have_text("1")
     # The sign-out form carries the token too: the session ends.
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/ui/login$"))

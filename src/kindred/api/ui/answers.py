@@ -25,6 +25,7 @@ __all__ = [
     "first",
     "html",
     "message",
+    "refusal",
 ]
 
 SECURITY_HEADERS = {
@@ -62,3 +63,9 @@ def html(markup: Markup, status: int = 200) -> Response:
 def message(user: Visitor, title: str, active: str, text: str, status: int) -> Response:
     values = {"message": text, "alert": False, "search": None}
     return html(page("message.html", title, user=user, active=active, values=values), status)
+
+
+def refusal(user: Visitor, text: str, back: str, status: int) -> Response:
+    """A form post refused: why, and a link back to the page it came from."""
+    values = {"alert": True, "message": text, "back": back}
+    return html(page("message.html", "Refused", user=user, values=values), status)

@@ -14,13 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from kindred.api.ui.answers import SECURITY_HEADERS
+from kindred.api.ui.answers import html as _html
+from kindred.api.ui.answers import message as _message
+from kindred.api.ui.audience_tabs import IDENTITY_TYPES, AudienceTabs
 from kindred.api.ui.audiences import (
     audience_tabs,
-    audience_view,
     audiences_view,
     connections_by_audience,
     default_tab,
@@ -53,8 +54,11 @@ UserHandler = Callable[[Request, Visitor], Awaitable[Response]]
 Form = dict[str, list[str]]
 ActionHandler = Callable[[Request, Visitor, Form], Awaitable[Response]]
 
-_STATIC = {"ui.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
-_SECURITY_HEADERS = SECURITY_HEADERS
+_STATIC = {
+    "ui.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "abtest.js": "text/javascript; charset=utf-8",
+}
 # Reachable without a session: signing in, and the stylesheet and script.
 OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
 
@@ -68,6 +72,10 @@ class UiPages:
         self._abtests = container.abtests
         self._names = {i: w.name for i, w in container.tenancy.workspaces.items()}
         self._access = AudienceAccessCheck(container.audiences)
+
+    @property
+    def access(self) -> AudienceAccessCheck:
+        return self._access
 
     # --- access -----------------------------------------------------------------------
 
@@ -267,13 +275,22 @@ class UiPages:
         tabs = audience_tabs(user)
         show = request.query_params.get("show", "")
         show = show if show in dict(tabs) else default_tab(user)
-        shown = [
-            a for a in self._access.visible(caller, service.all(chosen)) if in_tab(a, show, user)
-        ]
-        rows = [(a, service.metrics(a.id)) for a in shown]
+        wanted = set(chosen)
+        shown = [a for a in every if wanted <= set(a.tags) and in_tab(a, show, user)]
+        # Metrics of the audiences read above: reading each again would read every audience
+        # once per row (bench/RESULTS.md, the audience list).
+        rows = list(zip(shown, service.metrics_of(shown), strict=True))
         tags = sorted({t for a in every for t in a.tags})
         values = audiences_view(rows, tags, chosen, self._connections())
-        values.update(tabs=tabs, show=show)
+        connected = request.query_params.get("connected", "")
+        values.update(
+            tabs=tabs,
+            show=show,
+            outputs=[o.name for o in self._c.catalog.current().outputs],
+            identity_types=IDENTITY_TYPES,
+            connected=connected if connected.isdigit() else "",
+            connected_output=request.query_params.get("output", ""),
+        )
         return _html(
             page("audiences.html", "Audiences", user=user, active="audiences", values=values)
         )
@@ -296,37 +313,10 @@ class UiPages:
         title = "Erasure receipt"
         return _html(page("receipt.html", title, user=user, active="privacy", values=values))
 
-    async def audience(self, request: Request, user: Visitor) -> Response:
-        service = self._c.audiences
-        try:
-            audience_id = int64_param(request.path_params["audience_id"], "audience_id")
-        except InvalidBatch as exc:
-            return _message(user, "Audience", "audiences", str(exc), 400)
-        try:
-            audience = self._access.seen(user.principal, audience_id)
-        except NotFound:
-            return self._no_audience(request, user)
-        now = self._c.clock.now_ms()
-        changes = service.membership_changes(audience.id, until_ms=now, limit=100_000)
-        connections = self._connections().get(audience.id, [])
-        resumed = request.query_params.get("resumed", "")
-        values = audience_view(
-            audience,
-            service.metrics(audience.id),
-            changes,
-            now,
-            self._names,
-            connections=connections,
-            resumed=resumed if any(c.name == resumed for c in connections) else "",
-        )
-        return _html(
-            page("audience.html", audience.name, user=user, active="audiences", values=values)
-        )
-
     async def resume(self, request: Request, user: Visitor, _: Form) -> Response:
         """Resume one of the audience's faulted connections, as the admin API does."""
         text, name = request.path_params["audience_id"], request.path_params["name"]
-        audience_id = int(text) if text.isdigit() else -1
+        audience_id = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else -1
         try:
             self._access.seen(user.principal, audience_id)
         except NotFound:
@@ -338,8 +328,8 @@ class UiPages:
         except NotFound:  # taken away since the line above
             return self._no_audience(request, user, connection=name)
         log.info("ui user %s resumed %s (%d pending)", user.name, name, view.pending)
-        target = f"/ui/audiences/{path_part(audience_id)}" + query(resumed=name)
-        return RedirectResponse(target + "#connections-h", status_code=303)
+        target = f"/ui/audiences/{path_part(audience_id)}/connect" + query(resumed=name)
+        return RedirectResponse(target, status_code=303)
 
     def _connections(self) -> dict[int, list[ConnectionView]]:
         defs = self._c.catalog.current()
@@ -391,11 +381,6 @@ def _login_page(target: str, *, error: str) -> Markup:
     return page("login.html", "Sign in", user=None, values=values)
 
 
-def _message(user: Visitor, title: str, active: str, message: str, status: int) -> Response:
-    values = {"message": message, "alert": False, "search": None}
-    return _html(page("message.html", title, user=user, active=active, values=values), status)
-
-
 def _profiles_message(
     user: Visitor, search: dict[str, object], message: str, status: int
 ) -> Response:
@@ -404,10 +389,6 @@ def _profiles_message(
     return _html(
         page("message.html", "User activity", user=user, active="profiles", values=values), status
     )
-
-
-def _html(markup: Markup, status: int = 200) -> Response:
-    return HTMLResponse(str(markup), status_code=status, headers=_SECURITY_HEADERS)
 
 
 def _static(name: str) -> Handler:
@@ -422,6 +403,7 @@ def _static(name: str) -> Handler:
 
 def ui_routes(container: Container) -> list[Route]:
     ui = UiPages(container)
+    tabs = AudienceTabs(container, ui.access)
     return [
         Route("/ui/login", ui.login_form, methods=["GET"]),
         Route("/ui/login", ui.login, methods=["POST"]),
@@ -440,7 +422,11 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
         Route("/ui/privacy", ui.page(ui.privacy), methods=["GET"]),
         Route("/ui/privacy/receipts/{receipt_id}", ui.page(ui.receipt), methods=["GET"]),
-        Route("/ui/audiences/{audience_id}", ui.page(ui.audience), methods=["GET"]),
+        Route(
+            "/ui/audiences/connect",
+            ui.action(tabs.bulk_connect, lambda _: "/ui/audiences"),
+            methods=["POST"],
+        ),
         Route(
             "/ui/audiences/{audience_id}/connections/{name}/resume",
             ui.action(ui.resume, _audience_page),
@@ -448,4 +434,33 @@ def ui_routes(container: Container) -> list[Route]:
         ),
         *calculated_routes(container, ui),
         *forwarding_routes(container, ui),
+        *_audience_tab_routes(ui, tabs),
+    ]
+
+
+def _audience_tab_routes(ui: UiPages, tabs: AudienceTabs) -> list[Route]:
+    """One audience's tabs (GET) and their form posts."""
+    one = "/ui/audiences/{audience_id}"
+    pages = (
+        ("", tabs.overview),
+        ("/overview", tabs.overview),
+        ("/build", tabs.build),
+        ("/ab-test", tabs.abtest),
+        ("/connect", tabs.connect_tab),
+        ("/download", tabs.download_tab),
+        ("/download/zip", tabs.download),
+        ("/history", tabs.history),
+    )
+    posts = (
+        ("/ab-test", tabs.save_test, "change"),
+        ("/ab-test/delete", tabs.delete_test, "change"),
+        ("/connect", tabs.connect, "use"),
+        ("/connections/{name}/disconnect", tabs.disconnect, "use"),
+    )
+    return [
+        *(Route(one + p, ui.page(tabs.tab(h)), methods=["GET"]) for p, h in pages),
+        *(
+            Route(one + p, ui.action(tabs.post(h, needs), _audience_page), methods=["POST"])
+            for p, h, needs in posts
+        ),
     ]

@@ -3,7 +3,7 @@ history (AUD-12)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -221,8 +221,16 @@ class AudienceService:
 
     def metrics(self, audience_id: int) -> AudienceMetrics:
         """Page metrics (AUD-6): size, adds and drops in the last 24 hours, volatility."""
-        audience = self.get(audience_id)
+        return self._metrics(self.get(audience_id), self._clock.now_ms())
+
+    def metrics_of(self, audiences: Sequence[AudienceDef]) -> list[AudienceMetrics]:
+        """The metrics of audiences already read (a list page's rows), in their order: each
+        is counted from its membership log, none read again."""
         now = self._clock.now_ms()
+        return [self._metrics(a, now) for a in audiences]
+
+    def _metrics(self, audience: AudienceDef, now: int) -> AudienceMetrics:
+        audience_id = audience.id
         counts = self._store.membership_counts(audience_id, now - DAY_MS)
         size = counts.entered - counts.exited
         moves = counts.entered_since + counts.exited_since
