@@ -28,7 +28,7 @@ workspace = st.one_of(st.none(), st.sampled_from([1, 2]))
 
 
 @st.composite
-def conditions(draw: st.DrawFn, *, recency: bool = True) -> dict[str, Any]:
+def conditions(draw: st.DrawFn, *, recency: bool = True) -> dict[str, Any]:  # noqa: PLR0911  # one return per kind
     """`{"op": OP[, "value": V]}` with a value the operator takes."""
     kind = draw(st.sampled_from(["text", "equals", "number", "between", "none", "date", "dates"]))
     if kind == "text":
@@ -44,10 +44,13 @@ def conditions(draw: st.DrawFn, *, recency: bool = True) -> dict[str, Any]:
     if kind == "none":
         return {"op": draw(st.sampled_from(["exists", "not_exists", "is_true", "is_false"]))}
     if kind == "dates":
-        low, high = sorted([draw(dates), draw(dates)])
-        return {"op": "between_dates", "value": [low, high]}
+        first, last = sorted([draw(dates), draw(dates)])
+        return {"op": "between_dates", "value": [first, last]}
     if recency and draw(st.booleans()):
-        return {"op": draw(st.sampled_from(["within_last_days", "not_within_last_days"])), "value": draw(days)}
+        return {
+            "op": draw(st.sampled_from(["within_last_days", "not_within_last_days"])),
+            "value": draw(days),
+        }
     return {"op": draw(st.sampled_from(["before", "after", "on"])), "value": draw(dates)}
 
 
@@ -56,7 +59,7 @@ def with_workspace(doc: dict[str, Any], ws: int | None) -> dict[str, Any]:
 
 
 @st.composite
-def criteria_leaves(draw: st.DrawFn) -> dict[str, Any]:
+def criteria_leaves(draw: st.DrawFn) -> dict[str, Any]:  # noqa: PLR0911  # one return per kind
     kind = draw(
         st.sampled_from(
             [
@@ -82,9 +85,13 @@ def criteria_leaves(draw: st.DrawFn) -> dict[str, Any]:
         return {"account_attribute": draw(texts), **draw(conditions())}
     if kind == "identity":
         test = draw(conditions().filter(lambda c: c["op"] in ("contains", "pattern", "exists")))
-        return with_workspace({"identity": draw(st.sampled_from(["email", "customer_id"])), **test}, ws)
+        return with_workspace(
+            {"identity": draw(st.sampled_from(["email", "customer_id"])), **test}, ws
+        )
     if kind == "device":
-        test = draw(conditions().filter(lambda c: c["op"] in ("contains", "eq", "between", "exists")))
+        test = draw(
+            conditions().filter(lambda c: c["op"] in ("contains", "eq", "between", "exists"))
+        )
         return with_workspace({"device": draw(st.sampled_from(sorted(DEVICE_FIELDS))), **test}, ws)
     if kind == "consent":
         state = draw(st.sampled_from(["consented", "not_consented", "exists", "not_exists"]))
@@ -92,12 +99,18 @@ def criteria_leaves(draw: st.DrawFn) -> dict[str, Any]:
             return with_workspace({"consent": "gdpr", "purpose": "marketing", "state": state}, ws)
         return with_workspace({"consent": "ccpa", "state": state}, ws)
     if kind == "first_seen":
-        test = draw(conditions().filter(lambda c: c["op"] in ("before", "on", "between_dates", "within_last_days")))
+        test = draw(
+            conditions().filter(
+                lambda c: c["op"] in ("before", "on", "between_dates", "within_last_days")
+            )
+        )
         return with_workspace({"first_seen": test["op"], "value": test["value"]}, ws)
     if kind == "audience":
         return {"audience": NESTABLE, "member": draw(st.booleans())}
     if kind in ("attribution", "location"):
-        field = draw(st.sampled_from(["publisher", "campaign"] if kind == "attribution" else ["city", "zip"]))
+        field = draw(
+            st.sampled_from(["publisher", "campaign"] if kind == "attribution" else ["city", "zip"])
+        )
         test = draw(conditions().filter(lambda c: c["op"] in ("contains", "pattern", "exists")))
         return with_workspace({kind: field, **test}, ws)
     if kind == "cart":
@@ -153,7 +166,11 @@ def definitions(draw: st.DrawFn) -> dict[str, Any]:
         "name": draw(texts),
         "workspaces": [1, 2],
         "inputs": draw(st.sampled_from([[], ["app"], ["app", "web"]])),
-        "tags": draw(st.lists(texts.map(str.strip).filter(lambda t: "," not in t), max_size=3).map(lambda ts: [t[:18] for t in ts])),
+        "tags": draw(
+            st.lists(texts.map(str.strip).filter(lambda t: "," not in t), max_size=3).map(
+                lambda ts: [t[:18] for t in ts]
+            )
+        ),
         "lookback_days": draw(days),
         "access": draw(st.sampled_from(["private", "view", "usable"])),
         "criteria": draw(criteria),
@@ -186,7 +203,12 @@ def test_a_refusal_path_finds_its_field() -> None:
             "and": [
                 {"attribute": "tier", "op": "equals", "value": "gold"},
                 {"event": "custom_event", "name": "Play", "at_least": 3, "within_days": 7},
-                {"exclude": {"event": "commerce_event", "where": [{"product": "price", "op": "between", "value": [1, 2]}]}},
+                {
+                    "exclude": {
+                        "event": "commerce_event",
+                        "where": [{"product": "price", "op": "between", "value": [1, 2]}],
+                    }
+                },
                 {"cart_abandonment": {"within_days": 1, "wait_minutes": 30}},
             ]
         },

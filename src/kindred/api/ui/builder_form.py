@@ -28,8 +28,8 @@ __all__ = [
     "CRITERION_TYPES",
     "GROUP_TYPES",
     "FieldError",
-    "FormNode",
     "Fields",
+    "FormNode",
     "children_of",
     "conditions_of",
     "definition_of",
@@ -316,7 +316,9 @@ def _list(value: object) -> list[object]:
     return list(value) if isinstance(value, list) else []
 
 
-def _write_node(doc: Mapping[str, object], prefix: str, fields: Fields, calc: frozenset[str]) -> None:
+def _write_node(
+    doc: Mapping[str, object], prefix: str, fields: Fields, calc: frozenset[str]
+) -> None:
     for kind in ("and", "or"):
         if kind in doc:
             fields[f"{prefix}.type"] = kind
@@ -442,7 +444,9 @@ def field_of(path: str, paths: Mapping[str, str]) -> str:
     head = re.split(r"[.\[]", path, maxsplit=1)[0]
     if head in _TOP_FIELDS:
         return head
-    node = max((p for p in paths if path == p or path.startswith((p + ".", p + "["))), key=len, default="")
+    node = max(
+        (p for p in paths if path == p or path.startswith((p + ".", p + "["))), key=len, default=""
+    )
     if not node:
         return ""
     prefix, rest = paths[node], path[len(node) :].lstrip(".")

@@ -25,6 +25,7 @@ from kindred.api.ui.audiences import (
     default_tab,
     in_tab,
 )
+from kindred.api.ui.builder import builder_routes
 from kindred.api.ui.layout import page
 from kindred.api.ui.live import live_items, live_view
 from kindred.api.ui.privacy import privacy_view, receipt_view
@@ -50,7 +51,11 @@ UserHandler = Callable[[Request, Visitor], Awaitable[Response]]
 Form = dict[str, list[str]]
 ActionHandler = Callable[[Request, Visitor, Form], Awaitable[Response]]
 
-_STATIC = {"ui.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+_STATIC = {
+    "ui.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "builder.js": "text/javascript; charset=utf-8",
+}
 _SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
@@ -439,6 +444,7 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/profiles/{mpid}", ui.page(ui.profile), methods=["GET"]),
         Route("/ui/live", ui.page(ui.live), methods=["GET"]),
         Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
+        *builder_routes(container, ui, _html),  # before /ui/audiences/{id}: it takes "new"
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
         Route("/ui/privacy", ui.page(ui.privacy), methods=["GET"]),
         Route("/ui/privacy/receipts/{receipt_id}", ui.page(ui.receipt), methods=["GET"]),
