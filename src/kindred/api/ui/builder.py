@@ -390,7 +390,8 @@ def _paths(form: Fields) -> tuple[dict[str, object] | None, dict[str, str]]:
 def _restructure(form: Fields, step: str) -> None:
     """A structural step of the form (no save): `add:PREFIX:TYPE` adds a child to a group,
     `cond:PREFIX` a condition to an event, `remove:PREFIX` takes a node and its fields
-    away, `type:PREFIX` only redraws (a node's type changed without the page's script)."""
+    away, `wrap:PREFIX` makes a criterion the first of an `and` group with a second one;
+    anything else only redraws (a node's type changed without the page's script)."""
     verb, _, rest = step.partition(":")
     if verb == "add":
         prefix, _, kind = rest.rpartition(":")
@@ -399,6 +400,13 @@ def _restructure(form: Fields, step: str) -> None:
     elif verb == "cond":
         taken = [int(c.rsplit(".", 1)[1]) for c in conditions_of(form, rest)]
         form[f"{rest}.w.{max(taken, default=-1) + 1}.type"] = "attribute"
+    elif verb == "wrap" and rest:
+        moved = {n: v for n, v in form.items() if n.startswith(rest + ".")}
+        for name, value in moved.items():
+            del form[name]
+            form[f"{rest}.0.{name[len(rest) + 1 :]}"] = value
+        form[f"{rest}.type"] = "and"
+        form[f"{rest}.1.type"] = "attribute"
     elif verb == "remove" and rest:
         for name in [n for n in form if n.startswith(rest + ".")]:
             del form[name]

@@ -46,7 +46,7 @@
     Object.keys(answer.criteria).forEach(function (prefix) {
       var out = document.getElementById("est-" + fieldId(prefix));
       var item = answer.criteria[prefix];
-      if (out) { out.textContent = (item.excludes ? "leaves out " : "") + item.shown; }
+      if (out) { out.textContent = (item.excludes ? "leaves out " : "estimate ") + item.shown; }
     });
   }
 
