@@ -200,3 +200,74 @@ def test_a_viewer_gets_no_builder_and_a_forged_post_is_refused(
     names = [a["name"] for a in admin(server, "GET", "/audiences")]
     assert f"Forged {tag}" not in names
     page.context.close()
+
+
+def signed_in(server: Server, name: str) -> tuple[httpx.Client, str]:
+    """A client signed in as `name` (PASSWORD) and its session's CSRF token."""
+    client = httpx.Client(base_url=server.url, timeout=10)
+    client.post("/ui/login", data={"name": name, "password": PASSWORD})
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/profiles").text)
+    assert found is not None
+    return client, found[1]
+
+
+def test_access_decides_what_the_builder_edits_and_nests(server: Server) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ann, bob = f"ann-{tag}", f"bob-{tag}"
+    keys = {ann: add_user(server, ann, "editor"), bob: add_user(server, bob, "editor")}
+
+    def make(name: str, access: str) -> int:
+        body = {
+            "name": name,
+            "workspaces": [1],
+            "access": access,
+            "criteria": {"attribute": "tier", "op": "exists"},
+        }
+        made = httpx.post(
+            f"{server.url}/admin/v1/audiences", json=body, headers=keys[ann], timeout=10
+        )
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    usable, view_only = make(f"Ann usable {tag}", "usable"), make(f"Ann view {tag}", "view")
+    client, csrf = signed_in(server, bob)
+    try:
+        # Another editor's audience: no edit page, no action on it.
+        refused = client.get(f"/ui/audiences/{usable}/edit")
+        assert refused.status_code == 403
+        assert f"belongs to {ann}" in refused.text
+        assert client.post(f"/ui/audiences/{usable}/delete", data={"csrf": csrf}).status_code == 403
+        # Nesting offers the usable audience, not the view-only one.
+        form = client.get("/ui/audiences/new").text
+        assert f'<option value="{usable}">Ann usable {tag} ({usable})</option>' in form
+        assert f"Ann view {tag}" not in form
+        # A forged form nesting the view-only one is refused at its field, in words.
+        fields = {
+            "csrf": csrf,
+            "do": "save",
+            "name": f"Bob nests {tag}",
+            "workspaces": "1",
+            "lookback_days": "90",
+            "access": "usable",
+            "c.type": "audience",
+            "c.audience": str(view_only),
+            "c.member": "true",
+        }
+        nested = client.post("/ui/audiences/new", data=fields)
+        assert nested.status_code == 400
+        assert re.search(
+            r'id="err-f-c-audience"[^>]*role="alert">[^<]*may not be nested by others', nested.text
+        )
+        # Nesting the usable one is saved; ann may then not delete hers: the page says why.
+        fields["c.audience"] = str(usable)
+        saved = client.post("/ui/audiences/new", data=fields)
+        assert saved.status_code == 303, saved.text
+    finally:
+        client.close()
+    client, csrf = signed_in(server, ann)
+    try:
+        kept = client.post(f"/ui/audiences/{usable}/delete", data={"csrf": csrf})
+        assert kept.status_code == 400
+        assert "cannot be deleted while another audience nests it" in kept.text
+    finally:
+        client.close()

@@ -39,7 +39,7 @@ from kindred.bootstrap import Container
 from kindred.domain.errors import AuthRejected, Conflict, InvalidBatch, NotFound
 from kindred.domain.users import Role, may_use
 from kindred.services.audiences.access import AudienceAccessCheck
-from kindred.services.audiences.suggestions import BuilderSuggestions
+from kindred.services.audiences.suggestions import BuilderSuggestions, Suggestions
 
 __all__ = ["builder_routes"]
 
@@ -89,7 +89,7 @@ class Builder:
         fields = dict(_NEW)
         fields["workspaces"] = str(min(self._c.tenancy.workspaces))
         fields["c.0.type"] = "attribute"
-        return self._form(user, fields, None)
+        return await self._form(user, fields, None)
 
     async def edit(self, request: Request, user: Visitor) -> Response:
         found = self._changeable(request, user)
@@ -97,7 +97,7 @@ class Builder:
             return found
         document = msgspec.to_builtins(found)
         fields = fields_of(document, self._calculated_names())
-        return self._form(user, fields, found, saved=request.query_params.get("saved", ""))
+        return await self._form(user, fields, found, saved=request.query_params.get("saved", ""))
 
     async def shadow(self, request: Request, user: Visitor) -> Response:
         found = self._changeable(request, user)
@@ -130,7 +130,7 @@ class Builder:
         step = form.pop("do", "")
         if step not in {"save", "activate", "shadow"}:
             _restructure(form, step)
-            return self._form(user, form, current)
+            return await self._form(user, form, current)
         try:
             audience = self._definition(user, form, current)
             if current is None:
@@ -146,13 +146,15 @@ class Builder:
             if step == "activate":
                 saved = self._audiences.set_status(saved.id, "active", changed_by=user.name)
         except FieldError as wrong:
-            return self._form(user, form, current, errors={wrong.name: wrong.message}, status=400)
+            return await self._form(
+                user, form, current, errors={wrong.name: wrong.message}, status=400
+            )
         except InvalidBatch as refused:
             _, paths = _paths(form)
             name = field_of(refused.path, paths) or "form"
-            return self._form(user, form, current, errors={name: refused.reason}, status=400)
+            return await self._form(user, form, current, errors={name: refused.reason}, status=400)
         except Conflict as refused:
-            return self._form(user, form, current, errors={"form": str(refused)}, status=409)
+            return await self._form(user, form, current, errors={"form": str(refused)}, status=409)
         log.info("ui user %s saved audience %d (%s)", user.name, saved.id, saved.status)
         return _see(f"/ui/audiences/{saved.id}/edit?saved={saved.status}")
 
@@ -270,7 +272,7 @@ class Builder:
         except AuthRejected as refused:
             return self._refused(user, str(refused))
 
-    def _form(
+    async def _form(
         self,
         user: Visitor,
         fields: Fields,
@@ -280,19 +282,25 @@ class Builder:
         status: int = 200,
         saved: str = "",
     ) -> Response:
-        values = self._form_values(user, fields, current, errors or {}, saved)
+        chosen = [int(w) for w in fields.get("workspaces", "").split("\n") if w.isdigit()]
+        seen = await run_in_threadpool(self._suggestions.of, chosen)
+        values = self._form_values(
+            user, fields, current, errors=errors or {}, saved=saved, seen=seen
+        )
         title = f"Edit {current.name}" if current else "New audience"
         return self._html(
             page("builder.html", title, user=user, active="audiences", values=values), status
         )
 
-    def _form_values(  # the page's parts, each named at the one call
+    def _form_values(
         self,
         user: Visitor,
         fields: Fields,
         current: AudienceDef | None,
+        *,
         errors: Mapping[str, str],
         saved: str,
+        seen: Suggestions,
     ) -> dict[str, Any]:
         tenancy = self._c.tenancy
         others = [
@@ -302,9 +310,6 @@ class Builder:
             and may_use(user.principal, a.created_by, a.access)
             and a.status != "deleted"
         ]
-        seen = self._suggestions.of(
-            int(w) for w in fields.get("workspaces", "").split("\n") if w.isdigit()
-        )
         acts = (
             [("deactivate", "Deactivate")]
             if current and current.status == "active"
