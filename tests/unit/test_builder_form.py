@@ -10,7 +10,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kindred.api.ui.builder_form import definition_of, field_of, fields_of, form_tree
+from kindred.api.ui.builder_form import apply_step, definition_of, field_of, fields_of, form_tree
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.parse import DEVICE_FIELDS, EVENT_TYPES, Catalog, parse_criteria
 
@@ -223,3 +223,51 @@ def test_a_refusal_path_finds_its_field() -> None:
     assert field_of("criteria.and[3]", paths) == "c.3.type"
     assert field_of("workspaces[1]", paths) == "workspaces"
     assert field_of("lookback_days", paths) == "lookback_days"
+
+
+def test_a_calculated_attribute_is_shown_as_one_and_saved_as_an_attribute() -> None:
+    doc = {
+        "name": "x",
+        "workspaces": [1],
+        "inputs": [],
+        "tags": [],
+        "lookback_days": 90,
+        "access": "usable",
+        "criteria": {"attribute": "plays_7d", "op": "ge", "value": 3},
+    }
+    fields = fields_of(doc, calculated=["plays_7d"])
+    assert fields["c.type"] == "calculated"
+    assert definition_of(fields)[0] == doc
+
+
+def test_the_forms_steps_add_remove_and_wrap_criteria() -> None:
+    fields = {
+        "name": "x",
+        "workspaces": "1",
+        "c.type": "attribute",
+        "c.key": "tier",
+        "c.op": "exists",
+    }
+    apply_step(fields, "wrap:c")
+    assert definition_of(fields)[0]["criteria"] == {
+        "and": [{"attribute": "tier", "op": "exists"}, {"attribute": "", "op": "", "value": ""}]
+    }
+    apply_step(fields, "remove:c.1")
+    apply_step(fields, "add:c:exclude")
+    apply_step(fields, "add:c.1:event")
+    fields.update({"c.1.0.event_type": "commerce_event"})
+    apply_step(fields, "cond:c.1.0")
+    fields.update({"c.1.0.w.0.key": "coupon", "c.1.0.w.0.op": "exists"})
+    assert definition_of(fields)[0]["criteria"] == {
+        "and": [
+            {"attribute": "tier", "op": "exists"},
+            {
+                "exclude": {
+                    "event": "commerce_event",
+                    "where": [{"attribute": "coupon", "op": "exists"}],
+                }
+            },
+        ]
+    }
+    apply_step(fields, "remove:c.1.0.w.0")
+    assert form_tree(fields).children[1].children[0].conditions == []

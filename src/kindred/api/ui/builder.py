@@ -22,8 +22,8 @@ from kindred.api.ui.builder_form import (
     CRITERION_TYPES,
     FieldError,
     Fields,
+    apply_step,
     children_of,
-    conditions_of,
     definition_of,
     field_of,
     fields_of,
@@ -129,7 +129,7 @@ class Builder:
     async def _post(self, user: Visitor, form: Fields, current: AudienceDef | None) -> Response:
         step = form.pop("do", "")
         if step not in {"save", "activate", "shadow"}:
-            _restructure(form, step)
+            apply_step(form, step)
             return await self._form(user, form, current)
         try:
             audience = self._definition(user, form, current)
@@ -390,31 +390,6 @@ def _paths(form: Fields) -> tuple[dict[str, object] | None, dict[str, str]]:
     except FieldError:
         return None, {}
     return document, paths
-
-
-def _restructure(form: Fields, step: str) -> None:
-    """A structural step of the form (no save): `add:PREFIX:TYPE` adds a child to a group,
-    `cond:PREFIX` a condition to an event, `remove:PREFIX` takes a node and its fields
-    away, `wrap:PREFIX` makes a criterion the first of an `and` group with a second one;
-    anything else only redraws (a node's type changed without the page's script)."""
-    verb, _, rest = step.partition(":")
-    if verb == "add":
-        prefix, _, kind = rest.rpartition(":")
-        taken = [int(c.rsplit(".", 1)[1]) for c in children_of(form, prefix)]
-        form[f"{prefix}.{max(taken, default=-1) + 1}.type"] = kind or "attribute"
-    elif verb == "cond":
-        taken = [int(c.rsplit(".", 1)[1]) for c in conditions_of(form, rest)]
-        form[f"{rest}.w.{max(taken, default=-1) + 1}.type"] = "attribute"
-    elif verb == "wrap" and rest:
-        moved = {n: v for n, v in form.items() if n.startswith(rest + ".")}
-        for name, value in moved.items():
-            del form[name]
-            form[f"{rest}.0.{name[len(rest) + 1 :]}"] = value
-        form[f"{rest}.type"] = "and"
-        form[f"{rest}.1.type"] = "attribute"
-    elif verb == "remove" and rest:
-        for name in [n for n in form if n.startswith(rest + ".")]:
-            del form[name]
 
 
 def _msgspec_path(text: str) -> str:

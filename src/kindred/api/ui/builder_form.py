@@ -30,6 +30,7 @@ __all__ = [
     "FieldError",
     "Fields",
     "FormNode",
+    "apply_step",
     "children_of",
     "conditions_of",
     "definition_of",
@@ -430,6 +431,34 @@ def _text(value: object) -> str:
     if isinstance(value, float):
         return repr(value)
     return "" if value is None else str(value)
+
+
+# --- structural steps --------------------------------------------------------------------
+
+
+def apply_step(form: Fields, step: str) -> None:
+    """A structural step of the form (no save): `add:PREFIX:TYPE` adds a child to a group,
+    `cond:PREFIX` a condition to an event, `remove:PREFIX` takes a node and its fields
+    away, `wrap:PREFIX` makes a criterion the first of an `and` group with a second one;
+    anything else only redraws (a node's type changed without the page's script)."""
+    verb, _, rest = step.partition(":")
+    if verb == "add":
+        prefix, _, kind = rest.rpartition(":")
+        taken = [int(c.rsplit(".", 1)[1]) for c in children_of(form, prefix)]
+        form[f"{prefix}.{max(taken, default=-1) + 1}.type"] = kind or "attribute"
+    elif verb == "cond":
+        taken = [int(c.rsplit(".", 1)[1]) for c in conditions_of(form, rest)]
+        form[f"{rest}.w.{max(taken, default=-1) + 1}.type"] = "attribute"
+    elif verb == "wrap" and rest:
+        moved = {n: v for n, v in form.items() if n.startswith(rest + ".")}
+        for name, value in moved.items():
+            del form[name]
+            form[f"{rest}.0.{name[len(rest) + 1 :]}"] = value
+        form[f"{rest}.type"] = "and"
+        form[f"{rest}.1.type"] = "attribute"
+    elif verb == "remove" and rest:
+        for name in [n for n in form if n.startswith(rest + ".")]:
+            del form[name]
 
 
 # --- refusals at their field ------------------------------------------------------------
