@@ -66,7 +66,6 @@ _OPERATOR_ORDER = (
 )  # fmt: skip
 _IDENTITY_TYPES = ("customer_id", "email", "mobile_number", "other", "ios_idfa", "android_aaid")
 _NEW = {"name": "", "lookback_days": "90", "access": "usable", "c.type": "and"}
-_DECODE = msgspec.convert
 
 
 class Builder:
@@ -164,7 +163,7 @@ class Builder:
             document["kind"] = current.kind
             document["expiry_days"] = current.expiry_days
         try:
-            audience = _DECODE(document, AudienceDef)
+            audience = msgspec.convert(document, AudienceDef)
         except msgspec.ValidationError as wrong:
             raise InvalidBatch(str(wrong).split(" - at ")[0], _msgspec_path(str(wrong))) from None
         self._access.check_nesting(user.principal, audience)
