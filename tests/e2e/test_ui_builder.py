@@ -202,10 +202,10 @@ def test_a_viewer_gets_no_builder_and_a_forged_post_is_refused(
     page.context.close()
 
 
-def signed_in(server: Server, name: str) -> tuple[httpx.Client, str]:
-    """A client signed in as `name` (PASSWORD) and its session's CSRF token."""
+def signed_in(server: Server, name: str, password: str = PASSWORD) -> tuple[httpx.Client, str]:
+    """A client signed in as `name` and its session's CSRF token."""
     client = httpx.Client(base_url=server.url, timeout=10)
-    client.post("/ui/login", data={"name": name, "password": PASSWORD})
+    client.post("/ui/login", data={"name": name, "password": password})
     found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/profiles").text)
     assert found is not None
     return client, found[1]
@@ -269,5 +269,27 @@ def test_access_decides_what_the_builder_edits_and_nests(server: Server) -> None
         kept = client.post(f"/ui/audiences/{usable}/delete", data={"csrf": csrf})
         assert kept.status_code == 400
         assert "cannot be deleted while another audience nests it" in kept.text
+    finally:
+        client.close()
+
+
+def test_suggestions_offer_what_the_workspace_has_seen(server: Server) -> None:
+    tag = uuid.uuid4().hex[:6]
+    send(server, listener(f"suggest-{tag}", 1, consented=True, tier="gold"))
+    client, _ = signed_in(server, "tester", "tester-password")
+    try:
+        deadline = time.monotonic() + 30  # the sample is read again at most every 10 s
+        while True:
+            answer = client.get("/ui/api/audiences/suggestions", params={"workspaces": "1"})
+            assert answer.status_code == 200
+            seen = answer.json()
+            if "Play" in seen["event_names"]:
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(1)
+        assert "tier" in seen["attribute_keys"]
+        assert "customer_id" in seen["identity_types"]
+        assert seen["workspaces"] == [1]
+        assert seen["sampled_profiles"] >= 1
     finally:
         client.close()
