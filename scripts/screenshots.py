@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDRED = [sys.executable, "-m", "kindred.cli"]
@@ -137,6 +137,9 @@ def _pages(base: str, audience_id: int, out: Path) -> None:
             page.goto(f"/ui/audiences/{audience_id}/{tab}")
             _shoot(page, f"audience-{tab}", out)
         _forwarding_and_calculated(page, out)
+        page.goto(f"/ui/audiences/{audience_id}/edit")
+        expect(page.locator("#est-total")).not_to_have_text("—")
+        _shoot(page, "builder", out)
         browser.close()
 
 

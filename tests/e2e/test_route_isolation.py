@@ -214,6 +214,8 @@ EXPECTED: dict[str, dict[str, int]] = {
 # Routes whose answers differ from their kind's: (method, path) -> {case: status}.
 EXCEPTIONS: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/ui/api/live"): _all(401),  # JSON for the page's script, not a redirect
+    ("POST", "/ui/api/audiences/estimate"): _all(401),  # the builder's script, as above
+    ("GET", "/ui/api/audiences/suggestions"): _all(401),
     ("POST", "/ui/login"): _all(401),  # no name and password in the form
     ("POST", "/v2/import/csv"): {"other_account": 200, "other_workspace": 200},
     ("POST", "/v2/calculatedattributes"): {"other_account": 404, "other_workspace": 404},

@@ -27,6 +27,7 @@ from kindred.api.ui.audiences import (
     default_tab,
     in_tab,
 )
+from kindred.api.ui.builder import builder_routes
 from kindred.api.ui.calculated import calculated_routes
 from kindred.api.ui.forwarding import forwarding_routes
 from kindred.api.ui.layout import page
@@ -58,6 +59,7 @@ _STATIC = {
     "ui.css": "text/css; charset=utf-8",
     "live.js": "text/javascript; charset=utf-8",
     "abtest.js": "text/javascript; charset=utf-8",
+    "builder.js": "text/javascript; charset=utf-8",
 }
 # Reachable without a session: signing in, and the stylesheet and script.
 OPEN_PATHS = frozenset({"/ui/login", *(f"/ui/static/{n}" for n in _STATIC)})
@@ -419,6 +421,7 @@ def ui_routes(container: Container) -> list[Route]:
         Route("/ui/profiles/{mpid}", ui.page(ui.profile), methods=["GET"]),
         Route("/ui/live", ui.page(ui.live), methods=["GET"]),
         Route("/ui/api/live", ui.json(ui.live_feed), methods=["GET"]),
+        *builder_routes(container, ui, _html),  # before /ui/audiences/{id}: it takes "new"
         Route("/ui/audiences", ui.page(ui.audiences), methods=["GET"]),
         Route("/ui/privacy", ui.page(ui.privacy), methods=["GET"]),
         Route("/ui/privacy/receipts/{receipt_id}", ui.page(ui.receipt), methods=["GET"]),

@@ -287,6 +287,12 @@ class AudienceEstimator:
             per_criterion,
         )
 
+    def sampled(self, scope: str) -> tuple[list[Profile], list[LogEntry]]:
+        """The scope's sample (its live profiles) and their logged batches, as estimates
+        read them and kept as long: what the builder's suggestions are drawn from."""
+        held = self._sample(scope)
+        return held.live, self._logged(held)
+
     def _sample(self, scope: str) -> _Held:
         """The scope's sample as read at most `kept_s` ago, or read now."""
         at = time.monotonic()
