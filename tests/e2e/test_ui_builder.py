@@ -152,6 +152,7 @@ def test_an_active_audience_is_edited_through_the_shadow_preview(
     page = next(tab_on(browser, server))
     sign_in_with_the_keyboard(page)
     page.goto(f"/ui/audiences/{audience_id}")
+    page.get_by_role("link", name="Build").click()  # the audience page's Build tab
     page.get_by_role("link", name="Edit in the builder").click()
     field(page, "c.1.count").fill("3")
     page.get_by_role("button", name="Preview the change (shadow edit)").click()
