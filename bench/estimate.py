@@ -21,6 +21,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,6 +130,28 @@ def measure_warm(
     return wall, cpu, refreshed, answer
 
 
+def measure_contended(
+    estimator: AudienceEstimator, definition: AudienceDef, calls: int
+) -> tuple[list[float], list[float], Any]:
+    """As `measure`, while another thread refreshes the samples without a pause (the
+    worst case of a server's background refresh: one always in progress, sharing the
+    interpreter with the estimate)."""
+    stop = threading.Event()
+
+    def refreshing() -> None:
+        while not stop.is_set():
+            estimator.refresh()
+
+    estimator.refresh()
+    thread = threading.Thread(target=refreshing, daemon=True)
+    thread.start()
+    try:
+        return measure(estimator, definition, calls)
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _spread(found: dict[str, Any], label: str, times: list[float], cpu: list[float]) -> None:
     steady = sorted(times[1:])
     found[f"{label}_median_ms"] = round(statistics.median(steady), 1)
@@ -149,9 +172,11 @@ def run_one(
     found: dict[str, Any] = {"definition": name, "true_size": truth}
     # Every call reading the sample (kept_s=0, a process without the background refresh),
     # then calls reusing it (kept), then each call on a sample just refreshed (warm: a
-    # server's estimates, the refresh being its background task).
+    # server's estimates, the refresh being its background task), then calls while a
+    # refresh is always in progress in another thread (contended: the worst case).
     answers: dict[str, Any] = {}
-    for label, kept_s in (("read", 0.0), ("kept", 3600.0), ("warm", 3600.0)):
+    labels = (("read", 0.0), ("kept", 3600.0), ("warm", 3600.0), ("contended", 3600.0))
+    for label, kept_s in labels:
         estimator = AudienceEstimator(
             container.store,
             container.audience_registry,
@@ -166,6 +191,8 @@ def run_one(
                 round(min(refreshed[1:]), 1),
                 round(max(refreshed[1:]), 1),
             ]
+        elif label == "contended":
+            times, cpu, answer = measure_contended(estimator, definition, calls)
         else:
             times, cpu, answer = measure(estimator, definition, calls)
         _spread(found, label, times, cpu)

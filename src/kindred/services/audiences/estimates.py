@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from threading import Lock
 from typing import Protocol
 
@@ -25,16 +25,18 @@ from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.evaluate import Subject
-from kindred.audiences.history import fold_events, histories_of
+from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.operands import MAX_DAYS
 from kindred.audiences.sample import ScopeTally, SizeEstimate, estimate_size
 from kindred.domain.errors import InvalidBatch
+from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from kindred.ports import (
     AudienceStore,
     BatchStatus,
     Clock,
     EventLogReader,
+    LogEntry,
     ProfileReader,
     ProfileSample,
 )
@@ -118,17 +120,25 @@ class AudienceSize(msgspec.Struct, kw_only=True):
     size_shown: str
 
 
+# A batch and the events of it that some histories take.
+_Events = tuple[LogEntry, tuple[EventFact, ...]]
+
+
 @dataclass(slots=True)
 class _Held:
-    """A scope's sample as read (`read_at`: monotonic seconds), its live profiles, and
-    their applied batches with their events decoded, whatever the criteria (None until
-    read: a server's refresh reads them with the sample, otherwise the first estimate
-    with event criteria does)."""
+    """A scope's sample as read (`read_at`: monotonic seconds), its live profiles, and,
+    read by a server's refresh, their applied batches with every event decoded
+    (`batches`), whatever the criteria. Without it (a sample an estimate read itself),
+    their batches once an estimate with event criteria has read them (`log`), and only
+    the events its criteria may take decoded, by the inputs and event keys they were
+    read for (`events`): a single estimate (the CLI's) decodes no more than it needs."""
 
     read_at: float
     sample: ProfileSample
     live: list[Profile]
     batches: list[DecodedBatch] | None = None
+    log: list[LogEntry] | None = None
+    events: dict[tuple[frozenset[str], frozenset[str]], list[_Events]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,12 +347,6 @@ class AudienceEstimator:
                 self._held[scope] = held
         return held
 
-    def _batches(self, held: _Held) -> list[DecodedBatch]:
-        """The sampled profiles' applied batches, decoded, read once with the sample."""
-        if held.batches is None:
-            held.batches = self._decoded(held, None)
-        return held.batches
-
     def _decoded(self, held: _Held, before: _Held | None) -> list[DecodedBatch]:
         """The applied batches of the held sample's profiles, oldest first, each decoded
         (or, read before with the same body, as decoded then: its status and MPID are
@@ -364,18 +368,43 @@ class AudienceEstimator:
         self, target: CompiledAudience, held: _Held, now: int
     ) -> dict[int, dict[str, list[int]]]:
         """Each sampled profile's histories for the audience, from its logged batches,
-        as activation folds them (services.audiences.jobs: LogReading chooses the same
-        events from the batches decoded beforehand)."""
+        as activation folds them (services.audiences.jobs: LogReading)."""
         some = histories_of(target.histories)
-        reading = LogReading(some, self._registry.tenancy.input_named)
         found: dict[int, dict[str, list[int]]] = {}
-        for batch in self._batches(held):
-            events = reading.chosen(batch)
-            if events:
-                mpid, input_name = batch.entry.mpid, batch.entry.input
-                assert mpid is not None
-                found[mpid] = fold_events(found.get(mpid, {}), events, input_name, some, now)
+        for entry, events in self._read_events(held, some):
+            assert entry.mpid is not None
+            found[entry.mpid] = fold_events(
+                found.get(entry.mpid, {}), events, entry.input, some, now
+            )
         return found
+
+    def _read_events(self, held: _Held, some: Histories) -> list[_Events]:
+        """The applied batches' events the histories may take, as LogReading reads them:
+        chosen from the batches decoded by a refresh, else decoded from the batches read
+        once with the sample and kept for the same inputs and event keys (what
+        LogReading's choice depends on)."""
+        reading = LogReading(some, self._registry.tenancy.input_named)
+        if held.batches is not None:
+            chosen = ((b.entry, reading.chosen(b)) for b in held.batches)
+            return [(entry, events) for entry, events in chosen if events]
+        key = (
+            frozenset(i for spec in some.specs.values() for i in spec.inputs),
+            frozenset(spec.event_key for spec in some.specs.values()),
+        )
+        known = held.events.get(key)
+        if known is not None:
+            return known
+        if held.log is None:
+            held.log = self._store.log_for_profiles([p.mpid for p in held.live])
+        read = []
+        for entry in held.log:
+            if entry.status != BatchStatus.APPLIED or entry.mpid is None:
+                continue
+            events = reading.events(entry)
+            if events:
+                read.append((entry, events))
+        held.events[key] = read
+        return read
 
 
 def calculating(audience: AudienceDef) -> bool:
