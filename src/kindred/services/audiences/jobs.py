@@ -423,32 +423,40 @@ class LogReading:
         """The events of a logged batch the histories may take, read as ingest read them:
         none when the batch cannot hold one, its input is gone or its body no longer reads."""
         lowered = entry.body.lower() if self._needles is not None and entry.body.isascii() else None
-        may_hold, wanted = self._choice(entry.input, lowered)
+        may_hold, needles = self._choice(entry.input, lowered)
         if not may_hold:
             return ()
+        wanted = self._holds if needles is not None else None
         try:
             return observe_events(entry.body, entry.received_ms, wanted)
         except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
             return ()
 
     def chosen(self, batch: DecodedBatch) -> tuple[EventFact, ...]:
-        """What `events` answers for the batch, from its events decoded beforehand."""
-        may_hold, wanted = self._choice(batch.entry.input, batch.lowered)
+        """What `events` answers for the batch, from its events decoded beforehand (each
+        event's text lower-cased already: the test `events` makes of it, without calls)."""
+        may_hold, needles = self._choice(batch.entry.input, batch.lowered)
         if not may_hold or batch.events is None:
             return ()
         facts = []
+        only = needles[0] if needles is not None and len(needles) == 1 else None
         for text, fact in batch.events:
-            if wanted is None or wanted(text):
-                if fact is None:
-                    return ()  # observe_events raises on it: the batch no longer reads
-                facts.append(fact)
+            if only is not None:
+                if only not in text:
+                    continue
+            elif needles is not None and not any(needle in text for needle in needles):
+                continue
+            if fact is None:
+                return ()  # observe_events raises on it: the batch no longer reads
+            facts.append(fact)
         return tuple(facts)
 
     def _choice(
         self, input_name: str, lowered: bytes | None
-    ) -> tuple[bool, Callable[[bytes], bool] | None]:
+    ) -> tuple[bool, tuple[bytes, ...] | None]:
         """Whether a batch from `input_name` (its body lower-cased when ASCII) may hold an
-        event the histories take, and the test of its events' text (None: every event)."""
+        event the histories take, and the names its events' text (lower-cased) must hold
+        to be read (None: every event is read)."""
         if input_name not in self._taken or self._inputs(input_name) is None:
             return False, None
         if self._needles is None or lowered is None:
@@ -457,14 +465,15 @@ class LogReading:
             return True, None  # an escape may spell a name: every event is read
         if not any(needle in lowered for needle in self._needles):
             return False, None
-        return True, self._holds
+        return True, self._needles
 
 
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
     """A logged batch with its events decoded once, whatever the histories that will read
     it (LogReading.chosen picks theirs): its body lower-cased when ASCII (None otherwise),
-    and each event's text and fact (`events` None: the body does not read)."""
+    and each event's text, lower-cased, and fact (`events` None: the body does not
+    read)."""
 
     entry: LogEntry
     lowered: bytes | None
@@ -474,7 +483,8 @@ class DecodedBatch:
 def decoded_batch(entry: LogEntry) -> DecodedBatch:
     lowered = entry.body.lower() if entry.body.isascii() else None
     try:
-        events: tuple[EachEvent, ...] | None = observe_each_event(entry.body, entry.received_ms)
+        each = observe_each_event(entry.body, entry.received_ms)
+        events: tuple[EachEvent, ...] | None = tuple((text.lower(), f) for text, f in each)
     except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
         events = None
     return DecodedBatch(entry, lowered, events)
