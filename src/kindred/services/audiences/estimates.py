@@ -57,7 +57,7 @@ __all__ = [
 # Profiles per scope in the sample. The cost is per sampled profile, whatever the store's
 # size: ~40 µs of CPU each to read and decode, ~45 µs more to read and decode its batches
 # (bench/estimate.py, bench/RESULTS.md); a server pays both in the background (`refresh`),
-# so an estimate only evaluates and folds (~10-45 ms at 2,500). An audience of 10% is
+# so an estimate only evaluates and folds (12-63 ms of CPU at 2,500). An audience of 10% is
 # within about ±12% (95%) at 2,500.
 DEFAULT_SAMPLE = 2_500
 # A scope's sample, read and decoded, is used for this long at most: a server reads it
