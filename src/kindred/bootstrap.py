@@ -252,6 +252,16 @@ class Container:
                 periodic = Periodic(name, every, task)
                 periodic.start()
                 self._background.append(periodic)
+        if audiences.estimate_refresh_s > 0:
+            # The first run at once: the samples are warm for the first estimates.
+            estimates = Periodic(
+                "audience-estimates",
+                audiences.estimate_refresh_s,
+                self.estimates.refresh,
+                first_after_s=0.0,
+            )
+            estimates.start()
+            self._background.append(estimates)
         dsr_every = self.settings.privacy.run_interval_s
         if dsr_every > 0:
             requests = Periodic("dsr-requests", dsr_every, self.dsr.run_due)

@@ -219,6 +219,11 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # Profiles per identity scope in the audience estimator's sample (AUD-7): more is
     # closer and slower (services/audiences/estimates.py: DEFAULT_SAMPLE).
     estimate_sample: int = 2_500
+    # How often each server process reads the estimator's samples again in the background
+    # (with their profiles' batches, decoded), so that no estimate waits for that read: an
+    # estimate sees the profiles as they were this long ago at most (plus the read's
+    # time); 0 turns it off (each estimate then reads a sample older than 10 s itself).
+    estimate_refresh_s: float = 5.0
 
 
 class UiUserSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

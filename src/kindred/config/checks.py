@@ -73,6 +73,10 @@ def _validate_audiences(audiences: AudienceSettings) -> None:
         raise ConfigError("audiences.standard_expiry_days: from 1 to 36500")
     if not 10 <= audiences.estimate_sample <= 100_000:
         raise ConfigError("audiences.estimate_sample: from 10 to 100000")
+    # A sample is used for 10 s at most (services/audiences/estimates.py: SAMPLE_KEPT_S):
+    # refreshed every 5 s or more often, one is always there to use.
+    if not 0 <= audiences.estimate_refresh_s <= 5:
+        raise ConfigError("audiences.estimate_refresh_s: from 0 to 5")
     if audiences.schedule_interval_s < 0 or audiences.schedule_chunk < 1:
         raise ConfigError("audiences: schedule_interval_s must be >= 0 and schedule_chunk >= 1")
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact, Observation
 from kindred.domain.tenancy import InputDef
 from kindred.wire.batch import decode_batch, decode_hook
@@ -17,7 +18,7 @@ from kindred.wire.events import AnyEvent
 from kindred.wire.limits import check_depth
 from kindred.wire.normalize import event_fact, normalize_batch
 
-__all__ = ["observe", "observe_events"]
+__all__ = ["EachEvent", "observe", "observe_each_event", "observe_events"]
 
 
 class _Events(msgspec.Struct):
@@ -27,6 +28,10 @@ class _Events(msgspec.Struct):
 
 
 _EVENTS_DECODER = msgspec.json.Decoder(_Events)
+
+# An event's JSON text and its fact, None when the event does not read (observe_events would
+# raise on it).
+EachEvent = tuple[bytes, EventFact | None]
 # As the batch decoder reads its events (lax mode, the same hook).
 _EVENT_DECODER = msgspec.json.Decoder(AnyEvent, strict=False, dec_hook=decode_hook)
 
@@ -65,3 +70,22 @@ def observe_events(
         if wanted is None or wanted(bytes(text)):
             facts.append(event_fact(_EVENT_DECODER.decode(text), index, received_ms))
     return tuple(facts)
+
+
+def observe_each_event(body: bytes, received_ms: int) -> tuple[EachEvent, ...]:
+    """Every event of a logged batch, each with its JSON text and its fact as
+    observe_events makes it (None when it does not read): what observe_events answers for
+    any `wanted` follows from it without decoding again (it raises on the first event
+    `wanted` accepts that does not read). Raises as observe_events when the body itself
+    does not read."""
+    check_depth(body)
+    raw = _EVENTS_DECODER.decode(body).events or ()
+    found: list[EachEvent] = []
+    for index, text in enumerate(raw):
+        fact: EventFact | None
+        try:
+            fact = event_fact(_EVENT_DECODER.decode(text), index, received_ms)
+        except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
+            fact = None
+        found.append((bytes(text), fact))
+    return tuple(found)

@@ -5,6 +5,7 @@ criteria folded from the stored batches as activation folds them); the sample is
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -13,12 +14,15 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from kindred.audiences.definition import AudienceDef
+from kindred.audiences.history import histories_of
 from kindred.audiences.sample import RELIABLE_MEMBERS, SAMPLE_MODULUS, sample_key
 from kindred.domain.errors import InvalidBatch
-from kindred.services.audiences.estimates import AudienceEstimator
+from kindred.ports import LogEntry
+from kindred.services.audiences.estimates import WARM_FOR_S, AudienceEstimator
+from kindred.services.audiences.jobs import LogReading, decoded_batch
 from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
-from tests.unit.services.test_audience_history import DAY, INPUTS, World
+from tests.unit.services.test_audience_history import DAY, INPUTS, NOW, World
 
 CRITERIA: dict[str, Any] = {
     "and": [
@@ -33,6 +37,14 @@ LOOSE: dict[str, Any] = {
     "or": [
         {"attribute": "tier", "op": "equals", "value": "gold"},
         {"event": "custom_event", "name": "Play", "within_days": 10},
+    ]
+}
+
+# Another event criterion (its own event name and filter), estimated in between.
+PICKY: dict[str, Any] = {
+    "and": [
+        {"event": "custom_event", "name": "Pause", "within_days": 5},
+        {"event": "custom_event", "name": "Play", "within_days": 3, "at_least": 2},
     ]
 }
 
@@ -120,6 +132,15 @@ def test_the_estimate_is_the_activated_members_in_the_sample_scaled(
         assert found.low <= found.estimate <= found.high
     # Stable: asked again, the same answer; the sample is exactly the keys below its bound.
     assert estimator.estimate(_definition(criteria)) == found
+    # As a server answers, on a sample refreshed in the background, after other criteria
+    # (the batches' events decoded once for any criterion): the same answer.
+    warm = AudienceEstimator(
+        world.store, world.registry, world.clock, sample_size=size, kept_s=3600
+    )
+    assert warm.refresh() == 1
+    for other in (LOOSE, PICKY, CRITERIA):
+        warm.estimate(_definition(other))
+    assert warm.estimate(_definition(criteria)) == found
     assert sampled == {m for m in range(1, len(users) + 1) if sample_key(m) < sample.bound}
 
 
@@ -220,3 +241,100 @@ def test_a_sample_read_is_used_again_for_a_few_seconds_only() -> None:
     _send(world, "u9", "gold", 5, [])
     assert kept.estimate(gold).estimate == 5  # the sample as read a moment ago
     assert fresh.estimate(gold).estimate == 6
+
+
+def test_a_server_refreshes_the_sample_so_estimates_see_changes_without_reading() -> None:
+    world = World()
+    for n in range(5):
+        _send(world, f"u{n}", "gold", 5, [1])
+    gold = _definition({"attribute": "tier", "op": "equals", "value": "gold"})
+    played = _definition({"event": "custom_event", "name": "Play", "within_days": 10})
+    estimator = AudienceEstimator(world.store, world.registry, world.clock, kept_s=3600)
+    assert estimator.refresh() == 1  # the first run warms every scope of the tenancy
+    reads = _count_reads(world)
+    assert estimator.estimate(gold).estimate == 5
+    assert estimator.estimate(played).estimate == 5
+    assert reads == {"samples": 0, "logs": 0}  # both answered from the warm sample
+    _send(world, "u9", "gold", 5, [1])
+    _send(world, "u1", "gold", 5, [2, 3])  # a second batch of a sampled profile
+    twice = _definition({"event": "custom_event", "name": "Play", "at_least": 2})
+    assert estimator.estimate(gold).estimate == 5  # as refreshed a moment ago
+    assert estimator.estimate(twice).estimate == 0
+    assert estimator.refresh() == 1
+    assert estimator.estimate(gold).estimate == 6
+    assert estimator.estimate(played).estimate == 6
+    assert estimator.estimate(twice).sampled_members == 1  # u1's new batch read
+    fresh = AudienceEstimator(world.store, world.registry, world.clock, kept_s=0)
+    for definition in (gold, played, twice, _definition(CRITERIA)):
+        assert estimator.estimate(definition) == fresh.estimate(definition)
+
+
+def _count_reads(world: World) -> dict[str, int]:
+    """Counts the store's sample and log reads from now on."""
+    reads = {"samples": 0, "logs": 0}
+    sample, log = world.store.sample_profiles, world.store.log_for_profiles
+
+    def counted_sample(scope: str, size: int) -> Any:
+        reads["samples"] += 1
+        return sample(scope, size)
+
+    def counted_log(mpids: Any) -> Any:
+        reads["logs"] += 1
+        return log(mpids)
+
+    world.store.sample_profiles = counted_sample  # type: ignore[method-assign]
+    world.store.log_for_profiles = counted_log  # type: ignore[method-assign]
+    return reads
+
+
+def test_scopes_no_longer_estimated_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World()
+    _send(world, "u0", "gold", 5, [])
+    estimator = AudienceEstimator(world.store, world.registry, world.clock)
+    assert estimator.refresh() == 1
+    later = time.monotonic() + WARM_FOR_S + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert estimator.refresh() == 0
+    gold = _definition({"attribute": "tier", "op": "equals", "value": "gold"})
+    assert estimator.estimate(gold).estimate == 1  # read again when asked
+    assert estimator.refresh() == 1
+
+
+_NAMES = st.sampled_from(
+    ["Play", "play", "PLAY", "Pause", "Pl\\u0061y", "Pl\u00e0y", "\u212aick", "Kick", "P" * 300]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.lists(_NAMES, max_size=4), min_size=1, max_size=4),
+    criterion=st.sampled_from(["Play", "Kick", "Pause", None]),
+    source=st.sampled_from(["web", "app"]),
+)
+def test_events_decoded_once_are_chosen_as_the_log_reader_reads_them(
+    names: list[list[str]], criterion: str | None, source: str
+) -> None:
+    """Whatever a batch holds (names spelled with escapes, beyond ASCII, events that do not
+    read: a name too long), the events chosen from it decoded beforehand are those
+    activation's reader decodes for the criterion."""
+    world = World()
+    node: dict[str, Any] = {"event": "custom_event", "within_days": 30}
+    if criterion is not None:
+        node["name"] = criterion
+    compiled = world.registry.check(
+        AudienceDef(name="", workspaces=[1], inputs=["web"], criteria=node)
+    )
+    reading = LogReading(histories_of(compiled.histories), world.registry.tenancy.input_named)
+    for batch in names:
+        # Written by hand: a name's escapes stay as written.
+        events = ",".join(
+            '{"event_type": "custom_event", "data": {"event_name": "'
+            + name
+            + '", "custom_event_type": "other"}}'
+            for name in batch
+        )
+        body = ('{"mpid": 1, "events": [' + events + "]}").encode()
+        entry = LogEntry(
+            input=source, workspace_id=1, received_ms=NOW, status="applied", body=body, mpid=1
+        )
+        assert reading.chosen(decoded_batch(entry)) == reading.events(entry)

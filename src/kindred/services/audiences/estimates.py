@@ -40,12 +40,13 @@ from kindred.ports import (
     ProfileReader,
     ProfileSample,
 )
-from kindred.services.audiences.jobs import LogReading
+from kindred.services.audiences.jobs import DecodedBatch, LogReading, decoded_batch
 from kindred.services.audiences.registry import AudienceRegistry
 
 __all__ = [
     "DEFAULT_SAMPLE",
     "SAMPLE_KEPT_S",
+    "WARM_FOR_S",
     "AudienceEstimate",
     "AudienceEstimator",
     "AudienceSize",
@@ -54,15 +55,19 @@ __all__ = [
 ]
 
 # Profiles per scope in the sample. The cost is per sampled profile, whatever the store's
-# size: ~40 µs of CPU each to read and decode, ~45 µs more with event criteria (its
-# batches read, decoded and folded; bench/estimate.py, bench/RESULTS.md). At 2,500 a first
-# estimate takes ~100 ms (~200 ms with event criteria), and an audience of 10% is within
-# about ±12% (95%).
+# size: ~40 µs of CPU each to read and decode, ~45 µs more to read and decode its batches
+# (bench/estimate.py, bench/RESULTS.md); a server pays both in the background (`refresh`),
+# so an estimate only evaluates and folds (12-63 ms of CPU at 2,500). An audience of 10% is
+# within about ±12% (95%) at 2,500.
 DEFAULT_SAMPLE = 2_500
-# A scope's sample, read and decoded, is used again for this long: estimates asked one
-# after another (criteria edited in a builder) read no profile again, at the price of
-# not seeing the last seconds' changes. Estimates are of a sample, not of this instant.
+# A scope's sample, read and decoded, is used for this long at most: a server reads it
+# again every `audiences.estimate_refresh_s` in the background, so that no estimate waits
+# for the read; without that (the CLI), estimates asked one after another read no profile
+# again. Either way an estimate may miss the changes of the last seconds: it is of a
+# sample, not of this instant.
 SAMPLE_KEPT_S = 10.0
+# A server keeps warm the scopes estimated within this long (every scope at its start).
+WARM_FOR_S = 3_600.0
 
 
 class _Store(AudienceStore, ProfileReader, EventLogReader, Protocol):
@@ -115,19 +120,25 @@ class AudienceSize(msgspec.Struct, kw_only=True):
     size_shown: str
 
 
+# A batch and the events of it that some histories take.
+_Events = tuple[LogEntry, tuple[EventFact, ...]]
+
+
 @dataclass(slots=True)
 class _Held:
-    """A scope's sample as read (`read_at`: monotonic seconds), its live profiles, and
-    their logged batches once an estimate with event criteria has read them."""
+    """A scope's sample as read (`read_at`: monotonic seconds), its live profiles, and,
+    read by a server's refresh, their applied batches with every event decoded
+    (`batches`), whatever the criteria. Without it (a sample an estimate read itself),
+    their batches once an estimate with event criteria has read them (`log`), and only
+    the events its criteria may take decoded, by the inputs and event keys they were
+    read for (`events`): a single estimate (the CLI's) decodes no more than it needs."""
 
     read_at: float
     sample: ProfileSample
     live: list[Profile]
+    batches: list[DecodedBatch] | None = None
     log: list[LogEntry] | None = None
-    # The events read from `log`, by the inputs and event keys they were read for.
-    events: dict[
-        tuple[frozenset[str], frozenset[str]], list[tuple[LogEntry, tuple[EventFact, ...]]]
-    ] = field(default_factory=dict)
+    events: dict[tuple[frozenset[str], frozenset[str]], list[_Events]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,9 @@ class AudienceEstimator:
         self._sample_size = sample_size
         self._kept_s = kept_s
         self._held: dict[str, _Held] = {}
+        # When each scope was last estimated (monotonic seconds): `refresh` keeps those warm.
+        self._asked: dict[str, float] = {}
+        self._warmed = False
         # The estimate an item shows while its audience is calculated, per (id, edit).
         self._shown: dict[tuple[int, int], AudienceEstimate] = {}
         self._lock = Lock()
@@ -293,30 +307,82 @@ class AudienceEstimator:
         held = self._sample(scope)
         return held.live, self._logged(held)
 
+    def _logged(self, held: _Held) -> list[LogEntry]:
+        """The held sample's logged batches: those a refresh read, else read once now."""
+        if held.batches is not None:
+            return [b.entry for b in held.batches]
+        if held.log is None:
+            held.log = self._store.log_for_profiles([p.mpid for p in held.live])
+        return held.log
+
+    def refresh(self) -> int:
+        """Read again, in the background (a server's task every
+        `audiences.estimate_refresh_s`), the sample and batches of each scope estimated
+        within WARM_FOR_S (of every scope of the tenancy on the first run), so that
+        estimates find them read: the batches' events already decoded are kept (a logged
+        batch's body does not change). Scopes no longer asked are let go. Answers the
+        number of scopes read."""
+        at = time.monotonic()
+        with self._lock:
+            if not self._warmed:
+                self._warmed = True
+                for scope in self._registry.tenancy.accounts_by_scope():
+                    self._asked.setdefault(scope, at)
+            self._asked = {s: t for s, t in self._asked.items() if at - t < WARM_FOR_S}
+            self._held = {s: h for s, h in self._held.items() if s in self._asked}
+            scopes = sorted(self._asked)
+        for scope in scopes:
+            self._read(scope, with_batches=True)
+        return len(scopes)
+
     def _sample(self, scope: str) -> _Held:
         """The scope's sample as read at most `kept_s` ago, or read now."""
         at = time.monotonic()
         with self._lock:
+            self._asked[scope] = at
             held = self._held.get(scope)
         if held is not None and at - held.read_at < self._kept_s:
             return held
+        return self._read(scope, with_batches=False)
+
+    def _read(self, scope: str, *, with_batches: bool) -> _Held:
+        """The scope's sample read now (and its batches, `with_batches`), kept for the
+        estimates to come unless a newer read was kept meanwhile."""
+        at = time.monotonic()
         sample = self._store.sample_profiles(scope, self._sample_size)
         held = _Held(at, sample, [p for p in sample.profiles if p.merged_into is None])
         with self._lock:
-            self._held[scope] = held
+            before = self._held.get(scope)
+        if with_batches:
+            held.batches = self._decoded(held, before)
+        with self._lock:
+            kept = self._held.get(scope)
+            if kept is None or kept.read_at <= at:
+                self._held[scope] = held
         return held
 
-    def _logged(self, held: _Held) -> list[LogEntry]:
-        """The sampled profiles' batches, read once with the sample."""
-        if held.log is None:
-            held.log = self._store.log_for_profiles([p.mpid for p in held.live])
-        return held.log
+    def _decoded(self, held: _Held, before: _Held | None) -> list[DecodedBatch]:
+        """The applied batches of the held sample's profiles, oldest first, each decoded
+        (or, read before with the same body, as decoded then: its status and MPID are
+        read anew, a merge moves a batch)."""
+        earlier = (before.batches if before is not None else None) or []
+        known = {b.entry.id: b for b in earlier if b.entry.id is not None}
+        found = []
+        for entry in self._store.log_for_profiles([p.mpid for p in held.live]):
+            if entry.status != BatchStatus.APPLIED or entry.mpid is None:
+                continue
+            old = known.get(entry.id) if entry.id is not None else None
+            if old is not None and old.entry.body == entry.body:
+                found.append(DecodedBatch(entry, old.lowered, old.events))
+            else:
+                found.append(decoded_batch(entry))
+        return found
 
     def _histories(
         self, target: CompiledAudience, held: _Held, now: int
     ) -> dict[int, dict[str, list[int]]]:
         """Each sampled profile's histories for the audience, from its logged batches,
-        as activation folds them (services.audiences.jobs)."""
+        as activation folds them (services.audiences.jobs: LogReading)."""
         some = histories_of(target.histories)
         found: dict[int, dict[str, list[int]]] = {}
         for entry, events in self._read_events(held, some):
@@ -326,12 +392,15 @@ class AudienceEstimator:
             )
         return found
 
-    def _read_events(
-        self, held: _Held, some: Histories
-    ) -> list[tuple[LogEntry, tuple[EventFact, ...]]]:
-        """The applied batches' events the histories may take, as LogReading reads them;
-        kept with the sample for the same inputs and event keys (what LogReading's choice
-        depends on), so that criteria edited around the same events decode nothing again."""
+    def _read_events(self, held: _Held, some: Histories) -> list[_Events]:
+        """The applied batches' events the histories may take, as LogReading reads them:
+        chosen from the batches decoded by a refresh, else decoded from the batches read
+        once with the sample and kept for the same inputs and event keys (what
+        LogReading's choice depends on)."""
+        reading = LogReading(some, self._registry.tenancy.input_named)
+        if held.batches is not None:
+            chosen = ((b.entry, reading.chosen(b)) for b in held.batches)
+            return [(entry, events) for entry, events in chosen if events]
         key = (
             frozenset(i for spec in some.specs.values() for i in spec.inputs),
             frozenset(spec.event_key for spec in some.specs.values()),
@@ -339,7 +408,6 @@ class AudienceEstimator:
         known = held.events.get(key)
         if known is not None:
             return known
-        reading = LogReading(some, self._registry.tenancy.input_named)
         read = []
         for entry in self._logged(held):
             if entry.status != BatchStatus.APPLIED or entry.mpid is None:

@@ -5,6 +5,7 @@ their event histories from the stored events (AUD-16), then their memberships.""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
@@ -34,9 +35,15 @@ from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow
-from kindred.wire.observe import observe_events
+from kindred.wire.observe import EachEvent, observe_each_event, observe_events
 
-__all__ = ["AudienceBackfill", "AudienceScheduler", "LogReading"]
+__all__ = [
+    "AudienceBackfill",
+    "AudienceScheduler",
+    "DecodedBatch",
+    "LogReading",
+    "decoded_batch",
+]
 
 
 class _Store(AudienceStore, EventLogReader, Protocol):
@@ -415,21 +422,72 @@ class LogReading:
     def events(self, entry: LogEntry) -> tuple[EventFact, ...]:
         """The events of a logged batch the histories may take, read as ingest read them:
         none when the batch cannot hold one, its input is gone or its body no longer reads."""
-        if entry.input not in self._taken or self._inputs(entry.input) is None:
+        lowered = entry.body.lower() if self._needles is not None and entry.body.isascii() else None
+        may_hold, needles = self._choice(entry.input, lowered)
+        if not may_hold:
             return ()
-        wanted = self._holds
-        if self._needles is not None and entry.body.isascii():
-            body = entry.body.lower()
-            if b"\\u" in body:
-                wanted = None  # an escape may spell a name: every event is read
-            elif not any(needle in body for needle in self._needles):
-                return ()
-        else:
-            wanted = None
+        wanted = self._holds if needles is not None else None
         try:
             return observe_events(entry.body, entry.received_ms, wanted)
         except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
             return ()
+
+    def chosen(self, batch: DecodedBatch) -> tuple[EventFact, ...]:
+        """What `events` answers for the batch, from its events decoded beforehand (each
+        event's text lower-cased already: the test `events` makes of it, without calls)."""
+        may_hold, needles = self._choice(batch.entry.input, batch.lowered)
+        if not may_hold or batch.events is None:
+            return ()
+        facts = []
+        only = needles[0] if needles is not None and len(needles) == 1 else None
+        for text, fact in batch.events:
+            if only is not None:
+                if only not in text:
+                    continue
+            elif needles is not None and not any(needle in text for needle in needles):
+                continue
+            if fact is None:
+                return ()  # observe_events raises on it: the batch no longer reads
+            facts.append(fact)
+        return tuple(facts)
+
+    def _choice(
+        self, input_name: str, lowered: bytes | None
+    ) -> tuple[bool, tuple[bytes, ...] | None]:
+        """Whether a batch from `input_name` (its body lower-cased when ASCII) may hold an
+        event the histories take, and the names its events' text (lower-cased) must hold
+        to be read (None: every event is read)."""
+        if input_name not in self._taken or self._inputs(input_name) is None:
+            return False, None
+        if self._needles is None or lowered is None:
+            return True, None
+        if b"\\u" in lowered:
+            return True, None  # an escape may spell a name: every event is read
+        if not any(needle in lowered for needle in self._needles):
+            return False, None
+        return True, self._needles
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A logged batch with its events decoded once, whatever the histories that will read
+    it (LogReading.chosen picks theirs): its body lower-cased when ASCII (None otherwise),
+    and each event's text, lower-cased, and fact (`events` None: the body does not
+    read)."""
+
+    entry: LogEntry
+    lowered: bytes | None
+    events: tuple[EachEvent, ...] | None
+
+
+def decoded_batch(entry: LogEntry) -> DecodedBatch:
+    lowered = entry.body.lower() if entry.body.isascii() else None
+    try:
+        each = observe_each_event(entry.body, entry.received_ms)
+        events: tuple[EachEvent, ...] | None = tuple((text.lower(), f) for text, f in each)
+    except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
+        events = None
+    return DecodedBatch(entry, lowered, events)
 
 
 def _holding(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
