@@ -4,7 +4,7 @@ their event histories from the stored events (AUD-16), then their memberships.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,8 +41,11 @@ __all__ = [
     "AudienceBackfill",
     "AudienceScheduler",
     "DecodedBatch",
+    "LogPage",
     "LogReading",
     "decoded_batch",
+    "nesting_of",
+    "next_scope",
 ]
 
 
@@ -172,14 +175,14 @@ class AudienceBackfill:
             if folded is None:
                 return 0  # histories not complete yet (or the audience changed meanwhile)
             return self._advance(folded)  # now evaluated everywhere: its memberships
-        affected = _nesting(target.id, active)
+        affected = nesting_of(target.id, active)
         wanted = _backfill_needles(target, affected)
         scopes = sorted(target.scopes)
         saved_scope = audience.backfill_scope or ""
         scope: str | None = saved_scope
         start = INT64_MIN if audience.backfill_from is None else audience.backfill_from
         if saved_scope not in scopes:
-            scope, start = _next_scope(scopes, saved_scope), INT64_MIN
+            scope, start = next_scope(scopes, saved_scope), INT64_MIN
         # An audience that time does not move and no other audience nests is computed by
         # the store in SQL, a page at a time; the others profile by profile.
         set_based = not target.timed and affected == {target.id}
@@ -201,7 +204,7 @@ class AudienceBackfill:
             if count == size:
                 start = last + 1
             else:
-                scope, start = _next_scope(scopes, scope), INT64_MIN
+                scope, start = next_scope(scopes, scope), INT64_MIN
         self._save(audience, scope, start, evaluated)
         return evaluated
 
@@ -260,32 +263,14 @@ class AudienceBackfill:
     ) -> bool:
         """Fold a page of logged batches into their profiles' histories, in one
         transaction; False when the audience changed meanwhile or batches kept colliding."""
-        by_mpid: dict[int, list[LogEntry]] = {}
-        for entry in entries:
-            assert entry.mpid is not None
-            by_mpid.setdefault(entry.mpid, []).append(entry)
-        reading = LogReading(some, self._registry.tenancy.input_named)
-        events = {e.id: reading.events(e) for e in entries}
+        page = LogPage.of(entries, some, self._registry.tenancy.input_named)
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
                     uow.definitions_version()  # PostgreSQL: a definition saved waits for us
                     if not self._unchanged(audience):
                         return False
-                    now = self._clock.now_ms()
-                    loaded = uow.profiles.load(sorted(by_mpid))
-                    survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
-                    for mpid, logged in by_mpid.items():
-                        profile = follow(uow.profiles, loaded.get(mpid))
-                        if profile is None or profile.scope not in target.scopes:
-                            continue
-                        survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
-                    for profile, logged in survivors.values():
-                        after = _folded(profile, some, logged, events, now)
-                        if after is not profile:
-                            uow.profiles.save(
-                                msgspec.structs.replace(after, version=profile.version + 1)
-                            )
+                    page.fold(uow, target.scopes, some, self._clock.now_ms())
                 return True
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: fold the page again
@@ -498,6 +483,42 @@ def _holding(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
     return lambda text: any(needle in text.lower() for needle in needles)
 
 
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """A page of logged batches to fold into their profiles' histories (an activation's
+    fold, a shadow edit's): the batches by profile, and the events of each the histories
+    may take, read once before the transaction (a retried one reads them again)."""
+
+    by_mpid: dict[int, list[LogEntry]]
+    events: dict[int | None, tuple[EventFact, ...]]
+
+    @classmethod
+    def of(
+        cls, entries: list[LogEntry], some: Histories, input_named: Callable[[str], InputDef | None]
+    ) -> LogPage:
+        by_mpid: dict[int, list[LogEntry]] = {}
+        for entry in entries:
+            assert entry.mpid is not None
+            by_mpid.setdefault(entry.mpid, []).append(entry)
+        reading = LogReading(some, input_named)
+        return cls(by_mpid, {e.id: reading.events(e) for e in entries})
+
+    def fold(self, uow: UnitOfWork, scopes: Collection[str], some: Histories, now: int) -> None:
+        """Into the transaction's profiles (a merged one's into its survivor, one in none
+        of `scopes` left alone), saving each that changed."""
+        loaded = uow.profiles.load(sorted(self.by_mpid))
+        survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
+        for mpid, logged in self.by_mpid.items():
+            profile = follow(uow.profiles, loaded.get(mpid))
+            if profile is None or profile.scope not in scopes:
+                continue
+            survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
+        for profile, logged in survivors.values():
+            after = _folded(profile, some, logged, self.events, now)
+            if after is not profile:
+                uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
+
+
 def _folded(
     profile: Profile,
     some: Histories,
@@ -533,12 +554,13 @@ def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Nee
     return ("or", [criteria, Held(target.id)])
 
 
-def _next_scope(scopes: Sequence[str], after: str) -> str | None:
-    later = [s for s in scopes if s > after]
+def next_scope(scopes: Sequence[str], after: str | None) -> str | None:
+    """The first scope after `after` (the first of all for None)."""
+    later = [s for s in scopes if after is None or s > after]
     return later[0] if later else None
 
 
-def _nesting(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
+def nesting_of(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
     """The audience and every active audience that nests it, directly or not."""
     found = {audience_id}
     changed = True

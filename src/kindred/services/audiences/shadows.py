@@ -65,10 +65,9 @@ from kindred.ports import (
     UnitOfWork,
 )
 from kindred.services.audiences.admin import AudienceService
-from kindred.services.audiences.jobs import LogReading, _folded
+from kindred.services.audiences.jobs import LogPage, nesting_of, next_scope
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions
-from kindred.services.merges import follow
 
 __all__ = ["REASON", "Promotion", "ShadowEdits", "ShadowView"]
 
@@ -344,29 +343,11 @@ class ShadowEdits:
         """A page of logged batches folded into their profiles' proposed histories, in one
         transaction (each profile marks how far it is folded: a page folded again is not
         counted twice)."""
-        by_mpid: dict[int, list[LogEntry]] = {}
-        for entry in entries:
-            assert entry.mpid is not None
-            by_mpid.setdefault(entry.mpid, []).append(entry)
-        reading = LogReading(some, self._registry.tenancy.input_named)
-        events = {e.id: reading.events(e) for e in entries}
+        page = LogPage.of(entries, some, self._registry.tenancy.input_named)
         for _ in range(5):
             try:
                 with self._transactions.begin() as uow:
-                    now = self._clock.now_ms()
-                    loaded = uow.profiles.load(sorted(by_mpid))
-                    survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
-                    for mpid, logged in by_mpid.items():
-                        profile = follow(uow.profiles, loaded.get(mpid))
-                        if profile is None or profile.scope not in target.scopes:
-                            continue
-                        survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
-                    for profile, logged in survivors.values():
-                        after = _folded(profile, some, logged, events, now)
-                        if after is not profile:
-                            uow.profiles.save(
-                                msgspec.structs.replace(after, version=profile.version + 1)
-                            )
+                    page.fold(uow, target.scopes, some, self._clock.now_ms())
                 return True
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: fold the page again
@@ -427,7 +408,7 @@ class ShadowEdits:
             leaving_sample=list(shadow.scan.leaving_sample),
         )
         scopes = sorted(target.scopes | self._scopes_of(live))
-        scope = shadow.scan_scope if shadow.scan_scope in scopes else _next(scopes, None)
+        scope = shadow.scan_scope if shadow.scan_scope in scopes else next_scope(scopes, None)
         start = shadow.scan_from
         pages = 0
         while scope is not None and pages < self._pages_per_run:
@@ -438,7 +419,7 @@ class ShadowEdits:
             if len(page) == self._chunk:
                 start = page[-1].mpid + 1
             else:
-                scope, start = _next(scopes, scope), INT64_MIN
+                scope, start = next_scope(scopes, scope), INT64_MIN
         if scope is None:
             done = msgspec.structs.replace(
                 shadow, phase="ready", scan=None, scan_scope=None, preview=scan
@@ -534,9 +515,9 @@ class ShadowEdits:
         target = next((a for a in active if a.id == audience.id), None)
         if target is None:
             raise Conflict(f"audience {audience.id} is no longer active")
-        affected = _nesting(audience.id, active)
+        affected = nesting_of(audience.id, active)
         scopes = sorted(target.scopes | before)
-        scope = start[0] if start[0] in scopes else _next(scopes, None)
+        scope = start[0] if start[0] in scopes else next_scope(scopes, None)
         mpid = start[1]
         entered = left = done = 0
         while scope is not None and (pages is None or done < pages):
@@ -556,7 +537,7 @@ class ShadowEdits:
             if len(page) == self._chunk:
                 mpid = page[-1].mpid + 1
             else:
-                scope, mpid = _next(scopes, scope), INT64_MIN
+                scope, mpid = next_scope(scopes, scope), INT64_MIN
         return (entered, left), None if scope is None else (scope, mpid)
 
     def _finish(self, audience: AudienceDef) -> None:
@@ -629,21 +610,3 @@ def _count(moves: Sequence[MembershipChange], audience_id: int, *, entered: bool
 
 def _saved(store: AudienceStore, audience_id: int) -> AudienceDef | None:
     return next((a for a in store.list_audiences() if a.id == audience_id), None)
-
-
-def _next(scopes: Sequence[str], after: str | None) -> str | None:
-    later = [s for s in scopes if after is None or s > after]
-    return later[0] if later else None
-
-
-def _nesting(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
-    """The audience and every active audience that nests it, directly or not."""
-    found = {audience_id}
-    changed = True
-    while changed:
-        changed = False
-        for audience in active:
-            if audience.id not in found and audience.nested & found:
-                found.add(audience.id)
-                changed = True
-    return frozenset(found)
