@@ -4,17 +4,12 @@ variation's members, a profile's variations."""
 from __future__ import annotations
 
 import click
-import msgspec
 
 from kindred.audiences.abtest import AbTestRequest, Variation
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
 
 __all__ = ["test"]
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
 def _variation(text: str) -> Variation:
@@ -47,7 +42,7 @@ def set_(
     wanted = AbTestRequest(variations=[_variation(v) for v in variations])
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.abtests.set(audience_id, wanted))
+            echo_json(container.abtests.set(audience_id, wanted))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -60,7 +55,7 @@ def show(audience_id: int, config_path: str | None, data_dir: str | None) -> Non
     """The test: each variation's share, members now and connections."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.abtests.show(audience_id))
+            echo_json(container.abtests.show(audience_id))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -77,7 +72,7 @@ def delete(audience_id: int, config_path: str | None, data_dir: str | None) -> N
             ending = container.abtests.delete(audience_id)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo({"audience_id": audience_id, "ending_connections": ending})
+        echo_json({"audience_id": audience_id, "ending_connections": ending})
 
 
 @test.command("members")
@@ -95,7 +90,7 @@ def members(
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
         mpids = [str(m) for m in found]
-        _echo({"audience_id": audience_id, "variation": variation, "mpids": mpids})
+        echo_json({"audience_id": audience_id, "variation": variation, "mpids": mpids})
 
 
 @test.command("profile")
@@ -105,4 +100,4 @@ def members(
 def profile(mpid: int, config_path: str | None, data_dir: str | None) -> None:
     """The profile's variation in every audience with a test."""
     with started(config_path, data_dir) as container:
-        _echo({"mpid": str(mpid), "variations": container.abtests.of_profile(mpid)})
+        echo_json({"mpid": str(mpid), "variations": container.abtests.of_profile(mpid)})

@@ -11,14 +11,10 @@ import msgspec
 
 from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
 
 __all__ = ["attributes"]
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
 def _document(path: str) -> dict[str, object]:
@@ -51,7 +47,7 @@ def attributes() -> None:
 def list_(config_path: str | None, data_dir: str | None) -> None:
     """List calculated attributes (not deleted ones)."""
     with _service(config_path, data_dir) as container:
-        _echo(container.calculated.all())
+        echo_json(container.calculated.all())
 
 
 @attributes.command("create")
@@ -69,7 +65,7 @@ def create(file: str, config_path: str | None, data_dir: str | None) -> None:
     except msgspec.ValidationError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     with _service(config_path, data_dir) as container:
-        _echo(container.calculated.create(new))
+        echo_json(container.calculated.create(new))
 
 
 @attributes.command("edit")
@@ -82,7 +78,7 @@ def edit(def_id: int, file: str, config_path: str | None, data_dir: str | None) 
     draft is activated."""
     draft = _document(file)
     with _service(config_path, data_dir) as container:
-        _echo(container.calculated.edit(def_id, {"draft": draft}))
+        echo_json(container.calculated.edit(def_id, {"draft": draft}))
 
 
 def _action(name: str, help_text: str, run: Callable[[Container, int], object]) -> None:
@@ -92,7 +88,7 @@ def _action(name: str, help_text: str, run: Callable[[Container, int], object]) 
     @data_dir_option
     def command(def_id: int, config_path: str | None, data_dir: str | None) -> None:
         with _service(config_path, data_dir) as container:
-            _echo(run(container, def_id))
+            echo_json(run(container, def_id))
 
 
 def _show(container: Container, def_id: int) -> object:
@@ -124,4 +120,4 @@ def compute(config_path: str | None, data_dir: str | None) -> None:
         computed = 0
         while any(d.backfill_from is not None for d in container.calculated.all()):
             computed += container.calculated_backfill.run()
-        _echo({"profiles_computed": computed})
+        echo_json({"profiles_computed": computed})

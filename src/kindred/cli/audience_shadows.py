@@ -4,31 +4,16 @@ see its progress and preview, promote or discard it."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
-import msgspec
 
-from kindred.audiences.definition import AudienceDef
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import audience_file, config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
-from kindred.wire.errors import as_invalid_batch
 
 __all__ = ["shadow"]
 
 # Who saves through the CLI, in an audience's history.
 _BY = "cli"
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
-
-
-def _definition(path: str) -> AudienceDef:
-    try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=AudienceDef)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise click.ClickException(f"{path}: {as_invalid_batch(exc)}") from None
 
 
 @click.group()
@@ -55,13 +40,13 @@ def start(
     with started(config_path, data_dir) as container:
         shadows = container.audience_shadows
         try:
-            view = shadows.start(audience_id, _definition(file), started_by=_BY)
+            view = shadows.start(audience_id, audience_file(file), started_by=_BY)
             if not no_wait:
                 while view.status == "computing":
                     if not shadows.run():
                         time.sleep(0.2)  # held by another process, or nothing moved
                     view = shadows.show(audience_id)
-            _echo(view)
+            echo_json(view)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -75,7 +60,7 @@ def show(audience_id: int, config_path: str | None, data_dir: str | None) -> Non
     with the first MPIDs of each."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audience_shadows.show(audience_id))
+            echo_json(container.audience_shadows.show(audience_id))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -89,7 +74,7 @@ def promote(audience_id: int, config_path: str | None, data_dir: str | None) -> 
     left. Refused unless the shadow is ready."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audience_shadows.promote(audience_id, promoted_by=_BY))
+            echo_json(container.audience_shadows.promote(audience_id, promoted_by=_BY))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -102,6 +87,6 @@ def discard(audience_id: int, config_path: str | None, data_dir: str | None) -> 
     """Drop the shadow: nothing else changes."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audience_shadows.discard(audience_id))
+            echo_json(container.audience_shadows.discard(audience_id))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None

@@ -10,7 +10,7 @@ import msgspec
 
 from kindred.audiences.definition import AudienceDef
 from kindred.audiences.versions import version_view
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import audience_file, config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
 from kindred.wire.errors import as_invalid_batch
 
@@ -18,17 +18,6 @@ __all__ = ["audiences"]
 
 # Who saves through the CLI, in an audience's history.
 _BY = "cli"
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
-
-
-def _definition(path: str) -> AudienceDef:
-    try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=AudienceDef)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise click.ClickException(f"{path}: {as_invalid_batch(exc)}") from None
 
 
 @click.group()
@@ -45,7 +34,7 @@ def list_(tags: tuple[str, ...], config_path: str | None, data_dir: str | None) 
     """List audiences (not deleted ones), each with its size: the estimate
     (`size_estimated`) until its activation's calculation is complete."""
     with started(config_path, data_dir) as container:
-        _echo([container.estimates.item(a) for a in container.audiences.all(tags)])
+        echo_json([container.estimates.item(a) for a in container.audiences.all(tags)])
 
 
 @audiences.command("create")
@@ -56,7 +45,7 @@ def create(file: str, config_path: str | None, data_dir: str | None) -> None:
     """Save a definition (JSON file) as a draft; prints it with its id."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audiences.create(_definition(file), created_by=_BY))
+            echo_json(container.audiences.create(audience_file(file), created_by=_BY))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -71,11 +60,11 @@ def update(audience_id: int, file: str, config_path: str | None, data_dir: str |
     names none)."""
     with started(config_path, data_dir) as container:
         try:
-            changed = _definition(file)
+            changed = audience_file(file)
             if "access" not in msgspec.json.decode(Path(file).read_bytes()):
                 current = container.audiences.get(audience_id)
                 changed = msgspec.structs.replace(changed, access=current.access)
-            _echo(container.audiences.update(audience_id, changed, changed_by=_BY))
+            echo_json(container.audiences.update(audience_id, changed, changed_by=_BY))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -90,16 +79,16 @@ def _action(name: str, help_text: str) -> None:
             service = container.audiences
             try:
                 if name == "show":
-                    _echo(container.estimates.item(service.get(audience_id)))
+                    echo_json(container.estimates.item(service.get(audience_id)))
                 elif name == "metrics":
-                    _echo(service.metrics(audience_id))
+                    echo_json(service.metrics(audience_id))
                 elif name == "clone":
-                    _echo(service.clone(audience_id))
+                    echo_json(service.clone(audience_id))
                 elif name == "delete":
-                    _echo(service.delete(audience_id, changed_by=_BY))
+                    echo_json(service.delete(audience_id, changed_by=_BY))
                 else:
                     status = "active" if name == "activate" else "inactive"
-                    _echo(service.set_status(audience_id, status, changed_by=_BY))
+                    echo_json(service.set_status(audience_id, status, changed_by=_BY))
             except KindredError as exc:
                 raise click.ClickException(str(exc)) from None
 
@@ -132,7 +121,7 @@ def estimate(
             else:
                 assert file is not None
                 audience = _unsaved(file)
-            _echo(container.estimates.estimate(audience))
+            echo_json(container.estimates.estimate(audience))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -167,7 +156,7 @@ def calculate(
                     if not container.standard_audiences.run():
                         time.sleep(0.2)  # held by another process, or nothing moved
                 asked = container.audiences.get(audience_id)
-            _echo(asked)
+            echo_json(asked)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -184,7 +173,7 @@ def members(
     with started(config_path, data_dir) as container:
         at = at_ms if at_ms is not None else container.clock.now_ms()
         found = container.audiences.members_at(audience_id, at)
-        _echo({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in found]})
+        echo_json({"audience_id": audience_id, "at_ms": at, "mpids": [str(m) for m in found]})
 
 
 @audiences.command("versions")
@@ -200,9 +189,9 @@ def versions(
         service = container.audiences
         try:
             if at_ms is not None:
-                _echo(version_view(service.in_force_at(audience_id, at_ms)))
+                echo_json(version_view(service.in_force_at(audience_id, at_ms)))
             else:
-                _echo([version_view(v) for v in service.versions(audience_id)])
+                echo_json([version_view(v) for v in service.versions(audience_id)])
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -219,7 +208,7 @@ def diff(
     """What changed from version BEFORE to version AFTER."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.audiences.diff(audience_id, before, after))
+            echo_json(container.audiences.diff(audience_id, before, after))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -269,4 +258,4 @@ def download(
             partial.replace(out)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo(prepared.manifest)
+        echo_json(prepared.manifest)

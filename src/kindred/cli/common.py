@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
+import msgspec
 
+from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build, missing_store
 from kindred.config import Settings, load_settings
 from kindred.domain.errors import KindredError
+from kindred.wire.errors import as_invalid_batch
 
-__all__ = ["config_option", "data_dir_option", "existing_store", "settings_of", "started"]
+__all__ = [
+    "audience_file",
+    "config_option",
+    "data_dir_option",
+    "echo_json",
+    "existing_store",
+    "settings_of",
+    "started",
+]
 
 config_option = click.option(
     "--config",
@@ -54,3 +66,16 @@ def started(config_path: str | None, data_dir: str | None) -> Iterator[Container
         yield container
     finally:
         container.close()
+
+
+def echo_json(value: object) -> None:
+    """A command's answer: indented JSON on standard output."""
+    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+def audience_file(path: str) -> AudienceDef:
+    """An audience definition read from a JSON file; a clear error naming the file."""
+    try:
+        return msgspec.json.decode(Path(path).read_bytes(), type=AudienceDef)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise click.ClickException(f"{path}: {as_invalid_batch(exc)}") from None

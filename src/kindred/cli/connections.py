@@ -8,16 +8,11 @@ import threading
 from types import FrameType
 
 import click
-import msgspec
 
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
 
 __all__ = ["connections", "deliver"]
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
 @click.group()
@@ -31,7 +26,7 @@ def connections() -> None:
 def list_(config_path: str | None, data_dir: str | None) -> None:
     """Every connection with its status, pending rows, delivered messages and last error."""
     with started(config_path, data_dir) as container:
-        _echo(container.deliveries.connections())
+        echo_json(container.deliveries.connections())
 
 
 @connections.command("resume")
@@ -43,7 +38,7 @@ def resume(name: str, config_path: str | None, data_dir: str | None) -> None:
     running servers, or by `kindred deliver`)."""
     with started(config_path, data_dir) as container:
         try:
-            _echo(container.deliveries.resume(name))
+            echo_json(container.deliveries.resume(name))
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -59,7 +54,7 @@ def dead_letters(
     """Deliveries an output refused for good, oldest first."""
     with started(config_path, data_dir) as container:
         found = container.deliveries.dead_letters(connection, limit)
-        _echo(found)
+        echo_json(found)
 
 
 @connections.command("replay")
@@ -73,7 +68,7 @@ def replay(
     """Put dead letters back at the end of their connection's outbox."""
     with started(config_path, data_dir) as container:
         count = container.deliveries.replay(connection, list(ids) or None)
-        _echo({"replayed": count})
+        echo_json({"replayed": count})
 
 
 @click.command()
@@ -87,7 +82,7 @@ def deliver(follow: bool, config_path: str | None, data_dir: str | None) -> None
     servers: one process at a time sends over a connection)."""
     with started(config_path, data_dir) as container:
         if not follow:
-            _echo({"finished_rows": container.delivery.drain()})
+            echo_json({"finished_rows": container.delivery.drain()})
             return
         stop = threading.Event()
 

@@ -13,7 +13,7 @@ import click
 import msgspec
 
 from kindred.bootstrap import Container
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import config_option, data_dir_option, echo_json, started
 from kindred.domain.dsr import DSR_IDENTITY_TYPES, REQUEST_TYPES, DsrRequest
 from kindred.domain.errors import KindredError, NotFound
 from kindred.domain.receipts import ReceiptRecord
@@ -46,10 +46,6 @@ def _shown(request: DsrRequest, container: Container) -> dict[str, Any]:
     return shown
 
 
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
-
-
 @dsr.command("list")
 @click.option("--workspace", type=int, help="Only this workspace's requests (default: all).")
 @click.option("--group", "group_id", help="Only the requests of this group_id.")
@@ -66,7 +62,7 @@ def list_requests(
     """List requests, newest first."""
     with started(config_path, data_dir) as container:
         found = container.dsr.list(workspace, group_id, limit)
-        _echo([_shown(r, container) for r in found])
+        echo_json([_shown(r, container) for r in found])
 
 
 @dsr.command("show")
@@ -84,7 +80,7 @@ def show(
             found = container.dsr.get(ws.workspace_id, request_id)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo(_shown(found, container))
+        echo_json(_shown(found, container))
 
 
 @dsr.command("create")
@@ -152,7 +148,7 @@ def create(
             raise click.ClickException(str(problem)) from None
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo(_shown(made, container))
+        echo_json(_shown(made, container))
 
 
 @dsr.command("cancel")
@@ -170,7 +166,7 @@ def cancel(
             cancelled = container.dsr.cancel(ws.workspace_id, request_id)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo(_shown(cancelled, container))
+        echo_json(_shown(cancelled, container))
 
 
 @dsr.command("results")
@@ -205,14 +201,14 @@ def run_due(
     """Process the requests due now (safe beside running servers)."""
     with started(config_path, data_dir) as container:
         if request_id is None:
-            _echo(container.dsr.run_due())
+            echo_json(container.dsr.run_due())
             return
         ws = _workspace(container, workspace)
         try:
             done = container.dsr.process(ws.workspace_id, request_id)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo(_shown(done, container))
+        echo_json(_shown(done, container))
 
 
 def _receipt_of(container: Container, given: str, workspace: int | None) -> ReceiptRecord:
@@ -241,7 +237,7 @@ def receipt(
     """Print an erasure's signed receipt (by receipt id, or by the request's id)."""
     with started(config_path, data_dir) as container:
         found = _receipt_of(container, receipt_or_request_id, workspace)
-        _echo(receipt_body(found.signed))
+        echo_json(receipt_body(found.signed))
 
 
 @dsr.command("receipts")
@@ -267,7 +263,7 @@ def receipts(
                     "removed": {p.part: p.count for p in signed.parts if p.count},
                 }
             )
-        _echo(listed)
+        echo_json(listed)
 
 
 @dsr.command("verify")
@@ -286,7 +282,7 @@ def verify(
     with started(config_path, data_dir) as container:
         found = _receipt_of(container, receipt_or_request_id, workspace)
         checked = container.receipts.verify(found.receipt_id)
-        _echo(checked)
+        echo_json(checked)
         if not checked.ok:
             for problem in checked.problems:
                 click.echo(f"verify failed: {problem}", err=True)

@@ -5,18 +5,13 @@ through the erasure of data subject requests (docs/privacy.md)."""
 from __future__ import annotations
 
 import click
-import msgspec
 
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
 from kindred.services.privacy.bulk import IdentityName
 from kindred.services.privacy.retention import EventsReport, ExpiryReport, SweepReport
 
 __all__ = ["profiles", "retention"]
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
 @click.group()
@@ -57,7 +52,7 @@ def run(quiet: bool, config_path: str | None, data_dir: str | None) -> None:
             )
 
     with started(config_path, data_dir) as container:
-        _echo(container.retention.run(on_profiles, on_events, on_attributes))
+        echo_json(container.retention.run(on_profiles, on_events, on_attributes))
 
 
 @click.group()
@@ -104,4 +99,4 @@ def delete(
                 done = container.bulk_delete.by_identities(ws, named)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-        _echo({"profiles": done, "deleted": sum(d.found for d in done)})
+        echo_json({"profiles": done, "deleted": sum(d.found for d in done)})

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-import msgspec
 
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import config_option, data_dir_option, echo_json, started
 from kindred.domain.errors import KindredError
 from kindred.domain.users import Role
 
@@ -27,10 +26,6 @@ def _password(password_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     text: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     return text
-
-
-def _echo(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
 
 
 @users.command("add")
@@ -74,7 +69,7 @@ def users_list(config_path: str | None, data_dir: str | None) -> None:
             for u in directory.all()
         ]
         clashes = directory.clashes()
-    _echo(rows)
+    echo_json(rows)
     for name in clashes:
         click.echo(
             f"error: user {name!r} is both in the config file and in the store; neither may"
@@ -128,7 +123,7 @@ def key_create(name: str, config_path: str | None, data_dir: str | None) -> None
             issued = container.users.create_key(name)
         except KindredError as exc:
             raise click.ClickException(str(exc)) from None
-    _echo(issued)
+    echo_json(issued)
 
 
 @key.command("revoke")
