@@ -163,7 +163,8 @@ def live_cost(
     users, batches = args.profiles, args.batches
 
     def rate(seq0: int, user0: int | None = None) -> float:
-        return ingest_rate(container, batches, users, seq0, user0, vocabulary=vocabulary)
+        cost = ingest_rate(container, batches, users, seq0, user0, vocabulary=vocabulary)
+        return cost.wall_us
 
     rate(base + 50_000_000)  # warm-up
     without = rate(base + 60_000_000, base + 50_000_000)

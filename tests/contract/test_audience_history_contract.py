@@ -153,7 +153,8 @@ audiences = st.fixed_dictionaries(
 class World:
     """One store with the write path, the audience service and the background jobs."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, stepping: bool = False) -> None:
+        """`stepping`: each backfill run goes one profile further (to interleave batches)."""
         self.store = store
         self.clock = FakeClock(NOW)
         self.registry = AudienceRegistry(store, TENANCY)
@@ -165,6 +166,10 @@ class World:
         self.backfill = AudienceBackfill(
             store, transactions, self.registry, self.clock, chunk=2, log_page=3
         )
+        if stepping:
+            self.backfill = AudienceBackfill(
+                store, transactions, self.registry, self.clock, chunks_per_run=1, log_page=1
+            )
         self.scheduler = AudienceScheduler(store, transactions, self.registry, self.clock)
 
     def audience(self, spec: dict[str, Any]) -> int:
@@ -254,6 +259,18 @@ def _oracle(
     return admitted
 
 
+def _active_from_the_start(
+    store: Store, script: list[tuple[str, str, int, list[tuple[str, int]]]], spec: dict[str, Any]
+) -> set[str]:
+    """The members of the audience active before any of the batches arrives."""
+    live = World(store)
+    audience = live.audience(spec)
+    for batch in script:
+        live.send(*batch)
+    live.settle()
+    return live.members(audience)
+
+
 @contextmanager
 def _stores(backend: str, request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
     """A maker of empty stores of the backend (PostgreSQL: the session's, emptied)."""
@@ -302,12 +319,7 @@ def test_activation_over_stored_events_equals_being_active_from_the_start(
     edited: bool,
 ) -> None:
     with _stores(backend, request) as stores:
-        live = World(stores())
-        audience = live.audience(spec)
-        for batch in script:
-            live.send(*batch)
-        live.settle()
-        from_start = live.members(audience)
+        from_start = _active_from_the_start(stores(), script, spec)
 
         later = World(stores())
         if edited:  # active all along with other criteria, edited once the batches are in
@@ -326,3 +338,35 @@ def test_activation_over_stored_events_equals_being_active_from_the_start(
     expected = _oracle(script, spec)
     if expected is not None:
         assert from_start == expected
+
+
+@pytest.mark.parametrize(
+    "backend", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(batches, min_size=1, max_size=8), audiences, st.integers(0, 8))
+def test_batches_arriving_while_the_activation_runs_count_as_if_it_had_been_active(
+    backend: str,
+    request: pytest.FixtureRequest,
+    script: list[tuple[str, str, int, list[tuple[str, int]]]],
+    spec: dict[str, Any],
+    stored: int,
+) -> None:
+    """The first `stored` batches are in the log when the audience is activated; each of
+    the others arrives after one more step of its activation's pass (a profile a step)."""
+    with _stores(backend, request) as stores:
+        from_start = _active_from_the_start(stores(), script, spec)
+
+        later = World(stores(), stepping=True)
+        for batch in script[:stored]:
+            later.send(*batch)
+        audience = later.audience(spec)
+        for batch in script[stored:]:
+            later.backfill.run()
+            later.send(*batch)
+        later.settle()
+        assert later.members(audience) == from_start, (script, spec, stored)

@@ -122,6 +122,23 @@ def test_log_for_profiles_reads_theirs_oldest_first(store: Store) -> None:
     assert store.log_for_profiles([12345]) == []
 
 
+def test_log_for_mpid_range_reads_a_range_of_profiles_by_mpid_then_id(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        for t, mpid in enumerate([BIG_B, 9, None, 7, BIG_B, 7, 8, 12]):
+            uow.log.append(log_entry(mpid, t + 1))
+    stored = {e.received_ms: e for e in store.read_log(0, 100)}
+    newest = max((e.id or 0) for e in stored.values())
+    found = store.log_for_mpid_range(7, 9, newest)
+    assert [(e.mpid, e.received_ms) for e in found] == [(7, 4), (7, 6), (8, 7), (9, 2)]
+    assert found[0] == stored[4]
+    # Up to an id: the batches logged after it are left out.
+    cut = stored[6].id or 0
+    assert [e.received_ms for e in store.log_for_mpid_range(7, 9, cut)] == [4, 6, 2]
+    # 64-bit MPIDs at both ends, and a range holding none.
+    assert [e.received_ms for e in store.log_for_mpid_range(BIG_B, BIG_B, newest)] == [1, 5]
+    assert store.log_for_mpid_range(10, 11, newest) == []
+
+
 def _all_but_0020(package: str) -> list[Migration]:
     """Every migration but 0020, and one numbered after every other (a later branch's,
     landed first): its number alone must not make the runner skip 0020."""

@@ -28,7 +28,7 @@ from kindred.audiences.parse import (
 )
 from kindred.audiences.timing import is_timed
 from kindred.domain.errors import InvalidBatch
-from kindred.domain.profile import Membership
+from kindred.domain.profile import Membership, Profile
 from kindred.domain.tenancy import Tenancy
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "bind_events",
     "check_audience",
     "compile_audience",
+    "folded_marks",
     "input_scope",
     "lookback_days",
     "nested_first",
@@ -67,6 +68,15 @@ class CompiledAudience:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self.definition.id)
+
+    def cold_for(self, profile: Profile) -> bool:
+        """Whether the audience is still warming for this profile: its activation has not
+        yet folded the profile's logged batches into its histories (`event_folded` marks
+        them folded up to `history_to`), so no answer for it would be right yet."""
+        if not self.warming:
+            return False
+        to = self.definition.history_to
+        return any(profile.event_folded.get(spec.key, -1) < to for spec in self.histories)
 
     def membership(self, since_ms: int) -> Membership:
         """The membership a profile entering it at `since_ms` holds."""
@@ -167,6 +177,21 @@ def _compiled(audience: AudienceDef, node: Node, tenancy: Tenancy) -> CompiledAu
         and audience.history_from is not None
         and audience.history_from < audience.history_to,
     )
+
+
+def folded_marks(profile: Profile, audiences: Sequence[CompiledAudience]) -> Profile:
+    """The profile marked as folded by every warming audience's activation: a profile a
+    batch creates has no logged batch for them to fold (its events all arrive live), so
+    those audiences evaluate it from then on."""
+    marks = {
+        spec.key: audience.definition.history_to
+        for audience in audiences
+        if audience.warming
+        for spec in audience.histories
+    }
+    if not marks or marks.items() <= profile.event_folded.items():
+        return profile
+    return msgspec.structs.replace(profile, event_folded={**profile.event_folded, **marks})
 
 
 def lookback_days(audience: AudienceDef, tenancy: Tenancy) -> int:

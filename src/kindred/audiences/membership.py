@@ -35,8 +35,9 @@ def evaluate_memberships(
     fresh: bool = False,
 ) -> tuple[Profile, list[MembershipChange]]:
     """Re-evaluate the audiences `touched` concerns (all when None) for the profile;
-    with `restrict`, only those audiences (a backfill). Audiences still `warming` are
-    evaluated only for a `fresh` profile (created by the batch in hand)."""
+    with `restrict`, only those audiences (a backfill). An audience still `warming` is
+    evaluated only for a profile its activation has folded (CompiledAudience.cold_for) or
+    a `fresh` one (created by the batch in hand)."""
     if profile.audience_due_ms is not None and profile.audience_due_ms <= now_ms:
         touched = None  # time alone may have changed any of them since: do it all now
     everything = touched is None or EVERYTHING in touched
@@ -50,7 +51,7 @@ def evaluate_memberships(
         if (
             (restrict is not None and aid not in restrict)
             or profile.scope not in audience.scopes
-            or (audience.warming and not fresh)
+            or (audience.cold_for(profile) and not fresh)
             or audience.standard  # its calculation alone changes it
         ):
             continue
@@ -143,10 +144,9 @@ def _next_due(
     subjects: dict[frozenset[int], Subject] = {}
     earliest = next_calculated_due(profile, now_ms)
     for audience in active:
-        warming = audience.warming and not fresh
         if (
             not audience.timed
-            or warming
+            or (audience.cold_for(profile) and not fresh)
             or audience.standard
             or profile.scope not in audience.scopes
         ):

@@ -63,7 +63,10 @@ def merge_profiles(survivor: Profile, merged: Profile) -> tuple[Profile, dict[st
         memberships=_union(survivor.memberships, merged.memberships, _earlier_membership),
         recent_messages=_merge_windows(survivor.recent_messages, merged.recent_messages),
         event_times=_union(survivor.event_times, merged.event_times, _merge_times),
-        event_folded=_union(survivor.event_folded, merged.event_folded, max),
+        # How far an activation has folded the profile's own logged batches: the merged
+        # profile's are folded into the survivor by the MPID they were logged under, and
+        # that MPID's stub keeps its own marks (merged_stub), so neither is counted twice.
+        event_folded=survivor.event_folded,
         absorbed=survivor.absorbed + merged.absorbed + 1,
         audience_due_ms=_earliest(survivor.audience_due_ms, merged.audience_due_ms),
     )
@@ -83,13 +86,15 @@ def _earliest(a: int | None, b: int | None) -> int | None:
 
 
 def merged_stub(merged: Profile, survivor_mpid: int, now_ms: int) -> Profile:
-    """What is left of a merged profile: its MPID, pointing at the survivor."""
+    """What is left of a merged profile: its MPID, pointing at the survivor, and how far
+    activations have folded the batches logged under it (see merge_profiles)."""
     return Profile(
         mpid=merged.mpid,
         scope=merged.scope,
         created_ms=merged.created_ms,
         last_stored_ms=max(merged.last_stored_ms, now_ms),
         merged_into=survivor_mpid,
+        event_folded=merged.event_folded,
         version=merged.version + 1,
     )
 

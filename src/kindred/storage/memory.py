@@ -474,6 +474,14 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
         wanted = set(mpids)
         return [e for e in self._state.log if e.mpid in wanted]
 
+    def log_for_mpid_range(self, first: int, last: int, to_id: int) -> list[LogEntry]:
+        found = [
+            e
+            for e in self._state.log
+            if e.mpid is not None and first <= e.mpid <= last and (e.id or 0) <= to_id
+        ]
+        return sorted(found, key=lambda e: (e.mpid or 0, e.id or 0))
+
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
     ) -> AudienceDef:

@@ -19,7 +19,7 @@ from kindred.audiences.sample import RELIABLE_MEMBERS, SAMPLE_MODULUS, sample_ke
 from kindred.domain.errors import InvalidBatch
 from kindred.ports import LogEntry
 from kindred.services.audiences.estimates import WARM_FOR_S, AudienceEstimator
-from kindred.services.audiences.jobs import LogReading, decoded_batch
+from kindred.services.audiences.log_reading import LogReading, decoded_batch
 from kindred.services.writes.commands import Accepted
 from kindred.wire.observe import observe
 from tests.unit.services.test_audience_history import DAY, INPUTS, NOW, World

@@ -40,7 +40,7 @@ from kindred.ports import (
     ProfileReader,
     ProfileSample,
 )
-from kindred.services.audiences.jobs import DecodedBatch, LogReading, decoded_batch
+from kindred.services.audiences.log_reading import DecodedBatch, LogReading, decoded_batch
 from kindred.services.audiences.registry import AudienceRegistry
 
 __all__ = [

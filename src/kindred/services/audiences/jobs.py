@@ -4,8 +4,7 @@ their event histories from the stored events (AUD-16), then their memberships.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -13,40 +12,22 @@ import msgspec
 from kindred.attributes.active import scheduled
 from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import INT64_MIN, AudienceDef, Selection
-from kindred.audiences.history import Histories, fold_events, histories_of
 from kindred.audiences.membership import evaluate_memberships
 from kindred.audiences.prefilter import Held, needles
-from kindred.domain.errors import InvalidBatch
-from kindred.domain.expiry import EXPIRED_CHANGE, TtlRules, due_by_expiry, without_expired
-from kindred.domain.observation import EventFact
-from kindred.domain.profile import Profile
-from kindred.domain.tenancy import InputDef
+from kindred.domain.expiry import EXPIRED_CHANGE, due_by_expiry, without_expired
 from kindred.ports import (
     AudienceStore,
-    BatchStatus,
     Clock,
     ConcurrentUpdate,
     EventLogReader,
-    LogEntry,
     Needles,
-    UnitOfWork,
 )
+from kindred.services.audiences.activation import ActivationPass, evaluated, next_scope
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
-from kindred.services.merges import follow
-from kindred.wire.observe import EachEvent, observe_each_event, observe_events
 
-__all__ = [
-    "AudienceBackfill",
-    "AudienceScheduler",
-    "DecodedBatch",
-    "LogPage",
-    "LogReading",
-    "decoded_batch",
-    "nesting_of",
-    "next_scope",
-]
+__all__ = ["AudienceBackfill", "AudienceScheduler", "nesting_of", "next_scope"]
 
 
 class _Store(AudienceStore, EventLogReader, Protocol):
@@ -123,17 +104,18 @@ class AudienceBackfill:
     """Computes an activated (or edited) audience over the profiles that already exist,
     in the background, resuming where it stopped (the cursors are kept on the definition).
 
-    First its event histories: the event log up to the activation's last batch
-    (`history_to`), a page at a time, each page's events folded into their profiles
-    (followed through merges) in one transaction; each profile keeps how far it has been
-    folded (`event_folded`), so a page done again is not counted twice. The histories are
-    the audience's own (their keys carry its activation), and every batch logged after
-    `history_to` is recorded by the writer that applies it, so none is lost or counted
-    twice. Meanwhile nothing evaluates the audience (it is `warming`).
+    An audience with event criteria and batches stored before its activation (up to
+    `history_to`) is computed by the activation's pass (services.audiences.activation):
+    each page of profiles, in MPID order, gets its histories from the stored batches and is
+    evaluated with them in one transaction. Meanwhile the audience is `warming`: ingest
+    evaluates it only for the profiles the pass has been through (whose histories are
+    complete) and those created since; once the pass is through every profile, a new
+    version makes it an audience like any other.
 
-    Then its memberships, a chunk of profiles per transaction. Live batches go on
-    meanwhile: both evaluate the profile's current state in their own transaction, so
-    nothing is lost or counted twice."""
+    Any other is evaluated from the first scope's first profile, a chunk of profiles per
+    transaction (in SQL, a page at a time, when time does not move it and no audience nests
+    it). Live batches go on meanwhile: both evaluate the profile's current state in their
+    own transaction, so nothing is lost or counted twice."""
 
     def __init__(
         self,
@@ -154,7 +136,7 @@ class AudienceBackfill:
         self._chunk = chunk
         self._chunks_per_run = chunks_per_run
         self._set_chunk = set_chunk
-        self._log_page = log_page
+        self._pass = ActivationPass(store, transactions, registry, clock, page=log_page)
 
     def run(self) -> int:
         """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
@@ -170,12 +152,28 @@ class AudienceBackfill:
         target = next((a for a in active if a.id == audience.id), None)
         if target is None or (target.warming and audience.history_from is None):
             return 0
-        if audience.history_from is not None:
-            folded = self._fold_history(audience, target)
-            if folded is None:
-                return 0  # histories not complete yet (or the audience changed meanwhile)
-            return self._advance(folded)  # now evaluated everywhere: its memberships
         affected = nesting_of(target.id, active)
+        if audience.history_from is not None:
+            if target.warming:
+                # Histories to compute from the stored events: the pass gives each profile
+                # its histories and its memberships with them.
+                _, evaluated = self._pass.advance(audience, target, affected, self._chunks_per_run)
+                return evaluated
+            finished = self._no_history(audience)
+            if finished is None:
+                return 0  # changed meanwhile: that change decides
+            audience = finished
+        return self._memberships(audience, target, active, affected)
+
+    def _memberships(
+        self,
+        audience: AudienceDef,
+        target: CompiledAudience,
+        active: Sequence[CompiledAudience],
+        affected: frozenset[int],
+    ) -> int:
+        """Advance the backfill of the audience's memberships by up to `chunks_per_run`
+        chunks; how many profiles it evaluated."""
         wanted = _backfill_needles(target, affected)
         scopes = sorted(target.scopes)
         saved_scope = audience.backfill_scope or ""
@@ -208,42 +206,9 @@ class AudienceBackfill:
         self._save(audience, scope, start, evaluated)
         return evaluated
 
-    def _fold_history(self, audience: AudienceDef, target: CompiledAudience) -> AudienceDef | None:
-        """Advance the fold of the stored events into the audience's histories by up to
-        `chunks_per_run` pages of the log; the audience as saved once it is complete."""
-        some = histories_of(target.histories)
-        after = audience.history_from or 0
-        finished = not target.histories or after >= audience.history_to
-        for _ in range(self._chunks_per_run):
-            if finished:
-                break
-            entries = self._store.read_log(after, self._log_page)
-            wanted = [
-                e
-                for e in entries
-                if e.id is not None
-                and e.id <= audience.history_to
-                and e.status == BatchStatus.APPLIED
-                and e.mpid is not None
-            ]
-            if wanted and not self._fold_page(audience, target, some, wanted):
-                return None  # changed meanwhile, or batches kept colliding: resume later
-            after = (entries[-1].id or after) if entries else after
-            finished = len(entries) < self._log_page or after >= audience.history_to
-        current = self._same_fold(audience)
-        if current is None:
-            return None
-        if not finished:
-            self._store.save_audience(
-                msgspec.structs.replace(current, history_from=after), progress=True
-            )
-            return None
-        # Complete: a new version, so that every process starts evaluating it.
-        return self._store.save_audience(
-            msgspec.structs.replace(current, history_from=None), progress=not target.warming
-        )
-
-    def _same_fold(self, audience: AudienceDef) -> AudienceDef | None:
+    def _no_history(self, audience: AudienceDef) -> AudienceDef | None:
+        """An audience with no stored events to fold (no event criteria, or an empty log
+        at its activation): its histories are complete as they are; then its memberships."""
         current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
         if (
             current is None
@@ -252,29 +217,9 @@ class AudienceBackfill:
             or current.history_from != audience.history_from
         ):
             return None  # edited, deactivated or advanced elsewhere: that run carries on
-        return current
-
-    def _fold_page(
-        self,
-        audience: AudienceDef,
-        target: CompiledAudience,
-        some: Histories,
-        entries: list[LogEntry],
-    ) -> bool:
-        """Fold a page of logged batches into their profiles' histories, in one
-        transaction; False when the audience changed meanwhile or batches kept colliding."""
-        page = LogPage.of(entries, some, self._registry.tenancy.input_named)
-        for _ in range(5):
-            try:
-                with self._transactions.begin() as uow:
-                    uow.definitions_version()  # PostgreSQL: a definition saved waits for us
-                    if not self._unchanged(audience):
-                        return False
-                    page.fold(uow, target.scopes, some, self._clock.now_ms())
-                return True
-            except ConcurrentUpdate:
-                continue  # a batch changed one of them meanwhile: fold the page again
-        return False
+        return self._store.save_audience(
+            msgspec.structs.replace(current, history_from=None), progress=True
+        )
 
     def _unchanged(self, audience: AudienceDef) -> bool:
         """Still active and not edited since this run read it."""
@@ -303,7 +248,13 @@ class AudienceBackfill:
                         return None  # deactivated: its members are being removed
                     page = uow.profiles.page(scope, start, self._chunk, wanted)
                     for profile in page:
-                        self._evaluate(uow, profile, active, affected, now=now, ttls=ttls)
+                        after, moves = evaluated(profile, active, affected, now=now, ttls=ttls)
+                        if after is not profile:
+                            uow.profiles.save(
+                                msgspec.structs.replace(after, version=profile.version + 1)
+                            )
+                        if moves:
+                            uow.memberships.append(moves)
                 return len(page), page[-1].mpid if page else start
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: read the chunk again
@@ -329,34 +280,6 @@ class AudienceBackfill:
                 continue  # a batch changed one of them meanwhile: select the page again
         return None
 
-    @staticmethod
-    def _evaluate(
-        uow: UnitOfWork,
-        profile: Profile,
-        active: Sequence[CompiledAudience],
-        affected: frozenset[int],
-        *,
-        now: int,
-        ttls: dict[int, TtlRules],
-    ) -> None:
-        if profile.merged_into is not None:
-            return
-        # Evaluated without the values expired by now; the stored profile keeps them for
-        # the expiry sweep, which evaluates every audience reading them (this evaluates a
-        # few).
-        view, _ = without_expired(profile, ttls, now)
-        after, moves = evaluate_memberships(view, active, None, now, "backfill", restrict=affected)
-        if after is not view:
-            kept = msgspec.structs.replace(
-                profile,
-                memberships=after.memberships,
-                audience_due_ms=after.audience_due_ms,
-                version=profile.version + 1,
-            )
-            uow.profiles.save(kept)
-            if moves:
-                uow.memberships.append(moves)
-
     def _save(self, audience: AudienceDef, scope: str | None, start: int, done: int) -> None:
         current = next((a for a in self._store.list_audiences() if a.id == audience.id), None)
         if (
@@ -377,171 +300,6 @@ class AudienceBackfill:
         )
 
 
-def _needles(some: Histories) -> tuple[bytes, ...] | None:
-    """Text a batch's body must hold (lower-cased) for one of its events to count: the
-    name of every history's events; None when a history takes events of a type whatever
-    their name, or a name's JSON text may be spelled otherwise: a character beyond ASCII,
-    or one JSON escapes (`"`, `\\`, `/`, a control character) (every batch is read then)."""
-    names = []
-    for spec in some.specs.values():
-        _, _, name = spec.event_key.partition(":")
-        if not name or not name.isascii() or any(c in '"\\/' or c < " " for c in name):
-            return None
-        names.append(name.encode())
-    return tuple(set(names))
-
-
-class LogReading:
-    """What of a page's logged batches the histories may take, and its reader: a batch
-    from one of their inputs, whose text may hold one of their events' names (`needles`,
-    see _needles: ASCII letters lower-cased as the names are). A body with an escape or a
-    character beyond ASCII, which may spell one otherwise (the Kelvin sign lowers to k), is
-    read whole; of the others only the events whose own text holds a name are decoded."""
-
-    def __init__(self, some: Histories, inputs: Callable[[str], InputDef | None]) -> None:
-        self._taken = frozenset(i for spec in some.specs.values() for i in spec.inputs)
-        self._inputs = inputs
-        self._needles = _needles(some)
-        self._holds = _holding(self._needles) if self._needles else None
-
-    def events(self, entry: LogEntry) -> tuple[EventFact, ...]:
-        """The events of a logged batch the histories may take, read as ingest read them:
-        none when the batch cannot hold one, its input is gone or its body no longer reads."""
-        lowered = entry.body.lower() if self._needles is not None and entry.body.isascii() else None
-        may_hold, needles = self._choice(entry.input, lowered)
-        if not may_hold:
-            return ()
-        wanted = self._holds if needles is not None else None
-        try:
-            return observe_events(entry.body, entry.received_ms, wanted)
-        except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
-            return ()
-
-    def chosen(self, batch: DecodedBatch) -> tuple[EventFact, ...]:
-        """What `events` answers for the batch, from its events decoded beforehand (each
-        event's text lower-cased already: the test `events` makes of it, without calls)."""
-        may_hold, needles = self._choice(batch.entry.input, batch.lowered)
-        if not may_hold or batch.events is None:
-            return ()
-        facts = []
-        only = needles[0] if needles is not None and len(needles) == 1 else None
-        for text, fact in batch.events:
-            if only is not None:
-                if only not in text:
-                    continue
-            elif needles is not None and not any(needle in text for needle in needles):
-                continue
-            if fact is None:
-                return ()  # observe_events raises on it: the batch no longer reads
-            facts.append(fact)
-        return tuple(facts)
-
-    def _choice(
-        self, input_name: str, lowered: bytes | None
-    ) -> tuple[bool, tuple[bytes, ...] | None]:
-        """Whether a batch from `input_name` (its body lower-cased when ASCII) may hold an
-        event the histories take, and the names its events' text (lower-cased) must hold
-        to be read (None: every event is read)."""
-        if input_name not in self._taken or self._inputs(input_name) is None:
-            return False, None
-        if self._needles is None or lowered is None:
-            return True, None
-        if b"\\u" in lowered:
-            return True, None  # an escape may spell a name: every event is read
-        if not any(needle in lowered for needle in self._needles):
-            return False, None
-        return True, self._needles
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedBatch:
-    """A logged batch with its events decoded once, whatever the histories that will read
-    it (LogReading.chosen picks theirs): its body lower-cased when ASCII (None otherwise),
-    and each event's text, lower-cased, and fact (`events` None: the body does not
-    read)."""
-
-    entry: LogEntry
-    lowered: bytes | None
-    events: tuple[EachEvent, ...] | None
-
-
-def decoded_batch(entry: LogEntry) -> DecodedBatch:
-    lowered = entry.body.lower() if entry.body.isascii() else None
-    try:
-        each = observe_each_event(entry.body, entry.received_ms)
-        events: tuple[EachEvent, ...] | None = tuple((text.lower(), f) for text, f in each)
-    except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
-        events = None
-    return DecodedBatch(entry, lowered, events)
-
-
-def _holding(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
-    """Whether an event's (ASCII) text holds one of the names, lower-cased."""
-    if len(needles) == 1:
-        needle = needles[0]
-        return lambda text: needle in text.lower()
-    return lambda text: any(needle in text.lower() for needle in needles)
-
-
-@dataclass(frozen=True, slots=True)
-class LogPage:
-    """A page of logged batches to fold into their profiles' histories (an activation's
-    fold, a shadow edit's): the batches by profile, and the events of each the histories
-    may take, read once before the transaction (a retried one reads them again)."""
-
-    by_mpid: dict[int, list[LogEntry]]
-    events: dict[int | None, tuple[EventFact, ...]]
-
-    @classmethod
-    def of(
-        cls, entries: list[LogEntry], some: Histories, input_named: Callable[[str], InputDef | None]
-    ) -> LogPage:
-        by_mpid: dict[int, list[LogEntry]] = {}
-        for entry in entries:
-            assert entry.mpid is not None
-            by_mpid.setdefault(entry.mpid, []).append(entry)
-        reading = LogReading(some, input_named)
-        return cls(by_mpid, {e.id: reading.events(e) for e in entries})
-
-    def fold(self, uow: UnitOfWork, scopes: Collection[str], some: Histories, now: int) -> None:
-        """Into the transaction's profiles (a merged one's into its survivor, one in none
-        of `scopes` left alone), saving each that changed."""
-        loaded = uow.profiles.load(sorted(self.by_mpid))
-        survivors: dict[int, tuple[Profile, list[LogEntry]]] = {}
-        for mpid, logged in self.by_mpid.items():
-            profile = follow(uow.profiles, loaded.get(mpid))
-            if profile is None or profile.scope not in scopes:
-                continue
-            survivors.setdefault(profile.mpid, (profile, []))[1].extend(logged)
-        for profile, logged in survivors.values():
-            after = _folded(profile, some, logged, self.events, now)
-            if after is not profile:
-                uow.profiles.save(msgspec.structs.replace(after, version=profile.version + 1))
-
-
-def _folded(
-    profile: Profile,
-    some: Histories,
-    logged: list[LogEntry],
-    events: dict[int | None, tuple[EventFact, ...]],
-    now_ms: int,
-) -> Profile:
-    """The profile with the logged batches its histories have not folded yet folded in."""
-    done = min(profile.event_folded.get(key, 0) for key in some.specs)
-    fresh = sorted((e for e in logged if (e.id or 0) > done), key=lambda e: e.id or 0)
-    if not fresh:
-        return profile
-    by_input: dict[str, list[EventFact]] = {}
-    for entry in fresh:
-        by_input.setdefault(entry.input, []).extend(events[entry.id])
-    history = profile.event_times
-    for input_name, facts in by_input.items():
-        history = fold_events(history, facts, input_name, some, now_ms)
-    last = fresh[-1].id or 0
-    folded = {**profile.event_folded, **dict.fromkeys(some.specs, last)}
-    return msgspec.structs.replace(profile, event_times=history, event_folded=folded)
-
-
 def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Needles | None:
     """What a profile's document must contain for the backfill to have anything to do:
     to match the criteria, or to hold the membership already (to leave). Only for an
@@ -552,12 +310,6 @@ def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Nee
     if criteria is None:
         return None
     return ("or", [criteria, Held(target.id)])
-
-
-def next_scope(scopes: Sequence[str], after: str | None) -> str | None:
-    """The first scope after `after` (the first of all for None)."""
-    later = [s for s in scopes if after is None or s > after]
-    return later[0] if later else None
 
 
 def nesting_of(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:

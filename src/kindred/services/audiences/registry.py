@@ -23,6 +23,7 @@ from kindred.audiences.compiled import (
     CompiledAudience,
     check_audience,
     compile_audience,
+    folded_marks,
     nested_first,
     nesting_of,
 )
@@ -147,4 +148,6 @@ class AudienceRegistry:
         }
         touched = touched_by(changes, keys, device_seen=device_seen)
         fresh = any(change.kind == "profile_created" for change in changes)
+        if fresh:
+            profile = folded_marks(profile, active)
         return evaluate_memberships(profile, active, touched, now_ms, fresh=fresh)

@@ -44,7 +44,7 @@ from kindred.ports import (
     EventLogReader,
     ProfileReader,
 )
-from kindred.services.audiences.jobs import LogReading
+from kindred.services.audiences.log_reading import LogReading
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow_merged

@@ -340,6 +340,15 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (list(mpids),)).fetchall()
 
+    def log_for_mpid_range(self, first: int, last: int, to_id: int) -> list[LogEntry]:
+        query = (
+            f"SELECT {_LOG_COLUMNS} FROM event_log"
+            " WHERE mpid BETWEEN %s AND %s AND id <= %s ORDER BY mpid, id"
+        )
+        with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
+            return cursor.execute(query, (first, last, to_id)).fetchall()
+
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
     ) -> AudienceDef:

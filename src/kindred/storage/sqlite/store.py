@@ -423,6 +423,14 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         found.sort(key=lambda e: e.id or 0)
         return found
 
+    def log_for_mpid_range(self, first: int, last: int, to_id: int) -> list[LogEntry]:
+        rows = self._rows().execute(
+            f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid BETWEEN ? AND ? AND id <= ?"
+            " ORDER BY mpid, id",
+            (first, last, to_id),
+        )
+        return [_log_entry(r) for r in rows]
+
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
     ) -> AudienceDef:

@@ -1,0 +1,92 @@
+"""The activation's pass (services.audiences.activation) while the world goes on: a profile
+the pass has been through is evaluated by the batches that reach it (its histories are
+complete), one it has not reached yet waits for the pass, and merges during the pass
+neither lose nor double any stored event."""
+
+from __future__ import annotations
+
+import msgspec
+
+from kindred.domain.merge import merge_profiles, merged_stub
+from kindred.services.audiences.jobs import AudienceBackfill
+from kindred.services.forwarding.transactions import Transactions
+from tests.unit.services.test_audience_history import DAY, PLAYED, World
+
+AT_LEAST_3 = {**PLAYED, "within_days": 30, "at_least": 3}
+
+
+def _stepping(world: World) -> World:
+    """The world's backfill one profile a page, one page a run."""
+    world.backfill = AudienceBackfill(
+        world.store, Transactions(world.store), world.registry, world.clock,
+        chunks_per_run=1, log_page=1,
+    )  # fmt: skip
+    return world
+
+
+def _history_lengths(world: World, mpid: int) -> list[int]:
+    profile = world.store.get_profile(mpid)
+    assert profile is not None
+    return sorted(len(times) for times in profile.event_times.values())
+
+
+def test_a_profile_the_pass_went_through_is_evaluated_live_and_one_ahead_of_it_waits() -> None:
+    world = _stepping(World())
+    for customer in ("u1", "u2", "u3"):  # MPIDs 1, 2, 3: two stored plays each
+        world.plays(customer, [DAY, 2 * DAY])
+    audience = world.audience(AT_LEAST_3)
+    world.backfill.run()  # the pass has been through MPID 1 only
+    assert world.store.list_audiences()[0].history_from is not None  # still warming
+    world.plays("u1", [0])  # its third play: it enters at once
+    world.plays("u3", [0])  # also its third, but the pass has not reached it
+    assert world.members(audience) == [1]
+    world.settle()
+    assert world.members(audience) == [1, 3]
+    log = world.store.membership_log(audience_id=audience, mpid=None, until_ms=2**62, limit=10)
+    assert sorted((c.mpid, c.entered) for c in log) == [(1, True), (3, True)]
+    assert _history_lengths(world, 1) == [3]  # the live play counted once
+
+
+def _merge(world: World, survivor_mpid: int, merged_mpid: int) -> None:
+    """What IDSync writes when it merges two profiles (the ledger aside)."""
+    with world.store.unit_of_work() as uow:
+        loaded = uow.profiles.load([survivor_mpid, merged_mpid])
+        survivor, merged = loaded[survivor_mpid], loaded[merged_mpid]
+        result, _ = merge_profiles(survivor, merged)
+        uow.profiles.save(msgspec.structs.replace(result, version=survivor.version + 1))
+        uow.profiles.save(merged_stub(merged, survivor_mpid, world.clock.now_ms()))
+
+
+def test_a_merge_into_a_profile_the_pass_went_through_brings_the_other_s_events_once() -> None:
+    world = _stepping(World())
+    world.plays("u1", [DAY, 2 * DAY])
+    world.plays("u2", [DAY, 2 * DAY])
+    audience = world.audience({**PLAYED, "within_days": 30, "at_least": 4})
+    world.backfill.run()  # through MPID 1
+    _merge(world, survivor_mpid=1, merged_mpid=2)  # MPID 2 not folded yet
+    world.settle()
+    assert world.members(audience) == [1]
+    assert _history_lengths(world, 1) == [4]
+
+
+def test_a_merge_into_a_profile_ahead_of_the_pass_keeps_the_folded_one_s_events_once() -> None:
+    world = _stepping(World())
+    world.plays("u1", [DAY, 2 * DAY])
+    world.plays("u2", [DAY, 2 * DAY])
+    audience = world.audience({**PLAYED, "within_days": 30, "at_least": 4})
+    world.backfill.run()  # through MPID 1: its two plays folded into its own histories
+    _merge(world, survivor_mpid=2, merged_mpid=1)  # they move to MPID 2, not folded yet
+    world.settle()
+    assert world.members(audience) == [2]
+    assert _history_lengths(world, 2) == [4]  # not 6: MPID 1's batches are not folded again
+
+
+def test_a_profile_created_during_the_pass_is_evaluated_by_each_of_its_batches() -> None:
+    world = _stepping(World())
+    for customer in ("u1", "u2"):
+        world.plays(customer, [DAY])
+    audience = world.audience({**PLAYED, "within_days": 30, "at_least": 2})
+    world.backfill.run()
+    world.plays("u9", [DAY])  # a new profile (MPID 3): nothing stored to fold
+    world.plays("u9", [0])  # its second batch, the pass still going
+    assert world.members(audience) == [3]
