@@ -163,12 +163,10 @@ class World:
         self.ingest = write_path(
             store, SequentialMpids(), NullMetrics(), INPUTS.__getitem__, self.registry
         )
-        self.backfill = AudienceBackfill(
-            store, transactions, self.registry, self.clock, chunk=2, log_page=3
-        )
+        self.backfill = AudienceBackfill(store, transactions, self.registry, self.clock, chunk=2)
         if stepping:
             self.backfill = AudienceBackfill(
-                store, transactions, self.registry, self.clock, chunks_per_run=1, log_page=1
+                store, transactions, self.registry, self.clock, chunks_per_run=1, chunk=1
             )
         self.scheduler = AudienceScheduler(store, transactions, self.registry, self.clock)
 

@@ -19,7 +19,7 @@ def _stepping(world: World) -> World:
     """The world's backfill one profile a page, one page a run."""
     world.backfill = AudienceBackfill(
         world.store, Transactions(world.store), world.registry, world.clock,
-        chunks_per_run=1, log_page=1,
+        chunks_per_run=1, chunk=1,
     )  # fmt: skip
     return world
 

@@ -127,8 +127,9 @@ class AudienceBackfill:
         chunk: int = 500,
         chunks_per_run: int = 40,
         set_chunk: int = 20_000,
-        log_page: int = 2_000,
     ) -> None:
+        """`chunk`: profiles a transaction (of the activation's pass too: each holds the
+        store's writer meanwhile, so a live batch waits at most one chunk's time)."""
         self._store = store
         self._transactions = transactions
         self._registry = registry
@@ -136,7 +137,7 @@ class AudienceBackfill:
         self._chunk = chunk
         self._chunks_per_run = chunks_per_run
         self._set_chunk = set_chunk
-        self._pass = ActivationPass(store, transactions, registry, clock, page=log_page)
+        self._pass = ActivationPass(store, transactions, registry, clock, page=chunk)
 
     def run(self) -> int:
         """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
