@@ -145,7 +145,9 @@ def test_the_server_answers_while_wrong_secrets_are_checked(server: Server) -> N
     # ... and those did not wait for them (with the checks on the event loop, each waited
     # for the check under way: ~50 ms and more).
     assert statistics.median(waits) < 0.025, waits
-    assert ingest_wait < 0.25, ingest_wait
+    # A batch also takes the writer's commit; on the event loop the twelve checks would
+    # hold it ~1.2 s. Half of that leaves room for a loaded machine (0.256 s seen at load 8).
+    assert ingest_wait < 0.6, ingest_wait
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
