@@ -74,9 +74,7 @@ def evaluate_memberships(
         _set_membership(current, audience, member, now_ms)
     due = profile.audience_due_ms
     if everything or due is None or due <= now_ms or _timed_touched(active, touched):
-        due = _due_after(
-            profile, active, current, now_ms, partial=restrict is not None, fresh=fresh
-        )
+        due = _due_after(profile, active, current, now_ms, restrict=restrict, fresh=fresh)
     if not moves and due == profile.audience_due_ms:
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
@@ -89,17 +87,19 @@ def _due_after(
     memberships: dict[int, Membership],
     now_ms: int,
     *,
-    partial: bool,
+    restrict: frozenset[int] | None,
     fresh: bool,
 ) -> int | None:
-    """The profile's due time after an evaluation. After a `partial` one (some audiences
-    only) what the others, or calculated values, were due for still is: it may only come
-    forward."""
-    found = _next_due(profile, active, memberships, now_ms, fresh=fresh)
+    """The profile's due time after an evaluation. After one of some audiences only
+    (`restrict`: a backfill) what the others, or calculated values, were due for still is:
+    it may only come forward, to one of those audiences' next change, so only theirs is
+    computed (a backfill would otherwise cost as much as every active audience)."""
     held = profile.audience_due_ms
-    if not partial or held is None or (found is not None and found < held):
-        return found
-    return held
+    if restrict is None or held is None:
+        return _next_due(profile, active, memberships, now_ms, fresh=fresh)
+    evaluated = [a for a in active if a.id in restrict]
+    found = _next_due(profile, evaluated, memberships, now_ms, fresh=fresh, calculated=False)
+    return found if found is not None and found < held else held
 
 
 def _drop_inactive(
@@ -137,12 +137,14 @@ def _next_due(
     now_ms: int,
     *,
     fresh: bool,
+    calculated: bool = True,
 ) -> int | None:
-    """The earliest instant time alone may change one of the profile's memberships, or one
-    of its calculated values (the due time is the profile's, one for both)."""
+    """The earliest instant time alone may change one of the profile's memberships of
+    `active`, or (`calculated`) one of its calculated values (the due time is the
+    profile's, one for both)."""
     status = dict.fromkeys(memberships, True)
     subjects: dict[frozenset[int], Subject] = {}
-    earliest = next_calculated_due(profile, now_ms)
+    earliest = next_calculated_due(profile, now_ms) if calculated else None
     for audience in active:
         if (
             not audience.timed
