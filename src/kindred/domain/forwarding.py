@@ -242,6 +242,13 @@ def check_audience_connection(
     return msgspec.structs.replace(connection, identity_types=canonical)
 
 
+# The web UI's form for a new output or connection is at `/ui/outputs/new`
+# (`/ui/connections/new`): one of that name could not be opened there.
+_RESERVED_NAMES = frozenset({"new"})
+
+
 def _check_name(name: str, where: str) -> None:
     if not name.strip() or "/" in name:
         raise ConfigError(f"{where}.name: must be non-empty, without '/'")
+    if name in _RESERVED_NAMES:
+        raise ConfigError(f"{where}.name: {name!r} is reserved (the web UI's form for a new one)")

@@ -86,6 +86,17 @@ def catalog(defs: OutputsAndConnections) -> OutputCatalog:
             ),
             "connections[].name: 'c' is used twice",
         ),
+        (
+            OutputsAndConnections(outputs=[msgspec.structs.replace(HOOK, name="new")]),
+            "'new' is reserved",
+        ),
+        (
+            OutputsAndConnections(
+                outputs=[HOOK],
+                event_connections=[EventConnection(name="new", input="s", output="hook")],
+            ),
+            "'new' is reserved",
+        ),
     ],
 )
 def test_bad_definitions_are_refused_naming_the_key(
