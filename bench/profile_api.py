@@ -169,7 +169,7 @@ def sitting(args: argparse.Namespace, contenders: list[Contender], mpids: list[i
         mpid_file = Path(tmp) / "mpids.txt"
         mpid_file.write_text("".join(f"{m}\n" for m in mpids))
         for who in contenders:
-            if who.name != "bare":
+            if who.name not in ("bare", "k_bare_env", "bare_granian"):
                 who.token = fetch_token(who.server.url)
             check_one(who.server.url, who.token, mpids[0])
             if args.warmup > 0:
