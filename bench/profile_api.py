@@ -80,6 +80,7 @@ class Contender:
 
     name: str
     server: ServerProcess
+    is_kindred: bool = True
     token: str = "none"
     runs: list[dict[str, Any]] = field(default_factory=list)
     under_ingest: list[dict[str, Any]] = field(default_factory=list)
@@ -169,7 +170,7 @@ def sitting(args: argparse.Namespace, contenders: list[Contender], mpids: list[i
         mpid_file = Path(tmp) / "mpids.txt"
         mpid_file.write_text("".join(f"{m}\n" for m in mpids))
         for who in contenders:
-            if who.name not in ("bare", "k_bare_env", "bare_granian"):
+            if who.is_kindred:
                 who.token = fetch_token(who.server.url)
             check_one(who.server.url, who.token, mpids[0])
             if args.warmup > 0:
@@ -180,7 +181,7 @@ def sitting(args: argparse.Namespace, contenders: list[Contender], mpids: list[i
                 who.runs.append(measured(args, who, mpid_file))
                 print(f"round {round_ + 1} {who.name}: {_brief(who.runs[-1])}", file=sys.stderr)
         if args.ingest_rate > 0:
-            readers = [c for c in contenders if c.name != "bare"]
+            readers = [c for c in contenders if c.is_kindred]
             for round_ in range(args.rounds):
                 for who in readers:
                     who.under_ingest.append(_under_ingest(args, who, mpid_file))
@@ -264,7 +265,7 @@ def main() -> None:
     mpids = random.Random(1).sample(everything, min(args.sample, len(everything)))
     del everything
     contenders = [
-        Contender("bare", BareServer(data_dir, args.store_url, workers=args.workers)),
+        Contender("bare", BareServer(data_dir, args.store_url, workers=args.workers), False),
         Contender("kindred", ServerProcess(data_dir, args.store_url, workers=args.workers)),
     ]
     if args.before_src:
