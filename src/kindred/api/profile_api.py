@@ -111,12 +111,14 @@ class ProfileReadApi:
         # A bad token is refused the same at any version.
         claims = self._tokens.verify(authorization, self._audience)
         try:
-            self._service.check_access(self._tokens.credential(claims, seen), workspace)
+            credential = self._tokens.credential(claims, seen)
+            self._service.check_access(credential, workspace)
         except KindredError:
             return None
         version, stored = self._service.versioned_profile(ids[3])
-        self._seen_version = version
-        credential = self._tokens.credential(claims, version)
+        if version != seen:
+            self._seen_version = version
+            credential = self._tokens.credential(claims, version)
         self._limit(credential)
         fields = self._fields(query)
         response = self._service.read(credential, workspace, (ids[3], stored), fields, version)
