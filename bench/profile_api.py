@@ -18,6 +18,9 @@ wrk; then per server the median and spread over the rounds, and the ratio of the
 server's CPU per read to each Kindred's (1.0: Kindred costs no more than the bare read),
 pair by pair within a round.
 
+`--granian` adds the bare server and Kindred on granian (its ASGI interface, same loop and
+workers; `pip install granian` first: Kindred does not depend on it) to each round.
+
 `--ingest-rate R` adds a phase: each Kindred is read while batches arrive at R per second
 (open loop, bench/ingest.py's load, with request ids and users no run sent before);
 it reports the read latency then, and the batches applied and answered as duplicates.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shlex
 import shutil
@@ -50,7 +54,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ServerProcess, kindred_src, machine
+from bench.common import CONFIG, ServerProcess, kindred_src, machine
 from bench.profile_ingest import IngestLoad
 from bench.wrk import run_wrk, timed_wrk, wrk_parser
 
@@ -72,6 +76,54 @@ class BareServer(ServerProcess):
         if self.store_url:
             command += ["--store-url", self.store_url]
         return [*command, "--port", str(self.port), "--workers", str(self.workers)]
+
+
+def granian_command(server: ServerProcess, target: str) -> list[str]:
+    """granian (`pip install granian`: not a dependency of Kindred) serving an ASGI app
+    factory with the same loop and workers as uvicorn is given."""
+    return [
+        *(sys.executable, "-m", "granian", "--interface", "asgi", "--factory"),
+        *("--host", "127.0.0.1", "--port", str(server.port), "--workers", str(server.workers)),
+        *("--loop", "uvloop", "--runtime-mode", "st", "--no-log", target),
+    ]
+
+
+@dataclass
+class GranianKindred(ServerProcess):
+    """Kindred's app (`kindred.cli.serve:worker_app`, settings from the environment) on
+    granian instead of uvicorn."""
+
+    def command(self) -> list[str]:
+        return granian_command(self, "kindred.cli.serve:worker_app")
+
+
+@dataclass
+class GranianBare(ServerProcess):
+    """bench/bare_read.py's app on granian."""
+
+    def command(self) -> list[str]:
+        return granian_command(self, "bench.bare_read:app")
+
+
+def granian_contenders(args: argparse.Namespace, data_dir: Path) -> list[Contender]:
+    """The bare server and Kindred on granian, their settings through the environment
+    (as `kindred serve --workers N` hands them to its workers)."""
+    os.environ.update(
+        KINDRED_CONFIG=str(CONFIG),
+        KINDRED_DATA_DIR=str(data_dir),
+        KINDRED_STORE_URL=args.store_url or "",
+        BARE_READ_DATA_DIR=str(data_dir),
+        BARE_READ_STORE_URL=args.store_url or "",
+        # bench.bare_read imported by the workers
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH")) if p
+        ),
+    )
+    workers = args.workers
+    return [
+        Contender("bare_granian", GranianBare(data_dir, args.store_url, workers), False),
+        Contender("kindred_granian", GranianKindred(data_dir, args.store_url, workers)),
+    ]
 
 
 @dataclass
@@ -253,6 +305,9 @@ def main() -> None:
     parser.add_argument(
         "--ingest-rate", type=float, default=0, help="batches/s sent during an extra phase"
     )
+    parser.add_argument(
+        "--granian", action="store_true", help="also the bare server and Kindred on granian"
+    )
     args = parser.parse_args()
     if not shutil.which(args.wrk):
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -271,6 +326,8 @@ def main() -> None:
     if args.before_src:
         before = ServerProcess(data_dir, args.store_url, workers=args.workers, src=args.before_src)
         contenders.insert(1, Contender("kindred_before", before))
+    if args.granian:
+        contenders += granian_contenders(args, data_dir)
     try:
         for who in contenders:
             who.server.start()
