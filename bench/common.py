@@ -101,6 +101,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     config: Path = CONFIG
     process: subprocess.Popen[bytes] | None = None
+    # the Kindred source tree the server runs (default: the one this process imported)
+    src: str | None = None
 
     @property
     def url(self) -> str:
@@ -113,9 +115,26 @@ class ServerProcess:
         # The server runs the code this process imported: that tree first on its path, and
         # `-P` keeps the working directory off it (`-m` would put it first).
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (kindred_src(), os.environ.get("PYTHONPATH")) if p
+            p for p in (self.src or kindred_src(), os.environ.get("PYTHONPATH")) if p
         )
-        command = [
+        self.process = subprocess.Popen(self.command(), env=env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        self._wait_until_idle(deadline)
+
+    def command(self) -> list[str]:
+        """The server's command line: `kindred serve` on the data dir and port."""
+        return [
             sys.executable,
             "-P",
             "-m",
@@ -130,20 +149,6 @@ class ServerProcess:
             "--workers",
             str(self.workers),
         ]
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
-        self._wait_until_idle(deadline)
 
     def _wait_until_idle(self, deadline: float) -> None:
         """/healthz answers as soon as one worker is up; the others may still be starting,

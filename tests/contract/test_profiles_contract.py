@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kindred.domain.credentials import ApiCredential
 from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
     AttributeEntry,
@@ -56,6 +57,17 @@ def test_missing_profiles_are_absent(store: Store) -> None:
         assert uow.profiles.load([]) == {}
         loaded = uow.profiles.load(m for m in (BIG_B, BIG_A, 12))
     assert list(loaded) == [BIG_A]
+
+
+def test_a_profile_reads_with_the_definitions_version(store: Store) -> None:
+    profile = rich_profile(BIG_A)
+    save(store, profile)
+    version, read = store.versioned_profile(BIG_A)
+    assert version == store.definitions_version()
+    assert_same(read, profile)
+    store.save_credential(ApiCredential(client_id="c", secret_hash="x", workspaces=frozenset()))
+    assert store.versioned_profile(BIG_B) == (store.definitions_version(), None)
+    assert store.definitions_version() > version
 
 
 def test_profiles_load_together(store: Store) -> None:

@@ -16,7 +16,7 @@ import msgspec
 from kindred.api.auth import decode_basic
 from kindred.bootstrap import Container
 from kindred.domain.credentials import ApiCredential
-from kindred.domain.errors import AuthRejected, InvalidBatch, RateLimited
+from kindred.domain.errors import AuthRejected, InvalidBatch, KindredError, RateLimited
 from kindred.domain.ratelimit import TokenBucket
 from kindred.services.access.credentials import OAuthRefusal
 from kindred.wire.errors import as_invalid_batch
@@ -42,6 +42,7 @@ _RESOLVE = msgspec.json.Decoder(ResolveRequest)
 _TOKEN_JSON = msgspec.json.Decoder(TokenRequest)
 _ALLOWED = frozenset(PROFILE_FIELDS)
 _QUERY_CACHE_LIMIT = 1024
+_PROFILE_IDS = ("orgId", "accountId", "workspaceId", "mpid")
 
 
 class ProfileReadApi:
@@ -56,6 +57,9 @@ class ProfileReadApi:
         self._monotonic = monotonic
         self._buckets: dict[str, TokenBucket] = {}
         self._fields_by_query: dict[bytes, frozenset[str]] = {}
+        # The definitions' version the last request read: what a point read's caller is
+        # checked at before its read (see `_point_read`).
+        self._seen_version: int | None = None
 
     def route_of(self, method: str, path: str) -> str | None:
         """The route name for the metrics, or None when no route matches."""
@@ -67,15 +71,19 @@ class ProfileReadApi:
     def handle(
         self, route: str, path: str, query: bytes, authorization: str | None, body: bytes
     ) -> Answer:
+        parts = path[len(PROFILE_PREFIX) :].split("/")
+        if route == "profile":
+            answer = self._point_read(parts, query, authorization)
+            if answer is not None:
+                return answer
         # One read of the definitions' version for the request: its credential and the
         # profile's calculated values are taken at it.
-        version = self._service.definitions_version()
+        version = self._seen_version = self._service.definitions_version()
         credential = self._tokens.authenticate(authorization, version, audience=self._audience)
         self._limit(credential)
-        parts = path[len(PROFILE_PREFIX) :].split("/")
         fields = self._fields(query)
         if route == "profile":
-            ids = _ids(parts, ("orgId", "accountId", "workspaceId", "mpid"))
+            ids = _ids(parts, _PROFILE_IDS)
             workspace = (ids[0], ids[1], ids[2])
             response = self._service.by_mpid(credential, workspace, ids[3], fields, version)
         else:
@@ -83,6 +91,37 @@ class ProfileReadApi:
             request = _resolve_request(body)
             workspace = (ids[0], ids[1], ids[2])
             response = self._service.resolve(credential, workspace, request, fields, version)
+        return 200, _ENCODER.encode(response), _JSON
+
+    def _point_read(
+        self, parts: list[str], query: bytes, authorization: str | None
+    ) -> Answer | None:
+        """A read by MPID whose definitions' version comes with the profile, in one
+        statement (one round trip) instead of two. Only for a caller who passes the checks
+        made before any read (token, credential, workspace) at the version the last request
+        read, so no read is made for one who fails them; they are made again at the version
+        read, with the checks after them, in the order `handle` makes them. None: not such a
+        request (a malformed path, a refused caller, no version read yet): `handle` answers
+        it in order."""
+        ids = _valid_ids(parts)
+        seen = self._seen_version
+        if ids is None or seen is None:
+            return None
+        workspace = (ids[0], ids[1], ids[2])
+        # A bad token is refused the same at any version.
+        claims = self._tokens.verify(authorization, self._audience)
+        try:
+            credential = self._tokens.credential(claims, seen)
+            self._service.check_access(credential, workspace)
+        except KindredError:
+            return None
+        version, stored = self._service.versioned_profile(ids[3])
+        if version != seen:
+            self._seen_version = version
+            credential = self._tokens.credential(claims, version)
+        self._limit(credential)
+        fields = self._fields(query)
+        response = self._service.read(credential, workspace, (ids[3], stored), fields, version)
         return 200, _ENCODER.encode(response), _JSON
 
     def _limit(self, credential: ApiCredential) -> None:
@@ -125,6 +164,14 @@ def _parse_fields(query: bytes) -> frozenset[str]:
                 f"unknown field {name!r}; known: {', '.join(PROFILE_FIELDS)}", "fields"
             )
     return frozenset(names)
+
+
+def _valid_ids(parts: list[str]) -> list[int] | None:
+    """A profile path's ids (org, account, workspace, MPID), None unless all are valid."""
+    try:
+        return _ids(parts, _PROFILE_IDS)
+    except InvalidBatch:
+        return None
 
 
 def _ids(parts: list[str], names: tuple[str, ...]) -> list[int]:

@@ -229,8 +229,10 @@ def as_of(
     """The profile as a read sees it at `now_ms`: the values of active definitions as
     time has left them; those of deleted ones (`retired`: workspace and name) gone already
     (the profile's next batch drops their states)."""
-    workspaces = dict(profile.workspaces)
+    dropped: dict[int, WorkspaceProfile] = {}
     for workspace_id, workspace in profile.workspaces.items():
+        if not workspace.calculated:
+            continue  # nothing to keep or drop (most workspaces: no copy of the profile)
         held = active.get(workspace_id)
         digests = {} if held is None else held.digests
         # A state of a definition not loaded yet (activated elsewhere a moment ago) stays.
@@ -241,8 +243,10 @@ def as_of(
             and (workspace_id, name) not in retired
         }
         if len(kept) != len(workspace.calculated):
-            workspaces[workspace_id] = with_values(replace(workspace, calculated=kept), now_ms)
-    return refreshed(replace(profile, workspaces=workspaces), now_ms)
+            dropped[workspace_id] = with_values(replace(workspace, calculated=kept), now_ms)
+    if dropped:
+        profile = replace(profile, workspaces={**profile.workspaces, **dropped})
+    return refreshed(profile, now_ms)
 
 
 def _attribute_changes(

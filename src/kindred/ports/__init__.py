@@ -162,6 +162,11 @@ class UnitsOfWork(Protocol):
 class ProfileReader(Protocol):
     def get_profile(self, mpid: int) -> Profile | None: ...
 
+    def versioned_profile(self, mpid: int) -> tuple[int, Profile | None]:
+        """The definitions' version as last committed and the profile, as one read sees
+        them (one statement on the SQL stores: the Profile API's point read)."""
+        ...
+
     def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
         """The profiles of `mpids` as last committed, in one read (those not stored are
         absent); a page at a time, as the audience download reads its members."""

@@ -434,6 +434,9 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
     def get_profile(self, mpid: int) -> Profile | None:
         return self._state.profiles.get(mpid)
 
+    def versioned_profile(self, mpid: int) -> tuple[int, Profile | None]:
+        return self._state.definitions_version, self._state.profiles.get(mpid)
+
     def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
         profiles = self._state.profiles
         return {m: profiles[m] for m in mpids if m in profiles}

@@ -225,6 +225,11 @@ class TokenService:
         """The credential behind an `Authorization: Bearer ...` header (at the definitions
         `version`, see CredentialRegistry.get) for a route serving `audience` (None: the
         Profile API's); InvalidToken else."""
+        return self.credential(self.verify(authorization, audience), version)
+
+    def verify(self, authorization: str | None, audience: str | None = None) -> TokenClaims:
+        """The claims of the header's bearer token, checked as `authenticate` checks them
+        (signature, expiry, audience) but not yet its credential; InvalidToken else."""
         if not authorization:
             raise InvalidToken("missing Authorization header (Bearer token from /oauth/token)")
         scheme, _, token = authorization.partition(" ")
@@ -243,6 +248,11 @@ class TokenService:
             raise InvalidToken("bearer token has expired")
         elif claims.aud != audience:
             raise InvalidToken("bearer token was issued for another audience")
+        return claims
+
+    def credential(self, claims: TokenClaims, version: int | None = None) -> ApiCredential:
+        """The active credential a verified token was issued to, at the definitions
+        `version`; InvalidToken once it is revoked."""
         credential = self._registry.get(claims.sub, version)
         if credential is None:
             raise InvalidToken("the credential of this token was revoked")

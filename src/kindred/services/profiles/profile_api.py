@@ -82,6 +82,17 @@ class ProfileApiService:
         credential and the profile's calculated values."""
         return self._store.definitions_version()
 
+    def versioned_profile(self, mpid: int) -> tuple[int, Profile | None]:
+        """The definitions as last committed and the stored profile, in one read: for a
+        caller whose access was checked already (`check_access`), then again at that
+        version by `read`."""
+        return self._store.versioned_profile(mpid)
+
+    def check_access(self, credential: ApiCredential, path: tuple[int, int, int]) -> None:
+        """AuthRejected or NotFound unless the credential may read the workspace at `path`
+        (org, account, workspace), as `by_mpid` and `read` check first."""
+        self._workspace(credential, *path)
+
     def by_mpid(
         self,
         credential: ApiCredential,
@@ -91,7 +102,29 @@ class ProfileApiService:
         version: int | None = None,
     ) -> ProfileResponse:
         workspace = self._workspace(credential, *path)
-        profile = follow_merged(self._store.get_profile, self._store.get_profile(mpid))
+        return self._answer(workspace, mpid, self._store.get_profile(mpid), fields, version)
+
+    def read(
+        self,
+        credential: ApiCredential,
+        path: tuple[int, int, int],
+        stored: tuple[int, Profile | None],
+        fields: Collection[str],
+        version: int | None = None,
+    ) -> ProfileResponse:
+        """`by_mpid` for a profile read already: `stored` is its MPID and what was read."""
+        workspace = self._workspace(credential, *path)
+        return self._answer(workspace, stored[0], stored[1], fields, version)
+
+    def _answer(
+        self,
+        workspace: WorkspaceDef,
+        mpid: int,
+        stored: Profile | None,
+        fields: Collection[str],
+        version: int | None,
+    ) -> ProfileResponse:
+        profile = follow_merged(self._store.get_profile, stored)
         now = self._clock.now_ms()
         if profile is None or profile.scope != workspace.identity_scope:
             raise NotFound(f"no profile with MPID {mpid}")

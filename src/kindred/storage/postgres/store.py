@@ -93,6 +93,11 @@ _Connection = psycopg.Connection[TupleRow]
 _MIGRATION_LOCK = (0x6B696E64, 1)  # "kind"
 
 _READ_WAIT_S = 2.0
+# One round trip: the version always, the profile's columns NULL when there is none.
+_VERSIONED_PROFILE = (
+    f"SELECT definitions_version.version, {PROFILE_COLUMNS} FROM definitions_version"
+    " LEFT JOIN profiles ON profiles.mpid = %(mpid)s WHERE definitions_version.id = 1"
+)
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("%s")
 _LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("%s")
 
@@ -279,6 +284,10 @@ class PostgresStore(CalculatedSaves, SqlDsrStore):
     def get_profile(self, mpid: int) -> Profile | None:
         rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))
         return stored_profile(rows[0][0], rows[0][1]) if rows else None
+
+    def versioned_profile(self, mpid: int) -> tuple[int, Profile | None]:
+        ((version, doc, held),) = self._rows(_VERSIONED_PROFILE, {"mpid": mpid})
+        return int(version), None if doc is None else stored_profile(doc, held)
 
     def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
         if not mpids:

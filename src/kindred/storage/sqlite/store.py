@@ -87,6 +87,12 @@ _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 # MPIDs per `IN (...)` list (well under SQLite's limit on parameters).
 _IN_CHUNK = 5_000
 _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
+# One statement, so one read transaction (its WAL lock taken once): the version always,
+# the profile's columns NULL when there is none.
+_VERSIONED_PROFILE = (
+    f"SELECT definitions_version.version, {PROFILE_COLUMNS} FROM definitions_version"
+    " LEFT JOIN profiles ON profiles.mpid = :mpid WHERE definitions_version.id = 1"
+)
 _SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
 _LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("?")
 
@@ -341,6 +347,15 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
             # Busy past the timeout, or the disk failing: tell the caller to retry (503).
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         return None if row is None else stored_profile(row[0], row[1])
+
+    def versioned_profile(self, mpid: int) -> tuple[int, Profile | None]:
+        try:
+            version, doc, held = (
+                self._reader().execute(_VERSIONED_PROFILE, {"mpid": mpid}).fetchone()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        return int(version), None if doc is None else stored_profile(doc, held)
 
     def get_profiles(self, mpids: Sequence[int]) -> dict[int, Profile]:
         if not mpids:
