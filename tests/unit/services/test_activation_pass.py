@@ -90,3 +90,22 @@ def test_a_profile_created_during_the_pass_is_evaluated_by_each_of_its_batches()
     world.plays("u9", [DAY])  # a new profile (MPID 3): nothing stored to fold
     world.plays("u9", [0])  # its second batch, the pass still going
     assert world.members(audience) == [3]
+
+
+def test_the_marks_of_a_finished_activation_go_with_the_profile_s_next_batch() -> None:
+    world = _stepping(World())
+    world.plays("u1", [DAY, 2 * DAY])
+    world.plays("u2", [DAY])
+    audience = world.audience(AT_LEAST_3)
+    world.backfill.run()  # MPID 1 marked; the pass not through yet
+    world.plays("u1", [0])
+    marked = world.store.get_profile(1)
+    assert marked is not None
+    assert marked.event_folded  # still read while it is warming
+    world.settle()
+    world.plays("u1", [0])
+    after = world.store.get_profile(1)
+    assert after is not None
+    assert after.event_folded == {}  # nothing reads them any more
+    assert _history_lengths(world, 1) == [4]  # the histories stay
+    assert world.members(audience) == [1]

@@ -54,6 +54,10 @@ class AudienceSet:
     active: list[CompiledAudience]  # each after the audiences it nests
     tracked: Histories  # the histories active audiences read
     by_id: dict[int, AudienceDef]  # every audience, deleted ones included
+    # The histories whose `event_folded` marks are still read: a warming audience's (its
+    # activation's pass) and a shadow edit's (its fold). Every other mark is dead weight
+    # in the document, dropped at the profile's next batch.
+    marked: frozenset[str] = frozenset()
 
 
 class AudienceRegistry:
@@ -83,6 +87,9 @@ class AudienceRegistry:
                 h for a in (*compiled, *shadows) if not a.standard for h in a.histories
             ),
             by_id={a.id: a for a in saved},
+            marked=frozenset(
+                h.key for a in (*(c for c in compiled if c.warming), *shadows) for h in a.histories
+            ),
         )
 
     def _shadows(
@@ -140,8 +147,8 @@ class AudienceRegistry:
         history = record_events(profile.event_times, events, input_name, tracked, now_ms)
         if history != profile.event_times:
             profile = msgspec.structs.replace(profile, event_times=history)
-        if profile.event_folded and not profile.event_folded.keys() <= tracked.specs.keys():
-            folded = {k: v for k, v in profile.event_folded.items() if k in tracked.specs}
+        if profile.event_folded and not profile.event_folded.keys() <= audiences.marked:
+            folded = {k: v for k, v in profile.event_folded.items() if k in audiences.marked}
             profile = msgspec.structs.replace(profile, event_folded=folded)
         keys = {
             k for e in events for k in (e.event_type, f"{e.event_type}:{(e.name or '').lower()}")
