@@ -39,6 +39,7 @@ from kindred.ports import (
     Secrets,
     Store,
 )
+from kindred.ports.batch_log import BatchLog, PartitionLeases
 from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
@@ -69,6 +70,9 @@ from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
+from kindred.services.partitions.appender import BacklogLimits, LogAppender
+from kindred.services.partitions.status import LogStatus, read_status
+from kindred.services.partitions.worker import PartitionWorker, WorkerOptions
 from kindred.services.privacy.bulk import BulkDeletion
 from kindred.services.privacy.callbacks import (
     CALLBACK_CONNECTION,
@@ -157,8 +161,22 @@ class Container:
     bulk_delete: BulkDeletion
     processor_key: ProcessorKey
     receipts: Receipts
+    # Role api: batches go to the batch log; role worker: its partitions applied here.
+    appender: LogAppender | None = None
+    partition_worker: PartitionWorker | None = None
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
+
+    @property
+    def role(self) -> str:
+        return self.settings.server.role
+
+    def log_status(self) -> LogStatus:
+        """The batch log's backlog and each partition's position and holder (`kindred
+        stream status`)."""
+        return read_status(
+            lambda: _batch_log(self.settings), _leases(self.store), self.settings.stream.partitions
+        )
 
     def migrate(self) -> int:
         """Bring the store's schema up to date (every command does before using it),
@@ -220,6 +238,15 @@ class Container:
     def start(self) -> None:
         self.migrate()
         self.writer.start()
+        if self.role != "api":
+            # Background jobs run where batches are applied: role all, or the workers.
+            self._start_jobs()
+        self._start_estimates()
+        if self.partition_worker is not None:
+            self.partition_worker.start()
+        self.started = True
+
+    def _start_jobs(self) -> None:
         interval = self.settings.retention.sweep_interval_s
         if interval > 0:
             # The first sweep soon after start, so that short-lived processes sweep too.
@@ -252,16 +279,6 @@ class Container:
                 periodic = Periodic(name, every, task)
                 periodic.start()
                 self._background.append(periodic)
-        if audiences.estimate_refresh_s > 0:
-            # The first run at once: the samples are warm for the first estimates.
-            estimates = Periodic(
-                "audience-estimates",
-                audiences.estimate_refresh_s,
-                self.estimates.refresh,
-                first_after_s=0.0,
-            )
-            estimates.start()
-            self._background.append(estimates)
         dsr_every = self.settings.privacy.run_interval_s
         if dsr_every > 0:
             requests = Periodic("dsr-requests", dsr_every, self.dsr.run_due)
@@ -272,7 +289,21 @@ class Container:
             follow = Periodic("delivery-reconcile", 2.0, self.delivery.reconcile)
             follow.start()
             self._background.append(follow)
-        self.started = True
+
+    def _start_estimates(self) -> None:
+        """The estimator's samples are read by the process whose UI and admin API answer
+        estimates: every role."""
+        audiences = self.settings.audiences
+        if audiences.estimate_refresh_s > 0:
+            # The first run at once: the samples are warm for the first estimates.
+            estimates = Periodic(
+                "audience-estimates",
+                audiences.estimate_refresh_s,
+                self.estimates.refresh,
+                first_after_s=0.0,
+            )
+            estimates.start()
+            self._background.append(estimates)
 
     def close(self) -> None:
         """Stop background work, drain the writer (everything submitted is committed), then
@@ -351,6 +382,9 @@ def build(
     receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
     dsr = _dsr(settings, store, transactions, clock, receipts)
     dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
+    appender, partition_worker = _roles(
+        settings, store, tenancy=tenancy, clock=clock, metrics=metrics, writer=writer
+    )
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -431,7 +465,76 @@ def build(
         ),
         processor_key=processor_key,
         receipts=receipts,
+        appender=appender,
+        partition_worker=partition_worker,
     )
+
+
+def _roles(
+    settings: Settings,
+    store: Store,
+    *,
+    tenancy: Tenancy,
+    clock: Clock,
+    metrics: PrometheusMetrics,
+    writer: GroupWriter,
+) -> tuple[LogAppender | None, PartitionWorker | None]:
+    """Role api appends batches to the batch log; role worker applies its partitions;
+    role all does neither (batches go to the writer, as they always did)."""
+    role, stream = settings.server.role, settings.stream
+    if role == "api":
+        limits = BacklogLimits(
+            max_bytes=stream.max_backlog_bytes,
+            max_age_s=stream.max_backlog_age_s,
+            retry_after_s=stream.retry_after_s,
+        )
+        return LogAppender(_batch_log(settings), limits, clock, metrics), None
+    if role == "worker":
+        options = WorkerOptions(
+            owner=_process_name(),
+            partitions=stream.partitions,
+            lease_s=stream.lease_s,
+            page=settings.store.group_max,
+        )
+        worker = PartitionWorker(
+            lambda: _batch_log(settings),
+            _leases(store),
+            submit=writer.submit_async,
+            inputs=tenancy.input_named,
+            metrics=metrics,
+            options=options,
+        )
+        return None, worker
+    return None, None
+
+
+def _batch_log(settings: Settings) -> BatchLog:
+    from kindred.stream import JetStreamLog, LogOptions  # noqa: PLC0415 - roles api, worker
+
+    stream = settings.stream
+    return JetStreamLog(
+        LogOptions(
+            servers=tuple(u.strip() for u in stream.url.split(",") if u.strip()),
+            stream=stream.name,
+            subject_prefix=stream.subject_prefix,
+            partitions=stream.partitions,
+            replicas=stream.replicas,
+            append_deadline_s=stream.append_deadline_s,
+        )
+    )
+
+
+def _leases(store: Store) -> PartitionLeases:
+    from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
+
+    if not isinstance(store, PostgresStore):
+        raise ConfigError("the batch log's partitions are kept in PostgreSQL (store.url)")
+    return store
+
+
+def _process_name() -> str:
+    """Which process holds a lease; unique per process start."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _secret_box(settings: Settings) -> FernetBox:
@@ -720,7 +823,7 @@ def _lane_factory(
 ) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
     forwarding = settings.forwarding
     # Which process holds a connection's lease; unique per process start.
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = _process_name()
 
     def make_lane(connection: EventConnection | AudienceConnection, output: OutputDef) -> Lane:
         callbacks = connection.name == CALLBACK_CONNECTION

@@ -78,6 +78,11 @@ class EventsApi:
         await self._submit([Accepted(source, obs, body, client_ip=client_ip)])
 
     async def _submit(self, items: Sequence[Accepted | Refused]) -> list[BatchOutcome]:
+        """Each item applied (its outcome), or with role api appended to the batch log
+        (no outcome yet: a worker applies it)."""
+        if self._c.appender is not None:
+            await self._c.appender.submit(items)
+            return []
         submit = self._c.writer.submit_async
         if len(items) == 1:
             return [await submit(items[0])]

@@ -53,6 +53,7 @@ class _State:
     profiles: dict[int, Profile] = field(default_factory=dict)
     identities: dict[tuple[str, IdentityKey], set[int]] = field(default_factory=dict)
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # batch log partition -> seq
     log: list[LogEntry] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
     merges: list[MergeEntry] = field(default_factory=list)
@@ -147,6 +148,12 @@ class _MemoryUnitOfWork:
         if (input_name, request_id) in self.state.requests:
             return False
         self.state.requests[(input_name, request_id)] = now_ms
+        return True
+
+    def advance_position(self, partition: int, seq: int) -> bool:
+        if seq <= self.state.positions.get(partition, 0):
+            return False
+        self.state.positions[partition] = seq
         return True
 
     def append_log(self, entry: LogEntry) -> None:
@@ -411,6 +418,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             draft.profiles = dict(draft.profiles)
             draft.identities = {k: set(v) for k, v in draft.identities.items()}
             draft.requests = dict(draft.requests)
+            draft.positions = dict(draft.positions)
             draft.log = list(draft.log)
             draft.rejects = list(draft.rejects)
             draft.merges = list(draft.merges)
