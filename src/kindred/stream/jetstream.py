@@ -55,14 +55,23 @@ class LogOptions:
     request_timeout_s: float = 2.0
 
 
+@dataclass
+class _Reader:
+    """A partition's pull consumer: the stream seq its next record follows, and how many
+    messages it has delivered (its consumer sequence: one more each, with no gaps)."""
+
+    sub: JetStreamContext.PullSubscription
+    after: int
+    delivered: int = 0
+
+
 class JetStreamLog:
     def __init__(self, options: LogOptions) -> None:
         self._o = options
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._connecting = asyncio.Lock()
-        # partition -> (its pull consumer, the seq its next record follows)
-        self._readers: dict[int, tuple[JetStreamContext.PullSubscription, int]] = {}
+        self._readers: dict[int, _Reader] = {}
 
     @property
     def partitions(self) -> int:
@@ -92,17 +101,25 @@ class JetStreamLog:
     async def read(
         self, partition: int, after_seq: int, limit: int, wait_s: float
     ) -> list[LogRecord]:
-        sub = await self._reader(partition, after_seq)
+        reader = await self._reader(partition, after_seq)
         try:
-            messages = await sub.fetch(limit, timeout=wait_s)
-        except NatsTimeout:
+            messages = await reader.sub.fetch(limit, timeout=wait_s)
+        except (TimeoutError, NatsTimeout):
             return []
         except _FAILURES:
             await self._drop_reader(partition)
             raise
-        records = [LogRecord(m.metadata.sequence.stream, m.data) for m in messages]
-        if records:
-            self._readers[partition] = (sub, records[-1].seq)
+        records = []
+        for message in messages:
+            sequence = message.metadata.sequence
+            if sequence.consumer != reader.delivered + 1:
+                # A message this consumer delivered was lost on the way (a fetch that
+                # timed out as it arrived): read again from the last record returned.
+                await self._drop_reader(partition)
+                break
+            reader.delivered = sequence.consumer
+            reader.after = sequence.stream
+            records.append(LogRecord(sequence.stream, message.data))
         return records
 
     async def trim(self, partition: int, through_seq: int) -> None:
@@ -135,10 +152,10 @@ class JetStreamLog:
         if client is not None and not client.is_closed:
             await client.close()
 
-    async def _reader(self, partition: int, after_seq: int) -> JetStreamContext.PullSubscription:
+    async def _reader(self, partition: int, after_seq: int) -> _Reader:
         held = self._readers.get(partition)
-        if held is not None and held[1] == after_seq:
-            return held[0]
+        if held is not None and held.after == after_seq:
+            return held
         await self._drop_reader(partition)
         js = await self._jetstream()
         config = ConsumerConfig(
@@ -154,8 +171,9 @@ class JetStreamLog:
         sub = await js.pull_subscribe(
             self.subject(partition), durable=None, stream=self._o.stream, config=config
         )
-        self._readers[partition] = (sub, after_seq)
-        return sub
+        reader = _Reader(sub, after_seq)
+        self._readers[partition] = reader
+        return reader
 
     async def _drop_reader(self, partition: int) -> None:
         held = self._readers.pop(partition, None)
@@ -163,7 +181,7 @@ class JetStreamLog:
             return
         # When this fails the consumer goes by its inactivity threshold.
         with contextlib.suppress(*_FAILURES):
-            await held[0].unsubscribe()
+            await held.sub.unsubscribe()
 
     async def _jetstream(self) -> JetStreamContext:
         if self._js is not None:

@@ -150,7 +150,7 @@ class PartitionWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("partition %d: %s; reading again from its position", partition, exc)
+                log.warning("partition %d: %r; reading again from its position", partition, exc)
                 reader.position = None
                 await asyncio.sleep(self._o.backoff_s)
 
