@@ -15,7 +15,8 @@ waits until every batch answered 202 is in the event log. It reports:
   nats-server (the whole server; other users of it count too), over the run and drain.
 
     PYTHONPATH=src python bench/scale.py --rounds 3 --duration 15
-    PYTHONPATH=src python bench/scale.py --chaos 10     # kill -9 trials (tests/e2e/scaleout)
+    PYTHONPATH=src python bench/scale.py --chaos 10     # kill -9 trials (tests/e2e/test_roles.py)
+    PYTHONPATH=src python bench/scale.py --pg-cut 60    # PostgreSQL away for 60 s
 """
 
 from __future__ import annotations
@@ -224,6 +225,71 @@ def chaos(trials: int) -> None:
     print(json.dumps({"trials": trials, "passed": passed}))
 
 
+def pg_cut(seconds: float) -> None:
+    """PostgreSQL cut for `seconds` during ingest (1 API + 1 worker, a proxy in front of
+    the database): every answer while it is away, and whether everything answered 202 was
+    applied exactly once, in order, after it is back."""
+    from tests.e2e.scaleout import (  # noqa: PLC0415 - the e2e tests' helpers
+        PgProxy,
+        Sender,
+        check_applied,
+        role_server,
+        stream_section,
+    )
+
+    proxy = PgProxy()
+    stream, _ = stream_section("nats://127.0.0.1:4222")
+    db = f"kindred_cut_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    direct = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}"
+    with tempfile.TemporaryDirectory() as tmp:
+        api = role_server(Path(tmp), "api", "api", url, stream)
+        worker = role_server(Path(tmp), "worker", "worker", url, stream)
+        api.start()
+        worker.start()
+        sender = Sender(lambda: [api.url], users=8)
+        try:
+            sender.start()
+            time.sleep(3)
+            before = dict(sender.answers)
+            proxy.cut()
+            time.sleep(seconds)
+            during = {k: v for k, v in sender.answers.items() if k not in before}
+            proxy.restore()
+            back = time.perf_counter()
+            time.sleep(5)
+            sender.stop()
+            wanted = sum(1 for v in sender.answers.values() if v == 202)
+            _drain(direct, wanted, 300)
+            caught_up = time.perf_counter() - back
+            with psycopg.connect(direct) as conn:
+                rows = conn.execute("SELECT body FROM event_log ORDER BY id").fetchall()
+            applied = []
+            for (body,) in rows:
+                doc = json.loads(bytes(body))
+                applied.append((doc["user_identities"]["customer_id"], doc["user_attributes"]["n"]))
+            counts = check_applied(sender.answers, applied)
+            statuses: dict[int, int] = {}
+            for status in during.values():
+                statuses[status] = statuses.get(status, 0) + 1
+            print(json.dumps({
+                "cut_s": seconds,
+                "answers_while_cut": statuses,
+                "caught_up_s_after_restore": round(caught_up, 1),
+                **counts,
+                "exactly_once_in_order": True,
+            }))  # fmt: skip
+        finally:
+            sender.stop()
+            api.stop()
+            worker.stop()
+            proxy.cut()
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -236,9 +302,13 @@ def main() -> None:
     parser.add_argument("--wrk", default="wrk")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--chaos", type=int, default=0, help="kill -9 trials instead")
+    parser.add_argument("--pg-cut", type=float, default=0, help="cut PostgreSQL this long")
     args = parser.parse_args()
     if args.chaos:
         chaos(args.chaos)
+        return
+    if args.pg_cut:
+        pg_cut(args.pg_cut)
         return
     names = args.layouts.split(",")
     print(json.dumps({"machine": machine(), "load": os.getloadavg()}), flush=True)

@@ -171,6 +171,11 @@ class Container:
     def role(self) -> str:
         return self.settings.server.role
 
+    def jobs(self) -> list[str]:
+        """The background jobs this process runs (role api: the estimator's refresh
+        alone)."""
+        return [task.name for task in self._background]
+
     def log_status(self) -> LogStatus:
         """The batch log's backlog and each partition's position and holder (`kindred
         stream status`)."""
@@ -308,6 +313,9 @@ class Container:
     def close(self) -> None:
         """Stop background work, drain the writer (everything submitted is committed), then
         close the store. Also ends a container that was never started (the CLI's)."""
+        if self.partition_worker is not None:
+            # First: what it submits needs the writer and the store.
+            self.partition_worker.stop()
         for task in self._background:
             task.stop()
         self._background.clear()

@@ -182,3 +182,29 @@ def test_workers_share_the_partitions_and_take_over_a_dead_one() -> None:
             assert [s.owner for s in store.partition_states(4)] == ["", "", "", ""]
         finally:
             store.close()
+
+
+def test_background_jobs_run_in_workers_and_never_in_api_processes(
+    tmp_path: Path, stream_names: tuple[str, str]
+) -> None:
+    with temporary_database() as conninfo:
+        jobs = {}
+        for role in ("api", "worker"):
+            settings = msgspec.structs.replace(
+                _settings(pg_url(conninfo), stream_names, role), data_dir=str(tmp_path / role)
+            )
+            container = build(settings)
+            container.start()
+            try:
+                jobs[role] = set(container.jobs())
+            finally:
+                container.close()
+        assert jobs["api"] == {"audience-estimates"}
+        assert {
+            "retention",
+            "audience-schedule",
+            "audience-backfill",
+            "calculated-backfill",
+            "dsr-requests",
+            "delivery-reconcile",
+        } <= jobs["worker"]
