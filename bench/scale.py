@@ -41,7 +41,12 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import AUTH, CONFIG, ServerProcess, machine
-from bench.wrk import machine_busy_seconds, postgres_cpu_seconds, run_wrk
+from bench.wrk import (
+    machine_busy_seconds,
+    postgres_cpu_seconds,
+    process_cpu_seconds,
+    run_wrk,
+)
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 LUA = Path(__file__).with_name("events.lua")
@@ -53,21 +58,6 @@ class Layout:
     name: str
     apis: int
     workers: int
-
-
-def _process_cpu(name: str) -> float:
-    """User + system CPU seconds so far of every process called `name`."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        found, _, rest = text.partition(" (")[2].rpartition(")")
-        if found == name:
-            fields = rest.split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _config(directory: Path, nats: str, partitions: int) -> Path:
@@ -155,7 +145,8 @@ def _measure(
 ) -> dict[str, Any]:
     before_rows = _count(url)
     cpu = [s.cpu_seconds() for s in servers]
-    pg, nats, busy = postgres_cpu_seconds(), _process_cpu("nats-server"), machine_busy_seconds()
+    pg, nats = postgres_cpu_seconds(), process_cpu_seconds("nats-server")
+    busy = machine_busy_seconds()
     started = time.perf_counter()
     result = _wrk(servers[0].port, args, args.duration, f"m{uuid.uuid4().hex[:6]}")
     wrk_wall = time.perf_counter() - started
@@ -164,7 +155,7 @@ def _measure(
     total_wall = time.perf_counter() - started
     applied = _count(url) - before_rows
     used = [s.cpu_seconds() - c for s, c in zip(servers, cpu, strict=True)]
-    pg, nats = postgres_cpu_seconds() - pg, _process_cpu("nats-server") - nats
+    pg, nats = postgres_cpu_seconds() - pg, process_cpu_seconds("nats-server") - nats
     busy = machine_busy_seconds() - busy
     per_batch = 1000 / max(applied, 1)
     report = {
