@@ -24,6 +24,10 @@ from kindred.wire.envelope import Envelope, encode_envelope
 __all__ = ["BacklogFull", "BacklogLimits", "LogAppender", "envelope_of", "partition_for"]
 
 
+# How old the last backlog figure may be when the log cannot be asked.
+_STALE_S = 15.0
+
+
 class BacklogFull(StoreUnavailable):
     """The batch log holds as much as it may: come back later (503, Retry-After)."""
 
@@ -52,7 +56,8 @@ class LogAppender:
         self._metrics = metrics
         self._msg_ids = msg_ids
         self._backlog: Backlog | None = None
-        self._read_at = 0.0
+        self._read_at = 0.0  # when the backlog was last read
+        self._next_read = 0.0  # when it is read again
         self._reading = asyncio.Lock()
 
     async def submit(self, items: Sequence[Accepted | Refused]) -> None:
@@ -82,17 +87,27 @@ class LogAppender:
             raise full
 
     async def _current(self) -> Backlog:
-        if self._backlog is not None and time.monotonic() - self._read_at < self._limits.refresh_s:
+        if self._backlog is not None and time.monotonic() < self._next_read:
             return self._backlog
         async with self._reading:  # one read at a time; those waiting use its answer
-            if self._backlog is None or time.monotonic() - self._read_at >= self._limits.refresh_s:
-                try:
-                    backlog = await self._log.backlog()
-                except Exception as exc:
-                    raise StoreUnavailable(f"batch log unavailable: {exc!r}") from exc
-                self._backlog, self._read_at = backlog, time.monotonic()
-                self._metrics.log_backlog(backlog, self._age_s(backlog))
+            if self._backlog is None or time.monotonic() >= self._next_read:
+                await self._read_backlog()
+        assert self._backlog is not None
         return self._backlog
+
+    async def _read_backlog(self) -> None:
+        now = time.monotonic()
+        self._next_read = now + self._limits.refresh_s
+        try:
+            backlog = await self._log.backlog()
+        except Exception as exc:
+            # A stream leader being elected answers nothing for a few seconds: the last
+            # figure stands in meanwhile (appends wait for the new leader).
+            if self._backlog is None or now - self._read_at > _STALE_S:
+                raise StoreUnavailable(f"batch log unavailable: {exc!r}") from exc
+            return
+        self._backlog, self._read_at = backlog, now
+        self._metrics.log_backlog(backlog, self._age_s(backlog))
 
     def _age_s(self, backlog: Backlog) -> float:
         if backlog.oldest_ms is None:
