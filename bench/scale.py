@@ -60,11 +60,12 @@ class Layout:
     workers: int
 
 
-def _config(directory: Path, nats: str, partitions: int) -> Path:
+def _config(directory: Path, nats: str, partitions: int, replicas: int) -> Path:
     tag = uuid.uuid4().hex[:10]
     stream = (
         f'\n[stream]\nurl = "{nats}"\nname = "KINDRED_SCALE_{tag}"\n'
         f'subject_prefix = "kindred.scale.{tag}"\npartitions = {partitions}\n'
+        f"replicas = {replicas}\n"
     )
     text = CONFIG.read_text()
     head, sep, rest = text.partition("[org]")
@@ -94,7 +95,7 @@ def run_layout(layout: Layout, args: argparse.Namespace) -> dict[str, Any]:
         admin.execute(f"CREATE DATABASE {db}")
     url = f"postgresql://postgres@127.0.0.1:5432/{db}"
     with tempfile.TemporaryDirectory() as tmp:
-        config = _config(Path(tmp), args.nats, args.partitions)
+        config = _config(Path(tmp), args.nats, args.partitions, args.replicas)
         servers = _servers(layout, Path(tmp), url, config)
         try:
             for server in servers:
@@ -213,6 +214,8 @@ def chaos(trials: int) -> None:
         ok = done.returncode == 0
         passed += ok
         print(json.dumps({"trial": trial, "passed": ok, "tail": done.stdout[-300:]}), flush=True)
+        if not ok:
+            print(done.stdout, file=sys.stderr, flush=True)
     print(json.dumps({"trials": trials, "passed": passed}))
 
 
@@ -244,10 +247,10 @@ def pg_cut(seconds: float) -> None:
         try:
             sender.start()
             time.sleep(3)
-            before = dict(sender.answers)
+            before = sender.snapshot()
             proxy.cut()
             time.sleep(seconds)
-            during = {k: v for k, v in sender.answers.items() if k not in before}
+            during = {k: v for k, v in sender.snapshot().items() if k not in before}
             proxy.restore()
             back = time.perf_counter()
             time.sleep(5)
@@ -290,6 +293,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--replicas", type=int, default=1, help="the stream's replicas")
     parser.add_argument("--wrk", default="wrk")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--chaos", type=int, default=0, help="kill -9 trials instead")

@@ -211,6 +211,11 @@ class Sender:
         for thread in self._threads:
             thread.join(30)
 
+    def snapshot(self) -> dict[tuple[str, int], int]:
+        """The answers so far (a copy: the senders go on)."""
+        with self._lock:
+            return dict(self.answers)
+
     def count(self, status: int) -> int:
         with self._lock:
             return sum(1 for s in self.answers.values() if s == status)

@@ -55,7 +55,11 @@ def _all_applied(conninfo: str, sender: Sender) -> list[tuple[str, int]]:
         applied = _applied(conninfo)
         return applied if wanted <= set(applied) else None
 
-    until(done, "every batch answered 202 applied", timeout_s=60)
+    try:
+        until(done, "every batch answered 202 applied", timeout_s=60)
+    except AssertionError:
+        missing = sorted(wanted - set(_applied(conninfo)))
+        raise AssertionError(f"answered 202, not applied in 60 s: {missing[:10]}") from None
     time.sleep(1.0)  # anything still in flight (an unanswered batch) lands too
     return _applied(conninfo)
 
@@ -155,9 +159,9 @@ def test_with_the_database_cut_the_api_accepts_up_to_the_backlog_then_503(
             sender.start()
             until(lambda: sender.count(202) > 50, "batches accepted before the cut")
             proxy.cut()
-            cut_at = len(sender.answers)
+            cut_at = len(sender.snapshot())
             until(lambda: sender.count(503) > 20, "503 once the backlog is full", timeout_s=60)
-            during = dict(sender.answers)
+            during = sender.snapshot()
             assert _metric(api, "kindred_log_backlog_bytes") > 0
             proxy.restore()
             time.sleep(2.0)

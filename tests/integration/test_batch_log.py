@@ -73,9 +73,14 @@ def test_records_read_in_order_from_a_position_and_trimmed(
         assert (held.messages, held.per_partition) == (6, {0: 3, 1: 3})
         assert held.oldest_ms is not None
         assert abs(held.oldest_ms - time.time() * 1000) < 60_000
-        await batch_log.trim(0, seqs[2])
-        assert (await batch_log.backlog()).per_partition == {0: 1, 1: 3}
+        # Partition 0 applied through its second record, 1 through its first: the log
+        # keeps everything from the first record one of them still needs.
+        await batch_log.trim({0: seqs[2], 1: seqs[1]})
+        assert (await batch_log.backlog()).per_partition == {0: 1, 1: 2}
         assert [r.data for r in await batch_log.read(0, 0, 10, 0.5)] == [b"r4"]
+        assert [r.data for r in await batch_log.read(1, 0, 10, 0.5)] == [b"r3", b"r5"]
+        await batch_log.trim({0: seqs[4], 1: seqs[5]})
+        assert (await batch_log.backlog()).messages == 0
         await batch_log.close()
 
     asyncio.run(scenario())

@@ -12,7 +12,7 @@ skips nothing and repeats nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -65,8 +65,10 @@ class BatchLog(Protocol):
         waits up to `wait_s` for the first one (an empty list when none came)."""
         ...
 
-    async def trim(self, partition: int, through_seq: int) -> None:
-        """Drop the partition's records up to `through_seq` (applied: no longer needed)."""
+    async def trim(self, positions: Mapping[int, int]) -> None:
+        """Drop the records no partition needs any more: every record below the first
+        one not yet applied, given each partition's applied position (records appended
+        meanwhile are kept)."""
         ...
 
     async def backlog(self) -> Backlog: ...

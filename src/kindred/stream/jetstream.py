@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import nats
@@ -37,6 +38,8 @@ from kindred.ports.batch_log import Backlog, LogRecord
 __all__ = ["JetStreamLog", "LogOptions"]
 
 _FAILURES = (NatsError, OSError, asyncio.TimeoutError)
+# Empty reads in a row after which a partition's consumer is made again.
+_IDLE_READS = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class _Reader:
     sub: JetStreamContext.PullSubscription
     after: int
     delivered: int = 0
+    idle: int = 0  # empty reads in a row
 
 
 class JetStreamLog:
@@ -105,10 +109,16 @@ class JetStreamLog:
         try:
             messages = await reader.sub.fetch(limit, timeout=wait_s)
         except (TimeoutError, NatsTimeout):
+            reader.idle += 1
+            if reader.idle >= _IDLE_READS:
+                # Nothing for a while: the consumer may have gone with a node that died,
+                # and a pull nobody answers looks like an empty partition. A new one.
+                await self._drop_reader(partition)
             return []
         except _FAILURES:
             await self._drop_reader(partition)
             raise
+        reader.idle = 0
         records = []
         for message in messages:
             sequence = message.metadata.sequence
@@ -122,10 +132,25 @@ class JetStreamLog:
             records.append(LogRecord(sequence.stream, message.data))
         return records
 
-    async def trim(self, partition: int, through_seq: int) -> None:
+    async def trim(self, positions: Mapping[int, int]) -> None:
+        """One purge of the whole stream below the first record some partition still
+        needs. Never a purge of one subject: nats-server 2.9 replays a subject's purge as
+        a purge of every subject when a node recovers, and moves other subjects'
+        consumers past it (nats-server#4196, #3838), either of which loses records."""
         js = await self._jetstream()
-        # Purges the subject's messages below `seq`.
-        await js.purge_stream(self._o.stream, subject=self.subject(partition), seq=through_seq + 1)
+        # Read first: a record appended after it is above it, so it is kept.
+        keep_from = (await js.stream_info(self._o.stream)).state.last_seq + 1
+        for partition in range(self._o.partitions):
+            after = positions.get(partition, 0)
+            try:
+                first = await js.get_msg(
+                    self._o.stream, seq=after + 1, next=True, subject=self.subject(partition)
+                )
+            except NotFoundError:
+                continue  # nothing of this partition waits
+            if first.seq is not None:
+                keep_from = min(keep_from, first.seq)
+        await js.purge_stream(self._o.stream, seq=keep_from)
 
     async def backlog(self) -> Backlog:
         js = await self._jetstream()

@@ -9,7 +9,8 @@ records, turns each into a `Positioned` command and waits for all of them to com
 store moves the position in the same transaction as each batch's change, so whatever
 stops a reader (a crash, the store gone, the lease lost to another worker that reads the
 partition meanwhile) it starts over from the stored position and nothing is applied
-twice. Applied records are trimmed from the log now and then.
+twice. The worker holding partition 0 trims what every partition has applied from the
+log now and then.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 
-from kindred.domain.errors import InvalidBatch, StoreUnavailable
+from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
 from kindred.ports.batch_log import BatchLog, LogMetrics, LogRecord, PartitionLeases
 from kindred.services.ingest.positioned import REDELIVERED, Positioned
@@ -49,7 +49,7 @@ class WorkerOptions:
     # How long a read waits for a record before the reader looks at its lease again.
     wait_s: float = 1.0
     # How often applied records are trimmed from the log.
-    trim_every_s: float = 1.0
+    trim_every_s: float = 2.0
     # After a failure (store or log gone), the wait before reading again.
     backoff_s: float = 1.0
 
@@ -107,12 +107,15 @@ class PartitionWorker:
     async def _main(self) -> None:
         assert self._stopped is not None
         batch_log = self._make_log()
+        trimmer = asyncio.create_task(self._trim_now_and_then(batch_log), name="log-trim")
         try:
             while not self._stopped.is_set():
                 await self._lease_round(batch_log)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), self._o.lease_s / 3)
         finally:
+            trimmer.cancel()
+            await asyncio.gather(trimmer, return_exceptions=True)
             await self._stop_readers(list(self._readers))
             await _quietly(asyncio.to_thread(self._leases.release, self._o.owner))
             await batch_log.close()
@@ -135,6 +138,19 @@ class PartitionWorker:
                     self._read_partition(batch_log, partition), name=f"partition-{partition}"
                 )
         self._metrics.log_partitions_held(len(held))
+
+    async def _trim_now_and_then(self, batch_log: BatchLog) -> None:
+        """The worker holding partition 0 drops the records every partition has applied
+        (the positions as committed), every `trim_every_s`."""
+        while True:
+            await asyncio.sleep(self._o.trim_every_s)
+            if 0 not in self._readers:
+                continue
+            try:
+                states = await asyncio.to_thread(self._leases.partition_states, self._o.partitions)
+                await batch_log.trim({s.partition: s.position for s in states})
+            except Exception as exc:
+                log.warning("trimming the batch log failed: %r", exc)
 
     async def _stop_readers(self, partitions: list[int]) -> None:
         tasks = [self._readers.pop(p) for p in partitions]
@@ -161,8 +177,6 @@ class _PartitionReader:
         self._log = batch_log
         self._partition = partition
         self.position: int | None = None
-        self._trimmed = 0
-        self._trimmed_at = 0.0
 
     async def step(self) -> None:
         w, partition = self._w, self._partition
@@ -172,7 +186,6 @@ class _PartitionReader:
         if records:
             await self._apply(records)
             self.position = records[-1].seq
-        await self._trim()
 
     async def _apply(self, records: list[LogRecord]) -> None:
         w = self._w
@@ -183,19 +196,15 @@ class _PartitionReader:
         futures = [w._submit(c) for c in commands]
         results = await asyncio.gather(*futures, return_exceptions=True)
         for result in results:
-            if isinstance(result, StoreUnavailable):
+            # A Positioned command refuses nothing: an error means it may not be stored
+            # (the store away, the group failed); the partition is read again from the
+            # position the store holds, which says what was.
+            if isinstance(result, BaseException):
                 raise result
         redelivered = sum(
             1 for r in results if isinstance(r, BatchOutcome) and r.status == REDELIVERED
         )
         w._metrics.log_applied(len(records), redelivered)
-
-    async def _trim(self) -> None:
-        position = self.position or 0
-        now = time.monotonic()
-        if position > self._trimmed and now - self._trimmed_at >= self._w._o.trim_every_s:
-            await self._log.trim(self._partition, position)
-            self._trimmed, self._trimmed_at = position, now
 
 
 def command_of(data: bytes, inputs: Callable[[str], InputDef | None]) -> Accepted | Refused | None:
