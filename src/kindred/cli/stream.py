@@ -23,7 +23,8 @@ def stream() -> None:
 @data_dir_option
 def status(as_json: bool, config_path: str | None, data_dir: str | None) -> None:
     """The backlog (batches appended, not yet applied: bytes, count, oldest's age) and,
-    per partition, its applied position, the batches waiting (lag) and its worker."""
+    per partition, its applied position, the records the stream holds (lag: an upper
+    bound, applied ones wait for the next trim) and its worker."""
     with started(config_path, data_dir) as container:
         try:
             report = container.log_status().as_dict(int(time.time() * 1000))
