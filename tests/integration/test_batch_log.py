@@ -18,7 +18,7 @@ import pytest
 from kindred.bootstrap import Container, build
 from kindred.config import Settings, load_settings
 from kindred.ports.batch_log import BatchLog, LogRecord
-from kindred.services.ingest.positioned import REDELIVERED, Positioned
+from kindred.services.ingest.positioned import OUT_OF_ORDER, REDELIVERED, Positioned
 from kindred.services.partitions.appender import BacklogLimits, LogAppender
 from kindred.services.partitions.worker import command_of
 from kindred.services.writes.commands import Accepted
@@ -150,13 +150,19 @@ def test_a_worker_applies_the_log_once_in_order_and_records_read_again_change_no
                 mine = [n for u, n in applied if u == user]
                 assert mine == sorted(mine)  # one user's batches in the order appended
             # Every record read again (a crash before the log learnt anything): skipped.
-            again = [
-                Positioned(p, r.seq, command_of(r.data, worker.tenancy.input_named))
-                for p, r in records
-            ]
+            inputs = worker.tenancy.input_named
+            before: dict[int, int] = {}
+            again = []
+            for p, r in records:
+                again.append(Positioned(p, r.seq, before.get(p, 0), command_of(r.data, inputs)))
+                before[p] = r.seq
             outcomes = worker.commands.apply(again)
             assert {o.status for o in outcomes} == {REDELIVERED}
-            assert len(_applied(worker.store)) == 40  # type: ignore[arg-type]
+            # A record whose predecessor is not applied (a later group run first): nothing.
+            p, last = records[-1]
+            ahead = Positioned(p, last.seq + 10, last.seq + 5, command_of(last.data, inputs))
+            assert [o.status for o in worker.commands.apply([ahead])] == [OUT_OF_ORDER]
+            assert len(_applied(store)) == 40
         finally:
             worker.close()
 

@@ -3,7 +3,7 @@
 `BatchLog` is the log itself (a NATS JetStream stream in `kindred.stream`): API processes
 append, workers read a partition in order from a position. The log keeps no reader state
 that matters: where each partition has been applied to is kept by the store, in the
-transaction that applies it (`EventLogWrites.advance_position`), so a worker that dies
+transaction that applies it (`EventLogWrites.move_position`), so a worker that dies
 after applying and before anything else happens reads from the store's position again and
 skips nothing and repeats nothing.
 

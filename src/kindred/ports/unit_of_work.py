@@ -109,11 +109,14 @@ class EventLogWrites(Protocol):
         """Add the batch's entry (its id is given at commit)."""
         ...
 
-    def advance_position(self, partition: int, seq: int) -> bool:
-        """True when `seq` is past the batch log partition's stored position, which then
-        moves to `seq` with this transaction; False (nothing changes) when the partition
-        was applied that far already: a redelivered batch. The partition's row stays
-        locked until commit, so two workers reading one partition apply each seq once."""
+    def position(self, partition: int) -> int:
+        """How far the batch log partition has been applied (0: not at all), as this
+        transaction sees it. Its row stays locked until commit, so two workers reading
+        one partition apply each record once, one after the other."""
+        ...
+
+    def move_position(self, partition: int, seq: int) -> None:
+        """The partition applied through `seq`, with this transaction."""
         ...
 
     def set_status(self, entry_id: int, status: str, reason: str | None) -> None:

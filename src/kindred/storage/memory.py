@@ -150,11 +150,11 @@ class _MemoryUnitOfWork:
         self.state.requests[(input_name, request_id)] = now_ms
         return True
 
-    def advance_position(self, partition: int, seq: int) -> bool:
-        if seq <= self.state.positions.get(partition, 0):
-            return False
+    def position(self, partition: int) -> int:
+        return self.state.positions.get(partition, 0)
+
+    def move_position(self, partition: int, seq: int) -> None:
         self.state.positions[partition] = seq
-        return True
 
     def append_log(self, entry: LogEntry) -> None:
         entry_id = self.state.take_ids("log")

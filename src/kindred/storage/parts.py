@@ -71,7 +71,9 @@ class Transaction(Protocol):
 
     def append_log(self, entry: LogEntry) -> None: ...
 
-    def advance_position(self, partition: int, seq: int) -> bool: ...
+    def position(self, partition: int) -> int: ...
+
+    def move_position(self, partition: int, seq: int) -> None: ...
 
     def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None: ...
 
@@ -138,7 +140,8 @@ class _Log:
     def __init__(self, tx: Transaction) -> None:
         self.claim_request = tx.claim_request
         self.append = tx.append_log
-        self.advance_position = tx.advance_position
+        self.position = tx.position
+        self.move_position = tx.move_position
         self.set_status = tx.set_log_status
         self.ids = tx.log_ids
         self.repoint = tx.repoint_log

@@ -164,13 +164,14 @@ class WriteBehindUnitOfWork:
         self._writes.requests.append((input_name, request_id, now_ms))
         return True
 
-    def advance_position(self, partition: int, seq: int) -> bool:
+    def position(self, partition: int) -> int:
         if partition not in self._positions:
             self._positions[partition] = self._ops.log_position(partition)
-        if seq <= self._positions[partition]:
-            return False
+        return self._positions[partition]
+
+    def move_position(self, partition: int, seq: int) -> None:
+        self.position(partition)  # locked before it is written
         self._positions[partition] = self._writes.positions[partition] = seq
-        return True
 
     def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         return self._remember(self._ops.claim_expired(scope, stored_before_ms, limit))

@@ -27,7 +27,7 @@ import msgspec
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.tenancy import InputDef
 from kindred.ports.batch_log import BatchLog, LogMetrics, LogRecord, PartitionLeases
-from kindred.services.ingest.positioned import REDELIVERED, Positioned
+from kindred.services.ingest.positioned import OUT_OF_ORDER, REDELIVERED, Positioned
 from kindred.services.writes.commands import Accepted, BatchOutcome, Refused
 from kindred.wire.envelope import decode_envelope
 from kindred.wire.errors import as_invalid_batch
@@ -189,8 +189,10 @@ class _PartitionReader:
 
     async def _apply(self, records: list[LogRecord]) -> None:
         w = self._w
+        befores = [self.position or 0, *(r.seq for r in records[:-1])]
         commands = [
-            Positioned(self._partition, r.seq, command_of(r.data, w._inputs)) for r in records
+            Positioned(self._partition, r.seq, after, command_of(r.data, w._inputs))
+            for r, after in zip(records, befores, strict=True)
         ]
         # Submitted in order, so the group writer applies them in order.
         futures = [w._submit(c) for c in commands]
@@ -201,6 +203,8 @@ class _PartitionReader:
             # position the store holds, which says what was.
             if isinstance(result, BaseException):
                 raise result
+            if isinstance(result, BatchOutcome) and result.status == OUT_OF_ORDER:
+                raise RuntimeError("a record before this page is not applied yet")
         redelivered = sum(
             1 for r in results if isinstance(r, BatchOutcome) and r.status == REDELIVERED
         )
