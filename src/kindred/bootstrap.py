@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import socket
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +36,7 @@ from kindred.ports import (
     Secrets,
     Store,
 )
-from kindred.ports.batch_log import BatchLog, PartitionLeases
+from kindred.roles import batch_log, partition_leases, process_name, roles
 from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
@@ -70,9 +67,9 @@ from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
-from kindred.services.partitions.appender import BacklogLimits, LogAppender
+from kindred.services.partitions.appender import LogAppender
 from kindred.services.partitions.status import LogStatus, read_status
-from kindred.services.partitions.worker import PartitionWorker, WorkerOptions
+from kindred.services.partitions.worker import PartitionWorker
 from kindred.services.privacy.bulk import BulkDeletion
 from kindred.services.privacy.callbacks import (
     CALLBACK_CONNECTION,
@@ -179,9 +176,9 @@ class Container:
     def log_status(self) -> LogStatus:
         """The batch log's backlog and each partition's position and holder (`kindred
         stream status`)."""
-        return read_status(
-            lambda: _batch_log(self.settings), _leases(self.store), self.settings.stream.partitions
-        )
+        settings = self.settings
+        leases = partition_leases(self.store)
+        return read_status(lambda: batch_log(settings), leases, settings.stream.partitions)
 
     def migrate(self) -> int:
         """Bring the store's schema up to date (every command does before using it),
@@ -390,7 +387,7 @@ def build(
     receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
     dsr = _dsr(settings, store, transactions, clock, receipts)
     dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
-    appender, partition_worker = _roles(
+    appender, partition_worker = roles(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, writer=writer
     )
     return Container(
@@ -476,73 +473,6 @@ def build(
         appender=appender,
         partition_worker=partition_worker,
     )
-
-
-def _roles(
-    settings: Settings,
-    store: Store,
-    *,
-    tenancy: Tenancy,
-    clock: Clock,
-    metrics: PrometheusMetrics,
-    writer: GroupWriter,
-) -> tuple[LogAppender | None, PartitionWorker | None]:
-    """Role api appends batches to the batch log; role worker applies its partitions;
-    role all does neither (batches go to the writer, as they always did)."""
-    role, stream = settings.server.role, settings.stream
-    if role == "api":
-        limits = BacklogLimits(
-            max_bytes=stream.max_backlog_bytes,
-            max_age_s=stream.max_backlog_age_s,
-            retry_after_s=stream.retry_after_s,
-        )
-        return LogAppender(_batch_log(settings), limits, clock, metrics), None
-    if role == "worker":
-        options = WorkerOptions(
-            owner=_process_name(),
-            partitions=stream.partitions,
-            lease_s=stream.lease_s,
-            page=settings.store.group_max,
-        )
-        worker = PartitionWorker(
-            lambda: _batch_log(settings),
-            _leases(store),
-            submit=writer.submit_async,
-            inputs=tenancy.input_named,
-            metrics=metrics,
-            options=options,
-        )
-        return None, worker
-    return None, None
-
-
-def _batch_log(settings: Settings) -> BatchLog:
-    from kindred.stream import JetStreamLog, LogOptions  # noqa: PLC0415 - roles api, worker
-
-    stream = settings.stream
-    return JetStreamLog(
-        LogOptions(
-            servers=tuple(u.strip() for u in stream.url.split(",") if u.strip()),
-            stream=stream.name,
-            subject_prefix=stream.subject_prefix,
-            partitions=stream.partitions,
-            replicas=stream.replicas,
-            append_deadline_s=stream.append_deadline_s,
-        )
-    )
-
-
-def _leases(store: Store) -> PartitionLeases:
-    from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
-
-    if not isinstance(store, PostgresStore):
-        raise ConfigError("the batch log's partitions are kept in PostgreSQL (store.url)")
-    return store
-
-
-def _process_name() -> str:
-    """Which process holds a lease; unique per process start."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _secret_box(settings: Settings) -> FernetBox:
@@ -831,7 +761,7 @@ def _lane_factory(
 ) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
     forwarding = settings.forwarding
     # Which process holds a connection's lease; unique per process start.
-    owner = _process_name()
+    owner = process_name()
 
     def make_lane(connection: EventConnection | AudienceConnection, output: OutputDef) -> Lane:
         callbacks = connection.name == CALLBACK_CONNECTION
