@@ -139,6 +139,7 @@ class PrometheusMetrics:
             "Batch log records read again and skipped: their partition had applied them",
             registry=r,
         )
+        self._lag_seen: set[int] = set()
         self.log_held = Gauge(
             "kindred_log_partitions_held", "Partitions this worker holds", registry=r
         )
@@ -147,8 +148,12 @@ class PrometheusMetrics:
         self.log_backlog_bytes.set(backlog.bytes)
         self.log_backlog_batches.set(backlog.messages)
         self.log_backlog_age.set(age_s)
+        # A partition the stream holds nothing of is absent from the figure: back to 0.
+        for partition in self._lag_seen - backlog.per_partition.keys():
+            self.log_lag.labels(str(partition)).set(0)
         for partition, count in backlog.per_partition.items():
             self.log_lag.labels(str(partition)).set(count)
+        self._lag_seen |= backlog.per_partition.keys()
 
     def log_backlog_full(self) -> None:
         self.log_refused.inc()
