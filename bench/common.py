@@ -103,13 +103,15 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     # the Kindred source tree the server runs (default: the one this process imported)
     src: str | None = None
+    # Set in the server's environment (e.g. KINDRED_ROLE).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         if self.store_url:
             env["KINDRED_STORE_URL"] = self.store_url
         # The server runs the code this process imported: that tree first on its path, and

@@ -20,6 +20,7 @@ __all__ = [
     "WrkRun",
     "machine_busy_seconds",
     "postgres_cpu_seconds",
+    "process_cpu_seconds",
     "run_wrk",
     "timed_wrk",
     "wrk_parser",
@@ -57,6 +58,11 @@ def machine_busy_seconds() -> float:
 def postgres_cpu_seconds() -> float:
     """User + system CPU time so far of every PostgreSQL server process on the machine
     (0 without one; a process that ended meanwhile drops out of the sum)."""
+    return process_cpu_seconds("postgres")
+
+
+def process_cpu_seconds(wanted: str) -> float:
+    """User + system CPU time so far of every process named `wanted` on the machine."""
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -64,7 +70,7 @@ def postgres_cpu_seconds() -> float:
         except OSError:
             continue
         name, _, rest = text.partition(" (")[2].rpartition(")")
-        if name == "postgres":
+        if name == wanted:
             fields = rest.split()
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")

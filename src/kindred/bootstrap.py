@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import socket
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +36,7 @@ from kindred.ports import (
     Secrets,
     Store,
 )
+from kindred.roles import batch_log, partition_leases, process_name, roles
 from kindred.services.access.attempts import AttemptLimit, SecretChecker
 from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
 from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
@@ -69,6 +67,9 @@ from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter
 from kindred.services.ingest.quarantine import Quarantine
 from kindred.services.ingest.rebuild import Rebuild
+from kindred.services.partitions.appender import LogAppender
+from kindred.services.partitions.status import LogStatus, read_status
+from kindred.services.partitions.worker import PartitionWorker
 from kindred.services.privacy.bulk import BulkDeletion
 from kindred.services.privacy.callbacks import (
     CALLBACK_CONNECTION,
@@ -157,8 +158,27 @@ class Container:
     bulk_delete: BulkDeletion
     processor_key: ProcessorKey
     receipts: Receipts
+    # Role api: batches go to the batch log; role worker: its partitions applied here.
+    appender: LogAppender | None = None
+    partition_worker: PartitionWorker | None = None
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
+
+    @property
+    def role(self) -> str:
+        return self.settings.server.role
+
+    def jobs(self) -> list[str]:
+        """The background jobs this process runs (role api: the estimator's refresh
+        alone)."""
+        return [task.name for task in self._background]
+
+    def log_status(self) -> LogStatus:
+        """The batch log's backlog and each partition's position and holder (`kindred
+        stream status`)."""
+        settings = self.settings
+        leases = partition_leases(self.store)
+        return read_status(lambda: batch_log(settings), leases, settings.stream.partitions)
 
     def migrate(self) -> int:
         """Bring the store's schema up to date (every command does before using it),
@@ -220,6 +240,15 @@ class Container:
     def start(self) -> None:
         self.migrate()
         self.writer.start()
+        if self.role != "api":
+            # Background jobs run where batches are applied: role all, or the workers.
+            self._start_jobs()
+        self._start_estimates()
+        if self.partition_worker is not None:
+            self.partition_worker.start()
+        self.started = True
+
+    def _start_jobs(self) -> None:
         interval = self.settings.retention.sweep_interval_s
         if interval > 0:
             # The first sweep soon after start, so that short-lived processes sweep too.
@@ -252,16 +281,6 @@ class Container:
                 periodic = Periodic(name, every, task)
                 periodic.start()
                 self._background.append(periodic)
-        if audiences.estimate_refresh_s > 0:
-            # The first run at once: the samples are warm for the first estimates.
-            estimates = Periodic(
-                "audience-estimates",
-                audiences.estimate_refresh_s,
-                self.estimates.refresh,
-                first_after_s=0.0,
-            )
-            estimates.start()
-            self._background.append(estimates)
         dsr_every = self.settings.privacy.run_interval_s
         if dsr_every > 0:
             requests = Periodic("dsr-requests", dsr_every, self.dsr.run_due)
@@ -272,11 +291,28 @@ class Container:
             follow = Periodic("delivery-reconcile", 2.0, self.delivery.reconcile)
             follow.start()
             self._background.append(follow)
-        self.started = True
+
+    def _start_estimates(self) -> None:
+        """The estimator's samples are read by the process whose UI and admin API answer
+        estimates: every role."""
+        audiences = self.settings.audiences
+        if audiences.estimate_refresh_s > 0:
+            # The first run at once: the samples are warm for the first estimates.
+            estimates = Periodic(
+                "audience-estimates",
+                audiences.estimate_refresh_s,
+                self.estimates.refresh,
+                first_after_s=0.0,
+            )
+            estimates.start()
+            self._background.append(estimates)
 
     def close(self) -> None:
         """Stop background work, drain the writer (everything submitted is committed), then
         close the store. Also ends a container that was never started (the CLI's)."""
+        if self.partition_worker is not None:
+            # First: what it submits needs the writer and the store.
+            self.partition_worker.stop()
         for task in self._background:
             task.stop()
         self._background.clear()
@@ -351,6 +387,9 @@ def build(
     receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
     dsr = _dsr(settings, store, transactions, clock, receipts)
     dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
+    appender, partition_worker = roles(
+        settings, store, tenancy=tenancy, clock=clock, metrics=metrics, writer=writer
+    )
     return Container(
         settings=settings,
         tenancy=tenancy,
@@ -431,6 +470,8 @@ def build(
         ),
         processor_key=processor_key,
         receipts=receipts,
+        appender=appender,
+        partition_worker=partition_worker,
     )
 
 
@@ -720,7 +761,7 @@ def _lane_factory(
 ) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
     forwarding = settings.forwarding
     # Which process holds a connection's lease; unique per process start.
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = process_name()
 
     def make_lane(connection: EventConnection | AudienceConnection, output: OutputDef) -> Lane:
         callbacks = connection.name == CALLBACK_CONNECTION

@@ -18,6 +18,7 @@ from prometheus_client import (
 )
 
 from kindred.domain.redact import redact_text
+from kindred.ports.batch_log import Backlog
 
 __all__ = ["PrometheusMetrics", "configure_logging"]
 
@@ -108,6 +109,62 @@ class PrometheusMetrics:
             ["connection", "outcome"],
             registry=r,
         )
+        self._batch_log(r)
+
+    def _batch_log(self, r: CollectorRegistry) -> None:
+        """The batch log of roles api and worker (docs/deployment.md)."""
+        self.log_backlog_bytes = Gauge(
+            "kindred_log_backlog_bytes", "Batch log bytes not yet applied and trimmed", registry=r
+        )
+        self.log_backlog_batches = Gauge(
+            "kindred_log_backlog_batches", "Batches in the batch log not yet applied", registry=r
+        )
+        self.log_backlog_age = Gauge(
+            "kindred_log_backlog_age_seconds", "Age of the oldest batch waiting", registry=r
+        )
+        self.log_lag = Gauge(
+            "kindred_log_partition_lag_batches",
+            "Batches waiting per partition (as the API last read the log)",
+            ["partition"],
+            registry=r,
+        )
+        self.log_refused = Counter(
+            "kindred_log_backlog_full", "Batches answered 503: the backlog was full", registry=r
+        )
+        self.log_applied_batches = Counter(
+            "kindred_log_applied", "Batch log records applied by this worker", registry=r
+        )
+        self.log_redeliveries = Counter(
+            "kindred_log_redeliveries",
+            "Batch log records read again and skipped: their partition had applied them",
+            registry=r,
+        )
+        self._lag_seen: set[int] = set()
+        self.log_held = Gauge(
+            "kindred_log_partitions_held", "Partitions this worker holds", registry=r
+        )
+
+    def log_backlog(self, backlog: Backlog, age_s: float) -> None:
+        self.log_backlog_bytes.set(backlog.bytes)
+        self.log_backlog_batches.set(backlog.messages)
+        self.log_backlog_age.set(age_s)
+        # A partition the stream holds nothing of is absent from the figure: back to 0.
+        for partition in self._lag_seen - backlog.per_partition.keys():
+            self.log_lag.labels(str(partition)).set(0)
+        for partition, count in backlog.per_partition.items():
+            self.log_lag.labels(str(partition)).set(count)
+        self._lag_seen |= backlog.per_partition.keys()
+
+    def log_backlog_full(self) -> None:
+        self.log_refused.inc()
+
+    def log_applied(self, batches: int, redelivered: int) -> None:
+        self.log_applied_batches.inc(batches - redelivered)
+        if redelivered:
+            self.log_redeliveries.inc(redelivered)
+
+    def log_partitions_held(self, count: int) -> None:
+        self.log_held.set(count)
 
     def delivery(self, connection: str, outcome: str, rows: int) -> None:
         """`outcome`: sent, retry, faulted or dead_letter; synced: members of an initial

@@ -1,6 +1,8 @@
 """Events API: `/v2/events`, `/v2/bulkevents[/historical]` and the web SDK's `/v3/JS/...`.
 
-A batch is answered 202 only after its group commit: accepted means durable (ING-5).
+A batch is answered 202 only after its group commit: accepted means durable (ING-5). In
+role api it is answered 202 once the batch log stored it instead, and a worker applies it
+(docs/deployment.md).
 Refused batches are kept with their reason too; web batches are never answered 400 (the
 web SDK would resend them forever), they are quarantined and answered 202 (ING-3).
 
@@ -78,6 +80,11 @@ class EventsApi:
         await self._submit([Accepted(source, obs, body, client_ip=client_ip)])
 
     async def _submit(self, items: Sequence[Accepted | Refused]) -> list[BatchOutcome]:
+        """Each item applied (its outcome), or with role api appended to the batch log
+        (no outcome yet: a worker applies it)."""
+        if self._c.appender is not None:
+            await self._c.appender.submit(items)
+            return []
         submit = self._c.writer.submit_async
         if len(items) == 1:
             return [await submit(items[0])]

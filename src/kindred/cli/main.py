@@ -11,7 +11,7 @@ import msgspec
 
 from kindred.bootstrap import Container, build
 from kindred.cli.common import config_option, data_dir_option, existing_store, settings_of
-from kindred.config import Settings
+from kindred.config import Settings, with_role
 from kindred.domain.credentials import CREDENTIAL_SCOPES, PROFILES_SCOPE
 from kindred.domain.errors import KindredError, StoreUnavailable
 from kindred.observability import configure_logging
@@ -46,6 +46,13 @@ def main() -> None:
 @click.option("--demo-data", is_flag=True, help="Load the demo data before serving.")
 @click.option("--workers", type=click.IntRange(min=1), help="Server processes (default: 1).")
 @click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"]),
+    help="all: everything in one process (default, from config server.role); api: the"
+    " HTTP API, batches appended to the batch log; worker: the batch log applied and the"
+    " background jobs. api and worker need PostgreSQL and JetStream (docs/deployment.md).",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate (chain) file: serve HTTPS. Needs --tls-key.",
@@ -63,6 +70,7 @@ def serve(
     port: int | None,
     demo_data: bool,
     workers: int | None,
+    role: str | None,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
@@ -73,6 +81,8 @@ def serve(
         raise click.UsageError("--tls-cert and --tls-key go together: give both or neither")
     tls = Tls(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None
     settings = _settings(config_path, data_dir)
+    if role is not None:
+        settings = with_role(settings, role)
     configure_logging(settings.server.log_level, settings.server.log_format)
     run_server(settings, host=host, port=port, demo_data=demo_data, workers=workers, tls=tls)
 
@@ -330,6 +340,7 @@ def _register_command_modules() -> None:
     from kindred.cli.identity import identity, quarantine  # noqa: PLC0415
     from kindred.cli.keys import keys  # noqa: PLC0415
     from kindred.cli.retention import profiles, retention  # noqa: PLC0415
+    from kindred.cli.stream import stream  # noqa: PLC0415
     from kindred.cli.ui import ui  # noqa: PLC0415
     from kindred.cli.users import users  # noqa: PLC0415
 
@@ -345,6 +356,7 @@ def _register_command_modules() -> None:
     main.add_command(profiles)
     main.add_command(quarantine)
     main.add_command(retention)
+    main.add_command(stream)
     main.add_command(ui)
     main.add_command(users)
 

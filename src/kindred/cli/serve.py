@@ -87,6 +87,7 @@ def run_server(
     os.environ["KINDRED_CONFIG"] = "" if settings.source == "<demo>" else settings.source
     os.environ["KINDRED_DATA_DIR"] = settings.data_dir
     os.environ["KINDRED_STORE_URL"] = settings.store.url
+    os.environ["KINDRED_ROLE"] = settings.server.role
     uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
 
 
@@ -112,7 +113,7 @@ def _announce(
     demo = settings.source == "<demo>"
     print(
         f"Kindred listening on {base}\n"
-        f"  config:   {settings.source}\n"
+        f"  config:   {settings.source}\n" + _role_line(settings) + ""
         # The store URL's password (and any password= or token in it) is never printed.
         f"  store:    {redact_url(settings.store.url)} (data dir {settings.data_dir})\n"
         + _inputs(settings)
@@ -125,6 +126,18 @@ def _announce(
         + (f" --data-dir {settings.data_dir}" if settings.data_dir != "data" else "")
         + _demo_warning(settings, base),
         flush=True,
+    )
+
+
+def _role_line(settings: Settings) -> str:
+    """Role api and worker say so, and where their batch log is; role all says nothing."""
+    role = settings.server.role
+    if role == "all":
+        return ""
+    stream = settings.stream
+    return (
+        f"  role:     {role} (batch log {stream.name} on {redact_url(stream.url)},"
+        f" {stream.partitions} partitions)\n"
     )
 
 

@@ -38,11 +38,13 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StoreSettings",
+    "StreamSettings",
     "UiSettings",
     "UiUserSettings",
     "WorkspaceSettings",
     "demo_config_text",
     "load_settings",
+    "with_role",
 ]
 
 SourceTypeName = Literal[
@@ -66,6 +68,11 @@ class ServerSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     port: int = 8080
     max_body_bytes: int = 262_144
     workers: int = 1
+    # What this process does (docs/deployment.md): "all", everything in one process;
+    # "api", the HTTP API, appending batches to the batch log ([stream]); "worker",
+    # applying the batch log and running the background jobs. api and worker need
+    # PostgreSQL ([store] url) and a JetStream ([stream] url).
+    role: Literal["all", "api", "worker"] = "all"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -300,6 +307,33 @@ class ForwardingSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fie
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
 
 
+class StreamSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The batch log between API processes and workers (roles api and worker only).
+    # NATS servers, comma-separated (every node of the JetStream cluster).
+    url: str = "nats://127.0.0.1:4222"
+    # The JetStream stream and the prefix of its subjects (one per partition).
+    name: str = "KINDRED_BATCHES"
+    subject_prefix: str = "kindred.batches"
+    # Partitions: each is applied by one worker at a time, in order; more partitions than
+    # workers lets workers be added. Fixed once batches were appended (a batch's
+    # partition is a hash of its user's key modulo this).
+    partitions: int = 16
+    # Copies of the stream in the JetStream cluster (3 survives one node lost); set when
+    # the stream is first made.
+    replicas: int = 1
+    # The backlog (appended, not yet applied) an API process accepts before it answers
+    # 503 with Retry-After: in bytes, and the age of the oldest batch waiting.
+    max_backlog_bytes: int = 1_073_741_824
+    max_backlog_age_s: float = 3600.0
+    retry_after_s: int = 5
+    # How long a worker holds its partitions without renewing (a dead worker's
+    # partitions are taken over after this).
+    lease_s: float = 6.0
+    # How long an API process keeps trying to append a batch (a JetStream leader
+    # election) before it answers 503.
+    append_deadline_s: float = 10.0
+
+
 class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     org: OrgSettings
     accounts: list[AccountSettings]
@@ -314,6 +348,7 @@ class Settings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     audiences: AudienceSettings = msgspec.field(default_factory=AudienceSettings)
     forwarding: ForwardingSettings = msgspec.field(default_factory=ForwardingSettings)
     privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
+    stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
     outputs: list[OutputDef] = msgspec.field(default_factory=list)
     event_connections: list[EventConnection] = msgspec.field(default_factory=list)
     audience_connections: list[AudienceConnection] = msgspec.field(default_factory=list)
@@ -347,12 +382,30 @@ def load_settings(
     updates["data_dir"] = data_dir or environ.get("KINDRED_DATA_DIR") or settings.data_dir
     if environ.get("KINDRED_CLOCK_FILE"):
         updates["clock_file"] = environ["KINDRED_CLOCK_FILE"]
+    if environ.get("KINDRED_ROLE"):
+        updates["server"] = msgspec.structs.replace(
+            settings.server, role=_role(environ["KINDRED_ROLE"])
+        )
     if environ.get("KINDRED_STORE_URL"):
         updates["store"] = msgspec.structs.replace(settings.store, url=environ["KINDRED_STORE_URL"])
     settings = msgspec.structs.replace(settings, **updates)
     settings = _resolve_secrets(settings, environ)
     validate(settings)
     return settings
+
+
+def with_role(settings: Settings, role: str) -> Settings:
+    """The settings with `server.role` given on the command line, checked again."""
+    server = msgspec.structs.replace(settings.server, role=_role(role))
+    changed = msgspec.structs.replace(settings, server=server)
+    validate(changed)
+    return changed
+
+
+def _role(value: str) -> Literal["all", "api", "worker"]:
+    if value not in ("all", "api", "worker"):
+        raise ConfigError(f"KINDRED_ROLE: {value!r} is not one of all, api, worker")
+    return value  # type: ignore[return-value]
 
 
 def _decode(text: str, source: str) -> Settings:

@@ -64,6 +64,26 @@ def validate(settings: Settings) -> None:
         raise ConfigError("server.workers: must be at least 1")
     if not settings.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
+    _validate_role(settings)
+
+
+def _validate_role(settings: Settings) -> None:
+    """Roles api and worker share the profiles through PostgreSQL and the batches through
+    the batch log: an embedded SQLite file cannot be shared between machines."""
+    role, stream = settings.server.role, settings.stream
+    if role != "all" and settings.store.url.startswith("sqlite://"):
+        raise ConfigError(
+            f"server.role: role {role} needs PostgreSQL as the store (store.url"
+            " postgresql://...); the embedded SQLite store runs role all only"
+        )
+    if not 1 <= stream.partitions <= 4096:
+        raise ConfigError("stream.partitions: from 1 to 4096")
+    if stream.replicas not in (1, 3, 5):
+        raise ConfigError("stream.replicas: 1, 3 or 5")
+    if stream.max_backlog_bytes < 1 or stream.max_backlog_age_s <= 0:
+        raise ConfigError("stream: max_backlog_bytes and max_backlog_age_s must be > 0")
+    if stream.lease_s < 1 or stream.retry_after_s < 1 or stream.append_deadline_s <= 0:
+        raise ConfigError("stream: lease_s >= 1, retry_after_s >= 1, append_deadline_s > 0")
 
 
 def _validate_audiences(audiences: AudienceSettings) -> None:

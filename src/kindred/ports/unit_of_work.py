@@ -109,6 +109,16 @@ class EventLogWrites(Protocol):
         """Add the batch's entry (its id is given at commit)."""
         ...
 
+    def position(self, partition: int) -> int:
+        """How far the batch log partition has been applied (0: not at all), as this
+        transaction sees it. Its row stays locked until commit, so two workers reading
+        one partition apply each record once, one after the other."""
+        ...
+
+    def move_position(self, partition: int, seq: int) -> None:
+        """The partition applied through `seq`, with this transaction."""
+        ...
+
     def set_status(self, entry_id: int, status: str, reason: str | None) -> None:
         """What became of a logged batch after all (a replay)."""
         ...

@@ -31,6 +31,10 @@ class Periodic:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def name(self) -> str:
+        return self._name
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
         self._thread.start()

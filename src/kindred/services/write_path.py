@@ -14,6 +14,7 @@ from kindred.services.forwarding.transactions import Transactions
 from kindred.services.identity.idsync import IdentityCallHandler, ModifyHandler
 from kindred.services.identity.merge_calls import AliasHandler, UnmergeHandler
 from kindred.services.ingest.batches import BatchHandler, RefusalHandler
+from kindred.services.ingest.positioned import Positioned, PositionedHandler
 from kindred.services.ingest.profile_writer import ProfileWriter
 from kindred.services.writes.commands import (
     Accepted,
@@ -49,9 +50,11 @@ def write_path(
     groups' transactions open (by default with no forwarding)."""
     transactions = transactions or Transactions(store)
     profiles = ProfileWriter(mpids, audiences, calculated)
+    batches, refused = BatchHandler(profiles, metrics, transactions), RefusalHandler()
     handlers: HandlerTable = {
-        Accepted: BatchHandler(profiles, metrics, transactions),
-        Refused: RefusalHandler(),
+        Accepted: batches,
+        Refused: refused,
+        Positioned: PositionedHandler(batches, refused, transactions),
         IdentityCall: IdentityCallHandler(profiles, metrics),
         ModifyCall: ModifyHandler(),
         AliasCall: AliasHandler(),

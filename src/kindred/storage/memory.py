@@ -53,6 +53,7 @@ class _State:
     profiles: dict[int, Profile] = field(default_factory=dict)
     identities: dict[tuple[str, IdentityKey], set[int]] = field(default_factory=dict)
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # batch log partition -> seq
     log: list[LogEntry] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
     merges: list[MergeEntry] = field(default_factory=list)
@@ -148,6 +149,12 @@ class _MemoryUnitOfWork:
             return False
         self.state.requests[(input_name, request_id)] = now_ms
         return True
+
+    def position(self, partition: int) -> int:
+        return self.state.positions.get(partition, 0)
+
+    def move_position(self, partition: int, seq: int) -> None:
+        self.state.positions[partition] = seq
 
     def append_log(self, entry: LogEntry) -> None:
         entry_id = self.state.take_ids("log")
@@ -411,6 +418,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries):
             draft.profiles = dict(draft.profiles)
             draft.identities = {k: set(v) for k, v in draft.identities.items()}
             draft.requests = dict(draft.requests)
+            draft.positions = dict(draft.positions)
             draft.log = list(draft.log)
             draft.rejects = list(draft.rejects)
             draft.merges = list(draft.merges)

@@ -71,6 +71,10 @@ class Transaction(Protocol):
 
     def append_log(self, entry: LogEntry) -> None: ...
 
+    def position(self, partition: int) -> int: ...
+
+    def move_position(self, partition: int, seq: int) -> None: ...
+
     def set_log_status(self, entry_id: int, status: str, reason: str | None) -> None: ...
 
     def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
@@ -136,6 +140,8 @@ class _Log:
     def __init__(self, tx: Transaction) -> None:
         self.claim_request = tx.claim_request
         self.append = tx.append_log
+        self.position = tx.position
+        self.move_position = tx.move_position
         self.set_status = tx.set_log_status
         self.ids = tx.log_ids
         self.repoint = tx.repoint_log

@@ -38,6 +38,7 @@ class PendingWrites:
     links: list[Link] = field(default_factory=list)
     unlinks: list[Link] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
+    positions: dict[int, int] = field(default_factory=dict)  # batch log partition -> seq
     log: list[LogEntry] = field(default_factory=list)
     log_status: list[tuple[int, str, str | None]] = field(default_factory=list)
     rejects: list[RejectEntry] = field(default_factory=list)
@@ -74,6 +75,11 @@ def row_writes(
         (
             "INSERT INTO request_ids (input, request_id, received_ms) VALUES (?, ?, ?)",
             list(writes.requests),
+        ),
+        (
+            "INSERT INTO log_positions (partition_no, seq) VALUES (?, ?)"
+            " ON CONFLICT (partition_no) DO UPDATE SET seq = excluded.seq",
+            sorted(writes.positions.items()),
         ),
         (
             f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES ({_marks(10)})",

@@ -53,6 +53,11 @@ class SetOps(Protocol):
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]: ...
 
+    def log_position(self, partition: int) -> int:
+        """The batch log partition's stored position (0: none), its row locked until
+        commit where the store locks rows."""
+        ...
+
     def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         """Oldest first; rows another transaction holds are skipped, the rest locked."""
         ...
@@ -117,6 +122,7 @@ class WriteBehindUnitOfWork:
         self._deleted: dict[int, int] = {}
         self._link_changes: dict[Link, bool] = {}
         self._requests: dict[tuple[str, str], bool] = {}  # known to exist (or now claimed)
+        self._positions: dict[int, int] = {}  # batch log partition -> seq, as read or moved
         self._writes = PendingWrites()
         self._definitions_version: int | None = None
 
@@ -157,6 +163,15 @@ class WriteBehindUnitOfWork:
         self._requests[pair] = True
         self._writes.requests.append((input_name, request_id, now_ms))
         return True
+
+    def position(self, partition: int) -> int:
+        if partition not in self._positions:
+            self._positions[partition] = self._ops.log_position(partition)
+        return self._positions[partition]
+
+    def move_position(self, partition: int, seq: int) -> None:
+        self.position(partition)  # locked before it is written
+        self._positions[partition] = self._writes.positions[partition] = seq
 
     def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         return self._remember(self._ops.claim_expired(scope, stored_before_ms, limit))

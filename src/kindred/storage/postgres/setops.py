@@ -62,6 +62,10 @@ FIND_IDENTITIES = (
     " ON i.scope = k.scope AND i.id_type = k.id_type AND i.id_value = k.id_value"
     " ORDER BY i.mpid"
 )
+_LOCK_POSITION = (
+    "INSERT INTO log_positions (partition_no, seq) VALUES (%s, 0) ON CONFLICT (partition_no)"
+    " DO UPDATE SET seq = log_positions.seq RETURNING seq"
+)
 _KNOWN_REQUESTS = (
     "SELECT r.input, r.request_id FROM request_ids AS r"
     " JOIN unnest(%s::text[], %s::text[]) AS k (input, request_id)"
@@ -121,6 +125,13 @@ class PostgresSetOps:
         columns = ([i for i, _ in pairs], [r for _, r in pairs])
         with retryable():
             return {(i, r) for i, r in self.conn.execute(_KNOWN_REQUESTS, columns)}
+
+    def log_position(self, partition: int) -> int:
+        # An upsert that changes nothing: the row made when missing, and locked either way
+        # (a SELECT ... FOR UPDATE locks no row that is not there yet).
+        with retryable():
+            row = self.conn.execute(_LOCK_POSITION, (partition,)).fetchone()
+        return int(row[0]) if row else 0
 
     def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
         query = (

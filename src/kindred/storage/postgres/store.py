@@ -62,6 +62,7 @@ from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import Migration, load_migrations
 from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
+from kindred.storage.postgres.leases import PostgresLeases
 from kindred.storage.postgres.setops import (
     DEFINITIONS_LOCK,
     FIND_IDENTITIES,
@@ -113,7 +114,7 @@ _CREATE_MIGRATIONS = (
 )
 
 
-class PostgresStore(CalculatedSaves, SqlDsrStore):
+class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
     """Connections are opened on demand up to `pool_size`; each is in autocommit mode, so a
     read is one round trip and a unit of work is an explicit BEGIN ... COMMIT."""
 
@@ -509,12 +510,16 @@ def _apply(conn: _Connection, migration: Migration) -> None:
 
 @contextmanager
 def _full_is_unavailable() -> Iterator[None]:
-    """The server out of disk, memory or connections (SQLSTATE class 53) refuses the write
-    with StoreUnavailable (503, come back later); its transaction rolled back."""
+    """The server out of disk, memory or connections (SQLSTATE class 53), unreachable or
+    going away (no SQLSTATE, class 08, 57P: shut down) refuses the write with
+    StoreUnavailable (503, come back later); its transaction rolled back."""
     try:
         yield
+    except PoolTimeout as exc:
+        raise StoreUnavailable(f"store unavailable: {exc}") from exc
     except psycopg.OperationalError as exc:
-        if not (exc.sqlstate or "").startswith("53"):
+        state = exc.sqlstate or ""
+        if state and not state.startswith(("53", "08", "57P")):
             raise
         raise StoreUnavailable(f"store unavailable: {exc}") from exc
 

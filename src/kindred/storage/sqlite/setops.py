@@ -90,6 +90,12 @@ class SqliteSetOps:
     def document(self, profile: Profile) -> str:
         return stored_document(profile).decode()
 
+    def log_position(self, partition: int) -> int:
+        row = self.conn.execute(
+            "SELECT seq FROM log_positions WHERE partition_no = ?", (partition,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         known: set[tuple[str, str]] = set()
         for chunk in _chunks(pairs):

@@ -1,0 +1,1 @@
+"""Scale-out roles over the partitioned batch log: the API side appends, workers apply."""
