@@ -8,6 +8,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -101,7 +102,14 @@ class Subject:
     def seen(self, only: int | None = None) -> bool:
         """Whether the profile was seen in those workspaces (AUD-1: an audience counts
         only profiles with activity in its workspaces)."""
-        return any(True for _ in self.workspaces(only))
+        if only is None:
+            return self._seen_in_any
+        return only in self.workspace_ids and only in self.profile.workspaces
+
+    @cached_property
+    def _seen_in_any(self) -> bool:
+        # Asked once for each audience sharing the subject: worked out once.
+        return not self.workspace_ids.isdisjoint(self.profile.workspaces)
 
 
 def event_key(event_type: str, name: str | None) -> str:
