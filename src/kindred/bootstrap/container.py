@@ -1,15 +1,31 @@
-"""The composition root: Settings -> store, services, writer. The only place naming adapters."""
+"""The container: every service of one process, built from the settings (`build`), and
+what it starts and stops."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from kindred.audiences.definition import AudienceDef
-from kindred.config import AttemptLimitSettings, Settings
-from kindred.config.credentials import credentials_from
+from kindred.bootstrap.forwarding import forwarding
+from kindred.bootstrap.security import (
+    SERVER_KEY_NAMES,
+    admin_callers,
+    configured_users,
+    credentials_and_tokens,
+    key_overrides,
+    load_processor_key,
+    secret_box,
+    ui_sessions,
+)
+from kindred.bootstrap.stores import make_store
+from kindred.bootstrap.write_side import (
+    clock_of,
+    dsr_requests,
+    in_caller_thread,
+    lifetime_sweep,
+    through,
+    write_side,
+)
+from kindred.config import Settings
 from kindred.config.keys import (
     KEY_NAMES,
     KeySource,
@@ -17,31 +33,24 @@ from kindred.config.keys import (
     generate_key,
     key_source,
     read_keys,
-    read_pem_file,
-    replace_private_file,
     write_key_file,
 )
-from kindred.config.references import resolve_output
 from kindred.config.tenancy import tenancy_from
 from kindred.domain.errors import ConfigError
-from kindred.domain.forwarding import AudienceConnection, EventConnection, OutputDef
 from kindred.domain.tenancy import Tenancy
-from kindred.domain.users import UserRecord
 from kindred.observability import PrometheusMetrics
-from kindred.outputs import make_callback_sink, make_sink
 from kindred.ports import (
     Clock,
-    Metrics,
     MpidSource,
     Secrets,
     Store,
 )
-from kindred.roles import batch_log, partition_leases, process_name, roles
-from kindred.services.access.attempts import AttemptLimit, SecretChecker
-from kindred.services.access.credentials import CredentialRegistry, TokenLimits, TokenService
-from kindred.services.access.server_keys import TOKEN_SIGNING_KEY, UI_SESSION_KEY, ServerKeys
-from kindred.services.access.sessions import SignInLimits, UiSessions
-from kindred.services.access.users import AdminCallers, KeyLimits, UserDirectory
+from kindred.roles import batch_log, partition_leases, roles
+from kindred.services.access.attempts import SecretChecker
+from kindred.services.access.credentials import CredentialRegistry, TokenService
+from kindred.services.access.server_keys import ServerKeys
+from kindred.services.access.sessions import UiSessions
+from kindred.services.access.users import AdminCallers, UserDirectory
 from kindred.services.audiences.abtests import AbTestService
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
@@ -55,13 +64,9 @@ from kindred.services.audiences.standard import StandardAudiences
 from kindred.services.background import Periodic
 from kindred.services.calculated.admin import CalculatedService
 from kindred.services.calculated.jobs import CalculatedBackfill
-from kindred.services.calculated.registry import CalculatedRegistry
-from kindred.services.forwarding.abtests import AbTestBook
 from kindred.services.forwarding.admin import DeliveryAdmin
-from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
-from kindred.services.forwarding.delivery import DeliveryRunner, Lane, Renderer
-from kindred.services.forwarding.router import Router
-from kindred.services.forwarding.transactions import Transactions
+from kindred.services.forwarding.catalog import OutputCatalog
+from kindred.services.forwarding.delivery import DeliveryRunner
 from kindred.services.identity.idsync import IdentityCalls
 from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter
@@ -72,37 +77,27 @@ from kindred.services.partitions.status import LogStatus, read_status
 from kindred.services.partitions.worker import PartitionWorker
 from kindred.services.privacy.bulk import BulkDeletion
 from kindred.services.privacy.callbacks import (
-    CALLBACK_CONNECTION,
     StatusCallbacks,
-    callback_lane,
 )
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.receipts import Receipts
-from kindred.services.privacy.requests import DsrPolicy, DsrService
+from kindred.services.privacy.requests import DsrService
 from kindred.services.privacy.retention import (
     AttributeExpirySweep,
     EventRetention,
     LifetimeSweep,
     Retention,
 )
-from kindred.services.privacy.signing import ProcessorKey, generate_bundle, split_certificates
+from kindred.services.privacy.signing import ProcessorKey
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.services.profiles.activity import ActivityReader
 from kindred.services.profiles.profile_api import ProfileApiService
 from kindred.services.profiles.queries import ProfileQueries
-from kindred.services.write_path import write_path
-from kindred.services.writes.commands import (
-    Accepted,
-    BatchOutcome,
-)
 from kindred.services.writes.group_writer import GroupWriter
 from kindred.services.writes.runner import CommandRunner
-from kindred.system import FernetBox, FileOffsetClock, SecureMpids, SecureSecrets, SystemClock
+from kindred.system import FernetBox, SecureMpids, SecureSecrets
 
-__all__ = ["Container", "build", "make_store"]
-
-# The keys `kindred keys` names that ServerKeys keeps (the secrets key is the SecretBox's).
-_SERVER_KEY_NAMES = {"token-signing": TOKEN_SIGNING_KEY, "ui-session": UI_SESSION_KEY}
+__all__ = ["Container", "build"]
 
 
 @dataclass
@@ -204,7 +199,7 @@ class Container:
         source = key_source(self.settings, name)
         if name == "secrets":
             return self._rotate_secrets_key(source)
-        stored_as = _SERVER_KEY_NAMES[name]
+        stored_as = SERVER_KEY_NAMES[name]
         if source.kind == "env":
             raise ConfigError(
                 f"the {name} key comes from {source.where}: set a new key there (kindred keys"
@@ -334,10 +329,10 @@ def build(
     store = store or make_store(settings)
     metrics = PrometheusMetrics()
     tenancy = tenancy_from(settings)
-    clock = clock or _clock(settings)
+    clock = clock or clock_of(settings)
     secrets = secrets or SecureSecrets()
-    box = _secret_box(settings)
-    side = _write_side(settings, store, tenancy, metrics, mpids or SecureMpids(), box=box)
+    box = secret_box(settings)
+    side = write_side(settings, store, tenancy, metrics, mpids or SecureMpids(), box=box)
     audience_registry, calculated_registry = side.audiences, side.calculated
     catalog, transactions, commands, writer = (
         side.catalog,
@@ -345,13 +340,13 @@ def build(
         side.commands,
         side.writer,
     )
-    server_keys = ServerKeys(store, secrets, _key_overrides(settings))
+    server_keys = ServerKeys(store, secrets, key_overrides(settings))
     # One thread checks secrets (token requests, UI sign-in) for the whole process.
     secret_checker = SecretChecker()
-    registry, tokens = _tokens(
+    registry, tokens = credentials_and_tokens(
         settings, store, clock, secrets, keys=server_keys, checker=secret_checker
     )
-    deliveries, delivery = _forwarding(
+    deliveries, delivery = forwarding(
         settings,
         store,
         tenancy=tenancy,
@@ -361,8 +356,8 @@ def build(
         audiences=lambda: audience_registry.current().by_id,
         tests=side.tests,
     )
-    users = UserDirectory(_configured_users(settings), store, clock, secrets)
-    quarantine, rebuild, csv_import_direct = _in_caller_thread(store, tenancy, clock, commands)
+    users = UserDirectory(configured_users(settings), store, clock, secrets)
+    quarantine, rebuild, csv_import_direct = in_caller_thread(store, tenancy, clock, commands)
     audiences = AudienceService(store, transactions, audience_registry, clock)
     schedule = AudienceScheduler(
         store,
@@ -372,7 +367,7 @@ def build(
         chunk=settings.audiences.schedule_chunk,
         calculated=calculated_registry,
     )
-    sweep = _sweep(settings, transactions, tenancy, clock, metrics)
+    sweep = lifetime_sweep(settings, transactions, tenancy, clock, metrics)
     attribute_expiry = AttributeExpirySweep(
         transactions,
         audience_registry,
@@ -383,9 +378,9 @@ def build(
         on_removed=metrics.attributes_expired.inc,
         on_exits=metrics.attribute_expiry_exits.inc,
     )
-    processor_key = _processor_key(settings, store)
+    processor_key = load_processor_key(settings, store)
     receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
-    dsr = _dsr(settings, store, transactions, clock, receipts)
+    dsr = dsr_requests(settings, store, transactions, clock, receipts)
     dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
     appender, partition_worker = roles(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, writer=writer
@@ -402,18 +397,18 @@ def build(
         credentials=registry,
         tokens=tokens,
         server_keys=server_keys,
-        ui_sessions=_ui_sessions(
+        ui_sessions=ui_sessions(
             settings, users, store, clock, secrets, keys=server_keys, checker=secret_checker
         ),
         users=users,
-        admin_callers=_admin_callers(settings, users, clock, secret_checker),
+        admin_callers=admin_callers(settings, users, clock, secret_checker),
         profile_api=ProfileApiService(store, tenancy, clock, calculated_registry.current),
         profiles=ProfileQueries(store, tenancy, clock),
         activity=ActivityReader(store),
         ledger=MergeLedger(store),
         quarantine=quarantine,
         rebuild=rebuild,
-        csv_import=CsvImporter(_through(writer), clock.now_ms),
+        csv_import=CsvImporter(through(writer), clock.now_ms),
         csv_import_direct=csv_import_direct,
         audiences=audiences,
         downloads=AudienceDownloads(store, audiences, clock, tests=side.tests.get),
@@ -473,346 +468,3 @@ def build(
         appender=appender,
         partition_worker=partition_worker,
     )
-
-
-def _secret_box(settings: Settings) -> FernetBox:
-    """Encryption of the output secrets kept in the store, with the secrets key (read, or
-    its file made, when a secret is first sealed or opened)."""
-    source = key_source(settings, "secrets")
-    return FernetBox(lambda: read_keys(source), describe=f"the secrets key ({source.describe()})")
-
-
-def _key_overrides(settings: Settings) -> dict[str, bytes]:
-    """The signing keys given in the environment or a key file (else the store's)."""
-    found = {}
-    for name, stored_as in _SERVER_KEY_NAMES.items():
-        source = key_source(settings, name)
-        if source.kind != "store":
-            found[stored_as] = read_keys(source)[0]
-    return found
-
-
-@dataclass(frozen=True)
-class _WriteSide:
-    audiences: AudienceRegistry
-    calculated: CalculatedRegistry
-    catalog: OutputCatalog
-    transactions: Transactions
-    commands: CommandRunner
-    writer: GroupWriter
-    tests: AbTestBook
-
-
-def _write_side(
-    settings: Settings,
-    store: Store,
-    tenancy: Tenancy,
-    metrics: Metrics,
-    mpids: MpidSource,
-    *,
-    box: FernetBox,
-) -> _WriteSide:
-    """The definitions the writes use, where write transactions open, the command
-    runner and the group-commit writer."""
-    audiences = AudienceRegistry(store, tenancy)
-    calculated = CalculatedRegistry(store)
-    catalog = OutputCatalog(store, tenancy, _declared(settings), box)
-    tests = AbTestBook(store, catalog)
-    catalog.check_variation = tests.check_connection
-    router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id, tests.at)
-    # Every write transaction of the services: the outbox rows of what it changed are
-    # written in it before it commits.
-    transactions = Transactions(store, router)
-    commands = write_path(
-        store,
-        mpids,
-        metrics,
-        tenancy.input_named,
-        audiences,
-        calculated=calculated,
-        transactions=transactions,
-    )
-    writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
-    return _WriteSide(audiences, calculated, catalog, transactions, commands, writer, tests)
-
-
-def _in_caller_thread(
-    store: Store, tenancy: Tenancy, clock: Clock, commands: CommandRunner
-) -> tuple[Quarantine, Rebuild, CsvImporter]:
-    """The CLI's operations (quarantine replay, rebuild, CSV import): they apply batches in
-    the caller's thread, as no writer runs in a command."""
-    return (
-        Quarantine(store, commands.run_all, tenancy.input_named, clock),
-        Rebuild(store, tenancy),
-        CsvImporter(commands.run_all, clock.now_ms),
-    )
-
-
-def _sweep(
-    settings: Settings,
-    transactions: Transactions,
-    tenancy: Tenancy,
-    clock: Clock,
-    metrics: PrometheusMetrics,
-) -> LifetimeSweep:
-    return LifetimeSweep(
-        transactions,
-        tenancy,
-        clock,
-        chunk=settings.retention.sweep_chunk,
-        on_deleted=metrics.profiles_expired.inc,
-        on_exits=metrics.expired_exits.inc,
-    )
-
-
-# Where the store keeps the processor's key and certificate (PEM), and the certificates of
-# keys rotated out.
-_PROCESSOR_KEY = "opendsr-processor-key"
-_PROCESSOR_RETIRED = "opendsr-processor-retired-certificates"
-
-
-def _processor_key(settings: Settings, store: Store) -> ProcessorKey:
-    """The processor's key: from `[privacy] processor_key_file` (made there on first use;
-    rotated certificates beside it, in FILE.retired), else kept in the store."""
-    name = settings.privacy.processor_domain
-
-    def make() -> bytes:
-        return generate_bundle(name)
-
-    configured = settings.privacy.processor_key_file
-    if configured:
-        path = Path(settings.data_dir) / configured
-        retired = path.with_name(path.name + ".retired")
-
-        def rotate_file() -> None:
-            old = split_certificates(read_pem_file(path, make))
-            before = retired.read_bytes() if retired.exists() else b""
-            replace_private_file(retired, before + "".join(old[:1]).encode())
-            replace_private_file(path, make())
-
-        return ProcessorKey(
-            lambda: read_pem_file(path, make),
-            retired=lambda: retired.read_bytes() if retired.exists() else b"",
-            rotate=rotate_file,
-            where=f"key file {path}",
-        )
-
-    def load() -> bytes:
-        return store.server_secret(_PROCESSOR_KEY, make())
-
-    def rotate_stored() -> None:
-        old = split_certificates(load())
-        before = store.server_secret(_PROCESSOR_RETIRED, b"")
-        store.replace_server_secret(_PROCESSOR_RETIRED, before + "".join(old[:1]).encode())
-        store.replace_server_secret(_PROCESSOR_KEY, make())
-
-    return ProcessorKey(
-        load,
-        retired=lambda: store.server_secret(_PROCESSOR_RETIRED, b""),
-        rotate=rotate_stored,
-    )
-
-
-def _dsr(
-    settings: Settings, store: Store, transactions: Transactions, clock: Clock, receipts: Receipts
-) -> DsrService:
-    privacy = settings.privacy
-    day_ms = 86_400_000
-    subjects = SubjectFinder(store)
-    policy = DsrPolicy(
-        waiting_period_ms=int(privacy.waiting_period_days * day_ms),
-        skip_waiting_ms=int(privacy.skip_waiting_period_hours * 3_600_000),
-        results_kept_ms=int(privacy.results_days * day_ms),
-        run_interval_ms=int(privacy.run_interval_s * 1000),
-        public_url=privacy.public_url,
-    )
-    return DsrService(
-        store, Erasure(subjects, transactions, clock), subjects, clock, policy, receipts=receipts
-    )
-
-
-def _through(writer: GroupWriter) -> Callable[[Sequence[Accepted]], list[BatchOutcome]]:
-    """Apply batches as the server applies them: each submitted to the group writer,
-    then waited for."""
-
-    def apply(items: Sequence[Accepted]) -> list[BatchOutcome]:
-        futures = [writer.submit(item) for item in items]
-        return [future.result() for future in futures]
-
-    return apply
-
-
-def _clock(settings: Settings) -> Clock:
-    """The system clock, or one a file moves (tests drive time through it)."""
-    return FileOffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
-
-
-def _tokens(
-    settings: Settings,
-    store: Store,
-    clock: Clock,
-    secrets: Secrets,
-    *,
-    keys: ServerKeys,
-    checker: SecretChecker,
-) -> tuple[CredentialRegistry, TokenService]:
-    registry = CredentialRegistry(credentials_from(settings), store, clock, secrets)
-    oauth = settings.oauth
-    tokens = TokenService(
-        registry,
-        keys,
-        clock,
-        secrets,
-        audiences=oauth.audiences,
-        ttl_s=oauth.token_ttl_s,
-        limits=TokenLimits(
-            per_client=_limit(oauth.requests_per_client),
-            per_address=_limit(oauth.requests_per_address),
-        ),
-        checker=checker,
-    )
-    return registry, tokens
-
-
-def _configured_users(settings: Settings) -> list[UserRecord]:
-    return [
-        UserRecord(name=u.name, role=u.role, password_hash=u.password_hash, origin="config")
-        for u in settings.ui.users
-    ]
-
-
-def _admin_callers(
-    settings: Settings, users: UserDirectory, clock: Clock, checker: SecretChecker
-) -> AdminCallers:
-    admin = settings.admin
-    return AdminCallers(
-        users,
-        admin.token,
-        clock,
-        limits=KeyLimits(
-            per_key=_limit(admin.key_attempts_per_key),
-            per_address=_limit(admin.key_attempts_per_address),
-        ),
-        checker=checker,
-    )
-
-
-def _ui_sessions(
-    settings: Settings,
-    users: UserDirectory,
-    store: Store,
-    clock: Clock,
-    secrets: Secrets,
-    *,
-    keys: ServerKeys,
-    checker: SecretChecker,
-) -> UiSessions:
-    ui = settings.ui
-    return UiSessions(
-        users,
-        ui.session_ttl_s,
-        store,
-        keys,
-        clock,
-        secrets=secrets,
-        limits=SignInLimits(
-            per_user=_limit(ui.sign_ins_per_user), per_address=_limit(ui.sign_ins_per_address)
-        ),
-        checker=checker,
-    )
-
-
-def _limit(limit: AttemptLimitSettings) -> AttemptLimit:
-    return AttemptLimit(per_minute=limit.per_minute, burst=limit.burst)
-
-
-def _forwarding(
-    settings: Settings,
-    store: Store,
-    *,
-    tenancy: Tenancy,
-    clock: Clock,
-    metrics: PrometheusMetrics,
-    catalog: OutputCatalog,
-    audiences: Callable[[], Mapping[int, AudienceDef]],
-    tests: AbTestBook,
-) -> tuple[DeliveryAdmin, DeliveryRunner]:
-    renderer = Renderer(store, tenancy, audiences, clock, tests=tests.current, retire=tests.retire)
-    lanes = _lane_factory(settings, store, renderer, clock, metrics)
-    runner = DeliveryRunner(
-        catalog,
-        lanes,
-        idle_s=settings.forwarding.idle_s,
-        fixed=[callback_lane(settings.privacy.callback_timeout_s)],
-    )
-    return DeliveryAdmin(store, catalog, clock), runner
-
-
-def _declared(settings: Settings) -> OutputsAndConnections:
-    return OutputsAndConnections(
-        outputs=list(settings.outputs),
-        event_connections=list(settings.event_connections),
-        audience_connections=list(settings.audience_connections),
-    )
-
-
-def _lane_factory(
-    settings: Settings, store: Store, renderer: Renderer, clock: Clock, metrics: PrometheusMetrics
-) -> Callable[[EventConnection | AudienceConnection, OutputDef], Lane]:
-    forwarding = settings.forwarding
-    # Which process holds a connection's lease; unique per process start.
-    owner = process_name()
-
-    def make_lane(connection: EventConnection | AudienceConnection, output: OutputDef) -> Lane:
-        callbacks = connection.name == CALLBACK_CONNECTION
-        return Lane(
-            store,
-            renderer,
-            connection,
-            output,
-            make_callback_sink(output.timeout_s)
-            if callbacks
-            else make_sink(output, resolve_output),
-            policy=forwarding.retry,
-            clock=clock,
-            jitter=random.random,
-            owner=owner,
-            lease_ms=int(forwarding.lease_s * 1000),
-            on_outcome=metrics.delivery,
-            bury_on_give_up=callbacks,
-        )
-
-    return make_lane
-
-
-def make_store(settings: Settings) -> Store:
-    url = settings.store.url
-    if url.startswith("sqlite://"):
-        from kindred.storage.sqlite import SqliteStore  # noqa: PLC0415 - chosen by config
-
-        return SqliteStore(
-            _sqlite_path(url, settings.data_dir),
-            synchronous=settings.store.sqlite_synchronous.upper(),
-            max_size_mb=settings.store.sqlite_max_size_mb,
-        )
-    from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
-
-    return PostgresStore(url, pool_size=settings.store.pool_size)
-
-
-def missing_store(settings: Settings) -> Path | None:
-    """The embedded store's file when it does not exist yet (None for PostgreSQL, whose
-    database is made by its operator, and for a store that exists)."""
-    url = settings.store.url
-    if not url.startswith("sqlite://"):
-        return None
-    path = _sqlite_path(url, settings.data_dir)
-    return None if path.exists() else path.resolve()
-
-
-def _sqlite_path(url: str, data_dir: str) -> Path:
-    """sqlite:///name.db lives in the data directory; sqlite:////abs/name.db where it says."""
-    rest = url.removeprefix("sqlite://")
-    if rest.startswith("//"):
-        return Path(rest[1:])
-    return Path(data_dir) / rest.lstrip("/")
