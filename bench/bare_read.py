@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import answer_lifespan, serve_bare
 from kindred.storage.postgres.setops import PROFILE_COLUMNS as PG_COLUMNS
 from kindred.storage.sqlite.setops import PROFILE_COLUMNS as SQLITE_COLUMNS
 
@@ -58,9 +58,7 @@ class BareRead:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         status, body = 404, b'{"errors":"not found"}'
         path: str = scope["path"]
@@ -95,18 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ[_DATA_DIR_ENV] = args.data_dir
     os.environ[_STORE_URL_ENV] = args.store_url or ""
-    uvicorn.run(
-        "bench.bare_read:app",
-        factory=True,
-        host="127.0.0.1",
-        port=args.port,
-        workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-    )
+    serve_bare("bench.bare_read:app", args.port, args.workers, factory=True)
 
 
 if __name__ == "__main__":

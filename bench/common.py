@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -232,3 +233,29 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"
+
+
+def serve_bare(app: str, port: int, workers: int, *, factory: bool = False) -> None:
+    """A baseline server (bench/bare_*.py): uvicorn with the loop, parser and workers
+    `kindred serve` runs with."""
+    import uvicorn  # noqa: PLC0415 - only the baseline servers run it
+
+    uvicorn.run(
+        app,
+        factory=factory,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+    )
+
+
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """A baseline server's ASGI lifespan: started at once, stopped when told."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})

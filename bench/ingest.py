@@ -25,6 +25,7 @@ import os
 import random
 import secrets
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,22 @@ PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/kindred_bench"
 # numbered from the seeded population's size up from there.
 RUN_SPAN = 2**28
 MAX_DUPLICATE_SHARE = 0.01
+
+
+@dataclass
+class BareIngest(ServerProcess):
+    """bench/bare_ingest.py: the baseline (parse and 202), on the same port rules."""
+
+    def command(self) -> list[str]:
+        script = Path(__file__).parent / "bare_ingest.py"
+        return [
+            sys.executable,
+            str(script),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
 
 
 @dataclass
@@ -162,8 +179,10 @@ def batches_by_status(server: ServerProcess) -> dict[str, int]:
     return counts
 
 
-async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> dict[str, object]:
-    seq_base = args.run_id * RUN_SPAN
+async def _run(
+    args: argparse.Namespace, server: ServerProcess, seeded: int, run_id: int, name: str
+) -> dict[str, object]:
+    seq_base = run_id * RUN_SPAN
     warm_total = int(args.rate * args.warmup) if args.warmup > 0 else 0
     if seeded + warm_total + int(args.rate * args.duration) >= RUN_SPAN:
         raise SystemExit("--profiles plus the batches of one run must stay under 2**28")
@@ -174,12 +193,15 @@ async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> 
     rss: list[float] = []
     stop = asyncio.Event()
     _memory_sampler(server, rss, stop)
+    cpu_before = server.cpu_seconds()
     elapsed = await _drive(args, server.port, seeded, tally, seq_base=seq_base + warm_total)
+    cpu_s = server.cpu_seconds() - cpu_before
     stop.set()
     by_status = batches_by_status(server)
     lat = sorted(tally.latencies)
     ok = tally.statuses.get(202, 0)
     return {
+        "server": name,
         "store": args.store,
         "server_workers": args.workers,
         "profiles_seeded": seeded,
@@ -193,7 +215,11 @@ async def _run(args: argparse.Namespace, server: ServerProcess, seeded: int) -> 
         "statuses": tally.statuses,
         "seconds_with_requests_over_50ms": _stall_seconds(tally),
         "server_peak_rss_mb": round(server.rss_mb()[1], 1),
-        "run_id": args.run_id,
+        # CPU (user + system) of the server's processes over the measured run, per batch
+        # sent: the figure that stays comparable on a machine shared with other work
+        "server_cpu_us_per_batch": round(cpu_s / max(len(lat), 1) * 1e6, 1),
+        "load_average": os.getloadavg()[0],
+        "run_id": run_id,
         # from the server's counters: warm-up and measured run (with several workers, one
         # worker's share)
         "server_batches_by_status": by_status,
@@ -223,6 +249,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))
     parser.add_argument("--fresh", action="store_true", help="start from an empty store")
     parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run bench/bare_ingest.py (parse and 202), interleaved, and print ratios",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measured runs (run ids --run-id, +1, ...)"
+    )
+    parser.add_argument(
         "--run-id",
         type=int,
         default=secrets.randbelow(2**20) + 1,
@@ -230,7 +264,7 @@ def main() -> None:
         " new users derive from it",
     )
     args = parser.parse_args()
-    if not 1 <= args.run_id < 2**20:
+    if not 1 <= args.run_id < 2**20 - args.rounds:
         raise SystemExit("--run-id must be between 1 and 2**20 - 1")
 
     data_dir = Path(args.data_dir) / args.store
@@ -243,13 +277,34 @@ def main() -> None:
         seed(str(data_dir), args.profiles, store_url)
         os.sync()  # the seed's dirty pages must not be flushed during the measurement
     server = ServerProcess(data_dir, store_url, workers=args.workers)
-    server.start()
+    bare = BareIngest(data_dir, workers=args.workers) if args.baseline else None
+    results: list[dict[str, object]] = []
     try:
-        result = uvloop.run(_run(args, server, args.profiles))
+        server.start()
+        if bare:
+            bare.start()
+        for round_ in range(args.rounds):
+            if bare:  # the baseline first in each round, then Kindred: interleaved
+                results.append(uvloop.run(_run(args, bare, 0, args.run_id + round_, "bare")))
+                _print_run(results[-1])
+            run = uvloop.run(_run(args, server, args.profiles, args.run_id + round_, "kindred"))
+            results.append(run)
+            _print_run(run)
+            _check_applied(run)
     finally:
         server.stop()
-    print(json.dumps(result, indent=2), flush=True)
-    by_status = result["server_batches_by_status"]
+        if bare:
+            bare.stop()
+    if args.rounds > 1 or bare:
+        print(json.dumps(_summary(results), indent=2), flush=True)
+
+
+def _print_run(run: dict[str, object]) -> None:
+    print(json.dumps(run, indent=2), flush=True)
+
+
+def _check_applied(run: dict[str, object]) -> None:
+    by_status = run["server_batches_by_status"]
     assert isinstance(by_status, dict)
     if not by_status.get("applied") or _duplicate_share(by_status) > MAX_DUPLICATE_SHARE:
         raise SystemExit(
@@ -257,6 +312,43 @@ def main() -> None:
             f" {MAX_DUPLICATE_SHARE:.0%} duplicates (or none applied), so this run did not"
             " measure ingest; use a fresh --run-id (or none) or a fresh store"
         )
+
+
+SUMMARY_FIGURES = ("batches_per_s", "p50_ms", "p99_ms", "p999_ms", "server_cpu_us_per_batch")
+
+
+def _summary(results: list[dict[str, object]]) -> dict[str, object]:
+    """Per server, the median [min, max] of each figure over the rounds; with a baseline,
+    per round the ratio of Kindred's figure to the bare server's of the same round."""
+    summary: dict[str, object] = {}
+    for name in ("bare", "kindred"):
+        runs = [r for r in results if r["server"] == name]
+        if runs:
+            summary[name] = {
+                key: _spread([_number(r[key]) for r in runs]) for key in SUMMARY_FIGURES
+            }
+    bare_runs = [r for r in results if r["server"] == "bare"]
+    kindred_runs = [r for r in results if r["server"] == "kindred"]
+    if bare_runs:
+        pairs = list(zip(bare_runs, kindred_runs, strict=True))
+        summary["kindred_over_bare"] = {
+            key: _spread([_number(k[key]) / max(_number(b[key]), 1e-9) for b, k in pairs])
+            for key in SUMMARY_FIGURES
+        }
+    return summary
+
+
+def _number(value: object) -> float:
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def _recreate_pg_database() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+
+import pytest
 
 from kindred.domain.profile import Profile
 from kindred.storage.sqlite import SqliteStore
@@ -40,3 +43,52 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
     # grows with everything written (hundreds of MB here).
     assert largest < 4 * limit, f"WAL grew to {largest} bytes"
     assert not wal.exists() or wal.stat().st_size == 0  # closing checkpoints it away
+
+
+def _synchronous_in_transaction(store: SqliteStore) -> int:
+    """The writer connection's `synchronous` while a write transaction is open (1 NORMAL,
+    2 FULL)."""
+    with store.unit_of_work():
+        return int(store._writer.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_deferred_commits_are_left_to_one_sync_of_the_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "k.db")  # synchronous FULL, the default
+    store.migrate()
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    assert _synchronous_in_transaction(store) == 2  # a commit of its own: synced by COMMIT
+    with store.deferred_sync():
+        assert _synchronous_in_transaction(store) == 1  # left to the sync
+        with store.unit_of_work() as uow:
+            uow.profiles.save(
+                Profile(mpid=7, scope="a1", created_ms=1, last_stored_ms=1, version=1)
+            )
+    assert synced == []
+    assert store.get_profile(7) is not None  # committed and visible before the sync
+    store.sync()
+    assert synced == [str(tmp_path / "k.db-wal")]
+    assert _synchronous_in_transaction(store) == 2  # other threads' commits synced again
+    store.close()
+
+
+def test_without_full_sync_there_is_nothing_to_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "k.db", synchronous="NORMAL")
+    store.migrate()
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", calls.append)
+    with store.deferred_sync(), store.unit_of_work() as uow:
+        uow.profiles.save(Profile(mpid=7, scope="a1", created_ms=1, last_stored_ms=1, version=1))
+    store.sync()
+    assert calls == []
+    store.close()

@@ -12,6 +12,7 @@ from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
 from kindred.ports import (
     Clock,
+    DeferredSync,
     Metrics,
     MpidSource,
     Store,
@@ -92,7 +93,9 @@ def write_side(
         calculated=calculated,
         transactions=transactions,
     )
-    writer = GroupWriter(commands.apply, max_group=settings.store.group_max)
+    # On SQLite a group's fsync overlaps the next group's work (GroupWriter, CommitSync).
+    durability = store if isinstance(store, DeferredSync) else None
+    writer = GroupWriter(commands.apply, max_group=settings.store.group_max, durability=durability)
     return WriteSide(audiences, calculated, catalog, transactions, commands, writer, tests)
 
 

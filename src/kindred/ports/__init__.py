@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import AudienceDef, MembershipChange, Selection
@@ -64,6 +64,7 @@ __all__ = [
     "ConnectionState",
     "CredentialStore",
     "DeadLetter",
+    "DeferredSync",
     "DefinitionsVersion",
     "Delivery",
     "DeliveryStore",
@@ -157,6 +158,19 @@ class UnitsOfWork(Protocol):
     """Where write transactions come from."""
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+
+@runtime_checkable
+class DeferredSync(Protocol):
+    """A store whose commits can reach the disk after the fact, several at once: commits a
+    thread makes inside `deferred_sync()` are durable once a later `sync()` returns (and
+    are kept through a process crash before that)."""
+
+    def deferred_sync(self) -> AbstractContextManager[None]: ...
+
+    def sync(self) -> None:
+        """Every commit made so far durable; raises StoreUnavailable if the disk fails."""
+        ...
 
 
 class ProfileReader(Protocol):

@@ -60,7 +60,7 @@ from kindred.storage.sessions_sql import (
 )
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
-from kindred.storage.sqlite.writing import WriterLock, full_is_unavailable
+from kindred.storage.sqlite.writing import CommitSync, WriterLock, full_is_unavailable
 from kindred.storage.users_sql import (
     KEY_COLUMNS,
     USER_COLUMNS,
@@ -138,6 +138,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         self._write_lock = WriterLock(
             f"{self.path}.writer-lock" if self.path != ":memory:" else None
         )
+        self._commit_sync = CommitSync(self._writer, self.path, synchronous)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
 
@@ -178,6 +179,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
             applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
             for migration in load_migrations("kindred.storage.sqlite"):
                 if migration.version not in applied:
+                    self._commit_sync.before_begin()
                     conn.execute("BEGIN IMMEDIATE")
                     for statement in _statements(migration.sql):
                         conn.execute(statement)
@@ -208,10 +210,18 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         files = (Path(self.path), Path(f"{self.path}-wal"))
         return sum(f.stat().st_size for f in files if f.exists())
 
+    def deferred_sync(self) -> AbstractContextManager[None]:
+        """Commits of this thread inside reach the disk at the next `sync()` (CommitSync)."""
+        return self._commit_sync.deferred()
+
+    def sync(self) -> None:
+        self._commit_sync.sync()
+
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._write_lock, full_is_unavailable():
             conn = self._writer
+            self._commit_sync.before_begin()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 tx = WriteBehindUnitOfWork(SqliteSetOps(conn))
@@ -238,6 +248,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         """One write transaction (BEGIN IMMEDIATE: no other writer, no group, meanwhile)."""
         with self._write_lock, full_is_unavailable():
             conn = self._writer
+            self._commit_sync.before_begin()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn.cursor()

@@ -1,5 +1,6 @@
-"""How the SQLite store writes: one writer at a time across threads and processes, and a
-full disk (or the database at its size limit) refused as a store unavailable for now."""
+"""How the SQLite store writes: one writer at a time across threads and processes, when a
+commit reaches the disk, and a full disk (or the database at its size limit) refused as a
+store unavailable for now."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from contextlib import contextmanager
 
 from kindred.domain.errors import StoreUnavailable
 
-__all__ = ["WriterLock", "full_is_unavailable"]
+__all__ = ["CommitSync", "WriterLock", "full_is_unavailable"]
+
+# The `synchronous` settings under which a commit is on the disk when COMMIT returns.
+_SYNCED = frozenset({"FULL", "EXTRA"})
 
 
 class WriterLock:
@@ -61,3 +65,59 @@ def full_is_unavailable() -> Iterator[None]:
         raise StoreUnavailable(
             f"store unavailable: {exc} (writes are refused until it has room)"
         ) from exc
+
+
+class CommitSync:
+    """When a commit of the writer connection reaches the disk.
+
+    Under `synchronous` FULL every commit is fsynced before COMMIT returns, except those a
+    thread makes inside `deferred()`: they are written to the WAL with `synchronous`
+    NORMAL (a process crash keeps them; SQLite keeps the database consistent through a
+    power loss) and reach the disk at the next `sync()`, one fdatasync of the WAL file,
+    which holds every frame committed before it. (A checkpoint in between syncs the WAL
+    before copying it, and the database file after.) The group writer commits its groups
+    deferred and answers their batches after a sync: its next group runs while the disk
+    syncs the last one, and one fsync covers every group committed meanwhile.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str, synchronous: str) -> None:
+        self._conn = conn
+        self._wal = None if path == ":memory:" else f"{path}-wal"
+        self._synchronous = synchronous
+        self._current = synchronous  # the connection's setting now
+        self._local = threading.local()
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """This thread's commits inside are not synced: `sync()` makes them durable."""
+        self._local.deferred = True
+        try:
+            yield
+        finally:
+            self._local.deferred = False
+
+    def before_begin(self) -> None:
+        """Called under the write lock, before a write transaction begins: the connection
+        set to sync its commit, or to leave it to `sync()` when this thread defers."""
+        deferring = getattr(self._local, "deferred", False) and self._synchronous in _SYNCED
+        wanted = "NORMAL" if deferring else self._synchronous
+        if wanted != self._current:
+            self._conn.execute(f"PRAGMA synchronous = {wanted}")
+            self._current = wanted
+
+    def sync(self) -> None:
+        """Every commit made so far on the disk (nothing to do unless commits are synced)."""
+        if self._wal is None or self._synchronous not in _SYNCED:
+            return
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            # No WAL: the last connection closed, and closing checkpointed every commit
+            # into the database file and synced it.
+            return
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: the disk failed a sync ({exc})") from exc
+        finally:
+            os.close(fd)
