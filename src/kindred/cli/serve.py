@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import ssl
@@ -80,7 +81,7 @@ def run_server(
         options["ssl_keyfile"] = tls.key
     _announce(settings, host, port, scheme="https" if tls else "http", demo_loaded=demo_data)
     if workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(build(settings)), **options)).run()
+        uvicorn.Server(uvicorn.Config(_server_app(settings), **options)).run()
         return
     # Worker processes build their own container from the same settings, which reach them
     # through the environment (see kindred.config.load_settings).
@@ -103,7 +104,25 @@ def worker_app() -> FastPath:
     """The app of one worker process of `kindred serve --workers N`."""
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
-    return create_app(build(settings))
+    return _server_app(settings)
+
+
+# The cyclic collector's thresholds while serving: a young generation of 50,000 objects
+# rather than 700, and older generations collected far more rarely. Nearly everything a
+# batch allocates dies by reference counting; with the default thresholds what was
+# merely alive at a collection (a group's profiles, a request's decoded batch) was
+# promoted and then walked again by full collections, each holding the GIL for tens of
+# ms and finding nothing: ~11% of the server's CPU under ingest, and its worst latencies
+# (bench/RESULTS.md, "SQLite ingest, 3x").
+SERVING_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _server_app(settings: Settings) -> FastPath:
+    app = create_app(build(settings))
+    # What start-up built lives as long as the process: no collection walks it again.
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+    return app
 
 
 def _announce(
