@@ -33,7 +33,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CONFIG, ServerProcess, free_port, machine, percentile
-from bench.ingest import Tally, _drive
+from bench.ingest import Tally, _drive, batches_by_status, check_applied
 
 FORWARDED_PER_BATCH = 8  # "Share" is blocked: 2 of the 10 events of every batch
 
@@ -121,6 +121,9 @@ def main() -> None:
         receiver.terminate()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
+    by_status = report["server_batches_by_status"]
+    assert isinstance(by_status, dict)
+    check_applied(by_status)
 
 
 def run(
@@ -161,6 +164,9 @@ def run(
             (server.cpu_seconds() - cpu_before) / max(events.value, 1) * 1000, 3
         ),
         "webhook_batch_size": args.batch_size,
+        # The store is new each run, so no request id can have been seen: the server's own
+        # count says so (bench/ingest.py's check).
+        "server_batches_by_status": batches_by_status(server),
     }
 
 

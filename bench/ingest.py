@@ -306,6 +306,11 @@ def _print_run(run: dict[str, object]) -> None:
 def _check_applied(run: dict[str, object]) -> None:
     by_status = run["server_batches_by_status"]
     assert isinstance(by_status, dict)
+    check_applied(by_status)
+
+
+def check_applied(by_status: dict[str, int]) -> None:
+    """Fail loudly when the server applied nothing or answered too many as duplicates."""
     if not by_status.get("applied") or _duplicate_share(by_status) > MAX_DUPLICATE_SHARE:
         raise SystemExit(
             f"FAILED: the server counted batches {by_status}: over"
