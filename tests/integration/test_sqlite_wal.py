@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,13 @@ from kindred.domain.profile import Profile
 from kindred.storage.sqlite import SqliteStore
 
 
-def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deferred", [False, True], ids=["synced-at-commit", "deferred"])
+def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path, deferred: bool) -> None:
+    """Also as the group writer commits: deferred, a sync after each, and the background
+    checkpointer copying the WAL meanwhile."""
     limit = 1024 * 1024
-    store = SqliteStore(tmp_path / "k.db", synchronous="NORMAL", wal_limit_bytes=limit)
+    synchronous = "FULL" if deferred else "NORMAL"
+    store = SqliteStore(tmp_path / "k.db", synchronous=synchronous, wal_limit_bytes=limit)
     store.migrate()
     wal = tmp_path / "k.db-wal"
     largest, written, mpid = 0, 0, 1
@@ -22,7 +28,10 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
     # machine writes; the deadline only stops a store that cannot keep up at all.
     deadline = time.monotonic() + 60
     while written <= 64 * limit and time.monotonic() < deadline:
-        with store.unit_of_work() as uow:  # back to back, as under sustained load
+        with (
+            store.deferred_sync() if deferred else nullcontext(),
+            store.unit_of_work() as uow,  # back to back, as under sustained load
+        ):
             for _ in range(50):
                 uow.profiles.save(
                     Profile(
@@ -35,6 +44,8 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
                     )
                 )
                 mpid += 1
+        if deferred:
+            store.sync()
         written += 50 * 4096
         largest = max(largest, wal.stat().st_size)
     store.close()
@@ -91,4 +102,29 @@ def test_without_full_sync_there_is_nothing_to_sync(
         uow.profiles.save(Profile(mpid=7, scope="a1", created_ms=1, last_stored_ms=1, version=1))
     store.sync()
     assert calls == []
+    store.close()
+
+
+def test_synced_commits_are_copied_into_the_database_in_the_background(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.db")
+    store.migrate()
+    with store.deferred_sync(), store.unit_of_work() as uow:
+        uow.profiles.save(Profile(mpid=7, scope="a1", created_ms=1, last_stored_ms=1, version=1))
+
+    def in_database_file() -> bool:
+        """Read from the database file alone (immutable: its WAL ignored)."""
+        conn = sqlite3.connect(f"file:{tmp_path / 'k.db'}?immutable=1", uri=True)
+        try:
+            return conn.execute("SELECT 1 FROM profiles WHERE mpid = 7").fetchone() is not None
+        except sqlite3.OperationalError:  # not even the tables are there yet
+            return False
+        finally:
+            conn.close()
+
+    assert not in_database_file()  # committed to the WAL only
+    store.sync()
+    deadline = time.monotonic() + 10
+    while not in_database_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_database_file()  # the checkpointer copied it, though the WAL is far from full
     store.close()

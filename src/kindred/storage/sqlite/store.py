@@ -138,7 +138,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         self._write_lock = WriterLock(
             f"{self.path}.writer-lock" if self.path != ":memory:" else None
         )
-        self._commit_sync = CommitSync(self._writer, self.path, synchronous)
+        self._commit_sync = CommitSync(self._writer, self.path, synchronous, self._connect)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
 
@@ -580,6 +580,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         ]
 
     def close(self) -> None:
+        self._commit_sync.close()
         for conn in self._readers:
             conn.close()
         self._readers.clear()

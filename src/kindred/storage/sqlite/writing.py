@@ -5,15 +5,19 @@ store unavailable for now."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from kindred.domain.errors import StoreUnavailable
 
-__all__ = ["CommitSync", "WriterLock", "full_is_unavailable"]
+__all__ = ["CheckpointAhead", "CommitSync", "WriterLock", "full_is_unavailable"]
+
+log = logging.getLogger("kindred.store")
 
 # The `synchronous` settings under which a commit is on the disk when COMMIT returns.
 _SYNCED = frozenset({"FULL", "EXTRA"})
@@ -80,12 +84,20 @@ class CommitSync:
     syncs the last one, and one fsync covers every group committed meanwhile.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, synchronous: str) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        synchronous: str,
+        connect: Callable[[], sqlite3.Connection],
+    ) -> None:
+        """`connect`: a new connection to the database (the background checkpointer's)."""
         self._conn = conn
         self._wal = None if path == ":memory:" else f"{path}-wal"
         self._synchronous = synchronous
         self._current = synchronous  # the connection's setting now
         self._local = threading.local()
+        self._ahead = CheckpointAhead(connect)
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -121,3 +133,66 @@ class CommitSync:
             raise StoreUnavailable(f"store unavailable: the disk failed a sync ({exc})") from exc
         finally:
             os.close(fd)
+        self._ahead.nudge()
+
+    def close(self) -> None:
+        self._ahead.close()
+
+
+class CheckpointAhead:
+    """Copies the WAL into the database in the background while the writer goes on.
+
+    The writer still checkpoints after its commit once the WAL passes its limit (there the
+    checkpoint always completes, so the WAL starts over and stays bounded). Without help,
+    that checkpoint copies the whole WAL and fsyncs the database while every batch waits:
+    tens of ms, once a second or so under load. A PASSIVE checkpoint from another
+    connection, at most every `interval_s` while commits are synced, copies most frames
+    and fsyncs the database beforehand, without blocking writers; the writer's own
+    checkpoint is left only the frames committed since. (A background checkpointer alone
+    never finds the WAL fully copied under back-to-back commits, so the WAL would grow
+    without end: it helps the writer's checkpoint, it does not replace it.)
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 0.25):
+        self._connect = connect
+        self._interval_s = interval_s
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def nudge(self) -> None:
+        """Commits were synced: a checkpoint is due if the last one is old enough."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stopping:
+                    self._thread = threading.Thread(
+                        target=self._run, name="kindred-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                self._wake.wait()
+                if self._stopping:
+                    return
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.OperationalError as exc:
+                    # Busy (another checkpoint runs) or the disk refused: the writer's own
+                    # checkpoint still bounds the WAL.
+                    log.debug("background checkpoint skipped: %s", exc)
+                time.sleep(self._interval_s)
+        finally:
+            conn.close()
