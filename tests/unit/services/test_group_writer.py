@@ -126,3 +126,14 @@ def test_without_a_deferred_sync_a_group_is_answered_after_its_commit() -> None:
     writer = _writer(None, processed)
     assert writer.submit(Echo(3)).result(WAIT) == 30
     writer.stop()
+
+
+def test_a_sync_that_breaks_is_a_503_not_a_hang() -> None:
+    disk, processed = FakeDisk(), []
+    disk.fail = RuntimeError("unexpected")
+    writer = _writer(disk, processed)
+    with pytest.raises(StoreUnavailable, match="the sync failed"):
+        writer.submit(Echo(1)).result(WAIT)
+    disk.fail = None
+    assert writer.submit(Echo(2)).result(WAIT) == 20
+    writer.stop()

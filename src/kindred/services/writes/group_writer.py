@@ -138,6 +138,9 @@ class GroupWriter:
                 except StoreUnavailable as exc:
                     log.error("sync failed: %s", exc)
                     failure = exc  # committed, but not known durable: the sender retries
+                except Exception as exc:  # whatever it is, the waiters must not hang
+                    log.exception("sync failed")
+                    failure = StoreUnavailable(f"store unavailable: the sync failed ({exc})")
                 for item in committed:
                     group, results, error = cast(_Committed, item)
                     _settle(group, None if failure else results, error or failure)

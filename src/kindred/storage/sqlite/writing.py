@@ -189,7 +189,7 @@ class CheckpointAhead:
                 self._wake.clear()
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.OperationalError as exc:
+                except sqlite3.Error as exc:
                     # Busy (another checkpoint runs) or the disk refused: the writer's own
                     # checkpoint still bounds the WAL.
                     log.debug("background checkpoint skipped: %s", exc)
