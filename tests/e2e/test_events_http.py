@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -301,3 +302,41 @@ def test_batch_is_kept_through_a_crash_right_after_202(fresh_server: Server) -> 
     fresh_server.kill()
     fresh_server.start()
     assert attrs(fresh_server, "crash-1") == {"survives": "yes"}
+
+
+def test_every_batch_answered_202_survives_a_kill_under_load(fresh_server: Server) -> None:
+    """Groups commit back to back and are answered after their sync (the fsync overlaps the
+    next group): killed in the middle, every batch that had its 202 is stored, as a re-send
+    of each shows (answered as a duplicate)."""
+    acked: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def send(sender: int) -> None:
+        with httpx.Client(base_url=fresh_server.url, auth=SERVER, timeout=5) as client:
+            n = 0
+            while not stop.is_set():
+                body = batch(f"load-{sender}-{n}", source_request_id=f"load-{sender}-{n}")
+                try:
+                    answer = client.post("/v2/events", content=json.dumps(body).encode())
+                except httpx.TransportError:
+                    return  # the server is gone
+                if answer.status_code == 202:
+                    acked.append(body)
+                n += 1
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in senders:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fresh_server.kill()  # while the senders still send
+    stop.set()
+    for thread in senders:
+        thread.join(10)
+    assert len(acked) >= 200
+    fresh_server.start()
+    for body in acked:
+        assert post(fresh_server, "/v2/events", body).status_code == 202
+    duplicates = metric(fresh_server, "kindred_batches_total", input="server", status="duplicate")
+    assert duplicates == len(acked)
