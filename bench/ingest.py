@@ -166,6 +166,26 @@ def _memory_sampler(server: ServerProcess, peaks: list[float], stop: asyncio.Eve
     asyncio.get_event_loop().create_task(sample())
 
 
+def slow_groups(server: ServerProcess) -> dict[str, int]:
+    """From the server's `kindred_commit_seconds` histogram: how many commit groups took
+    longer than 25, 50 and 100 ms, and how many there were (since it started). A group
+    that stalls (a checkpoint, a collection) holds up every batch queued behind it."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("kindred_commit_seconds_bucket{"):
+            labels, _, value = line.rpartition(" ")
+            buckets[labels.split('le="', 1)[1].split('"', 1)[0]] = float(value)
+    total = buckets.get("+Inf", 0.0)
+    return {
+        "groups": int(total),
+        **{f"over_{ms}ms": int(total - buckets.get(le, total)) for ms, le in _SLOW_MARKS},
+    }
+
+
+_SLOW_MARKS = (("25", "0.025"), ("50", "0.05"), ("100", "0.1"))
+
+
 def batches_by_status(server: ServerProcess) -> dict[str, int]:
     """The server's batch counter (`kindred_batches_total`) by status, over all inputs,
     since it started. With several workers: the one worker process that answered."""
@@ -223,6 +243,7 @@ async def _run(
         # from the server's counters: warm-up and measured run (with several workers, one
         # worker's share)
         "server_batches_by_status": by_status,
+        "server_commit_groups": slow_groups(server) if name == "kindred" else {},
         "server_batches_scope": "all" if args.workers == 1 else f"one of {args.workers} workers",
         "duplicate_share": round(_duplicate_share(by_status), 4),
         "kindred_src": kindred_src(),
