@@ -167,7 +167,9 @@ def test_with_the_database_cut_the_api_accepts_up_to_the_backlog_then_503(
             time.sleep(2.0)
             sender.stop()
             statuses = set(sender.answers.values())
-            assert statuses <= {202, 503}, statuses  # never any other 5xx
+            # Never any other 5xx. (The senders may outrun the input's rate limit: a 429 is
+            # the answer then, and such a batch is never applied, as check_applied checks.)
+            assert statuses <= {202, 429, 503}, statuses
             assert len(during) - cut_at > 20  # accepted while the database was away
             counts = check_applied(sender.answers, _all_applied(conninfo, sender))
             assert counts["unanswered"] == 0
