@@ -68,6 +68,7 @@ from kindred.storage.postgres.setops import (
     FIND_IDENTITIES,
     PROFILE_COLUMNS,
     PostgresSetOps,
+    retryable,
 )
 from kindred.storage.sessions_sql import (
     SESSION_COLUMNS,
@@ -155,8 +156,16 @@ class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with _full_is_unavailable(), self._pool.connection() as conn, conn.transaction():
-            tx = WriteBehindUnitOfWork(PostgresSetOps(conn))
+        """In pipeline mode (see setops): BEGIN goes with the first read, COMMIT after the
+        flush's round trip; a conflict raised by COMMIT itself is a ConcurrentUpdate too."""
+        with (
+            _full_is_unavailable(),
+            self._pool.connection() as conn,
+            retryable(),
+            conn.pipeline() as pipeline,
+            conn.transaction(),
+        ):
+            tx = WriteBehindUnitOfWork(PostgresSetOps(conn, pipeline))
             yield PartedUnitOfWork(tx)
             tx.commit()
 
