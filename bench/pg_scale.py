@@ -63,8 +63,14 @@ def _backends(database: str) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def _cpu(pids: list[int]) -> float:
-    return sum(_ticks(p) for p in pids) / os.sysconf("SC_CLK_TCK")
+def _cpu(pids: list[int]) -> dict[int, int]:
+    return {p: _ticks(p) for p in pids}
+
+
+def _used(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds used between two readings by the processes alive at both."""
+    ticks = sum(after[p] - before[p] for p in before if after.get(p))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _round(
@@ -89,6 +95,7 @@ def _round(
         tally = Tally()
         elapsed = uvloop.run(_drive(load, server.port, args.profiles, tally, seq_base + warm_total))
         kindred1, backends1, pg1 = server.cpu_seconds(), _cpu(backends), _cpu(every_pg)
+        backends_used, pg_used = _used(backends0, backends1), _used(pg0, pg1)
         by_status = batches_by_status(server) if workers == 1 else {}
     finally:
         server.stop()
@@ -102,10 +109,10 @@ def _round(
         "p99_ms": round(percentile(lat, 0.99) * 1000, 1),
         "statuses": tally.statuses,
         "kindred_cpu": round((kindred1 - kindred0) / elapsed, 2),
-        "pg_backends_cpu": round((backends1 - backends0) / elapsed, 2),
-        "pg_all_cpu": round((pg1 - pg0) / elapsed, 2),
+        "pg_backends_cpu": round(backends_used / elapsed, 2),
+        "pg_all_cpu": round(pg_used / elapsed, 2),
         "kindred_cpu_us_per_batch": round((kindred1 - kindred0) / max(ok, 1) * 1e6),
-        "pg_cpu_us_per_batch": round((pg1 - pg0) / max(ok, 1) * 1e6),
+        "pg_backends_cpu_us_per_batch": round(backends_used / max(ok, 1) * 1e6),
         "loadavg": os.getloadavg()[0],
         "by_status_one_worker": by_status,
     }

@@ -55,12 +55,14 @@ _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
 # How long a point read waits for a free pooled connection before answering "overloaded".
 
 
-# Each profile statement takes the rows as one array per column (see _columns).
+# Each profile statement takes the rows as one array per column (see _columns). Arrays go
+# in binary (`%b`): psycopg's text form of an array quotes every element in Python, ~0.5 ms
+# for a row with a 2 KB document, against ~2 µs in binary.
 _INSERT_PROFILES = (
     "INSERT INTO profiles (mpid, scope, version, created_ms, last_stored_ms, audience_due_ms,"
     " doc) SELECT mpid, scope, version, created_ms, last_stored_ms, audience_due_ms, doc::jsonb"
-    " FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::text[])"
+    " FROM unnest(%b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[],"
+    " %b::bigint[], %b::text[])"
     " AS r (mpid, scope, version, created_ms, last_stored_ms, audience_due_ms, doc)"
     " ON CONFLICT (mpid) DO NOTHING"
 )
@@ -69,8 +71,8 @@ _UPDATE_PROFILES = (
     "UPDATE profiles SET version = r.version, created_ms = r.created_ms,"
     " last_stored_ms = r.last_stored_ms, audience_due_ms = r.audience_due_ms,"
     " doc = r.doc::jsonb"
-    " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[],"
-    " %s::bigint[], %s::bigint[])"
+    " FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::text[],"
+    " %b::bigint[], %b::bigint[])"
     " AS r (version, created_ms, last_stored_ms, audience_due_ms, doc, mpid, stored)"
     " WHERE profiles.mpid = r.mpid AND profiles.version = r.stored"
 )
@@ -85,7 +87,7 @@ def _from_arrays(table: str, columns: str, types: str) -> tuple[str, str]:
     column of the `types`, space-separated)."""
     each = types.split()
     per_row = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(each))})"
-    arrays = ", ".join(f"%s::{t}[]" for t in each)
+    arrays = ", ".join(f"%b::{t}[]" for t in each)
     return per_row, f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
 
 
@@ -105,7 +107,7 @@ _ARRAY_INSERTS = dict(
 )
 FIND_IDENTITIES = (
     "SELECT i.scope, i.id_type, i.id_value, i.mpid FROM identities AS i"
-    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (scope, id_type, id_value)"
+    " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k (scope, id_type, id_value)"
     " ON i.scope = k.scope AND i.id_type = k.id_type AND i.id_value = k.id_value"
     " ORDER BY i.mpid"
 )
@@ -115,12 +117,12 @@ _LOCK_POSITION = (
 )
 _KNOWN_REQUESTS = (
     "SELECT r.input, r.request_id FROM request_ids AS r"
-    " JOIN unnest(%s::text[], %s::text[]) AS k (input, request_id)"
+    " JOIN unnest(%b::text[], %b::text[]) AS k (input, request_id)"
     " ON r.input = k.input AND r.request_id = k.request_id"
 )
 # ORDER BY makes the server take the locks in key order (volatile output expressions are
 # evaluated after the sort), so two transactions wanting overlapping sets cannot deadlock.
-_LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
+_LOCK_IDENTITIES = "SELECT pg_advisory_xact_lock(k) FROM unnest(%b::bigint[]) AS k ORDER BY k"
 
 
 # A profile row as read: its document and its memberships (see codec.stored_profile).
@@ -161,7 +163,7 @@ class PostgresSetOps:
 
     def read_profiles(self, mpids: Sequence[int]) -> dict[int, ProfileRead]:
         query = (
-            f"SELECT mpid, version, {PROFILE_COLUMNS} FROM profiles WHERE mpid = ANY(%s::bigint[])"
+            f"SELECT mpid, version, {PROFILE_COLUMNS} FROM profiles WHERE mpid = ANY(%b::bigint[])"
         )
         with retryable():
             rows = self.conn.execute(query, (mpids,)).fetchall()
@@ -377,7 +379,7 @@ def _bump_versions(conn: psycopg.Connection[TupleRow], mpids: Sequence[int]) -> 
     conn.execute(
         "UPDATE profiles SET version = version + 1,"
         " doc = jsonb_set(doc, '{version}', to_jsonb(version + 1))"
-        " WHERE mpid = ANY(%s::bigint[])",
+        " WHERE mpid = ANY(%b::bigint[])",
         (list(mpids),),
     )
 
