@@ -106,6 +106,11 @@ def _committed(work: Callable[[], object]) -> bool:
     return True
 
 
+def _assert_the_other_lost(mine_won: bool, late: Future[Any]) -> None:
+    """Of two transactions racing, exactly one committed: the late one iff not mine."""
+    assert _committed(lambda: late.result(timeout=10)) != mine_won
+
+
 def test_concurrent_saves_of_one_version_commit_once(
     store: Store, other_thread: ThreadPoolExecutor
 ) -> None:
@@ -125,8 +130,7 @@ def test_concurrent_saves_of_one_version_commit_once(
 
     mine_won = _committed(first)
     assert late is not None
-    theirs_won = _committed(lambda: late.result(timeout=10) if late else None)
-    assert mine_won != theirs_won
+    _assert_the_other_lost(mine_won, late)
     assert store.get_profile(BIG_A) == (mine if mine_won else theirs)
 
 
@@ -155,8 +159,7 @@ def test_concurrent_creations_of_one_mpid_commit_once(
 
     mine_won = _committed(first)
     assert late is not None
-    theirs_won = _committed(lambda: late.result(timeout=10) if late else None)
-    assert mine_won != theirs_won
+    _assert_the_other_lost(mine_won, late)
     assert store.get_profile(BIG_A) == (mine if mine_won else theirs)
     assert len(store.read_log(0, 10)) == 1
 
