@@ -64,7 +64,7 @@ _INSERT_PROFILES = (
     " FROM unnest(%b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[],"
     " %b::bigint[], %b::text[])"
     " AS r (mpid, scope, version, created_ms, last_stored_ms, audience_due_ms, doc)"
-    " ON CONFLICT (mpid) DO NOTHING"
+    " ON CONFLICT (mpid) DO NOTHING RETURNING 1"
 )
 # Row locks make a concurrent UPDATE wait, then re-check `version` against the committed row.
 _UPDATE_PROFILES = (
@@ -74,8 +74,20 @@ _UPDATE_PROFILES = (
     " FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::text[],"
     " %b::bigint[], %b::bigint[])"
     " AS r (version, created_ms, last_stored_ms, audience_due_ms, doc, mpid, stored)"
-    " WHERE profiles.mpid = r.mpid AND profiles.version = r.stored"
+    " WHERE profiles.mpid = r.mpid AND profiles.version = r.stored RETURNING 1"
 )
+_DELETE_PROFILES = (
+    "DELETE FROM profiles USING unnest(%b::bigint[], %b::bigint[]) AS r (mpid, version)"
+    " WHERE profiles.mpid = r.mpid AND profiles.version = r.version RETURNING 1"
+)
+
+
+def _expecting(statement: str) -> str:
+    """The statement, raising serialization_failure unless it changes as many rows as
+    the parameter after its own (migration 0024)."""
+    return (
+        f"WITH changed AS ({statement}) SELECT kindred_expect_rows(count(*), %b, %b) FROM changed"
+    )
 
 
 _CHANGED = "a profile changed since this transaction read it"
@@ -323,49 +335,51 @@ class PostgresSetOps:
         return left
 
     def flush(self, writes: PendingWrites) -> None:
-        """Every write queued, then one round trip; the counts checked before COMMIT."""
-        expected: list[tuple[psycopg.Cursor[TupleRow], int, str]] = []
+        """Every write queued, COMMIT to follow them in the same round trip: the counts
+        are checked by the statements themselves (a profile saved or deleted that another
+        transaction changed meanwhile fails the transaction, retryable)."""
         with retryable():
             if writes.deletes:
-                mpids = [(mpid,) for mpid, _ in writes.deletes]
-                self.conn.cursor().executemany("DELETE FROM identities WHERE mpid = %s", mpids)
-                deleting = self.conn.cursor()
-                deleting.executemany(
-                    "DELETE FROM profiles WHERE mpid = %s AND version = %s", writes.deletes
+                mpids, versions = _columns(writes.deletes)
+                self.conn.execute("DELETE FROM identities WHERE mpid = ANY(%b::bigint[])", (mpids,))
+                self._expect(_DELETE_PROFILES, [mpids, versions], _CHANGED)
+            inserts = [
+                (
+                    p.mpid,
+                    p.scope,
+                    p.version,
+                    p.created_ms,
+                    p.last_stored_ms,
+                    p.audience_due_ms,
+                    p.doc,
                 )
-                expected.append((deleting, len(writes.deletes), _CHANGED))
-            expected += self._save_profiles(writes)
+                for p in writes.inserts
+            ]
+            updates = [
+                (
+                    p.version,
+                    p.created_ms,
+                    p.last_stored_ms,
+                    p.audience_due_ms,
+                    p.doc,
+                    p.mpid,
+                    stored,
+                )
+                for p, stored in writes.updates
+            ]
+            if inserts:
+                self._expect(_INSERT_PROFILES, _columns(inserts), _EXISTS)
+            if updates:
+                self._expect(_UPDATE_PROFILES, _columns(updates), _CHANGED)
             for statement, rows in row_writes(writes, "%s"):
                 arrays = _ARRAY_INSERTS.get(statement)
                 if arrays is None:
                     self.conn.cursor().executemany(statement, rows)
                 else:
                     self.conn.execute(arrays, _columns(rows))
-            self._pipeline.sync()
-        for cursor, count, conflict in expected:
-            if cursor.rowcount != count:
-                raise ConcurrentUpdate(conflict)
 
-    def _save_profiles(
-        self, writes: PendingWrites
-    ) -> list[tuple[psycopg.Cursor[TupleRow], int, str]]:
-        """The profile statements queued, each with the row count it must reach."""
-        inserts = [
-            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc)
-            for p in writes.inserts
-        ]
-        updates = [
-            (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc, p.mpid, stored)
-            for p, stored in writes.updates
-        ]
-        expected = []
-        if inserts:
-            cursor = self.conn.execute(_INSERT_PROFILES, _columns(inserts))
-            expected.append((cursor, len(inserts), _EXISTS))
-        if updates:
-            cursor = self.conn.execute(_UPDATE_PROFILES, _columns(updates))
-            expected.append((cursor, len(updates), _CHANGED))
-        return expected
+    def _expect(self, statement: str, columns: list[list[object]], conflict: str) -> None:
+        self.conn.execute(_expecting(statement), [*columns, len(columns[0]), conflict])
 
 
 def _columns(rows: Sequence[Sequence[object]]) -> list[list[object]]:
