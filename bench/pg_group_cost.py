@@ -58,6 +58,7 @@ def main() -> None:
     url = f"postgresql://postgres@127.0.0.1:5432/{args.database}"
     settings = load_settings(CONFIG, data_dir="/tmp/pg-group-cost", env={"KINDRED_STORE_URL": url})
     container = build(settings)
+    container.store.migrate()  # as `kindred serve` does at start
     source = container.tenancy.input_named("bench-server")
     assert source is not None
     rng = random.Random()
