@@ -1,14 +1,15 @@
 """The PostgreSQL side of the write-behind unit of work: advisory locks for identity
-resolution, one round trip per bulk read, one round trip for the whole flush.
+resolution, one round trip per bulk read, one for the whole flush with its COMMIT.
 
 A unit of work runs its connection in pipeline mode (PostgresStore.unit_of_work): a
-statement whose answer is not needed at once (BEGIN, a lock, a write) is queued and sent
+statement whose answer is not needed at once (BEGIN, a lock, a write, COMMIT) is queued and sent
 with the next one whose answer is, so a group of batches costs a few round trips (the
-group's definitions; its identities; its profiles; its request ids; the flush; COMMIT)
+group's definitions; its identities; its profiles; its request ids; the flush and COMMIT)
 whatever its size, on a machine where one round trip (~200 µs) costs more than applying a
 batch. The hot inserts and updates of a flush are one statement each over arrays, not one
 per row: less work per row for PostgreSQL and for psycopg. An error of a queued statement
-is raised where the pipeline is next read, which is always inside `retryable`."""
+is raised where the pipeline is next read, which is always inside `retryable` (the
+flush's own checks, at COMMIT: see PostgresStore.unit_of_work)."""
 
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ _DIALECT = SelectionDialect(
 
 class PostgresSetOps:
     """The bulk operations of the write-behind unit of work, on a connection in pipeline
-    mode: one round trip per read, one for the flush."""
+    mode: one round trip per read, one for the flush and COMMIT."""
 
     def __init__(self, conn: _Connection, pipeline: psycopg.Pipeline) -> None:
         self.conn = conn
