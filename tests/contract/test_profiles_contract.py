@@ -35,6 +35,7 @@ from tests.contract.samples import (
     EDGE_MPIDS,
     SETTLE_S,
     assert_same,
+    log_entry,
     next_version,
     rich_profile,
     save,
@@ -105,6 +106,11 @@ def _committed(work: Callable[[], object]) -> bool:
     return True
 
 
+def _assert_the_other_lost(mine_won: bool, late: Future[Any]) -> None:
+    """Of two transactions racing, exactly one committed: the late one iff not mine."""
+    assert _committed(lambda: late.result(timeout=10)) != mine_won
+
+
 def test_concurrent_saves_of_one_version_commit_once(
     store: Store, other_thread: ThreadPoolExecutor
 ) -> None:
@@ -124,9 +130,38 @@ def test_concurrent_saves_of_one_version_commit_once(
 
     mine_won = _committed(first)
     assert late is not None
-    theirs_won = _committed(lambda: late.result(timeout=10) if late else None)
-    assert mine_won != theirs_won
+    _assert_the_other_lost(mine_won, late)
     assert store.get_profile(BIG_A) == (mine if mine_won else theirs)
+
+
+def test_concurrent_creations_of_one_mpid_commit_once(
+    store: Store, other_thread: ThreadPoolExecutor
+) -> None:
+    """Two transactions creating a profile under the same new MPID (a collision of random
+    MPIDs, or two processes racing): exactly one commits, the other gets ConcurrentUpdate
+    and nothing else of it is stored."""
+    mine = rich_profile(BIG_A)
+    theirs = msgspec.structs.replace(mine, created_ms=mine.created_ms + 1)
+    late: Future[Any] | None = None
+
+    def create(profile: Profile, entry_id: int) -> None:
+        with store.unit_of_work() as uow:
+            uow.profiles.save(profile)
+            uow.log.append(log_entry(BIG_A, entry_id))
+
+    def first() -> None:
+        nonlocal late
+        with store.unit_of_work() as uow:
+            uow.profiles.save(mine)
+            uow.log.append(log_entry(BIG_A, 1))
+            late = other_thread.submit(create, theirs, 2)
+            time.sleep(SETTLE_S)  # every chance for the other to commit first
+
+    mine_won = _committed(first)
+    assert late is not None
+    _assert_the_other_lost(mine_won, late)
+    assert store.get_profile(BIG_A) == (mine if mine_won else theirs)
+    assert len(store.read_log(0, 10)) == 1
 
 
 # PostgreSQL text cannot hold NUL, nor can UTF-8 hold lone surrogates.

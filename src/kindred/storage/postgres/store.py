@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import msgspec
@@ -68,6 +68,7 @@ from kindred.storage.postgres.setops import (
     FIND_IDENTITIES,
     PROFILE_COLUMNS,
     PostgresSetOps,
+    retryable,
 )
 from kindred.storage.sessions_sql import (
     SESSION_COLUMNS,
@@ -155,10 +156,23 @@ class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with _full_is_unavailable(), self._pool.connection() as conn, conn.transaction():
-            tx = WriteBehindUnitOfWork(PostgresSetOps(conn))
+        """In pipeline mode (see setops): BEGIN goes with the first read, the flush with
+        COMMIT, in one round trip. A conflict found by the flush's checks fails that
+        round trip and is a ConcurrentUpdate like any other."""
+        with (
+            _full_is_unavailable(),
+            self._pool.connection() as conn,
+            retryable(),
+            _rolled_back(conn),
+            conn.pipeline() as pipeline,
+            _drained(pipeline),
+        ):
+            conn.execute("BEGIN")
+            tx = WriteBehindUnitOfWork(PostgresSetOps(conn, pipeline))
             yield PartedUnitOfWork(tx)
             tx.commit()
+            conn.execute("COMMIT")
+            pipeline.sync()
 
     _MARK = "%s"
     _CONTAINS = "position(%s::bytea in body) > 0"
@@ -522,6 +536,31 @@ def _full_is_unavailable() -> Iterator[None]:
         if state and not state.startswith(("53", "08", "57P")):
             raise
         raise StoreUnavailable(f"store unavailable: {exc}") from exc
+
+
+@contextmanager
+def _drained(pipeline: psycopg.Pipeline) -> Iterator[None]:
+    """On failure, every queued statement's result read before the pipeline ends: those
+    queued after a failed one only say so (PipelineAborted), which is no news."""
+    try:
+        yield
+    except BaseException:
+        with suppress(psycopg.Error):
+            pipeline.sync()
+        raise
+
+
+@contextmanager
+def _rolled_back(conn: _Connection) -> Iterator[None]:
+    """A unit of work that failed leaves its transaction open (or aborted): rolled back
+    here, before the connection goes back to the pool."""
+    try:
+        yield
+    except BaseException:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with suppress(psycopg.OperationalError):  # the pool drops a broken connection
+                conn.rollback()
+        raise
 
 
 def _raise_version(conn: _Connection | Cursor) -> None:
