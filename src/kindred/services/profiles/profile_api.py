@@ -17,7 +17,7 @@ from kindred.domain.expiry import without_expired
 from kindred.domain.identities import IdentityKey, canonical_identity_type
 from kindred.domain.lifetime import is_expired
 from kindred.domain.observation import AttrValue
-from kindred.domain.profile import Profile, WorkspaceProfile
+from kindred.domain.profile import AttributeEntry, Device, Profile, WorkspaceProfile
 from kindred.domain.tenancy import Tenancy, WorkspaceDef
 from kindred.ports import Clock, DefinitionsVersion, ProfileReader
 from kindred.services.merges import follow_merged
@@ -208,9 +208,8 @@ def project_profile(
     if "user_attributes" in fields:
         # Account-level attributes (PRF-4); null when the profile has none, as the public
         # API answers for accounts without them.
-        account = profile.live_account_attributes()
-        response.account_user_attributes = _texts(account) if account else None
-        response.user_attributes = _attributes(ws)
+        response.account_user_attributes = _live_texts(profile.account_attributes) or None
+        response.user_attributes = {} if ws is None else _live_texts(ws.attributes)
     if "audience_memberships" in fields:
         response.audience_memberships = _memberships(profile)
     if "attribution" in fields:
@@ -219,11 +218,15 @@ def project_profile(
 
 
 def _device_identities(ws: WorkspaceProfile | None) -> list[IdentityItem]:
-    if ws is None:
+    if ws is None or not ws.devices:
         return []
+    devices: Collection[Device] = ws.devices.values()
+    if len(devices) > 1:
+        devices = sorted(devices, key=lambda d: (-d.last_seen_ms, d.key))
     seen: dict[tuple[str, str], None] = {}
-    for device in sorted(ws.devices.values(), key=lambda d: (-d.last_seen_ms, d.key)):
-        for id_type, value in sorted(device.identities.items()):
+    for device in devices:
+        identities = device.identities.items()
+        for id_type, value in sorted(identities) if len(identities) > 1 else identities:
             seen.setdefault((_device_type_name(id_type, device.platform), value), None)
     return [IdentityItem(type=t, value=v) for t, v in seen]
 
@@ -235,19 +238,19 @@ def _device_type_name(id_type: str, platform: str | None) -> str:
     return _DEVICE_TYPE_NAMES.get(id_type, "unknown")
 
 
-def _attributes(ws: WorkspaceProfile | None) -> dict[str, str | list[str] | None]:
-    if ws is None:
-        return {}
-    return _texts(ws.live_attributes())
-
-
-def _texts(live: dict[str, AttrValue]) -> dict[str, str | list[str] | None]:
-    # Reserved attributes are stored as the Events API names them ($FirstName) and read back
-    # as the Profile API does ($firstname).
-    return {
-        (key.lower() if key.startswith("$") else key): _attribute_text(value)
-        for key, value in live.items()
-    }
+def _live_texts(entries: dict[str, AttributeEntry]) -> dict[str, str | list[str] | None]:
+    """The values without tombstones, as the Profile API gives them. Reserved attributes
+    are stored as the Events API names them ($FirstName) and read back as the Profile API
+    does ($firstname)."""
+    texts: dict[str, str | list[str] | None] = {}
+    for key, entry in entries.items():
+        if entry.deleted:
+            continue
+        value = entry.value
+        texts[key.lower() if key[:1] == "$" else key] = (
+            value if value is None or type(value) is str else _attribute_text(value)
+        )
+    return texts
 
 
 def _attribute_text(value: AttrValue) -> str | list[str] | None:
