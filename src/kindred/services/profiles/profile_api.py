@@ -64,18 +64,26 @@ class ProfileApiService:
     ) -> None:
         """`current`: the profile as a read sees it at an instant under the definitions
         at a version (its calculated values as time has left them, those of deleted
-        definitions gone); attribute values past their time to live are left out too."""
+        definitions gone; a profile without calculated states as it is); attribute values
+        past their time to live are left out too."""
         self._store = store
         self._tenancy = tenancy
         self._clock = clock
         ttls = tenancy.attribute_ttls
 
+        def calculated(profile: Profile, now_ms: int, version: int | None) -> Profile:
+            # Most profiles hold no calculated state: nothing to work out for them.
+            for workspace in profile.workspaces.values():
+                if workspace.calculated:
+                    return current(profile, now_ms, version)
+            return profile
+
         def visible(profile: Profile, now_ms: int, version: int | None) -> Profile:
             # Values past their time to live (RET-4) are gone at their expiry instant,
             # whether or not the expiry sweep has removed them yet.
-            return without_expired(current(profile, now_ms, version), ttls, now_ms)[0]
+            return without_expired(calculated(profile, now_ms, version), ttls, now_ms)[0]
 
-        self._current = visible if ttls else current
+        self._current = visible if ttls else calculated
 
     def definitions_version(self) -> int:
         """The definitions as last committed: a request reads it once and uses it for its
@@ -124,7 +132,9 @@ class ProfileApiService:
         fields: Collection[str],
         version: int | None,
     ) -> ProfileResponse:
-        profile = follow_merged(self._store.get_profile, stored)
+        profile = stored
+        if stored is not None and stored.merged_into is not None:
+            profile = follow_merged(self._store.get_profile, stored)
         now = self._clock.now_ms()
         if profile is None or profile.scope != workspace.identity_scope:
             raise NotFound(f"no profile with MPID {mpid}")
