@@ -72,7 +72,8 @@ class HotReadProtocol(HttpToolsProtocol):
         for name, value in self.headers:
             if name in _NOT_PLAIN:
                 return None
-            if name == b"authorization":
+            if name == b"authorization" and authorization is None:
+                # The first, as the ASGI way takes it (`fastpath._header`).
                 authorization = value.decode("latin-1")
         parsed = httptools.parse_url(self.url)
         if b"%" in parsed.path:
@@ -92,6 +93,8 @@ class HotReadProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         assert self._reads is not None
+        if self.transport.is_closing():
+            return
         status, body, headers = self._reads.answer_read(*hot)
         content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
