@@ -96,10 +96,10 @@ class ProfileApiService:
         version by `read`."""
         return self._store.versioned_profile(mpid)
 
-    def check_access(self, credential: ApiCredential, path: tuple[int, int, int]) -> None:
-        """AuthRejected or NotFound unless the credential may read the workspace at `path`
-        (org, account, workspace), as `by_mpid` and `read` check first."""
-        self._workspace(credential, *path)
+    def check_access(self, credential: ApiCredential, path: tuple[int, int, int]) -> WorkspaceDef:
+        """The workspace at `path` (org, account, workspace); AuthRejected or NotFound
+        unless the credential may read it, as `by_mpid` checks first."""
+        return self._workspace(credential, *path)
 
     def by_mpid(
         self,
@@ -114,14 +114,13 @@ class ProfileApiService:
 
     def read(
         self,
-        credential: ApiCredential,
-        path: tuple[int, int, int],
+        workspace: WorkspaceDef,
         stored: tuple[int, Profile | None],
         fields: Collection[str],
         version: int | None = None,
     ) -> ProfileResponse:
-        """`by_mpid` for a profile read already: `stored` is its MPID and what was read."""
-        workspace = self._workspace(credential, *path)
+        """`by_mpid` for a profile read already (`stored`: its MPID and what was read), in
+        a workspace `check_access` gave for the caller's credential at `version`."""
         return self._answer(workspace, stored[0], stored[1], fields, version)
 
     def _answer(
