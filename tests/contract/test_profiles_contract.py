@@ -9,11 +9,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg.rows import TupleRow
 
 from kindred.domain.credentials import ApiCredential
+from kindred.domain.errors import StoreUnavailable
 from kindred.domain.observation import ConsentFact, LocationFact
 from kindred.domain.profile import (
     AttributeEntry,
@@ -27,6 +30,7 @@ from kindred.ports import (
     ConcurrentUpdate,
     Store,
 )
+from kindred.storage.postgres import PostgresStore
 
 __all__: list[str] = []
 from tests.contract.samples import (
@@ -69,6 +73,25 @@ def test_a_profile_reads_with_the_definitions_version(store: Store) -> None:
     store.save_credential(ApiCredential(client_id="c", secret_hash="x", workspaces=frozenset()))
     assert store.versioned_profile(BIG_B) == (store.definitions_version(), None)
     assert store.definitions_version() > version
+
+
+@pytest.mark.postgres
+def test_a_point_read_whose_connection_died_reconnects(
+    fresh_pg_store: PostgresStore, pg_admin: psycopg.Connection[TupleRow]
+) -> None:
+    """PostgreSQL reads by MPID on a connection of their thread's own: when the server
+    drops it, that read is answered unavailable (503) and the next one reconnects."""
+    profile = rich_profile(BIG_A)
+    save(fresh_pg_store, profile)
+    assert_same(fresh_pg_store.versioned_profile(BIG_A)[1], profile)
+    (ended,) = pg_admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'SELECT definitions_version.%'"
+    ).fetchone() or (0,)
+    assert ended == 1
+    with pytest.raises(StoreUnavailable):
+        fresh_pg_store.versioned_profile(BIG_A)
+    assert_same(fresh_pg_store.versioned_profile(BIG_A)[1], profile)
 
 
 def test_profiles_load_together(store: Store) -> None:

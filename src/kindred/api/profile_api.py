@@ -18,6 +18,7 @@ from kindred.bootstrap import Container
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import AuthRejected, InvalidBatch, KindredError, RateLimited
 from kindred.domain.ratelimit import TokenBucket
+from kindred.domain.tenancy import WorkspaceDef
 from kindred.services.access.credentials import OAuthRefusal
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, check_depth, too_deep
@@ -43,6 +44,8 @@ _TOKEN_JSON = msgspec.json.Decoder(TokenRequest)
 _ALLOWED = frozenset(PROFILE_FIELDS)
 _QUERY_CACHE_LIMIT = 1024
 _PROFILE_IDS = ("orgId", "accountId", "workspaceId", "mpid")
+_ADMITTED_LIMIT = 4096
+_Admitted = tuple[ApiCredential, WorkspaceDef]
 
 
 class ProfileReadApi:
@@ -60,6 +63,9 @@ class ProfileReadApi:
         # The definitions' version the last request read: what a point read's caller is
         # checked at before its read (see `_point_read`).
         self._seen_version: int | None = None
+        # Callers admitted at that version, by Authorization header and workspace path:
+        # their credential and workspace (the same at one version; emptied when it moves).
+        self._admitted: dict[tuple[str | None, tuple[int, int, int]], _Admitted] = {}
 
     def route_of(self, method: str, path: str) -> str | None:
         """The route name for the metrics, or None when no route matches."""
@@ -78,7 +84,8 @@ class ProfileReadApi:
                 return answer
         # One read of the definitions' version for the request: its credential and the
         # profile's calculated values are taken at it.
-        version = self._seen_version = self._service.definitions_version()
+        version = self._service.definitions_version()
+        self._saw(version)
         credential = self._tokens.authenticate(authorization, version, audience=self._audience)
         self._limit(credential)
         fields = self._fields(query)
@@ -107,22 +114,36 @@ class ProfileReadApi:
         seen = self._seen_version
         if ids is None or seen is None:
             return None
-        workspace = (ids[0], ids[1], ids[2])
-        # A bad token is refused the same at any version.
+        path = (ids[0], ids[1], ids[2])
+        # A bad token is refused the same at any version (its expiry checked every time).
         claims = self._tokens.verify(authorization, self._audience)
-        try:
-            credential = self._tokens.credential(claims, seen)
-            self._service.check_access(credential, workspace)
-        except KindredError:
-            return None
+        admitted = self._admitted.get((authorization, path))
+        if admitted is None:
+            try:
+                credential = self._tokens.credential(claims, seen)
+                admitted = credential, self._service.check_access(credential, path)
+            except KindredError:
+                return None
+            if len(self._admitted) >= _ADMITTED_LIMIT:
+                self._admitted.clear()
+            self._admitted[(authorization, path)] = admitted
+        credential, workspace = admitted
         version, stored = self._service.versioned_profile(ids[3])
-        if version != seen:
-            self._seen_version = version
+        moved = version != seen
+        if moved:
+            self._saw(version)
             credential = self._tokens.credential(claims, version)
         self._limit(credential)
         fields = self._fields(query)
-        response = self._service.read(credential, workspace, (ids[3], stored), fields, version)
+        if moved:
+            workspace = self._service.check_access(credential, path)
+        response = self._service.read(workspace, (ids[3], stored), fields, version)
         return 200, _ENCODER.encode(response), _JSON
+
+    def _saw(self, version: int) -> None:
+        if version != self._seen_version:
+            self._seen_version = version
+            self._admitted.clear()
 
     def _limit(self, credential: ApiCredential) -> None:
         now = self._monotonic()
@@ -167,11 +188,16 @@ def _parse_fields(query: bytes) -> frozenset[str]:
 
 
 def _valid_ids(parts: list[str]) -> list[int] | None:
-    """A profile path's ids (org, account, workspace, MPID), None unless all are valid."""
+    """A profile path's ids (org, account, workspace, MPID), None unless all are valid
+    (`_ids` names what is wrong)."""
     try:
-        return _ids(parts, _PROFILE_IDS)
-    except InvalidBatch:
+        ids = [int(text, 10) for text in parts]
+    except ValueError:
         return None
+    for value in ids:
+        if not INT64_MIN <= value <= INT64_MAX:
+            return None
+    return ids if len(ids) == len(_PROFILE_IDS) else None
 
 
 def _ids(parts: list[str], names: tuple[str, ...]) -> list[int]:

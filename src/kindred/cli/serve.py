@@ -15,6 +15,7 @@ import uvicorn
 
 from kindred.api.app import create_app
 from kindred.api.fastpath import FastPath
+from kindred.api.hot_protocol import HOT_PROTOCOL
 from kindred.bootstrap import build
 from kindred.cli.demo import load_demo
 from kindred.config import Settings, load_settings
@@ -70,7 +71,7 @@ def run_server(
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": HOT_PROTOCOL,
         "access_log": False,
         "log_config": None,
         "lifespan": "on",

@@ -136,3 +136,18 @@ def test_unknown_profiles_are_not_found(container: Container) -> None:
     for _ in range(2):
         with pytest.raises(NotFound, match="no profile with MPID 12"):
             read(api, header, "/userprofile/v1/1/1/1/12")
+
+
+def test_a_caller_admitted_to_one_workspace_is_checked_for_another(
+    container: Container, store: CountedReads
+) -> None:
+    api = ProfileReadApi(container)
+    created = container.credentials.create([1])
+    header = bearer(container, created.client_id, created.client_secret)
+    assert read(api, header) == 200
+    reads = store.reads
+    for _ in range(2):
+        with pytest.raises(AuthRejected, match="workspace 2"):
+            read(api, header, f"/userprofile/v1/1/1/2/{MPID}")
+    assert store.reads == reads
+    assert read(api, header) == 200

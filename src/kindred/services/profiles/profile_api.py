@@ -17,7 +17,7 @@ from kindred.domain.expiry import without_expired
 from kindred.domain.identities import IdentityKey, canonical_identity_type
 from kindred.domain.lifetime import is_expired
 from kindred.domain.observation import AttrValue
-from kindred.domain.profile import Profile, WorkspaceProfile
+from kindred.domain.profile import AttributeEntry, Device, Profile, WorkspaceProfile
 from kindred.domain.tenancy import Tenancy, WorkspaceDef
 from kindred.ports import Clock, DefinitionsVersion, ProfileReader
 from kindred.services.merges import follow_merged
@@ -64,18 +64,26 @@ class ProfileApiService:
     ) -> None:
         """`current`: the profile as a read sees it at an instant under the definitions
         at a version (its calculated values as time has left them, those of deleted
-        definitions gone); attribute values past their time to live are left out too."""
+        definitions gone; a profile without calculated states as it is); attribute values
+        past their time to live are left out too."""
         self._store = store
         self._tenancy = tenancy
         self._clock = clock
         ttls = tenancy.attribute_ttls
 
+        def calculated(profile: Profile, now_ms: int, version: int | None) -> Profile:
+            # Most profiles hold no calculated state: nothing to work out for them.
+            for workspace in profile.workspaces.values():
+                if workspace.calculated:
+                    return current(profile, now_ms, version)
+            return profile
+
         def visible(profile: Profile, now_ms: int, version: int | None) -> Profile:
             # Values past their time to live (RET-4) are gone at their expiry instant,
             # whether or not the expiry sweep has removed them yet.
-            return without_expired(current(profile, now_ms, version), ttls, now_ms)[0]
+            return without_expired(calculated(profile, now_ms, version), ttls, now_ms)[0]
 
-        self._current = visible if ttls else current
+        self._current = visible if ttls else calculated
 
     def definitions_version(self) -> int:
         """The definitions as last committed: a request reads it once and uses it for its
@@ -88,10 +96,10 @@ class ProfileApiService:
         version by `read`."""
         return self._store.versioned_profile(mpid)
 
-    def check_access(self, credential: ApiCredential, path: tuple[int, int, int]) -> None:
-        """AuthRejected or NotFound unless the credential may read the workspace at `path`
-        (org, account, workspace), as `by_mpid` and `read` check first."""
-        self._workspace(credential, *path)
+    def check_access(self, credential: ApiCredential, path: tuple[int, int, int]) -> WorkspaceDef:
+        """The workspace at `path` (org, account, workspace); AuthRejected or NotFound
+        unless the credential may read it, as `by_mpid` checks first."""
+        return self._workspace(credential, *path)
 
     def by_mpid(
         self,
@@ -106,14 +114,13 @@ class ProfileApiService:
 
     def read(
         self,
-        credential: ApiCredential,
-        path: tuple[int, int, int],
+        workspace: WorkspaceDef,
         stored: tuple[int, Profile | None],
         fields: Collection[str],
         version: int | None = None,
     ) -> ProfileResponse:
-        """`by_mpid` for a profile read already: `stored` is its MPID and what was read."""
-        workspace = self._workspace(credential, *path)
+        """`by_mpid` for a profile read already (`stored`: its MPID and what was read), in
+        a workspace `check_access` gave for the caller's credential at `version`."""
         return self._answer(workspace, stored[0], stored[1], fields, version)
 
     def _answer(
@@ -124,7 +131,9 @@ class ProfileApiService:
         fields: Collection[str],
         version: int | None,
     ) -> ProfileResponse:
-        profile = follow_merged(self._store.get_profile, stored)
+        profile = stored
+        if stored is not None and stored.merged_into is not None:
+            profile = follow_merged(self._store.get_profile, stored)
         now = self._clock.now_ms()
         if profile is None or profile.scope != workspace.identity_scope:
             raise NotFound(f"no profile with MPID {mpid}")
@@ -208,9 +217,8 @@ def project_profile(
     if "user_attributes" in fields:
         # Account-level attributes (PRF-4); null when the profile has none, as the public
         # API answers for accounts without them.
-        account = profile.live_account_attributes()
-        response.account_user_attributes = _texts(account) if account else None
-        response.user_attributes = _attributes(ws)
+        response.account_user_attributes = _live_texts(profile.account_attributes) or None
+        response.user_attributes = {} if ws is None else _live_texts(ws.attributes)
     if "audience_memberships" in fields:
         response.audience_memberships = _memberships(profile)
     if "attribution" in fields:
@@ -219,11 +227,15 @@ def project_profile(
 
 
 def _device_identities(ws: WorkspaceProfile | None) -> list[IdentityItem]:
-    if ws is None:
+    if ws is None or not ws.devices:
         return []
+    devices: Collection[Device] = ws.devices.values()
+    if len(devices) > 1:
+        devices = sorted(devices, key=lambda d: (-d.last_seen_ms, d.key))
     seen: dict[tuple[str, str], None] = {}
-    for device in sorted(ws.devices.values(), key=lambda d: (-d.last_seen_ms, d.key)):
-        for id_type, value in sorted(device.identities.items()):
+    for device in devices:
+        identities = device.identities.items()
+        for id_type, value in sorted(identities) if len(identities) > 1 else identities:
             seen.setdefault((_device_type_name(id_type, device.platform), value), None)
     return [IdentityItem(type=t, value=v) for t, v in seen]
 
@@ -235,19 +247,19 @@ def _device_type_name(id_type: str, platform: str | None) -> str:
     return _DEVICE_TYPE_NAMES.get(id_type, "unknown")
 
 
-def _attributes(ws: WorkspaceProfile | None) -> dict[str, str | list[str] | None]:
-    if ws is None:
-        return {}
-    return _texts(ws.live_attributes())
-
-
-def _texts(live: dict[str, AttrValue]) -> dict[str, str | list[str] | None]:
-    # Reserved attributes are stored as the Events API names them ($FirstName) and read back
-    # as the Profile API does ($firstname).
-    return {
-        (key.lower() if key.startswith("$") else key): _attribute_text(value)
-        for key, value in live.items()
-    }
+def _live_texts(entries: dict[str, AttributeEntry]) -> dict[str, str | list[str] | None]:
+    """The values without tombstones, as the Profile API gives them. Reserved attributes
+    are stored as the Events API names them ($FirstName) and read back as the Profile API
+    does ($firstname)."""
+    texts: dict[str, str | list[str] | None] = {}
+    for key, entry in entries.items():
+        if entry.deleted:
+            continue
+        value = entry.value
+        texts[key.lower() if key[:1] == "$" else key] = (
+            value if value is None or type(value) is str else _attribute_text(value)
+        )
+    return texts
 
 
 def _attribute_text(value: AttrValue) -> str | list[str] | None:
