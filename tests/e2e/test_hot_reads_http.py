@@ -48,7 +48,7 @@ def exchange(
     with socket.create_connection(("127.0.0.1", api.port), timeout=10) as conn:
         conn.sendall(data)
         buffer = b""
-        found = []
+        found: list[tuple[int, dict[str, str], bytes]] = []
         while len(found) < answers:
             head, buffer = _until(conn, buffer, b"\r\n\r\n")
             status_line, *header_lines = head.decode("latin-1").split("\r\n")

@@ -67,7 +67,7 @@ def _writer(disk: FakeDisk | None, processed: list[list[int]]) -> GroupWriter:
 
 
 def test_an_answer_waits_for_the_sync_of_its_group() -> None:
-    disk, processed = FakeDisk(), []
+    disk, processed = FakeDisk(), list[list[int]]()
     disk.release.clear()
     writer = _writer(disk, processed)
     future: Future[int] = writer.submit(Echo(1))
@@ -81,7 +81,7 @@ def test_an_answer_waits_for_the_sync_of_its_group() -> None:
 
 
 def test_the_next_group_runs_while_the_disk_syncs_and_one_sync_covers_many() -> None:
-    disk, processed = FakeDisk(), []
+    disk, processed = FakeDisk(), list[list[int]]()
     disk.release.clear()
     writer = _writer(disk, processed)
     first = writer.submit(Echo(1))
@@ -101,7 +101,7 @@ def test_the_next_group_runs_while_the_disk_syncs_and_one_sync_covers_many() -> 
 
 
 def test_a_failed_sync_is_the_answer_of_every_group_it_covered() -> None:
-    disk, processed = FakeDisk(), []
+    disk, processed = FakeDisk(), list[list[int]]()
     disk.fail = StoreUnavailable("store unavailable: the disk failed a sync")
     writer = _writer(disk, processed)
     future = writer.submit(Echo(1))
@@ -113,7 +113,7 @@ def test_a_failed_sync_is_the_answer_of_every_group_it_covered() -> None:
 
 
 def test_stop_answers_the_last_group_after_its_sync() -> None:
-    disk, processed = FakeDisk(), []
+    disk, processed = FakeDisk(), list[list[int]]()
     writer = _writer(disk, processed)
     futures = [writer.submit(Echo(n)) for n in range(20)]
     writer.stop()
@@ -129,7 +129,7 @@ def test_without_a_deferred_sync_a_group_is_answered_after_its_commit() -> None:
 
 
 def test_a_sync_that_breaks_is_a_503_not_a_hang() -> None:
-    disk, processed = FakeDisk(), []
+    disk, processed = FakeDisk(), list[list[int]]()
     disk.fail = RuntimeError("unexpected")
     writer = _writer(disk, processed)
     with pytest.raises(StoreUnavailable, match="the sync failed"):
