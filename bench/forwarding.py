@@ -33,7 +33,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CONFIG, ServerProcess, free_port, machine, percentile
-from bench.ingest import Tally, _drive, batches_by_status, check_applied
+from bench.ingest import Tally, batches_by_status, check_applied, drive
 
 FORWARDED_PER_BATCH = 8  # "Share" is blocked: 2 of the 10 events of every batch
 
@@ -132,7 +132,7 @@ def run(
     tally = Tally()
     cpu_before = server.cpu_seconds()
     started = time.perf_counter()
-    sent_s = uvloop.run(_drive(args, server.port, args.users, tally, seq_base=0))
+    sent_s = uvloop.run(drive(args, server.port, args.users, tally, seq_base=0))
     during = events.value
     accepted = tally.statuses.get(202, 0)
     expected = accepted * FORWARDED_PER_BATCH

@@ -107,7 +107,7 @@ async def _connection(
     writer.close()
 
 
-async def _drive(
+async def drive(
     args: argparse.Namespace, port: int, seeded: int, tally: Tally, seq_base: int
 ) -> float:
     """Send `rate * duration` batches numbered from `seq_base`; new users are numbered
@@ -208,13 +208,13 @@ async def _run(
         raise SystemExit("--profiles plus the batches of one run must stay under 2**28")
     if warm_total:
         warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-        await _drive(warm, server.port, seeded, Tally(), seq_base=seq_base)
+        await drive(warm, server.port, seeded, Tally(), seq_base=seq_base)
     tally = Tally()
     rss: list[float] = []
     stop = asyncio.Event()
     _memory_sampler(server, rss, stop)
     cpu_before = server.cpu_seconds()
-    elapsed = await _drive(args, server.port, seeded, tally, seq_base=seq_base + warm_total)
+    elapsed = await drive(args, server.port, seeded, tally, seq_base=seq_base + warm_total)
     cpu_s = server.cpu_seconds() - cpu_before
     stop.set()
     by_status = batches_by_status(server)

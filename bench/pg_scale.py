@@ -28,7 +28,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ServerProcess, percentile
-from bench.ingest import RUN_SPAN, Tally, _drive, batches_by_status
+from bench.ingest import RUN_SPAN, Tally, batches_by_status, drive
 from bench.seed import seed
 
 _ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -87,13 +87,13 @@ def _round(
         )
         seq_base = run_id * RUN_SPAN
         warm_total = int(args.rate * args.warmup)
-        uvloop.run(_drive(load, server.port, args.profiles, Tally(), seq_base))
+        uvloop.run(drive(load, server.port, args.profiles, Tally(), seq_base))
         load.duration = args.duration
         backends = _backends(args.database)  # the pool's connections, open by now
         every_pg = _postgres_pids()
         kindred0, backends0, pg0 = server.cpu_seconds(), _cpu(backends), _cpu(every_pg)
         tally = Tally()
-        elapsed = uvloop.run(_drive(load, server.port, args.profiles, tally, seq_base + warm_total))
+        elapsed = uvloop.run(drive(load, server.port, args.profiles, tally, seq_base + warm_total))
         kindred1, backends1, pg1 = server.cpu_seconds(), _cpu(backends), _cpu(every_pg)
         backends_used, pg_used = _used(backends0, backends1), _used(pg0, pg1)
         by_status = batches_by_status(server) if workers == 1 else {}
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="server processes, alternated")
     parser.add_argument("--before", help="a source tree (its src) run before this one each round")
-    parser.add_argument("--data-dir", default="/work/bench-data/pgscale")
+    parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out" / "pgscale"))
     parser.add_argument("--fresh", action="store_true", help="recreate the database")
     args = parser.parse_args()
 

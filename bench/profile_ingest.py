@@ -14,7 +14,7 @@ from typing import Any
 import uvloop
 
 from bench.common import ServerProcess, percentile
-from bench.ingest import RUN_SPAN, Tally, _drive, batches_by_status
+from bench.ingest import RUN_SPAN, Tally, batches_by_status, drive
 
 __all__ = ["IngestLoad"]
 
@@ -40,7 +40,7 @@ class IngestLoad:
 
     def _run(self) -> None:
         seq_base = (secrets.randbelow(2**20) + 1) * RUN_SPAN
-        coroutine = _drive(self._args, self._server.port, self._seeded, self._tally, seq_base)
+        coroutine = drive(self._args, self._server.port, self._seeded, self._tally, seq_base)
         self._elapsed = uvloop.run(coroutine)
 
     def finish(self) -> dict[str, Any]:

@@ -55,6 +55,22 @@ class PendingWrites:
     members_written: list[tuple[int, Membership]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
 
+    def profile_inserts(self) -> list[tuple[int, str, int, int, int, int | None, str]]:
+        """Rows of the profiles inserted: (mpid, scope, version, created_ms,
+        last_stored_ms, audience_due_ms, doc)."""
+        return [
+            (p.mpid, p.scope, p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc)
+            for p in self.inserts
+        ]
+
+    def profile_updates(self) -> list[tuple[int, int, int, int | None, str, int, int]]:
+        """Rows of the profiles updated: (version, created_ms, last_stored_ms,
+        audience_due_ms, doc, mpid, the version the database must still hold)."""
+        return [
+            (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc, p.mpid, held)
+            for p, held in self.updates
+        ]
+
 
 def row_writes(
     writes: PendingWrites, mark: str, runs: LogRuns | None = None

@@ -344,30 +344,7 @@ class PostgresSetOps:
                 mpids, versions = _columns(writes.deletes)
                 self.conn.execute("DELETE FROM identities WHERE mpid = ANY(%b::bigint[])", (mpids,))
                 self._expect(_DELETE_PROFILES, [mpids, versions], _CHANGED)
-            inserts = [
-                (
-                    p.mpid,
-                    p.scope,
-                    p.version,
-                    p.created_ms,
-                    p.last_stored_ms,
-                    p.audience_due_ms,
-                    p.doc,
-                )
-                for p in writes.inserts
-            ]
-            updates = [
-                (
-                    p.version,
-                    p.created_ms,
-                    p.last_stored_ms,
-                    p.audience_due_ms,
-                    p.doc,
-                    p.mpid,
-                    stored,
-                )
-                for p, stored in writes.updates
-            ]
+            inserts, updates = writes.profile_inserts(), writes.profile_updates()
             if inserts:
                 self._expect(_INSERT_PROFILES, _columns(inserts), _EXISTS)
             if updates:

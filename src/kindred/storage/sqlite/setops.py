@@ -243,26 +243,12 @@ class SqliteSetOps:
         inserted = self.conn.executemany(
             "INSERT OR IGNORE INTO profiles (mpid, scope, version, created_ms, last_stored_ms,"
             " audience_due_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    p.mpid,
-                    p.scope,
-                    p.version,
-                    p.created_ms,
-                    p.last_stored_ms,
-                    p.audience_due_ms,
-                    p.doc,
-                )
-                for p in writes.inserts
-            ],
+            writes.profile_inserts(),
         ).rowcount
         updated = self.conn.executemany(
             "UPDATE profiles SET version = ?, created_ms = ?, last_stored_ms = ?,"
             " audience_due_ms = ?, doc = ? WHERE mpid = ? AND version = ?",
-            [
-                (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc, p.mpid, v)
-                for p, v in writes.updates
-            ],
+            writes.profile_updates(),
         ).rowcount
         if inserted != len(writes.inserts) or updated != len(writes.updates):
             raise ConcurrentUpdate("a profile changed since this transaction read it")
