@@ -255,7 +255,7 @@ def _duplicate_share(by_status: dict[str, int]) -> float:
     return by_status.get("duplicate", 0) / max(sum(by_status.values()), 1)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -287,6 +287,11 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.run_id < 2**20 - args.rounds:
         raise SystemExit("--run-id must be between 1 and 2**20 - 1")
+    return args
+
+
+def main() -> None:
+    args = _arguments()
 
     data_dir = Path(args.data_dir) / args.store
     store_url = PG_BENCH_URL if args.store == "postgres" else None
@@ -299,25 +304,33 @@ def main() -> None:
         os.sync()  # the seed's dirty pages must not be flushed during the measurement
     server = ServerProcess(data_dir, store_url, workers=args.workers)
     bare = BareIngest(data_dir, workers=args.workers) if args.baseline else None
-    results: list[dict[str, object]] = []
     try:
         server.start()
         if bare:
             bare.start()
-        for round_ in range(args.rounds):
-            if bare:  # the baseline first in each round, then Kindred: interleaved
-                results.append(uvloop.run(_run(args, bare, 0, args.run_id + round_, "bare")))
-                _print_run(results[-1])
-            run = uvloop.run(_run(args, server, args.profiles, args.run_id + round_, "kindred"))
-            results.append(run)
-            _print_run(run)
-            _check_applied(run)
+        results = _rounds(args, server, bare)
     finally:
         server.stop()
         if bare:
             bare.stop()
     if args.rounds > 1 or bare:
         print(json.dumps(_summary(results), indent=2), flush=True)
+
+
+def _rounds(
+    args: argparse.Namespace, server: ServerProcess, bare: BareIngest | None
+) -> list[dict[str, object]]:
+    """Each round: the baseline first (if any), then Kindred, interleaved."""
+    results: list[dict[str, object]] = []
+    for round_ in range(args.rounds):
+        if bare:
+            results.append(uvloop.run(_run(args, bare, 0, args.run_id + round_, "bare")))
+            _print_run(results[-1])
+        run = uvloop.run(_run(args, server, args.profiles, args.run_id + round_, "kindred"))
+        results.append(run)
+        _print_run(run)
+        _check_applied(run)
+    return results
 
 
 def _print_run(run: dict[str, object]) -> None:
