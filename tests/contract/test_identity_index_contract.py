@@ -114,6 +114,9 @@ def test_identity_locks_are_advisory_and_released_at_commit(
     )
     with fresh_pg_store.unit_of_work() as uow:
         uow.identities.lock(SCOPE, [EMAIL, CUSTOMER, EMAIL])
+        # The unit of work is pipelined: the locks travel with its next read, which they
+        # serialize (the port's promise); once that read has answered, they are held.
+        uow.identities.find(SCOPE, [EMAIL])
         assert pg_admin.execute(held).fetchone() == (2,)
     assert pg_admin.execute(held).fetchone() == (0,)
 
