@@ -86,6 +86,23 @@ def test_records_read_in_order_from_a_position_and_trimmed(
     asyncio.run(scenario())
 
 
+def test_a_partition_is_read_by_one_reader_at_a_time(stream_names: tuple[str, str]) -> None:
+    """Two reads sharing a partition's consumer would each get part of what it delivers."""
+
+    async def scenario() -> None:
+        batch_log = _log(stream_names)
+        await batch_log.append(0, b"r0", "m0")
+        first = asyncio.create_task(batch_log.read(0, 10**9, 10, 0.5))
+        await asyncio.sleep(0.1)
+        with pytest.raises(RuntimeError, match="partition 0 is already being read"):
+            await batch_log.read(0, 10**9, 10, 0.5)
+        assert await first == []
+        assert [r.data for r in await batch_log.read(0, 0, 10, 0.5)] == [b"r0"]
+        await batch_log.close()
+
+    asyncio.run(scenario())
+
+
 def _settings(store_url: str, names: tuple[str, str], role: str) -> Settings:
     settings = load_settings(CONFIG, env={"KINDRED_STORE_URL": store_url, "KINDRED_ROLE": role})
     stream = msgspec.structs.replace(

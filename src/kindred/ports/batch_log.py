@@ -62,7 +62,9 @@ class BatchLog(Protocol):
         self, partition: int, after_seq: int, limit: int, wait_s: float
     ) -> list[LogRecord]:
         """Up to `limit` records of the partition with seq > `after_seq`, in order;
-        waits up to `wait_s` for the first one (an empty list when none came)."""
+        waits up to `wait_s` for the first one (an empty list when none came). One read
+        of a partition at a time: a second one while the first is under way raises
+        RuntimeError."""
         ...
 
     async def trim(self, positions: Mapping[int, int]) -> None:

@@ -76,6 +76,7 @@ class JetStreamLog:
         self._js: JetStreamContext | None = None
         self._connecting = asyncio.Lock()
         self._readers: dict[int, _Reader] = {}
+        self._reading: set[int] = set()  # partitions with a read under way
 
     @property
     def partitions(self) -> int:
@@ -103,6 +104,19 @@ class JetStreamLog:
                 await asyncio.sleep(0.2)
 
     async def read(
+        self, partition: int, after_seq: int, limit: int, wait_s: float
+    ) -> list[LogRecord]:
+        # Two reads of one partition at once would share its consumer, each returning part
+        # of what it delivers in order: the caller would see gaps it cannot tell from none.
+        if partition in self._reading:
+            raise RuntimeError(f"partition {partition} is already being read")
+        self._reading.add(partition)
+        try:
+            return await self._read(partition, after_seq, limit, wait_s)
+        finally:
+            self._reading.discard(partition)
+
+    async def _read(
         self, partition: int, after_seq: int, limit: int, wait_s: float
     ) -> list[LogRecord]:
         reader = await self._reader(partition, after_seq)

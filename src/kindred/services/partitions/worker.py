@@ -11,6 +11,14 @@ stops a reader (a crash, the store gone, the lease lost to another worker that r
 partition meanwhile) it starts over from the stored position and nothing is applied
 twice. The worker holding partition 0 trims what every partition has applied from the
 log now and then.
+
+A partition is read by one reader task at a time in a process: a reader being stopped
+keeps its partition until it has ended. Two readers of one partition would share its
+consumer and each apply part of what it delivers, and the part read by the one behind
+would then count as applied already: lost. Stopping a reader does not rely on the
+cancellation reaching it either: Python 3.11's `asyncio.wait_for` (under the NATS
+client's fetch) drops a cancellation that arrives as its message does, so a reader also
+looks at whether it has been asked to stop (`Task.cancelling`) at every step.
 """
 
 from __future__ import annotations
@@ -75,6 +83,8 @@ class PartitionWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._readers: dict[int, asyncio.Task[None]] = {}
+        # Readers asked to stop that have not ended yet: their partitions wait for them.
+        self._stopping: dict[int, asyncio.Task[None]] = {}
 
     def start(self) -> None:
         ready = threading.Event()
@@ -133,6 +143,8 @@ class PartitionWorker:
             return
         await self._stop_readers([p for p in self._readers if p not in held])
         for partition in held:
+            if partition in self._stopping:
+                continue  # its last reader has not ended yet: next round
             if partition not in self._readers or self._readers[partition].done():
                 self._readers[partition] = asyncio.create_task(
                     self._read_partition(batch_log, partition), name=f"partition-{partition}"
@@ -152,15 +164,27 @@ class PartitionWorker:
             except Exception as exc:
                 log.warning("trimming the batch log failed: %r", exc)
 
-    async def _stop_readers(self, partitions: list[int]) -> None:
-        tasks = [self._readers.pop(p) for p in partitions]
-        for task in tasks:
+    async def _stop_readers(self, partitions: list[int], wait_s: float | None = None) -> None:
+        """Each reader asked to stop, and awaited up to `wait_s` (a reader ends at its next
+        step at the latest: a read waits `wait_s` of the options); one that has not ended
+        by then keeps its partition in `_stopping` until it has."""
+        for partition in partitions:
+            task = self._readers.pop(partition)
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            self._stopping[partition] = task
+        tasks = [self._stopping[p] for p in partitions]
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait_s or self._o.wait_s * 3)
+        for partition, task in list(self._stopping.items()):
+            if task.done():
+                del self._stopping[partition]
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("partition %d: reader ended: %r", partition, task.exception())
 
     async def _read_partition(self, batch_log: BatchLog, partition: int) -> None:
         reader = _PartitionReader(self, batch_log, partition)
         while True:
+            _stop_if_asked()
             try:
                 await reader.step()
             except asyncio.CancelledError:
@@ -183,6 +207,7 @@ class _PartitionReader:
         if self.position is None:
             self.position = await asyncio.to_thread(w._leases.position, partition)
         records = await self._log.read(partition, self.position, w._o.page, w._o.wait_s)
+        _stop_if_asked()  # records read as the reader was stopped are read again by the next
         if records:
             await self._apply(records)
             self.position = records[-1].seq
@@ -241,6 +266,14 @@ def command_of(data: bytes, inputs: Callable[[str], InputDef | None]) -> Accepte
     return Accepted(
         source, obs, envelope.body, client_ip=envelope.client_ip, historical=envelope.historical
     )
+
+
+def _stop_if_asked() -> None:
+    """Raises CancelledError when the running task has been cancelled, though the
+    cancellation itself was swallowed on the way (see the module's docstring)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _quietly(call: asyncio.Future[None] | object) -> None:
