@@ -48,6 +48,7 @@ _TABLES = (
     "connection_syncs",
     "forwarding_definitions",
     "dsr_requests",
+    "erasure_receipts",
     "log_positions",
     "partition_leases",
     "partition_workers",

@@ -52,6 +52,7 @@ from kindred.ports.unit_of_work import (
     MembershipWrites,
     OutboxWrites,
     ProfileWrites,
+    ReceiptWrites,
     RejectWrites,
     UnitOfWork,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "ProfileReader",
     "ProfileSample",
     "ProfileWrites",
+    "ReceiptWrites",
     "Recorded",
     "RejectEntry",
     "RejectReader",

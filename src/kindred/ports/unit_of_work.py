@@ -1,8 +1,9 @@
 """One write transaction, in parts: what the services change through a unit of work.
 
 A service is typed with the parts it uses (`uow.profiles`, `uow.identities`, `uow.log`,
-`uow.rejects`, `uow.memberships`, `uow.ledger`, `uow.outbox`); each part's methods state
-their contract, which the store contract suite checks on every store, part by part.
+`uow.rejects`, `uow.memberships`, `uow.ledger`, `uow.outbox`, `uow.receipts`); each part's
+methods state their contract, which the store contract suite checks on every store, part
+by part.
 Writes may be buffered until commit; reads always see this transaction's own writes.
 """
 
@@ -15,6 +16,7 @@ from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
+from kindred.domain.receipts import ReceiptRecord
 from kindred.ports.delivery import Delivery
 from kindred.ports.records import (
     LogEntry,
@@ -33,6 +35,7 @@ __all__ = [
     "MembershipWrites",
     "OutboxWrites",
     "ProfileWrites",
+    "ReceiptWrites",
     "RejectWrites",
     "UnitOfWork",
 ]
@@ -234,6 +237,15 @@ class OutboxWrites(Protocol):
         ...
 
 
+class ReceiptWrites(Protocol):
+    """Erasure receipts (BEY-6), kept with the erasure they describe."""
+
+    def save(self, record: ReceiptRecord) -> None:
+        """Keep an erasure's signed receipt (insert or replace, by `receipt_id`), committed
+        with everything else of the transaction: rolled back with it, it is not kept."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One write transaction: commits when its context exits cleanly, else rolls back."""
 
@@ -257,6 +269,9 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> OutboxWrites: ...
+
+    @property
+    def receipts(self) -> ReceiptWrites: ...
 
     def prefetch(
         self,

@@ -22,7 +22,7 @@ from kindred.storage.outbox_sql import (
     delivery_row,
 )
 
-__all__ = ["SqlDsrStore"]
+__all__ = ["SAVE_RECEIPT", "SqlDsrStore", "receipt_row"]
 
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(DsrRequest)
@@ -32,6 +32,25 @@ _COLUMNS = (
     "workspace_id, request_id, request_type, subject_key, status, group_id, received_ms,"
     " due_ms, status_ms, version, doc"
 )
+
+
+# An erasure's receipt, inserted or replaced (in `?` style: each store puts its own mark).
+SAVE_RECEIPT = (
+    "INSERT INTO erasure_receipts (receipt_id, request_id, workspace_id, made_ms, doc)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (receipt_id) DO UPDATE SET"
+    " request_id = excluded.request_id, workspace_id = excluded.workspace_id,"
+    " made_ms = excluded.made_ms, doc = excluded.doc"
+)
+
+
+def receipt_row(record: ReceiptRecord) -> tuple[object, ...]:
+    return (
+        record.receipt_id,
+        record.request_id,
+        record.workspace_id,
+        record.made_ms,
+        _ENCODE.encode(record).decode(),
+    )
 
 
 def dsr_row(request: DsrRequest) -> tuple[object, ...]:
@@ -185,22 +204,8 @@ class SqlDsrStore(SqlDeliveryStore):
         return None if row is None or row[0] is None else bytes(row[0])
 
     def save_receipt(self, record: ReceiptRecord) -> None:
-        m = self._MARK
         with self._delivery_tx() as cursor:
-            cursor.execute(
-                "INSERT INTO erasure_receipts"
-                " (receipt_id, request_id, workspace_id, made_ms, doc)"
-                f" VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (receipt_id) DO UPDATE SET"
-                " request_id = excluded.request_id, workspace_id = excluded.workspace_id,"
-                " made_ms = excluded.made_ms, doc = excluded.doc",
-                (
-                    record.receipt_id,
-                    record.request_id,
-                    record.workspace_id,
-                    record.made_ms,
-                    _ENCODE.encode(record).decode(),
-                ),
-            )
+            cursor.execute(self._sql(SAVE_RECEIPT), receipt_row(record))
 
     def get_receipt(self, receipt_id: str) -> ReceiptRecord | None:
         with self._delivery_read() as cursor:

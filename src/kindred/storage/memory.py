@@ -66,6 +66,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries, MemoryAccess, MemoryPrivacy
             draft.merges = list(draft.merges)
             draft.memberships = list(draft.memberships)
             draft.next_ids = dict(draft.next_ids)
+            draft.receipts = dict(draft.receipts)
             was = draft.deliveries
             draft.deliveries = DeliveryState(
                 list(was.outbox), was.next_id, list(was.dead), was.next_dead_id

@@ -10,7 +10,7 @@ from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.evaluate import admits
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
-from kindred.domain.receipts import row_digest
+from kindred.domain.receipts import ReceiptRecord, row_digest
 from kindred.ports import (
     ConcurrentUpdate,
     Delivery,
@@ -326,6 +326,9 @@ class MemoryUnitOfWork:
         state.outbox = [d for d in state.outbox if d.mpid not in gone]
         state.dead = [d for d in state.dead if d.delivery.mpid not in gone]
         return outbox, dead
+
+    def save_receipt(self, record: ReceiptRecord) -> None:
+        self.state.receipts[record.receipt_id] = record
 
     def delete_profile(self, profile: Profile) -> None:
         stored = self.state.profiles.get(profile.mpid)

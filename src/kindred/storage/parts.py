@@ -16,6 +16,7 @@ from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
+from kindred.domain.receipts import ReceiptRecord
 from kindred.ports import (
     Delivery,
     LogEntry,
@@ -117,6 +118,8 @@ class Transaction(Protocol):
 
     def erase_deliveries(self, mpids: Sequence[int]) -> tuple[list[Removed], list[Removed]]: ...
 
+    def save_receipt(self, record: ReceiptRecord) -> None: ...
+
 
 class _Profiles:
     def __init__(self, tx: Transaction) -> None:
@@ -179,6 +182,11 @@ class _Outbox:
         self.erase = tx.erase_deliveries
 
 
+class _Receipts:
+    def __init__(self, tx: Transaction) -> None:
+        self.save = tx.save_receipt
+
+
 class PartedUnitOfWork:
     """A `kindred.ports.UnitOfWork`: the transaction's methods, grouped by part (bound
     methods, so a call through a part costs what a direct one does)."""
@@ -191,6 +199,7 @@ class PartedUnitOfWork:
         self.memberships = _Memberships(tx)
         self.ledger = _Ledger(tx)
         self.outbox = _Outbox(tx)
+        self.receipts = _Receipts(tx)
         self.prefetch = tx.prefetch
         self.definitions_version = tx.definitions_version
         self.recorded = tx.recorded

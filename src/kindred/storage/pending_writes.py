@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership
+from kindred.domain.receipts import ReceiptRecord
 from kindred.ports import Delivery, LogEntry, MergeEntry, RejectEntry
 from kindred.storage.codec import (
     LOG_INSERT_COLUMNS,
@@ -19,6 +20,7 @@ from kindred.storage.codec import (
     merge_row,
     reject_row,
 )
+from kindred.storage.dsr_sql import SAVE_RECEIPT, receipt_row
 from kindred.storage.membership_log import LogRuns, membership_log_writes
 from kindred.storage.outbox_sql import DELIVERY_COLUMNS, delivery_row
 
@@ -54,6 +56,7 @@ class PendingWrites:
     members_removed: list[tuple[int, int]] = field(default_factory=list)
     members_written: list[tuple[int, Membership]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    receipts: list[ReceiptRecord] = field(default_factory=list)
 
     def profile_inserts(self) -> list[tuple[int, str, int, int, int, int | None, str]]:
         """Rows of the profiles inserted: (mpid, scope, version, created_ms,
@@ -140,6 +143,7 @@ def row_writes(
             f"INSERT INTO outbox ({DELIVERY_COLUMNS}) VALUES ({_marks(9)})",
             [delivery_row(d) for d in writes.deliveries],
         ),
+        (SAVE_RECEIPT, [receipt_row(r) for r in writes.receipts]),
     ]
     return [(sql.replace("?", mark), rows) for sql, rows in plan if rows]
 

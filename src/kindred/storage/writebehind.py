@@ -20,6 +20,7 @@ from typing import Protocol
 from kindred.audiences.definition import MembershipChange, Selection
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
+from kindred.domain.receipts import ReceiptRecord
 from kindred.ports import (
     ConcurrentUpdate,
     Delivery,
@@ -272,6 +273,9 @@ class WriteBehindUnitOfWork:
 
     def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         self._writes.deliveries.extend(deliveries)
+
+    def save_receipt(self, record: ReceiptRecord) -> None:
+        self._writes.receipts.append(record)
 
     def recorded(self) -> Recorded:
         return Recorded(log=list(self._writes.log), memberships=list(self._writes.memberships))

@@ -3,22 +3,29 @@ alone and fails on any change of the signed bytes or under another key; a receip
 every store part with the rows' ids and digests; a verification fails when the receipt was
 altered, when it is not signed by this processor, and when something of the subject is
 stored again; a receipt signed before a key rotation still verifies. Each status change of
-a request queues its callbacks, signed, in the order of the statuses."""
+a request queues its callbacks, signed, in the order of the statuses. A request's or a bulk
+deletion's receipt is kept with its erasure, the key loaded before the erasure's
+transaction; one that cannot be made is logged and the erasure completes without it."""
 
 from __future__ import annotations
 
 import base64
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import msgspec
 import pytest
 
 from kindred.domain.apply import identity_keys
+from kindred.domain.dsr import DsrStatus
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership
 from kindred.domain.receipts import PART_NAMES, ErasureReceipt, row_digest
-from kindred.domain.tenancy import AccountPolicy, WorkspaceDef
-from kindred.ports import Store
+from kindred.domain.tenancy import AccountPolicy, Tenancy, WorkspaceDef
+from kindred.ports import Store, UnitOfWork
 from kindred.services.forwarding.transactions import Transactions
+from kindred.services.privacy.bulk import BulkDeletion, IdentityName
 from kindred.services.privacy.callbacks import CALLBACK_CONNECTION, CallbackNote, StatusCallbacks
 from kindred.services.privacy.erasure import Erasure
 from kindred.services.privacy.receipts import Receipts
@@ -236,3 +243,123 @@ def test_each_status_change_queues_its_signed_callbacks_in_order(bundle: bytes) 
     assert service.receipt(1, made.request_id).receipt_id == extension["receipt_id"]
     assert service.receipts is not None
     assert service.receipts.verify(extension["receipt_id"]).ok
+
+
+def _subject_in(scope: str) -> MemoryStore:
+    store = MemoryStore()
+    with store.unit_of_work() as uow:
+        uow.profiles.save(msgspec.structs.replace(rich_profile(SUBJECT), scope=scope))
+        uow.identities.link(scope, SUBJECT, [EMAIL])
+    return store
+
+
+def _erasure_request(service: DsrService) -> str:
+    workspace = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
+    body = msgspec.json.encode(
+        {
+            "regulation": "gdpr",
+            "subject_request_id": "5d7c1a52-0a43-4d3f-8f7e-0c1d2e3f4a5b",
+            "subject_request_type": "erasure",
+            "submitted_time": "2024-05-01T10:00:00Z",
+            "subject_identities": {"email": {"value": EMAIL.value, "encoding": "raw"}},
+            "extensions": {"opendsr.mparticle.com": {"skip_waiting_period": True}},
+        }
+    )
+    return service.create(workspace, "server", parse_request(body), body).request_id
+
+
+class _Watched:
+    """The store's units of work, telling whether one is open."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.open = False
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        with self._store.unit_of_work() as uow:
+            self.open = True
+            try:
+                yield uow
+            finally:
+                self.open = False
+
+
+def test_the_key_is_loaded_before_the_erasures_transaction_opens(bundle: bytes) -> None:
+    """Loading may write to the store (the key is made on first use), which a store with
+    one writer could not do inside the erasure's transaction."""
+    store = _subject_in("a1")
+    watched = _Watched(store)
+    loaded_inside: list[bool] = []
+
+    def load() -> bytes:
+        loaded_inside.append(watched.open)
+        return bundle
+
+    clock = FakeClock()
+    subjects = SubjectFinder(store)
+    service = DsrService(
+        store,
+        Erasure(subjects, Transactions(watched), clock),
+        subjects,
+        clock,
+        receipts=Receipts(store, ProcessorKey(load), clock, "opendsr.test"),
+    )
+    request_id = _erasure_request(service)
+    service.run_due()
+    done = service.get(1, request_id)
+    assert done.receipt_id is not None
+    assert service.receipt(1, request_id).receipt_id == done.receipt_id
+    assert loaded_inside == [False]
+
+
+def test_a_request_whose_receipt_cannot_be_made_completes_without_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _subject_in("a1")
+    clock = FakeClock()
+    subjects = SubjectFinder(store)
+    unreadable = ProcessorKey(lambda: b"not a key", where="a test")
+    service = DsrService(
+        store,
+        Erasure(subjects, Transactions(store), clock),
+        subjects,
+        clock,
+        receipts=Receipts(store, unreadable, clock, "opendsr.test"),
+    )
+    request_id = _erasure_request(service)
+    with caplog.at_level(logging.ERROR, logger="kindred.privacy"):
+        service.run_due()
+    done = service.get(1, request_id)
+    assert done.status == DsrStatus.COMPLETED
+    assert done.receipt_id is None
+    assert done.summary is not None
+    assert done.summary.profiles == 1
+    assert store.get_profile(SUBJECT) is None  # erased all the same
+    assert store.list_receipts(None, 10) == []
+    assert any("no receipt for the erasure" in r.getMessage() for r in caplog.records)
+
+
+def test_bulk_deletion_keeps_a_receipt_per_profile_found_with_its_erasure(bundle: bytes) -> None:
+    workspace = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
+    store = _subject_in(workspace.identity_scope)
+    clock = FakeClock()
+    receipts = Receipts(store, ProcessorKey(lambda: bundle), clock, "opendsr.test")
+    bulk = BulkDeletion(
+        Erasure(SubjectFinder(store), Transactions(store), clock),
+        store,
+        Tenancy(org_id=1, workspaces={1: workspace}, inputs_by_key={}, inputs_by_name={}),
+        receipts=receipts,
+    )
+    found, unknown = bulk.by_identities(
+        1, [IdentityName(type="email", value=EMAIL.value), IdentityName(type="email", value="x@y")]
+    )
+    assert found.found
+    assert found.receipt_id is not None
+    assert not unknown.found
+    assert unknown.receipt_id is None
+    assert [r.receipt_id for r in store.list_receipts(None, 10)] == [found.receipt_id]
+    kept = receipts.get(found.receipt_id)
+    assert kept.signed.receipt().origin == "bulk"
+    assert kept.identities == {"email": EMAIL.value}
+    assert receipts.verify(found.receipt_id).ok

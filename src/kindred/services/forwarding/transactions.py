@@ -4,7 +4,7 @@ ends with: the outbox rows of what it changed, committed with the change (ENR-3)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from kindred.domain.profile import Profile
@@ -22,8 +22,9 @@ class Transactions:
     """Where the services open their write transactions: before each one commits, the
     outbox rows of what it changed (`UnitOfWork.recorded`: the batches it logged, the
     membership changes it appended, whichever call made them) are written in it, so that
-    every delivery commits with the change that caused it (ENR-3). Without a router
-    (no forwarding wired, as in some tests) nothing is forwarded."""
+    every delivery commits with the change that caused it (ENR-3); then the caller's last
+    step, if it gives one (an erasure's receipt). Without a router (no forwarding wired,
+    as in some tests) nothing is forwarded."""
 
     def __init__(self, store: UnitsOfWork, router: Router | None = None) -> None:
         self._store = store
@@ -37,16 +38,22 @@ class Transactions:
         *,
         erasure_id: str | None = None,
         erased_ms: int = 0,
+        before_commit: Callable[[UnitOfWork], None] | None = None,
     ) -> Iterator[UnitOfWork]:
         """`erased`: profiles the transaction erases, as they were (filled in while it
         runs): their exits carry the identities an audience output needs to remove them,
         as nothing of them is left to read when the rows are sent. `queued`: given, it is
         told the outbox rows written (an erasure's receipt lists them). `erasure_id`: the
         transaction erases a data subject (not an age-out) at `erased_ms`: outputs that
-        accept erasures are sent an erasure message."""
+        accept erasures are sent an erasure message. `before_commit`: the last step, run
+        in the transaction once the forwarding step has written its rows (an erasure keeps
+        its receipt there, so that both commit or neither does); what it raises rolls the
+        whole transaction back."""
         with self._store.unit_of_work() as uow:
             yield uow
             self.write_outbox(uow, erased, queued, erasure_id=erasure_id, erased_ms=erased_ms)
+            if before_commit is not None:
+                before_commit(uow)
 
     def write_outbox(
         self,

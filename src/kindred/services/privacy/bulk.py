@@ -1,6 +1,7 @@
 """Bulk profile deletion: many profiles, named by MPID or by identity, erased in one call
 through the erasure of data subject requests (services.privacy.erasure), each in a
-transaction of its own, with what was removed for each and its signed receipt."""
+transaction of its own, with what was removed for each and its signed receipt (kept in that
+transaction)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import msgspec
 from kindred.domain.dsr import DsrSummary
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.identities import canonical_identity_type
+from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import ProfileReader
-from kindred.services.privacy.erasure import Erased, Erasure
+from kindred.services.privacy.erasure import Erased, Erasure, ReceiptMaker
 from kindred.services.privacy.receipts import Receipts
 
 __all__ = ["MAX_SUBJECTS", "BulkDeletion", "Deleted", "IdentityName"]
@@ -64,8 +66,8 @@ class BulkDeletion:
             if profile is None:
                 done.append(entry)
                 continue
-            erased = self._erasure.erase(profile.scope, {}, mpid)
-            done.append(self._deleted(entry, erased, None, {}))
+            erased = self._erasure.erase(profile.scope, {}, mpid, self._receipt(None, {}))
+            done.append(self._deleted(entry, erased))
         return done
 
     def by_identities(self, workspace_id: int, identities: Sequence[IdentityName]) -> list[Deleted]:
@@ -88,28 +90,33 @@ class BulkDeletion:
         done: list[Deleted] = []
         for identity, kind in named:
             subject = {kind: identity.value}
-            erased = self._erasure.erase(workspace.identity_scope, subject, None)
-            entry = Deleted(identity=identity, found=False)
-            done.append(self._deleted(entry, erased, workspace_id, subject))
+            receipt = self._receipt(workspace_id, subject)
+            erased = self._erasure.erase(workspace.identity_scope, subject, None, receipt)
+            done.append(self._deleted(Deleted(identity=identity, found=False), erased))
         return done
 
-    def _deleted(
-        self,
-        entry: Deleted,
-        erased: Erased,
-        workspace_id: int | None,
-        identities: dict[str, str],
-    ) -> Deleted:
+    def _receipt(self, workspace_id: int | None, identities: dict[str, str]) -> ReceiptMaker | None:
+        """What signs the receipt of a profile erased, in the erasure's transaction (none
+        when no profile was found; see `Receipts.maker` for one that cannot be made)."""
+        if self._receipts is None:
+            return None
+        make = self._receipts.maker(origin="bulk", workspace_id=workspace_id, identities=identities)
+        if make is None:
+            return None
+
+        def when_found(erased: Erased) -> ReceiptRecord | None:
+            return make(erased) if erased.summary.profiles else None
+
+        return when_found
+
+    def _deleted(self, entry: Deleted, erased: Erased) -> Deleted:
         summary = erased.summary
         gone = summary.profiles + summary.merged_profiles
         if gone and self._on_deleted is not None:
             self._on_deleted(gone)
         entry.found = summary.profiles > 0
         entry.removed = summary
-        if entry.found and self._receipts is not None:
-            entry.receipt_id = self._receipts.issue(
-                erased, origin="bulk", workspace_id=workspace_id, identities=identities
-            ).receipt_id
+        entry.receipt_id = erased.receipt_id
         return entry
 
 

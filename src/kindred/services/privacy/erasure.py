@@ -11,7 +11,8 @@ nothing else of the subject is left to read when it is sent.
 
 What went is handed back (`Erased`): the counts, and for the signed receipt
 (services.privacy.receipts) each part's rows by id and digest, the same on every store, and
-the removals queued for each connection.
+the removals queued for each connection. The receipt, given a maker, is signed and kept in
+the erasure's own transaction, after its forwarding step: both are committed or neither.
 
 Safe with several processes: the subject's identities are locked as ingest locks them, and
 a profile is deleted only at the version read; a lost race runs the erasure again. A later
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 
@@ -33,16 +34,17 @@ from kindred.domain.profile import Profile
 from kindred.domain.receipts import (
     PART_NAMES,
     OutputRemoval,
+    ReceiptRecord,
     RemovedPart,
     identity_digest,
     row_digest,
 )
-from kindred.ports import Clock, ConcurrentUpdate, Delivery
+from kindred.ports import Clock, ConcurrentUpdate, Delivery, UnitOfWork
 from kindred.services.forwarding.router import ERASURE_KIND, ErasureNote, MembershipNote
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.subjects import SubjectFinder
 
-__all__ = ["ERASED", "Erased", "Erasure", "needles_of", "subject_needles"]
+__all__ = ["ERASED", "Erased", "Erasure", "ReceiptMaker", "needles_of", "subject_needles"]
 
 log = logging.getLogger("kindred.privacy")
 
@@ -67,6 +69,13 @@ class Erased(msgspec.Struct, kw_only=True):
     # The erasure messages queued for outputs that accept erasures (RET-3).
     erasure_id: str = ""
     erasure_messages: list[ErasureMessage] = msgspec.field(default_factory=list)
+    # Its signed receipt, kept in the erasure's transaction (None: none was made).
+    receipt_id: str | None = None
+
+
+# Signs the receipt of an erasure (what it removed, once the forwarding step has queued its
+# removals), inside the erasure's transaction; None: no receipt for this one.
+ReceiptMaker = Callable[[Erased], ReceiptRecord | None]
 
 
 class Erasure:
@@ -75,82 +84,142 @@ class Erasure:
         self._transactions = transactions
         self._clock = clock
 
-    def erase(self, scope: str, identities: Mapping[str, str], mpid: int | None) -> Erased:
-        """Erase the subject the identities (or the MPID) name in the scope; what went."""
+    def erase(
+        self,
+        scope: str,
+        identities: Mapping[str, str],
+        mpid: int | None,
+        receipt: ReceiptMaker | None = None,
+    ) -> Erased:
+        """Erase the subject the identities (or the MPID) name in the scope; what went.
+        `receipt`: makes the erasure's signed receipt, kept in the same transaction as the
+        erasure (after its forwarding step, so that it lists every removal queued): both
+        are committed or neither is."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return self._erase_once(scope, identities, mpid)
+                return self._erase_once(scope, identities, mpid, receipt)
             except ConcurrentUpdate:
                 if attempt == _ATTEMPTS:
                     raise
                 log.info("erasure in %s collided with a write (attempt %d)", scope, attempt)
         raise AssertionError("unreachable")
 
-    def _erase_once(self, scope: str, identities: Mapping[str, str], mpid: int | None) -> Erased:
+    def _erase_once(
+        self,
+        scope: str,
+        identities: Mapping[str, str],
+        mpid: int | None,
+        receipt: ReceiptMaker | None,
+    ) -> Erased:
         live = self._subjects.live(scope, identities, mpid)
         stubs = self._subjects.merged_into(live)
-        now = self._clock.now_ms()
-        erased: dict[int, Profile] = {}
-        summary = DsrSummary()
-        parts = {name: RemovedPart(part=name) for name in PART_NAMES}
+        removal = _Removal(scope, self._clock.now_ms(), identities)
         queued: list[Delivery] = []
-        erasure_id = str(uuid.uuid4())
-        with self._transactions.begin(erased, queued, erasure_id=erasure_id, erased_ms=now) as uow:
-            loaded = uow.profiles.load([*live, *stubs])
-            profiles = _subject_profiles(loaded, live, scope)
-            keys = sorted({k for p in profiles for k in identity_keys(p)})
-            uow.identities.lock(scope, keys)
-            exits: list[MembershipChange] = []
-            for profile in profiles:
-                if profile.merged_into is None:
-                    summary.profiles += 1
-                else:
-                    summary.merged_profiles += 1
-                summary.identity_links += len(identity_keys(profile))
-                _account_profile(parts, profile)
-                exits.extend(
-                    MembershipChange(
-                        audience_id=audience_id,
-                        mpid=profile.mpid,
-                        entered=False,
-                        at_ms=now,
-                        reason=ERASED,
-                    )
-                    for audience_id in sorted(profile.memberships)
-                )
-                erased[profile.mpid] = profile
-                uow.profiles.delete(profile)
-            mpids = [p.mpid for p in profiles]
-            needles = needles_of(profiles, identities, mpid)
-            rows = {
-                "event_log": uow.log.erase(mpids, needles),
-                "rejects": uow.rejects.erase(needles),
-                "merge_ledger": uow.ledger.erase(mpids),
-                "membership_log": uow.memberships.erase_log(mpids),
-            }
-            rows["outbox"], rows["dead_letters"] = uow.outbox.erase(mpids)
-            for name, removed in rows.items():
-                for row in removed:
-                    parts[name].add(str(row.id), row.digest)
-            summary.events = len(rows["event_log"])
-            summary.rejects = len(rows["rejects"])
-            summary.merges = len(rows["merge_ledger"])
-            summary.outbox = len(rows["outbox"])
-            summary.dead_letters = len(rows["dead_letters"])
-            summary.membership_log = len(rows["membership_log"])
-            summary.memberships = len(exits)
-            uow.memberships.append(exits)
-        named = {identity_digest(scope, t, v) for t, v in identities.items()}
-        held = {identity_digest(scope, k.type, k.value) for p in profiles for k in identity_keys(p)}
+        done: list[Erased] = []
+
+        def finish(uow: UnitOfWork) -> None:
+            """Once the forwarding step has queued the removals: what went, and its
+            receipt kept with it."""
+            erased = removal.erased(queued)
+            record = receipt(erased) if receipt is not None else None
+            if record is not None:
+                uow.receipts.save(record)
+                erased.receipt_id = record.receipt_id
+            done.append(erased)
+
+        with self._transactions.begin(
+            removal.profiles,
+            queued,
+            erasure_id=removal.erasure_id,
+            erased_ms=removal.erased_ms,
+            before_commit=finish,
+        ) as uow:
+            removal.remove(uow, [*live, *stubs], live, mpid)
+        return done[0]
+
+
+class _Removal:
+    """One attempt at an erasure, filled in while its transaction runs."""
+
+    def __init__(self, scope: str, erased_ms: int, identities: Mapping[str, str]) -> None:
+        self.scope = scope
+        self.erased_ms = erased_ms
+        self.identities = identities
+        self.erasure_id = str(uuid.uuid4())
+        # The profiles erased, as they were (the forwarding step reads them for removals).
+        self.profiles: dict[int, Profile] = {}
+        self.summary = DsrSummary()
+        self.parts = {name: RemovedPart(part=name) for name in PART_NAMES}
+
+    def remove(self, uow: UnitOfWork, mpids: list[int], live: list[int], mpid: int | None) -> None:
+        """The subject's profiles (the live ones and the stubs merged into them, `mpids`)
+        and every row of theirs in each part; an exit for each membership."""
+        profiles = _subject_profiles(uow.profiles.load(mpids), live, self.scope)
+        uow.identities.lock(self.scope, sorted({k for p in profiles for k in identity_keys(p)}))
+        exits: list[MembershipChange] = []
+        for profile in profiles:
+            exits.extend(self._profile(profile))
+            uow.profiles.delete(profile)
+        gone = [p.mpid for p in profiles]
+        needles = needles_of(profiles, self.identities, mpid)
+        rows = {
+            "event_log": uow.log.erase(gone, needles),
+            "rejects": uow.rejects.erase(needles),
+            "merge_ledger": uow.ledger.erase(gone),
+            "membership_log": uow.memberships.erase_log(gone),
+        }
+        rows["outbox"], rows["dead_letters"] = uow.outbox.erase(gone)
+        for name, removed in rows.items():
+            for row in removed:
+                self.parts[name].add(str(row.id), row.digest)
+        summary = self.summary
+        summary.events = len(rows["event_log"])
+        summary.rejects = len(rows["rejects"])
+        summary.merges = len(rows["merge_ledger"])
+        summary.outbox = len(rows["outbox"])
+        summary.dead_letters = len(rows["dead_letters"])
+        summary.membership_log = len(rows["membership_log"])
+        summary.memberships = len(exits)
+        uow.memberships.append(exits)
+
+    def _profile(self, profile: Profile) -> list[MembershipChange]:
+        """Count and account one profile erased; the exits of its memberships."""
+        if profile.merged_into is None:
+            self.summary.profiles += 1
+        else:
+            self.summary.merged_profiles += 1
+        self.summary.identity_links += len(identity_keys(profile))
+        _account_profile(self.parts, profile)
+        self.profiles[profile.mpid] = profile
+        return [
+            MembershipChange(
+                audience_id=audience_id,
+                mpid=profile.mpid,
+                entered=False,
+                at_ms=self.erased_ms,
+                reason=ERASED,
+            )
+            for audience_id in sorted(profile.memberships)
+        ]
+
+    def erased(self, queued: list[Delivery]) -> Erased:
+        """What went, with the outbox rows the transaction queued (`queued`)."""
+        scope = self.scope
+        named = {identity_digest(scope, t, v) for t, v in self.identities.items()}
+        held = {
+            identity_digest(scope, k.type, k.value)
+            for p in self.profiles.values()
+            for k in identity_keys(p)
+        }
         return Erased(
             scope=scope,
-            erased_ms=now,
-            summary=summary,
-            mpids=sorted(erased),
+            erased_ms=self.erased_ms,
+            summary=self.summary,
+            mpids=sorted(self.profiles),
             identity_digests=sorted(named | held),
-            parts=[parts[name] for name in PART_NAMES],
+            parts=[self.parts[name] for name in PART_NAMES],
             outputs=_output_removals(queued),
-            erasure_id=erasure_id,
+            erasure_id=self.erasure_id,
             erasure_messages=[
                 ErasureMessage(
                     output=_ERASURE_NOTE.decode(row.body).output,

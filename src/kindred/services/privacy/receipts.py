@@ -1,6 +1,7 @@
 """Erasure receipts (BEY-6): each completed erasure (a data subject request's, or one
 profile of a bulk deletion) gets a receipt of what it removed from each store part and
-which outputs were sent removals, signed with the processor's key and kept in the store.
+which outputs were sent removals, signed with the processor's key and kept in the store,
+in the erasure's own transaction (`maker`).
 
 A verification checks two things: that the receipt is as signed (its signature, by a
 certificate of this processor: the current one or one rotated out), and that nothing of
@@ -10,6 +11,7 @@ part, the identities it was named by in links, the event log and refused batches
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Protocol
@@ -25,14 +27,17 @@ from kindred.domain.receipts import (
     SignedReceipt,
 )
 from kindred.ports import Clock, DsrStore
-from kindred.services.privacy.erasure import Erased, subject_needles
+from kindred.services.privacy.erasure import Erased, ReceiptMaker, subject_needles
 from kindred.services.privacy.signing import (
     ProcessorKey,
+    Signer,
     certificate_fingerprint,
     verify_signature,
 )
 
 __all__ = ["Receipts", "Verification"]
+
+log = logging.getLogger("kindred.privacy")
 
 _ENCODE = msgspec.json.Encoder()
 
@@ -67,6 +72,43 @@ class Receipts:
     def key(self) -> ProcessorKey:
         return self._key
 
+    def maker(
+        self,
+        *,
+        origin: str,
+        request_id: str | None = None,
+        workspace_id: int | None = None,
+        identities: Mapping[str, str] | None = None,
+    ) -> ReceiptMaker | None:
+        """What signs the receipt of an erasure about to run, in the erasure's transaction
+        (`Erasure.erase`). The key is loaded now, before that transaction starts: loading
+        may write to the store (the key is made on first use), which must not happen
+        inside it. A receipt that cannot be made (the key unreadable, or signing failing)
+        is logged and the erasure goes ahead without one (None, here or from the maker):
+        the subject's erasure does not wait on its proof."""
+        about = request_id or f"of a {origin} deletion"
+        try:
+            signer = self._key.signer()
+        except Exception:
+            log.exception("no receipt for the erasure %s: the processor key is unreadable", about)
+            return None
+
+        def make(erased: Erased) -> ReceiptRecord | None:
+            try:
+                return self._signed(
+                    erased,
+                    signer,
+                    origin=origin,
+                    request_id=request_id,
+                    workspace_id=workspace_id,
+                    identities=identities,
+                )
+            except Exception:
+                log.exception("no receipt for the erasure %s", about)
+                return None
+
+        return make
+
     def issue(
         self,
         erased: Erased,
@@ -76,7 +118,31 @@ class Receipts:
         workspace_id: int | None = None,
         identities: Mapping[str, str] | None = None,
     ) -> ReceiptRecord:
-        """Sign and keep the receipt of one erasure."""
+        """Sign and keep the receipt of an erasure committed already, in a transaction of
+        its own (the erasures of requests and bulk deletions keep theirs in their own
+        transaction instead, through `maker`)."""
+        record = self._signed(
+            erased,
+            self._key.signer(),
+            origin=origin,
+            request_id=request_id,
+            workspace_id=workspace_id,
+            identities=identities,
+        )
+        self._store.save_receipt(record)
+        return record
+
+    def _signed(
+        self,
+        erased: Erased,
+        signer: Signer,
+        *,
+        origin: str,
+        request_id: str | None,
+        workspace_id: int | None,
+        identities: Mapping[str, str] | None,
+    ) -> ReceiptRecord:
+        """The receipt of one erasure, signed (not kept)."""
         receipt_id = str(uuid.uuid4())
         receipt = ErasureReceipt(
             receipt_id=receipt_id,
@@ -94,11 +160,11 @@ class Receipts:
         payload = _ENCODE.encode(receipt)
         signed = SignedReceipt(
             payload=payload.decode(),
-            signature=self._key.sign(payload),
-            certificate=self._key.certificate,
-            certificate_sha256=self._key.fingerprint,
+            signature=signer.sign(payload),
+            certificate=signer.certificate,
+            certificate_sha256=signer.fingerprint,
         )
-        record = ReceiptRecord(
+        return ReceiptRecord(
             receipt_id=receipt_id,
             request_id=request_id,
             workspace_id=workspace_id,
@@ -106,8 +172,6 @@ class Receipts:
             signed=signed,
             identities=dict(identities or {}),
         )
-        self._store.save_receipt(record)
-        return record
 
     def get(self, receipt_id: str) -> ReceiptRecord:
         found = self._store.get_receipt(receipt_id.lower())

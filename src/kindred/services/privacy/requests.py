@@ -23,7 +23,7 @@ from kindred.domain.errors import Conflict, Gone, NotFound
 from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import WorkspaceDef
 from kindred.ports import Clock, Delivery, DsrStore
-from kindred.services.privacy.erasure import Erased, Erasure
+from kindred.services.privacy.erasure import Erasure, ReceiptMaker
 from kindred.services.privacy.exports import ExportReader, gather, readable, subject_document
 from kindred.services.privacy.receipts import Receipts
 from kindred.services.privacy.subjects import SubjectFinder
@@ -279,19 +279,20 @@ class DsrService:
     def _process(self, request: DsrRequest) -> DsrRequest:
         try:
             if request.request_type == "erasure":
-                erased = self._erasure.erase(request.scope, request.identities, request.mpid)
+                erased = self._erasure.erase(
+                    request.scope, request.identities, request.mpid, self._receipt(request)
+                )
                 log.info(
                     "erasure %s of workspace %d: %s",
                     request.request_id,
                     request.workspace_id,
                     _ENCODE.encode(erased.summary).decode(),
                 )
-                receipt_id = self._receipt(request, erased)
                 done = self._moved(request, DsrStatus.COMPLETED, completed=True)
                 return msgspec.structs.replace(
                     done,
                     summary=erased.summary,
-                    receipt_id=receipt_id,
+                    receipt_id=erased.receipt_id,
                     erasure_messages=erased.erasure_messages,
                 )
             return self._export(request)
@@ -300,25 +301,18 @@ class DsrService:
             failed = self._moved(request, DsrStatus.FAILED, completed=True)
             return msgspec.structs.replace(failed, failure=f"{type(exc).__name__}: {exc}")
 
-    def _receipt(self, request: DsrRequest, erased: Erased) -> str | None:
-        """The erasure's signed receipt, kept; its id. The erasure is done whatever
-        happens here: a receipt that cannot be made (the key unreadable) is logged and the
-        request completes without one, rather than failing a request whose subject is
-        gone."""
+    def _receipt(self, request: DsrRequest) -> ReceiptMaker | None:
+        """What signs the erasure's receipt, kept in the erasure's transaction. A receipt
+        that cannot be made (the key unreadable) is logged and the request completes
+        without one, rather than failing a request whose subject is gone."""
         if self.receipts is None:
             return None
-        try:
-            record = self.receipts.issue(
-                erased,
-                origin="dsr",
-                request_id=request.request_id,
-                workspace_id=request.workspace_id,
-                identities=request.identities,
-            )
-        except Exception:
-            log.exception("no receipt for the erasure %s", request.request_id)
-            return None
-        return record.receipt_id
+        return self.receipts.maker(
+            origin="dsr",
+            request_id=request.request_id,
+            workspace_id=request.workspace_id,
+            identities=request.identities,
+        )
 
     def _export(self, request: DsrRequest) -> DsrRequest:
         now = self._clock.now_ms()

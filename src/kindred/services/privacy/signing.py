@@ -28,6 +28,7 @@ from kindred.domain.errors import ConfigError
 
 __all__ = [
     "ProcessorKey",
+    "Signer",
     "certificate_fingerprint",
     "generate_bundle",
     "split_certificates",
@@ -94,6 +95,23 @@ def verify_signature(certificate_pem: str, data: bytes, signature_b64: str) -> b
     return True
 
 
+def _signature(key: rsa.RSAPrivateKey, data: bytes) -> str:
+    return base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256())).decode()
+
+
+class Signer:
+    """A processor key loaded (see `ProcessorKey.signer`): signs in memory."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, certificate: str) -> None:
+        self._key = key
+        self.certificate = certificate
+        self.fingerprint = certificate_fingerprint(certificate)
+
+    def sign(self, data: bytes) -> str:
+        """As `ProcessorKey.sign`."""
+        return _signature(self._key, data)
+
+
 class ProcessorKey:
     """Signs with the processor's key; its certificate for discovery and receipts."""
 
@@ -144,7 +162,14 @@ class ProcessorKey:
     def sign(self, data: bytes) -> str:
         """Base64 of the RSA-SHA256 (PKCS#1 v1.5) signature of `data`."""
         key, _ = self._loaded()
-        return base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256())).decode()
+        return _signature(key, data)
+
+    def signer(self) -> Signer:
+        """The key in use, loaded now: it signs later without reading where the key is
+        kept (inside a store transaction, which that read could wait for), even if the key
+        is rotated meanwhile."""
+        key, certificate = self._loaded()
+        return Signer(key, certificate)
 
     def trusted(self) -> dict[str, str]:
         """The certificates receipts may be signed with, by fingerprint: the current one
