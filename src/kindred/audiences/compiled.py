@@ -26,7 +26,7 @@ from kindred.audiences.parse import (
     refuse_cycles,
     refuse_nesting_when_nested,
 )
-from kindred.audiences.timing import is_timed
+from kindred.audiences.timing import ChangeTime, compile_next_change, is_timed
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.tenancy import Tenancy
@@ -65,9 +65,14 @@ class CompiledAudience:
     # by its stored membership. Its histories are the calculation's, never kept on ingest.
     standard: bool = False
     id: int = 0
+    # When time alone may next change its answer for a subject (timing.next_change,
+    # compiled once); None when it is not timed.
+    changes_at: ChangeTime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self.definition.id)
+        if self.timed:
+            object.__setattr__(self, "changes_at", compile_next_change(self.node))
 
     def cold_for(self, profile: Profile) -> bool:
         """Whether the audience is still warming for this profile: its activation has not

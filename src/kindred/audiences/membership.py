@@ -17,7 +17,6 @@ from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import MembershipChange
 from kindred.audiences.deps import EVERYTHING
 from kindred.audiences.evaluate import Subject
-from kindred.audiences.timing import next_change
 from kindred.domain.calculated_entries import next_due as next_calculated_due
 from kindred.domain.profile import Membership, Profile
 
@@ -72,9 +71,7 @@ def evaluate_memberships(
         status[aid] = member
         moves.append(_move(aid, profile.mpid, member, now_ms, reason or _why(audience, touched)))
         _set_membership(current, audience, member, now_ms)
-    due = profile.audience_due_ms
-    if everything or due is None or due <= now_ms or _timed_touched(active, touched):
-        due = _due_after(profile, active, current, now_ms, restrict=restrict, fresh=fresh)
+    due = _due_after(profile, active, current, now_ms, touched, restrict=restrict, fresh=fresh)
     if not moves and due == profile.audience_due_ms:
         return profile, []
     changed = msgspec.structs.replace(profile, memberships=current, audience_due_ms=due)
@@ -86,18 +83,31 @@ def _due_after(
     active: Sequence[CompiledAudience],
     memberships: dict[int, Membership],
     now_ms: int,
+    touched: set[str] | None,
     *,
     restrict: frozenset[int] | None,
     fresh: bool,
 ) -> int | None:
-    """The profile's due time after an evaluation. After one of some audiences only
-    (`restrict`: a backfill) what the others, or calculated values, were due for still is:
-    it may only come forward, to one of those audiences' next change, so only theirs is
-    computed (a backfill would otherwise cost as much as every active audience)."""
+    """The profile's due time after an evaluation of what `touched` concerns (all when
+    None), or of the audiences in `restrict` (a backfill).
+
+    A due time still ahead stays true for every audience whose data did not change: an
+    evaluation may only bring it forward, to the next change of an audience it touched, so
+    only theirs is computed (with 100 audiences, computing every one was ~15% of ingest).
+    A held time that a touched audience no longer needs comes early: the scheduler then
+    evaluates the profile for nothing, and sets the exact time."""
     held = profile.audience_due_ms
-    if restrict is None or held is None:
+    if restrict is not None:
+        if held is None:
+            return _next_due(profile, active, memberships, now_ms, fresh=fresh)
+        # A due time that has come stays: the audiences not evaluated are still due.
+        evaluated = [a for a in active if a.id in restrict]
+    elif touched is None or EVERYTHING in touched or held is None or held <= now_ms:
         return _next_due(profile, active, memberships, now_ms, fresh=fresh)
-    evaluated = [a for a in active if a.id in restrict]
+    else:
+        evaluated = [a for a in active if a.timed and a.deps & touched]
+        if not evaluated:
+            return held
     found = _next_due(profile, evaluated, memberships, now_ms, fresh=fresh, calculated=False)
     return found if found is not None and found < held else held
 
@@ -126,10 +136,6 @@ def _set_membership(
         del current[audience.id]
 
 
-def _timed_touched(active: Sequence[CompiledAudience], touched: set[str] | None) -> bool:
-    return touched is None or any(a.timed and a.deps & touched for a in active)
-
-
 def _next_due(
     profile: Profile,
     active: Sequence[CompiledAudience],
@@ -146,8 +152,9 @@ def _next_due(
     subjects: dict[frozenset[int], Subject] = {}
     earliest = next_calculated_due(profile, now_ms) if calculated else None
     for audience in active:
+        changes_at = audience.changes_at
         if (
-            not audience.timed
+            changes_at is None
             or (audience.cold_for(profile) and not fresh)
             or audience.standard
             or profile.scope not in audience.scopes
@@ -160,7 +167,7 @@ def _next_due(
             )
         if not subject.seen():
             continue  # time alone brings no profile into a workspace
-        at = next_change(audience.node, subject)
+        at = changes_at(subject)
         if at is not None and (earliest is None or at < earliest):
             earliest = at
     return earliest

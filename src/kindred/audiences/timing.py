@@ -5,6 +5,7 @@ re-evaluates a profile at the earliest such instant, without any new event."""
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 
 from kindred.audiences.ast import (
     AccountAttributeCriterion,
@@ -26,7 +27,10 @@ from kindred.audiences.evaluate import (
     window_ms,
 )
 
-__all__ = ["is_timed", "next_change"]
+__all__ = ["ChangeTime", "compile_next_change", "is_timed", "next_change"]
+
+# A tree's next change for a subject (`next_change`), compiled for one tree.
+ChangeTime = Callable[[Subject], int | None]
 
 _RECENCY = ("within_last_days", "not_within_last_days")
 # The criteria whose values may be dates recency tests read.
@@ -124,3 +128,47 @@ def _recency_change(
 def _instants(value: object) -> list[int]:
     items = value if isinstance(value, list) else [value]
     return [t for t in (instant(v) for v in items) if t is not None]
+
+
+def compile_next_change(node: Node) -> ChangeTime | None:
+    """`next_change` of the tree made once, for the hot path: the timed leaves alone, each
+    with its history key and window worked out ahead (per call, `next_change` walks the
+    whole tree and works them out again); None when time alone changes nothing."""
+    if not is_timed(node):
+        return None
+    if isinstance(node, All | AnyOf):
+        return _earliest([c for c in map(compile_next_change, node.items) if c is not None])
+    if isinstance(node, Exclude):
+        return compile_next_change(node.item)
+    if isinstance(node, EventCriterion):
+        return _event_change_of(history_key(node), window_ms(node))
+    return lambda subject: next_change(node, subject)
+
+
+def _earliest(parts: Sequence[ChangeTime]) -> ChangeTime:
+    if len(parts) == 1:
+        return parts[0]
+
+    def earliest(subject: Subject) -> int | None:
+        found = [t for t in (part(subject) for part in parts) if t is not None]
+        return min(found) if found else None
+
+    return earliest
+
+
+def _event_change_of(key: str, window: int | None) -> ChangeTime:
+    assert window is not None  # is_timed: the criterion has a window
+
+    def event_change(subject: Subject) -> int | None:
+        times = subject.profile.event_times.get(key)
+        if not times:
+            return None
+        now = subject.now_ms
+        leaving = bisect_left(times, now - window)  # times are kept sorted
+        upcoming = times[leaving] + window + 1 if leaving < len(times) else None
+        entering = bisect_right(times, now)  # an event stamped ahead of now counts from then
+        if entering < len(times) and (upcoming is None or times[entering] < upcoming):
+            return times[entering]
+        return upcoming
+
+    return event_change

@@ -22,7 +22,7 @@ from kindred.audiences.evaluate import (
     history_key,
 )
 from kindred.audiences.parse import Catalog, parse_criteria
-from kindred.audiences.timing import next_change
+from kindred.audiences.timing import compile_next_change, next_change
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
 from tests.strategies import (
@@ -193,6 +193,49 @@ def test_nothing_changes_before_the_next_change(
     until = (at - 1) if at is not None else now + 10 * DAY_MS
     for instant in {i for i in (now + 1, (now + until) // 2, until) if now < i <= until}:
         assert evaluate(node, Subject(profile, workspaces, instant)) == answer
+
+
+# Histories with times around the instants drawn: some ahead of now (counted from then).
+plays_around = st.fixed_dictionaries(
+    {},
+    optional={
+        key: st.lists(st.integers(TS_BASE - 4 * DAY_MS, TS_BASE + 4 * DAY_MS), max_size=5).map(
+            sorted
+        )
+        for key in HISTORY_KEYS
+    },
+)
+
+
+@st.composite
+def timed_leaves(draw: st.DrawFn) -> dict[str, Any]:
+    """Leaves time alone may change: event criteria with a window, mostly."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(leaves())
+    count_key = draw(st.sampled_from(["at_least", "at_most", "exactly"]))
+    event = draw(st.sampled_from(EVENTS))
+    return {**event, count_key: draw(st.integers(0, 3)), "within_days": draw(st.integers(1, 3))}
+
+
+@settings(max_examples=300)
+@given(
+    criteria | criteria_trees(timed_leaves(), max_leaves=4),
+    two_workspace_profiles(),
+    plays_around,
+    st.integers(0, 3 * DAY_MS),
+    audience_workspaces,
+)
+def test_compiled_and_interpreted_next_change_agree(
+    doc: dict[str, Any],
+    profile: Profile,
+    times: dict[str, list[int]],
+    later: int,
+    workspaces: frozenset[int],
+) -> None:
+    node = parse_criteria(doc, Catalog())
+    subject = Subject(with_plays(profile, times), workspaces, TS_BASE + later)
+    compiled = compile_next_change(node)
+    assert (compiled(subject) if compiled is not None else None) == next_change(node, subject)
 
 
 # --- event conditions ------------------------------------------------------------------

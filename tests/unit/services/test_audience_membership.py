@@ -152,11 +152,14 @@ def test_incremental_membership_equals_a_fresh_evaluation(
     script: list[tuple[dict[str, Any], int]], with_email: bool
 ) -> None:
     """Batches days apart: what they touched is re-evaluated at once, what time alone
-    changed when the scheduler comes by; together equal to evaluating from scratch."""
+    changed when the scheduler comes by; together equal to evaluating from scratch. After
+    every batch each profile is due no later than time alone may next change it (a batch
+    computes only the next change of the audiences it touched)."""
     world = World()
     for batch, step_ms in script:
         email = {"email": "a@x"} if with_email else {}
         world.send({**batch, "user_identities": {**batch["user_identities"], **email}}, step_ms)
+        _assert_due_in_time(world)
     AudienceScheduler(world.store, Transactions(world.store), world.registry, world.clock).run()
     active = world.registry.current().active
     for profile in world.store._state.profiles.values():
@@ -170,6 +173,17 @@ def test_incremental_membership_equals_a_fresh_evaluation(
             assert inside.get(change.audience_id, False) != change.entered  # alternates
             inside[change.audience_id] = change.entered
         assert {a for a, member in inside.items() if member} == set(profile.memberships)
+
+
+def _assert_due_in_time(world: World) -> None:
+    active = world.registry.current().active
+    now = world.clock.now_ms()
+    for profile in world.store._state.profiles.values():
+        undue = msgspec.structs.replace(profile, audience_due_ms=None)
+        exact = evaluate_memberships(undue, active, None, now)[0].audience_due_ms
+        if exact is not None:
+            assert profile.audience_due_ms is not None, profile.mpid
+            assert profile.audience_due_ms <= exact, profile.mpid
 
 
 def test_time_alone_moves_a_profile_out_and_the_scheduler_logs_it() -> None:

@@ -99,13 +99,14 @@ def _store_with_subject() -> Store:
 
 
 def _erase(store: Store, receipts: Receipts) -> str:
+    maker = receipts.maker(
+        origin="dsr", request_id="r-1", workspace_id=7, identities={"email": EMAIL.value}
+    )
     erased = Erasure(SubjectFinder(store), Transactions(store), FakeClock(1_000_000)).erase(
-        SCOPE, {EMAIL.type: EMAIL.value}, None
+        SCOPE, {EMAIL.type: EMAIL.value}, None, maker
     )
-    record = receipts.issue(
-        erased, origin="dsr", request_id="r-1", workspace_id=7, identities={"email": EMAIL.value}
-    )
-    return record.receipt_id
+    assert erased.receipt_id is not None
+    return erased.receipt_id
 
 
 def test_a_receipt_lists_every_part_and_verifies(bundle: bytes) -> None:

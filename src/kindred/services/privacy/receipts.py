@@ -109,29 +109,6 @@ class Receipts:
 
         return make
 
-    def issue(
-        self,
-        erased: Erased,
-        *,
-        origin: str,
-        request_id: str | None = None,
-        workspace_id: int | None = None,
-        identities: Mapping[str, str] | None = None,
-    ) -> ReceiptRecord:
-        """Sign and keep the receipt of an erasure committed already, in a transaction of
-        its own (the erasures of requests and bulk deletions keep theirs in their own
-        transaction instead, through `maker`)."""
-        record = self._signed(
-            erased,
-            self._key.signer(),
-            origin=origin,
-            request_id=request_id,
-            workspace_id=workspace_id,
-            identities=identities,
-        )
-        self._store.save_receipt(record)
-        return record
-
     def _signed(
         self,
         erased: Erased,
