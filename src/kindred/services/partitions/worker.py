@@ -164,17 +164,17 @@ class PartitionWorker:
             except Exception as exc:
                 log.warning("trimming the batch log failed: %r", exc)
 
-    async def _stop_readers(self, partitions: list[int], wait_s: float | None = None) -> None:
-        """Each reader asked to stop, and awaited up to `wait_s` (a reader ends at its next
-        step at the latest: a read waits `wait_s` of the options); one that has not ended
-        by then keeps its partition in `_stopping` until it has."""
+    async def _stop_readers(self, partitions: list[int]) -> None:
+        """Each reader asked to stop, and awaited a while (it ends at its next step at the
+        latest, and a read waits `wait_s`); one that has not ended by then keeps its
+        partition in `_stopping` until it has."""
         for partition in partitions:
             task = self._readers.pop(partition)
             task.cancel()
             self._stopping[partition] = task
         tasks = [self._stopping[p] for p in partitions]
         if tasks:
-            await asyncio.wait(tasks, timeout=wait_s or self._o.wait_s * 3)
+            await asyncio.wait(tasks, timeout=self._o.wait_s * 3)
         for partition, task in list(self._stopping.items()):
             if task.done():
                 del self._stopping[partition]
