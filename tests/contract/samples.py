@@ -22,6 +22,7 @@ from kindred.domain.profile import (
     Profile,
     WorkspaceProfile,
 )
+from kindred.domain.receipts import ReceiptRecord, SignedReceipt
 from kindred.ports import (
     BatchStatus,
     LogEntry,
@@ -170,3 +171,24 @@ class Boom(Exception):
 def run(store: Store, work: Callable[[UnitOfWork], object]) -> None:
     with store.unit_of_work() as uow:
         work(uow)
+
+
+# A stored erasure receipt as the contract tests save and read it back (the store does not
+# check its signature).
+def receipt_record(
+    receipt_id: str, made_ms: int = 5, workspace_id: int | None = 1
+) -> ReceiptRecord:
+    signed = SignedReceipt(
+        payload=f'{{"receipt_id":"{receipt_id}"}}',
+        signature="c2ln",
+        certificate="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        certificate_sha256="ab" * 32,
+    )
+    return ReceiptRecord(
+        receipt_id=receipt_id,
+        request_id=f"req-{receipt_id}",
+        workspace_id=workspace_id,
+        made_ms=made_ms,
+        signed=signed,
+        identities={"email": "ada@example.com"},
+    )

@@ -13,9 +13,9 @@ import pytest
 from kindred.audiences.definition import ERASED_EXIT, MembershipChange
 from kindred.domain.dsr import DsrRequest, DsrStatus
 from kindred.domain.identities import IdentityKey
-from kindred.domain.receipts import RESIDUE_PARTS, ReceiptRecord, SignedReceipt, row_digest
+from kindred.domain.receipts import RESIDUE_PARTS, row_digest
 from kindred.ports import Delivery, MergeEntry, Removed, Store
-from tests.contract.samples import SCOPE, log_entry, reject, rich_profile, save
+from tests.contract.samples import SCOPE, log_entry, receipt_record, reject, rich_profile, save
 
 SUBJECT, OTHER = 2**62 + 11, -(2**62) - 5
 NEEDLE = b'"ada@example.com"'
@@ -125,34 +125,17 @@ def test_erase_tells_each_removed_row_by_id_and_digest(store: Store) -> None:
     assert letter.digest == row_digest("dead_letters", letter.id, kept.connection, kept.body)
 
 
-def _record(receipt_id: str, made_ms: int, workspace_id: int | None) -> ReceiptRecord:
-    signed = SignedReceipt(
-        payload=f'{{"receipt_id":"{receipt_id}"}}',
-        signature="c2ln",
-        certificate="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
-        certificate_sha256="ab" * 32,
-    )
-    return ReceiptRecord(
-        receipt_id=receipt_id,
-        request_id=f"req-{receipt_id}",
-        workspace_id=workspace_id,
-        made_ms=made_ms,
-        signed=signed,
-        identities={"email": "ada@example.com"},
-    )
-
-
 def test_receipts_are_kept_whole_and_listed_newest_first(store: Store) -> None:
-    store.save_receipt(_record("a", 1, 1))
-    store.save_receipt(_record("b", 3, None))
-    store.save_receipt(_record("c", 2, 2))
-    assert store.get_receipt("a") == _record("a", 1, 1)
+    store.save_receipt(receipt_record("a", 1, 1))
+    store.save_receipt(receipt_record("b", 3, None))
+    store.save_receipt(receipt_record("c", 2, 2))
+    assert store.get_receipt("a") == receipt_record("a", 1, 1)
     assert store.get_receipt("z") is None
     assert [r.receipt_id for r in store.list_receipts(None, 10)] == ["b", "c", "a"]
     assert [r.receipt_id for r in store.list_receipts(1, 10)] == ["a"]
     assert [r.receipt_id for r in store.list_receipts(None, 1)] == ["b"]
-    store.save_receipt(_record("a", 9, 1))  # replaced
-    assert store.get_receipt("a") == _record("a", 9, 1)
+    store.save_receipt(receipt_record("a", 9, 1))  # replaced
+    assert store.get_receipt("a") == receipt_record("a", 9, 1)
 
 
 def test_residue_finds_what_is_left_of_a_subject_part_by_part(store: Store) -> None:

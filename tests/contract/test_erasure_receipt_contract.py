@@ -13,14 +13,14 @@ import pytest
 from kindred.domain.apply import identity_keys
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.domain.receipts import OutputRemoval, ReceiptRecord, SignedReceipt
+from kindred.domain.receipts import OutputRemoval, ReceiptRecord
 from kindred.ports import ConcurrentUpdate, Delivery, Store, UnitOfWork
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.erasure import Erased, Erasure, ReceiptMaker
 from kindred.services.privacy.receipts import Receipts
 from kindred.services.privacy.signing import ProcessorKey, generate_bundle
 from kindred.services.privacy.subjects import SubjectFinder
-from tests.contract.samples import SCOPE, log_entry, rich_profile, run, save
+from tests.contract.samples import SCOPE, log_entry, receipt_record, rich_profile, run, save
 from tests.fakes import FakeClock
 
 SUBJECT = 2**62 + 21
@@ -88,32 +88,15 @@ def _with_subject(store: Store) -> Profile:
     return profile
 
 
-def _record(receipt_id: str) -> ReceiptRecord:
-    signed = SignedReceipt(
-        payload=f'{{"receipt_id":"{receipt_id}"}}',
-        signature="c2ln",
-        certificate="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
-        certificate_sha256="ab" * 32,
-    )
-    return ReceiptRecord(
-        receipt_id=receipt_id,
-        request_id="r-1",
-        workspace_id=1,
-        made_ms=5,
-        signed=signed,
-        identities={EMAIL.type: EMAIL.value},
-    )
-
-
 def test_a_receipt_kept_in_a_unit_of_work_commits_with_the_erasure(store: Store) -> None:
     profile = _with_subject(store)
     with store.unit_of_work() as uow:
         uow.profiles.delete(profile)
         uow.log.erase([SUBJECT], [])
-        uow.receipts.save(_record("kept"))
+        uow.receipts.save(receipt_record("kept"))
     assert store.get_profile(SUBJECT) is None
     assert store.log_for_profile(SUBJECT, 10) == []
-    assert store.get_receipt("kept") == _record("kept")
+    assert store.get_receipt("kept") == receipt_record("kept")
     assert [r.receipt_id for r in store.list_receipts(1, 10)] == ["kept"]
 
 
@@ -123,7 +106,7 @@ def test_a_receipt_kept_in_a_unit_of_work_is_rolled_back_with_the_erasure(store:
     def erase_then_die(uow: UnitOfWork) -> None:
         uow.profiles.delete(profile)
         uow.log.erase([SUBJECT], [])
-        uow.receipts.save(_record("lost"))
+        uow.receipts.save(receipt_record("lost"))
         raise _Died
 
     with pytest.raises(_Died):
