@@ -29,6 +29,7 @@ from nats.js.api import (
     DeliverPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 from nats.js.errors import NotFoundError
 
@@ -153,7 +154,8 @@ class JetStreamLog:
         consumers past it (nats-server#4196, #3838), either of which loses records."""
         js = await self._jetstream()
         # Read first: a record appended after it is above it, so it is kept.
-        keep_from = (await js.stream_info(self._o.stream)).state.last_seq + 1
+        before = await js.stream_info(self._o.stream)
+        keep_from = before.state.last_seq + 1
         for partition in range(self._o.partitions):
             after = positions.get(partition, 0)
             try:
@@ -164,6 +166,11 @@ class JetStreamLog:
                 continue  # nothing of this partition waits
             if first.seq is not None:
                 keep_from = min(keep_from, first.seq)
+        if _leader(before) != _leader(await js.stream_info(self._o.stream)):
+            # The answers above may come from two nodes: a new leader that has not yet
+            # stored what the old one had acknowledged answers "not found" for records
+            # still waiting, which this purge would then remove. Trim next round instead.
+            return
         await js.purge_stream(self._o.stream, seq=keep_from)
 
     async def backlog(self) -> Backlog:
@@ -255,3 +262,8 @@ class JetStreamLog:
                     duplicate_window=self._o.duplicate_window_s,
                 )
             )
+
+
+def _leader(info: StreamInfo) -> str | None:
+    """The node that answered for a stream (None on a single server)."""
+    return info.cluster.leader if info.cluster is not None else None
