@@ -202,6 +202,15 @@ def test_audience_access_between_two_users(server: Server, keys: dict[str, dict[
     # Usable: bob nests it and downloads it, still may not delete it; an admin may.
     opened = call(server, ann, "PUT", f"/audiences/{private_id}", audience("ann's", "usable"))
     assert opened.json()["access"] == "usable"
+    # The history keeps each access chosen, and who chose it.
+    versions = call(server, ann, "GET", f"/audiences/{private_id}/versions").json()
+    last = versions[-1]["version"]
+    changes = call(server, ann, "GET", f"/audiences/{private_id}/diff?from={last - 1}&to={last}")
+    assert changes.status_code == 200, changes.text
+    assert {"path": "access", "before": "view", "after": "usable", "change": "changed"} in (
+        changes.json()["changes"]
+    )
+    assert versions[-1]["saved_by"] == "ann"
     nested = call(server, bob, "POST", "/audiences", nesting)
     assert nested.status_code == 201, nested.text
     assert (

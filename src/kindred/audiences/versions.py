@@ -2,8 +2,9 @@
 instant, and what changed between two.
 
 A version is the audience as saved whenever what its owner decides changed: the name,
-external name, workspaces, inputs, criteria, lookback, tags or status. The backfill's
-progress and timestamps Kindred keeps are not the definition and make no version.
+external name, workspaces, inputs, criteria, lookback, tags, status or who else may see and
+use it (`access`). The backfill's progress and timestamps Kindred keeps are not the
+definition and make no version.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _DEFINITION_FIELDS = (
     "name",
     "external_name",
     "status",
+    "access",
     "workspaces",
     "inputs",
     "lookback_days",

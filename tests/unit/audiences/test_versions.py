@@ -35,6 +35,11 @@ def test_only_what_the_owner_decides_makes_a_version() -> None:
     assert not is_new_version(GOLD, progress)
     assert is_new_version(GOLD, msgspec.structs.replace(GOLD, status="active"))
     assert is_new_version(GOLD, msgspec.structs.replace(GOLD, tags=["vip"]))
+    private = msgspec.structs.replace(GOLD, access="private", updated_by="ana")
+    assert is_new_version(GOLD, private)
+    assert diff(GOLD, private) == [
+        DefinitionChange(path="access", before="usable", after="private", change="changed")
+    ]
 
 
 def test_the_diff_names_each_changed_value_by_its_path() -> None:
