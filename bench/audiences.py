@@ -13,11 +13,14 @@ With --data-dir the store is used as it is (the audiences it creates are deleted
 end, their memberships stay in the log); without it a temporary store is seeded first.
 With --history and --data-dir, a store without profiles is seeded first; one that has them
 is used as it is (copy a seeded store aside to time activations over the same data).
+The cyclic collector is set as `kindred serve` sets it (`--default-gc`: Python's defaults,
+as every figure before 2026-12-06, 22:00 UTC was measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import secrets
 import sys
@@ -39,6 +42,7 @@ from bench.compat import (
     definitions_changed,
     due_profiles,
     run_all,
+    serving_gc_thresholds,
 )
 from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build
@@ -229,6 +233,12 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     clock = MovableClock()
     container = build(load_settings(CONFIG, data_dir=data_dir, env={}), clock=clock)
     container.store.migrate()
+    thresholds = None if args.default_gc else serving_gc_thresholds()
+    if thresholds is not None:
+        # As `kindred serve` runs: what start-up built frozen, the serving thresholds.
+        gc.freeze()
+        gc.set_threshold(*thresholds)
+    args.gc = "default" if thresholds is None else "serving"
     if args.history:
         stored = container.store.count_profiles()
         found: dict[str, Any] = {"kindred_src": kindred_src()}
@@ -242,6 +252,7 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
             found["seed_s"] = round(seeded, 1)
         found.update(history(container, clock))
         found["machine"] = machine()
+        found["gc"] = args.gc
         found["command"] = " ".join(["python", *sys.argv])
         container.store.close()
         return found
@@ -253,6 +264,7 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         "profiles_stored": stored,
         "kindred_src": kindred_src(),
         "machine": machine(),
+        "gc": args.gc,
     }
     report["audiences_deleted_first"] = retire_audiences(container)
     if not args.backfill_only:
@@ -343,6 +355,12 @@ def main() -> None:
         "--history",
         action="store_true",
         help="(d) alone: a new store of --profiles profiles with 10 stored events each",
+    )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="Python's default collector thresholds (before 2026-12-06 every figure used"
+        " them), not those kindred serve sets",
     )
     args = parser.parse_args()
     if args.data_dir:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -32,6 +33,7 @@ __all__ = [
     "definitions_changed",
     "due_profiles",
     "run_all",
+    "serving_gc_thresholds",
 ]
 
 LEGACY = importlib.util.find_spec("kindred.services.writes") is None
@@ -80,12 +82,22 @@ def audience_backfill(container: Container, clock: Clock, chunks_per_run: int) -
             container.store, container.audience_registry, clock, chunks_per_run=chunks_per_run
         )
         return cast("AudienceBackfill", made)
+    store = container.store
+    # As the container builds it: on SQLite the activation's pages are synced once a run
+    # (trees before that take no `durability`).
+    extra: dict[str, Any] = {}
+    if (
+        hasattr(store, "deferred_sync")
+        and "durability" in inspect.signature(AudienceBackfill).parameters
+    ):
+        extra["durability"] = store
     return AudienceBackfill(
-        container.store,
-        Transactions(container.store),
+        store,
+        Transactions(store),
         container.audience_registry,
         clock,
         chunks_per_run=chunks_per_run,
+        **extra,
     )
 
 
@@ -104,3 +116,10 @@ def due_profiles(container: Container, now_ms: int) -> list[Profile]:
             flat: Any = uow
             return cast("list[Profile]", flat.due_profiles(now_ms, 10**9))
         return uow.profiles.due(now_ms, 10**9)
+
+
+def serving_gc_thresholds() -> tuple[int, int, int] | None:
+    """The collector thresholds `kindred serve` sets, None for a tree that sets none."""
+    serve = importlib.import_module("kindred.cli.serve")
+    found = getattr(serve, "SERVING_GC_THRESHOLDS", None)
+    return cast("tuple[int, int, int] | None", found)

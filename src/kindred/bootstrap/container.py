@@ -41,6 +41,7 @@ from kindred.domain.tenancy import Tenancy
 from kindred.observability import PrometheusMetrics
 from kindred.ports import (
     Clock,
+    DeferredSync,
     MpidSource,
     Secrets,
     Store,
@@ -423,7 +424,13 @@ def build(
         platform_audiences=PlatformAudiences(audiences, catalog, tenancy),
         audience_registry=audience_registry,
         audience_schedule=schedule,
-        audience_backfill=AudienceBackfill(store, transactions, audience_registry, clock),
+        audience_backfill=AudienceBackfill(
+            store,
+            transactions,
+            audience_registry,
+            clock,
+            durability=store if isinstance(store, DeferredSync) else None,
+        ),
         standard_audiences=StandardAudiences(
             store,
             transactions,

@@ -5,6 +5,10 @@ neither lose nor double any stored event."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import msgspec
 
 from kindred.domain.merge import merge_profiles, merged_stub
@@ -109,3 +113,52 @@ def test_the_marks_of_a_finished_activation_go_with_the_profile_s_next_batch() -
     assert after.event_folded == {}  # nothing reads them any more
     assert _history_lengths(world, 1) == [4]  # the histories stay
     assert world.members(audience) == [1]
+
+
+class _RecordedDisk:
+    """A store's durability as the pass uses it, recording each step in order: a page's
+    commit (and whether its sync was deferred), a sync, a save of the audience's cursor."""
+
+    def __init__(self, world: World) -> None:
+        self.steps: list[str] = []
+        self._deferring = False
+        store = world.store
+        unit_of_work, save_audience = store.unit_of_work, store.save_audience
+
+        @contextmanager
+        def recorded_unit_of_work() -> Iterator[Any]:
+            with unit_of_work() as uow:
+                yield uow
+            self.steps.append("page, deferred" if self._deferring else "page, synced")
+
+        def recorded_save(audience: Any, **kwargs: Any) -> Any:
+            self.steps.append("cursor")
+            return save_audience(audience, **kwargs)
+
+        store.unit_of_work = recorded_unit_of_work  # type: ignore[method-assign]
+        store.save_audience = recorded_save  # type: ignore[method-assign]
+
+    @contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def sync(self) -> None:
+        self.steps.append("sync")
+
+
+def test_the_pass_syncs_its_pages_once_before_its_cursor_moves_past_them() -> None:
+    world = World()
+    for customer in ("u1", "u2", "u3"):
+        world.plays(customer, [DAY])
+    world.audience(AT_LEAST_3)
+    disk = _RecordedDisk(world)
+    world.backfill = AudienceBackfill(
+        world.store, Transactions(world.store), world.registry, world.clock,
+        chunks_per_run=2, chunk=1, durability=disk,
+    )  # fmt: skip
+    world.backfill.run()
+    assert disk.steps == ["page, deferred", "page, deferred", "sync", "cursor"]

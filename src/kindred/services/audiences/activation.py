@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from kindred.ports import (
     BatchStatus,
     Clock,
     ConcurrentUpdate,
+    DeferredSync,
     EventLogReader,
     LogEntry,
     UnitOfWork,
@@ -77,12 +79,16 @@ class ActivationPass:
         clock: Clock,
         *,
         page: int,
+        durability: DeferredSync | None = None,
     ) -> None:
+        """`durability`: the store's pages may be committed without waiting for the disk,
+        all synced at once at the end of a run (see `advance`)."""
         self._store = store
         self._transactions = transactions
         self._registry = registry
         self._clock = clock
         self._page = page
+        self._durability = durability
 
     def advance(
         self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int], pages: int
@@ -96,19 +102,29 @@ class ActivationPass:
         if scope not in scopes:
             scope, start = next_scope(scopes, scope), INT64_MIN
         evaluated = 0
-        for _ in range(pages):
-            if scope is None:
-                break
-            page = self._page_once(plan, scope, start)
-            if page is None:
-                break  # changed meanwhile, or batches kept colliding: resume from here
-            count, last = page
-            evaluated += count
-            if count == self._page:
-                start = last + 1
-            else:
-                scope, start = next_scope(scopes, scope), INT64_MIN
+        # The pages' commits wait for no disk sync of their own: one sync after them, before
+        # the cursor moves past them. A power loss before it can lose pages (not their
+        # order: the WAL keeps commits in sequence), which the next run does again; the
+        # marks make a page done twice count nothing twice.
+        with self._deferred():
+            for _ in range(pages):
+                if scope is None:
+                    break
+                page = self._page_once(plan, scope, start)
+                if page is None:
+                    break  # changed meanwhile, or batches kept colliding: resume from here
+                count, last = page
+                evaluated += count
+                if count == self._page:
+                    start = last + 1
+                else:
+                    scope, start = next_scope(scopes, scope), INT64_MIN
+        if self._durability is not None:
+            self._durability.sync()
         return self._save(audience, scope, start, evaluated), evaluated
+
+    def _deferred(self) -> AbstractContextManager[None]:
+        return nullcontext() if self._durability is None else self._durability.deferred_sync()
 
     def _plan(
         self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int]

@@ -19,6 +19,7 @@ from kindred.ports import (
     AudienceStore,
     Clock,
     ConcurrentUpdate,
+    DeferredSync,
     EventLogReader,
     Needles,
 )
@@ -127,9 +128,11 @@ class AudienceBackfill:
         chunk: int = 500,
         chunks_per_run: int = 40,
         set_chunk: int = 20_000,
+        durability: DeferredSync | None = None,
     ) -> None:
         """`chunk`: profiles a transaction (of the activation's pass too: each holds the
-        store's writer meanwhile, so a live batch waits at most one chunk's time)."""
+        store's writer meanwhile, so a live batch waits at most one chunk's time).
+        `durability`: the activation's pages are synced to the disk once a run."""
         self._store = store
         self._transactions = transactions
         self._registry = registry
@@ -137,7 +140,9 @@ class AudienceBackfill:
         self._chunk = chunk
         self._chunks_per_run = chunks_per_run
         self._set_chunk = set_chunk
-        self._pass = ActivationPass(store, transactions, registry, clock, page=chunk)
+        self._pass = ActivationPass(
+            store, transactions, registry, clock, page=chunk, durability=durability
+        )
 
     def run(self) -> int:
         """Advance every pending backfill by up to `chunks_per_run` chunks; returns how
