@@ -67,7 +67,7 @@ from kindred.services.calculated.admin import CalculatedService
 from kindred.services.calculated.jobs import CalculatedBackfill
 from kindred.services.forwarding.admin import DeliveryAdmin
 from kindred.services.forwarding.catalog import OutputCatalog
-from kindred.services.forwarding.delivery import DeliveryRunner
+from kindred.services.forwarding.runner import DeliveryRunner
 from kindred.services.identity.idsync import IdentityCalls
 from kindred.services.identity.ledger import MergeLedger
 from kindred.services.ingest.csv_import import CsvImporter

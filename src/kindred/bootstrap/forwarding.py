@@ -21,7 +21,9 @@ from kindred.roles import process_name
 from kindred.services.forwarding.abtests import AbTestBook
 from kindred.services.forwarding.admin import DeliveryAdmin
 from kindred.services.forwarding.catalog import OutputCatalog, OutputsAndConnections
-from kindred.services.forwarding.delivery import DeliveryRunner, Lane, Renderer
+from kindred.services.forwarding.delivery import Lane
+from kindred.services.forwarding.rendering import Renderer
+from kindred.services.forwarding.runner import DeliveryRunner
 from kindred.services.privacy.callbacks import (
     CALLBACK_CONNECTION,
     callback_lane,

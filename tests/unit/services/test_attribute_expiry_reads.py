@@ -13,7 +13,7 @@ from kindred.domain.forwarding import AudienceConnection, EventConnection
 from kindred.domain.profile import AttributeEntry, IdentityEntry, Profile, WorkspaceProfile
 from kindred.domain.tenancy import AccountPolicy, Tenancy, WorkspaceDef
 from kindred.ports import Delivery
-from kindred.services.forwarding.delivery import Renderer
+from kindred.services.forwarding.rendering import Renderer
 from kindred.services.forwarding.router import MembershipNote
 from kindred.services.profiles.queries import ProfileQueries
 from kindred.storage.memory import MemoryStore

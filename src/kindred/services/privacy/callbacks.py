@@ -22,7 +22,7 @@ import msgspec
 from kindred.domain.dsr import DsrRequest
 from kindred.domain.forwarding import EventConnection, OutputDef
 from kindred.ports import Clock, Delivery
-from kindred.services.forwarding.delivery import CALLBACK_KIND
+from kindred.services.forwarding.rendering import CALLBACK_KIND
 from kindred.services.privacy.signing import ProcessorKey
 
 __all__ = ["CALLBACK_CONNECTION", "CallbackNote", "StatusCallbacks", "callback_lane"]
