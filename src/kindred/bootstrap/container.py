@@ -382,7 +382,7 @@ def build(
     processor_key = load_processor_key(settings, store)
     receipts = Receipts(store, processor_key, clock, settings.privacy.processor_domain)
     dsr = dsr_requests(settings, store, transactions, clock, receipts)
-    dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object).rows)
+    dsr.on_change(StatusCallbacks(processor_key, clock, dsr.status_object))
     appender, partition_worker = roles(
         settings, store, tenancy=tenancy, clock=clock, metrics=metrics, writer=writer
     )

@@ -46,6 +46,7 @@ from kindred.ports.records import (
 )
 from kindred.ports.unit_of_work import (
     ConcurrentUpdate,
+    DsrWrites,
     EventLogWrites,
     IdentityIndex,
     LedgerWrites,
@@ -70,6 +71,7 @@ __all__ = [
     "Delivery",
     "DeliveryStore",
     "DsrStore",
+    "DsrWrites",
     "EventLogReader",
     "EventLogWrites",
     "IdentityIndex",

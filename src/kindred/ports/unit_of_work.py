@@ -1,9 +1,9 @@
 """One write transaction, in parts: what the services change through a unit of work.
 
 A service is typed with the parts it uses (`uow.profiles`, `uow.identities`, `uow.log`,
-`uow.rejects`, `uow.memberships`, `uow.ledger`, `uow.outbox`, `uow.receipts`); each part's
-methods state their contract, which the store contract suite checks on every store, part
-by part.
+`uow.rejects`, `uow.memberships`, `uow.ledger`, `uow.outbox`, `uow.receipts`, `uow.dsr`);
+each part's methods state their contract, which the store contract suite checks on every
+store, part by part.
 Writes may be buffered until commit; reads always see this transaction's own writes.
 """
 
@@ -14,6 +14,7 @@ from typing import Protocol
 
 from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.receipts import ReceiptRecord
@@ -29,6 +30,7 @@ from kindred.ports.records import (
 
 __all__ = [
     "ConcurrentUpdate",
+    "DsrWrites",
     "EventLogWrites",
     "IdentityIndex",
     "LedgerWrites",
@@ -246,6 +248,18 @@ class ReceiptWrites(Protocol):
         ...
 
 
+class DsrWrites(Protocol):
+    """Data subject requests (RET-3), a completed erasure's stored with the erasure."""
+
+    def update(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
+        """As `DsrStore.update_dsr`, in this transaction: replace the stored request only
+        if it is still at `request.version - 1` (checked now; where the store locks rows,
+        the row stays locked until commit), and only then write its callbacks' outbox rows,
+        in order. Both are committed with everything else of the transaction: rolled back
+        with it, the stored request is as it was."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One write transaction: commits when its context exits cleanly, else rolls back."""
 
@@ -272,6 +286,9 @@ class UnitOfWork(Protocol):
 
     @property
     def receipts(self) -> ReceiptWrites: ...
+
+    @property
+    def dsr(self) -> DsrWrites: ...
 
     def prefetch(
         self,

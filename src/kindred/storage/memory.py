@@ -67,6 +67,7 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries, MemoryAccess, MemoryPrivacy
             draft.memberships = list(draft.memberships)
             draft.next_ids = dict(draft.next_ids)
             draft.receipts = dict(draft.receipts)
+            draft.dsr = dict(draft.dsr)
             was = draft.deliveries
             draft.deliveries = DeliveryState(
                 list(was.outbox), was.next_id, list(was.dead), was.next_dead_id

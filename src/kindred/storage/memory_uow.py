@@ -8,6 +8,7 @@ import msgspec
 
 from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.evaluate import admits
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.receipts import ReceiptRecord, row_digest
@@ -329,6 +330,15 @@ class MemoryUnitOfWork:
 
     def save_receipt(self, record: ReceiptRecord) -> None:
         self.state.receipts[record.receipt_id] = record
+
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
+        key = (request.workspace_id, request.request_id)
+        stored = self.state.dsr.get(key)
+        if stored is None or stored.version != request.version - 1:
+            return False
+        self.state.dsr[key] = request
+        self.state.deliveries.add(callbacks)
+        return True
 
     def delete_profile(self, profile: Profile) -> None:
         stored = self.state.profiles.get(profile.mpid)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from kindred.audiences.definition import MembershipChange, Selection
 from kindred.audiences.prefilter import Needles
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.receipts import ReceiptRecord
@@ -120,6 +121,8 @@ class Transaction(Protocol):
 
     def save_receipt(self, record: ReceiptRecord) -> None: ...
 
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool: ...
+
 
 class _Profiles:
     def __init__(self, tx: Transaction) -> None:
@@ -187,6 +190,11 @@ class _Receipts:
         self.save = tx.save_receipt
 
 
+class _Dsr:
+    def __init__(self, tx: Transaction) -> None:
+        self.update = tx.update_dsr
+
+
 class PartedUnitOfWork:
     """A `kindred.ports.UnitOfWork`: the transaction's methods, grouped by part (bound
     methods, so a call through a part costs what a direct one does)."""
@@ -200,6 +208,7 @@ class PartedUnitOfWork:
         self.ledger = _Ledger(tx)
         self.outbox = _Outbox(tx)
         self.receipts = _Receipts(tx)
+        self.dsr = _Dsr(tx)
         self.prefetch = tx.prefetch
         self.definitions_version = tx.definitions_version
         self.recorded = tx.recorded

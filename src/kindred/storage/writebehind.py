@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from kindred.audiences.definition import MembershipChange, Selection
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.domain.receipts import ReceiptRecord
@@ -100,6 +101,11 @@ class SetOps(Protocol):
 
     def erasure(self) -> SqlErasure:
         """A subject's erasure, run at once in the open transaction."""
+        ...
+
+    def update_dsr(self, request: DsrRequest) -> bool:
+        """Replace the stored request if still at `request.version - 1`, at once in the
+        open transaction (its row then locked until commit where the store locks rows)."""
         ...
 
     def flush(self, writes: PendingWrites) -> None:
@@ -276,6 +282,15 @@ class WriteBehindUnitOfWork:
 
     def save_receipt(self, record: ReceiptRecord) -> None:
         self._writes.receipts.append(record)
+
+    def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
+        # At once: the caller acts on the answer (a request another process moved on
+        # rolls the transaction back). Its callbacks go with the flush, after the rows
+        # enqueued before them.
+        if not self._ops.update_dsr(request):
+            return False
+        self._writes.deliveries.extend(callbacks)
+        return True
 
     def recorded(self) -> Recorded:
         return Recorded(log=list(self._writes.log), memberships=list(self._writes.memberships))

@@ -200,7 +200,7 @@ def _service(store: MemoryStore, key: ProcessorKey, clock: FakeClock) -> DsrServ
         DsrPolicy(public_url="https://kindred.example.com"),
         receipts=Receipts(store, key, clock, "opendsr.test"),
     )
-    service.on_change(StatusCallbacks(key, clock, service.status_object).rows)
+    service.on_change(StatusCallbacks(key, clock, service.status_object))
     return service
 
 

@@ -8,14 +8,15 @@ They go through the outbox like every other delivery (ENR-3): one row per URL, o
 sends any connection's rows (retries with backoff, dead letters, a lease per connection
 across processes), so a callback outlives a restart and a receiver that is down. The rows
 are written in the transaction that stores the new status (`DsrStore.insert_dsr`,
-`update_dsr`), so they are queued in the order the statuses were stored, whichever process
-stored them; each holds the body as signed then: a receiver gets each status in order.
+`update_dsr`; a completed erasure's in the erasure's own transaction, `uow.dsr.update`), so
+they are queued in the order the statuses were stored, whichever process stored them; each
+holds the body as signed then: a receiver gets each status in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
 import msgspec
 
@@ -25,7 +26,14 @@ from kindred.ports import Clock, Delivery
 from kindred.services.forwarding.rendering import CALLBACK_KIND
 from kindred.services.privacy.signing import ProcessorKey
 
-__all__ = ["CALLBACK_CONNECTION", "CallbackNote", "StatusCallbacks", "callback_lane"]
+__all__ = [
+    "CALLBACK_CONNECTION",
+    "CallbackMaker",
+    "CallbackNote",
+    "StatusCallbacks",
+    "StatusOf",
+    "callback_lane",
+]
 
 # The connection whose lane sends the callbacks (no output or connection of the catalog
 # may take this name).
@@ -45,24 +53,46 @@ class CallbackNote(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
+class StatusOf(Protocol):
+    """A request's status object, as `GET /v3/requests/{id}` answers. `queued`: sources of
+    its erasure messages waiting in the outbox of the transaction that stores the status
+    (not committed yet, so not read: they are pending)."""
+
+    def __call__(self, request: DsrRequest, *, queued: Collection[str] = ()) -> dict[str, Any]: ...
+
+
+# The callbacks' rows of a request's status stored inside an erasure's transaction, given
+# the sources of the erasure messages that transaction queued.
+CallbackMaker = Callable[[DsrRequest, Collection[str]], list[Delivery]]
+
+
 class StatusCallbacks:
-    def __init__(
-        self,
-        key: ProcessorKey,
-        clock: Clock,
-        status_of: Callable[[DsrRequest], dict[str, Any]],
-    ) -> None:
-        """`status_of`: a request's status object, as `GET /v3/requests/{id}` answers."""
+    def __init__(self, key: ProcessorKey, clock: Clock, status_of: StatusOf) -> None:
         self._key = key
         self._clock = clock
         self._status_of = status_of
 
     def rows(self, request: DsrRequest) -> list[Delivery]:
         """The outbox rows of the callbacks of the request's status as it is now."""
+        return self._rows(request, (), self._key.sign)
+
+    def maker(self, request: DsrRequest) -> CallbackMaker:
+        """What makes the callbacks' rows of the request's next status inside a store
+        transaction (an erasure's). The key is loaded now, before that transaction starts:
+        loading may write to the store (the key is made on first use), which must not
+        happen inside it."""
+        if not request.callback_urls:
+            return lambda _request, _queued: []
+        signer = self._key.signer()
+        return lambda later, queued: self._rows(later, queued, signer.sign)
+
+    def _rows(
+        self, request: DsrRequest, queued: Collection[str], sign: Callable[[bytes], str]
+    ) -> list[Delivery]:
         if not request.callback_urls:
             return []
-        body = _ENCODE.encode(self._status_of(request))
-        signature = self._key.sign(body)
+        body = _ENCODE.encode(self._status_of(request, queued=queued))
+        signature = sign(body)
         now = self._clock.now_ms()
         return [
             Delivery(

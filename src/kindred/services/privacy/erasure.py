@@ -12,7 +12,9 @@ nothing else of the subject is left to read when it is sent.
 What went is handed back (`Erased`): the counts, and for the signed receipt
 (services.privacy.receipts) each part's rows by id and digest, the same on every store, and
 the removals queued for each connection. The receipt, given a maker, is signed and kept in
-the erasure's own transaction, after its forwarding step: both are committed or neither.
+the erasure's own transaction, after its forwarding step: both are committed or neither. A
+caller's last step runs there too, after the receipt (a data subject request is stored as
+completed in it, naming the receipt): it commits with the erasure, or neither does.
 
 Safe with several processes: the subject's identities are locked as ingest locks them, and
 a profile is deleted only at the version read; a lost race runs the erasure again. A later
@@ -44,7 +46,15 @@ from kindred.services.forwarding.router import ERASURE_KIND, ErasureNote, Member
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.subjects import SubjectFinder
 
-__all__ = ["ERASED", "Erased", "Erasure", "ReceiptMaker", "needles_of", "subject_needles"]
+__all__ = [
+    "ERASED",
+    "Erased",
+    "ErasedStep",
+    "Erasure",
+    "ReceiptMaker",
+    "needles_of",
+    "subject_needles",
+]
 
 log = logging.getLogger("kindred.privacy")
 
@@ -77,6 +87,10 @@ class Erased(msgspec.Struct, kw_only=True):
 # removals), inside the erasure's transaction; None: no receipt for this one.
 ReceiptMaker = Callable[[Erased], ReceiptRecord | None]
 
+# A caller's last step in the erasure's transaction, once the receipt is kept (what went,
+# `receipt_id` set); what it raises rolls the whole erasure back.
+ErasedStep = Callable[[UnitOfWork, Erased], None]
+
 
 class Erasure:
     def __init__(self, subjects: SubjectFinder, transactions: Transactions, clock: Clock) -> None:
@@ -90,14 +104,18 @@ class Erasure:
         identities: Mapping[str, str],
         mpid: int | None,
         receipt: ReceiptMaker | None = None,
+        *,
+        last_step: ErasedStep | None = None,
     ) -> Erased:
         """Erase the subject the identities (or the MPID) name in the scope; what went.
         `receipt`: makes the erasure's signed receipt, kept in the same transaction as the
         erasure (after its forwarding step, so that it lists every removal queued): both
-        are committed or neither is."""
+        are committed or neither is. `last_step`: run in that transaction after the
+        receipt is kept, with what went; a lost race runs the whole erasure again, this
+        step included."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return self._erase_once(scope, identities, mpid, receipt)
+                return self._erase_once(scope, identities, mpid, receipt, last_step)
             except ConcurrentUpdate:
                 if attempt == _ATTEMPTS:
                     raise
@@ -110,6 +128,7 @@ class Erasure:
         identities: Mapping[str, str],
         mpid: int | None,
         receipt: ReceiptMaker | None,
+        last_step: ErasedStep | None,
     ) -> Erased:
         live = self._subjects.live(scope, identities, mpid)
         stubs = self._subjects.merged_into(live)
@@ -118,13 +137,15 @@ class Erasure:
         done: list[Erased] = []
 
         def finish(uow: UnitOfWork) -> None:
-            """Once the forwarding step has queued the removals: what went, and its
-            receipt kept with it."""
+            """Once the forwarding step has queued the removals: what went, its receipt
+            kept with it, then the caller's last step."""
             erased = removal.erased(queued)
             record = receipt(erased) if receipt is not None else None
             if record is not None:
                 uow.receipts.save(record)
                 erased.receipt_id = record.receipt_id
+            if last_step is not None:
+                last_step(uow, erased)
             done.append(erased)
 
         with self._transactions.begin(

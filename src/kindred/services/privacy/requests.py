@@ -6,13 +6,16 @@ completed, or cancelled (while pending) or failed (processing raised; the error 
 `run_due` is the periodic job of every server process (and `kindred dsr run-due`): each
 request is claimed by moving it to in_progress at the version read, so with several
 processes one of them alone processes it; one left in progress by a process that died is
-taken up again after `stale_s`.
+taken up again after `stale_s`. An erasure's request is stored as completed (with its
+receipt and callbacks) in the erasure's own transaction: a process that dies has either
+erased the subject and completed the request, or done neither (the request is left in
+progress, to be taken up again).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,14 +25,15 @@ from kindred.domain.dsr import DAY_MS, DsrRequest, DsrStatus, due_ms
 from kindred.domain.errors import Conflict, Gone, NotFound
 from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import WorkspaceDef
-from kindred.ports import Clock, Delivery, DsrStore
-from kindred.services.privacy.erasure import Erasure, ReceiptMaker
+from kindred.ports import Clock, Delivery, DsrStore, UnitOfWork
+from kindred.services.privacy.callbacks import CallbackMaker
+from kindred.services.privacy.erasure import Erased, Erasure, ReceiptMaker
 from kindred.services.privacy.exports import ExportReader, gather, readable, subject_document
 from kindred.services.privacy.receipts import Receipts
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.wire.dsr import ParsedRequest, status_body
 
-__all__ = ["DsrPolicy", "DsrService", "Results", "RunReport"]
+__all__ = ["Callbacks", "DsrPolicy", "DsrService", "RequestTaken", "Results", "RunReport"]
 
 log = logging.getLogger("kindred.privacy")
 
@@ -41,6 +45,34 @@ class PrivacyStore(DsrStore, ExportReader, Protocol):
     """The requests, and the committed data a subject's is read from."""
 
     def erasure_message_states(self, sources: Sequence[str]) -> dict[str, str]: ...
+
+
+class Callbacks(Protocol):
+    """The outbox rows a request stored with a new status makes (its status callbacks)."""
+
+    def rows(self, request: DsrRequest) -> Sequence[Delivery]:
+        """Those of the request's status as it is now."""
+        ...
+
+    def maker(self, request: DsrRequest) -> CallbackMaker:
+        """What makes those of the request's next status inside an erasure's transaction,
+        ready before that transaction starts."""
+        ...
+
+
+class _NoCallbacks:
+    def rows(self, request: DsrRequest) -> Sequence[Delivery]:
+        del request
+        return ()
+
+    def maker(self, request: DsrRequest) -> CallbackMaker:
+        del request
+        return lambda _request, _queued: []
+
+
+class RequestTaken(Exception):
+    """The stored request moved on from the version claimed: another process took it over
+    (it was left in progress long enough), and that one does the work."""
 
 
 @dataclass(frozen=True)
@@ -89,23 +121,27 @@ class DsrService:
         self._clock = clock
         self.policy = policy or DsrPolicy()
         self.receipts = receipts
-        self._callbacks: Callable[[DsrRequest], Sequence[Delivery]] = lambda _: ()
+        self._callbacks: Callbacks = _NoCallbacks()
 
-    def on_change(self, callbacks: Callable[[DsrRequest], Sequence[Delivery]]) -> None:
-        """`callbacks`: the outbox rows a request stored with a new status makes (its
-        status callbacks), written in the transaction that stores it."""
+    def on_change(self, callbacks: Callbacks) -> None:
+        """`callbacks`: the outbox rows a request stored with a new status makes (its status
+        callbacks), written in the transaction that stores it."""
         self._callbacks = callbacks
 
     def _insert(self, request: DsrRequest) -> str:
-        return self._store.insert_dsr(request, self._callbacks(request))
+        return self._store.insert_dsr(request, self._callbacks.rows(request))
 
     def _update(self, request: DsrRequest) -> bool:
         """Store a new status of the request, with its callbacks."""
-        return self._store.update_dsr(request, self._callbacks(request))
+        return self._store.update_dsr(request, self._callbacks.rows(request))
 
-    def status_object(self, request: DsrRequest, base_url: str | None = None) -> dict[str, Any]:
+    def status_object(
+        self, request: DsrRequest, base_url: str | None = None, *, queued: Collection[str] = ()
+    ) -> dict[str, Any]:
         """The request's OpenDSR status object; URLs under `base_url` (default: the
-        configured public URL; none known: no URLs)."""
+        configured public URL; none known: no URLs). `queued`: sources of its erasure
+        messages waiting in the outbox of the transaction that stores this status (pending,
+        not read: that transaction has not committed)."""
         base = (base_url or self.policy.public_url or "").rstrip("/")
         results_url = receipt_url = None
         if base and request.status == DsrStatus.COMPLETED:
@@ -119,15 +155,19 @@ class DsrService:
             self.expected_ms(request),
             results_url,
             receipt_url,
-            self._erasure_messages(request),
+            self._erasure_messages(request, queued),
         )
 
-    def _erasure_messages(self, request: DsrRequest) -> list[dict[str, str]]:
+    def _erasure_messages(
+        self, request: DsrRequest, queued: Collection[str]
+    ) -> list[dict[str, str]]:
         """Each erasure message sent to an output that accepts erasures, and whether it
         was delivered, is waiting in the outbox, or failed (a dead letter)."""
         if not request.erasure_messages:
             return []
-        states = self._store.erasure_message_states([m.source for m in request.erasure_messages])
+        unread = [m.source for m in request.erasure_messages if m.source not in queued]
+        states = self._store.erasure_message_states(unread) if unread else {}
+        states.update(dict.fromkeys(queued, "pending"))
         return [
             {
                 "output": m.output,
@@ -253,12 +293,13 @@ class DsrService:
                 if not (self._store.update_dsr(claimed) if again else self._update(claimed)):
                     continue  # another process took it
                 finished = self._process(claimed)
-                if self._update(finished):
-                    done += 1
-                    if finished.status == DsrStatus.COMPLETED:
-                        report.completed += 1
-                    else:
-                        report.failed += 1
+                if finished is None:
+                    continue  # another process took it over meanwhile
+                done += 1
+                if finished.status == DsrStatus.COMPLETED:
+                    report.completed += 1
+                else:
+                    report.failed += 1
             if len(due) < self.policy.chunk or not done:
                 break
         report.results_dropped = self._drop_old_results(now)
@@ -273,33 +314,55 @@ class DsrService:
         if not self._update(claimed):
             raise Conflict(f"request {request_id} is changing; try again")
         finished = self._process(claimed)
-        self._update(finished)
+        if finished is None:
+            raise Conflict(f"request {request_id} was taken over by another process")
         return finished
 
-    def _process(self, request: DsrRequest) -> DsrRequest:
+    def _process(self, request: DsrRequest) -> DsrRequest | None:
+        """Process the claimed request and store what became of it: the request as stored,
+        or None when another process took it over meanwhile (it does the work)."""
         try:
             if request.request_type == "erasure":
-                erased = self._erasure.erase(
-                    request.scope, request.identities, request.mpid, self._receipt(request)
-                )
-                log.info(
-                    "erasure %s of workspace %d: %s",
-                    request.request_id,
-                    request.workspace_id,
-                    _ENCODE.encode(erased.summary).decode(),
-                )
-                done = self._moved(request, DsrStatus.COMPLETED, completed=True)
-                return msgspec.structs.replace(
-                    done,
-                    summary=erased.summary,
-                    receipt_id=erased.receipt_id,
-                    erasure_messages=erased.erasure_messages,
-                )
-            return self._export(request)
+                return self._erase(request)
+            finished = self._export(request)
+        except RequestTaken:
+            log.info("request %s was taken over by another process", request.request_id)
+            return None
         except Exception as exc:
             log.exception("data subject request %s failed", request.request_id)
             failed = self._moved(request, DsrStatus.FAILED, completed=True)
-            return msgspec.structs.replace(failed, failure=f"{type(exc).__name__}: {exc}")
+            finished = msgspec.structs.replace(failed, failure=f"{type(exc).__name__}: {exc}")
+        return finished if self._update(finished) else None
+
+    def _erase(self, request: DsrRequest) -> DsrRequest:
+        """Erase the request's subject; the request is stored as completed (naming the
+        receipt, with its callbacks) in the erasure's own transaction, so that both are
+        committed or neither is. RequestTaken, the erasure rolled back, when the stored
+        request moved on from the version claimed."""
+        callbacks = self._callbacks.maker(request)
+        stored: list[DsrRequest] = []
+
+        def complete(uow: UnitOfWork, erased: Erased) -> None:
+            done = _completed(self._moved(request, DsrStatus.COMPLETED, completed=True), erased)
+            queued = [m.source for m in erased.erasure_messages]
+            if not uow.dsr.update(done, callbacks(done, queued)):
+                raise RequestTaken(request.request_id)
+            stored.append(done)  # a retried attempt's comes last
+
+        erased = self._erasure.erase(
+            request.scope,
+            request.identities,
+            request.mpid,
+            self._receipt(request),
+            last_step=complete,
+        )
+        log.info(
+            "erasure %s of workspace %d: %s",
+            request.request_id,
+            request.workspace_id,
+            _ENCODE.encode(erased.summary).decode(),
+        )
+        return stored[-1]
 
     def _receipt(self, request: DsrRequest) -> ReceiptMaker | None:
         """What signs the erasure's receipt, kept in the erasure's transaction. A receipt
@@ -356,6 +419,16 @@ class DsrService:
             completed_ms=now if completed else request.completed_ms,
             version=request.version + 1,
         )
+
+
+def _completed(done: DsrRequest, erased: Erased) -> DsrRequest:
+    """The request completed by the erasure: what went, and its receipt."""
+    return msgspec.structs.replace(
+        done,
+        summary=erased.summary,
+        receipt_id=erased.receipt_id,
+        erasure_messages=erased.erasure_messages,
+    )
 
 
 class DuplicateRequest(Conflict):

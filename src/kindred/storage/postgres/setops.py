@@ -26,10 +26,12 @@ from psycopg.rows import TupleRow
 
 from kindred.audiences.definition import Selection
 from kindred.audiences.sql import to_sql
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
 from kindred.storage.codec import LOG_INSERT_COLUMNS, ProfileRead, stored_document, stored_profile
+from kindred.storage.dsr_sql import DsrStatements, update_params
 from kindred.storage.erasure_sql import SqlErasure
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
@@ -90,6 +92,9 @@ def _expecting(statement: str) -> str:
         f"WITH changed AS ({statement}) SELECT kindred_expect_rows(count(*), %b, %b) FROM changed"
     )
 
+
+# A request replaced at the version read; a row back when it was.
+_UPDATE_DSR = f"{DsrStatements.of('%s').update} RETURNING 1"
 
 _CHANGED = "a profile changed since this transaction read it"
 _EXISTS = "a profile this transaction creates already exists"
@@ -323,6 +328,12 @@ class PostgresSetOps:
                 return list(self.conn.execute(sql, params).fetchall())
 
         return SqlErasure(execute, "%s", "position(%s::bytea in body) > 0")
+
+    def update_dsr(self, request: DsrRequest) -> bool:
+        """The row stays locked until commit: a concurrent update of it waits, and one
+        under way is waited for, then the version is checked against what it committed."""
+        with retryable():
+            return len(self.conn.execute(_UPDATE_DSR, update_params(request)).fetchall()) == 1
 
     def remove_members(self, audience_id: int) -> list[int]:
         """With a new version for each profile that left (see apply_selection)."""

@@ -12,10 +12,12 @@ import msgspec
 from kindred.audiences.definition import Selection
 from kindred.audiences.prefilter import Has, Held, needles
 from kindred.audiences.sql import to_sql
+from kindred.domain.dsr import DsrRequest
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Membership, Profile
 from kindred.ports import ConcurrentUpdate, Needles
 from kindred.storage.codec import ProfileRead, stored_document, stored_profile
+from kindred.storage.dsr_sql import DsrStatements, update_params
 from kindred.storage.erasure_sql import SqlErasure
 from kindred.storage.membership_log import LogRuns
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
@@ -43,6 +45,7 @@ _LOG_RUNS = LogRuns(
     " SELECT ?, value, ?, ?, ? FROM json_each(?) ORDER BY key",
     mpids=lambda mpids: msgspec.json.encode(mpids).decode(),
 )
+_UPDATE_DSR = DsrStatements.of("?").update
 _CHUNK = 400  # rows per statement: well inside SQLite's limit on bound variables
 
 
@@ -217,6 +220,10 @@ class SqliteSetOps:
         return SqlErasure(
             lambda sql, params: self.conn.execute(sql, params).fetchall(), "?", "instr(body, ?) > 0"
         )
+
+    def update_dsr(self, request: DsrRequest) -> bool:
+        """The writer transaction excludes every other writer: the version checked stays."""
+        return self.conn.execute(_UPDATE_DSR, update_params(request)).rowcount == 1
 
     def remove_members(self, audience_id: int) -> list[int]:
         rows = self.conn.execute(
