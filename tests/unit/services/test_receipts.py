@@ -364,3 +364,30 @@ def test_bulk_deletion_keeps_a_receipt_per_profile_found_with_its_erasure(bundle
     assert kept.signed.receipt().origin == "bulk"
     assert kept.identities == {"email": EMAIL.value}
     assert receipts.verify(found.receipt_id).ok
+
+
+def test_a_bulk_deletion_with_an_unreadable_key_erases_all_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    with store.unit_of_work() as uow:
+        for mpid in (11, 12, 13):
+            uow.profiles.save(msgspec.structs.replace(rich_profile(mpid), scope="a1"))
+    clock = FakeClock()
+    unreadable = ProcessorKey(lambda: b"not a key", where="a test")
+    bulk = BulkDeletion(
+        Erasure(SubjectFinder(store), Transactions(store), clock),
+        store,
+        Tenancy(org_id=1, workspaces={}, inputs_by_key={}, inputs_by_name={}),
+        receipts=Receipts(store, unreadable, clock, "opendsr.test"),
+    )
+    with caplog.at_level(logging.ERROR, logger="kindred.privacy"):
+        deleted = bulk.by_mpids([11, 12, 13])
+    assert [(d.found, d.receipt_id) for d in deleted] == [(True, None)] * 3
+    assert [store.get_profile(m) for m in (11, 12, 13)] == [None] * 3
+    said = [
+        r.getMessage() for r in caplog.records if "processor key is unreadable" in r.getMessage()
+    ]
+    assert said == [
+        "no receipt for the erasure of a bulk deletion: the processor key is unreadable"
+    ]

@@ -16,7 +16,7 @@ from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.tenancy import Tenancy
 from kindred.ports import ProfileReader
 from kindred.services.privacy.erasure import Erased, Erasure, ReceiptMaker
-from kindred.services.privacy.receipts import Receipts
+from kindred.services.privacy.receipts import ReceiptMakers, Receipts
 
 __all__ = ["MAX_SUBJECTS", "BulkDeletion", "Deleted", "IdentityName"]
 
@@ -60,13 +60,15 @@ class BulkDeletion:
         profiles merged into it, in its own identity scope."""
         _check_count(len(mpids))
         done: list[Deleted] = []
+        makers = self._makers()
         for mpid in mpids:
             profile = self._profiles.get_profile(mpid)
             entry = Deleted(mpid=str(mpid), found=False)
             if profile is None:
                 done.append(entry)
                 continue
-            erased = self._erasure.erase(profile.scope, {}, mpid, self._receipt(None, {}))
+            receipt = _when_found(makers, None, {})
+            erased = self._erasure.erase(profile.scope, {}, mpid, receipt)
             done.append(self._deleted(entry, erased))
         return done
 
@@ -88,26 +90,17 @@ class BulkDeletion:
                 raise InvalidBatch("an identity needs a value", f"identities[{n}].value")
             named.append((identity, kind))
         done: list[Deleted] = []
+        makers = self._makers()
         for identity, kind in named:
             subject = {kind: identity.value}
-            receipt = self._receipt(workspace_id, subject)
+            receipt = _when_found(makers, workspace_id, subject)
             erased = self._erasure.erase(workspace.identity_scope, subject, None, receipt)
             done.append(self._deleted(Deleted(identity=identity, found=False), erased))
         return done
 
-    def _receipt(self, workspace_id: int | None, identities: dict[str, str]) -> ReceiptMaker | None:
-        """What signs the receipt of a profile erased, in the erasure's transaction (none
-        when no profile was found; see `Receipts.maker` for one that cannot be made)."""
-        if self._receipts is None:
-            return None
-        make = self._receipts.maker(origin="bulk", workspace_id=workspace_id, identities=identities)
-        if make is None:
-            return None
-
-        def when_found(erased: Erased) -> ReceiptRecord | None:
-            return make(erased) if erased.summary.profiles else None
-
-        return when_found
+    def _makers(self) -> ReceiptMakers | None:
+        """The receipts' makers of one call, the key loaded once (see `Receipts.makers`)."""
+        return None if self._receipts is None else self._receipts.makers(origin="bulk")
 
     def _deleted(self, entry: Deleted, erased: Erased) -> Deleted:
         summary = erased.summary
@@ -118,6 +111,21 @@ class BulkDeletion:
         entry.removed = summary
         entry.receipt_id = erased.receipt_id
         return entry
+
+
+def _when_found(
+    makers: ReceiptMakers | None, workspace_id: int | None, identities: dict[str, str]
+) -> ReceiptMaker | None:
+    """What signs the receipt of a profile erased, in the erasure's transaction (none when
+    no profile was found)."""
+    if makers is None:
+        return None
+    make = makers(workspace_id=workspace_id, identities=identities)
+
+    def when_found(erased: Erased) -> ReceiptRecord | None:
+        return make(erased) if erased.summary.profiles else None
+
+    return when_found
 
 
 def _check_count(count: int) -> None:

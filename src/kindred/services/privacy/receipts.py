@@ -35,7 +35,7 @@ from kindred.services.privacy.signing import (
     verify_signature,
 )
 
-__all__ = ["Receipts", "Verification"]
+__all__ = ["ReceiptMakers", "Receipts", "Verification"]
 
 log = logging.getLogger("kindred.privacy")
 
@@ -44,6 +44,18 @@ _ENCODE = msgspec.json.Encoder()
 
 class ReceiptStore(DsrStore, Protocol):
     """The receipts, and what a verification reads again."""
+
+
+class ReceiptMakers(Protocol):
+    """The maker of one erasure's receipt, with the signer loaded already."""
+
+    def __call__(
+        self,
+        *,
+        request_id: str | None = None,
+        workspace_id: int | None = None,
+        identities: Mapping[str, str] | None = None,
+    ) -> ReceiptMaker: ...
 
 
 class Verification(msgspec.Struct, kw_only=True):
@@ -86,28 +98,45 @@ class Receipts:
         inside it. A receipt that cannot be made (the key unreadable, or signing failing)
         is logged and the erasure goes ahead without one (None, here or from the maker):
         the subject's erasure does not wait on its proof."""
-        about = request_id or f"of a {origin} deletion"
+        makers = self.makers(origin=origin, about=request_id)
+        if makers is None:
+            return None
+        return makers(request_id=request_id, workspace_id=workspace_id, identities=identities)
+
+    def makers(self, *, origin: str, about: str | None = None) -> ReceiptMakers | None:
+        """As `maker`, for several erasures of one call (a bulk deletion): the key loaded
+        once, before their transactions; an unreadable key logged once, not per erasure.
+        `about`: what the log names (default: the deletion's origin)."""
+        named = about or f"of a {origin} deletion"
         try:
             signer = self._key.signer()
         except Exception:
-            log.exception("no receipt for the erasure %s: the processor key is unreadable", about)
+            log.exception("no receipt for the erasure %s: the processor key is unreadable", named)
             return None
 
-        def make(erased: Erased) -> ReceiptRecord | None:
-            try:
-                return self._signed(
-                    erased,
-                    signer,
-                    origin=origin,
-                    request_id=request_id,
-                    workspace_id=workspace_id,
-                    identities=identities,
-                )
-            except Exception:
-                log.exception("no receipt for the erasure %s", about)
-                return None
+        def maker_of(
+            *,
+            request_id: str | None = None,
+            workspace_id: int | None = None,
+            identities: Mapping[str, str] | None = None,
+        ) -> ReceiptMaker:
+            def make(erased: Erased) -> ReceiptRecord | None:
+                try:
+                    return self._signed(
+                        erased,
+                        signer,
+                        origin=origin,
+                        request_id=request_id,
+                        workspace_id=workspace_id,
+                        identities=identities,
+                    )
+                except Exception:
+                    log.exception("no receipt for the erasure %s", request_id or named)
+                    return None
 
-        return make
+            return make
+
+        return maker_of
 
     def _signed(
         self,
