@@ -16,6 +16,7 @@ from kindred.domain.errors import (
     InvalidToken,
     KindredError,
     NotFound,
+    OutcomeUnknown,
     RateLimited,
     StoreUnavailable,
 )
@@ -43,6 +44,8 @@ STATUS_BY_ERROR: dict[type[KindredError], int] = {
     Gone: 410,
     PayloadTooLarge: 413,
     RateLimited: 429,
+    # Before StoreUnavailable, which it is a kind of (the first match counts).
+    OutcomeUnknown: 504,
     StoreUnavailable: 503,
     ConfigError: 500,
 }

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidToken",
     "KindredError",
     "NotFound",
+    "OutcomeUnknown",
     "RateLimited",
     "StoreUnavailable",
     "refuse_duplicates",
@@ -98,6 +99,14 @@ class StoreUnavailable(KindredError):
 
     code = "SERVICE_UNAVAILABLE"
     retry_after_s = 5
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """The store did not confirm the request in time, after it may have received it: the
+    request may be stored, and applied. Send it again unchanged: a batch sent again with
+    its `source_request_id` is applied once."""
+
+    code = "OUTCOME_UNKNOWN"
 
 
 class DeliveryFailed(Exception):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -31,14 +32,17 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
-from kindred.domain.errors import StoreUnavailable
+from kindred.domain.errors import OutcomeUnknown, StoreUnavailable
 from kindred.ports.batch_log import Backlog, LogRecord
 
 __all__ = ["JetStreamLog", "LogOptions"]
 
 _FAILURES = (NatsError, OSError, asyncio.TimeoutError)
+# Publish answers that mean the record was not stored: nobody took the request (no stream
+# leader), or the stream answered with an error.
+_REFUSED = (NoRespondersError, NoStreamResponseError, APIError)
 # Empty reads in a row after which a partition's consumer is made again.
 _IDLE_READS = 5
 
@@ -87,22 +91,41 @@ class JetStreamLog:
         return f"{self._o.subject_prefix}.{partition}"
 
     async def append(self, partition: int, data: bytes, msg_id: str) -> int:
+        """The record's stream seq once the stream has stored it. Tried again (with the
+        same message id: the stream keeps one) until `append_deadline_s`; then
+        StoreUnavailable when no attempt reached the stream, OutcomeUnknown when one may
+        have (its answer lost): it may be stored, and applied."""
         deadline = time.monotonic() + self._o.append_deadline_s
+        maybe_stored = False
         while True:
             try:
                 js = await self._jetstream()
-                ack = await js.publish(
-                    self.subject(partition),
-                    data,
-                    timeout=self._o.request_timeout_s,
-                    stream=self._o.stream,
-                    headers={"Nats-Msg-Id": msg_id},
-                )
-                return int(ack.seq)
             except _FAILURES as exc:
-                if time.monotonic() >= deadline:
-                    raise StoreUnavailable(f"batch log unavailable: {exc!r}") from exc
-                await asyncio.sleep(0.2)
+                failure: BaseException = exc  # not connected: nothing was sent
+            else:
+                try:
+                    ack = await js.publish(
+                        self.subject(partition),
+                        data,
+                        timeout=self._o.request_timeout_s,
+                        stream=self._o.stream,
+                        headers={"Nats-Msg-Id": msg_id},
+                    )
+                    return int(ack.seq)
+                except _REFUSED as exc:
+                    failure = exc  # no stream leader, or the stream refused it: not stored
+                except _FAILURES as exc:
+                    # Sent, and no answer: a client that reconnects also sends what it
+                    # held meanwhile, so the stream may store it even later.
+                    failure, maybe_stored = exc, True
+            if time.monotonic() >= deadline:
+                if maybe_stored:
+                    raise OutcomeUnknown(
+                        f"the batch log did not confirm the batch in time ({failure!r}):"
+                        " it may be stored; send it again unchanged"
+                    ) from failure
+                raise StoreUnavailable(f"batch log unavailable: {failure!r}") from failure
+            await asyncio.sleep(0.2)
 
     async def read(
         self, partition: int, after_seq: int, limit: int, wait_s: float
