@@ -168,7 +168,48 @@ class JetStreamLog:
             reader.delivered = sequence.consumer
             reader.after = sequence.stream
             records.append(LogRecord(sequence.stream, message.data))
+        return await self._checked(partition, after_seq, records)
+
+    async def _checked(
+        self, partition: int, after_seq: int, records: list[LogRecord]
+    ) -> list[LogRecord]:
+        """The records as the stream's leader holds them: each one the partition's next
+        after the one before it. A consumer reads the copy of the stream on its own node,
+        and a node that was killed can come back with a hole in that copy (nats-server
+        2.9: records it had acknowledged missing, later ones there): a consumer placed on
+        it passes over the hole, and the record would never be applied. At the first
+        record that is not the leader's next, the page ends (with the leader's record
+        instead when the consumer passed it over) and the consumer is made again. The
+        requests for a page go out together: one round trip a page. A leader that was
+        itself killed may hold the same hole; this does not see that."""
+        if not records:
+            return records
+        js = await self._jetstream()
+        subject = self.subject(partition)
+        befores = [after_seq, *(r.seq for r in records[:-1])]
+        leaders = await asyncio.gather(*(self._next_record(js, subject, s) for s in befores))
+        for index, (record, leader) in enumerate(zip(records, leaders, strict=True)):
+            if leader is not None and leader.seq == record.seq:
+                continue
+            await self._drop_reader(partition)
+            kept = records[:index]
+            if leader is not None and leader.seq < record.seq:
+                kept.append(leader)  # passed over: the leader's copy
+            # Otherwise the leader lacks it (a new leader still catching up): read again.
+            return kept
         return records
+
+    async def _next_record(
+        self, js: JetStreamContext, subject: str, after: int
+    ) -> LogRecord | None:
+        """The leader's first record of `subject` after stream seq `after` (None: none)."""
+        try:
+            found = await js.get_msg(self._o.stream, seq=after + 1, next=True, subject=subject)
+        except NotFoundError:
+            return None
+        if found.seq is None or found.data is None:
+            return None
+        return LogRecord(found.seq, found.data)
 
     async def trim(self, positions: Mapping[int, int]) -> None:
         """One purge of the whole stream below the first record some partition still

@@ -15,7 +15,7 @@ import pytest
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from kindred.domain.errors import OutcomeUnknown, StoreUnavailable
-from kindred.stream.jetstream import JetStreamLog, LogOptions
+from kindred.stream.jetstream import JetStreamLog, LogOptions, _Reader
 
 
 @dataclass
@@ -127,3 +127,69 @@ def test_an_append_that_never_connected_is_refused_as_not_stored() -> None:
     with pytest.raises(StoreUnavailable) as refused:
         asyncio.run(log.append(0, b"{}", "id-1"))
     assert not isinstance(refused.value, OutcomeUnknown)
+
+
+class FakeConsumer:
+    """A consumer delivering the given stream seqs, numbered 1, 2, ... as it delivers."""
+
+    def __init__(self, seqs: list[int]) -> None:
+        self._seqs = seqs
+        self.unsubscribed = False
+
+    async def fetch(self, limit: int, timeout: float) -> list[Any]:
+        del timeout
+        return [
+            SimpleNamespace(
+                metadata=SimpleNamespace(sequence=SimpleNamespace(consumer=n, stream=seq)),
+                data=f"copy {seq}".encode(),
+            )
+            for n, seq in enumerate(self._seqs[:limit], start=1)
+        ]
+
+    async def unsubscribe(self) -> None:
+        self.unsubscribed = True
+
+
+@dataclass
+class FakeLeader:
+    """The stream's leader: its records of partition 0, by stream seq."""
+
+    seqs: list[int]
+
+    async def get_msg(self, _stream: str, seq: int, next: bool, subject: str) -> Any:
+        assert next
+        assert subject == "kindred.batches.0"
+        for at in self.seqs:
+            if at >= seq:
+                return SimpleNamespace(seq=at, data=f"leader {at}".encode())
+        raise NotFoundError
+
+
+def read(leader: list[int], delivered: list[int], after: int = 10) -> tuple[list[Any], bool]:
+    """A page read after `after` from a consumer delivering `delivered`: (seq, data) of each
+    record, and whether the consumer was dropped (to be made again)."""
+    log = _log(FakeLeader(leader))
+    consumer = FakeConsumer(delivered)
+    log._readers[0] = _Reader(consumer, after)  # type: ignore[arg-type]
+    records = asyncio.run(log.read(0, after, 100, 1.0))
+    return [(r.seq, r.data) for r in records], consumer.unsubscribed
+
+
+def test_a_page_the_leader_holds_as_delivered_is_read_as_it_is() -> None:
+    assert read([12, 15, 19], [12, 15, 19]) == (
+        [(12, b"copy 12"), (15, b"copy 15"), (19, b"copy 19")],
+        False,
+    )
+    assert read([12], []) == ([], False)
+
+
+def test_a_record_the_consumer_passed_over_is_read_from_the_leader() -> None:
+    # The consumer's node lost 15 when it was killed; the leader has it.
+    assert read([12, 15, 19], [12, 19]) == ([(12, b"copy 12"), (15, b"leader 15")], True)
+    assert read([15, 19], [19]) == ([(15, b"leader 15")], True)
+
+
+def test_a_record_the_leader_does_not_hold_yet_is_read_again_later() -> None:
+    # A new leader still catching up: nothing past what it holds is taken.
+    assert read([12], [12, 15]) == ([(12, b"copy 12")], True)
+    assert read([], [12]) == ([], True)
