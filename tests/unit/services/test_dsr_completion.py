@@ -14,10 +14,9 @@ import pytest
 
 from kindred.domain.dsr import DsrRequest, DsrStatus
 from kindred.domain.errors import Conflict
-from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.domain.tenancy import AccountPolicy, WorkspaceDef
-from kindred.ports import Delivery, Store, UnitOfWork
+from kindred.ports import Delivery, UnitOfWork
 from kindred.services.forwarding.router import ERASURE_KIND, ErasureNote
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.privacy.callbacks import CALLBACK_CONNECTION, CallbackNote, StatusCallbacks
@@ -28,11 +27,9 @@ from kindred.services.privacy.signing import ProcessorKey, generate_bundle
 from kindred.services.privacy.subjects import SubjectFinder
 from kindred.storage.memory import MemoryStore
 from kindred.wire.dsr import parse_request
-from tests.contract.samples import rich_profile
 from tests.fakes import FakeClock
+from tests.unit.services.test_receipts import EMAIL, SUBJECT, _subject_in, _Watched
 
-SUBJECT = 4343
-EMAIL = IdentityKey("email", "ada-completion@example.com")
 WORKSPACE = WorkspaceDef(workspace_id=1, name="w", account=AccountPolicy(account_id=1))
 
 
@@ -80,32 +77,6 @@ class _ErasureMessages(Transactions):
             queued.extend(rows)
 
 
-class _Watched:
-    """The store's units of work, telling whether one is open."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.open = False
-
-    @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with self._store.unit_of_work() as uow:
-            self.open = True
-            try:
-                yield uow
-            finally:
-                self.open = False
-
-
-def _store_with_subject() -> MemoryStore:
-    store = MemoryStore()
-    with store.unit_of_work() as uow:
-        profile = msgspec.structs.replace(rich_profile(SUBJECT), scope=WORKSPACE.identity_scope)
-        uow.profiles.save(profile)
-        uow.identities.link(WORKSPACE.identity_scope, SUBJECT, [EMAIL])
-    return store
-
-
 def _service(
     store: MemoryStore,
     transactions: Transactions,
@@ -151,7 +122,7 @@ def _notes(store: MemoryStore) -> list[CallbackNote]:
 def test_the_completed_callback_names_the_erasure_messages_queued_with_it_pending(
     bundle: bytes,
 ) -> None:
-    store = _store_with_subject()
+    store = _subject_in(WORKSPACE.identity_scope)
     clock = FakeClock()
     key = ProcessorKey(lambda: bundle)
     service = _service(store, _ErasureMessages(store), key, clock, receipts=True)
@@ -180,7 +151,7 @@ def test_the_callbacks_key_is_loaded_before_the_erasures_transaction_of_a_reques
     """Its process died in progress; this one has not signed anything yet (taking a request
     up again tells no new status). Loading the key may write to the store, which a store
     with one writer could not do inside the erasure's transaction."""
-    store = _store_with_subject()
+    store = _subject_in(WORKSPACE.identity_scope)
     clock = FakeClock()
     made = _create(_service(store, Transactions(store), ProcessorKey(lambda: bundle), clock))
     claimed = msgspec.structs.replace(
@@ -205,7 +176,7 @@ def test_the_callbacks_key_is_loaded_before_the_erasures_transaction_of_a_reques
 def test_run_now_of_a_request_taken_over_meanwhile_is_a_conflict_and_erases_nothing(
     bundle: bytes,
 ) -> None:
-    store = _store_with_subject()
+    store = _subject_in(WORKSPACE.identity_scope)
     clock = FakeClock()
     taken: list[DsrRequest] = []
 
