@@ -12,7 +12,7 @@ from kindred.domain.receipts import ReceiptRecord
 from kindred.ports import (
     Delivery,
 )
-from kindred.storage.memory_state import MemoryState, holds
+from kindred.storage.memory_state import MemoryState, holds, replace_dsr
 
 __all__ = ["MemoryPrivacy"]
 
@@ -58,13 +58,7 @@ class MemoryPrivacy:
 
     def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
         with self._lock:
-            key = (request.workspace_id, request.request_id)
-            stored = self._state.dsr.get(key)
-            if stored is None or stored.version != request.version - 1:
-                return False
-            self._state.dsr[key] = request
-            self._state.deliveries.add(callbacks)
-            return True
+            return replace_dsr(self._state, request, callbacks)
 
     def due_dsr(self, now_ms: int, stale_before_ms: int, limit: int) -> list[DsrRequest]:
         with self._lock:

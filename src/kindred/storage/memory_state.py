@@ -17,13 +17,14 @@ from kindred.domain.receipts import ReceiptRecord
 from kindred.domain.sessions import UiSession
 from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports import (
+    Delivery,
     LogEntry,
     MergeEntry,
     RejectEntry,
 )
 from kindred.storage.memory_outbox import DeliveryState
 
-__all__ = ["MemoryState", "holds"]
+__all__ = ["MemoryState", "holds", "replace_dsr"]
 
 
 @dataclass
@@ -63,3 +64,15 @@ class MemoryState:
 
 def holds(body: bytes, needles: Sequence[bytes]) -> bool:
     return any(needle in body for needle in needles)
+
+
+def replace_dsr(state: MemoryState, request: DsrRequest, callbacks: Sequence[Delivery]) -> bool:
+    """`DsrStore.update_dsr` on the state: the request replaced, with its callbacks queued,
+    only if the stored one is still at `request.version - 1`."""
+    key = (request.workspace_id, request.request_id)
+    stored = state.dsr.get(key)
+    if stored is None or stored.version != request.version - 1:
+        return False
+    state.dsr[key] = request
+    state.deliveries.add(callbacks)
+    return True

@@ -23,7 +23,7 @@ from kindred.ports import (
     Removed,
     SelectionPage,
 )
-from kindred.storage.memory_state import MemoryState, holds
+from kindred.storage.memory_state import MemoryState, holds, replace_dsr
 
 __all__ = ["MemoryUnitOfWork"]
 
@@ -332,13 +332,7 @@ class MemoryUnitOfWork:
         self.state.receipts[record.receipt_id] = record
 
     def update_dsr(self, request: DsrRequest, callbacks: Sequence[Delivery] = ()) -> bool:
-        key = (request.workspace_id, request.request_id)
-        stored = self.state.dsr.get(key)
-        if stored is None or stored.version != request.version - 1:
-            return False
-        self.state.dsr[key] = request
-        self.state.deliveries.add(callbacks)
-        return True
+        return replace_dsr(self.state, request, callbacks)
 
     def delete_profile(self, profile: Profile) -> None:
         stored = self.state.profiles.get(profile.mpid)
