@@ -99,3 +99,24 @@ def test_log_keeps_every_field(store: Store) -> None:
     stored = append(store, entry)
     assert store.read_log(0, 10) == [stored]
     assert store.log_for_profile(BIG_B, 10) == [stored]
+
+
+def test_log_keeps_event_stamps_and_a_range_read_may_leave_stamped_bodies(store: Store) -> None:
+    stamps = b"\x91\x93\xacsome_event\xc0\x01"
+    stamped = append(store, log_entry(BIG_A, 1, event_stamps=stamps, body=b"stamped body"))
+    plain = append(store, log_entry(BIG_A, 2, body=b"unstamped body"))
+    other = append(store, log_entry(BIG_B, 3, event_stamps=stamps))
+    assert stamped.event_stamps == stamps
+    assert plain.event_stamps is None
+    assert store.read_log(0, 10) == [stamped, plain, other]
+    assert store.log_for_mpid_range(BIG_A, BIG_A, 10**6) == [stamped, plain]
+    # Without stamped bodies, a batch with its stamps comes without its body; one without
+    # stamps (logged before they were kept) with it.
+    lean = store.log_for_mpid_range(BIG_B, BIG_A, 10**6, stamped_bodies=False)
+    assert lean == [  # by MPID (BIG_B < BIG_A), then id
+        msgspec.structs.replace(other, body=b""),
+        msgspec.structs.replace(stamped, body=b""),
+        plain,
+    ]
+    assert plain.id is not None
+    assert store.log_for_mpid_range(BIG_B, BIG_A, plain.id - 1, stamped_bodies=False) == lean[1:2]

@@ -10,6 +10,7 @@ import pytest
 
 from kindred.storage.membership_log import log_query
 from kindred.storage.sqlite import SqliteStore
+from kindred.storage.sqlite.store import _STAMPED_RANGE
 
 
 @pytest.fixture
@@ -38,3 +39,16 @@ def test_a_history_is_read_through_its_index(
 ) -> None:
     found = plan(conn, audience_id, mpid)
     assert f"USING INDEX {index}" in found, found
+
+
+def test_an_activations_read_of_stamped_batches_takes_the_index_alone(
+    conn: sqlite3.Connection,
+) -> None:
+    """The batches with stamps come from the covering index (no table row, no body page);
+    those without from the index, then the table."""
+    rows = conn.execute(f"EXPLAIN QUERY PLAN {_STAMPED_RANGE}", (1, 2, 3) * 2).fetchall()
+    searches = [str(row[-1]) for row in rows if "SEARCH" in str(row[-1])]
+    assert searches == [
+        "SEARCH event_log USING COVERING INDEX event_log_by_mpid (mpid>? AND mpid<?)",
+        "SEARCH event_log USING INDEX event_log_by_mpid (mpid>? AND mpid<?)",
+    ], searches

@@ -221,10 +221,14 @@ class EventLogReader(Protocol):
         first: the estimator folds its sample's events as an activation folds the log."""
         ...
 
-    def log_for_mpid_range(self, first: int, last: int, to_id: int) -> list[LogEntry]:
+    def log_for_mpid_range(
+        self, first: int, last: int, to_id: int, *, stamped_bodies: bool = True
+    ) -> list[LogEntry]:
         """Every batch logged for an MPID from `first` to `last` (both included) with an id
         up to `to_id`, by MPID then id (through the log's MPID index): an activation reads
-        the batches of a page of profiles it folds in MPID order."""
+        the batches of a page of profiles it folds in MPID order. Without
+        `stamped_bodies`, a batch with its event stamps comes without its body (empty),
+        which is then not read from the store."""
         ...
 
 

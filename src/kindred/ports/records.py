@@ -46,6 +46,9 @@ class LogEntry(msgspec.Struct, kw_only=True):
     client_ip: str | None = None
     historical: bool = False
     id: int | None = None
+    # An applied batch's events as compact stamps (domain.stamps), which activations read
+    # instead of the body where they can; None for other batches and those logged before.
+    event_stamps: bytes | None = None
 
 
 class ProfileSample(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,7 +44,7 @@ __all__ = [
 # Column order of the rows below; every SQL store inserts in this order.
 LOG_INSERT_COLUMNS = (
     "input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
-    " client_ip, historical, body"
+    " client_ip, historical, body, event_stamps"
 )
 REJECT_INSERT_COLUMNS = "input, received_ms, kind, reason, body, replayed_ms"
 
@@ -169,6 +169,7 @@ def log_row(entry: LogEntry) -> tuple[object, ...]:
         entry.client_ip,
         entry.historical,
         entry.body,
+        entry.event_stamps,
     )
 
 

@@ -129,9 +129,11 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries, MemoryAccess, MemoryPrivacy
         wanted = set(mpids)
         return [e for e in self._state.log if e.mpid in wanted]
 
-    def log_for_mpid_range(self, first: int, last: int, to_id: int) -> list[LogEntry]:
+    def log_for_mpid_range(
+        self, first: int, last: int, to_id: int, *, stamped_bodies: bool = True
+    ) -> list[LogEntry]:
         found = [
-            e
+            e if stamped_bodies or e.event_stamps is None else msgspec.structs.replace(e, body=b"")
             for e in self._state.log
             if e.mpid is not None and first <= e.mpid <= last and (e.id or 0) <= to_id
         ]

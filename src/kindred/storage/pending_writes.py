@@ -101,7 +101,7 @@ def row_writes(
             sorted(writes.positions.items()),
         ),
         (
-            f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES ({_marks(10)})",
+            f"INSERT INTO event_log ({LOG_INSERT_COLUMNS}) VALUES ({_marks(11)})",
             [log_row(entry) for entry in writes.log],
         ),
         (

@@ -157,7 +157,10 @@ class ActivationPass:
                     profiles = uow.profiles.page(scope, start, self._page)
                     if profiles:
                         logged = self._store.log_for_mpid_range(
-                            profiles[0].mpid, profiles[-1].mpid, plan.audience.history_to
+                            profiles[0].mpid,
+                            profiles[-1].mpid,
+                            plan.audience.history_to,
+                            stamped_bodies=not plan.reading.reads_stamps,
                         )
                         _Page(uow, plan, profiles).fold_and_evaluate(logged)
                 return len(profiles), profiles[-1].mpid if profiles else start

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import msgspec
 
+from kindred.audiences.evaluate import event_key
 from kindred.audiences.history import Histories, fold_events
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
+from kindred.domain.stamps import stamped_events
 from kindred.domain.tenancy import InputDef
 from kindred.ports import LogEntry, UnitOfWork
 from kindred.services.merges import follow
@@ -48,10 +50,19 @@ class LogReading:
         self._inputs = inputs
         self._needles = _needles(some)
         self._holds = _holding(self._needles) if self._needles else None
+        self._keys = frozenset(some.by_event_key)
+        # Histories that take events by key alone need only each event's stamp.
+        self.reads_stamps = all(spec.test is None for spec in some.specs.values())
 
     def events(self, entry: LogEntry) -> tuple[EventFact, ...]:
         """The events of a logged batch the histories may take, read as ingest read them:
-        none when the batch cannot hold one, its input is gone or its body no longer reads."""
+        none when the batch cannot hold one, its input is gone or its body no longer reads.
+        From its event stamps when it has them and they are enough (`reads_stamps`): a
+        fact then holds the event's type, name and time, all such a history reads."""
+        if self.reads_stamps and entry.event_stamps is not None:
+            if entry.input not in self._taken or self._inputs(entry.input) is None:
+                return ()
+            return self._stamped(entry.event_stamps)
         lowered = entry.body.lower() if self._needles is not None and entry.body.isascii() else None
         may_hold, needles = self._choice(entry.input, lowered)
         if not may_hold:
@@ -61,6 +72,18 @@ class LogReading:
             return observe_events(entry.body, entry.received_ms, wanted)
         except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
             return ()
+
+    def _stamped(self, stamps: bytes) -> tuple[EventFact, ...]:
+        try:
+            stamped = stamped_events(stamps)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return ()
+        keys = self._keys
+        return tuple(
+            EventFact(event_type=event_type, name=name, timestamp_ms=at)
+            for event_type, name, at in stamped
+            if event_type in keys or (name is not None and event_key(event_type, name) in keys)
+        )
 
     def chosen(self, batch: DecodedBatch) -> tuple[EventFact, ...]:
         """What `events` answers for the batch, from its events decoded beforehand (each

@@ -16,9 +16,10 @@ from kindred.domain.apply import ApplyContext
 from kindred.domain.changes import Change, Note
 from kindred.domain.identities import IdentityKey
 from kindred.domain.observation import Observation
+from kindred.domain.stamps import event_stamps
 from kindred.domain.tenancy import InputDef
 from kindred.identity.resolve import IdentityDecision
-from kindred.ports import LogEntry, UnitOfWork
+from kindred.ports import BatchStatus, LogEntry, UnitOfWork
 
 __all__ = [
     "Accepted",
@@ -228,7 +229,8 @@ HandlerTable = dict[type[Any], Handler[Any, Any]]
 
 
 def log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None) -> LogEntry:
-    """The event log's entry of an accepted batch."""
+    """The event log's entry of an accepted batch (an applied one with its events' stamps)."""
+    applied = status == BatchStatus.APPLIED
     return LogEntry(
         input=item.input.name,
         workspace_id=item.input.workspace.workspace_id,
@@ -240,6 +242,7 @@ def log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None)
         source_request_id=item.observation.source_request_id,
         client_ip=item.client_ip,
         historical=item.historical,
+        event_stamps=event_stamps(item.observation.events) if applied else None,
     )
 
 

@@ -119,7 +119,7 @@ _ARRAY_INSERTS = dict(
         _from_arrays(
             "event_log",
             LOG_INSERT_COLUMNS,
-            "text bigint bigint text text bigint text text boolean bytea",
+            "text bigint bigint text text bigint text text boolean bytea bytea",
         ),
     ]
 )

@@ -106,7 +106,11 @@ _LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements(
 
 _LOG_COLUMNS = (
     "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
-    " client_ip, historical, body"
+    " client_ip, historical, body, event_stamps"
+)
+# The same, with the body of a batch that has its stamps left unread (empty).
+_LOG_COLUMNS_STAMPS_FIRST = _LOG_COLUMNS.replace(
+    "body", "CASE WHEN event_stamps IS NULL THEN body ELSE ''::bytea END AS body"
 )
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
@@ -390,9 +394,12 @@ class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
             cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
             return cursor.execute(query, (list(mpids),)).fetchall()
 
-    def log_for_mpid_range(self, first: int, last: int, to_id: int) -> list[LogEntry]:
+    def log_for_mpid_range(
+        self, first: int, last: int, to_id: int, *, stamped_bodies: bool = True
+    ) -> list[LogEntry]:
+        columns = _LOG_COLUMNS if stamped_bodies else _LOG_COLUMNS_STAMPS_FIRST
         query = (
-            f"SELECT {_LOG_COLUMNS} FROM event_log"
+            f"SELECT {columns} FROM event_log"
             " WHERE mpid BETWEEN %s AND %s AND id <= %s ORDER BY mpid, id"
         )
         with self._pool.connection() as conn:
