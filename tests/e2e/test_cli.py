@@ -190,3 +190,18 @@ def test_the_cli_finds_the_servers_data_directory_and_never_makes_an_empty_store
     found = run({"KINDRED_DATA_DIR": str(server.data_dir)})
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["user_identities"]["customer_id"]["value"] == "where-1"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("dsr", "show", "no-such-request", "--workspace", "99"),
+        ("identity", "unmerge", "1", "--workspace", "99"),
+    ],
+)
+def test_an_unknown_workspace_is_named_by_the_command(
+    server: Server, args: tuple[str, ...]
+) -> None:
+    result = server.cli(*args, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "--workspace: no workspace with id 99" in result.stderr

@@ -13,10 +13,12 @@ from kindred.audiences.definition import AudienceDef
 from kindred.bootstrap import Container, build, missing_store
 from kindred.config import Settings, load_settings
 from kindred.domain.errors import KindredError
+from kindred.domain.tenancy import WorkspaceDef
 from kindred.wire.errors import as_invalid_batch
 
 __all__ = [
     "audience_file",
+    "chosen_workspace",
     "config_option",
     "data_dir_option",
     "echo_json",
@@ -66,6 +68,16 @@ def started(config_path: str | None, data_dir: str | None) -> Iterator[Container
         yield container
     finally:
         container.close()
+
+
+def chosen_workspace(container: Container, workspace: int | None) -> WorkspaceDef:
+    """The workspace a command's `--workspace` names (the first one without it)."""
+    workspaces = container.tenancy.workspaces
+    if workspace is None:
+        return next(iter(workspaces.values()))
+    if workspace not in workspaces:
+        raise click.ClickException(f"--workspace: no workspace with id {workspace}")
+    return workspaces[workspace]
 
 
 def echo_json(value: object) -> None:

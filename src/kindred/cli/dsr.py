@@ -13,11 +13,16 @@ import click
 import msgspec
 
 from kindred.bootstrap import Container
-from kindred.cli.common import config_option, data_dir_option, echo_json, started
+from kindred.cli.common import (
+    chosen_workspace,
+    config_option,
+    data_dir_option,
+    echo_json,
+    started,
+)
 from kindred.domain.dsr import DSR_IDENTITY_TYPES, REQUEST_TYPES, DsrRequest
 from kindred.domain.errors import KindredError, NotFound
 from kindred.domain.receipts import ReceiptRecord
-from kindred.domain.tenancy import WorkspaceDef
 from kindred.wire.dsr import DOMAIN, DsrProblem, iso_time, parse_request, receipt_body
 
 __all__ = ["dsr"]
@@ -26,15 +31,6 @@ __all__ = ["dsr"]
 @click.group()
 def dsr() -> None:
     """Data subject requests: access, portability, erasure (OpenDSR)."""
-
-
-def _workspace(container: Container, workspace: int | None) -> WorkspaceDef:
-    workspaces = container.tenancy.workspaces
-    if workspace is None:
-        return next(iter(workspaces.values()))
-    if workspace not in workspaces:
-        raise click.ClickException(f"--workspace: no workspace with id {workspace}")
-    return workspaces[workspace]
 
 
 def _shown(request: DsrRequest, container: Container) -> dict[str, Any]:
@@ -75,7 +71,7 @@ def show(
 ) -> None:
     """Show one request: its status, and what processing found or removed."""
     with started(config_path, data_dir) as container:
-        ws = _workspace(container, workspace)
+        ws = chosen_workspace(container, workspace)
         try:
             found = container.dsr.get(ws.workspace_id, request_id)
         except KindredError as exc:
@@ -141,7 +137,7 @@ def create(
     with started(config_path, data_dir) as container:
         body["submitted_time"] = iso_time(container.clock.now_ms())
         raw = msgspec.json.encode(body)
-        ws = _workspace(container, workspace)
+        ws = chosen_workspace(container, workspace)
         try:
             made = container.dsr.create(ws, "cli", parse_request(raw), raw)
         except DsrProblem as problem:
@@ -161,7 +157,7 @@ def cancel(
 ) -> None:
     """Cancel a pending request."""
     with started(config_path, data_dir) as container:
-        ws = _workspace(container, workspace)
+        ws = chosen_workspace(container, workspace)
         try:
             cancelled = container.dsr.cancel(ws.workspace_id, request_id)
         except KindredError as exc:
@@ -179,7 +175,7 @@ def results(
 ) -> None:
     """Print the results of a completed access or portability request."""
     with started(config_path, data_dir) as container:
-        ws = _workspace(container, workspace)
+        ws = chosen_workspace(container, workspace)
         try:
             found = container.dsr.results(ws.workspace_id, request_id)
         except KindredError as exc:
@@ -203,7 +199,7 @@ def run_due(
         if request_id is None:
             echo_json(container.dsr.run_due())
             return
-        ws = _workspace(container, workspace)
+        ws = chosen_workspace(container, workspace)
         try:
             done = container.dsr.process(ws.workspace_id, request_id)
         except KindredError as exc:

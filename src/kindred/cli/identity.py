@@ -9,9 +9,8 @@ import click
 import msgspec
 
 from kindred.bootstrap import Container
-from kindred.cli.common import config_option, data_dir_option, started
+from kindred.cli.common import chosen_workspace, config_option, data_dir_option, started
 from kindred.domain.errors import KindredError
-from kindred.domain.tenancy import WorkspaceDef
 from kindred.services.writes.commands import AliasCall, Command, UnmergeCall
 
 __all__ = ["identity", "quarantine"]
@@ -22,15 +21,6 @@ R = TypeVar("R")
 @click.group()
 def identity() -> None:
     """The merge ledger: list merges, undo one, alias one profile onto another."""
-
-
-def _workspace(container: Container, workspace: int | None) -> WorkspaceDef:
-    workspaces = container.tenancy.workspaces
-    if workspace is None:
-        return next(iter(workspaces.values()))
-    if workspace not in workspaces:
-        raise click.ClickException(f"--workspace: no workspace with id {workspace}")
-    return workspaces[workspace]
 
 
 def _run(container: Container, call: Command[R]) -> R:
@@ -64,7 +54,7 @@ def unmerge(
     """Undo a merge: both profiles as they were, later batches applied again."""
     with started(config_path, data_dir) as container:
         call = UnmergeCall(
-            scope=_workspace(container, workspace).identity_scope,
+            scope=chosen_workspace(container, workspace).identity_scope,
             received_ms=container.clock.now_ms(),
             merge_id=merge_id,
         )
@@ -94,7 +84,7 @@ def alias(
     with started(config_path, data_dir) as container:
         now = container.clock.now_ms()
         end = end_ms if end_ms is not None else now
-        ws = _workspace(container, workspace)
+        ws = chosen_workspace(container, workspace)
         call = AliasCall(
             max_merged=ws.account.guardrails.max_profiles_merged,
             scope=ws.identity_scope,
