@@ -105,26 +105,51 @@ def test_without_full_sync_there_is_nothing_to_sync(
     store.close()
 
 
+def _in_database_file(path: Path, mpid: int) -> bool:
+    """Whether the profile is in the database file alone (immutable: its WAL ignored)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return conn.execute("SELECT 1 FROM profiles WHERE mpid = ?", (mpid,)).fetchone() is not None
+    except sqlite3.OperationalError:  # not even the tables are there yet
+        return False
+    finally:
+        conn.close()
+
+
+def _copied_soon(path: Path, mpid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while not _in_database_file(path, mpid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _in_database_file(path, mpid)
+
+
 def test_synced_commits_are_copied_into_the_database_in_the_background(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.db", synchronous="NORMAL")
+    store.migrate()
+    with store.unit_of_work() as uow:
+        uow.profiles.save(Profile(mpid=7, scope="a1", created_ms=1, last_stored_ms=1, version=1))
+    assert not _in_database_file(tmp_path / "k.db", 7)  # committed to the WAL only
+    store.close()
+    store = SqliteStore(tmp_path / "k.db")
+    with store.deferred_sync(), store.unit_of_work() as uow:
+        uow.profiles.save(Profile(mpid=8, scope="a1", created_ms=1, last_stored_ms=1, version=1))
+    store.sync()
+    # The checkpointer copied it, though the WAL is far from full.
+    assert _copied_soon(tmp_path / "k.db", 8)
+    store.close()
+
+
+def test_a_run_of_deferred_commits_is_copied_in_the_background_before_its_sync(
+    tmp_path: Path,
+) -> None:
+    """An activation's pages: its commits wait for one sync at the end of the run, and the
+    WAL is copied meanwhile, not all by the writer's own checkpoint inside a commit."""
     store = SqliteStore(tmp_path / "k.db")
     store.migrate()
-    with store.deferred_sync(), store.unit_of_work() as uow:
-        uow.profiles.save(Profile(mpid=7, scope="a1", created_ms=1, last_stored_ms=1, version=1))
-
-    def in_database_file() -> bool:
-        """Read from the database file alone (immutable: its WAL ignored)."""
-        conn = sqlite3.connect(f"file:{tmp_path / 'k.db'}?immutable=1", uri=True)
-        try:
-            return conn.execute("SELECT 1 FROM profiles WHERE mpid = 7").fetchone() is not None
-        except sqlite3.OperationalError:  # not even the tables are there yet
-            return False
-        finally:
-            conn.close()
-
-    assert not in_database_file()  # committed to the WAL only
-    store.sync()
-    deadline = time.monotonic() + 10
-    while not in_database_file() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert in_database_file()  # the checkpointer copied it, though the WAL is far from full
+    with store.deferred_sync():
+        with store.unit_of_work() as uow:
+            uow.profiles.save(
+                Profile(mpid=9, scope="a1", created_ms=1, last_stored_ms=1, version=1)
+            )
+        assert _copied_soon(tmp_path / "k.db", 9)
     store.close()

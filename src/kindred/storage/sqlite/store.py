@@ -236,6 +236,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                 yield PartedUnitOfWork(tx)
                 tx.commit()
                 conn.execute("COMMIT")
+                self._commit_sync.committed()
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

@@ -117,6 +117,14 @@ class CommitSync:
             self._conn.execute(f"PRAGMA synchronous = {wanted}")
             self._current = wanted
 
+    def committed(self) -> None:
+        """After a commit of this thread: a deferred one has the background checkpointer
+        copy the WAL meanwhile (at most every `interval_s`), so that a long run of
+        deferred commits (an activation's pages) does not leave the whole copy to the
+        writer's own checkpoint, inside its commits."""
+        if getattr(self._local, "deferred", False) and self._synchronous in _SYNCED:
+            self._ahead.nudge()
+
     def sync(self) -> None:
         """Every commit made so far on the disk (nothing to do unless commits are synced)."""
         if self._wal is None or self._synchronous not in _SYNCED:
