@@ -170,7 +170,10 @@ class DeferredSync(Protocol):
     thread makes inside `deferred_sync()` are durable once a later `sync()` returns (and
     are kept through a process crash before that)."""
 
-    def deferred_sync(self) -> AbstractContextManager[None]: ...
+    def deferred_sync(self, *, copy_meanwhile: bool = False) -> AbstractContextManager[None]:
+        """`copy_meanwhile`: a long run of such commits (an activation's pages), whose
+        copy into the database may go on in the background while it runs."""
+        ...
 
     def sync(self) -> None:
         """Every commit made so far durable; raises StoreUnavailable if the disk fails."""

@@ -139,8 +139,9 @@ class _RecordedDisk:
         store.save_audience = recorded_save  # type: ignore[method-assign]
 
     @contextmanager
-    def deferred_sync(self) -> Iterator[None]:
+    def deferred_sync(self, *, copy_meanwhile: bool = False) -> Iterator[None]:
         self._deferring = True
+        self.copied_meanwhile = copy_meanwhile
         try:
             yield
         finally:
@@ -162,3 +163,4 @@ def test_the_pass_syncs_its_pages_once_before_its_cursor_moves_past_them() -> No
     )  # fmt: skip
     world.backfill.run()
     assert disk.steps == ["page, deferred", "page, deferred", "sync", "cursor"]
+    assert disk.copied_meanwhile  # its WAL copied in the background meanwhile

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from kindred.audiences.definition import AudienceDef
+from kindred.domain.stamps import stamped_events
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
@@ -181,3 +182,26 @@ def test_activation_reads_names_however_the_stored_json_spells_them() -> None:
     assert world.members(slashed) == [1, 2]
     assert world.members(escaped) == [3]
     assert world.members(skipped) == [2, 3]
+
+
+def test_an_applied_batch_is_logged_with_its_event_stamps_and_an_unresolved_one_without() -> None:
+    """What the activation reads instead of the body is written by ingest itself."""
+    world = World()
+    world.plays("u1", [3 * DAY, DAY])
+    now = world.clock.now_ms()
+    install = [{"event_type": "first_run", "data": {"timestamp_unixtime_ms": now - 5}}]
+    item = INPUTS["web"]
+    for identities, expected in (({"customer_id": "u1"}, "applied"), ({}, "unresolved")):
+        body = msgspec.json.encode({"user_identities": identities, "events": install})
+        (outcome,) = world.ingest.run_all([Accepted(item, observe(body, item, now), body)])
+        assert outcome.status == expected
+    plays, installed, unresolved = world.store.read_log(0, 10)
+    assert plays.event_stamps is not None
+    assert stamped_events(plays.event_stamps) == [
+        ("custom_event", "Play", now - 3 * DAY),
+        ("custom_event", "Play", now - DAY),
+    ]
+    assert installed.event_stamps is not None
+    assert stamped_events(installed.event_stamps) == [("install", None, now - 5)]
+    assert unresolved.status == "unresolved"
+    assert unresolved.event_stamps is None

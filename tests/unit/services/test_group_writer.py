@@ -38,7 +38,9 @@ class FakeDisk:
         self.deferred_groups: list[bool] = []
 
     @contextmanager
-    def deferred_sync(self) -> Iterator[None]:
+    def deferred_sync(self, *, copy_meanwhile: bool = False) -> Iterator[None]:
+        # The group writer's checkpoints wait for its own syncs (CommitSync.committed).
+        assert not copy_meanwhile
         self.local.deferred = True
         try:
             yield

@@ -44,6 +44,17 @@ KEYS = [
 ]
 
 
+def _applied(body: bytes, stamps: bytes, input_name: str = "web") -> LogEntry:
+    return LogEntry(
+        input=input_name,
+        workspace_id=1,
+        received_ms=NOW,
+        status=BatchStatus.APPLIED,
+        body=body,
+        event_stamps=stamps,
+    )
+
+
 @st.composite
 def events(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["custom", "screen", "first_run", "session", "commerce"]))
@@ -96,14 +107,7 @@ def test_stamps_fold_as_the_body_does(
     for input_name, batch in batches:
         body = json.dumps({"events": batch}).encode()
         observed = observe(body, INPUTS[input_name], NOW)
-        entry = LogEntry(
-            input=input_name,
-            workspace_id=1,
-            received_ms=NOW,
-            status=BatchStatus.APPLIED,
-            body=body,
-            event_stamps=event_stamps(observed.events),
-        )
+        entry = _applied(body, event_stamps(observed.events), input_name)
         stamped.append((input_name, reading.events(msgspec.structs.replace(entry, body=b""))))
         unstamped.append(
             (input_name, reading.events(msgspec.structs.replace(entry, event_stamps=None)))
@@ -156,14 +160,7 @@ def test_histories_with_conditions_read_the_body() -> None:
         for genre, age in (("jazz", 5), ("rock", 3))
     ]
     body = json.dumps({"events": plays}).encode()
-    entry = LogEntry(
-        input="web",
-        workspace_id=1,
-        received_ms=NOW,
-        status=BatchStatus.APPLIED,
-        body=body,
-        event_stamps=event_stamps(observe(body, INPUTS["web"], NOW).events),
-    )
+    entry = _applied(body, event_stamps(observe(body, INPUTS["web"], NOW).events))
     facts = reading.events(entry)
     assert [(f.attributes.get("genre"), f.timestamp_ms) for f in facts] == [
         ("jazz", NOW - 5),
@@ -171,3 +168,13 @@ def test_histories_with_conditions_read_the_body() -> None:
     ]
     profile = Profile(mpid=1, scope="one", created_ms=NOW, last_stored_ms=NOW)
     assert fold_logged(profile, histories_of([spec]), [("web", facts)], NOW) == {"h": [NOW - 5]}
+
+
+def test_stamps_that_do_not_read_leave_the_batch_to_its_body() -> None:
+    spec = HistorySpec("h", "custom_event:play", None, frozenset({"web"}), 30 * DAY, 5)
+    reading = LogReading(histories_of([spec]), INPUTS.get)
+    play = {"event_name": "Play", "custom_event_type": "other", "timestamp_unixtime_ms": NOW - 9}
+    body = json.dumps({"events": [{"event_type": "custom_event", "data": play}]}).encode()
+    entry = _applied(body, b"\xc1 not msgpack")
+    assert [(f.name, f.timestamp_ms) for f in reading.events(entry)] == [("Play", NOW - 9)]
+    assert reading.events(msgspec.structs.replace(entry, body=b"")) == ()

@@ -124,7 +124,9 @@ class ActivationPass:
         return self._save(audience, scope, start, evaluated), evaluated
 
     def _deferred(self) -> AbstractContextManager[None]:
-        return nullcontext() if self._durability is None else self._durability.deferred_sync()
+        if self._durability is None:
+            return nullcontext()
+        return self._durability.deferred_sync(copy_meanwhile=True)
 
     def _plan(
         self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int]

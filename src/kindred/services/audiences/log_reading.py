@@ -62,7 +62,10 @@ class LogReading:
         if self.reads_stamps and entry.event_stamps is not None:
             if entry.input not in self._taken or self._inputs(entry.input) is None:
                 return ()
-            return self._stamped(entry.event_stamps)
+            stamped = self._stamped(entry.event_stamps)
+            if stamped is not None:
+                return stamped
+            # Stamps that do not read (another format): the body, when the read has it.
         lowered = entry.body.lower() if self._needles is not None and entry.body.isascii() else None
         may_hold, needles = self._choice(entry.input, lowered)
         if not may_hold:
@@ -73,11 +76,11 @@ class LogReading:
         except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
             return ()
 
-    def _stamped(self, stamps: bytes) -> tuple[EventFact, ...]:
+    def _stamped(self, stamps: bytes) -> tuple[EventFact, ...] | None:
         try:
             stamped = stamped_events(stamps)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return ()
+            return None
         keys = self._keys
         return tuple(
             EventFact(event_type=event_type, name=name, timestamp_ms=at)

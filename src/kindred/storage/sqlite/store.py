@@ -218,9 +218,10 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         files = (Path(self.path), Path(f"{self.path}-wal"))
         return sum(f.stat().st_size for f in files if f.exists())
 
-    def deferred_sync(self) -> AbstractContextManager[None]:
-        """Commits of this thread inside reach the disk at the next `sync()` (CommitSync)."""
-        return self._commit_sync.deferred()
+    def deferred_sync(self, *, copy_meanwhile: bool = False) -> AbstractContextManager[None]:
+        """Commits of this thread inside reach the disk at the next `sync()` (CommitSync);
+        with `copy_meanwhile` the WAL is copied in the background after each."""
+        return self._commit_sync.deferred(copy_meanwhile=copy_meanwhile)
 
     def sync(self) -> None:
         self._commit_sync.sync()
@@ -236,11 +237,11 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
                 yield PartedUnitOfWork(tx)
                 tx.commit()
                 conn.execute("COMMIT")
-                self._commit_sync.committed()
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._commit_sync.committed()
 
     def _delivery_tx(self) -> AbstractContextManager[Cursor]:
         return self._write_tx()

@@ -100,13 +100,16 @@ class CommitSync:
         self._ahead = CheckpointAhead(connect)
 
     @contextmanager
-    def deferred(self) -> Iterator[None]:
-        """This thread's commits inside are not synced: `sync()` makes them durable."""
+    def deferred(self, *, copy_meanwhile: bool = False) -> Iterator[None]:
+        """This thread's commits inside are not synced: `sync()` makes them durable. With
+        `copy_meanwhile`, each wakes the background checkpointer (see `committed`)."""
         self._local.deferred = True
+        self._local.copy_meanwhile = copy_meanwhile
         try:
             yield
         finally:
             self._local.deferred = False
+            self._local.copy_meanwhile = False
 
     def before_begin(self) -> None:
         """Called under the write lock, before a write transaction begins: the connection
@@ -118,11 +121,17 @@ class CommitSync:
             self._current = wanted
 
     def committed(self) -> None:
-        """After a commit of this thread: a deferred one has the background checkpointer
-        copy the WAL meanwhile (at most every `interval_s`), so that a long run of
-        deferred commits (an activation's pages) does not leave the whole copy to the
-        writer's own checkpoint, inside its commits."""
-        if getattr(self._local, "deferred", False) and self._synchronous in _SYNCED:
+        """After a commit of this thread: one deferred with `copy_meanwhile` has the
+        background checkpointer copy the WAL (at most every `interval_s`), so that a long
+        run of deferred commits (an activation's pages) does not leave the whole copy to
+        the writer's own checkpoint, inside its commits. (Not the group writer's: there
+        the checkpoint's syncs would come before the group's own, which its batches wait
+        for; `sync()` wakes it after.)"""
+        if (
+            self._wal is not None
+            and getattr(self._local, "copy_meanwhile", False)
+            and self._synchronous in _SYNCED
+        ):
             self._ahead.nudge()
 
     def sync(self) -> None:
