@@ -197,11 +197,11 @@ def test_an_applied_batch_is_logged_with_its_event_stamps_and_an_unresolved_one_
         assert outcome.status == expected
     plays, installed, unresolved = world.store.read_log(0, 10)
     assert plays.event_stamps is not None
-    assert stamped_events(plays.event_stamps) == [
+    assert stamped_events(plays.event_stamps, now) == [
         ("custom_event", "Play", now - 3 * DAY),
         ("custom_event", "Play", now - DAY),
     ]
     assert installed.event_stamps is not None
-    assert stamped_events(installed.event_stamps) == [("install", None, now - 5)]
+    assert stamped_events(installed.event_stamps, now) == [("install", None, now - 5)]
     assert unresolved.status == "unresolved"
     assert unresolved.event_stamps is None

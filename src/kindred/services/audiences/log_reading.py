@@ -15,13 +15,18 @@ from kindred.audiences.history import Histories, fold_events
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
-from kindred.domain.stamps import stamped_events
+from kindred.domain.stamps import decoded_stamps, stamp_type
 from kindred.domain.tenancy import InputDef
 from kindred.ports import LogEntry, UnitOfWork
 from kindred.services.merges import follow
 from kindred.wire.observe import EachEvent, observe_each_event, observe_events
 
 __all__ = ["DecodedBatch", "LogPage", "LogReading", "decoded_batch", "fold_logged"]
+
+
+_UNSEEN = object()
+# How many event types and names one reading remembers whether its histories take.
+_TYPES_TAKEN_BOUND = 10_000
 
 
 def _needles(some: Histories) -> tuple[bytes, ...] | None:
@@ -51,6 +56,7 @@ class LogReading:
         self._needles = _needles(some)
         self._holds = _holding(self._needles) if self._needles else None
         self._keys = frozenset(some.by_event_key)
+        self._types_taken: dict[tuple[int | str, str | None], str | None] = {}
         # Histories that take events by key alone need only each event's stamp.
         self.reads_stamps = all(spec.test is None for spec in some.specs.values())
 
@@ -62,7 +68,7 @@ class LogReading:
         if self.reads_stamps and entry.event_stamps is not None:
             if entry.input not in self._taken or self._inputs(entry.input) is None:
                 return ()
-            stamped = self._stamped(entry.event_stamps)
+            stamped = self._stamped(entry.event_stamps, entry.received_ms)
             if stamped is not None:
                 return stamped
             # Stamps that do not read (another format): the body, when the read has it.
@@ -76,17 +82,31 @@ class LogReading:
         except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
             return ()
 
-    def _stamped(self, stamps: bytes) -> tuple[EventFact, ...] | None:
+    def _stamped(self, stamps: bytes, received_ms: int) -> tuple[EventFact, ...] | None:
         try:
-            stamped = stamped_events(stamps)
+            facts = []
+            for kind, name, before in decoded_stamps(stamps):
+                event_type = self._taken_type(kind, name)
+                if event_type is not None:
+                    at = received_ms - before
+                    facts.append(EventFact(event_type=event_type, name=name, timestamp_ms=at))
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
+        return tuple(facts)
+
+    def _taken_type(self, kind: int | str, name: str | None) -> str | None:
+        """The type of a stamped event some history takes (None when none does), worked
+        out once for each type and name (up to a bound: names may be many)."""
+        known = self._types_taken
+        found = known.get((kind, name), _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
+        event_type = stamp_type(kind)
         keys = self._keys
-        return tuple(
-            EventFact(event_type=event_type, name=name, timestamp_ms=at)
-            for event_type, name, at in stamped
-            if event_type in keys or (name is not None and event_key(event_type, name) in keys)
-        )
+        taken = event_type in keys or (name is not None and event_key(event_type, name) in keys)
+        if len(known) < _TYPES_TAKEN_BOUND:
+            known[(kind, name)] = event_type if taken else None
+        return event_type if taken else None
 
     def chosen(self, batch: DecodedBatch) -> tuple[EventFact, ...]:
         """What `events` answers for the batch, from its events decoded beforehand (each

@@ -242,7 +242,9 @@ def log_entry(item: Accepted, status: str, mpid: int | None, reason: str | None)
         source_request_id=item.observation.source_request_id,
         client_ip=item.client_ip,
         historical=item.historical,
-        event_stamps=event_stamps(item.observation.events) if applied else None,
+        event_stamps=(
+            event_stamps(item.observation.events, item.observation.received_ms) if applied else None
+        ),
     )
 
 
