@@ -24,7 +24,6 @@ from kindred.wire.observe import EachEvent, observe_each_event, observe_events
 __all__ = ["DecodedBatch", "LogPage", "LogReading", "decoded_batch", "fold_logged"]
 
 
-_UNSEEN = object()
 # How many event types and names one reading remembers whether its histories take.
 _TYPES_TAKEN_BOUND = 10_000
 
@@ -98,9 +97,8 @@ class LogReading:
         """The type of a stamped event some history takes (None when none does), worked
         out once for each type and name (up to a bound: names may be many)."""
         known = self._types_taken
-        found = known.get((kind, name), _UNSEEN)
-        if found is not _UNSEEN:
-            return found  # type: ignore[return-value]
+        if (kind, name) in known:
+            return known[(kind, name)]
         event_type = stamp_type(kind)
         keys = self._keys
         taken = event_type in keys or (name is not None and event_key(event_type, name) in keys)
