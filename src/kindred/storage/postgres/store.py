@@ -109,7 +109,7 @@ _LOG_COLUMNS = (
     " client_ip, historical, body, event_stamps"
 )
 # The same, with the body of a batch that has its stamps left unread (empty).
-_LOG_COLUMNS_STAMPS_FIRST = _LOG_COLUMNS.replace(
+_LOG_COLUMNS_STAMPED_WITHOUT_BODY = _LOG_COLUMNS.replace(
     "body", "CASE WHEN event_stamps IS NULL THEN body ELSE ''::bytea END AS body"
 )
 _REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
@@ -397,7 +397,7 @@ class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
     def log_for_mpid_range(
         self, first: int, last: int, to_id: int, *, stamped_bodies: bool = True
     ) -> list[LogEntry]:
-        columns = _LOG_COLUMNS if stamped_bodies else _LOG_COLUMNS_STAMPS_FIRST
+        columns = _LOG_COLUMNS if stamped_bodies else _LOG_COLUMNS_STAMPED_WITHOUT_BODY
         query = (
             f"SELECT {columns} FROM event_log"
             " WHERE mpid BETWEEN %s AND %s AND id <= %s ORDER BY mpid, id"
