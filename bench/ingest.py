@@ -32,15 +32,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import AUTH, ServerProcess, batch_body, kindred_src, machine, percentile
+from bench.common import (
+    AUTH,
+    ServerProcess,
+    batch_body,
+    kindred_src,
+    machine,
+    percentile,
+    pg_database,
+)
 from bench.seed import seed
 
-PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/kindred_bench"
+PG_BENCH_DATABASE = "kindred_bench"
 # Sequence numbers (request ids) of run R are R * RUN_SPAN + 0, 1, ...; its new users are
 # numbered from the seeded population's size up from there.
 RUN_SPAN = 2**28
@@ -294,11 +301,11 @@ def main() -> None:
     args = _arguments()
 
     data_dir = Path(args.data_dir) / args.store
-    store_url = PG_BENCH_URL if args.store == "postgres" else None
+    store_url = None
     if args.fresh:
         shutil.rmtree(data_dir, ignore_errors=True)
-        if store_url:
-            _recreate_pg_database()
+    if args.store == "postgres":
+        store_url = pg_database(PG_BENCH_DATABASE, fresh=args.fresh)
     if args.profiles:
         seed(str(data_dir), args.profiles, store_url)
         os.sync()  # the seed's dirty pages must not be flushed during the measurement
@@ -388,12 +395,6 @@ def _spread(values: list[float]) -> dict[str, float]:
         "min": round(min(values), 3),
         "max": round(max(values), 3),
     }
-
-
-def _recreate_pg_database() -> None:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute("DROP DATABASE IF EXISTS kindred_bench")
-        c.execute("CREATE DATABASE kindred_bench")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,9 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ServerProcess, percentile
+from bench.common import PG_ADMIN_URL, ServerProcess, percentile, pg_database
 from bench.ingest import RUN_SPAN, Tally, batches_by_status, drive
 from bench.seed import seed
-
-_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _ticks(pid: int) -> int:
@@ -56,7 +54,7 @@ def _postgres_pids() -> list[int]:
 
 
 def _backends(database: str) -> list[int]:
-    with psycopg.connect(_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
         ).fetchall()
@@ -158,14 +156,14 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="server processes, alternated")
     parser.add_argument("--before", help="a source tree (its src) run before this one each round")
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out" / "pgscale"))
-    parser.add_argument("--fresh", action="store_true", help="recreate the database")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="drop the database first (it is created when missing)",
+    )
     args = parser.parse_args()
 
-    url = f"postgresql://postgres@127.0.0.1:5432/{args.database}"
-    if args.fresh:
-        with psycopg.connect(_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}"')
-            conn.execute(f'CREATE DATABASE "{args.database}"')
+    url = pg_database(args.database, fresh=args.fresh)
     seed(args.data_dir, args.profiles, url)
     trees: list[str | None] = [args.before, None] if args.before else [None]
     rows: list[dict[str, object]] = []

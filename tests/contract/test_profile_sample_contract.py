@@ -29,6 +29,7 @@ from tests.contract.samples import (
     SCOPE,
     assert_same,
     log_entry,
+    next_version,
     rich_profile,
     save,
 )
@@ -108,6 +109,41 @@ def test_sample_is_per_scope_and_follows_deletes(store: Store) -> None:
     assert [p.mpid for p in after.profiles] == _expected(set(range(1, 30)) - {gone.mpid}, 10)[0]
     # The others sampled before stay sampled: the sample is stable.
     assert {p.mpid for p in sample.profiles[1:]} <= {p.mpid for p in after.profiles}
+
+
+def test_a_sample_read_after_another_is_what_a_fresh_read_gives(store: Store) -> None:
+    """Given the previous read, a store decodes only the rows stored since in another way
+    (a document saved, memberships changed, profiles come and gone): the answer is a fresh
+    read's, and a profile stored as it was is the object read before."""
+    save(store, *(rich_profile(m) if m % 2 else _bare(m) for m in range(1, 17)))
+    before = store.sample_profiles(SCOPE, 40)  # every profile of the scope
+    members = [p for p in before.profiles if p.memberships]
+    others = [p for p in before.profiles if not p.memberships]
+    assert len(members) == 8
+    assert len(others) == 8
+    saved, left = members[:2]
+    gone, same, also_saved = others[:3]
+    with store.unit_of_work() as uow:
+        uow.profiles.save(next_version(saved, last_stored_ms=saved.last_stored_ms + 1))
+        uow.profiles.save(next_version(also_saved, ip="198.51.100.7"))
+        uow.profiles.delete(gone)
+    with store.unit_of_work() as uow:
+        # Every member of audience 9 leaves; their documents stay as they were.
+        uow.memberships.remove_all(9, _LATER, "audience deleted")
+    save(store, *(_bare(m) for m in range(100, 108)))
+    after = store.sample_profiles(SCOPE, 40, before)
+    fresh = store.sample_profiles(SCOPE, 40)
+    assert after.bound == fresh.bound
+    assert [p.mpid for p in after.profiles] == [p.mpid for p in fresh.profiles]
+    for found, read in zip(after.profiles, fresh.profiles, strict=True):
+        assert_same(found, read)
+    by_mpid = {p.mpid: p for p in after.profiles}
+    assert by_mpid[saved.mpid].last_stored_ms == saved.last_stored_ms + 1
+    assert by_mpid[also_saved.mpid].ip == "198.51.100.7"
+    assert list(by_mpid[left.mpid].memberships) == [17802]
+    assert len(after.profiles) == 16 - 1 + 8
+    assert gone.mpid not in by_mpid
+    assert by_mpid[same.mpid] is same  # stored as it was: not decoded again
 
 
 def test_log_for_profiles_reads_theirs_oldest_first(store: Store) -> None:

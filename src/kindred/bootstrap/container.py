@@ -3,6 +3,8 @@ what it starts and stops."""
 
 from __future__ import annotations
 
+import functools
+import time
 from dataclasses import dataclass, field
 
 from kindred.bootstrap.forwarding import forwarding
@@ -56,7 +58,7 @@ from kindred.services.audiences.abtests import AbTestService
 from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
 from kindred.services.audiences.downloads import AudienceDownloads
-from kindred.services.audiences.estimates import AudienceEstimator
+from kindred.services.audiences.estimates import REFRESH_PAUSE_S, AudienceEstimator
 from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
@@ -418,6 +420,7 @@ def build(
             audience_registry,
             clock,
             sample_size=settings.audiences.estimate_sample,
+            pause=functools.partial(time.sleep, REFRESH_PAUSE_S),
         ),
         bulk_connections=BulkConnections(catalog, audiences),
         abtests=AbTestService(side.tests, audiences, store, clock),

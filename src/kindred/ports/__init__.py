@@ -201,10 +201,14 @@ class ProfileReader(Protocol):
 
     def count_profiles(self) -> int: ...
 
-    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+    def sample_profiles(
+        self, scope: str, size: int, previous: ProfileSample | None = None
+    ) -> ProfileSample:
         """The scope's `size` profiles of smallest sample key (`audiences.sample.sample_key`)
         as last committed, read as one index range (the estimator's sample, AUD-7); those
-        whose key equals the next one's are left out, so the bound is exact."""
+        whose key equals the next one's are left out, so the bound is exact. `previous`: an
+        earlier read of the scope's sample, whose profiles stored as they were then are
+        taken from it rather than decoded again."""
         ...
 
 

@@ -91,15 +91,29 @@ def stored_profile(doc: bytes | str, memberships: bytes | str | None) -> Profile
 
 
 def sample_of(
-    rows: Sequence[tuple[int, bytes | str, bytes | str | None]], size: int
+    rows: Sequence[tuple[int, bytes | str, bytes | str | None]],
+    size: int,
+    previous: ProfileSample | None = None,
 ) -> ProfileSample:
     """The sample from up to `size + 1` rows (sample key, document, memberships) by key:
-    with more than `size`, the bound is the next key, and a row at it is left out."""
+    with more than `size`, the bound is the next key, and a row at it is left out. A row
+    stored as it was when `previous` was read is not decoded again."""
     bound = SAMPLE_MODULUS
     if len(rows) > size:
         bound = int(rows[size][0])
-    kept = [stored_profile(doc, held) for key, doc, held in rows[:size] if key < bound]
-    return ProfileSample(profiles=kept, bound=bound)
+    known = previous.decoded_from if previous is not None else {}
+    decoded: dict[int, tuple[bytes | str, bytes | str | None, Profile]] = {}
+    for key, doc, held in rows[:size]:
+        if key >= bound:
+            continue
+        old = known.get(key)
+        if old is not None and old[0] == doc and old[1] == held:
+            decoded[key] = old
+        else:
+            decoded[key] = (doc, held, stored_profile(doc, held))
+    return ProfileSample(
+        profiles=[found[2] for found in decoded.values()], bound=bound, decoded_from=decoded
+    )
 
 
 class ProfileRead(NamedTuple):

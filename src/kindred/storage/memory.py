@@ -103,7 +103,12 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries, MemoryAccess, MemoryPrivacy
     def count_profiles(self) -> int:
         return len(self._state.profiles)
 
-    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+    def sample_profiles(
+        self,
+        scope: str,
+        size: int,
+        previous: ProfileSample | None = None,  # noqa: ARG002 - kept as objects: no decoding to save
+    ) -> ProfileSample:
         keyed = sorted(
             (sample_key(p.mpid), p.mpid) for p in self._state.profiles.values() if p.scope == scope
         )

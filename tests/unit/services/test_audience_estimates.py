@@ -18,6 +18,7 @@ from kindred.audiences.history import histories_of
 from kindred.audiences.sample import RELIABLE_MEMBERS, SAMPLE_MODULUS, sample_key
 from kindred.domain.errors import InvalidBatch
 from kindred.ports import LogEntry
+from kindred.services.audiences import estimates
 from kindred.services.audiences.estimates import WARM_FOR_S, AudienceEstimator
 from kindred.services.audiences.log_reading import LogReading, decoded_batch
 from kindred.services.writes.commands import Accepted
@@ -274,17 +275,44 @@ def _count_reads(world: World) -> dict[str, int]:
     reads = {"samples": 0, "logs": 0}
     sample, log = world.store.sample_profiles, world.store.log_for_profiles
 
-    def counted_sample(scope: str, size: int) -> Any:
+    def counted_sample(*args: Any) -> Any:
         reads["samples"] += 1
-        return sample(scope, size)
+        return sample(*args)
 
     def counted_log(mpids: Any) -> Any:
         reads["logs"] += 1
         return log(mpids)
 
-    world.store.sample_profiles = counted_sample  # type: ignore[method-assign]
+    world.store.sample_profiles = counted_sample  # type: ignore[method-assign, assignment]
     world.store.log_for_profiles = counted_log  # type: ignore[method-assign]
     return reads
+
+
+def test_a_refresh_reads_the_batches_in_slices_with_a_pause_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server's refresh leaves the interpreter to ingest between slices of its reads:
+    what it reads is what one read gives (the applied batches, oldest first)."""
+    world = World()
+    for n in range(12):
+        _send(world, f"u{n}", "gold", 5, [1, 2])
+    _send(world, "u3", "silver", 5, [3])  # a second batch of one profile
+    monkeypatch.setattr(estimates, "REFRESH_SLICE", 5)
+    pauses: list[float] = []
+    estimator = AudienceEstimator(
+        world.store, world.registry, world.clock, pause=lambda: pauses.append(time.monotonic())
+    )
+    assert estimator.refresh() == 1
+    profiles, batches = estimator.sampled(_scope(world))
+    assert len(profiles) == 12
+    # One pause after the sample, one between each two of the 3 slices of 5 profiles.
+    assert len(pauses) == 3
+    whole = world.store.log_for_profiles([p.mpid for p in profiles])
+    assert batches == [e for e in whole if e.status == "applied" and e.mpid is not None]
+    assert [e.id for e in batches] == sorted(e.id or 0 for e in batches)
+    fresh = AudienceEstimator(world.store, world.registry, world.clock, kept_s=0)
+    played_twice = _definition({"event": "custom_event", "name": "Play", "at_least": 2})
+    assert estimator.estimate(played_twice) == fresh.estimate(played_twice)
 
 
 def test_scopes_no_longer_estimated_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:

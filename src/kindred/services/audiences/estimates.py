@@ -13,7 +13,7 @@ folds the event log (`LogReading`, `fold_events`), within the audience's lookbac
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Protocol
@@ -45,6 +45,7 @@ from kindred.services.audiences.registry import AudienceRegistry
 
 __all__ = [
     "DEFAULT_SAMPLE",
+    "REFRESH_PAUSE_S",
     "SAMPLE_KEPT_S",
     "WARM_FOR_S",
     "AudienceEstimate",
@@ -68,6 +69,13 @@ DEFAULT_SAMPLE = 2_500
 SAMPLE_KEPT_S = 10.0
 # A server keeps warm the scopes estimated within this long (every scope at its start).
 WARM_FOR_S = 3_600.0
+# A refresh reads the sampled profiles' batches this many profiles at a time, pausing
+# between reads (`pause`): its work comes in short slices, which the writer's and the
+# event loop's threads share the interpreter with, not in one burst of a few hundred ms.
+REFRESH_SLICE = 250
+# A server's pause between those slices: ~10 slices at the default sample size, so a
+# refresh takes ~0.2 s longer and uses the interpreter a small share of that time.
+REFRESH_PAUSE_S = 0.02
 
 
 class _Store(AudienceStore, ProfileReader, EventLogReader, Protocol):
@@ -160,13 +168,16 @@ class AudienceEstimator:
         *,
         sample_size: int = DEFAULT_SAMPLE,
         kept_s: float = SAMPLE_KEPT_S,
+        pause: Callable[[], None] = lambda: None,
     ) -> None:
-        """`kept_s`: how long a scope's sample, read, is used again (0: read each time)."""
+        """`kept_s`: how long a scope's sample, read, is used again (0: read each time).
+        `pause`: called by a refresh between its slices of work (a server sleeps there)."""
         self._store = store
         self._registry = registry
         self._clock = clock
         self._sample_size = sample_size
         self._kept_s = kept_s
+        self._pause = pause
         self._held: dict[str, _Held] = {}
         # When each scope was last estimated (monotonic seconds): `refresh` keeps those warm.
         self._asked: dict[str, float] = {}
@@ -349,11 +360,13 @@ class AudienceEstimator:
         """The scope's sample read now (and its batches, `with_batches`), kept for the
         estimates to come unless a newer read was kept meanwhile."""
         at = time.monotonic()
-        sample = self._store.sample_profiles(scope, self._sample_size)
-        held = _Held(at, sample, [p for p in sample.profiles if p.merged_into is None])
         with self._lock:
             before = self._held.get(scope)
+        previous = before.sample if before is not None else None
+        sample = self._store.sample_profiles(scope, self._sample_size, previous)
+        held = _Held(at, sample, [p for p in sample.profiles if p.merged_into is None])
         if with_batches:
+            self._pause()
             held.batches = self._decoded(held, before)
         with self._lock:
             kept = self._held.get(scope)
@@ -367,15 +380,22 @@ class AudienceEstimator:
         read anew, a merge moves a batch)."""
         earlier = (before.batches if before is not None else None) or []
         known = {b.entry.id: b for b in earlier if b.entry.id is not None}
+        mpids = [p.mpid for p in held.live]
         found = []
-        for entry in self._store.log_for_profiles([p.mpid for p in held.live]):
-            if entry.status != BatchStatus.APPLIED or entry.mpid is None:
-                continue
-            old = known.get(entry.id) if entry.id is not None else None
-            if old is not None and old.entry.body == entry.body:
-                found.append(DecodedBatch(entry, old.lowered, old.events))
-            else:
-                found.append(decoded_batch(entry))
+        for start in range(0, len(mpids), REFRESH_SLICE):
+            if start:
+                self._pause()
+            for entry in self._store.log_for_profiles(mpids[start : start + REFRESH_SLICE]):
+                if entry.status != BatchStatus.APPLIED or entry.mpid is None:
+                    continue
+                old = known.get(entry.id) if entry.id is not None else None
+                if old is not None and old.entry.body == entry.body:
+                    found.append(DecodedBatch(entry, old.lowered, old.events))
+                else:
+                    found.append(decoded_batch(entry))
+        # Oldest first, as one read gives them (each slice is; a profile's batches are in
+        # one slice).
+        found.sort(key=lambda batch: batch.entry.id or 0)
         return found
 
     def _histories(

@@ -360,13 +360,15 @@ class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
     def count_profiles(self) -> int:
         return int(self._rows("SELECT count(*) FROM profiles", ())[0][0])
 
-    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+    def sample_profiles(
+        self, scope: str, size: int, previous: ProfileSample | None = None
+    ) -> ProfileSample:
         rows = self._rows(
             f"SELECT sample_key, {PROFILE_COLUMNS} FROM profiles"
             " WHERE scope = %s ORDER BY sample_key LIMIT %s",
             (scope, size + 1),
         )
-        return sample_of([(int(r[0]), r[1], r[2]) for r in rows], size)
+        return sample_of([(int(r[0]), r[1], r[2]) for r in rows], size, previous)
 
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > %s ORDER BY id LIMIT %s"

@@ -410,7 +410,9 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
     def count_profiles(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM profiles").fetchone()[0])
 
-    def sample_profiles(self, scope: str, size: int) -> ProfileSample:
+    def sample_profiles(
+        self, scope: str, size: int, previous: ProfileSample | None = None
+    ) -> ProfileSample:
         try:
             rows = (
                 self._reader()
@@ -424,7 +426,7 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
             )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
-        return sample_of(rows, size)
+        return sample_of(rows, size, previous)
 
     def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
         rows = self._rows().execute(
