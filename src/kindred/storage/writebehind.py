@@ -379,7 +379,9 @@ class WriteBehindUnitOfWork:
     # --- helpers -----------------------------------------------------------------------
 
     def _lock(self, keys: Sequence[ScopedKey]) -> None:
-        fresh = sorted(set(keys) - self._locked)
+        # Unsorted: a store that takes locks orders them itself (PostgreSQL sorts its lock
+        # ids; SQLite's write transaction holds the only lock).
+        fresh = [key for key in dict.fromkeys(keys) if key not in self._locked]
         if fresh:
             self._ops.lock_identities(fresh)
             self._locked.update(fresh)
