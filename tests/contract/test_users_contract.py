@@ -47,6 +47,16 @@ def test_keys_are_listed_by_creation_and_a_revocation_replaces_the_key(store: St
     assert store.list_user_keys()[1] == key("k2", "ann", created_ms=3_000, revoked_ms=9_000)
 
 
+def test_a_user_saved_again_keeps_their_keys(store: Store) -> None:
+    """Saved again (a new role, a new password) the user is updated in place: a store that
+    deleted and inserted the row could take their keys with it."""
+    store.save_user(user("ann"))
+    store.save_user_key(key("a1", "ann"))
+    store.save_user(user("ann", "admin"))
+    assert store.list_users() == [user("ann", "admin")]
+    assert store.list_user_keys() == [key("a1", "ann")]
+
+
 def test_removing_a_user_removes_their_keys_only(store: Store) -> None:
     store.save_user(user("ann"))
     store.save_user(user("bob"))

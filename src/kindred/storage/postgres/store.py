@@ -27,12 +27,9 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import ERASED_EXIT, AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
 from kindred.audiences.versions import AudienceVersion
-from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.domain.sessions import UiSession
-from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports import (
     LogEntry,
     MembershipCounts,
@@ -41,17 +38,15 @@ from kindred.ports import (
     RejectEntry,
     UnitOfWork,
 )
+from kindred.storage.access_sql import SqlAccessRecords
 from kindred.storage.audience_versions_sql import read_versions, record_version
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
-    CREDENTIAL_COLUMNS,
     MERGE_COLUMNS,
     audience_doc,
     audience_of,
     calculated_doc,
     calculated_of,
-    credential_of,
-    credential_row,
     membership_counts_of,
     membership_of,
     merge_of,
@@ -71,21 +66,6 @@ from kindred.storage.postgres.setops import (
     PostgresSetOps,
     retryable,
 )
-from kindred.storage.sessions_sql import (
-    SESSION_COLUMNS,
-    session_of,
-    session_row,
-    session_statements,
-)
-from kindred.storage.users_sql import (
-    KEY_COLUMNS,
-    USER_COLUMNS,
-    key_of,
-    key_row,
-    user_of,
-    user_row,
-    user_statements,
-)
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["PostgresStore"]
@@ -101,8 +81,6 @@ _VERSIONED_PROFILE = (
     f"SELECT definitions_version.version, {PROFILE_COLUMNS} FROM definitions_version"
     " LEFT JOIN profiles ON profiles.mpid = %(mpid)s WHERE definitions_version.id = 1"
 )
-_SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("%s")
-_LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("%s")
 
 _LOG_COLUMNS = (
     "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
@@ -120,7 +98,7 @@ _CREATE_MIGRATIONS = (
 )
 
 
-class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
+class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeases):
     """Connections are opened on demand up to `pool_size`; each is in autocommit mode, so a
     read is one round trip and a unit of work is an explicit BEGIN ... COMMIT."""
 
@@ -215,98 +193,8 @@ class PostgresStore(CalculatedSaves, SqlDsrStore, PostgresLeases):
             # to come back later (503), not that something is broken.
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
-    def save_credential(self, credential: ApiCredential) -> None:
-        updates = ", ".join(
-            f"{c.strip()} = EXCLUDED.{c.strip()}" for c in CREDENTIAL_COLUMNS.split(",")[1:]
-        )
-        marks = ", ".join(["%s"] * 9)
-        with self._pool.connection() as conn, conn.transaction():
-            _raise_version(conn)
-            conn.execute(
-                f"INSERT INTO api_credentials ({CREDENTIAL_COLUMNS}) VALUES ({marks})"
-                f" ON CONFLICT (client_id) DO UPDATE SET {updates}",
-                credential_row(credential),
-            )
-
-    def list_credentials(self) -> list[ApiCredential]:
-        rows = self._rows(
-            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials ORDER BY created_ms, client_id", ()
-        )
-        return [credential_of(row) for row in rows]
-
-    def server_secret(self, name: str, candidate: bytes) -> bytes:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO server_secrets (name, value) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO NOTHING",
-                (name, candidate),
-            )
-            row = conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,))
-            return bytes(row.fetchone()[0])  # type: ignore[index]  # inserted just above
-
-    def replace_server_secret(self, name: str, value: bytes) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO server_secrets (name, value) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (name, value),
-            )
-
-    def save_user(self, user: UserRecord) -> None:
-        with self._pool.connection() as conn, conn.transaction():
-            _raise_version(conn)
-            conn.execute(
-                f"INSERT INTO users ({USER_COLUMNS}) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role,"
-                " password_hash = EXCLUDED.password_hash, created_ms = EXCLUDED.created_ms",
-                user_row(user),
-            )
-
-    def remove_user(self, name: str) -> bool:
-        with self._pool.connection() as conn, conn.transaction():
-            _raise_version(conn)
-            conn.execute(_DELETE_USER_KEYS, (name,))
-            return conn.execute(_DELETE_USER, (name,)).rowcount > 0
-
-    def list_users(self) -> list[UserRecord]:
-        return [user_of(row) for row in self._rows(_LIST_USERS, ())]
-
-    def save_user_key(self, key: UserKeyRecord) -> None:
-        with self._pool.connection() as conn, conn.transaction():
-            _raise_version(conn)
-            conn.execute(
-                f"INSERT INTO user_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (key_id) DO UPDATE SET user_name = EXCLUDED.user_name,"
-                " secret_hash = EXCLUDED.secret_hash, created_ms = EXCLUDED.created_ms,"
-                " revoked_ms = EXCLUDED.revoked_ms",
-                key_row(key),
-            )
-
-    def list_user_keys(self) -> list[UserKeyRecord]:
-        return [key_of(row) for row in self._rows(_LIST_USER_KEYS, ())]
-
-    def save_session(self, session: UiSession) -> None:
-        updates = ", ".join(
-            f"{c.strip()} = EXCLUDED.{c.strip()}" for c in SESSION_COLUMNS.split(",")[1:]
-        )
-        with self._pool.connection() as conn:
-            conn.execute(
-                f"INSERT INTO ui_sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
-                f" ON CONFLICT (session_key) DO UPDATE SET {updates}",
-                session_row(session),
-            )
-
-    def get_session(self, key: str) -> UiSession | None:
-        rows = self._rows(_SESSION_BY_KEY, (key,))
-        return session_of(rows[0]) if rows else None
-
-    def end_session(self, key: str, ended_ms: int) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(_END_SESSION, (ended_ms, key))
-
-    def purge_sessions(self, before_ms: int) -> int:
-        with self._pool.connection() as conn:
-            return conn.execute(_PURGE_SESSIONS, (before_ms, before_ms)).rowcount
+    def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._rows(self._sql(query), params)
 
     def get_profile(self, mpid: int) -> Profile | None:
         rows = self._rows(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE mpid = %s", (mpid,))

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -16,12 +17,9 @@ from kindred.attributes.definition import CalculatedDef
 from kindred.audiences.definition import ERASED_EXIT, AudienceDef, MembershipChange, Selection
 from kindred.audiences.sql import to_sql
 from kindred.audiences.versions import AudienceVersion
-from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
-from kindred.domain.sessions import UiSession
-from kindred.domain.users import UserKeyRecord, UserRecord
 from kindred.ports import (
     LogEntry,
     MembershipCounts,
@@ -30,17 +28,15 @@ from kindred.ports import (
     RejectEntry,
     UnitOfWork,
 )
+from kindred.storage.access_sql import SqlAccessRecords
 from kindred.storage.audience_versions_sql import read_versions, record_version
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
-    CREDENTIAL_COLUMNS,
     MERGE_COLUMNS,
     audience_doc,
     audience_of,
     calculated_doc,
     calculated_of,
-    credential_of,
-    credential_row,
     membership_counts_of,
     membership_of,
     merge_of,
@@ -52,24 +48,9 @@ from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
-from kindred.storage.sessions_sql import (
-    SESSION_COLUMNS,
-    session_of,
-    session_row,
-    session_statements,
-)
 from kindred.storage.sqlite.functions import register_functions
 from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
 from kindred.storage.sqlite.writing import CommitSync, WriterLock, full_is_unavailable
-from kindred.storage.users_sql import (
-    KEY_COLUMNS,
-    USER_COLUMNS,
-    key_of,
-    key_row,
-    user_of,
-    user_row,
-    user_statements,
-)
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
 __all__ = ["SqliteStore"]
@@ -101,11 +82,9 @@ _VERSIONED_PROFILE = (
     f"SELECT definitions_version.version, {PROFILE_COLUMNS} FROM definitions_version"
     " LEFT JOIN profiles ON profiles.mpid = :mpid WHERE definitions_version.id = 1"
 )
-_SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
-_LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("?")
 
 
-class SqliteStore(CalculatedSaves, SqlDsrStore):
+class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
     """
@@ -273,89 +252,11 @@ class SqliteStore(CalculatedSaves, SqlDsrStore):
         # A reader: the catalog is read inside writers' transactions, which hold the lock.
         yield self._reader().cursor()
 
-    def save_credential(self, credential: ApiCredential) -> None:
-        marks = ", ".join(["?"] * 9)
-        with self._write_tx() as cursor:
-            cursor.execute(_RAISE_VERSION)
-            cursor.execute(
-                f"INSERT OR REPLACE INTO api_credentials ({CREDENTIAL_COLUMNS}) VALUES ({marks})",
-                credential_row(credential),
-            )
-
-    def list_credentials(self) -> list[ApiCredential]:
-        rows = self._reader().execute(
-            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials ORDER BY created_ms, client_id"
-        )
-        return [credential_of(row) for row in rows]
-
-    def server_secret(self, name: str, candidate: bytes) -> bytes:
-        with self._write_lock:
-            self._writer.execute(
-                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)",
-                (name, candidate),
-            )
-            row = self._writer.execute(
-                "SELECT value FROM server_secrets WHERE name = ?", (name,)
-            ).fetchone()
-        return bytes(row[0])
-
-    def replace_server_secret(self, name: str, value: bytes) -> None:
-        with self._write_lock:
-            self._writer.execute(
-                "INSERT INTO server_secrets (name, value) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (name, value),
-            )
-
-    def save_user(self, user: UserRecord) -> None:
-        with self._write_tx() as cursor:
-            cursor.execute(_RAISE_VERSION)
-            cursor.execute(
-                f"INSERT OR REPLACE INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?)",
-                user_row(user),
-            )
-
-    def remove_user(self, name: str) -> bool:
-        with self._write_tx() as cursor:
-            cursor.execute(_RAISE_VERSION)
-            cursor.execute(_DELETE_USER_KEYS, (name,))
-            return cursor.execute(_DELETE_USER, (name,)).rowcount > 0
-
-    def list_users(self) -> list[UserRecord]:
-        return [user_of(row) for row in self._reader().execute(_LIST_USERS)]
-
-    def save_user_key(self, key: UserKeyRecord) -> None:
-        with self._write_tx() as cursor:
-            cursor.execute(_RAISE_VERSION)
-            cursor.execute(
-                f"INSERT OR REPLACE INTO user_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                key_row(key),
-            )
-
-    def list_user_keys(self) -> list[UserKeyRecord]:
-        return [key_of(row) for row in self._reader().execute(_LIST_USER_KEYS)]
-
-    def save_session(self, session: UiSession) -> None:
-        with self._write_tx() as cursor:
-            cursor.execute(
-                f"INSERT OR REPLACE INTO ui_sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                session_row(session),
-            )
-
-    def get_session(self, key: str) -> UiSession | None:
+    def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
         try:
-            row = self._reader().execute(_SESSION_BY_KEY, (key,)).fetchone()
+            return self._reader().execute(query, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
-        return None if row is None else session_of(row)
-
-    def end_session(self, key: str, ended_ms: int) -> None:
-        with self._write_tx() as cursor:
-            cursor.execute(_END_SESSION, (ended_ms, key))
-
-    def purge_sessions(self, before_ms: int) -> int:
-        with self._write_tx() as cursor:
-            return cursor.execute(_PURGE_SESSIONS, (before_ms, before_ms)).rowcount
 
     def get_profile(self, mpid: int) -> Profile | None:
         try:
