@@ -59,10 +59,10 @@ class ProfileSample(msgspec.Struct, frozen=True, kw_only=True):
 
     profiles: list[Profile]
     bound: int
-    # What each profile was decoded from, by sample key (stored document, memberships): a
-    # later read given this sample decodes only the rows that changed. Empty for a store
-    # that keeps profiles as objects.
-    decoded_from: dict[int, tuple[bytes | str, bytes | str | None, Profile]] = {}
+    # What each profile was decoded from, by its stored document: its memberships as read
+    # and the profile. A later read given this sample decodes only the rows that changed.
+    # Empty for a store that keeps profiles as objects.
+    decoded_from: dict[bytes | str, tuple[bytes | str | None, Profile]] = {}
 
 
 class RejectEntry(msgspec.Struct, kw_only=True):

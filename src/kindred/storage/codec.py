@@ -102,18 +102,18 @@ def sample_of(
     if len(rows) > size:
         bound = int(rows[size][0])
     known = previous.decoded_from if previous is not None else {}
-    decoded: dict[int, tuple[bytes | str, bytes | str | None, Profile]] = {}
+    # By document, not by sample key: two profiles can share a key (a 31-bit hash), never
+    # a document (it holds the MPID).
+    decoded: dict[bytes | str, tuple[bytes | str | None, Profile]] = {}
+    kept = []
     for key, doc, held in rows[:size]:
         if key >= bound:
             continue
-        old = known.get(key)
-        if old is not None and old[0] == doc and old[1] == held:
-            decoded[key] = old
-        else:
-            decoded[key] = (doc, held, stored_profile(doc, held))
-    return ProfileSample(
-        profiles=[found[2] for found in decoded.values()], bound=bound, decoded_from=decoded
-    )
+        old = known.get(doc)
+        profile = old[1] if old is not None and old[0] == held else stored_profile(doc, held)
+        decoded[doc] = (held, profile)
+        kept.append(profile)
+    return ProfileSample(profiles=kept, bound=bound, decoded_from=decoded)
 
 
 class ProfileRead(NamedTuple):
