@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -275,3 +276,12 @@ def pg_database(name: str, *, fresh: bool = False) -> str:
         if found.fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, float]:
+    """The median and the range of a run's figures, as the benchmarks print them."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }

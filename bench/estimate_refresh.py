@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import itertools
 
-from bench.common import CONFIG, kindred_src, machine
+from bench.common import CONFIG, kindred_src, machine, spread
 from kindred.bootstrap import build
 from kindred.config import load_settings
 from kindred.services.audiences.estimates import AudienceEstimator
@@ -69,20 +68,12 @@ def main() -> None:
                 "store": "postgres" if args.store_url else "sqlite",
                 "first_refresh_cpu_ms": round(cpu_ms[0], 1),
                 "first_refresh_longest_slice_ms": round(slice_ms[0], 1),
-                "later_refresh_cpu_ms": _spread(cpu_ms[later]),
-                "later_refresh_longest_slice_ms": _spread(slice_ms[later]),
+                "later_refresh_cpu_ms": spread(cpu_ms[later], 1),
+                "later_refresh_longest_slice_ms": spread(slice_ms[later], 1),
                 "machine": machine(),
             }
         )
     )
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 1),
-        "min": round(min(values), 1),
-        "max": round(max(values), 1),
-    }
 
 
 if __name__ == "__main__":

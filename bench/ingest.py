@@ -25,7 +25,6 @@ import os
 import random
 import secrets
 import shutil
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from bench.common import (
     machine,
     percentile,
     pg_database,
+    spread,
 )
 from bench.seed import seed
 
@@ -371,14 +371,14 @@ def _summary(results: list[dict[str, object]]) -> dict[str, object]:
         runs = [r for r in results if r["server"] == name]
         if runs:
             summary[name] = {
-                key: _spread([_number(r[key]) for r in runs]) for key in SUMMARY_FIGURES
+                key: spread([_number(r[key]) for r in runs]) for key in SUMMARY_FIGURES
             }
     bare_runs = [r for r in results if r["server"] == "bare"]
     kindred_runs = [r for r in results if r["server"] == "kindred"]
     if bare_runs:
         pairs = list(zip(bare_runs, kindred_runs, strict=True))
         summary["kindred_over_bare"] = {
-            key: _spread([_number(k[key]) / max(_number(b[key]), 1e-9) for b, k in pairs])
+            key: spread([_number(k[key]) / max(_number(b[key]), 1e-9) for b, k in pairs])
             for key in SUMMARY_FIGURES
         }
     return summary
@@ -387,14 +387,6 @@ def _summary(results: list[dict[str, object]]) -> dict[str, object]:
 def _number(value: object) -> float:
     assert isinstance(value, int | float)
     return float(value)
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-    }
 
 
 if __name__ == "__main__":

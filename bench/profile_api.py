@@ -42,7 +42,6 @@ import random
 import shlex
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CONFIG, ServerProcess, kindred_src, machine
+from bench.common import CONFIG, ServerProcess, kindred_src, machine, spread
 from bench.profile_ingest import IngestLoad
 from bench.wrk import run_wrk, timed_wrk, wrk_parser
 
@@ -264,14 +263,6 @@ def _brief(run: dict[str, Any]) -> str:
     return text
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-    }
-
-
 def summary(contenders: list[Contender]) -> dict[str, Any]:
     """Per server: medians and spread over the rounds; per Kindred: the ratios to the
     bare server's run of the same round."""
@@ -279,19 +270,19 @@ def summary(contenders: list[Contender]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for who in contenders:
         figures = {
-            key: _spread([r[key] for r in who.runs])
+            key: spread([r[key] for r in who.runs], 2)
             for key in ("requests_per_s", "p99_ms", "server_cpu_us_per_read", "other_cpu_cores")
         }
         if who is not bare:
             pairs = list(zip(bare.runs, who.runs, strict=True))
             cpu = [b["server_cpu_us_per_read"] / k["server_cpu_us_per_read"] for b, k in pairs]
             rate = [k["requests_per_s"] / b["requests_per_s"] for b, k in pairs]
-            figures["cpu_ratio_bare_over_this"] = _spread(cpu)
-            figures["throughput_ratio_this_over_bare"] = _spread(rate)
+            figures["cpu_ratio_bare_over_this"] = spread(cpu, 2)
+            figures["throughput_ratio_this_over_bare"] = spread(rate, 2)
         if who.under_ingest:
-            figures["under_ingest_p99_ms"] = _spread([r["p99_ms"] for r in who.under_ingest])
-            figures["under_ingest_requests_per_s"] = _spread(
-                [r["requests_per_s"] for r in who.under_ingest]
+            figures["under_ingest_p99_ms"] = spread([r["p99_ms"] for r in who.under_ingest], 2)
+            figures["under_ingest_requests_per_s"] = spread(
+                [r["requests_per_s"] for r in who.under_ingest], 2
             )
         out[who.name] = figures
     return out
