@@ -18,7 +18,6 @@ from kindred.storage.sessions_sql import (
     SESSION_COLUMNS,
     session_of,
     session_row,
-    session_statements,
 )
 from kindred.storage.users_sql import (
     KEY_COLUMNS,
@@ -27,7 +26,6 @@ from kindred.storage.users_sql import (
     key_row,
     user_of,
     user_row,
-    user_statements,
 )
 
 __all__ = ["SqlAccessRecords"]
@@ -59,8 +57,13 @@ _REPLACE_SECRET = (
     " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 )
 _SECRET = "SELECT value FROM server_secrets WHERE name = ?"
-_SESSION_BY_KEY, _END_SESSION, _PURGE_SESSIONS = session_statements("?")
-_LIST_USERS, _DELETE_USER_KEYS, _DELETE_USER, _LIST_USER_KEYS = user_statements("?")
+_SESSION_BY_KEY = f"SELECT {SESSION_COLUMNS} FROM ui_sessions WHERE session_key = ?"
+_END_SESSION = "UPDATE ui_sessions SET ended_ms = ? WHERE session_key = ? AND ended_ms IS NULL"
+_PURGE_SESSIONS = "DELETE FROM ui_sessions WHERE expires_ms < ? OR ended_ms < ?"
+_LIST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY name"
+_DELETE_USER_KEYS = "DELETE FROM user_keys WHERE user_name = ?"
+_DELETE_USER = "DELETE FROM users WHERE name = ?"
+_LIST_USER_KEYS = f"SELECT {KEY_COLUMNS} FROM user_keys ORDER BY created_ms, key_id"
 
 
 class SqlAccessRecords(SqlDeliveryStore):

@@ -1,5 +1,5 @@
 """Users and their admin API keys in the SQL stores (tables `users`, `user_keys`): the rows
-and the statements both stores run, in the placeholder style of each (`?` or `%s`)."""
+both stores read and write (the statements are in access_sql.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ __all__ = [
     "key_row",
     "user_of",
     "user_row",
-    "user_statements",
 ]
 
 USER_COLUMNS = "name, role, password_hash, created_ms"
@@ -45,15 +44,4 @@ def key_of(row: Sequence[Any]) -> UserKeyRecord:
         secret_hash=str(secret_hash),
         created_ms=int(created),
         revoked_ms=None if revoked is None else int(revoked),
-    )
-
-
-def user_statements(mark: str) -> tuple[str, str, str, str]:
-    """(list users, delete a user's keys, delete a user, list keys) with `mark` as the
-    placeholder."""
-    return (
-        f"SELECT {USER_COLUMNS} FROM users ORDER BY name",
-        f"DELETE FROM user_keys WHERE user_name = {mark}",
-        f"DELETE FROM users WHERE name = {mark}",
-        f"SELECT {KEY_COLUMNS} FROM user_keys ORDER BY created_ms, key_id",
     )
