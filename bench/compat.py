@@ -75,8 +75,11 @@ def audience_scheduler(container: Container, clock: Clock) -> AudienceScheduler:
     )
 
 
-def audience_backfill(container: Container, clock: Clock, chunks_per_run: int) -> AudienceBackfill:
-    """The audience backfill over the container's store and audience registry."""
+def audience_backfill(
+    container: Container, clock: Clock, chunks_per_run: int, *, processes: bool = True
+) -> AudienceBackfill:
+    """The audience backfill over the container's store and audience registry (without
+    `processes`: every page computed in this process)."""
     if LEGACY:
         made = _jobs.AudienceBackfill(
             container.store, container.audience_registry, clock, chunks_per_run=chunks_per_run
@@ -91,6 +94,11 @@ def audience_backfill(container: Container, clock: Clock, chunks_per_run: int) -
         and "durability" in inspect.signature(AudienceBackfill).parameters
     ):
         extra["durability"] = store
+    # As the container builds it: a large activation computes its pages in processes of
+    # their own (trees before that have none).
+    elsewhere = getattr(container, "activation_processes", None) if processes else None
+    if elsewhere is not None:
+        extra["elsewhere"] = elsewhere
     return AudienceBackfill(
         store,
         Transactions(store),
@@ -120,6 +128,12 @@ def due_profiles(container: Container, now_ms: int) -> list[Profile]:
 
 def serving_gc_thresholds() -> tuple[int, int, int] | None:
     """The collector thresholds `kindred serve` sets, None for a tree that sets none."""
-    serve = importlib.import_module("kindred.cli.serve")
-    found = getattr(serve, "SERVING_GC_THRESHOLDS", None)
-    return cast("tuple[int, int, int] | None", found)
+    # Where a tree keeps them: its composition root, or (before) the serve command.
+    for where in ("kindred.bootstrap.collector", "kindred.cli.serve"):
+        try:
+            found = getattr(importlib.import_module(where), "SERVING_GC_THRESHOLDS", None)
+        except ImportError:
+            continue
+        if found is not None:
+            return cast("tuple[int, int, int]", found)
+    return None

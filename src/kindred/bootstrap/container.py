@@ -7,6 +7,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 
+from kindred.bootstrap.activation_processes import ActivationProcesses
 from kindred.bootstrap.forwarding import forwarding
 from kindred.bootstrap.security import (
     SERVER_KEY_NAMES,
@@ -59,7 +60,7 @@ from kindred.services.audiences.admin import AudienceService
 from kindred.services.audiences.connections import BulkConnections
 from kindred.services.audiences.downloads import AudienceDownloads
 from kindred.services.audiences.estimates import REFRESH_PAUSE_S, AudienceEstimator
-from kindred.services.audiences.jobs import AudienceBackfill, AudienceScheduler
+from kindred.services.audiences.jobs import BACKFILL_CHUNK, AudienceBackfill, AudienceScheduler
 from kindred.services.audiences.platform import PlatformAudiences
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.audiences.shadows import ShadowEdits
@@ -159,6 +160,8 @@ class Container:
     # Role api: batches go to the batch log; role worker: its partitions applied here.
     appender: LogAppender | None = None
     partition_worker: PartitionWorker | None = None
+    # Where a large activation computes its pages (None: in this process).
+    activation_processes: ActivationProcesses | None = None
     started: bool = field(default=False)
     _background: list[Periodic] = field(default_factory=list)
 
@@ -315,9 +318,18 @@ class Container:
             task.stop()
         self._background.clear()
         self.delivery.stop()
+        if self.activation_processes is not None:
+            self.activation_processes.close()
         self.writer.stop()
         self.store.close()
         self.started = False
+
+
+def activation_processes_of(settings: Settings) -> ActivationProcesses | None:
+    processes = settings.audiences.activation_processes
+    if not processes:
+        return None
+    return ActivationProcesses(settings, page=BACKFILL_CHUNK, processes=processes)
 
 
 def build(
@@ -329,6 +341,8 @@ def build(
     store: Store | None = None,
 ) -> Container:
     """`store`: instead of the one the settings name (tests: a memory store)."""
+    # Only a store the settings name can be opened by an activation's own processes.
+    activation_processes = activation_processes_of(settings) if store is None else None
     store = store or make_store(settings)
     metrics = PrometheusMetrics()
     tenancy = tenancy_from(settings)
@@ -432,7 +446,9 @@ def build(
             transactions,
             audience_registry,
             clock,
+            chunk=BACKFILL_CHUNK,
             durability=store if isinstance(store, DeferredSync) else None,
+            elsewhere=activation_processes,
         ),
         standard_audiences=StandardAudiences(
             store,
@@ -476,5 +492,6 @@ def build(
         processor_key=processor_key,
         receipts=receipts,
         appender=appender,
+        activation_processes=activation_processes,
         partition_worker=partition_worker,
     )

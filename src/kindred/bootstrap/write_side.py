@@ -45,6 +45,7 @@ from kindred.system import FernetBox, FileOffsetClock, SystemClock
 __all__ = [
     "WriteSide",
     "clock_of",
+    "definitions_side",
     "dsr_requests",
     "in_caller_thread",
     "lifetime_sweep",
@@ -64,6 +65,20 @@ class WriteSide:
     tests: AbTestBook
 
 
+def definitions_side(
+    settings: Settings, store: Store, tenancy: Tenancy, *, box: FernetBox
+) -> tuple[AudienceRegistry, OutputCatalog, AbTestBook, Transactions]:
+    """The audiences, the outputs and their tests, and where write transactions open (the
+    outbox rows of what each changed are written in it before it commits): what a
+    process needs to write memberships, as an activation's processes do."""
+    audiences = AudienceRegistry(store, tenancy)
+    catalog = OutputCatalog(store, tenancy, declared(settings), box)
+    tests = AbTestBook(store, catalog)
+    catalog.check_variation = tests.check_connection
+    router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id, tests.at)
+    return audiences, catalog, tests, Transactions(store, router)
+
+
 def write_side(
     settings: Settings,
     store: Store,
@@ -75,15 +90,8 @@ def write_side(
 ) -> WriteSide:
     """The definitions the writes use, where write transactions open, the command
     runner and the group-commit writer."""
-    audiences = AudienceRegistry(store, tenancy)
+    audiences, catalog, tests, transactions = definitions_side(settings, store, tenancy, box=box)
     calculated = CalculatedRegistry(store)
-    catalog = OutputCatalog(store, tenancy, declared(settings), box)
-    tests = AbTestBook(store, catalog)
-    catalog.check_variation = tests.check_connection
-    router = Router(catalog, tenancy, lambda version: audiences.at(version).by_id, tests.at)
-    # Every write transaction of the services: the outbox rows of what it changed are
-    # written in it before it commits.
-    transactions = Transactions(store, router)
     commands = write_path(
         store,
         mpids,

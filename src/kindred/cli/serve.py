@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import ssl
@@ -17,6 +16,7 @@ from kindred.api.app import create_app
 from kindred.api.fastpath import FastPath
 from kindred.api.hot_protocol import HOT_PROTOCOL
 from kindred.bootstrap import build
+from kindred.bootstrap.collector import serving_collector
 from kindred.cli.demo import load_demo
 from kindred.config import Settings, load_settings
 from kindred.domain.redact import redact_url
@@ -108,21 +108,9 @@ def worker_app() -> FastPath:
     return _server_app(settings)
 
 
-# The cyclic collector's thresholds while serving: a young generation of 50,000 objects
-# rather than 700, and older generations collected far more rarely. Nearly everything a
-# batch allocates dies by reference counting; with the default thresholds what was
-# merely alive at a collection (a group's profiles, a request's decoded batch) was
-# promoted and then walked again by full collections, each holding the GIL for tens of
-# ms and finding nothing: ~11% of the server's CPU under ingest, and its worst latencies
-# (bench/RESULTS.md, "SQLite ingest, 3x").
-SERVING_GC_THRESHOLDS = (50_000, 20, 100)
-
-
 def _server_app(settings: Settings) -> FastPath:
     app = create_app(build(settings))
-    # What start-up built lives as long as the process: no collection walks it again.
-    gc.freeze()
-    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+    serving_collector()
     return app
 
 

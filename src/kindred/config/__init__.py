@@ -220,6 +220,11 @@ class AudienceSettings(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # How often each server process advances the backfills of activated or edited
     # audiences (a few thousand profiles a run); 0 turns it off.
     backfill_interval_s: float = 1.0
+    # Processes of its own in which an activation over stored events computes its pages,
+    # when a run has enough of them (a few thousand profiles) to be worth it: each is a
+    # core at work (docs/audiences.md, "Activation"); 0 computes them in the server's
+    # own process. An in-memory store always computes in its own process.
+    activation_processes: int = 2
     # How many days a standard audience's calculation stays fresh when its definition
     # names no `expiry_days` (AUD-13); an expired one still counts, marked expired.
     standard_expiry_days: int = 30

@@ -89,6 +89,8 @@ def _validate_role(settings: Settings) -> None:
 def _validate_audiences(audiences: AudienceSettings) -> None:
     if audiences.backfill_interval_s < 0:
         raise ConfigError("audiences.backfill_interval_s: must be >= 0")
+    if not 0 <= audiences.activation_processes <= 64:
+        raise ConfigError("audiences.activation_processes: from 0 to 64")
     if not 1 <= audiences.standard_expiry_days <= 36_500:
         raise ConfigError("audiences.standard_expiry_days: from 1 to 36500")
     if not 10 <= audiences.estimate_sample <= 100_000:

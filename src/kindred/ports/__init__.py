@@ -193,6 +193,21 @@ class ProfileReader(Protocol):
         absent); a page at a time, as the audience download reads its members."""
         ...
 
+    def profiles_between(
+        self, scope: str, from_mpid: int, below_mpid: int | None, limit: int
+    ) -> list[Profile]:
+        """Up to `limit` profiles of the scope with `from_mpid` <= MPID (< `below_mpid`),
+        by MPID, as last committed, read outside any transaction: an activation computes
+        a page from them and saves it in a short transaction that checks their versions
+        (UnitOfWork.profiles.adopt)."""
+        ...
+
+    def page_starts(self, scope: str, from_mpid: int, page: int, pages: int) -> list[int]:
+        """The MPID at which each of the next `pages` pages of `page` profiles of the scope
+        (from `from_mpid`, by MPID) starts, then the one at which the page after them
+        would: up to `pages + 1` MPIDs, fewer once the scope ends (read from an index)."""
+        ...
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]: ...
 
     def find_linked(self, scope: str, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[int]]:

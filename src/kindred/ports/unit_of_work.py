@@ -59,6 +59,13 @@ class ProfileWrites(Protocol):
         `profile.version - 1` (or absent for version 1)."""
         ...
 
+    def adopt(self, profiles: Iterable[Profile]) -> None:
+        """Profiles read outside this transaction (ProfileReader.profiles_between) become
+        its view of them, at their versions, before it reads or saves them itself: a later
+        save of one follows that version, and raises ConcurrentUpdate (now or at commit)
+        if the stored one has moved on meanwhile."""
+        ...
+
     def delete(self, profile: Profile) -> None:
         """Remove the profile and every identity link to it. Raises ConcurrentUpdate (now or
         at commit) when the stored profile is no longer at `profile.version`."""

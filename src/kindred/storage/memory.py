@@ -93,6 +93,29 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries, MemoryAccess, MemoryPrivacy
         profiles = self._state.profiles
         return {m: profiles[m] for m in mpids if m in profiles}
 
+    def profiles_between(
+        self, scope: str, from_mpid: int, below_mpid: int | None, limit: int
+    ) -> list[Profile]:
+        found = sorted(
+            (
+                p
+                for p in self._state.profiles.values()
+                if p.scope == scope
+                and p.mpid >= from_mpid
+                and (below_mpid is None or p.mpid < below_mpid)
+            ),
+            key=lambda p: p.mpid,
+        )
+        return found[:limit]
+
+    def page_starts(self, scope: str, from_mpid: int, page: int, pages: int) -> list[int]:
+        mpids = sorted(
+            p.mpid
+            for p in self._state.profiles.values()
+            if p.scope == scope and p.mpid >= from_mpid
+        )
+        return mpids[: page * pages + 1 : page]
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         return sorted(self._state.identities.get((scope, key), ()))
 

@@ -77,6 +77,17 @@ class MemoryUnitOfWork:
             raise ConcurrentUpdate(f"profile {profile.mpid} is at version {expected}")
         self.state.profiles[profile.mpid] = profile
 
+    def adopt_profiles(self, profiles: Iterable[Profile]) -> None:
+        # Transactions here run one at a time on the state as committed: a version that
+        # moved on is known at once.
+        stored = self.state.profiles
+        for profile in profiles:
+            current = stored.get(profile.mpid)
+            if current is None or current.version != profile.version:
+                raise ConcurrentUpdate(
+                    f"profile {profile.mpid} is not at version {profile.version}"
+                )
+
     def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
         for key in keys:
             self.state.identities.setdefault((scope, key), set()).add(mpid)

@@ -49,6 +49,8 @@ class Transaction(Protocol):
 
     def save_profile(self, profile: Profile) -> None: ...
 
+    def adopt_profiles(self, profiles: Iterable[Profile]) -> None: ...
+
     def delete_profile(self, profile: Profile) -> None: ...
 
     def expired_profiles(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]: ...
@@ -128,6 +130,7 @@ class _Profiles:
     def __init__(self, tx: Transaction) -> None:
         self.load = tx.load_profiles
         self.save = tx.save_profile
+        self.adopt = tx.adopt_profiles
         self.delete = tx.delete_profile
         self.expired = tx.expired_profiles
         self.page = tx.profiles_from

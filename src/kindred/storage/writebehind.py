@@ -234,6 +234,10 @@ class WriteBehindUnitOfWork:
         )
         return len(left)
 
+    def adopt_profiles(self, profiles: Iterable[Profile]) -> None:
+        # Checked at commit: the update of each saved one names the version adopted.
+        self._remember(list(profiles))
+
     def _remember(self, claimed: list[Profile]) -> list[Profile]:
         """Profiles read in bulk become this transaction's view of them (unless it has
         one already)."""

@@ -5,13 +5,15 @@ neither lose nor double any stored event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
+from kindred.audiences.definition import AudienceDef
 from kindred.domain.merge import merge_profiles, merged_stub
+from kindred.services.audiences.activation import ActivationPass, Span
 from kindred.services.audiences.jobs import AudienceBackfill
 from kindred.services.forwarding.transactions import Transactions
 from tests.unit.services.test_audience_history import DAY, PLAYED, World
@@ -49,6 +51,12 @@ def test_a_profile_the_pass_went_through_is_evaluated_live_and_one_ahead_of_it_w
     log = world.store.membership_log(audience_id=audience, mpid=None, until_ms=2**62, limit=10)
     assert sorted((c.mpid, c.entered) for c in log) == [(1, True), (3, True)]
     assert _history_lengths(world, 1) == [3]  # the live play counted once
+
+
+def _event_times(world: World, mpid: int) -> list[list[int]]:
+    profile = world.store.get_profile(mpid)
+    assert profile is not None
+    return sorted(list(times) for times in profile.event_times.values())
 
 
 def _merge(world: World, survivor_mpid: int, merged_mpid: int) -> None:
@@ -164,3 +172,105 @@ def test_the_pass_syncs_its_pages_once_before_its_cursor_moves_past_them() -> No
     world.backfill.run()
     assert disk.steps == ["page, deferred", "page, deferred", "sync", "cursor"]
     assert disk.copied_meanwhile  # its WAL copied in the background meanwhile
+
+
+class _BatchesMeanwhile:
+    """The world's store, with a live batch applied right after each of the pass's page
+    reads, before the page is saved (`plays`: whose, per read; None: none)."""
+
+    def __init__(self, world: World, plays: list[str | None]) -> None:
+        self._world = world
+        self._plays = plays
+        self.reads = 0
+
+    def profiles_between(self, *args: Any) -> Any:
+        read = self._world.store.profiles_between(*args)
+        self.reads += 1
+        customer = self._plays[min(self.reads, len(self._plays)) - 1]
+        if customer is not None:
+            self._world.plays(customer, [0])
+        return read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._world.store, name)
+
+
+def _pass_over(world: World, store: Any, **more: Any) -> None:
+    world.backfill = AudienceBackfill(
+        store, Transactions(world.store), world.registry, world.clock, **more
+    )
+
+
+def test_a_batch_between_a_page_s_read_and_its_save_has_the_page_computed_again() -> None:
+    world = World()
+    for customer in ("u1", "u2", "u3"):  # MPIDs 1, 2, 3: two stored plays each
+        world.plays(customer, [DAY, 2 * DAY])
+    audience = world.audience(AT_LEAST_3)
+    meanwhile = _BatchesMeanwhile(world, ["u2", None])  # u2's third play, once
+    _pass_over(world, meanwhile)
+    world.backfill.run()
+    assert meanwhile.reads == 2  # the page's save found MPID 2 changed: read again
+    assert world.store.list_audiences()[0].history_from is None  # the pass is through
+    world.settle()
+    assert world.members(audience) == [2]
+    assert _history_lengths(world, 2) == [3]  # the live play counted once
+    assert _history_lengths(world, 1) == [2]
+
+
+def test_a_page_that_keeps_colliding_is_done_in_one_transaction_at_its_last_try() -> None:
+    world = World()
+    world.plays("u1", [DAY, 2 * DAY])
+    audience = world.audience(AT_LEAST_3)
+    meanwhile = _BatchesMeanwhile(world, ["u1"])  # a play of u1 after every read
+    _pass_over(world, meanwhile)
+    world.backfill.run()
+    assert meanwhile.reads == 4  # four tries computed outside; the fifth held the writer
+    assert world.store.list_audiences()[0].history_from is None
+    world.settle()
+    assert world.members(audience) == [1]
+    # The histories are those of the audience active from the start: each play once.
+    active_before = World()
+    active_before.audience(AT_LEAST_3)
+    active_before.plays("u1", [DAY, 2 * DAY])
+    for _ in range(4):
+        active_before.plays("u1", [0])
+    assert _event_times(world, 1) == _event_times(active_before, 1)
+
+
+class _OtherProcess:
+    """A SpanRunner standing in for the activation's processes: a second pass over the same
+    store runs the spans (`lost`: the indexes of spans reported not done, once)."""
+
+    def __init__(self, world: World, lost: set[int]) -> None:
+        self._pass = ActivationPass(
+            world.store, Transactions(world.store), world.registry, world.clock, page=1
+        )
+        self._lost = lost
+        self.given: list[list[Span]] = []
+
+    def run_spans(
+        self, audience: AudienceDef, now_ms: int, scope: str, spans: Sequence[Span]
+    ) -> list[int | None]:
+        self.given.append(list(spans))
+        done = self._pass.run_spans(audience.id, audience.updated_ms, now_ms, scope, spans)
+        lost, self._lost = self._lost, set()
+        return [None if i in lost else count for i, count in enumerate(done)]
+
+
+def test_a_run_s_spans_computed_elsewhere_move_the_cursor_up_to_the_first_not_done() -> None:
+    world = World()
+    customers = [f"u{n}" for n in range(1, 11)]  # MPIDs 1 to 10
+    for n, customer in enumerate(customers):
+        world.plays(customer, [DAY] * (1 + n % 4))  # 3 or more plays: MPIDs 3, 4, 7, 8
+    audience = world.audience(AT_LEAST_3)
+    elsewhere = _OtherProcess(world, lost={2})  # the third span not done, the first time
+    _pass_over(world, world.store, chunk=1, chunks_per_run=9, elsewhere=elsewhere)
+    world.backfill.run()
+    assert elsewhere.given == [[(m, m + 1) for m in range(1, 10)]]  # a page a span
+    cursor = world.store.list_audiences()[0]
+    assert (cursor.backfill_from, cursor.backfill_done) == (3, 2)  # from the span not done
+    world.backfill.run()  # MPIDs 3 to 10: 8 spans, elsewhere too
+    assert elsewhere.given[1] == [(m, m + 1) for m in range(3, 10)] + [(10, None)]
+    world.settle()
+    assert world.members(audience) == [3, 4, 7, 8]
+    assert all(_history_lengths(world, m) == [1 + (m - 1) % 4] for m in range(1, 11))

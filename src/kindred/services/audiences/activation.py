@@ -4,6 +4,13 @@ cut (`history_to`) folded into the audience's histories, and is then evaluated a
 the audience with them, in one transaction; so each profile is read, decoded and written
 once, and neighbouring profiles share the store's pages.
 
+A page is read and computed outside any write transaction, then saved in a short one that
+checks the versions read (UnitOfWork.profiles.adopt): a live batch that changed one of its
+profiles meanwhile makes it read and computed again (the last try holds the writer from
+the read on). So the writer is held only for the saves, and pages can be computed in
+several processes at once (`SpanRunner`: a run's pages split into spans, one group of
+spans a process), which is how a large activation uses more than one core.
+
 Every profile the pass has been through is marked (`event_folded`: its own logged batches
 folded up to `history_to`). The mark makes a page done again after a crash count nothing
 twice, and it is what lets ingest evaluate the audience for that profile while the pass
@@ -16,10 +23,10 @@ nothing."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import msgspec
 
@@ -37,6 +44,7 @@ from kindred.ports import (
     DeferredSync,
     EventLogReader,
     LogEntry,
+    ProfileReader,
     UnitOfWork,
 )
 from kindred.services.audiences.log_reading import LogReading, fold_logged
@@ -44,11 +52,31 @@ from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions
 from kindred.services.merges import follow_merged
 
-__all__ = ["ActivationPass", "evaluated", "next_scope"]
+__all__ = ["ActivationPass", "Span", "SpanRunner", "evaluated", "nesting_of", "next_scope"]
+
+# A span of a scope's MPIDs: from the first (included) to the second (excluded; None: to
+# the scope's end). A run's spans each hold about a page of profiles.
+Span: TypeAlias = tuple[int, int | None]
+
+_TRIES = 5  # a page computed again after a live batch changed one of its profiles
 
 
-class _Store(AudienceStore, EventLogReader, Protocol):
-    """The definitions, whose progress the pass keeps, and the event log it reads."""
+class _Store(AudienceStore, EventLogReader, ProfileReader, Protocol):
+    """The definitions, whose progress the pass keeps, the event log it reads and the
+    profiles it reads its pages from."""
+
+
+class SpanRunner(Protocol):
+    """Runs a pass's spans elsewhere (in other processes: bootstrap.activation_processes),
+    each as `ActivationPass.run_spans` runs them, their pages synced to the disk before
+    it returns."""
+
+    def run_spans(
+        self, audience: AudienceDef, now_ms: int, scope: str, spans: Sequence[Span]
+    ) -> list[int | None]:
+        """How many profiles each span evaluated; None for a span not done (the audience
+        changed meanwhile, or its pages kept colliding with live batches)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,48 +108,106 @@ class ActivationPass:
         *,
         page: int,
         durability: DeferredSync | None = None,
+        elsewhere: SpanRunner | None = None,
+        elsewhere_from: int = 8,
     ) -> None:
         """`durability`: the store's pages may be committed without waiting for the disk,
-        all synced at once at the end of a run (see `advance`)."""
+        all synced at once at the end of a run (see `advance`). `elsewhere`: a run of at
+        least `elsewhere_from` pages is computed there (other processes), not here."""
         self._store = store
         self._transactions = transactions
         self._registry = registry
         self._clock = clock
         self._page = page
         self._durability = durability
+        self._elsewhere = elsewhere
+        self._elsewhere_from = elsewhere_from
 
     def advance(
         self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int], pages: int
     ) -> tuple[AudienceDef | None, int]:
         """Up to `pages` pages; the audience as saved once the pass is complete (None
         before, or when it changed meanwhile), and how many profiles were evaluated."""
-        plan = self._plan(audience, target, affected)
+        plan = self._plan(audience, target, affected, self._clock.now_ms())
         scopes = sorted(target.scopes)
         scope: str | None = audience.backfill_scope or ""
         start = INT64_MIN if audience.backfill_from is None else audience.backfill_from
         if scope not in scopes:
             scope, start = next_scope(scopes, scope), INT64_MIN
         evaluated = 0
+        left = pages
         # The pages' commits wait for no disk sync of their own: one sync after them, before
         # the cursor moves past them. A power loss before it can lose pages (not their
         # order: the WAL keeps commits in sequence), which the next run does again; the
         # marks make a page done twice count nothing twice.
         with self._deferred():
-            for _ in range(pages):
-                if scope is None:
-                    break
-                page = self._page_once(plan, scope, start)
-                if page is None:
+            while left > 0 and scope is not None:
+                starts = self._store.page_starts(scope, start, self._page, left)
+                spans = _spans_of(starts, left)
+                counts = self._run(plan, scope, spans)
+                evaluated += sum(counts)
+                if len(counts) < len(spans):
+                    if counts:
+                        start = spans[len(counts)][0]
                     break  # changed meanwhile, or batches kept colliding: resume from here
-                count, last = page
-                evaluated += count
-                if count == self._page:
-                    start = last + 1
+                left -= len(spans)
+                if len(starts) > len(spans):
+                    start = starts[len(spans)]  # the scope goes on: the next run's start
                 else:
                     scope, start = next_scope(scopes, scope), INT64_MIN
         if self._durability is not None:
             self._durability.sync()
         return self._save(audience, scope, start, evaluated), evaluated
+
+    def run_spans(
+        self, audience_id: int, updated_ms: int, now_ms: int, scope: str, spans: Sequence[Span]
+    ) -> list[int | None]:
+        """The spans of a run made in another process (SpanRunner), with this process's
+        view of the audience (which must be the version that run has), synced before
+        returning: how many profiles each evaluated, None for those not done."""
+        audience = next((a for a in self._store.list_audiences() if a.id == audience_id), None)
+        active = self._registry.current().active
+        target = next((a for a in active if a.id == audience_id), None)
+        if audience is None or audience.updated_ms != updated_ms or target is None:
+            return [None] * len(spans)
+        plan = self._plan(audience, target, nesting_of(audience_id, active), now_ms)
+        with self._deferred():
+            counts: list[int | None] = list(self._here(plan, scope, spans))
+        if self._durability is not None:
+            self._durability.sync()
+        return counts + [None] * (len(spans) - len(counts))
+
+    def _run(self, plan: _Plan, scope: str, spans: Sequence[Span]) -> list[int]:
+        """How many profiles each span evaluated, up to the first not done."""
+        if self._elsewhere is None or len(spans) < self._elsewhere_from:
+            return self._here(plan, scope, spans)
+        done = self._elsewhere.run_spans(plan.audience, plan.now_ms, scope, spans)
+        first_missing = next((i for i, c in enumerate(done) if c is None), len(done))
+        return [c for c in done[:first_missing] if c is not None]
+
+    def _here(self, plan: _Plan, scope: str, spans: Sequence[Span]) -> list[int]:
+        counts: list[int] = []
+        for span in spans:
+            count = self._span(plan, scope, span)
+            if count is None:
+                break
+            counts.append(count)
+        return counts
+
+    def _span(self, plan: _Plan, scope: str, span: Span) -> int | None:
+        """The span's pages (more than one when profiles were made in it since its bounds
+        were read): how many profiles they evaluated, None if one was not done."""
+        start, below = span
+        count = 0
+        while True:
+            page = self._page_once(plan, scope, start, below)
+            if page is None:
+                return None
+            read, last = page
+            count += read
+            if read < self._page:
+                return count
+            start = last + 1
 
     def _deferred(self) -> AbstractContextManager[None]:
         if self._durability is None:
@@ -129,7 +215,7 @@ class ActivationPass:
         return self._durability.deferred_sync(copy_meanwhile=True)
 
     def _plan(
-        self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int]
+        self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int], now: int
     ) -> _Plan:
         some = histories_of(target.histories)
         active = self._registry.current().active
@@ -146,29 +232,63 @@ class ActivationPass:
             live,
             affected,
             self._registry.tenancy.attribute_ttls,
-            self._clock.now_ms(),
+            now,
         )
 
-    def _page_once(self, plan: _Plan, scope: str, start: int) -> tuple[int, int] | None:
-        for _ in range(5):
+    def _page_once(
+        self, plan: _Plan, scope: str, start: int, below: int | None
+    ) -> tuple[int, int] | None:
+        """Up to a page of the span's profiles from `start`: how many were read and the
+        last one's MPID; None when the audience changed or the page kept colliding."""
+        for attempt in range(_TRIES):
             try:
-                with self._transactions.begin() as uow:
-                    uow.definitions_version()  # PostgreSQL: a definition saved waits for us
-                    if not self._unchanged(plan.audience):
-                        return None
-                    profiles = uow.profiles.page(scope, start, self._page)
-                    if profiles:
-                        logged = self._store.log_for_mpid_range(
-                            profiles[0].mpid,
-                            profiles[-1].mpid,
-                            plan.audience.history_to,
-                            stamped_bodies=not plan.reading.reads_stamps,
-                        )
-                        _Page(uow, plan, profiles).fold_and_evaluate(logged)
-                return len(profiles), profiles[-1].mpid if profiles else start
+                if attempt < _TRIES - 1:
+                    return self._computed_then_saved(plan, scope, start, below)
+                return self._in_one_transaction(plan, scope, start, below)
             except ConcurrentUpdate:
                 continue  # a batch changed one of them meanwhile: do the page again
         return None
+
+    def _computed_then_saved(
+        self, plan: _Plan, scope: str, start: int, below: int | None
+    ) -> tuple[int, int] | None:
+        profiles = self._store.profiles_between(scope, start, below, self._page)
+        if not profiles:
+            return 0, start
+        page = _Page(plan, profiles, self._store.get_profiles)
+        page.fold_and_evaluate(self._logged(plan, profiles))
+        with self._transactions.begin() as uow:
+            if not self._still(uow, plan.audience):
+                return None
+            page.save(uow)
+        return len(profiles), profiles[-1].mpid
+
+    def _in_one_transaction(
+        self, plan: _Plan, scope: str, start: int, below: int | None
+    ) -> tuple[int, int] | None:
+        with self._transactions.begin() as uow:
+            if not self._still(uow, plan.audience):
+                return None
+            read = uow.profiles.page(scope, start, self._page)
+            profiles = [p for p in read if below is None or p.mpid < below]
+            if not profiles:
+                return 0, start
+            page = _Page(plan, profiles, uow.profiles.load)
+            page.fold_and_evaluate(self._logged(plan, profiles))
+            page.save(uow)
+        return len(profiles), profiles[-1].mpid
+
+    def _logged(self, plan: _Plan, profiles: Sequence[Profile]) -> list[LogEntry]:
+        return self._store.log_for_mpid_range(
+            profiles[0].mpid,
+            profiles[-1].mpid,
+            plan.audience.history_to,
+            stamped_bodies=not plan.reading.reads_stamps,
+        )
+
+    def _still(self, uow: UnitOfWork, audience: AudienceDef) -> bool:
+        uow.definitions_version()  # PostgreSQL: a definition saved waits for us
+        return self._unchanged(audience)
 
     def _unchanged(self, audience: AudienceDef) -> bool:
         current = self._current(audience)
@@ -218,31 +338,52 @@ class ActivationPass:
         )
 
 
-class _Page:
-    """One page of profiles in a transaction: each profile's current state (a survivor
-    outside the page is loaded when a merged profile's batches come to it), saved once."""
+def _spans_of(starts: Sequence[int], pages: int) -> list[Span]:
+    """A run's spans from where its pages start (`ProfileReader.page_starts`): the first
+    `pages`, the last open when the scope ends within them."""
+    bounds: list[int | None] = [*starts[1 : pages + 1]]
+    if len(starts) <= pages:
+        bounds.append(None)
+    return list(zip(starts[:pages], bounds, strict=False))
 
-    def __init__(self, uow: UnitOfWork, plan: _Plan, profiles: Sequence[Profile]) -> None:
-        self._uow = uow
+
+class _Page:
+    """One page of profiles, folded and evaluated from what was read (a survivor outside
+    the page is loaded when a merged profile's batches come to it), then saved, each
+    profile once, in a transaction that checks the versions read."""
+
+    def __init__(
+        self,
+        plan: _Plan,
+        profiles: Sequence[Profile],
+        load: Callable[[Sequence[int]], dict[int, Profile]],
+    ) -> None:
         self._plan = plan
         self._profiles = profiles
+        self._read = load
         self._loaded = {p.mpid: p for p in profiles}
         self._state = dict(self._loaded)
+        self._moves: list[MembershipChange] = []
 
     def fold_and_evaluate(self, logged: Iterable[LogEntry]) -> None:
         by_mpid: dict[int, list[LogEntry]] = {}
         for entry in logged:
             if entry.status == BatchStatus.APPLIED and entry.mpid is not None:
                 by_mpid.setdefault(entry.mpid, []).append(entry)
-        moves: list[MembershipChange] = []
         for stored in self._profiles:
-            moves.extend(self._one(stored.mpid, by_mpid.get(stored.mpid, ())))
-        for mpid, state in self._state.items():
-            before = self._loaded[mpid]
-            if state is not before:
-                self._uow.profiles.save(msgspec.structs.replace(state, version=before.version + 1))
-        if moves:
-            self._uow.memberships.append(moves)
+            self._moves.extend(self._one(stored.mpid, by_mpid.get(stored.mpid, ())))
+
+    def save(self, uow: UnitOfWork) -> None:
+        changed = [
+            (state, self._loaded[mpid])
+            for mpid, state in self._state.items()
+            if state is not self._loaded[mpid]
+        ]
+        uow.profiles.adopt([before for _, before in changed])
+        for state, before in changed:
+            uow.profiles.save(msgspec.structs.replace(state, version=before.version + 1))
+        if self._moves:
+            uow.memberships.append(self._moves)
 
     def _one(self, mpid: int, own: Sequence[LogEntry]) -> list[MembershipChange]:
         plan = self._plan
@@ -280,7 +421,7 @@ class _Page:
 
     def _load(self, mpid: int) -> Profile | None:
         if mpid not in self._state:
-            found = self._uow.profiles.load([mpid]).get(mpid)
+            found = self._read([mpid]).get(mpid)
             if found is None:
                 return None
             self._loaded[mpid] = self._state[mpid] = found
@@ -326,3 +467,16 @@ def next_scope(scopes: Sequence[str], after: str | None) -> str | None:
     """The first scope after `after` (the first of all for None)."""
     later = [s for s in scopes if after is None or s > after]
     return later[0] if later else None
+
+
+def nesting_of(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
+    """The audience and every active audience that nests it, directly or not."""
+    found = {audience_id}
+    changed = True
+    while changed:
+        changed = False
+        for audience in active:
+            if audience.id not in found and audience.nested & found:
+                found.add(audience.id)
+                changed = True
+    return frozenset(found)

@@ -22,17 +22,27 @@ from kindred.ports import (
     DeferredSync,
     EventLogReader,
     Needles,
+    ProfileReader,
 )
-from kindred.services.audiences.activation import ActivationPass, evaluated, next_scope
+from kindred.services.audiences.activation import (
+    ActivationPass,
+    SpanRunner,
+    evaluated,
+    nesting_of,
+    next_scope,
+)
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
 
-__all__ = ["AudienceBackfill", "AudienceScheduler", "nesting_of", "next_scope"]
+__all__ = ["BACKFILL_CHUNK", "AudienceBackfill", "AudienceScheduler", "nesting_of", "next_scope"]
+
+BACKFILL_CHUNK = 500  # profiles a transaction
 
 
-class _Store(AudienceStore, EventLogReader, Protocol):
-    """The definitions, whose progress the backfill keeps, and the event log it reads."""
+class _Store(AudienceStore, EventLogReader, ProfileReader, Protocol):
+    """The definitions, whose progress the backfill keeps, the event log and the profiles
+    it reads."""
 
 
 class AudienceScheduler:
@@ -125,14 +135,16 @@ class AudienceBackfill:
         registry: AudienceRegistry,
         clock: Clock,
         *,
-        chunk: int = 500,
+        chunk: int = BACKFILL_CHUNK,
         chunks_per_run: int = 40,
         set_chunk: int = 20_000,
         durability: DeferredSync | None = None,
+        elsewhere: SpanRunner | None = None,
     ) -> None:
-        """`chunk`: profiles a transaction (of the activation's pass too: each holds the
-        store's writer meanwhile, so a live batch waits at most one chunk's time).
-        `durability`: the activation's pages are synced to the disk once a run."""
+        """`chunk`: profiles a transaction (each holds the store's writer meanwhile, so a
+        live batch waits at most one chunk's time; an activation's page holds it only to
+        save). `durability`: the activation's pages are synced to the disk once a run.
+        `elsewhere`: where a large activation's pages are computed (other processes)."""
         self._store = store
         self._transactions = transactions
         self._registry = registry
@@ -141,7 +153,13 @@ class AudienceBackfill:
         self._chunks_per_run = chunks_per_run
         self._set_chunk = set_chunk
         self._pass = ActivationPass(
-            store, transactions, registry, clock, page=chunk, durability=durability
+            store,
+            transactions,
+            registry,
+            clock,
+            page=chunk,
+            durability=durability,
+            elsewhere=elsewhere,
         )
 
     def run(self) -> int:
@@ -316,16 +334,3 @@ def _backfill_needles(target: CompiledAudience, affected: frozenset[int]) -> Nee
     if criteria is None:
         return None
     return ("or", [criteria, Held(target.id)])
-
-
-def nesting_of(audience_id: int, active: Sequence[CompiledAudience]) -> frozenset[int]:
-    """The audience and every active audience that nests it, directly or not."""
-    found = {audience_id}
-    changed = True
-    while changed:
-        changed = False
-        for audience in active:
-            if audience.id not in found and audience.nested & found:
-                found.add(audience.id)
-                changed = True
-    return frozenset(found)

@@ -64,9 +64,8 @@ from kindred.ports import (
     LogEntry,
     UnitOfWork,
 )
-from kindred.services.audiences.activation import next_scope
+from kindred.services.audiences.activation import nesting_of, next_scope
 from kindred.services.audiences.admin import AudienceService
-from kindred.services.audiences.jobs import nesting_of
 from kindred.services.audiences.log_reading import LogPage
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions

@@ -230,6 +230,26 @@ class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeas
         )
         return {int(r[0]): stored_profile(r[1], r[2]) for r in rows}
 
+    def profiles_between(
+        self, scope: str, from_mpid: int, below_mpid: int | None, limit: int
+    ) -> list[Profile]:
+        # `scope || ''`: walk the primary key in order, as a transaction's page does.
+        query = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE (scope || '') = %s AND mpid >= %s"
+        params: tuple[object, ...] = (scope, from_mpid)
+        if below_mpid is not None:
+            query, params = f"{query} AND mpid < %s", (*params, below_mpid)
+        rows = self._rows(f"{query} ORDER BY mpid LIMIT %s", (*params, limit))
+        return [stored_profile(doc, held) for doc, held in rows]
+
+    def page_starts(self, scope: str, from_mpid: int, page: int, pages: int) -> list[int]:
+        rows = self._rows(
+            "SELECT mpid FROM (SELECT mpid, row_number() OVER (ORDER BY mpid) - 1 AS n"
+            " FROM (SELECT mpid FROM profiles WHERE scope = %s AND mpid >= %s"
+            " ORDER BY scope, mpid LIMIT %s) AS run) AS numbered WHERE n %% %s = 0 ORDER BY mpid",
+            (scope, from_mpid, page * pages + 1, page),
+        )
+        return [int(r[0]) for r in rows]
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._rows(
             "SELECT mpid FROM identities WHERE scope = %s AND id_type = %s AND id_value = %s"

@@ -296,6 +296,27 @@ class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         return {int(r[0]): stored_profile(r[1], r[2]) for r in rows}
 
+    def profiles_between(
+        self, scope: str, from_mpid: int, below_mpid: int | None, limit: int
+    ) -> list[Profile]:
+        # `+scope`: walk the primary key in order, as a transaction's page does; the
+        # upper bound is part of the range walked, or the walk would go on to the end.
+        query = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE +scope = ? AND mpid >= ?"
+        params: tuple[object, ...] = (scope, from_mpid)
+        if below_mpid is not None:
+            query, params = f"{query} AND mpid < ?", (*params, below_mpid)
+        rows = self._select(f"{query} ORDER BY mpid LIMIT ?", (*params, limit))
+        return [stored_profile(doc, held) for doc, held in rows]
+
+    def page_starts(self, scope: str, from_mpid: int, page: int, pages: int) -> list[int]:
+        rows = self._select(
+            "SELECT mpid FROM (SELECT mpid, row_number() OVER (ORDER BY mpid) - 1 AS n"
+            " FROM (SELECT mpid FROM profiles INDEXED BY profiles_by_scope_mpid"
+            " WHERE scope = ? AND mpid >= ? ORDER BY mpid LIMIT ?)) WHERE n % ? = 0 ORDER BY mpid",
+            (scope, from_mpid, page * pages + 1, page),
+        )
+        return [int(r[0]) for r in rows]
+
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._reader().execute(
             "SELECT mpid FROM identities WHERE scope = ? AND id_type = ? AND id_value = ?"
