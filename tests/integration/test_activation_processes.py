@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -207,3 +209,46 @@ def test_processes_killed_between_runs_leave_their_spans_to_new_ones(tmp_path: P
     finally:
         processes.close()
         world.close()
+
+
+# A process standing in for the server: it starts the activation's processes, prints
+# their ids, and waits to be killed.
+_SERVER = """
+import sys, time
+from pathlib import Path
+from tests.integration import test_activation_processes as t
+from tests.integration.forwarding_world import World
+
+tmp = Path(sys.argv[1])
+world = World(tmp, t._config(tmp / "out"))
+t._activated(world)
+processes = t._Counted(world)  # kept: an executor let go ends its processes itself
+t._pass(world, processes).run()
+print(" ".join(map(str, t._children())), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_processes_end_themselves_when_the_server_is_killed(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-c", _SERVER, str(tmp_path)]
+    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE) as server:
+        try:
+            assert server.stdout is not None
+            started = [int(pid) for pid in server.stdout.readline().split()]
+            assert len(started) == 2
+            assert all(_alive(pid) for pid in started)
+        finally:
+            server.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in started):
+        assert time.monotonic() < deadline, "an activation process outlived its server"
+        time.sleep(0.05)

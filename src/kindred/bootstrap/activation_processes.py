@@ -12,7 +12,9 @@ next; `close` ends them."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,11 +36,20 @@ __all__ = ["SHARES_PER_PROCESS", "ActivationProcesses", "shares"]
 # synced to the disk once).
 SHARES_PER_PROCESS = 4
 
+# How often an activation's process checks that the server that started it is alive.
+PARENT_CHECK_S = 1.0
+
 # This process's pass, when it is one of an activation's processes (set by `_start`).
 _PASS: list[ActivationPass] = []
 
 
 def _start(settings: Settings, page: int) -> None:
+    # A server killed outright leaves no process behind holding its store: each ends
+    # itself once its parent is gone (the pool's pipes do not tell it).
+    parent = os.getppid()
+    threading.Thread(
+        target=_end_with, args=(parent,), name="activation-parent-watch", daemon=True
+    ).start()
     store = make_store(settings)
     tenancy = tenancy_from(settings)
     audiences, _, _, transactions = definitions_side(
@@ -51,6 +62,13 @@ def _start(settings: Settings, page: int) -> None:
             store, transactions, audiences, clock_of(settings), page=page, durability=durability
         )
     )
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    # Mid-page is safe: a transaction not committed is rolled back by the store.
+    os._exit(0)
 
 
 def _run(
