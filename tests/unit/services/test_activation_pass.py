@@ -5,7 +5,8 @@ neither lose nor double any stored event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -174,25 +175,33 @@ def test_the_pass_syncs_its_pages_once_before_its_cursor_moves_past_them() -> No
     assert disk.copied_meanwhile  # its WAL copied in the background meanwhile
 
 
-class _BatchesMeanwhile:
-    """The world's store, with a live batch applied right after each of the pass's page
-    reads, before the page is saved (`plays`: whose, per read; None: none)."""
+class _Meanwhile:
+    """The world's store, running `step(n)` right after its n-th page read (before the page
+    is saved)."""
 
-    def __init__(self, world: World, plays: list[str | None]) -> None:
+    def __init__(self, world: World, step: Callable[[int], object]) -> None:
         self._world = world
-        self._plays = plays
+        self._step = step
         self.reads = 0
 
     def profiles_between(self, *args: Any) -> Any:
         read = self._world.store.profiles_between(*args)
         self.reads += 1
-        customer = self._plays[min(self.reads, len(self._plays)) - 1]
-        if customer is not None:
-            self._world.plays(customer, [0])
+        self._step(self.reads)
         return read
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._world.store, name)
+
+
+def _at(read: int, step: Callable[[], object]) -> Callable[[int], None]:
+    """`step` right after the `read`-th read alone."""
+
+    def run(n: int) -> None:
+        if n == read:
+            step()
+
+    return run
 
 
 def _pass_over(world: World, store: Any, **more: Any) -> None:
@@ -206,7 +215,7 @@ def test_a_batch_between_a_page_s_read_and_its_save_has_the_page_computed_again(
     for customer in ("u1", "u2", "u3"):  # MPIDs 1, 2, 3: two stored plays each
         world.plays(customer, [DAY, 2 * DAY])
     audience = world.audience(AT_LEAST_3)
-    meanwhile = _BatchesMeanwhile(world, ["u2", None])  # u2's third play, once
+    meanwhile = _Meanwhile(world, _at(1, lambda: world.plays("u2", [0])))  # its third
     _pass_over(world, meanwhile)
     world.backfill.run()
     assert meanwhile.reads == 2  # the page's save found MPID 2 changed: read again
@@ -221,7 +230,7 @@ def test_a_page_that_keeps_colliding_is_done_in_one_transaction_at_its_last_try(
     world = World()
     world.plays("u1", [DAY, 2 * DAY])
     audience = world.audience(AT_LEAST_3)
-    meanwhile = _BatchesMeanwhile(world, ["u1"])  # a play of u1 after every read
+    meanwhile = _Meanwhile(world, lambda _: world.plays("u1", [0]))  # after every read
     _pass_over(world, meanwhile)
     world.backfill.run()
     assert meanwhile.reads == 4  # four tries computed outside; the fifth held the writer
@@ -274,3 +283,55 @@ def test_a_run_s_spans_computed_elsewhere_move_the_cursor_up_to_the_first_not_do
     world.settle()
     assert world.members(audience) == [3, 4, 7, 8]
     assert all(_history_lengths(world, m) == [1 + (m - 1) % 4] for m in range(1, 11))
+
+
+def _spans_elsewhere(world: World, store: Any) -> list[int | None]:
+    """What another process reports for three spans of one profile each (MPIDs 1, 2, 3)."""
+    other = ActivationPass(store, Transactions(world.store), world.registry, world.clock, page=1)
+    audience = world.store.list_audiences()[0]
+    first = world.store.get_profile(1)
+    assert first is not None
+    spans: list[Span] = [(1, 2), (2, 3), (3, None)]
+    now = world.clock.now_ms()
+    return other.run_spans(audience.id, audience.updated_ms, now, first.scope, spans)
+
+
+def test_a_span_s_page_that_collided_is_done_again_before_the_span_is_reported() -> None:
+    world = World()
+    for customer in ("u1", "u2", "u3"):
+        world.plays(customer, [DAY, 2 * DAY])
+    audience = world.audience(AT_LEAST_3)
+    # Each span of one profile takes two reads: the third is MPID 2's page.
+    meanwhile = _Meanwhile(world, _at(3, lambda: world.plays("u2", [0])))
+    assert _spans_elsewhere(world, meanwhile) == [1, 1, 1]
+    assert meanwhile.reads > 6  # MPID 2's page was read again
+    done = world.store.get_profile(2)
+    assert done is not None
+    assert done.event_folded  # folded and saved before the spans were reported
+    assert _history_lengths(world, 2) == [3]  # the live play once
+    world.settle()
+    assert world.members(audience) == [2]
+
+
+def test_spans_after_one_whose_audience_changed_are_reported_not_done() -> None:
+    world = World()
+    for customer in ("u1", "u2", "u3"):
+        world.plays(customer, [DAY, 2 * DAY, 3 * DAY])
+    audience = world.audience(AT_LEAST_3)
+
+    def deactivated_once_mpid_1_is_saved() -> None:
+        deadline = time.monotonic() + 10
+        while not _saved_by_the_pass(world, 1):  # saved before this read (a saver would lag)
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        world.service.set_status(audience, "inactive")
+
+    meanwhile = _Meanwhile(world, _at(3, deactivated_once_mpid_1_is_saved))
+    assert _spans_elsewhere(world, meanwhile) == [1, None, None]
+    assert not _saved_by_the_pass(world, 2)
+    assert not _saved_by_the_pass(world, 3)
+
+
+def _saved_by_the_pass(world: World, mpid: int) -> bool:
+    profile = world.store.get_profile(mpid)
+    return profile is not None and bool(profile.event_folded)

@@ -23,22 +23,18 @@ nothing."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 import msgspec
 
 from kindred.audiences.compiled import CompiledAudience
-from kindred.audiences.definition import INT64_MIN, AudienceDef, MembershipChange
-from kindred.audiences.history import Histories, histories_of
-from kindred.audiences.membership import evaluate_memberships
-from kindred.domain.expiry import TtlRules, without_expired
+from kindred.audiences.definition import INT64_MIN, AudienceDef
+from kindred.audiences.history import histories_of
 from kindred.domain.profile import Profile
 from kindred.ports import (
     AudienceStore,
-    BatchStatus,
     Clock,
     ConcurrentUpdate,
     DeferredSync,
@@ -47,12 +43,12 @@ from kindred.ports import (
     ProfileReader,
     UnitOfWork,
 )
-from kindred.services.audiences.log_reading import LogReading, fold_logged
+from kindred.services.audiences.activation_page import Page, Plan
+from kindred.services.audiences.log_reading import LogReading
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.forwarding.transactions import Transactions
-from kindred.services.merges import follow_merged
 
-__all__ = ["ActivationPass", "Span", "SpanRunner", "evaluated", "nesting_of", "next_scope"]
+__all__ = ["ActivationPass", "Span", "SpanRunner", "nesting_of", "next_scope"]
 
 # A span of a scope's MPIDs: from the first (included) to the second (excluded; None: to
 # the scope's end). A run's spans each hold about a page of profiles.
@@ -77,22 +73,6 @@ class SpanRunner(Protocol):
         """How many profiles each span evaluated; None for a span not done (the audience
         changed meanwhile, or its pages kept colliding with live batches)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What one run of the pass works with: the audience's histories and their reader, the
-    audiences to evaluate (the target as if already warm, and those nesting it), the
-    attribute expiry rules and the instant."""
-
-    audience: AudienceDef
-    scopes: frozenset[str]
-    some: Histories
-    reading: LogReading
-    live: tuple[CompiledAudience, ...]
-    affected: frozenset[int]
-    ttls: dict[int, TtlRules]
-    now_ms: int
 
 
 class ActivationPass:
@@ -177,7 +157,7 @@ class ActivationPass:
             self._durability.sync()
         return counts + [None] * (len(spans) - len(counts))
 
-    def _run(self, plan: _Plan, scope: str, spans: Sequence[Span]) -> list[int]:
+    def _run(self, plan: Plan, scope: str, spans: Sequence[Span]) -> list[int]:
         """How many profiles each span evaluated, up to the first not done."""
         if self._elsewhere is None or len(spans) < self._elsewhere_from:
             return self._here(plan, scope, spans)
@@ -185,7 +165,7 @@ class ActivationPass:
         first_missing = next((i for i, c in enumerate(done) if c is None), len(done))
         return [c for c in done[:first_missing] if c is not None]
 
-    def _here(self, plan: _Plan, scope: str, spans: Sequence[Span]) -> list[int]:
+    def _here(self, plan: Plan, scope: str, spans: Sequence[Span]) -> list[int]:
         counts: list[int] = []
         for span in spans:
             count = self._span(plan, scope, span)
@@ -194,7 +174,7 @@ class ActivationPass:
             counts.append(count)
         return counts
 
-    def _span(self, plan: _Plan, scope: str, span: Span) -> int | None:
+    def _span(self, plan: Plan, scope: str, span: Span) -> int | None:
         """The span's pages (more than one when profiles were made in it since its bounds
         were read): how many profiles they evaluated, None if one was not done."""
         start, below = span
@@ -216,7 +196,7 @@ class ActivationPass:
 
     def _plan(
         self, audience: AudienceDef, target: CompiledAudience, affected: frozenset[int], now: int
-    ) -> _Plan:
+    ) -> Plan:
         some = histories_of(target.histories)
         active = self._registry.current().active
         # The target is evaluated as if warm: the pass gives each profile its histories
@@ -224,7 +204,7 @@ class ActivationPass:
         live = tuple(
             dataclasses.replace(a, warming=False) if a.id == target.id else a for a in active
         )
-        return _Plan(
+        return Plan(
             audience,
             target.scopes,
             some,
@@ -236,7 +216,7 @@ class ActivationPass:
         )
 
     def _page_once(
-        self, plan: _Plan, scope: str, start: int, below: int | None
+        self, plan: Plan, scope: str, start: int, below: int | None
     ) -> tuple[int, int] | None:
         """Up to a page of the span's profiles from `start`: how many were read and the
         last one's MPID; None when the audience changed or the page kept colliding."""
@@ -250,12 +230,12 @@ class ActivationPass:
         return None
 
     def _computed_then_saved(
-        self, plan: _Plan, scope: str, start: int, below: int | None
+        self, plan: Plan, scope: str, start: int, below: int | None
     ) -> tuple[int, int] | None:
         profiles = self._store.profiles_between(scope, start, below, self._page)
         if not profiles:
             return 0, start
-        page = _Page(plan, profiles, self._store.get_profiles)
+        page = Page(plan, profiles, self._store.get_profiles)
         page.fold_and_evaluate(self._logged(plan, profiles))
         with self._transactions.begin() as uow:
             if not self._still(uow, plan.audience):
@@ -264,7 +244,7 @@ class ActivationPass:
         return len(profiles), profiles[-1].mpid
 
     def _in_one_transaction(
-        self, plan: _Plan, scope: str, start: int, below: int | None
+        self, plan: Plan, scope: str, start: int, below: int | None
     ) -> tuple[int, int] | None:
         with self._transactions.begin() as uow:
             if not self._still(uow, plan.audience):
@@ -273,12 +253,12 @@ class ActivationPass:
             profiles = [p for p in read if below is None or p.mpid < below]
             if not profiles:
                 return 0, start
-            page = _Page(plan, profiles, uow.profiles.load)
+            page = Page(plan, profiles, uow.profiles.load)
             page.fold_and_evaluate(self._logged(plan, profiles))
             page.save(uow)
         return len(profiles), profiles[-1].mpid
 
-    def _logged(self, plan: _Plan, profiles: Sequence[Profile]) -> list[LogEntry]:
+    def _logged(self, plan: Plan, profiles: Sequence[Profile]) -> list[LogEntry]:
         return self._store.log_for_mpid_range(
             profiles[0].mpid,
             profiles[-1].mpid,
@@ -345,122 +325,6 @@ def _spans_of(starts: Sequence[int], pages: int) -> list[Span]:
     if len(starts) <= pages:
         bounds.append(None)
     return list(zip(starts[:pages], bounds, strict=False))
-
-
-class _Page:
-    """One page of profiles, folded and evaluated from what was read (a survivor outside
-    the page is loaded when a merged profile's batches come to it), then saved, each
-    profile once, in a transaction that checks the versions read."""
-
-    def __init__(
-        self,
-        plan: _Plan,
-        profiles: Sequence[Profile],
-        load: Callable[[Sequence[int]], dict[int, Profile]],
-    ) -> None:
-        self._plan = plan
-        self._profiles = profiles
-        self._read = load
-        self._loaded = {p.mpid: p for p in profiles}
-        self._state = dict(self._loaded)
-        self._moves: list[MembershipChange] = []
-
-    def fold_and_evaluate(self, logged: Iterable[LogEntry]) -> None:
-        by_mpid: dict[int, list[LogEntry]] = {}
-        for entry in logged:
-            if entry.status == BatchStatus.APPLIED and entry.mpid is not None:
-                by_mpid.setdefault(entry.mpid, []).append(entry)
-        for stored in self._profiles:
-            self._moves.extend(self._one(stored.mpid, by_mpid.get(stored.mpid, ())))
-
-    def save(self, uow: UnitOfWork) -> None:
-        changed = [
-            (state, self._loaded[mpid])
-            for mpid, state in self._state.items()
-            if state is not self._loaded[mpid]
-        ]
-        uow.profiles.adopt([before for _, before in changed])
-        for state, before in changed:
-            uow.profiles.save(msgspec.structs.replace(state, version=before.version + 1))
-        if self._moves:
-            uow.memberships.append(self._moves)
-
-    def _one(self, mpid: int, own: Sequence[LogEntry]) -> list[MembershipChange]:
-        plan = self._plan
-        profile = self._state[mpid]
-        done = _folded_to(profile, plan)
-        fresh = [e for e in own if (e.id or 0) > done]
-        if profile.merged_into is None:
-            if done < plan.audience.history_to:
-                self._state[mpid] = self._folded(_with_mark(profile, plan), fresh)
-            return self._evaluate(mpid)
-        if not fresh:
-            return []
-        # A merged profile's batches count for its survivor; its stub keeps the mark.
-        self._state[mpid] = _with_mark(profile, plan)
-        survivor = follow_merged(self._load, profile)
-        if survivor is None or survivor.scope not in plan.scopes:
-            return []
-        self._state[survivor.mpid] = self._folded(survivor, fresh)
-        return self._evaluate(survivor.mpid)
-
-    def _folded(self, profile: Profile, logged: Sequence[LogEntry]) -> Profile:
-        batches = [(e.input, self._plan.reading.events(e)) for e in logged]
-        if not any(facts for _, facts in batches):
-            return profile
-        history = fold_logged(profile, self._plan.some, batches, self._plan.now_ms)
-        return msgspec.structs.replace(profile, event_times=history)
-
-    def _evaluate(self, mpid: int) -> list[MembershipChange]:
-        plan = self._plan
-        after, moves = evaluated(
-            self._state[mpid], plan.live, plan.affected, now=plan.now_ms, ttls=plan.ttls
-        )
-        self._state[mpid] = after
-        return moves
-
-    def _load(self, mpid: int) -> Profile | None:
-        if mpid not in self._state:
-            found = self._read([mpid]).get(mpid)
-            if found is None:
-                return None
-            self._loaded[mpid] = self._state[mpid] = found
-        return self._state[mpid]
-
-
-def _folded_to(profile: Profile, plan: _Plan) -> int:
-    """The log id up to which the batches logged under the profile's MPID are folded into
-    the histories (an edit keeping the histories' keys folds only those after it)."""
-    return min(profile.event_folded.get(key, 0) for key in plan.some.specs)
-
-
-def _with_mark(profile: Profile, plan: _Plan) -> Profile:
-    marks = dict.fromkeys(plan.some.specs, plan.audience.history_to)
-    return msgspec.structs.replace(profile, event_folded={**profile.event_folded, **marks})
-
-
-def evaluated(
-    profile: Profile,
-    active: Sequence[CompiledAudience],
-    affected: frozenset[int],
-    *,
-    now: int,
-    ttls: dict[int, TtlRules],
-) -> tuple[Profile, list[MembershipChange]]:
-    """The profile with its memberships of the `affected` audiences evaluated (a merged
-    profile's stub as it is), and the changes to log. Evaluated without the values expired
-    by now; the stored profile keeps them for the expiry sweep, which evaluates every
-    audience reading them (this evaluates a few)."""
-    if profile.merged_into is not None:
-        return profile, []
-    view, _ = without_expired(profile, ttls, now)
-    after, moves = evaluate_memberships(view, active, None, now, "backfill", restrict=affected)
-    if after is view:
-        return profile, []
-    kept = msgspec.structs.replace(
-        profile, memberships=after.memberships, audience_due_ms=after.audience_due_ms
-    )
-    return kept, moves
 
 
 def next_scope(scopes: Sequence[str], after: str | None) -> str | None:

@@ -27,10 +27,10 @@ from kindred.ports import (
 from kindred.services.audiences.activation import (
     ActivationPass,
     SpanRunner,
-    evaluated,
     nesting_of,
     next_scope,
 )
+from kindred.services.audiences.activation_page import evaluated
 from kindred.services.audiences.registry import AudienceRegistry
 from kindred.services.calculated.registry import CalculatedRegistry
 from kindred.services.forwarding.transactions import Transactions
