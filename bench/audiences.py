@@ -9,6 +9,7 @@ scheduler re-evaluates.
     python bench/audiences.py --history --profiles 100000    # (d) activation over stored events
     python bench/audiences.py --history --profiles 100000 --data-dir D   # (d), D seeded once
     python bench/audiences.py --history --data-dir D --in-process   # (d) on one core
+    python bench/audiences.py --history --data-dir D --store-url postgresql://...   # (d), PG
 
 With --data-dir the store is used as it is (the audiences it creates are deleted at the
 end, their memberships stay in the log); without it a temporary store is seeded first.
@@ -258,6 +259,9 @@ def _pending(container: Container, audience_id: int) -> bool:
 def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     clock = MovableClock()
     settings = load_settings(CONFIG, data_dir=data_dir, env={})
+    if args.store_url:
+        store = msgspec.structs.replace(settings.store, url=args.store_url)
+        settings = msgspec.structs.replace(settings, store=store)
     if args.activation_processes is not None:
         audiences = msgspec.structs.replace(
             settings.audiences, activation_processes=args.activation_processes
@@ -400,6 +404,10 @@ def main() -> None:
         type=int,
         default=40,
         help="(d): pages of 500 profiles an activation's run takes (the server's: 40)",
+    )
+    parser.add_argument(
+        "--store-url",
+        help="a PostgreSQL store (postgresql://...) instead of SQLite in the data dir",
     )
     parser.add_argument(
         "--activation-processes",
