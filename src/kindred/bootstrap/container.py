@@ -279,7 +279,11 @@ class Container:
             ("calculated-backfill", audiences.backfill_interval_s, self.calculated_backfill.run),
         ):
             if every > 0:
-                periodic = Periodic(name, every, task)
+                # A backfill run that evaluated profiles is followed by the next at once: an
+                # activation over a million profiles is fifty runs, not fifty runs and as
+                # many waits.
+                again_if = _evaluated_some if name == "audience-backfill" else None
+                periodic = Periodic(name, every, task, again_if=again_if)
                 periodic.start()
                 self._background.append(periodic)
         dsr_every = self.settings.privacy.run_interval_s
@@ -323,6 +327,10 @@ class Container:
         self.writer.stop()
         self.store.close()
         self.started = False
+
+
+def _evaluated_some(result: object) -> bool:
+    return isinstance(result, int) and result > 0
 
 
 def activation_processes_of(settings: Settings) -> ActivationProcesses | None:
