@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import statistics
@@ -39,7 +38,16 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import AUTH, CONFIG, ServerProcess, batch_body, kindred_src, machine, percentile
+from bench.common import (
+    CONFIG,
+    EVENTS_HEAD,
+    ServerProcess,
+    batch_body,
+    kindred_src,
+    machine,
+    percentile,
+)
+from bench.ingest import send_request
 
 AUDIENCE = "https://api.mparticle.com"
 
@@ -56,29 +64,10 @@ class Phase:
         return {f"p{q}_ms": round(percentile(lat, q / 100) * 1000, 2) for q in (50, 90, 99)}
 
 
-async def _send(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes
-) -> int:
-    writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    status_line = await reader.readline()
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return int(status_line.split()[1])
-
-
 async def _ingest(
     port: int, phase: Phase, rate: float, seconds: float, *, seq_base: int, connections: int
 ) -> None:
-    token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
-    head = (
-        b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Authorization: Basic " + token + b"\r\n"
-    )
+    head = EVENTS_HEAD
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
     opened = await asyncio.gather(
         *(asyncio.open_connection("127.0.0.1", port) for _ in range(connections))
@@ -87,7 +76,7 @@ async def _ingest(
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (job := await queue.get()) is not None:
             due, body = job
-            status = await _send(reader, writer, head, body)
+            status = await send_request(reader, writer, head, body)
             phase.latencies.append(time.perf_counter() - due)
             phase.ingest_statuses[status] = phase.ingest_statuses.get(status, 0) + 1
         writer.close()

@@ -3,6 +3,7 @@ memory sampling, percentiles."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import statistics
@@ -22,6 +23,12 @@ import kindred
 BENCH_DIR = Path(__file__).parent
 CONFIG = BENCH_DIR / "kindred-bench.toml"
 AUTH = ("bench-key", "bench-secret")
+# The head of a POST /v2/events request with the bench input's credentials, up to its
+# Content-Length (the load generators write requests on raw connections).
+EVENTS_HEAD = (
+    b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    b"Authorization: Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()) + b"\r\n"
+)
 
 _EVENT = (
     '{"event_type":"custom_event","data":{"event_name":"%(name)s","custom_event_type":"navigation",'

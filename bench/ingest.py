@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import random
@@ -36,7 +35,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    AUTH,
+    EVENTS_HEAD,
     ServerProcess,
     batch_body,
     kindred_src,
@@ -79,7 +78,7 @@ class Tally:
     events: int = 0
 
 
-async def _send(
+async def send_request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes
 ) -> int:
     writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
@@ -103,7 +102,7 @@ async def _connection(
     reader, writer = streams
     while (job := await queue.get()) is not None:
         due, body, events = job
-        status = await _send(reader, writer, head, body)
+        status = await send_request(reader, writer, head, body)
         latency = time.perf_counter() - due
         tally.latencies.append(latency)
         if latency > 0.05:
@@ -119,11 +118,7 @@ async def drive(
 ) -> float:
     """Send `rate * duration` batches numbered from `seq_base`; new users are numbered
     from `seeded + seq_base`, so runs with disjoint sequence numbers meet different ones."""
-    token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
-    head = (
-        b"POST /v2/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Authorization: Basic " + token + b"\r\n"
-    )
+    head = EVENTS_HEAD
     queue: asyncio.Queue[tuple[float, bytes, int] | None] = asyncio.Queue()
     # Connected before the first request is due: the schedule measures requests, not the
     # setting up of connections.
