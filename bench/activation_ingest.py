@@ -8,7 +8,8 @@ pass, with the pass's wall time.
 
 D is a store seeded by `bench/audiences.py --history` (its users are numbered from 0; the
 returning share of batches picks among them). Every run sends request ids and new users no
-run before it sent.
+run before it sent; the server's own count of batches applied and answered as duplicates
+is reported, and a run with more than 1% duplicates fails.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bench.common import (
     machine,
     percentile,
 )
-from bench.ingest import send_request
+from bench.ingest import batches_by_status, check_applied, send_request
 from kindred.storage.sqlite import SqliteStore
 
 AUDIENCE = {
@@ -151,6 +152,7 @@ def main() -> None:
         activation.start()
         asyncio.run(_drive(args, server.port, answers))
         activation.join(timeout=600)
+        by_status = batches_by_status(server)
     finally:
         server.stop()
     end = args.started + args.duration
@@ -162,6 +164,8 @@ def main() -> None:
         "kindred_src": kindred_src(),
         "rate": args.rate,
         "statuses": statuses,
+        # From the server's own metrics: applied, not answered as duplicates.
+        "batches_by_status": by_status,
         "activation_s": round(finished - activated, 2) if "finished" in marks else None,
         "profiles_evaluated": int(marks.get("members_evaluated", 0)),
         "before": _window(answers, args.started, activated),
@@ -171,6 +175,7 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
     }
     print(json.dumps(report, indent=2))
+    check_applied(by_status)
 
 
 if __name__ == "__main__":
