@@ -250,5 +250,17 @@ def test_processes_end_themselves_when_the_server_is_killed(tmp_path: Path) -> N
             server.kill()
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in started):
-        assert time.monotonic() < deadline, "an activation process outlived its server"
+        assert time.monotonic() < deadline, f"outlived their server: {_described(started)}"
         time.sleep(0.05)
+
+
+def _described(pids: list[int]) -> list[str]:
+    found = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()[:120]
+        except OSError:
+            continue
+        found.append(f"{pid}: {[x for x in status if x.startswith(('State', 'PPid'))]} {command!r}")
+    return found

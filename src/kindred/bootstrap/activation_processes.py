@@ -43,10 +43,10 @@ PARENT_CHECK_S = 1.0
 _PASS: list[ActivationPass] = []
 
 
-def _start(settings: Settings, page: int) -> None:
+def _start(settings: Settings, page: int, parent: int) -> None:
     # A server killed outright leaves no process behind holding its store: each ends
-    # itself once its parent is gone (the pool's pipes do not tell it).
-    parent = os.getppid()
+    # itself once its parent is gone (the pool's pipes do not tell it). The parent's id
+    # comes from the parent: one killed while this process was starting is gone already.
     threading.Thread(
         target=_end_with, args=(parent,), name="activation-parent-watch", daemon=True
     ).start()
@@ -134,7 +134,7 @@ class ActivationProcesses:
                     # Not forked: the server's threads and open connections stay its own.
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start,
-                    initargs=(self._settings, self._page),
+                    initargs=(self._settings, self._page, os.getpid()),
                 )
             return self._pool
 
