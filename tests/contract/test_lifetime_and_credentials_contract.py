@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kindred.domain.credentials import ApiCredential
 from kindred.domain.errors import StoreUnavailable
@@ -193,3 +195,50 @@ def test_a_replaced_server_secret_is_the_one_answered(store: Store) -> None:
     store.replace_server_secret("fresh", b"made")
     assert store.server_secret("fresh", b"candidate") == b"made"
     assert store.server_secret("other", b"third") == b"third"
+
+
+_DUE = st.one_of(st.none(), st.integers(0, 5))
+_STORED = st.integers(1, 5)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([1, 2]), _DUE, _STORED, st.booleans()), min_size=1, max_size=6
+    )
+)
+def test_the_due_and_stored_times_follow_every_save(
+    store: Store, steps: list[tuple[int, int | None, int, bool]]
+) -> None:
+    """Whatever each save changes or keeps (the SQL stores leave the columns a save keeps as
+    they are), the claims read the profiles' times as last saved; `with_next`: saved in
+    one transaction with the next step."""
+    mpids = [7_001, 7_002]
+    save(store, *(stored_at(m, 1) for m in mpids))
+    held: dict[int, tuple[int | None, int]] = dict.fromkeys(mpids, (None, 1))
+    pending: list[tuple[int, int | None, int]] = []
+    for which, due_at, stored_ms, with_next in steps:
+        pending.append((mpids[which - 1], due_at, stored_ms))
+        if with_next:
+            continue
+        with store.unit_of_work() as uow:
+            for mpid, at, last in pending:
+                current = uow.profiles.load([mpid])[mpid]
+                uow.profiles.save(
+                    next_version(
+                        current, audience_due_ms=at, last_stored_ms=last, ip=f"10.0.0.{last}"
+                    )
+                )
+                held[mpid] = (at, last)
+        pending = []
+    with store.unit_of_work() as uow:
+        due = [p.mpid for p in uow.profiles.due(5, 10)]
+        expired = {p.mpid for p in uow.profiles.expired(SCOPE, 3, 10)}
+    assert sorted(due) == sorted(m for m, (at, _) in held.items() if at is not None)
+    assert [held[m][0] for m in due] == sorted(held[m][0] for m in due)  # type: ignore[type-var]
+    assert expired == {m for m, (_, last) in held.items() if last < 3}
+    with store.unit_of_work() as uow:
+        for profile in uow.profiles.load(mpids).values():
+            uow.profiles.delete(profile)

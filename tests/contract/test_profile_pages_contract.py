@@ -1,6 +1,7 @@
 """The store contract of an activation's pages (AUD-5) read outside a transaction: where a
 run's pages start (from an index), the profiles of a span as last committed, and their
-save in a short transaction that checks the versions read (`profiles.adopt`), on every
+save in a short transaction that checks the versions read (`profiles.adopt`), as saved
+one by one or made ready outside it (`prepare_saves`, `profiles.save_prepared`), on every
 store."""
 
 from __future__ import annotations
@@ -36,10 +37,18 @@ def _clear(store: Store, mpids: set[int]) -> None:
             uow.profiles.delete(profile)
 
 
-def _adopt_and_save(store: Store, read: list[Profile], saved: Profile) -> None:
+def _adopt_and_save(store: Store, read: list[Profile], saved: Profile, prepared: bool) -> None:
+    """`prepared`: made ready for the save outside the transaction (`prepare_saves`)."""
+    saves = store.prepare_saves([saved]) if prepared else None
     with store.unit_of_work() as uow:
         uow.profiles.adopt(read)
-        uow.profiles.save(saved)
+        if saves is not None:
+            uow.profiles.save_prepared(saves)
+        else:
+            uow.profiles.save(saved)
+
+
+_EITHER_SAVE = pytest.mark.parametrize("prepared", [False, True], ids=["save", "prepared"])
 
 
 @settings(
@@ -95,10 +104,13 @@ def test_pages_are_of_one_scope(store: Store) -> None:
     assert [p.mpid for p in store.profiles_between("other", 0, 4, 10)] == [2]
 
 
-def test_an_adopted_profile_saves_when_nothing_changed_it_meanwhile(store: Store) -> None:
+@_EITHER_SAVE
+def test_an_adopted_profile_saves_when_nothing_changed_it_meanwhile(
+    store: Store, prepared: bool
+) -> None:
     save(store, rich_profile(1), rich_profile(2))
     read = store.profiles_between(SCOPE, 1, None, 10)
-    _adopt_and_save(store, read, next_version(read[0], ip="198.51.100.1"))
+    _adopt_and_save(store, read, next_version(read[0], ip="198.51.100.1"), prepared)
     stored = store.get_profile(1)
     assert stored is not None
     assert (stored.version, stored.ip) == (2, "198.51.100.1")
@@ -106,22 +118,58 @@ def test_an_adopted_profile_saves_when_nothing_changed_it_meanwhile(store: Store
     assert stored.memberships == read[0].memberships
 
 
-def test_an_adopted_profile_changed_meanwhile_is_not_saved(store: Store) -> None:
+@_EITHER_SAVE
+def test_an_adopted_profile_changed_meanwhile_is_not_saved(store: Store, prepared: bool) -> None:
     save(store, rich_profile(1))
     [read] = store.profiles_between(SCOPE, 1, None, 10)
     save(store, next_version(read, ip="192.0.2.1"))  # a batch, meanwhile
     with pytest.raises(ConcurrentUpdate):
-        _adopt_and_save(store, [read], next_version(read, ip="198.51.100.1"))
+        _adopt_and_save(store, [read], next_version(read, ip="198.51.100.1"), prepared)
     stored = store.get_profile(1)
     assert stored is not None
     assert (stored.version, stored.ip) == (2, "192.0.2.1")
 
 
-def test_an_adopted_profile_deleted_meanwhile_is_not_saved_again(store: Store) -> None:
+@_EITHER_SAVE
+def test_an_adopted_profile_deleted_meanwhile_is_not_saved_again(
+    store: Store, prepared: bool
+) -> None:
     save(store, rich_profile(1))
     [read] = store.profiles_between(SCOPE, 1, None, 10)
     with store.unit_of_work() as uow:
         uow.profiles.delete(read)
     with pytest.raises(ConcurrentUpdate):
-        _adopt_and_save(store, [read], next_version(read, ip="198.51.100.1"))
+        _adopt_and_save(store, [read], next_version(read, ip="198.51.100.1"), prepared)
     assert store.get_profile(1) is None
+
+
+def test_prepared_saves_write_whole_profiles_and_their_memberships(store: Store) -> None:
+    save(store, *(rich_profile(m) for m in EDGE_MPIDS))
+    read = store.profiles_between(SCOPE, min(EDGE_MPIDS), None, len(EDGE_MPIDS))
+    changed = [
+        next_version(p, ip="198.51.100.7", memberships=dict(list(p.memberships.items())[:1]))
+        for p in read
+    ]
+    saves = store.prepare_saves(changed)
+    assert [p.mpid for p in saves.profiles] == [p.mpid for p in changed]
+    with store.unit_of_work() as uow:
+        uow.profiles.adopt(read)
+        uow.profiles.save_prepared(saves)
+    for profile in changed:
+        stored = store.get_profile(profile.mpid)
+        assert stored is not None
+        assert_same(stored, profile)  # one membership left of the two
+
+
+def test_a_prepared_save_at_a_version_not_next_is_refused(store: Store) -> None:
+    save(store, rich_profile(1))
+    [read] = store.profiles_between(SCOPE, 1, None, 10)
+    skipping = msgspec.structs.replace(read, version=read.version + 2, ip="198.51.100.1")
+    saves = store.prepare_saves([skipping])
+    with store.unit_of_work() as uow:
+        uow.profiles.adopt([read])
+        with pytest.raises(ConcurrentUpdate):
+            uow.profiles.save_prepared(saves)
+    stored = store.get_profile(1)
+    assert stored is not None
+    assert (stored.version, stored.ip) == (read.version, read.ip)

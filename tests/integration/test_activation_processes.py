@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kindred.audiences.definition import AudienceDef
-from kindred.bootstrap.activation_processes import ActivationProcesses, shares
+from kindred.bootstrap.activation_processes import NICENESS, ActivationProcesses, shares
 from kindred.bootstrap.write_side import definitions_side
 from kindred.services.audiences.activation import Span
 from kindred.services.audiences.jobs import AudienceBackfill
@@ -192,6 +192,11 @@ def test_processes_killed_between_runs_leave_their_spans_to_new_ones(tmp_path: P
         done = next(a for a in world.container.store.list_audiences() if a.id == audience_id)
         killed = _children()
         assert len(killed) == 2
+        # Both yield the CPU to the server's own threads.
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, p) for p in killed] == [
+            min(ours + NICENESS, 19)
+        ] * 2
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10

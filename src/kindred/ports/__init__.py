@@ -38,6 +38,7 @@ from kindred.ports.records import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    PreparedSaves,
     ProfileSample,
     Recorded,
     RejectEntry,
@@ -87,6 +88,7 @@ __all__ = [
     "Needles",
     "OutboxWrites",
     "OutputDefinitions",
+    "PreparedSaves",
     "ProfileReader",
     "ProfileSample",
     "ProfileWrites",
@@ -206,6 +208,11 @@ class ProfileReader(Protocol):
         """The MPID at which each of the next `pages` pages of `page` profiles of the scope
         (from `from_mpid`, by MPID) starts, then the one at which the page after them
         would: up to `pages + 1` MPIDs, fewer once the scope ends (read from an index)."""
+        ...
+
+    def prepare_saves(self, profiles: Sequence[Profile]) -> PreparedSaves:
+        """The profiles made ready for UnitOfWork.profiles.save_prepared, outside any
+        transaction (no store state is read: only the profiles are)."""
         ...
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]: ...

@@ -13,6 +13,7 @@ __all__ = [
     "LogEntry",
     "MembershipCounts",
     "MergeEntry",
+    "PreparedSaves",
     "ProfileSample",
     "Recorded",
     "RejectEntry",
@@ -63,6 +64,18 @@ class ProfileSample(msgspec.Struct, frozen=True, kw_only=True):
     # and the profile. A later read given this sample decodes only the rows that changed.
     # Empty for a store that keeps profiles as objects.
     decoded_from: dict[bytes | str, tuple[bytes | str | None, Profile]] = {}
+
+
+class PreparedSaves(msgspec.Struct, frozen=True, kw_only=True):
+    """Profiles to save, made ready outside any transaction by the store that will save
+    them (ProfileReader.prepare_saves): the SQL stores encode their documents there, so
+    that the transaction that saves them (UnitOfWork.profiles.save_prepared) holds the
+    store's one writer for less. Each profile's version follows the one it was read at."""
+
+    profiles: list[Profile]
+    # Each profile's document in the store's own form, in order; empty for a store that
+    # keeps profiles as objects.
+    documents: list[str] = []
 
 
 class RejectEntry(msgspec.Struct, kw_only=True):

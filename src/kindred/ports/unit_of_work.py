@@ -22,6 +22,7 @@ from kindred.ports.delivery import Delivery
 from kindred.ports.records import (
     LogEntry,
     MergeEntry,
+    PreparedSaves,
     Recorded,
     RejectEntry,
     Removed,
@@ -64,6 +65,10 @@ class ProfileWrites(Protocol):
         its view of them, at their versions, before it reads or saves them itself: a later
         save of one follows that version, and raises ConcurrentUpdate (now or at commit)
         if the stored one has moved on meanwhile."""
+        ...
+
+    def save_prepared(self, prepared: PreparedSaves) -> None:
+        """Save each profile made ready by ProfileReader.prepare_saves, as `save` does."""
         ...
 
     def delete(self, profile: Profile) -> None:

@@ -25,6 +25,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    PreparedSaves,
     ProfileSample,
     RejectEntry,
     UnitOfWork,
@@ -115,6 +116,9 @@ class MemoryStore(CalculatedSaves, MemoryDeliveries, MemoryAccess, MemoryPrivacy
             if p.scope == scope and p.mpid >= from_mpid
         )
         return mpids[: page * pages + 1 : page]
+
+    def prepare_saves(self, profiles: Sequence[Profile]) -> PreparedSaves:
+        return PreparedSaves(profiles=list(profiles))
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         return sorted(self._state.identities.get((scope, key), ()))

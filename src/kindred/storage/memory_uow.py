@@ -18,6 +18,7 @@ from kindred.ports import (
     LogEntry,
     MergeEntry,
     Needles,
+    PreparedSaves,
     Recorded,
     RejectEntry,
     Removed,
@@ -87,6 +88,10 @@ class MemoryUnitOfWork:
                 raise ConcurrentUpdate(
                     f"profile {profile.mpid} is not at version {profile.version}"
                 )
+
+    def save_prepared(self, prepared: PreparedSaves) -> None:
+        for profile in prepared.profiles:
+            self.save_profile(profile)
 
     def link_identities(self, scope: str, mpid: int, keys: Iterable[IdentityKey]) -> None:
         for key in keys:

@@ -22,6 +22,7 @@ from kindred.ports import (
     Delivery,
     LogEntry,
     MergeEntry,
+    PreparedSaves,
     Recorded,
     RejectEntry,
     Removed,
@@ -50,6 +51,8 @@ class Transaction(Protocol):
     def save_profile(self, profile: Profile) -> None: ...
 
     def adopt_profiles(self, profiles: Iterable[Profile]) -> None: ...
+
+    def save_prepared(self, prepared: PreparedSaves) -> None: ...
 
     def delete_profile(self, profile: Profile) -> None: ...
 
@@ -131,6 +134,7 @@ class _Profiles:
         self.load = tx.load_profiles
         self.save = tx.save_profile
         self.adopt = tx.adopt_profiles
+        self.save_prepared = tx.save_prepared
         self.delete = tx.delete_profile
         self.expired = tx.expired_profiles
         self.page = tx.profiles_from

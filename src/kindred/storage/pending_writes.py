@@ -4,10 +4,11 @@ at commit, for both SQL stores (see writebehind)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kindred.audiences.definition import MembershipChange
 from kindred.domain.identities import IdentityKey
-from kindred.domain.profile import Membership
+from kindred.domain.profile import Membership, Profile
 from kindred.domain.receipts import ReceiptRecord
 from kindred.ports import Delivery, LogEntry, MergeEntry, RejectEntry
 from kindred.storage.codec import (
@@ -24,10 +25,27 @@ from kindred.storage.dsr_sql import SAVE_RECEIPT, receipt_row
 from kindred.storage.membership_log import LogRuns, membership_log_writes
 from kindred.storage.outbox_sql import DELIVERY_COLUMNS, delivery_row
 
-__all__ = ["Link", "PendingWrites", "ScopedKey", "row_writes"]
+__all__ = ["Link", "PendingWrites", "ScopedKey", "StoredColumns", "row_writes"]
 
 ScopedKey = tuple[str, IdentityKey]
 Link = tuple[str, IdentityKey, int]
+
+
+class StoredColumns(NamedTuple):
+    """A profiles row's columns beside its document, as stored when the transaction read
+    it (each is indexed)."""
+
+    created_ms: int
+    last_stored_ms: int
+    audience_due_ms: int | None
+
+    @classmethod
+    def of(cls, profile: Profile) -> StoredColumns:
+        # A row's columns are written from its profile with its document, always together.
+        return cls(profile.created_ms, profile.last_stored_ms, profile.audience_due_ms)
+
+
+_COLUMNS = StoredColumns._fields
 
 
 @dataclass
@@ -35,8 +53,9 @@ class PendingWrites:
     """Everything a transaction changes, flushed at commit."""
 
     inserts: list[ProfileWrite] = field(default_factory=list)
-    # (profile, the version the database must still hold for the update to apply)
-    updates: list[tuple[ProfileWrite, int]] = field(default_factory=list)
+    # (profile, the version the database must still hold for the update to apply, its
+    # row's other columns as stored, if known)
+    updates: list[tuple[ProfileWrite, int, StoredColumns | None]] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     unlinks: list[Link] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
@@ -71,8 +90,23 @@ class PendingWrites:
         audience_due_ms, doc, mpid, the version the database must still hold)."""
         return [
             (p.version, p.created_ms, p.last_stored_ms, p.audience_due_ms, p.doc, p.mpid, held)
-            for p, held in self.updates
+            for p, held, _ in self.updates
         ]
+
+    def updates_by_changed_columns(self) -> dict[tuple[str, ...], list[tuple[object, ...]]]:
+        """The profiles updated, by which of their row's indexed columns they change (all
+        when the stored ones are not known): SQLite rewrites the index entry of every
+        column an UPDATE sets, to the value it already holds too, which for the randomly
+        ordered due times doubled what an activation's page writes. Rows: (version, the
+        changed columns' values, doc, mpid, the version the database must still hold)."""
+        found: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+        for p, held, stored in self.updates:
+            now = StoredColumns(p.created_ms, p.last_stored_ms, p.audience_due_ms)
+            changed = [i for i, value in enumerate(now) if stored is None or stored[i] != value]
+            found.setdefault(tuple(_COLUMNS[i] for i in changed), []).append(
+                (p.version, *(now[i] for i in changed), p.doc, p.mpid, held)
+            )
+        return found
 
 
 def row_writes(

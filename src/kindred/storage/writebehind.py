@@ -28,6 +28,7 @@ from kindred.ports import (
     LogEntry,
     MergeEntry,
     Needles,
+    PreparedSaves,
     Recorded,
     RejectEntry,
     Removed,
@@ -35,7 +36,7 @@ from kindred.ports import (
 )
 from kindred.storage.codec import ProfileRead, ProfileWrite
 from kindred.storage.erasure_sql import SqlErasure
-from kindred.storage.pending_writes import Link, PendingWrites, ScopedKey
+from kindred.storage.pending_writes import Link, PendingWrites, ScopedKey, StoredColumns
 
 __all__ = ["SetOps", "WriteBehindUnitOfWork"]
 
@@ -126,6 +127,8 @@ class WriteBehindUnitOfWork:
         # The memberships each profile had when read (the audience_members rows to update).
         self._stored_members: dict[int, dict[int, Membership]] = {}
         self._dirty: dict[int, ProfileWrite] = {}
+        # Each saved profile's row columns as stored (for an update to leave those it keeps).
+        self._stored_columns: dict[int, StoredColumns | None] = {}
         self._deleted: dict[int, int] = {}
         self._link_changes: dict[Link, bool] = {}
         self._requests: dict[tuple[str, str], bool] = {}  # known to exist (or now claimed)
@@ -308,7 +311,8 @@ class WriteBehindUnitOfWork:
     def repoint_log(self, entry_ids: Sequence[int], mpid: int) -> None:
         self._writes.repoints.extend((entry_id, mpid) for entry_id in entry_ids)
 
-    def save_profile(self, profile: Profile) -> None:
+    def save_profile(self, profile: Profile, document: str | None = None) -> None:
+        """`document`: the profile's document as SetOps.document makes it, if made already."""
         if profile.version == 1 and profile.mpid not in self._profiles:
             # A new profile under an MPID never read here: assume it is free rather than
             # pay a round trip; if it is not, the insert at commit says so (ConcurrentUpdate).
@@ -319,9 +323,21 @@ class WriteBehindUnitOfWork:
         expected = 0 if current is None else current.version
         if profile.version != expected + 1:
             raise ConcurrentUpdate(f"profile {profile.mpid} is at version {expected}")
-        self._view(profile.mpid)  # its memberships as stored, for _member_writes
-        row = ProfileWrite.of(profile, self._ops.document(profile))
+        stored = self._view(profile.mpid)  # its memberships as stored, for _member_writes
+        if profile.mpid not in self._dirty:
+            self._stored_columns[profile.mpid] = (
+                None if stored is None else StoredColumns.of(stored)
+            )
+        if document is None:
+            document = self._ops.document(profile)
+        row = ProfileWrite.of(profile, document)
         self._profiles[profile.mpid] = self._dirty[profile.mpid] = row
+
+    def save_prepared(self, prepared: PreparedSaves) -> None:
+        if len(prepared.documents) != len(prepared.profiles):
+            raise ValueError("prepared by a store that does not encode documents")
+        for profile, document in zip(prepared.profiles, prepared.documents, strict=True):
+            self.save_profile(profile, document)
 
     def delete_profile(self, profile: Profile) -> None:
         mpid = profile.mpid
@@ -362,7 +378,7 @@ class WriteBehindUnitOfWork:
             if stored == 0:
                 writes.inserts.append(profile)
             else:
-                writes.updates.append((profile, stored))
+                writes.updates.append((profile, stored, self._stored_columns.get(mpid)))
         for (scope, key, mpid), linked in self._link_changes.items():
             (writes.links if linked else writes.unlinks).append((scope, key, mpid))
         self._member_writes(writes)

@@ -4,8 +4,9 @@ cut (`history_to`) folded into the audience's histories, and is then evaluated a
 the audience with them, in one transaction; so each profile is read, decoded and written
 once, and neighbouring profiles share the store's pages.
 
-A page is read and computed outside any write transaction, then saved in a short one that
-checks the versions read (UnitOfWork.profiles.adopt): a live batch that changed one of its
+A page is read and computed outside any write transaction, its saves made ready there too
+(the SQL stores encode the documents), then saved in a short one that checks the versions
+read (UnitOfWork.profiles.adopt): a live batch that changed one of its
 profiles meanwhile makes it read and computed again (the last try holds the writer from
 the read on). So the writer is held only for the saves, and pages can be computed in
 several processes at once (`SpanRunner`: a run's pages split into spans, one group of
@@ -237,10 +238,11 @@ class ActivationPass:
             return 0, start
         page = Page(plan, profiles, self._store.get_profiles)
         page.fold_and_evaluate(self._logged(plan, profiles))
+        saves = page.saves(self._store.prepare_saves)
         with self._transactions.begin() as uow:
             if not self._still(uow, plan.audience):
                 return None
-            page.save(uow)
+            page.save(uow, saves)
         return len(profiles), profiles[-1].mpid
 
     def _in_one_transaction(
@@ -255,7 +257,7 @@ class ActivationPass:
                 return 0, start
             page = Page(plan, profiles, uow.profiles.load)
             page.fold_and_evaluate(self._logged(plan, profiles))
-            page.save(uow)
+            page.save(uow, page.saves(self._store.prepare_saves))
         return len(profiles), profiles[-1].mpid
 
     def _logged(self, plan: Plan, profiles: Sequence[Profile]) -> list[LogEntry]:

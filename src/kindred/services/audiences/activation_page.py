@@ -15,7 +15,7 @@ from kindred.audiences.history import Histories
 from kindred.audiences.membership import evaluate_memberships
 from kindred.domain.expiry import TtlRules, without_expired
 from kindred.domain.profile import Profile
-from kindred.ports import BatchStatus, LogEntry, UnitOfWork
+from kindred.ports import BatchStatus, LogEntry, PreparedSaves, UnitOfWork
 from kindred.services.audiences.log_reading import LogReading, fold_logged
 from kindred.services.merges import follow_merged
 
@@ -64,15 +64,23 @@ class Page:
         for stored in self._profiles:
             self._moves.extend(self._one(stored.mpid, by_mpid.get(stored.mpid, ())))
 
-    def save(self, uow: UnitOfWork) -> None:
-        changed = [
-            (state, self._loaded[mpid])
-            for mpid, state in self._state.items()
-            if state is not self._loaded[mpid]
-        ]
-        uow.profiles.adopt([before for _, before in changed])
-        for state, before in changed:
-            uow.profiles.save(msgspec.structs.replace(state, version=before.version + 1))
+    def saves(self, prepare: Callable[[Sequence[Profile]], PreparedSaves]) -> PreparedSaves:
+        """The profiles the page changed, each at the version after the one read, made
+        ready for their save by the store (`ProfileReader.prepare_saves`): outside the
+        transaction that saves them, which then holds the writer for less."""
+        return prepare(
+            [
+                msgspec.structs.replace(state, version=self._loaded[mpid].version + 1)
+                for mpid, state in self._state.items()
+                if state is not self._loaded[mpid]
+            ]
+        )
+
+    def save(self, uow: UnitOfWork, saves: PreparedSaves) -> None:
+        """Save the page's `saves` (as `saves()` made them), each checked against the
+        version read."""
+        uow.profiles.adopt([self._loaded[p.mpid] for p in saves.profiles])
+        uow.profiles.save_prepared(saves)
         if self._moves:
             uow.memberships.append(self._moves)
 

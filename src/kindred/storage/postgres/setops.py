@@ -41,6 +41,7 @@ __all__ = [
     "FIND_IDENTITIES",
     "PROFILE_COLUMNS",
     "PostgresSetOps",
+    "postgres_document",
     "retryable",
 ]
 
@@ -188,7 +189,7 @@ class PostgresSetOps:
         return {mpid: ProfileRead(version, doc, held) for mpid, version, doc, held in rows}
 
     def document(self, profile: Profile) -> str:
-        return _jsonb_text(stored_document(profile))
+        return postgres_document(profile)
 
     def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         columns = ([i for i, _ in pairs], [r for _, r in pairs])
@@ -417,6 +418,11 @@ def _identity_lock_id(scope: str, key: IdentityKey) -> int:
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _EXPONENT_HINT = re.compile(rb"[:,\[]-?\d+(?:\.\d+)?[eE]")
 _STRING_OR_EXPONENT = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(?:\.\d+)?[eE][-+]?\d+')
+
+
+def postgres_document(profile: Profile) -> str:
+    """The profile's document as the profiles table's jsonb column takes it."""
+    return _jsonb_text(stored_document(profile))
 
 
 def _jsonb_text(doc: bytes) -> str:

@@ -34,6 +34,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    PreparedSaves,
     ProfileSample,
     RejectEntry,
     UnitOfWork,
@@ -64,6 +65,7 @@ from kindred.storage.postgres.setops import (
     FIND_IDENTITIES,
     PROFILE_COLUMNS,
     PostgresSetOps,
+    postgres_document,
     retryable,
 )
 from kindred.storage.writebehind import WriteBehindUnitOfWork
@@ -249,6 +251,11 @@ class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeas
             (scope, from_mpid, page * pages + 1, page),
         )
         return [int(r[0]) for r in rows]
+
+    def prepare_saves(self, profiles: Sequence[Profile]) -> PreparedSaves:
+        return PreparedSaves(
+            profiles=list(profiles), documents=[postgres_document(p) for p in profiles]
+        )
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._rows(

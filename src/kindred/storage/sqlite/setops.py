@@ -23,7 +23,7 @@ from kindred.storage.membership_log import LogRuns
 from kindred.storage.pending_writes import PendingWrites, ScopedKey, row_writes
 from kindred.storage.selection_sql import SelectionDialect, selection_sql
 
-__all__ = ["NOT_MERGED", "PROFILE_COLUMNS", "SqliteSetOps", "needle_sql"]
+__all__ = ["NOT_MERGED", "PROFILE_COLUMNS", "SqliteSetOps", "needle_sql", "sqlite_document"]
 
 
 # A profile row as read: its document and its memberships (see codec.stored_profile).
@@ -91,7 +91,7 @@ class SqliteSetOps:
         return result
 
     def document(self, profile: Profile) -> str:
-        return stored_document(profile).decode()
+        return sqlite_document(profile)
 
     def log_position(self, partition: int) -> int:
         row = self.conn.execute(
@@ -252,13 +252,20 @@ class SqliteSetOps:
             " audience_due_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
             writes.profile_inserts(),
         ).rowcount
-        updated = self.conn.executemany(
-            "UPDATE profiles SET version = ?, created_ms = ?, last_stored_ms = ?,"
-            " audience_due_ms = ?, doc = ? WHERE mpid = ? AND version = ?",
-            writes.profile_updates(),
-        ).rowcount
+        updated = 0
+        for columns, rows in writes.updates_by_changed_columns().items():
+            sets = "".join(f"{column} = ?, " for column in columns)
+            updated += self.conn.executemany(
+                f"UPDATE profiles SET version = ?, {sets}doc = ? WHERE mpid = ? AND version = ?",
+                rows,
+            ).rowcount
         if inserted != len(writes.inserts) or updated != len(writes.updates):
             raise ConcurrentUpdate("a profile changed since this transaction read it")
+
+
+def sqlite_document(profile: Profile) -> str:
+    """The profile's document as the profiles table keeps it."""
+    return stored_document(profile).decode()
 
 
 def _named(found: Needles | None) -> tuple[str, dict[str, object]]:

@@ -24,6 +24,7 @@ from kindred.ports import (
     LogEntry,
     MembershipCounts,
     MergeEntry,
+    PreparedSaves,
     ProfileSample,
     RejectEntry,
     UnitOfWork,
@@ -49,7 +50,12 @@ from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
 from kindred.storage.sqlite.functions import register_functions
-from kindred.storage.sqlite.setops import NOT_MERGED, PROFILE_COLUMNS, SqliteSetOps
+from kindred.storage.sqlite.setops import (
+    NOT_MERGED,
+    PROFILE_COLUMNS,
+    SqliteSetOps,
+    sqlite_document,
+)
 from kindred.storage.sqlite.writing import CommitSync, WriterLock, full_is_unavailable
 from kindred.storage.writebehind import WriteBehindUnitOfWork
 
@@ -316,6 +322,11 @@ class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
             (scope, from_mpid, page * pages + 1, page),
         )
         return [int(r[0]) for r in rows]
+
+    def prepare_saves(self, profiles: Sequence[Profile]) -> PreparedSaves:
+        return PreparedSaves(
+            profiles=list(profiles), documents=[sqlite_document(p) for p in profiles]
+        )
 
     def find_profiles(self, scope: str, key: IdentityKey) -> list[int]:
         rows = self._reader().execute(
