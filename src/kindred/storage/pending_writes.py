@@ -33,7 +33,8 @@ Link = tuple[str, IdentityKey, int]
 
 class StoredColumns(NamedTuple):
     """A profiles row's columns beside its document, as stored when the transaction read
-    it (each is indexed)."""
+    it: `created_ms` (criteria read it in SQL), `last_stored_ms` and `audience_due_ms`
+    (indexed, for the lifetime sweep and the scheduler)."""
 
     created_ms: int
     last_stored_ms: int
@@ -94,7 +95,7 @@ class PendingWrites:
         ]
 
     def updates_by_changed_columns(self) -> dict[tuple[str, ...], list[tuple[object, ...]]]:
-        """The profiles updated, by which of their row's indexed columns they change (all
+        """The profiles updated, by which of their row's other columns they change (all
         when the stored ones are not known): SQLite rewrites the index entry of every
         column an UPDATE sets, to the value it already holds too, which for the randomly
         ordered due times doubled what an activation's page writes. Rows: (version, the
