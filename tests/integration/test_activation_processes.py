@@ -192,11 +192,13 @@ def test_processes_killed_between_runs_leave_their_spans_to_new_ones(tmp_path: P
         done = next(a for a in world.container.store.list_audiences() if a.id == audience_id)
         killed = _children()
         assert len(killed) == 2
-        # Both yield the CPU to the server's own threads.
-        ours = os.getpriority(os.PRIO_PROCESS, 0)
-        assert [os.getpriority(os.PRIO_PROCESS, p) for p in killed] == [
-            min(ours + NICENESS, 19)
-        ] * 2
+        # Both yield the CPU to the server's own threads (once started: one the run did
+        # not need may still be starting).
+        niced = [min(os.getpriority(os.PRIO_PROCESS, 0) + NICENESS, 19)] * 2
+        deadline = time.monotonic() + 20
+        while [os.getpriority(os.PRIO_PROCESS, p) for p in killed] != niced:
+            assert time.monotonic() < deadline, "the activation's processes were not niced"
+            time.sleep(0.05)
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
