@@ -102,7 +102,10 @@ class PendingWrites:
         changed columns' values, doc, mpid, the version the database must still hold)."""
         found: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
         for p, held, stored in self.updates:
-            now = StoredColumns(p.created_ms, p.last_stored_ms, p.audience_due_ms)
+            now = (p.created_ms, p.last_stored_ms, p.audience_due_ms)
+            if stored == now:  # an activation's page: the document alone
+                found.setdefault((), []).append((p.version, p.doc, p.mpid, held))
+                continue
             changed = [i for i, value in enumerate(now) if stored is None or stored[i] != value]
             found.setdefault(tuple(_COLUMNS[i] for i in changed), []).append(
                 (p.version, *(now[i] for i in changed), p.doc, p.mpid, held)
