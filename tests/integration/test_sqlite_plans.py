@@ -10,7 +10,7 @@ import pytest
 
 from kindred.storage.membership_log import log_query
 from kindred.storage.sqlite import SqliteStore
-from kindred.storage.sqlite.store import _STAMPED_RANGE
+from kindred.storage.sqlite.log_reads import _STAMPED_RANGE
 
 
 @pytest.fixture

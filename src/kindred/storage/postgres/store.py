@@ -13,14 +13,13 @@ come back equal, in another order).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.rows import TupleRow, kwargs_row
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from kindred.attributes.definition import CalculatedDef
@@ -31,35 +30,31 @@ from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import (
-    LogEntry,
     MembershipCounts,
-    MergeEntry,
     PreparedSaves,
     ProfileSample,
-    RejectEntry,
     UnitOfWork,
 )
 from kindred.storage.access_sql import SqlAccessRecords
 from kindred.storage.audience_versions_sql import read_versions, record_version
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
-    MERGE_COLUMNS,
     audience_doc,
     audience_of,
     calculated_doc,
     calculated_of,
     membership_counts_of,
     membership_of,
-    merge_of,
     sample_of,
     stored_profile,
 )
 from kindred.storage.dsr_sql import SqlDsrStore
 from kindred.storage.membership_log import log_query
-from kindred.storage.migrations import Migration, load_migrations
 from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
 from kindred.storage.postgres.leases import PostgresLeases
+from kindred.storage.postgres.log_reads import PostgresLogReads
+from kindred.storage.postgres.migrating import migrate
 from kindred.storage.postgres.setops import (
     DEFINITIONS_LOCK,
     FIND_IDENTITIES,
@@ -84,23 +79,10 @@ _VERSIONED_PROFILE = (
     " LEFT JOIN profiles ON profiles.mpid = %(mpid)s WHERE definitions_version.id = 1"
 )
 
-_LOG_COLUMNS = (
-    "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
-    " client_ip, historical, body, event_stamps"
-)
-# The same, with the body of a batch that has its stamps left unread (empty).
-_LOG_COLUMNS_STAMPED_WITHOUT_BODY = _LOG_COLUMNS.replace(
-    "body", "CASE WHEN event_stamps IS NULL THEN body ELSE ''::bytea END AS body"
-)
-_REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
 
-_CREATE_MIGRATIONS = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations"
-    " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
-)
-
-
-class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeases):
+class PostgresStore(
+    PostgresLogReads, CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeases
+):
     """Connections are opened on demand up to `pool_size`; each is in autocommit mode, so a
     read is one round trip and a unit of work is an explicit BEGIN ... COMMIT."""
 
@@ -127,7 +109,7 @@ class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeas
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_lock(%s, %s)", _MIGRATION_LOCK)
             try:
-                return _migrate(conn)
+                return migrate(conn)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", _MIGRATION_LOCK)
 
@@ -285,44 +267,6 @@ class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeas
         )
         return sample_of([(int(r[0]), r[1], r[2]) for r in rows], size, previous)
 
-    def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
-        query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > %s ORDER BY id LIMIT %s"
-        with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
-            return cursor.execute(query, (after_id, limit)).fetchall()
-
-    def latest_log(self, limit: int) -> list[LogEntry]:
-        query = f"SELECT {_LOG_COLUMNS} FROM event_log ORDER BY id DESC LIMIT %s"
-        with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
-            return cursor.execute(query, (limit,)).fetchall()
-
-    def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
-        query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = %s ORDER BY id DESC LIMIT %s"
-        with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
-            return cursor.execute(query, (mpid, limit)).fetchall()
-
-    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
-        if not mpids:
-            return []
-        query = f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ANY(%s) ORDER BY id"
-        with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
-            return cursor.execute(query, (list(mpids),)).fetchall()
-
-    def log_for_mpid_range(
-        self, first: int, last: int, to_id: int, *, stamped_bodies: bool = True
-    ) -> list[LogEntry]:
-        columns = _LOG_COLUMNS if stamped_bodies else _LOG_COLUMNS_STAMPED_WITHOUT_BODY
-        query = (
-            f"SELECT {columns} FROM event_log"
-            " WHERE mpid BETWEEN %s AND %s AND id <= %s ORDER BY mpid, id"
-        )
-        with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=kwargs_row(LogEntry))
-            return cursor.execute(query, (first, last, to_id)).fetchall()
-
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
     ) -> AudienceDef:
@@ -421,57 +365,10 @@ class PostgresStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore, PostgresLeas
         )
         return [int(mpid) for (mpid,) in rows]
 
-    def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
-        where, params = (
-            ("", (limit,))
-            if mpid is None
-            else (
-                "WHERE survivor = %s OR merged = %s",
-                (mpid, mpid, limit),
-            )
-        )
-        query = f"SELECT id, {MERGE_COLUMNS} FROM merges {where} ORDER BY id DESC LIMIT %s"
-        return [merge_of(row) for row in self._rows(query, params)]
-
-    def get_merge(self, merge_id: int) -> MergeEntry | None:
-        rows = self._rows(f"SELECT id, {MERGE_COLUMNS} FROM merges WHERE id = %s", (merge_id,))
-        return merge_of(rows[0]) if rows else None
-
-    def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
-        # Two texts rather than `%s IS NULL OR kind = %s`, which would keep the index unused.
-        where, params = ("", (limit,)) if kind is None else ("WHERE kind = %s", (kind, limit))
-        query = f"SELECT {_REJECT_COLUMNS} FROM rejects {where} ORDER BY id DESC LIMIT %s"
-        with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=kwargs_row(RejectEntry))
-            return cursor.execute(query, params).fetchall()
-
     def close(self) -> None:
         for reader in self._opened_readers:
             reader.connection.close()
         self._pool.close()
-
-
-def _migrate(conn: _Connection) -> int:
-    """Apply the pending migrations, each in its own transaction; the caller holds the lock."""
-    conn.execute(_CREATE_MIGRATIONS)
-    # Every migration not applied yet, older numbers included: branches land their
-    # migrations out of order (a store may hold 22 before 20 exists).
-    applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-    for migration in load_migrations("kindred.storage.postgres"):
-        if migration.version not in applied:
-            _apply(conn, migration)
-            applied.add(migration.version)
-    return max(applied, default=0)
-
-
-def _apply(conn: _Connection, migration: Migration) -> None:
-    with conn.transaction():
-        # Without parameters psycopg sends the file as one simple query: no splitting needed.
-        conn.execute(migration.sql.encode())
-        conn.execute(
-            "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (%s, %s, %s)",
-            (migration.version, migration.name, int(time.time() * 1000)),
-        )
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -21,26 +20,21 @@ from kindred.domain.errors import StoreUnavailable
 from kindred.domain.identities import IdentityKey
 from kindred.domain.profile import Profile
 from kindred.ports import (
-    LogEntry,
     MembershipCounts,
-    MergeEntry,
     PreparedSaves,
     ProfileSample,
-    RejectEntry,
     UnitOfWork,
 )
 from kindred.storage.access_sql import SqlAccessRecords
 from kindred.storage.audience_versions_sql import read_versions, record_version
 from kindred.storage.calculated_saves import CalculatedSaves
 from kindred.storage.codec import (
-    MERGE_COLUMNS,
     audience_doc,
     audience_of,
     calculated_doc,
     calculated_of,
     membership_counts_of,
     membership_of,
-    merge_of,
     sample_of,
     stored_profile,
 )
@@ -49,7 +43,9 @@ from kindred.storage.membership_log import log_query
 from kindred.storage.migrations import load_migrations
 from kindred.storage.outbox_sql import Cursor
 from kindred.storage.parts import PartedUnitOfWork
+from kindred.storage.sqlite.files import private_file, tighten
 from kindred.storage.sqlite.functions import register_functions
+from kindred.storage.sqlite.log_reads import SqliteLogReads
 from kindred.storage.sqlite.setops import (
     NOT_MERGED,
     PROFILE_COLUMNS,
@@ -64,23 +60,6 @@ __all__ = ["SqliteStore"]
 # A WAL past this size is checkpointed by the writer after its commit, then starts over.
 WAL_RESTART_BYTES = 16 * 1024 * 1024
 
-_LOG_COLUMNS = (
-    "id, input, workspace_id, received_ms, status, reason, mpid, source_request_id,"
-    " client_ip, historical, body, event_stamps"
-)
-# A range of the log by MPID, the body of a batch with its stamps left unread (empty):
-# those rows come from the covering index event_log_stamps alone, without the table.
-_STAMPED_RANGE = (
-    "SELECT " + _LOG_COLUMNS.replace("body", "x'' AS body") + " FROM event_log"
-    " WHERE mpid BETWEEN ? AND ? AND id <= ? AND event_stamps IS NOT NULL"
-    f" UNION ALL SELECT {_LOG_COLUMNS} FROM event_log"
-    " WHERE mpid BETWEEN ? AND ? AND id <= ? AND event_stamps IS NULL ORDER BY mpid, id"
-)
-_REJECT_COLUMNS = "id, input, received_ms, kind, reason, body, replayed_ms"
-
-
-# MPIDs per `IN (...)` list (well under SQLite's limit on parameters).
-_IN_CHUNK = 5_000
 _RAISE_VERSION = "UPDATE definitions_version SET version = version + 1 WHERE id = 1"
 # One statement, so one read transaction (its WAL lock taken once): the version always,
 # the profile's columns NULL when there is none.
@@ -90,7 +69,7 @@ _VERSIONED_PROFILE = (
 )
 
 
-class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
+class SqliteStore(SqliteLogReads, CalculatedSaves, SqlAccessRecords, SqlDsrStore):
     """`synchronous` is FULL by default: a committed batch survives power loss, not only a
     process crash; group commit keeps that to one fsync per group of batches.
     """
@@ -109,13 +88,13 @@ class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
         self.path = str(path)
         self._synchronous = synchronous
         if self.path != ":memory:":
-            _private_file(Path(self.path))
+            private_file(Path(self.path))
         self._writer = self._connect()
         if self.path != ":memory:":
             # The WAL and shared-memory files SQLite made take the database's mode; files
             # of an older install are tightened too.
             for side in (f"{self.path}-wal", f"{self.path}-shm"):
-                _tighten(Path(side))
+                tighten(Path(side))
         # The writer's cache holds the identity index and the hot profiles: every miss is a
         # read syscall inside the write transaction, which all batches wait behind.
         self._writer.execute(f"PRAGMA cache_size = -{writer_cache_mb * 1024}")
@@ -361,52 +340,6 @@ class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         return sample_of(rows, size, previous)
 
-    def read_log(self, after_id: int, limit: int) -> list[LogEntry]:
-        rows = self._rows().execute(
-            f"SELECT {_LOG_COLUMNS} FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        )
-        return [_log_entry(r) for r in rows]
-
-    def latest_log(self, limit: int) -> list[LogEntry]:
-        rows = self._rows().execute(
-            f"SELECT {_LOG_COLUMNS} FROM event_log ORDER BY id DESC LIMIT ?", (limit,)
-        )
-        return [_log_entry(r) for r in rows]
-
-    def log_for_profile(self, mpid: int, limit: int) -> list[LogEntry]:
-        rows = self._rows().execute(
-            f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid = ? ORDER BY id DESC LIMIT ?",
-            (mpid, limit),
-        )
-        return [_log_entry(r) for r in rows]
-
-    def log_for_profiles(self, mpids: Sequence[int]) -> list[LogEntry]:
-        found: list[LogEntry] = []
-        cursor = self._rows()
-        for first in range(0, len(mpids), _IN_CHUNK):
-            chunk = tuple(mpids[first : first + _IN_CHUNK])
-            marks = ", ".join("?" for _ in chunk)
-            rows = cursor.execute(
-                f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid IN ({marks})", chunk
-            )
-            found.extend(_log_entry(r) for r in rows)
-        found.sort(key=lambda e: e.id or 0)
-        return found
-
-    def log_for_mpid_range(
-        self, first: int, last: int, to_id: int, *, stamped_bodies: bool = True
-    ) -> list[LogEntry]:
-        if stamped_bodies:
-            rows = self._rows().execute(
-                f"SELECT {_LOG_COLUMNS} FROM event_log WHERE mpid BETWEEN ? AND ? AND id <= ?"
-                " ORDER BY mpid, id",
-                (first, last, to_id),
-            )
-        else:
-            rows = self._rows().execute(_STAMPED_RANGE, (first, last, to_id) * 2)
-        return [_log_entry(r) for r in rows]
-
     def save_audience(
         self, audience: AudienceDef, *, progress: bool = False, cut_log: bool = False
     ) -> AudienceDef:
@@ -494,41 +427,6 @@ class SqliteStore(CalculatedSaves, SqlAccessRecords, SqlDsrStore):
         )
         return [mpid for (mpid,) in rows]
 
-    def list_merges(self, mpid: int | None, limit: int) -> list[MergeEntry]:
-        rows = self._reader().execute(
-            f"SELECT id, {MERGE_COLUMNS} FROM merges"
-            " WHERE ? IS NULL OR survivor = ? OR merged = ? ORDER BY id DESC LIMIT ?",
-            (mpid, mpid, mpid, limit),
-        )
-        return [merge_of(row) for row in rows]
-
-    def get_merge(self, merge_id: int) -> MergeEntry | None:
-        row = (
-            self._reader()
-            .execute(f"SELECT id, {MERGE_COLUMNS} FROM merges WHERE id = ?", (merge_id,))
-            .fetchone()
-        )
-        return None if row is None else merge_of(row)
-
-    def list_rejects(self, kind: str | None, limit: int) -> list[RejectEntry]:
-        rows = self._reader().execute(
-            f"SELECT {_REJECT_COLUMNS} FROM rejects WHERE ? IS NULL OR kind = ?"
-            " ORDER BY id DESC LIMIT ?",
-            (kind, kind, limit),
-        )
-        return [
-            RejectEntry(
-                id=r[0],
-                input=r[1],
-                received_ms=r[2],
-                kind=r[3],
-                reason=r[4],
-                body=bytes(r[5]),
-                replayed_ms=r[6],
-            )
-            for r in rows
-        ]
-
     def close(self) -> None:
         self._commit_sync.close()
         for conn in self._readers:
@@ -549,44 +447,7 @@ _COUNT_MEMBERSHIPS = (
 )
 
 
-def _log_entry(row: sqlite3.Row) -> LogEntry:
-    return LogEntry(
-        id=row["id"],
-        input=row["input"],
-        workspace_id=row["workspace_id"],
-        received_ms=row["received_ms"],
-        status=row["status"],
-        reason=row["reason"],
-        mpid=row["mpid"],
-        source_request_id=row["source_request_id"],
-        client_ip=row["client_ip"],
-        historical=bool(row["historical"]),
-        body=bytes(row["body"]),
-        event_stamps=None if row["event_stamps"] is None else bytes(row["event_stamps"]),
-    )
-
-
 def _statements(sql: str) -> list[str]:
     """Split a migration file into statements (they hold no semicolons in literals)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def _private_file(path: Path) -> None:
-    """The database file (and its directory) private to the service user: a directory
-    Kindred makes is 0700, the file 0600 (made before SQLite opens it, so that its WAL and
-    shared-memory files are made 0600 too)."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    _tighten(path)
-
-
-def _tighten(path: Path) -> None:
-    """Take group and other permissions off a file of the store (0600)."""
-    try:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            path.chmod(mode & 0o700)
-    except FileNotFoundError:
-        pass
