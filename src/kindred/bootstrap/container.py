@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from kindred.bootstrap.activation_processes import ActivationProcesses
 from kindred.bootstrap.forwarding import forwarding
+from kindred.bootstrap.jobs import applying_jobs, estimate_jobs
 from kindred.bootstrap.security import (
     SERVER_KEY_NAMES,
     admin_callers,
@@ -241,76 +242,18 @@ class Container:
     def start(self) -> None:
         self.migrate()
         self.writer.start()
+        jobs = estimate_jobs(self)
         if self.role != "api":
             # Background jobs run where batches are applied: role all, or the workers.
-            self._start_jobs()
-        self._start_estimates()
+            if self.settings.forwarding.deliver_in_server:
+                self.delivery.reconcile()
+            jobs = applying_jobs(self) + jobs
+        for job in jobs:
+            job.start()
+            self._background.append(job)
         if self.partition_worker is not None:
             self.partition_worker.start()
         self.started = True
-
-    def _start_jobs(self) -> None:
-        interval = self.settings.retention.sweep_interval_s
-        if interval > 0:
-            # The first sweep soon after start, so that short-lived processes sweep too.
-            sweeper = Periodic(
-                "retention", interval, self.retention.run, first_after_s=min(interval, 60.0)
-            )
-            sweeper.start()
-            self._background.append(sweeper)
-        expiry_every = self.settings.retention.expiry_interval_s
-        if expiry_every > 0 and self.tenancy.attribute_ttls:
-            # The first run soon after start: a rule just configured reaches the profiles
-            # stored before it.
-            expiry = Periodic(
-                "attribute-expiry",
-                expiry_every,
-                self.attribute_expiry.run,
-                first_after_s=min(expiry_every, 60.0),
-            )
-            expiry.start()
-            self._background.append(expiry)
-        audiences = self.settings.audiences
-        for name, every, task in (
-            ("audience-schedule", audiences.schedule_interval_s, self.audience_schedule.run),
-            ("audience-backfill", audiences.backfill_interval_s, self.audience_backfill.run),
-            ("standard-audiences", audiences.backfill_interval_s, self.standard_audiences.run),
-            ("audience-shadows", audiences.backfill_interval_s, self.audience_shadows.run),
-            ("calculated-backfill", audiences.backfill_interval_s, self.calculated_backfill.run),
-        ):
-            if every > 0:
-                # A backfill run that evaluated profiles is followed by the next at once: an
-                # activation over a million profiles is fifty runs, not fifty runs and as
-                # many waits.
-                again_if = _evaluated_some if name == "audience-backfill" else None
-                periodic = Periodic(name, every, task, again_if=again_if)
-                periodic.start()
-                self._background.append(periodic)
-        dsr_every = self.settings.privacy.run_interval_s
-        if dsr_every > 0:
-            requests = Periodic("dsr-requests", dsr_every, self.dsr.run_due)
-            requests.start()
-            self._background.append(requests)
-        if self.settings.forwarding.deliver_in_server:
-            self.delivery.reconcile()
-            follow = Periodic("delivery-reconcile", 2.0, self.delivery.reconcile)
-            follow.start()
-            self._background.append(follow)
-
-    def _start_estimates(self) -> None:
-        """The estimator's samples are read by the process whose UI and admin API answer
-        estimates: every role."""
-        audiences = self.settings.audiences
-        if audiences.estimate_refresh_s > 0:
-            # The first run at once: the samples are warm for the first estimates.
-            estimates = Periodic(
-                "audience-estimates",
-                audiences.estimate_refresh_s,
-                self.estimates.refresh,
-                first_after_s=0.0,
-            )
-            estimates.start()
-            self._background.append(estimates)
 
     def close(self) -> None:
         """Stop background work, drain the writer (everything submitted is committed), then
@@ -327,10 +270,6 @@ class Container:
         self.writer.stop()
         self.store.close()
         self.started = False
-
-
-def _evaluated_some(result: object) -> bool:
-    return isinstance(result, int) and result > 0
 
 
 def activation_processes_of(settings: Settings) -> ActivationProcesses | None:
