@@ -5,7 +5,7 @@ PostgreSQL round trip is ~200 µs, more than applying a batch. So a group announ
 will ask about (`prefetch`: its identities, MPIDs and request ids), which is locked and read
 in a few statements; every later read is answered from that snapshot plus the
 transaction's own changes, and every write is buffered and flushed at commit in one
-`executemany` per table. The store-specific part is the small `SetOps` protocol.
+`executemany` per table. The store-specific part is the small `SetOps` protocol (storage.set_ops).
 
 Semantics are those of the ports (the contract suite runs against it): a save whose
 version does not follow the one this transaction sees raises ConcurrentUpdate at once, and
@@ -15,7 +15,6 @@ a save that loses a race with another process raises it at commit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from kindred.audiences.definition import MembershipChange, Selection
 from kindred.domain.dsr import DsrRequest
@@ -35,84 +34,10 @@ from kindred.ports import (
     SelectionPage,
 )
 from kindred.storage.codec import ProfileRead, ProfileWrite
-from kindred.storage.erasure_sql import SqlErasure
 from kindred.storage.pending_writes import Link, PendingWrites, ScopedKey, StoredColumns
+from kindred.storage.set_ops import SetOps
 
-__all__ = ["SetOps", "WriteBehindUnitOfWork"]
-
-
-class SetOps(Protocol):
-    """What a SQL store does in bulk, inside its open transaction."""
-
-    def lock_identities(self, keys: Sequence[ScopedKey]) -> None: ...
-
-    def find_identities(self, keys: Sequence[ScopedKey]) -> dict[ScopedKey, list[int]]: ...
-
-    def read_profiles(self, mpids: Sequence[int]) -> dict[int, ProfileRead]: ...
-
-    def document(self, profile: Profile) -> str:
-        """The profile's document in the form the store writes it."""
-        ...
-
-    def known_requests(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]: ...
-
-    def log_position(self, partition: int) -> int:
-        """The batch log partition's stored position (0: none), its row locked until
-        commit where the store locks rows."""
-        ...
-
-    def claim_expired(self, scope: str, stored_before_ms: int, limit: int) -> list[Profile]:
-        """Oldest first; rows another transaction holds are skipped, the rest locked."""
-        ...
-
-    def log_ids(self, mpid: int, from_ms: int, to_ms: int) -> list[int]: ...
-
-    def aged_log(
-        self, workspace_ids: Sequence[int], received_before_ms: int, limit: int
-    ) -> list[tuple[int, int | None]]:
-        """Oldest first; entries another transaction holds are skipped, the rest locked."""
-        ...
-
-    def delete_log(self, entry_ids: Sequence[int]) -> int: ...
-
-    def page_profiles(
-        self, scope: str, from_mpid: int, limit: int, needles: Needles | None
-    ) -> list[Profile]: ...
-
-    def claim_due(self, before_ms: int, limit: int) -> list[Profile]:
-        """Profiles whose audience due time has come, earliest first; locked like
-        claim_expired."""
-        ...
-
-    def apply_selection(
-        self, selection: Selection, held: Membership, from_mpid: int, limit: int
-    ) -> tuple[int, int | None, list[int], list[int]] | None:
-        """UnitOfWork.apply_selection on the audience_members rows: (profiles covered, last
-        MPID covered, MPIDs that entered, MPIDs that left); None when the audience is not
-        active."""
-        ...
-
-    def remove_members(self, audience_id: int) -> list[int]:
-        """Delete the audience's audience_members rows; the MPIDs that held one."""
-        ...
-
-    def audience_active(self, audience_id: int) -> bool: ...
-
-    def definitions_version(self) -> int: ...
-
-    def erasure(self) -> SqlErasure:
-        """A subject's erasure, run at once in the open transaction."""
-        ...
-
-    def update_dsr(self, request: DsrRequest) -> bool:
-        """Replace the stored request if still at `request.version - 1`, at once in the
-        open transaction (its row then locked until commit where the store locks rows)."""
-        ...
-
-    def flush(self, writes: PendingWrites) -> None:
-        """Apply every write; raise ConcurrentUpdate when an insert or an update finds the
-        database not in the state this transaction read."""
-        ...
+__all__ = ["WriteBehindUnitOfWork"]
 
 
 class WriteBehindUnitOfWork:
