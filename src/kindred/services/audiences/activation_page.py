@@ -5,7 +5,7 @@ of a profile against a few audiences that the backfills share (`evaluated`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -36,6 +36,12 @@ class Plan:
     affected: frozenset[int]
     ttls: dict[int, TtlRules]
     now_ms: int
+    # Each history's mark once folded: the log id up to which the pass folds (`history_to`).
+    marks: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        marks = dict.fromkeys(self.some.specs, self.audience.history_to)
+        object.__setattr__(self, "marks", marks)
 
 
 class Page:
@@ -130,12 +136,16 @@ class Page:
 def folded_to(profile: Profile, plan: Plan) -> int:
     """The log id up to which the batches logged under the profile's MPID are folded into
     the histories (an edit keeping the histories' keys folds only those after it)."""
-    return min(profile.event_folded.get(key, 0) for key in plan.some.specs)
+    folded = profile.event_folded
+    if not folded:
+        return 0
+    return min(folded.get(key, 0) for key in plan.some.specs)
 
 
 def with_mark(profile: Profile, plan: Plan) -> Profile:
-    marks = dict.fromkeys(plan.some.specs, plan.audience.history_to)
-    return msgspec.structs.replace(profile, event_folded={**profile.event_folded, **marks})
+    marks = plan.marks
+    folded = {**profile.event_folded, **marks} if profile.event_folded else dict(marks)
+    return msgspec.structs.replace(profile, event_folded=folded)
 
 
 def evaluated(

@@ -26,6 +26,7 @@ __all__ = ["DecodedBatch", "LogPage", "LogReading", "decoded_batch", "fold_logge
 
 # How many event types and names one reading remembers whether its histories take.
 _TYPES_TAKEN_BOUND = 10_000
+_UNKNOWN = "\0unknown"  # not an answer `_taken_type` gives
 
 
 def _needles(some: Histories) -> tuple[bytes, ...] | None:
@@ -82,10 +83,14 @@ class LogReading:
             return ()
 
     def _stamped(self, stamps: bytes, received_ms: int) -> tuple[EventFact, ...] | None:
+        known = self._types_taken
         try:
             facts = []
             for kind, name, before in decoded_stamps(stamps):
-                event_type = self._taken_type(kind, name)
+                # The type and name's answer looked up once, worked out the first time.
+                event_type = known.get((kind, name), _UNKNOWN)
+                if event_type is _UNKNOWN:
+                    event_type = self._taken_type(kind, name)
                 if event_type is not None:
                     at = received_ms - before
                     facts.append(EventFact(event_type=event_type, name=name, timestamp_ms=at))
@@ -94,11 +99,9 @@ class LogReading:
         return tuple(facts)
 
     def _taken_type(self, kind: int | str, name: str | None) -> str | None:
-        """The type of a stamped event some history takes (None when none does), worked
-        out once for each type and name (up to a bound: names may be many)."""
+        """The type of a stamped event some history takes (None when none does), kept for
+        each type and name (up to a bound: names may be many) for `_stamped` to find."""
         known = self._types_taken
-        if (kind, name) in known:
-            return known[(kind, name)]
         event_type = stamp_type(kind)
         keys = self._keys
         taken = event_type in keys or (name is not None and event_key(event_type, name) in keys)
