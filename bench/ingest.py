@@ -13,6 +13,12 @@ duplicates (warm-up included), and exits non-zero when duplicates are over 1%.
 
     python bench/ingest.py --store sqlite --profiles 1000000 --rate 2000 --duration 60
     python bench/ingest.py --store postgres --profiles 1000000 --rate 1000 --duration 60
+    python bench/ingest.py --profiles 1000000 --rate 2500 --writer-process both --rounds 3
+
+With `--writer-process both` each round runs one `kindred serve` process, then one with
+its writer process (`kindred serve --writer-process`), on the same store, and the summary
+gives each figure's ratio per round (writer process over one process). The server's CPU
+is that of its whole process tree, the writer process included.
 """
 
 from __future__ import annotations
@@ -226,6 +232,7 @@ async def _run(
         "server": name,
         "store": args.store,
         "server_workers": args.workers,
+        "writer_process": name == "kindred-writer",
         "profiles_seeded": seeded,
         "target_batches_per_s": args.rate,
         "duration_s": round(elapsed, 1),
@@ -268,6 +275,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=10, help="seconds at the rate, unmeasured")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--writer-process",
+        choices=["off", "on", "both"],
+        default="off",
+        help="kindred serve --writer-process; both: each round one process first, then"
+        " with the writer process, each server started for its run, and their ratios",
+    )
     parser.add_argument("--returning", type=float, default=0.7, help="share of known users")
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))
     parser.add_argument("--fresh", action="store_true", help="start from an empty store")
@@ -304,7 +318,11 @@ def main() -> None:
     if args.profiles:
         seed(str(data_dir), args.profiles, store_url)
         os.sync()  # the seed's dirty pages must not be flushed during the measurement
-    server = ServerProcess(data_dir, store_url, workers=args.workers)
+    if args.writer_process == "both":
+        results = _layout_rounds(args, data_dir, store_url)
+        print(json.dumps(_summary(results), indent=2), flush=True)
+        return
+    server = _server(args, data_dir, store_url, writer_process=args.writer_process == "on")
     bare = BareIngest(data_dir, workers=args.workers) if args.baseline else None
     try:
         server.start()
@@ -317,6 +335,35 @@ def main() -> None:
             bare.stop()
     if args.rounds > 1 or bare:
         print(json.dumps(_summary(results), indent=2), flush=True)
+
+
+def _server(
+    args: argparse.Namespace, data_dir: Path, store_url: str | None, *, writer_process: bool
+) -> ServerProcess:
+    env = {"KINDRED_WRITER_PROCESS": "1"} if writer_process else {}
+    return ServerProcess(data_dir, store_url, workers=args.workers, env=env)
+
+
+def _layout_rounds(
+    args: argparse.Namespace, data_dir: Path, store_url: str | None
+) -> list[dict[str, object]]:
+    """Each round: one process, then with the writer process, each on a server started
+    for its run (the same store), so that the two alternate in one sitting."""
+    results: list[dict[str, object]] = []
+    run_id = args.run_id
+    for _ in range(args.rounds):
+        for name, writer_process in (("kindred", False), ("kindred-writer", True)):
+            server = _server(args, data_dir, store_url, writer_process=writer_process)
+            server.start()
+            try:
+                run = uvloop.run(_run(args, server, args.profiles, run_id, name))
+            finally:
+                server.stop()
+            run_id += 1
+            results.append(run)
+            _print_run(run)
+            _check_applied(run)
+    return results
 
 
 def _rounds(
@@ -360,9 +407,10 @@ SUMMARY_FIGURES = ("batches_per_s", "p50_ms", "p99_ms", "p999_ms", "server_cpu_u
 
 def _summary(results: list[dict[str, object]]) -> dict[str, object]:
     """Per server, the median [min, max] of each figure over the rounds; with a baseline,
-    per round the ratio of Kindred's figure to the bare server's of the same round."""
+    per round the ratio of Kindred's figure to the bare server's of the same round; with
+    both layouts, per round the writer process's figure over one process's."""
     summary: dict[str, object] = {}
-    for name in ("bare", "kindred"):
+    for name in ("bare", "kindred", "kindred-writer"):
         runs = [r for r in results if r["server"] == name]
         if runs:
             summary[name] = {
@@ -370,13 +418,23 @@ def _summary(results: list[dict[str, object]]) -> dict[str, object]:
             }
     bare_runs = [r for r in results if r["server"] == "bare"]
     kindred_runs = [r for r in results if r["server"] == "kindred"]
+    writer_runs = [r for r in results if r["server"] == "kindred-writer"]
     if bare_runs:
-        pairs = list(zip(bare_runs, kindred_runs, strict=True))
-        summary["kindred_over_bare"] = {
-            key: spread([_number(k[key]) / max(_number(b[key]), 1e-9) for b, k in pairs])
-            for key in SUMMARY_FIGURES
-        }
+        summary["kindred_over_bare"] = _ratios(kindred_runs, bare_runs)
+    if writer_runs:
+        summary["writer_process_over_one_process"] = _ratios(writer_runs, kindred_runs)
     return summary
+
+
+def _ratios(
+    these: list[dict[str, object]], those: list[dict[str, object]]
+) -> dict[str, dict[str, float]]:
+    """Per figure, the spread over the rounds of this run's figure over that run's."""
+    pairs = list(zip(these, those, strict=True))
+    return {
+        key: spread([_number(a[key]) / max(_number(b[key]), 1e-9) for a, b in pairs])
+        for key in SUMMARY_FIGURES
+    }
 
 
 def _number(value: object) -> float:

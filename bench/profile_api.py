@@ -21,6 +21,9 @@ pair by pair within a round.
 `--granian` adds the bare server and Kindred on granian (its ASGI interface, same loop and
 workers; `pip install granian` first: Kindred does not depend on it) to each round.
 
+`--writer-process` adds Kindred with its writer process (`kindred serve --writer-process`)
+to each round.
+
 `--ingest-rate R` adds a phase: each Kindred is read while batches arrive at R per second
 (open loop, bench/ingest.py's load, with request ids and users no run sent before);
 it reports the read latency then, and the batches applied and answered as duplicates.
@@ -299,6 +302,11 @@ def main() -> None:
     parser.add_argument(
         "--granian", action="store_true", help="also the bare server and Kindred on granian"
     )
+    parser.add_argument(
+        "--writer-process",
+        action="store_true",
+        help="also Kindred with its writer process (kindred serve --writer-process)",
+    )
     args = parser.parse_args()
     if not shutil.which(args.wrk):
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -317,6 +325,10 @@ def main() -> None:
     if args.before_src:
         before = ServerProcess(data_dir, args.store_url, workers=args.workers, src=args.before_src)
         contenders.insert(1, Contender("kindred_before", before))
+    if args.writer_process:
+        env = {"KINDRED_WRITER_PROCESS": "1"}
+        split = ServerProcess(data_dir, args.store_url, workers=args.workers, env=env)
+        contenders.append(Contender("kindred_writer_process", split))
     if args.granian:
         contenders += granian_contenders(args, data_dir)
     try:

@@ -80,11 +80,13 @@ class EventsApi:
         await self._submit([Accepted(source, obs, body, client_ip=client_ip)])
 
     async def _submit(self, items: Sequence[Accepted | Refused]) -> list[BatchOutcome]:
-        """Each item applied (its outcome), or with role api appended to the batch log
-        (no outcome yet: a worker applies it)."""
+        """Each item applied (its outcome: here, or by the writer process), or with role
+        api appended to the batch log (no outcome yet: a worker applies it)."""
         if self._c.appender is not None:
             await self._c.appender.submit(items)
             return []
+        if self._c.remote_writer is not None:
+            return await self._c.remote_writer.submit(items)
         submit = self._c.writer.submit_async
         if len(items) == 1:
             return [await submit(items[0])]

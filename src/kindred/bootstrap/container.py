@@ -29,6 +29,7 @@ from kindred.bootstrap.write_side import (
     through,
     write_side,
 )
+from kindred.bootstrap.writer_process import RemoteWriter
 from kindred.config import Settings
 from kindred.config.keys import (
     KEY_NAMES,
@@ -100,6 +101,7 @@ from kindred.services.profiles.profile_api import ProfileApiService
 from kindred.services.profiles.queries import ProfileQueries
 from kindred.services.writes.group_writer import GroupWriter
 from kindred.services.writes.runner import CommandRunner
+from kindred.stream.writer_link import WriterLink
 from kindred.system import FernetBox, SecureMpids, SecureSecrets
 
 __all__ = ["Container", "build"]
@@ -160,6 +162,8 @@ class Container:
     receipts: Receipts
     # Role api: batches go to the batch log; role worker: its partitions applied here.
     appender: LogAppender | None = None
+    # `kindred serve --writer-process`: the events API's batches go to the writer process.
+    remote_writer: RemoteWriter | None = None
     partition_worker: PartitionWorker | None = None
     # Where a large activation computes its pages (None: in this process).
     activation_processes: ActivationProcesses | None = None
@@ -286,8 +290,11 @@ def build(
     mpids: MpidSource | None = None,
     secrets: Secrets | None = None,
     store: Store | None = None,
+    writer_socket: str | None = None,
 ) -> Container:
-    """`store`: instead of the one the settings name (tests: a memory store)."""
+    """`store`: instead of the one the settings name (tests: a memory store).
+    `writer_socket`: where the writer process listens, in an HTTP process of `kindred
+    serve --writer-process`."""
     # Only a store the settings name can be opened by an activation's own processes.
     activation_processes = activation_processes_of(settings) if store is None else None
     store = store or make_store(settings)
@@ -439,6 +446,7 @@ def build(
         processor_key=processor_key,
         receipts=receipts,
         appender=appender,
+        remote_writer=RemoteWriter(WriterLink(writer_socket), metrics) if writer_socket else None,
         activation_processes=activation_processes,
         partition_worker=partition_worker,
     )

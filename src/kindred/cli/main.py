@@ -11,7 +11,7 @@ import msgspec
 
 from kindred.bootstrap import Container, build
 from kindred.cli.common import config_option, data_dir_option, existing_store, settings_of
-from kindred.config import Settings, with_role
+from kindred.config import Settings, with_role, with_writer_process
 from kindred.domain.credentials import CREDENTIAL_SCOPES, PROFILES_SCOPE
 from kindred.domain.errors import KindredError, StoreUnavailable
 from kindred.observability import configure_logging
@@ -53,6 +53,13 @@ def main() -> None:
     " background jobs. api and worker need PostgreSQL and JetStream (docs/deployment.md).",
 )
 @click.option(
+    "--writer-process",
+    is_flag=True,
+    default=None,
+    help="Apply the events API's batches in a process of their own, fed by the HTTP"
+    " processes (default from config server.writer_process; role all).",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate (chain) file: serve HTTPS. Needs --tls-key.",
@@ -71,6 +78,7 @@ def serve(
     demo_data: bool,
     workers: int | None,
     role: str | None,
+    writer_process: bool | None,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
@@ -83,6 +91,8 @@ def serve(
     settings = _settings(config_path, data_dir)
     if role is not None:
         settings = with_role(settings, role)
+    if writer_process:
+        settings = with_writer_process(settings)
     configure_logging(settings.server.log_level, settings.server.log_format)
     run_server(settings, host=host, port=port, demo_data=demo_data, workers=workers, tls=tls)
 

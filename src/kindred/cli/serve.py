@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from kindred.api.fastpath import FastPath
 from kindred.api.hot_protocol import HOT_PROTOCOL
 from kindred.bootstrap import build
 from kindred.bootstrap.collector import serving_collector
+from kindred.bootstrap.writer_process import WriterProcess, socket_path
 from kindred.cli.demo import load_demo
 from kindred.config import Settings, load_settings
 from kindred.domain.redact import redact_url
@@ -81,16 +83,44 @@ def run_server(
         options["ssl_certfile"] = tls.cert
         options["ssl_keyfile"] = tls.key
     _announce(settings, host, port, scheme="https" if tls else "http", demo_loaded=demo_data)
-    if workers == 1:
-        uvicorn.Server(uvicorn.Config(_server_app(settings), **options)).run()
-        return
-    # Worker processes build their own container from the same settings, which reach them
-    # through the environment (see kindred.config.load_settings).
+    writer = _writer_process(settings)
+    try:
+        if workers == 1:
+            uvicorn.Server(uvicorn.Config(_server_app(settings), **options)).run()
+            return
+        _settings_to_children(settings)
+        uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
+    finally:
+        if writer is not None:
+            writer.stop()  # after the HTTP processes: their last batches are answered
+
+
+def _settings_to_children(settings: Settings) -> None:
+    """Worker processes and the writer process build their own container from the same
+    settings, which reach them through the environment (see kindred.config.load_settings)."""
     os.environ["KINDRED_CONFIG"] = "" if settings.source == "<demo>" else settings.source
     os.environ["KINDRED_DATA_DIR"] = settings.data_dir
     os.environ["KINDRED_STORE_URL"] = settings.store.url
     os.environ["KINDRED_ROLE"] = settings.server.role
-    uvicorn.run("kindred.cli.serve:worker_app", factory=True, workers=workers, **options)
+    os.environ["KINDRED_WRITER_PROCESS"] = "1" if settings.server.writer_process else "0"
+
+
+def _writer_process(settings: Settings) -> WriterProcess | None:
+    """With `server.writer_process`, the writer process started (and watched) before
+    the HTTP processes."""
+    if not settings.server.writer_process:
+        return None
+    _settings_to_children(settings)
+    writer = WriterProcess(socket_path(settings), Path(settings.data_dir) / "writer.pid")
+    # uvicorn answers SIGTERM by draining, then sends it to itself again with the handler
+    # it found: SystemExit here, so that the writer process is stopped after the drain.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    writer.start()
+    return writer
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _private_data_dir(path: str) -> None:
@@ -109,7 +139,8 @@ def worker_app() -> FastPath:
 
 
 def _server_app(settings: Settings) -> FastPath:
-    app = create_app(build(settings))
+    writer_socket = socket_path(settings) if settings.server.writer_process else None
+    app = create_app(build(settings, writer_socket=writer_socket))
     serving_collector()
     return app
 

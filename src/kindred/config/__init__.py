@@ -45,6 +45,7 @@ __all__ = [
     "demo_config_text",
     "load_settings",
     "with_role",
+    "with_writer_process",
 ]
 
 SourceTypeName = Literal[
@@ -73,6 +74,9 @@ class ServerSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     # applying the batch log and running the background jobs. api and worker need
     # PostgreSQL ([store] url) and a JetStream ([stream] url).
     role: Literal["all", "api", "worker"] = "all"
+    # The events API's batches applied by a process of their own, fed by the HTTP
+    # processes over a Unix socket (docs/architecture.md); role all only.
+    writer_process: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -377,7 +381,8 @@ def load_settings(
     env: dict[str, str] | None = None,
 ) -> Settings:
     """Read the config file (the demo config when none is given) and apply overrides:
-    KINDRED_CONFIG, KINDRED_DATA_DIR, KINDRED_STORE_URL, and `*_env` secret references.
+    KINDRED_CONFIG, KINDRED_DATA_DIR, KINDRED_STORE_URL, KINDRED_ROLE,
+    KINDRED_WRITER_PROCESS (1: on), and `*_env` secret references.
     (Worker processes of `kindred serve --workers N` find their settings this way.)"""
     environ = dict(os.environ) if env is None else env
     path = path or environ.get("KINDRED_CONFIG") or None
@@ -387,10 +392,12 @@ def load_settings(
     updates["data_dir"] = data_dir or environ.get("KINDRED_DATA_DIR") or settings.data_dir
     if environ.get("KINDRED_CLOCK_FILE"):
         updates["clock_file"] = environ["KINDRED_CLOCK_FILE"]
+    server = settings.server
     if environ.get("KINDRED_ROLE"):
-        updates["server"] = msgspec.structs.replace(
-            settings.server, role=_role(environ["KINDRED_ROLE"])
-        )
+        server = msgspec.structs.replace(server, role=_role(environ["KINDRED_ROLE"]))
+    if environ.get("KINDRED_WRITER_PROCESS") == "1":
+        server = msgspec.structs.replace(server, writer_process=True)
+    updates["server"] = server
     if environ.get("KINDRED_STORE_URL"):
         updates["store"] = msgspec.structs.replace(settings.store, url=environ["KINDRED_STORE_URL"])
     settings = msgspec.structs.replace(settings, **updates)
@@ -402,6 +409,15 @@ def load_settings(
 def with_role(settings: Settings, role: str) -> Settings:
     """The settings with `server.role` given on the command line, checked again."""
     server = msgspec.structs.replace(settings.server, role=_role(role))
+    changed = msgspec.structs.replace(settings, server=server)
+    validate(changed)
+    return changed
+
+
+def with_writer_process(settings: Settings) -> Settings:
+    """The settings with `server.writer_process` on (`kindred serve --writer-process`),
+    checked again."""
+    server = msgspec.structs.replace(settings.server, writer_process=True)
     changed = msgspec.structs.replace(settings, server=server)
     validate(changed)
     return changed

@@ -71,6 +71,11 @@ def _validate_role(settings: Settings) -> None:
     """Roles api and worker share the profiles through PostgreSQL and the batches through
     the batch log: an embedded SQLite file cannot be shared between machines."""
     role, stream = settings.server.role, settings.stream
+    if role != "all" and settings.server.writer_process:
+        raise ConfigError(
+            f"server.writer_process: role {role} applies no batches of its own; the writer"
+            " process is for role all"
+        )
     if role != "all" and settings.store.url.startswith("sqlite://"):
         raise ConfigError(
             f"server.role: role {role} needs PostgreSQL as the store (store.url"
