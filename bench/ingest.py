@@ -283,6 +283,7 @@ def _arguments() -> argparse.Namespace:
         " with the writer process, each server started for its run, and their ratios",
     )
     parser.add_argument("--returning", type=float, default=0.7, help="share of known users")
+    parser.add_argument("--config", help="the server's config (default: bench/kindred-bench.toml)")
     parser.add_argument("--data-dir", default=str(Path(__file__).parent / "out"))
     parser.add_argument("--fresh", action="store_true", help="start from an empty store")
     parser.add_argument(
@@ -341,7 +342,10 @@ def _server(
     args: argparse.Namespace, data_dir: Path, store_url: str | None, *, writer_process: bool
 ) -> ServerProcess:
     env = {"KINDRED_WRITER_PROCESS": "1"} if writer_process else {}
-    return ServerProcess(data_dir, store_url, workers=args.workers, env=env)
+    server = ServerProcess(data_dir, store_url, workers=args.workers, env=env)
+    if args.config:
+        server.config = Path(args.config)
+    return server
 
 
 def _layout_rounds(

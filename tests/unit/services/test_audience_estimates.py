@@ -17,6 +17,7 @@ from kindred.audiences.definition import AudienceDef
 from kindred.audiences.history import histories_of
 from kindred.audiences.sample import RELIABLE_MEMBERS, SAMPLE_MODULUS, sample_key
 from kindred.domain.errors import InvalidBatch
+from kindred.domain.identities import IdentityKey
 from kindred.ports import LogEntry
 from kindred.services.audiences import estimates
 from kindred.services.audiences.estimates import WARM_FOR_S, AudienceEstimator
@@ -313,6 +314,40 @@ def test_a_refresh_reads_the_batches_in_slices_with_a_pause_between(
     fresh = AudienceEstimator(world.store, world.registry, world.clock, kept_s=0)
     played_twice = _definition({"event": "custom_event", "name": "Play", "at_least": 2})
     assert estimator.estimate(played_twice) == fresh.estimate(played_twice)
+
+
+def test_a_refresh_reads_again_only_the_batches_of_profiles_that_changed_and_each_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batches of a profile stored as it was at the last read are kept as read, but
+    on its turn (one refresh in REREAD_EVERY): what changes a profile's batches without
+    changing it (retention removing old ones) shows within that many refreshes."""
+    monkeypatch.setattr(estimates, "REREAD_EVERY", 4)
+    world = World()
+    for n in range(24):
+        _send(world, f"u{n}", "gold", 5, [1])
+    estimator = AudienceEstimator(world.store, world.registry, world.clock)
+    assert estimator.refresh() == 1
+    everyone = {p.mpid for p in estimator.sampled(_scope(world))[0]}
+    read: list[set[int]] = []
+    log = world.store.log_for_profiles
+
+    def recorded(mpids: Any) -> Any:
+        read[-1].update(mpids)
+        return log(mpids)
+
+    world.store.log_for_profiles = recorded  # type: ignore[method-assign]
+    played_twice = _definition({"event": "custom_event", "name": "Play", "at_least": 2})
+    for round_ in range(4):
+        _send(world, "u1", "gold", 5, [round_ + 2])  # u1 changes every time
+        read.append(set())
+        assert estimator.refresh() == 1
+        (u1,) = world.store.find_profiles(_scope(world), IdentityKey("customer_id", "u1"))
+        assert u1 in read[-1]
+        assert len(read[-1]) < len(everyone) / 2  # the others as read, bar their turn
+        fresh = AudienceEstimator(world.store, world.registry, world.clock, kept_s=0)
+        assert estimator.estimate(played_twice) == fresh.estimate(played_twice)
+    assert set().union(*read) == everyone  # each read again within REREAD_EVERY
 
 
 def test_scopes_no_longer_estimated_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:

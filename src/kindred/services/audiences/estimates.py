@@ -46,6 +46,7 @@ from kindred.services.audiences.registry import AudienceRegistry
 __all__ = [
     "DEFAULT_SAMPLE",
     "REFRESH_PAUSE_S",
+    "REREAD_EVERY",
     "SAMPLE_KEPT_S",
     "WARM_FOR_S",
     "AudienceEstimate",
@@ -76,6 +77,14 @@ REFRESH_SLICE = 250
 # A server's pause between those slices: ~10 slices at the default sample size, so a
 # refresh takes ~0.2 s longer and uses the interpreter a small share of that time.
 REFRESH_PAUSE_S = 0.02
+# A refresh reads the batches of the sampled profiles stored as they were at the last read
+# only one refresh in this many (each profile on a turn of its own, by its MPID), and keeps
+# the rest as read: a batch is applied, replayed or moved by a merge only with a change of
+# its profile, which makes the profile read again; what can change a profile's batches
+# without it (retention removing old ones) shows within this many refreshes. Reading every
+# sampled profile's whole log every time cost PostgreSQL a burst of reads each refresh, and
+# ingest beside it its p99 (bench/RESULTS.md).
+REREAD_EVERY = 12
 
 
 class _Store(AudienceStore, ProfileReader, EventLogReader, Protocol):
@@ -149,6 +158,18 @@ class _Held:
     events: dict[tuple[frozenset[str], frozenset[str]], list[_Events]] = field(default_factory=dict)
 
 
+def _unchanged(held: _Held, before: _Held | None, turn: int) -> set[int]:
+    """The MPIDs of the held profiles stored as they were when `before` was read (the
+    sample then decodes them to the same object) whose batches were read then, except
+    those whose turn to be read again it is."""
+    if before is None or before.batches is None:
+        return set()
+    previous = {p.mpid: p for p in before.live}
+    return {
+        p.mpid for p in held.live if previous.get(p.mpid) is p and p.mpid % REREAD_EVERY != turn
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Counted:
     """What one scope's sample gave."""
@@ -182,6 +203,7 @@ class AudienceEstimator:
         # When each scope was last estimated (monotonic seconds): `refresh` keeps those warm.
         self._asked: dict[str, float] = {}
         self._warmed = False
+        self._refreshes = 0  # whose turn it is to have its batches read again
         # The estimate an item shows while its audience is calculated, per (id, edit).
         self._shown: dict[tuple[int, int], AudienceEstimate] = {}
         self._lock = Lock()
@@ -342,6 +364,7 @@ class AudienceEstimator:
             self._asked = {s: t for s, t in self._asked.items() if at - t < WARM_FOR_S}
             self._held = {s: h for s, h in self._held.items() if s in self._asked}
             scopes = sorted(self._asked)
+            self._refreshes += 1
         for scope in scopes:
             self._read(scope, with_batches=True)
         return len(scopes)
@@ -377,11 +400,13 @@ class AudienceEstimator:
     def _decoded(self, held: _Held, before: _Held | None) -> list[DecodedBatch]:
         """The applied batches of the held sample's profiles, oldest first, each decoded
         (or, read before with the same body, as decoded then: its status and MPID are
-        read anew, a merge moves a batch)."""
+        read anew, a merge moves a batch). Those of a profile stored as it was at the last
+        read are kept as read then, except on its turn (REREAD_EVERY)."""
         earlier = (before.batches if before is not None else None) or []
+        kept = _unchanged(held, before, self._refreshes % REREAD_EVERY)
+        found = [b for b in earlier if b.entry.mpid in kept]
         known = {b.entry.id: b for b in earlier if b.entry.id is not None}
-        mpids = [p.mpid for p in held.live]
-        found = []
+        mpids = [p.mpid for p in held.live if p.mpid not in kept]
         for start in range(0, len(mpids), REFRESH_SLICE):
             if start:
                 self._pause()
@@ -393,8 +418,6 @@ class AudienceEstimator:
                     found.append(DecodedBatch(entry, old.lowered, old.events))
                 else:
                     found.append(decoded_batch(entry))
-        # Oldest first, as one read gives them (each slice is; a profile's batches are in
-        # one slice).
         found.sort(key=lambda batch: batch.entry.id or 0)
         return found
 
