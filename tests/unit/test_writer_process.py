@@ -21,7 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kindred.bootstrap.writer_process import RemoteWriter, serve_writer
+from kindred.bootstrap.remote_writer import RemoteWriter
+from kindred.bootstrap.writer_process import serve_writer
 from kindred.domain.errors import InvalidBatch, OutcomeUnknown, StoreUnavailable
 from kindred.domain.observation import Observation
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, Tenancy, WorkspaceDef

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from kindred.bootstrap.activation_processes import ActivationProcesses
 from kindred.bootstrap.forwarding import forwarding
 from kindred.bootstrap.jobs import applying_jobs, estimate_jobs
+from kindred.bootstrap.remote_writer import RemoteWriter
 from kindred.bootstrap.security import (
     SERVER_KEY_NAMES,
     admin_callers,
@@ -29,7 +30,6 @@ from kindred.bootstrap.write_side import (
     through,
     write_side,
 )
-from kindred.bootstrap.writer_process import RemoteWriter
 from kindred.config import Settings
 from kindred.config.keys import (
     KEY_NAMES,

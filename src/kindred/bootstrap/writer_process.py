@@ -11,8 +11,9 @@ What goes through it: the batches of the events API (accepted, refused, quaranti
 Everything else an HTTP process writes (IDSync, admin changes, CSV imports, background
 jobs) it writes itself, as `--workers N` processes do; the store serializes the writers.
 
-The serving process starts the writer process before the HTTP processes, starts it again
-when it dies, and stops it after them (`WriterProcess`). While it is away, batches are
+The HTTP processes' end is `remote_writer.RemoteWriter`. The serving process starts the
+writer process before the HTTP processes, starts it again when it dies, and stops it
+after them (`WriterProcess`). While it is away, batches are
 answered 503 (nothing sent) or 504 (sent, no answer: send it again unchanged).
 """
 
@@ -29,27 +30,21 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from kindred.bootstrap.remote_writer import failure_reply
 from kindred.config import Settings, load_settings
 from kindred.domain.errors import (
-    Conflict,
-    Gone,
     InvalidBatch,
     KindredError,
-    NotFound,
-    OutcomeUnknown,
     StoreUnavailable,
 )
 from kindred.domain.tenancy import Tenancy
-from kindred.observability import PrometheusMetrics, configure_logging
+from kindred.observability import configure_logging
 from kindred.services.writes.commands import Accepted, BatchOutcome, Refused
 from kindred.services.writes.group_writer import GroupWriter, WriterStopped
-from kindred.stream.writer_link import WriterLink
 from kindred.wire.writer_frames import (
-    AcceptedFrame,
     FrameReader,
     RefusedFrame,
     ReplyFrame,
@@ -58,7 +53,7 @@ from kindred.wire.writer_frames import (
     encode_frame,
 )
 
-__all__ = ["RemoteWriter", "WriterProcess", "serve_writer", "socket_path", "writer_main"]
+__all__ = ["WriterProcess", "serve_writer", "socket_path", "writer_main"]
 
 log = logging.getLogger("kindred.writer_process")
 
@@ -87,66 +82,6 @@ def _private_directory(path: Path) -> None:
     found = path.stat()
     if found.st_uid != os.getuid() or stat.S_IMODE(found.st_mode) & 0o077:
         raise StoreUnavailable(f"{path}: not a private directory of this user")
-
-
-# --- the HTTP processes' side ----------------------------------------------------------
-
-_ERRORS: dict[str, type[KindredError]] = {
-    cls.__name__: cls for cls in (StoreUnavailable, OutcomeUnknown, NotFound, Conflict, Gone)
-}
-
-
-class RemoteWriter:
-    """Batches sent to the writer process, each answered with its outcome (or raising
-    what the writer raised), as the group writer answers them in one process."""
-
-    def __init__(self, link: WriterLink, metrics: PrometheusMetrics) -> None:
-        self._link = link
-        self._metrics = metrics
-
-    async def submit(self, items: Sequence[Accepted | Refused]) -> list[BatchOutcome]:
-        frames = [self._frame(item) for item in items]
-        replies = await self._link.send(frames)
-        outcomes = []
-        for item, reply in zip(items, replies, strict=True):
-            if reply.error:
-                raise _error_of(reply)
-            if isinstance(item, Accepted):
-                events = len(item.observation.events)
-                self._metrics.batch_done(item.input.name, reply.status, events)
-            outcomes.append(BatchOutcome(reply.status, reply.mpid))
-        return outcomes
-
-    async def close(self) -> None:
-        await self._link.close()
-
-    def _frame(self, item: Accepted | Refused) -> RequestFrame:
-        if isinstance(item, Accepted):
-            return AcceptedFrame(
-                self._link.next_id(),
-                item.input.name,
-                item.observation,
-                item.body,
-                item.client_ip,
-                item.historical,
-            )
-        return RefusedFrame(
-            self._link.next_id(),
-            item.input_name,
-            item.received_ms,
-            item.kind,
-            item.reason,
-            item.body,
-        )
-
-
-def _error_of(reply: ReplyFrame) -> Exception:
-    if reply.error == "InvalidBatch":
-        return InvalidBatch(reply.message, reply.path)
-    known = _ERRORS.get(reply.error)
-    if known is not None:
-        return known(reply.message)
-    return RuntimeError(f"the writer process failed: {reply.error}: {reply.message}")
 
 
 # --- the writer process ----------------------------------------------------------------
@@ -193,7 +128,7 @@ class _Serving(asyncio.Protocol):
             self._reply(ReplyFrame(frame.id, error="StoreUnavailable", message="stopping"))
             return
         except KindredError as exc:
-            self._reply(_failure(frame.id, exc))
+            self._reply(failure_reply(frame.id, exc))
             return
         future.add_done_callback(lambda done: self._answer(frame.id, done))
 
@@ -220,7 +155,7 @@ class _Serving(asyncio.Protocol):
             outcome = done.result()
             self._reply(ReplyFrame(request, status=outcome.status, mpid=outcome.mpid))
         else:
-            self._reply(_failure(request, exc))
+            self._reply(failure_reply(request, exc))
 
     def _reply(self, reply: ReplyFrame) -> None:
         if not self._replies:
@@ -235,12 +170,6 @@ class _Serving(asyncio.Protocol):
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-
-
-def _failure(request: int, exc: BaseException) -> ReplyFrame:
-    if isinstance(exc, InvalidBatch):
-        return ReplyFrame(request, error="InvalidBatch", message=exc.reason, path=exc.path)
-    return ReplyFrame(request, error=type(exc).__name__, message=str(exc))
 
 
 def writer_main(path: str, held: Connection) -> None:
