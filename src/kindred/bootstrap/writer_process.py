@@ -289,7 +289,7 @@ class WriterProcess:
         process.start()
         given.close()  # the writer process has its own copy
         self._process, self._held = process, held
-        self._pid_file.write_text(f"{process.pid}\n")
+        _write_atomically(self._pid_file, f"{process.pid}\n")
         self._wait_ready(process)
 
     def _wait_ready(self, process: multiprocessing.process.BaseProcess) -> None:
@@ -316,6 +316,13 @@ class WriterProcess:
             time.sleep(_RESTART_PAUSE_S)
             if not self._stopping.is_set():
                 self._spawn()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Whoever reads `path` finds the old text or the new, never a file half written."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def _answers(path: str) -> bool:
