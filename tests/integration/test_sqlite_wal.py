@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from kindred.bootstrap.activation_processes import ACTIVATION_WAL_BYTES, activation_store
+from kindred.bootstrap.stores import make_store
+from kindred.config import load_settings
 from kindred.domain.profile import Profile
+from kindred.ports import Store, UnitOfWork
 from kindred.storage.sqlite import SqliteStore
+from kindred.storage.sqlite.store import WAL_RESTART_BYTES
+
+CONFIG = Path(__file__).resolve().parents[1] / "e2e" / "kindred-e2e.toml"
 
 
 @pytest.mark.parametrize("deferred", [False, True], ids=["synced-at-commit", "deferred"])
@@ -32,18 +39,7 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path, deferred: boo
             store.deferred_sync() if deferred else nullcontext(),
             store.unit_of_work() as uow,  # back to back, as under sustained load
         ):
-            for _ in range(50):
-                uow.profiles.save(
-                    Profile(
-                        mpid=mpid,
-                        scope="a1",
-                        created_ms=1,
-                        last_stored_ms=1,
-                        version=1,
-                        ip="x" * 2000,
-                    )
-                )
-                mpid += 1
+            mpid = _save_profiles(uow, mpid, 50)
         if deferred:
             store.sync()
         written += 50 * 4096
@@ -152,3 +148,44 @@ def test_a_run_of_deferred_commits_is_copied_in_the_background_before_its_sync(
             )
         assert _copied_soon(tmp_path / "k.db", 9)
     store.close()
+
+
+def _save_profiles(uow: UnitOfWork, first: int, count: int) -> int:
+    """`count` profiles of ~2 KB from MPID `first`; the next MPID."""
+    for mpid in range(first, first + count):
+        profile = Profile(
+            mpid=mpid, scope="a1", created_ms=1, last_stored_ms=1, version=1, ip="x" * 2000
+        )
+        uow.profiles.save(profile)
+    return first + count
+
+
+def _largest_wal_writing(store: Store, path: Path, megabytes: int) -> int:
+    """The largest size the WAL reaches while `megabytes` of profiles are committed, a
+    transaction at a time, as an activation's pages are."""
+    assert isinstance(store, SqliteStore)
+    store.migrate()
+    wal = Path(f"{path}-wal")
+    largest, mpid = 0, 1
+    while mpid * 2_000 < megabytes * 1024 * 1024:
+        with store.unit_of_work() as uow:
+            mpid = _save_profiles(uow, mpid, 200)
+        largest = max(largest, wal.stat().st_size)
+    store.close()
+    return largest
+
+
+def test_an_activation_process_leaves_the_wal_to_grow_past_the_servers_limit(
+    tmp_path: Path,
+) -> None:
+    """An activation's processes checkpoint only past ACTIVATION_WAL_BYTES; the server's
+    store past WAL_RESTART_BYTES (16 MB) as before."""
+    assert WAL_RESTART_BYTES < 24 * 1024 * 1024 < ACTIVATION_WAL_BYTES
+    sizes = {}
+    for name, opened in (("server", make_store), ("activation", activation_store)):
+        settings = load_settings(CONFIG, data_dir=str(tmp_path / name), env={})
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "kindred.db"
+        sizes[name] = _largest_wal_writing(opened(settings), path, 24)
+    assert sizes["server"] < WAL_RESTART_BYTES + 2 * 1024 * 1024
+    assert sizes["activation"] > 22 * 1024 * 1024

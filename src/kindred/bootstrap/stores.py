@@ -12,7 +12,9 @@ from kindred.ports import (
 __all__ = ["make_store", "missing_store"]
 
 
-def make_store(settings: Settings) -> Store:
+def make_store(settings: Settings, *, wal_limit_bytes: int | None = None) -> Store:
+    """The store the settings name. `wal_limit_bytes`: on SQLite, the size past which this
+    store's own commits checkpoint the WAL (SqliteStore; the default when None)."""
     url = settings.store.url
     if url.startswith("sqlite://"):
         from kindred.storage.sqlite import SqliteStore  # noqa: PLC0415 - chosen by config
@@ -21,6 +23,7 @@ def make_store(settings: Settings) -> Store:
             _sqlite_path(url, settings.data_dir),
             synchronous=settings.store.sqlite_synchronous.upper(),
             max_size_mb=settings.store.sqlite_max_size_mb,
+            **({} if wal_limit_bytes is None else {"wal_limit_bytes": wal_limit_bytes}),
         )
     from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
 
