@@ -18,12 +18,13 @@ def make_store(settings: Settings, *, wal_limit_bytes: int | None = None) -> Sto
     url = settings.store.url
     if url.startswith("sqlite://"):
         from kindred.storage.sqlite import SqliteStore  # noqa: PLC0415 - chosen by config
+        from kindred.storage.sqlite.store import WAL_RESTART_BYTES  # noqa: PLC0415
 
         return SqliteStore(
             _sqlite_path(url, settings.data_dir),
             synchronous=settings.store.sqlite_synchronous.upper(),
             max_size_mb=settings.store.sqlite_max_size_mb,
-            **({} if wal_limit_bytes is None else {"wal_limit_bytes": wal_limit_bytes}),
+            wal_limit_bytes=WAL_RESTART_BYTES if wal_limit_bytes is None else wal_limit_bytes,
         )
     from kindred.storage.postgres import PostgresStore  # noqa: PLC0415 - chosen by config
 
