@@ -160,12 +160,12 @@ def _save_profiles(uow: UnitOfWork, first: int, count: int) -> int:
     return first + count
 
 
-def _largest_wal_writing(store: Store, path: Path, megabytes: int) -> int:
+def _largest_wal_writing(store: Store, megabytes: int) -> int:
     """The largest size the WAL reaches while `megabytes` of profiles are committed, a
     transaction at a time, as an activation's pages are."""
     assert isinstance(store, SqliteStore)
     store.migrate()
-    wal = Path(f"{path}-wal")
+    wal = Path(f"{store.path}-wal")
     largest, mpid = 0, 1
     while mpid * 2_000 < megabytes * 1024 * 1024:
         with store.unit_of_work() as uow:
@@ -183,9 +183,8 @@ def test_an_activation_process_leaves_the_wal_to_grow_past_the_servers_limit(
     assert WAL_RESTART_BYTES < 24 * 1024 * 1024 < ACTIVATION_WAL_BYTES
     sizes = {}
     for name, opened in (("server", make_store), ("activation", activation_store)):
-        settings = load_settings(CONFIG, data_dir=str(tmp_path / name), env={})
         (tmp_path / name).mkdir()
-        path = tmp_path / name / "kindred.db"
-        sizes[name] = _largest_wal_writing(opened(settings), path, 24)
+        settings = load_settings(CONFIG, data_dir=str(tmp_path / name), env={})
+        sizes[name] = _largest_wal_writing(opened(settings), 24)
     assert sizes["server"] < WAL_RESTART_BYTES + 2 * 1024 * 1024
     assert sizes["activation"] > 22 * 1024 * 1024

@@ -52,9 +52,10 @@ PARENT_CHECK_S = 1.0
 NICENESS = 10
 
 # On SQLite, the WAL size past which an activation process's own commits checkpoint it
-# (the server's writers keep theirs, 16 MB). Its pages write ~140 MB/s of WAL: at 16 MB,
-# about one page commit in ten copied the WAL into the database and synced it while
-# holding the store's writer, and the other process waited for it. Past this size the
+# (the server's writers keep theirs, 16 MB). A pass at 1,000,000 profiles wrote ~140 MB/s
+# to the disk (WAL and checkpoints): the WAL passed 16 MB every dozen or so page commits,
+# and that commit copied it into the database and synced it while holding the store's
+# writer, the other process waiting for it. Past this size the
 # background checkpointer (CheckpointAhead) has copied most of it already. Measured at
 # 1,000,000 profiles: the pass alone took 0.81 of the time (bench/RESULTS.md).
 ACTIVATION_WAL_BYTES = 256 * 1024 * 1024
