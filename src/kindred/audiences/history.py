@@ -30,9 +30,11 @@ __all__ = [
     "HistorySpec",
     "event_keys_of",
     "fold_events",
+    "fold_taken",
     "histories_of",
     "history_specs",
     "record_events",
+    "taken_times",
     "trimmed",
 ]
 
@@ -129,9 +131,10 @@ def trimmed(times: Sequence[int], spec: HistorySpec, now_ms: int) -> list[int]:
     return list(times[max(low, split - spec.keep) :])
 
 
-def _added(
+def taken_times(
     events: Iterable[EventFact], input_name: str, tracked: Histories
 ) -> dict[str, list[int]]:
+    """The times of the events (from `input_name`) each tracked history takes, by its key."""
     added: dict[str, list[int]] = {}
     for event in events:
         for key in event_keys_of(event):
@@ -167,7 +170,7 @@ def record_events(
 ) -> dict[str, list[int]]:
     """The history with a batch's events (from `input_name`) added to the tracked
     histories, each trimmed as it keeps at `now_ms`; histories no longer tracked go."""
-    added = _added(events, input_name, tracked)
+    added = taken_times(events, input_name, tracked)
     keys = tracked.specs.keys() & (history.keys() | added.keys())
     return _kept(history, added, keys, tracked, now_ms)
 
@@ -181,8 +184,20 @@ def fold_events(
 ) -> dict[str, list[int]]:
     """The history with events added to `some` histories only (an activation folding the
     stored events in); the others stay as they are."""
-    added = _added(events, input_name, some)
-    kept = _kept(history, added, some.specs.keys(), some, now_ms)
+    return fold_taken(history, taken_times(events, input_name, some), some, now_ms)
+
+
+def fold_taken(
+    history: Mapping[str, list[int]],
+    taken: Mapping[str, list[int]],
+    some: Histories,
+    now_ms: int,
+) -> dict[str, list[int]]:
+    """The history with the times `some` histories take (`taken_times`, by history key, in
+    any order, from any number of batches and inputs) added to them; the others stay as
+    they are. Trimming once after all of them keeps what trimming after each would: an
+    event it drops has `keep` newer ones kept."""
+    kept = _kept(history, taken, some.specs.keys(), some, now_ms)
     result = {k: v for k, v in history.items() if k not in some.specs}
     result.update(kept)
     return result

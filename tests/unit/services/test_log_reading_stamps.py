@@ -12,13 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kindred.audiences.evaluate import event_key
-from kindred.audiences.history import HistorySpec, histories_of
+from kindred.audiences.history import HistorySpec, fold_events, fold_taken, histories_of
 from kindred.domain.observation import EventFact
-from kindred.domain.profile import Profile
 from kindred.domain.stamps import event_stamps, stamped_events
 from kindred.domain.tenancy import AccountPolicy, InputDef, SourceType, WorkspaceDef
 from kindred.ports import BatchStatus, LogEntry
-from kindred.services.audiences.log_reading import LogReading, fold_logged
+from kindred.services.audiences.log_reading import LogReading
 from kindred.wire.observe import observe
 
 NOW = 1_700_000_000_000
@@ -110,12 +109,18 @@ def test_stamps_fold_as_the_body_does(
         body = json.dumps({"events": batch}).encode()
         observed = observe(body, INPUTS[input_name], NOW)
         entry = _applied(body, event_stamps(observed.events, NOW), input_name)
-        stamped.append((input_name, reading.events(msgspec.structs.replace(entry, body=b""))))
-        unstamped.append(
-            (input_name, reading.events(msgspec.structs.replace(entry, event_stamps=None)))
-        )
-    profile = Profile(mpid=1, scope="one", created_ms=NOW, last_stored_ms=NOW)
-    assert fold_logged(profile, some, stamped, NOW) == fold_logged(profile, some, unstamped, NOW)
+        stamped.append(msgspec.structs.replace(entry, body=b""))
+        unstamped.append(msgspec.structs.replace(entry, event_stamps=None))
+    # The stamps read straight to the histories take what the bodies' events give them,
+    # and both fold as the events folded batch by batch do.
+    by_stamps, by_bodies = reading.taken(stamped), reading.taken(unstamped)
+    assert {k: sorted(v) for k, v in by_stamps.items()} == {
+        k: sorted(v) for k, v in by_bodies.items()
+    }
+    one_by_one: dict[str, list[int]] = {}
+    for entry in unstamped:
+        one_by_one = fold_events(one_by_one, reading.events(entry), entry.input, some, NOW)
+    assert fold_taken({}, by_stamps, some, NOW) == one_by_one
 
 
 def test_stamps_keep_each_events_type_name_and_time_in_order() -> None:
@@ -168,8 +173,7 @@ def test_histories_with_conditions_read_the_body() -> None:
         ("jazz", NOW - 5),
         ("rock", NOW - 3),
     ]
-    profile = Profile(mpid=1, scope="one", created_ms=NOW, last_stored_ms=NOW)
-    assert fold_logged(profile, histories_of([spec]), [("web", facts)], NOW) == {"h": [NOW - 5]}
+    assert fold_taken({}, reading.taken([entry]), histories_of([spec]), NOW) == {"h": [NOW - 5]}
 
 
 def test_stamps_that_do_not_read_leave_the_batch_to_its_body() -> None:
@@ -180,3 +184,5 @@ def test_stamps_that_do_not_read_leave_the_batch_to_its_body() -> None:
     entry = _applied(body, b"\xc1 not msgpack")
     assert [(f.name, f.timestamp_ms) for f in reading.events(entry)] == [("Play", NOW - 9)]
     assert reading.events(msgspec.structs.replace(entry, body=b"")) == ()
+    assert reading.taken([entry]) == {"h": [NOW - 9]}
+    assert reading.taken([msgspec.structs.replace(entry, body=b"")]) == {}

@@ -11,12 +11,12 @@ import msgspec
 
 from kindred.audiences.compiled import CompiledAudience
 from kindred.audiences.definition import AudienceDef, MembershipChange
-from kindred.audiences.history import Histories
+from kindred.audiences.history import Histories, fold_taken
 from kindred.audiences.membership import evaluate_memberships
 from kindred.domain.expiry import TtlRules, without_expired
 from kindred.domain.profile import Profile
 from kindred.ports import BatchStatus, LogEntry, PreparedSaves, UnitOfWork
-from kindred.services.audiences.log_reading import LogReading, fold_logged
+from kindred.services.audiences.log_reading import LogReading
 from kindred.services.merges import follow_merged
 
 __all__ = ["Page", "Plan", "evaluated", "folded_to", "with_mark"]
@@ -110,10 +110,10 @@ class Page:
         return self._evaluate(survivor.mpid)
 
     def _folded(self, profile: Profile, logged: Sequence[LogEntry]) -> Profile:
-        batches = [(e.input, self._plan.reading.events(e)) for e in logged]
-        if not any(facts for _, facts in batches):
+        taken = self._plan.reading.taken(logged)
+        if not taken:
             return profile
-        history = fold_logged(profile, self._plan.some, batches, self._plan.now_ms)
+        history = fold_taken(profile.event_times, taken, self._plan.some, self._plan.now_ms)
         return msgspec.structs.replace(profile, event_times=history)
 
     def _evaluate(self, mpid: int) -> list[MembershipChange]:

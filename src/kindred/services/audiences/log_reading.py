@@ -5,13 +5,13 @@ their profiles in log order (LogPage: a shadow edit's fold)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from kindred.audiences.evaluate import event_key
-from kindred.audiences.history import Histories, fold_events
+from kindred.audiences.history import Histories, fold_taken, taken_times
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
 from kindred.domain.profile import Profile
@@ -21,7 +21,7 @@ from kindred.ports import LogEntry, UnitOfWork
 from kindred.services.merges import follow
 from kindred.wire.observe import EachEvent, observe_each_event, observe_events
 
-__all__ = ["DecodedBatch", "LogPage", "LogReading", "decoded_batch", "fold_logged"]
+__all__ = ["DecodedBatch", "LogPage", "LogReading", "decoded_batch"]
 
 
 # How many event types and names one reading remembers whether its histories take.
@@ -51,12 +51,14 @@ class LogReading:
     read whole; of the others only the events whose own text holds a name are decoded."""
 
     def __init__(self, some: Histories, inputs: Callable[[str], InputDef | None]) -> None:
+        self._some = some
         self._taken = frozenset(i for spec in some.specs.values() for i in spec.inputs)
         self._inputs = inputs
         self._needles = _needles(some)
         self._holds = _holding(self._needles) if self._needles else None
         self._keys = frozenset(some.by_event_key)
         self._types_taken: dict[tuple[int | str, str | None], str | None] = {}
+        self._keys_taken: dict[tuple[str, int | str, str | None], tuple[str, ...]] = {}
         # Histories that take events by key alone need only each event's stamp.
         self.reads_stamps = all(spec.test is None for spec in some.specs.values())
 
@@ -81,6 +83,52 @@ class LogReading:
             return observe_events(entry.body, entry.received_ms, wanted)
         except (InvalidBatch, msgspec.DecodeError, msgspec.ValidationError):
             return ()
+
+    def taken(self, logged: Iterable[LogEntry]) -> dict[str, list[int]]:
+        """The times of the logged batches' events each history takes, by its key
+        (`taken_times` of what `events` reads of each batch). A batch whose stamps are
+        enough is read from them straight to the histories that take each of its
+        events, with no fact made for it: the activation's fold of the stored events."""
+        taken: dict[str, list[int]] = {}
+        for entry in logged:
+            if self.reads_stamps and entry.event_stamps is not None:
+                if entry.input not in self._taken or self._inputs(entry.input) is None:
+                    continue
+                if self._stamp_times(entry.input, entry.event_stamps, entry.received_ms, taken):
+                    continue
+            _gather(taken, taken_times(self.events(entry), entry.input, self._some))
+        return taken
+
+    def _stamp_times(
+        self, input_name: str, stamps: bytes, received_ms: int, taken: dict[str, list[int]]
+    ) -> bool:
+        """The batch's stamped events added to `taken`; False (nothing added) when the
+        stamps do not read."""
+        known = self._keys_taken
+        found: list[tuple[tuple[str, ...], int]] = []
+        try:
+            for kind, name, before in decoded_stamps(stamps):
+                keys = known.get((input_name, kind, name))
+                if keys is None:
+                    keys = self._keys_of(input_name, kind, name)
+                if keys:
+                    found.append((keys, received_ms - before))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        for keys, at in found:
+            for key in keys:
+                taken.setdefault(key, []).append(at)
+        return True
+
+    def _keys_of(self, input_name: str, kind: int | str, name: str | None) -> tuple[str, ...]:
+        """The keys of the histories that take a stamped event from `input_name` (as
+        `taken_times` finds them for its fact), kept (up to a bound) for `_stamp_times`."""
+        event_type = stamp_type(kind)
+        fact = EventFact(event_type=event_type, name=name, timestamp_ms=0)
+        keys = tuple(taken_times((fact,), input_name, self._some))
+        if len(self._keys_taken) < _TYPES_TAKEN_BOUND:
+            self._keys_taken[(input_name, kind, name)] = keys
+        return keys
 
     def _stamped(self, stamps: bytes, received_ms: int) -> tuple[EventFact, ...] | None:
         known = self._types_taken
@@ -223,24 +271,15 @@ def _folded(
     fresh = sorted((e for e in logged if (e.id or 0) > done), key=lambda e: e.id or 0)
     if not fresh:
         return profile
-    history = fold_logged(profile, some, [(e.input, events[e.id]) for e in fresh], now_ms)
+    taken: dict[str, list[int]] = {}
+    for entry in fresh:
+        _gather(taken, taken_times(events[entry.id], entry.input, some))
+    history = fold_taken(profile.event_times, taken, some, now_ms)
     last = fresh[-1].id or 0
     folded = {**profile.event_folded, **dict.fromkeys(some.specs, last)}
     return msgspec.structs.replace(profile, event_times=history, event_folded=folded)
 
 
-def fold_logged(
-    profile: Profile,
-    some: Histories,
-    batches: Iterable[tuple[str, Sequence[EventFact]]],
-    now_ms: int,
-) -> dict[str, list[int]]:
-    """The profile's histories with the events of logged batches (each with the input it
-    came from) folded into `some` of them."""
-    by_input: dict[str, list[EventFact]] = {}
-    for input_name, facts in batches:
-        by_input.setdefault(input_name, []).extend(facts)
-    history = profile.event_times
-    for input_name, facts in by_input.items():
-        history = fold_events(history, facts, input_name, some, now_ms)
-    return history
+def _gather(taken: dict[str, list[int]], more: dict[str, list[int]]) -> None:
+    for key, times in more.items():
+        taken.setdefault(key, []).extend(times)
