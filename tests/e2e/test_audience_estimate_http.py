@@ -204,6 +204,10 @@ def test_estimates_over_http_and_the_cli(world: tuple[Server, Query], tmp_path: 
         ({"workspaces": [1], "criteria": {"audience": 12345}}, "criteria"),
         ([1, 2], "body"),
         ({"criteria": GOLD_PLAYERS}, "workspaces"),
+        # What a create refuses, an estimate refuses.
+        ({"workspaces": [1], "tags": ["t" * 19], "criteria": GOLD_PLAYERS}, "tags"),
+        ({"workspaces": [1], "expiry_days": 0, "criteria": GOLD_PLAYERS}, "expiry_days"),
+        ({"workspaces": [1], "lookback_days": 0, "criteria": GOLD_PLAYERS}, "lookback_days"),
     ],
 )
 def test_what_cannot_be_estimated_is_refused_by_name(

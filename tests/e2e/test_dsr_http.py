@@ -240,6 +240,7 @@ def test_an_erasure_over_http_leaves_nothing_of_the_subject(
         timeout=30,
     )
     assert again.status_code == 409, again.text
+    assert "an open erasure request (pending or in progress)" in again.text
     time.sleep(0.6)  # a few runs of the job: still waiting
     assert httpx.get(status_url, auth=SERVER, timeout=30).json()["request_status"] == "pending"
     assert server.profile(mpid=str(ada)) is not None

@@ -224,6 +224,20 @@ def test_output_secrets_are_answered_masked_and_kept_on_a_round_trip(
     assert secret_free(patched.text)
     wrong = httpx.put(f"{base}/other-name", headers=ADMIN, json=shown, timeout=5)
     assert wrong.status_code == 400
+    # PUT makes an output of a new name (a mask then has no stored secret to keep); PATCH
+    # changes only an output that exists.
+    copied = httpx.put(
+        f"{base}/put-made", headers=ADMIN, json={**shown, "name": "put-made"}, timeout=5
+    )
+    assert copied.status_code == 400
+    assert "no stored secret for the mask to keep" in copied.text
+    plain = {"name": "put-made", "kind": "webhook", "url": f"http://127.0.0.1:{port}/plain"}
+    made_by_put = httpx.put(f"{base}/put-made", headers=ADMIN, json=plain, timeout=5)
+    assert made_by_put.status_code == 200, made_by_put.text
+    listed = httpx.get(base, headers=ADMIN, timeout=5).json()
+    assert [o["url"] for o in listed if o["name"] == "put-made"] == [plain["url"]]
+    unknown = httpx.patch(f"{base}/never-made", headers=ADMIN, json={"timeout_s": 5}, timeout=5)
+    assert unknown.status_code == 404
     # The secrets still deliver.
     _connect(secure, "to-masked-hook", "masked-hook")
     time.sleep(2.5)  # the server looks for new connections every 2 s

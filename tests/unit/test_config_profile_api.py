@@ -100,7 +100,7 @@ def test_client_ids_are_unique(tmp_path: Path) -> None:
             "[oauth.requests_per_address]\nper_minute = 10\nburst = 0",
             "oauth.requests_per_address.burst: must be at least 1",
         ),
-        ("[oauth.requests_per_client]\nburst = 5", "missing required field `per_minute`"),
+        ("[oauth.requests_per_client]\nbursts = 5", "unknown field `bursts`"),
         ("[retention]\nsweep_chunk = 0", "retention"),
         ("[retention]\nsweep_every = 5", "unknown field `sweep_every`"),
     ],

@@ -29,6 +29,32 @@ def test_ui_users_are_read(tmp_path: Path) -> None:
     )
 
 
+def test_an_attempt_limit_that_sets_one_key_keeps_the_others_default(tmp_path: Path) -> None:
+    settings = settings_of(
+        tmp_path,
+        "[ui.sign_ins_per_user]\nburst = 3\n"
+        "[oauth.requests_per_client]\nper_minute = 30\n"
+        "[admin.key_attempts_per_address]\nburst = 2\n",
+    )
+    limits = (
+        settings.ui.sign_ins_per_user,
+        settings.ui.sign_ins_per_address,
+        settings.oauth.requests_per_client,
+        settings.oauth.requests_per_address,
+        settings.admin.key_attempts_per_key,
+        settings.admin.key_attempts_per_address,
+    )
+    # docs/configuration.md: each key's own default.
+    assert [(limit.per_minute, limit.burst) for limit in limits] == [
+        (10, 3),
+        (30, 10),
+        (30, 20),
+        (120, 40),
+        (10, 5),
+        (30, 2),
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

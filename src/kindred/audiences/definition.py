@@ -7,6 +7,8 @@ from typing import Literal
 import msgspec
 
 from kindred.audiences.ast import Node
+from kindred.audiences.operands import MAX_DAYS
+from kindred.domain.errors import InvalidBatch
 from kindred.domain.users import AudienceAccess
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "ShadowEdit",
     "ShadowPhase",
     "ShadowPreview",
+    "check_settings",
     "with_backfill",
 ]
 
@@ -167,3 +170,18 @@ def with_backfill(audience: AudienceDef) -> AudienceDef:
         history_tag_ms=None,
         shadow=None,  # histories start over: a shadow computed against them is void
     )
+
+
+def check_settings(audience: AudienceDef) -> None:
+    """The checks of a definition's settings beside its name and criteria (workspaces,
+    tags, lookback, expiry) that a save and an estimate both make: InvalidBatch naming
+    the first that fails."""
+    if not audience.workspaces:
+        raise InvalidBatch("name at least one workspace", "workspaces")
+    for tag in audience.tags:
+        if len(tag) > MAX_TAG_LENGTH:
+            raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
+    if not 1 <= audience.lookback_days <= MAX_DAYS:
+        raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
+    if audience.expiry_days is not None and not 1 <= audience.expiry_days <= MAX_DAYS:
+        raise InvalidBatch(f"expiry_days is from 1 to {MAX_DAYS}", "expiry_days")

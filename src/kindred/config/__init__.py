@@ -173,18 +173,35 @@ class AttemptLimitSettings(_Section, frozen=True, kw_only=True, forbid_unknown_f
     burst: int
 
 
+# Each limit's defaults, key by key: a table that sets one of the two keeps the other's.
+class LimitOf60After20(AttemptLimitSettings, frozen=True, kw_only=True):
+    per_minute: float = 60
+    burst: int = 20
+
+
+class LimitOf120After40(AttemptLimitSettings, frozen=True, kw_only=True):
+    per_minute: float = 120
+    burst: int = 40
+
+
+class LimitOf10After5(AttemptLimitSettings, frozen=True, kw_only=True):
+    per_minute: float = 10
+    burst: int = 5
+
+
+class LimitOf30After10(AttemptLimitSettings, frozen=True, kw_only=True):
+    per_minute: float = 30
+    burst: int = 10
+
+
 class OAuthSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Token requests must name one of these (the first is assumed when none is given). The
     # Profile API serves the first: it accepts only tokens issued for it.
     audiences: list[str] = msgspec.field(default_factory=lambda: ["https://api.mparticle.com"])
     token_ttl_s: int = 28800
     # Token requests per client id and per source address, before 429.
-    requests_per_client: AttemptLimitSettings = msgspec.field(
-        default_factory=lambda: AttemptLimitSettings(per_minute=60, burst=20)
-    )
-    requests_per_address: AttemptLimitSettings = msgspec.field(
-        default_factory=lambda: AttemptLimitSettings(per_minute=120, burst=40)
-    )
+    requests_per_client: LimitOf60After20 = msgspec.field(default_factory=LimitOf60After20)
+    requests_per_address: LimitOf120After40 = msgspec.field(default_factory=LimitOf120After40)
 
 
 class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -193,12 +210,8 @@ class AdminSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     token_env: str | None = None
     # Attempts with an API key not yet verified (a wrong one, or the first use of a right
     # one in this process), per key id and per source address, before 429.
-    key_attempts_per_key: AttemptLimitSettings = msgspec.field(
-        default_factory=lambda: AttemptLimitSettings(per_minute=10, burst=5)
-    )
-    key_attempts_per_address: AttemptLimitSettings = msgspec.field(
-        default_factory=lambda: AttemptLimitSettings(per_minute=30, burst=10)
-    )
+    key_attempts_per_key: LimitOf10After5 = msgspec.field(default_factory=LimitOf10After5)
+    key_attempts_per_address: LimitOf30After10 = msgspec.field(default_factory=LimitOf30After10)
 
 
 class MetricsSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -257,12 +270,8 @@ class UiSettings(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     # How long a sign-in lasts.
     session_ttl_s: int = 43_200
     # Sign-in attempts per user name and per source address, before 429.
-    sign_ins_per_user: AttemptLimitSettings = msgspec.field(
-        default_factory=lambda: AttemptLimitSettings(per_minute=10, burst=5)
-    )
-    sign_ins_per_address: AttemptLimitSettings = msgspec.field(
-        default_factory=lambda: AttemptLimitSettings(per_minute=30, burst=10)
-    )
+    sign_ins_per_user: LimitOf10After5 = msgspec.field(default_factory=LimitOf10After5)
+    sign_ins_per_address: LimitOf30After10 = msgspec.field(default_factory=LimitOf30After10)
     # How often the Live Stream page asks for new batches.
     live_poll_interval_s: float = 2.0
 

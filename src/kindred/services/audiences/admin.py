@@ -8,13 +8,12 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from kindred.audiences.definition import (
-    MAX_TAG_LENGTH,
     AudienceDef,
     MembershipChange,
+    check_settings,
     with_backfill,
 )
 from kindred.audiences.evaluate import DAY_MS
-from kindred.audiences.operands import MAX_DAYS
 from kindred.audiences.versions import AudienceVersion, DefinitionChange, diff, in_force
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.ports import AudienceStore, Clock
@@ -286,15 +285,7 @@ class AudienceService:
     def _check(self, audience: AudienceDef) -> None:
         if not audience.name.strip():
             raise InvalidBatch("an audience needs a name", "name")
-        if not audience.workspaces:
-            raise InvalidBatch("name at least one workspace", "workspaces")
-        for tag in audience.tags:
-            if len(tag) > MAX_TAG_LENGTH:
-                raise InvalidBatch(f"tag {tag!r} is over {MAX_TAG_LENGTH} characters", "tags")
-        if not 1 <= audience.lookback_days <= MAX_DAYS:
-            raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
-        if audience.expiry_days is not None and not 1 <= audience.expiry_days <= MAX_DAYS:
-            raise InvalidBatch(f"expiry_days is from 1 to {MAX_DAYS}", "expiry_days")
+        check_settings(audience)
         self._registry.check(audience)
 
     def _save(self, audience: AudienceDef, *, cut_log: bool = False) -> AudienceDef:

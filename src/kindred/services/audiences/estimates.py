@@ -23,10 +23,9 @@ import msgspec
 from kindred.audiences.ast import All, AnyOf, Exclude, Node
 from kindred.audiences.compile import Predicate, compile_node
 from kindred.audiences.compiled import CompiledAudience
-from kindred.audiences.definition import AudienceDef
+from kindred.audiences.definition import AudienceDef, check_settings
 from kindred.audiences.evaluate import Subject
 from kindred.audiences.history import Histories, fold_events, histories_of
-from kindred.audiences.operands import MAX_DAYS
 from kindred.audiences.sample import ScopeTally, SizeEstimate, estimate_size
 from kindred.domain.errors import InvalidBatch
 from kindred.domain.observation import EventFact
@@ -281,10 +280,7 @@ class AudienceEstimator:
                 " is its calculation's",
                 "kind",
             )
-        if not audience.workspaces:
-            raise InvalidBatch("name at least one workspace", "workspaces")
-        if not 1 <= audience.lookback_days <= MAX_DAYS:
-            raise InvalidBatch(f"lookback_days is from 1 to {MAX_DAYS}", "lookback_days")
+        check_settings(audience)
         target = self._registry.check(audience)
         # As saved now: a backfill's progress is saved without a new definitions version.
         saved = {a.id: a for a in self._store.list_audiences()} if target.nested else {}

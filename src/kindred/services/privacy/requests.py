@@ -224,7 +224,8 @@ class DsrService:
             raise DuplicateRequest(f"subject_request_id {request.request_id} is used already")
         if outcome == "conflict":
             raise Conflict(
-                f"a {request.request_type} request for the same subject identities is in progress"
+                f"an open {request.request_type} request (pending or in progress) names the"
+                " same subject identities"
             )
         return request
 
