@@ -144,6 +144,16 @@ def test_credentials_round_trip_and_replace_by_client_id(store: Store) -> None:
     revoked = msgspec.structs.replace(first, revoked_ms=5_000)
     store.save_credential(revoked)
     assert store.list_credentials() == [revoked, second]
+    # What its tokens may do is kept as it was given.
+    platform = msgspec.structs.replace(second, scopes=frozenset({"platform"}))
+    store.save_credential(platform)
+    assert store.list_credentials() == [revoked, platform]
+    both = msgspec.structs.replace(second, scopes=frozenset({"platform", "profiles"}))
+    store.save_credential(both)
+    assert [c.scopes for c in store.list_credentials()] == [
+        frozenset({"profiles"}),
+        frozenset({"platform", "profiles"}),
+    ]
 
 
 def test_the_first_server_secret_stays(store: Store) -> None:

@@ -201,3 +201,42 @@ def test_signing_out_ends_the_session_in_every_process(
             assert browser.get("/ui/profiles").status_code == 302
             assert browser.get("/ui/api/live").status_code == 401
             assert other.get("/ui/profiles").status_code == 200
+
+
+def test_a_stored_credentials_scopes_are_what_its_tokens_may_do(server: Server) -> None:
+    """A credential made with `--scope platform` lists audiences and reads no profile; one
+    made without `--scope` reads profiles and lists no audience (docs/security.md)."""
+    made = {
+        scope: json.loads(
+            server.cli("credentials", "create", "--workspace", "1", "--scope", scope).stdout
+        )
+        for scope in ("platform", "profiles")
+    }
+    listed = {c["client_id"]: c for c in json.loads(server.cli("credentials", "list").stdout)}
+    for scope, issued in made.items():
+        assert listed[issued["client_id"]]["scopes"] == [scope]
+    batch = {"user_identities": {"customer_id": "scoped-read"}, "events": []}
+    assert httpx.post(f"{server.url}/v2/events", json=batch, auth=SERVER).status_code == 202
+    deadline = time.monotonic() + 10
+    while server.profile(identity="customer_id=scoped-read") is None:
+        assert time.monotonic() < deadline, "the batch was not applied"
+        time.sleep(0.1)
+    answers = {}
+    for scope, issued in made.items():
+        token = _token(server, issued["client_id"], issued["client_secret"], "192.0.2.200")
+        assert token.status_code == 200, token.text
+        bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        read = httpx.post(
+            f"{server.url}/userprofile/v1/resolve/1/1/1?fields=user_identities",
+            json={
+                "environment_type": "production",
+                "identity": {"type": "customer_id", "value": "scoped-read"},
+            },
+            headers=bearer,
+            timeout=30,
+        )
+        listing = httpx.get(f"{server.url}/v1/audiences?accountId=1", headers=bearer, timeout=30)
+        answers[scope] = (read.status_code, listing.status_code, read.text)
+    assert answers["platform"][:2] == (403, 200), answers["platform"]
+    assert "lacks the 'profiles' scope" in answers["platform"][2]
+    assert answers["profiles"][:2] == (200, 403), answers["profiles"]

@@ -669,3 +669,36 @@ def test_the_same_customer_is_a_profile_of_its_own_in_each_tenant(server: Server
         assert profile["user_attributes"]["private"] == tenant.secret_value
         others = {t.secret_value for t in TENANTS} - {tenant.secret_value}
         assert not any(value in answer.text for value in others)
+
+
+def test_a_platform_credential_sees_only_audiences_within_its_workspaces(server: Server) -> None:
+    """client-4 covers workspace 4 of account 3: an audience of workspaces 3 and 4 is none
+    of its own (its size counts workspace 3, its deletion would end it there), one of
+    workspace 4 alone is."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    made = {}
+    for name, workspaces in (("spans three and four", [3, 4]), ("four alone", [4])):
+        body = {
+            "name": name,
+            "workspaces": workspaces,
+            "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+        }
+        answer = httpx.post(f"{server.url}/admin/v1/audiences", json=body, headers=admin)
+        assert answer.status_code == 201, answer.text
+        made[name] = answer.json()["id"]
+    bearer = {"Authorization": f"Bearer {token(server, FOUR.client)}"}
+    for path in ("/v1/audiences?accountId=3", "/v1/workspace/4/audiences"):
+        listed = httpx.get(f"{server.url}{path}", headers=bearer, timeout=30)
+        assert listed.status_code == 200, listed.text
+        ids = [a["id"] for a in listed.json()["data"]]
+        assert made["four alone"] in ids
+        assert made["spans three and four"] not in ids
+    spanning = made["spans three and four"]
+    refused = httpx.delete(f"{server.url}/v1/audiences/{spanning}", headers=bearer, timeout=30)
+    assert refused.status_code == 404
+    kept = httpx.get(f"{server.url}/admin/v1/audiences/{spanning}", headers=admin, timeout=30)
+    assert kept.status_code == 200
+    gone = httpx.delete(
+        f"{server.url}/v1/audiences/{made['four alone']}", headers=bearer, timeout=30
+    )
+    assert gone.status_code == 204

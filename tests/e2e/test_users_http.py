@@ -245,3 +245,72 @@ def test_connecting_an_audience_is_using_it(
     assert call(server, bob, "POST", "/connections/audiences/bulk", bulk).status_code == 403
     made = call(server, ann, "POST", "/connections/audiences", connection)
     assert made.status_code == 201, made.text
+
+
+def test_a_private_audiences_connections_are_out_of_others_sight(
+    server: Server, keys: dict[str, dict[str, str]]
+) -> None:
+    """docs/audiences.md: a private audience's routes answer others 404; so do those of
+    its connections, which are not listed to them, nor replaced by a save of theirs."""
+    ann, bob, viewer = keys["ann"], keys["bob"], keys["viewer"]
+    output = {"name": "private-file", "kind": "jsonl", "directory": str(server.data_dir / "p")}
+    assert call(server, ADMIN_TOKEN, "POST", "/outputs", output).status_code in (200, 201)
+    hidden = call(server, ann, "POST", "/audiences", audience("ann hidden", "private")).json()
+    open_one = call(server, ann, "POST", "/audiences", audience("ann open", "usable")).json()
+    for name, audience_id in (("ann-hidden", hidden["id"]), ("ann-open", open_one["id"])):
+        body = {
+            "name": name,
+            "audience_id": audience_id,
+            "output": "private-file",
+            "identity_types": ["email"],
+        }
+        made = call(server, ann, "POST", "/connections/audiences", body)
+        assert made.status_code == 201, made.text
+
+    def listed(headers: dict[str, str]) -> tuple[set[str], set[str]]:
+        answer = call(server, headers, "GET", "/connections")
+        assert answer.status_code == 200, answer.text
+        found = answer.json()
+        return (
+            {c["name"] for c in found["audience_connections"]},
+            {s["name"] for s in found["status"]},
+        )
+
+    for outsider in (bob, viewer):
+        names, statuses = listed(outsider)
+        assert "ann-open" in names
+        assert "ann-open" in statuses
+        assert "ann-hidden" not in names
+        assert "ann-hidden" not in statuses
+    for insider in (ann, keys["admin"], ADMIN_TOKEN):
+        names, statuses = listed(insider)
+        assert {"ann-hidden", "ann-open"} <= names & statuses
+    # As no connection: resume, delete; a save of the same name is refused.
+    assert call(server, bob, "POST", "/connections/ann-hidden/resume").status_code == 404
+    assert call(server, bob, "POST", "/connections/nobody/resume").status_code == 404
+    assert call(server, bob, "DELETE", "/connections/ann-hidden").status_code == 404
+    taken = {
+        "name": "ann-hidden",
+        "audience_id": open_one["id"],
+        "output": "private-file",
+        "identity_types": ["email"],
+    }
+    refused = call(server, bob, "POST", "/connections/audiences", taken)
+    assert refused.status_code == 400
+    assert "a connection named 'ann-hidden' exists" in message(refused)
+    bulk = {
+        "output": "private-file",
+        "identity_types": ["email"],
+        "audiences": [{"audience_id": open_one["id"], "name": "ann-hidden"}],
+    }
+    assert call(server, bob, "POST", "/connections/audiences/bulk", bulk).status_code == 400
+    letters = call(server, bob, "GET", "/dead-letters?connection=ann-hidden")
+    assert letters.status_code == 200
+    assert letters.json() == []
+    # The owner still has both, as they were.
+    names, _ = listed(ann)
+    assert {"ann-hidden", "ann-open"} <= names
+    kept = call(server, ann, "GET", "/connections").json()["audience_connections"]
+    assert [c["audience_id"] for c in kept if c["name"] == "ann-hidden"] == [hidden["id"]]
+    assert call(server, ann, "POST", "/connections/ann-hidden/resume").status_code == 200
+    assert call(server, ann, "DELETE", "/connections/ann-hidden").status_code == 204

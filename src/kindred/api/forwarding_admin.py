@@ -6,6 +6,7 @@ mask back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -15,9 +16,9 @@ from starlette.routing import Route
 
 from kindred.api.admin_guard import caller_of
 from kindred.bootstrap import Container
-from kindred.domain.errors import ConfigError, InvalidBatch
+from kindred.domain.errors import ConfigError, InvalidBatch, NotFound
 from kindred.services.audiences.access import AudienceAccessCheck
-from kindred.services.audiences.connections import BulkConnectionRequest
+from kindred.services.audiences.connections import BulkConnectionRequest, connection_name
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import check_json_body, int64_param
 
@@ -74,11 +75,14 @@ class ForwardingAdmin:
     async def connections(self, request: Request) -> Response:
         self._check(request)
         defs = self._c.catalog.current()
+        hidden = self._hidden(request)
         return _json(
             {
-                "status": self._c.deliveries.connections(),
+                "status": [v for v in self._c.deliveries.connections() if v.name not in hidden],
                 "event_connections": defs.event_connections,
-                "audience_connections": defs.audience_connections,
+                "audience_connections": [
+                    c for c in defs.audience_connections if c.name not in hidden
+                ],
             }
         )
 
@@ -93,6 +97,7 @@ class ForwardingAdmin:
             named = _audience_named(body)
             if named is not None:
                 self._access.check_connecting(caller_of(request), [("audience_id", named)])
+        self._check_not_hidden(request, [("name", _named(body))])
         return _json(self._save(kind, body), 201)
 
     async def bulk_connections(self, request: Request) -> Response:
@@ -110,11 +115,24 @@ class ForwardingAdmin:
             for n, a in enumerate(body.audiences)
         ]
         self._access.check_connecting(caller_of(request), named)
+        self._check_not_hidden(
+            request,
+            [
+                (f"audiences[{n}].name", a.name)
+                for n, a in enumerate(body.audiences)
+                if not isinstance(a, int)
+            ]
+            + [
+                (f"audiences[{n}]", connection_name(body.output, a))
+                for n, a in enumerate(body.audiences)
+                if isinstance(a, int)
+            ],
+        )
         return _json(self._c.bulk_connections.connect(body), 201)
 
     async def delete_connection(self, request: Request) -> Response:
         self._check(request)
-        name = request.path_params["name"]
+        name = self._visible_name(request)
         defs = self._c.catalog.current()
         kind = (
             "event_connection"
@@ -126,7 +144,7 @@ class ForwardingAdmin:
 
     async def resume(self, request: Request) -> Response:
         self._check(request)
-        return _json(self._c.deliveries.resume(request.path_params["name"]))
+        return _json(self._c.deliveries.resume(self._visible_name(request)))
 
     async def dead_letters(self, request: Request) -> Response:
         self._check(request)
@@ -134,8 +152,12 @@ class ForwardingAdmin:
         if not text.isdigit():
             raise InvalidBatch(f"limit {text!r} is not a whole number", "limit")
         limit = int64_param(text, "limit")
-        found = self._c.deliveries.dead_letters(request.query_params.get("connection"), limit)
-        return _json(found)
+        connection = request.query_params.get("connection")
+        hidden = self._hidden(request)
+        if connection in hidden:
+            return _json([])
+        found = self._c.deliveries.dead_letters(connection, limit)
+        return _json([d for d in found if d.connection not in hidden])
 
     async def replay(self, request: Request) -> Response:
         self._check(request)
@@ -145,7 +167,30 @@ class ForwardingAdmin:
             body = _REPLAY.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise as_invalid_batch(exc) from None
+        # Only admins replay (docs/security.md), and they see every audience.
         return _json({"replayed": self._c.deliveries.replay(body.connection, body.ids)})
+
+    def _hidden(self, request: Request) -> frozenset[str]:
+        """The audience connections of audiences the caller may not see."""
+        defs = self._c.catalog.current()
+        return self._access.hidden_connections(
+            caller_of(request), [(c.name, c.audience_id) for c in defs.audience_connections]
+        )
+
+    def _visible_name(self, request: Request) -> str:
+        """The connection the path names, answered as none when the caller may not see
+        its audience."""
+        name: str = request.path_params["name"]
+        if name in self._hidden(request):
+            raise NotFound(f"no connection {name!r}")
+        return name
+
+    def _check_not_hidden(self, request: Request, named: Sequence[tuple[str, object]]) -> None:
+        """A save may not replace a connection whose audience the caller may not see."""
+        hidden = self._hidden(request)
+        for path, name in named:
+            if isinstance(name, str) and name in hidden:
+                raise InvalidBatch(f"a connection named {name!r} exists", path)
 
     def _save(self, kind: str, body: bytes, name: str | None = None) -> object:
         check_json_body(body)
@@ -170,6 +215,15 @@ def _audience_named(body: bytes) -> int | None:
         return None
     audience_id = found.get("audience_id") if isinstance(found, dict) else None
     return audience_id if type(audience_id) is int else None
+
+
+def _named(body: bytes) -> object:
+    """The `name` a connection's body gives, if it is a JSON object."""
+    try:
+        found = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return found.get("name") if isinstance(found, dict) else None
 
 
 def _json(data: object, status: int = 200) -> Response:

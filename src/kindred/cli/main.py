@@ -289,6 +289,7 @@ def credentials_list(config_path: str | None, data_dir: str | None) -> None:
                 "client_id": c.client_id,
                 "name": c.name,
                 "workspaces": sorted(c.workspaces),
+                "scopes": sorted(c.scopes),
                 "rate_limit_per_s": c.rate_limit_per_s,
                 "rate_limit_burst": c.rate_limit_burst,
                 "origin": c.origin,

@@ -50,7 +50,7 @@ REJECT_INSERT_COLUMNS = "input, received_ms, kind, reason, body, replayed_ms"
 
 CREDENTIAL_COLUMNS = (
     "client_id, name, secret_hash, workspaces, rate_limit_per_s, rate_limit_burst,"
-    " created_ms, revoked_ms, origin"
+    " created_ms, revoked_ms, origin, scopes"
 )
 
 # Insert order of `merge_row`; reads select `id` first, then these.
@@ -203,12 +203,13 @@ def credential_row(c: ApiCredential) -> tuple[object, ...]:
         c.created_ms,
         c.revoked_ms,
         c.origin,
+        _ENCODER.encode(sorted(c.scopes)).decode(),
     )
 
 
 def credential_of(row: Sequence[Any]) -> ApiCredential:
     """The inverse of `credential_row`, from a row in CREDENTIAL_COLUMNS order."""
-    client_id, name, secret_hash, workspaces, rate, burst, created, revoked, origin = row
+    client_id, name, secret_hash, workspaces, rate, burst, created, revoked, origin, scopes = row
     return ApiCredential(
         client_id=str(client_id),
         name=str(name),
@@ -219,6 +220,7 @@ def credential_of(row: Sequence[Any]) -> ApiCredential:
         created_ms=int(created),
         revoked_ms=None if revoked is None else int(revoked),
         origin=str(origin),
+        scopes=frozenset(msgspec.json.decode(str(scopes), type=list[str])),
     )
 
 

@@ -29,6 +29,7 @@ from kindred.services.write_path import write_path
 from kindred.services.writes.commands import (
     Accepted,
     AliasCall,
+    AliasOutcome,
     BatchOutcome,
     Command,
     IdentityAnswer,
@@ -100,6 +101,29 @@ class World:
         )
         return self.run(call)
 
+    def alias(
+        self,
+        source: int,
+        destination: int,
+        *,
+        scope: str = SCOPE,
+        start_ms: int = NOW,
+        end_ms: int | None = None,
+        max_merged: int = 20,
+    ) -> AliasOutcome | KindredError:
+        """An alias of `source` onto `destination` over `start_ms`..`end_ms` (now)."""
+        return self.run(
+            AliasCall(
+                scope=scope,
+                received_ms=self.now,
+                source=source,
+                destination=destination,
+                start_ms=start_ms,
+                end_ms=self.now if end_ms is None else end_ms,
+                max_merged=max_merged,
+            )
+        )
+
     def store_links(self, profile: Profile) -> list[IdentityKey]:
         """The identities the index links to the profile's MPID."""
         keys = identity_keys(profile)
@@ -167,17 +191,7 @@ def test_an_alias_moves_the_source_onto_the_destination() -> None:
     source = world.call("identify", das="s").mpid
     world.batch(source, user_attributes={"a": 1})
     destination = world.call("identify", {"customer_id": "c7"}).mpid
-    outcome = world.run(
-        AliasCall(
-            scope=SCOPE,
-            received_ms=world.now,
-            source=source,
-            destination=destination,
-            start_ms=NOW,
-            end_ms=world.now,
-            max_merged=20,
-        )
-    )
+    outcome = world.alias(source, destination)
     assert not isinstance(outcome, KindredError)  # applied
     assert outcome.moved == 2  # identify + batch moved
     assert world.profile(destination).workspaces[1].attributes["a"].value == 1
@@ -194,19 +208,27 @@ def test_bad_aliases_are_refused(
     world = World()
     world.call("identify", das="x")
     world.call("identify", {"customer_id": "c"})
-    outcome = world.run(
-        AliasCall(
-            scope=SCOPE,
-            received_ms=world.now,
-            source=source,
-            destination=destination,
-            start_ms=start,
-            end_ms=end,
-            max_merged=20,
-        )
-    )
+    outcome = world.alias(source, destination, start_ms=start, end_ms=end)
     assert isinstance(outcome, KindredError)  # refused
     assert reason in str(outcome)
+
+
+def test_an_alias_answers_another_scopes_profile_as_an_unknown_mpid() -> None:
+    world = World()
+    ours = world.call("identify", das="ours").mpid
+    theirs = world.call("identify", {"customer_id": "theirs"}).mpid
+
+    def alias(scope: str, source: int, destination: int) -> str:
+        outcome = world.alias(source, destination, scope=scope)
+        assert isinstance(outcome, KindredError)  # refused
+        return f"{type(outcome).__name__}: {outcome}"
+
+    unknown = 987_654_321
+    # Called for another identity scope, both profiles are as good as unknown there.
+    assert alias("elsewhere", ours, theirs) == alias("elsewhere", unknown, theirs)
+    assert alias("elsewhere", theirs, ours) == alias("elsewhere", unknown, ours)
+    assert "NotFound" in alias("elsewhere", ours, theirs)
+    assert world.profile(ours).merged_into is None
 
 
 Step = tuple[str, str, str, int]
@@ -280,17 +302,7 @@ def test_an_unmerge_after_a_merge_restores_the_profiles_exactly(a: Profile, b: P
             uow.profiles.save(profile)
             uow.identities.link(SCOPE, profile.mpid, identity_keys(profile))
     index_before = {p.mpid: sorted(world.store_links(p)) for p in (a, b)}
-    merged = world.run(
-        AliasCall(
-            scope=SCOPE,
-            received_ms=NOW,
-            source=202,
-            destination=101,
-            start_ms=NOW - 86_400_000,
-            end_ms=NOW,
-            max_merged=20,
-        )
-    )
+    merged = world.alias(202, 101, start_ms=NOW - 86_400_000, end_ms=NOW)
     assert not isinstance(merged, KindredError), merged  # applied
     (entry,) = world.store.list_merges(None, 1)
     assert entry.id is not None
@@ -335,17 +347,7 @@ def test_a_profile_absorbs_no_more_than_its_cap_of_profiles() -> None:
     assert [n.reason for n in outcome.notes] == ["merge_cap"]
     assert world.profile(second).merged_into is None
     assert world.profile(known).absorbed == 1
-    alias = world.run(
-        AliasCall(
-            scope=SCOPE,
-            received_ms=world.now,
-            source=second,
-            destination=known,
-            start_ms=NOW,
-            end_ms=world.now,
-            max_merged=1,
-        )
-    )
+    alias = world.alias(second, known, max_merged=1)
     assert isinstance(alias, KindredError)  # refused
     assert "merge_cap" in str(alias)
 
@@ -433,3 +435,31 @@ def test_a_modify_from_another_identity_scope_is_answered_as_an_unknown_mpid(
         assert type(outcome) is type(other)
         assert str(outcome).replace(str(mpid), "N") == str(other).replace(str(mpid + 999), "N")
     assert "email" not in world.profile(mpid).user_identities
+
+
+def test_a_batch_naming_another_scopes_mpid_lands_in_its_own_scope() -> None:
+    """docs/security.md: the MPID is set aside; the batch resolves by its identities in
+    the caller's scope, or makes a profile of its own there, and the other scope's
+    profile is not touched."""
+    world = World()
+    theirs = world.call("identify", {"customerid": "c1"}).mpid
+    before = world.profile(theirs)
+    own_scope = OTHER_ACCOUNT.workspace.identity_scope
+
+    def batch(**fields: object) -> BatchOutcome:
+        body = msgspec.json.encode({"environment": "production", "mpid": str(theirs), **fields})
+        outcome = world.run(Accepted(OTHER_ACCOUNT, observe(body, OTHER_ACCOUNT, world.now), body))
+        assert isinstance(outcome, BatchOutcome), outcome
+        return outcome
+
+    named = batch(user_identities={"customerid": "o1"}, user_attributes={"x": 1})
+    again = batch(user_identities={"customerid": "o1"}, user_attributes={"x": 2})
+    bare = batch(user_attributes={"y": 3})
+    assert [o.status for o in (named, again, bare)] == ["applied"] * 3
+    assert named.mpid == again.mpid  # found again by its identity, in its own scope
+    assert bare.mpid not in (theirs, named.mpid, None)
+    for mpid in (named.mpid, bare.mpid):
+        assert mpid is not None
+        assert world.profile(mpid).scope == own_scope
+    assert world.profile(named.mpid).workspaces[2].attributes["x"].value == 2  # type: ignore[arg-type]
+    assert world.profile(theirs) == before

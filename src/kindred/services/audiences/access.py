@@ -55,17 +55,28 @@ class AudienceAccessCheck:
             )
         return audience
 
+    def hidden_connections(
+        self, caller: Principal, connections: Iterable[tuple[str, int]]
+    ) -> frozenset[str]:
+        """Of the audience connections given (name, audience id), those of an audience the
+        caller may not see: not listed to them and answered as no connection (404). One of
+        a deleted audience stays in sight, as the web UI shows it."""
+        known = {a.id: a for a in self._audiences.all()}
+        return frozenset(
+            name
+            for name, audience_id in connections
+            if (audience := known.get(audience_id)) is not None
+            and not may_see(caller, audience.created_by, audience.access)
+        )
+
     def check_connecting(self, caller: Principal, named: list[tuple[str, int]]) -> None:
         """Connecting audiences (each with the path naming it in the request) is using
-        them: one the caller may not see is refused as an unknown one would be (400 at its
-        path), one they may not use with 403; an unknown id is left to the connection's own
-        checks."""
+        them: an unknown one, or one the caller may not see, is refused as unknown (400 at
+        its path), one they may not use with 403."""
         known = {a.id: a for a in self._audiences.all()}
         for path, audience_id in named:
             audience = known.get(audience_id)
-            if audience is None:
-                continue
-            if not may_see(caller, audience.created_by, audience.access):
+            if audience is None or not may_see(caller, audience.created_by, audience.access):
                 raise InvalidBatch(f"no audience {audience_id}", path)
             self.usable(caller, audience_id)
 

@@ -1,6 +1,8 @@
 """The Platform API's audience list (reference §7): audiences as mParticle's
 `GET /v1/audiences` lists them, for a credential with the platform scope, limited to the
-workspaces the credential covers; definitions (criteria) are not shown there."""
+workspaces the credential covers: an audience spanning a workspace it does not cover is
+none of its own (its size counts that workspace's members, its deletion would end it
+there too); definitions (criteria) are not shown there."""
 
 from __future__ import annotations
 
@@ -30,12 +32,12 @@ class PlatformAudiences:
         """`GET /v1/audiences?accountId=N`: the account's audiences the credential sees."""
         if account_id is None:
             raise InvalidBatch("accountId is required", "accountId")
-        covered = self._covered(credential) & self._account_workspaces(account_id)
-        if not covered:
+        account = self._covered(credential) & self._account_workspaces(account_id)
+        if not account:
             raise AuthRejected(
                 f"credential {credential.client_id} covers no workspace of account {account_id}"
             )
-        return self._items(covered)
+        return self._items(account, self._covered(credential))
 
     def of_workspace(self, credential: ApiCredential, workspace_id: int) -> list[object]:
         """`GET /v1/workspace/{id}/audiences`."""
@@ -43,7 +45,7 @@ class PlatformAudiences:
             raise AuthRejected(
                 f"credential {credential.client_id} has no access to workspace {workspace_id}"
             )
-        return self._items({workspace_id})
+        return self._items({workspace_id}, self._covered(credential))
 
     def delete(self, credential: ApiCredential, audience_id: int) -> None:
         """`DELETE /v1/audiences/{id}`; an audience the credential cannot see is answered
@@ -52,7 +54,7 @@ class PlatformAudiences:
             (a for a in self._audiences.all() if a.id == audience_id),
             None,
         )
-        if audience is None or not set(audience.workspaces) & self._covered(credential):
+        if audience is None or not _within(audience, self._covered(credential)):
             raise NotFound(f"no audience {audience_id}")
         self._audiences.delete(audience_id, changed_by=f"platform api {credential.client_id}")
 
@@ -74,8 +76,13 @@ class PlatformAudiences:
             if w.account.account_id == account_id
         }
 
-    def _items(self, workspaces: set[int]) -> list[object]:
-        return [self._item(a) for a in self._audiences.all() if set(a.workspaces) & workspaces]
+    def _items(self, workspaces: set[int], covered: set[int]) -> list[object]:
+        """The audiences in any of `workspaces` spanning only workspaces `covered`."""
+        return [
+            self._item(a)
+            for a in self._audiences.all()
+            if set(a.workspaces) & workspaces and _within(a, covered)
+        ]
 
     def _item(self, audience: AudienceDef) -> dict[str, object]:
         metrics = self._audiences.metrics(audience.id)
@@ -117,6 +124,10 @@ class PlatformAudiences:
             ],
             "data_type": "audience",
         }
+
+
+def _within(audience: AudienceDef, covered: set[int]) -> bool:
+    return bool(audience.workspaces) and set(audience.workspaces) <= covered
 
 
 def _iso(ms: int) -> str:

@@ -11,6 +11,7 @@ from typing import Protocol
 import msgspec
 
 from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.profile import Profile
 from kindred.domain.tenancy import InputDef
 from kindred.ports import BatchStatus, EventLogReader, LogEntry, MergeReader, UnitOfWork
 from kindred.services.ingest.profile_writer import ProfileWriter
@@ -38,14 +39,13 @@ class AliasHandler(HandlerBase[AliasCall, AliasOutcome]):
     def run(self, uow: UnitOfWork, command: AliasCall) -> AliasOutcome:
         call = command
         loaded = uow.profiles.load([call.source, call.destination])
-        source, destination = check_alias(
-            follow(uow.profiles, loaded.get(call.source)),
-            follow(uow.profiles, loaded.get(call.destination)),
-            call.start_ms,
-            call.end_ms,
+        # A profile of another identity scope is answered as an unknown MPID (SEC-1): the
+        # answer tells nothing of other tenants' profiles.
+        source, destination = (
+            _within(call.scope, follow(uow.profiles, loaded.get(mpid)))
+            for mpid in (call.source, call.destination)
         )
-        if source.scope != call.scope:
-            raise NotFound("alias: no such profiles in this workspace's identity scope")
+        source, destination = check_alias(source, destination, call.start_ms, call.end_ms)
         moved = uow.log.ids(source.mpid, call.start_ms, call.end_ms)
         survivor = merge_into(
             uow,
@@ -58,6 +58,10 @@ class AliasHandler(HandlerBase[AliasCall, AliasOutcome]):
             detail=f"events {call.start_ms}..{call.end_ms}",
         )
         return AliasOutcome(survivor.mpid, len(moved))
+
+
+def _within(scope: str, profile: Profile | None) -> Profile | None:
+    return profile if profile is not None and profile.scope == scope else None
 
 
 class _History(MergeReader, EventLogReader, Protocol):

@@ -63,9 +63,11 @@ class ProfileWriter:
         if obs.mpid is not None:
             wanted.add(obs.mpid)
         loaded = uow.profiles.load(sorted(wanted))
-        if obs.mpid is not None and obs.mpid in loaded and loaded[obs.mpid].scope != scope:
-            # The MPID names a profile of another identity scope: never cross scopes.
-            return IdentityDecision("unresolved", None, {}, {}, ()), {}
+        foreign = obs.mpid is not None and obs.mpid in loaded and loaded[obs.mpid].scope != scope
+        if foreign:
+            # The MPID names a profile of another identity scope: never cross scopes. The
+            # batch lands in the caller's own, as if it named no MPID (SEC-1).
+            obs = msgspec.structs.replace(obs, mpid=None)
         if obs.mpid is not None and obs.mpid in loaded:
             # An MPID merged into another stands for its survivor (SDKs keep sending it).
             live = follow(uow.profiles, loaded[obs.mpid])
@@ -79,6 +81,10 @@ class ProfileWriter:
         }
         explicit = profiles.get(obs.mpid) if obs.mpid is not None else None
         decision = resolve(obs, policy, matches, candidate_of(explicit) if explicit else None)
+        if foreign and decision.action == "unresolved":
+            # Nor identities to go by: a profile of its own, as an MPID new to the store
+            # would have made (under an MPID drawn here: the one named is taken).
+            decision = IdentityDecision("create", None, {}, {}, decision.notes)
         return decision, profiles
 
     def fresh_mpid(self) -> int:
