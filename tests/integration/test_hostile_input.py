@@ -386,3 +386,146 @@ def test_a_profile_page_shows_any_stored_instant(client: Client, container: Cont
     # The same batch on the Live Stream and in the audiences' pages.
     assert client.get("/ui/live", params={"environment": "all"}).status_code == 200
     assert client.get("/ui/audiences").status_code == 200
+
+
+# --- bytes that are not UTF-8, loose integers, odd headers ------------------------------
+
+NOT_UTF8 = b'{"environment":"production","user_identities":{"customerid":"x\xff"}}'
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/v2/events", None),
+        ("/v1/identify", WEB_KEY),
+        ("/webevents/v1/identity/web-key/Alias", WEB_KEY),
+        ("/admin/v1/audiences", ADMIN),
+        ("/admin/v1/audiences/estimate", ADMIN),
+        ("/admin/v1/outputs", ADMIN),
+        ("/admin/v1/connections/audiences", ADMIN),
+        ("/admin/v1/profiles/delete", ADMIN),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_refused_naming_it(
+    client: Client, path: str, headers: dict[str, str] | None
+) -> None:
+    if headers is None:
+        answer = client.post(path, content=NOT_UTF8, auth=SERVER_AUTH)
+    else:
+        answer = client.post(path, content=NOT_UTF8, headers=headers)
+    message = refusal(answer, "body")
+    assert "not UTF-8: byte 62 (0xff)" in message
+
+
+def test_bulk_events_refuse_a_body_that_is_not_utf8(client: Client) -> None:
+    answer = client.post("/v2/bulkevents", content=b"[" + NOT_UTF8 + b"]", auth=SERVER_AUTH)
+    assert answer.status_code == 400, answer.text
+    assert "not UTF-8" in answer.text
+
+
+def test_a_web_batch_that_is_not_utf8_is_quarantined(client: Client, container: Container) -> None:
+    answer = client.post(WEB_EVENTS, content=NOT_UTF8, headers={"content-type": "text/plain"})
+    assert answer.status_code == 202, answer.text
+    kept = container.store.list_rejects("quarantined", 100)
+    assert any(r.body == NOT_UTF8 and "not UTF-8" in r.reason for r in kept)
+    assert client.get("/ui/live", params={"environment": "all"}).status_code == 200
+
+
+@pytest.mark.parametrize("text", ["1_0", "%201", "+1", "%D9%A1", "%C2%B2", "9" * 50])
+def test_an_id_in_a_path_is_ascii_digits_or_refused(client: Client, text: str) -> None:
+    made = client.post(
+        "/admin/v1/audiences",
+        json={
+            "name": "kept",
+            "workspaces": [1],
+            "criteria": {"attribute": "tier", "op": "equals", "value": "gold"},
+        },
+        headers=ADMIN,
+    )
+    assert made.status_code == 201, made.text
+    for method, path in (
+        ("DELETE", f"/admin/v1/audiences/{text}"),
+        ("GET", f"/admin/v1/audiences/{text}"),
+        ("DELETE", f"/admin/v1/calculated-attributes/{text}"),
+    ):
+        answer = client.request(method, path, headers=ADMIN)
+        assert answer.status_code == 400, (method, path, answer.text)
+    assert client.get(f"/admin/v1/audiences/{made.json()['id']}", headers=ADMIN).status_code == 200
+    profile = client.get(f"/userprofile/v1/1/1/1/{text}?fields=user_identities")
+    assert profile.status_code in (400, 401), profile.text  # never read as another id
+
+
+@pytest.mark.parametrize("text", ["%C2%B2", "9" * 5_000])
+def test_ui_ids_and_numbers_that_python_reads_loosely_are_no_500(client: Client, text: str) -> None:
+    for path in (
+        f"/ui/api/audiences/suggestions?workspaces={text}",
+        f"/ui/calculated/{text}",
+    ):
+        assert client.get(path).status_code < 500, path
+
+
+def test_a_basic_header_beyond_ascii_is_refused(client: Client) -> None:
+    answer = client.post(
+        "/v2/events",
+        content=b'{"environment":"production"}',
+        headers={"authorization": b"Basic \xff\xfe"},
+    )
+    assert answer.status_code == 403, answer.text  # as any malformed credential
+    assert "not valid base64" in answer.text
+
+
+def test_a_csv_cell_over_the_readers_limit_is_a_row_error(client: Client) -> None:
+    body = "customer_id,email\nok-1,a@b.c\n" + "c" * 200_000 + ",x@y.z\n"
+    answer = client.post(
+        "/v2/import/csv",
+        content=body.encode(),
+        headers={"content-type": "text/csv"},
+        auth=("csv-key", "csv-secret"),
+    )
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["applied"] == 1  # the row before it stands
+    ((line, reason),) = [(e["line"], e["error"]) for e in report["errors"]]
+    assert line == 3
+    assert "not CSV, reading stopped: field larger than field limit" in reason
+
+
+def test_a_connection_to_no_audience_is_refused(client: Client) -> None:
+    output = {"name": "hostile-files", "kind": "jsonl", "directory": "hostile-out"}
+    assert client.post("/admin/v1/outputs", json=output, headers=ADMIN).status_code == 201
+    body = {
+        "name": "to-nothing",
+        "audience_id": 99_999,
+        "output": "hostile-files",
+        "identity_types": ["email"],
+    }
+    answer = client.post("/admin/v1/connections/audiences", json=body, headers=ADMIN)
+    assert "no audience 99999" in refusal(answer, "audience_id")
+    listed = client.get("/admin/v1/connections", headers=ADMIN).json()
+    assert "to-nothing" not in [c["name"] for c in listed["audience_connections"]]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("a" * 2_000 + "@x.y", "longer than 1024"), ("a\u0000@x.y", "NUL")],
+)
+def test_idsync_refuses_identity_values_that_ingest_refuses(
+    client: Client, value: str, said: str
+) -> None:
+    for path in ("/v1/identify", "/v1/search", "/v1/login"):
+        body = {"environment": "production", "known_identities": {"email": value}}
+        answer = client.post(path, json=body, headers=WEB_KEY)
+        assert said in refusal(answer, "known_identities.email"), path
+    known = client.post(
+        "/v1/identify",
+        json={"environment": "production", "known_identities": {"email": "fine@x.y"}},
+        headers=WEB_KEY,
+    )
+    assert known.status_code == 200, known.text
+    change = {"identity_type": "email", "old_value": "fine@x.y", "new_value": value}
+    answer = client.post(
+        f"/v1/{known.json()['mpid']}/modify",
+        json={"identity_changes": [change]},
+        headers=WEB_KEY,
+    )
+    assert said in refusal(answer, "identity_changes[0].new_value")

@@ -52,7 +52,8 @@ def decode_basic(header: str) -> tuple[str, str]:
         raise AuthRejected("Authorization must be HTTP Basic")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        # ValueError: characters beyond ASCII, which base64 never holds.
         raise AuthRejected("Authorization header is not valid base64") from None
     key, sep, secret = decoded.partition(":")
     if not sep:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from kindred.api.auth import InputAuthenticator
 from kindred.attributes.definition import CalculatedDef
 from kindred.bootstrap import Container
-from kindred.domain.errors import InvalidBatch, NotFound
+from kindred.domain.errors import InvalidBatch
 from kindred.services.calculated.admin import SeedEntry
 from kindred.wire.batch import Mpid
 from kindred.wire.errors import as_invalid_batch
@@ -68,12 +68,7 @@ def _json(data: object, status: int = 200) -> Response:
 
 
 def _id(request: Request) -> int:
-    text = request.path_params["def_id"]
-    try:
-        int(text)
-    except ValueError:
-        raise NotFound(f"no calculated attribute {text!r}") from None
-    return int64_param(text, "def_id")
+    return int64_param(request.path_params["def_id"], "def_id")
 
 
 class CalculatedAdmin:

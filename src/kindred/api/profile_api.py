@@ -21,7 +21,14 @@ from kindred.domain.ratelimit import TokenBucket
 from kindred.domain.tenancy import WorkspaceDef
 from kindred.services.access.credentials import OAuthRefusal
 from kindred.wire.errors import as_invalid_batch
-from kindred.wire.limits import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, check_depth, too_deep
+from kindred.wire.limits import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_JSON_DEPTH,
+    check_depth,
+    strict_int,
+    too_deep,
+)
 from kindred.wire.profile_api import (
     PROFILE_FIELDS,
     OAuthError,
@@ -190,9 +197,9 @@ def _parse_fields(query: bytes) -> frozenset[str]:
 def _valid_ids(parts: list[str]) -> list[int] | None:
     """A profile path's ids (org, account, workspace, MPID), None unless all are valid
     (`_ids` names what is wrong)."""
-    try:
-        ids = [int(text, 10) for text in parts]
-    except ValueError:
+    found = [strict_int(text) for text in parts]
+    ids = [value for value in found if value is not None]
+    if len(ids) != len(found):
         return None
     for value in ids:
         if not INT64_MIN <= value <= INT64_MAX:
@@ -203,10 +210,9 @@ def _valid_ids(parts: list[str]) -> list[int] | None:
 def _ids(parts: list[str], names: tuple[str, ...]) -> list[int]:
     values = []
     for name, text in zip(names, parts, strict=True):
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise InvalidBatch(f"{name} {text!r} is not an integer", name) from None
+        value = strict_int(text)
+        if value is None:
+            raise InvalidBatch(f"{name} {text!r} is not an integer", name)
         if not INT64_MIN <= value <= INT64_MAX:
             raise InvalidBatch(f"{name} {text} is out of the 64-bit range", name)
         values.append(value)

@@ -12,6 +12,7 @@ from kindred.domain.identities import canonical_identity_type
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
 from kindred.wire.limits import Int64, check_depth
+from kindred.wire.normalize import identity_value
 
 __all__ = [
     "AliasData",
@@ -108,8 +109,10 @@ def decode_identity_request(body: bytes) -> IdentityRequest:
         request = _IDENTITY.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise as_invalid_batch(exc) from None
-    for key in request.known_identities:
+    for key, value in request.known_identities.items():
         _check_type(key, f"known_identities.{key}")
+        if value is not None:
+            identity_value(value, f"known_identities.{key}")
     return request
 
 
@@ -121,6 +124,10 @@ def decode_modify(body: bytes) -> ModifyRequest:
         raise as_invalid_batch(exc) from None
     for n, change in enumerate(request.identity_changes):
         _check_type(change.identity_type, f"identity_changes[{n}].identity_type")
+        for name in ("old_value", "new_value"):
+            value = getattr(change, name)
+            if value is not None:
+                identity_value(value, f"identity_changes[{n}].{name}")
     return request
 
 

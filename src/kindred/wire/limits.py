@@ -29,8 +29,10 @@ __all__ = [
     "Int64",
     "check_depth",
     "check_json_body",
+    "check_utf8",
     "int64_param",
     "is_instant",
+    "strict_int",
     "too_deep",
 ]
 
@@ -70,9 +72,26 @@ def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 def check_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
-    """InvalidBatch naming where the body first nests deeper than `limit`, if it does."""
+    """InvalidBatch naming where the body first nests deeper than `limit`, if it does, or
+    its first byte that is not UTF-8 (JSON text is UTF-8; a decoder would fail on it
+    only once it reached a string holding it, and not as a decode error)."""
+    check_utf8(body)
     if too_deep(body, limit):
         raise InvalidBatch(f"JSON nests deeper than {limit} levels", _deep_path(body, limit))
+
+
+def check_utf8(body: bytes) -> None:
+    """InvalidBatch naming the body's first byte that is not UTF-8, if one is."""
+    if body.isascii():
+        return
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidBatch(
+            f"the body is not UTF-8: byte {exc.start} (0x{body[exc.start]:02x}) does not"
+            " belong to a character",
+            "body",
+        ) from None
 
 
 def check_json_body(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
@@ -86,12 +105,22 @@ def check_json_body(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
     _check_ints(value, "")
 
 
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def strict_int(text: str) -> int | None:
+    """The integer `text` writes in at most 40 ASCII decimal digits (an optional `-`), else
+    None: Python's `int` also takes spaces, `+`, `_` between digits and other scripts'
+    digits, with which `1_0` would name 10 (and refuses over 4,300 digits by raising)."""
+    return int(text) if len(text) <= 41 and _DECIMAL.fullmatch(text) else None
+
+
 def int64_param(text: str, name: str) -> int:
     """A path or query parameter as a signed 64-bit integer; InvalidBatch naming it."""
-    try:
-        value = int(text.strip(), 10)
-    except ValueError:
-        raise InvalidBatch(f"{name} {text!r} is not an integer", name) from None
+    value = strict_int(text)
+    if value is None:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        raise InvalidBatch(f"{name} {shown!r} is not an integer", name)
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidBatch(f"{name} {text} is not a signed 64-bit integer", name)
     return value

@@ -42,6 +42,7 @@ __all__ = [
     "HISTORICAL_MIN_AGE_MS",
     "MAX_EVENT_NAME_LENGTH",
     "event_fact",
+    "identity_value",
     "normalize_batch",
     "parse_mpid",
 ]
@@ -177,11 +178,13 @@ def _user_identities(raw: Mapping[str, object]) -> dict[str, str]:
         id_type = canonical_identity_type(key)
         if id_type is None or id_type in DEVICE_IDENTITY_TYPES:
             raise InvalidBatch(f"unknown user identity type {key!r}", path)
-        identities[id_type] = _identity_value(value, path)
+        identities[id_type] = identity_value(value, path)
     return identities
 
 
-def _identity_value(value: object, path: str) -> str:
+def identity_value(value: object, path: str) -> str:
+    """An identity's value as stored (trimmed); InvalidBatch at `path` for one that is not a
+    string, holds a NUL or is over 1,024 characters. IDSync's values pass the same checks."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidBatch("identity values must be strings", path)
     text = str(value).strip()
@@ -196,9 +199,9 @@ def _device_identities(batch: Batch) -> dict[str, str]:
     identities: dict[str, str] = {}
     for key, value in (batch.device_info or {}).items():
         if key in DEVICE_IDENTITY_TYPES and value is not None:
-            identities[key] = _identity_value(value, f"device_info.{key}")
+            identities[key] = identity_value(value, f"device_info.{key}")
     if batch.mp_deviceid:
-        identities["device_application_stamp"] = _identity_value(batch.mp_deviceid, "mp_deviceid")
+        identities["device_application_stamp"] = identity_value(batch.mp_deviceid, "mp_deviceid")
     return identities
 
 

@@ -104,3 +104,18 @@ def test_the_live_stream_shows_development_batches_and_refusals_after_a_cursor()
     assert [i.mpid for i in newer] == [3]
     assert LiveCursor.parse(later.text()) == later
     assert LiveCursor.parse("x-1") is None
+
+
+def test_a_refused_batch_with_a_lone_surrogate_is_shown_escaped() -> None:
+    """`"\\ud800"` is valid JSON that UTF-8 cannot carry: the Live Stream shows the batch
+    with it escaped (before, the page failed for every later visitor)."""
+    store = MemoryStore()
+    body = b'{"environment":"development","user_identities":{"customerid":"x\\ud800"}}'
+    with store.unit_of_work() as uow:
+        uow.rejects.record(
+            RejectEntry(input="web", received_ms=NOW, kind="refused", reason="bad", body=body)
+        )
+    (item,) = ActivityReader(store).live(LiveFilter(environment=None), None)[0]
+    item.body_text.encode()  # the page can be written
+    assert "\\ud800" in item.body_text
+    assert '"customerid": "x\\ud800"' in item.body_text

@@ -219,7 +219,11 @@ def test_free_form_bodies_name_the_first_integer_beyond_64_bits() -> None:
 
 
 def test_parameters_are_signed_64_bit_integers() -> None:
-    assert int64_param(" -9223372036854775808", "mpid") == -(2**63)
+    assert int64_param("-9223372036854775808", "mpid") == -(2**63)
+    # Only ASCII digits: Python's int would read each of these as another number.
+    for loose in (" 1", "+1", "1_0", "\u0661", "\u00b2", "1 ", "9" * 5_000):
+        with pytest.raises(InvalidBatch, match="not an integer"):
+            int64_param(loose, "mpid")
     with pytest.raises(InvalidBatch) as refused:
         int64_param("9223372036854775808", "mpid")
     assert refused.value.path == "mpid"

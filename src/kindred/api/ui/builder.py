@@ -40,6 +40,7 @@ from kindred.domain.errors import AuthRejected, Conflict, InvalidBatch, NotFound
 from kindred.domain.users import Role, may_use
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.audiences.suggestions import BuilderSuggestions, Suggestions
+from kindred.wire.limits import strict_int
 
 __all__ = ["builder_routes"]
 
@@ -242,11 +243,7 @@ class Builder:
         return _json(body, 200)
 
     async def suggestions(self, request: Request, _: Visitor) -> Response:
-        chosen = [
-            int(w)
-            for w in request.query_params.get("workspaces", "").split(",")
-            if w.strip().isdigit()
-        ]
+        chosen = _workspace_ids(request.query_params.get("workspaces", "").split(","))
         found = await run_in_threadpool(self._suggestions.of, chosen)
         return _json(msgspec.to_builtins(found), 200)
 
@@ -256,7 +253,8 @@ class Builder:
         self, request: Request, user: Visitor, *, seen_only: bool = False
     ) -> AudienceDef | Response:
         text = request.path_params["audience_id"]
-        if not text.isdigit():
+        audience_id = strict_int(text) if len(text) <= 18 else None
+        if audience_id is None:
             return self._message(user, f"No audience {text}.", 404)
         if not user.may_edit:
             return self._refused(
@@ -264,8 +262,8 @@ class Builder:
             )
         try:
             if seen_only:
-                return self._access.seen(user.principal, int(text))
-            return self._access.changeable(user.principal, int(text))
+                return self._access.seen(user.principal, audience_id)
+            return self._access.changeable(user.principal, audience_id)
         except NotFound:
             return self._message(user, f"No audience {text}.", 404)
         except AuthRejected as refused:
@@ -281,7 +279,7 @@ class Builder:
         status: int = 200,
         saved: str = "",
     ) -> Response:
-        chosen = [int(w) for w in fields.get("workspaces", "").split("\n") if w.isdigit()]
+        chosen = _workspace_ids(fields.get("workspaces", "").split("\n"))
         seen = await run_in_threadpool(self._suggestions.of, chosen)
         values = self._form_values(
             user, fields, current, errors=errors or {}, saved=saved, seen=seen
@@ -461,3 +459,9 @@ def builder_routes(container: Container, pages: Any, html: HtmlMaker) -> list[Ro
         Route("/ui/api/audiences/estimate", pages.json(b.estimate), methods=["POST"]),
         Route("/ui/api/audiences/suggestions", pages.json(b.suggestions), methods=["GET"]),
     ]
+
+
+def _workspace_ids(texts: list[str]) -> list[int]:
+    """The workspace ids among `texts` (others, which name none, left out)."""
+    found = (strict_int(t.strip()) if len(t) <= 18 else None for t in texts)
+    return [w for w in found if w is not None]

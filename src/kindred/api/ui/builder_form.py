@@ -83,7 +83,7 @@ _WORKSPACED = frozenset(
     }
 )
 _COUNTS = ("at_least", "at_most", "exactly")
-_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 # A refusal's key (after the node's path) -> the field showing it.
 _FIELD_OF_KEY = {
     "attribute": "key",

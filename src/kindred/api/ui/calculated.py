@@ -39,6 +39,7 @@ from kindred.bootstrap import Container
 from kindred.domain.errors import InvalidBatch, NotFound
 from kindred.domain.users import role_needed
 from kindred.services.calculated.admin import Progress
+from kindred.wire.limits import strict_int
 
 __all__ = ["calculated_routes"]
 
@@ -167,7 +168,7 @@ class CalculatedPages:
 
     def _find(self, request: Request) -> CalculatedDef | None:
         text = request.path_params["def_id"]
-        if not text.isdigit() or len(text) > 18:
+        if strict_int(text) is None or len(text) > 18:
             return None
         try:
             return self._service.get(int(text))

@@ -47,7 +47,7 @@ CONDITION_OPS = (
     *_DATE_OPS,
 )
 _PAIRS = frozenset({"between", "between_dates"})
-_INTEGER = re.compile(r"-?\d{1,18}")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from kindred.domain.forwarding import AudienceConnection, EventConnection, Outpu
 from kindred.domain.users import Role, may_see, may_use, role_needed
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.forwarding.admin import ConnectionView
+from kindred.wire.limits import strict_int
 
 __all__ = ["forwarding_routes"]
 
@@ -290,7 +291,9 @@ class ForwardingPages:
             return _missing(user, "connection", request.path_params["name"])
         ids: list[int] | None = None
         if first(posted, "which") != "all":
-            ids = [int(i) for i in posted.get("id", []) if i.isdigit() and len(i) <= 18]
+            ids = [
+                int(i) for i in posted.get("id", []) if strict_int(i) is not None and len(i) <= 18
+            ]
             if not ids:
                 text = "Choose the dead letters to replay (or replay all). Nothing was changed."
                 return message(user, found.name, _ACTIVE, text, 400)

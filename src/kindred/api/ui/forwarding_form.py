@@ -43,7 +43,7 @@ _EVENT_LISTS = (
     "attributes_allow",
     "attributes_block",
 )
-_INTEGER = re.compile(r"-?\d{1,19}")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 def _one(posted: Posted, key: str) -> str:

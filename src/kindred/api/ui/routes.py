@@ -44,7 +44,7 @@ from kindred.domain.users import Role
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.forwarding.admin import ConnectionView
 from kindred.services.profiles.activity import LiveCursor, LiveFilter
-from kindred.wire.limits import INT64_MAX, int64_param
+from kindred.wire.limits import INT64_MAX, int64_param, strict_int
 
 __all__ = ["OPEN_PATHS", "ui_routes"]
 
@@ -290,7 +290,7 @@ class UiPages:
             show=show,
             outputs=[o.name for o in self._c.catalog.current().outputs],
             identity_types=IDENTITY_TYPES,
-            connected=connected if connected.isdigit() else "",
+            connected=connected if strict_int(connected) is not None else "",
             connected_output=request.query_params.get("output", ""),
         )
         return _html(
@@ -345,7 +345,8 @@ class UiPages:
 
 def _page_number(request: Request) -> int:
     text = request.query_params.get("page", "1")
-    return int(text) if text.isdigit() and int(text) > 0 else 1
+    page = strict_int(text) if len(text) <= 18 else None
+    return page if page is not None and page > 0 else 1
 
 
 def _live_filter(request: Request) -> LiveFilter:

@@ -94,11 +94,24 @@ class CsvImporter:
 
 def _rows(text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        yield 1, RowError(1, f"not CSV: {exc}")
+        return
     if not header:
         return
     columns = [_column(name) for name in header]
-    for row in reader:
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            # The reader cannot go on past it (a cell over the field limit, a stray NUL):
+            # the rows before it stand, those after it are not read.
+            yield reader.line_num, RowError(reader.line_num, f"not CSV, reading stopped: {exc}")
+            return
+        if row is None:
+            return
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue

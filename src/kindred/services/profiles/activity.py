@@ -274,6 +274,15 @@ def _pretty(body: bytes) -> str:
     try:
         if too_deep(body):
             raise ValueError("nested too deep to indent")
-        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+        value = json.loads(body)
+        pretty = json.dumps(value, indent=2, ensure_ascii=False)
+        if not pretty.isascii():
+            try:
+                pretty.encode()
+            except UnicodeEncodeError:
+                # A lone surrogate (`"\ud800"` is valid JSON): kept escaped, as UTF-8
+                # cannot carry it to the page.
+                pretty = json.dumps(value, indent=2)
+        return pretty
     except (ValueError, UnicodeDecodeError):
         return body.decode("utf-8", errors="replace")
