@@ -529,3 +529,37 @@ def test_idsync_refuses_identity_values_that_ingest_refuses(
         headers=WEB_KEY,
     )
     assert said in refusal(answer, "identity_changes[0].new_value")
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/v1/audiences", "/admin/v1/outputs", "/v3/requests", "/ui/login"]
+)
+def test_a_body_over_the_servers_limit_is_413_on_every_route(client: Client, path: str) -> None:
+    body = b'{"name":"' + b"n" * 300_000 + b'"}'
+    answer = client.post(path, content=body, headers={**ADMIN, "content-type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    assert "request body over 262144 bytes" in answer.text
+
+
+def test_a_csv_import_keeps_its_own_larger_bound(client: Client) -> None:
+    rows = "".join(f"big-{n},big{n}@x.y\n" for n in range(20_000))  # ~430 KB
+    answer = client.post(
+        "/v2/import/csv",
+        content=("customer_id,email\n" + rows).encode(),
+        headers={"content-type": "text/csv"},
+        auth=("csv-key", "csv-secret"),
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == 20_000
+
+
+@pytest.mark.parametrize("path", ["/v2/events", "/v1/identify", "/admin/v1/audiences"])
+def test_a_body_under_a_content_encoding_is_refused_415(client: Client, path: str) -> None:
+    answer = client.post(
+        path,
+        content=b'{"environment":"production","user_identities":{"customerid":"gz"}}',
+        headers={**ADMIN, **WEB_KEY, "content-encoding": "gzip"},
+        auth=SERVER_AUTH if path == "/v2/events" else None,
+    )
+    assert answer.status_code == 415, answer.text
+    assert "Content-Encoding 'gzip' is not accepted" in answer.text

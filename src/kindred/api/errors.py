@@ -24,6 +24,7 @@ from kindred.domain.errors import (
 __all__ = [
     "STATUS_BY_ERROR",
     "PayloadTooLarge",
+    "UnsupportedEncoding",
     "error_body",
     "error_headers",
     "error_response",
@@ -35,6 +36,10 @@ class PayloadTooLarge(KindredError):
     code = "PAYLOAD_TOO_LARGE"
 
 
+class UnsupportedEncoding(KindredError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 STATUS_BY_ERROR: dict[type[KindredError], int] = {
     InvalidBatch: 400,
     AuthMissing: 401,
@@ -43,6 +48,7 @@ STATUS_BY_ERROR: dict[type[KindredError], int] = {
     Conflict: 409,
     Gone: 410,
     PayloadTooLarge: 413,
+    UnsupportedEncoding: 415,
     RateLimited: 429,
     # Before StoreUnavailable, which it is a kind of (the first match counts).
     OutcomeUnknown: 504,

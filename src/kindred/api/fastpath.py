@@ -13,12 +13,20 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from kindred.api.errors import PayloadTooLarge, error_body, error_headers, status_of
+from kindred.api.errors import (
+    PayloadTooLarge,
+    UnsupportedEncoding,
+    error_body,
+    error_headers,
+    status_of,
+)
 from kindred.api.events import EventsApi
 from kindred.api.idsync import IdSyncApi, identity_error_body, identity_route
+from kindred.api.imports import MAX_CSV_BYTES
 from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
 from kindred.domain.errors import KindredError
+from kindred.wire.limits import strict_int
 
 __all__ = ["FastPath"]
 
@@ -36,6 +44,44 @@ _INTERNAL_ERROR = (
 )
 
 log = logging.getLogger("kindred.api")
+
+
+# Routes that take bodies over `server.max_body_bytes`, with their own bound.
+_LARGER_BODIES = {"/v2/import/csv": MAX_CSV_BYTES}
+
+
+def _unsupported_encoding(scope: Scope) -> UnsupportedEncoding | None:
+    """A body under a Content-Encoding other than `identity` is refused (415): read as it
+    stands, a compressed one would be taken for malformed JSON, and a plain one under such
+    a header for what it is not."""
+    encoding = _header(scope, b"content-encoding")
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return None
+    return UnsupportedEncoding(
+        f"Content-Encoding {encoding!r} is not accepted: send the body uncompressed"
+    )
+
+
+def _declared_over(declared: str | None, limit: int) -> bool:
+    """Whether a Content-Length header says more than `limit` bytes."""
+    length = strict_int(declared) if declared is not None else None
+    return length is not None and length > limit
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """`receive` raising PayloadTooLarge (413 from the app's error handler) once the body
+    passes `limit` bytes: for a body sent without its length, or longer than it said."""
+    size = 0
+
+    async def bounded() -> MutableMapping[str, Any]:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        return message
+
+    return bounded
 
 
 class FastPath:
@@ -86,29 +132,45 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path: str = scope["path"]
-            method: str = scope["method"]
-            if path.startswith(PROFILE_PREFIX):
-                route = self._profiles.route_of(method, path)
-                if route is not None:
-                    await self._answer(route, scope, receive, send)
-                    return
-            elif method == "POST":
-                route = self._server_routes.get(path)
-                if route is not None:
-                    await self._timed(route, scope, receive, send, cors=False)
-                    return
-                if path.startswith(_WEB_PREFIXES) and path.endswith("/events"):
-                    await self._timed("web_events", scope, receive, send, cors=True)
-                    return
-                if path == "/oauth/token":
-                    await self._answer("oauth_token", scope, receive, send)
-                    return
-            found = identity_route(method, path)
-            if found is not None:
-                await self._identity_call(found, scope, receive, send)
+            refused: KindredError | None = _unsupported_encoding(scope)
+            if refused is None and await self._answered_here(scope, receive, send):
+                return
+            if refused is None:
+                limit = _LARGER_BODIES.get(scope["path"], self._max_body)
+                if _declared_over(_header(scope, b"content-length"), limit):
+                    # Answered before the body is read: the routes behind read it whole.
+                    refused = PayloadTooLarge(f"request body over {limit} bytes")
+                receive = _bounded(receive, limit)
+            if refused is not None:
+                await _respond(send, *_refusal(refused))
                 return
         await self._fallback(scope, receive, send)
+
+    async def _answered_here(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether the request is one of the routes answered here (and now answered)."""
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith(PROFILE_PREFIX):
+            route = self._profiles.route_of(method, path)
+            if route is not None:
+                await self._answer(route, scope, receive, send)
+                return True
+        elif method == "POST":
+            route = self._server_routes.get(path)
+            if route is not None:
+                await self._timed(route, scope, receive, send, cors=False)
+                return True
+            if path.startswith(_WEB_PREFIXES) and path.endswith("/events"):
+                await self._timed("web_events", scope, receive, send, cors=True)
+                return True
+            if path == "/oauth/token":
+                await self._answer("oauth_token", scope, receive, send)
+                return True
+        found = identity_route(method, path)
+        if found is not None:
+            await self._identity_call(found, scope, receive, send)
+            return True
+        return False
 
     def is_read(self, path: str) -> bool:
         """A Profile API read by MPID: `answer_read` answers it without the request's body."""
@@ -221,7 +283,7 @@ class FastPath:
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+        if _declared_over(declared, self._max_body):
             raise PayloadTooLarge(f"request body over {self._max_body} bytes")
         chunks: list[bytes] = []
         size = 0

@@ -11,9 +11,9 @@ from kindred.bootstrap import Container
 from kindred.domain.errors import AuthRejected, InvalidBatch
 from kindred.domain.tenancy import SourceType
 
-__all__ = ["ImportApi"]
+__all__ = ["MAX_CSV_BYTES", "ImportApi"]
 
-_MAX_CSV_BYTES = 64 * 1024 * 1024
+MAX_CSV_BYTES = 64 * 1024 * 1024
 
 
 class ImportApi:
@@ -26,8 +26,8 @@ class ImportApi:
         if source.source_type is not SourceType.CSV_IMPORT:
             raise AuthRejected(f"input {source.name!r} is not a CSV import input")
         body = await request.body()
-        if len(body) > _MAX_CSV_BYTES:
-            raise InvalidBatch(f"CSV files over {_MAX_CSV_BYTES} bytes go through the CLI")
+        if len(body) > MAX_CSV_BYTES:
+            raise InvalidBatch(f"CSV files over {MAX_CSV_BYTES} bytes go through the CLI")
         try:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
