@@ -205,11 +205,29 @@ def check_output(output: OutputDef) -> OutputDef:
         raise ConfigError(f"{where}.subject: a nats output needs a subject")
     if output.kind == "jsonl" and not output.directory:
         raise ConfigError(f"{where}.directory: a jsonl output needs a directory")
+    if output.kind == "webhook" and url.startswith(("http://", "https://")):
+        _check_http_url(url, f"{where}.url")
     if output.auth_header is not None and ":" not in output.auth_header:
         raise ConfigError(f"{where}.auth_header: write it as 'Name: value'")
+    if output.auth_header is not None and any(c in output.auth_header for c in "\r\n\0"):
+        # One header: a line break would add headers of the sender's choosing.
+        raise ConfigError(f"{where}.auth_header: one header, without line breaks")
     if output.timeout_s <= 0 or output.batch_size < 1 or output.rotate_bytes < 1:
         raise ConfigError(f"{where}: timeout_s, batch_size and rotate_bytes must be positive")
     return output
+
+
+def _check_http_url(url: str, where: str) -> None:
+    """A webhook URL names a host, and a port in range when it names one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError past 65535
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"{where}: names no host")
+    if port == 0:
+        raise ConfigError(f"{where}: port 0 names no port")
 
 
 def check_event_connection(

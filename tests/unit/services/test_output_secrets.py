@@ -168,3 +168,20 @@ def test_the_box_reads_keys_again_when_a_secret_does_not_decrypt() -> None:
         box.open(sealed)
     assert box.open("plain") == "plain"
     assert base64.urlsafe_b64decode(sealed.removeprefix("enc:").encode())
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"url": "http://"}, "url: names no host"),
+        ({"url": "http://127.0.0.1:999999/x"}, "url: Port out of range"),
+        ({"url": "https://:443/x"}, "url: names no host"),
+        ({"auth_header": "X-A: b\r\nX-Injected: 1"}, "auth_header: one header"),
+        ({"auth_header": "X-A: b\nX-B: c"}, "auth_header: one header"),
+    ],
+)
+def test_a_webhook_output_names_a_host_and_one_header(changes: dict[str, str], said: str) -> None:
+    fine = OutputDef(name="hook", kind="webhook", url="https://hooks.example.com:8443/in")
+    assert check_output(msgspec.structs.replace(fine, auth_header="X-Token: t")) is not None
+    with pytest.raises(ConfigError, match=said):
+        check_output(msgspec.structs.replace(fine, **changes))
