@@ -219,6 +219,10 @@ def test_audience_access_between_two_users(server: Server, keys: dict[str, dict[
         ).status_code
         == 200
     )
+    # A viewer sees it and its members, but exports no identities (the editor role).
+    as_viewer = f"/audiences/{private_id}/download?identity_types=email"
+    assert call(server, viewer, "GET", as_viewer).status_code == 403
+    assert call(server, viewer, "GET", f"/audiences/{private_id}").status_code == 200
     refused = call(server, bob, "DELETE", f"/audiences/{private_id}")
     assert refused.status_code == 403
     assert call(server, bob, "DELETE", f"/audiences/{nested.json()['id']}").status_code == 200

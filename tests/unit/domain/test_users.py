@@ -98,6 +98,10 @@ def test_an_admin_may_call_every_route(route: tuple[str, str], values: list[str]
     [
         ("GET", "/admin/v1/audiences", Role.VIEWER),
         ("HEAD", "/admin/v1/merges", Role.VIEWER),
+        # Members' identities leave with a download: the editor role, as in the web UI.
+        ("GET", "/admin/v1/audiences/7/download", Role.EDITOR),
+        ("GET", "/admin/v1/audiences/download", Role.EDITOR),
+        ("GET", "/admin/v1/audiences/7/downloads", Role.VIEWER),
         ("POST", "/admin/v1/audiences", Role.EDITOR),
         ("PUT", "/admin/v1/audiences/7", Role.EDITOR),
         ("POST", "/admin/v1/audiences/7/activate", Role.EDITOR),
