@@ -5,6 +5,7 @@ value -> count) or `list` (unique_list, unique_values_count)."""
 from __future__ import annotations
 
 import datetime
+import math
 
 from kindred.domain.calculated import Agg, CalcState
 from kindred.domain.errors import InvalidBatch
@@ -41,9 +42,9 @@ def seed_agg(kind: str, seed: dict[str, object], name: str) -> Agg:
             return _from_value(kind, seed["value"])
         if kind == "average":
             pairs = _pairs(seed)
-            return Agg(n=int(_num(pairs["count"])), total=_num(pairs["sum"]))
+            return Agg(n=_count(pairs["count"]), total=_num(pairs["sum"]))
         if kind == "most_frequent":
-            counts = {str(k): int(_num(v)) for k, v in _pairs(seed).items()}
+            counts = {str(k): _count(v) for k, v in _pairs(seed).items()}
             return Agg(n=sum(counts.values()), counts=counts)
         values = seed["list"]
         if not isinstance(values, list):
@@ -55,7 +56,7 @@ def seed_agg(kind: str, seed: dict[str, object], name: str) -> Agg:
 
 def _from_value(kind: str, value: object) -> Agg:
     if kind == "count":
-        return Agg(n=int(_num(value)))
+        return Agg(n=_count(value))
     if kind in ("sum", "min", "max"):
         x = _num(value)
         return Agg(n=1, total=x, low=x, high=x)
@@ -77,4 +78,14 @@ def _pairs(seed: dict[str, object]) -> dict[str, object]:
 def _num(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError("a number")
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _count(value: object) -> int:
+    number = _num(value)
+    if number < 0 or number != int(number) or number >= 2**63:
+        raise ValueError("a count is a whole number from 0")
+    return int(number)

@@ -137,6 +137,15 @@ def test_a_seed_that_does_not_fit_the_type_is_refused_with_the_name() -> None:
             "ltv",
         )
     assert seed_agg("count", {"value": "3"}, "x") == Agg(n=3)
+    assert seed_agg("count", {"value": 3.0}, "x") == Agg(n=3)
+
+
+@pytest.mark.parametrize("bad", [-5.5, 1.5, -1, 1e308, 2**63, "inf", "nan", float("inf")])
+def test_a_count_seed_is_a_whole_number_from_0(bad: object) -> None:
+    with pytest.raises(InvalidBatch, match=r"^n: seed does not fit count"):
+        seed_agg("count", {"value": bad}, "n")
+    with pytest.raises(InvalidBatch, match=r"^n: seed does not fit average"):
+        seed_agg("average", {"key_value_pairs": {"sum": 1, "count": bad}}, "n")
 
 
 def test_the_reference_shape_is_read_too() -> None:
