@@ -5,6 +5,7 @@ ledger and un-merge from the CLI, quarantine list and replay."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
@@ -135,6 +136,12 @@ def test_authentication(server: Server) -> None:
     assert response.status_code == 200, response.text
     signed["x-mp-signature"] = "0" * 64
     assert httpx.post(f"{server.url}/v1/identify", content=raw, headers=signed).status_code == 403
+    # As mParticle's Android SDK sends it: the body gzipped, the signature of the JSON in it.
+    signed["x-mp-signature"] = digest.hexdigest()
+    zipped = {**signed, "content-encoding": "gzip", "content-type": "application/json"}
+    response = httpx.post(f"{server.url}/v1/identify", content=gzip.compress(raw), headers=zipped)
+    assert response.status_code == 200, response.text
+    assert response.json()["mpid"] == identify(server, {"email": "auth@example.com"})["mpid"]
 
 
 def test_a_login_merge_shows_in_the_ledger_and_can_be_undone(server: Server) -> None:

@@ -4,6 +4,8 @@ too deep, integers beyond 64 bits in paths, queries and bodies, timestamps outsi
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -553,13 +555,50 @@ def test_a_csv_import_keeps_its_own_larger_bound(client: Client) -> None:
     assert answer.json()["rows"] == 20_000
 
 
+GZIP_BATCH = b'{"environment":"production","user_identities":{"customerid":"gz"}}'
+
+
 @pytest.mark.parametrize("path", ["/v2/events", "/v1/identify", "/admin/v1/audiences"])
-def test_a_body_under_a_content_encoding_is_refused_415(client: Client, path: str) -> None:
+def test_a_body_in_another_content_encoding_is_refused_415(client: Client, path: str) -> None:
     answer = client.post(
         path,
-        content=b'{"environment":"production","user_identities":{"customerid":"gz"}}',
-        headers={**ADMIN, **WEB_KEY, "content-encoding": "gzip"},
+        content=zlib.compress(GZIP_BATCH),
+        headers={**ADMIN, **WEB_KEY, "content-encoding": "deflate"},
         auth=SERVER_AUTH if path == "/v2/events" else None,
     )
     assert answer.status_code == 415, answer.text
-    assert "Content-Encoding 'gzip' is not accepted" in answer.text
+    assert "Content-Encoding 'deflate' is not accepted" in answer.text
+
+
+def test_a_gzip_body_is_read_on_every_route(client: Client) -> None:
+    zipped = {"content-encoding": "gzip", "content-type": "application/json"}
+    sent = client.post(
+        "/v2/events", content=gzip.compress(GZIP_BATCH), headers=zipped, auth=SERVER_AUTH
+    )
+    assert sent.status_code == 202, sent.text
+    identify = b'{"environment":"production","known_identities":{"customerid":"gz"}}'
+    found = client.post(
+        "/v1/identify", content=gzip.compress(identify), headers={**zipped, **WEB_KEY}
+    )
+    assert found.status_code == 200, found.text
+    definition = (
+        b'{"name":"gz","workspaces":[1],'
+        b'"criteria":{"attribute":"tier","op":"equals","value":"gold"}}'
+    )
+    made = client.post(
+        "/admin/v1/audiences", content=gzip.compress(definition), headers={**zipped, **ADMIN}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "gz"
+
+
+@pytest.mark.parametrize("path", ["/v2/events", "/admin/v1/audiences"])
+def test_a_gzip_body_that_is_not_gzip_or_too_large_is_refused(client: Client, path: str) -> None:
+    headers = {**ADMIN, "content-encoding": "gzip", "content-type": "application/json"}
+    auth = SERVER_AUTH if path == "/v2/events" else None
+    plain = client.post(path, content=GZIP_BATCH, headers=headers, auth=auth)
+    assert "not gzip" in refusal(plain, "body")
+    bomb = gzip.compress(b'{"x":"' + b"a" * 5_000_000 + b'"}')  # ~5 KB, 5 MB inside
+    refused = client.post(path, content=bomb, headers=headers, auth=auth)
+    assert refused.status_code == 413, refused.text
+    assert "once decompressed" in refused.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from kindred.api.idsync import IdSyncApi, identity_error_body, identity_route
 from kindred.api.imports import MAX_CSV_BYTES
 from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
-from kindred.domain.errors import KindredError
+from kindred.domain.errors import InvalidBatch, KindredError
 from kindred.wire.limits import strict_int
 
 __all__ = ["FastPath"]
@@ -50,16 +51,63 @@ log = logging.getLogger("kindred.api")
 _LARGER_BODIES = {"/v2/import/csv": MAX_CSV_BYTES}
 
 
+def _encoding(scope: Scope) -> str:
+    return (_header(scope, b"content-encoding") or "").strip().lower()
+
+
+def _gzipped(scope: Scope) -> bool:
+    # mParticle's Android SDK gzips its IDSync requests (and signs the JSON inside).
+    return _encoding(scope) == "gzip"
+
+
 def _unsupported_encoding(scope: Scope) -> UnsupportedEncoding | None:
-    """A body under a Content-Encoding other than `identity` is refused (415): read as it
-    stands, a compressed one would be taken for malformed JSON, and a plain one under such
-    a header for what it is not."""
-    encoding = _header(scope, b"content-encoding")
-    if encoding is None or encoding.strip().lower() in ("", "identity"):
+    """A body under a Content-Encoding other than gzip or `identity` is refused (415):
+    read as it stands, it would be taken for malformed JSON, or for what it is not."""
+    if _encoding(scope) in ("", "identity", "gzip"):
         return None
     return UnsupportedEncoding(
-        f"Content-Encoding {encoding!r} is not accepted: send the body uncompressed"
+        f"Content-Encoding {_header(scope, b'content-encoding')!r} is not accepted:"
+        " send the body as it is or gzipped"
     )
+
+
+def _gunzipped(raw: bytes, limit: int) -> bytes:
+    """A gzip body's content, at most `limit` bytes of it (PayloadTooLarge past them)."""
+    inflater = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        message = f"the body is not gzip, as its Content-Encoding says ({exc})"
+        raise InvalidBatch(message, "body") from None
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise InvalidBatch("the gzip body is cut short", "body")
+    return body
+
+
+def _inflating(receive: Receive, limit: int) -> Receive:
+    """`receive` giving a gzip body decompressed, in one message (the routes behind this
+    read the body whole)."""
+    given = False
+
+    async def inflating() -> MutableMapping[str, Any]:
+        nonlocal given
+        if given:
+            return await receive()
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        given = True
+        body = _gunzipped(b"".join(chunks), limit)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return inflating
 
 
 def _declared_over(declared: str | None, limit: int) -> bool:
@@ -141,6 +189,8 @@ class FastPath:
                     # Answered before the body is read: the routes behind read it whole.
                     refused = PayloadTooLarge(f"request body over {limit} bytes")
                 receive = _bounded(receive, limit)
+                if _gzipped(scope):
+                    receive = _inflating(receive, limit)
             if refused is not None:
                 await _respond(send, *_refusal(refused))
                 return
@@ -296,7 +346,8 @@ class FastPath:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return _gunzipped(raw, self._max_body) if _gzipped(scope) else raw
 
     def _timer(self, route: str, status: int) -> Any:
         key = (route, status)
