@@ -602,3 +602,11 @@ def test_a_gzip_body_that_is_not_gzip_or_too_large_is_refused(client: Client, pa
     refused = client.post(path, content=bomb, headers=headers, auth=auth)
     assert refused.status_code == 413, refused.text
     assert "once decompressed" in refused.text
+
+
+@pytest.mark.parametrize("path", ["/admin/v1/merges", "/admin/v1/dead-letters"])
+def test_a_negative_limit_is_refused_naming_it(client: Client, path: str) -> None:
+    assert "not a whole number from 0" in refusal(
+        client.get(f"{path}?limit=-5", headers=ADMIN), "limit"
+    )
+    assert client.get(f"{path}?limit=3", headers=ADMIN).status_code == 200

@@ -25,7 +25,7 @@ from kindred.services.privacy.bulk import IdentityName
 from kindred.services.writes.commands import AliasCall, UnmergeCall
 from kindred.wire.batch import Mpid, decode_hook
 from kindred.wire.errors import as_invalid_batch
-from kindred.wire.limits import check_json_body, int64_param
+from kindred.wire.limits import check_json_body, int64_param, limit_param
 
 __all__ = ["admin_routes"]
 
@@ -61,7 +61,7 @@ class AdminApi:
     async def merges(self, request: Request) -> Response:
         self.check(request)
         mpid = _int_param(request, "mpid")
-        limit = _int_param(request, "limit") or 50
+        limit = limit_param(request.query_params.get("limit"), "limit", 50) or 50
         return _json(self._c.ledger.rows(mpid, limit))
 
     async def unmerge(self, request: Request) -> Response:

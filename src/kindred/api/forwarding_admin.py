@@ -20,7 +20,7 @@ from kindred.domain.errors import ConfigError, InvalidBatch, NotFound
 from kindred.services.audiences.access import AudienceAccessCheck
 from kindred.services.audiences.connections import BulkConnectionRequest, connection_name
 from kindred.wire.errors import as_invalid_batch
-from kindred.wire.limits import check_json_body, int64_param
+from kindred.wire.limits import check_json_body, limit_param
 
 __all__ = ["forwarding_routes"]
 
@@ -148,10 +148,7 @@ class ForwardingAdmin:
 
     async def dead_letters(self, request: Request) -> Response:
         self._check(request)
-        text = request.query_params.get("limit", "100")
-        if not text.isdigit():
-            raise InvalidBatch(f"limit {text!r} is not a whole number", "limit")
-        limit = int64_param(text, "limit")
+        limit = limit_param(request.query_params.get("limit"), "limit", 100)
         connection = request.query_params.get("connection")
         hidden = self._hidden(request)
         if connection in hidden:

@@ -32,6 +32,7 @@ __all__ = [
     "check_utf8",
     "int64_param",
     "is_instant",
+    "limit_param",
     "strict_int",
     "too_deep",
 ]
@@ -123,6 +124,16 @@ def int64_param(text: str, name: str) -> int:
         raise InvalidBatch(f"{name} {shown!r} is not an integer", name)
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidBatch(f"{name} {text} is not a signed 64-bit integer", name)
+    return value
+
+
+def limit_param(text: str | None, name: str, default: int) -> int:
+    """A `limit` query parameter: `default` when absent, else a whole number from 0."""
+    if text is None:
+        return default
+    value = int64_param(text, name)
+    if value < 0:
+        raise InvalidBatch(f"{name} {text} is not a whole number from 0", name)
     return value
 
 
