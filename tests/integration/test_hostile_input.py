@@ -4,14 +4,17 @@ too deep, integers beyond 64 bits in paths, queries and bodies, timestamps outsi
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import msgspec
 import pytest
 
+from kindred.api.app import create_app
 from kindred.bootstrap import Container
 from kindred.domain.observation import ConsentFact, EventFact, Observation
 from kindred.services.writes.commands import Accepted
@@ -610,3 +613,35 @@ def test_a_negative_limit_is_refused_naming_it(client: Client, path: str) -> Non
         client.get(f"{path}?limit=-5", headers=ADMIN), "limit"
     )
     assert client.get(f"{path}?limit=3", headers=ADMIN).status_code == 200
+
+
+def test_a_client_gone_mid_body_is_no_server_error(
+    container: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(container, manage_lifecycle=False)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/admin/v1/audiences",
+        "raw_path": b"/admin/v1/audiences",
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer e2e-admin-token"), (b"content-length", b"99")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("kindred.test", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    messages = [{"type": "http.request", "body": b'{"na', "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(app(scope, receive, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

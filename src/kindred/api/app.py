@@ -11,7 +11,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -72,10 +72,19 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastPa
             ),
             Middleware(AdminGuard, callers=container.admin_callers),
         ],
-        exception_handlers={KindredError: handle_kindred_error},
+        exception_handlers={
+            KindredError: handle_kindred_error,
+            ClientDisconnect: client_gone,
+        },
         lifespan=lifespan,
     )
     return FastPath(app, events, container)
+
+
+async def client_gone(_: Request, __: Exception) -> Response:
+    """The client went away while its body was read: nobody is left to answer, and it is
+    not a fault of the server's (no error logged)."""
+    return Response(status_code=499)
 
 
 def _timer(container: Container) -> Callable[[str, Handler], Handler]:
