@@ -160,7 +160,9 @@ class Server:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(15)
+            # A worker that just had its database back may take a while to finish what it
+            # holds (seen over 15 s on a slow machine); one that never stops still fails.
+            self.process.wait(30)
             self.process = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
