@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from kindred.api.bodies import (
+    LARGER_BODIES,
+    bounded,
+    declared_over,
+    gunzipped,
+    gzipped,
+    header,
+    inflating,
+    unsupported_encoding,
+)
 from kindred.api.errors import (
     PayloadTooLarge,
-    UnsupportedEncoding,
     error_body,
     error_headers,
     status_of,
 )
 from kindred.api.events import EventsApi
 from kindred.api.idsync import IdSyncApi, identity_error_body, identity_route
-from kindred.api.imports import MAX_CSV_BYTES
 from kindred.api.profile_api import PROFILE_PREFIX, Answer, OAuthApi, ProfileReadApi
 from kindred.bootstrap import Container
-from kindred.domain.errors import InvalidBatch, KindredError
-from kindred.wire.limits import strict_int
+from kindred.domain.errors import KindredError
 
 __all__ = ["FastPath"]
 
@@ -45,91 +51,6 @@ _INTERNAL_ERROR = (
 )
 
 log = logging.getLogger("kindred.api")
-
-
-# Routes that take bodies over `server.max_body_bytes`, with their own bound.
-_LARGER_BODIES = {"/v2/import/csv": MAX_CSV_BYTES}
-
-
-def _encoding(scope: Scope) -> str:
-    return (_header(scope, b"content-encoding") or "").strip().lower()
-
-
-def _gzipped(scope: Scope) -> bool:
-    # mParticle's Android SDK gzips its IDSync requests (and signs the JSON inside).
-    return _encoding(scope) == "gzip"
-
-
-def _unsupported_encoding(scope: Scope) -> UnsupportedEncoding | None:
-    """A body under a Content-Encoding other than gzip or `identity` is refused (415):
-    read as it stands, it would be taken for malformed JSON, or for what it is not."""
-    if _encoding(scope) in ("", "identity", "gzip"):
-        return None
-    return UnsupportedEncoding(
-        f"Content-Encoding {_header(scope, b'content-encoding')!r} is not accepted:"
-        " send the body as it is or gzipped"
-    )
-
-
-def _gunzipped(raw: bytes, limit: int) -> bytes:
-    """A gzip body's content, at most `limit` bytes of it (PayloadTooLarge past them)."""
-    inflater = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
-    try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        message = f"the body is not gzip, as its Content-Encoding says ({exc})"
-        raise InvalidBatch(message, "body") from None
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes once decompressed")
-    if not inflater.eof:
-        raise InvalidBatch("the gzip body is cut short", "body")
-    return body
-
-
-def _inflating(receive: Receive, limit: int) -> Receive:
-    """`receive` giving a gzip body decompressed, in one message (the routes behind this
-    read the body whole)."""
-    given = False
-
-    async def inflating() -> MutableMapping[str, Any]:
-        nonlocal given
-        if given:
-            return await receive()
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return message
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        given = True
-        body = _gunzipped(b"".join(chunks), limit)
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return inflating
-
-
-def _declared_over(declared: str | None, limit: int) -> bool:
-    """Whether a Content-Length header says more than `limit` bytes."""
-    length = strict_int(declared) if declared is not None else None
-    return length is not None and length > limit
-
-
-def _bounded(receive: Receive, limit: int) -> Receive:
-    """`receive` raising PayloadTooLarge (413 from the app's error handler) once the body
-    passes `limit` bytes: for a body sent without its length, or longer than it said."""
-    size = 0
-
-    async def bounded() -> MutableMapping[str, Any]:
-        nonlocal size
-        message = await receive()
-        size += len(message.get("body", b""))
-        if size > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-        return message
-
-    return bounded
 
 
 class FastPath:
@@ -180,17 +101,17 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refused: KindredError | None = _unsupported_encoding(scope)
+            refused: KindredError | None = unsupported_encoding(scope)
             if refused is None and await self._answered_here(scope, receive, send):
                 return
             if refused is None:
-                limit = _LARGER_BODIES.get(scope["path"], self._max_body)
-                if _declared_over(_header(scope, b"content-length"), limit):
+                limit = LARGER_BODIES.get(scope["path"], self._max_body)
+                if declared_over(header(scope, b"content-length"), limit):
                     # Answered before the body is read: the routes behind read it whole.
                     refused = PayloadTooLarge(f"request body over {limit} bytes")
-                receive = _bounded(receive, limit)
-                if _gzipped(scope):
-                    receive = _inflating(receive, limit)
+                receive = bounded(receive, limit)
+                if gzipped(scope):
+                    receive = inflating(receive, limit)
             if refused is not None:
                 await _respond(send, *_refusal(refused))
                 return
@@ -278,8 +199,8 @@ class FastPath:
             body = await self._body(scope, receive)
             if route == "oauth_token":
                 status, body, headers = await self._oauth.token(
-                    _header(scope, b"content-type"),
-                    _header(scope, b"authorization"),
+                    header(scope, b"content-type"),
+                    header(scope, b"authorization"),
                     body,
                     _peer(scope),
                 )
@@ -299,7 +220,7 @@ class FastPath:
             route,
             scope["path"],
             scope.get("query_string", b""),
-            _header(scope, b"authorization"),
+            header(scope, b"authorization"),
             body,
         )
 
@@ -324,7 +245,7 @@ class FastPath:
             body = await self._body(scope, receive)
             await self._events.web_events(source, body, _client_ip(scope))
             return
-        source = self._events.server_input(_header(scope, b"authorization"))
+        source = self._events.server_input(header(scope, b"authorization"))
         body = await self._body(scope, receive)
         if route == "events":
             await self._events.events(source, body)
@@ -332,8 +253,8 @@ class FastPath:
             await self._events.bulk(source, body, historical=route == "bulkevents_historical")
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        declared = _header(scope, b"content-length")
-        if _declared_over(declared, self._max_body):
+        declared = header(scope, b"content-length")
+        if declared_over(declared, self._max_body):
             raise PayloadTooLarge(f"request body over {self._max_body} bytes")
         chunks: list[bytes] = []
         size = 0
@@ -347,7 +268,7 @@ class FastPath:
             if not message.get("more_body", False):
                 break
         raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return _gunzipped(raw, self._max_body) if _gzipped(scope) else raw
+        return gunzipped(raw, self._max_body) if gzipped(scope) else raw
 
     def _timer(self, route: str, status: int) -> Any:
         key = (route, status)
@@ -375,13 +296,6 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def _peer(scope: Scope) -> str | None:
     """The address the request came from, as the server reports it (uvicorn takes it from
     X-Forwarded-For only when the peer is a trusted proxy: its `forwarded_allow_ips`)."""
@@ -391,7 +305,7 @@ def _peer(scope: Scope) -> str | None:
 
 def _client_ip(scope: Scope) -> str | None:
     """The user's address for client SDK batches: the first X-Forwarded-For hop, else the peer."""
-    forwarded = _header(scope, b"x-forwarded-for")
+    forwarded = header(scope, b"x-forwarded-for")
     if forwarded:
         return forwarded.split(",")[0].strip() or None
     client = scope.get("client")

@@ -73,7 +73,7 @@ class HotReadProtocol(HttpToolsProtocol):
             if name in _NOT_PLAIN:
                 return None
             if name == b"authorization" and authorization is None:
-                # The first, as the ASGI way takes it (`fastpath._header`).
+                # The first, as the ASGI way takes it (`bodies.header`).
                 authorization = value.decode("latin-1")
         parsed = httptools.parse_url(self.url)
         if b"%" in parsed.path:
